@@ -1,0 +1,57 @@
+# Melanoma fusion study — `make help` lists the targets.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+GPU ?= 0
+REQS := $(if $(filter 1,$(GPU)),<(grep -v "^tensorflow-cpu" requirements.txt) -r requirements-gpu.txt,requirements.txt)
+STAMP := $(VENV)/.installed-$(if $(filter 1,$(GPU)),gpu,cpu)
+# Data set for `make reproduce`: a params/<DATA>.yaml file (demo = the SYNTHETIC demo set).
+DATA ?= demo
+DATA_SIZE ?= 256
+DATA_BENIGN ?= all
+
+.PHONY: help setup data demo-data reproduce test test-fast bench lint clean
+
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "}; /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "  variables: DATA=$(DATA) (params/<DATA>.yaml)  GPU=$(GPU) (1: CUDA build of TensorFlow)"
+
+$(STAMP): requirements.txt requirements-gpu.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(if $(filter 1,$(GPU)),$(PY) -m pip uninstall --yes --quiet tensorflow-cpu || true)
+	$(PY) -m pip install --quiet -r $(REQS)
+	$(PY) -m pip install --quiet --no-deps -e .
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+setup: $(STAMP) ## create .venv/ with the pinned dependencies (GPU=1: tensorflow[and-cuda])
+
+demo-data: $(STAMP) ## generate the SYNTHETIC demo data set in data/synthetic-demo/
+	$(PY) -m melanoma_utils demo-data
+
+data: $(STAMP) ## download the real ISIC 2020 data and resize it into data/isic2020-$(DATA_SIZE)/ (needs internet)
+	$(PY) -m melanoma_utils fetch --size $(DATA_SIZE) $(if $(filter-out all,$(DATA_BENIGN)),--benign $(DATA_BENIGN))
+
+reproduce: $(STAMP) ## run the study's notebooks on params/$(DATA).yaml into reports/ (default: SYNTHETIC demo)
+	$(PY) -m melanoma_utils reproduce --params params/$(DATA).yaml
+
+test: $(STAMP) ## run the test suite (slow notebook runs included)
+	$(PY) -m pytest
+
+test-fast: $(STAMP) ## run the tests without the slow notebook runs
+	$(PY) -m pytest -m "not slow"
+
+bench: $(STAMP) ## measure pipeline / training / prediction throughput into reports/bench/
+	$(PY) scripts/bench.py
+
+lint: $(STAMP) ## byte-compile the package and tests (ruff, if installed)
+	$(PY) -m compileall -q melanoma_utils tests scripts
+	@if $(PY) -m ruff --version >/dev/null 2>&1; then $(PY) -m ruff check melanoma_utils tests scripts; fi
+
+clean: ## remove caches and the SYNTHETIC demo outputs (never real data or committed reports)
+	rm -rf .pytest_cache reports/demo data/synthetic-demo
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,164 @@
+"""``make data``: fetch the official SIIM-ISIC 2020 training data and resize it once.
+
+Steps: download the official metadata, duplicate list and JPEG archive (resumable HTTP range requests,
+size-verified, CRC-verified on extraction), then :func:`resize_into_layout` writes
+``data/isic2020-<size>/train.csv`` + ``train/<image_name>.jpg`` (the resized-JPEG layout), recording each
+image's ORIGINAL width and height. The transfer needs internet; everything after it is tested offline on
+the shared subset.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import urllib.request
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Iterable
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from .data import DataError, drop_duplicates, load_metadata, read_duplicates
+
+ISIC_2020_BASE = "https://isic-challenge-data.s3.amazonaws.com/2020/"
+FILES = {
+    "metadata": "ISIC_2020_Training_GroundTruth_v2.csv",
+    "duplicates": "ISIC_2020_Training_Duplicates.csv",
+    "images": "ISIC_2020_Training_JPEG.zip",  # ~23 GB
+}
+
+
+def download(url: str, dest: Path, chunk: int = 1 << 20) -> Path:
+    """Download ``url`` to ``dest``, resuming a partial ``dest.part``; verify the size against the server's."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.is_file():
+        return dest
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        resp = urllib.request.urlopen(req, timeout=60)
+    except OSError as exc:
+        raise DataError(f"cannot download {url} ({exc}); check the internet connection, or place the file "
+                        f"at {dest} by hand") from None
+    with resp:
+        total = int(resp.headers.get("Content-Length", 0)) + (have if resp.status == 206 else 0)
+        mode = "ab" if resp.status == 206 else "wb"
+        from tqdm.auto import tqdm
+
+        with part.open(mode) as fh, tqdm(total=total, initial=have if mode == "ab" else 0, unit="B",
+                                          unit_scale=True, desc=dest.name) as bar:
+            while block := resp.read(chunk):
+                fh.write(block)
+                bar.update(len(block))
+    if total and part.stat().st_size != total:
+        raise DataError(f"{part}: incomplete download ({part.stat().st_size} of {total} bytes); run again to resume")
+    os.replace(part, dest)
+    return dest
+
+
+def square_resize(img: np.ndarray, size: int) -> np.ndarray:
+    """Centre-crop to a square, then resize to ``size``×``size`` (area interpolation: antialiased)."""
+    h, w = img.shape[:2]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    crop = img[top : top + s, left : left + s]
+    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if s > size else cv2.INTER_CUBIC)
+
+
+def _resize_one(args: tuple[bytes, Path, int]) -> tuple[int, int] | None:
+    data, out, size = args
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        return None
+    h, w = img.shape[:2]
+    tmp = out.with_name(out.name + ".tmp.jpg")
+    cv2.imwrite(str(tmp), square_resize(img, size), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    os.replace(tmp, out)
+    return w, h
+
+
+def resize_into_layout(
+    metadata_csv: Path,
+    sources: Iterable[tuple[str, bytes]] | None,
+    out_dir: Path,
+    size: int = 256,
+    duplicates_csv: Path | None = None,
+    benign: int | None = None,
+    seed: int = 0,
+    images_dir: Path | None = None,
+    workers: int = 4,
+) -> Path:
+    """Write the resized-JPEG layout for ``metadata_csv`` into ``out_dir``; return its ``train.csv``.
+
+    Images come from ``sources`` (``(image_name, jpeg_bytes)`` pairs, e.g. read from the zip) or from
+    ``images_dir``. ``benign`` keeps all malignant rows plus that many randomly sampled benign rows. Already-resized images are skipped (resumable).
+    """
+    ds = load_metadata(metadata_csv)
+    raw = pd.read_csv(metadata_csv, dtype=str)
+    if duplicates_csv is not None:
+        kept, _ = drop_duplicates(ds.frame, read_duplicates(duplicates_csv))
+        raw = raw[raw["image_name"].isin(set(kept["image_name"]))]
+    if benign is not None:
+        is_mal = raw["target"].astype(int) == 1
+        ben = raw[~is_mal].sample(n=min(benign, int((~is_mal).sum())), random_state=seed)
+        raw = pd.concat([raw[is_mal], ben]).sort_index()
+    wanted = set(raw["image_name"])
+    (out_dir / "train").mkdir(parents=True, exist_ok=True)
+    sizes: dict[str, tuple[int, int]] = {}
+    if sources is None:
+        if images_dir is None:
+            raise ValueError("give sources or images_dir")
+        sources = ((n, (images_dir / f"{n}.jpg").read_bytes()) for n in raw["image_name"])
+    jobs = (
+        (name, (data, out_dir / "train" / f"{name}.jpg", size))
+        for name, data in sources
+        if name in wanted
+    )
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        batch: list[tuple[str, tuple[bytes, Path, int]]] = []
+        for job in jobs:
+            batch.append(job)
+            if len(batch) >= 64:
+                for (name, _), res in zip(batch, pool.map(_resize_one, [j for _, j in batch])):
+                    if res is not None:
+                        sizes[name] = res
+                batch = []
+        for (name, _), res in zip(batch, pool.map(_resize_one, [j for _, j in batch])):
+            if res is not None:
+                sizes[name] = res
+    raw = raw[raw["image_name"].isin(set(sizes))].copy()
+    if "width" not in raw or raw["width"].isna().all():
+        raw["width"] = [sizes[n][0] for n in raw["image_name"]]
+        raw["height"] = [sizes[n][1] for n in raw["image_name"]]
+    tmp = out_dir / "train.csv.tmp"
+    raw.to_csv(tmp, index=False)
+    os.replace(tmp, out_dir / "train.csv")
+    return out_dir / "train.csv"
+
+
+def zip_sources(zip_path: Path) -> Iterable[tuple[str, bytes]]:
+    """``(image_name, bytes)`` for each JPEG in the official archive; a CRC error names the member."""
+    with zipfile.ZipFile(zip_path) as zf:
+        for info in zf.infolist():
+            if info.filename.lower().endswith(".jpg"):
+                try:
+                    yield Path(info.filename).stem, zf.read(info)
+                except zipfile.BadZipFile as exc:
+                    raise DataError(f"{zip_path}: {info.filename} is corrupt ({exc}); delete the zip and "
+                                    "run `make data` again") from None
+
+
+def fetch(out_root: Path, size: int = 256, benign: int | None = None, seed: int = 0) -> Path:
+    """Download the official files into ``out_root/isic2020-raw`` and build ``out_root/isic2020-<size>``."""
+    raw_dir = out_root / "isic2020-raw"
+    meta = download(ISIC_2020_BASE + FILES["metadata"], raw_dir / FILES["metadata"])
+    dups = download(ISIC_2020_BASE + FILES["duplicates"], raw_dir / FILES["duplicates"])
+    archive = download(ISIC_2020_BASE + FILES["images"], raw_dir / FILES["images"])
+    out_dir = out_root / f"isic2020-{size}"
+    csv = resize_into_layout(meta, zip_sources(archive), out_dir, size, dups, benign, seed)
+    shutil.copy2(dups, out_dir / FILES["duplicates"])
+    return csv

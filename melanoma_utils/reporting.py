@@ -1,0 +1,76 @@
+"""Report helpers shared by the notebooks: package versions, a figure writer bound to a report folder."""
+
+from __future__ import annotations
+
+import platform
+import random
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import config
+from .plots import save_figure
+
+PACKAGES: tuple[str, ...] = (
+    "melanoma-utils", "tensorflow-cpu", "tensorflow", "keras", "jax", "numpy", "pandas", "scikit-learn",
+    "scipy", "matplotlib", "seaborn", "shap", "opencv-python-headless", "papermill",
+)
+
+
+def package_versions(packages: tuple[str, ...] = PACKAGES) -> pd.DataFrame:
+    """Installed versions of the packages the study depends on (absent ones omitted), plus Python."""
+    rows = [("python", platform.python_version())]
+    for name in packages:
+        try:
+            rows.append((name, metadata.version(name)))
+        except metadata.PackageNotFoundError:
+            continue
+    return pd.DataFrame(rows, columns=["package", "version"]).set_index("package")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python and NumPy (and Keras, TensorFlow, JAX through Keras when it is imported)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    import sys
+
+    if "keras" in sys.modules:
+        sys.modules["keras"].utils.set_random_seed(seed)
+
+
+@dataclass
+class Report:
+    """Where a notebook run writes: ``<report_dir>/figures/<name>.png`` and tables."""
+
+    report_dir: Path
+    tag: str = ""
+
+    @classmethod
+    def from_params(cls, report_dir: str, synthetic: bool) -> "Report":
+        """Resolve the folder from a parameter; ``tag`` is ``"SYNTHETIC"`` for demo data."""
+        return cls(config.resolve(report_dir), "SYNTHETIC" if synthetic else "")
+
+    @property
+    def figures(self) -> Path:
+        """The figures folder (created)."""
+        path = self.report_dir / "figures"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def figure(self, fig, name: str) -> Path:
+        """Save a figure as ``figures/<name>.png`` and return its path (the figure stays open to display)."""
+        return save_figure(fig, self.figures / f"{name}.png")
+
+    def table(self, df: pd.DataFrame, name: str) -> Path:
+        """Save a table as ``<name>.csv`` (temporary name, then moved)."""
+        import os
+
+        path = self.report_dir / f"{name}.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        df.to_csv(tmp)
+        os.replace(tmp, path)
+        return path

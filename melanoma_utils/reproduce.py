@@ -1,0 +1,102 @@
+"""``make reproduce``: execute the study's notebooks in order with papermill, render HTML.
+
+Parameters come from one YAML file per data set (``params/<name>.yaml``). Each notebook's executed
+copy and HTML go to ``<report_dir>/`` (figures to ``<report_dir>/figures/``), each written under a
+temporary name and moved into place, so a failed run never leaves a half-written report. The first
+failing notebook stops the chain: its error is printed and the exit status is non-zero.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from . import config
+
+
+def read_params(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a parameter YAML file (a flat mapping of literals)."""
+    path = Path(path)
+    if not path.is_file():
+        choices = ", ".join(sorted(p.stem for p in config.PARAMS_DIR.glob("*.yaml")))
+        raise ValueError(f"{path}: parameter file not found (available in params/: {choices})")
+    params = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(params, dict):
+        raise ValueError(f"{path}: expected a mapping of parameter names to values")
+    return params
+
+
+def prepare_data(params: dict[str, Any]) -> None:
+    """Generate the SYNTHETIC demo data when the parameters ask for it and it is absent."""
+    if params.get("synthetic"):
+        from .demo import make_demo_dataset
+
+        csv = config.resolve(params["metadata_csv"])
+        if not csv.is_file():
+            print(f"generating SYNTHETIC demo data in {csv.parent}", flush=True)
+            make_demo_dataset(csv.parent, seed=int(params.get("seed", 0)))
+
+
+def render_html(notebook: Path, html: Path) -> None:
+    """Write ``notebook`` as HTML to ``html`` (temporary name, then moved)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
+    tmp = html.with_name(f".{html.name}.tmp")
+    tmp.write_text(body, encoding="utf-8")
+    os.replace(tmp, html)
+
+
+def run_notebook(name: str, params: dict[str, Any], report_dir: Path, timeout: int = 3600) -> Path:
+    """Execute ``notebooks/<name>.ipynb`` with the parameters it declares; return the executed copy."""
+    import papermill as pm
+
+    source = config.NOTEBOOKS_DIR / f"{name}.ipynb"
+    declared = pm.inspect_notebook(str(source))
+    given = {k: v for k, v in params.items() if k in declared}
+    report_dir.mkdir(parents=True, exist_ok=True)
+    out = report_dir / f"{name}.ipynb"
+    tmp = report_dir / f".{name}.tmp.ipynb"
+    try:
+        pm.execute_notebook(
+            str(source),
+            str(tmp),
+            parameters=given,
+            cwd=str(config.NOTEBOOKS_DIR),
+            kernel_name="python3",
+            log_output=False,
+            progress_bar=False,
+            execution_timeout=timeout,
+        )
+    except BaseException:
+        failed = report_dir / f"{name}.failed.ipynb"  # kept for inspection, never the report itself
+        if tmp.exists():
+            os.replace(tmp, failed)
+        raise
+    os.replace(tmp, out)
+    (report_dir / f"{name}.failed.ipynb").unlink(missing_ok=True)
+    render_html(out, report_dir / f"{name}.html")
+    return out
+
+
+def reproduce(params_file: str | os.PathLike[str], notebooks: Sequence[str] = config.NOTEBOOKS) -> int:
+    """Run every notebook in order; return 0, or 1 at the first failure (its error printed)."""
+    params = read_params(params_file)
+    report_dir = config.resolve(params.get("report_dir", f"reports/{Path(params_file).stem}"))
+    prepare_data(params)
+    for name in notebooks:
+        start = time.perf_counter()
+        print(f"[reproduce] {name} -> {report_dir}/", flush=True)
+        try:
+            run_notebook(name, params, report_dir, timeout=int(params.get("cell_timeout", 3600)))
+        except Exception as exc:  # papermill's PapermillExecutionError carries the cell's error
+            print(f"[reproduce] {name} FAILED: {exc}", file=sys.stderr, flush=True)
+            return 1
+        print(f"[reproduce] {name} done in {time.perf_counter() - start:.0f} s", flush=True)
+    return 0

@@ -1,0 +1,63 @@
+"""Patient-grouped splits: no patient ever appears on both sides of a split."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import StratifiedGroupKFold
+
+
+class LeakageError(AssertionError):
+    """A patient appears on both sides of a split."""
+
+
+def grouped_folds(df: pd.DataFrame, n_splits: int = 5, seed: int = 0, use_tfrecord: bool = False) -> np.ndarray:
+    """A fold id (0..n_splits-1) per row, grouped by ``patient_id`` and stratified by ``target``.
+
+    With ``use_tfrecord`` and a complete ``fold`` column (the resized release's ``tfrecord``, the
+    standard patient-isolated assignment), folds are ``fold % n_splits`` instead.
+    """
+    if use_tfrecord and "fold" in df and df["fold"].notna().all():
+        folds = df["fold"].astype(int).to_numpy() % n_splits
+    else:
+        n_pos = int(df["target"].sum())
+        n_patients = df["patient_id"].nunique()
+        if n_splits < 2 or n_patients < n_splits:
+            raise ValueError(f"need at least {n_splits} patients for {n_splits} folds; have {n_patients}")
+        if n_pos < n_splits:
+            raise ValueError(f"need at least {n_splits} positive rows for {n_splits} stratified folds; have {n_pos}")
+        sgkf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        folds = np.empty(len(df), dtype=int)
+        for k, (_, test_idx) in enumerate(sgkf.split(np.zeros(len(df)), df["target"], df["patient_id"])):
+            folds[test_idx] = k
+    assert_grouped(df["patient_id"].to_numpy(), folds)
+    return folds
+
+
+def holdout_split(
+    df: pd.DataFrame, test_fraction: float = 0.2, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions ``(train, test)`` of a patient-grouped, target-stratified hold-out split."""
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be in (0, 1); got {test_fraction}")
+    n_splits = max(2, int(round(1 / test_fraction)))
+    folds = grouped_folds(df, n_splits=n_splits, seed=seed)
+    test = np.flatnonzero(folds == 0)
+    train = np.flatnonzero(folds != 0)
+    assert_disjoint_patients(df.iloc[train], df.iloc[test])
+    return train, test
+
+
+def assert_grouped(patients: np.ndarray, folds: np.ndarray) -> None:
+    """Raise :class:`LeakageError` if any patient has rows in more than one fold."""
+    per_patient = pd.Series(folds).groupby(pd.Series(patients)).nunique()
+    leaked = per_patient[per_patient > 1]
+    if len(leaked):
+        raise LeakageError(f"{len(leaked)} patient(s) span several folds, e.g. {list(leaked.index[:3])}")
+
+
+def assert_disjoint_patients(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """Raise :class:`LeakageError` if the two tables share a patient."""
+    shared = set(a["patient_id"]) & set(b["patient_id"])
+    if shared:
+        raise LeakageError(f"{len(shared)} patient(s) on both sides, e.g. {sorted(shared)[:3]}")

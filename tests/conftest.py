@@ -1,0 +1,67 @@
+"""Shared fixtures: tiny data sets made in the test, and the real shared data (skipped where absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from melanoma_utils import config
+
+SHARED_FULL_CSV = config.SHARED_METADATA_DIR / "ISIC_2020_Training_GroundTruth_v2.csv"
+SHARED_SUBSET_CSV = config.SHARED_IMAGES_DIR / "train.csv"
+
+
+def write_dataset(root: Path, n: int = 24, size: int = 32, seed: int = 0, pos_every: int = 3) -> Path:
+    """A tiny resized-layout data set: ``root/train.csv`` + ``root/train/*.jpg``; returns the CSV path."""
+    rng = np.random.default_rng(seed)
+    (root / "train").mkdir(parents=True, exist_ok=True)
+    sites = ["torso", "head/neck", "lower extremity", "upper extremity", ""]
+    rows = []
+    for i in range(n):
+        target = int(i % pos_every == 0)
+        img = rng.integers(0, 255, (size, size + 8, 3), dtype=np.uint8)
+        if target:
+            img[size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 20  # a dark "lesion"
+        cv2.imwrite(str(root / "train" / f"IMG_{i:04d}.jpg"), img)
+        rows.append(
+            dict(
+                image_name=f"IMG_{i:04d}",
+                patient_id=f"P{i // 2:03d}",
+                sex=["male", "female"][i % 2],
+                age_approx=float(30 + 5 * (i % 8)),
+                anatom_site_general_challenge=sites[i % len(sites)],
+                diagnosis="melanoma" if target else "nevus",
+                benign_malignant="malignant" if target else "benign",
+                target=target,
+                tfrecord=i % 5,
+                width=[6000, 1024][target],
+                height=[4000, 1024][target],
+            )
+        )
+    csv = root / "train.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    return csv
+
+
+@pytest.fixture
+def tiny_csv(tmp_path: Path) -> Path:
+    """24 rows, 12 patients, 8 malignant, 32×40 px images."""
+    return write_dataset(tmp_path / "tiny")
+
+
+@pytest.fixture
+def shared_full_csv() -> Path:
+    if not SHARED_FULL_CSV.is_file():
+        pytest.skip("real metadata not present (../shared/data)")
+    return SHARED_FULL_CSV
+
+
+@pytest.fixture
+def shared_subset_csv() -> Path:
+    if not SHARED_SUBSET_CSV.is_file():
+        pytest.skip("real image subset not present (../shared/data)")
+    return SHARED_SUBSET_CSV

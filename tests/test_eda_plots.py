@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+
+matplotlib.use("Agg")
+
+from melanoma_utils import eda, plots  # noqa: E402
+from melanoma_utils.reporting import Report, package_versions  # noqa: E402
+
+
+@pytest.fixture
+def table() -> pd.DataFrame:
+    """10 hand-made rows: 3 malignant; sex 5 male (2 malignant) / 4 female (1) / 1 unknown."""
+    return pd.DataFrame(
+        {
+            "patient_id": ["a", "a", "b", "c", "c", "c", "d", "e", "f", "f"],
+            "sex": ["male"] * 5 + ["female"] * 4 + ["unknown"],
+            "age": [25, 35, 45, 55, 65, 75, np.nan, 30, 40, 50],
+            "site": ["torso", "torso", "head/neck", "unknown", "torso", "torso", "torso", "head/neck", "torso", "torso"],
+            "diagnosis": ["nevus"] * 10,
+            "target": [1, 0, 1, 0, 0, 0, 1, 0, 0, 0],
+            "width": [6000, 6000, 640, 640, np.nan, 6000, 640, 640, 6000, 6000],
+            "height": [4000, 4000, 480, 480, np.nan, 4000, 480, 480, 4000, 4000],
+        }
+    )
+
+
+def test_overview_and_missing(table: pd.DataFrame) -> None:
+    ov = eda.overview(table)
+    assert ov == {"images": 10, "patients": 6, "malignant": 3, "malignant_pct": 30.0, "always_benign_accuracy_pct": 70.0}
+    miss = eda.missing_table(table)
+    assert miss.loc["sex", "missing"] == 1 and miss.loc["age", "missing"] == 1
+    assert miss.loc["anatomical site", "missing"] == 1 and miss.loc["original width/height", "percent"] == 10.0
+
+
+def test_malignancy_rate_and_wilson(table: pd.DataFrame) -> None:
+    rate = eda.malignancy_rate(table, "sex")
+    assert rate.loc["male", "images"] == 5 and rate.loc["male", "malignant"] == 2
+    assert rate.loc["male", "rate_pct"] == pytest.approx(40.0)
+    assert rate.loc["female", "rate_pct"] == pytest.approx(25.0)
+    assert (rate["ci_low_pct"] <= rate["rate_pct"]).all() and (rate["ci_high_pct"] >= rate["rate_pct"]).all()
+    lo, hi = eda.wilson_interval(0, 10)  # zero successes: lower bound 0, upper bound > 0
+    assert lo == pytest.approx(0.0, abs=1e-12) and 0.2 < hi < 0.35
+    lo, hi = eda.wilson_interval(np.array([5]), np.array([10]))
+    assert lo[0] == pytest.approx(0.2366, abs=1e-3) and hi[0] == pytest.approx(0.7634, abs=1e-3)
+
+
+def test_age_band_counts_and_sizes(table: pd.DataFrame) -> None:
+    bands = eda.age_band(table["age"])
+    assert bands.iloc[0] == "20–29" and bands.iloc[6] == "unknown" and list(bands.cat.categories)[-1] == "unknown"
+    per = eda.malignancy_rate(table, bands)
+    assert per["images"].sum() == 10
+    assert eda.images_per_patient(table).loc["c"] == 3
+    sizes = eda.size_table(table)
+    assert sizes.loc["6000×4000", "images"] == 5 and sizes.loc["640×480", "malignant"] == 2
+    assert eda.count_table(table, "site", normalize=True)["torso"] == pytest.approx(70.0)
+
+
+def test_colour_histograms_count_sampled_pixels(tmp_path: Path) -> None:
+    import cv2
+
+    red = np.zeros((20, 20, 3), np.uint8)
+    red[..., 2] = 200  # BGR: pure red 200
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"{i}.png"
+        cv2.imwrite(str(p), red)
+        paths.append(str(p))
+    hist = eda.colour_histograms(paths, pixels_per_image=50, progress=False, size=512)
+    assert hist.shape == (3, 256) and hist[0, 200] == 150 and hist[1, 0] == 150 and hist[2, 0] == 150
+
+
+def test_metadata_auc_finds_planted_signal() -> None:
+    rng = np.random.default_rng(0)
+    n = 600
+    y = (rng.random(n) < 0.2).astype(int)
+    df = pd.DataFrame({"patient_id": [f"p{i // 3}" for i in range(n)], "target": y,
+                       "age": rng.normal(50, 10, n), "sex": "male", "site": "torso",
+                       "width": np.where(y == 1, 1024.0, 6000.0), "height": 1000.0})
+    auc = eda.metadata_auc(df, {"clinical": ["age", "sex", "site"], "size": ["width"]}, n_splits=3)
+    assert auc.loc["size", "auc_mean"] > 0.95 and abs(auc.loc["clinical", "auc_pooled_oof"] - 0.5) < 0.12
+
+
+def test_plots_return_figures_and_save_atomically(table: pd.DataFrame, tmp_path: Path) -> None:
+    report = Report(tmp_path / "r", tag="SYNTHETIC")
+    figs = {
+        "a": plots.bar_counts(eda.count_table(table, "sex"), "Sex", tag=report.tag),
+        "b": plots.grouped_counts(table, "sex", "target", "x", tag=report.tag, log=True),
+        "c": plots.age_hist(table, "Age", hue="target", density=True),
+        "d": plots.colour_hist(np.ones((3, 256)), "RGB"),
+        "e": plots.rate_with_ci(eda.malignancy_rate(table, "site"), "rate", overall_pct=30.0),
+        "f": plots.size_scatter(table, "size"),
+        "g": plots.image_grid([np.zeros((8, 8, 3), np.uint8)] * 3, ["1", "2", "3"], ncols=2, title="grid"),
+    }
+    assert figs["a"].axes[0].get_title() == "SYNTHETIC — Sex"
+    assert [b.get_height() for b in figs["a"].axes[0].patches] == [5, 4, 1]
+    for name, fig in figs.items():
+        path = report.figure(fig, name)
+        assert path.is_file() and path.stat().st_size > 1000
+    assert sorted(p.name for p in report.figures.iterdir()) == [f"{k}.png" for k in "abcdefg"]  # no temp files left
+    assert report.table(eda.missing_table(table), "t").read_text().startswith(",missing,percent")
+
+
+def test_package_versions_lists_core_packages() -> None:
+    v = package_versions()
+    assert {"python", "numpy", "pandas"} <= set(v.index)

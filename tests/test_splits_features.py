@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from melanoma_utils.data import load_dataset, load_metadata
+from melanoma_utils.features import MetadataEncoder
+from melanoma_utils.splits import LeakageError, assert_grouped, grouped_folds, holdout_split
+
+
+def _table(n_patients: int = 40, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    sizes = rng.integers(1, 6, n_patients)
+    pid = np.repeat([f"P{i}" for i in range(n_patients)], sizes)
+    return pd.DataFrame({"patient_id": pid, "target": (rng.random(len(pid)) < 0.2).astype(int)})
+
+
+@pytest.mark.parametrize("n_splits, seed", [(2, 0), (5, 1), (5, 2), (10, 3)])
+def test_grouped_folds_never_split_a_patient(n_splits: int, seed: int) -> None:
+    df = _table(seed=seed)
+    folds = grouped_folds(df, n_splits, seed=seed)
+    assert set(folds) == set(range(n_splits))
+    assert (df.assign(f=folds).groupby("patient_id")["f"].nunique() == 1).all()
+    assert all(df["target"][folds == k].sum() > 0 for k in range(n_splits))  # stratified
+
+
+def test_holdout_is_patient_disjoint_and_deterministic() -> None:
+    df = _table()
+    tr, te = holdout_split(df, 0.2, seed=4)
+    assert not set(df["patient_id"].iloc[tr]) & set(df["patient_id"].iloc[te])
+    assert len(tr) + len(te) == len(df) and 0.1 < len(te) / len(df) < 0.35
+    tr2, te2 = holdout_split(df, 0.2, seed=4)
+    assert (te == te2).all()
+
+
+def test_tfrecord_folds_and_leak_detection(tiny_csv: Path) -> None:
+    df = load_dataset(tiny_csv).frame
+    df["fold"] = pd.factorize(df["patient_id"])[0] % 3
+    assert (grouped_folds(df, 3, use_tfrecord=True) == df["fold"].to_numpy()).all()
+    with pytest.raises(LeakageError, match="span several folds"):
+        assert_grouped(np.array(["a", "a", "b"]), np.array([0, 1, 1]))
+
+
+def test_encoder_fits_on_train_and_survives_unseen_values(tiny_csv: Path, tmp_path: Path) -> None:
+    df = load_dataset(tiny_csv).frame
+    enc = MetadataEncoder("paper").fit(df)
+    x = enc.transform(df)
+    assert x.shape == (24, enc.n_features) and x.dtype == np.float32
+    assert enc.feature_names[:4] == ["age", "age_missing", "sex=female", "sex=male"]
+    groups = enc.feature_groups()
+    assert list(groups) == ["age", "sex", "site", "width", "height"] and len(groups["site"]) == 7
+    assert abs(x[:, 0].mean()) < 1e-5  # standardised on the rows it was fit on
+    new = pd.DataFrame({"age": [np.nan], "sex": ["alien"], "site": ["elbow"], "width": [np.nan], "height": [0]})
+    row = enc.transform(new)[0]
+    names = enc.feature_names
+    assert row[names.index("age_missing")] == 1 and row[names.index("sex=unknown")] == 1
+    assert row[names.index("site=unknown")] == 1 and row[names.index("width_missing")] == 1
+    assert np.isfinite(row).all()
+    enc.save(tmp_path / "enc.json")
+    assert np.array_equal(MetadataEncoder.load(tmp_path / "enc.json").transform(df), x)
+
+
+def test_clinical_set_has_no_acquisition_columns(tiny_csv: Path) -> None:
+    enc = MetadataEncoder("clinical").fit(load_dataset(tiny_csv).frame)
+    assert not any("width" in n or "height" in n for n in enc.feature_names) and enc.n_features == 12
+    with pytest.raises(ValueError, match="unknown feature set 'nope'"):
+        MetadataEncoder("nope")
+
+
+@pytest.mark.shared_data
+def test_real_metadata_folds_are_patient_disjoint(shared_full_csv: Path) -> None:
+    df = load_metadata(shared_full_csv).frame
+    folds = grouped_folds(df, 5, seed=0)
+    assert (df.assign(f=folds).groupby("patient_id")["f"].nunique() == 1).all()
+    rates = [df["target"][folds == k].mean() for k in range(5)]
+    assert max(rates) - min(rates) < 0.01
