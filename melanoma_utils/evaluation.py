@@ -1,0 +1,160 @@
+"""Metrics that mean something under 1.76% prevalence. Small typed functions, one metric each, with
+explicit edge cases: a metric that needs both classes raises :class:`MetricError` (never NaN).
+
+* threshold-free: :func:`roc_auc` (the challenge's metric), :func:`pr_auc` (average precision);
+* at a threshold: :func:`threshold_metrics` (accuracy, sensitivity, specificity, precision, F1, confusion);
+* :func:`choose_threshold` picks a threshold on VALIDATION predictions (e.g. sensitivity ≥ 0.90);
+* :func:`bootstrap_ci` resamples PATIENTS (all of a patient's images together) for 95% intervals.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+
+class MetricError(ValueError):
+    """A metric cannot be computed for these inputs (e.g. only one class present)."""
+
+
+def _check(y_true: Sequence, y_score: Sequence) -> tuple[np.ndarray, np.ndarray]:
+    y = np.asarray(y_true)
+    s = np.asarray(y_score, float)
+    if y.shape != s.shape or y.ndim != 1:
+        raise MetricError(f"y_true and y_score must be 1-D and equally long; got {y.shape} and {s.shape}")
+    if len(y) == 0:
+        raise MetricError("no predictions to evaluate")
+    if not np.isin(y, (0, 1)).all():
+        raise MetricError("y_true must contain only 0 and 1")
+    if not np.isfinite(s).all():
+        raise MetricError(f"y_score has {int((~np.isfinite(s)).sum())} non-finite value(s)")
+    return y.astype(int), s
+
+
+def _need_both(y: np.ndarray, metric: str) -> None:
+    n_pos = int(y.sum())
+    if n_pos == 0 or n_pos == len(y):
+        only = "positives" if n_pos else "negatives"
+        raise MetricError(f"{metric} needs both classes; got only {only} (n={len(y)})")
+
+
+def roc_auc(y_true: Sequence, y_score: Sequence) -> float:
+    """Area under the ROC curve."""
+    from sklearn.metrics import roc_auc_score
+
+    y, s = _check(y_true, y_score)
+    _need_both(y, "ROC AUC")
+    return float(roc_auc_score(y, s))
+
+
+def pr_auc(y_true: Sequence, y_score: Sequence) -> float:
+    """Area under the precision–recall curve (average precision); chance level is the positive share."""
+    from sklearn.metrics import average_precision_score
+
+    y, s = _check(y_true, y_score)
+    _need_both(y, "PR AUC")
+    return float(average_precision_score(y, s))
+
+
+def threshold_metrics(y_true: Sequence, y_score: Sequence, threshold: float = 0.5) -> dict[str, float]:
+    """Accuracy, sensitivity, specificity, precision, F1 and the confusion counts at ``threshold``.
+
+    A rate whose denominator is zero (e.g. sensitivity without positives) is NaN and says so by being
+    absent from the counts: ``tp + fn == 0``.
+    """
+    y, s = _check(y_true, y_score)
+    pred = (s >= threshold).astype(int)
+    tp = int(((pred == 1) & (y == 1)).sum())
+    tn = int(((pred == 0) & (y == 0)).sum())
+    fp = int(((pred == 1) & (y == 0)).sum())
+    fn = int(((pred == 0) & (y == 1)).sum())
+
+    def ratio(a: int, b: int) -> float:
+        return a / b if b else float("nan")
+
+    sens, prec = ratio(tp, tp + fn), ratio(tp, tp + fp)
+    f1 = ratio(2 * tp, 2 * tp + fp + fn)
+    return {
+        "threshold": float(threshold),
+        "accuracy": ratio(tp + tn, len(y)),
+        "sensitivity": sens,
+        "specificity": ratio(tn, tn + fp),
+        "precision": prec,
+        "f1": f1,
+        "tp": tp,
+        "fp": fp,
+        "tn": tn,
+        "fn": fn,
+    }
+
+
+def choose_threshold(y_val: Sequence, p_val: Sequence, min_sensitivity: float = 0.90) -> float:
+    """The HIGHEST threshold whose sensitivity on the validation predictions is ≥ ``min_sensitivity``.
+
+    Highest, so that specificity is as good as the sensitivity target allows. Use validation data only,
+    never the test split.
+    """
+    y, s = _check(y_val, p_val)
+    _need_both(y, "threshold selection")
+    if not 0 < min_sensitivity <= 1:
+        raise MetricError(f"min_sensitivity must be in (0, 1]; got {min_sensitivity}")
+    pos = np.sort(s[y == 1])[::-1]
+    k = int(np.ceil(min_sensitivity * len(pos)))  # need at least k positives at or above the threshold
+    return float(pos[k - 1])
+
+
+def bootstrap_ci(
+    y_true: Sequence,
+    y_score: Sequence,
+    groups: Sequence,
+    metric: Callable[[np.ndarray, np.ndarray], float] = roc_auc,
+    n_boot: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """``(estimate, low, high)``: a percentile bootstrap that resamples whole groups (patients).
+
+    Resamples without both classes are skipped; if fewer than half succeed, :class:`MetricError`.
+    """
+    y, s = _check(y_true, y_score)
+    estimate = metric(y, s)
+    g = pd.factorize(np.asarray(groups))[0]
+    members = [np.flatnonzero(g == k) for k in range(g.max() + 1)]
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n_boot):
+        pick = rng.integers(0, len(members), len(members))
+        idx = np.concatenate([members[k] for k in pick])
+        yb = y[idx]
+        if 0 < yb.sum() < len(yb):
+            values.append(metric(yb, s[idx]))
+    if len(values) < n_boot / 2:
+        raise MetricError(f"only {len(values)} of {n_boot} bootstrap resamples had both classes")
+    lo, hi = np.percentile(values, [50 * (1 - level), 50 * (1 + level)])
+    return float(estimate), float(lo), float(hi)
+
+
+def evaluate(
+    y_true: Sequence,
+    y_score: Sequence,
+    groups: Sequence,
+    thresholds: dict[str, float],
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, object]:
+    """ROC AUC and PR AUC with patient-bootstrap 95% CIs, plus threshold metrics at each named threshold."""
+    y, s = _check(y_true, y_score)
+    out: dict[str, object] = {"n": int(len(y)), "n_positive": int(y.sum()), "n_patients": int(pd.Series(groups).nunique())}
+    for name, fn in (("roc_auc", roc_auc), ("pr_auc", pr_auc)):
+        est, lo, hi = bootstrap_ci(y, s, groups, fn, n_boot=n_boot, seed=seed)
+        out[name] = {"estimate": est, "ci_low": lo, "ci_high": hi}
+    out["thresholds"] = {name: threshold_metrics(y, s, t) for name, t in thresholds.items()}
+    return out
+
+
+def metrics_table(result: dict[str, object]) -> pd.DataFrame:
+    """The threshold metrics of :func:`evaluate` as a table (rows: thresholds), the study's Table 3 layout."""
+    rows = {name: {k: v for k, v in m.items()} for name, m in result["thresholds"].items()}  # type: ignore[union-attr]
+    return pd.DataFrame(rows).T[["threshold", "accuracy", "sensitivity", "specificity", "precision", "f1", "tp", "fp", "tn", "fn"]]

@@ -1,0 +1,174 @@
+"""The two-input fusion model (the study's Table 2), Keras 3 functional API, backend-agnostic.
+
+Named dict inputs ``image`` (float 0–255, ``(S, S, 3)``) and ``meta`` (encoded metadata). Image branch:
+convolution blocks (Conv 3×3 + ReLU, BatchNorm, Dropout; 2×2 max-pooling between blocks to keep the
+cost down) ending in global average pooling — or a ``keras.applications`` backbone with its own input
+preprocessing. Metadata branch: Dense + ReLU, BatchNorm, Dropout blocks. Concatenation, two Dense +
+ReLU, BatchNorm, Dropout blocks, a sigmoid output kept in float32 (mixed precision safe) whose bias
+starts at ``log(p / (1 − p))``. ``kind`` selects fusion, image-only or metadata-only from the same builder.
+
+Only ``keras.layers`` / ``keras.ops``: the same model runs on the TensorFlow and JAX backends.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal, Sequence
+
+import keras
+from keras import layers, ops
+
+Kind = Literal["fusion", "image", "meta"]
+
+#: keras.applications backbones: name -> (constructor name, input preprocessing mode).
+BACKBONES: dict[str, tuple[str, str]] = {
+    "vgg16": ("VGG16", "caffe"),
+    "resnet50": ("ResNet50", "caffe"),
+    "mobilenetv2": ("MobileNetV2", "tf"),
+    "densenet121": ("DenseNet121", "torch"),
+    **{f"efficientnetb{i}": (f"EfficientNetB{i}", "raw") for i in range(8)},
+}
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+@keras.saving.register_keras_serializable(package="melanoma_utils")
+class BackbonePreprocess(layers.Layer):
+    """Input scaling a backbone expects, from 0–255 RGB: ``caffe`` (BGR, mean-subtracted), ``tf``
+    ([-1, 1]), ``torch`` ([0, 1], ImageNet mean/std), ``unit`` ([0, 1]) or ``raw`` (0–255 unchanged:
+    EfficientNet rescales inside the model — dividing by 255 first silently hurts it)."""
+
+    def __init__(self, mode: str = "unit", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if mode not in ("caffe", "tf", "torch", "unit", "raw"):
+            raise ValueError(f"unknown preprocessing mode {mode!r}")
+        self.mode = mode
+
+    def call(self, x):
+        x = ops.cast(x, self.compute_dtype)
+        if self.mode == "caffe":
+            return ops.flip(x, axis=-1) - ops.convert_to_tensor(_CAFFE_MEAN_BGR, dtype=x.dtype)
+        if self.mode == "tf":
+            return x / 127.5 - 1.0
+        if self.mode == "torch":
+            mean = ops.convert_to_tensor(_IMAGENET_MEAN, dtype=x.dtype)
+            std = ops.convert_to_tensor(_IMAGENET_STD, dtype=x.dtype)
+            return (x / 255.0 - mean) / std
+        if self.mode == "unit":
+            return x / 255.0
+        return x
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "mode": self.mode}
+
+
+def dense_block(x, units: int, dropout: float, name: str):
+    """Dense + ReLU, BatchNorm, Dropout."""
+    x = layers.Dense(units, activation="relu", name=f"{name}_dense")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.Dropout(dropout, name=f"{name}_drop")(x)
+
+
+def conv_block(x, filters: int, dropout: float, name: str, pool: bool = True):
+    """Conv 3×3 + ReLU, BatchNorm, Dropout (then 2×2 max-pooling)."""
+    x = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.Dropout(dropout, name=f"{name}_drop")(x)
+    return layers.MaxPooling2D(2, name=f"{name}_pool")(x) if pool else x
+
+
+class WeightsUnavailable(RuntimeError):
+    """Pretrained weights could not be obtained (no internet, or a bad file)."""
+
+
+def build_backbone(name: str, image_size: int, weights: str | None = None) -> keras.Model:
+    """A ``keras.applications`` feature extractor (no top, global average pooling)."""
+    key = name.lower()
+    if key not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    ctor = getattr(keras.applications, BACKBONES[key][0])
+    w = None if weights in (None, "none", "None") else weights
+    try:
+        return ctor(include_top=False, weights=w, input_shape=(image_size, image_size, 3), pooling="avg")
+    except Exception as exc:  # download errors surface as several exception types
+        if w == "imagenet":
+            raise WeightsUnavailable(
+                f"could not download ImageNet weights for {name} ({type(exc).__name__}: {exc}). "
+                "Without internet use --weights none (random initialisation), or pass a local weights "
+                "file with --weights PATH.h5"
+            ) from None
+        raise WeightsUnavailable(f"could not load weights {w!r} for {name}: {exc}") from None
+
+
+def build_model(
+    image_size: int | None = 128,
+    n_meta: int | None = 12,
+    kind: Kind = "fusion",
+    conv_filters: Sequence[int] = (32, 64, 128, 256),
+    conv_dropout: float = 0.1,
+    meta_units: Sequence[int] = (64, 32),
+    meta_dropout: float = 0.2,
+    head_units: Sequence[int] = (128, 64),
+    head_dropout: float = 0.3,
+    initial_bias: float | None = None,
+    backbone: str | None = None,
+    weights: str | None = None,
+    name: str | None = None,
+) -> keras.Model:
+    """Build the fusion (or image-only / metadata-only) model; see the module docstring.
+
+    ``initial_bias`` is the output's starting logit, ``log(p / (1 − p))`` for a positive share ``p``
+    (:func:`bias_for`); ``backbone`` replaces the convolution blocks with a ``keras.applications`` model.
+    """
+    if kind not in ("fusion", "image", "meta"):
+        raise ValueError(f"kind must be fusion, image or meta; got {kind!r}")
+    inputs: dict[str, keras.KerasTensor] = {}
+    branches = []
+    if kind in ("fusion", "image"):
+        if not image_size:
+            raise ValueError("image_size is required for image and fusion models")
+        image = keras.Input((image_size, image_size, 3), name="image")
+        inputs["image"] = image
+        if backbone:
+            mode = BACKBONES[backbone.lower()][1] if backbone.lower() in BACKBONES else "unit"
+            x = BackbonePreprocess(mode, name="backbone_preprocess")(image)
+            base = build_backbone(backbone, image_size, weights)
+            base.name = "backbone"
+            x = base(x)
+        else:
+            x = BackbonePreprocess("unit", name="rescale")(image)
+            for i, f in enumerate(conv_filters):
+                x = conv_block(x, f, conv_dropout, f"img{i + 1}", pool=i < len(conv_filters) - 1)
+            x = layers.GlobalAveragePooling2D(name="img_gap")(x)
+        branches.append(x)
+    if kind in ("fusion", "meta"):
+        if not n_meta:
+            raise ValueError("n_meta is required for metadata and fusion models")
+        meta = keras.Input((n_meta,), name="meta")
+        inputs["meta"] = meta
+        m = meta
+        for i, u in enumerate(meta_units):
+            m = dense_block(m, u, meta_dropout, f"meta{i + 1}")
+        branches.append(m)
+    x = layers.Concatenate(name="fusion")(branches) if len(branches) > 1 else branches[0]
+    for i, u in enumerate(head_units):
+        x = dense_block(x, u, head_dropout, f"head{i + 1}")
+    bias = keras.initializers.Constant(0.0 if initial_bias is None else float(initial_bias))
+    out = layers.Dense(1, activation="sigmoid", bias_initializer=bias, dtype="float32", name="probability")(x)
+    return keras.Model(inputs=inputs, outputs=out, name=name or f"{kind}{'_' + backbone if backbone else ''}")
+
+
+def bias_for(positive_fraction: float) -> float:
+    """``log(p / (1 − p))``: the output bias that makes the untrained model predict the base rate."""
+    if not 0 < positive_fraction < 1:
+        raise ValueError(f"positive fraction must be in (0, 1); got {positive_fraction}")
+    return math.log(positive_fraction / (1 - positive_fraction))
+
+
+def backbone_layer(model: keras.Model) -> keras.Model | None:
+    """The backbone sub-model of a model built with ``backbone=``, else ``None``."""
+    try:
+        return model.get_layer("backbone")
+    except ValueError:
+        return None

@@ -1,0 +1,182 @@
+"""tf.data input pipeline: read → decode → centre-crop to square → resize (antialiased) → uint8 →
+preprocess (a named option of :mod:`melanoma_utils.transforms`) → cache → augment (training only) →
+batch → prefetch.
+
+Elements are ``({"image": float32 0–255 (S, S, 3), "meta": float32 (n_meta,)}, target, sample_weight)``;
+the model rescales images itself, so the same 0–255 input serves every backbone. Caching stores uint8
+(four times smaller than float32): in memory by default, or in a file for large sets.
+
+TensorFlow is imported here and in the training code only; a NumPy feed for other Keras backends is
+:func:`load_image_array` + :class:`ArraySequence`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+from .transforms import preprocess_batch, preprocess_config  # noqa: E402
+
+
+def _tf():
+    import tensorflow as tf
+
+    return tf
+
+
+def decode_and_resize(path, image_size: int):
+    """One image file → uint8 ``(S, S, 3)``: decode (JPEG/PNG), centre-crop to a square, antialiased resize."""
+    tf = _tf()
+    raw = tf.io.read_file(path)
+    img = tf.io.decode_image(raw, channels=3, expand_animations=False)
+    shape = tf.shape(img)
+    side = tf.minimum(shape[0], shape[1])
+    img = tf.image.crop_to_bounding_box(img, (shape[0] - side) // 2, (shape[1] - side) // 2, side, side)
+    img = tf.image.resize(img, (image_size, image_size), method="area", antialias=True)
+    img = tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
+    img.set_shape((image_size, image_size, 3))
+    return img
+
+
+def _apply_preprocess(img, cfg: dict[str, Any], image_size: int):
+    if cfg["name"] == "none":
+        return img
+    tf = _tf()
+    out = tf.numpy_function(lambda x: preprocess_batch(x[None], cfg)[0], [img], tf.uint8, stateful=False)
+    out.set_shape((image_size, image_size, 3))
+    return out
+
+
+def make_dataset(
+    paths: Sequence[str],
+    meta: np.ndarray,
+    targets: np.ndarray | None = None,
+    sample_weights: np.ndarray | None = None,
+    *,
+    image_size: int = 128,
+    preprocess: dict[str, Any] | str = "none",
+    batch_size: int = 32,
+    training: bool = False,
+    augmenter: Any = None,
+    seed: int = 0,
+    cache: str | None = "memory",
+):
+    """A batched, prefetched ``tf.data.Dataset`` over images + encoded metadata (+ targets, weights).
+
+    ``training`` shuffles (seeded, reshuffled each epoch) and applies ``augmenter`` (a Keras layer,
+    see :func:`melanoma_utils.augment.build_augmenter`); otherwise order is kept. ``cache`` is
+    ``"memory"``, a file path prefix, or ``None``.
+    """
+    tf = _tf()
+    cfg = preprocess_config(preprocess) if isinstance(preprocess, str) else preprocess
+    n = len(paths)
+    meta = np.asarray(meta, np.float32).reshape(n, -1)
+    items: dict[str, Any] = {"path": np.asarray(paths, dtype=str), "meta": meta}
+    if targets is not None:
+        items["target"] = np.asarray(targets, np.float32)
+        items["weight"] = (
+            np.ones(n, np.float32) if sample_weights is None else np.asarray(sample_weights, np.float32)
+        )
+    ds = tf.data.Dataset.from_tensor_slices(items)
+    autotune = tf.data.AUTOTUNE
+
+    def load(item):
+        img = _apply_preprocess(decode_and_resize(item["path"], image_size), cfg, image_size)
+        out = {k: v for k, v in item.items() if k != "path"}
+        out["image"] = img
+        return out
+
+    ds = ds.map(load, num_parallel_calls=autotune, deterministic=True)
+    if cache == "memory":
+        ds = ds.cache()
+    elif cache:
+        Path(cache).parent.mkdir(parents=True, exist_ok=True)
+        ds = ds.cache(str(cache))
+    if training:
+        ds = ds.shuffle(min(n, 4096), seed=seed, reshuffle_each_iteration=True)
+
+    def to_model(item):
+        image = tf.cast(item["image"], tf.float32)
+        if training and augmenter is not None:
+            image = augmenter(image, training=True)
+        x = {"image": image, "meta": item["meta"]}
+        if "target" in item:
+            return x, item["target"], item["weight"]
+        return x
+
+    ds = ds.map(to_model, num_parallel_calls=autotune, deterministic=True)
+    ds = ds.batch(batch_size).prefetch(autotune)
+    options = tf.data.Options()
+    options.deterministic = True
+    return ds.with_options(options)
+
+
+def load_image_array(
+    paths: Sequence[str],
+    image_size: int,
+    preprocess: dict[str, Any] | str = "none",
+    workers: int = 4,
+    progress: bool = False,
+) -> np.ndarray:
+    """Decode, crop and resize images with OpenCV into one uint8 array ``(N, S, S, 3)`` (a decoded cache).
+
+    Matches :func:`decode_and_resize` up to interpolation rounding; used by explanations, benchmarks and
+    the non-TensorFlow feed.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import cv2
+
+    from .fetch import square_resize
+
+    def one(path: str) -> np.ndarray:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ValueError(f"{path}: cannot decode image")
+        return cv2.cvtColor(square_resize(bgr, image_size), cv2.COLOR_BGR2RGB)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        it = pool.map(one, paths)
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(it, total=len(paths), desc="decoding", unit="img")
+        arr = np.stack(list(it)) if len(paths) else np.zeros((0, image_size, image_size, 3), np.uint8)
+    return preprocess_batch(arr, preprocess)
+
+
+def make_array_sequence(images: np.ndarray, meta: np.ndarray, targets: np.ndarray | None = None,
+                        sample_weights: np.ndarray | None = None, batch_size: int = 32, shuffle: bool = False,
+                        seed: int = 0):
+    """A ``keras.utils.PyDataset`` over a decoded uint8 cache: the feed for backends without TensorFlow (JAX)."""
+    import keras
+
+    class ArraySequence(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__()
+            self.order = np.arange(len(images))
+            self.rng = np.random.default_rng(seed)
+            if shuffle:
+                self.rng.shuffle(self.order)
+
+        def __len__(self) -> int:
+            return int(np.ceil(len(images) / batch_size))
+
+        def __getitem__(self, i: int):
+            idx = self.order[i * batch_size : (i + 1) * batch_size]
+            x = {"image": images[idx].astype(np.float32), "meta": np.asarray(meta[idx], np.float32)}
+            if targets is None:
+                return (x,)
+            w = np.ones(len(idx), np.float32) if sample_weights is None else sample_weights[idx]
+            return x, np.asarray(targets[idx], np.float32), np.asarray(w, np.float32)
+
+        def on_epoch_end(self) -> None:
+            if shuffle:
+                self.rng.shuffle(self.order)
+
+    return ArraySequence()

@@ -1,0 +1,489 @@
+"""Training, saved run folders, prediction and the patient-grouped cross-validated ablation.
+
+The study's configuration is the default (:class:`TrainConfig`): class-weighted binary cross-entropy with
+``w_i = 1/n_i`` (normalised so the loss keeps its scale), Adam 1e-4, batch 32, early stopping on validation
+loss with the best weights restored. A run folder is self-contained::
+
+    RUN_DIR/model.keras      the trained model (no augmentation inside)
+    RUN_DIR/encoder.json     the metadata encoder, fit on the training rows only
+    RUN_DIR/config.json      TrainConfig, preprocessing and augmentation, threshold, feature names, versions
+    RUN_DIR/history.csv      per-epoch loss/AUC (train and validation)
+    RUN_DIR/metrics.json     validation metrics; RUN_DIR/backup/ lets an interrupted run resume
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .data import drop_unreadable
+from .evaluation import MetricError, choose_threshold, evaluate, pr_auc, roc_auc
+from .features import MetadataEncoder, check_feature_set
+from .splits import assert_disjoint_patients, grouped_folds, holdout_split
+from .transforms import preprocess_config
+
+
+@dataclass
+class TrainConfig:
+    """Every training choice, saved with the run. Defaults follow the study."""
+
+    model: str = "fusion"  # fusion | image | meta
+    features: str = "clinical"  # clinical | paper | acquisition (metadata feature set)
+    image_size: int = 128
+    batch_size: int = 32
+    epochs: int = 30
+    learning_rate: float = 1e-4
+    patience: int = 5  # early stopping on validation loss, best weights restored
+    class_weighting: bool = True  # w_i = 1/n_i, normalised
+    preprocess: str = "none"  # a melanoma_utils.transforms.PREPROCESSORS name
+    augment: bool = True
+    augment_config: dict[str, Any] = field(default_factory=dict)  # AugmentConfig overrides
+    val_fraction: float = 0.2  # patient-grouped validation split (early stopping, threshold)
+    min_sensitivity: float = 0.90  # the validation threshold is the highest reaching this
+    seed: int = 0
+    conv_filters: tuple[int, ...] = (32, 64, 128, 256)
+    conv_dropout: float = 0.1
+    meta_units: tuple[int, ...] = (64, 32)
+    head_units: tuple[int, ...] = (128, 64)
+    head_dropout: float = 0.3
+    backbone: str | None = None  # a keras.applications name (see models.BACKBONES)
+    weights: str | None = None  # None | "imagenet" | a local weights file
+    freeze_epochs: int = 0  # with pretrained weights: epochs with the backbone frozen, then fine-tune
+    finetune_learning_rate: float = 1e-5
+    cache: str | None = "memory"  # "memory", a file prefix, or None
+    mixed_precision: str = "auto"  # auto (on GPU only) | on | off
+    verbose: int = 2  # Keras fit verbosity: 1 progress bar, 2 one line per epoch
+
+    def __post_init__(self) -> None:
+        if self.model not in ("fusion", "image", "meta"):
+            raise ValueError(f"model must be fusion, image or meta; got {self.model!r}")
+        check_feature_set(self.features)
+        preprocess_config(self.preprocess)
+        for name in ("image_size", "batch_size", "epochs"):
+            if int(getattr(self, name)) <= 0:
+                raise ValueError(f"{name} must be positive; got {getattr(self, name)}")
+        self.conv_filters = tuple(self.conv_filters)
+        self.meta_units = tuple(self.meta_units)
+        self.head_units = tuple(self.head_units)
+
+    @property
+    def uses_images(self) -> bool:
+        """Whether the model has an image input."""
+        return self.model in ("fusion", "image")
+
+    @property
+    def uses_meta(self) -> bool:
+        """Whether the model has a metadata input."""
+        return self.model in ("fusion", "meta")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        """Rebuild from :func:`dataclasses.asdict` output (unknown keys ignored)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def class_weights(y: np.ndarray) -> dict[int, float]:
+    """``w_i = 1/n_i``, normalised so that ``Σ n_i w_i = N`` (the loss keeps its scale): ``w_i = N / (2 n_i)``."""
+    y = np.asarray(y).astype(int)
+    n = len(y)
+    counts = {c: int((y == c).sum()) for c in (0, 1)}
+    if min(counts.values()) == 0:
+        raise ValueError(f"class weights need both classes in the training rows; counts {counts}")
+    return {c: n / (2 * counts[c]) for c in (0, 1)}
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, tuple):
+        return list(o)
+    raise TypeError(type(o))
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Write JSON under a temporary name, then move into place."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=_json_default))
+    os.replace(tmp, path)
+
+
+def _distribution():
+    """MirroredStrategy over several GPUs, the default strategy otherwise (TensorFlow backend only)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+def _set_precision(mode: str) -> str:
+    import keras
+
+    on = mode == "on"
+    if mode == "auto":
+        try:
+            import tensorflow as tf
+
+            on = bool(tf.config.list_physical_devices("GPU"))
+        except ImportError:
+            import jax
+
+            on = jax.default_backend() == "gpu"
+    policy = "mixed_float16" if on else "float32"
+    keras.mixed_precision.set_global_policy(policy)
+    return policy
+
+
+class Run:
+    """A trained model with its encoder and configuration (from a run folder or fresh from training)."""
+
+    def __init__(self, model: Any, encoder: MetadataEncoder, config: dict[str, Any], run_dir: Path | None = None):
+        self.model = model
+        self.encoder = encoder
+        self.config = config
+        self.run_dir = run_dir
+        self.train_config = TrainConfig.from_dict(config["train"])
+
+    @property
+    def threshold(self) -> float:
+        """The threshold chosen on validation predictions."""
+        return float(self.config["threshold"])
+
+    @classmethod
+    def load(cls, run_dir: str | os.PathLike[str]) -> "Run":
+        """Load a run folder written by :func:`train_run`."""
+        import keras
+
+        from . import augment, models  # noqa: F401  (registers the custom layers)
+
+        run_dir = Path(run_dir)
+        for name in ("model.keras", "encoder.json", "config.json"):
+            if not (run_dir / name).is_file():
+                raise FileNotFoundError(f"{run_dir}: not a run folder ({name} missing)")
+        model = keras.saving.load_model(run_dir / "model.keras")
+        return cls(model, MetadataEncoder.load(run_dir / "encoder.json"),
+                   json.loads((run_dir / "config.json").read_text()), run_dir)
+
+    def predict(self, df: pd.DataFrame, batch_size: int = 64) -> np.ndarray:
+        """Probabilities for rows of the normalised table (all images must be readable)."""
+        from .pipeline import make_dataset
+
+        cfg = self.train_config
+        meta = self.encoder.transform(df)
+        if not cfg.uses_images:
+            x = {"meta": meta}
+            return np.asarray(self.model.predict(x, batch_size=batch_size, verbose=0)).reshape(-1)
+        ds = make_dataset(list(df["image_path"]), meta, image_size=cfg.image_size,
+                          preprocess=self.config["preprocess"], batch_size=batch_size, cache=None)
+        if not cfg.uses_meta:
+            ds = ds.map(lambda x: {"image": x["image"]})
+        return np.asarray(self.model.predict(ds, verbose=0)).reshape(-1)
+
+    def predict_frame(self, df: pd.DataFrame, batch_size: int = 64) -> pd.DataFrame:
+        """``image_name, probability, prediction, error`` for every row; unreadable images get an error."""
+        from .data import check_image_file
+
+        df = df.reset_index(drop=True).copy()
+        errors = pd.Series("", index=df.index)
+        if self.train_config.uses_images:
+            errors = pd.Series([check_image_file(p) or "" for p in df["image_path"]], index=df.index)
+            errors = errors.where(errors == "", "image " + errors)
+        if {"width", "height"} & set(self.encoder.groups):
+            df = fill_size_from_files(df)
+        ok = errors == ""
+        prob = np.full(len(df), np.nan)
+        if ok.any():
+            prob[ok.to_numpy()] = self.predict(df[ok], batch_size)
+        out = pd.DataFrame({"image_name": df["image_name"], "probability": prob})
+        out["prediction"] = np.where(ok, (prob >= self.threshold).astype(int), -1)
+        out["error"] = errors
+        return out
+
+
+def fill_size_from_files(df: pd.DataFrame) -> pd.DataFrame:
+    """Where width/height are missing, read them from the image file header (no decoding)."""
+    from PIL import Image
+
+    df = df.copy()
+    need = df["width"].isna() | df["height"].isna()
+    for i in np.flatnonzero(need.to_numpy()):
+        path = df["image_path"].iloc[i]
+        try:
+            with Image.open(path) as im:
+                w, h = im.size
+        except (OSError, ValueError):
+            continue
+        df.iloc[i, df.columns.get_loc("width")] = float(w)
+        df.iloc[i, df.columns.get_loc("height")] = float(h)
+    return df
+
+
+def _datasets(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, encoder: MetadataEncoder,
+              weights: dict[int, float], preprocess: dict[str, Any], out_dir: Path):
+    from .pipeline import make_dataset
+
+    xm_tr, xm_va = encoder.transform(train), encoder.transform(val)
+    y_tr, y_va = train["target"].to_numpy(), val["target"].to_numpy()
+    w_tr = np.array([weights[int(t)] for t in y_tr], np.float32)
+    w_va = np.array([weights[int(t)] for t in y_va], np.float32)
+    if not cfg.uses_images:
+        import tensorflow as tf
+
+        def meta_ds(x, y, w, shuffle):
+            ds = tf.data.Dataset.from_tensor_slices(({"meta": x}, y.astype(np.float32), w))
+            if shuffle:
+                ds = ds.shuffle(len(x), seed=cfg.seed)
+            return ds.batch(cfg.batch_size).prefetch(tf.data.AUTOTUNE)
+
+        return meta_ds(xm_tr, y_tr, w_tr, True), meta_ds(xm_va, y_va, w_va, False)
+    augmenter = None
+    if cfg.augment:
+        from .augment import build_augmenter
+
+        augmenter = build_augmenter(cfg.image_size, seed=cfg.seed, **cfg.augment_config)
+    cache_tr = cache_va = cfg.cache
+    if cfg.cache not in (None, "memory"):
+        cache_tr, cache_va = str(out_dir / "cache" / "train"), str(out_dir / "cache" / "val")
+    ds_tr = make_dataset(list(train["image_path"]), xm_tr, y_tr, w_tr, image_size=cfg.image_size,
+                         preprocess=preprocess, batch_size=cfg.batch_size, training=True, augmenter=augmenter,
+                         seed=cfg.seed, cache=cache_tr)
+    ds_va = make_dataset(list(val["image_path"]), xm_va, y_va, w_va, image_size=cfg.image_size,
+                         preprocess=preprocess, batch_size=cfg.batch_size, cache=cache_va)
+    if not cfg.uses_meta:
+        ds_tr = ds_tr.map(lambda x, y, w: ({"image": x["image"]}, y, w))
+        ds_va = ds_va.map(lambda x, y, w: ({"image": x["image"]}, y, w))
+    return ds_tr, ds_va
+
+
+def _compile(model: Any, learning_rate: float) -> None:
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.BinaryCrossentropy(),
+        metrics=[keras.metrics.AUC(name="auc"), keras.metrics.AUC(curve="PR", name="pr_auc")],
+        weighted_metrics=[],
+    )
+
+
+def train_run(
+    df: pd.DataFrame,
+    cfg: TrainConfig,
+    out_dir: str | os.PathLike[str],
+    val_df: pd.DataFrame | None = None,
+    overwrite: bool = False,
+) -> Run:
+    """Train on ``df`` (a patient-grouped validation split is held out unless ``val_df`` is given) and
+    write a self-contained run folder to ``out_dir``. An unfinished run in ``out_dir`` resumes; a finished
+    one is never overwritten unless ``overwrite``."""
+    import keras
+
+    from .models import backbone_layer, bias_for, build_model
+    from .reporting import package_versions
+
+    out_dir = Path(out_dir)
+    if (out_dir / "model.keras").exists() and not overwrite:
+        raise FileExistsError(f"{out_dir} already holds a trained model; choose another --out or pass overwrite")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(cfg.seed)
+    policy = _set_precision(cfg.mixed_precision)
+
+    if val_df is None:
+        tr_idx, va_idx = holdout_split(df, cfg.val_fraction, seed=cfg.seed)
+        train, val = df.iloc[tr_idx].reset_index(drop=True), df.iloc[va_idx].reset_index(drop=True)
+    else:
+        train, val = df.reset_index(drop=True), val_df.reset_index(drop=True)
+    assert_disjoint_patients(train, val)
+    dropped: dict[str, str] = {}
+    if cfg.uses_images:
+        train, bad_tr = drop_unreadable(train)
+        val, bad_va = drop_unreadable(val)
+        dropped = {**bad_tr, **bad_va}
+        if dropped:
+            print(f"skipping {len(dropped)} unreadable image(s): " + ", ".join(f"{k} ({v})" for k, v in list(dropped.items())[:5]))
+
+    encoder = MetadataEncoder(cfg.features).fit(train)
+    weights = class_weights(train["target"].to_numpy()) if cfg.class_weighting else {0: 1.0, 1: 1.0}
+    preprocess = preprocess_config(cfg.preprocess)
+    ds_tr, ds_va = _datasets(cfg, train, val, encoder, weights, preprocess, out_dir)
+
+    strategy = _distribution()
+    scope = strategy.scope() if strategy is not None else _nullcontext()
+    with scope:
+        model = build_model(
+            cfg.image_size if cfg.uses_images else None,
+            encoder.n_features if cfg.uses_meta else None,
+            kind=cfg.model,  # type: ignore[arg-type]
+            conv_filters=cfg.conv_filters, conv_dropout=cfg.conv_dropout, meta_units=cfg.meta_units,
+            head_units=cfg.head_units, head_dropout=cfg.head_dropout,
+            initial_bias=bias_for(float(train["target"].mean())), backbone=cfg.backbone, weights=cfg.weights,
+        )
+        base = backbone_layer(model)
+        frozen = base is not None and cfg.weights not in (None, "none") and cfg.freeze_epochs > 0
+        if frozen:
+            base.trainable = False
+        _compile(model, cfg.learning_rate)
+
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True),
+        keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
+        keras.callbacks.BackupAndRestore(str(out_dir / "backup")),
+    ]
+    start = time.perf_counter()
+    epochs_done = 0
+    if frozen:
+        h = model.fit(ds_tr, validation_data=ds_va, epochs=cfg.freeze_epochs, verbose=cfg.verbose, shuffle=False,
+                      callbacks=callbacks[1:2])
+        epochs_done = len(h.history["loss"])
+        base.trainable = True
+        _compile(model, cfg.finetune_learning_rate)
+    hist = model.fit(ds_tr, validation_data=ds_va, epochs=cfg.epochs, initial_epoch=epochs_done, shuffle=False,
+                     verbose=cfg.verbose, callbacks=callbacks)
+    seconds = time.perf_counter() - start
+    epochs_run = epochs_done + len(hist.history.get("loss", []))
+
+    run = Run(model, encoder, {"train": asdict(cfg), "preprocess": preprocess, "threshold": 0.5}, out_dir)
+    p_val = run.predict(val)
+    try:
+        threshold = choose_threshold(val["target"], p_val, cfg.min_sensitivity)
+    except MetricError:
+        threshold = 0.5
+    from .augment import AugmentConfig
+
+    config = {
+        "train": asdict(cfg),
+        "preprocess": preprocess,
+        "augment": AugmentConfig(**cfg.augment_config).to_dict() if cfg.augment else None,
+        "threshold": threshold,
+        "threshold_rule": f"highest threshold with validation sensitivity >= {cfg.min_sensitivity}",
+        "feature_names": encoder.feature_names,
+        "class_weights": weights,
+        "n_train": len(train), "n_val": len(val), "n_train_positive": int(train["target"].sum()),
+        "skipped_unreadable": dropped,
+        "epochs_run": epochs_run, "train_seconds": seconds,
+        "train_images_per_second": epochs_run * len(train) / seconds if seconds else None,
+        "precision_policy": policy,
+        "keras_backend": keras.backend.backend(),
+        "versions": package_versions()["version"].to_dict(),
+    }
+    run.config = config
+    metrics: dict[str, Any] = {}
+    try:
+        metrics = evaluate(val["target"], p_val, val["patient_id"], {"0.5": 0.5, "validation": threshold}, n_boot=200,
+                           seed=cfg.seed)
+    except MetricError as exc:
+        metrics = {"error": str(exc)}
+    tmp_model = out_dir / ".model.tmp.keras"
+    model.save(tmp_model)
+    os.replace(tmp_model, out_dir / "model.keras")
+    encoder.save(out_dir / "encoder.json")
+    write_json(out_dir / "config.json", config)
+    write_json(out_dir / "metrics.json", {"validation": metrics})
+    pd.DataFrame({"image_name": val["image_name"], "patient_id": val["patient_id"], "target": val["target"],
+                  "probability": p_val}).to_csv(out_dir / "val_predictions.csv", index=False)
+    shutil.rmtree(out_dir / "backup", ignore_errors=True)
+    shutil.rmtree(out_dir / "cache", ignore_errors=True)
+    return run
+
+
+class _nullcontext:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+#: The ablation's variants: name -> TrainConfig overrides.
+ABLATION_VARIANTS: dict[str, dict[str, Any]] = {
+    "metadata only (clinical)": {"model": "meta", "features": "clinical"},
+    "image only": {"model": "image"},
+    "fusion, clinical": {"model": "fusion", "features": "clinical"},
+    "fusion, paper (+ width/height)": {"model": "fusion", "features": "paper"},
+}
+
+
+def cross_validate(
+    df: pd.DataFrame,
+    cfg: TrainConfig,
+    out_dir: str | os.PathLike[str],
+    variants: dict[str, dict[str, Any]] | None = None,
+    n_splits: int = 5,
+    folds: list[int] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Patient-grouped K-fold CV of each variant with the same budget (``cfg``'s epochs and patience).
+
+    Each fold's training part holds out its own patient-grouped validation split for early stopping.
+    Returns ``(per_fold, oof)``: fold metrics (ROC AUC, PR AUC, melanoma-vs-nevus AUC) and out-of-fold
+    predictions (``image_name, patient_id, target, diagnosis, fold, variant, probability``). Runs are
+    written to ``out_dir/<variant>/fold<k>`` and reused when present (an interrupted ablation resumes).
+    """
+    variants = variants or ABLATION_VARIANTS
+    out_dir = Path(out_dir)
+    fold_ids = grouped_folds(df, n_splits=n_splits, seed=cfg.seed)
+    rows, preds = [], []
+    for k in folds if folds is not None else range(n_splits):
+        test = df[fold_ids == k].reset_index(drop=True)
+        rest = df[fold_ids != k].reset_index(drop=True)
+        for name, overrides in variants.items():
+            vcfg = TrainConfig.from_dict({**asdict(cfg), **overrides})
+            run_dir = out_dir / _slug(name) / f"fold{k}"
+            run = Run.load(run_dir) if (run_dir / "model.keras").exists() else train_run(rest, vcfg, run_dir)
+            p = run.predict(test)
+            preds.append(pd.DataFrame({"image_name": test["image_name"], "patient_id": test["patient_id"],
+                                       "target": test["target"], "diagnosis": test["diagnosis"], "fold": k,
+                                       "variant": name, "probability": p}))
+            nevus = (test["target"] == 1) | (test["diagnosis"] == "nevus")
+            rows.append({"variant": name, "fold": k, "n_test": len(test), "roc_auc": roc_auc(test["target"], p),
+                         "pr_auc": pr_auc(test["target"], p),
+                         "auc_melanoma_vs_nevus": _safe_auc(test["target"][nevus], p[nevus.to_numpy()]),
+                         "epochs_run": run.config.get("epochs_run"), "train_seconds": run.config.get("train_seconds")})
+            print(f"[cv] fold {k} · {name}: ROC AUC {rows[-1]['roc_auc']:.3f}", flush=True)
+    return pd.DataFrame(rows), pd.concat(preds, ignore_index=True)
+
+
+def summarise_cv(per_fold: pd.DataFrame, oof: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Mean ± sd over folds, and the pooled out-of-fold ROC AUC with a patient-bootstrap 95% CI, per variant."""
+    from .evaluation import bootstrap_ci
+
+    out = []
+    for name, part in per_fold.groupby("variant", sort=False):
+        o = oof[oof["variant"] == name]
+        est, lo, hi = bootstrap_ci(o["target"], o["probability"], o["patient_id"], roc_auc, n_boot=n_boot, seed=seed)
+        nev = (o["target"] == 1) | (o["diagnosis"] == "nevus")
+        out.append({
+            "variant": name,
+            "roc_auc_mean": part["roc_auc"].mean(), "roc_auc_sd": part["roc_auc"].std(ddof=1),
+            "pr_auc_mean": part["pr_auc"].mean(), "pr_auc_sd": part["pr_auc"].std(ddof=1),
+            "mel_vs_nevus_auc_mean": part["auc_melanoma_vs_nevus"].mean(),
+            "pooled_oof_roc_auc": est, "pooled_ci_low": lo, "pooled_ci_high": hi,
+            "pooled_oof_pr_auc": pr_auc(o["target"], o["probability"]),
+            "pooled_mel_vs_nevus_auc": _safe_auc(o["target"][nev], o["probability"][nev]),
+            "folds": len(part),
+        })
+    return pd.DataFrame(out).set_index("variant")
+
+
+def _safe_auc(y: Any, p: Any) -> float:
+    try:
+        return roc_auc(np.asarray(y), np.asarray(p))
+    except MetricError:
+        return float("nan")
+
+
+def _slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_").replace("__", "_")
