@@ -8,4 +8,8 @@ Modules, one concern each: ``config`` (paths), ``data`` (load + validate the SII
 Heavy dependencies (TensorFlow, Keras, shap) are imported only inside the modules that need them.
 """
 
+import os as _os
+
+_os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ info/warning lines drown real output
+
 __version__ = "0.1.0"

@@ -6,6 +6,8 @@ Arguments are validated here, at the boundary; errors print one clear line and e
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -136,6 +138,175 @@ def _reproduce(args: argparse.Namespace) -> int:
     return reproduce(args.params, args.only or config.NOTEBOOKS)
 
 
+def _nonneg_float(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value}") from None
+    if x < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {value}")
+    return x
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    from .features import FEATURE_SETS
+    from .backbones import BACKBONES
+    from .transforms import PREPROCESSORS
+
+    p.add_argument("--metadata", type=_existing_path, required=True, help="training CSV (or dataset folder)")
+    p.add_argument("--images", type=Path, help="folder of <image_name>.jpg (default: train/ beside train.csv)")
+    p.add_argument("--duplicates", type=_existing_file, help="official duplicate list to apply")
+    p.add_argument("--out", type=Path, required=True, help="run folder to write")
+    p.add_argument("--model", choices=("fusion", "image", "meta"), default="fusion")
+    p.add_argument("--features", choices=sorted(FEATURE_SETS), default="clinical")
+    p.add_argument("--image-size", type=_positive_int, default=128)
+    p.add_argument("--epochs", type=_positive_int, default=30)
+    p.add_argument("--batch-size", type=_positive_int, default=32)
+    p.add_argument("--learning-rate", type=_nonneg_float, default=1e-4)
+    p.add_argument("--patience", type=_positive_int, default=5, help="early-stopping patience (epochs)")
+    p.add_argument("--val-fraction", type=_nonneg_float, default=0.2)
+    p.add_argument("--min-sensitivity", type=_nonneg_float, default=0.9, help="validation sensitivity the threshold must reach")
+    p.add_argument("--preprocess", choices=sorted(PREPROCESSORS), default="none")
+    p.add_argument("--no-augment", action="store_true")
+    p.add_argument("--no-class-weights", action="store_true")
+    p.add_argument("--backbone", choices=sorted(BACKBONES), help="keras.applications image branch")
+    p.add_argument("--weights", default="none", help="backbone weights: none | imagenet | PATH.h5")
+    p.add_argument("--freeze-epochs", type=int, default=0, help="with pretrained weights: epochs before fine-tuning")
+    p.add_argument("--cache", default="memory", help="memory | none | a file prefix for large sets")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
+
+
+@command("train", "train a model; write a self-contained run folder", _train_args)
+def _train(args: argparse.Namespace) -> int:
+    from .data import load_dataset
+    from .training import TrainConfig, train_run
+
+    if args.val_fraction <= 0 or args.val_fraction >= 1:
+        raise ValueError(f"--val-fraction must be between 0 and 1; got {args.val_fraction}")
+    cfg = TrainConfig(
+        model=args.model, features=args.features, image_size=args.image_size, epochs=args.epochs,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, patience=args.patience,
+        val_fraction=args.val_fraction, min_sensitivity=args.min_sensitivity, preprocess=args.preprocess,
+        augment=not args.no_augment, class_weighting=not args.no_class_weights, backbone=args.backbone,
+        weights=None if args.weights.lower() == "none" else args.weights, freeze_epochs=args.freeze_epochs,
+        cache=None if args.cache.lower() == "none" else args.cache, seed=args.seed, verbose=args.verbose,
+    )
+    ds = load_dataset(args.metadata, args.images, duplicates=args.duplicates,
+                      on_missing="drop" if cfg.uses_images else "keep")
+    for note in ds.report.notes:
+        print(f"note: {note}")
+    s = ds.summary
+    print(f"training on {s['rows']:,} images, {s['patients']:,} patients, {s['malignant']:,} malignant")
+    run = train_run(ds.frame, cfg, args.out, overwrite=args.overwrite)
+    c = run.config
+    print(f"run folder: {args.out}")
+    print(f"epochs: {c['epochs_run']}  train time: {c['train_seconds']:.0f} s  "
+          f"({c['train_images_per_second']:.0f} images/s)  threshold (validation): {c['threshold']:.4f}")
+    _print_metrics(json.loads((Path(args.out) / "metrics.json").read_text())["validation"], "validation")
+    return 0
+
+
+def _predict_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=_existing_path, required=True, help="run folder from `train`")
+    p.add_argument("--metadata", type=_existing_file, required=True, help="CSV in the ISIC 2020 schema")
+    p.add_argument("--images", type=Path, help="folder of <image_name>.jpg (default: train/ beside the CSV)")
+    p.add_argument("--out", type=Path, required=True, help="predictions CSV to write")
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--overwrite", action="store_true")
+
+
+@command("predict", "write image_name,probability,prediction for every row of a CSV", _predict_args)
+def _predict(args: argparse.Namespace) -> int:
+    from .data import attach_image_paths, default_images_dir, normalise_metadata, read_csv
+    from .training import Run
+
+    if args.out.exists() and not args.overwrite:
+        raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it")
+    run = Run.load(args.model)
+    df = normalise_metadata(read_csv(args.metadata), str(args.metadata), require_target=False)
+    images = args.images or default_images_dir(args.metadata)
+    if run.train_config.uses_images:
+        if images is None or not Path(images).is_dir():
+            raise DataError(f"{images or args.metadata.parent / 'train'}: image folder not found; pass --images")
+        df = attach_image_paths(df, images)
+    else:
+        df = attach_image_paths(df, images) if images is not None and Path(images).is_dir() else df.assign(image_path="")
+    preds = run.predict_frame(df, args.batch_size)
+    tmp = args.out.with_name(f".{args.out.name}.tmp")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    preds.to_csv(tmp, index=False)
+    os.replace(tmp, args.out)
+    bad = preds[preds["error"] != ""]
+    print(f"predictions: {len(preds) - len(bad):,} of {len(preds):,} rows -> {args.out} "
+          f"(threshold {run.threshold:.4f}, {int((preds['prediction'] == 1).sum()):,} predicted malignant)")
+    for _, row in bad.head(20).iterrows():
+        print(f"  row {row.name + 2}: {row['image_name']}: {row['error']}", file=sys.stderr)
+    return 1 if len(bad) else 0
+
+
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--predictions", type=_existing_file, required=True, help="CSV from `predict`")
+    p.add_argument("--metadata", type=_existing_file, required=True, help="CSV with image_name and target")
+    p.add_argument("--threshold", type=_nonneg_float, help="threshold besides 0.5 (default: the run's, if --model)")
+    p.add_argument("--model", type=_existing_path, help="run folder: evaluate at its validation threshold")
+    p.add_argument("--out", type=Path, help="metrics JSON to write")
+    p.add_argument("--n-boot", type=_positive_int, default=1000)
+
+
+@command("evaluate", "ROC AUC / PR AUC with patient-bootstrap CIs, and metrics at thresholds", _evaluate_args)
+def _evaluate(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from .data import normalise_metadata, read_csv
+    from .evaluation import evaluate
+    from .training import write_json
+
+    preds = pd.read_csv(args.predictions)
+    need = [c for c in ("image_name", "probability") if c not in preds.columns]
+    if need:
+        raise DataError(f"{args.predictions}: missing column(s) {', '.join(need)}")
+    meta = normalise_metadata(read_csv(args.metadata), str(args.metadata), require_target=True)
+    merged = preds.merge(meta[["image_name", "patient_id", "target", "diagnosis"]], on="image_name", how="inner")
+    unmatched = len(preds) - len(merged)
+    merged = merged[merged["probability"].notna()]
+    if merged.empty:
+        raise DataError(f"{args.predictions}: no prediction matches an image_name of {args.metadata}")
+    thresholds = {"0.5": 0.5}
+    if args.threshold is not None:
+        thresholds["given"] = args.threshold
+    elif args.model is not None:
+        thresholds["validation"] = float(json.loads((Path(args.model) / "config.json").read_text())["threshold"])
+    result = evaluate(merged["target"], merged["probability"], merged["patient_id"], thresholds, n_boot=args.n_boot)
+    nevus = (merged["target"] == 1) | (merged["diagnosis"] == "nevus")
+    if nevus.any() and 0 < merged["target"][nevus].sum() < nevus.sum():
+        from .evaluation import roc_auc
+
+        result["roc_auc_melanoma_vs_nevus"] = roc_auc(merged["target"][nevus], merged["probability"][nevus])
+    print(f"evaluated {len(merged):,} predictions ({unmatched} without metadata, skipped)")
+    _print_metrics(result, "test")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        write_json(args.out, result)
+    return 0
+
+
+def _print_metrics(result: dict, label: str) -> None:
+    if "error" in result:
+        print(f"{label}: {result['error']}")
+        return
+    print(f"{label}: n={result['n']:,} ({result['n_positive']:,} malignant, {result['n_patients']:,} patients)")
+    for key, name in (("roc_auc", "ROC AUC"), ("pr_auc", "PR AUC")):
+        r = result[key]
+        print(f"  {name}: {r['estimate']:.3f} (95% CI {r['ci_low']:.3f}–{r['ci_high']:.3f}, patient bootstrap)")
+    if "roc_auc_melanoma_vs_nevus" in result:
+        print(f"  ROC AUC melanoma vs nevus: {result['roc_auc_melanoma_vs_nevus']:.3f}")
+    for name, m in result["thresholds"].items():
+        print(f"  at {name} ({m['threshold']:.4f}): accuracy {m['accuracy']:.3f}, sensitivity {m['sensitivity']:.3f}, "
+              f"specificity {m['specificity']:.3f}, F1 {m['f1']:.3f} (tp {m['tp']}, fp {m['fp']}, tn {m['tn']}, fn {m['fn']})")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered sub-command."""
     parser = argparse.ArgumentParser(prog="python -m melanoma_utils", description=__doc__)
@@ -157,6 +328,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.simplefilter("ignore", DataWarning)  # commands print the load notes themselves
     try:
         return int(args.handler(args))
-    except (DataError, ValueError, FileExistsError) as exc:
+    except (DataError, ValueError, FileExistsError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -18,16 +18,10 @@ from typing import Any, Literal, Sequence
 import keras
 from keras import layers, ops
 
+from .backbones import BACKBONES
+
 Kind = Literal["fusion", "image", "meta"]
 
-#: keras.applications backbones: name -> (constructor name, input preprocessing mode).
-BACKBONES: dict[str, tuple[str, str]] = {
-    "vgg16": ("VGG16", "caffe"),
-    "resnet50": ("ResNet50", "caffe"),
-    "mobilenetv2": ("MobileNetV2", "tf"),
-    "densenet121": ("DenseNet121", "torch"),
-    **{f"efficientnetb{i}": (f"EfficientNetB{i}", "raw") for i in range(8)},
-}
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
@@ -78,7 +72,7 @@ def conv_block(x, filters: int, dropout: float, name: str, pool: bool = True):
     return layers.MaxPooling2D(2, name=f"{name}_pool")(x) if pool else x
 
 
-class WeightsUnavailable(RuntimeError):
+class WeightsUnavailable(ValueError):
     """Pretrained weights could not be obtained (no internet, or a bad file)."""
 
 

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from melanoma_utils.evaluation import (
+    MetricError,
+    bootstrap_ci,
+    choose_threshold,
+    evaluate,
+    metrics_table,
+    pr_auc,
+    roc_auc,
+    threshold_metrics,
+)
+from melanoma_utils.models import BackbonePreprocess, WeightsUnavailable, bias_for, build_backbone, build_model
+from melanoma_utils.training import class_weights
+
+
+@pytest.mark.parametrize("kind, inputs", [("fusion", {"image", "meta"}), ("image", {"image"}), ("meta", {"meta"})])
+def test_model_variants_inputs_and_output(kind: str, inputs: set) -> None:
+    m = build_model(32, 12, kind=kind, conv_filters=(8, 16), initial_bias=bias_for(0.1))
+    assert set(m.input_names if hasattr(m, "input_names") else [i.name for i in m.inputs]) == inputs
+    assert m.output_shape == (None, 1) and m.outputs[0].dtype == "float32"
+    feed = {"image": np.zeros((2, 32, 32, 3), np.float32), "meta": np.zeros((2, 12), np.float32)}
+    out = np.asarray(m({k: v for k, v in feed.items() if k in inputs}, training=False))
+    assert out.shape == (2, 1) and ((out > 0) & (out < 1)).all()
+
+
+def test_output_bias_gives_the_base_rate() -> None:
+    m = build_model(None, 4, kind="meta", initial_bias=bias_for(0.0176), meta_units=(8,), head_units=(8,))
+    assert float(m.get_layer("probability").bias.numpy()[0]) == pytest.approx(math.log(0.0176 / 0.9824))
+    with pytest.raises(ValueError):
+        bias_for(0.0)
+
+
+def test_dict_inputs_are_matched_by_name_not_order() -> None:
+    m = build_model(16, 3, conv_filters=(4,), meta_units=(4,), head_units=(4,))
+    img = np.random.default_rng(0).random((2, 16, 16, 3)).astype(np.float32) * 255
+    meta = np.ones((2, 3), np.float32)
+    a = np.asarray(m({"image": img, "meta": meta}, training=False))
+    b = np.asarray(m({"meta": meta, "image": img}, training=False))
+    assert np.array_equal(a, b)
+
+
+def test_backbone_preprocess_modes() -> None:
+    x = np.full((1, 2, 2, 3), 255.0, np.float32)
+    assert np.allclose(BackbonePreprocess("tf")(x), 1.0)
+    assert np.allclose(BackbonePreprocess("raw")(x), 255.0)
+    assert np.allclose(BackbonePreprocess("unit")(x), 1.0)
+    caffe = np.asarray(BackbonePreprocess("caffe")(x))
+    assert np.allclose(caffe[0, 0, 0], [255 - 103.939, 255 - 116.779, 255 - 123.68])
+
+
+def test_imagenet_weights_fail_clearly_offline(monkeypatch) -> None:
+    import keras
+
+    def offline(*a, **k):
+        raise OSError("URL fetch failure: no network")
+
+    monkeypatch.setattr(keras.applications, "MobileNetV2", offline)
+    with pytest.raises(WeightsUnavailable, match="--weights none"):
+        build_backbone("mobilenetv2", 32, "imagenet")
+    with pytest.raises(ValueError, match="unknown backbone 'alexnet'"):
+        build_backbone("alexnet", 32)
+
+
+def test_class_weights_formula() -> None:
+    y = np.array([0] * 90 + [1] * 10)
+    w = class_weights(y)
+    assert w[0] == pytest.approx(100 / 180) and w[1] == pytest.approx(100 / 20)
+    assert 90 * w[0] + 10 * w[1] == pytest.approx(100)  # loss keeps its scale
+    assert w[1] / w[0] == pytest.approx(90 / 10)  # w_i ∝ 1/n_i
+    with pytest.raises(ValueError, match="both classes"):
+        class_weights(np.zeros(5))
+
+
+def test_metrics_on_hand_computed_case() -> None:
+    y = np.array([0, 0, 0, 0, 1, 1])
+    p = np.array([0.1, 0.2, 0.6, 0.3, 0.7, 0.4])
+    # positives 0.7, 0.4 vs negatives 0.1, 0.2, 0.6, 0.3: pairs won 4 + 3 = 7 of 8
+    assert roc_auc(y, p) == pytest.approx(7 / 8)
+    m = threshold_metrics(y, p, 0.5)
+    assert (m["tp"], m["fp"], m["tn"], m["fn"]) == (1, 1, 3, 1)
+    assert m["sensitivity"] == 0.5 and m["specificity"] == 0.75 and m["accuracy"] == pytest.approx(4 / 6)
+    assert m["f1"] == pytest.approx(2 / 4)
+    # AP: ranks 0.7 (pos, P=1), 0.6 (neg), 0.4 (pos, P=2/3) -> (1 + 2/3) / 2
+    assert pr_auc(y, p) == pytest.approx((1 + 2 / 3) / 2)
+
+
+@pytest.mark.parametrize("fn", [roc_auc, pr_auc])
+def test_single_class_is_a_clear_error(fn) -> None:
+    with pytest.raises(MetricError, match="needs both classes; got only negatives"):
+        fn([0, 0, 0], [0.1, 0.2, 0.3])
+    with pytest.raises(MetricError, match="no predictions"):
+        fn([], [])
+    with pytest.raises(MetricError, match="non-finite"):
+        fn([0, 1], [0.1, np.nan])
+
+
+def test_threshold_chosen_for_sensitivity() -> None:
+    y = np.array([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0])
+    p = np.array([0.9, 0.85, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.05, 0.1, 0.5])
+    t = choose_threshold(y, p, 0.9)
+    assert t == pytest.approx(0.2)  # 9 of 10 positives at or above 0.2
+    assert threshold_metrics(y, p, t)["sensitivity"] >= 0.9
+    assert choose_threshold(y, p, 1.0) == pytest.approx(0.05)
+
+
+def test_patient_bootstrap_ci_contains_estimate() -> None:
+    rng = np.random.default_rng(0)
+    y = (rng.random(400) < 0.3).astype(int)
+    p = np.clip(y * 0.3 + rng.random(400) * 0.7, 0, 1)
+    groups = np.repeat(np.arange(100), 4)
+    est, lo, hi = bootstrap_ci(y, p, groups, roc_auc, n_boot=300)
+    assert lo < est < hi and hi - lo < 0.2
+    res = evaluate(y, p, groups, {"0.5": 0.5}, n_boot=100)
+    assert res["n_patients"] == 100 and res["roc_auc"]["estimate"] == pytest.approx(est)
+    assert list(metrics_table(res).index) == ["0.5"]

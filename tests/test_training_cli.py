@@ -1,0 +1,144 @@
+"""Training, saved runs and the CLI round trip on tiny data (a few seconds per model)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import write_dataset
+from melanoma_utils import cli
+from melanoma_utils.data import load_dataset
+from melanoma_utils.training import Run, TrainConfig, cross_validate, summarise_cv, train_run
+
+TINY = dict(image_size=24, epochs=2, batch_size=8, conv_filters=(4, 8), meta_units=(8,), head_units=(8,), verbose=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_df(tmp_path_factory) -> pd.DataFrame:
+    csv = write_dataset(tmp_path_factory.mktemp("train"), n=48, size=24)
+    return load_dataset(csv).frame
+
+
+@pytest.fixture(scope="module")
+def fusion_run(tiny_df: pd.DataFrame, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "fusion"
+    train_run(tiny_df, TrainConfig(features="paper", preprocess="ben_graham", **TINY), out)
+    return out
+
+
+def test_run_folder_is_self_contained(fusion_run: Path) -> None:
+    names = {p.name for p in fusion_run.iterdir()}
+    assert {"model.keras", "encoder.json", "config.json", "history.csv", "metrics.json", "val_predictions.csv"} <= names
+    assert "backup" not in names
+    cfg = json.loads((fusion_run / "config.json").read_text())
+    assert cfg["preprocess"]["name"] == "ben_graham" and cfg["train"]["features"] == "paper"
+    assert 0 < cfg["threshold"] < 1 and "sensitivity >= 0.9" in cfg["threshold_rule"]
+    assert cfg["feature_names"][-2:] == ["log_height", "height_missing"]
+    hist = pd.read_csv(fusion_run / "history.csv")
+    assert list(hist["epoch"]) == [0, 1] and {"loss", "val_loss", "val_auc"} <= set(hist.columns)
+
+
+def test_threshold_comes_from_validation_only(fusion_run: Path) -> None:
+    from melanoma_utils.evaluation import choose_threshold
+
+    cfg = json.loads((fusion_run / "config.json").read_text())
+    val = pd.read_csv(fusion_run / "val_predictions.csv")
+    assert cfg["threshold"] == pytest.approx(choose_threshold(val["target"], val["probability"], 0.9))
+    assert cfg["n_val"] == len(val)
+
+
+def test_save_load_predict_identical(fusion_run: Path, tiny_df: pd.DataFrame) -> None:
+    run = Run.load(fusion_run)
+    a, b = run.predict(tiny_df), Run.load(fusion_run).predict(tiny_df)
+    assert a.shape == (48,) and np.array_equal(a, b) and ((a > 0) & (a < 1)).all()
+
+
+def test_finished_run_is_not_overwritten(fusion_run: Path, tiny_df: pd.DataFrame) -> None:
+    with pytest.raises(FileExistsError, match="already holds a trained model"):
+        train_run(tiny_df, TrainConfig(**TINY), fusion_run)
+
+
+def test_cli_predict_handles_unseen_missing_and_odd_rows(fusion_run: Path, tiny_df: pd.DataFrame, tmp_path: Path) -> None:
+    import cv2
+
+    images = Path(tiny_df["image_path"].iloc[0]).parent
+    cv2.imwrite(str(images / "WIDE.jpg"), np.full((20, 70, 3), 90, np.uint8))  # non-square, no width/height
+    rows = pd.DataFrame({
+        "image_name": ["IMG_0000", "WIDE", "GONE", "IMG_0001"],
+        "sex": ["male", "", "female", "alien"],
+        "age_approx": [40, None, 50, 30],
+        "anatom_site_general_challenge": ["torso", "elbow", "", "head/neck"],
+    })
+    csv = tmp_path / "new.csv"
+    rows.to_csv(csv, index=False)
+    out = tmp_path / "preds.csv"
+    rc = cli.main(["predict", "--model", str(fusion_run), "--metadata", str(csv), "--images", str(images), "--out", str(out)])
+    preds = pd.read_csv(out, keep_default_na=False)
+    assert rc == 1  # one row failed, the others were predicted
+    assert list(preds.columns) == ["image_name", "probability", "prediction", "error"]
+    assert preds.loc[2, "error"] == "image file not found" and preds.loc[2, "prediction"] == -1
+    ok = preds.drop(index=2)
+    assert (ok["error"] == "").all() and ok["probability"].astype(float).between(0, 1).all()
+    assert set(ok["prediction"].astype(int)) <= {0, 1}
+    assert cli.main(["predict", "--model", str(fusion_run), "--metadata", str(csv), "--images", str(images),
+                     "--out", str(out)]) == 2  # refuses to overwrite
+
+
+def test_cli_train_predict_evaluate_round_trip(tiny_df: pd.DataFrame, tmp_path: Path, capsys) -> None:
+    csv = Path(tiny_df["image_path"].iloc[0]).parent.parent / "train.csv"
+    run_dir = tmp_path / "run"
+    assert cli.main(["train", "--metadata", str(csv), "--out", str(run_dir), "--model", "image", "--image-size", "24",
+                     "--epochs", "1", "--batch-size", "8", "--verbose", "0", "--preprocess", "grayscale"]) == 0
+    out = capsys.readouterr().out
+    assert "training on 48 images" in out and "threshold (validation)" in out
+    preds = tmp_path / "p.csv"
+    assert cli.main(["predict", "--model", str(run_dir), "--metadata", str(csv), "--out", str(preds)]) == 0
+    metrics = tmp_path / "m.json"
+    assert cli.main(["evaluate", "--predictions", str(preds), "--metadata", str(csv), "--model", str(run_dir),
+                     "--out", str(metrics), "--n-boot", "50"]) == 0
+    res = json.loads(metrics.read_text())
+    assert res["n"] == 48 and set(res["thresholds"]) == {"0.5", "validation"}
+    assert res["roc_auc"]["ci_low"] <= res["roc_auc"]["estimate"] <= res["roc_auc"]["ci_high"]
+    assert "ROC AUC:" in capsys.readouterr().out
+
+
+def test_cli_rejects_bad_arguments(tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--metadata", str(tmp_path / "nope.csv"), "--out", str(tmp_path)])
+    assert "argument --metadata: not found" in capsys.readouterr().err
+
+
+def test_meta_model_learns_planted_signal(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    n = 400
+    y = (rng.random(n) < 0.3).astype(int)
+    df = pd.DataFrame({"image_name": [f"i{i}" for i in range(n)], "patient_id": [f"p{i // 2}" for i in range(n)],
+                       "sex": np.where(y == 1, "male", "female"), "age": rng.normal(50, 10, n), "site": "torso",
+                       "diagnosis": "nevus", "target": y, "fold": pd.NA, "width": np.nan, "height": np.nan,
+                       "image_path": ""})
+    run = train_run(df, TrainConfig(model="meta", epochs=30, learning_rate=1e-2, batch_size=32, patience=30,
+                                    verbose=0), tmp_path / "meta")
+    from melanoma_utils.evaluation import roc_auc
+
+    assert roc_auc(y, run.predict(df)) > 0.95
+
+
+@pytest.mark.slow
+def test_cross_validation_ablation_on_tiny_data(tmp_path: Path) -> None:
+    csv = write_dataset(tmp_path / "cv", n=60, size=24, pos_every=3)
+    df = load_dataset(csv).frame
+    variants = {"meta": {"model": "meta"}, "fusion": {"model": "fusion", "features": "paper"}}
+    per_fold, oof = cross_validate(df, TrainConfig(**{**TINY, "epochs": 1}), tmp_path / "abl", variants, n_splits=3)
+    assert len(per_fold) == 6 and set(per_fold["variant"]) == {"meta", "fusion"}
+    assert len(oof) == 2 * 60 and oof.groupby("variant")["image_name"].nunique().eq(60).all()
+    for (_, k), part in oof.groupby(["variant", "fold"]):
+        train_patients = set(df["patient_id"]) - set(part["patient_id"])
+        assert not train_patients & set(part["patient_id"])
+    summary = summarise_cv(per_fold, oof, n_boot=50)
+    assert list(summary.index) == ["meta", "fusion"] and summary["folds"].eq(3).all()
+    # a second call reuses the saved runs (resumable) and gives the same predictions
+    _, oof2 = cross_validate(df, TrainConfig(**{**TINY, "epochs": 1}), tmp_path / "abl", variants, n_splits=3)
+    assert np.allclose(oof["probability"], oof2["probability"])
