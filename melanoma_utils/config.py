@@ -18,6 +18,9 @@ SHARED_IMAGES_DIR: Path = SHARED_DATA_DIR / "isic2020-256"
 #: The study's notebooks, in the order ``make reproduce`` runs them (adding one is one line).
 NOTEBOOKS: tuple[str, ...] = (
     "01_eda",
+    "02_transforms",
+    "03_train_evaluate",
+    "04_explain",
 )
 
 

@@ -445,3 +445,9 @@ def drop_unreadable(df: pd.DataFrame, workers: int = 4) -> tuple[pd.DataFrame, d
         return df, {}
     by_name = {n: bad[p] for n, p in zip(df["image_name"], df["image_path"]) if p in bad}
     return df[~df["image_name"].isin(set(by_name))].reset_index(drop=True), by_name
+
+
+def sample_per_class(df: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
+    """Up to ``n`` random rows of each target class (benign first), for figure grids and samples."""
+    parts = [g.sample(n=min(n, len(g)), random_state=seed) for _, g in df.groupby("target", sort=True)]
+    return pd.concat(parts) if parts else df.iloc[:0]

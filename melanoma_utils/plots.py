@@ -194,3 +194,109 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str] | None = None
         fig.suptitle(_title(tag, title))
     fig.tight_layout()
     return fig
+
+
+def history_curves(history: pd.DataFrame, title: str = "Training history", tag: str = "") -> Figure:
+    """Loss and ROC AUC per epoch, training vs validation (the study's Figs 16–17)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    epochs = history["epoch"] + 1 if "epoch" in history else np.arange(1, len(history) + 1)
+    for ax, metric, label in ((axes[0], "loss", "weighted BCE loss"), (axes[1], "auc", "ROC AUC")):
+        if metric in history:
+            ax.plot(epochs, history[metric], "o-", label="training")
+        if f"val_{metric}" in history:
+            ax.plot(epochs, history[f"val_{metric}"], "s-", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.legend()
+    fig.suptitle(_title(tag, title))
+    fig.tight_layout()
+    return fig
+
+
+def confusion(m: Mapping[str, float], title: str, tag: str = "") -> Figure:
+    """A 2×2 confusion matrix from :func:`melanoma_utils.evaluation.threshold_metrics` output."""
+    table = np.array([[m["tn"], m["fp"]], [m["fn"], m["tp"]]])
+    fig, ax = plt.subplots(figsize=(4, 3.6))
+    ax.imshow(table, cmap="Blues")
+    for (i, j), v in np.ndenumerate(table):
+        ax.text(j, i, f"{int(v):,}", ha="center", va="center", color="black", fontsize=12)
+    ax.set_xticks([0, 1], ["benign", "malignant"])
+    ax.set_yticks([0, 1], ["benign", "malignant"])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(_title(tag, f"{title}\nthreshold {m['threshold']:.3f}: sens {m['sensitivity']:.2f}, spec {m['specificity']:.2f}"),
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def roc_pr(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = "", tag: str = "") -> Figure:
+    """ROC and precision–recall curves for several models: ``{label: (y_true, y_score)}``."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    prevalence = None
+    for label, (y, s) in curves.items():
+        fpr, tpr, _ = roc_curve(y, s)
+        a.plot(fpr, tpr, label=f"{label} (AUC {roc_auc_score(y, s):.3f})")
+        prec, rec, _ = precision_recall_curve(y, s)
+        b.plot(rec, prec, label=f"{label} (AP {average_precision_score(y, s):.3f})")
+        prevalence = float(np.mean(y))
+    a.plot([0, 1], [0, 1], color="grey", ls="--", lw=1)
+    a.set_xlabel("1 − specificity")
+    a.set_ylabel("sensitivity")
+    a.legend(fontsize=8, loc="lower right")
+    if prevalence is not None:
+        b.axhline(prevalence, color="grey", ls="--", lw=1, label=f"chance ({prevalence:.3f})")
+    b.set_xlabel("recall (sensitivity)")
+    b.set_ylabel("precision")
+    b.legend(fontsize=8)
+    fig.suptitle(_title(tag, title or "ROC and precision–recall curves"))
+    fig.tight_layout()
+    return fig
+
+
+def importance_bars(table: pd.DataFrame, title: str, tag: str = "", mean: str = "importance_mean",
+                    sd: str = "importance_sd", xlabel: str = "drop in ROC AUC when permuted (mean ± sd)") -> Figure:
+    """Feature importance as horizontal bars with error bars (the study's Fig 14, grouped honestly)."""
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(table) + 1.3))
+    y = np.arange(len(table))
+    values = table[mean].to_numpy()
+    err = table[sd].to_numpy() if sd in table else None
+    ax.barh(y, values, xerr=err, color=[MALIGNANT_COLOUR if v > 0 else "#999999" for v in values], capsize=3)
+    ax.set_yticks(y, [str(i) for i in table.index])
+    ax.invert_yaxis()
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_xlabel(xlabel)
+    ax.set_title(_title(tag, title))
+    fig.tight_layout()
+    return fig
+
+
+def explanation_grid(images: np.ndarray, shap_maps: np.ndarray, cams: np.ndarray | None, titles: Sequence[str],
+                     title: str = "", tag: str = "") -> Figure:
+    """Per lesion: the image, its SHAP attribution (channels summed; red raises, blue lowers the melanoma
+    probability) and, if given, the Grad-CAM heat map over the image — the study's Fig 15."""
+    n = len(images)
+    ncols = 3 if cams is not None else 2
+    fig, axes = plt.subplots(n, ncols, figsize=(2.6 * ncols, 2.5 * n + 0.5), squeeze=False)
+    for i in range(n):
+        img = np.clip(images[i], 0, 255).astype(np.uint8)
+        attribution = shap_maps[i].sum(axis=-1)
+        lim = np.abs(attribution).max() or 1.0
+        axes[i, 0].imshow(img)
+        axes[i, 0].set_title(titles[i], fontsize=8)
+        axes[i, 1].imshow(img.mean(axis=-1), cmap="gray", alpha=0.35)
+        axes[i, 1].imshow(attribution, cmap="bwr", vmin=-lim, vmax=lim, alpha=0.8)
+        axes[i, 1].set_title("SHAP (expected gradients)", fontsize=8)
+        if cams is not None:
+            axes[i, 2].imshow(img)
+            axes[i, 2].imshow(cams[i], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            axes[i, 2].set_title("Grad-CAM", fontsize=8)
+        for ax in axes[i]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    if title:
+        fig.suptitle(_title(tag, title))
+    fig.tight_layout()
+    return fig

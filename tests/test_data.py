@@ -137,3 +137,12 @@ def test_real_subset_check(shared_subset_csv: Path, capsys) -> None:
     rc = cli.main(["check", "--metadata", str(shared_subset_csv), "--no-decode"])
     out = capsys.readouterr().out
     assert rc == 0 and "rows:       2,501" in out and "malignant:  447" in out and "missing image files: 0" in out
+
+
+def test_sample_per_class(tiny_csv: Path) -> None:
+    from melanoma_utils.data import sample_per_class
+
+    df = load_dataset(tiny_csv).frame
+    s = sample_per_class(df, 3, seed=1)
+    assert s["target"].tolist() == [0, 0, 0, 1, 1, 1]
+    assert len(sample_per_class(df, 100)) == 24

@@ -1,0 +1,221 @@
+"""Explanations for any trained run: grouped permutation importance and SHAP for the metadata (the
+study's Fig 14), SHAP and Grad-CAM for the image (Fig 15). Functions return plain arrays / DataFrames;
+plotting lives in :mod:`melanoma_utils.plots`.
+
+* :func:`model_inputs` decodes the rows exactly as the training pipeline does (same preprocessing).
+* :func:`split_fusion` splits a fusion model into its image encoder and the rest, so that metadata
+  explanations run the CNN once per lesion instead of once per evaluation.
+* :func:`permutation_importance` permutes one-hot groups TOGETHER (all site columns as one feature), and
+  can permute the image too (which image goes with which metadata).
+* :func:`metadata_shap` — exact SHAP with the metadata GROUPS as players, each lesion's image held
+  fixed, against a small background.
+* :func:`image_shap` — ``shap.GradientExplainer`` (expected gradients) on the image with the lesion's
+  metadata held fixed. ``DeepExplainer`` is deliberately not used: it fails on depthwise convolutions and
+  then breaks ``GradientExplainer`` in the same process.
+* :func:`grad_cam` — Grad-CAM on the last convolution block of the study's CNN branch (TensorFlow).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from .evaluation import roc_auc
+
+
+def model_inputs(run: Any, df: pd.DataFrame, batch_size: int = 64) -> dict[str, np.ndarray]:
+    """``{"image": float32 (N,S,S,3), "meta": float32 (N,F)}`` for the rows, as the model sees them."""
+    from .pipeline import make_dataset
+
+    meta = run.encoder.transform(df)
+    out: dict[str, np.ndarray] = {"meta": meta}
+    if run.train_config.uses_images:
+        ds = make_dataset(list(df["image_path"]), meta, image_size=run.train_config.image_size,
+                          preprocess=run.config["preprocess"], batch_size=batch_size, cache=None)
+        out["image"] = np.concatenate([b["image"] for b in ds.as_numpy_iterator()])
+    return out
+
+
+def _feed(model: Any, x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    names = [t.name.split(":")[0] for t in model.inputs]
+    return {k: v for k, v in x.items() if k in names}
+
+
+def predict_arrays(model: Any, x: dict[str, np.ndarray], batch_size: int = 256) -> np.ndarray:
+    """Model probabilities for array inputs (always fed as a dict; direct calls in inference mode, which
+    avoid ``predict``'s per-call set-up when explainers call it thousands of times)."""
+    feed = _feed(model, x)
+    n = len(next(iter(feed.values())))
+    out = [np.asarray(model({k: v[s : s + batch_size] for k, v in feed.items()}, training=False))
+           for s in range(0, n, batch_size)]
+    return np.concatenate(out).reshape(-1)
+
+
+def split_fusion(model: Any) -> tuple[Any, Any]:
+    """``(image_encoder, head)`` of a fusion model built by :func:`melanoma_utils.models.build_model`:
+    ``image_encoder(image) -> features`` and ``head({"image_features", "meta"}) -> probability``, sharing
+    the trained layers. ``head(encoder(image), meta)`` equals ``model({"image", "meta"})``."""
+    import keras
+
+    fusion = model.get_layer("fusion")
+    img_feat, meta_feat = fusion.input
+    by_name = {t.name: t for t in model.inputs}
+    encoder = keras.Model(by_name["image"], img_feat, name="image_encoder")
+    feat_in = keras.Input(tuple(img_feat.shape[1:]), name="image_features")
+    meta_in = keras.Input(tuple(by_name["meta"].shape[1:]), name="meta")
+    m = meta_in
+    for layer in model.layers:
+        if layer.name.startswith("meta") and not isinstance(layer, keras.layers.InputLayer):
+            m = layer(m)
+    x = fusion([feat_in, m])
+    for layer in model.layers:
+        if layer.name.startswith("head") or layer.name == "probability":
+            x = layer(x)
+    head = keras.Model({"image_features": feat_in, "meta": meta_in}, x, name="head")
+    return encoder, head
+
+
+def _scorer(run: Any, x: dict[str, np.ndarray]) -> tuple[Callable[[dict[str, np.ndarray]], np.ndarray], dict[str, np.ndarray]]:
+    """A fast ``predict(inputs)`` and the inputs it takes: image features precomputed for fusion models."""
+    model = run.model
+    if run.train_config.model == "fusion" and run.train_config.backbone is None:
+        encoder, head = split_fusion(model)
+        feats = np.asarray(encoder.predict(x["image"], batch_size=128, verbose=0))
+        return (lambda z: predict_arrays(head, z)), {"image_features": feats, "meta": x["meta"]}
+    return (lambda z: predict_arrays(model, z)), dict(x)
+
+
+def permutation_importance(
+    run: Any,
+    df: pd.DataFrame,
+    x: dict[str, np.ndarray] | None = None,
+    n_repeats: int = 5,
+    seed: int = 0,
+    include_image: bool = True,
+    metric: Callable[[np.ndarray, np.ndarray], float] = roc_auc,
+) -> pd.DataFrame:
+    """Drop in ``metric`` (ROC AUC) when each metadata GROUP is permuted across rows, ``n_repeats`` times.
+
+    Returns one row per group (``age``, ``sex``, ``site``, ``width``, ``height``, and ``image`` if the
+    model has one): ``importance_mean``, ``importance_sd``, ``baseline``. Evaluate on held-out rows.
+    """
+    x = x if x is not None else model_inputs(run, df)
+    score, z = _scorer(run, x)
+    y = df["target"].to_numpy()
+    baseline = metric(y, score(z))
+    groups: dict[str, list[int]] = run.encoder.feature_groups() if run.train_config.uses_meta else {}
+    rng = np.random.default_rng(seed)
+    rows = []
+    image_key = "image_features" if "image_features" in z else "image"
+    targets: list[tuple[str, str, list[int] | None]] = [(g, "meta", cols) for g, cols in groups.items()]
+    if include_image and image_key in z:
+        targets.append(("image", image_key, None))
+    for name, key, cols in targets:
+        drops = []
+        for _ in range(n_repeats):
+            perm = rng.permutation(len(y))
+            zp = dict(z)
+            if cols is None:
+                zp[key] = z[key][perm]
+            else:
+                m = z[key].copy()
+                m[:, cols] = z[key][perm][:, cols]
+                zp[key] = m
+            drops.append(baseline - metric(y, score(zp)))
+        rows.append({"feature": name, "importance_mean": float(np.mean(drops)),
+                     "importance_sd": float(np.std(drops, ddof=1)) if n_repeats > 1 else 0.0,
+                     "baseline": baseline, "columns": len(cols) if cols is not None else None})
+    return pd.DataFrame(rows).set_index("feature").sort_values("importance_mean", ascending=False)
+
+
+def metadata_shap(
+    run: Any,
+    x: dict[str, np.ndarray],
+    rows: np.ndarray,
+    background_rows: np.ndarray,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Exact SHAP values of the metadata GROUPS (age, sex, site, width, height) for the lesions ``rows``,
+    each with its own image held fixed, against the metadata of ``background_rows`` (~20 rows).
+
+    The game's players are the groups, so one-hot columns move together and each group gets one honest
+    value (2^groups coalitions × background rows evaluations per lesion, on the metadata head only).
+    Returns ``(values, base_values)``: one row per lesion; ``values.sum(1) + base == prediction``.
+    """
+    import shap
+
+    score, z = _scorer(run, x)
+    groups = run.encoder.feature_groups()
+    names = list(groups)
+    background_rows = np.asarray(background_rows)
+    values, bases = [], []
+    for i in rows:
+        fixed = {k: v[i : i + 1] for k, v in z.items() if k != "meta"}
+        table = np.concatenate([z["meta"][i : i + 1], z["meta"][background_rows]])  # row 0: the lesion itself
+
+        def f(g: np.ndarray, fixed=fixed, table=table) -> np.ndarray:
+            g = np.asarray(g).round().astype(int)
+            meta = np.empty((len(g), table.shape[1]), np.float32)
+            for j, name in enumerate(names):
+                meta[:, groups[name]] = table[g[:, j]][:, groups[name]]
+            feed = {k: np.repeat(v, len(g), axis=0) for k, v in fixed.items()}
+            feed["meta"] = meta
+            return score(feed)
+
+        bg = np.repeat(np.arange(1, len(table))[:, None], len(names), axis=1).astype(float)
+        explainer = shap.explainers.Exact(f, shap.maskers.Independent(bg, max_samples=len(bg)))
+        ex = explainer(np.zeros((1, len(names))), silent=True)
+        values.append(ex.values[0])
+        bases.append(float(np.ravel(ex.base_values)[0]))
+    return pd.DataFrame(values, columns=names, index=list(rows)), np.array(bases)
+
+
+def image_shap(run: Any, x: dict[str, np.ndarray], rows: np.ndarray, background_rows: np.ndarray,
+               nsamples: int = 100, seed: int = 0) -> np.ndarray:
+    """Expected-gradients SHAP of the image input, ``(len(rows), S, S, 3)``, each lesion's metadata fixed.
+
+    The explainer sees the model through an explicit list-input wrapper (never list-vs-dict ambiguity).
+    """
+    import keras
+    import shap
+
+    model = run.model
+    img_in = keras.Input(x["image"].shape[1:], name="image")
+    has_meta = run.train_config.uses_meta
+    meta_in = keras.Input(x["meta"].shape[1:], name="meta") if has_meta else None
+    out = model({"image": img_in, "meta": meta_in} if has_meta else {"image": img_in})
+    wrapper = keras.Model([img_in, meta_in] if has_meta else [img_in], out)
+    bg = x["image"][background_rows]
+    result = []
+    for i in rows:
+        data = [bg, np.repeat(x["meta"][i : i + 1], len(bg), 0)] if has_meta else [bg]
+        explainer = shap.GradientExplainer(wrapper, data, batch_size=25)
+        target = [x["image"][i : i + 1], x["meta"][i : i + 1]] if has_meta else [x["image"][i : i + 1]]
+        sv = explainer.shap_values(target, nsamples=nsamples, rseed=seed)
+        result.append(np.asarray(sv[0] if isinstance(sv, list) else sv)[0, ..., 0])
+    return np.stack(result)
+
+
+def grad_cam(run: Any, x: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
+    """Grad-CAM maps ``(len(rows), S, S)`` in [0, 1] for the last convolution block of the CNN branch."""
+    import keras
+    import tensorflow as tf
+
+    model = run.model
+    conv_names = [l.name for l in model.layers if l.name.startswith("img") and l.name.endswith("_conv")]
+    if not conv_names:
+        raise ValueError("Grad-CAM needs the study's convolutional image branch (not a backbone or metadata-only model)")
+    last = model.get_layer(conv_names[-1])
+    grad_model = keras.Model(model.inputs, [last.output, model.output])
+    feed = {k: tf.convert_to_tensor(v[rows]) for k, v in _feed(model, x).items()}
+    with tf.GradientTape() as tape:
+        fmap, prob = grad_model(feed, training=False)
+        logit = tf.math.log(prob + 1e-7) - tf.math.log(1 - prob + 1e-7)
+    grads = tape.gradient(logit, fmap)
+    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
+    cam = tf.nn.relu(tf.reduce_sum(weights * fmap, axis=-1))
+    size = x["image"].shape[1]
+    cam = tf.image.resize(cam[..., None], (size, size), method="bilinear")[..., 0].numpy()
+    peak = cam.reshape(len(rows), -1).max(axis=1).reshape(-1, 1, 1)
+    return np.where(peak > 0, cam / np.maximum(peak, 1e-12), 0.0)

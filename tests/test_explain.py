@@ -1,0 +1,94 @@
+"""Explanations on tiny trained models with planted signals."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import write_dataset
+from melanoma_utils import explain
+from melanoma_utils.data import load_dataset
+from melanoma_utils.training import TrainConfig, train_run
+
+
+@pytest.fixture(scope="module")
+def meta_run(tmp_path_factory):
+    """A metadata-only model trained where sex decides the target and age is noise; site is constant."""
+    rng = np.random.default_rng(0)
+    n = 400
+    y = (rng.random(n) < 0.3).astype(int)
+    df = pd.DataFrame({"image_name": [f"i{i}" for i in range(n)], "patient_id": [f"p{i // 2}" for i in range(n)],
+                       "sex": np.where(y == 1, "male", "female"), "age": rng.normal(50, 10, n), "site": "torso",
+                       "diagnosis": "nevus", "target": y, "fold": pd.NA, "width": np.nan, "height": np.nan,
+                       "image_path": ""})
+    run = train_run(df, TrainConfig(model="meta", epochs=30, learning_rate=1e-2, patience=30, verbose=0),
+                    tmp_path_factory.mktemp("explain") / "meta")
+    return run, df
+
+
+@pytest.fixture(scope="module")
+def fusion(tmp_path_factory):
+    csv = write_dataset(tmp_path_factory.mktemp("fx"), n=40, size=24)
+    df = load_dataset(csv).frame
+    run = train_run(df, TrainConfig(image_size=24, epochs=2, batch_size=8, conv_filters=(4, 8), meta_units=(8,),
+                                    head_units=(8,), features="paper", verbose=0), tmp_path_factory.mktemp("fr") / "r")
+    return run, df, explain.model_inputs(run, df)
+
+
+def test_grouped_permutation_importance_finds_the_planted_feature(meta_run) -> None:
+    run, df = meta_run
+    imp = explain.permutation_importance(run, df, n_repeats=5, seed=1)
+    assert list(imp.index)[0] == "sex" and imp.loc["sex", "importance_mean"] > 0.3
+    assert imp.loc["site", "importance_mean"] == pytest.approx(0.0, abs=1e-9)  # constant: permuting changes nothing
+    assert abs(imp.loc["age", "importance_mean"]) < 0.05
+    assert imp.loc["sex", "columns"] == 3 and imp.loc["site", "columns"] == 7  # one-hot groups permuted together
+    assert "image" not in imp.index
+
+
+def test_split_fusion_reproduces_the_model(fusion) -> None:
+    run, df, x = fusion
+    encoder, head = explain.split_fusion(run.model)
+    feats = np.asarray(encoder.predict(x["image"], verbose=0))
+    a = explain.predict_arrays(head, {"image_features": feats, "meta": x["meta"]})
+    assert np.allclose(a, run.predict(df), atol=1e-6)
+
+
+def test_fusion_importance_includes_image_and_all_groups(fusion) -> None:
+    run, df, x = fusion
+    imp = explain.permutation_importance(run, df, x, n_repeats=2)
+    assert set(imp.index) == {"age", "sex", "site", "width", "height", "image"}
+    assert imp["baseline"].nunique() == 1
+
+
+def test_metadata_shap_is_additive_per_group(fusion) -> None:
+    run, df, x = fusion
+    values, base = explain.metadata_shap(run, x, np.array([0, 1, 2]), np.arange(10, 20))
+    assert list(values.columns) == ["age", "sex", "site", "width", "height"] and values.shape == (3, 5)
+    pred = explain.predict_arrays(run.model, x)[:3]
+    assert np.allclose(values.sum(axis=1).to_numpy() + base, pred, atol=1e-5)
+
+
+def test_image_shap_shape_and_approximate_additivity(fusion) -> None:
+    run, df, x = fusion
+    bg = np.arange(10, 30)
+    sv = explain.image_shap(run, x, np.array([0, 1]), bg, nsamples=400)
+    assert sv.shape == (2, 24, 24, 3)
+    pred = explain.predict_arrays(run.model, x)
+    for k, i in enumerate((0, 1)):
+        base = explain.predict_arrays(run.model, {"image": x["image"][bg], "meta": np.repeat(x["meta"][i:i + 1], len(bg), 0)}).mean()
+        gap = pred[i] - base
+        assert abs(sv[k].sum() - gap) <= 0.5 * abs(gap) + 0.02  # expected gradients: approximately additive
+
+
+def test_grad_cam_shape_and_range(fusion) -> None:
+    run, df, x = fusion
+    cam = explain.grad_cam(run, x, np.array([0, 3, 5]))
+    assert cam.shape == (3, 24, 24) and cam.min() >= 0 and cam.max() <= 1 + 1e-6
+
+
+def test_grad_cam_needs_the_cnn_branch(meta_run) -> None:
+    run, df = meta_run
+    with pytest.raises(ValueError, match="convolutional image branch"):
+        explain.grad_cam(run, {"meta": run.encoder.transform(df)}, np.array([0]))
