@@ -156,26 +156,35 @@ def load_image_array(
     return preprocess_batch(arr, preprocess)
 
 
-def make_array_sequence(images: np.ndarray, meta: np.ndarray, targets: np.ndarray | None = None,
+def make_array_sequence(images: np.ndarray | None, meta: np.ndarray, targets: np.ndarray | None = None,
                         sample_weights: np.ndarray | None = None, batch_size: int = 32, shuffle: bool = False,
-                        seed: int = 0):
-    """A ``keras.utils.PyDataset`` over a decoded uint8 cache: the feed for backends without TensorFlow (JAX)."""
+                        seed: int = 0, augmenter: Any = None, keys: Sequence[str] = ("image", "meta")):
+    """A ``keras.utils.PyDataset`` over a decoded uint8 cache: the feed for backends without TensorFlow (JAX).
+
+    ``augmenter`` (training only) is applied per batch with the backend's own ops; ``keys`` names the model
+    inputs to feed (``("meta",)`` for a metadata-only model, ``("image",)`` for an image-only one).
+    """
     import keras
 
     class ArraySequence(keras.utils.PyDataset):
         def __init__(self) -> None:
             super().__init__()
-            self.order = np.arange(len(images))
+            self.order = np.arange(len(meta))
             self.rng = np.random.default_rng(seed)
             if shuffle:
                 self.rng.shuffle(self.order)
 
         def __len__(self) -> int:
-            return int(np.ceil(len(images) / batch_size))
+            return int(np.ceil(len(self.order) / batch_size))
 
         def __getitem__(self, i: int):
             idx = self.order[i * batch_size : (i + 1) * batch_size]
-            x = {"image": images[idx].astype(np.float32), "meta": np.asarray(meta[idx], np.float32)}
+            x: dict[str, Any] = {}
+            if "image" in keys and images is not None:
+                img = images[idx].astype(np.float32)
+                x["image"] = np.asarray(augmenter(img, training=True), np.float32) if augmenter is not None else img
+            if "meta" in keys:
+                x["meta"] = np.asarray(meta[idx], np.float32)
             if targets is None:
                 return (x,)
             w = np.ones(len(idx), np.float32) if sample_weights is None else sample_weights[idx]

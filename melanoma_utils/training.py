@@ -135,15 +135,15 @@ def _set_precision(mode: str) -> str:
 
     on = mode == "on"
     if mode == "auto":
-        try:
-            import tensorflow as tf
-
-            on = bool(tf.config.list_physical_devices("GPU"))
-        except ImportError:
+        if keras.backend.backend() == "jax":
             import jax
 
             on = jax.default_backend() == "gpu"
-    policy = "mixed_float16" if on else "float32"
+        elif keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            on = bool(tf.config.list_physical_devices("GPU"))
+    policy = ("mixed_float16" if keras.backend.backend() == "tensorflow" else "mixed_bfloat16") if on else "float32"
     keras.mixed_precision.set_global_policy(policy)
     return policy
 
@@ -180,10 +180,19 @@ class Run:
 
     def predict(self, df: pd.DataFrame, batch_size: int = 64) -> np.ndarray:
         """Probabilities for rows of the normalised table (all images must be readable)."""
-        from .pipeline import make_dataset
+        import keras
+
+        from .pipeline import load_image_array, make_dataset
 
         cfg = self.train_config
         meta = self.encoder.transform(df)
+        if keras.backend.backend() != "tensorflow":  # NumPy feed: no TensorFlow needed
+            x: dict[str, np.ndarray] = {}
+            if cfg.uses_meta:
+                x["meta"] = meta
+            if cfg.uses_images:
+                x["image"] = load_image_array(list(df["image_path"]), cfg.image_size, self.config["preprocess"]).astype(np.float32)
+            return np.asarray(self.model.predict(x, batch_size=batch_size, verbose=0)).reshape(-1)
         if not cfg.uses_images:
             x = {"meta": meta}
             return np.asarray(self.model.predict(x, batch_size=batch_size, verbose=0)).reshape(-1)
@@ -234,12 +243,28 @@ def fill_size_from_files(df: pd.DataFrame) -> pd.DataFrame:
 
 def _datasets(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, encoder: MetadataEncoder,
               weights: dict[int, float], preprocess: dict[str, Any], out_dir: Path):
-    from .pipeline import make_dataset
+    import keras
+
+    from .pipeline import load_image_array, make_array_sequence, make_dataset
 
     xm_tr, xm_va = encoder.transform(train), encoder.transform(val)
     y_tr, y_va = train["target"].to_numpy(), val["target"].to_numpy()
     w_tr = np.array([weights[int(t)] for t in y_tr], np.float32)
     w_va = np.array([weights[int(t)] for t in y_va], np.float32)
+    if keras.backend.backend() != "tensorflow":  # JAX / PyTorch: a decoded uint8 cache behind a PyDataset
+        keys = tuple(k for k, used in (("image", cfg.uses_images), ("meta", cfg.uses_meta)) if used)
+        img_tr = img_va = None
+        augmenter = None
+        if cfg.uses_images:
+            img_tr = load_image_array(list(train["image_path"]), cfg.image_size, preprocess)
+            img_va = load_image_array(list(val["image_path"]), cfg.image_size, preprocess)
+            if cfg.augment:
+                from .augment import build_augmenter
+
+                augmenter = build_augmenter(cfg.image_size, seed=cfg.seed, **cfg.augment_config)
+        return (make_array_sequence(img_tr, xm_tr, y_tr, w_tr, cfg.batch_size, shuffle=True, seed=cfg.seed,
+                                    augmenter=augmenter, keys=keys),
+                make_array_sequence(img_va, xm_va, y_va, w_va, cfg.batch_size, keys=keys))
     if not cfg.uses_images:
         import tensorflow as tf
 
