@@ -512,3 +512,45 @@ def _safe_auc(y: Any, p: Any) -> float:
 
 def _slug(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_").replace("__", "_")
+
+
+def compare_backbones(
+    df: pd.DataFrame,
+    cfg: TrainConfig,
+    out_dir: str | os.PathLike[str],
+    backbones: list[str],
+    models: tuple[str, ...] = ("image", "fusion"),
+    test_fraction: float = 0.2,
+    n_boot: int = 1000,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The study's Table 3 analogue: each backbone (``"cnn"`` = the study's own branch) × image-only /
+    fusion, trained on the same patient-grouped training part (same budget) and scored on the same
+    held-out patients. Returns ``(table, predictions)``; runs are saved under ``out_dir`` and reused."""
+    out_dir = Path(out_dir)
+    tr, te = holdout_split(df, test_fraction, seed=cfg.seed)
+    train, test = df.iloc[tr].reset_index(drop=True), df.iloc[te].reset_index(drop=True)
+    rows, preds = [], []
+    for backbone in backbones:
+        for model in models:
+            overrides = {"model": model, "backbone": None if backbone == "cnn" else backbone}
+            vcfg = TrainConfig.from_dict({**asdict(cfg), **overrides})
+            run_dir = out_dir / f"{backbone}_{model}"
+            run = Run.load(run_dir) if (run_dir / "model.keras").exists() else train_run(train, vcfg, run_dir)
+            p = run.predict(test)
+            res = evaluate(test["target"], p, test["patient_id"], {"validation": run.threshold}, n_boot=n_boot, seed=cfg.seed)
+            at = res["thresholds"]["validation"]
+            nevus = ((test["target"] == 1) | (test["diagnosis"] == "nevus")).to_numpy()
+            rows.append({
+                "backbone": backbone, "model": model,
+                "accuracy": at["accuracy"], "sensitivity": at["sensitivity"], "specificity": at["specificity"],
+                "f1": at["f1"], "threshold": at["threshold"],
+                "roc_auc": res["roc_auc"]["estimate"], "roc_auc_ci": (res["roc_auc"]["ci_low"], res["roc_auc"]["ci_high"]),
+                "pr_auc": res["pr_auc"]["estimate"], "pr_auc_ci": (res["pr_auc"]["ci_low"], res["pr_auc"]["ci_high"]),
+                "mel_vs_nevus_auc": _safe_auc(test["target"][nevus], p[nevus]),
+                "params": int(run.model.count_params()), "epochs_run": run.config.get("epochs_run"),
+                "train_images_per_second": run.config.get("train_images_per_second"),
+            })
+            preds.append(pd.DataFrame({"image_name": test["image_name"], "backbone": backbone, "model": model,
+                                       "target": test["target"], "probability": p}))
+            print(f"[compare] {backbone} · {model}: ROC AUC {rows[-1]['roc_auc']:.3f}", flush=True)
+    return pd.DataFrame(rows), pd.concat(preds, ignore_index=True)

@@ -492,3 +492,72 @@ report.figure(plots.explanation_grid(x["image"][picks], shap_img, cams, titles,
     ("md", "## Environment"),
     ("code", "package_versions()"),
 ]
+
+NOTEBOOKS["05_compare_backbones"] = [
+    ("md", """
+# 05 · Backbone comparison (the study's Table 3)
+
+The study compares its CNN with VGG-16, ResNet-50, MobileNetV2, EfficientNet and DenseNet-121. Here each
+`keras.applications` backbone is the image branch of the same builder, image-only and fused with the
+clinical metadata, each with its own input scaling (EfficientNet takes 0–255; VGG/ResNet mean-subtracted
+BGR; MobileNet [−1, 1]; DenseNet ImageNet mean/std). All are trained on the same patients and scored on
+the same held-out patients, at the threshold chosen on each run's validation split.
+
+The committed rendering uses the **quick CPU parameters** (small images, few epochs, random initialisation,
+a subset of backbones): it shows the machinery and the relative cost, not what ImageNet-pretrained backbones
+reach. For the full comparison run `params/isic2020-256-gpu.yaml` on a GPU (`make setup GPU=1`), which uses
+`weights="imagenet"` with a freeze-then-fine-tune schedule.
+"""),
+    ("params", """
+synthetic = True
+dataset_label = "SYNTHETIC demo"
+images_csv = "data/synthetic-demo/train.csv"
+images_dir = ""  # empty: the train/ folder beside images_csv
+report_dir = "reports/demo"
+backbones = ["cnn", "mobilenetv2", "efficientnetb0"]  # cnn: the study's own branch
+compare_image_size = 64
+compare_epochs = 3
+compare_weights = "none"  # none | imagenet
+freeze_epochs = 0
+conv_filters = [16, 32, 64, 128]
+learning_rate = 0.001
+batch_size = 32
+test_fraction = 0.2
+n_boot = 500
+seed = 0
+"""),
+    ("code", """
+import pandas as pd
+from IPython.display import Markdown, display
+
+from melanoma_utils import config, data, plots
+from melanoma_utils.reporting import Report, package_versions, seed_everything
+from melanoma_utils.training import TrainConfig, compare_backbones
+
+seed_everything(seed)
+report = Report.from_params(report_dir, synthetic)
+df = data.load_dataset(config.resolve(images_csv), config.resolve(images_dir) if images_dir else None).frame
+cfg = TrainConfig(image_size=compare_image_size, epochs=compare_epochs, patience=compare_epochs,
+                  weights=None if compare_weights == "none" else compare_weights, freeze_epochs=freeze_epochs,
+                  conv_filters=tuple(conv_filters), learning_rate=learning_rate, batch_size=batch_size, seed=seed, verbose=0)
+table, preds = compare_backbones(df, cfg, report.report_dir / "runs" / "backbones", backbones,
+                                 test_fraction=test_fraction, n_boot=n_boot)
+report.table(table.set_index(["backbone", "model"]), "table3_backbones")
+show = table.assign(roc_auc_ci=[f"{a:.3f}–{b:.3f}" for a, b in table["roc_auc_ci"]],
+                    pr_auc_ci=[f"{a:.3f}–{b:.3f}" for a, b in table["pr_auc_ci"]])
+show.set_index(["backbone", "model"]).round(3)
+"""),
+    ("code", """
+best = table.loc[table["roc_auc"].idxmax()]
+display(Markdown(
+    f"{dataset_label}, {compare_image_size} px, {compare_epochs} epochs, weights: {compare_weights}. Best ROC AUC: "
+    f"**{best['backbone']} ({best['model']})** {best['roc_auc']:.3f} (95% CI {best['roc_auc_ci'][0]:.3f}–{best['roc_auc_ci'][1]:.3f}). "
+    "Overlapping intervals mean the held-out set cannot separate the models. Training speed on this machine: "
+    + ", ".join(f"{b}/{m} {r:.0f} img/s" for b, m, r in zip(table['backbone'], table['model'], table['train_images_per_second']))
+))
+curves = {f"{b} · {m}": (g["target"].to_numpy(), g["probability"].to_numpy()) for (b, m), g in preds.groupby(["backbone", "model"], sort=False)}
+report.figure(plots.roc_pr(curves, "Backbones on the held-out patients", tag=report.tag), "fig_backbones_roc_pr")
+"""),
+    ("md", "## Environment"),
+    ("code", "package_versions()"),
+]
