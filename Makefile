@@ -12,6 +12,7 @@ STAMP := $(VENV)/.installed-$(if $(filter 1,$(GPU)),gpu,cpu)
 DATA ?= demo
 DATA_SIZE ?= 256
 DATA_BENIGN ?= all
+BENCH_ARGS ?= --sizes 96 --backbones cnn mobilenetv2 --n-images 512
 
 .PHONY: help setup data demo-data reproduce test test-fast bench lint clean
 
@@ -45,8 +46,8 @@ test: $(STAMP) ## run the test suite (slow notebook runs included)
 test-fast: $(STAMP) ## run the tests without the slow notebook runs
 	$(PY) -m pytest -m "not slow"
 
-bench: $(STAMP) ## measure pipeline / training / prediction throughput into reports/bench/
-	$(PY) scripts/bench.py
+bench: $(STAMP) ## measure pipeline / training / prediction throughput into reports/bench/ (BENCH_ARGS=...)
+	$(PY) scripts/bench.py $(BENCH_ARGS)
 
 lint: $(STAMP) ## byte-compile the package and tests (ruff, if installed)
 	$(PY) -m compileall -q melanoma_utils tests scripts

@@ -1,0 +1,40 @@
+"""keras.applications backbones through the same builder and training code (weights=None: no network)."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from melanoma_utils.models import build_backbone, build_model
+from melanoma_utils.training import TrainConfig, train_run
+
+
+@pytest.mark.parametrize("name, mode", [("vgg16", "caffe"), ("resnet50", "caffe"), ("mobilenetv2", "tf"),
+                                        ("efficientnetb0", "raw"), ("densenet121", "torch")])
+def test_each_backbone_builds_with_its_own_preprocessing(name: str, mode: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = build_model(32, 5, kind="fusion", backbone=name, head_units=(8,), meta_units=(4,))
+    assert m.get_layer("backbone_preprocess").mode == mode
+    out = np.asarray(m({"image": np.full((2, 32, 32, 3), 128.0, np.float32), "meta": np.zeros((2, 5), np.float32)}))
+    assert out.shape == (2, 1) and np.isfinite(out).all()
+
+
+def test_freeze_then_fine_tune_with_a_local_weights_file(tiny_csv: Path, tmp_path: Path) -> None:
+    from melanoma_utils.data import load_dataset
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        base = build_backbone("mobilenetv2", 32)
+    weights = tmp_path / "mobilenetv2_local.weights.h5"
+    base.save_weights(weights)
+    df = load_dataset(tiny_csv).frame
+    cfg = TrainConfig(model="image", backbone="mobilenetv2", weights=str(weights), freeze_epochs=1, epochs=2,
+                      image_size=32, batch_size=8, head_units=(8,), verbose=0)
+    run = train_run(df, cfg, tmp_path / "run")
+    hist = pd.read_csv(tmp_path / "run" / "history.csv")
+    assert len(hist) == 2 and run.config["epochs_run"] == 2  # 1 frozen + 1 fine-tuning epoch
+    assert run.model.get_layer("backbone").trainable  # unfrozen for fine-tuning
