@@ -27,7 +27,7 @@ def transform_costs(images: Sequence[np.ndarray], names: Sequence[str] | None = 
 
     rows = []
     for name in names or [n for n in PREPROCESSORS if n != "none"]:
-        sec = time_per_call(lambda: [preprocess(im, name) for im in images], repeats=repeats, warmup=1)
+        sec = time_per_call(lambda name=name: [preprocess(im, name) for im in images], repeats=repeats, warmup=1)
         rows.append({"transform": name, "ms_per_image": 1000 * sec / len(images),
                      "size": f"{images[0].shape[1]}×{images[0].shape[0]}"})
     return pd.DataFrame(rows).set_index("transform")

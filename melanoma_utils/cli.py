@@ -149,8 +149,8 @@ def _nonneg_float(value: str) -> float:
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
-    from .features import FEATURE_SETS
     from .backbones import BACKBONES
+    from .features import FEATURE_SETS
     from .transforms import PREPROCESSORS
 
     p.add_argument("--metadata", type=_existing_path, required=True, help="training CSV (or dataset folder)")

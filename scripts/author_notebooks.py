@@ -10,14 +10,13 @@ import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 NB_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-NOTEBOOKS: dict[str, list[tuple[str, str]]] = {}
 
 
 def write(name: str, cells: list[tuple[str, str]]) -> None:
     nb = new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nb.metadata["language_info"] = {"name": "python"}
-    for kind, src in cells:
+    for i, (kind, src) in enumerate(cells):
         src = src.strip("\n")
         if kind == "md":
             nb.cells.append(new_markdown_cell(src))
@@ -26,6 +25,7 @@ def write(name: str, cells: list[tuple[str, str]]) -> None:
             if kind == "params":
                 cell.metadata["tags"] = ["parameters"]
             nb.cells.append(cell)
+        nb.cells[-1].id = f"c{i:02d}"  # stable ids: re-authoring changes only what was edited
     nbformat.write(nb, str(NB_DIR / f"{name}.ipynb"))
 
 

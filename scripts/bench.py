@@ -75,8 +75,8 @@ def main() -> int:
     p.add_argument("--out-dir", type=Path, default=ROOT / "reports" / "bench")
     args = p.parse_args()
 
-    import numpy as np
     import keras
+    import numpy as np
 
     from melanoma_utils.models import build_model
 

@@ -47,6 +47,16 @@ def write_dataset(root: Path, n: int = 24, size: int = 32, seed: int = 0, pos_ev
     return csv
 
 
+def planted_sex_table(n: int = 400, seed: int = 0) -> pd.DataFrame:
+    """A normalised metadata table (no images) where sex decides the target, age is noise, site constant."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.3).astype(int)
+    return pd.DataFrame({"image_name": [f"i{i}" for i in range(n)], "patient_id": [f"p{i // 2}" for i in range(n)],
+                         "sex": np.where(y == 1, "male", "female"), "age": rng.normal(50, 10, n), "site": "torso",
+                         "diagnosis": "nevus", "target": y, "fold": pd.NA, "width": np.nan, "height": np.nan,
+                         "image_path": ""})
+
+
 @pytest.fixture
 def tiny_csv(tmp_path: Path) -> Path:
     """24 rows, 12 patients, 8 malignant, 32×40 px images."""

@@ -1,13 +1,10 @@
 """Explanations on tiny trained models with planted signals."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pandas as pd
 import pytest
 
-from conftest import write_dataset
+from conftest import planted_sex_table, write_dataset
 from melanoma_utils import explain
 from melanoma_utils.data import load_dataset
 from melanoma_utils.training import TrainConfig, train_run
@@ -16,13 +13,7 @@ from melanoma_utils.training import TrainConfig, train_run
 @pytest.fixture(scope="module")
 def meta_run(tmp_path_factory):
     """A metadata-only model trained where sex decides the target and age is noise; site is constant."""
-    rng = np.random.default_rng(0)
-    n = 400
-    y = (rng.random(n) < 0.3).astype(int)
-    df = pd.DataFrame({"image_name": [f"i{i}" for i in range(n)], "patient_id": [f"p{i // 2}" for i in range(n)],
-                       "sex": np.where(y == 1, "male", "female"), "age": rng.normal(50, 10, n), "site": "torso",
-                       "diagnosis": "nevus", "target": y, "fold": pd.NA, "width": np.nan, "height": np.nan,
-                       "image_path": ""})
+    df = planted_sex_table()
     run = train_run(df, TrainConfig(model="meta", epochs=30, learning_rate=1e-2, patience=30, verbose=0),
                     tmp_path_factory.mktemp("explain") / "meta")
     return run, df

@@ -1,7 +1,6 @@
 """Execute the notebooks with papermill on the SYNTHETIC demo data (slow; run by `make test` and CI)."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import write_dataset
+from conftest import planted_sex_table, write_dataset
 from melanoma_utils import cli
 from melanoma_utils.data import load_dataset
 from melanoma_utils.training import Run, TrainConfig, cross_validate, summarise_cv, train_run
@@ -112,13 +112,8 @@ def test_cli_rejects_bad_arguments(tmp_path: Path, capsys) -> None:
 
 
 def test_meta_model_learns_planted_signal(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    n = 400
-    y = (rng.random(n) < 0.3).astype(int)
-    df = pd.DataFrame({"image_name": [f"i{i}" for i in range(n)], "patient_id": [f"p{i // 2}" for i in range(n)],
-                       "sex": np.where(y == 1, "male", "female"), "age": rng.normal(50, 10, n), "site": "torso",
-                       "diagnosis": "nevus", "target": y, "fold": pd.NA, "width": np.nan, "height": np.nan,
-                       "image_path": ""})
+    df = planted_sex_table()
+    y = df["target"].to_numpy()
     run = train_run(df, TrainConfig(model="meta", epochs=30, learning_rate=1e-2, batch_size=32, patience=30,
                                     verbose=0), tmp_path / "meta")
     from melanoma_utils.evaluation import roc_auc
@@ -134,7 +129,7 @@ def test_cross_validation_ablation_on_tiny_data(tmp_path: Path) -> None:
     per_fold, oof = cross_validate(df, TrainConfig(**{**TINY, "epochs": 1}), tmp_path / "abl", variants, n_splits=3)
     assert len(per_fold) == 6 and set(per_fold["variant"]) == {"meta", "fusion"}
     assert len(oof) == 2 * 60 and oof.groupby("variant")["image_name"].nunique().eq(60).all()
-    for (_, k), part in oof.groupby(["variant", "fold"]):
+    for _, part in oof.groupby(["variant", "fold"]):
         train_patients = set(df["patient_id"]) - set(part["patient_id"])
         assert not train_patients & set(part["patient_id"])
     summary = summarise_cv(per_fold, oof, n_boot=50)
