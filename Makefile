@@ -34,7 +34,7 @@ setup: $(STAMP) ## create .venv/ with the pinned dependencies (GPU=1: tensorflow
 demo-data: $(STAMP) ## generate the SYNTHETIC demo data set in data/synthetic-demo/
 	$(PY) -m melanoma_utils demo-data
 
-data: $(STAMP) ## download the real ISIC 2020 data and resize it into data/isic2020-$(DATA_SIZE)/ (needs internet)
+data: $(STAMP) ## download the real ISIC 2020 data, resize once into data/isic2020-<size>/ (DATA_SIZE, DATA_BENIGN; internet)
 	$(PY) -m melanoma_utils fetch --size $(DATA_SIZE) $(if $(filter-out all,$(DATA_BENIGN)),--benign $(DATA_BENIGN))
 
 reproduce: $(STAMP) ## run the study's notebooks on params/$(DATA).yaml into reports/ (default: SYNTHETIC demo)
