@@ -543,15 +543,15 @@ cfg = TrainConfig(image_size=compare_image_size, epochs=compare_epochs, patience
 table, preds = compare_backbones(df, cfg, report.report_dir / "runs" / "backbones", backbones,
                                  test_fraction=test_fraction, n_boot=n_boot)
 report.table(table.set_index(["backbone", "model"]), "table3_backbones")
-show = table.assign(roc_auc_ci=[f"{a:.3f}–{b:.3f}" for a, b in table["roc_auc_ci"]],
-                    pr_auc_ci=[f"{a:.3f}–{b:.3f}" for a, b in table["pr_auc_ci"]])
-show.set_index(["backbone", "model"]).round(3)
+show = table.assign(roc_auc_ci=[f"{a:.3f}–{b:.3f}" for a, b in zip(table["roc_auc_ci_low"], table["roc_auc_ci_high"])],
+                    pr_auc_ci=[f"{a:.3f}–{b:.3f}" for a, b in zip(table["pr_auc_ci_low"], table["pr_auc_ci_high"])])
+show.drop(columns=["roc_auc_ci_low", "roc_auc_ci_high", "pr_auc_ci_low", "pr_auc_ci_high"]).set_index(["backbone", "model"]).round(3)
 """),
     ("code", """
 best = table.loc[table["roc_auc"].idxmax()]
 display(Markdown(
     f"{dataset_label}, {compare_image_size} px, {compare_epochs} epochs, weights: {compare_weights}. Best ROC AUC: "
-    f"**{best['backbone']} ({best['model']})** {best['roc_auc']:.3f} (95% CI {best['roc_auc_ci'][0]:.3f}–{best['roc_auc_ci'][1]:.3f}). "
+    f"**{best['backbone']} ({best['model']})** {best['roc_auc']:.3f} (95% CI {best['roc_auc_ci_low']:.3f}–{best['roc_auc_ci_high']:.3f}). "
     "Overlapping intervals mean the held-out set cannot separate the models. Training speed on this machine: "
     + ", ".join(f"{b}/{m} {r:.0f} img/s" for b, m, r in zip(table['backbone'], table['model'], table['train_images_per_second']))
 ))
