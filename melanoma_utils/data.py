@@ -266,18 +266,6 @@ def default_images_dir(metadata_csv: str | os.PathLike[str]) -> Path | None:
     return candidate if candidate.is_dir() else None
 
 
-def image_path_for(images_dir: Path, image_name: str) -> Path:
-    """Path of an image: ``<dir>/<name>.jpg`` (``.jpeg``/``.png`` accepted when that is what exists)."""
-    first = images_dir / f"{image_name}{IMAGE_EXTENSIONS[0]}"
-    if first.exists():
-        return first
-    for ext in IMAGE_EXTENSIONS[1:]:
-        other = images_dir / f"{image_name}{ext}"
-        if other.exists():
-            return other
-    return first
-
-
 def attach_image_paths(df: pd.DataFrame, images_dir: str | os.PathLike[str]) -> pd.DataFrame:
     """Add ``image_path`` for each row (whether or not the file exists)."""
     images_dir = Path(images_dir)
