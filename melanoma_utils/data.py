@@ -359,6 +359,24 @@ class Dataset:
         }
 
 
+def _read_metadata(
+    metadata: str | os.PathLike[str],
+    duplicates: str | os.PathLike[str] | None,
+    require_target: bool,
+) -> tuple[pd.DataFrame, LoadReport, Path]:
+    """Read and normalise a metadata CSV (or a dataset folder's), applying the duplicate list if given."""
+    metadata = Path(metadata)
+    csv = find_metadata_csv(metadata) if metadata.is_dir() else metadata
+    report = LoadReport(source=str(csv))
+    df = normalise_metadata(read_csv(csv), str(csv), require_target=require_target, report=report)
+    if duplicates is not None:
+        df, n = drop_duplicates(df, read_duplicates(duplicates))
+        report.n_duplicates_dropped = n
+        if n:
+            report.notes.append(f"{csv}: dropped {n} image(s) listed as duplicates in {duplicates}")
+    return df, report, csv
+
+
 def load_dataset(
     metadata: str | os.PathLike[str],
     images: str | os.PathLike[str] | None = None,
@@ -373,15 +391,7 @@ def load_dataset(
     to ``train/`` beside a resized-layout ``train.csv``. Missing image files raise (``"error"``), are
     dropped with a note (``"drop"``) or kept and listed in the report (``"keep"``, used by ``check``).
     """
-    metadata = Path(metadata)
-    csv = find_metadata_csv(metadata) if metadata.is_dir() else metadata
-    report = LoadReport(source=str(csv))
-    df = normalise_metadata(read_csv(csv), str(csv), require_target=require_target, report=report)
-    if duplicates is not None:
-        df, n = drop_duplicates(df, read_duplicates(duplicates))
-        report.n_duplicates_dropped = n
-        if n:
-            report.notes.append(f"{csv}: dropped {n} image(s) listed as duplicates in {duplicates}")
+    df, report, csv = _read_metadata(metadata, duplicates, require_target)
     images_dir = Path(images) if images is not None else default_images_dir(csv)
     if images_dir is None:
         raise DataError(
@@ -413,12 +423,7 @@ def load_metadata(
     require_target: bool = True,
 ) -> Dataset:
     """Load a metadata CSV alone (no images): for metadata EDA and metadata-only models."""
-    metadata = Path(metadata)
-    csv = find_metadata_csv(metadata) if metadata.is_dir() else metadata
-    report = LoadReport(source=str(csv))
-    df = normalise_metadata(read_csv(csv), str(csv), require_target=require_target, report=report)
-    if duplicates is not None:
-        df, report.n_duplicates_dropped = drop_duplicates(df, read_duplicates(duplicates))
+    df, report, _ = _read_metadata(metadata, duplicates, require_target)
     df["image_path"] = ""
     return Dataset(frame=df[list(NORMALISED_COLUMNS)], report=report)
 

@@ -95,7 +95,8 @@ def resize_into_layout(
     """Write the resized-JPEG layout for ``metadata_csv`` into ``out_dir``; return its ``train.csv``.
 
     Images come from ``sources`` (``(image_name, jpeg_bytes)`` pairs, e.g. read from the zip) or from
-    ``images_dir``. ``benign`` keeps all malignant rows plus that many randomly sampled benign rows. Already-resized images are skipped (resumable).
+    ``images_dir``. ``benign`` keeps all malignant rows plus that many randomly sampled benign rows. Re-running rewrites every
+    image (safe: each is written under a temporary name and moved into place).
     """
     ds = load_metadata(metadata_csv)
     raw = pd.read_csv(metadata_csv, dtype=str)
@@ -119,17 +120,19 @@ def resize_into_layout(
         if name in wanted
     )
     with ThreadPoolExecutor(max_workers=workers) as pool:
+
+        def flush(batch: list[tuple[str, tuple[bytes, Path, int]]]) -> None:
+            for (name, _), res in zip(batch, pool.map(_resize_one, [j for _, j in batch])):
+                if res is not None:
+                    sizes[name] = res
+
         batch: list[tuple[str, tuple[bytes, Path, int]]] = []
-        for job in jobs:
+        for job in jobs:  # in batches of 64, so that the archive is never held in memory at once
             batch.append(job)
             if len(batch) >= 64:
-                for (name, _), res in zip(batch, pool.map(_resize_one, [j for _, j in batch])):
-                    if res is not None:
-                        sizes[name] = res
+                flush(batch)
                 batch = []
-        for (name, _), res in zip(batch, pool.map(_resize_one, [j for _, j in batch])):
-            if res is not None:
-                sizes[name] = res
+        flush(batch)
     raw = raw[raw["image_name"].isin(set(sizes))].copy()
     if "width" not in raw or raw["width"].isna().all():
         raw["width"] = [sizes[n][0] for n in raw["image_name"]]

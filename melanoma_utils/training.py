@@ -13,6 +13,7 @@ loss with the best weights restored. A run folder is self-contained::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -347,7 +348,7 @@ def train_run(
     ds_tr, ds_va = _datasets(cfg, train, val, encoder, weights, preprocess, out_dir)
 
     strategy = _distribution()
-    scope = strategy.scope() if strategy is not None else _nullcontext()
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     with scope:
         model = build_model(
             cfg.image_size if cfg.uses_images else None,
@@ -425,12 +426,9 @@ def train_run(
     return run
 
 
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
+def _load_or_train(df: pd.DataFrame, cfg: TrainConfig, run_dir: Path) -> Run:
+    """The finished run in ``run_dir`` if there is one (an interrupted study resumes), else train it."""
+    return Run.load(run_dir) if (run_dir / "model.keras").exists() else train_run(df, cfg, run_dir)
 
 
 #: The ablation's variants: name -> TrainConfig overrides.
@@ -467,7 +465,7 @@ def cross_validate(
         for name, overrides in variants.items():
             vcfg = TrainConfig.from_dict({**asdict(cfg), **overrides})
             run_dir = out_dir / _slug(name) / f"fold{k}"
-            run = Run.load(run_dir) if (run_dir / "model.keras").exists() else train_run(rest, vcfg, run_dir)
+            run = _load_or_train(rest, vcfg, run_dir)
             p = run.predict(test)
             preds.append(pd.DataFrame({"image_name": test["image_name"], "patient_id": test["patient_id"],
                                        "target": test["target"], "diagnosis": test["diagnosis"], "fold": k,
@@ -535,7 +533,7 @@ def compare_backbones(
             overrides = {"model": model, "backbone": None if backbone == "cnn" else backbone}
             vcfg = TrainConfig.from_dict({**asdict(cfg), **overrides})
             run_dir = out_dir / f"{backbone}_{model}"
-            run = Run.load(run_dir) if (run_dir / "model.keras").exists() else train_run(train, vcfg, run_dir)
+            run = _load_or_train(train, vcfg, run_dir)
             p = run.predict(test)
             res = evaluate(test["target"], p, test["patient_id"], {"validation": run.threshold}, n_boot=n_boot, seed=cfg.seed)
             at = res["thresholds"]["validation"]
