@@ -169,9 +169,21 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preprocess", choices=sorted(PREPROCESSORS), default="none")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--no-class-weights", action="store_true")
-    p.add_argument("--backbone", choices=sorted(BACKBONES), help="keras.applications image branch")
+    p.add_argument("--backbone", choices=sorted(BACKBONES),
+                   help="image branch instead of the study's CNN (efficientnetlite0: ImageNet weights offline)")
     p.add_argument("--weights", default="none", help="backbone weights: none | imagenet | PATH.h5")
-    p.add_argument("--freeze-epochs", type=int, default=0, help="with pretrained weights: epochs before fine-tuning")
+    p.add_argument("--finetune", choices=("none", "top", "all"), default="none",
+                   help="with pretrained weights: after training the head on cached embeddings, fine-tune the "
+                        "backbone's last stage (top) or all of it")
+    p.add_argument("--finetune-epochs", type=_positive_int, default=2)
+    p.add_argument("--finetune-learning-rate", type=_nonneg_float, default=1e-5)
+    p.add_argument("--head-learning-rate", type=_nonneg_float, default=1e-3,
+                   help="learning rate of the head trained on cached embeddings")
+    p.add_argument("--embedding-views", type=int, choices=range(1, 9), default=8, metavar="1..8",
+                   help="dihedral views (rotations/mirrors) of each image cached for the head's training")
+    p.add_argument("--end-to-end", action="store_true",
+                   help="with pretrained weights: train on decoded images end to end (GPU) instead of cached embeddings")
+    p.add_argument("--freeze-epochs", type=int, default=0, help="--end-to-end: epochs with the backbone frozen first")
     p.add_argument("--cache", default="memory", help="memory | none | a file prefix for large sets")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
@@ -183,6 +195,9 @@ def _train(args: argparse.Namespace) -> int:
     from .data import load_dataset
     from .training import TrainConfig, train_run
 
+    if args.weights.lower() != "none" and not args.backbone:
+        raise ValueError(f"--weights {args.weights} needs --backbone (the study's CNN has no pretrained weights); "
+                         "e.g. --backbone efficientnetlite0 --weights imagenet")
     if args.val_fraction <= 0 or args.val_fraction >= 1:
         raise ValueError(f"--val-fraction must be between 0 and 1; got {args.val_fraction}")
     cfg = TrainConfig(
@@ -191,6 +206,8 @@ def _train(args: argparse.Namespace) -> int:
         val_fraction=args.val_fraction, min_sensitivity=args.min_sensitivity, preprocess=args.preprocess,
         augment=not args.no_augment, class_weighting=not args.no_class_weights, backbone=args.backbone,
         weights=None if args.weights.lower() == "none" else args.weights, freeze_epochs=args.freeze_epochs,
+        finetune=args.finetune, finetune_epochs=args.finetune_epochs, finetune_learning_rate=args.finetune_learning_rate,
+        head_learning_rate=args.head_learning_rate, embedding_views=args.embedding_views, frozen_features=not args.end_to_end,
         cache=None if args.cache.lower() == "none" else args.cache, seed=args.seed, verbose=args.verbose,
     )
     ds = load_dataset(args.metadata, args.images, duplicates=args.duplicates,
@@ -214,6 +231,8 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", type=Path, help="folder of <image_name>.jpg (default: train/ beside the CSV)")
     p.add_argument("--out", type=Path, required=True, help="predictions CSV to write")
     p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=1,
+                   help="test-time augmentation: average over this many rotations/mirrors of each image")
     p.add_argument("--overwrite", action="store_true")
 
 
@@ -233,14 +252,19 @@ def _predict(args: argparse.Namespace) -> int:
         df = attach_image_paths(df, images)
     else:
         df = attach_image_paths(df, images) if images is not None and Path(images).is_dir() else df.assign(image_path="")
-    preds = run.predict_frame(df, args.batch_size)
+    import time
+
+    t0 = time.perf_counter()
+    preds = run.predict_frame(df, args.batch_size, tta=args.tta)
+    seconds = time.perf_counter() - t0
     tmp = args.out.with_name(f".{args.out.name}.tmp")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     preds.to_csv(tmp, index=False)
     os.replace(tmp, args.out)
     bad = preds[preds["error"] != ""]
     print(f"predictions: {len(preds) - len(bad):,} of {len(preds):,} rows -> {args.out} "
-          f"(threshold {run.threshold:.4f}, {int((preds['prediction'] == 1).sum()):,} predicted malignant)")
+          f"(threshold {run.threshold:.4f}, {int((preds['prediction'] == 1).sum()):,} predicted malignant) "
+          f"in {seconds:.1f} s ({len(preds) / max(seconds, 1e-9):.0f} images/s{', TTA ×' + str(args.tta) if args.tta > 1 else ''})")
     for _, row in bad.head(20).iterrows():
         print(f"  row {row.name + 2}: {row['image_name']}: {row['error']}", file=sys.stderr)
     return 1 if len(bad) else 0

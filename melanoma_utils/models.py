@@ -13,12 +13,13 @@ Only ``keras.layers`` / ``keras.ops``: the same model runs on the TensorFlow and
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Literal, Sequence
 
 import keras
 from keras import layers, ops
 
-from .backbones import BACKBONES
+from .backbones import BACKBONES, OFFLINE_IMAGENET
 
 Kind = Literal["fusion", "image", "meta"]
 
@@ -77,22 +78,49 @@ class WeightsUnavailable(ValueError):
 
 
 def build_backbone(name: str, image_size: int, weights: str | None = None) -> keras.Model:
-    """A ``keras.applications`` feature extractor (no top, global average pooling)."""
+    """An image feature extractor (no top, global average pooling): EfficientNet-Lite0 (ImageNet weights
+    offline, from a package) or a ``keras.applications`` model (ImageNet weights need a download)."""
     key = name.lower()
     if key not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
-    ctor = getattr(keras.applications, BACKBONES[key][0])
     w = None if weights in (None, "none", "None") else weights
+    if key == "efficientnetlite0":
+        from .efficientnet_lite import WeightsFileError, efficientnet_lite0
+
+        try:
+            return efficientnet_lite0(image_size, w, include_top=False, pooling="avg")
+        except WeightsFileError as exc:
+            raise WeightsUnavailable(f"EfficientNet-Lite0 weights: {exc}") from None
+    if w not in (None, "imagenet") and not Path(w).is_file():
+        raise WeightsUnavailable(f"weights file not found: {w}")
+    ctor = getattr(keras.applications, BACKBONES[key][0])
     try:
         return ctor(include_top=False, weights=w, input_shape=(image_size, image_size, 3), pooling="avg")
     except Exception as exc:  # download errors surface as several exception types
         if w == "imagenet":
             raise WeightsUnavailable(
                 f"could not download ImageNet weights for {name} ({type(exc).__name__}: {exc}). "
-                "Without internet use --weights none (random initialisation), or pass a local weights "
-                "file with --weights PATH.h5"
+                f"Offline, use --backbone {OFFLINE_IMAGENET[0]} --weights imagenet (ImageNet weights shipped by "
+                "an installed package), --weights none (random initialisation), or a local file --weights PATH.h5"
             ) from None
         raise WeightsUnavailable(f"could not load weights {w!r} for {name}: {exc}") from None
+
+
+def meta_branch(meta, units: Sequence[int], dropout: float):
+    """The metadata MLP: Dense + ReLU, BatchNorm, Dropout blocks."""
+    m = meta
+    for i, u in enumerate(units):
+        m = dense_block(m, u, dropout, f"meta{i + 1}")
+    return m
+
+
+def fusion_head(branches: list, units: Sequence[int], dropout: float, initial_bias: float | None):
+    """Concatenate the branches, Dense blocks, then the float32 sigmoid output (bias = starting logit)."""
+    x = layers.Concatenate(name="fusion")(branches) if len(branches) > 1 else branches[0]
+    for i, u in enumerate(units):
+        x = dense_block(x, u, dropout, f"head{i + 1}")
+    bias = keras.initializers.Constant(0.0 if initial_bias is None else float(initial_bias))
+    return layers.Dense(1, activation="sigmoid", bias_initializer=bias, dtype="float32", name="probability")(x)
 
 
 def build_model(
@@ -143,16 +171,60 @@ def build_model(
             raise ValueError("n_meta is required for metadata and fusion models")
         meta = keras.Input((n_meta,), name="meta")
         inputs["meta"] = meta
-        m = meta
-        for i, u in enumerate(meta_units):
-            m = dense_block(m, u, meta_dropout, f"meta{i + 1}")
-        branches.append(m)
-    x = layers.Concatenate(name="fusion")(branches) if len(branches) > 1 else branches[0]
-    for i, u in enumerate(head_units):
-        x = dense_block(x, u, head_dropout, f"head{i + 1}")
-    bias = keras.initializers.Constant(0.0 if initial_bias is None else float(initial_bias))
-    out = layers.Dense(1, activation="sigmoid", bias_initializer=bias, dtype="float32", name="probability")(x)
+        branches.append(meta_branch(meta, meta_units, meta_dropout))
+    out = fusion_head(branches, head_units, head_dropout, initial_bias)
     return keras.Model(inputs=inputs, outputs=out, name=name or f"{kind}{'_' + backbone if backbone else ''}")
+
+
+def build_head_model(
+    embedding_dim: int,
+    n_meta: int | None = 12,
+    kind: Kind = "fusion",
+    meta_units: Sequence[int] = (64, 32),
+    meta_dropout: float = 0.2,
+    head_units: Sequence[int] = (128, 64),
+    head_dropout: float = 0.3,
+    initial_bias: float | None = None,
+) -> keras.Model:
+    """Everything of :func:`build_model` after a backbone, fed with precomputed image embeddings.
+
+    Inputs ``embedding`` (the backbone's pooled output) and ``meta``; its layers carry the same names as
+    the full model's, so trained weights move over with :func:`copy_head_weights`.
+    """
+    if kind not in ("fusion", "image"):
+        raise ValueError(f"a head on image embeddings needs kind fusion or image; got {kind!r}")
+    emb = keras.Input((embedding_dim,), name="embedding")
+    inputs = {"embedding": emb}
+    branches = [emb]
+    if kind == "fusion":
+        if not n_meta:
+            raise ValueError("n_meta is required for fusion models")
+        meta = keras.Input((n_meta,), name="meta")
+        inputs["meta"] = meta
+        branches.append(meta_branch(meta, meta_units, meta_dropout))
+    out = fusion_head(branches, head_units, head_dropout, initial_bias)
+    return keras.Model(inputs=inputs, outputs=out, name=f"{kind}_head")
+
+
+def copy_head_weights(head: keras.Model, model: keras.Model) -> int:
+    """Copy every weighted layer of ``head`` into the same-named layer of ``model``; returns how many.
+
+    Raises ``ValueError`` naming a layer that is missing or shaped differently in ``model``.
+    """
+    n = 0
+    for layer in head.layers:
+        if not layer.weights:
+            continue
+        try:
+            target = model.get_layer(layer.name)
+        except ValueError:
+            raise ValueError(f"layer {layer.name!r} of the head is not in model {model.name!r}") from None
+        src = layer.get_weights()
+        if [w.shape for w in src] != [tuple(w.shape) for w in target.weights]:
+            raise ValueError(f"layer {layer.name!r}: shapes differ between head and model")
+        target.set_weights(src)
+        n += 1
+    return n
 
 
 def bias_for(positive_fraction: float) -> float:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -195,3 +195,49 @@ def make_array_sequence(images: np.ndarray | None, meta: np.ndarray, targets: np
                 self.rng.shuffle(self.order)
 
     return ArraySequence()
+
+
+def image_batches(paths: Sequence[str], image_size: int, preprocess: dict[str, Any], batch_size: int) -> Iterator[np.ndarray]:
+    """uint8 batches ``(B, S, S, 3)`` decoded exactly as prediction decodes them (tf.data when TensorFlow is
+    the backend, the OpenCV loader otherwise)."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        ds = make_dataset(list(paths), np.zeros((len(paths), 1), np.float32), image_size=image_size,
+                          preprocess=preprocess, batch_size=batch_size, cache=None)
+        for batch in ds.as_numpy_iterator():
+            yield np.asarray(batch["image"])
+        return
+    for i in range(0, len(paths), batch_size):
+        yield load_image_array(list(paths[i:i + batch_size]), image_size, preprocess)
+
+
+def make_embedding_sequence(embeddings: np.ndarray, meta: np.ndarray | None, targets: np.ndarray,
+                            sample_weights: np.ndarray, batch_size: int = 32, seed: int = 0):
+    """A shuffled ``keras.utils.PyDataset`` over cached embeddings ``(N, views, dim)`` for training a head:
+    each epoch every image appears once, as one of its views drawn at random (augmentation for free)."""
+    import keras
+
+    n, views = embeddings.shape[:2]
+
+    class EmbeddingSequence(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rng = np.random.default_rng(seed)
+            self.on_epoch_end()
+
+        def __len__(self) -> int:
+            return int(np.ceil(n / batch_size))
+
+        def __getitem__(self, i: int):
+            idx = self.order[i * batch_size : (i + 1) * batch_size]
+            x: dict[str, np.ndarray] = {"embedding": embeddings[idx, self.view[idx]]}
+            if meta is not None:
+                x["meta"] = np.asarray(meta[idx], np.float32)
+            return x, np.asarray(targets[idx], np.float32), np.asarray(sample_weights[idx], np.float32)
+
+        def on_epoch_end(self) -> None:
+            self.order = self.rng.permutation(n)
+            self.view = self.rng.integers(0, views, n)
+
+    return EmbeddingSequence()

@@ -32,6 +32,10 @@ from .splits import assert_disjoint_patients, grouped_folds, holdout_split
 from .transforms import preprocess_config
 
 
+#: Fine-tuning after the cached-embedding head: which backbone layers become trainable.
+FINETUNE_MODES: tuple[str, ...] = ("none", "top", "all")
+
+
 @dataclass
 class TrainConfig:
     """Every training choice, saved with the run. Defaults follow the study."""
@@ -57,8 +61,13 @@ class TrainConfig:
     head_dropout: float = 0.3
     backbone: str | None = None  # a keras.applications name (see models.BACKBONES)
     weights: str | None = None  # None | "imagenet" | a local weights file
-    freeze_epochs: int = 0  # with pretrained weights: epochs with the backbone frozen, then fine-tune
+    freeze_epochs: int = 0  # end-to-end path (frozen_features off): epochs with the backbone frozen, then fine-tune
     finetune_learning_rate: float = 1e-5
+    frozen_features: bool = True  # with pretrained weights: train the head on cached backbone embeddings
+    embedding_views: int = 8  # dihedral views (rotations/mirrors) cached per image for the head's training
+    head_learning_rate: float = 1e-3  # Adam learning rate of the head trained on cached embeddings
+    finetune: str = "none"  # after the cached-embedding head: none | top (last blocks) | all
+    finetune_epochs: int = 2
     cache: str | None = "memory"  # "memory", a file prefix, or None
     mixed_precision: str = "auto"  # auto (on GPU only) | on | off
     verbose: int = 2  # Keras fit verbosity: 1 progress bar, 2 one line per epoch
@@ -71,6 +80,10 @@ class TrainConfig:
         for name in ("image_size", "batch_size", "epochs"):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"{name} must be positive; got {getattr(self, name)}")
+        if self.finetune not in FINETUNE_MODES:
+            raise ValueError(f"finetune must be one of {', '.join(FINETUNE_MODES)}; got {self.finetune!r}")
+        if not 1 <= int(self.embedding_views) <= 8:
+            raise ValueError(f"embedding_views must be in 1..8; got {self.embedding_views}")
         self.conv_filters = tuple(self.conv_filters)
         self.meta_units = tuple(self.meta_units)
         self.head_units = tuple(self.head_units)
@@ -79,6 +92,11 @@ class TrainConfig:
     def uses_images(self) -> bool:
         """Whether the model has an image input."""
         return self.model in ("fusion", "image")
+
+    @property
+    def uses_cached_embeddings(self) -> bool:
+        """Whether the head is trained on cached embeddings of a frozen pretrained backbone."""
+        return self.uses_images and bool(self.backbone) and self.weights not in (None, "none") and self.frozen_features
 
     @property
     def uses_meta(self) -> bool:
@@ -179,31 +197,42 @@ class Run:
         return cls(model, MetadataEncoder.load(run_dir / "encoder.json"),
                    json.loads((run_dir / "config.json").read_text()), run_dir)
 
-    def predict(self, df: pd.DataFrame, batch_size: int = 64) -> np.ndarray:
-        """Probabilities for rows of the normalised table (all images must be readable)."""
-        import keras
+    def predict(self, df: pd.DataFrame, batch_size: int = 64, tta: int = 1) -> np.ndarray:
+        """Probabilities for rows of the normalised table (all images must be readable).
 
-        from .pipeline import load_image_array, make_dataset
+        ``tta`` > 1 averages the probabilities over that many dihedral views of each image (1: none,
+        4: the rotations, 8: rotations and mirrors) — test-time augmentation.
+        """
+        from .pipeline import image_batches
+        from .transforms import MAX_VIEWS, dihedral
 
+        if not 1 <= tta <= MAX_VIEWS:
+            raise ValueError(f"tta must be in 1..{MAX_VIEWS}; got {tta}")
         cfg = self.train_config
         meta = self.encoder.transform(df)
-        if keras.backend.backend() != "tensorflow":  # NumPy feed: no TensorFlow needed
+        if not cfg.uses_images:
+            return np.asarray(self.model.predict({"meta": meta}, batch_size=batch_size, verbose=0)).reshape(-1)
+        out = np.empty(len(df), np.float64)
+        start = 0
+        for images in image_batches(list(df["image_path"]), cfg.image_size, self.config["preprocess"], batch_size):
+            stop = start + len(images)
             x: dict[str, np.ndarray] = {}
             if cfg.uses_meta:
-                x["meta"] = meta
-            if cfg.uses_images:
-                x["image"] = load_image_array(list(df["image_path"]), cfg.image_size, self.config["preprocess"]).astype(np.float32)
-            return np.asarray(self.model.predict(x, batch_size=batch_size, verbose=0)).reshape(-1)
-        if not cfg.uses_images:
-            x = {"meta": meta}
-            return np.asarray(self.model.predict(x, batch_size=batch_size, verbose=0)).reshape(-1)
-        ds = make_dataset(list(df["image_path"]), meta, image_size=cfg.image_size,
-                          preprocess=self.config["preprocess"], batch_size=batch_size, cache=None)
-        if not cfg.uses_meta:
-            ds = ds.map(lambda x: {"image": x["image"]})
-        return np.asarray(self.model.predict(ds, verbose=0)).reshape(-1)
+                x["meta"] = meta[start:stop]
+            n = len(images)
+            if n < batch_size:  # pad the last batch: one compiled function for every batch
+                images = np.concatenate([images, np.repeat(images[-1:], batch_size - n, axis=0)])
+                if "meta" in x:
+                    x["meta"] = np.concatenate([x["meta"], np.repeat(x["meta"][-1:], batch_size - n, axis=0)])
+            total = np.zeros(n, np.float64)
+            for view in range(tta):
+                x["image"] = dihedral(images, view).astype(np.float32)
+                total += np.asarray(self.model.predict_on_batch(x), np.float64).reshape(-1)[:n]
+            out[start:stop] = total / tta
+            start = stop
+        return out
 
-    def predict_frame(self, df: pd.DataFrame, batch_size: int = 64) -> pd.DataFrame:
+    def predict_frame(self, df: pd.DataFrame, batch_size: int = 64, tta: int = 1) -> pd.DataFrame:
         """``image_name, probability, prediction, error`` for every row; unreadable images get an error."""
         from .data import check_image_file
 
@@ -217,7 +246,7 @@ class Run:
         ok = errors == ""
         prob = np.full(len(df), np.nan)
         if ok.any():
-            prob[ok.to_numpy()] = self.predict(df[ok], batch_size)
+            prob[ok.to_numpy()] = self.predict(df[ok], batch_size, tta=tta)
         out = pd.DataFrame({"image_name": df["image_name"], "probability": prob})
         out["prediction"] = np.where(ok, (prob >= self.threshold).astype(int), -1)
         out["error"] = errors
@@ -306,6 +335,127 @@ def _compile(model: Any, learning_rate: float) -> None:
     )
 
 
+def _train_end_to_end(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, encoder: MetadataEncoder,
+                      weights: dict[int, float], preprocess: dict[str, Any], out_dir: Path, scope: Any) -> tuple[Any, int]:
+    """Train the whole model on decoded images (optionally frozen backbone for ``freeze_epochs`` first)."""
+    import keras
+
+    from .models import backbone_layer, bias_for, build_model
+
+    ds_tr, ds_va = _datasets(cfg, train, val, encoder, weights, preprocess, out_dir)
+    with scope:
+        model = build_model(
+            cfg.image_size if cfg.uses_images else None,
+            encoder.n_features if cfg.uses_meta else None,
+            kind=cfg.model,  # type: ignore[arg-type]
+            conv_filters=cfg.conv_filters, conv_dropout=cfg.conv_dropout, meta_units=cfg.meta_units,
+            head_units=cfg.head_units, head_dropout=cfg.head_dropout,
+            initial_bias=bias_for(float(train["target"].mean())), backbone=cfg.backbone, weights=cfg.weights,
+        )
+        base = backbone_layer(model)
+        frozen = base is not None and cfg.weights not in (None, "none") and cfg.freeze_epochs > 0
+        if frozen:
+            base.trainable = False
+        _compile(model, cfg.learning_rate)
+
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True),
+        keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
+        keras.callbacks.BackupAndRestore(str(out_dir / "backup")),
+    ]
+    epochs_done = 0
+    if frozen:
+        h = model.fit(ds_tr, validation_data=ds_va, epochs=cfg.freeze_epochs, verbose=cfg.verbose, shuffle=False,
+                      callbacks=callbacks[1:2])
+        epochs_done = len(h.history["loss"])
+        base.trainable = True
+        _compile(model, cfg.finetune_learning_rate)
+    hist = model.fit(ds_tr, validation_data=ds_va, epochs=cfg.epochs, initial_epoch=epochs_done, shuffle=False,
+                     verbose=cfg.verbose, callbacks=callbacks)
+    return model, epochs_done + len(hist.history.get("loss", []))
+
+
+#: Layers of EfficientNet-Lite0 that ``finetune="top"`` trains: the last stage (blocks 11-15) and the head conv.
+_TOP_PREFIXES: tuple[str, ...] = tuple(f"block{i}_" for i in range(11, 16)) + ("head_",)
+
+
+def set_finetune_trainable(base: Any, mode: str) -> int:
+    """Make the backbone's layers trainable for fine-tuning (``top``: its last stage and head; ``all``);
+    BatchNorm layers stay frozen (inference statistics, the usual practice with small batches).
+    Returns the number of trainable weights."""
+    base.trainable = True
+    for layer in base.layers:
+        is_bn = "BatchNormalization" in type(layer).__name__
+        in_scope = mode == "all" or layer.name.startswith(_TOP_PREFIXES)
+        layer.trainable = in_scope and not is_bn
+    return len(base.trainable_weights)
+
+
+def _train_on_embeddings(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, encoder: MetadataEncoder,
+                         weights: dict[int, float], preprocess: dict[str, Any], out_dir: Path) -> tuple[Any, int, dict[str, Any]]:
+    """Frozen pretrained backbone: cache each image's embeddings (``embedding_views`` dihedral views), train the
+    head on them, move the head into the full two-input model, then optionally fine-tune the backbone's top."""
+    import keras
+
+    from .embeddings import cached_embeddings
+    from .models import backbone_layer, bias_for, build_head_model, build_model, copy_head_weights
+    from .pipeline import make_embedding_sequence
+
+    bias = bias_for(float(train["target"].mean()))
+    model = build_model(cfg.image_size, encoder.n_features if cfg.uses_meta else None, kind=cfg.model,  # type: ignore[arg-type]
+                        meta_units=cfg.meta_units, head_units=cfg.head_units, head_dropout=cfg.head_dropout,
+                        initial_bias=bias, backbone=cfg.backbone, weights=cfg.weights)
+    base = backbone_layer(model)
+    t0 = time.perf_counter()
+    kw = dict(backbone=cfg.backbone, weights=cfg.weights, image_size=cfg.image_size, preprocess=preprocess,
+              views=cfg.embedding_views, progress=cfg.verbose > 0)
+    emb_tr, n_tr = cached_embeddings(base, list(train["image_path"]), **kw)
+    emb_va, n_va = cached_embeddings(base, list(val["image_path"]), **kw)
+    t_embed = time.perf_counter() - t0
+
+    xm_tr = encoder.transform(train) if cfg.uses_meta else None
+    xm_va = encoder.transform(val) if cfg.uses_meta else None
+    y_tr, y_va = train["target"].to_numpy(np.float32), val["target"].to_numpy(np.float32)
+    w_tr = np.array([weights[int(t)] for t in y_tr], np.float32)
+    w_va = np.array([weights[int(t)] for t in y_va], np.float32)
+    head = build_head_model(emb_tr.shape[-1], encoder.n_features if cfg.uses_meta else None, kind=cfg.model,  # type: ignore[arg-type]
+                            meta_units=cfg.meta_units, head_units=cfg.head_units, head_dropout=cfg.head_dropout,
+                            initial_bias=bias)
+    _compile(head, cfg.head_learning_rate)
+    x_va: dict[str, np.ndarray] = {"embedding": emb_va[:, 0]}
+    if xm_va is not None:
+        x_va["meta"] = xm_va
+    seq = make_embedding_sequence(emb_tr, xm_tr, y_tr, w_tr, cfg.batch_size, seed=cfg.seed)
+    t1 = time.perf_counter()
+    hist = head.fit(seq, validation_data=(x_va, y_va, w_va), epochs=cfg.epochs, verbose=cfg.verbose,
+                    callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True),
+                               keras.callbacks.CSVLogger(str(out_dir / "history.csv"))])
+    head_epochs = len(hist.history["loss"])
+    copy_head_weights(head, model)
+    stages: dict[str, Any] = {
+        "embeddings": {"seconds": t_embed, "views": cfg.embedding_views, "computed": n_tr["computed"] + n_va["computed"],
+                       "cached": n_tr["cached"] + n_va["cached"]},
+        "head": {"seconds": time.perf_counter() - t1, "epochs": head_epochs, "learning_rate": cfg.head_learning_rate},
+    }
+    epochs = head_epochs
+    base.trainable = False
+    if cfg.finetune != "none":
+        n_trainable = set_finetune_trainable(base, cfg.finetune)
+        _compile(model, cfg.finetune_learning_rate)
+        ds_tr, ds_va = _datasets(cfg, train, val, encoder, weights, preprocess, out_dir)
+        t2 = time.perf_counter()
+        ft = model.fit(ds_tr, validation_data=ds_va, epochs=head_epochs + cfg.finetune_epochs, initial_epoch=head_epochs,
+                       shuffle=False, verbose=cfg.verbose,
+                       callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True),
+                                  keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True)])
+        ft_epochs = len(ft.history.get("loss", []))
+        epochs += ft_epochs
+        stages["finetune"] = {"mode": cfg.finetune, "seconds": time.perf_counter() - t2, "epochs": ft_epochs,
+                              "learning_rate": cfg.finetune_learning_rate, "trainable_backbone_weights": n_trainable}
+        base.trainable = False  # the saved model's backbone is frozen again (a later fit must opt in)
+    return model, epochs, stages
+
+
 def train_run(
     df: pd.DataFrame,
     cfg: TrainConfig,
@@ -318,7 +468,6 @@ def train_run(
     one is never overwritten unless ``overwrite``."""
     import keras
 
-    from .models import backbone_layer, bias_for, build_model
     from .reporting import package_versions
 
     out_dir = Path(out_dir)
@@ -345,42 +494,16 @@ def train_run(
     encoder = MetadataEncoder(cfg.features).fit(train)
     weights = class_weights(train["target"].to_numpy()) if cfg.class_weighting else {0: 1.0, 1: 1.0}
     preprocess = preprocess_config(cfg.preprocess)
-    ds_tr, ds_va = _datasets(cfg, train, val, encoder, weights, preprocess, out_dir)
-
     strategy = _distribution()
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
-    with scope:
-        model = build_model(
-            cfg.image_size if cfg.uses_images else None,
-            encoder.n_features if cfg.uses_meta else None,
-            kind=cfg.model,  # type: ignore[arg-type]
-            conv_filters=cfg.conv_filters, conv_dropout=cfg.conv_dropout, meta_units=cfg.meta_units,
-            head_units=cfg.head_units, head_dropout=cfg.head_dropout,
-            initial_bias=bias_for(float(train["target"].mean())), backbone=cfg.backbone, weights=cfg.weights,
-        )
-        base = backbone_layer(model)
-        frozen = base is not None and cfg.weights not in (None, "none") and cfg.freeze_epochs > 0
-        if frozen:
-            base.trainable = False
-        _compile(model, cfg.learning_rate)
-
-    callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True),
-        keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
-        keras.callbacks.BackupAndRestore(str(out_dir / "backup")),
-    ]
     start = time.perf_counter()
-    epochs_done = 0
-    if frozen:
-        h = model.fit(ds_tr, validation_data=ds_va, epochs=cfg.freeze_epochs, verbose=cfg.verbose, shuffle=False,
-                      callbacks=callbacks[1:2])
-        epochs_done = len(h.history["loss"])
-        base.trainable = True
-        _compile(model, cfg.finetune_learning_rate)
-    hist = model.fit(ds_tr, validation_data=ds_va, epochs=cfg.epochs, initial_epoch=epochs_done, shuffle=False,
-                     verbose=cfg.verbose, callbacks=callbacks)
+    stages: dict[str, Any] = {}
+    if cfg.uses_cached_embeddings:
+        with scope:
+            model, epochs_run, stages = _train_on_embeddings(cfg, train, val, encoder, weights, preprocess, out_dir)
+    else:
+        model, epochs_run = _train_end_to_end(cfg, train, val, encoder, weights, preprocess, out_dir, scope)
     seconds = time.perf_counter() - start
-    epochs_run = epochs_done + len(hist.history.get("loss", []))
 
     run = Run(model, encoder, {"train": asdict(cfg), "preprocess": preprocess, "threshold": 0.5}, out_dir)
     p_val = run.predict(val)
@@ -402,6 +525,7 @@ def train_run(
         "skipped_unreadable": dropped,
         "epochs_run": epochs_run, "train_seconds": seconds,
         "train_images_per_second": epochs_run * len(train) / seconds if seconds else None,
+        "stages": stages,
         "precision_policy": policy,
         "keras_backend": keras.backend.backend(),
         "versions": package_versions()["version"].to_dict(),

@@ -141,3 +141,20 @@ def preprocess_batch(images: np.ndarray, config: dict[str, Any] | str = "none") 
     if cfg["name"] == "none":
         return images
     return np.stack([preprocess(im, cfg) for im in images]) if len(images) else images
+
+
+#: The eight dihedral views of a square image (rotations and mirrors).
+MAX_VIEWS = 8
+
+
+def dihedral(images: np.ndarray, view: int) -> np.ndarray:
+    """View ``0..7`` of a batch ``(N, H, W, C)``: ``view % 4`` quarter turns, mirrored when ``view >= 4``.
+
+    View 0 is the identity; views 0–3 are the rotations, 4–7 their mirror images.
+    """
+    if not 0 <= view < MAX_VIEWS:
+        raise ValueError(f"view must be in 0..7; got {view}")
+    out = np.rot90(images, k=view % 4, axes=(1, 2))
+    if view >= 4:
+        out = out[:, :, ::-1]
+    return np.ascontiguousarray(out)
