@@ -8,13 +8,14 @@ PY := $(VENV)/bin/python
 GPU ?= 0
 REQS := $(if $(filter 1,$(GPU)),<(grep -v "^tensorflow-cpu" requirements.txt) -r requirements-gpu.txt,requirements.txt)
 STAMP := $(VENV)/.installed-$(if $(filter 1,$(GPU)),gpu,cpu)
+DEV_STAMP := $(VENV)/.installed-dev
 # Data set for `make reproduce`: a params/<DATA>.yaml file (demo = the SYNTHETIC demo set).
 DATA ?= demo
 DATA_SIZE ?= 256
 DATA_BENIGN ?= all
 BENCH_ARGS ?= --sizes 96 --backbones cnn mobilenetv2 --n-images 512
 
-.PHONY: help setup data demo-data reproduce test test-fast bench lint clean
+.PHONY: help setup data demo-data reproduce test test-fast bench lint notebooks clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "}; /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -29,6 +30,10 @@ $(STAMP): requirements.txt requirements-gpu.txt pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+$(DEV_STAMP): $(STAMP) requirements-dev.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
 setup: $(STAMP) ## create .venv/ with the pinned dependencies (GPU=1: tensorflow[and-cuda])
 
 demo-data: $(STAMP) ## generate the SYNTHETIC demo data set in data/synthetic-demo/
@@ -40,18 +45,20 @@ data: $(STAMP) ## download the real ISIC 2020 data, resize once into data/isic20
 reproduce: $(STAMP) ## run the study's notebooks on params/$(DATA).yaml into reports/ (default: SYNTHETIC demo)
 	$(PY) -m melanoma_utils reproduce --params params/$(DATA).yaml
 
-test: $(STAMP) ## run the test suite (slow notebook runs included)
+test: $(DEV_STAMP) ## run the test suite (slow notebook runs included; installs requirements-dev.txt: JAX, ruff)
 	$(PY) -m pytest
 
-test-fast: $(STAMP) ## run the tests without the slow notebook runs
+test-fast: $(DEV_STAMP) ## run the tests without the slow ones (notebooks, multi-run training)
 	$(PY) -m pytest -m "not slow"
 
 bench: $(STAMP) ## measure pipeline / training / prediction throughput into reports/bench/ (BENCH_ARGS=...)
 	$(PY) scripts/bench.py $(BENCH_ARGS)
 
-lint: $(STAMP) ## byte-compile the package and tests (ruff, if installed)
-	$(PY) -m compileall -q melanoma_utils tests scripts
-	@if $(PY) -m ruff --version >/dev/null 2>&1; then $(PY) -m ruff check melanoma_utils tests scripts; fi
+lint: $(DEV_STAMP) ## ruff on the package, tests, scripts and the notebooks' .py side
+	$(PY) -m ruff check melanoma_utils tests scripts notebooks/*.py
+
+notebooks: $(STAMP) ## after editing a notebook's .py or .ipynb outside JupyterLab: bring each pair back in step
+	$(PY) -m jupytext --sync notebooks/*.ipynb
 
 clean: ## remove caches and the SYNTHETIC demo outputs (never real data or committed reports)
 	rm -rf .pytest_cache reports/demo data/synthetic-demo

@@ -80,7 +80,7 @@ def split_fusion(model: Any) -> tuple[Any, Any]:
 def _scorer(run: Any, x: dict[str, np.ndarray]) -> tuple[Callable[[dict[str, np.ndarray]], np.ndarray], dict[str, np.ndarray]]:
     """A fast ``predict(inputs)`` and the inputs it takes: image features precomputed for fusion models."""
     model = run.model
-    if run.train_config.model == "fusion" and run.train_config.backbone is None:
+    if run.train_config.model == "fusion":
         encoder, head = split_fusion(model)
         feats = np.asarray(encoder.predict(x["image"], batch_size=128, verbose=0))
         return (lambda z: predict_arrays(head, z)), {"image_features": feats, "meta": x["meta"]}
@@ -197,21 +197,48 @@ def image_shap(run: Any, x: dict[str, np.ndarray], rows: np.ndarray, background_
     return np.stack(result)
 
 
+def _head_of(run: Any) -> Any:
+    """The layers after the image backbone as a model ``{"embedding", "meta"} -> probability`` (trained weights)."""
+    from .models import build_head_model, copy_head_weights
+
+    cfg = run.train_config
+    base = run.model.get_layer("backbone")
+    head = build_head_model(int(base.output.shape[-1]), run.encoder.n_features if cfg.uses_meta else None,
+                            kind=cfg.model, meta_units=cfg.meta_units, head_units=cfg.head_units,
+                            head_dropout=cfg.head_dropout)
+    copy_head_weights(run.model, head)
+    return head
+
+
 def grad_cam(run: Any, x: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
-    """Grad-CAM maps ``(len(rows), S, S)`` in [0, 1] for the last convolution block of the CNN branch."""
+    """Grad-CAM maps ``(len(rows), S, S)`` in [0, 1]: for the last convolution block of the study's CNN
+    branch, or for the last feature map of a backbone (e.g. EfficientNet-Lite0's 1280-channel head)."""
     import keras
     import tensorflow as tf
 
     model = run.model
     conv_names = [l.name for l in model.layers if l.name.startswith("img") and l.name.endswith("_conv")]
-    if not conv_names:
-        raise ValueError("Grad-CAM needs the study's convolutional image branch (not a backbone or metadata-only model)")
-    last = model.get_layer(conv_names[-1])
-    grad_model = keras.Model(model.inputs, [last.output, model.output])
     feed = {k: tf.convert_to_tensor(v[rows]) for k, v in _feed(model, x).items()}
-    with tf.GradientTape() as tape:
-        fmap, prob = grad_model(feed, training=False)
-        logit = tf.math.log(prob + 1e-7) - tf.math.log(1 - prob + 1e-7)
+    if conv_names:
+        last = model.get_layer(conv_names[-1])
+        grad_model = keras.Model(model.inputs, [last.output, model.output])
+        with tf.GradientTape() as tape:
+            fmap, prob = grad_model(feed, training=False)
+            logit = tf.math.log(prob + 1e-7) - tf.math.log(1 - prob + 1e-7)
+    elif run.train_config.uses_images and run.train_config.backbone:
+        base = model.get_layer("backbone")
+        pre = model.get_layer("backbone_preprocess")
+        fmap_model = keras.Model(base.inputs, base.layers[-2].output)  # the feature map before global pooling
+        head = _head_of(run)
+        with tf.GradientTape() as tape:
+            fmap = fmap_model(pre(feed["image"]), training=False)
+            head_in = {"embedding": tf.reduce_mean(fmap, axis=(1, 2))}
+            if "meta" in feed:
+                head_in["meta"] = feed["meta"]
+            prob = head(head_in, training=False)
+            logit = tf.math.log(prob + 1e-7) - tf.math.log(1 - prob + 1e-7)
+    else:
+        raise ValueError("Grad-CAM needs an image branch (the study's CNN or a backbone), not a metadata-only model")
     grads = tape.gradient(logit, fmap)
     weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
     cam = tf.nn.relu(tf.reduce_sum(weights * fmap, axis=-1))

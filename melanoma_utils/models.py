@@ -206,25 +206,26 @@ def build_head_model(
     return keras.Model(inputs=inputs, outputs=out, name=f"{kind}_head")
 
 
-def copy_head_weights(head: keras.Model, model: keras.Model) -> int:
-    """Copy every weighted layer of ``head`` into the same-named layer of ``model``; returns how many.
+def copy_head_weights(source: keras.Model, target: keras.Model) -> int:
+    """Copy the head's weights (metadata MLP, fusion Dense blocks, output: every weighted layer outside the
+    image branch) from ``source`` to the same-named layers of ``target``; either side may be the full model
+    or a :func:`build_head_model`. Returns how many layers were copied.
 
-    Raises ``ValueError`` naming a layer that is missing or shaped differently in ``model``.
+    Raises ``ValueError`` naming a head layer that is missing or shaped differently on the other side.
     """
-    n = 0
-    for layer in head.layers:
-        if not layer.weights:
-            continue
-        try:
-            target = model.get_layer(layer.name)
-        except ValueError:
-            raise ValueError(f"layer {layer.name!r} of the head is not in model {model.name!r}") from None
-        src = layer.get_weights()
-        if [w.shape for w in src] != [tuple(w.shape) for w in target.weights]:
-            raise ValueError(f"layer {layer.name!r}: shapes differ between head and model")
-        target.set_weights(src)
-        n += 1
-    return n
+    def head_layers(model: keras.Model) -> dict[str, Any]:
+        return {l.name: l for l in model.layers if l.weights and l.name != "backbone" and not l.name.startswith("img")}
+
+    src, dst = head_layers(source), head_layers(target)
+    if set(src) != set(dst):
+        raise ValueError(f"head layers differ: only in {source.name!r}: {sorted(set(src) - set(dst))}, "
+                         f"only in {target.name!r}: {sorted(set(dst) - set(src))}")
+    for name, layer in src.items():
+        weights = layer.get_weights()
+        if [w.shape for w in weights] != [tuple(w.shape) for w in dst[name].weights]:
+            raise ValueError(f"layer {name!r}: shapes differ between {source.name!r} and {target.name!r}")
+        dst[name].set_weights(weights)
+    return len(src)
 
 
 def bias_for(positive_fraction: float) -> float:

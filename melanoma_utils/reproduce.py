@@ -79,15 +79,35 @@ def run_notebook(name: str, params: dict[str, Any], report_dir: Path, timeout: i
         if tmp.exists():
             os.replace(tmp, failed)
         raise
+    html_tmp = report_dir / f".{name}.tmp.html"
+    render_html(tmp, html_tmp)  # both outputs complete before either replaces the previous pair
     os.replace(tmp, out)
+    os.replace(html_tmp, report_dir / f"{name}.html")
     (report_dir / f"{name}.failed.ipynb").unlink(missing_ok=True)
-    render_html(out, report_dir / f"{name}.html")
     return out
+
+
+#: Keys a parameter file may hold besides the notebooks' parameters.
+RUNNER_KEYS: frozenset[str] = frozenset({"cell_timeout"})
+
+
+def check_params(params: dict[str, Any], params_file: str | os.PathLike[str], notebooks: Sequence[str] = config.NOTEBOOKS) -> None:
+    """Raise ``ValueError`` naming any key that no notebook declares (a typo would otherwise be ignored)."""
+    import papermill as pm
+
+    declared: set[str] = set(RUNNER_KEYS)
+    for name in notebooks:
+        declared |= set(pm.inspect_notebook(str(config.NOTEBOOKS_DIR / f"{name}.ipynb")))
+    unknown = sorted(set(params) - declared)
+    if unknown:
+        raise ValueError(f"{params_file}: unknown parameter(s) {', '.join(unknown)}: no notebook of "
+                         f"{', '.join(notebooks)} declares them (check the spelling)")
 
 
 def reproduce(params_file: str | os.PathLike[str], notebooks: Sequence[str] = config.NOTEBOOKS) -> int:
     """Run every notebook in order; return 0, or 1 at the first failure (its error printed)."""
     params = read_params(params_file)
+    check_params(params, params_file)
     report_dir = config.resolve(params.get("report_dir", f"reports/{Path(params_file).stem}"))
     prepare_data(params)
     for name in notebooks:

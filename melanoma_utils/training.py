@@ -611,7 +611,12 @@ def summarise_cv(per_fold: pd.DataFrame, oof: pd.DataFrame, n_boot: int = 1000, 
     for name, part in per_fold.groupby("variant", sort=False):
         o = oof[oof["variant"] == name]
         est, lo, hi = bootstrap_ci(o["target"], o["probability"], o["patient_id"], roc_auc, n_boot=n_boot, seed=seed)
-        nev = (o["target"] == 1) | (o["diagnosis"] == "nevus")
+        nev = ((o["target"] == 1) | (o["diagnosis"] == "nevus")).to_numpy()
+        try:
+            _, nlo, nhi = bootstrap_ci(o["target"][nev], o["probability"][nev], o["patient_id"][nev], roc_auc,
+                                       n_boot=n_boot, seed=seed)
+        except MetricError:
+            nlo = nhi = float("nan")
         out.append({
             "variant": name,
             "roc_auc_mean": part["roc_auc"].mean(), "roc_auc_sd": part["roc_auc"].std(ddof=1),
@@ -620,6 +625,7 @@ def summarise_cv(per_fold: pd.DataFrame, oof: pd.DataFrame, n_boot: int = 1000, 
             "pooled_oof_roc_auc": est, "pooled_ci_low": lo, "pooled_ci_high": hi,
             "pooled_oof_pr_auc": pr_auc(o["target"], o["probability"]),
             "pooled_mel_vs_nevus_auc": _safe_auc(o["target"][nev], o["probability"][nev]),
+            "pooled_mel_vs_nevus_ci_low": nlo, "pooled_mel_vs_nevus_ci_high": nhi,
             "folds": len(part),
         })
     return pd.DataFrame(out).set_index("variant")
@@ -647,23 +653,28 @@ def compare_backbones(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The study's Table 3 analogue: each backbone (``"cnn"`` = the study's own branch) × image-only /
     fusion, trained on the same patient-grouped training part (same budget) and scored on the same
-    held-out patients. Returns ``(table, predictions)``; runs are saved under ``out_dir`` and reused."""
+    held-out patients. A backbone entry ``"name@weights"`` (e.g. ``"efficientnetlite0@imagenet"``,
+    ``"efficientnetlite0@none"``) sets its weights; plain names use ``cfg.weights``. Returns
+    ``(table, predictions)``; runs are saved under ``out_dir`` and reused."""
     out_dir = Path(out_dir)
     tr, te = holdout_split(df, test_fraction, seed=cfg.seed)
     train, test = df.iloc[tr].reset_index(drop=True), df.iloc[te].reset_index(drop=True)
     rows, preds = [], []
-    for backbone in backbones:
+    for entry in backbones:
+        backbone, _, w = entry.partition("@")
+        weights = (None if w == "none" else w) if w else cfg.weights
         for model in models:
-            overrides = {"model": model, "backbone": None if backbone == "cnn" else backbone}
+            overrides = {"model": model, "backbone": None if backbone == "cnn" else backbone,
+                         "weights": None if backbone == "cnn" else weights}
             vcfg = TrainConfig.from_dict({**asdict(cfg), **overrides})
-            run_dir = out_dir / f"{backbone}_{model}"
+            run_dir = out_dir / f"{entry.replace('@', '_')}_{model}"
             run = _load_or_train(train, vcfg, run_dir)
             p = run.predict(test)
             res = evaluate(test["target"], p, test["patient_id"], {"validation": run.threshold}, n_boot=n_boot, seed=cfg.seed)
             at = res["thresholds"]["validation"]
             nevus = ((test["target"] == 1) | (test["diagnosis"] == "nevus")).to_numpy()
             rows.append({
-                "backbone": backbone, "model": model,
+                "backbone": backbone, "weights": weights if backbone != "cnn" else None, "model": model,
                 "accuracy": at["accuracy"], "sensitivity": at["sensitivity"], "specificity": at["specificity"],
                 "f1": at["f1"], "threshold": at["threshold"],
                 "roc_auc": res["roc_auc"]["estimate"], "roc_auc_ci_low": res["roc_auc"]["ci_low"],
@@ -673,7 +684,7 @@ def compare_backbones(
                 "params": int(run.model.count_params()), "epochs_run": run.config.get("epochs_run"),
                 "train_images_per_second": run.config.get("train_images_per_second"),
             })
-            preds.append(pd.DataFrame({"image_name": test["image_name"], "backbone": backbone, "model": model,
+            preds.append(pd.DataFrame({"image_name": test["image_name"], "backbone": entry, "model": model,
                                        "target": test["target"], "probability": p}))
-            print(f"[compare] {backbone} · {model}: ROC AUC {rows[-1]['roc_auc']:.3f}", flush=True)
+            print(f"[compare] {entry} · {model}: ROC AUC {rows[-1]['roc_auc']:.3f}", flush=True)
     return pd.DataFrame(rows), pd.concat(preds, ignore_index=True)

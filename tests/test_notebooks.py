@@ -56,3 +56,48 @@ def test_failing_notebook_stops_the_chain(tmp_path: Path, monkeypatch, capsys) -
 def test_missing_params_file_lists_choices(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="parameter file not found .*demo"):
         read_params(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize("notebook", config.NOTEBOOKS)
+def test_notebook_pair_in_sync(notebook: str) -> None:
+    """Each notebook is a jupytext pair: notebooks/NAME.py (py:percent) and notebooks/NAME.ipynb hold the same cells."""
+    import jupytext
+
+    ipynb = jupytext.read(config.NOTEBOOKS_DIR / f"{notebook}.ipynb")
+    py = jupytext.read(config.NOTEBOOKS_DIR / f"{notebook}.py")
+    assert ipynb.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent", f"{notebook}.ipynb is not paired"
+
+    def cells(nb):
+        return [(c.cell_type, c.source.strip(), tuple(c.metadata.get("tags", []))) for c in nb.cells]
+
+    a, b = cells(ipynb), cells(py)
+    diff = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)) if len(a) != len(b) else None)
+    assert diff is None, (f"notebooks/{notebook}.py and .ipynb differ from cell {diff} on: run `make notebooks` "
+                          "(jupytext --sync) after editing one side outside JupyterLab")
+
+
+@pytest.mark.parametrize("notebook", config.NOTEBOOKS)
+def test_notebook_has_one_parameters_cell_of_literals(notebook: str) -> None:
+    import ast
+
+    import jupytext
+
+    nb = jupytext.read(config.NOTEBOOKS_DIR / f"{notebook}.py")
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    for node in ast.parse(tagged[0].source).body:  # papermill can only override literals
+        assert isinstance(node, ast.Assign), ast.dump(node)
+        ast.literal_eval(node.value)
+
+
+def test_unknown_parameter_is_an_error_naming_it(tmp_path: Path) -> None:
+    from melanoma_utils.reproduce import check_params
+
+    params = read_params(config.PARAMS_DIR / "demo.yaml")
+    check_params(params, "demo.yaml")  # every shipped key is declared by a notebook
+    with pytest.raises(ValueError, match="unknown parameter.*imag_size"):
+        check_params({**params, "imag_size": 64}, "typo.yaml")
+    bad = tmp_path / "typo.yaml"
+    bad.write_text(yaml.safe_dump({**params, "epocs": 3}))
+    with pytest.raises(ValueError, match="typo.yaml: unknown parameter.*epocs"):
+        reproduce(bad, ["01_eda"])

@@ -1,0 +1,154 @@
+"""Training on cached embeddings of the frozen pretrained EfficientNet-Lite0, the saved two-input model,
+fine-tuning, test-time augmentation and the offline-weights errors."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from melanoma_utils.data import load_dataset
+from melanoma_utils.training import Run, TrainConfig, train_run
+from melanoma_utils.transforms import dihedral
+
+
+@pytest.fixture(autouse=True)
+def _user_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("MELANOMA_UTILS_CACHE", str(tmp_path_factory.getbasetemp() / "user-cache"))
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = dict(model="fusion", backbone="efficientnetlite0", weights="imagenet", image_size=32, epochs=3,
+                batch_size=8, embedding_views=2, head_units=(8,), meta_units=(4,), verbose=0)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_dihedral_views_by_hand() -> None:
+    img = np.arange(4).reshape(1, 2, 2, 1)  # [[0, 1], [2, 3]]
+    assert dihedral(img, 0)[0, :, :, 0].tolist() == [[0, 1], [2, 3]]
+    assert dihedral(img, 1)[0, :, :, 0].tolist() == [[1, 3], [0, 2]]  # a quarter turn anticlockwise
+    assert dihedral(img, 2)[0, :, :, 0].tolist() == [[3, 2], [1, 0]]
+    assert dihedral(img, 4)[0, :, :, 0].tolist() == [[1, 0], [3, 2]]  # mirrored
+    views = {tuple(dihedral(np.arange(9).reshape(1, 3, 3, 1), v).ravel()) for v in range(8)}
+    assert len(views) == 8  # eight distinct views of an asymmetric image
+    with pytest.raises(ValueError, match="0..7"):
+        dihedral(img, 8)
+
+
+def test_head_on_cached_embeddings_becomes_the_full_model(tiny_csv: Path, tmp_path: Path) -> None:
+    from melanoma_utils.embeddings import cached_embeddings
+
+    df = load_dataset(tiny_csv).frame
+    run = train_run(df, _cfg(), tmp_path / "run")
+    stages = run.config["stages"]
+    assert stages["embeddings"]["computed"] == len(df) and stages["head"]["epochs"] >= 1
+    loaded = Run.load(tmp_path / "run")
+    assert {"image", "meta"} == set(loaded.model.input.keys() if isinstance(loaded.model.input, dict) else
+                                    [t.name for t in loaded.model.inputs])
+    # the saved model = frozen backbone + the head trained on the cache: same probabilities as the head would give
+    base = loaded.model.get_layer("backbone")
+    emb, counts = cached_embeddings(base, list(df["image_path"]), backbone="efficientnetlite0", weights="imagenet",
+                                    image_size=32, preprocess=loaded.config["preprocess"], views=1)
+    assert counts == {"cached": len(df), "computed": 0}  # keyed by image: the training's entries are reused
+    from melanoma_utils.models import build_head_model, copy_head_weights
+
+    head = build_head_model(1280, loaded.encoder.n_features, meta_units=(4,), head_units=(8,))
+    copy_head_weights(loaded.model, head)
+    p_head = np.asarray(head.predict({"embedding": emb[:, 0], "meta": loaded.encoder.transform(df)}, verbose=0)).ravel()
+    p_full = loaded.predict(df)
+    assert np.abs(p_head - p_full).max() < 2e-3  # float16 cache rounding only
+    assert not base.trainable
+
+
+def test_embedding_cache_is_keyed_by_preprocessing_and_content(tiny_csv: Path, tmp_path: Path) -> None:
+    from melanoma_utils.embeddings import cached_embeddings
+    from melanoma_utils.models import build_backbone
+    from melanoma_utils.transforms import preprocess_config
+
+    df = load_dataset(tiny_csv).frame.head(4)
+    base = build_backbone("efficientnetlite0", 32, "imagenet")
+    kw = dict(backbone="efficientnetlite0", weights="imagenet", image_size=32, cache_root=tmp_path)
+    a, c1 = cached_embeddings(base, list(df["image_path"]), preprocess=preprocess_config("none"), views=2, **kw)
+    b, c2 = cached_embeddings(base, list(df["image_path"]), preprocess=preprocess_config("none"), views=1, **kw)
+    assert c1["computed"] == 4 and c2 == {"cached": 4, "computed": 0}
+    np.testing.assert_array_equal(a[:, :1], b)
+    _, c3 = cached_embeddings(base, list(df["image_path"]), preprocess=preprocess_config("shades_of_gray"), views=1, **kw)
+    assert c3["computed"] == 4  # other preprocessing, other entries
+    # a changed image file is a new entry
+    path = df["image_path"].iloc[0]
+    cv2.imwrite(path, np.zeros((32, 40, 3), np.uint8))
+    _, c4 = cached_embeddings(base, list(df["image_path"]), preprocess=preprocess_config("none"), views=1, **kw)
+    assert c4 == {"cached": 3, "computed": 1}
+
+
+def test_finetune_top_trains_only_the_last_stage(tiny_csv: Path, tmp_path: Path) -> None:
+    from melanoma_utils.models import build_backbone
+
+    df = load_dataset(tiny_csv).frame
+    before = build_backbone("efficientnetlite0", 32, "imagenet")
+    run = train_run(df, _cfg(model="image", finetune="top", finetune_epochs=1, finetune_learning_rate=1e-2),
+                    tmp_path / "ft")
+    after = run.model.get_layer("backbone")
+    changed = lambda name: not all(np.array_equal(a, b) for a, b in zip(before.get_layer(name).get_weights(),  # noqa: E731
+                                                                         after.get_layer(name).get_weights()))
+    assert changed("block15_project_conv") and changed("head_conv")
+    assert not changed("stem_conv") and not changed("block5_dwconv")
+    assert not changed("head_bn")  # BatchNorm statistics stay frozen
+    assert run.config["stages"]["finetune"]["epochs"] == 1
+
+
+def test_tta_averages_rotated_copies(tiny_csv: Path, tmp_path: Path) -> None:
+    df = load_dataset(tiny_csv).frame
+    train_run(df, _cfg(model="image"), tmp_path / "run")
+    run = Run.load(tmp_path / "run")
+    one = df.head(3).reset_index(drop=True)
+    rotated = one.copy()
+    for i, path in enumerate(one["image_path"]):  # the quarter-turned image as a file of its own
+        img = cv2.imread(path)
+        side = min(img.shape[:2])
+        top, left = (img.shape[0] - side) // 2, (img.shape[1] - side) // 2
+        sq = img[top:top + side, left:left + side]
+        out = tmp_path / f"rot{i}.png"
+        cv2.imwrite(str(out), np.rot90(sq, 1))
+        rotated.loc[i, "image_path"] = str(out)
+    sq_paths = []
+    for i, path in enumerate(one["image_path"]):
+        img = cv2.imread(path)
+        side = min(img.shape[:2])
+        top, left = (img.shape[0] - side) // 2, (img.shape[1] - side) // 2
+        p = tmp_path / f"sq{i}.png"
+        cv2.imwrite(str(p), img[top:top + side, left:left + side])
+        sq_paths.append(str(p))
+    square = one.assign(image_path=sq_paths)
+    p_manual = (run.predict(square) + run.predict(rotated)) / 2
+    np.testing.assert_allclose(run.predict(square, tta=2), p_manual, atol=1e-5)
+    with pytest.raises(ValueError, match="tta"):
+        run.predict(square, tta=9)
+
+
+def test_offline_imagenet_error_names_the_offline_backbone(monkeypatch) -> None:
+    import keras
+
+    from melanoma_utils.models import WeightsUnavailable, build_backbone
+
+    def no_network(*_a, **_k):
+        raise OSError("URL fetch failure: no network")
+
+    monkeypatch.setattr(keras.utils, "get_file", no_network)
+    with warnings.catch_warnings(), pytest.raises(WeightsUnavailable, match="efficientnetlite0"):
+        warnings.simplefilter("ignore")
+        build_backbone("mobilenetv2", 32, "imagenet")
+    with pytest.raises(WeightsUnavailable, match="not found"):
+        build_backbone("mobilenetv2", 32, "/nonexistent/weights.h5")
+
+
+def test_cli_refuses_weights_without_backbone(tiny_csv: Path, tmp_path: Path, capsys) -> None:
+    from melanoma_utils.cli import main
+
+    rc = main(["train", "--metadata", str(tiny_csv), "--out", str(tmp_path / "r"), "--weights", "/nonexistent.h5"])
+    assert rc == 2
+    assert "--weights /nonexistent.h5 needs --backbone" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
