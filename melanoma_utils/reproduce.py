@@ -91,10 +91,15 @@ def run_notebook(name: str, params: dict[str, Any], report_dir: Path, timeout: i
 RUNNER_KEYS: frozenset[str] = frozenset({"cell_timeout"})
 
 
-def check_params(params: dict[str, Any], params_file: str | os.PathLike[str], notebooks: Sequence[str] = config.NOTEBOOKS) -> None:
-    """Raise ``ValueError`` naming any key that no notebook declares (a typo would otherwise be ignored)."""
+def check_params(params: dict[str, Any], params_file: str | os.PathLike[str], notebooks: Sequence[str] | None = None) -> None:
+    """Raise ``ValueError`` naming any key that no notebook declares (a typo would otherwise be ignored).
+
+    ``notebooks`` defaults to every notebook in ``notebooks/`` (a file serves all of them, whichever run).
+    """
     import papermill as pm
 
+    if notebooks is None:
+        notebooks = sorted(p.stem for p in config.NOTEBOOKS_DIR.glob("*.ipynb"))
     declared: set[str] = set(RUNNER_KEYS)
     for name in notebooks:
         declared |= set(pm.inspect_notebook(str(config.NOTEBOOKS_DIR / f"{name}.ipynb")))

@@ -40,7 +40,9 @@ def test_failing_notebook_stops_the_chain(tmp_path: Path, monkeypatch, capsys) -
     nb_dir = tmp_path / "nbs"
     nb_dir.mkdir()
     for name, src in (("a", "raise RuntimeError('boom in cell')"), ("b", "x = 1")):
-        nb = new_notebook(cells=[new_code_cell(src)])
+        params_cell = new_code_cell("report_dir = ''")
+        params_cell.metadata["tags"] = ["parameters"]
+        nb = new_notebook(cells=[params_cell, new_code_cell(src)])
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
         nbformat.write(nb, nb_dir / f"{name}.ipynb")
     monkeypatch.setattr(config, "NOTEBOOKS_DIR", nb_dir)
