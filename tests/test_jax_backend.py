@@ -34,6 +34,12 @@ SCRIPT = textwrap.dedent("""
                                     head_units=(8,), features="paper", verbose=0), Path({root!r}) / "run")
     p = Run.load(Path({root!r}) / "run").predict(df)
     assert p.shape == (40,) and np.isfinite(p).all() and np.allclose(p, run.predict(df), atol=1e-5)
+    # the pretrained EfficientNet-Lite0 branch: cached embeddings, head, saved two-input model, TTA
+    lite = train_run(df, TrainConfig(image_size=32, epochs=2, batch_size=8, backbone="efficientnetlite0",
+                                     weights="imagenet", embedding_views=2, meta_units=(4,), head_units=(8,),
+                                     verbose=0), Path({root!r}) / "lite")
+    q = Run.load(Path({root!r}) / "lite").predict(df, tta=2)
+    assert q.shape == (40,) and np.isfinite(q).all() and lite.config["stages"]["embeddings"]["computed"] == 40
     assert "tensorflow" not in sys.modules
     print("JAX_OK", run.config["keras_backend"], run.config["epochs_run"])
 """)
@@ -41,7 +47,7 @@ SCRIPT = textwrap.dedent("""
 
 def test_training_and_prediction_on_jax_without_tensorflow(tmp_path: Path) -> None:
     code = SCRIPT.format(tests=str(Path(__file__).parent), root=str(tmp_path))
-    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "MELANOMA_UTILS_CACHE": str(tmp_path / "cache")}
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "JAX_OK jax 2" in res.stdout
