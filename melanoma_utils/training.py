@@ -31,7 +31,6 @@ from .features import MetadataEncoder, check_feature_set
 from .splits import assert_disjoint_patients, grouped_folds, holdout_split
 from .transforms import preprocess_config
 
-
 #: Fine-tuning after the cached-embedding head: which backbone layers become trainable.
 FINETUNE_MODES: tuple[str, ...] = ("none", "top", "all")
 

@@ -41,7 +41,6 @@ seed = 0
 
 # %%
 import numpy as np
-import pandas as pd
 from IPython.display import Markdown, display
 
 from melanoma_utils import config, data, explain, plots

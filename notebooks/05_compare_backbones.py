@@ -49,7 +49,6 @@ n_boot = 500
 seed = 0
 
 # %%
-import pandas as pd
 from IPython.display import Markdown, display
 
 from melanoma_utils import config, data, plots
