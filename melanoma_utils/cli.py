@@ -63,7 +63,8 @@ def _check_args(p: argparse.ArgumentParser) -> None:
 
 @command("check", "validate metadata and images; print counts, missing and corrupt files", _check_args)
 def _check(args: argparse.Namespace) -> int:
-    from .data import load_dataset, scan_images
+    from .data import load_dataset
+    from .images import scan_images
 
     images = args.images
     if images is not None and not images.is_dir():
@@ -193,7 +194,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 @command("train", "train a model; write a self-contained run folder", _train_args)
 def _train(args: argparse.Namespace) -> int:
     from .data import load_dataset
-    from .training import TrainConfig, train_run
+    from .runs import TrainConfig
+    from .training import train_run
 
     if args.weights.lower() != "none" and not args.backbone:
         raise ValueError(f"--weights {args.weights} needs --backbone (the study's CNN has no pretrained weights); "
@@ -231,6 +233,8 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", type=Path, help="folder of <image_name>.jpg (default: train/ beside the CSV)")
     p.add_argument("--out", type=Path, required=True, help="predictions CSV to write")
     p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--impute-size", action="store_true",
+                   help="models with width/height (features paper): impute rows without them (marked size_imputed)")
     p.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=1,
                    help="test-time augmentation: average over this many rotations/mirrors of each image")
     p.add_argument("--overwrite", action="store_true")
@@ -239,7 +243,7 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
 @command("predict", "write image_name,probability,prediction for every row of a CSV", _predict_args)
 def _predict(args: argparse.Namespace) -> int:
     from .data import attach_image_paths, default_images_dir, normalise_metadata, read_csv
-    from .training import Run
+    from .runs import Run
 
     if args.out.exists() and not args.overwrite:
         raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it")
@@ -255,7 +259,7 @@ def _predict(args: argparse.Namespace) -> int:
     import time
 
     t0 = time.perf_counter()
-    preds = run.predict_frame(df, args.batch_size, tta=args.tta)
+    preds = run.predict_frame(df, args.batch_size, tta=args.tta, impute_size=args.impute_size)
     seconds = time.perf_counter() - t0
     tmp = args.out.with_name(f".{args.out.name}.tmp")
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -265,6 +269,9 @@ def _predict(args: argparse.Namespace) -> int:
     print(f"predictions: {len(preds) - len(bad):,} of {len(preds):,} rows -> {args.out} "
           f"(threshold {run.threshold:.4f}, {int((preds['prediction'] == 1).sum()):,} predicted malignant) "
           f"in {seconds:.1f} s ({len(preds) / max(seconds, 1e-9):.0f} images/s{', TTA ×' + str(args.tta) if args.tta > 1 else ''})")
+    if "size_imputed" in preds and preds["size_imputed"].any():
+        print(f"note: width/height imputed for {int(preds['size_imputed'].sum()):,} row(s) (--impute-size; "
+              "marked in the size_imputed column)")
     for _, row in bad.head(20).iterrows():
         print(f"  row {row.name + 2}: {row['image_name']}: {row['error']}", file=sys.stderr)
     return 1 if len(bad) else 0
@@ -283,9 +290,9 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from .atomic import write_json
     from .data import normalise_metadata, read_csv
     from .evaluation import evaluate
-    from .training import write_json
 
     preds = pd.read_csv(args.predictions)
     need = [c for c in ("image_name", "probability") if c not in preds.columns]

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Literal, Sequence
@@ -284,42 +283,6 @@ def missing_image_names(df: pd.DataFrame) -> list[str]:
     return [n for n, p in zip(df["image_name"], df["image_path"]) if not os.path.isfile(p)]
 
 
-def check_image_file(path: str | os.PathLike[str]) -> str | None:
-    """``None`` if the image decodes completely, else a one-line reason (missing, truncated, unreadable)."""
-    from PIL import Image, UnidentifiedImageError
-
-    path = Path(path)
-    if not path.is_file():
-        return "file not found"
-    try:
-        with path.open("rb") as fh:
-            head = fh.read(3)
-            if head[:2] == b"\xff\xd8":  # JPEG: a complete file ends with the EOI marker
-                fh.seek(-2, os.SEEK_END)
-                if fh.read(2) != b"\xff\xd9":
-                    return "truncated JPEG (no end-of-image marker)"
-        with Image.open(path) as im:
-            im.load()
-    except UnidentifiedImageError:
-        return "not an image file"
-    except (OSError, SyntaxError, ValueError) as exc:
-        return f"unreadable image ({exc})"
-    return None
-
-
-def scan_images(paths: Sequence[str], workers: int = 4, progress: bool = False) -> dict[str, str]:
-    """Decode every image; return ``{path: reason}`` for those that fail (empty dict when all are fine)."""
-    iterator: Iterable[str | None]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        iterator = pool.map(check_image_file, paths, chunksize=64)
-        if progress:
-            from tqdm.auto import tqdm
-
-            iterator = tqdm(iterator, total=len(paths), desc="checking images", unit="img")
-        results = list(iterator)
-    return {p: r for p, r in zip(paths, results) if r is not None}
-
-
 def read_duplicates(path: str | os.PathLike[str]) -> pd.DataFrame:
     """The official duplicate list (``image_name_1, image_name_2``)."""
     dup = read_csv(path)
@@ -426,18 +389,6 @@ def load_metadata(
     df, report, _ = _read_metadata(metadata, duplicates, require_target)
     df["image_path"] = ""
     return Dataset(frame=df[list(NORMALISED_COLUMNS)], report=report)
-
-
-def drop_unreadable(df: pd.DataFrame, workers: int = 4) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Decode every image up front; return the rows that decode, and ``{image_name: reason}`` for the rest.
-
-    Training calls this so that one bad file never stops a run half-way.
-    """
-    bad = scan_images(list(df["image_path"]), workers=workers)
-    if not bad:
-        return df, {}
-    by_name = {n: bad[p] for n, p in zip(df["image_name"], df["image_path"]) if p in bad}
-    return df[~df["image_name"].isin(set(by_name))].reset_index(drop=True), by_name
 
 
 def sample_per_class(df: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:

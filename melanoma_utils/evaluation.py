@@ -9,7 +9,7 @@ explicit edge cases: a metric that needs both classes raises :class:`MetricError
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -158,3 +158,17 @@ def metrics_table(result: dict[str, object]) -> pd.DataFrame:
     """The threshold metrics of :func:`evaluate` as a table (rows: thresholds), the study's Table 3 layout."""
     rows = {name: {k: v for k, v in m.items()} for name, m in result["thresholds"].items()}  # type: ignore[union-attr]
     return pd.DataFrame(rows).T[["threshold", "accuracy", "sensitivity", "specificity", "precision", "f1", "tp", "fp", "tn", "fn"]]
+
+
+def melanoma_vs_nevus_mask(target: Any, diagnosis: Any) -> np.ndarray:
+    """Rows of the melanoma-vs-nevus contrast: every malignant image and the benign ones diagnosed ``nevus``."""
+    return ((np.asarray(target) == 1) | (np.asarray(diagnosis, dtype=object) == "nevus")).astype(bool)
+
+
+def melanoma_vs_nevus_auc(target: Any, probability: Any, diagnosis: Any) -> float:
+    """ROC AUC of malignant vs nevus images only (the harder, fairer contrast); NaN when either is absent."""
+    mask = melanoma_vs_nevus_mask(target, diagnosis)
+    y, p = np.asarray(target)[mask], np.asarray(probability, dtype=float)[mask]
+    if len(np.unique(y)) < 2:
+        return float("nan")
+    return roc_auc(y, p)

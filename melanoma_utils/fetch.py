@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .data import DataError, drop_duplicates, load_metadata, read_duplicates
+from .images import square_resize
 
 ISIC_2020_BASE = "https://isic-challenge-data.s3.amazonaws.com/2020/"
 FILES = {
@@ -58,15 +59,6 @@ def download(url: str, dest: Path, chunk: int = 1 << 20) -> Path:
         raise DataError(f"{part}: incomplete download ({part.stat().st_size} of {total} bytes); run again to resume")
     os.replace(part, dest)
     return dest
-
-
-def square_resize(img: np.ndarray, size: int) -> np.ndarray:
-    """Centre-crop to a square, then resize to ``size``×``size`` (area interpolation: antialiased)."""
-    h, w = img.shape[:2]
-    s = min(h, w)
-    top, left = (h - s) // 2, (w - s) // 2
-    crop = img[top : top + s, left : left + s]
-    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if s > size else cv2.INTER_CUBIC)
 
 
 def _resize_one(args: tuple[bytes, Path, int]) -> tuple[int, int] | None:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import platform
 import random
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -13,22 +11,7 @@ import pandas as pd
 
 from . import config
 from .plots import save_figure
-
-PACKAGES: tuple[str, ...] = (
-    "melanoma-utils", "tensorflow-cpu", "tensorflow", "keras", "jax", "numpy", "pandas", "scikit-learn",
-    "scipy", "matplotlib", "seaborn", "shap", "opencv-python-headless", "papermill",
-)
-
-
-def package_versions(packages: tuple[str, ...] = PACKAGES) -> pd.DataFrame:
-    """Installed versions of the packages the study depends on (absent ones omitted), plus Python."""
-    rows = [("python", platform.python_version())]
-    for name in packages:
-        try:
-            rows.append((name, metadata.version(name)))
-        except metadata.PackageNotFoundError:
-            continue
-    return pd.DataFrame(rows, columns=["package", "version"]).set_index("package")
+from .versions import PACKAGES, package_versions  # noqa: F401  (re-exported for the notebooks)
 
 
 def seed_everything(seed: int) -> None:

@@ -1,112 +1,33 @@
-"""Training, saved run folders, prediction and the patient-grouped cross-validated ablation.
+"""Fitting: the training loop, compilation, class weights, precision and distribution set-up.
 
-The study's configuration is the default (:class:`TrainConfig`): class-weighted binary cross-entropy with
-``w_i = 1/n_i`` (normalised so the loss keeps its scale), Adam 1e-4, batch 32, early stopping on validation
-loss with the best weights restored. A run folder is self-contained::
-
-    RUN_DIR/model.keras      the trained model (no augmentation inside)
-    RUN_DIR/encoder.json     the metadata encoder, fit on the training rows only
-    RUN_DIR/config.json      TrainConfig, preprocessing and augmentation, threshold, feature names, versions
-    RUN_DIR/history.csv      per-epoch loss/AUC (train and validation)
-    RUN_DIR/metrics.json     validation metrics; RUN_DIR/backup/ lets an interrupted run resume
+The study's configuration is the default (:class:`~melanoma_utils.runs.TrainConfig`): class-weighted binary
+cross-entropy with ``w_i = 1/n_i`` (normalised so the loss keeps its scale), Adam 1e-4, batch 32, early
+stopping on validation loss with the best weights restored. With a pretrained backbone (EfficientNet-Lite0's
+ImageNet weights by default) the backbone stays frozen: its embeddings are cached and the head is trained on
+them, then optionally the backbone's top is fine-tuned. :func:`train_run` writes a run folder
+(:mod:`melanoma_utils.runs`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .data import drop_unreadable
-from .evaluation import MetricError, choose_threshold, evaluate, pr_auc, roc_auc
-from .features import MetadataEncoder, check_feature_set
-from .splits import assert_disjoint_patients, grouped_folds, holdout_split
+from .atomic import atomic_write, write_json
+from .evaluation import MetricError, choose_threshold, evaluate
+from .features import MetadataEncoder
+from .images import drop_unreadable
+from .runs import Run, TrainConfig
+from .splits import assert_disjoint_patients, holdout_split
 from .transforms import preprocess_config
-
-#: Fine-tuning after the cached-embedding head: which backbone layers become trainable.
-FINETUNE_MODES: tuple[str, ...] = ("none", "top", "all")
-
-
-@dataclass
-class TrainConfig:
-    """Every training choice, saved with the run. Defaults follow the study."""
-
-    model: str = "fusion"  # fusion | image | meta
-    features: str = "clinical"  # clinical | paper | acquisition (metadata feature set)
-    image_size: int = 128
-    batch_size: int = 32
-    epochs: int = 30
-    learning_rate: float = 1e-4
-    patience: int = 5  # early stopping on validation loss, best weights restored
-    class_weighting: bool = True  # w_i = 1/n_i, normalised
-    preprocess: str = "none"  # a melanoma_utils.transforms.PREPROCESSORS name
-    augment: bool = True
-    augment_config: dict[str, Any] = field(default_factory=dict)  # AugmentConfig overrides
-    val_fraction: float = 0.2  # patient-grouped validation split (early stopping, threshold)
-    min_sensitivity: float = 0.90  # the validation threshold is the highest reaching this
-    seed: int = 0
-    conv_filters: tuple[int, ...] = (32, 64, 128, 256)
-    conv_dropout: float = 0.1
-    meta_units: tuple[int, ...] = (64, 32)
-    head_units: tuple[int, ...] = (128, 64)
-    head_dropout: float = 0.3
-    backbone: str | None = None  # a keras.applications name (see models.BACKBONES)
-    weights: str | None = None  # None | "imagenet" | a local weights file
-    freeze_epochs: int = 0  # end-to-end path (frozen_features off): epochs with the backbone frozen, then fine-tune
-    finetune_learning_rate: float = 1e-5
-    frozen_features: bool = True  # with pretrained weights: train the head on cached backbone embeddings
-    embedding_views: int = 8  # dihedral views (rotations/mirrors) cached per image for the head's training
-    head_learning_rate: float = 1e-3  # Adam learning rate of the head trained on cached embeddings
-    finetune: str = "none"  # after the cached-embedding head: none | top (last blocks) | all
-    finetune_epochs: int = 2
-    cache: str | None = "memory"  # "memory", a file prefix, or None
-    mixed_precision: str = "auto"  # auto (on GPU only) | on | off
-    verbose: int = 2  # Keras fit verbosity: 1 progress bar, 2 one line per epoch
-
-    def __post_init__(self) -> None:
-        if self.model not in ("fusion", "image", "meta"):
-            raise ValueError(f"model must be fusion, image or meta; got {self.model!r}")
-        check_feature_set(self.features)
-        preprocess_config(self.preprocess)
-        for name in ("image_size", "batch_size", "epochs"):
-            if int(getattr(self, name)) <= 0:
-                raise ValueError(f"{name} must be positive; got {getattr(self, name)}")
-        if self.finetune not in FINETUNE_MODES:
-            raise ValueError(f"finetune must be one of {', '.join(FINETUNE_MODES)}; got {self.finetune!r}")
-        if not 1 <= int(self.embedding_views) <= 8:
-            raise ValueError(f"embedding_views must be in 1..8; got {self.embedding_views}")
-        self.conv_filters = tuple(self.conv_filters)
-        self.meta_units = tuple(self.meta_units)
-        self.head_units = tuple(self.head_units)
-
-    @property
-    def uses_images(self) -> bool:
-        """Whether the model has an image input."""
-        return self.model in ("fusion", "image")
-
-    @property
-    def uses_cached_embeddings(self) -> bool:
-        """Whether the head is trained on cached embeddings of a frozen pretrained backbone."""
-        return self.uses_images and bool(self.backbone) and self.weights not in (None, "none") and self.frozen_features
-
-    @property
-    def uses_meta(self) -> bool:
-        """Whether the model has a metadata input."""
-        return self.model in ("fusion", "meta")
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        """Rebuild from :func:`dataclasses.asdict` output (unknown keys ignored)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 def class_weights(y: np.ndarray) -> dict[int, float]:
@@ -117,23 +38,6 @@ def class_weights(y: np.ndarray) -> dict[int, float]:
     if min(counts.values()) == 0:
         raise ValueError(f"class weights need both classes in the training rows; counts {counts}")
     return {c: n / (2 * counts[c]) for c in (0, 1)}
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, tuple):
-        return list(o)
-    raise TypeError(type(o))
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Write JSON under a temporary name, then move into place."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default))
-    os.replace(tmp, path)
 
 
 def _distribution():
@@ -164,110 +68,6 @@ def _set_precision(mode: str) -> str:
     policy = ("mixed_float16" if keras.backend.backend() == "tensorflow" else "mixed_bfloat16") if on else "float32"
     keras.mixed_precision.set_global_policy(policy)
     return policy
-
-
-class Run:
-    """A trained model with its encoder and configuration (from a run folder or fresh from training)."""
-
-    def __init__(self, model: Any, encoder: MetadataEncoder, config: dict[str, Any], run_dir: Path | None = None):
-        self.model = model
-        self.encoder = encoder
-        self.config = config
-        self.run_dir = run_dir
-        self.train_config = TrainConfig.from_dict(config["train"])
-
-    @property
-    def threshold(self) -> float:
-        """The threshold chosen on validation predictions."""
-        return float(self.config["threshold"])
-
-    @classmethod
-    def load(cls, run_dir: str | os.PathLike[str]) -> "Run":
-        """Load a run folder written by :func:`train_run`."""
-        import keras
-
-        from . import augment, models  # noqa: F401  (registers the custom layers)
-
-        run_dir = Path(run_dir)
-        for name in ("model.keras", "encoder.json", "config.json"):
-            if not (run_dir / name).is_file():
-                raise FileNotFoundError(f"{run_dir}: not a run folder ({name} missing)")
-        model = keras.saving.load_model(run_dir / "model.keras")
-        return cls(model, MetadataEncoder.load(run_dir / "encoder.json"),
-                   json.loads((run_dir / "config.json").read_text()), run_dir)
-
-    def predict(self, df: pd.DataFrame, batch_size: int = 64, tta: int = 1) -> np.ndarray:
-        """Probabilities for rows of the normalised table (all images must be readable).
-
-        ``tta`` > 1 averages the probabilities over that many dihedral views of each image (1: none,
-        4: the rotations, 8: rotations and mirrors) — test-time augmentation.
-        """
-        from .pipeline import image_batches
-        from .transforms import MAX_VIEWS, dihedral
-
-        if not 1 <= tta <= MAX_VIEWS:
-            raise ValueError(f"tta must be in 1..{MAX_VIEWS}; got {tta}")
-        cfg = self.train_config
-        meta = self.encoder.transform(df)
-        if not cfg.uses_images:
-            return np.asarray(self.model.predict({"meta": meta}, batch_size=batch_size, verbose=0)).reshape(-1)
-        out = np.empty(len(df), np.float64)
-        start = 0
-        for images in image_batches(list(df["image_path"]), cfg.image_size, self.config["preprocess"], batch_size):
-            stop = start + len(images)
-            x: dict[str, np.ndarray] = {}
-            if cfg.uses_meta:
-                x["meta"] = meta[start:stop]
-            n = len(images)
-            if n < batch_size:  # pad the last batch: one compiled function for every batch
-                images = np.concatenate([images, np.repeat(images[-1:], batch_size - n, axis=0)])
-                if "meta" in x:
-                    x["meta"] = np.concatenate([x["meta"], np.repeat(x["meta"][-1:], batch_size - n, axis=0)])
-            total = np.zeros(n, np.float64)
-            for view in range(tta):
-                x["image"] = dihedral(images, view).astype(np.float32)
-                total += np.asarray(self.model.predict_on_batch(x), np.float64).reshape(-1)[:n]
-            out[start:stop] = total / tta
-            start = stop
-        return out
-
-    def predict_frame(self, df: pd.DataFrame, batch_size: int = 64, tta: int = 1) -> pd.DataFrame:
-        """``image_name, probability, prediction, error`` for every row; unreadable images get an error."""
-        from .data import check_image_file
-
-        df = df.reset_index(drop=True).copy()
-        errors = pd.Series("", index=df.index)
-        if self.train_config.uses_images:
-            errors = pd.Series([check_image_file(p) or "" for p in df["image_path"]], index=df.index)
-            errors = errors.where(errors == "", "image " + errors)
-        if {"width", "height"} & set(self.encoder.groups):
-            df = fill_size_from_files(df)
-        ok = errors == ""
-        prob = np.full(len(df), np.nan)
-        if ok.any():
-            prob[ok.to_numpy()] = self.predict(df[ok], batch_size, tta=tta)
-        out = pd.DataFrame({"image_name": df["image_name"], "probability": prob})
-        out["prediction"] = np.where(ok, (prob >= self.threshold).astype(int), -1)
-        out["error"] = errors
-        return out
-
-
-def fill_size_from_files(df: pd.DataFrame) -> pd.DataFrame:
-    """Where width/height are missing, read them from the image file header (no decoding)."""
-    from PIL import Image
-
-    df = df.copy()
-    need = df["width"].isna() | df["height"].isna()
-    for i in np.flatnonzero(need.to_numpy()):
-        path = df["image_path"].iloc[i]
-        try:
-            with Image.open(path) as im:
-                w, h = im.size
-        except (OSError, ValueError):
-            continue
-        df.iloc[i, df.columns.get_loc("width")] = float(w)
-        df.iloc[i, df.columns.get_loc("height")] = float(h)
-    return df
 
 
 def _datasets(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, encoder: MetadataEncoder,
@@ -467,7 +267,7 @@ def train_run(
     one is never overwritten unless ``overwrite``."""
     import keras
 
-    from .reporting import package_versions
+    from .versions import package_versions
 
     out_dir = Path(out_dir)
     if (out_dir / "model.keras").exists() and not overwrite:
@@ -536,9 +336,7 @@ def train_run(
                            seed=cfg.seed)
     except MetricError as exc:
         metrics = {"error": str(exc)}
-    tmp_model = out_dir / ".model.tmp.keras"
-    model.save(tmp_model)
-    os.replace(tmp_model, out_dir / "model.keras")
+    atomic_write(out_dir / "model.keras", model.save)
     encoder.save(out_dir / "encoder.json")
     write_json(out_dir / "config.json", config)
     write_json(out_dir / "metrics.json", {"validation": metrics})
@@ -549,141 +347,3 @@ def train_run(
     return run
 
 
-def _load_or_train(df: pd.DataFrame, cfg: TrainConfig, run_dir: Path) -> Run:
-    """The finished run in ``run_dir`` if there is one (an interrupted study resumes), else train it."""
-    return Run.load(run_dir) if (run_dir / "model.keras").exists() else train_run(df, cfg, run_dir)
-
-
-#: The ablation's variants: name -> TrainConfig overrides.
-ABLATION_VARIANTS: dict[str, dict[str, Any]] = {
-    "metadata only (clinical)": {"model": "meta", "features": "clinical"},
-    "image only": {"model": "image"},
-    "fusion, clinical": {"model": "fusion", "features": "clinical"},
-    "fusion, paper (+ width/height)": {"model": "fusion", "features": "paper"},
-}
-
-
-def cross_validate(
-    df: pd.DataFrame,
-    cfg: TrainConfig,
-    out_dir: str | os.PathLike[str],
-    variants: dict[str, dict[str, Any]] | None = None,
-    n_splits: int = 5,
-    folds: list[int] | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Patient-grouped K-fold CV of each variant with the same budget (``cfg``'s epochs and patience).
-
-    Each fold's training part holds out its own patient-grouped validation split for early stopping.
-    Returns ``(per_fold, oof)``: fold metrics (ROC AUC, PR AUC, melanoma-vs-nevus AUC) and out-of-fold
-    predictions (``image_name, patient_id, target, diagnosis, fold, variant, probability``). Runs are
-    written to ``out_dir/<variant>/fold<k>`` and reused when present (an interrupted ablation resumes).
-    """
-    variants = variants or ABLATION_VARIANTS
-    out_dir = Path(out_dir)
-    fold_ids = grouped_folds(df, n_splits=n_splits, seed=cfg.seed)
-    rows, preds = [], []
-    for k in folds if folds is not None else range(n_splits):
-        test = df[fold_ids == k].reset_index(drop=True)
-        rest = df[fold_ids != k].reset_index(drop=True)
-        for name, overrides in variants.items():
-            vcfg = TrainConfig.from_dict({**asdict(cfg), **overrides})
-            run_dir = out_dir / _slug(name) / f"fold{k}"
-            run = _load_or_train(rest, vcfg, run_dir)
-            p = run.predict(test)
-            preds.append(pd.DataFrame({"image_name": test["image_name"], "patient_id": test["patient_id"],
-                                       "target": test["target"], "diagnosis": test["diagnosis"], "fold": k,
-                                       "variant": name, "probability": p}))
-            nevus = (test["target"] == 1) | (test["diagnosis"] == "nevus")
-            rows.append({"variant": name, "fold": k, "n_test": len(test), "roc_auc": roc_auc(test["target"], p),
-                         "pr_auc": pr_auc(test["target"], p),
-                         "auc_melanoma_vs_nevus": _safe_auc(test["target"][nevus], p[nevus.to_numpy()]),
-                         "epochs_run": run.config.get("epochs_run"), "train_seconds": run.config.get("train_seconds")})
-            print(f"[cv] fold {k} · {name}: ROC AUC {rows[-1]['roc_auc']:.3f}", flush=True)
-    return pd.DataFrame(rows), pd.concat(preds, ignore_index=True)
-
-
-def summarise_cv(per_fold: pd.DataFrame, oof: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Mean ± sd over folds, and the pooled out-of-fold ROC AUC with a patient-bootstrap 95% CI, per variant."""
-    from .evaluation import bootstrap_ci
-
-    out = []
-    for name, part in per_fold.groupby("variant", sort=False):
-        o = oof[oof["variant"] == name]
-        est, lo, hi = bootstrap_ci(o["target"], o["probability"], o["patient_id"], roc_auc, n_boot=n_boot, seed=seed)
-        nev = ((o["target"] == 1) | (o["diagnosis"] == "nevus")).to_numpy()
-        try:
-            _, nlo, nhi = bootstrap_ci(o["target"][nev], o["probability"][nev], o["patient_id"][nev], roc_auc,
-                                       n_boot=n_boot, seed=seed)
-        except MetricError:
-            nlo = nhi = float("nan")
-        out.append({
-            "variant": name,
-            "roc_auc_mean": part["roc_auc"].mean(), "roc_auc_sd": part["roc_auc"].std(ddof=1),
-            "pr_auc_mean": part["pr_auc"].mean(), "pr_auc_sd": part["pr_auc"].std(ddof=1),
-            "mel_vs_nevus_auc_mean": part["auc_melanoma_vs_nevus"].mean(),
-            "pooled_oof_roc_auc": est, "pooled_ci_low": lo, "pooled_ci_high": hi,
-            "pooled_oof_pr_auc": pr_auc(o["target"], o["probability"]),
-            "pooled_mel_vs_nevus_auc": _safe_auc(o["target"][nev], o["probability"][nev]),
-            "pooled_mel_vs_nevus_ci_low": nlo, "pooled_mel_vs_nevus_ci_high": nhi,
-            "folds": len(part),
-        })
-    return pd.DataFrame(out).set_index("variant")
-
-
-def _safe_auc(y: Any, p: Any) -> float:
-    try:
-        return roc_auc(np.asarray(y), np.asarray(p))
-    except MetricError:
-        return float("nan")
-
-
-def _slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in name.lower()).strip("_").replace("__", "_")
-
-
-def compare_backbones(
-    df: pd.DataFrame,
-    cfg: TrainConfig,
-    out_dir: str | os.PathLike[str],
-    backbones: list[str],
-    models: tuple[str, ...] = ("image", "fusion"),
-    test_fraction: float = 0.2,
-    n_boot: int = 1000,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The study's Table 3 analogue: each backbone (``"cnn"`` = the study's own branch) × image-only /
-    fusion, trained on the same patient-grouped training part (same budget) and scored on the same
-    held-out patients. A backbone entry ``"name@weights"`` (e.g. ``"efficientnetlite0@imagenet"``,
-    ``"efficientnetlite0@none"``) sets its weights; plain names use ``cfg.weights``. Returns
-    ``(table, predictions)``; runs are saved under ``out_dir`` and reused."""
-    out_dir = Path(out_dir)
-    tr, te = holdout_split(df, test_fraction, seed=cfg.seed)
-    train, test = df.iloc[tr].reset_index(drop=True), df.iloc[te].reset_index(drop=True)
-    rows, preds = [], []
-    for entry in backbones:
-        backbone, _, w = entry.partition("@")
-        weights = (None if w == "none" else w) if w else cfg.weights
-        for model in models:
-            overrides = {"model": model, "backbone": None if backbone == "cnn" else backbone,
-                         "weights": None if backbone == "cnn" else weights}
-            vcfg = TrainConfig.from_dict({**asdict(cfg), **overrides})
-            run_dir = out_dir / f"{entry.replace('@', '_')}_{model}"
-            run = _load_or_train(train, vcfg, run_dir)
-            p = run.predict(test)
-            res = evaluate(test["target"], p, test["patient_id"], {"validation": run.threshold}, n_boot=n_boot, seed=cfg.seed)
-            at = res["thresholds"]["validation"]
-            nevus = ((test["target"] == 1) | (test["diagnosis"] == "nevus")).to_numpy()
-            rows.append({
-                "backbone": backbone, "weights": weights if backbone != "cnn" else None, "model": model,
-                "accuracy": at["accuracy"], "sensitivity": at["sensitivity"], "specificity": at["specificity"],
-                "f1": at["f1"], "threshold": at["threshold"],
-                "roc_auc": res["roc_auc"]["estimate"], "roc_auc_ci_low": res["roc_auc"]["ci_low"],
-                "roc_auc_ci_high": res["roc_auc"]["ci_high"],
-                "pr_auc": res["pr_auc"]["estimate"], "pr_auc_ci_low": res["pr_auc"]["ci_low"], "pr_auc_ci_high": res["pr_auc"]["ci_high"],
-                "mel_vs_nevus_auc": _safe_auc(test["target"][nevus], p[nevus]),
-                "params": int(run.model.count_params()), "epochs_run": run.config.get("epochs_run"),
-                "train_images_per_second": run.config.get("train_images_per_second"),
-            })
-            preds.append(pd.DataFrame({"image_name": test["image_name"], "backbone": entry, "model": model,
-                                       "target": test["target"], "probability": p}))
-            print(f"[compare] {entry} · {model}: ROC AUC {rows[-1]['roc_auc']:.3f}", flush=True)
-    return pd.DataFrame(rows), pd.concat(preds, ignore_index=True)

@@ -40,7 +40,7 @@ from IPython.display import Markdown, display
 
 from melanoma_utils import benchmark, config, data, plots
 from melanoma_utils.augment import build_augmenter
-from melanoma_utils.pipeline import load_image_array
+from melanoma_utils.images import load_image_array
 from melanoma_utils.reporting import Report, package_versions, seed_everything
 from melanoma_utils.transforms import adjust_hsb, ben_graham, from_luv, shades_of_gray, to_grayscale, to_luv
 

@@ -31,8 +31,9 @@
 # model is still the whole two-input network that takes images. A small CNN trained from scratch on a CPU
 # learns little of the lesion; the comparison row shows how little.
 #
-# Width and height describe how an image was *acquired* (camera, clinic), not the lesion: the EDA showed
-# they alone reach ROC AUC 0.79 on the full metadata. A gain from them is a shortcut, not medicine.
+# Width and height describe how an image was *acquired* (camera, clinic), not the lesion: notebook 01
+# measures how well they alone predict malignancy on the full metadata. A gain from them is a shortcut,
+# not medicine.
 # Every model is scored by ROC AUC (the challenge's metric) and PR AUC with patient-bootstrap 95% CIs,
 # also on **melanoma vs nevus** only (a harder contrast), and at thresholds chosen on validation data only.
 
@@ -71,8 +72,9 @@ from IPython.display import Markdown, display
 
 from melanoma_utils import benchmark, config, data, eda, plots
 from melanoma_utils.evaluation import evaluate, metrics_table
+from melanoma_utils.experiments import ABLATION_VARIANTS, cross_validate, summarise_cv
 from melanoma_utils.reporting import Report, package_versions, seed_everything
-from melanoma_utils.training import ABLATION_VARIANTS, Run, TrainConfig, cross_validate, summarise_cv
+from melanoma_utils.runs import Run, TrainConfig
 
 seed_everything(seed)
 report = Report.from_params(report_dir, synthetic)

@@ -29,9 +29,8 @@ dataset_label = "SYNTHETIC demo"
 images_csv = "data/synthetic-demo/train.csv"
 images_dir = ""  # empty: the train/ folder beside images_csv
 report_dir = "reports/demo"
-explain_runs = ["fusion_paper__width_height", "fusion_clinical"]  # ablation runs under <report_dir>/runs/ablation
+explain_variants = ["fusion, paper (+ width/height)", "fusion, clinical"]  # ablation variants of notebook 03
 fold = 0
-cv_folds = 3
 n_repeats = 5
 n_background = 20
 n_shap_lesions = 12
@@ -44,17 +43,21 @@ import numpy as np
 from IPython.display import Markdown, display
 
 from melanoma_utils import config, data, explain, plots
+from melanoma_utils.experiments import load_folds, run_folder_name
 from melanoma_utils.reporting import Report, package_versions, seed_everything
-from melanoma_utils.splits import grouped_folds
-from melanoma_utils.training import Run
+from melanoma_utils.runs import Run
 
 seed_everything(seed)
 report = Report.from_params(report_dir, synthetic)
 df = data.load_dataset(config.resolve(images_csv), config.resolve(images_dir) if images_dir else None).frame
-held_out = df[grouped_folds(df, n_splits=cv_folds, seed=seed) == fold].reset_index(drop=True)
-runs = {name: Run.load(report.report_dir / "runs" / "ablation" / name / f"fold{fold}") for name in explain_runs}
+runs_dir = report.report_dir / "runs" / "ablation"
+held_out = df[load_folds(runs_dir / "folds.csv", df) == fold].reset_index(drop=True)  # the folds notebook 03 used
+runs = {name: Run.load(runs_dir / run_folder_name(name) / f"fold{fold}") for name in explain_variants}
+explain_runs = [run_folder_name(name) for name in explain_variants]
+runs = dict(zip(explain_runs, runs.values()))
+backbone = runs[explain_runs[0]].train_config.backbone or "the study's CNN (trained from scratch)"
 display(Markdown(f"Held-out fold {fold}: {len(held_out):,} images, {held_out['patient_id'].nunique()} patients, "
-                 f"{int(held_out['target'].sum())} malignant; runs: {', '.join(explain_runs)}."))
+                 f"{int(held_out['target'].sum())} malignant; runs: {', '.join(explain_variants)}; image branch: {backbone}."))
 
 # %% [markdown]
 # ## Fig 14 · Grouped permutation importance (drop in ROC AUC, mean ± sd over repeats)
@@ -73,8 +76,8 @@ display(Markdown(
     f"Baseline ROC AUC on the held-out fold: {paper['baseline'].iloc[0]:.3f}. Ranking for the *paper* features: "
     + ", ".join(f"**{f}** {m:+.3f} ± {s:.3f}" for f, m, s in zip(paper.index, paper['importance_mean'], paper['importance_sd']))
     + f". Width ranks {rank.index('width') + 1} and height {rank.index('height') + 1} of {len(rank)}: the EDA showed "
-    "that image size identifies the acquisition device and clinic (metadata-only AUC 0.79 on the full data), so "
-    "any importance they carry is a shortcut, not a lesion property."
+    "that image size identifies the acquisition device and clinic (notebook 01 measures how well it alone predicts "
+    "malignancy), so any importance they carry is a shortcut, not a lesion property."
 ))
 paper.round(4)
 

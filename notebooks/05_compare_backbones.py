@@ -52,8 +52,9 @@ seed = 0
 from IPython.display import Markdown, display
 
 from melanoma_utils import config, data, plots
+from melanoma_utils.experiments import compare_backbones
 from melanoma_utils.reporting import Report, package_versions, seed_everything
-from melanoma_utils.training import TrainConfig, compare_backbones
+from melanoma_utils.runs import TrainConfig
 
 seed_everything(seed)
 report = Report.from_params(report_dir, synthetic)

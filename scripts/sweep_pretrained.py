@@ -18,7 +18,8 @@ import pandas as pd
 
 from melanoma_utils.data import load_dataset
 from melanoma_utils.evaluation import roc_auc
-from melanoma_utils.training import Run, TrainConfig, train_run
+from melanoma_utils.runs import Run, TrainConfig
+from melanoma_utils.training import train_run
 
 SETTINGS: dict[str, dict] = {
     "128 px, head lr 1e-3": {},

@@ -7,7 +7,8 @@ import pytest
 
 from melanoma_utils.augment import build_augmenter
 from melanoma_utils.data import load_dataset
-from melanoma_utils.pipeline import load_image_array, make_array_sequence, make_dataset
+from melanoma_utils.images import load_image_array
+from melanoma_utils.pipeline import make_array_sequence, make_dataset
 from melanoma_utils.transforms import preprocess
 
 

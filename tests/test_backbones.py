@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from melanoma_utils.models import build_backbone, build_model
-from melanoma_utils.training import TrainConfig, train_run
+from melanoma_utils.runs import TrainConfig
+from melanoma_utils.training import train_run
 
 
 @pytest.mark.parametrize("name, mode", [("vgg16", "caffe"), ("resnet50", "caffe"), ("mobilenetv2", "tf"),
@@ -31,10 +32,18 @@ def test_freeze_then_fine_tune_with_a_local_weights_file(tiny_csv: Path, tmp_pat
         base = build_backbone("mobilenetv2", 32)
     weights = tmp_path / "mobilenetv2_local.weights.h5"
     base.save_weights(weights)
+    start = [w.copy() for w in base.get_weights()]
     df = load_dataset(tiny_csv).frame
-    cfg = TrainConfig(model="image", backbone="mobilenetv2", weights=str(weights), freeze_epochs=1, epochs=2,
-                      image_size=32, batch_size=8, head_units=(8,), verbose=0)
-    run = train_run(df, cfg, tmp_path / "run")
+
+    def backbone_changed(run) -> bool:
+        return any(not np.array_equal(a, b) for a, b in zip(start, run.model.get_layer("backbone").get_weights()))
+
+    common = dict(model="image", backbone="mobilenetv2", weights=str(weights), freeze_epochs=1, image_size=32,
+                  batch_size=8, head_units=(8,), verbose=0, frozen_features=False, learning_rate=1e-2,
+                  finetune_learning_rate=1e-2, patience=5)
+    frozen_only = train_run(df, TrainConfig(epochs=1, **common), tmp_path / "frozen")
+    assert not backbone_changed(frozen_only)  # the first phase trains the head only
+    run = train_run(df, TrainConfig(epochs=2, **common), tmp_path / "run")
     hist = pd.read_csv(tmp_path / "run" / "history.csv")
     assert len(hist) == 2 and run.config["epochs_run"] == 2  # 1 frozen + 1 fine-tuning epoch
-    assert run.model.get_layer("backbone").trainable  # unfrozen for fine-tuning
+    assert backbone_changed(run)  # then the backbone is fine-tuned

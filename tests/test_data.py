@@ -9,13 +9,12 @@ from melanoma_utils import cli
 from melanoma_utils.data import (
     DataError,
     DataWarning,
-    check_image_file,
     drop_duplicates,
-    drop_unreadable,
     load_dataset,
     load_metadata,
     normalise_metadata,
 )
+from melanoma_utils.images import check_image_file, drop_unreadable
 
 
 def test_loads_resized_layout(tiny_csv: Path) -> None:

@@ -7,7 +7,8 @@ import pytest
 from conftest import planted_sex_table, write_dataset
 from melanoma_utils import explain
 from melanoma_utils.data import load_dataset
-from melanoma_utils.training import TrainConfig, train_run
+from melanoma_utils.runs import TrainConfig
+from melanoma_utils.training import train_run
 
 
 @pytest.fixture(scope="module")
@@ -81,5 +82,5 @@ def test_grad_cam_shape_and_range(fusion) -> None:
 
 def test_grad_cam_needs_the_cnn_branch(meta_run) -> None:
     run, df = meta_run
-    with pytest.raises(ValueError, match="convolutional image branch"):
+    with pytest.raises(ValueError, match="needs an image branch"):
         explain.grad_cam(run, {"meta": run.encoder.transform(df)}, np.array([0]))

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from melanoma_utils.data import load_dataset
-from melanoma_utils.fetch import resize_into_layout, square_resize
+from melanoma_utils.fetch import resize_into_layout
+from melanoma_utils.images import square_resize
 
 
 def test_square_resize_crops_centre() -> None:

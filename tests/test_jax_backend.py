@@ -28,7 +28,8 @@ SCRIPT = textwrap.dedent("""
     assert keras.backend.backend() == "jax"
     from conftest import write_dataset
     from melanoma_utils.data import load_dataset
-    from melanoma_utils.training import Run, TrainConfig, train_run
+    from melanoma_utils.runs import Run, TrainConfig
+    from melanoma_utils.training import train_run
     df = load_dataset(write_dataset(Path({root!r}) / "d", n=40, size=24)).frame
     run = train_run(df, TrainConfig(image_size=24, epochs=2, batch_size=8, conv_filters=(4, 8), meta_units=(8,),
                                     head_units=(8,), features="paper", verbose=0), Path({root!r}) / "run")

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from melanoma_utils.data import load_dataset
-from melanoma_utils.training import Run, TrainConfig, train_run
+from melanoma_utils.runs import Run, TrainConfig
+from melanoma_utils.training import train_run
 from melanoma_utils.transforms import dihedral
 
 

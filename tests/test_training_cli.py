@@ -11,7 +11,9 @@ import pytest
 from conftest import planted_sex_table, write_dataset
 from melanoma_utils import cli
 from melanoma_utils.data import load_dataset
-from melanoma_utils.training import Run, TrainConfig, cross_validate, summarise_cv, train_run
+from melanoma_utils.experiments import cross_validate, summarise_cv
+from melanoma_utils.runs import Run, TrainConfig
+from melanoma_utils.training import train_run
 
 TINY = dict(image_size=24, epochs=2, batch_size=8, conv_filters=(4, 8), meta_units=(8,), head_units=(8,), verbose=0)
 
@@ -61,7 +63,8 @@ def test_finished_run_is_not_overwritten(fusion_run: Path, tiny_df: pd.DataFrame
         train_run(tiny_df, TrainConfig(**TINY), fusion_run)
 
 
-def test_cli_predict_handles_unseen_missing_and_odd_rows(fusion_run: Path, tiny_df: pd.DataFrame, tmp_path: Path) -> None:
+def test_cli_predict_handles_unseen_missing_and_odd_rows(fusion_run: Path, tiny_df: pd.DataFrame, tmp_path: Path,
+                                                         capsys) -> None:
     import cv2
 
     images = Path(tiny_df["image_path"].iloc[0]).parent
@@ -75,10 +78,17 @@ def test_cli_predict_handles_unseen_missing_and_odd_rows(fusion_run: Path, tiny_
     csv = tmp_path / "new.csv"
     rows.to_csv(csv, index=False)
     out = tmp_path / "preds.csv"
+    # a 'paper' model needs the ORIGINAL width/height: never the size of the (resized) file at hand
     rc = cli.main(["predict", "--model", str(fusion_run), "--metadata", str(csv), "--images", str(images), "--out", str(out)])
+    assert rc == 2 and not out.exists()
+    assert "4 row(s) have none (CSV line(s) 2, 3, 4, 5)" in capsys.readouterr().err
+    rc = cli.main(["predict", "--model", str(fusion_run), "--metadata", str(csv), "--images", str(images), "--out", str(out),
+                   "--impute-size"])
     preds = pd.read_csv(out, keep_default_na=False)
     assert rc == 1  # one row failed, the others were predicted
-    assert list(preds.columns) == ["image_name", "probability", "prediction", "error"]
+    assert list(preds.columns) == ["image_name", "probability", "prediction", "error", "size_imputed"]
+    assert preds["size_imputed"].tolist() == [1, 1, 1, 1]
+    assert "width/height imputed for 4 row(s)" in capsys.readouterr().out
     assert preds.loc[2, "error"] == "image file not found" and preds.loc[2, "prediction"] == -1
     ok = preds.drop(index=2)
     assert (ok["error"] == "").all() and ok["probability"].astype(float).between(0, 1).all()

@@ -1,0 +1,65 @@
+"""Write-then-rename: every output is written under a temporary name in its folder and moved into place,
+so a reader (or a killed run) never sees a half-written file, and a failed write leaves the old one intact."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+
+def temporary_sibling(path: str | os.PathLike[str]) -> Path:
+    """A hidden temporary name beside ``path`` that keeps its suffix (libraries pick formats by suffix)."""
+    path = Path(path)
+    suffix = "".join(path.suffixes[-2:]) if path.name.endswith(".weights.h5") else path.suffix
+    stem = path.name[: len(path.name) - len(suffix)] if suffix else path.name
+    return path.with_name(f".{stem}.{os.getpid()}.tmp{suffix}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """``with atomic_path(p) as tmp: write(tmp)`` — ``tmp`` replaces ``p`` when the block succeeds and is
+    removed when it fails. The parent folder is created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temporary_sibling(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], Any]) -> Path:
+    """Call ``write(tmp)`` and move ``tmp`` onto ``path``; returns ``path``."""
+    with atomic_path(path) as tmp:
+        write(tmp)
+    return Path(path)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, (tuple, set)):
+        return list(o)
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    """JSON (indented; NumPy scalars and tuples converted), written atomically."""
+    text = json.dumps(obj, indent=2, default=_json_default)
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Text (UTF-8), written atomically."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))

@@ -1,0 +1,187 @@
+"""Experiments over many runs: the patient-grouped cross-validated ablation and the backbone comparison
+(the study's Table 3 analogue). Runs are saved under a folder and reused, so an interrupted study resumes.
+
+Layout: ``<out_dir>/<run_folder_name(variant)>/fold<k>/`` for the ablation, with ``<out_dir>/folds.csv``
+(``image_name, patient_id, fold``) recording the fold of every image, which later notebooks read instead of
+recomputing the folds.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .evaluation import MetricError, evaluate, melanoma_vs_nevus_auc, melanoma_vs_nevus_mask, pr_auc, roc_auc
+from .runs import Run, TrainConfig
+from .splits import grouped_folds, holdout_split
+from .training import train_run
+
+
+def _load_or_train(df: pd.DataFrame, cfg: TrainConfig, run_dir: Path) -> Run:
+    """The finished run in ``run_dir`` if there is one (an interrupted study resumes), else train it."""
+    return Run.load(run_dir) if (run_dir / "model.keras").exists() else train_run(df, cfg, run_dir)
+
+
+#: The ablation's variants: name -> TrainConfig overrides.
+ABLATION_VARIANTS: dict[str, dict[str, Any]] = {
+    "metadata only (clinical)": {"model": "meta", "features": "clinical"},
+    "image only": {"model": "image"},
+    "fusion, clinical": {"model": "fusion", "features": "clinical"},
+    "fusion, paper (+ width/height)": {"model": "fusion", "features": "paper"},
+}
+
+
+def cross_validate(
+    df: pd.DataFrame,
+    cfg: TrainConfig,
+    out_dir: str | os.PathLike[str],
+    variants: dict[str, dict[str, Any]] | None = None,
+    n_splits: int = 5,
+    folds: list[int] | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Patient-grouped K-fold CV of each variant with the same budget (``cfg``'s epochs and patience).
+
+    Each fold's training part holds out its own patient-grouped validation split for early stopping.
+    Returns ``(per_fold, oof)``: fold metrics (ROC AUC, PR AUC, melanoma-vs-nevus AUC) and out-of-fold
+    predictions (``image_name, patient_id, target, diagnosis, fold, variant, probability``). Runs are
+    written to ``out_dir/<variant>/fold<k>`` and reused when present (an interrupted ablation resumes).
+    """
+    variants = variants or ABLATION_VARIANTS
+    out_dir = Path(out_dir)
+    fold_ids = grouped_folds(df, n_splits=n_splits, seed=cfg.seed)
+    save_folds(df, fold_ids, out_dir / "folds.csv")
+    rows, preds = [], []
+    for k in folds if folds is not None else range(n_splits):
+        test = df[fold_ids == k].reset_index(drop=True)
+        rest = df[fold_ids != k].reset_index(drop=True)
+        for name, overrides in variants.items():
+            vcfg = TrainConfig.from_dict({**asdict(cfg), **overrides})
+            run_dir = out_dir / run_folder_name(name) / f"fold{k}"
+            run = _load_or_train(rest, vcfg, run_dir)
+            p = run.predict(test)
+            preds.append(pd.DataFrame({"image_name": test["image_name"], "patient_id": test["patient_id"],
+                                       "target": test["target"], "diagnosis": test["diagnosis"], "fold": k,
+                                       "variant": name, "probability": p}))
+            rows.append({"variant": name, "fold": k, "n_test": len(test), "roc_auc": roc_auc(test["target"], p),
+                         "pr_auc": pr_auc(test["target"], p),
+                         "auc_melanoma_vs_nevus": melanoma_vs_nevus_auc(test["target"], p, test["diagnosis"]),
+                         "epochs_run": run.config.get("epochs_run"), "train_seconds": run.config.get("train_seconds")})
+            print(f"[cv] fold {k} · {name}: ROC AUC {rows[-1]['roc_auc']:.3f}", flush=True)
+    return pd.DataFrame(rows), pd.concat(preds, ignore_index=True)
+
+
+def summarise_cv(per_fold: pd.DataFrame, oof: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Mean ± sd over folds, and the pooled out-of-fold ROC AUC with a patient-bootstrap 95% CI, per variant."""
+    from .evaluation import bootstrap_ci
+
+    out = []
+    for name, part in per_fold.groupby("variant", sort=False):
+        o = oof[oof["variant"] == name]
+        est, lo, hi = bootstrap_ci(o["target"], o["probability"], o["patient_id"], roc_auc, n_boot=n_boot, seed=seed)
+        nev = melanoma_vs_nevus_mask(o["target"], o["diagnosis"])
+        try:
+            _, nlo, nhi = bootstrap_ci(o["target"][nev], o["probability"][nev], o["patient_id"][nev], roc_auc,
+                                       n_boot=n_boot, seed=seed)
+        except MetricError:
+            nlo = nhi = float("nan")
+        out.append({
+            "variant": name,
+            "roc_auc_mean": part["roc_auc"].mean(), "roc_auc_sd": part["roc_auc"].std(ddof=1),
+            "pr_auc_mean": part["pr_auc"].mean(), "pr_auc_sd": part["pr_auc"].std(ddof=1),
+            "mel_vs_nevus_auc_mean": part["auc_melanoma_vs_nevus"].mean(),
+            "pooled_oof_roc_auc": est, "pooled_ci_low": lo, "pooled_ci_high": hi,
+            "pooled_oof_pr_auc": pr_auc(o["target"], o["probability"]),
+            "pooled_mel_vs_nevus_auc": melanoma_vs_nevus_auc(o["target"], o["probability"], o["diagnosis"]),
+            "pooled_mel_vs_nevus_ci_low": nlo, "pooled_mel_vs_nevus_ci_high": nhi,
+            "folds": len(part),
+        })
+    return pd.DataFrame(out).set_index("variant")
+
+
+def run_folder_name(variant: str) -> str:
+    """The folder name of a variant's runs: lower case, non-alphanumerics as ``_`` (e.g. ``"fusion, clinical"``
+    → ``fusion_clinical``)."""
+    return "".join(c if c.isalnum() else "_" for c in variant.lower()).strip("_").replace("__", "_")
+
+
+def save_folds(df: pd.DataFrame, fold_ids: np.ndarray, path: Path) -> None:
+    """Write ``image_name, patient_id, fold`` (refusing to replace a different fold assignment silently)."""
+    from .atomic import atomic_write
+
+    folds = pd.DataFrame({"image_name": df["image_name"].to_numpy(), "patient_id": df["patient_id"].to_numpy(),
+                          "fold": np.asarray(fold_ids, int)})
+    if path.is_file():
+        old = pd.read_csv(path, dtype={"image_name": str, "patient_id": str})
+        same = (list(old.columns) == list(folds.columns) and len(old) == len(folds)
+                and (old["image_name"].to_numpy() == folds["image_name"].astype(str).to_numpy()).all()
+                and (old["fold"].to_numpy() == folds["fold"].to_numpy()).all())
+        if not same:
+            raise ValueError(f"{path} holds another fold assignment (other data, seed or number of folds): runs in "
+                             f"{path.parent} belong to it; choose another folder or delete it")
+        return
+    atomic_write(path, lambda tmp: folds.to_csv(tmp, index=False))
+
+
+def load_folds(path: str | os.PathLike[str], df: pd.DataFrame) -> np.ndarray:
+    """The fold of each row of ``df`` from a ``folds.csv`` written by :func:`cross_validate`; an error names
+    images the file does not cover."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no folds file (run the cross-validation of notebook 03 first)")
+    folds = pd.read_csv(path).set_index("image_name")["fold"]
+    missing = sorted(set(df["image_name"]) - set(folds.index))
+    if missing:
+        raise ValueError(f"{path}: {len(missing)} image(s) of the data set have no fold, e.g. {missing[:3]}")
+    return folds.loc[df["image_name"]].to_numpy()
+
+
+def compare_backbones(
+    df: pd.DataFrame,
+    cfg: TrainConfig,
+    out_dir: str | os.PathLike[str],
+    backbones: list[str],
+    models: tuple[str, ...] = ("image", "fusion"),
+    test_fraction: float = 0.2,
+    n_boot: int = 1000,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The study's Table 3 analogue: each backbone (``"cnn"`` = the study's own branch) × image-only /
+    fusion, trained on the same patient-grouped training part (same budget) and scored on the same
+    held-out patients. A backbone entry ``"name@weights"`` (e.g. ``"efficientnetlite0@imagenet"``,
+    ``"efficientnetlite0@none"``) sets its weights; plain names use ``cfg.weights``. Returns
+    ``(table, predictions)``; runs are saved under ``out_dir`` and reused."""
+    out_dir = Path(out_dir)
+    tr, te = holdout_split(df, test_fraction, seed=cfg.seed)
+    train, test = df.iloc[tr].reset_index(drop=True), df.iloc[te].reset_index(drop=True)
+    rows, preds = [], []
+    for entry in backbones:
+        backbone, _, w = entry.partition("@")
+        weights = (None if w == "none" else w) if w else cfg.weights
+        for model in models:
+            overrides = {"model": model, "backbone": None if backbone == "cnn" else backbone,
+                         "weights": None if backbone == "cnn" else weights}
+            vcfg = TrainConfig.from_dict({**asdict(cfg), **overrides})
+            run_dir = out_dir / f"{entry.replace('@', '_')}_{model}"
+            run = _load_or_train(train, vcfg, run_dir)
+            p = run.predict(test)
+            res = evaluate(test["target"], p, test["patient_id"], {"validation": run.threshold}, n_boot=n_boot, seed=cfg.seed)
+            at = res["thresholds"]["validation"]
+            rows.append({
+                "backbone": backbone, "weights": weights if backbone != "cnn" else None, "model": model,
+                "accuracy": at["accuracy"], "sensitivity": at["sensitivity"], "specificity": at["specificity"],
+                "f1": at["f1"], "threshold": at["threshold"],
+                "roc_auc": res["roc_auc"]["estimate"], "roc_auc_ci_low": res["roc_auc"]["ci_low"],
+                "roc_auc_ci_high": res["roc_auc"]["ci_high"],
+                "pr_auc": res["pr_auc"]["estimate"], "pr_auc_ci_low": res["pr_auc"]["ci_low"], "pr_auc_ci_high": res["pr_auc"]["ci_high"],
+                "mel_vs_nevus_auc": melanoma_vs_nevus_auc(test["target"], p, test["diagnosis"]),
+                "params": int(run.model.count_params()), "epochs_run": run.config.get("epochs_run"),
+                "train_images_per_second": run.config.get("train_images_per_second"),
+            })
+            preds.append(pd.DataFrame({"image_name": test["image_name"], "backbone": entry, "model": model,
+                                       "target": test["target"], "probability": p}))
+            print(f"[compare] {entry} · {model}: ROC AUC {rows[-1]['roc_auc']:.3f}", flush=True)
+    return pd.DataFrame(rows), pd.concat(preds, ignore_index=True)

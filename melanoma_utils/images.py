@@ -1,0 +1,108 @@
+"""Image files: checking that they decode, reading their headers, decoding and resizing them.
+
+* :func:`check_image_file`, :func:`scan_images`, :func:`drop_unreadable` — validation at the boundary;
+* :func:`square_resize`, :func:`load_image_array` — centre-crop to a square and resize (OpenCV), the decoded
+  uint8 cache used by explanations, benchmarks and the non-TensorFlow feed.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import cv2
+import numpy as np
+import pandas as pd
+
+
+def check_image_file(path: str | os.PathLike[str]) -> str | None:
+    """``None`` if the image decodes completely, else a one-line reason (missing, truncated, unreadable)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        return "file not found"
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(3)
+            if head[:2] == b"\xff\xd8":  # JPEG: a complete file ends with the EOI marker
+                fh.seek(-2, os.SEEK_END)
+                if fh.read(2) != b"\xff\xd9":
+                    return "truncated JPEG (no end-of-image marker)"
+        with Image.open(path) as im:
+            im.load()
+    except UnidentifiedImageError:
+        return "not an image file"
+    except (OSError, SyntaxError, ValueError) as exc:
+        return f"unreadable image ({exc})"
+    return None
+
+
+def scan_images(paths: Sequence[str], workers: int = 4, progress: bool = False) -> dict[str, str]:
+    """Decode every image; return ``{path: reason}`` for those that fail (empty dict when all are fine)."""
+    iterator: Iterable[str | None]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        iterator = pool.map(check_image_file, paths, chunksize=64)
+        if progress:
+            from tqdm.auto import tqdm
+
+            iterator = tqdm(iterator, total=len(paths), desc="checking images", unit="img")
+        results = list(iterator)
+    return {p: r for p, r in zip(paths, results) if r is not None}
+
+
+def drop_unreadable(df: pd.DataFrame, workers: int = 4) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Decode every image up front; return the rows that decode, and ``{image_name: reason}`` for the rest.
+
+    Training calls this so that one bad file never stops a run half-way.
+    """
+    bad = scan_images(list(df["image_path"]), workers=workers)
+    if not bad:
+        return df, {}
+    by_name = {n: bad[p] for n, p in zip(df["image_name"], df["image_path"]) if p in bad}
+    return df[~df["image_name"].isin(set(by_name))].reset_index(drop=True), by_name
+
+
+def square_resize(img: np.ndarray, size: int) -> np.ndarray:
+    """Centre-crop to a square, then resize to ``size``×``size`` (area interpolation: antialiased)."""
+    h, w = img.shape[:2]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    crop = img[top : top + s, left : left + s]
+    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if s > size else cv2.INTER_CUBIC)
+
+
+def load_image_array(
+    paths: Sequence[str],
+    image_size: int,
+    preprocess: dict[str, Any] | str = "none",
+    workers: int = 4,
+    progress: bool = False,
+) -> np.ndarray:
+    """Decode, crop and resize images with OpenCV into one uint8 array ``(N, S, S, 3)`` (a decoded cache).
+
+    Matches :func:`decode_and_resize` up to interpolation rounding; used by explanations, benchmarks and
+    the non-TensorFlow feed.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import cv2
+
+    from .transforms import preprocess_batch
+
+    def one(path: str) -> np.ndarray:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ValueError(f"{path}: cannot decode image")
+        return cv2.cvtColor(square_resize(bgr, image_size), cv2.COLOR_BGR2RGB)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        it = pool.map(one, paths)
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(it, total=len(paths), desc="decoding", unit="img")
+        arr = np.stack(list(it)) if len(paths) else np.zeros((0, image_size, image_size, 3), np.uint8)
+    return preprocess_batch(arr, preprocess)
