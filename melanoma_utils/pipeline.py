@@ -209,3 +209,51 @@ def make_embedding_sequence(embeddings: np.ndarray, meta: np.ndarray | None, tar
             self.view = self.rng.integers(0, views, n)
 
     return EmbeddingSequence()
+
+
+def make_feed(
+    paths: Sequence[str],
+    meta: np.ndarray,
+    targets: np.ndarray,
+    sample_weights: np.ndarray,
+    *,
+    keys: Sequence[str] = ("image", "meta"),
+    image_size: int = 128,
+    preprocess: dict[str, Any] | str = "none",
+    batch_size: int = 32,
+    training: bool = False,
+    augmenter: Any = None,
+    seed: int = 0,
+    cache: str | None = "memory",
+):
+    """The feed ``fit`` consumes, whichever the Keras backend: a tf.data pipeline on TensorFlow, a
+    :func:`make_array_sequence` over a decoded uint8 cache otherwise. ``keys`` names the model's inputs
+    (``("meta",)`` for a metadata-only model: no image is read). ``cache``: ``"memory"``, ``None`` or a file
+    prefix (tf.data only; the prefix gets a fingerprint of the images, size and preprocessing, so two data sets
+    never share a cache file)."""
+    import keras
+
+    targets = np.asarray(targets)
+    meta = np.asarray(meta, np.float32)
+    if keras.backend.backend() != "tensorflow":
+        images = load_image_array(list(paths), image_size, preprocess) if "image" in keys else None
+        return make_array_sequence(images, meta, targets, sample_weights, batch_size, shuffle=training, seed=seed,
+                                   augmenter=augmenter, keys=keys)
+    tf = _tf()
+    if "image" not in keys:
+        ds = tf.data.Dataset.from_tensor_slices(({"meta": meta}, targets.astype(np.float32), np.asarray(sample_weights, np.float32)))
+        if training:
+            ds = ds.shuffle(len(meta), seed=seed, reshuffle_each_iteration=True)
+        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    if cache not in (None, "memory"):
+        import hashlib
+        import json
+
+        cfg = preprocess_config(preprocess) if isinstance(preprocess, str) else preprocess
+        spec = json.dumps({"paths": list(map(str, paths)), "size": image_size, "preprocess": cfg}, sort_keys=True)
+        cache = f"{cache}-{hashlib.sha1(spec.encode()).hexdigest()[:12]}"
+    ds = make_dataset(list(paths), meta, targets, sample_weights, image_size=image_size, preprocess=preprocess,
+                      batch_size=batch_size, training=training, augmenter=augmenter, seed=seed, cache=cache)
+    if "meta" not in keys:
+        ds = ds.map(lambda x, y, w: ({"image": x["image"]}, y, w))
+    return ds

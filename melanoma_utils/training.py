@@ -71,56 +71,25 @@ def _set_precision(mode: str) -> str:
 
 
 def _datasets(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, encoder: MetadataEncoder,
-              weights: dict[int, float], preprocess: dict[str, Any], out_dir: Path):
-    import keras
+              weights: dict[int, float], preprocess: dict[str, Any]) -> tuple[Any, Any]:
+    """The training and validation feeds of a run (tf.data or a NumPy feed, by backend)."""
+    from .pipeline import make_feed
 
-    from .pipeline import load_image_array, make_array_sequence, make_dataset
-
-    xm_tr, xm_va = encoder.transform(train), encoder.transform(val)
-    y_tr, y_va = train["target"].to_numpy(), val["target"].to_numpy()
-    w_tr = np.array([weights[int(t)] for t in y_tr], np.float32)
-    w_va = np.array([weights[int(t)] for t in y_va], np.float32)
-    if keras.backend.backend() != "tensorflow":  # JAX / PyTorch: a decoded uint8 cache behind a PyDataset
-        keys = tuple(k for k, used in (("image", cfg.uses_images), ("meta", cfg.uses_meta)) if used)
-        img_tr = img_va = None
-        augmenter = None
-        if cfg.uses_images:
-            img_tr = load_image_array(list(train["image_path"]), cfg.image_size, preprocess)
-            img_va = load_image_array(list(val["image_path"]), cfg.image_size, preprocess)
-            if cfg.augment:
-                from .augment import build_augmenter
-
-                augmenter = build_augmenter(cfg.image_size, seed=cfg.seed, **cfg.augment_config)
-        return (make_array_sequence(img_tr, xm_tr, y_tr, w_tr, cfg.batch_size, shuffle=True, seed=cfg.seed,
-                                    augmenter=augmenter, keys=keys),
-                make_array_sequence(img_va, xm_va, y_va, w_va, cfg.batch_size, keys=keys))
-    if not cfg.uses_images:
-        import tensorflow as tf
-
-        def meta_ds(x, y, w, shuffle):
-            ds = tf.data.Dataset.from_tensor_slices(({"meta": x}, y.astype(np.float32), w))
-            if shuffle:
-                ds = ds.shuffle(len(x), seed=cfg.seed)
-            return ds.batch(cfg.batch_size).prefetch(tf.data.AUTOTUNE)
-
-        return meta_ds(xm_tr, y_tr, w_tr, True), meta_ds(xm_va, y_va, w_va, False)
+    keys = tuple(k for k, used in (("image", cfg.uses_images), ("meta", cfg.uses_meta)) if used)
     augmenter = None
-    if cfg.augment:
+    if cfg.uses_images and cfg.augment:
         from .augment import build_augmenter
 
         augmenter = build_augmenter(cfg.image_size, seed=cfg.seed, **cfg.augment_config)
-    cache_tr = cache_va = cfg.cache
-    if cfg.cache not in (None, "memory"):
-        cache_tr, cache_va = str(out_dir / "cache" / "train"), str(out_dir / "cache" / "val")
-    ds_tr = make_dataset(list(train["image_path"]), xm_tr, y_tr, w_tr, image_size=cfg.image_size,
-                         preprocess=preprocess, batch_size=cfg.batch_size, training=True, augmenter=augmenter,
-                         seed=cfg.seed, cache=cache_tr)
-    ds_va = make_dataset(list(val["image_path"]), xm_va, y_va, w_va, image_size=cfg.image_size,
-                         preprocess=preprocess, batch_size=cfg.batch_size, cache=cache_va)
-    if not cfg.uses_meta:
-        ds_tr = ds_tr.map(lambda x, y, w: ({"image": x["image"]}, y, w))
-        ds_va = ds_va.map(lambda x, y, w: ({"image": x["image"]}, y, w))
-    return ds_tr, ds_va
+    feeds = []
+    for part, training in ((train, True), (val, False)):
+        y = part["target"].to_numpy()
+        w = np.array([weights[int(t)] for t in y], np.float32)
+        feeds.append(make_feed(list(part["image_path"]), encoder.transform(part), y, w, keys=keys,
+                               image_size=cfg.image_size, preprocess=preprocess, batch_size=cfg.batch_size,
+                               training=training, augmenter=augmenter if training else None, seed=cfg.seed,
+                               cache=cfg.cache))
+    return feeds[0], feeds[1]
 
 
 def _compile(model: Any, learning_rate: float) -> None:
@@ -141,7 +110,7 @@ def _train_end_to_end(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, 
 
     from .models import backbone_layer, bias_for, build_model
 
-    ds_tr, ds_va = _datasets(cfg, train, val, encoder, weights, preprocess, out_dir)
+    ds_tr, ds_va = _datasets(cfg, train, val, encoder, weights, preprocess)
     with scope:
         model = build_model(
             cfg.image_size if cfg.uses_images else None,
@@ -241,7 +210,7 @@ def _train_on_embeddings(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFram
     if cfg.finetune != "none":
         n_trainable = set_finetune_trainable(base, cfg.finetune)
         _compile(model, cfg.finetune_learning_rate)
-        ds_tr, ds_va = _datasets(cfg, train, val, encoder, weights, preprocess, out_dir)
+        ds_tr, ds_va = _datasets(cfg, train, val, encoder, weights, preprocess)
         t2 = time.perf_counter()
         ft = model.fit(ds_tr, validation_data=ds_va, epochs=head_epochs + cfg.finetune_epochs, initial_epoch=head_epochs,
                        shuffle=False, verbose=cfg.verbose,
@@ -343,7 +312,6 @@ def train_run(
     pd.DataFrame({"image_name": val["image_name"], "patient_id": val["patient_id"], "target": val["target"],
                   "probability": p_val}).to_csv(out_dir / "val_predictions.csv", index=False)
     shutil.rmtree(out_dir / "backup", ignore_errors=True)
-    shutil.rmtree(out_dir / "cache", ignore_errors=True)
     return run
 
 
