@@ -149,6 +149,30 @@ def _nonneg_float(value: str) -> float:
     return x
 
 
+def _positive_float(value: str) -> float:
+    x = _nonneg_float(value)
+    if x == 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {value}")
+    return x
+
+
+def _sensitivity(value: str) -> float:
+    x = _positive_float(value)
+    if x > 1:
+        raise argparse.ArgumentTypeError(f"a sensitivity is in (0, 1]: {value}")
+    return x
+
+
+def _nonneg_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {value}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {value}")
+    return n
+
+
 def _train_args(p: argparse.ArgumentParser) -> None:
     from .backbones import BACKBONES
     from .features import FEATURE_SETS
@@ -163,10 +187,10 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=_positive_int, default=128)
     p.add_argument("--epochs", type=_positive_int, default=30)
     p.add_argument("--batch-size", type=_positive_int, default=32)
-    p.add_argument("--learning-rate", type=_nonneg_float, default=1e-4)
+    p.add_argument("--learning-rate", type=_positive_float, default=1e-4)
     p.add_argument("--patience", type=_positive_int, default=5, help="early-stopping patience (epochs)")
     p.add_argument("--val-fraction", type=_nonneg_float, default=0.2)
-    p.add_argument("--min-sensitivity", type=_nonneg_float, default=0.9, help="validation sensitivity the threshold must reach")
+    p.add_argument("--min-sensitivity", type=_sensitivity, default=0.9, help="validation sensitivity the threshold must reach, in (0, 1]")
     p.add_argument("--preprocess", choices=sorted(PREPROCESSORS), default="none")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--no-class-weights", action="store_true")
@@ -177,14 +201,14 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    help="with pretrained weights: after training the head on cached embeddings, fine-tune the "
                         "backbone's last stage (top) or all of it")
     p.add_argument("--finetune-epochs", type=_positive_int, default=2)
-    p.add_argument("--finetune-learning-rate", type=_nonneg_float, default=1e-5)
-    p.add_argument("--head-learning-rate", type=_nonneg_float, default=1e-3,
+    p.add_argument("--finetune-learning-rate", type=_positive_float, default=1e-5)
+    p.add_argument("--head-learning-rate", type=_positive_float, default=1e-3,
                    help="learning rate of the head trained on cached embeddings")
     p.add_argument("--embedding-views", type=int, choices=range(1, 9), default=8, metavar="1..8",
                    help="dihedral views (rotations/mirrors) of each image cached for the head's training")
     p.add_argument("--end-to-end", action="store_true",
                    help="with pretrained weights: train on decoded images end to end (GPU) instead of cached embeddings")
-    p.add_argument("--freeze-epochs", type=int, default=0, help="--end-to-end: epochs with the backbone frozen first")
+    p.add_argument("--freeze-epochs", type=_nonneg_int, default=0, help="--end-to-end: epochs with the backbone frozen first")
     p.add_argument("--cache", default="memory", help="memory | none | a file prefix for large sets")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
@@ -242,13 +266,18 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
 
 @command("predict", "write image_name,probability,prediction for every row of a CSV", _predict_args)
 def _predict(args: argparse.Namespace) -> int:
-    from .data import attach_image_paths, default_images_dir, normalise_metadata, read_csv
+    from .data import LoadReport, attach_image_paths, default_images_dir, normalise_metadata, read_csv
     from .runs import Run
 
+    if args.out.is_dir():
+        raise FileExistsError(f"{args.out} is a folder; --out names the predictions CSV to write (e.g. {args.out / 'predictions.csv'})")
     if args.out.exists() and not args.overwrite:
         raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it")
     run = Run.load(args.model)
-    df = normalise_metadata(read_csv(args.metadata), str(args.metadata), require_target=False)
+    report = LoadReport(source=str(args.metadata))
+    df = normalise_metadata(read_csv(args.metadata), str(args.metadata), require_target=False, report=report)
+    for note in report.notes:
+        print(f"note: {note}")
     images = args.images or default_images_dir(args.metadata)
     if run.train_config.uses_images:
         if images is None or not Path(images).is_dir():
@@ -273,7 +302,10 @@ def _predict(args: argparse.Namespace) -> int:
         print(f"note: width/height imputed for {int(preds['size_imputed'].sum()):,} row(s) (--impute-size; "
               "marked in the size_imputed column)")
     for _, row in bad.head(20).iterrows():
-        print(f"  row {row.name + 2}: {row['image_name']}: {row['error']}", file=sys.stderr)
+        hint = ""
+        if row["error"] == "image file not found" and str(row["image_name"]).lower().endswith((".jpg", ".jpeg", ".png")):
+            hint = " (image_name should not include the file extension: the file looked for is <image_name>.jpg)"
+        print(f"  row {row.name + 2}: {row['image_name']}: {row['error']}{hint}", file=sys.stderr)
     return 1 if len(bad) else 0
 
 
@@ -288,34 +320,35 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
 
 @command("evaluate", "ROC AUC / PR AUC with patient-bootstrap CIs, and metrics at thresholds", _evaluate_args)
 def _evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
     import pandas as pd
 
     from .atomic import write_json
     from .data import normalise_metadata, read_csv
-    from .evaluation import evaluate
+    from .evaluation import evaluate, join_predictions, melanoma_vs_nevus_auc
 
-    preds = pd.read_csv(args.predictions)
-    need = [c for c in ("image_name", "probability") if c not in preds.columns]
-    if need:
-        raise DataError(f"{args.predictions}: missing column(s) {', '.join(need)}")
+    preds = pd.read_csv(args.predictions, dtype={"image_name": str})
     meta = normalise_metadata(read_csv(args.metadata), str(args.metadata), require_target=True)
-    merged = preds.merge(meta[["image_name", "patient_id", "target", "diagnosis"]], on="image_name", how="inner")
-    unmatched = len(preds) - len(merged)
-    merged = merged[merged["probability"].notna()]
+    merged, excluded = join_predictions(preds, meta, str(args.predictions))
     if merged.empty:
         raise DataError(f"{args.predictions}: no prediction matches an image_name of {args.metadata}")
     thresholds = {"0.5": 0.5}
     if args.threshold is not None:
         thresholds["given"] = args.threshold
     elif args.model is not None:
-        thresholds["validation"] = float(json.loads((Path(args.model) / "config.json").read_text())["threshold"])
-    result = evaluate(merged["target"], merged["probability"], merged["patient_id"], thresholds, n_boot=args.n_boot)
-    nevus = (merged["target"] == 1) | (merged["diagnosis"] == "nevus")
-    if nevus.any() and 0 < merged["target"][nevus].sum() < nevus.sum():
-        from .evaluation import roc_auc
+        from .runs import Run
 
-        result["roc_auc_melanoma_vs_nevus"] = roc_auc(merged["target"][nevus], merged["probability"][nevus])
-    print(f"evaluated {len(merged):,} predictions ({unmatched} without metadata, skipped)")
+        thresholds["validation"] = Run.load(args.model).threshold
+    result = evaluate(merged["target"], merged["probability"], merged["patient_id"], thresholds, n_boot=args.n_boot)
+    mvn = melanoma_vs_nevus_auc(merged["target"], merged["probability"], merged["diagnosis"])
+    if np.isfinite(mvn):
+        result["roc_auc_melanoma_vs_nevus"] = mvn
+    result["excluded"] = excluded
+    print(f"evaluated {len(merged):,} predictions")
+    if excluded["no_prediction"]:
+        print(f"note: {excluded['no_prediction']:,} row(s) without a prediction (unreadable images), excluded")
+    if excluded["no_metadata"]:
+        print(f"note: {excluded['no_metadata']:,} prediction(s) without a row in {args.metadata}, excluded")
     _print_metrics(result, "test")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

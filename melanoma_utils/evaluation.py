@@ -172,3 +172,39 @@ def melanoma_vs_nevus_auc(target: Any, probability: Any, diagnosis: Any) -> floa
     if len(np.unique(y)) < 2:
         return float("nan")
     return roc_auc(y, p)
+
+
+def join_predictions(preds: pd.DataFrame, meta: pd.DataFrame, source: str = "predictions") -> tuple[pd.DataFrame, dict[str, int]]:
+    """Validate a predictions table and join it to the metadata (``image_name, patient_id, target, diagnosis``).
+
+    Errors (``ValueError`` naming ``source`` and the CSV lines, header = line 1): a missing column, a
+    non-numeric probability, one outside [0, 1], an image predicted twice. Rows without a probability (what
+    ``predict`` writes for an unreadable image) and rows without metadata are excluded and counted, never
+    silently. Returns the joined rows and ``{"no_prediction": n, "no_metadata": m}``.
+    """
+    need = [c for c in ("image_name", "probability") if c not in preds.columns]
+    if need:
+        raise ValueError(f"{source}: missing column(s) {', '.join(need)}; found {', '.join(map(str, preds.columns))}")
+
+    def lines(mask: np.ndarray) -> str:
+        idx = np.flatnonzero(mask)
+        return ", ".join(str(i + 2) for i in idx[:10]) + (", ..." if len(idx) > 10 else "")
+
+    raw = preds["probability"]
+    prob = pd.to_numeric(raw, errors="coerce")
+    bad = (prob.isna() & raw.notna() & (raw.astype(str).str.strip() != "")).to_numpy()
+    if bad.any():
+        raise ValueError(f"{source}: non-numeric probability on line(s) {lines(bad)} (e.g. {raw[bad].iloc[0]!r})")
+    out_of_range = ((prob < 0) | (prob > 1)).to_numpy()
+    if out_of_range.any():
+        raise ValueError(f"{source}: probability outside [0, 1] on line(s) {lines(out_of_range)} "
+                         f"(e.g. {prob[out_of_range].iloc[0]})")
+    dup = preds["image_name"].duplicated(keep=False).to_numpy()
+    if dup.any():
+        raise ValueError(f"{source}: image(s) predicted more than once, line(s) {lines(dup)} "
+                         f"(e.g. {preds['image_name'][dup].iloc[0]}): each image must be scored once")
+    table = preds.assign(probability=prob)
+    no_pred = int(table["probability"].isna().sum())
+    table = table[table["probability"].notna()]
+    merged = table.merge(meta[["image_name", "patient_id", "target", "diagnosis"]], on="image_name", how="inner")
+    return merged, {"no_prediction": no_pred, "no_metadata": len(table) - len(merged)}

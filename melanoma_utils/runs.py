@@ -73,6 +73,16 @@ class TrainConfig:
         for name in ("image_size", "batch_size", "epochs"):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"{name} must be positive; got {getattr(self, name)}")
+        if self.uses_images and int(self.image_size) < self.min_image_size:
+            raise ValueError(f"image_size {self.image_size} is below this image branch's minimum of {self.min_image_size} px "
+                             f"({'a backbone downsamples by 32' if self.backbone else 'one 2x2 pooling between convolution blocks'})")
+        if not 0 < float(self.min_sensitivity) <= 1:
+            raise ValueError(f"min_sensitivity must be in (0, 1]; got {self.min_sensitivity}")
+        for name in ("learning_rate", "head_learning_rate", "finetune_learning_rate"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"{name} must be > 0; got {getattr(self, name)}")
+        if int(self.freeze_epochs) < 0 or int(self.finetune_epochs) < 0:
+            raise ValueError("freeze_epochs and finetune_epochs must be >= 0")
         if self.finetune not in FINETUNE_MODES:
             raise ValueError(f"finetune must be one of {', '.join(FINETUNE_MODES)}; got {self.finetune!r}")
         if not 1 <= int(self.embedding_views) <= 8:
@@ -85,6 +95,11 @@ class TrainConfig:
     def uses_images(self) -> bool:
         """Whether the model has an image input."""
         return self.model in ("fusion", "image")
+
+    @property
+    def min_image_size(self) -> int:
+        """The smallest input side the image branch accepts."""
+        return 32 if self.backbone else 2 ** max(len(self.conv_filters) - 1, 0)
 
     @property
     def uses_cached_embeddings(self) -> bool:

@@ -275,10 +275,14 @@ def train_run(
 
     run = Run(model, encoder, {"train": asdict(cfg), "preprocess": preprocess, "threshold": 0.5}, out_dir)
     p_val = run.predict(val)
+    rule = f"highest threshold with validation sensitivity >= {cfg.min_sensitivity}"
+    fallback = None
     try:
         threshold = choose_threshold(val["target"], p_val, cfg.min_sensitivity)
-    except MetricError:
-        threshold = 0.5
+    except MetricError as exc:  # e.g. no malignant image in the validation split
+        threshold, fallback = 0.5, str(exc)
+        rule = f"fallback 0.5: no validation threshold could be chosen ({exc})"
+        print(f"warning: decision threshold set to 0.5 — {exc}", flush=True)
     from .augment import AugmentConfig
 
     config = {
@@ -286,7 +290,8 @@ def train_run(
         "preprocess": preprocess,
         "augment": AugmentConfig(**cfg.augment_config).to_dict() if cfg.augment else None,
         "threshold": threshold,
-        "threshold_rule": f"highest threshold with validation sensitivity >= {cfg.min_sensitivity}",
+        "threshold_rule": rule,
+        "threshold_fallback": fallback,
         "feature_names": encoder.feature_names,
         "class_weights": weights,
         "n_train": len(train), "n_val": len(val), "n_train_positive": int(train["target"].sum()),

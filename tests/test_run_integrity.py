@@ -1,0 +1,108 @@
+"""Run folders and metrics that cannot lie: no silent fallback, every input error names its file and row."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from melanoma_utils import cli
+from melanoma_utils.evaluation import join_predictions
+from melanoma_utils.runs import TrainConfig
+
+META = pd.DataFrame({"image_name": [f"I{i}" for i in range(6)], "patient_id": ["p0", "p0", "p1", "p2", "p3", "p3"],
+                     "target": [1, 0, 0, 1, 0, 0], "diagnosis": ["melanoma", "nevus", "nevus", "melanoma", "lentigo", "nevus"]})
+
+
+def _preds(prob) -> pd.DataFrame:
+    return pd.DataFrame({"image_name": [f"I{i}" for i in range(len(prob))], "probability": prob})
+
+
+def test_rows_without_prediction_are_counted_not_hidden() -> None:
+    merged, excluded = join_predictions(_preds([0.9, np.nan, 0.2, 0.8, np.nan, 0.1]), META, "p.csv")
+    assert len(merged) == 4 and excluded == {"no_prediction": 2, "no_metadata": 0}
+    extra = pd.concat([_preds([0.9, 0.1]), pd.DataFrame({"image_name": ["ELSEWHERE"], "probability": [0.5]})])
+    assert join_predictions(extra.reset_index(drop=True), META, "p.csv")[1] == {"no_prediction": 0, "no_metadata": 1}
+
+
+@pytest.mark.parametrize("prob, message", [
+    ([0.9, 1.7, 0.2], r"p.csv: probability outside \[0, 1\] on line\(s\) 3 \(e.g. 1.7\)"),
+    ([-0.3, 0.5, 0.2], r"outside \[0, 1\] on line\(s\) 2"),
+    ([0.9, "high", 0.2], r"p.csv: non-numeric probability on line\(s\) 3 \(e.g. 'high'\)"),
+])
+def test_bad_probabilities_are_errors_naming_the_line(prob, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        join_predictions(_preds(prob), META, "p.csv")
+
+
+def test_duplicated_predictions_are_an_error() -> None:
+    dup = pd.concat([_preds([0.9, 0.1, 0.3]), _preds([0.9])], ignore_index=True)
+    with pytest.raises(ValueError, match=r"predicted more than once, line\(s\) 2, 5 \(e.g. I0\)"):
+        join_predictions(dup, META, "p.csv")
+
+
+def test_cli_evaluate_reports_exclusions(tmp_path: Path, capsys) -> None:
+    meta = pd.DataFrame({"image_name": [f"I{i}" for i in range(8)], "patient_id": [f"p{i}" for i in range(8)],
+                         "sex": "male", "age_approx": 50, "anatom_site_general_challenge": "torso",
+                         "diagnosis": ["melanoma", "nevus"] * 4, "target": [1, 0] * 4})
+    meta.to_csv(tmp_path / "m.csv", index=False)
+    _preds([0.9, 0.1, np.nan, 0.2, 0.7, np.nan, 0.8, 0.3]).to_csv(tmp_path / "p.csv", index=False)
+    assert cli.main(["evaluate", "--predictions", str(tmp_path / "p.csv"), "--metadata", str(tmp_path / "m.csv"),
+                     "--n-boot", "20"]) == 0
+    out = capsys.readouterr().out
+    assert "evaluated 6 predictions" in out and "2 row(s) without a prediction (unreadable images), excluded" in out
+    _preds([0.9, 0.1, 1.5, 0.2, 0.7, 0.1, 0.8, 0.3]).to_csv(tmp_path / "bad.csv", index=False)
+    assert cli.main(["evaluate", "--predictions", str(tmp_path / "bad.csv"), "--metadata", str(tmp_path / "m.csv")]) == 2
+    assert "bad.csv: probability outside [0, 1] on line(s) 4" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--min-sensitivity", "2"], "a sensitivity is in (0, 1]"),
+    (["--min-sensitivity", "0"], "must be > 0"),
+    (["--learning-rate", "0"], "must be > 0"),
+    (["--freeze-epochs", "-1"], "must be >= 0"),
+])
+def test_cli_rejects_meaningless_training_arguments(tiny_csv: Path, tmp_path: Path, capsys, args, message) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["train", "--metadata", str(tiny_csv), "--out", str(tmp_path / "r"), *args])
+    assert exc.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+def test_image_size_below_the_branch_minimum_is_refused(tiny_csv: Path, tmp_path: Path, capsys) -> None:
+    assert cli.main(["train", "--metadata", str(tiny_csv), "--out", str(tmp_path / "r"), "--image-size", "2"]) == 2
+    assert "image_size 2 is below this image branch's minimum of 8 px" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="minimum of 32 px"):
+        TrainConfig(backbone="efficientnetlite0", weights="imagenet", image_size=16)
+    TrainConfig(model="meta", image_size=2)  # no image branch: no minimum
+
+
+def test_threshold_fallback_is_recorded_and_printed(tiny_csv: Path, tmp_path: Path, capsys) -> None:
+    from melanoma_utils.data import load_dataset
+    from melanoma_utils.training import train_run
+
+    df = load_dataset(tiny_csv).frame
+    val = df[df["target"] == 0].head(4)  # a validation split without a malignant image
+    train = df[~df["image_name"].isin(val["image_name"]) & ~df["patient_id"].isin(val["patient_id"])]
+    run = train_run(train, TrainConfig(model="meta", epochs=1, verbose=0), tmp_path / "r", val_df=val)
+    assert run.config["threshold"] == 0.5 and "fallback 0.5" in run.config["threshold_rule"]
+    assert "needs both classes" in run.config["threshold_fallback"]
+    assert "decision threshold set to 0.5" in capsys.readouterr().out
+
+
+def test_predict_names_unknown_categories_and_extension_mistakes(tiny_csv: Path, tmp_path: Path, capsys) -> None:
+    assert cli.main(["train", "--metadata", str(tiny_csv), "--out", str(tmp_path / "run"), "--model", "meta",
+                     "--epochs", "1", "--verbose", "0"]) == 0
+    rows = pd.DataFrame({"image_name": ["IMG_0001.jpg", "IMG_0002"], "sex": ["alien", "male"],
+                         "anatom_site_general_challenge": ["elbow", "torso"], "age_approx": [50, 60]})
+    rows.to_csv(tmp_path / "new.csv", index=False)
+    capsys.readouterr()
+    rc = cli.main(["predict", "--model", str(tmp_path / "run"), "--metadata", str(tmp_path / "new.csv"),
+                   "--images", str(tiny_csv.parent / "train"), "--out", str(tmp_path / "p.csv")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "'elbow'" in out and "'alien'" in out  # unknown values reported, mapped to unknown
+    (tmp_path / "outdir").mkdir()
+    assert cli.main(["predict", "--model", str(tmp_path / "run"), "--metadata", str(tmp_path / "new.csv"),
+                     "--out", str(tmp_path / "outdir"), "--overwrite"]) == 2
+    assert "is a folder; --out names the predictions CSV" in capsys.readouterr().err
