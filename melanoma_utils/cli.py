@@ -6,7 +6,6 @@ Arguments are validated here, at the boundary; errors print one clear line and e
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -211,7 +210,10 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--freeze-epochs", type=_nonneg_int, default=0, help="--end-to-end: epochs with the backbone frozen first")
     p.add_argument("--cache", default="memory", help="memory | none | a file prefix for large sets")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true", help="replace a finished run in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a finished run in --out (only once the new run is complete)")
+    p.add_argument("--restart", action="store_true",
+                   help="discard an interrupted run's saved state instead of resuming it")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
 
 
@@ -242,12 +244,14 @@ def _train(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     s = ds.summary
     print(f"training on {s['rows']:,} images, {s['patients']:,} patients, {s['malignant']:,} malignant")
-    run = train_run(ds.frame, cfg, args.out, overwrite=args.overwrite)
+    run = train_run(ds.frame, cfg, args.out, overwrite=args.overwrite, restart=args.restart)
     c = run.config
     print(f"run folder: {args.out}")
     print(f"epochs: {c['epochs_run']}  train time: {c['train_seconds']:.0f} s  "
           f"({c['train_images_per_second']:.0f} images/s)  threshold (validation): {c['threshold']:.4f}")
-    _print_metrics(json.loads((Path(args.out) / "metrics.json").read_text())["validation"], "validation")
+    if c.get("threshold_fallback"):
+        print(f"note: threshold is a fallback: {c['threshold_rule']}")
+    _print_metrics(run.metrics["validation"], "validation")
     return 0
 
 

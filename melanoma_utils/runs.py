@@ -127,6 +127,7 @@ class Run:
         self.config = config
         self.run_dir = run_dir
         self.train_config = TrainConfig.from_dict(config["train"])
+        self.metrics: dict[str, Any] = {}
 
     @property
     def threshold(self) -> float:
@@ -145,8 +146,11 @@ class Run:
             if not (run_dir / name).is_file():
                 raise FileNotFoundError(f"{run_dir}: not a run folder ({name} missing)")
         model = keras.saving.load_model(run_dir / "model.keras")
-        return cls(model, MetadataEncoder.load(run_dir / "encoder.json"),
-                   json.loads((run_dir / "config.json").read_text()), run_dir)
+        run = cls(model, MetadataEncoder.load(run_dir / "encoder.json"),
+                  json.loads((run_dir / "config.json").read_text()), run_dir)
+        if (run_dir / "metrics.json").is_file():
+            run.metrics = json.loads((run_dir / "metrics.json").read_text())
+        return run
 
     def predict(self, df: pd.DataFrame, batch_size: int = 64, tta: int = 1) -> np.ndarray:
         """Probabilities for rows of the normalised table (all images must be readable).

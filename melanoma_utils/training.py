@@ -25,6 +25,7 @@ from .atomic import atomic_write, write_json
 from .evaluation import MetricError, choose_threshold, evaluate
 from .features import MetadataEncoder
 from .images import drop_unreadable
+from .runfolder import ResumeState, fingerprint, prepare_staging, publish, run_lock, staging_path
 from .runs import Run, TrainConfig
 from .splits import assert_disjoint_patients, holdout_split
 from .transforms import preprocess_config
@@ -104,10 +105,10 @@ def _compile(model: Any, learning_rate: float) -> None:
 
 
 def _train_end_to_end(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, encoder: MetadataEncoder,
-                      weights: dict[int, float], preprocess: dict[str, Any], out_dir: Path, scope: Any) -> tuple[Any, int]:
-    """Train the whole model on decoded images (optionally frozen backbone for ``freeze_epochs`` first)."""
-    import keras
-
+                      weights: dict[int, float], preprocess: dict[str, Any], out_dir: Path, scope: Any) -> tuple[Any, int, float]:
+    """Train the whole model on decoded images (optionally frozen backbone for ``freeze_epochs`` first),
+    resumable after a kill (:class:`~melanoma_utils.runfolder.ResumeState` in ``out_dir/backup``). Returns the
+    model, the epochs run in all and the seconds spent before an interruption."""
     from .models import backbone_layer, bias_for, build_model
 
     ds_tr, ds_va = _datasets(cfg, train, val, encoder, weights, preprocess)
@@ -126,21 +127,42 @@ def _train_end_to_end(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, 
             base.trainable = False
         _compile(model, cfg.learning_rate)
 
-    callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True),
-        keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True),
-        keras.callbacks.BackupAndRestore(str(out_dir / "backup")),
-    ]
-    epochs_done = 0
+    rows: list[dict[str, float]] = []
+    seconds_before = 0.0
+    state_dir = out_dir / "backup"
+    state_dir.mkdir(exist_ok=True)
     if frozen:
-        h = model.fit(ds_tr, validation_data=ds_va, epochs=cfg.freeze_epochs, verbose=cfg.verbose, shuffle=False,
-                      callbacks=callbacks[1:2])
-        epochs_done = len(h.history["loss"])
+        first = ResumeState(state_dir / "freeze.npz", patience=10**9, phase="freeze")
+        if first.restore(model):
+            seconds_before += first.seconds_before
+        if not (state_dir / "main.npz").is_file() and first.initial_epoch < cfg.freeze_epochs:
+            model.fit(ds_tr, validation_data=ds_va, epochs=cfg.freeze_epochs, initial_epoch=first.initial_epoch,
+                      verbose=cfg.verbose, shuffle=False, callbacks=[first])
+        first.best_weights = None  # the frozen phase hands its last weights to fine-tuning
+        rows += first.rows
         base.trainable = True
         _compile(model, cfg.finetune_learning_rate)
-    hist = model.fit(ds_tr, validation_data=ds_va, epochs=cfg.epochs, initial_epoch=epochs_done, shuffle=False,
-                     verbose=cfg.verbose, callbacks=callbacks)
-    return model, epochs_done + len(hist.history.get("loss", []))
+    main = ResumeState(state_dir / "main.npz", cfg.patience, phase="main")
+    if main.restore(model):
+        seconds_before += main.seconds_before
+        print(f"resuming after epoch {main.initial_epoch} (state in {state_dir})", flush=True)
+    start_epoch = max(len(rows), main.initial_epoch)
+    if not main.stopped and start_epoch < cfg.epochs:
+        model.fit(ds_tr, validation_data=ds_va, epochs=cfg.epochs, initial_epoch=start_epoch, shuffle=False,
+                  verbose=cfg.verbose, callbacks=[main])
+    elif main.best_weights is not None:
+        model.set_weights(main.best_weights)
+    rows += main.rows
+    _write_history(rows, out_dir / "history.csv")
+    return model, len(rows), seconds_before
+
+
+def _write_history(rows: list[dict[str, float]], path: Path) -> None:
+    """history.csv from the per-epoch rows (``epoch`` first), written atomically."""
+    frame = pd.DataFrame(rows)
+    if not frame.empty:
+        frame = frame[["epoch"] + sorted(c for c in frame.columns if c != "epoch")]
+    atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
 #: Layers of EfficientNet-Lite0 that ``finetune="top"`` trains: the last stage (blocks 11-15) and the head conv.
@@ -196,9 +218,9 @@ def _train_on_embeddings(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFram
     seq = make_embedding_sequence(emb_tr, xm_tr, y_tr, w_tr, cfg.batch_size, seed=cfg.seed)
     t1 = time.perf_counter()
     hist = head.fit(seq, validation_data=(x_va, y_va, w_va), epochs=cfg.epochs, verbose=cfg.verbose,
-                    callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True),
-                               keras.callbacks.CSVLogger(str(out_dir / "history.csv"))])
+                    callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)])
     head_epochs = len(hist.history["loss"])
+    rows = [{"epoch": e, **{k: float(v[e]) for k, v in hist.history.items()}} for e in range(head_epochs)]
     copy_head_weights(head, model)
     stages: dict[str, Any] = {
         "embeddings": {"seconds": t_embed, "views": cfg.embedding_views, "computed": n_tr["computed"] + n_va["computed"],
@@ -212,15 +234,24 @@ def _train_on_embeddings(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFram
         _compile(model, cfg.finetune_learning_rate)
         ds_tr, ds_va = _datasets(cfg, train, val, encoder, weights, preprocess)
         t2 = time.perf_counter()
-        ft = model.fit(ds_tr, validation_data=ds_va, epochs=head_epochs + cfg.finetune_epochs, initial_epoch=head_epochs,
-                       shuffle=False, verbose=cfg.verbose,
-                       callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True),
-                                  keras.callbacks.CSVLogger(str(out_dir / "history.csv"), append=True)])
-        ft_epochs = len(ft.history.get("loss", []))
+        state_dir = out_dir / "backup"
+        state_dir.mkdir(exist_ok=True)
+        ft = ResumeState(state_dir / "finetune.npz", cfg.patience, phase="finetune")
+        if ft.restore(model):
+            print(f"resuming fine-tuning after epoch {ft.initial_epoch} (state in {state_dir})", flush=True)
+        start_epoch = max(head_epochs, ft.initial_epoch)
+        if not ft.stopped and start_epoch < head_epochs + cfg.finetune_epochs:
+            model.fit(ds_tr, validation_data=ds_va, epochs=head_epochs + cfg.finetune_epochs, initial_epoch=start_epoch,
+                      shuffle=False, verbose=cfg.verbose, callbacks=[ft])
+        elif ft.best_weights is not None:
+            model.set_weights(ft.best_weights)
+        ft_epochs = len(ft.rows)
+        rows += ft.rows
         epochs += ft_epochs
         stages["finetune"] = {"mode": cfg.finetune, "seconds": time.perf_counter() - t2, "epochs": ft_epochs,
                               "learning_rate": cfg.finetune_learning_rate, "trainable_backbone_weights": n_trainable}
         base.trainable = False  # the saved model's backbone is frozen again (a later fit must opt in)
+    _write_history(rows, out_dir / "history.csv")
     return model, epochs, stages
 
 
@@ -230,18 +261,30 @@ def train_run(
     out_dir: str | os.PathLike[str],
     val_df: pd.DataFrame | None = None,
     overwrite: bool = False,
+    restart: bool = False,
 ) -> Run:
     """Train on ``df`` (a patient-grouped validation split is held out unless ``val_df`` is given) and
-    write a self-contained run folder to ``out_dir``. An unfinished run in ``out_dir`` resumes; a finished
-    one is never overwritten unless ``overwrite``."""
+    write a self-contained run folder to ``out_dir``.
+
+    One training per folder (a lock beside it); the run is written into a staging folder and moved into place
+    when finished, so ``out_dir`` holds a complete run or none, and a finished run is replaced only with
+    ``overwrite`` and only once the new one is complete. An interrupted run with the same configuration and
+    data resumes; with another, an error names the differences unless ``restart`` discards it.
+    """
+    out_dir = Path(out_dir)
+    with run_lock(out_dir):
+        if (out_dir / "model.keras").exists() and not overwrite:
+            raise FileExistsError(f"{out_dir} already holds a trained model; choose another --out or pass overwrite")
+        if out_dir.exists() and not (out_dir / "model.keras").exists() and any(out_dir.iterdir()):
+            raise FileExistsError(f"{out_dir} exists, is not empty and is not a run folder; choose another --out")
+        return _train_locked(df, cfg, out_dir, val_df, restart)
+
+
+def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.DataFrame | None, restart: bool) -> Run:
     import keras
 
     from .versions import package_versions
 
-    out_dir = Path(out_dir)
-    if (out_dir / "model.keras").exists() and not overwrite:
-        raise FileExistsError(f"{out_dir} already holds a trained model; choose another --out or pass overwrite")
-    out_dir.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(cfg.seed)
     policy = _set_precision(cfg.mixed_precision)
 
@@ -259,6 +302,9 @@ def train_run(
         if dropped:
             print(f"skipping {len(dropped)} unreadable image(s): " + ", ".join(f"{k} ({v})" for k, v in list(dropped.items())[:5]))
 
+    work = staging_path(out_dir)
+    if prepare_staging(work, fingerprint(cfg, train, val), restart):
+        print(f"resuming the interrupted run staged in {work}", flush=True)
     encoder = MetadataEncoder(cfg.features).fit(train)
     weights = class_weights(train["target"].to_numpy()) if cfg.class_weighting else {0: 1.0, 1: 1.0}
     preprocess = preprocess_config(cfg.preprocess)
@@ -266,12 +312,13 @@ def train_run(
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     start = time.perf_counter()
     stages: dict[str, Any] = {}
+    seconds_before = 0.0
     if cfg.uses_cached_embeddings:
         with scope:
-            model, epochs_run, stages = _train_on_embeddings(cfg, train, val, encoder, weights, preprocess, out_dir)
+            model, epochs_run, stages = _train_on_embeddings(cfg, train, val, encoder, weights, preprocess, work)
     else:
-        model, epochs_run = _train_end_to_end(cfg, train, val, encoder, weights, preprocess, out_dir, scope)
-    seconds = time.perf_counter() - start
+        model, epochs_run, seconds_before = _train_end_to_end(cfg, train, val, encoder, weights, preprocess, work, scope)
+    seconds = seconds_before + time.perf_counter() - start
 
     run = Run(model, encoder, {"train": asdict(cfg), "preprocess": preprocess, "threshold": 0.5}, out_dir)
     p_val = run.predict(val)
@@ -296,7 +343,7 @@ def train_run(
         "class_weights": weights,
         "n_train": len(train), "n_val": len(val), "n_train_positive": int(train["target"].sum()),
         "skipped_unreadable": dropped,
-        "epochs_run": epochs_run, "train_seconds": seconds,
+        "epochs_run": epochs_run, "train_seconds": seconds, "resumed_after_seconds": seconds_before or None,
         "train_images_per_second": epochs_run * len(train) / seconds if seconds else None,
         "stages": stages,
         "precision_policy": policy,
@@ -310,13 +357,15 @@ def train_run(
                            seed=cfg.seed)
     except MetricError as exc:
         metrics = {"error": str(exc)}
-    atomic_write(out_dir / "model.keras", model.save)
-    encoder.save(out_dir / "encoder.json")
-    write_json(out_dir / "config.json", config)
-    write_json(out_dir / "metrics.json", {"validation": metrics})
-    pd.DataFrame({"image_name": val["image_name"], "patient_id": val["patient_id"], "target": val["target"],
-                  "probability": p_val}).to_csv(out_dir / "val_predictions.csv", index=False)
-    shutil.rmtree(out_dir / "backup", ignore_errors=True)
+    atomic_write(work / "model.keras", model.save)
+    encoder.save(work / "encoder.json")
+    write_json(work / "config.json", config)
+    write_json(work / "metrics.json", {"validation": metrics})
+    run.metrics = {"validation": metrics}
+    val_pred = pd.DataFrame({"image_name": val["image_name"], "patient_id": val["patient_id"], "target": val["target"],
+                             "probability": p_val})
+    atomic_write(work / "val_predictions.csv", lambda tmp: val_pred.to_csv(tmp, index=False))
+    shutil.rmtree(work / "backup", ignore_errors=True)
+    (work / "fingerprint.json").unlink()
+    publish(work, out_dir)
     return run
-
-

@@ -1,0 +1,228 @@
+"""The run folder's lifecycle: one writer, staged writes, resumable state.
+
+* :func:`run_lock` — one training per run folder: a lock file ``.<name>.lock`` beside it holds the owner's
+  pid, host and start time; a second training gets an error naming them; a lock left by a dead process is
+  reported (never silently broken).
+* Training writes into a staging folder ``.<name>.partial`` beside the run folder; :func:`publish` moves the
+  finished run into place (replacing an old run only then), so the folder holds a complete run or none.
+* ``.<name>.partial/fingerprint.json`` records the configuration and data the staged state belongs to;
+  :func:`prepare_staging` resumes only when they match, otherwise it names the differences (``restart``
+  discards the old state).
+* :class:`ResumeState` saves, after every epoch and in one atomic file, everything a resumed fit needs: the
+  weights, the optimizer's variables, the epoch counter, early stopping's best weights and patience
+  counter, the history rows and the time spent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import socket
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+
+from .atomic import atomic_write, write_json
+
+
+class RunLocked(FileExistsError):
+    """Another training owns this run folder (or left a stale lock)."""
+
+
+class ResumeMismatch(ValueError):
+    """The staged state of an interrupted run belongs to another configuration or data."""
+
+
+def lock_path(out_dir: Path) -> Path:
+    """The lock file of a run folder (beside it, so it exists before the folder does)."""
+    return out_dir.parent / f".{out_dir.name}.lock"
+
+
+def staging_path(out_dir: Path) -> Path:
+    """Where a run is written before it is moved into place."""
+    return out_dir.parent / f".{out_dir.name}.partial"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def run_lock(out_dir: str | os.PathLike[str]) -> Iterator[Path]:
+    """Hold the run folder's lock for the duration of the block (see the module docstring)."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock = lock_path(out_dir)
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": dt.datetime.now().isoformat(timespec="seconds")}
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            owner = json.loads(lock.read_text())
+        except (OSError, ValueError):
+            owner = {}
+        pid, host, started = owner.get("pid"), owner.get("host", "?"), owner.get("started", "?")
+        if host == me["host"] and isinstance(pid, int) and not _pid_alive(pid):
+            raise RunLocked(f"{out_dir}: stale lock {lock} left by pid {pid} (started {started}), which is no longer "
+                            f"running; if no other training uses this folder, delete {lock} and start again") from None
+        raise RunLocked(f"{out_dir} is locked by pid {pid} on {host} since {started}: another training writes "
+                        f"there (lock file {lock})") from None
+    with os.fdopen(fd, "w") as fh:
+        json.dump(me, fh)
+    try:
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def fingerprint(cfg: Any, train: pd.DataFrame, val: pd.DataFrame) -> dict[str, Any]:
+    """What a staged state belongs to: the configuration (less verbosity) and the exact training/validation rows."""
+    config = {k: v for k, v in asdict(cfg).items() if k != "verbose"}
+    config = json.loads(json.dumps(config, default=list))
+    h = hashlib.sha1()
+    for part in (train, val):
+        h.update("|".join(f"{n}:{t}" for n, t in zip(part["image_name"], part["target"])).encode())
+        h.update(b"#")
+    return {"config": config, "data": h.hexdigest()}
+
+
+def prepare_staging(staging: Path, fp: dict[str, Any], restart: bool = False) -> bool:
+    """Create the staging folder, or resume the one there when its fingerprint matches ``fp``.
+
+    Returns ``True`` when resuming. Raises :class:`ResumeMismatch` naming the differences otherwise
+    (``restart`` discards the old state instead).
+    """
+    marker = staging / "fingerprint.json"
+    if staging.exists() and (restart or not marker.is_file()):
+        shutil.rmtree(staging)  # discarded on request, or never got past its first write
+    if staging.exists():
+        old = json.loads(marker.read_text())
+        if old == fp:
+            return (staging / "backup").is_dir()
+        diffs = [f"{k}: {old['config'].get(k)!r} -> {fp['config'].get(k)!r}"
+                 for k in sorted(set(old["config"]) | set(fp["config"])) if old["config"].get(k) != fp["config"].get(k)]
+        if old.get("data") != fp["data"]:
+            diffs.append("the training/validation images or labels differ")
+        raise ResumeMismatch(f"{staging / 'backup'} holds an interrupted run with another configuration or data "
+                             f"({'; '.join(diffs)}); pass --restart to discard it, or train into another --out")
+    staging.mkdir(parents=True)
+    write_json(marker, fp)
+    return False
+
+
+def publish(staging: Path, out_dir: Path) -> None:
+    """Move the finished run into place; an old run there is replaced only now."""
+    if out_dir.exists():
+        old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+        os.rename(out_dir, old)
+        os.rename(staging, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(staging, out_dir)
+
+
+def _keras_callback_base():
+    import keras
+
+    return keras.callbacks.Callback
+
+
+class ResumeState(_keras_callback_base()):  # type: ignore[misc]
+    """Early stopping that survives a kill: saves (atomically, after every epoch) the weights, optimizer
+    variables, epoch counter, best weights, patience counter, history rows and seconds spent; :meth:`restore`
+    puts them back before a resumed ``fit`` (which then starts at :attr:`initial_epoch`)."""
+
+    def __init__(self, path: Path, patience: int, phase: str, monitor: str = "val_loss") -> None:
+        super().__init__()
+        self.path, self.patience, self.phase, self.monitor = Path(path), int(patience), phase, monitor
+        self.initial_epoch = 0
+        self.best = np.inf
+        self.wait = 0
+        self.best_weights: list[np.ndarray] | None = None
+        self.rows: list[dict[str, float]] = []
+        self.seconds_before = 0.0
+        self._t0 = 0.0
+
+    def restore(self, model: Any) -> bool:
+        """Load the saved state into ``model`` (and this callback); ``False`` when there is none for this phase."""
+        if not self.path.is_file():
+            return False
+        with np.load(self.path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            if meta["phase"] != self.phase:
+                return False
+            n_w, n_o = meta["n_weights"], meta["n_optimizer"]
+            model.set_weights([z[f"w{i}"] for i in range(n_w)])
+            opt = model.optimizer
+            if not opt.built:
+                opt.build(model.trainable_variables)
+            if len(opt.variables) != n_o:
+                raise ResumeMismatch(f"{self.path}: optimizer state does not fit this model")
+            for v, i in zip(opt.variables, range(n_o)):
+                v.assign(z[f"o{i}"])
+            self.best_weights = [z[f"b{i}"] for i in range(n_w)] if meta["has_best"] else None
+        self.initial_epoch, self.best, self.wait = meta["epoch"], meta["best"], meta["wait"]
+        self.rows, self.seconds_before = meta["rows"], meta["seconds"]
+        return True
+
+    @property
+    def stopped(self) -> bool:
+        """Whether the saved state already reached early stopping."""
+        return self.wait >= self.patience
+
+    def on_train_begin(self, logs=None) -> None:
+        import time
+
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        import time
+
+        logs = dict(logs or {})
+        self.rows.append({"epoch": epoch, **{k: float(v) for k, v in logs.items()}})
+        current = logs.get(self.monitor)
+        if current is not None and current < self.best:
+            self.best, self.wait = float(current), 0
+            self.best_weights = self.model.get_weights()
+        else:
+            self.wait += 1
+        if self.wait >= self.patience:
+            self.model.stop_training = True
+        seconds = self.seconds_before + time.perf_counter() - self._t0
+        self._save(epoch + 1, seconds)
+
+    def on_train_end(self, logs=None) -> None:
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)  # restore the best epoch, as EarlyStopping would
+
+    def seconds(self) -> float:
+        """Fitting time so far, across interruptions."""
+        import time
+
+        return self.seconds_before + (time.perf_counter() - self._t0 if self._t0 else 0.0)
+
+    def _save(self, epoch: int, seconds: float) -> None:
+        weights = self.model.get_weights()
+        arrays: dict[str, np.ndarray] = {f"w{i}": w for i, w in enumerate(weights)}
+        opt_vars = [np.asarray(v) for v in self.model.optimizer.variables]
+        arrays.update({f"o{i}": v for i, v in enumerate(opt_vars)})
+        if self.best_weights is not None:
+            arrays.update({f"b{i}": w for i, w in enumerate(self.best_weights)})
+        meta = {"phase": self.phase, "epoch": epoch, "best": self.best, "wait": self.wait, "rows": self.rows,
+                "seconds": seconds, "n_weights": len(weights), "n_optimizer": len(opt_vars),
+                "has_best": self.best_weights is not None}
+        arrays["meta"] = np.array(json.dumps(meta))
+        atomic_write(self.path, lambda tmp: np.savez(tmp, **arrays))

@@ -1,0 +1,128 @@
+"""The run folder's lifecycle under kills and concurrency: resume, lock, atomic overwrite (subprocesses)."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import write_dataset
+from melanoma_utils import cli
+from melanoma_utils.runfolder import ResumeMismatch, RunLocked, lock_path, staging_path
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def data_csv(tmp_path_factory) -> Path:
+    return write_dataset(tmp_path_factory.mktemp("life"), n=120, size=32)
+
+
+def _train_cmd(csv: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "melanoma_utils", "train", "--metadata", str(csv), "--out", str(out), "--model", "image",
+            "--image-size", "32", "--epochs", "6", "--patience", "50", "--batch-size", "8", "--verbose", "0",
+            "--no-augment", "--seed", "0", *extra]
+
+
+def _start(cmd: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 240) -> None:
+    end = time.time() + timeout
+    while not path.exists():
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.time() < end, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def _kill_after_first_epoch(cmd: list[str], out: Path) -> None:
+    proc = _start(cmd)
+    _wait_for(staging_path(out) / "backup" / "main.npz", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def test_killed_run_resumes_with_its_full_state(data_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    _kill_after_first_epoch(_train_cmd(data_csv, out), out)
+    assert not out.exists() and staging_path(out).is_dir()  # nothing half-made at --out
+    import numpy as np
+
+    with np.load(staging_path(out) / "backup" / "main.npz") as z:
+        saved = json.loads(str(z["meta"]))
+    done_before = saved["epoch"]
+    assert 1 <= done_before < 6
+    # the dead process's lock is reported, not silently broken
+    with pytest.raises(RunLocked, match=r"stale lock .* no longer running"):
+        cli_like_train(data_csv, out)
+    lock_path(out).unlink()
+    res = subprocess.run(_train_cmd(data_csv, out), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert f"resuming after epoch {done_before}" in res.stdout
+    config = json.loads((out / "config.json").read_text())
+    hist = pd.read_csv(out / "history.csv")
+    assert hist["epoch"].tolist() == list(range(6)) and config["epochs_run"] == 6  # no row lost or repeated
+    before = pd.DataFrame(saved["rows"])
+    pd.testing.assert_frame_equal(hist.iloc[:done_before][before.columns].reset_index(drop=True), before,
+                                  check_dtype=False)  # the epochs before the kill are kept as they were
+    assert config["resumed_after_seconds"] == pytest.approx(saved["seconds"]) and config["train_seconds"] > saved["seconds"]
+    assert not staging_path(out).exists() and not lock_path(out).exists()
+    # an uninterrupted run of the same command ends in the same place, within tolerance
+    ref = tmp_path / "ref"
+    assert subprocess.run(_train_cmd(data_csv, ref), capture_output=True, timeout=600).returncode == 0
+    a = json.loads((out / "metrics.json").read_text())["validation"]["roc_auc"]["estimate"]
+    b = json.loads((ref / "metrics.json").read_text())["validation"]["roc_auc"]["estimate"]
+    assert abs(a - b) < 0.15
+    assert len(pd.read_csv(ref / "history.csv")) == 6
+
+
+def cli_like_train(csv: Path, out: Path, **kw) -> None:
+    from melanoma_utils.data import load_dataset
+    from melanoma_utils.runs import TrainConfig
+    from melanoma_utils.training import train_run
+
+    cfg = dict(model="image", image_size=32, epochs=6, patience=50, batch_size=8, verbose=0, augment=False, seed=0)
+    cfg.update(kw.pop("cfg", {}))
+    train_run(load_dataset(csv).frame, TrainConfig(**cfg), out, **kw)
+
+
+def test_resume_with_another_configuration_is_refused(data_csv: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    _kill_after_first_epoch(_train_cmd(data_csv, out), out)
+    lock_path(out).unlink()  # the killed process's stale lock
+    with pytest.raises(ResumeMismatch, match=r"backup holds an interrupted run .*image_size: 32 -> 40"):
+        cli_like_train(data_csv, out, cfg={"image_size": 40})
+    cli_like_train(data_csv, out, cfg={"image_size": 40, "epochs": 1}, restart=True)
+    assert json.loads((out / "config.json").read_text())["train"]["image_size"] == 40
+
+
+def test_second_training_into_the_same_folder_is_locked_out(data_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = _start(_train_cmd(data_csv, out))
+    try:
+        _wait_for(lock_path(out), proc)
+        with pytest.raises(RunLocked, match=rf"is locked by pid {proc.pid} on "):
+            cli_like_train(data_csv, out)
+        assert cli.main(["train", "--metadata", str(data_csv), "--out", str(out), "--model", "meta"]) == 2
+    finally:
+        proc.wait(timeout=600)
+    assert proc.returncode == 0 and (out / "model.keras").is_file()
+
+
+def test_overwrite_killed_midway_leaves_the_previous_run_intact(data_csv: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cli_like_train(data_csv, out, cfg={"epochs": 1})
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    _kill_after_first_epoch(_train_cmd(data_csv, out, "--overwrite"), out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the old run, untouched
+    lock_path(out).unlink()
+    cli_like_train(data_csv, out, cfg={"epochs": 2}, overwrite=True, restart=True)
+    assert len(pd.read_csv(out / "history.csv")) == 2  # replaced whole: no old rows appended
