@@ -193,9 +193,11 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preprocess", choices=sorted(PREPROCESSORS), default="none")
     p.add_argument("--no-augment", action="store_true")
     p.add_argument("--no-class-weights", action="store_true")
-    p.add_argument("--backbone", choices=sorted(BACKBONES),
-                   help="image branch instead of the study's CNN (efficientnetlite0: ImageNet weights offline)")
-    p.add_argument("--weights", default="none", help="backbone weights: none | imagenet | PATH.h5")
+    p.add_argument("--backbone", choices=["cnn", *sorted(BACKBONES)], default="efficientnetlite0",
+                   help="image branch: efficientnetlite0 (default; ImageNet weights shipped offline, frozen, head trained "
+                        "on cached embeddings), cnn (the study's CNN from scratch) or a keras.applications model")
+    p.add_argument("--weights", default=None,
+                   help="backbone weights: none | imagenet | PATH.h5 (default: imagenet for efficientnetlite0, else none)")
     p.add_argument("--finetune", choices=("none", "top", "all"), default="none",
                    help="with pretrained weights: after training the head on cached embeddings, fine-tune the "
                         "backbone's last stage (top) or all of it")
@@ -219,21 +221,26 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 @command("train", "train a model; write a self-contained run folder", _train_args)
 def _train(args: argparse.Namespace) -> int:
+    from .backbones import OFFLINE_IMAGENET
     from .data import load_dataset
     from .runs import TrainConfig
     from .training import train_run
 
-    if args.weights.lower() != "none" and not args.backbone:
-        raise ValueError(f"--weights {args.weights} needs --backbone (the study's CNN has no pretrained weights); "
+    backbone = None if args.backbone == "cnn" else args.backbone
+    weights = args.weights if args.weights is not None else ("imagenet" if backbone in OFFLINE_IMAGENET else "none")
+    if weights.lower() != "none" and not backbone:
+        raise ValueError(f"--weights {weights} needs a backbone (the study's CNN has no pretrained weights); "
                          "e.g. --backbone efficientnetlite0 --weights imagenet")
+    if weights.lower() not in ("none", "imagenet") and not Path(weights).is_file():
+        raise FileNotFoundError(f"--weights {weights}: file not found (none | imagenet | a weights file)")
     if args.val_fraction <= 0 or args.val_fraction >= 1:
         raise ValueError(f"--val-fraction must be between 0 and 1; got {args.val_fraction}")
     cfg = TrainConfig(
         model=args.model, features=args.features, image_size=args.image_size, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate, patience=args.patience,
         val_fraction=args.val_fraction, min_sensitivity=args.min_sensitivity, preprocess=args.preprocess,
-        augment=not args.no_augment, class_weighting=not args.no_class_weights, backbone=args.backbone,
-        weights=None if args.weights.lower() == "none" else args.weights, freeze_epochs=args.freeze_epochs,
+        augment=not args.no_augment, class_weighting=not args.no_class_weights, backbone=backbone,
+        weights=None if weights.lower() == "none" else weights, freeze_epochs=args.freeze_epochs,
         finetune=args.finetune, finetune_epochs=args.finetune_epochs, finetune_learning_rate=args.finetune_learning_rate,
         head_learning_rate=args.head_learning_rate, embedding_views=args.embedding_views, frozen_features=not args.end_to_end,
         cache=None if args.cache.lower() == "none" else args.cache, seed=args.seed, verbose=args.verbose,

@@ -149,7 +149,10 @@ def test_offline_imagenet_error_names_the_offline_backbone(monkeypatch) -> None:
 def test_cli_refuses_weights_without_backbone(tiny_csv: Path, tmp_path: Path, capsys) -> None:
     from melanoma_utils.cli import main
 
-    rc = main(["train", "--metadata", str(tiny_csv), "--out", str(tmp_path / "r"), "--weights", "/nonexistent.h5"])
+    rc = main(["train", "--metadata", str(tiny_csv), "--out", str(tmp_path / "r"), "--backbone", "cnn",
+               "--weights", "/nonexistent.h5"])
     assert rc == 2
-    assert "--weights /nonexistent.h5 needs --backbone" in capsys.readouterr().err
+    assert "--weights /nonexistent.h5 needs a backbone" in capsys.readouterr().err
+    rc = main(["train", "--metadata", str(tiny_csv), "--out", str(tmp_path / "r"), "--weights", "/nonexistent.h5"])
+    assert rc == 2 and "--weights /nonexistent.h5: file not found" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()

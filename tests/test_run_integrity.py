@@ -72,6 +72,9 @@ def test_cli_rejects_meaningless_training_arguments(tiny_csv: Path, tmp_path: Pa
 
 def test_image_size_below_the_branch_minimum_is_refused(tiny_csv: Path, tmp_path: Path, capsys) -> None:
     assert cli.main(["train", "--metadata", str(tiny_csv), "--out", str(tmp_path / "r"), "--image-size", "2"]) == 2
+    assert "image_size 2 is below this image branch's minimum of 32 px" in capsys.readouterr().err  # default backbone
+    assert cli.main(["train", "--metadata", str(tiny_csv), "--out", str(tmp_path / "r"), "--image-size", "2",
+                     "--backbone", "cnn"]) == 2
     assert "image_size 2 is below this image branch's minimum of 8 px" in capsys.readouterr().err
     with pytest.raises(ValueError, match="minimum of 32 px"):
         TrainConfig(backbone="efficientnetlite0", weights="imagenet", image_size=16)

@@ -26,7 +26,7 @@ def data_csv(tmp_path_factory) -> Path:
 
 def _train_cmd(csv: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "melanoma_utils", "train", "--metadata", str(csv), "--out", str(out), "--model", "image",
-            "--image-size", "32", "--epochs", "6", "--patience", "50", "--batch-size", "8", "--verbose", "0",
+            "--backbone", "cnn", "--image-size", "32", "--epochs", "6", "--patience", "50", "--batch-size", "8", "--verbose", "0",
             "--no-augment", "--seed", "0", *extra]
 
 

@@ -100,7 +100,7 @@ def test_cli_predict_handles_unseen_missing_and_odd_rows(fusion_run: Path, tiny_
 def test_cli_train_predict_evaluate_round_trip(tiny_df: pd.DataFrame, tmp_path: Path, capsys) -> None:
     csv = Path(tiny_df["image_path"].iloc[0]).parent.parent / "train.csv"
     run_dir = tmp_path / "run"
-    assert cli.main(["train", "--metadata", str(csv), "--out", str(run_dir), "--model", "image", "--image-size", "24",
+    assert cli.main(["train", "--metadata", str(csv), "--out", str(run_dir), "--model", "image", "--backbone", "cnn", "--image-size", "24",
                      "--epochs", "1", "--batch-size", "8", "--verbose", "0", "--preprocess", "grayscale"]) == 0
     out = capsys.readouterr().out
     assert "training on 48 images" in out and "threshold (validation)" in out
