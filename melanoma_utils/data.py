@@ -85,7 +85,6 @@ class LoadReport:
     """What happened while loading: counts and human-readable notes."""
 
     source: str
-    n_rows_read: int = 0
     n_duplicates_dropped: int = 0
     missing_images: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -165,7 +164,6 @@ def normalise_metadata(
     without it (prediction) only ``image_name`` is, and absent columns are treated as missing.
     """
     report = report or LoadReport(source=source)
-    report.n_rows_read = len(raw)
     required = REQUIRED_TRAIN_COLUMNS if require_target else REQUIRED_PREDICT_COLUMNS
     missing_cols = [c for c in required if c not in raw.columns]
     if missing_cols:

@@ -132,20 +132,15 @@ class MetadataEncoder:
                 cols.append(logs.isna().to_numpy(dtype=float))
         return np.stack(cols, axis=1).astype(np.float32) if cols else np.zeros((n, 0), np.float32)
 
-    def fit_transform(self, df: pd.DataFrame) -> np.ndarray:
-        """``fit`` then ``transform`` the same rows."""
-        return self.fit(df).transform(df)
-
     def to_dict(self) -> dict:
         """JSON-serialisable state."""
         return asdict(self)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the encoder as JSON (temporary file, then moved into place)."""
-        path = Path(path)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2))
-        os.replace(tmp, path)
+        from .atomic import write_json
+
+        write_json(path, self.to_dict())
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> "MetadataEncoder":

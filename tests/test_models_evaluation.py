@@ -119,3 +119,15 @@ def test_patient_bootstrap_ci_contains_estimate() -> None:
     res = evaluate(y, p, groups, {"0.5": 0.5}, n_boot=100)
     assert res["n_patients"] == 100 and res["roc_auc"]["estimate"] == pytest.approx(est)
     assert list(metrics_table(res).index) == ["0.5"]
+
+
+def test_bootstrap_resamples_patients_not_rows() -> None:
+    rng = np.random.default_rng(1)
+    y = (rng.random(300) < 0.4).astype(int)
+    p = np.clip(y * 0.25 + rng.random(300) * 0.75, 0, 1)
+    # one patient: every patient-resample is the whole data set, so the interval collapses to the estimate
+    est, lo, hi = bootstrap_ci(y, p, np.zeros(300), roc_auc, n_boot=200)
+    assert lo == pytest.approx(est) and hi == pytest.approx(est)
+    # one row per patient: rows are resampled, and the interval has a width
+    _, lo_u, hi_u = bootstrap_ci(y, p, np.arange(300), roc_auc, n_boot=300)
+    assert hi_u - lo_u > 0.05

@@ -38,10 +38,24 @@ def test_holdout_is_patient_disjoint_and_deterministic() -> None:
 
 def test_tfrecord_folds_and_leak_detection(tiny_csv: Path) -> None:
     df = load_dataset(tiny_csv).frame
-    df["fold"] = pd.factorize(df["patient_id"])[0] % 3
-    assert (grouped_folds(df, 3, use_tfrecord=True) == df["fold"].to_numpy()).all()
+    df["fold"] = (pd.factorize(df["patient_id"])[0] * 7) % 15  # tfrecord ids 0..14, as in the resized release
+    folds = grouped_folds(df, 3, use_tfrecord=True)
+    assert folds[:6].tolist() == [0, 0, 1, 1, 2, 2]  # tfrecords 0, 0, 7, 7, 14, 14 -> 0, 0, 1, 1, 2, 2 (mod 3)
+    assert set(folds) == {0, 1, 2}
+    assert (df.assign(f=folds).groupby("patient_id")["f"].nunique() == 1).all()
     with pytest.raises(LeakageError, match="span several folds"):
         assert_grouped(np.array(["a", "a", "b"]), np.array([0, 1, 1]))
+
+
+def test_encoder_statistics_come_from_the_rows_it_was_fit_on(tiny_csv: Path) -> None:
+    df = load_dataset(tiny_csv).frame
+    train, test = df.iloc[:12], df.iloc[12:].assign(age=lambda d: d["age"] + 40)  # test patients 40 years older
+    enc = MetadataEncoder("clinical").fit(train)
+    mu, sd = train["age"].mean(), train["age"].std(ddof=0)
+    expected = (test["age"].to_numpy() - mu) / sd  # by hand: the training rows' mean and sd
+    got = enc.transform(test)[:, enc.feature_names.index("age")]
+    np.testing.assert_allclose(got, expected, rtol=1e-4)  # refitting on the test rows would centre them at 0
+    assert got.mean() > 2
 
 
 def test_encoder_fits_on_train_and_survives_unseen_values(tiny_csv: Path, tmp_path: Path) -> None:

@@ -147,3 +147,15 @@ def test_cross_validation_ablation_on_tiny_data(tmp_path: Path) -> None:
     # a second call reuses the saved runs (resumable) and gives the same predictions
     _, oof2 = cross_validate(df, TrainConfig(**{**TINY, "epochs": 1}), tmp_path / "abl", variants, n_splits=3)
     assert np.allclose(oof["probability"], oof2["probability"])
+
+
+def test_train_run_fits_the_encoder_on_training_rows_only(tiny_df: pd.DataFrame, tmp_path: Path) -> None:
+    from melanoma_utils.features import MetadataEncoder
+
+    val_ids = tiny_df["patient_id"].unique()[:6]
+    val = tiny_df[tiny_df["patient_id"].isin(val_ids)].assign(age=lambda d: d["age"] + 60)  # far older patients
+    train = tiny_df[~tiny_df["patient_id"].isin(val_ids)]
+    train_run(train, TrainConfig(model="meta", epochs=1, verbose=0), tmp_path / "r", val_df=val)
+    enc = MetadataEncoder.load(tmp_path / "r" / "encoder.json")
+    assert enc.age_mean == pytest.approx(train["age"].mean())  # not pulled up by the validation rows
+    assert enc.age_mean < pd.concat([train, val])["age"].mean() - 10
