@@ -183,7 +183,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="run folder to write")
     p.add_argument("--model", choices=("fusion", "image", "meta"), default="fusion")
     p.add_argument("--features", choices=sorted(FEATURE_SETS), default="clinical")
-    p.add_argument("--image-size", type=_positive_int, default=128)
+    p.add_argument("--image-size", type=_positive_int, default=None,
+                   help="side in px (default: 224 for efficientnetlite0, its ImageNet resolution and the best in the "
+                        "validation sweep; 128 otherwise)")
     p.add_argument("--epochs", type=_positive_int, default=30)
     p.add_argument("--batch-size", type=_positive_int, default=32)
     p.add_argument("--learning-rate", type=_positive_float, default=1e-4)
@@ -227,6 +229,7 @@ def _train(args: argparse.Namespace) -> int:
     from .training import train_run
 
     backbone = None if args.backbone == "cnn" else args.backbone
+    image_size = args.image_size or (224 if backbone == "efficientnetlite0" else 128)
     weights = args.weights if args.weights is not None else ("imagenet" if backbone in OFFLINE_IMAGENET else "none")
     if weights.lower() != "none" and not backbone:
         raise ValueError(f"--weights {weights} needs a backbone (the study's CNN has no pretrained weights); "
@@ -236,7 +239,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.val_fraction <= 0 or args.val_fraction >= 1:
         raise ValueError(f"--val-fraction must be between 0 and 1; got {args.val_fraction}")
     cfg = TrainConfig(
-        model=args.model, features=args.features, image_size=args.image_size, epochs=args.epochs,
+        model=args.model, features=args.features, image_size=image_size, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate, patience=args.patience,
         val_fraction=args.val_fraction, min_sensitivity=args.min_sensitivity, preprocess=args.preprocess,
         augment=not args.no_augment, class_weighting=not args.no_class_weights, backbone=backbone,
