@@ -49,11 +49,23 @@ class Report:
 
     def table(self, df: pd.DataFrame, name: str) -> Path:
         """Save a table as ``<name>.csv`` (temporary name, then moved)."""
-        import os
+        from .atomic import atomic_write
 
-        path = self.report_dir / f"{name}.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        df.to_csv(tmp)
-        os.replace(tmp, path)
-        return path
+        return atomic_write(self.report_dir / f"{name}.csv", df.to_csv)
+
+
+def open_study(report_dir: str, synthetic: bool, seed: int, images_csv: str | None = None,
+               images_dir: str = "") -> tuple[Report, pd.DataFrame | None]:
+    """The opening every notebook shares: seed Python/NumPy/Keras, bind the report folder, and load the image
+    data set (``images_csv`` + optional ``images_dir``, paths from parameters) when given.
+
+    Returns ``(report, frame)``; ``frame`` is ``None`` without ``images_csv``.
+    """
+    from . import data
+
+    seed_everything(seed)
+    report = Report.from_params(report_dir, synthetic)
+    frame = None
+    if images_csv:
+        frame = data.load_dataset(config.resolve(images_csv), config.resolve(images_dir) if images_dir else None).frame
+    return report, frame

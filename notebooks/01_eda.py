@@ -40,10 +40,9 @@ seed = 0
 from IPython.display import Markdown, display
 
 from melanoma_utils import config, data, eda, plots
-from melanoma_utils.reporting import Report, package_versions, seed_everything
+from melanoma_utils.reporting import open_study, package_versions
 
-seed_everything(seed)
-report = Report.from_params(report_dir, synthetic)
+report, _ = open_study(report_dir, synthetic, seed)
 tag = report.tag
 meta = data.load_metadata(config.resolve(metadata_csv)).frame
 sizes = data.load_metadata(config.resolve(size_metadata_csv or metadata_csv)).frame

@@ -38,15 +38,13 @@ seed = 0
 # %%
 from IPython.display import Markdown, display
 
-from melanoma_utils import benchmark, config, data, plots
+from melanoma_utils import benchmark, data, plots
 from melanoma_utils.augment import build_augmenter
 from melanoma_utils.images import load_image_array
-from melanoma_utils.reporting import Report, package_versions, seed_everything
+from melanoma_utils.reporting import open_study, package_versions
 from melanoma_utils.transforms import adjust_hsb, ben_graham, from_luv, shades_of_gray, to_grayscale, to_luv
 
-seed_everything(seed)
-report = Report.from_params(report_dir, synthetic)
-df = data.load_dataset(config.resolve(images_csv), config.resolve(images_dir) if images_dir else None).frame
+report, df = open_study(report_dir, synthetic, seed, images_csv, images_dir)
 picked = data.sample_per_class(df, n_per_class, seed)
 images = load_image_array(list(picked["image_path"]), display_size)
 display(Markdown(f"{dataset_label}: {len(df):,} images; showing {len(picked)} lesions "

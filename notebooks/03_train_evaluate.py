@@ -70,15 +70,13 @@ import json
 import pandas as pd
 from IPython.display import Markdown, display
 
-from melanoma_utils import benchmark, config, data, eda, plots
+from melanoma_utils import benchmark, eda, plots
 from melanoma_utils.evaluation import evaluate, metrics_table
 from melanoma_utils.experiments import ABLATION_VARIANTS, cross_validate, summarise_cv
-from melanoma_utils.reporting import Report, package_versions, seed_everything
+from melanoma_utils.reporting import open_study, package_versions
 from melanoma_utils.runs import Run, TrainConfig
 
-seed_everything(seed)
-report = Report.from_params(report_dir, synthetic)
-df = data.load_dataset(config.resolve(images_csv), config.resolve(images_dir) if images_dir else None).frame
+report, df = open_study(report_dir, synthetic, seed, images_csv, images_dir)
 ov = eda.overview(df)
 cfg = TrainConfig(image_size=image_size, conv_filters=tuple(conv_filters), epochs=epochs, patience=patience,
                   batch_size=batch_size, learning_rate=learning_rate, preprocess=preprocess, augment=augment,

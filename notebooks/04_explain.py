@@ -42,14 +42,12 @@ seed = 0
 import numpy as np
 from IPython.display import Markdown, display
 
-from melanoma_utils import config, data, explain, plots
+from melanoma_utils import explain, plots
 from melanoma_utils.experiments import load_folds, run_folder_name
-from melanoma_utils.reporting import Report, package_versions, seed_everything
+from melanoma_utils.reporting import open_study, package_versions
 from melanoma_utils.runs import Run
 
-seed_everything(seed)
-report = Report.from_params(report_dir, synthetic)
-df = data.load_dataset(config.resolve(images_csv), config.resolve(images_dir) if images_dir else None).frame
+report, df = open_study(report_dir, synthetic, seed, images_csv, images_dir)
 runs_dir = report.report_dir / "runs" / "ablation"
 held_out = df[load_folds(runs_dir / "folds.csv", df) == fold].reset_index(drop=True)  # the folds notebook 03 used
 runs = {name: Run.load(runs_dir / run_folder_name(name) / f"fold{fold}") for name in explain_variants}

@@ -51,14 +51,12 @@ seed = 0
 # %%
 from IPython.display import Markdown, display
 
-from melanoma_utils import config, data, plots
+from melanoma_utils import plots
 from melanoma_utils.experiments import compare_backbones
-from melanoma_utils.reporting import Report, package_versions, seed_everything
+from melanoma_utils.reporting import open_study, package_versions
 from melanoma_utils.runs import TrainConfig
 
-seed_everything(seed)
-report = Report.from_params(report_dir, synthetic)
-df = data.load_dataset(config.resolve(images_csv), config.resolve(images_dir) if images_dir else None).frame
+report, df = open_study(report_dir, synthetic, seed, images_csv, images_dir)
 cfg = TrainConfig(image_size=compare_image_size, epochs=compare_epochs, patience=compare_epochs,
                   weights=None if compare_weights == "none" else compare_weights, freeze_epochs=freeze_epochs,
                   conv_filters=tuple(conv_filters), learning_rate=learning_rate, batch_size=batch_size, seed=seed, verbose=0)

@@ -109,3 +109,17 @@ def test_plots_return_figures_and_save_atomically(table: pd.DataFrame, tmp_path:
 def test_package_versions_lists_core_packages() -> None:
     v = package_versions()
     assert {"python", "numpy", "pandas"} <= set(v.index)
+
+
+def test_open_study_seeds_binds_the_report_and_loads_the_data(tiny_csv, tmp_path) -> None:
+    import numpy as np
+
+    from melanoma_utils.reporting import open_study
+
+    report, df = open_study(str(tmp_path / "rep"), True, 7, str(tiny_csv))
+    first = np.random.random()
+    open_study(str(tmp_path / "rep"), True, 7)
+    assert np.random.random() == first  # the same seed, the same stream
+    assert report.report_dir == tmp_path / "rep" and report.tag == "SYNTHETIC"
+    assert len(df) == 24 and df["image_path"].str.endswith(".jpg").all()
+    assert open_study(str(tmp_path / "rep"), False, 0)[1] is None
