@@ -109,3 +109,59 @@ def test_predict_names_unknown_categories_and_extension_mistakes(tiny_csv: Path,
     assert cli.main(["predict", "--model", str(tmp_path / "run"), "--metadata", str(tmp_path / "new.csv"),
                      "--out", str(tmp_path / "outdir"), "--overwrite"]) == 2
     assert "is a folder; --out names the predictions CSV" in capsys.readouterr().err
+
+
+def test_cache_prefix_is_honoured_with_a_data_fingerprint(tiny_csv: Path, tmp_path: Path) -> None:
+    from melanoma_utils.data import load_dataset
+    from melanoma_utils.pipeline import make_feed
+
+    df = load_dataset(tiny_csv).frame
+    kw = dict(keys=("image",), image_size=16, batch_size=8, cache=str(tmp_path / "cache" / "imgs"))
+    feed = make_feed(list(df["image_path"]), np.zeros((len(df), 1)), df["target"].to_numpy(), np.ones(len(df)), **kw)
+    for _ in feed:
+        pass
+    first = {p.name.split(".")[0] for p in (tmp_path / "cache").iterdir()}
+    assert len(first) == 1 and next(iter(first)).startswith("imgs-")  # written where the prefix says
+    half = df.head(12)
+    feed = make_feed(list(half["image_path"]), np.zeros((12, 1)), half["target"].to_numpy(), np.ones(12), **kw)
+    for _ in feed:
+        pass
+    assert len({p.name.split(".")[0] for p in (tmp_path / "cache").iterdir()}) == 2  # other images, other file
+
+
+def test_predict_hints_at_an_extension_in_image_name(tiny_csv: Path, tmp_path: Path, capsys) -> None:
+    assert cli.main(["train", "--metadata", str(tiny_csv), "--out", str(tmp_path / "run"), "--model", "image",
+                     "--backbone", "cnn", "--image-size", "16", "--epochs", "1", "--verbose", "0"]) == 0
+    pd.DataFrame({"image_name": ["IMG_0001.jpg", "IMG_0002"]}).to_csv(tmp_path / "new.csv", index=False)
+    rc = cli.main(["predict", "--model", str(tmp_path / "run"), "--metadata", str(tmp_path / "new.csv"),
+                   "--images", str(tiny_csv.parent / "train"), "--out", str(tmp_path / "p.csv")])
+    assert rc == 1
+    assert "IMG_0001.jpg: image file not found (image_name should not include the file extension" in capsys.readouterr().err
+
+
+def test_report_pair_is_replaced_together_or_not_at_all(tmp_path: Path, monkeypatch) -> None:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from melanoma_utils import config, reproduce
+
+    nb_dir = tmp_path / "nbs"
+    nb_dir.mkdir()
+    cell = new_code_cell("report_dir = ''")
+    cell.metadata["tags"] = ["parameters"]
+    nb = new_notebook(cells=[cell, new_code_cell("x = 1")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, nb_dir / "a.ipynb")
+    monkeypatch.setattr(config, "NOTEBOOKS_DIR", nb_dir)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.ipynb").write_text("OLD")
+    (out / "a.html").write_text("OLD")
+
+    def broken(*_a):
+        raise RuntimeError("killed while rendering")
+
+    monkeypatch.setattr(reproduce, "render_html", broken)
+    with pytest.raises(RuntimeError):
+        reproduce.run_notebook("a", {}, out)
+    assert (out / "a.ipynb").read_text() == "OLD" and (out / "a.html").read_text() == "OLD"  # the old pair, intact
