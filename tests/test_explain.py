@@ -87,3 +87,29 @@ def test_grad_cam_needs_the_cnn_branch(meta_run) -> None:
     run, df = meta_run
     with pytest.raises(ValueError, match="needs an image branch"):
         explain.grad_cam(run, {"meta": run.encoder.transform(df)}, np.array([0]))
+
+
+def test_grad_cam_peaks_on_the_planted_bright_square() -> None:
+    """A CNN whose only filter fires on bright pixels and whose output grows with that activation: its
+    Grad-CAM must peak where the bright square is, wherever that is."""
+    from dataclasses import asdict
+
+    from melanoma_utils.features import MetadataEncoder
+    from melanoma_utils.models import build_model
+    from melanoma_utils.runs import Run, TrainConfig
+
+    cfg = TrainConfig(model="image", image_size=32, conv_filters=(1,), head_units=(1,), conv_dropout=0.0, head_dropout=0.0)
+    model = build_model(32, None, kind="image", conv_filters=(1,), conv_dropout=0.0, head_units=(1,), head_dropout=0.0)
+    model.get_layer("img1_conv").set_weights([np.full((3, 3, 3, 1), 1 / 27, np.float32), np.array([-0.6], np.float32)])
+    model.get_layer("head1_dense").set_weights([np.array([[10.0]], np.float32), np.zeros(1, np.float32)])
+    model.get_layer("probability").set_weights([np.array([[5.0]], np.float32), np.array([-2.0], np.float32)])
+    run = Run(model, MetadataEncoder("clinical"), {"train": asdict(cfg), "preprocess": {"name": "none"}, "threshold": 0.5})
+    images = np.full((3, 32, 32, 3), 40.0, np.float32)
+    corners = [(2, 2), (20, 6), (12, 22)]
+    for k, (r, c) in enumerate(corners):
+        images[k, r:r + 8, c:c + 8] = 250.0
+    cams = explain.grad_cam(run, {"image": images, "meta": np.zeros((3, 1), np.float32)}, np.arange(3))
+    for cam, (r, c) in zip(cams, corners):
+        peak = np.unravel_index(np.argmax(cam), cam.shape)
+        assert r - 1 <= peak[0] <= r + 8 and c - 1 <= peak[1] <= c + 8, (peak, (r, c))
+        assert cam[r:r + 8, c:c + 8].mean() > 2 * cam.mean() and cam.max() == pytest.approx(1.0)

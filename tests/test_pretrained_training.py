@@ -156,3 +156,15 @@ def test_cli_refuses_weights_without_backbone(tiny_csv: Path, tmp_path: Path, ca
     rc = main(["train", "--metadata", str(tiny_csv), "--out", str(tmp_path / "r"), "--weights", "/nonexistent.h5"])
     assert rc == 2 and "--weights /nonexistent.h5: file not found" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_grad_cam_and_importance_through_the_pretrained_backbone(tiny_csv: Path, tmp_path: Path) -> None:
+    from melanoma_utils import explain
+
+    df = load_dataset(tiny_csv).frame
+    run = train_run(df, _cfg(features="paper"), tmp_path / "run")
+    x = explain.model_inputs(run, df)
+    cams = explain.grad_cam(run, x, np.array([0, 1, 2]))
+    assert cams.shape == (3, 32, 32) and np.isfinite(cams).all() and cams.max() == pytest.approx(1.0)
+    imp = explain.permutation_importance(run, df, x, n_repeats=2)
+    assert set(imp.index) == {"age", "sex", "site", "width", "height", "image"}
