@@ -48,6 +48,8 @@ def predict_arrays(model: Any, x: dict[str, np.ndarray], batch_size: int = 256) 
     avoid ``predict``'s per-call set-up when explainers call it thousands of times)."""
     feed = _feed(model, x)
     n = len(next(iter(feed.values())))
+    if "image" in feed:  # eager calls keep a whole batch's activations alive: large images, small batches
+        batch_size = min(batch_size, 16)
     out = [np.asarray(model({k: v[s : s + batch_size] for k, v in feed.items()}, training=False))
            for s in range(0, n, batch_size)]
     return np.concatenate(out).reshape(-1)

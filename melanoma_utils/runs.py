@@ -61,6 +61,7 @@ class TrainConfig:
     head_learning_rate: float = 1e-3  # Adam learning rate of the head trained on cached embeddings
     finetune: str = "none"  # after the cached-embedding head: none | top (last blocks) | all
     finetune_epochs: int = 2
+    tta: int = 1  # test-time augmentation: dihedral views averaged for validation and, by default, prediction
     cache: str | None = "memory"  # "memory", a file prefix, or None
     mixed_precision: str = "auto"  # auto (on GPU only) | on | off
     verbose: int = 2  # Keras fit verbosity: 1 progress bar, 2 one line per epoch
@@ -85,6 +86,8 @@ class TrainConfig:
             raise ValueError("freeze_epochs and finetune_epochs must be >= 0")
         if self.finetune not in FINETUNE_MODES:
             raise ValueError(f"finetune must be one of {', '.join(FINETUNE_MODES)}; got {self.finetune!r}")
+        if not 1 <= int(self.tta) <= 8:
+            raise ValueError(f"tta must be in 1..8; got {self.tta}")
         if not 1 <= int(self.embedding_views) <= 8:
             raise ValueError(f"embedding_views must be in 1..8; got {self.embedding_views}")
         self.conv_filters = tuple(self.conv_filters)
@@ -152,12 +155,14 @@ class Run:
             run.metrics = json.loads((run_dir / "metrics.json").read_text())
         return run
 
-    def predict(self, df: pd.DataFrame, batch_size: int = 64, tta: int = 1) -> np.ndarray:
+    def predict(self, df: pd.DataFrame, batch_size: int = 64, tta: int | None = None) -> np.ndarray:
         """Probabilities for rows of the normalised table (all images must be readable).
 
         ``tta`` > 1 averages the probabilities over that many dihedral views of each image (1: none,
-        4: the rotations, 8: rotations and mirrors) — test-time augmentation.
+        4: the rotations, 8: rotations and mirrors) — test-time augmentation; ``None``: the run's own setting
+        (the one its validation threshold was chosen with).
         """
+        tta = self.train_config.tta if tta is None else tta
         from .pipeline import image_batches
         from .transforms import MAX_VIEWS, dihedral
 
@@ -192,7 +197,8 @@ class Run:
         """Whether the model takes the original image width/height (the study's ``paper`` features)."""
         return bool({"width", "height"} & set(self.encoder.groups))
 
-    def predict_frame(self, df: pd.DataFrame, batch_size: int = 64, tta: int = 1, impute_size: bool = False) -> pd.DataFrame:
+    def predict_frame(self, df: pd.DataFrame, batch_size: int = 64, tta: int | None = None,
+                      impute_size: bool = False) -> pd.DataFrame:
         """``image_name, probability, prediction, error`` for every row; unreadable images get an error.
 
         A model with the original width/height takes them from the table: the files at hand are usually

@@ -49,6 +49,7 @@ weights = "imagenet"  # offline: the ImageNet weights come from a pip package
 embedding_views = 8  # rotations/mirrors of each image cached for the head's training
 head_learning_rate = 0.001
 finetune = "none"  # none | top | all: fine-tune the backbone after the head
+tta = 1  # views (rotations/mirrors) averaged per image for validation and test predictions
 epochs = 4
 patience = 3
 batch_size = 32
@@ -81,15 +82,17 @@ ov = eda.overview(df)
 cfg = TrainConfig(image_size=image_size, conv_filters=tuple(conv_filters), epochs=epochs, patience=patience,
                   batch_size=batch_size, learning_rate=learning_rate, preprocess=preprocess, augment=augment,
                   backbone=backbone or None, weights=weights if backbone else None, embedding_views=embedding_views,
-                  head_learning_rate=head_learning_rate, finetune=finetune, min_sensitivity=min_sensitivity, seed=seed,
+                  head_learning_rate=head_learning_rate, finetune=finetune, tta=tta if backbone else 1,
+                  min_sensitivity=min_sensitivity, seed=seed,
                   verbose=0)
 SCRATCH = "image only, study CNN from scratch"
 variants = dict(ABLATION_VARIANTS)
 if backbone:
     variants[SCRATCH] = {"model": "image", "backbone": None, "weights": None, "image_size": scratch_image_size,
-                         "epochs": scratch_epochs, "patience": scratch_patience}
+                         "epochs": scratch_epochs, "patience": scratch_patience, "tta": 1}
 branch = (f"frozen ImageNet {backbone} ({embedding_views} cached views, head learning rate {head_learning_rate}, "
-          f"fine-tuning: {finetune})" if backbone else "the study's CNN trained from scratch")
+          f"fine-tuning: {finetune}, test-time augmentation: {tta} view(s))" if backbone
+          else "the study's CNN trained from scratch")
 display(Markdown(
     f"**{dataset_label}**: {ov['images']:,} images, {ov['patients']:,} patients, {ov['malignant']:,} malignant "
     f"({ov['malignant_pct']:.1f}%). In the full ISIC 2020 data only 1.76% are melanoma, so a model that always "

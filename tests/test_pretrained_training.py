@@ -168,3 +168,18 @@ def test_grad_cam_and_importance_through_the_pretrained_backbone(tiny_csv: Path,
     assert cams.shape == (3, 32, 32) and np.isfinite(cams).all() and cams.max() == pytest.approx(1.0)
     imp = explain.permutation_importance(run, df, x, n_repeats=2)
     assert set(imp.index) == {"age", "sex", "site", "width", "height", "image"}
+
+
+def test_the_runs_tta_chooses_the_threshold_and_is_predicts_default(tiny_csv: Path, tmp_path: Path) -> None:
+    import pandas as pd
+
+    df = load_dataset(tiny_csv).frame
+    train_run(df, _cfg(model="image", tta=4), tmp_path / "run")
+    run = Run.load(tmp_path / "run")
+    assert run.train_config.tta == 4
+    default, one = run.predict(df), run.predict(df, tta=1)
+    np.testing.assert_allclose(default, run.predict(df, tta=4))
+    assert np.abs(default - one).max() > 1e-4
+    val = pd.read_csv(tmp_path / "run" / "val_predictions.csv")  # the threshold's inputs were TTA predictions
+    by_name = dict(zip(df["image_name"], default))
+    np.testing.assert_allclose(val["probability"], [by_name[n] for n in val["image_name"]], atol=1e-6)
