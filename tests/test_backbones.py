@@ -24,6 +24,7 @@ def test_each_backbone_builds_with_its_own_preprocessing(name: str, mode: str) -
     assert out.shape == (2, 1) and np.isfinite(out).all()
 
 
+@pytest.mark.slow
 def test_freeze_then_fine_tune_with_a_local_weights_file(tiny_csv: Path, tmp_path: Path) -> None:
     from melanoma_utils.data import load_dataset
 

@@ -85,6 +85,7 @@ def test_embedding_cache_is_keyed_by_preprocessing_and_content(tiny_csv: Path, t
     assert c4 == {"cached": 3, "computed": 1}
 
 
+@pytest.mark.slow
 def test_finetune_top_trains_only_the_last_stage(tiny_csv: Path, tmp_path: Path) -> None:
     from melanoma_utils.models import build_backbone
 
