@@ -6,7 +6,6 @@ Arguments are validated here, at the boundary; errors print one clear line and e
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -309,10 +308,9 @@ def _predict(args: argparse.Namespace) -> int:
     tta = args.tta if args.tta is not None else run.train_config.tta
     preds = run.predict_frame(df, args.batch_size, tta=tta, impute_size=args.impute_size)
     seconds = time.perf_counter() - t0
-    tmp = args.out.with_name(f".{args.out.name}.tmp")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    preds.to_csv(tmp, index=False)
-    os.replace(tmp, args.out)
+    from .atomic import atomic_write
+
+    atomic_write(args.out, lambda tmp: preds.to_csv(tmp, index=False))
     bad = preds[preds["error"] != ""]
     print(f"predictions: {len(preds) - len(bad):,} of {len(preds):,} rows -> {args.out} "
           f"(threshold {run.threshold:.4f}, {int((preds['prediction'] == 1).sum()):,} predicted malignant) "

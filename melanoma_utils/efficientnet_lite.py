@@ -351,11 +351,9 @@ def imagenet_weights_file(checkpoint: str | os.PathLike[str] | None = None) -> P
     state = read_torch_legacy(src)
     model = build_efficientnet_lite0((224, 224, 3), include_top=True)
     assign_lite0_weights(model, state)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp.weights.h5")
-    model.save_weights(tmp)
-    os.replace(tmp, target)
-    return target
+    from .atomic import atomic_write
+
+    return atomic_write(target, model.save_weights)
 
 
 def efficientnet_lite0(

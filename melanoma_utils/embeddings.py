@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .atomic import atomic_write
 from .pipeline import image_batches
 from .transforms import MAX_VIEWS, dihedral
 
@@ -111,10 +112,7 @@ def cached_embeddings(
             print(f"computing embeddings of {len(todo):,} image(s) × {views} view(s) ({len(paths) - len(todo):,} cached)", flush=True)
         new = compute_embeddings(backbone_model, [paths[i] for i in todo], image_size, preprocess, views, batch_size)
         for i, emb in zip(todo, new):
-            target = folder / f"{digests[i]}.npy"
-            tmp = folder / f".{digests[i]}.{os.getpid()}.tmp.npy"
-            np.save(tmp, emb.astype(np.float16))
-            os.replace(tmp, target)
+            atomic_write(folder / f"{digests[i]}.npy", lambda tmp, emb=emb: np.save(tmp, emb.astype(np.float16)))
             out[i] = emb.astype(np.float16).astype(np.float32)  # what the cache returns next time
     if not paths:
         return np.zeros((0, views, int(backbone_model.output_shape[-1])), np.float32), {"cached": 0, "computed": 0}

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from .atomic import atomic_write
 from .data import DataError, drop_duplicates, load_metadata, read_duplicates
 from .images import square_resize
 
@@ -67,9 +68,7 @@ def _resize_one(args: tuple[bytes, Path, int]) -> tuple[int, int] | None:
     if img is None:
         return None
     h, w = img.shape[:2]
-    tmp = out.with_name(out.name + ".tmp.jpg")
-    cv2.imwrite(str(tmp), square_resize(img, size), [cv2.IMWRITE_JPEG_QUALITY, 90])
-    os.replace(tmp, out)
+    atomic_write(out, lambda tmp: cv2.imwrite(str(tmp), square_resize(img, size), [cv2.IMWRITE_JPEG_QUALITY, 90]))
     return w, h
 
 
@@ -129,10 +128,7 @@ def resize_into_layout(
     if "width" not in raw or raw["width"].isna().all():
         raw["width"] = [sizes[n][0] for n in raw["image_name"]]
         raw["height"] = [sizes[n][1] for n in raw["image_name"]]
-    tmp = out_dir / "train.csv.tmp"
-    raw.to_csv(tmp, index=False)
-    os.replace(tmp, out_dir / "train.csv")
-    return out_dir / "train.csv"
+    return atomic_write(out_dir / "train.csv", lambda tmp: raw.to_csv(tmp, index=False))
 
 
 def zip_sources(zip_path: Path) -> Iterable[tuple[str, bytes]]:

@@ -47,10 +47,10 @@ def render_html(notebook: Path, html: Path) -> None:
     import nbformat
     from nbconvert import HTMLExporter
 
+    from .atomic import write_text
+
     body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
-    tmp = html.with_name(f".{html.name}.tmp")
-    tmp.write_text(body, encoding="utf-8")
-    os.replace(tmp, html)
+    write_text(html, body)
 
 
 def run_notebook(name: str, params: dict[str, Any], report_dir: Path, timeout: int = 3600) -> Path:

@@ -159,3 +159,14 @@ def test_train_run_fits_the_encoder_on_training_rows_only(tiny_df: pd.DataFrame,
     enc = MetadataEncoder.load(tmp_path / "r" / "encoder.json")
     assert enc.age_mean == pytest.approx(train["age"].mean())  # not pulled up by the validation rows
     assert enc.age_mean < pd.concat([train, val])["age"].mean() - 10
+
+
+def test_training_code_does_not_import_the_plotting_layer() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; import melanoma_utils.training, melanoma_utils.experiments, melanoma_utils.cli; "
+            "print(sorted(m for m in sys.modules if m in ('melanoma_utils.plots', 'melanoma_utils.reporting', 'shap')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
