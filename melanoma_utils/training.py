@@ -208,6 +208,7 @@ def _train_on_embeddings(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFram
     y_tr, y_va = train["target"].to_numpy(np.float32), val["target"].to_numpy(np.float32)
     w_tr = np.array([weights[int(t)] for t in y_tr], np.float32)
     w_va = np.array([weights[int(t)] for t in y_va], np.float32)
+    keras.utils.set_random_seed(cfg.seed)  # the head starts alike whether the embeddings were cached or computed
     head = build_head_model(emb_tr.shape[-1], encoder.n_features if cfg.uses_meta else None, kind=cfg.model,  # type: ignore[arg-type]
                             meta_units=cfg.meta_units, head_units=cfg.head_units, head_dropout=cfg.head_dropout,
                             initial_bias=bias)
