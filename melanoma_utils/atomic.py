@@ -1,9 +1,11 @@
-"""Write-then-rename: every output is written under a temporary name in its folder and moved into place,
-so a reader (or a killed run) never sees a half-written file, and a failed write leaves the old one intact."""
+"""File helpers. Write-then-rename: every output is written under a temporary name in its folder and moved into
+place, so a reader (or a killed run) never sees a half-written file, and a failed write leaves the old one
+intact. :func:`file_digest`: a file's content hash (cache keys)."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -63,3 +65,12 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
 def write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Text (UTF-8), written atomically."""
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def file_digest(path: str | os.PathLike[str], algorithm: str = "sha1") -> str:
+    """Hex digest of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

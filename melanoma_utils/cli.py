@@ -41,14 +41,23 @@ def _existing_path(value: str) -> Path:
     return path
 
 
-def _positive_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {value}") from None
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive: {value}")
-    return n
+def _int_at_least(low: int, message: str) -> Callable[[str], int]:
+    """An argparse type: an integer ``>= low``."""
+
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {value}") from None
+        if n < low:
+            raise argparse.ArgumentTypeError(f"{message}: {value}")
+        return n
+
+    return parse
+
+
+_positive_int = _int_at_least(1, "must be positive")
+_nonneg_int = _int_at_least(0, "must be >= 0")
 
 
 def _check_args(p: argparse.ArgumentParser) -> None:
@@ -159,16 +168,6 @@ def _sensitivity(value: str) -> float:
     if x > 1:
         raise argparse.ArgumentTypeError(f"a sensitivity is in (0, 1]: {value}")
     return x
-
-
-def _nonneg_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {value}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0: {value}")
-    return n
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -355,7 +354,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     elif args.model is not None:
         from .runs import Run
 
-        thresholds["validation"] = Run.load(args.model).threshold
+        thresholds["validation"] = float(Run.read_config(args.model)["threshold"])
     result = evaluate(merged["target"], merged["probability"], merged["patient_id"], thresholds, n_boot=args.n_boot)
     mvn = melanoma_vs_nevus_auc(merged["target"], merged["probability"], merged["diagnosis"])
     if np.isfinite(mvn):

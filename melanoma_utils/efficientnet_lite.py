@@ -18,7 +18,6 @@ Only ``keras.layers`` / ``keras.ops``: the model runs on the TensorFlow and JAX 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 from collections import OrderedDict
@@ -327,14 +326,6 @@ def cache_dir() -> Path:
     return Path(base) / "melanoma_utils"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def imagenet_weights_file(checkpoint: str | os.PathLike[str] | None = None) -> Path:
     """The Keras ``.weights.h5`` file of the full Lite0 classifier with the ImageNet weights.
 
@@ -344,7 +335,9 @@ def imagenet_weights_file(checkpoint: str | os.PathLike[str] | None = None) -> P
     src = Path(checkpoint) if checkpoint is not None else packaged_checkpoint()
     if not src.is_file():
         raise WeightsFileError(f"{src}: weights file not found")
-    digest = _sha256(src)[:16]
+    from .atomic import file_digest
+
+    digest = file_digest(src, "sha256")[:16]
     target = cache_dir() / f"efficientnetlite0-imagenet-{digest}-v{CONVERTER_VERSION}.weights.h5"
     if target.is_file():
         return target

@@ -20,21 +20,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .atomic import atomic_write
+from .atomic import atomic_write, file_digest
 from .pipeline import image_batches
 from .transforms import MAX_VIEWS, dihedral
 
 #: Bumped when the way embeddings are computed changes, so old cache entries are not reused.
 EMBEDDING_VERSION = 1
-
-
-def file_digest(path: str | os.PathLike[str]) -> str:
-    """SHA-1 of a file's bytes (the image part of a cache key)."""
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def weights_id(weights: str | None) -> str:
@@ -90,6 +81,8 @@ def cached_embeddings(
     """
     from .efficientnet_lite import cache_dir
 
+    if not paths:
+        return np.zeros((0, views, int(backbone_model.output_shape[-1])), np.float32), {"cached": 0, "computed": 0}
     root = Path(cache_root) if cache_root is not None else cache_dir()
     folder = root / "embeddings" / config_key(backbone, weights, image_size, preprocess)
     folder.mkdir(parents=True, exist_ok=True)
@@ -114,6 +107,4 @@ def cached_embeddings(
         for i, emb in zip(todo, new):
             atomic_write(folder / f"{digests[i]}.npy", lambda tmp, emb=emb: np.save(tmp, emb.astype(np.float16)))
             out[i] = emb.astype(np.float16).astype(np.float32)  # what the cache returns next time
-    if not paths:
-        return np.zeros((0, views, int(backbone_model.output_shape[-1])), np.float32), {"cached": 0, "computed": 0}
     return np.stack(out), {"cached": len(paths) - len(todo), "computed": len(todo)}  # type: ignore[arg-type]

@@ -171,7 +171,7 @@ class ResumeState(_keras_callback_base()):  # type: ignore[misc]
                 opt.build(model.trainable_variables)
             if len(opt.variables) != n_o:
                 raise ResumeMismatch(f"{self.path}: optimizer state does not fit this model")
-            for v, i in zip(opt.variables, range(n_o)):
+            for i, v in enumerate(opt.variables):
                 v.assign(z[f"o{i}"])
             self.best_weights = [z[f"b{i}"] for i in range(n_w)] if meta["has_best"] else None
         self.initial_epoch, self.best, self.wait = meta["epoch"], meta["best"], meta["wait"]

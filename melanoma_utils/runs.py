@@ -137,6 +137,15 @@ class Run:
         """The threshold chosen on validation predictions."""
         return float(self.config["threshold"])
 
+    @staticmethod
+    def read_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+        """A run folder's ``config.json`` (threshold, recipe, …) without loading its model; checks the folder."""
+        run_dir = Path(run_dir)
+        for name in ("model.keras", "encoder.json", "config.json"):
+            if not (run_dir / name).is_file():
+                raise FileNotFoundError(f"{run_dir}: not a run folder ({name} missing)")
+        return json.loads((run_dir / "config.json").read_text())
+
     @classmethod
     def load(cls, run_dir: str | os.PathLike[str]) -> "Run":
         """Load a run folder written by :func:`train_run`."""
@@ -144,13 +153,10 @@ class Run:
 
         from . import augment, models  # noqa: F401  (registers the custom layers)
 
+        config = cls.read_config(run_dir)
         run_dir = Path(run_dir)
-        for name in ("model.keras", "encoder.json", "config.json"):
-            if not (run_dir / name).is_file():
-                raise FileNotFoundError(f"{run_dir}: not a run folder ({name} missing)")
         model = keras.saving.load_model(run_dir / "model.keras")
-        run = cls(model, MetadataEncoder.load(run_dir / "encoder.json"),
-                  json.loads((run_dir / "config.json").read_text()), run_dir)
+        run = cls(model, MetadataEncoder.load(run_dir / "encoder.json"), config, run_dir)
         if (run_dir / "metrics.json").is_file():
             run.metrics = json.loads((run_dir / "metrics.json").read_text())
         return run

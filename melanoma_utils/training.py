@@ -71,6 +71,11 @@ def _set_precision(mode: str) -> str:
     return policy
 
 
+def _sample_weights(y: np.ndarray, weights: dict[int, float]) -> np.ndarray:
+    """Each row's class weight."""
+    return np.array([weights[int(t)] for t in y], np.float32)
+
+
 def _datasets(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, encoder: MetadataEncoder,
               weights: dict[int, float], preprocess: dict[str, Any]) -> tuple[Any, Any]:
     """The training and validation feeds of a run (tf.data or a NumPy feed, by backend)."""
@@ -85,8 +90,7 @@ def _datasets(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, encoder:
     feeds = []
     for part, training in ((train, True), (val, False)):
         y = part["target"].to_numpy()
-        w = np.array([weights[int(t)] for t in y], np.float32)
-        feeds.append(make_feed(list(part["image_path"]), encoder.transform(part), y, w, keys=keys,
+        feeds.append(make_feed(list(part["image_path"]), encoder.transform(part), y, _sample_weights(y, weights), keys=keys,
                                image_size=cfg.image_size, preprocess=preprocess, batch_size=cfg.batch_size,
                                training=training, augmenter=augmenter if training else None, seed=cfg.seed,
                                cache=cfg.cache))
@@ -130,31 +134,39 @@ def _train_end_to_end(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, 
     rows: list[dict[str, float]] = []
     seconds_before = 0.0
     state_dir = out_dir / "backup"
-    state_dir.mkdir(exist_ok=True)
     if frozen:
         first = ResumeState(state_dir / "freeze.npz", patience=10**9, phase="freeze")
-        if first.restore(model):
-            seconds_before += first.seconds_before
-        if not (state_dir / "main.npz").is_file() and first.initial_epoch < cfg.freeze_epochs:
-            model.fit(ds_tr, validation_data=ds_va, epochs=cfg.freeze_epochs, initial_epoch=first.initial_epoch,
-                      verbose=cfg.verbose, shuffle=False, callbacks=[first])
-        first.best_weights = None  # the frozen phase hands its last weights to fine-tuning
+        if not (state_dir / "main.npz").is_file():
+            _fit_resumable(model, ds_tr, ds_va, first, 0, cfg.freeze_epochs, cfg.verbose)
+        else:  # the main phase has begun: its state sets the weights; this one gives its rows and time
+            first.restore(model)
+        seconds_before += first.seconds_before
         rows += first.rows
         base.trainable = True
         _compile(model, cfg.finetune_learning_rate)
     main = ResumeState(state_dir / "main.npz", cfg.patience, phase="main")
-    if main.restore(model):
-        seconds_before += main.seconds_before
-        print(f"resuming after epoch {main.initial_epoch} (state in {state_dir})", flush=True)
-    start_epoch = max(len(rows), main.initial_epoch)
-    if not main.stopped and start_epoch < cfg.epochs:
-        model.fit(ds_tr, validation_data=ds_va, epochs=cfg.epochs, initial_epoch=start_epoch, shuffle=False,
-                  verbose=cfg.verbose, callbacks=[main])
-    elif main.best_weights is not None:
-        model.set_weights(main.best_weights)
+    _fit_resumable(model, ds_tr, ds_va, main, len(rows), cfg.epochs, cfg.verbose)
+    seconds_before += main.seconds_before
     rows += main.rows
     _write_history(rows, out_dir / "history.csv")
     return model, len(rows), seconds_before
+
+
+def _fit_resumable(model: Any, ds_tr: Any, ds_va: Any, state: ResumeState, first_epoch: int, end_epoch: int,
+                   verbose: int) -> None:
+    """Fit epochs ``first_epoch .. end_epoch - 1`` with ``state`` saving after each one; when ``state`` holds an
+    interrupted fit of this phase, continue after its last saved epoch (or just restore its best weights when it
+    had already stopped)."""
+    state.path.parent.mkdir(parents=True, exist_ok=True)
+    if state.restore(model):
+        what = {"main": "", "finetune": "fine-tuning ", "freeze": "the frozen phase "}.get(state.phase, "")
+        print(f"resuming {what}after epoch {state.initial_epoch} (state in {state.path.parent})", flush=True)
+    start = max(first_epoch, state.initial_epoch)
+    if not state.stopped and start < end_epoch:
+        model.fit(ds_tr, validation_data=ds_va, epochs=end_epoch, initial_epoch=start, shuffle=False,
+                  verbose=verbose, callbacks=[state])
+    elif state.best_weights is not None:
+        model.set_weights(state.best_weights)
 
 
 def _write_history(rows: list[dict[str, float]], path: Path) -> None:
@@ -206,8 +218,7 @@ def _train_on_embeddings(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFram
     xm_tr = encoder.transform(train) if cfg.uses_meta else None
     xm_va = encoder.transform(val) if cfg.uses_meta else None
     y_tr, y_va = train["target"].to_numpy(np.float32), val["target"].to_numpy(np.float32)
-    w_tr = np.array([weights[int(t)] for t in y_tr], np.float32)
-    w_va = np.array([weights[int(t)] for t in y_va], np.float32)
+    w_tr, w_va = _sample_weights(y_tr, weights), _sample_weights(y_va, weights)
     keras.utils.set_random_seed(cfg.seed)  # the head starts alike whether the embeddings were cached or computed
     head = build_head_model(emb_tr.shape[-1], encoder.n_features if cfg.uses_meta else None, kind=cfg.model,  # type: ignore[arg-type]
                             meta_units=cfg.meta_units, head_units=cfg.head_units, head_dropout=cfg.head_dropout,
@@ -228,32 +239,20 @@ def _train_on_embeddings(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFram
                        "cached": n_tr["cached"] + n_va["cached"]},
         "head": {"seconds": time.perf_counter() - t1, "epochs": head_epochs, "learning_rate": cfg.head_learning_rate},
     }
-    epochs = head_epochs
     base.trainable = False
     if cfg.finetune != "none":
         n_trainable = set_finetune_trainable(base, cfg.finetune)
         _compile(model, cfg.finetune_learning_rate)
         ds_tr, ds_va = _datasets(cfg, train, val, encoder, weights, preprocess)
         t2 = time.perf_counter()
-        state_dir = out_dir / "backup"
-        state_dir.mkdir(exist_ok=True)
-        ft = ResumeState(state_dir / "finetune.npz", cfg.patience, phase="finetune")
-        if ft.restore(model):
-            print(f"resuming fine-tuning after epoch {ft.initial_epoch} (state in {state_dir})", flush=True)
-        start_epoch = max(head_epochs, ft.initial_epoch)
-        if not ft.stopped and start_epoch < head_epochs + cfg.finetune_epochs:
-            model.fit(ds_tr, validation_data=ds_va, epochs=head_epochs + cfg.finetune_epochs, initial_epoch=start_epoch,
-                      shuffle=False, verbose=cfg.verbose, callbacks=[ft])
-        elif ft.best_weights is not None:
-            model.set_weights(ft.best_weights)
-        ft_epochs = len(ft.rows)
+        ft = ResumeState(out_dir / "backup" / "finetune.npz", cfg.patience, phase="finetune")
+        _fit_resumable(model, ds_tr, ds_va, ft, head_epochs, head_epochs + cfg.finetune_epochs, cfg.verbose)
         rows += ft.rows
-        epochs += ft_epochs
-        stages["finetune"] = {"mode": cfg.finetune, "seconds": time.perf_counter() - t2, "epochs": ft_epochs,
+        stages["finetune"] = {"mode": cfg.finetune, "seconds": time.perf_counter() - t2, "epochs": len(ft.rows),
                               "learning_rate": cfg.finetune_learning_rate, "trainable_backbone_weights": n_trainable}
         base.trainable = False  # the saved model's backbone is frozen again (a later fit must opt in)
     _write_history(rows, out_dir / "history.csv")
-    return model, epochs, stages
+    return model, len(rows), stages
 
 
 def train_run(
