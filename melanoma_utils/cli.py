@@ -179,7 +179,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", type=Path, help="folder of <image_name>.jpg (default: train/ beside train.csv)")
     p.add_argument("--duplicates", type=_existing_file, help="official duplicate list to apply")
     p.add_argument("--out", type=Path, required=True, help="run folder to write")
-    p.add_argument("--model", choices=("fusion", "image", "meta"), default="fusion")
+    p.add_argument("--kind", "--model", dest="kind", choices=("fusion", "image", "meta"), default="fusion",
+                   help="which inputs the model takes: images and metadata (fusion), images only, metadata only")
     p.add_argument("--features", choices=sorted(FEATURE_SETS), default="clinical")
     p.add_argument("--image-size", type=_positive_int, default=None,
                    help="side in px (default: 224 for efficientnetlite0, its ImageNet resolution and the best in the "
@@ -196,7 +197,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", choices=["cnn", *sorted(BACKBONES)], default="efficientnetlite0",
                    help="image branch: efficientnetlite0 (default; ImageNet weights shipped offline, frozen, head trained "
                         "on cached embeddings), cnn (the study's CNN from scratch) or a keras.applications model")
-    p.add_argument("--weights", default=None,
+    p.add_argument("--backbone-weights", "--weights", dest="backbone_weights", default=None,
                    help="backbone weights: none | imagenet | PATH.h5 (default: imagenet for efficientnetlite0, else none)")
     p.add_argument("--finetune", choices=("none", "top", "all"), default="none",
                    help="with pretrained weights: after training the head on cached embeddings, fine-tune the "
@@ -231,20 +232,20 @@ def _train(args: argparse.Namespace) -> int:
 
     backbone = None if args.backbone == "cnn" else args.backbone
     image_size = args.image_size or (224 if backbone == "efficientnetlite0" else 128)
-    weights = args.weights if args.weights is not None else ("imagenet" if backbone in OFFLINE_IMAGENET else "none")
+    weights = args.backbone_weights if args.backbone_weights is not None else ("imagenet" if backbone in OFFLINE_IMAGENET else "none")
     if weights.lower() != "none" and not backbone:
-        raise ValueError(f"--weights {weights} needs a backbone (the study's CNN has no pretrained weights); "
-                         "e.g. --backbone efficientnetlite0 --weights imagenet")
+        raise ValueError(f"--backbone-weights {weights} needs a backbone (the study's CNN has no pretrained weights); "
+                         "e.g. --backbone efficientnetlite0 --backbone-weights imagenet")
     if weights.lower() not in ("none", "imagenet") and not Path(weights).is_file():
-        raise FileNotFoundError(f"--weights {weights}: file not found (none | imagenet | a weights file)")
+        raise FileNotFoundError(f"--backbone-weights {weights}: file not found (none | imagenet | a weights file)")
     if args.val_fraction <= 0 or args.val_fraction >= 1:
         raise ValueError(f"--val-fraction must be between 0 and 1; got {args.val_fraction}")
     cfg = TrainConfig(
-        model=args.model, features=args.features, image_size=image_size, epochs=args.epochs,
+        kind=args.kind, features=args.features, image_size=image_size, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate, patience=args.patience,
         val_fraction=args.val_fraction, min_sensitivity=args.min_sensitivity, preprocess=args.preprocess,
         augment=not args.no_augment, class_weighting=not args.no_class_weights, backbone=backbone,
-        weights=None if weights.lower() == "none" else weights, freeze_epochs=args.freeze_epochs,
+        backbone_weights=None if weights.lower() == "none" else weights, freeze_epochs=args.freeze_epochs,
         finetune=args.finetune, finetune_epochs=args.finetune_epochs, finetune_learning_rate=args.finetune_learning_rate,
         head_learning_rate=args.head_learning_rate, tta=args.tta, embedding_views=args.embedding_views, frozen_features=not args.end_to_end,
         cache=None if args.cache.lower() == "none" else args.cache, seed=args.seed, verbose=args.verbose,
@@ -267,7 +268,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", type=_existing_path, required=True, help="run folder from `train`")
+    p.add_argument("--run", "--model", dest="run", type=_existing_path, required=True, help="run folder from `train`")
     p.add_argument("--metadata", type=_existing_file, required=True, help="CSV in the ISIC 2020 schema")
     p.add_argument("--images", type=Path, help="folder of <image_name>.jpg (default: train/ beside the CSV)")
     p.add_argument("--out", type=Path, required=True, help="predictions CSV to write")
@@ -282,25 +283,18 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
 
 @command("predict", "write image_name,probability,prediction for every row of a CSV", _predict_args)
 def _predict(args: argparse.Namespace) -> int:
-    from .data import LoadReport, attach_image_paths, default_images_dir, normalise_metadata, read_csv
+    from .data import load_for_prediction
     from .runs import Run
 
     if args.out.is_dir():
         raise FileExistsError(f"{args.out} is a folder; --out names the predictions CSV to write (e.g. {args.out / 'predictions.csv'})")
     if args.out.exists() and not args.overwrite:
         raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it")
-    run = Run.load(args.model)
-    report = LoadReport(source=str(args.metadata))
-    df = normalise_metadata(read_csv(args.metadata), str(args.metadata), require_target=False, report=report)
-    for note in report.notes:
+    run = Run.load(args.run)
+    ds = load_for_prediction(args.metadata, args.images, needs_images=run.train_config.uses_images)
+    for note in ds.report.notes:
         print(f"note: {note}")
-    images = args.images or default_images_dir(args.metadata)
-    if run.train_config.uses_images:
-        if images is None or not Path(images).is_dir():
-            raise DataError(f"{images or args.metadata.parent / 'train'}: image folder not found; pass --images")
-        df = attach_image_paths(df, images)
-    else:
-        df = attach_image_paths(df, images) if images is not None and Path(images).is_dir() else df.assign(image_path="")
+    df = ds.frame
     import time
 
     t0 = time.perf_counter()
@@ -329,7 +323,7 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--predictions", type=_existing_file, required=True, help="CSV from `predict`")
     p.add_argument("--metadata", type=_existing_file, required=True, help="CSV with image_name and target")
     p.add_argument("--threshold", type=_nonneg_float, help="threshold besides 0.5 (default: the run's, if --model)")
-    p.add_argument("--model", type=_existing_path, help="run folder: evaluate at its validation threshold")
+    p.add_argument("--run", "--model", dest="run", type=_existing_path, help="run folder: evaluate at its validation threshold")
     p.add_argument("--out", type=Path, help="metrics JSON to write")
     p.add_argument("--n-boot", type=_positive_int, default=1000)
 
@@ -351,10 +345,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     thresholds = {"0.5": 0.5}
     if args.threshold is not None:
         thresholds["given"] = args.threshold
-    elif args.model is not None:
+    elif args.run is not None:
         from .runs import Run
 
-        thresholds["validation"] = float(Run.read_config(args.model)["threshold"])
+        thresholds["validation"] = float(Run.read_config(args.run)["threshold"])
     result = evaluate(merged["target"], merged["probability"], merged["patient_id"], thresholds, n_boot=args.n_boot)
     mvn = melanoma_vs_nevus_auc(merged["target"], merged["probability"], merged["diagnosis"])
     if np.isfinite(mvn):

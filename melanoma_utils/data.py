@@ -63,7 +63,7 @@ NORMALISED_COLUMNS: tuple[str, ...] = (
     "site",
     "diagnosis",
     "target",
-    "fold",
+    "tfrecord",
     "width",
     "height",
     "image_path",
@@ -238,7 +238,7 @@ def normalise_metadata(
             ),
             "diagnosis": diagnosis.astype(str),
             "target": target if not require_target else target.astype(int),
-            "fold": _numeric(col("tfrecord"), "tfrecord", source).astype("Int64"),
+            "tfrecord": _numeric(col("tfrecord"), "tfrecord", source).astype("Int64"),
             "width": _numeric(col("width"), "width", source),
             "height": _numeric(col("height"), "height", source),
         }
@@ -374,6 +374,33 @@ def load_dataset(
         if on_missing == "drop":
             df = df[~df["image_name"].isin(set(missing))].reset_index(drop=True)
             report.notes.append(msg + "; those rows were dropped")
+    return Dataset(frame=df[list(NORMALISED_COLUMNS)], report=report)
+
+
+def load_for_prediction(
+    metadata: str | os.PathLike[str],
+    images: str | os.PathLike[str] | None = None,
+    *,
+    needs_images: bool = True,
+) -> Dataset:
+    """Load rows to score (``target`` optional) for ``predict``; missing images stay in the table.
+
+    Unlike :func:`load_dataset`, a missing or unreadable image is not dropped here: the prediction table
+    keeps every input row and reports the error on its own row. ``images`` defaults to ``train/`` beside
+    the CSV; a model without an image input (``needs_images=False``) does not need the folder at all.
+    """
+    df, report, csv = _read_metadata(metadata, None, require_target=False)
+    images_dir = Path(images) if images is not None else default_images_dir(csv)
+    if needs_images:
+        if images_dir is None:
+            raise DataError(f"{csv}: no image folder given and no 'train/' folder beside it; pass --images "
+                            "(the folder of <image_name>.jpg files)")
+        if not images_dir.is_dir():
+            raise DataError(f"{images_dir}: image folder not found; pass --images")
+    if images_dir is not None and images_dir.is_dir():
+        df = attach_image_paths(df, images_dir)
+    else:
+        df["image_path"] = ""
     return Dataset(frame=df[list(NORMALISED_COLUMNS)], report=report)
 
 

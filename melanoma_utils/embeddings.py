@@ -66,7 +66,7 @@ def cached_embeddings(
     paths: Sequence[str],
     *,
     backbone: str,
-    weights: str | None,
+    backbone_weights: str | None,
     image_size: int,
     preprocess: dict[str, Any],
     views: int = 1,
@@ -84,7 +84,7 @@ def cached_embeddings(
     if not paths:
         return np.zeros((0, views, int(backbone_model.output_shape[-1])), np.float32), {"cached": 0, "computed": 0}
     root = Path(cache_root) if cache_root is not None else cache_dir()
-    folder = root / "embeddings" / config_key(backbone, weights, image_size, preprocess)
+    folder = root / "embeddings" / config_key(backbone, backbone_weights, image_size, preprocess)
     folder.mkdir(parents=True, exist_ok=True)
     digests = [file_digest(p) for p in paths]
     out: list[np.ndarray | None] = [None] * len(paths)

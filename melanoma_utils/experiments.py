@@ -29,10 +29,10 @@ def _load_or_train(df: pd.DataFrame, cfg: TrainConfig, run_dir: Path) -> Run:
 
 #: The ablation's variants: name -> TrainConfig overrides.
 ABLATION_VARIANTS: dict[str, dict[str, Any]] = {
-    "metadata only (clinical)": {"model": "meta", "features": "clinical"},
-    "image only": {"model": "image"},
-    "fusion, clinical": {"model": "fusion", "features": "clinical"},
-    "fusion, paper (+ width/height)": {"model": "fusion", "features": "paper"},
+    "metadata only (clinical)": {"kind": "meta", "features": "clinical"},
+    "image only": {"kind": "image"},
+    "fusion, clinical": {"kind": "fusion", "features": "clinical"},
+    "fusion, paper (+ width/height)": {"kind": "fusion", "features": "paper"},
 }
 
 
@@ -152,7 +152,7 @@ def compare_backbones(
     """The study's Table 3 analogue: each backbone (``"cnn"`` = the study's own branch) × image-only /
     fusion, trained on the same patient-grouped training part (same budget) and scored on the same
     held-out patients. A backbone entry ``"name@weights"`` (e.g. ``"efficientnetlite0@imagenet"``,
-    ``"efficientnetlite0@none"``) sets its weights; plain names use ``cfg.weights``. Returns
+    ``"efficientnetlite0@none"``) sets its weights; plain names use ``cfg.backbone_weights``. Returns
     ``(table, predictions)``; runs are saved under ``out_dir`` and reused."""
     out_dir = Path(out_dir)
     tr, te = holdout_split(df, test_fraction, seed=cfg.seed)
@@ -160,10 +160,10 @@ def compare_backbones(
     rows, preds = [], []
     for entry in backbones:
         backbone, _, w = entry.partition("@")
-        weights = (None if w == "none" else w) if w else cfg.weights
+        weights = (None if w == "none" else w) if w else cfg.backbone_weights
         for model in models:
-            overrides = {"model": model, "backbone": None if backbone == "cnn" else backbone,
-                         "weights": None if backbone == "cnn" else weights}
+            overrides = {"kind": model, "backbone": None if backbone == "cnn" else backbone,
+                         "backbone_weights": None if backbone == "cnn" else weights}
             vcfg = TrainConfig.from_dict({**asdict(cfg), **overrides})
             run_dir = out_dir / f"{entry.replace('@', '_')}_{model}"
             run = _load_or_train(train, vcfg, run_dir)

@@ -82,7 +82,7 @@ def split_fusion(model: Any) -> tuple[Any, Any]:
 def _scorer(run: Any, x: dict[str, np.ndarray]) -> tuple[Callable[[dict[str, np.ndarray]], np.ndarray], dict[str, np.ndarray]]:
     """A fast ``predict(inputs)`` and the inputs it takes: image features precomputed for fusion models."""
     model = run.model
-    if run.train_config.model == "fusion":
+    if run.train_config.kind == "fusion":
         encoder, head = split_fusion(model)
         feats = np.asarray(encoder.predict(x["image"], batch_size=128, verbose=0))
         return (lambda z: predict_arrays(head, z)), {"image_features": feats, "meta": x["meta"]}
@@ -206,7 +206,7 @@ def _head_of(run: Any) -> Any:
     cfg = run.train_config
     base = run.model.get_layer("backbone")
     head = build_head_model(int(base.output.shape[-1]), run.encoder.n_features if cfg.uses_meta else None,
-                            kind=cfg.model, meta_units=cfg.meta_units, head_units=cfg.head_units,
+                            kind=cfg.kind, meta_units=cfg.meta_units, head_units=cfg.head_units,
                             head_dropout=cfg.head_dropout)
     copy_head_weights(run.model, head)
     return head

@@ -100,8 +100,8 @@ def build_backbone(name: str, image_size: int, weights: str | None = None) -> ke
         if w == "imagenet":
             raise WeightsUnavailable(
                 f"could not download ImageNet weights for {name} ({type(exc).__name__}: {exc}). "
-                f"Offline, use --backbone {OFFLINE_IMAGENET[0]} --weights imagenet (ImageNet weights shipped by "
-                "an installed package), --weights none (random initialisation), or a local file --weights PATH.h5"
+                f"Offline, use --backbone {OFFLINE_IMAGENET[0]} --backbone-weights imagenet (ImageNet weights shipped by "
+                "an installed package), --backbone-weights none (random initialisation), or a local file --backbone-weights PATH.h5"
             ) from None
         raise WeightsUnavailable(f"could not load weights {w!r} for {name}: {exc}") from None
 
@@ -135,7 +135,7 @@ def build_model(
     head_dropout: float = 0.3,
     initial_bias: float | None = None,
     backbone: str | None = None,
-    weights: str | None = None,
+    backbone_weights: str | None = None,
     name: str | None = None,
     image_dtype: str = "float32",
 ) -> keras.Model:
@@ -157,7 +157,7 @@ def build_model(
         if backbone:
             mode = BACKBONES[backbone.lower()][1] if backbone.lower() in BACKBONES else "unit"
             x = BackbonePreprocess(mode, name="backbone_preprocess")(image)
-            base = build_backbone(backbone, image_size, weights)
+            base = build_backbone(backbone, image_size, backbone_weights)
             base.name = "backbone"
             x = base(x)
         else:

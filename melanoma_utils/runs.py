@@ -17,7 +17,7 @@ import json
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -33,7 +33,7 @@ FINETUNE_MODES: tuple[str, ...] = ("none", "top", "all")
 class TrainConfig:
     """Every training choice, saved with the run. Defaults follow the study."""
 
-    model: str = "fusion"  # fusion | image | meta
+    kind: str = "fusion"  # fusion | image | meta: which inputs the model takes
     features: str = "clinical"  # clinical | paper | acquisition (metadata feature set)
     image_size: int = 128
     batch_size: int = 32
@@ -53,7 +53,7 @@ class TrainConfig:
     head_units: tuple[int, ...] = (128, 64)
     head_dropout: float = 0.3
     backbone: str | None = None  # a keras.applications name (see models.BACKBONES)
-    weights: str | None = None  # None | "imagenet" | a local weights file
+    backbone_weights: str | None = None  # None | "imagenet" | a local weights file (pretrained backbone)
     freeze_epochs: int = 0  # end-to-end path (frozen_features off): epochs with the backbone frozen, then fine-tune
     finetune_learning_rate: float = 1e-5
     frozen_features: bool = True  # with pretrained weights: train the head on cached backbone embeddings
@@ -67,8 +67,8 @@ class TrainConfig:
     verbose: int = 2  # Keras fit verbosity: 1 progress bar, 2 one line per epoch
 
     def __post_init__(self) -> None:
-        if self.model not in ("fusion", "image", "meta"):
-            raise ValueError(f"model must be fusion, image or meta; got {self.model!r}")
+        if self.kind not in ("fusion", "image", "meta"):
+            raise ValueError(f"kind must be fusion, image or meta; got {self.kind!r}")
         check_feature_set(self.features)
         preprocess_config(self.preprocess)
         for name in ("image_size", "batch_size", "epochs"):
@@ -97,7 +97,7 @@ class TrainConfig:
     @property
     def uses_images(self) -> bool:
         """Whether the model has an image input."""
-        return self.model in ("fusion", "image")
+        return self.kind in ("fusion", "image")
 
     @property
     def min_image_size(self) -> int:
@@ -107,17 +107,22 @@ class TrainConfig:
     @property
     def uses_cached_embeddings(self) -> bool:
         """Whether the head is trained on cached embeddings of a frozen pretrained backbone."""
-        return self.uses_images and bool(self.backbone) and self.weights not in (None, "none") and self.frozen_features
+        return self.uses_images and bool(self.backbone) and self.backbone_weights not in (None, "none") and self.frozen_features
 
     @property
     def uses_meta(self) -> bool:
         """Whether the model has a metadata input."""
-        return self.model in ("fusion", "meta")
+        return self.kind in ("fusion", "meta")
+
+    #: Names used by earlier versions (config.json of older runs) -> today's field.
+    RENAMED: ClassVar[dict[str, str]] = {"model": "kind", "weights": "backbone_weights"}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        """Rebuild from :func:`dataclasses.asdict` output (unknown keys ignored)."""
+        """Rebuild from :func:`dataclasses.asdict` output (unknown keys ignored; older runs' field names
+        :attr:`RENAMED` are read as today's)."""
         names = {f.name for f in fields(cls)}
+        d = {cls.RENAMED.get(k, k): v for k, v in d.items() if not (k in cls.RENAMED and cls.RENAMED[k] in d)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
 

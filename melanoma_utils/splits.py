@@ -14,11 +14,11 @@ class LeakageError(AssertionError):
 def grouped_folds(df: pd.DataFrame, n_splits: int = 5, seed: int = 0, use_tfrecord: bool = False) -> np.ndarray:
     """A fold id (0..n_splits-1) per row, grouped by ``patient_id`` and stratified by ``target``.
 
-    With ``use_tfrecord`` and a complete ``fold`` column (the resized release's ``tfrecord``, the
-    standard patient-isolated assignment), folds are ``fold % n_splits`` instead.
+    With ``use_tfrecord`` and a complete ``tfrecord`` column (the resized release's shard index, the
+    standard patient-isolated assignment), folds are ``tfrecord % n_splits`` instead.
     """
-    if use_tfrecord and "fold" in df and df["fold"].notna().all():
-        folds = df["fold"].astype(int).to_numpy() % n_splits
+    if use_tfrecord and "tfrecord" in df and df["tfrecord"].notna().all():
+        folds = df["tfrecord"].astype(int).to_numpy() % n_splits
     else:
         n_pos = int(df["target"].sum())
         n_patients = df["patient_id"].nunique()

@@ -71,13 +71,13 @@ def _set_precision(mode: str) -> str:
     return policy
 
 
-def _sample_weights(y: np.ndarray, weights: dict[int, float]) -> np.ndarray:
+def _sample_weights(y: np.ndarray, class_weights: dict[int, float]) -> np.ndarray:
     """Each row's class weight."""
-    return np.array([weights[int(t)] for t in y], np.float32)
+    return np.array([class_weights[int(t)] for t in y], np.float32)
 
 
 def _datasets(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, encoder: MetadataEncoder,
-              weights: dict[int, float], preprocess: dict[str, Any]) -> tuple[Any, Any]:
+              class_weights: dict[int, float], preprocess: dict[str, Any]) -> tuple[Any, Any]:
     """The training and validation feeds of a run (tf.data or a NumPy feed, by backend)."""
     from .pipeline import make_feed
 
@@ -90,7 +90,7 @@ def _datasets(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, encoder:
     feeds = []
     for part, training in ((train, True), (val, False)):
         y = part["target"].to_numpy()
-        feeds.append(make_feed(list(part["image_path"]), encoder.transform(part), y, _sample_weights(y, weights), keys=keys,
+        feeds.append(make_feed(list(part["image_path"]), encoder.transform(part), y, _sample_weights(y, class_weights), keys=keys,
                                image_size=cfg.image_size, preprocess=preprocess, batch_size=cfg.batch_size,
                                training=training, augmenter=augmenter if training else None, seed=cfg.seed,
                                cache=cfg.cache))
@@ -109,24 +109,24 @@ def _compile(model: Any, learning_rate: float) -> None:
 
 
 def _train_end_to_end(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, encoder: MetadataEncoder,
-                      weights: dict[int, float], preprocess: dict[str, Any], out_dir: Path, scope: Any) -> tuple[Any, int, float]:
+                      class_weights: dict[int, float], preprocess: dict[str, Any], out_dir: Path, scope: Any) -> tuple[Any, int, float]:
     """Train the whole model on decoded images (optionally frozen backbone for ``freeze_epochs`` first),
     resumable after a kill (:class:`~melanoma_utils.runfolder.ResumeState` in ``out_dir/backup``). Returns the
     model, the epochs run in all and the seconds spent before an interruption."""
     from .models import backbone_layer, bias_for, build_model
 
-    ds_tr, ds_va = _datasets(cfg, train, val, encoder, weights, preprocess)
+    ds_tr, ds_va = _datasets(cfg, train, val, encoder, class_weights, preprocess)
     with scope:
         model = build_model(
             cfg.image_size if cfg.uses_images else None,
             encoder.n_features if cfg.uses_meta else None,
-            kind=cfg.model,  # type: ignore[arg-type]
+            kind=cfg.kind,  # type: ignore[arg-type]
             conv_filters=cfg.conv_filters, conv_dropout=cfg.conv_dropout, meta_units=cfg.meta_units,
             head_units=cfg.head_units, head_dropout=cfg.head_dropout,
-            initial_bias=bias_for(float(train["target"].mean())), backbone=cfg.backbone, weights=cfg.weights,
+            initial_bias=bias_for(float(train["target"].mean())), backbone=cfg.backbone, backbone_weights=cfg.backbone_weights,
         )
         base = backbone_layer(model)
-        frozen = base is not None and cfg.weights not in (None, "none") and cfg.freeze_epochs > 0
+        frozen = base is not None and cfg.backbone_weights not in (None, "none") and cfg.freeze_epochs > 0
         if frozen:
             base.trainable = False
         _compile(model, cfg.learning_rate)
@@ -194,7 +194,7 @@ def set_finetune_trainable(base: Any, mode: str) -> int:
 
 
 def _train_on_embeddings(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, encoder: MetadataEncoder,
-                         weights: dict[int, float], preprocess: dict[str, Any], out_dir: Path) -> tuple[Any, int, dict[str, Any]]:
+                         class_weights: dict[int, float], preprocess: dict[str, Any], out_dir: Path) -> tuple[Any, int, dict[str, Any]]:
     """Frozen pretrained backbone: cache each image's embeddings (``embedding_views`` dihedral views), train the
     head on them, move the head into the full two-input model, then optionally fine-tune the backbone's top."""
     import keras
@@ -204,12 +204,12 @@ def _train_on_embeddings(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFram
     from .pipeline import make_embedding_sequence
 
     bias = bias_for(float(train["target"].mean()))
-    model = build_model(cfg.image_size, encoder.n_features if cfg.uses_meta else None, kind=cfg.model,  # type: ignore[arg-type]
+    model = build_model(cfg.image_size, encoder.n_features if cfg.uses_meta else None, kind=cfg.kind,  # type: ignore[arg-type]
                         meta_units=cfg.meta_units, head_units=cfg.head_units, head_dropout=cfg.head_dropout,
-                        initial_bias=bias, backbone=cfg.backbone, weights=cfg.weights)
+                        initial_bias=bias, backbone=cfg.backbone, backbone_weights=cfg.backbone_weights)
     base = backbone_layer(model)
     t0 = time.perf_counter()
-    kw = dict(backbone=cfg.backbone, weights=cfg.weights, image_size=cfg.image_size, preprocess=preprocess,
+    kw = dict(backbone=cfg.backbone, backbone_weights=cfg.backbone_weights, image_size=cfg.image_size, preprocess=preprocess,
               views=cfg.embedding_views, progress=cfg.verbose > 0)
     emb_tr, n_tr = cached_embeddings(base, list(train["image_path"]), **kw)
     emb_va, n_va = cached_embeddings(base, list(val["image_path"]), **kw)
@@ -218,9 +218,9 @@ def _train_on_embeddings(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFram
     xm_tr = encoder.transform(train) if cfg.uses_meta else None
     xm_va = encoder.transform(val) if cfg.uses_meta else None
     y_tr, y_va = train["target"].to_numpy(np.float32), val["target"].to_numpy(np.float32)
-    w_tr, w_va = _sample_weights(y_tr, weights), _sample_weights(y_va, weights)
+    w_tr, w_va = _sample_weights(y_tr, class_weights), _sample_weights(y_va, class_weights)
     keras.utils.set_random_seed(cfg.seed)  # the head starts alike whether the embeddings were cached or computed
-    head = build_head_model(emb_tr.shape[-1], encoder.n_features if cfg.uses_meta else None, kind=cfg.model,  # type: ignore[arg-type]
+    head = build_head_model(emb_tr.shape[-1], encoder.n_features if cfg.uses_meta else None, kind=cfg.kind,  # type: ignore[arg-type]
                             meta_units=cfg.meta_units, head_units=cfg.head_units, head_dropout=cfg.head_dropout,
                             initial_bias=bias)
     _compile(head, cfg.head_learning_rate)
@@ -243,7 +243,7 @@ def _train_on_embeddings(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFram
     if cfg.finetune != "none":
         n_trainable = set_finetune_trainable(base, cfg.finetune)
         _compile(model, cfg.finetune_learning_rate)
-        ds_tr, ds_va = _datasets(cfg, train, val, encoder, weights, preprocess)
+        ds_tr, ds_va = _datasets(cfg, train, val, encoder, class_weights, preprocess)
         t2 = time.perf_counter()
         ft = ResumeState(out_dir / "backup" / "finetune.npz", cfg.patience, phase="finetune")
         _fit_resumable(model, ds_tr, ds_va, ft, head_epochs, head_epochs + cfg.finetune_epochs, cfg.verbose)
@@ -306,7 +306,7 @@ def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.
     if prepare_staging(work, fingerprint(cfg, train, val), restart):
         print(f"resuming the interrupted run staged in {work}", flush=True)
     encoder = MetadataEncoder(cfg.features).fit(train)
-    weights = class_weights(train["target"].to_numpy()) if cfg.class_weighting else {0: 1.0, 1: 1.0}
+    per_class = class_weights(train["target"].to_numpy()) if cfg.class_weighting else {0: 1.0, 1: 1.0}
     preprocess = preprocess_config(cfg.preprocess)
     strategy = _distribution()
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
@@ -315,9 +315,9 @@ def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.
     seconds_before = 0.0
     if cfg.uses_cached_embeddings:
         with scope:
-            model, epochs_run, stages = _train_on_embeddings(cfg, train, val, encoder, weights, preprocess, work)
+            model, epochs_run, stages = _train_on_embeddings(cfg, train, val, encoder, per_class, preprocess, work)
     else:
-        model, epochs_run, seconds_before = _train_end_to_end(cfg, train, val, encoder, weights, preprocess, work, scope)
+        model, epochs_run, seconds_before = _train_end_to_end(cfg, train, val, encoder, per_class, preprocess, work, scope)
     seconds = seconds_before + time.perf_counter() - start
 
     run = Run(model, encoder, {"train": asdict(cfg), "preprocess": preprocess, "threshold": 0.5}, out_dir)
@@ -340,7 +340,7 @@ def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.
         "threshold_rule": rule,
         "threshold_fallback": fallback,
         "feature_names": encoder.feature_names,
-        "class_weights": weights,
+        "class_weights": per_class,
         "n_train": len(train), "n_val": len(val), "n_train_positive": int(train["target"].sum()),
         "skipped_unreadable": dropped,
         "epochs_run": epochs_run, "train_seconds": seconds, "resumed_after_seconds": seconds_before or None,

@@ -45,7 +45,7 @@ images_dir = ""  # empty: the train/ folder beside images_csv
 report_dir = "reports/demo"
 image_size = 64
 backbone = "efficientnetlite0"  # empty: the CNN of the study, trained from scratch, as the image branch
-weights = "imagenet"  # offline: the ImageNet weights come from a pip package
+backbone_weights = "imagenet"  # offline: the ImageNet weights come from a pip package
 embedding_views = 8  # rotations/mirrors of each image cached for the head's training
 head_learning_rate = 0.001
 finetune = "none"  # none | top | all: fine-tune the backbone after the head
@@ -81,14 +81,14 @@ report, df = open_study(report_dir, synthetic, seed, images_csv, images_dir)
 ov = eda.overview(df)
 cfg = TrainConfig(image_size=image_size, conv_filters=tuple(conv_filters), epochs=epochs, patience=patience,
                   batch_size=batch_size, learning_rate=learning_rate, preprocess=preprocess, augment=augment,
-                  backbone=backbone or None, weights=weights if backbone else None, embedding_views=embedding_views,
+                  backbone=backbone or None, backbone_weights=backbone_weights if backbone else None, embedding_views=embedding_views,
                   head_learning_rate=head_learning_rate, finetune=finetune, tta=tta if backbone else 1,
                   min_sensitivity=min_sensitivity, seed=seed,
                   verbose=0)
 SCRATCH = "image only, study CNN from scratch"
 variants = dict(ABLATION_VARIANTS)
 if backbone:
-    variants[SCRATCH] = {"model": "image", "backbone": None, "weights": None, "image_size": scratch_image_size,
+    variants[SCRATCH] = {"kind": "image", "backbone": None, "backbone_weights": None, "image_size": scratch_image_size,
                          "epochs": scratch_epochs, "patience": scratch_patience, "tta": 1}
 branch = (f"frozen ImageNet {backbone} ({embedding_views} cached views, head learning rate {head_learning_rate}, "
           f"fine-tuning: {finetune}, test-time augmentation: {tta} view(s))" if backbone

@@ -58,7 +58,7 @@ from melanoma_utils.runs import TrainConfig
 
 report, df = open_study(report_dir, synthetic, seed, images_csv, images_dir)
 cfg = TrainConfig(image_size=compare_image_size, epochs=compare_epochs, patience=compare_epochs,
-                  weights=None if compare_weights == "none" else compare_weights, freeze_epochs=freeze_epochs,
+                  backbone_weights=None if compare_weights == "none" else compare_weights, freeze_epochs=freeze_epochs,
                   conv_filters=tuple(conv_filters), learning_rate=learning_rate, batch_size=batch_size, seed=seed, verbose=0)
 table, preds = compare_backbones(df, cfg, report.report_dir / "runs" / "backbones", backbones,
                                  test_fraction=test_fraction, n_boot=n_boot)

@@ -37,7 +37,7 @@ def main() -> None:
     rows = df.iloc[np.arange(args.n) % len(df)].reset_index(drop=True)
     cfg = run.train_config
     lines = [f"# Prediction throughput ({args.label})", "",
-             f"Run: `{args.model}` — {cfg.model}, backbone {cfg.backbone or 'cnn'}, {cfg.image_size} px; "
+             f"Run: `{args.model}` — {cfg.kind}, backbone {cfg.backbone or 'cnn'}, {cfg.image_size} px; "
              f"{args.n:,} rows cycled from `{args.metadata}`; batch {args.batch_size}; {os.cpu_count()} CPUs, "
              f"{platform.platform()}.", "", "| TTA views | seconds | images/s |", "|---|---|---|"]
     for tta in args.tta:

@@ -41,7 +41,7 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     args = ap.parse_args()
     df = load_dataset(args.metadata).frame
-    base = TrainConfig(model="fusion", features="clinical", backbone="efficientnetlite0", weights="imagenet",
+    base = TrainConfig(kind="fusion", features="clinical", backbone="efficientnetlite0", backbone_weights="imagenet",
                        image_size=128, seed=0, verbose=0)
     out_csv = Path(args.out)
     rows = pd.read_csv(out_csv).to_dict("records") if out_csv.is_file() else []

@@ -53,7 +53,7 @@ def planted_sex_table(n: int = 400, seed: int = 0) -> pd.DataFrame:
     y = (rng.random(n) < 0.3).astype(int)
     return pd.DataFrame({"image_name": [f"i{i}" for i in range(n)], "patient_id": [f"p{i // 2}" for i in range(n)],
                          "sex": np.where(y == 1, "male", "female"), "age": rng.normal(50, 10, n), "site": "torso",
-                         "diagnosis": "nevus", "target": y, "fold": pd.NA, "width": np.nan, "height": np.nan,
+                         "diagnosis": "nevus", "target": y, "tfrecord": pd.NA, "width": np.nan, "height": np.nan,
                          "image_path": ""})
 
 

@@ -39,7 +39,7 @@ def test_freeze_then_fine_tune_with_a_local_weights_file(tiny_csv: Path, tmp_pat
     def backbone_changed(run) -> bool:
         return any(not np.array_equal(a, b) for a, b in zip(start, run.model.get_layer("backbone").get_weights()))
 
-    common = dict(model="image", backbone="mobilenetv2", weights=str(weights), freeze_epochs=1, image_size=32,
+    common = dict(kind="image", backbone="mobilenetv2", backbone_weights=str(weights), freeze_epochs=1, image_size=32,
                   batch_size=8, head_units=(8,), verbose=0, frozen_features=False, learning_rate=1e-2,
                   finetune_learning_rate=1e-2, patience=5)
     frozen_only = train_run(df, TrainConfig(epochs=1, **common), tmp_path / "frozen")

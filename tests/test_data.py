@@ -21,7 +21,7 @@ def test_loads_resized_layout(tiny_csv: Path) -> None:
     ds = load_dataset(tiny_csv)
     df = ds.frame
     assert len(df) == 24 and df["patient_id"].nunique() == 12 and int(df["target"].sum()) == 8
-    assert df["fold"].tolist()[:6] == [0, 1, 2, 3, 4, 0]
+    assert df["tfrecord"].tolist()[:6] == [0, 1, 2, 3, 4, 0]
     assert df["width"].iloc[0] == 1024 and df["height"].iloc[1] == 4000
     assert Path(df["image_path"].iloc[0]).is_file()
     assert (df["site"] == "unknown").sum() == 24 // 5  # blank site -> explicit missing category
@@ -34,7 +34,7 @@ def test_loads_official_layout(tmp_path: Path, tiny_csv: Path) -> None:
     raw.to_csv(official, index=False)
     ds = load_dataset(tmp_path, tiny_csv.parent / "train")  # a folder: the CSV is found by name
     assert len(ds.frame) == 24
-    assert ds.frame["fold"].isna().all() and ds.frame["width"].isna().all()
+    assert ds.frame["tfrecord"].isna().all() and ds.frame["width"].isna().all()
 
 
 def test_missing_column_is_named(tmp_path: Path, tiny_csv: Path) -> None:

@@ -15,7 +15,7 @@ from melanoma_utils.training import train_run
 def meta_run(tmp_path_factory):
     """A metadata-only model trained where sex decides the target and age is noise; site is constant."""
     df = planted_sex_table()
-    run = train_run(df, TrainConfig(model="meta", epochs=30, learning_rate=1e-2, patience=30, verbose=0),
+    run = train_run(df, TrainConfig(kind="meta", epochs=30, learning_rate=1e-2, patience=30, verbose=0),
                     tmp_path_factory.mktemp("explain") / "meta")
     return run, df
 
@@ -98,7 +98,7 @@ def test_grad_cam_peaks_on_the_planted_bright_square() -> None:
     from melanoma_utils.models import build_model
     from melanoma_utils.runs import Run, TrainConfig
 
-    cfg = TrainConfig(model="image", image_size=32, conv_filters=(1,), head_units=(1,), conv_dropout=0.0, head_dropout=0.0)
+    cfg = TrainConfig(kind="image", image_size=32, conv_filters=(1,), head_units=(1,), conv_dropout=0.0, head_dropout=0.0)
     model = build_model(32, None, kind="image", conv_filters=(1,), conv_dropout=0.0, head_units=(1,), head_dropout=0.0)
     model.get_layer("img1_conv").set_weights([np.full((3, 3, 3, 1), 1 / 27, np.float32), np.array([-0.6], np.float32)])
     model.get_layer("head1_dense").set_weights([np.array([[10.0]], np.float32), np.zeros(1, np.float32)])

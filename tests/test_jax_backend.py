@@ -38,7 +38,7 @@ SCRIPT = textwrap.dedent("""
     assert p.shape == (40,) and np.isfinite(p).all() and np.allclose(p, run.predict(df), atol=1e-5)
     # the pretrained EfficientNet-Lite0 branch: cached embeddings, head, saved two-input model, TTA
     lite = train_run(df, TrainConfig(image_size=32, epochs=2, batch_size=8, backbone="efficientnetlite0",
-                                     weights="imagenet", embedding_views=2, meta_units=(4,), head_units=(8,),
+                                     backbone_weights="imagenet", embedding_views=2, meta_units=(4,), head_units=(8,),
                                      verbose=0), Path({root!r}) / "lite")
     q = Run.load(Path({root!r}) / "lite").predict(df, tta=2)
     assert q.shape == (40,) and np.isfinite(q).all() and lite.config["stages"]["embeddings"]["computed"] == 40

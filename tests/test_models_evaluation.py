@@ -61,7 +61,7 @@ def test_imagenet_weights_fail_clearly_offline(monkeypatch) -> None:
         raise OSError("URL fetch failure: no network")
 
     monkeypatch.setattr(keras.applications, "MobileNetV2", offline)
-    with pytest.raises(WeightsUnavailable, match="--weights none"):
+    with pytest.raises(WeightsUnavailable, match="--backbone-weights none"):
         build_backbone("mobilenetv2", 32, "imagenet")
     with pytest.raises(ValueError, match="unknown backbone 'alexnet'"):
         build_backbone("alexnet", 32)

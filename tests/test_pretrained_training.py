@@ -22,7 +22,7 @@ def _user_cache(tmp_path_factory, monkeypatch):
 
 
 def _cfg(**kw) -> TrainConfig:
-    base = dict(model="fusion", backbone="efficientnetlite0", weights="imagenet", image_size=32, epochs=3,
+    base = dict(kind="fusion", backbone="efficientnetlite0", backbone_weights="imagenet", image_size=32, epochs=3,
                 batch_size=8, embedding_views=2, head_units=(8,), meta_units=(4,), verbose=0)
     return TrainConfig(**{**base, **kw})
 
@@ -51,7 +51,7 @@ def test_head_on_cached_embeddings_becomes_the_full_model(tiny_csv: Path, tmp_pa
                                     [t.name for t in loaded.model.inputs])
     # the saved model = frozen backbone + the head trained on the cache: same probabilities as the head would give
     base = loaded.model.get_layer("backbone")
-    emb, counts = cached_embeddings(base, list(df["image_path"]), backbone="efficientnetlite0", weights="imagenet",
+    emb, counts = cached_embeddings(base, list(df["image_path"]), backbone="efficientnetlite0", backbone_weights="imagenet",
                                     image_size=32, preprocess=loaded.config["preprocess"], views=1)
     assert counts == {"cached": len(df), "computed": 0}  # keyed by image: the training's entries are reused
     from melanoma_utils.models import build_head_model, copy_head_weights
@@ -71,7 +71,7 @@ def test_embedding_cache_is_keyed_by_preprocessing_and_content(tiny_csv: Path, t
 
     df = load_dataset(tiny_csv).frame.head(4)
     base = build_backbone("efficientnetlite0", 32, "imagenet")
-    kw = dict(backbone="efficientnetlite0", weights="imagenet", image_size=32, cache_root=tmp_path)
+    kw = dict(backbone="efficientnetlite0", backbone_weights="imagenet", image_size=32, cache_root=tmp_path)
     a, c1 = cached_embeddings(base, list(df["image_path"]), preprocess=preprocess_config("none"), views=2, **kw)
     b, c2 = cached_embeddings(base, list(df["image_path"]), preprocess=preprocess_config("none"), views=1, **kw)
     assert c1["computed"] == 4 and c2 == {"cached": 4, "computed": 0}
@@ -91,7 +91,7 @@ def test_finetune_top_trains_only_the_last_stage(tiny_csv: Path, tmp_path: Path)
 
     df = load_dataset(tiny_csv).frame
     before = build_backbone("efficientnetlite0", 32, "imagenet")
-    run = train_run(df, _cfg(model="image", finetune="top", finetune_epochs=1, finetune_learning_rate=1e-2),
+    run = train_run(df, _cfg(kind="image", finetune="top", finetune_epochs=1, finetune_learning_rate=1e-2),
                     tmp_path / "ft")
     after = run.model.get_layer("backbone")
     changed = lambda name: not all(np.array_equal(a, b) for a, b in zip(before.get_layer(name).get_weights(),  # noqa: E731
@@ -104,7 +104,7 @@ def test_finetune_top_trains_only_the_last_stage(tiny_csv: Path, tmp_path: Path)
 
 def test_tta_averages_rotated_copies(tiny_csv: Path, tmp_path: Path) -> None:
     df = load_dataset(tiny_csv).frame
-    train_run(df, _cfg(model="image"), tmp_path / "run")
+    train_run(df, _cfg(kind="image"), tmp_path / "run")
     run = Run.load(tmp_path / "run")
     one = df.head(3).reset_index(drop=True)
     rotated = one.copy()
@@ -151,11 +151,11 @@ def test_cli_refuses_weights_without_backbone(tiny_csv: Path, tmp_path: Path, ca
     from melanoma_utils.cli import main
 
     rc = main(["train", "--metadata", str(tiny_csv), "--out", str(tmp_path / "r"), "--backbone", "cnn",
-               "--weights", "/nonexistent.h5"])
+               "--backbone-weights", "/nonexistent.h5"])
     assert rc == 2
-    assert "--weights /nonexistent.h5 needs a backbone" in capsys.readouterr().err
-    rc = main(["train", "--metadata", str(tiny_csv), "--out", str(tmp_path / "r"), "--weights", "/nonexistent.h5"])
-    assert rc == 2 and "--weights /nonexistent.h5: file not found" in capsys.readouterr().err
+    assert "--backbone-weights /nonexistent.h5 needs a backbone" in capsys.readouterr().err
+    rc = main(["train", "--metadata", str(tiny_csv), "--out", str(tmp_path / "r"), "--backbone-weights", "/nonexistent.h5"])
+    assert rc == 2 and "--backbone-weights /nonexistent.h5: file not found" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
 
@@ -175,7 +175,7 @@ def test_the_runs_tta_chooses_the_threshold_and_is_predicts_default(tiny_csv: Pa
     import pandas as pd
 
     df = load_dataset(tiny_csv).frame
-    train_run(df, _cfg(model="image", tta=4), tmp_path / "run")
+    train_run(df, _cfg(kind="image", tta=4), tmp_path / "run")
     run = Run.load(tmp_path / "run")
     assert run.train_config.tta == 4
     default, one = run.predict(df), run.predict(df, tta=1)

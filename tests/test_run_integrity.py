@@ -77,8 +77,8 @@ def test_image_size_below_the_branch_minimum_is_refused(tiny_csv: Path, tmp_path
                      "--backbone", "cnn"]) == 2
     assert "image_size 2 is below this image branch's minimum of 8 px" in capsys.readouterr().err
     with pytest.raises(ValueError, match="minimum of 32 px"):
-        TrainConfig(backbone="efficientnetlite0", weights="imagenet", image_size=16)
-    TrainConfig(model="meta", image_size=2)  # no image branch: no minimum
+        TrainConfig(backbone="efficientnetlite0", backbone_weights="imagenet", image_size=16)
+    TrainConfig(kind="meta", image_size=2)  # no image branch: no minimum
 
 
 def test_threshold_fallback_is_recorded_and_printed(tiny_csv: Path, tmp_path: Path, capsys) -> None:
@@ -88,14 +88,14 @@ def test_threshold_fallback_is_recorded_and_printed(tiny_csv: Path, tmp_path: Pa
     df = load_dataset(tiny_csv).frame
     val = df[df["target"] == 0].head(4)  # a validation split without a malignant image
     train = df[~df["image_name"].isin(val["image_name"]) & ~df["patient_id"].isin(val["patient_id"])]
-    run = train_run(train, TrainConfig(model="meta", epochs=1, verbose=0), tmp_path / "r", val_df=val)
+    run = train_run(train, TrainConfig(kind="meta", epochs=1, verbose=0), tmp_path / "r", val_df=val)
     assert run.config["threshold"] == 0.5 and "fallback 0.5" in run.config["threshold_rule"]
     assert "needs both classes" in run.config["threshold_fallback"]
     assert "decision threshold set to 0.5" in capsys.readouterr().out
 
 
 def test_predict_names_unknown_categories_and_extension_mistakes(tiny_csv: Path, tmp_path: Path, capsys) -> None:
-    assert cli.main(["train", "--metadata", str(tiny_csv), "--out", str(tmp_path / "run"), "--model", "meta",
+    assert cli.main(["train", "--metadata", str(tiny_csv), "--out", str(tmp_path / "run"), "--model", "meta",  # the earlier spelling of --kind still works
                      "--epochs", "1", "--verbose", "0"]) == 0
     rows = pd.DataFrame({"image_name": ["IMG_0001.jpg", "IMG_0002"], "sex": ["alien", "male"],
                          "anatom_site_general_challenge": ["elbow", "torso"], "age_approx": [50, 60]})
@@ -130,10 +130,10 @@ def test_cache_prefix_is_honoured_with_a_data_fingerprint(tiny_csv: Path, tmp_pa
 
 
 def test_predict_hints_at_an_extension_in_image_name(tiny_csv: Path, tmp_path: Path, capsys) -> None:
-    assert cli.main(["train", "--metadata", str(tiny_csv), "--out", str(tmp_path / "run"), "--model", "image",
+    assert cli.main(["train", "--metadata", str(tiny_csv), "--out", str(tmp_path / "run"), "--kind", "image",
                      "--backbone", "cnn", "--image-size", "16", "--epochs", "1", "--verbose", "0"]) == 0
     pd.DataFrame({"image_name": ["IMG_0001.jpg", "IMG_0002"]}).to_csv(tmp_path / "new.csv", index=False)
-    rc = cli.main(["predict", "--model", str(tmp_path / "run"), "--metadata", str(tmp_path / "new.csv"),
+    rc = cli.main(["predict", "--run", str(tmp_path / "run"), "--metadata", str(tmp_path / "new.csv"),
                    "--images", str(tiny_csv.parent / "train"), "--out", str(tmp_path / "p.csv")])
     assert rc == 1
     assert "IMG_0001.jpg: image file not found (image_name should not include the file extension" in capsys.readouterr().err
@@ -165,3 +165,12 @@ def test_report_pair_is_replaced_together_or_not_at_all(tmp_path: Path, monkeypa
     with pytest.raises(RuntimeError):
         reproduce.run_notebook("a", {}, out)
     assert (out / "a.ipynb").read_text() == "OLD" and (out / "a.html").read_text() == "OLD"  # the old pair, intact
+
+
+def test_config_of_an_older_run_reads_renamed_fields() -> None:
+    """config.json written before the renames (model -> kind, weights -> backbone_weights) still loads."""
+    old = {"model": "image", "weights": "imagenet", "backbone": "efficientnetlite0", "image_size": 64}
+    cfg = TrainConfig.from_dict(old)
+    assert cfg.kind == "image" and cfg.backbone_weights == "imagenet" and cfg.uses_cached_embeddings
+    both = TrainConfig.from_dict({"model": "meta", "kind": "fusion"})  # today's name wins over the old one
+    assert both.kind == "fusion"

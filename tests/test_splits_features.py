@@ -38,7 +38,7 @@ def test_holdout_is_patient_disjoint_and_deterministic() -> None:
 
 def test_tfrecord_folds_and_leak_detection(tiny_csv: Path) -> None:
     df = load_dataset(tiny_csv).frame
-    df["fold"] = (pd.factorize(df["patient_id"])[0] * 7) % 15  # tfrecord ids 0..14, as in the resized release
+    df["tfrecord"] = (pd.factorize(df["patient_id"])[0] * 7) % 15  # tfrecord ids 0..14, as in the resized release
     folds = grouped_folds(df, 3, use_tfrecord=True)
     assert folds[:6].tolist() == [0, 0, 1, 1, 2, 2]  # tfrecords 0, 0, 7, 7, 14, 14 -> 0, 0, 1, 1, 2, 2 (mod 3)
     assert set(folds) == {0, 1, 2}

@@ -79,10 +79,10 @@ def test_cli_predict_handles_unseen_missing_and_odd_rows(fusion_run: Path, tiny_
     rows.to_csv(csv, index=False)
     out = tmp_path / "preds.csv"
     # a 'paper' model needs the ORIGINAL width/height: never the size of the (resized) file at hand
-    rc = cli.main(["predict", "--model", str(fusion_run), "--metadata", str(csv), "--images", str(images), "--out", str(out)])
+    rc = cli.main(["predict", "--run", str(fusion_run), "--metadata", str(csv), "--images", str(images), "--out", str(out)])
     assert rc == 2 and not out.exists()
     assert "4 row(s) have none (CSV line(s) 2, 3, 4, 5)" in capsys.readouterr().err
-    rc = cli.main(["predict", "--model", str(fusion_run), "--metadata", str(csv), "--images", str(images), "--out", str(out),
+    rc = cli.main(["predict", "--run", str(fusion_run), "--metadata", str(csv), "--images", str(images), "--out", str(out),
                    "--impute-size"])
     preds = pd.read_csv(out, keep_default_na=False)
     assert rc == 1  # one row failed, the others were predicted
@@ -93,21 +93,21 @@ def test_cli_predict_handles_unseen_missing_and_odd_rows(fusion_run: Path, tiny_
     ok = preds.drop(index=2)
     assert (ok["error"] == "").all() and ok["probability"].astype(float).between(0, 1).all()
     assert set(ok["prediction"].astype(int)) <= {0, 1}
-    assert cli.main(["predict", "--model", str(fusion_run), "--metadata", str(csv), "--images", str(images),
+    assert cli.main(["predict", "--run", str(fusion_run), "--metadata", str(csv), "--images", str(images),
                      "--out", str(out)]) == 2  # refuses to overwrite
 
 
 def test_cli_train_predict_evaluate_round_trip(tiny_df: pd.DataFrame, tmp_path: Path, capsys) -> None:
     csv = Path(tiny_df["image_path"].iloc[0]).parent.parent / "train.csv"
     run_dir = tmp_path / "run"
-    assert cli.main(["train", "--metadata", str(csv), "--out", str(run_dir), "--model", "image", "--backbone", "cnn", "--image-size", "24",
+    assert cli.main(["train", "--metadata", str(csv), "--out", str(run_dir), "--kind", "image", "--backbone", "cnn", "--image-size", "24",
                      "--epochs", "1", "--batch-size", "8", "--verbose", "0", "--preprocess", "grayscale"]) == 0
     out = capsys.readouterr().out
     assert "training on 48 images" in out and "threshold (validation)" in out
     preds = tmp_path / "p.csv"
-    assert cli.main(["predict", "--model", str(run_dir), "--metadata", str(csv), "--out", str(preds)]) == 0
+    assert cli.main(["predict", "--run", str(run_dir), "--metadata", str(csv), "--out", str(preds)]) == 0
     metrics = tmp_path / "m.json"
-    assert cli.main(["evaluate", "--predictions", str(preds), "--metadata", str(csv), "--model", str(run_dir),
+    assert cli.main(["evaluate", "--predictions", str(preds), "--metadata", str(csv), "--run", str(run_dir),
                      "--out", str(metrics), "--n-boot", "50"]) == 0
     res = json.loads(metrics.read_text())
     assert res["n"] == 48 and set(res["thresholds"]) == {"0.5", "validation"}
@@ -124,7 +124,7 @@ def test_cli_rejects_bad_arguments(tmp_path: Path, capsys) -> None:
 def test_meta_model_learns_planted_signal(tmp_path: Path) -> None:
     df = planted_sex_table()
     y = df["target"].to_numpy()
-    run = train_run(df, TrainConfig(model="meta", epochs=30, learning_rate=1e-2, batch_size=32, patience=30,
+    run = train_run(df, TrainConfig(kind="meta", epochs=30, learning_rate=1e-2, batch_size=32, patience=30,
                                     verbose=0), tmp_path / "meta")
     from melanoma_utils.evaluation import roc_auc
 
@@ -155,7 +155,7 @@ def test_train_run_fits_the_encoder_on_training_rows_only(tiny_df: pd.DataFrame,
     val_ids = tiny_df["patient_id"].unique()[:6]
     val = tiny_df[tiny_df["patient_id"].isin(val_ids)].assign(age=lambda d: d["age"] + 60)  # far older patients
     train = tiny_df[~tiny_df["patient_id"].isin(val_ids)]
-    train_run(train, TrainConfig(model="meta", epochs=1, verbose=0), tmp_path / "r", val_df=val)
+    train_run(train, TrainConfig(kind="meta", epochs=1, verbose=0), tmp_path / "r", val_df=val)
     enc = MetadataEncoder.load(tmp_path / "r" / "encoder.json")
     assert enc.age_mean == pytest.approx(train["age"].mean())  # not pulled up by the validation rows
     assert enc.age_mean < pd.concat([train, val])["age"].mean() - 10
