@@ -41,14 +41,21 @@ def weights_id(weights: str | None) -> str:
 
 def config_key(backbone: str, weights: str | None, image_size: int, preprocess: dict[str, Any]) -> str:
     """The cache folder name for one embedding configuration (an entry holds one image's views 0..k-1)."""
+    from .backbones import BACKBONES
+
     spec = {"backbone": backbone, "weights": weights_id(weights), "image_size": int(image_size),
             "preprocess": preprocess, "version": EMBEDDING_VERSION}
+    mode = BACKBONES.get(backbone, ("", "raw"))[1]
+    if mode != "raw":  # the input scaling in front of the backbone (EfficientNets scale inside: key unchanged)
+        spec["input_scaling"] = mode
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def compute_embeddings(backbone_model: Any, paths: Sequence[str], image_size: int, preprocess: dict[str, Any],
                        views: int = 1, batch_size: int = 64) -> np.ndarray:
-    """``(N, views, dim)`` float32 embeddings of each image's first ``views`` dihedral views (no cache)."""
+    """``(N, views, dim)`` float32 embeddings of each image's first ``views`` dihedral views (no cache).
+
+    ``backbone_model`` takes 0–255 images (:func:`melanoma_utils.models.image_encoder`)."""
     if not 1 <= views <= MAX_VIEWS:
         raise ValueError(f"views must be in 1..{MAX_VIEWS}; got {views}")
     chunks = []

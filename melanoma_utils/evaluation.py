@@ -105,6 +105,18 @@ def choose_threshold(y_val: Sequence, p_val: Sequence, min_sensitivity: float = 
     return float(pos[k - 1])
 
 
+def patient_resamples(groups: Sequence, n_boot: int = 1000, seed: int = 0):
+    """Row indices of ``n_boot`` bootstrap resamples that draw whole groups (patients) with replacement."""
+    g = pd.factorize(np.asarray(groups))[0]
+    order = np.argsort(g, kind="stable")
+    starts = np.searchsorted(g[order], np.arange(g.max() + 1 if len(g) else 0))
+    members = np.split(order, starts[1:])
+    rng = np.random.default_rng(seed)
+    for _ in range(n_boot):
+        pick = rng.integers(0, len(members), len(members))
+        yield np.concatenate([members[k] for k in pick])
+
+
 def bootstrap_ci(
     y_true: Sequence,
     y_score: Sequence,
@@ -120,13 +132,8 @@ def bootstrap_ci(
     """
     y, s = _check(y_true, y_score)
     estimate = metric(y, s)
-    g = pd.factorize(np.asarray(groups))[0]
-    members = [np.flatnonzero(g == k) for k in range(g.max() + 1)]
-    rng = np.random.default_rng(seed)
     values = []
-    for _ in range(n_boot):
-        pick = rng.integers(0, len(members), len(members))
-        idx = np.concatenate([members[k] for k in pick])
+    for idx in patient_resamples(groups, n_boot, seed):
         yb = y[idx]
         if 0 < yb.sum() < len(yb):
             values.append(metric(yb, s[idx]))

@@ -199,19 +199,6 @@ def image_shap(run: Any, x: dict[str, np.ndarray], rows: np.ndarray, background_
     return np.stack(result)
 
 
-def _head_of(run: Any) -> Any:
-    """The layers after the image backbone as a model ``{"embedding", "meta"} -> probability`` (trained weights)."""
-    from .models import build_head_model, copy_head_weights
-
-    cfg = run.train_config
-    base = run.model.get_layer("backbone")
-    head = build_head_model(int(base.output.shape[-1]), run.encoder.n_features if cfg.uses_meta else None,
-                            kind=cfg.kind, meta_units=cfg.meta_units, head_units=cfg.head_units,
-                            head_dropout=cfg.head_dropout)
-    copy_head_weights(run.model, head)
-    return head
-
-
 def grad_cam(run: Any, x: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray:
     """Grad-CAM maps ``(len(rows), S, S)`` in [0, 1]: for the last convolution block of the study's CNN
     branch, or for the last feature map of a backbone (e.g. EfficientNet-Lite0's 1280-channel head)."""
@@ -231,7 +218,7 @@ def grad_cam(run: Any, x: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray
         base = model.get_layer("backbone")
         pre = model.get_layer("backbone_preprocess")
         fmap_model = keras.Model(base.inputs, base.layers[-2].output)  # the feature map before global pooling
-        head = _head_of(run)
+        head = run.head_model()
         with tf.GradientTape() as tape:
             fmap = fmap_model(pre(feed["image"]), training=False)
             head_in = {"embedding": tf.reduce_mean(fmap, axis=(1, 2))}

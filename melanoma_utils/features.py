@@ -6,7 +6,11 @@ Feature sets:
   (female, male, unknown), anatomical site one-hot (six official sites + unknown);
 * ``paper``: clinical + the ORIGINAL image width and height (log-scaled, standardised, with missing
   flags), as in the study. Width and height describe how an image was acquired (camera, clinic),
-  not the lesion; the EDA and the ablation show how much they leak.
+  not the lesion; the EDA and the ablation show how much they leak;
+* ``context``: clinical + the patient context of :mod:`melanoma_utils.context` (number of the patient's
+  images, log-scaled; the "ugly duckling" distance from the patient's other lesions, imputed with the
+  training median and flagged when the patient has one image). The table must carry those columns
+  (:func:`melanoma_utils.context.add_context`).
 
 Categories are the fixed official vocabularies of :mod:`melanoma_utils.data`, so a category never
 seen in training (or an unknown spelling) is encoded as ``unknown`` and never crashes prediction.
@@ -24,11 +28,12 @@ import pandas as pd
 
 from .data import MISSING, SEX_CATEGORIES, SITE_CATEGORIES
 
-GROUPS: tuple[str, ...] = ("age", "sex", "site", "width", "height")
+GROUPS: tuple[str, ...] = ("age", "sex", "site", "width", "height", "context")
 FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "clinical": ("age", "sex", "site"),
     "paper": ("age", "sex", "site", "width", "height"),
     "acquisition": ("width", "height"),
+    "context": ("age", "sex", "site", "context"),
 }
 
 
@@ -49,6 +54,7 @@ class MetadataEncoder:
     age_mean: float = 0.0
     age_std: float = 1.0
     size_stats: dict[str, list[float]] = field(default_factory=dict)  # col -> [median_log, mean, std]
+    context_stats: dict[str, list[float]] = field(default_factory=dict)  # col -> [median, mean, std]
     fitted: bool = False
 
     def __post_init__(self) -> None:
@@ -77,8 +83,24 @@ class MetadataEncoder:
                 med = float(logs.median()) if logs.notna().any() else 0.0
                 filled_log = logs.fillna(med)
                 self.size_stats[col] = [med, float(filled_log.mean()), float(filled_log.std(ddof=0)) or 1.0]
+        if "context" in self.groups:
+            for col, values in self._context_values(df).items():
+                med = float(values.median()) if values.notna().any() else 0.0
+                filled = values.fillna(med)
+                self.context_stats[col] = [med, float(filled.mean()), float(filled.std(ddof=0)) or 1.0]
         self.fitted = True
         return self
+
+    @staticmethod
+    def _context_values(df: pd.DataFrame) -> dict[str, pd.Series]:
+        from .context import CONTEXT_COLUMNS
+
+        missing = [c for c in CONTEXT_COLUMNS if c not in df]
+        if missing:
+            raise ValueError(f"feature set 'context' needs the column(s) {', '.join(missing)}: "
+                             "add them with melanoma_utils.context.add_context (from the images)")
+        return {"log_patient_n_images": np.log(df["patient_n_images"].astype(float).clip(lower=1)),
+                "ugly_duckling": df["ugly_duckling"].astype(float)}
 
     @property
     def feature_names(self) -> list[str]:
@@ -91,6 +113,8 @@ class MetadataEncoder:
                 names += [f"sex={c}" for c in (*SEX_CATEGORIES, MISSING)]
             elif g == "site":
                 names += [f"site={c}" for c in (*SITE_CATEGORIES, MISSING)]
+            elif g == "context":
+                names += ["log_patient_n_images", "ugly_duckling", "ugly_duckling_missing"]
             else:
                 names += [f"log_{g}", f"{g}_missing"]
         return names
@@ -119,6 +143,12 @@ class MetadataEncoder:
                 age = df["age"].astype(float) if "age" in df else pd.Series(np.nan, index=df.index)
                 cols.append(((age.fillna(self.age_median) - self.age_mean) / self.age_std).to_numpy())
                 cols.append(age.isna().to_numpy(dtype=float))
+            elif g == "context":
+                values = self._context_values(df)
+                for col, raw in values.items():
+                    med, mean, std = self.context_stats[col]
+                    cols.append(((raw.fillna(med) - mean) / std).to_numpy())
+                cols.append(values["ugly_duckling"].isna().to_numpy(dtype=float))
             elif g in ("sex", "site"):
                 cats = (*(SEX_CATEGORIES if g == "sex" else SITE_CATEGORIES), MISSING)
                 values = df[g].astype(str).to_numpy() if g in df else np.full(n, MISSING)

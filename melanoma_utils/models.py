@@ -228,6 +228,16 @@ def copy_head_weights(source: keras.Model, target: keras.Model) -> int:
     return len(src)
 
 
+def image_encoder(model: keras.Model) -> keras.Model:
+    """``image (0–255) -> pooled backbone embedding`` of a model built with ``backbone=``: its input scaling
+    layer and its backbone, sharing their weights (what the cached embeddings hold)."""
+    base = model.get_layer("backbone")
+    size = tuple(base.input.shape[1:])
+    image = keras.Input(size, name="image")
+    x = model.get_layer("backbone_preprocess")(image)
+    return keras.Model(image, base(x), name="image_encoder")
+
+
 def bias_for(positive_fraction: float) -> float:
     """``log(p / (1 − p))``: the output bias that makes the untrained model predict the base rate."""
     if not 0 < positive_fraction < 1:

@@ -297,3 +297,77 @@ def explanation_grid(images: np.ndarray, shap_maps: np.ndarray, cams: np.ndarray
         fig.suptitle(_title(tag, title))
     fig.tight_layout()
     return fig
+
+
+def reliability_diagram(curves: Mapping[str, pd.DataFrame], title: str = "Calibration", tag: str = "") -> Figure:
+    """Reliability diagram: observed malignant rate against mean predicted probability per equal-mass bin
+    (:func:`melanoma_utils.calibration.reliability_table`), one line per entry of ``curves``; below, the
+    number of images in each bin of the first curve."""
+    fig, (ax, ax_n) = plt.subplots(2, 1, figsize=(6, 6.5), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
+    top = 0.0
+    for name, t in curves.items():
+        ax.plot(t["mean_predicted"], t["observed_rate"], marker="o", label=name)
+        top = max(top, float(t["mean_predicted"].max()), float(t["observed_rate"].max()))
+    top = min(1.0, top * 1.05 + 0.02)
+    ax.plot([0, top], [0, top], ls="--", color="grey", label="perfectly calibrated")
+    ax.set_ylabel("observed malignant rate")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.legend(fontsize=8)
+    ax.set_title(_title(tag, title))
+    first = next(iter(curves.values()))
+    ax_n.bar(first["mean_predicted"], first["n"], width=top / 40, color=BENIGN_COLOUR)
+    for x, n in zip(first["mean_predicted"], first["n"]):
+        ax_n.annotate(f"{n}", (x, n), ha="center", va="bottom", fontsize=7)
+    ax_n.set_ylabel("images / bin")
+    ax_n.set_xlabel("mean predicted probability (equal-mass bins)")
+    ax_n.margins(y=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def decision_curve(curves: Mapping[str, pd.DataFrame], title: str = "Decision curve", tag: str = "") -> Figure:
+    """Net benefit against the threshold probability (:func:`melanoma_utils.clinical.net_benefit`): one line per
+    entry of ``curves``, with *biopsy all* and *biopsy none* of the first."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    first = next(iter(curves.values()))
+    for name, t in curves.items():
+        ax.plot(100 * t["threshold"], t["model"], lw=2, label=name)
+    ax.plot(100 * first["threshold"], first["biopsy_all"], color="grey", ls="--", label="biopsy all")
+    ax.axhline(0, color="black", lw=1, label="biopsy none")
+    best = max(float(t["model"].max()) for t in curves.values())
+    ax.set_ylim(min(-0.01, -0.1 * max(best, 0.01)), max(best, float(first["biopsy_all"].max())) * 1.1 + 1e-3)
+    ax.set_xlabel("threshold probability (%): the melanoma risk at which one would biopsy")
+    ax.set_ylabel("net benefit (true positives per image)")
+    ax.legend(fontsize=8)
+    ax.set_title(_title(tag, title))
+    fig.tight_layout()
+    return fig
+
+
+def forest_plot(table: pd.DataFrame, title: str = "ROC AUC by subgroup", tag: str = "", overall: float | None = None) -> Figure:
+    """Subgroup ROC AUCs with 95% CIs (:func:`melanoma_utils.clinical.subgroup_table`); groups too small for
+    an AUC are listed with their note instead of a point."""
+    t = table.reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(t) + 1.2))
+    ypos = np.arange(len(t))[::-1]
+    ok = t["roc_auc"].notna().to_numpy()
+    has_ci = ok & t["ci_low"].notna().to_numpy()
+    ax.errorbar(t.loc[has_ci, "roc_auc"], ypos[has_ci],
+                xerr=[t.loc[has_ci, "roc_auc"] - t.loc[has_ci, "ci_low"], t.loc[has_ci, "ci_high"] - t.loc[has_ci, "roc_auc"]],
+                fmt="o", color=BENIGN_COLOUR, ecolor="grey", capsize=2)
+    ax.plot(t.loc[ok & ~has_ci, "roc_auc"], ypos[ok & ~has_ci], "o", mfc="white", color=BENIGN_COLOUR)
+    labels = [f"{f}: {g} (n={n}, {m} mal.)" for f, g, n, m in zip(t["factor"], t["group"], t["n"], t["n_malignant"])]
+    ax.set_yticks(ypos, labels, fontsize=8)
+    for y, note, good in zip(ypos, t["note"], ok):
+        if not good:
+            ax.annotate("too small for an AUC", (0.52, y), va="center", fontsize=7, color="grey")
+    if overall is not None:
+        ax.axvline(overall, color=MALIGNANT_COLOUR, ls="--", lw=1, label=f"all images {overall:.3f}")
+        ax.legend(fontsize=8, loc="lower left")
+    ax.axvline(0.5, color="grey", lw=0.8)
+    ax.set_xlim(0.4, 1.0)
+    ax.set_xlabel("ROC AUC (95% CI, patient bootstrap)")
+    ax.set_title(_title(tag, title))
+    fig.tight_layout()
+    return fig

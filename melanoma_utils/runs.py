@@ -7,8 +7,13 @@ A run folder (written by :func:`melanoma_utils.training.train_run`) is self-cont
     RUN_DIR/config.json          TrainConfig, preprocessing, augmentation, threshold (and its rule), feature
                                  names, class weights, training stages and timings, package versions
     RUN_DIR/history.csv          per-epoch loss/AUC (train and validation)
-    RUN_DIR/metrics.json         validation metrics with patient-bootstrap CIs
-    RUN_DIR/val_predictions.csv  the validation split's probabilities
+    RUN_DIR/metrics.json         validation metrics with patient-bootstrap CIs (and the clinical report:
+                                 calibration, operating points, net benefit, subgroups)
+    RUN_DIR/val_predictions.csv  the validation split's calibrated and raw probabilities
+    RUN_DIR/MODEL_CARD.md        intended use, training data and prevalence, metrics, subgroups, shortcuts
+
+``config.json`` also holds the calibrator (``calibration``: Platt or isotonic, fitted on the validation split,
+and the prevalence its probabilities are right at); the decision ``threshold`` is on that calibrated scale.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from .calibration import Calibrator, check_prevalence, prior_shift
 from .features import MetadataEncoder, check_feature_set
 from .transforms import preprocess_config
 
@@ -138,9 +144,57 @@ class Run:
         self.metrics: dict[str, Any] = {}
 
     @property
+    def calibrator(self) -> Calibrator:
+        """The calibrator fitted on the validation split (identity for runs trained before calibration)."""
+        return Calibrator.from_dict(self.config["calibration"]) if self.config.get("calibration") else Calibrator()
+
+    @property
     def threshold(self) -> float:
-        """The threshold chosen on validation predictions."""
+        """The decision threshold chosen on the validation predictions (on the calibrated scale)."""
         return float(self.config["threshold"])
+
+    @property
+    def prevalence(self) -> float | None:
+        """The malignant share the calibrated probabilities are right at (the validation split's); ``None``
+        for a run without a calibrator."""
+        return self.calibrator.prevalence
+
+    def threshold_at(self, prevalence: float | None) -> float:
+        """The decision threshold on the scale of probabilities moved to ``prevalence`` (same decisions)."""
+        if prevalence is None:
+            return self.threshold
+        return float(prior_shift(np.array([self.threshold]), self._source_prevalence(), prevalence)[0])
+
+    def _source_prevalence(self) -> float:
+        if self.prevalence is None:
+            raise ValueError(f"{self.run_dir or 'this run'} has no calibrator (trained before calibration was added), "
+                             "so its outputs are not probabilities at a known prevalence; retrain it to use --prevalence")
+        return self.prevalence
+
+    @property
+    def uses_context(self) -> bool:
+        """Whether the metadata includes the patient context (:mod:`melanoma_utils.context`)."""
+        return "context" in self.encoder.groups
+
+    def with_context(self, df: pd.DataFrame) -> pd.DataFrame:
+        """``df`` with the patient-context columns when the run uses them (computed from its images)."""
+        from .context import CONTEXT_COLUMNS, add_context
+
+        if not self.uses_context or all(c in df for c in CONTEXT_COLUMNS):
+            return df
+        return add_context(df, self.train_config.image_size, self.config["preprocess"])
+
+    def head_model(self) -> Any:
+        """The layers after the image backbone as a model ``{"embedding", "meta"} -> raw output`` (trained weights)."""
+        from .models import build_head_model, copy_head_weights
+
+        cfg = self.train_config
+        base = self.model.get_layer("backbone")
+        head = build_head_model(int(base.output.shape[-1]), self.encoder.n_features if cfg.uses_meta else None,
+                                kind=cfg.kind, meta_units=cfg.meta_units, head_units=cfg.head_units,
+                                head_dropout=cfg.head_dropout)
+        copy_head_weights(self.model, head)
+        return head
 
     @staticmethod
     def read_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -166,12 +220,17 @@ class Run:
             run.metrics = json.loads((run_dir / "metrics.json").read_text())
         return run
 
-    def predict(self, df: pd.DataFrame, batch_size: int = 64, tta: int | None = None) -> np.ndarray:
-        """Probabilities for rows of the normalised table (all images must be readable).
+    def predict(self, df: pd.DataFrame, batch_size: int = 64, tta: int | None = None,
+                cached_embeddings: bool = False) -> np.ndarray:
+        """The model's RAW outputs for rows of the normalised table (all images must be readable); see
+        :meth:`predict_proba` for calibrated probabilities. Ranking metrics (AUC) are the same for both.
 
-        ``tta`` > 1 averages the probabilities over that many dihedral views of each image (1: none,
+        ``tta`` > 1 averages the outputs over that many dihedral views of each image (1: none,
         4: the rotations, 8: rotations and mirrors) — test-time augmentation; ``None``: the run's own setting
-        (the one its validation threshold was chosen with).
+        (the one its validation threshold was chosen with). ``cached_embeddings``: for a frozen pretrained
+        backbone (not fine-tuned), feed the head with the cached backbone embeddings
+        (:mod:`melanoma_utils.embeddings`; computed and cached where absent) instead of running the backbone
+        again: the same outputs up to the cache's float16 rounding, and far faster for repeated evaluation.
         """
         tta = self.train_config.tta if tta is None else tta
         from .pipeline import image_batches
@@ -180,7 +239,10 @@ class Run:
         if not 1 <= tta <= MAX_VIEWS:
             raise ValueError(f"tta must be in 1..{MAX_VIEWS}; got {tta}")
         cfg = self.train_config
+        df = self.with_context(df)
         meta = self.encoder.transform(df)
+        if cached_embeddings and cfg.uses_cached_embeddings and cfg.finetune == "none" and len(df):
+            return self._predict_from_embeddings(df, meta, tta, batch_size)
         if not cfg.uses_images:
             return np.asarray(self.model.predict({"meta": meta}, batch_size=batch_size, verbose=0)).reshape(-1)
         out = np.empty(len(df), np.float64)
@@ -203,14 +265,50 @@ class Run:
             start = stop
         return out
 
+    def _predict_from_embeddings(self, df: pd.DataFrame, meta: np.ndarray, tta: int, batch_size: int) -> np.ndarray:
+        from .embeddings import cached_embeddings
+        from .models import image_encoder
+
+        cfg = self.train_config
+        emb, _ = cached_embeddings(image_encoder(self.model), list(df["image_path"]), backbone=str(cfg.backbone),
+                                   backbone_weights=cfg.backbone_weights, image_size=cfg.image_size,
+                                   preprocess=self.config["preprocess"], views=tta, batch_size=batch_size)
+        head = self.head_model()
+        total = np.zeros(len(df), np.float64)
+        for view in range(tta):
+            x = {"embedding": emb[:, view]}
+            if cfg.uses_meta:
+                x["meta"] = meta
+            total += np.asarray(head.predict(x, batch_size=1024, verbose=0), np.float64).reshape(-1)
+        return total / tta
+
+    def predict_proba(self, df: pd.DataFrame, batch_size: int = 64, tta: int | None = None,
+                      prevalence: float | None = None, cached_embeddings: bool = False) -> np.ndarray:
+        """Calibrated probabilities of melanoma: right at the run's :attr:`prevalence`, or moved to a stated
+        deployment ``prevalence`` (e.g. 0.0176 for ISIC 2020) by :func:`~melanoma_utils.calibration.prior_shift`."""
+        return self.calibrate(self.predict(df, batch_size, tta, cached_embeddings), prevalence)
+
+    def calibrate(self, raw: Any, prevalence: float | None = None) -> np.ndarray:
+        """Raw model outputs -> calibrated probabilities (at ``prevalence`` if given)."""
+        p = self.calibrator.transform(raw)
+        if prevalence is None:
+            return p
+        return prior_shift(p, self._source_prevalence(), check_prevalence(prevalence))
+
     @property
     def uses_original_size(self) -> bool:
         """Whether the model takes the original image width/height (the study's ``paper`` features)."""
         return bool({"width", "height"} & set(self.encoder.groups))
 
     def predict_frame(self, df: pd.DataFrame, batch_size: int = 64, tta: int | None = None,
-                      impute_size: bool = False) -> pd.DataFrame:
-        """``image_name, probability, prediction, error`` for every row; unreadable images get an error.
+                      impute_size: bool = False, prevalence: float | None = None) -> pd.DataFrame:
+        """``image_name, probability, raw_probability, prevalence, threshold, prediction, error`` for every row;
+        unreadable images get an error.
+
+        ``probability`` is calibrated, at the run's prevalence or at ``prevalence``; ``raw_probability`` is the
+        model's own output; ``prevalence`` says which prevalence ``probability`` is right at and ``threshold``
+        is the decision threshold on that scale (``prediction = probability >= threshold``: the same decisions
+        whatever the prevalence).
 
         A model with the original width/height takes them from the table: the files at hand are usually
         resized copies whose size says nothing about the camera. Rows without them are an error naming them,
@@ -235,12 +333,22 @@ class Run:
                     f"row(s) have none (CSV line(s) {rows}{', ...' if no_size.sum() > 10 else ''}): add the columns "
                     "width and height with each image's ORIGINAL size (the size of a resized copy is not it), or "
                     "pass --impute-size to impute them (recorded per row in size_imputed)")
+        if prevalence is not None:
+            prevalence = check_prevalence(prevalence)
+        threshold = self.threshold_at(prevalence)
         ok = errors == ""
-        prob = np.full(len(df), np.nan)
+        raw = np.full(len(df), np.nan)
         if ok.any():
-            prob[ok.to_numpy()] = self.predict(df[ok], batch_size, tta=tta)
-        out = pd.DataFrame({"image_name": df["image_name"], "probability": prob})
-        out["prediction"] = np.where(ok, (prob >= self.threshold).astype(int), -1)
+            usable = df[ok]
+            if self.uses_context:  # the patient's other readable images in this table are the context
+                usable = self.with_context(usable)
+            raw[ok.to_numpy()] = self.predict(usable, batch_size, tta=tta)
+        prob = np.full(len(df), np.nan)
+        prob[ok.to_numpy()] = self.calibrate(raw[ok.to_numpy()], prevalence)
+        out = pd.DataFrame({"image_name": df["image_name"], "probability": prob, "raw_probability": raw,
+                            "prevalence": prevalence if prevalence is not None else self.prevalence,
+                            "threshold": threshold})
+        out["prediction"] = np.where(ok, (prob >= threshold).astype(int), -1)
         out["error"] = errors
         if self.uses_original_size:
             out["size_imputed"] = no_size.astype(int)

@@ -22,9 +22,12 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_write, write_json
+from .calibration import Calibrator, fit_calibrator
+from .clinical import validation_report
 from .evaluation import MetricError, choose_threshold, evaluate
 from .features import MetadataEncoder
 from .images import drop_unreadable
+from .modelcard import model_card
 from .runfolder import ResumeState, fingerprint, prepare_staging, publish, run_lock, staging_path
 from .runs import Run, TrainConfig
 from .splits import assert_disjoint_patients, holdout_split
@@ -200,7 +203,7 @@ def _train_on_embeddings(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFram
     import keras
 
     from .embeddings import cached_embeddings
-    from .models import backbone_layer, bias_for, build_head_model, build_model, copy_head_weights
+    from .models import backbone_layer, bias_for, build_head_model, build_model, copy_head_weights, image_encoder
     from .pipeline import make_embedding_sequence
 
     bias = bias_for(float(train["target"].mean()))
@@ -211,8 +214,9 @@ def _train_on_embeddings(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFram
     t0 = time.perf_counter()
     kw = dict(backbone=cfg.backbone, backbone_weights=cfg.backbone_weights, image_size=cfg.image_size, preprocess=preprocess,
               views=cfg.embedding_views, progress=cfg.verbose > 0)
-    emb_tr, n_tr = cached_embeddings(base, list(train["image_path"]), **kw)
-    emb_va, n_va = cached_embeddings(base, list(val["image_path"]), **kw)
+    encoder_model = image_encoder(model)
+    emb_tr, n_tr = cached_embeddings(encoder_model, list(train["image_path"]), **kw)
+    emb_va, n_va = cached_embeddings(encoder_model, list(val["image_path"]), **kw)
     t_embed = time.perf_counter() - t0
 
     xm_tr = encoder.transform(train) if cfg.uses_meta else None
@@ -305,6 +309,11 @@ def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.
     work = staging_path(out_dir)
     if prepare_staging(work, fingerprint(cfg, train, val), restart):
         print(f"resuming the interrupted run staged in {work}", flush=True)
+    if "context" in MetadataEncoder(cfg.features).groups:  # patient context from each split's own images
+        from .context import add_context
+
+        train = add_context(train, cfg.image_size, preprocess_config(cfg.preprocess))
+        val = add_context(val, cfg.image_size, preprocess_config(cfg.preprocess))
     encoder = MetadataEncoder(cfg.features).fit(train)
     per_class = class_weights(train["target"].to_numpy()) if cfg.class_weighting else {0: 1.0, 1: 1.0}
     preprocess = preprocess_config(cfg.preprocess)
@@ -321,8 +330,15 @@ def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.
     seconds = seconds_before + time.perf_counter() - start
 
     run = Run(model, encoder, {"train": asdict(cfg), "preprocess": preprocess, "threshold": 0.5}, out_dir)
-    p_val = run.predict(val)
-    rule = f"highest threshold with validation sensitivity >= {cfg.min_sensitivity}"
+    raw_val = run.predict(val, cached_embeddings=True)
+    calibrator, calibration_note = Calibrator(), None
+    try:
+        calibrator = fit_calibrator(val["target"], raw_val, val["patient_id"], seed=cfg.seed)
+    except MetricError as exc:  # e.g. no malignant image in the validation split
+        calibration_note = f"not calibrated: {exc}"
+        print(f"warning: probabilities are not calibrated — {exc}", flush=True)
+    p_val = calibrator.transform(raw_val)
+    rule = f"highest threshold with validation sensitivity >= {cfg.min_sensitivity} (calibrated probabilities)"
     fallback = None
     try:
         threshold = choose_threshold(val["target"], p_val, cfg.min_sensitivity)
@@ -339,6 +355,9 @@ def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.
         "threshold": threshold,
         "threshold_rule": rule,
         "threshold_fallback": fallback,
+        "calibration": calibrator.to_dict() if calibrator.method != "identity" else None,
+        "calibration_note": calibration_note,
+        "training_prevalence": float(train["target"].mean()),
         "feature_names": encoder.feature_names,
         "class_weights": per_class,
         "n_train": len(train), "n_val": len(val), "n_train_positive": int(train["target"].sum()),
@@ -352,19 +371,23 @@ def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.
     }
     run.config = config
     metrics: dict[str, Any] = {}
+    report: dict[str, Any] | None = None
+    val_pred = pd.DataFrame({"image_name": val["image_name"], "patient_id": val["patient_id"], "target": val["target"],
+                             "probability": p_val, "raw_probability": raw_val})
     try:
         metrics = evaluate(val["target"], p_val, val["patient_id"], {"0.5": 0.5, "validation": threshold}, n_boot=200,
                            seed=cfg.seed)
+        report = validation_report(val_pred.join(val[[c for c in ("sex", "age", "site", "diagnosis", "width", "height") if c in val]]),
+                                   threshold=threshold, n_boot=200, seed=cfg.seed)
     except MetricError as exc:
         metrics = {"error": str(exc)}
     atomic_write(work / "model.keras", model.save)
     encoder.save(work / "encoder.json")
     write_json(work / "config.json", config)
-    write_json(work / "metrics.json", {"validation": metrics})
-    run.metrics = {"validation": metrics}
-    val_pred = pd.DataFrame({"image_name": val["image_name"], "patient_id": val["patient_id"], "target": val["target"],
-                             "probability": p_val})
+    run.metrics = {"validation": metrics, **({"validation_report": report} if report else {})}
+    write_json(work / "metrics.json", run.metrics)
     atomic_write(work / "val_predictions.csv", lambda tmp: val_pred.to_csv(tmp, index=False))
+    atomic_write(work / "MODEL_CARD.md", lambda tmp: Path(tmp).write_text(model_card(config, report)))
     shutil.rmtree(work / "backup", ignore_errors=True)
     (work / "fingerprint.json").unlink()
     publish(work, out_dir)

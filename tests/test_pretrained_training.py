@@ -183,4 +183,5 @@ def test_the_runs_tta_chooses_the_threshold_and_is_predicts_default(tiny_csv: Pa
     assert np.abs(default - one).max() > 1e-4
     val = pd.read_csv(tmp_path / "run" / "val_predictions.csv")  # the threshold's inputs were TTA predictions
     by_name = dict(zip(df["image_name"], default))
-    np.testing.assert_allclose(val["probability"], [by_name[n] for n in val["image_name"]], atol=1e-6)
+    # (validation predictions come from the cached float16 embeddings: the same up to that rounding)
+    np.testing.assert_allclose(val["raw_probability"], [by_name[n] for n in val["image_name"]], atol=2e-3)

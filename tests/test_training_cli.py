@@ -86,7 +86,8 @@ def test_cli_predict_handles_unseen_missing_and_odd_rows(fusion_run: Path, tiny_
                    "--impute-size"])
     preds = pd.read_csv(out, keep_default_na=False)
     assert rc == 1  # one row failed, the others were predicted
-    assert list(preds.columns) == ["image_name", "probability", "prediction", "error", "size_imputed"]
+    assert list(preds.columns) == ["image_name", "probability", "raw_probability", "prevalence", "threshold", "prediction",
+                                   "error", "size_imputed"]
     assert preds["size_imputed"].tolist() == [1, 1, 1, 1]
     assert "width/height imputed for 4 row(s)" in capsys.readouterr().out
     assert preds.loc[2, "error"] == "image file not found" and preds.loc[2, "prediction"] == -1
