@@ -278,6 +278,9 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=None,
                    help="test-time augmentation: average over this many rotations/mirrors of each image "
                         "(default: the run's own, the one its threshold was chosen with)")
+    p.add_argument("--prevalence", type=_prevalence,
+                   help="express the probabilities at this deployment prevalence (e.g. 0.0176 for ISIC 2020; default: the "
+                        "run's validation prevalence); the decisions do not change")
     p.add_argument("--overwrite", action="store_true")
 
 
@@ -299,15 +302,20 @@ def _predict(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     tta = args.tta if args.tta is not None else run.train_config.tta
-    preds = run.predict_frame(df, args.batch_size, tta=tta, impute_size=args.impute_size)
+    preds = run.predict_frame(df, args.batch_size, tta=tta, impute_size=args.impute_size, prevalence=args.prevalence)
     seconds = time.perf_counter() - t0
     from .atomic import atomic_write
 
     atomic_write(args.out, lambda tmp: preds.to_csv(tmp, index=False))
     bad = preds[preds["error"] != ""]
     print(f"predictions: {len(preds) - len(bad):,} of {len(preds):,} rows -> {args.out} "
-          f"(threshold {run.threshold:.4f}, {int((preds['prediction'] == 1).sum()):,} predicted malignant) "
+          f"(threshold {float(preds['threshold'].iloc[0]) if len(preds) else run.threshold:.4f}, "
+          f"{int((preds['prediction'] == 1).sum()):,} predicted malignant) "
           f"in {seconds:.1f} s ({len(preds) / max(seconds, 1e-9):.0f} images/s{', TTA ×' + str(tta) if tta > 1 else ''})")
+    if run.prevalence is not None:
+        print(f"probabilities calibrated ({run.calibrator.method}) at prevalence {preds['prevalence'].iloc[0]:.4g}"
+              + (" (moved from the run's " + format(run.prevalence, ".4g") + ")" if args.prevalence is not None else
+                 " (the run's validation prevalence; --prevalence P for another)"))
     if "size_imputed" in preds and preds["size_imputed"].any():
         print(f"note: width/height imputed for {int(preds['size_imputed'].sum()):,} row(s) (--impute-size; "
               "marked in the size_imputed column)")
@@ -319,50 +327,80 @@ def _predict(args: argparse.Namespace) -> int:
     return 1 if len(bad) else 0
 
 
+def _prevalence(value: str) -> float:
+    from .calibration import check_prevalence
+
+    try:
+        return check_prevalence(value, "--prevalence")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--predictions", type=_existing_file, required=True, help="CSV from `predict`")
-    p.add_argument("--metadata", type=_existing_file, required=True, help="CSV with image_name and target")
-    p.add_argument("--threshold", type=_nonneg_float, help="threshold besides 0.5 (default: the run's, if --model)")
-    p.add_argument("--run", "--model", dest="run", type=_existing_path, help="run folder: evaluate at its validation threshold")
-    p.add_argument("--out", type=Path, help="metrics JSON to write")
+    p.add_argument("--metadata", type=_existing_path, required=True,
+                   help="CSV (or dataset folder) with image_name, patient_id and target; sex, age, site, diagnosis and "
+                        "width/height give the subgroups")
+    p.add_argument("--threshold", type=_nonneg_float,
+                   help="decision threshold (default: the predictions' threshold column, else the run's)")
+    p.add_argument("--run", "--model", dest="run", type=_existing_path, help="run folder: its threshold and calibration prevalence")
+    p.add_argument("--prevalence", type=_prevalence,
+                   help="also report at this deployment prevalence, e.g. 0.0176 (probabilities moved there by prior "
+                        "shift, rows reweighted): calibration, PPV/NPV/NNB, net benefit")
+    p.add_argument("--out", type=Path,
+                   help="report folder: metrics.json, operating_points.csv, subgroups.csv, net_benefit.csv, "
+                        "reliability.csv and PNG figures (a path ending in .json: that metrics file only)")
     p.add_argument("--n-boot", type=_positive_int, default=1000)
 
 
-@command("evaluate", "ROC AUC / PR AUC with patient-bootstrap CIs, and metrics at thresholds", _evaluate_args)
+@command("evaluate", "validate predictions: discrimination, calibration, operating points (NNB), decision curve, "
+         "subgroups, with patient-bootstrap CIs", _evaluate_args)
 def _evaluate(args: argparse.Namespace) -> int:
-    import numpy as np
     import pandas as pd
 
-    from .atomic import write_json
-    from .data import normalise_metadata, read_csv
-    from .evaluation import evaluate, join_predictions, melanoma_vs_nevus_auc
+    from .atomic import json_safe, write_json
+    from .clinical import validation_report
+    from .data import load_metadata
+    from .evaluation import evaluate
+    from .validation import join, summary_lines, write_report
 
     preds = pd.read_csv(args.predictions, dtype={"image_name": str})
-    meta = normalise_metadata(read_csv(args.metadata), str(args.metadata), require_target=True)
-    merged, excluded = join_predictions(preds, meta, str(args.predictions))
-    if merged.empty:
-        raise DataError(f"{args.predictions}: no prediction matches an image_name of {args.metadata}")
-    thresholds = {"0.5": 0.5}
-    if args.threshold is not None:
-        thresholds["given"] = args.threshold
-    elif args.run is not None:
+    meta = load_metadata(args.metadata, require_target=True).frame
+    run_config = None
+    if args.run is not None:
         from .runs import Run
 
-        thresholds["validation"] = float(Run.read_config(args.run)["threshold"])
-    result = evaluate(merged["target"], merged["probability"], merged["patient_id"], thresholds, n_boot=args.n_boot)
-    mvn = melanoma_vs_nevus_auc(merged["target"], merged["probability"], merged["diagnosis"])
-    if np.isfinite(mvn):
-        result["roc_auc_melanoma_vs_nevus"] = mvn
-    result["excluded"] = excluded
+        run_config = Run.read_config(args.run)
+    joined = join(preds, meta, str(args.predictions), threshold=args.threshold, run_config=run_config)
+    merged, excluded = joined.table, joined.excluded
+    if merged.empty:
+        raise DataError(f"{args.predictions}: no prediction matches an image_name of {args.metadata}")
+    if args.prevalence is not None and joined.prevalence is None:
+        raise ValueError("--prevalence needs to know the prevalence the probabilities are calibrated at: use predictions "
+                         "written by `predict` (prevalence column) or pass --run RUN_DIR of a calibrated run")
+    report = validation_report(merged, threshold=joined.threshold, prevalence=args.prevalence,
+                               probability_prevalence=joined.prevalence, n_boot=args.n_boot)
+    thresholds = {"0.5": 0.5, **({"validation": joined.threshold} if joined.threshold is not None else {})}
+    report["thresholds"] = evaluate(merged["target"], merged["probability"], merged["patient_id"], thresholds,
+                                    n_boot=1)["thresholds"]
+    report["excluded"] = excluded
     print(f"evaluated {len(merged):,} predictions")
     if excluded["no_prediction"]:
         print(f"note: {excluded['no_prediction']:,} row(s) without a prediction (unreadable images), excluded")
     if excluded["no_metadata"]:
         print(f"note: {excluded['no_metadata']:,} prediction(s) without a row in {args.metadata}, excluded")
-    _print_metrics(result, "test")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        write_json(args.out, result)
+    for line in summary_lines(report):
+        print(line)
+    if args.out is not None:
+        if args.out.suffix.lower() == ".json":
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            write_json(args.out, json_safe(report))
+            print(f"metrics: {args.out}")
+        else:
+            if args.out.is_file():
+                raise FileExistsError(f"{args.out} is a file; --out names a report folder (or a .json file)")
+            paths = write_report(report, args.out)
+            print(f"report: {args.out}/ ({', '.join(p.name for p in paths)})")
     return 0
 
 

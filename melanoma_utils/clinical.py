@@ -19,9 +19,16 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .calibration import (brier_score, calibration_intercept_slope, check_prevalence, expected_calibration_error,
-                          prevalence_weights, prior_shift, reliability_table)
-from .evaluation import (MetricError, _check, bootstrap_ci, choose_threshold, patient_resamples, pr_auc, roc_auc)
+from .calibration import (
+    brier_score,
+    calibration_intercept_slope,
+    check_prevalence,
+    expected_calibration_error,
+    prevalence_weights,
+    prior_shift,
+    reliability_table,
+)
+from .evaluation import MetricError, _check, bootstrap_ci, choose_threshold, patient_resamples, pr_auc, roc_auc
 
 #: Fixed sensitivities reported as operating points.
 SENSITIVITIES: tuple[float, ...] = (0.90, 0.95)
@@ -222,7 +229,7 @@ def subgroup_table(table: pd.DataFrame, score: str = "probability", n_boot: int 
     if "diagnosis" in table:
         diag = table["diagnosis"].astype(str).to_numpy()
         malignant = y == 1
-        for d, n in pd.Series(diag[~malignant]).value_counts().items():
+        for d in pd.Series(diag[~malignant]).value_counts().index:
             m = malignant | ((diag == d) & ~malignant)
             rows.append(_auc_row("diagnosis (all malignant vs)", str(d), y[m], p[m], g[m], n_boot, seed))
     return pd.DataFrame(rows, columns=["factor", "group", "n", "n_malignant", "n_patients", "roc_auc", "ci_low",

@@ -21,6 +21,7 @@ NOTEBOOKS: tuple[str, ...] = (
     "03_train_evaluate",
     "04_explain",
     "05_compare_backbones",
+    "06_validate",
 )
 
 

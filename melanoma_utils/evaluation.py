@@ -181,8 +181,9 @@ def melanoma_vs_nevus_auc(target: Any, probability: Any, diagnosis: Any) -> floa
     return roc_auc(y, p)
 
 
-def join_predictions(preds: pd.DataFrame, meta: pd.DataFrame, source: str = "predictions") -> tuple[pd.DataFrame, dict[str, int]]:
-    """Validate a predictions table and join it to the metadata (``image_name, patient_id, target, diagnosis``).
+def join_predictions(preds: pd.DataFrame, meta: pd.DataFrame, source: str = "predictions",
+                     columns: Sequence[str] = ("patient_id", "target", "diagnosis")) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Validate a predictions table and join it to the metadata (``image_name`` and ``columns``).
 
     Errors (``ValueError`` naming ``source`` and the CSV lines, header = line 1): a missing column, a
     non-numeric probability, one outside [0, 1], an image predicted twice. Rows without a probability (what
@@ -213,5 +214,6 @@ def join_predictions(preds: pd.DataFrame, meta: pd.DataFrame, source: str = "pre
     table = preds.assign(probability=prob)
     no_pred = int(table["probability"].isna().sum())
     table = table[table["probability"].notna()]
-    merged = table.merge(meta[["image_name", "patient_id", "target", "diagnosis"]], on="image_name", how="inner")
+    keep = [c for c in columns if c != "image_name"]
+    merged = table.drop(columns=[c for c in keep if c in table]).merge(meta[["image_name", *keep]], on="image_name", how="inner")
     return merged, {"no_prediction": no_pred, "no_metadata": len(table) - len(merged)}

@@ -33,6 +33,7 @@ ABLATION_VARIANTS: dict[str, dict[str, Any]] = {
     "image only": {"kind": "image"},
     "fusion, clinical": {"kind": "fusion", "features": "clinical"},
     "fusion, paper (+ width/height)": {"kind": "fusion", "features": "paper"},
+    "fusion, clinical + patient context": {"kind": "fusion", "features": "context"},
 }
 
 
@@ -63,7 +64,7 @@ def cross_validate(
             vcfg = TrainConfig.from_dict({**asdict(cfg), **overrides})
             run_dir = out_dir / run_folder_name(name) / f"fold{k}"
             run = _load_or_train(rest, vcfg, run_dir)
-            p = run.predict(test)
+            p = run.predict_proba(test, cached_embeddings=True)
             preds.append(pd.DataFrame({"image_name": test["image_name"], "patient_id": test["patient_id"],
                                        "target": test["target"], "diagnosis": test["diagnosis"], "fold": k,
                                        "variant": name, "probability": p}))

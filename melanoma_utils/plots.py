@@ -359,7 +359,7 @@ def forest_plot(table: pd.DataFrame, title: str = "ROC AUC by subgroup", tag: st
     ax.plot(t.loc[ok & ~has_ci, "roc_auc"], ypos[ok & ~has_ci], "o", mfc="white", color=BENIGN_COLOUR)
     labels = [f"{f}: {g} (n={n}, {m} mal.)" for f, g, n, m in zip(t["factor"], t["group"], t["n"], t["n_malignant"])]
     ax.set_yticks(ypos, labels, fontsize=8)
-    for y, note, good in zip(ypos, t["note"], ok):
+    for y, good in zip(ypos, ok):
         if not good:
             ax.annotate("too small for an AUC", (0.52, y), va="center", fontsize=7, color="grey")
     if overall is not None:

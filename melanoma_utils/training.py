@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_write, write_json
+from .atomic import atomic_write, json_safe, write_json, write_text
 from .calibration import Calibrator, fit_calibrator
 from .clinical import validation_report
 from .evaluation import MetricError, choose_threshold, evaluate
@@ -384,10 +384,10 @@ def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.
     atomic_write(work / "model.keras", model.save)
     encoder.save(work / "encoder.json")
     write_json(work / "config.json", config)
-    run.metrics = {"validation": metrics, **({"validation_report": report} if report else {})}
+    run.metrics = {"validation": metrics, **({"validation_report": json_safe(report)} if report else {})}
     write_json(work / "metrics.json", run.metrics)
     atomic_write(work / "val_predictions.csv", lambda tmp: val_pred.to_csv(tmp, index=False))
-    atomic_write(work / "MODEL_CARD.md", lambda tmp: Path(tmp).write_text(model_card(config, report)))
+    write_text(work / "MODEL_CARD.md", model_card(config, report))
     shutil.rmtree(work / "backup", ignore_errors=True)
     (work / "fingerprint.json").unlink()
     publish(work, out_dir)

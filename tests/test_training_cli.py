@@ -113,7 +113,23 @@ def test_cli_train_predict_evaluate_round_trip(tiny_df: pd.DataFrame, tmp_path: 
     res = json.loads(metrics.read_text())
     assert res["n"] == 48 and set(res["thresholds"]) == {"0.5", "validation"}
     assert res["roc_auc"]["ci_low"] <= res["roc_auc"]["estimate"] <= res["roc_auc"]["ci_high"]
-    assert "ROC AUC:" in capsys.readouterr().out
+    assert "ROC AUC" in capsys.readouterr().out
+    # a report folder, at a stated prevalence: every key of the clinical report, figures and tables
+    report = tmp_path / "report"
+    assert cli.main(["evaluate", "--predictions", str(preds), "--metadata", str(csv), "--prevalence", "0.0176",
+                     "--out", str(report), "--n-boot", "50"]) == 0
+    res = json.loads((report / "metrics.json").read_text())
+    assert {"roc_auc", "pr_auc", "brier", "ece", "calibration_slope", "calibration_intercept", "operating_points",
+            "net_benefit", "subgroups", "stated_prevalence"} <= set(res)
+    assert res["stated_prevalence"]["prevalence"] == 0.0176
+    ops = {op["name"]: op for op in res["operating_points"]}
+    assert set(ops) == {"sensitivity 0.90", "sensitivity 0.95", "validation threshold"}
+    assert ops["validation threshold"]["threshold"] == pd.read_csv(preds)["threshold"].iloc[0]
+    assert ops["sensitivity 0.90"]["at_prevalence"]["prevalence"] == 0.0176
+    for name in ("reliability.png", "decision_curve.png", "decision_curve_stated_prevalence.png", "subgroups.png",
+                 "operating_points.csv", "subgroups.csv", "net_benefit.csv"):
+        assert (report / name).stat().st_size > 0, name
+    assert "NNB" in capsys.readouterr().out
 
 
 def test_cli_rejects_bad_arguments(tmp_path: Path, capsys) -> None:

@@ -1,0 +1,213 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.18.1
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 06 · Validating a trained model: calibration, operating points, decision curves, subgroups
+#
+# What a dermatologist or reviewer asks beyond "what is the AUC": is a predicted 30% really 30%? At the
+# sensitivity we need, how many benign lesions are biopsied per melanoma found (number needed to biopsy,
+# NNB)? Does the model help more than "biopsy everything"? Does it work as well for women and men, older
+# patients, each body site, each camera? This notebook answers them for **any run folder and any data set in
+# the ISIC schema** (set `run_dir`, `images_csv`); by default it validates notebook 03's run of
+# `validate_variant` on the patients of its held-out fold, which that run never saw. Every interval is a
+# patient-bootstrap 95% CI. The same report comes from the command line:
+# `python -m melanoma_utils predict ...` then `python -m melanoma_utils evaluate ... --out DIR`.
+
+# %% tags=["parameters"]
+synthetic = True
+dataset_label = "SYNTHETIC demo"
+images_csv = "data/synthetic-demo/train.csv"
+images_dir = ""  # empty: the train/ folder beside images_csv
+report_dir = "reports/demo"
+run_dir = ""  # a run folder from train; empty: notebook 03's run of validate_variant on its held-out fold
+validate_variant = "fusion, clinical"
+fold = 0
+prevalence = 0.0176  # a stated deployment prevalence (ISIC 2020: 1.76%); 0: none
+n_boot = 1000
+seed = 0
+
+# %%
+import pandas as pd
+from IPython.display import Markdown, display
+
+from melanoma_utils import plots
+from melanoma_utils.calibration import reliability_table
+from melanoma_utils.clinical import validation_report
+from melanoma_utils.experiments import load_folds, run_folder_name
+from melanoma_utils.reporting import open_study, package_versions
+from melanoma_utils.runs import Run
+from melanoma_utils.validation import operating_points_table, report_figures
+
+report, df = open_study(report_dir, synthetic, seed, images_csv, images_dir)
+if run_dir:
+    run = Run.load(run_dir)
+    rows, origin = df, f"all of {images_csv}"
+else:
+    runs_dir = report.report_dir / "runs" / "ablation"
+    run = Run.load(runs_dir / run_folder_name(validate_variant) / f"fold{fold}")
+    rows = df[load_folds(runs_dir / "folds.csv", df) == fold].reset_index(drop=True)
+    origin = f"held-out fold {fold} of notebook 03 (run '{validate_variant}')"
+preds = run.predict_frame(rows)
+ok = preds["error"] == ""
+table = pd.concat([rows[ok.to_numpy()].reset_index(drop=True),
+                   preds.loc[ok, ["probability", "raw_probability"]].reset_index(drop=True)], axis=1)
+stated = prevalence or None
+result = validation_report(table, threshold=run.threshold, prevalence=stated, probability_prevalence=run.prevalence,
+                           n_boot=n_boot, seed=seed)
+cfg = run.train_config
+display(Markdown(
+    f"**{dataset_label}** — {origin}: {result['n']:,} images of {result['n_patients']:,} patients, "
+    f"{result['n_malignant']:,} malignant (prevalence {result['prevalence']:.3f}); {int((~ok).sum())} unreadable image(s) "
+    f"left out. Model: {cfg.kind}, metadata `{cfg.features}`, image branch {cfg.backbone or 'the study CNN'} at "
+    f"{cfg.image_size} px, calibrated by **{run.calibrator.method}** on its validation split (prevalence "
+    f"{run.prevalence:.3f}), decision threshold {run.threshold:.4f} ({run.config['threshold_rule']})."))
+
+# %% [markdown]
+# ## Discrimination
+
+# %%
+report.figure(plots.roc_pr({"model": (table["target"].to_numpy(), table["probability"].to_numpy())},
+                           "ROC and precision-recall", tag=report.tag), "fig_validate_roc_pr")
+auc, pr = result["roc_auc"], result["pr_auc"]
+mvn = result.get("roc_auc_melanoma_vs_nevus")
+display(Markdown(
+    f"ROC AUC **{auc['estimate']:.3f}** (95% CI {auc['ci_low']:.3f}–{auc['ci_high']:.3f}); PR AUC {pr['estimate']:.3f} "
+    f"({pr['ci_low']:.3f}–{pr['ci_high']:.3f}) against a chance level of {pr['chance']:.3f}"
+    + (f"; melanoma vs nevus only: {mvn:.3f} — the harder contrast, free of the other benign diagnoses." if mvn else ".")
+    + f" The raw model output ranks the images with ROC AUC {result['roc_auc_raw']:.3f}: calibration is monotone, "
+    "so it changes the ranking only where isotonic steps tie images."))
+
+# %% [markdown]
+# ## Calibration: are the probabilities right?
+#
+# Equal-mass bins (each holds about the same number of images), the observed malignant rate against the mean
+# predicted probability; below, the images per bin. Perfect calibration lies on the diagonal. The raw model
+# output is trained with class weights (1/n per class) and an output bias, so it overstates the risk; the
+# calibrator was fitted on the run's validation split only.
+
+# %%
+y = table["target"].to_numpy()
+curves = {"calibrated": pd.DataFrame(result["reliability"]),
+          "raw model output": reliability_table(y, table["raw_probability"].to_numpy())}
+report.figure(plots.reliability_diagram(curves, "Reliability: calibrated vs raw", tag=report.tag), "fig_validate_reliability")
+better = result["brier"]["estimate"] < result["brier_raw"]
+display(Markdown(
+    f"Brier score: calibrated **{result['brier']['estimate']:.4f}** ({result['brier']['ci_low']:.4f}–"
+    f"{result['brier']['ci_high']:.4f}) vs raw {result['brier_raw']:.4f} — the calibrated probabilities are "
+    f"**{'better' if better else 'not better'}** on these held-out patients. ECE {result['ece']['estimate']:.4f} vs raw "
+    f"{result['ece_raw']:.4f}. Calibration slope {result['calibration_slope']['estimate']:.2f} "
+    f"({result['calibration_slope']['ci_low']:.2f}–{result['calibration_slope']['ci_high']:.2f}; 1 is ideal, < 1 means "
+    f"too extreme) and intercept {result['calibration_intercept']['estimate']:.2f} (0 is ideal, < 0 means too high on "
+    "average)."))
+pd.DataFrame(result["reliability"]).round(4)
+
+# %% [markdown]
+# ## At the deployment prevalence
+#
+# These data are enriched with melanoma; in ISIC 2020 only 1.76% of images are. A probability that is right at
+# one prevalence is wrong at another, so the probabilities are moved to the stated prevalence by prior-shift
+# correction (the odds scaled by the ratio of the prior odds) and the images reweighted to that prevalence to
+# check them.
+
+# %%
+at = result.get("stated_prevalence")
+if at:
+    curves_at = {f"moved to {at['prevalence']:g}": pd.DataFrame(at["reliability"])}
+    report.figure(plots.reliability_diagram(curves_at, f"Reliability at prevalence {at['prevalence']:g} (reweighted)",
+                                            tag=report.tag), "fig_validate_reliability_stated_prevalence")
+    display(Markdown(
+        f"At prevalence {at['prevalence']:g}: Brier {at['brier']['estimate']:.4f}, ECE {at['ece']['estimate']:.4f}, "
+        f"calibration slope {at['calibration_slope']['estimate']:.2f}, intercept {at['calibration_intercept']['estimate']:.2f}; "
+        f"PR AUC {at['pr_auc']:.3f} (chance {at['prevalence']:g}). The decision threshold becomes {at['threshold']:.4f} "
+        "on that scale (the same decisions)."))
+else:
+    display(Markdown("No deployment prevalence was stated (`prevalence = 0`)."))
+
+# %% [markdown]
+# ## Operating points and the number needed to biopsy
+#
+# *Sensitivity 0.90 / 0.95*: the highest threshold reaching that sensitivity **on these data** (chosen again in
+# each bootstrap resample) — how specific the model can be at the sensitivity a clinic needs. *Validation
+# threshold*: fixed in advance on the run's validation split, the honest operating point. NNB = 1 / PPV:
+# biopsies per melanoma found.
+
+# %%
+ops = operating_points_table(result)
+report.table(ops, "table_validate_operating_points")
+v = {op["name"]: op for op in result["operating_points"]}
+lines = []
+for name, op in v.items():
+    text = (f"- **{name}** (threshold {op['threshold']:.4f}): sensitivity {op['sensitivity']['estimate']:.2f}, "
+            f"specificity {op['specificity']['estimate']:.2f} ({op['specificity']['ci_low']:.2f}–{op['specificity']['ci_high']:.2f}), "
+            f"NNB {op['nnb']['estimate']:.1f} at this prevalence")
+    if op.get("at_prevalence"):
+        a = op["at_prevalence"]
+        text += f", **{a['nnb']['estimate']:.0f}** ({a['nnb']['ci_low']:.0f}–{a['nnb']['ci_high']:.0f}) at {a['prevalence']:g}"
+    lines.append(text + f"; {100 * op['biopsy_rate']['estimate']:.0f}% of images biopsied.")
+display(Markdown("\n".join(lines)))
+ops.set_index("operating point").T.round(3)
+
+# %% [markdown]
+# ## Decision curve: does the model help more than biopsying everything?
+#
+# Net benefit = true positives per image − false positives per image × pt / (1 − pt), where the threshold
+# probability pt says how many benign biopsies one melanoma is worth ((1 − pt) / pt). A model is useful where
+# its curve lies above both *biopsy all* and *biopsy none*.
+
+# %%
+figs = report_figures(result, report.tag)
+for name in [k for k in figs if k.startswith("decision_curve")]:
+    report.figure(figs[name], f"fig_validate_{name}")
+nb = pd.DataFrame(at["net_benefit"] if at else result["net_benefit"])
+useful = nb[(nb["model"] > nb["biopsy_all"]) & (nb["model"] > 0)]
+display(Markdown(
+    (f"At prevalence {at['prevalence']:g}" if at else f"At the data's prevalence ({result['prevalence']:.3f})")
+    + (f", the model beats both default strategies for threshold probabilities from {100 * useful['threshold'].min():.0f}% "
+       f"to {100 * useful['threshold'].max():.0f}% ({len(useful)} of {len(nb)} thresholds)." if len(useful) else
+       ", the model beats neither default strategy at any threshold probability from 1% to 30%.")))
+
+# %% [markdown]
+# ## Subgroups
+#
+# ROC AUC by sex, age band, body site, acquisition group (the original image size, a proxy for camera and
+# clinic, where known) and diagnosis (all malignant images against the benign images of each diagnosis).
+# Groups with fewer than 5 malignant or 5 benign images get no AUC: the table says so instead of printing noise.
+
+# %%
+report.figure(figs["subgroups"], "fig_validate_subgroups")
+sub = pd.DataFrame(result["subgroups"])
+report.table(sub, "table_validate_subgroups")
+rated = sub[sub["roc_auc"].notna()]
+worst = rated.loc[rated["roc_auc"].idxmin()] if len(rated) else None
+display(Markdown(
+    f"{len(rated)} of {len(sub)} subgroups have enough images for an AUC."
+    + (f" The lowest: {worst['factor']} = {worst['group']}, {worst['roc_auc']:.3f} ({worst['ci_low']:.3f}–{worst['ci_high']:.3f}, "
+       f"{worst['n']} images, {worst['n_malignant']} malignant)." if worst is not None else "")
+    + " Wide intervals mean too few patients to tell groups apart, not equal performance."))
+sub.round(3)
+
+# %% [markdown]
+# ## The run's model card (written by `train` into the run folder)
+
+# %%
+card = (run.run_dir / "MODEL_CARD.md") if run.run_dir else None
+display(Markdown(card.read_text() if card is not None and card.is_file() else "This run has no MODEL_CARD.md (trained "
+                 "before model cards were written)."))
+
+# %%
+from melanoma_utils.atomic import json_safe, write_json
+
+write_json(report.report_dir / "validate_metrics.json", json_safe(result))
+package_versions()
