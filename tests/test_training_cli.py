@@ -10,6 +10,7 @@ import pytest
 
 from conftest import planted_sex_table, write_dataset
 from melanoma_utils import cli
+from melanoma_utils.calibration import prior_shift
 from melanoma_utils.data import load_dataset
 from melanoma_utils.experiments import cross_validate, summarise_cv
 from melanoma_utils.runs import Run, TrainConfig
@@ -107,6 +108,16 @@ def test_cli_train_predict_evaluate_round_trip(tiny_df: pd.DataFrame, tmp_path: 
     assert "training on 48 images" in out and "threshold (validation)" in out
     preds = tmp_path / "p.csv"
     assert cli.main(["predict", "--run", str(run_dir), "--metadata", str(csv), "--out", str(preds)]) == 0
+    shifted = tmp_path / "p_at.csv"  # at a stated prevalence: other probabilities, the same decisions
+    assert cli.main(["predict", "--run", str(run_dir), "--metadata", str(csv), "--out", str(shifted),
+                     "--prevalence", "0.0176"]) == 0
+    base, at = pd.read_csv(preds), pd.read_csv(shifted)
+    cal = json.loads((run_dir / "config.json").read_text())["calibration"]
+    assert (at["prevalence"] == 0.0176).all() and (base["prevalence"] == cal["prevalence"]).all()
+    np.testing.assert_allclose(at["probability"], prior_shift(base["probability"], cal["prevalence"], 0.0176), rtol=1e-6)
+    assert (at["prediction"] == base["prediction"]).all() and at["threshold"].iloc[0] < base["threshold"].iloc[0]
+    np.testing.assert_allclose(at["raw_probability"], base["raw_probability"])
+    assert (run_dir / "MODEL_CARD.md").read_text().count("| sensitivity 0.90 |") == 1
     metrics = tmp_path / "m.json"
     assert cli.main(["evaluate", "--predictions", str(preds), "--metadata", str(csv), "--run", str(run_dir),
                      "--out", str(metrics), "--n-boot", "50"]) == 0
