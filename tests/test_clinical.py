@@ -7,11 +7,27 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from melanoma_utils.calibration import (Calibrator, brier_score, calibration_intercept_slope,
-                                        expected_calibration_error, fit_calibrator, prevalence_weights, prior_shift,
-                                        reliability_table, sigmoid)
-from melanoma_utils.clinical import (acquisition_group, age_band, net_benefit, operating_point, operating_points,
-                                     predictive_values, subgroup_table, validation_report)
+from melanoma_utils.calibration import (
+    Calibrator,
+    brier_score,
+    calibration_intercept_slope,
+    expected_calibration_error,
+    fit_calibrator,
+    prevalence_weights,
+    prior_shift,
+    reliability_table,
+    sigmoid,
+)
+from melanoma_utils.clinical import (
+    acquisition_group,
+    age_band,
+    net_benefit,
+    operating_point,
+    operating_points,
+    predictive_values,
+    subgroup_table,
+    validation_report,
+)
 from melanoma_utils.context import patient_context
 from melanoma_utils.evaluation import MetricError
 from melanoma_utils.features import MetadataEncoder
