@@ -74,3 +74,13 @@ def add_context(df: pd.DataFrame, image_size: int, preprocess: dict[str, Any],
     ctx = patient_context(df["patient_id"].to_numpy(), emb)
     out = df.drop(columns=[c for c in CONTEXT_COLUMNS if c in df]).reset_index(drop=True)
     return pd.concat([out, ctx], axis=1).set_axis(df.index) if len(df) else out.assign(**{c: [] for c in CONTEXT_COLUMNS})
+
+
+def image_count_auc(patient_id: Any, target: Any) -> float:
+    """ROC AUC of *fewer images of the same patient* as a melanoma score, in the rows given: how much the image
+    count alone says, which depends on how the data set was sampled (compare a subset with the full metadata)."""
+    from .evaluation import roc_auc
+
+    pid = pd.Series(np.asarray(patient_id, dtype=object))
+    counts = pid.map(pid.value_counts()).to_numpy(float)
+    return roc_auc(np.asarray(target).astype(int), -counts)

@@ -34,6 +34,7 @@ ABLATION_VARIANTS: dict[str, dict[str, Any]] = {
     "fusion, clinical": {"kind": "fusion", "features": "clinical"},
     "fusion, paper (+ width/height)": {"kind": "fusion", "features": "paper"},
     "fusion, clinical + patient context": {"kind": "fusion", "features": "context"},
+    "fusion, clinical + ugly duckling only": {"kind": "fusion", "features": "ugly_duckling"},
 }
 
 

@@ -7,10 +7,12 @@ Feature sets:
 * ``paper``: clinical + the ORIGINAL image width and height (log-scaled, standardised, with missing
   flags), as in the study. Width and height describe how an image was acquired (camera, clinic),
   not the lesion; the EDA and the ablation show how much they leak;
-* ``context``: clinical + the patient context of :mod:`melanoma_utils.context` (number of the patient's
-  images, log-scaled; the "ugly duckling" distance from the patient's other lesions, imputed with the
-  training median and flagged when the patient has one image). The table must carry those columns
-  (:func:`melanoma_utils.context.add_context`).
+* ``context``: clinical + the patient context of :mod:`melanoma_utils.context`: ``n_images`` (the number
+  of the patient's images, log-scaled) and ``ugly_duckling`` (the distance from the patient's other
+  lesions, imputed with the training median and flagged when the patient has one image). The table must
+  carry those columns (:func:`melanoma_utils.context.add_context`). The image count depends on how a data
+  set was sampled (an enriched subset keeps few images of melanoma patients): a shortcut risk, so
+* ``ugly_duckling``: clinical + the lesion distance alone, without the count.
 
 Categories are the fixed official vocabularies of :mod:`melanoma_utils.data`, so a category never
 seen in training (or an unknown spelling) is encoded as ``unknown`` and never crashes prediction.
@@ -28,12 +30,15 @@ import pandas as pd
 
 from .data import MISSING, SEX_CATEGORIES, SITE_CATEGORIES
 
-GROUPS: tuple[str, ...] = ("age", "sex", "site", "width", "height", "context")
+GROUPS: tuple[str, ...] = ("age", "sex", "site", "width", "height", "n_images", "ugly_duckling")
+#: Groups computed from the patient's images (:mod:`melanoma_utils.context`).
+CONTEXT_GROUPS: tuple[str, ...] = ("n_images", "ugly_duckling")
 FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "clinical": ("age", "sex", "site"),
     "paper": ("age", "sex", "site", "width", "height"),
     "acquisition": ("width", "height"),
-    "context": ("age", "sex", "site", "context"),
+    "context": ("age", "sex", "site", "n_images", "ugly_duckling"),
+    "ugly_duckling": ("age", "sex", "site", "ugly_duckling"),
 }
 
 
@@ -83,7 +88,7 @@ class MetadataEncoder:
                 med = float(logs.median()) if logs.notna().any() else 0.0
                 filled_log = logs.fillna(med)
                 self.size_stats[col] = [med, float(filled_log.mean()), float(filled_log.std(ddof=0)) or 1.0]
-        if "context" in self.groups:
+        if self.uses_context:
             for col, values in self._context_values(df).items():
                 med = float(values.median()) if values.notna().any() else 0.0
                 filled = values.fillna(med)
@@ -91,16 +96,24 @@ class MetadataEncoder:
         self.fitted = True
         return self
 
-    @staticmethod
-    def _context_values(df: pd.DataFrame) -> dict[str, pd.Series]:
+    @property
+    def uses_context(self) -> bool:
+        """Whether a group comes from the patient's images (:data:`CONTEXT_GROUPS`)."""
+        return bool(set(CONTEXT_GROUPS) & set(self.groups))
+
+    def _context_values(self, df: pd.DataFrame) -> dict[str, pd.Series]:
         from .context import CONTEXT_COLUMNS
 
         missing = [c for c in CONTEXT_COLUMNS if c not in df]
         if missing:
-            raise ValueError(f"feature set 'context' needs the column(s) {', '.join(missing)}: "
+            raise ValueError(f"feature set {self.feature_set!r} needs the column(s) {', '.join(missing)}: "
                              "add them with melanoma_utils.context.add_context (from the images)")
-        return {"log_patient_n_images": np.log(df["patient_n_images"].astype(float).clip(lower=1)),
-                "ugly_duckling": df["ugly_duckling"].astype(float)}
+        out = {}
+        if "n_images" in self.groups:
+            out["log_patient_n_images"] = np.log(df["patient_n_images"].astype(float).clip(lower=1))
+        if "ugly_duckling" in self.groups:
+            out["ugly_duckling"] = df["ugly_duckling"].astype(float)
+        return out
 
     @property
     def feature_names(self) -> list[str]:
@@ -113,8 +126,10 @@ class MetadataEncoder:
                 names += [f"sex={c}" for c in (*SEX_CATEGORIES, MISSING)]
             elif g == "site":
                 names += [f"site={c}" for c in (*SITE_CATEGORIES, MISSING)]
-            elif g == "context":
-                names += ["log_patient_n_images", "ugly_duckling", "ugly_duckling_missing"]
+            elif g == "n_images":
+                names += ["log_patient_n_images"]
+            elif g == "ugly_duckling":
+                names += ["ugly_duckling", "ugly_duckling_missing"]
             else:
                 names += [f"log_{g}", f"{g}_missing"]
         return names
@@ -143,12 +158,13 @@ class MetadataEncoder:
                 age = df["age"].astype(float) if "age" in df else pd.Series(np.nan, index=df.index)
                 cols.append(((age.fillna(self.age_median) - self.age_mean) / self.age_std).to_numpy())
                 cols.append(age.isna().to_numpy(dtype=float))
-            elif g == "context":
-                values = self._context_values(df)
-                for col, raw in values.items():
-                    med, mean, std = self.context_stats[col]
-                    cols.append(((raw.fillna(med) - mean) / std).to_numpy())
-                cols.append(values["ugly_duckling"].isna().to_numpy(dtype=float))
+            elif g in CONTEXT_GROUPS:
+                col = "log_patient_n_images" if g == "n_images" else "ugly_duckling"
+                raw = self._context_values(df)[col]
+                med, mean, std = self.context_stats[col]
+                cols.append(((raw.fillna(med) - mean) / std).to_numpy())
+                if g == "ugly_duckling":
+                    cols.append(raw.isna().to_numpy(dtype=float))
             elif g in ("sex", "site"):
                 cats = (*(SEX_CATEGORIES if g == "sex" else SITE_CATEGORIES), MISSING)
                 values = df[g].astype(str).to_numpy() if g in df else np.full(n, MISSING)

@@ -174,7 +174,7 @@ class Run:
     @property
     def uses_context(self) -> bool:
         """Whether the metadata includes the patient context (:mod:`melanoma_utils.context`)."""
-        return "context" in self.encoder.groups
+        return self.encoder.uses_context
 
     def with_context(self, df: pd.DataFrame) -> pd.DataFrame:
         """``df`` with the patient-context columns when the run uses them (computed from its images)."""

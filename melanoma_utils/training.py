@@ -309,7 +309,7 @@ def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.
     work = staging_path(out_dir)
     if prepare_staging(work, fingerprint(cfg, train, val), restart):
         print(f"resuming the interrupted run staged in {work}", flush=True)
-    if "context" in MetadataEncoder(cfg.features).groups:  # patient context from each split's own images
+    if MetadataEncoder(cfg.features).uses_context:  # patient context from each split's own images
         from .context import add_context
 
         train = add_context(train, cfg.image_size, preprocess_config(cfg.preprocess))

@@ -41,6 +41,7 @@
 synthetic = True
 dataset_label = "SYNTHETIC demo"
 images_csv = "data/synthetic-demo/train.csv"  # the image set to train and cross-validate on
+metadata_csv = "data/synthetic-demo/train.csv"  # the full metadata the images were drawn from (image-count check)
 images_dir = ""  # empty: the train/ folder beside images_csv
 report_dir = "reports/demo"
 image_size = 64
@@ -140,6 +141,35 @@ if SCRATCH in s.index:
         f"melanoma vs nevus {img.pooled_mel_vs_nevus_auc:.3f} (95% CI {img.pooled_mel_vs_nevus_ci_low:.3f}–"
         f"{img.pooled_mel_vs_nevus_ci_high:.3f})."
     ))
+
+# %% [markdown]
+# ### Patient context: the "ugly duckling" sign
+# Two label-free features from the patient's own images (available at prediction time from the same CSV): how
+# many images the patient has, and how far the lesion's ImageNet embedding lies from the mean of the patient's
+# other lesions. The image count depends on how a data set was sampled, so it is checked on the full metadata
+# too; the *ugly duckling only* row leaves the count out.
+
+# %%
+from melanoma_utils import config
+from melanoma_utils.context import image_count_auc
+from melanoma_utils.data import load_metadata
+
+ctx, ugly = s.loc["fusion, clinical + patient context"], s.loc["fusion, clinical + ugly duckling only"]
+count_here = image_count_auc(df["patient_id"], df["target"])
+full_meta = load_metadata(config.resolve(metadata_csv)).frame if metadata_csv else None
+count_full = image_count_auc(full_meta["patient_id"], full_meta["target"]) if full_meta is not None else float("nan")
+display(Markdown(
+    f"**Result.** Fusion clinical + patient context: ROC AUC {ctx.roc_auc_mean:.3f} ± {ctx.roc_auc_sd:.3f} "
+    f"({ctx.roc_auc_mean - clin.roc_auc_mean:+.3f} over fusion clinical), melanoma vs nevus {ctx.pooled_mel_vs_nevus_auc:.3f} "
+    f"(95% CI {ctx.pooled_mel_vs_nevus_ci_low:.3f}–{ctx.pooled_mel_vs_nevus_ci_high:.3f}; clinical "
+    f"{clin.pooled_mel_vs_nevus_auc:.3f}). With the lesion distance only (no image count): {ugly.roc_auc_mean:.3f} ± "
+    f"{ugly.roc_auc_sd:.3f} ({ugly.roc_auc_mean - clin.roc_auc_mean:+.3f}), melanoma vs nevus "
+    f"{ugly.pooled_mel_vs_nevus_auc:.3f} ({ugly.pooled_mel_vs_nevus_auc - clin.pooled_mel_vs_nevus_auc:+.3f}). "
+    f"The image count alone ranks melanoma with ROC AUC {count_here:.3f} on these {len(df):,} images"
+    + (f" but {count_full:.3f} on the full metadata ({len(full_meta):,} images)" if full_meta is not None else "")
+    + ": where the two differ, the count reflects how this set was sampled, and the *ugly duckling only* row is the "
+    "honest measure of what the patient context adds."
+))
 
 # %%
 curves = {name: (part["target"].to_numpy(), part["probability"].to_numpy()) for name, part in oof.groupby("variant", sort=False)}
