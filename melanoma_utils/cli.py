@@ -263,6 +263,13 @@ def _train(args: argparse.Namespace) -> int:
           f"({c['train_images_per_second']:.0f} images/s)  threshold (validation): {c['threshold']:.4f}")
     if c.get("threshold_fallback"):
         print(f"note: threshold is a fallback: {c['threshold_rule']}")
+    rep = run.metrics.get("validation_report")
+    if c.get("calibration") and rep:
+        print(f"probabilities calibrated ({c['calibration']['method']}) on the validation split, right at prevalence "
+              f"{c['calibration']['prevalence']:.4g}: Brier {rep['brier']['estimate']:.4f} (raw model output "
+              f"{rep['brier_raw']:.4f}); model card: {args.out / 'MODEL_CARD.md'}")
+    elif c.get("calibration_note"):
+        print(f"note: {c['calibration_note']}")
     _print_metrics(run.metrics["validation"], "validation")
     return 0
 
