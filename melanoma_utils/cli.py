@@ -61,7 +61,8 @@ _nonneg_int = _int_at_least(0, "must be >= 0")
 
 
 def _check_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--metadata", type=_existing_path, required=True, help="training CSV (or dataset folder)")
+    p.add_argument("--metadata", "--shards", dest="metadata", type=_existing_path, required=True,
+                   help="training CSV, dataset folder, or TFRecord shard folder (from `shard`)")
     p.add_argument("--images", type=Path, help="folder of <image_name>.jpg (default: train/ beside train.csv)")
     p.add_argument("--duplicates", type=_existing_file, help="ISIC_2020_Training_Duplicates.csv to apply")
     p.add_argument("--no-decode", action="store_true", help="only check that files exist, do not decode them")
@@ -134,6 +135,33 @@ def _fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shard_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--metadata", type=_existing_path, required=True, help="training CSV (or dataset folder)")
+    p.add_argument("--images", type=Path, help="folder of <image_name>.jpg (default: train/ beside train.csv)")
+    p.add_argument("--duplicates", type=_existing_file, help="official duplicate list to apply")
+    p.add_argument("--out", type=Path, required=True, help="shard folder to write (re-running resumes)")
+    p.add_argument("--shards", type=_positive_int, default=15, help="number of shards (patients never straddle two)")
+    p.add_argument("--size", type=_positive_int, help="re-encode images as SIZE x SIZE JPEGs (default: the files as they are)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+@command("shard", "write patient-isolated, stratified TFRecord shards + manifest (train/predict accept the folder)", _shard_args)
+def _shard(args: argparse.Namespace) -> int:
+    from .data import load_dataset
+    from .images import drop_unreadable
+    from .shards import write_shards
+
+    ds = load_dataset(args.metadata, args.images, duplicates=args.duplicates, on_missing="drop")
+    for note in ds.report.notes:
+        print(f"note: {note}")
+    df, bad = drop_unreadable(ds.frame)
+    if bad:
+        print(f"note: {len(bad)} unreadable image(s) left out, e.g. {', '.join(list(bad)[:5])}")
+    manifest = write_shards(df, args.out, args.shards, args.size, args.seed, source=str(ds.report.source), progress=True)
+    print(f"{len(df):,} images in {args.shards} shards: {manifest}")
+    return 0
+
+
 def _reproduce_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", type=Path, default=config.PARAMS_DIR / "demo.yaml", help="params/<data set>.yaml")
     p.add_argument("--only", nargs="+", choices=config.NOTEBOOKS, help="run only these notebooks")
@@ -175,7 +203,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     from .features import FEATURE_SETS
     from .transforms import PREPROCESSORS
 
-    p.add_argument("--metadata", type=_existing_path, required=True, help="training CSV (or dataset folder)")
+    p.add_argument("--metadata", "--shards", dest="metadata", type=_existing_path, required=True,
+                   help="training CSV, dataset folder, or TFRecord shard folder (from `shard`)")
     p.add_argument("--images", type=Path, help="folder of <image_name>.jpg (default: train/ beside train.csv)")
     p.add_argument("--duplicates", type=_existing_file, help="official duplicate list to apply")
     p.add_argument("--out", type=Path, required=True, help="run folder to write")
@@ -276,7 +305,8 @@ def _train(args: argparse.Namespace) -> int:
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", "--model", dest="run", type=_existing_path, required=True, help="run folder from `train`")
-    p.add_argument("--metadata", type=_existing_file, required=True, help="CSV in the ISIC 2020 schema")
+    p.add_argument("--metadata", "--shards", dest="metadata", type=_existing_path, required=True,
+                   help="CSV in the ISIC 2020 schema, or a TFRecord shard folder (from `shard`)")
     p.add_argument("--images", type=Path, help="folder of <image_name>.jpg (default: train/ beside the CSV)")
     p.add_argument("--out", type=Path, required=True, help="predictions CSV to write")
     p.add_argument("--batch-size", type=_positive_int, default=64)

@@ -258,7 +258,12 @@ def find_metadata_csv(root: str | os.PathLike[str]) -> Path:
 
 
 def default_images_dir(metadata_csv: str | os.PathLike[str]) -> Path | None:
-    """``train/`` beside a resized-layout ``train.csv``, else ``None`` (the caller must say)."""
+    """``train/`` beside a resized-layout ``train.csv``; for a shard folder's manifest, the shards' JPEGs unpacked
+    once (:func:`melanoma_utils.shards.unpack_images`); else ``None`` (the caller must say)."""
+    from .shards import MANIFEST, unpack_images
+
+    if Path(metadata_csv).name == MANIFEST:
+        return unpack_images(Path(metadata_csv).parent)
     candidate = Path(metadata_csv).parent / "train"
     return candidate if candidate.is_dir() else None
 
@@ -325,11 +330,19 @@ def _read_metadata(
     duplicates: str | os.PathLike[str] | None,
     require_target: bool,
 ) -> tuple[pd.DataFrame, LoadReport, Path]:
-    """Read and normalise a metadata CSV (or a dataset folder's), applying the duplicate list if given."""
+    """Read and normalise a metadata CSV (or a dataset folder's, or a TFRecord shard folder's), applying the
+    duplicate list if given."""
+    from .shards import MANIFEST, is_shard_folder, read_shard_table
+
     metadata = Path(metadata)
-    csv = find_metadata_csv(metadata) if metadata.is_dir() else metadata
+    if metadata.is_dir() and is_shard_folder(metadata):
+        csv = metadata / MANIFEST
+        raw = read_shard_table(metadata).astype(str).replace({"nan": None, "None": None})
+    else:
+        csv = find_metadata_csv(metadata) if metadata.is_dir() else metadata
+        raw = read_csv(csv)
     report = LoadReport(source=str(csv))
-    df = normalise_metadata(read_csv(csv), str(csv), require_target=require_target, report=report)
+    df = normalise_metadata(raw, str(csv), require_target=require_target, report=report)
     if duplicates is not None:
         df, n = drop_duplicates(df, read_duplicates(duplicates))
         report.n_duplicates_dropped = n

@@ -35,7 +35,12 @@ def decode_and_resize(path, image_size: int):
     """One image file → uint8 ``(S, S, 3)``: decode (JPEG/PNG), centre-crop to a square, antialiased resize."""
     tf = _tf()
     raw = tf.io.read_file(path)
-    img = tf.io.decode_image(raw, channels=3, expand_animations=False)
+    return crop_resize_tensor(tf.io.decode_image(raw, channels=3, expand_animations=False), image_size)
+
+
+def crop_resize_tensor(img, image_size: int):
+    """A decoded uint8 image tensor → uint8 ``(S, S, 3)``: centre-crop to a square, antialiased resize."""
+    tf = _tf()
     shape = tf.shape(img)
     side = tf.minimum(shape[0], shape[1])
     img = tf.image.crop_to_bounding_box(img, (shape[0] - side) // 2, (shape[1] - side) // 2, side, side)
