@@ -13,6 +13,9 @@ DEV_STAMP := $(VENV)/.installed-dev
 DATA ?= demo
 DATA_SIZE ?= 256
 DATA_BENIGN ?= all
+# `make data DATA_FORMAT=tfrecord` also writes patient-isolated TFRecord shards into data/isic2020-<size>-tfrec/.
+DATA_FORMAT ?= jpeg
+DATA_SHARDS ?= 15
 BENCH_ARGS ?= --sizes 96 --backbones cnn mobilenetv2 --n-images 512
 
 .PHONY: help setup data demo-data reproduce test test-fast bench lint notebooks clean
@@ -39,8 +42,9 @@ setup: $(STAMP) ## create .venv/ with the pinned dependencies (GPU=1: tensorflow
 demo-data: $(STAMP) ## generate the SYNTHETIC demo data set in data/synthetic-demo/
 	$(PY) -m melanoma_utils demo-data
 
-data: $(STAMP) ## download the real ISIC 2020 data, resize once into data/isic2020-<size>/ (DATA_SIZE, DATA_BENIGN; internet)
+data: $(STAMP) ## download the real ISIC 2020 data, resize once into data/isic2020-<size>/ (DATA_SIZE, DATA_BENIGN, DATA_FORMAT=tfrecord: + shards; internet)
 	$(PY) -m melanoma_utils fetch --size $(DATA_SIZE) $(if $(filter-out all,$(DATA_BENIGN)),--benign $(DATA_BENIGN))
+	$(if $(filter tfrecord,$(DATA_FORMAT)),$(PY) -m melanoma_utils shard --metadata data/isic2020-$(DATA_SIZE)/train.csv --out data/isic2020-$(DATA_SIZE)-tfrec --shards $(DATA_SHARDS))
 
 reproduce: $(STAMP) ## run the study's notebooks on params/$(DATA).yaml into reports/ (default: SYNTHETIC demo)
 	$(PY) -m melanoma_utils reproduce --params params/$(DATA).yaml

@@ -244,6 +244,10 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    help="with pretrained weights: train on decoded images end to end (GPU) instead of cached embeddings")
     p.add_argument("--freeze-epochs", type=_nonneg_int, default=0, help="--end-to-end: epochs with the backbone frozen first")
     p.add_argument("--cache", default="memory", help="memory | none | a file prefix for large sets")
+    p.add_argument("--strategy", choices=("auto", "one", "mirrored", "multiworker", "tpu"), default="auto",
+                   help="devices: auto (several GPUs: mirrored), one, mirrored (tf.distribute over GPUs/CPUs; JAX: "
+                        "DataParallel), multiworker (TF_CONFIG; the chief writes --out), tpu; --batch-size is per "
+                        "replica, learning rates scale with the replicas")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true",
                    help="replace a finished run in --out (only once the new run is complete)")
@@ -278,6 +282,7 @@ def _train(args: argparse.Namespace) -> int:
         finetune=args.finetune, finetune_epochs=args.finetune_epochs, finetune_learning_rate=args.finetune_learning_rate,
         head_learning_rate=args.head_learning_rate, tta=args.tta, embedding_views=args.embedding_views, frozen_features=not args.end_to_end,
         cache=None if args.cache.lower() == "none" else args.cache, seed=args.seed, verbose=args.verbose,
+        strategy=args.strategy,
     )
     ds = load_dataset(args.metadata, args.images, duplicates=args.duplicates,
                       on_missing="drop" if cfg.uses_images else "keep")

@@ -70,6 +70,7 @@ class TrainConfig:
     tta: int = 1  # test-time augmentation: dihedral views averaged for validation and, by default, prediction
     cache: str | None = "memory"  # "memory", a file prefix, or None
     mixed_precision: str = "auto"  # auto (on GPU only) | on | off
+    strategy: str = "auto"  # auto | one | mirrored | multiworker | tpu (batch_size is per replica)
     verbose: int = 2  # Keras fit verbosity: 1 progress bar, 2 one line per epoch
 
     def __post_init__(self) -> None:
@@ -94,6 +95,8 @@ class TrainConfig:
             raise ValueError(f"finetune must be one of {', '.join(FINETUNE_MODES)}; got {self.finetune!r}")
         if not 1 <= int(self.tta) <= 8:
             raise ValueError(f"tta must be in 1..8; got {self.tta}")
+        if self.strategy not in ("auto", "one", "mirrored", "multiworker", "tpu"):
+            raise ValueError(f"strategy must be auto, one, mirrored, multiworker or tpu; got {self.strategy!r}")
         if not 1 <= int(self.embedding_views) <= 8:
             raise ValueError(f"embedding_views must be in 1..8; got {self.embedding_views}")
         self.conv_filters = tuple(self.conv_filters)

@@ -14,7 +14,7 @@ import contextlib
 import os
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,16 +44,106 @@ def class_weights(y: np.ndarray) -> dict[int, float]:
     return {c: n / (2 * counts[c]) for c in (0, 1)}
 
 
-def _distribution():
-    """MirroredStrategy over several GPUs, the default strategy otherwise (TensorFlow backend only)."""
+#: ``--strategy`` choices.
+STRATEGIES: tuple[str, ...] = ("auto", "one", "mirrored", "multiworker", "tpu")
+
+
+@dataclass
+class Distribution:
+    """How a run is spread over devices: a ``tf.distribute`` scope (TensorFlow) or a Keras ``DataParallel``
+    distribution (JAX), and the number of replicas (batch and learning rates are scaled by it)."""
+
+    name: str
+    replicas: int
+    scope: Any = None
+    jax_distribution: Any = None
+    chief: bool = True
+
+    def __enter__(self) -> "Distribution":
+        if self.jax_distribution is not None:
+            import keras
+
+            keras.distribution.set_distribution(self.jax_distribution)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.jax_distribution is not None:
+            import keras
+
+            keras.distribution.set_distribution(None)
+
+
+_DISTRIBUTIONS: dict[str, Distribution] = {}
+
+
+def make_distribution(strategy: str = "auto") -> Distribution:
+    """The process's :class:`Distribution` for ``strategy`` (made once; see :func:`_make_distribution`).
+    ``multiworker`` must be made before TensorFlow runs anything (the CLI does it first thing)."""
+    if strategy not in _DISTRIBUTIONS:
+        _DISTRIBUTIONS[strategy] = _make_distribution(strategy)
+    return _DISTRIBUTIONS[strategy]
+
+
+def _make_distribution(strategy: str = "auto") -> Distribution:
+    """The device set-up for ``strategy``, using the engines that exist (nothing home-made):
+
+    * TensorFlow: ``one`` (default strategy), ``mirrored`` (``tf.distribute.MirroredStrategy`` over the GPUs, or
+      over the logical CPU devices when there is no GPU), ``multiworker`` (``MultiWorkerMirroredStrategy``; the
+      cluster comes from ``TF_CONFIG``; only the chief writes the run folder), ``tpu`` (``TPUStrategy``; written,
+      untested here); ``auto`` = mirrored when several GPUs, else one;
+    * JAX: ``mirrored`` = ``keras.distribution.DataParallel`` over ``jax.devices()``; ``auto`` = that when there
+      are several accelerator devices.
+    """
     import keras
 
-    if keras.backend.backend() != "tensorflow":
-        return None
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}; got {strategy!r}")
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        devices = jax.devices()
+        if strategy in ("multiworker", "tpu"):
+            raise ValueError(f"strategy {strategy!r} needs the TensorFlow backend (on JAX use mirrored: DataParallel)")
+        if strategy == "mirrored" or (strategy == "auto" and len(devices) > 1 and jax.default_backend() != "cpu"):
+            return Distribution(f"jax DataParallel over {len(devices)} {devices[0].platform} device(s)", len(devices),
+                                jax_distribution=keras.distribution.DataParallel(devices=devices))
+        return Distribution("one device", 1)
+    if backend != "tensorflow":
+        if strategy not in ("auto", "one"):
+            raise ValueError(f"strategy {strategy!r} is not available on the {backend} backend")
+        return Distribution("one device", 1)
     import tensorflow as tf
 
-    gpus = tf.config.list_physical_devices("GPU")
-    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    if strategy == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        st = tf.distribute.TPUStrategy(resolver)
+        return Distribution("TPUStrategy", st.num_replicas_in_sync, st.scope())
+    if strategy == "multiworker":
+        st = tf.distribute.MultiWorkerMirroredStrategy()
+        resolver = st.cluster_resolver
+        chief = resolver.task_type in (None, "chief") or (resolver.task_type == "worker" and resolver.task_id == 0
+                                                          and "chief" not in resolver.cluster_spec().as_dict())
+        return Distribution(f"MultiWorkerMirroredStrategy ({st.num_replicas_in_sync} replicas)", st.num_replicas_in_sync,
+                            st.scope(), chief=bool(chief))
+    gpus = tf.config.list_logical_devices("GPU")  # initialises the runtime: after the collective set-up above
+    if strategy == "mirrored" or (strategy == "auto" and len(gpus) > 1):
+        devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
+        st = tf.distribute.MirroredStrategy(devices)
+        return Distribution(f"MirroredStrategy over {', '.join(devices)}", st.num_replicas_in_sync, st.scope())
+    return Distribution("one device", 1, tf.distribute.get_strategy().scope())
+
+
+def scaled_for(cfg: TrainConfig, replicas: int) -> TrainConfig:
+    """The recipe as trained on ``replicas`` devices: ``batch_size`` per replica × replicas, learning rates scaled
+    linearly (Goyal et al. 2017)."""
+    if replicas == 1:
+        return cfg
+    return replace(cfg, batch_size=cfg.batch_size * replicas, learning_rate=cfg.learning_rate * replicas,
+                   head_learning_rate=cfg.head_learning_rate * replicas,
+                   finetune_learning_rate=cfg.finetune_learning_rate * replicas)
 
 
 def _set_precision(mode: str) -> str:
@@ -276,15 +366,21 @@ def train_run(
     data resumes; with another, an error names the differences unless ``restart`` discards it.
     """
     out_dir = Path(out_dir)
+    dist = make_distribution(cfg.strategy)
+    if not dist.chief:  # multi-worker: every worker trains in step; only the chief writes the run folder
+        import tempfile
+
+        out_dir = Path(tempfile.mkdtemp(prefix="melanoma-worker-")) / "run"
     with run_lock(out_dir):
         if (out_dir / "model.keras").exists() and not overwrite:
             raise FileExistsError(f"{out_dir} already holds a trained model; choose another --out or pass overwrite")
         if out_dir.exists() and not (out_dir / "model.keras").exists() and any(out_dir.iterdir()):
             raise FileExistsError(f"{out_dir} exists, is not empty and is not a run folder; choose another --out")
-        return _train_locked(df, cfg, out_dir, val_df, restart)
+        return _train_locked(df, cfg, out_dir, val_df, restart, dist)
 
 
-def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.DataFrame | None, restart: bool) -> Run:
+def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.DataFrame | None, restart: bool,
+                  dist: Distribution) -> Run:
     import keras
 
     from .versions import package_versions
@@ -317,17 +413,20 @@ def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.
     encoder = MetadataEncoder(cfg.features).fit(train)
     per_class = class_weights(train["target"].to_numpy()) if cfg.class_weighting else {0: 1.0, 1: 1.0}
     preprocess = preprocess_config(cfg.preprocess)
-    strategy = _distribution()
-    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    user_cfg = cfg
+    cfg = scaled_for(cfg, dist.replicas)
+    scope = dist.scope if dist.scope is not None else contextlib.nullcontext()
     start = time.perf_counter()
     stages: dict[str, Any] = {}
     seconds_before = 0.0
-    if cfg.uses_cached_embeddings:
-        with scope:
-            model, epochs_run, stages = _train_on_embeddings(cfg, train, val, encoder, per_class, preprocess, work)
-    else:
-        model, epochs_run, seconds_before = _train_end_to_end(cfg, train, val, encoder, per_class, preprocess, work, scope)
+    with dist:
+        if cfg.uses_cached_embeddings:
+            with scope:
+                model, epochs_run, stages = _train_on_embeddings(cfg, train, val, encoder, per_class, preprocess, work)
+        else:
+            model, epochs_run, seconds_before = _train_end_to_end(cfg, train, val, encoder, per_class, preprocess, work, scope)
     seconds = seconds_before + time.perf_counter() - start
+    cfg = user_cfg
 
     run = Run(model, encoder, {"train": asdict(cfg), "preprocess": preprocess, "threshold": 0.5}, out_dir)
     raw_val = run.predict(val, cached_embeddings=True)
@@ -366,6 +465,9 @@ def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.
         "train_images_per_second": epochs_run * len(train) / seconds if seconds else None,
         "stages": stages,
         "precision_policy": policy,
+        "distribution": {"strategy": dist.name, "replicas": dist.replicas,
+                         "global_batch_size": cfg.batch_size * dist.replicas,
+                         "learning_rate_scale": dist.replicas},
         "keras_backend": keras.backend.backend(),
         "versions": package_versions()["version"].to_dict(),
     }
