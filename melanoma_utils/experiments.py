@@ -45,6 +45,7 @@ def cross_validate(
     variants: dict[str, dict[str, Any]] | None = None,
     n_splits: int = 5,
     folds: list[int] | None = None,
+    folds_from: str = "patients",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Patient-grouped K-fold CV of each variant with the same budget (``cfg``'s epochs and patience).
 
@@ -52,10 +53,16 @@ def cross_validate(
     Returns ``(per_fold, oof)``: fold metrics (ROC AUC, PR AUC, melanoma-vs-nevus AUC) and out-of-fold
     predictions (``image_name, patient_id, target, diagnosis, fold, variant, probability``). Runs are
     written to ``out_dir/<variant>/fold<k>`` and reused when present (an interrupted ablation resumes).
+    ``folds_from="shards"``: fold = shard index (``tfrecord``) modulo ``n_splits``, as the SIIM-ISIC community
+    folds TFRecord shards; the default folds are patient-grouped and target-stratified.
     """
     variants = variants or ABLATION_VARIANTS
     out_dir = Path(out_dir)
-    fold_ids = grouped_folds(df, n_splits=n_splits, seed=cfg.seed)
+    if folds_from not in ("patients", "shards"):
+        raise ValueError(f"folds_from must be patients or shards; got {folds_from!r}")
+    if folds_from == "shards" and not df["tfrecord"].notna().all():
+        raise ValueError("folds_from='shards' needs a shard index (tfrecord column) on every row")
+    fold_ids = grouped_folds(df, n_splits=n_splits, seed=cfg.seed, use_tfrecord=folds_from == "shards")
     save_folds(df, fold_ids, out_dir / "folds.csv")
     rows, preds = [], []
     for k in folds if folds is not None else range(n_splits):
