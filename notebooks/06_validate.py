@@ -63,7 +63,7 @@ preds = run.predict_frame(rows)
 ok = preds["error"] == ""
 table = pd.concat([rows[ok.to_numpy()].reset_index(drop=True),
                    preds.loc[ok, ["probability", "raw_probability"]].reset_index(drop=True)], axis=1)
-stated = prevalence or None
+stated = prevalence if prevalence and run.prevalence else None  # a run without a calibrator has no known prevalence
 result = validation_report(table, threshold=run.threshold, prevalence=stated, probability_prevalence=run.prevalence,
                            n_boot=n_boot, seed=seed)
 cfg = run.train_config
@@ -71,8 +71,10 @@ display(Markdown(
     f"**{dataset_label}** — {origin}: {result['n']:,} images of {result['n_patients']:,} patients, "
     f"{result['n_malignant']:,} malignant (prevalence {result['prevalence']:.3f}); {int((~ok).sum())} unreadable image(s) "
     f"left out. Model: {cfg.kind}, metadata `{cfg.features}`, image branch {cfg.backbone or 'the study CNN'} at "
-    f"{cfg.image_size} px, calibrated by **{run.calibrator.method}** on its validation split (prevalence "
-    f"{run.prevalence:.3f}), decision threshold {run.threshold:.4f} ({run.config['threshold_rule']})."))
+    f"{cfg.image_size} px, "
+    + (f"calibrated by **{run.calibrator.method}** on its validation split (prevalence {run.prevalence:.3f})"
+       if run.prevalence else "**not calibrated** (trained before calibration existed: probabilities are raw outputs)")
+    + f", decision threshold {run.threshold:.4f} ({run.config['threshold_rule']})."))
 
 # %% [markdown]
 # ## Discrimination
