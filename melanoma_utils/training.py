@@ -55,9 +55,13 @@ class Distribution:
 
     name: str
     replicas: int
-    scope: Any = None
+    strategy: Any = None  # a tf.distribute strategy
     jax_distribution: Any = None
     chief: bool = True
+
+    def scope(self) -> Any:
+        """A fresh ``strategy.scope()`` (single-use), or a null context without a TensorFlow strategy."""
+        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
 
     def __enter__(self) -> "Distribution":
         if self.jax_distribution is not None:
@@ -120,20 +124,20 @@ def _make_distribution(strategy: str = "auto") -> Distribution:
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         st = tf.distribute.TPUStrategy(resolver)
-        return Distribution("TPUStrategy", st.num_replicas_in_sync, st.scope())
+        return Distribution("TPUStrategy", st.num_replicas_in_sync, st)
     if strategy == "multiworker":
         st = tf.distribute.MultiWorkerMirroredStrategy()
         resolver = st.cluster_resolver
         chief = resolver.task_type in (None, "chief") or (resolver.task_type == "worker" and resolver.task_id == 0
                                                           and "chief" not in resolver.cluster_spec().as_dict())
         return Distribution(f"MultiWorkerMirroredStrategy ({st.num_replicas_in_sync} replicas)", st.num_replicas_in_sync,
-                            st.scope(), chief=bool(chief))
+                            st, chief=bool(chief))
     gpus = tf.config.list_logical_devices("GPU")  # initialises the runtime: after the collective set-up above
     if strategy == "mirrored" or (strategy == "auto" and len(gpus) > 1):
         devices = [d.name for d in gpus] or [d.name for d in tf.config.list_logical_devices("CPU")]
         st = tf.distribute.MirroredStrategy(devices)
-        return Distribution(f"MirroredStrategy over {', '.join(devices)}", st.num_replicas_in_sync, st.scope())
-    return Distribution("one device", 1, tf.distribute.get_strategy().scope())
+        return Distribution(f"MirroredStrategy over {', '.join(devices)}", st.num_replicas_in_sync, st)
+    return Distribution("one device", 1, tf.distribute.get_strategy())
 
 
 def scaled_for(cfg: TrainConfig, replicas: int) -> TrainConfig:
@@ -415,7 +419,7 @@ def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.
     preprocess = preprocess_config(cfg.preprocess)
     user_cfg = cfg
     cfg = scaled_for(cfg, dist.replicas)
-    scope = dist.scope if dist.scope is not None else contextlib.nullcontext()
+    scope = dist.scope()
     start = time.perf_counter()
     stages: dict[str, Any] = {}
     seconds_before = 0.0
