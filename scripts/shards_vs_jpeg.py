@@ -46,6 +46,9 @@ def main() -> None:
     sharded = load_dataset(out / "shards").frame  # reads the records, unpacks the JPEGs once
     t_load = time.perf_counter() - t0
     jpeg = jpeg.assign(tfrecord=jpeg["image_name"].map(dict(zip(sharded["image_name"], sharded["tfrecord"]))))
+    # the same row order on both sides, so that each fold's training part draws the same validation split
+    jpeg = jpeg.sort_values("image_name", ignore_index=True)
+    sharded = sharded.sort_values("image_name", ignore_index=True)
 
     rates = {}
     for name, ds in (("loose JPEG files (tf.data from paths)",
@@ -70,14 +73,15 @@ def main() -> None:
     v = package_versions()["version"].to_dict()
     lines = [
         "# Shards vs loose JPEGs (real 256 px subset)", "",
-        f"Machine: {platform.node()}, {platform.processor() or platform.machine()}, TensorFlow {v.get('tensorflow')}, "
+        f"Machine: {platform.node()}, {platform.processor() or platform.machine()}, TensorFlow {v.get('tensorflow') or v.get('tensorflow-cpu')}, "
         f"Keras {v.get('keras')}. Command: `.venv/bin/python scripts/shards_vs_jpeg.py --metadata {args.metadata} "
         f"--out {args.out}`.", "",
         f"- {len(jpeg):,} images written as {args.shards} shards in {t_write:.1f} s; read back (table + JPEGs "
         f"unpacked once) in {t_load:.1f} s.",
         f"- Cross-validated ROC AUC, fusion (clinical), EfficientNet-Lite0 at {args.image_size} px, folds = shard "
         f"index mod {args.folds}: from JPEGs {a.roc_auc_mean:.4f} ± {a.roc_auc_sd:.4f}, from shards "
-        f"{b.roc_auc_mean:.4f} ± {b.roc_auc_sd:.4f} (largest per-fold difference {fold_diff:.4f}).", "",
+        f"{b.roc_auc_mean:.4f} ± {b.roc_auc_sd:.4f} (largest per-fold difference {fold_diff:.4f}; rows in the same "
+        "order on both sides, so each fold's validation split is the same).", "",
         "| input | images/s, one pass, decode + crop + resize to "
         f"{args.image_size} px, batch 64 |", "|---|---|",
         *[f"| {k} | {r:.0f} |" for k, r in rates.items()],
