@@ -90,19 +90,23 @@ def brier_score(y_true: Sequence, y_prob: Sequence, weights: Any = None) -> floa
     return float(np.sum(w * (p - y) ** 2) / w.sum())
 
 
+def _bins(y: np.ndarray, p: np.ndarray, w: np.ndarray, n_bins: int) -> list[np.ndarray]:
+    if n_bins < 1:
+        raise MetricError(f"n_bins must be >= 1; got {n_bins}")
+    order = np.argsort(p, kind="stable")
+    return [b for b in np.array_split(order, min(n_bins, len(y))) if len(b)]
+
+
 def reliability_table(y_true: Sequence, y_prob: Sequence, n_bins: int = 10, weights: Any = None) -> pd.DataFrame:
     """The reliability diagram's bins: equal-mass (each holds ~the same number of rows, sorted by probability).
 
     Columns: ``bin, n, n_malignant, p_low, p_high, mean_predicted, observed_rate`` (the two rates weighted by
-    ``weights``). Fewer bins than asked when there are fewer rows.
+    ``weights``) and ``weight``. Fewer bins than asked when there are fewer rows.
     """
     y, p = _check(y_true, y_prob)
     w = _weights(weights, len(y))
-    if n_bins < 1:
-        raise MetricError(f"n_bins must be >= 1; got {n_bins}")
-    order = np.argsort(p, kind="stable")
     rows = []
-    for k, idx in enumerate(b for b in np.array_split(order, min(n_bins, len(y))) if len(b)):
+    for k, idx in enumerate(_bins(y, p, w, n_bins)):
         wb = w[idx]
         rows.append({"bin": k, "n": len(idx), "n_malignant": int(y[idx].sum()), "p_low": float(p[idx].min()),
                      "p_high": float(p[idx].max()),
@@ -114,9 +118,15 @@ def reliability_table(y_true: Sequence, y_prob: Sequence, n_bins: int = 10, weig
 
 def expected_calibration_error(y_true: Sequence, y_prob: Sequence, n_bins: int = 10, weights: Any = None) -> float:
     """ECE with equal-mass bins: Σ_bins (bin weight / total) × |mean predicted − observed rate|."""
-    t = reliability_table(y_true, y_prob, n_bins, weights)
-    t = t[t["weight"] > 0]
-    return float(np.sum(t["weight"] * (t["mean_predicted"] - t["observed_rate"]).abs()) / t["weight"].sum())
+    y, p = _check(y_true, y_prob)
+    w = _weights(weights, len(y))
+    total, gap = 0.0, 0.0
+    for idx in _bins(y, p, w, n_bins):
+        wb = w[idx]
+        if wb.sum() > 0:
+            gap += abs(np.sum(wb * p[idx]) - np.sum(wb * y[idx]))  # = weight × |mean predicted − observed|
+            total += wb.sum()
+    return float(gap / total)
 
 
 def _logistic_fit(x: np.ndarray | None, y: np.ndarray, w: np.ndarray, offset: np.ndarray) -> np.ndarray:

@@ -51,18 +51,29 @@ def patient_context(patient_id: Any, embeddings: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({"patient_n_images": n.astype(float), "ugly_duckling": dist})
 
 
+_ENCODERS: dict[tuple[str, int], Any] = {}
+
+
+def _encoder(image_size: int) -> Any:
+    """The ImageNet Lite0 encoder at ``image_size`` (built once per process and backend)."""
+    import keras
+
+    from .models import BackbonePreprocess, build_backbone
+
+    key = (keras.backend.backend(), int(image_size))
+    if key not in _ENCODERS:
+        base = build_backbone(CONTEXT_BACKBONE, image_size, "imagenet")
+        image = keras.Input((image_size, image_size, 3), name="image")
+        _ENCODERS[key] = keras.Model(image, base(BackbonePreprocess("raw")(image)))
+    return _ENCODERS[key]
+
+
 def context_embeddings(paths: list[str], image_size: int, preprocess: dict[str, Any],
                        cache_root: str | os.PathLike[str] | None = None) -> np.ndarray:
     """``(N, dim)`` ImageNet EfficientNet-Lite0 embeddings of the plain images (cached)."""
-    import keras
-
     from .embeddings import cached_embeddings
-    from .models import BackbonePreprocess, build_backbone
 
-    base = build_backbone(CONTEXT_BACKBONE, image_size, "imagenet")
-    image = keras.Input((image_size, image_size, 3), name="image")
-    encoder = keras.Model(image, base(BackbonePreprocess("raw")(image)))
-    emb, _ = cached_embeddings(encoder, paths, backbone=CONTEXT_BACKBONE, backbone_weights="imagenet",
+    emb, _ = cached_embeddings(_encoder(image_size), paths, backbone=CONTEXT_BACKBONE, backbone_weights="imagenet",
                                image_size=image_size, preprocess=preprocess, views=1, cache_root=cache_root)
     return emb[:, 0]
 

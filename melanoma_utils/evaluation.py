@@ -41,21 +41,31 @@ def _need_both(y: np.ndarray, metric: str) -> None:
 
 
 def roc_auc(y_true: Sequence, y_score: Sequence) -> float:
-    """Area under the ROC curve."""
-    from sklearn.metrics import roc_auc_score
+    """Area under the ROC curve: the Mann–Whitney statistic from average ranks (ties count one half), the same
+    value as ``sklearn.metrics.roc_auc_score`` and fast enough for thousands of bootstrap resamples."""
+    from scipy.stats import rankdata
 
     y, s = _check(y_true, y_score)
     _need_both(y, "ROC AUC")
-    return float(roc_auc_score(y, s))
+    n_pos = int(y.sum())
+    n_neg = len(y) - n_pos
+    ranks = rankdata(s)
+    return float((ranks[y == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
 def pr_auc(y_true: Sequence, y_score: Sequence) -> float:
-    """Area under the precision–recall curve (average precision); chance level is the positive share."""
-    from sklearn.metrics import average_precision_score
-
+    """Area under the precision–recall curve as average precision, Σ (R_k − R_{k−1}) · P_k over the distinct
+    scores from the highest down (``sklearn.metrics.average_precision_score``'s definition); chance level is the
+    positive share."""
     y, s = _check(y_true, y_score)
     _need_both(y, "PR AUC")
-    return float(average_precision_score(y, s))
+    order = np.argsort(-s, kind="mergesort")
+    ys, ss = y[order], s[order]
+    last = np.r_[np.flatnonzero(np.diff(ss)), len(ys) - 1]  # the last row of each run of equal scores
+    tp = np.cumsum(ys)[last]
+    precision = tp / (last + 1)
+    recall = tp / tp[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
 def threshold_metrics(y_true: Sequence, y_score: Sequence, threshold: float = 0.5) -> dict[str, float]:

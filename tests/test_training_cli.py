@@ -146,7 +146,7 @@ def test_cli_train_predict_evaluate_round_trip(tiny_df: pd.DataFrame, tmp_path: 
 def test_cli_rejects_bad_arguments(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit):
         cli.main(["train", "--metadata", str(tmp_path / "nope.csv"), "--out", str(tmp_path)])
-    assert "argument --metadata: not found" in capsys.readouterr().err
+    assert "argument --metadata/--shards: not found" in capsys.readouterr().err
 
 
 def test_meta_model_learns_planted_signal(tmp_path: Path) -> None:
