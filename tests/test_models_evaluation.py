@@ -131,3 +131,20 @@ def test_bootstrap_resamples_patients_not_rows() -> None:
     # one row per patient: rows are resampled, and the interval has a width
     _, lo_u, hi_u = bootstrap_ci(y, p, np.arange(300), roc_auc, n_boot=300)
     assert hi_u - lo_u > 0.05
+
+
+def test_fast_roc_and_pr_auc_equal_sklearn_with_ties() -> None:
+    """The rank-based ROC AUC and the NumPy average precision used in bootstrap loops equal scikit-learn's."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    from melanoma_utils.evaluation import pr_auc, roc_auc
+
+    rng = np.random.default_rng(7)
+    for k in range(10):
+        y = rng.integers(0, 2, 150)
+        y[:2] = [0, 1]
+        s = np.round(rng.random(150), k % 3 + 1)  # coarse scores: many ties
+        assert roc_auc(y, s) == pytest.approx(roc_auc_score(y, s), abs=1e-12)
+        assert pr_auc(y, s) == pytest.approx(average_precision_score(y, s), abs=1e-12)
+    assert roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == 0.75  # by hand: 3 of 4 pairs ordered
+    assert pr_auc([0, 1, 1], [0.9, 0.8, 0.1]) == pytest.approx(0.5 * 0.5 + 0.5 * (2 / 3))
