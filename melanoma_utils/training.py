@@ -204,12 +204,13 @@ def _steps(n_rows: int, batch_size: int, epochs: int) -> int:
 
 
 def _compile(model: Any, learning_rate: float, steps: int | None = None) -> None:
-    """Adam + class-weighted BCE with ROC/PR AUC metrics; eager when the fit is tiny (``steps`` ≤
-    :data:`EAGER_MAX_STEPS`) and runs on one replica."""
+    """Adam + class-weighted BCE with ROC/PR AUC metrics; eager (TensorFlow, one replica) when ``steps`` is given
+    and at most :data:`EAGER_MAX_STEPS` — callers give it for models without an image branch (the head on
+    cached embeddings, metadata-only models)."""
     import keras
 
-    eager = steps is not None and steps <= EAGER_MAX_STEPS
-    if eager and keras.backend.backend() == "tensorflow":
+    eager = steps is not None and steps <= EAGER_MAX_STEPS and keras.backend.backend() == "tensorflow"
+    if eager:  # (JAX compiles fast; an image branch runs slower eagerly than it takes to compile)
         import tensorflow as tf
 
         eager = tf.distribute.get_strategy().num_replicas_in_sync == 1
@@ -243,7 +244,7 @@ def _train_end_to_end(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, 
         frozen = base is not None and cfg.backbone_weights not in (None, "none") and cfg.freeze_epochs > 0
         if frozen:
             base.trainable = False
-        _compile(model, cfg.learning_rate, _steps(len(train), cfg.batch_size, cfg.epochs))
+        _compile(model, cfg.learning_rate, None if cfg.uses_images else _steps(len(train), cfg.batch_size, cfg.epochs))
 
     rows: list[dict[str, float]] = []
     seconds_before = 0.0
@@ -257,7 +258,7 @@ def _train_end_to_end(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, 
         seconds_before += first.seconds_before
         rows += first.rows
         base.trainable = True
-        _compile(model, cfg.finetune_learning_rate, _steps(len(train), cfg.batch_size, cfg.epochs))
+        _compile(model, cfg.finetune_learning_rate)
     main = ResumeState(state_dir / "main.npz", cfg.patience, phase="main")
     _fit_resumable(model, ds_tr, ds_va, main, len(rows), cfg.epochs, cfg.verbose)
     seconds_before += main.seconds_before
