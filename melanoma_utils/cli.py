@@ -201,6 +201,7 @@ def _sensitivity(value: str) -> float:
 def _train_args(p: argparse.ArgumentParser) -> None:
     from .backbones import BACKBONES
     from .features import FEATURE_SETS
+    from .runs import STRATEGIES
     from .transforms import PREPROCESSORS
 
     p.add_argument("--metadata", "--shards", dest="metadata", type=_existing_path, required=True,
@@ -244,7 +245,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    help="with pretrained weights: train on decoded images end to end (GPU) instead of cached embeddings")
     p.add_argument("--freeze-epochs", type=_nonneg_int, default=0, help="--end-to-end: epochs with the backbone frozen first")
     p.add_argument("--cache", default="memory", help="memory | none | a file prefix for large sets")
-    p.add_argument("--strategy", choices=("auto", "one", "mirrored", "multiworker", "tpu"), default="auto",
+    p.add_argument("--strategy", choices=STRATEGIES, default="auto",
                    help="devices: auto (several GPUs: mirrored), one, mirrored (tf.distribute over GPUs/CPUs; JAX: "
                         "DataParallel), multiworker (TF_CONFIG; the chief writes --out), tpu; --batch-size is per "
                         "replica, learning rates scale with the replicas")
@@ -403,7 +404,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .atomic import json_safe, write_json
     from .clinical import validation_report
     from .data import load_metadata
-    from .evaluation import evaluate
+    from .evaluation import threshold_metrics
     from .validation import join, summary_lines, write_report
 
     preds = pd.read_csv(args.predictions, dtype={"image_name": str})
@@ -423,8 +424,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     report = validation_report(merged, threshold=joined.threshold, prevalence=args.prevalence,
                                probability_prevalence=joined.prevalence, n_boot=args.n_boot)
     thresholds = {"0.5": 0.5, **({"validation": joined.threshold} if joined.threshold is not None else {})}
-    report["thresholds"] = evaluate(merged["target"], merged["probability"], merged["patient_id"], thresholds,
-                                    n_boot=1)["thresholds"]
+    report["thresholds"] = {name: threshold_metrics(merged["target"], merged["probability"], t)
+                            for name, t in thresholds.items()}
     report["excluded"] = excluded
     print(f"evaluated {len(merged):,} predictions")
     if excluded["no_prediction"]:

@@ -33,6 +33,8 @@ from .transforms import preprocess_config
 
 #: Fine-tuning after the cached-embedding head: which backbone layers become trainable.
 FINETUNE_MODES: tuple[str, ...] = ("none", "top", "all")
+#: How training uses devices (see :func:`melanoma_utils.training.make_distribution`).
+STRATEGIES: tuple[str, ...] = ("auto", "one", "mirrored", "multiworker", "tpu")
 
 
 @dataclass
@@ -95,8 +97,8 @@ class TrainConfig:
             raise ValueError(f"finetune must be one of {', '.join(FINETUNE_MODES)}; got {self.finetune!r}")
         if not 1 <= int(self.tta) <= 8:
             raise ValueError(f"tta must be in 1..8; got {self.tta}")
-        if self.strategy not in ("auto", "one", "mirrored", "multiworker", "tpu"):
-            raise ValueError(f"strategy must be auto, one, mirrored, multiworker or tpu; got {self.strategy!r}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}; got {self.strategy!r}")
         if not 1 <= int(self.embedding_views) <= 8:
             raise ValueError(f"embedding_views must be in 1..8; got {self.embedding_views}")
         self.conv_filters = tuple(self.conv_filters)

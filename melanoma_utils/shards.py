@@ -116,7 +116,12 @@ def write_shards(df: pd.DataFrame, out_dir: str | os.PathLike[str], n_shards: in
         raise FileExistsError(f"{out} holds shards of another plan (other rows, shard count, size or seed); "
                               "choose another --out or delete it")
     done = {s["shard"]: s for s in old.get("shards", [])}
-    entries = []
+    entries: list[dict[str, Any]] = []
+
+    def write_manifest(shards: list[dict[str, Any]]) -> None:
+        write_json(manifest_path, {"plan": plan, "n_shards": n_shards, "size": size, "seed": seed, "source": source,
+                                   "shards": shards})
+
     for k in range(n_shards):
         part = df[shard_of == k]
         name = f"train{k:02d}-{len(part)}.tfrec"
@@ -133,13 +138,11 @@ def write_shards(df: pd.DataFrame, out_dir: str | os.PathLike[str], n_shards: in
         atomic_write(out / name, write)
         entries.append({"shard": k, "file": name, "n": len(part), "n_malignant": int(part["target"].sum()),
                         "n_patients": int(part["patient_id"].nunique()), "sha256": file_digest(out / name, "sha256")})
-        write_json(manifest_path, {"plan": plan, "n_shards": n_shards, "size": size, "seed": seed, "source": source,
-                                   "shards": entries + [done[j] for j in sorted(done) if j > k and j not in {e['shard'] for e in entries}]})
+        write_manifest(entries + [done[j] for j in sorted(done) if j > k])  # finished so far + those still to check
         if progress:
             print(f"shard {k + 1}/{n_shards}: {name} ({entries[-1]['n_malignant']} malignant, "
                   f"{entries[-1]['n_patients']} patients)", flush=True)
-    write_json(manifest_path, {"plan": plan, "n_shards": n_shards, "size": size, "seed": seed, "source": source,
-                               "shards": entries})
+    write_manifest(entries)
     return manifest_path
 
 

@@ -29,7 +29,7 @@ from .features import MetadataEncoder
 from .images import drop_unreadable
 from .modelcard import model_card
 from .runfolder import ResumeState, fingerprint, prepare_staging, publish, run_lock, staging_path
-from .runs import Run, TrainConfig
+from .runs import STRATEGIES, Run, TrainConfig
 from .splits import assert_disjoint_patients, holdout_split
 from .transforms import preprocess_config
 
@@ -42,10 +42,6 @@ def class_weights(y: np.ndarray) -> dict[int, float]:
     if min(counts.values()) == 0:
         raise ValueError(f"class weights need both classes in the training rows; counts {counts}")
     return {c: n / (2 * counts[c]) for c in (0, 1)}
-
-
-#: ``--strategy`` choices.
-STRATEGIES: tuple[str, ...] = ("auto", "one", "mirrored", "multiworker", "tpu")
 
 
 @dataclass

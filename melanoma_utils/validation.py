@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 #: Metadata columns carried into the validation table when the CSV has them (for subgroups).
-CONTEXT_COLUMNS: tuple[str, ...] = ("patient_id", "target", "diagnosis", "sex", "age", "site", "width", "height")
+METADATA_COLUMNS: tuple[str, ...] = ("patient_id", "target", "diagnosis", "sex", "age", "site", "width", "height")
 
 
 @dataclass
@@ -52,7 +52,7 @@ def join(preds: pd.DataFrame, meta: pd.DataFrame, source: str = "predictions", t
     """
     from .evaluation import join_predictions
 
-    table, excluded = join_predictions(preds, meta, source, columns=[c for c in CONTEXT_COLUMNS if c in meta])
+    table, excluded = join_predictions(preds, meta, source, columns=[c for c in METADATA_COLUMNS if c in meta])
     run_config = run_config or {}
     if threshold is None:
         threshold = _constant(preds, "threshold", source)
