@@ -16,13 +16,17 @@ DATA_BENIGN ?= all
 # `make data DATA_FORMAT=tfrecord` also writes patient-isolated TFRecord shards into data/isic2020-<size>-tfrec/.
 DATA_FORMAT ?= jpeg
 DATA_SHARDS ?= 15
+# Test processes (pytest-xdist; one test file stays in one process, so module fixtures are built once).
+# TEST_WORKERS=0 runs the suite in this process.
+TEST_WORKERS ?= 2
+PYTEST_PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 BENCH_ARGS ?= --sizes 96 --backbones cnn mobilenetv2 --n-images 512
 
 .PHONY: help setup data demo-data reproduce test test-fast bench lint notebooks clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "}; /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
-	@echo "  variables: DATA=$(DATA) (params/<DATA>.yaml)  GPU=$(GPU) (1: CUDA build of TensorFlow)"
+	@echo "  variables: DATA=$(DATA) (params/<DATA>.yaml)  GPU=$(GPU) (1: CUDA build of TensorFlow)  TEST_WORKERS=$(TEST_WORKERS)"
 
 $(STAMP): requirements.txt requirements-gpu.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,11 +53,11 @@ data: $(STAMP) ## download the real ISIC 2020 data, resize once into data/isic20
 reproduce: $(STAMP) ## run the study's notebooks on params/$(DATA).yaml into reports/ (default: SYNTHETIC demo)
 	$(PY) -m melanoma_utils reproduce --params params/$(DATA).yaml
 
-test: $(DEV_STAMP) ## run the test suite (slow notebook runs included; installs requirements-dev.txt: JAX, ruff)
-	$(PY) -m pytest
+test: $(DEV_STAMP) ## run the test suite (slow notebook runs included; installs requirements-dev.txt: JAX, ruff, xdist)
+	$(PY) -m pytest $(PYTEST_PARALLEL)
 
 test-fast: $(DEV_STAMP) ## run the tests without the slow ones (notebooks, multi-run training)
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest $(PYTEST_PARALLEL) -m "not slow"
 
 bench: $(STAMP) ## measure pipeline / training / prediction throughput into reports/bench/ (BENCH_ARGS=...)
 	$(PY) scripts/bench.py $(BENCH_ARGS)

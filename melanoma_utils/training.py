@@ -190,23 +190,26 @@ def _datasets(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, encoder:
     return feeds[0], feeds[1]
 
 
-#: Fits of at most this many optimizer steps run eagerly: compiling the train and validation functions costs
-#: ~4 s on a CPU, more than a few dozen small eager steps (the same arithmetic either way).
+#: Fits of at most this many optimizer steps run eagerly (the same arithmetic either way): compiling the train
+#: and validation functions costs ~4 s on a CPU for a model without an image branch, more than a few dozen small
+#: eager steps; tracing a backbone (MobileNetV2, Lite0) costs ~9 s per function, more than a handful of eager
+#: image steps, while a long fit pays back its compile.
 EAGER_MAX_STEPS = 100
+EAGER_MAX_STEPS_IMAGES = 24
 
 
 def _steps(n_rows: int, batch_size: int, epochs: int) -> int:
     return -(-n_rows // batch_size) * epochs
 
 
-def _compile(model: Any, learning_rate: float, steps: int | None = None) -> None:
+def _compile(model: Any, learning_rate: float, steps: int | None = None, images: bool = False) -> None:
     """Adam + class-weighted BCE with ROC/PR AUC metrics; eager (TensorFlow, one replica) when ``steps`` is given
-    and at most :data:`EAGER_MAX_STEPS` — callers give it for models without an image branch (the head on
-    cached embeddings, metadata-only models)."""
+    and at most :data:`EAGER_MAX_STEPS` (:data:`EAGER_MAX_STEPS_IMAGES` for a model that decodes ``images``)."""
     import keras
 
-    eager = steps is not None and steps <= EAGER_MAX_STEPS and keras.backend.backend() == "tensorflow"
-    if eager:  # (JAX compiles fast; an image branch runs slower eagerly than it takes to compile)
+    limit = EAGER_MAX_STEPS_IMAGES if images else EAGER_MAX_STEPS
+    eager = steps is not None and steps <= limit and keras.backend.backend() == "tensorflow"
+    if eager:  # (JAX compiles fast)
         import tensorflow as tf
 
         eager = tf.distribute.get_strategy().num_replicas_in_sync == 1
@@ -240,7 +243,7 @@ def _train_end_to_end(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, 
         frozen = base is not None and cfg.backbone_weights not in (None, "none") and cfg.freeze_epochs > 0
         if frozen:
             base.trainable = False
-        _compile(model, cfg.learning_rate, None if cfg.uses_images else _steps(len(train), cfg.batch_size, cfg.epochs))
+        _compile(model, cfg.learning_rate, _steps(len(train), cfg.batch_size, cfg.epochs), images=cfg.uses_images)
 
     rows: list[dict[str, float]] = []
     seconds_before = 0.0
@@ -254,7 +257,7 @@ def _train_end_to_end(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, 
         seconds_before += first.seconds_before
         rows += first.rows
         base.trainable = True
-        _compile(model, cfg.finetune_learning_rate)
+        _compile(model, cfg.finetune_learning_rate, _steps(len(train), cfg.batch_size, cfg.epochs - len(rows)), images=True)
     main = ResumeState(state_dir / "main.npz", cfg.patience, phase="main")
     _fit_resumable(model, ds_tr, ds_va, main, len(rows), cfg.epochs, cfg.verbose)
     seconds_before += main.seconds_before
@@ -354,7 +357,7 @@ def _train_on_embeddings(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFram
     base.trainable = False
     if cfg.finetune != "none":
         n_trainable = set_finetune_trainable(base, cfg.finetune)
-        _compile(model, cfg.finetune_learning_rate)
+        _compile(model, cfg.finetune_learning_rate, _steps(len(train), cfg.batch_size, cfg.finetune_epochs), images=True)
         ds_tr, ds_va = _datasets(cfg, train, val, encoder, class_weights, preprocess)
         t2 = time.perf_counter()
         ft = ResumeState(out_dir / "backup" / "finetune.npz", cfg.patience, phase="finetune")

@@ -198,3 +198,19 @@ def test_training_code_does_not_import_the_plotting_layer() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_only_short_fits_run_eagerly() -> None:
+    """Compiling costs more than a few small eager steps; a long fit compiles (image branches: a lower limit)."""
+    import keras
+
+    from melanoma_utils.training import EAGER_MAX_STEPS, EAGER_MAX_STEPS_IMAGES, _compile
+
+    assert EAGER_MAX_STEPS_IMAGES < EAGER_MAX_STEPS
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="sigmoid")])
+    cases = [(EAGER_MAX_STEPS_IMAGES, True, True), (EAGER_MAX_STEPS_IMAGES + 1, True, False),
+             (EAGER_MAX_STEPS_IMAGES + 1, False, True), (EAGER_MAX_STEPS, False, True),
+             (EAGER_MAX_STEPS + 1, False, False), (None, False, False)]
+    for steps, images, eager in cases:
+        _compile(model, 1e-3, steps, images=images)
+        assert model.run_eagerly is eager, (steps, images)
