@@ -262,7 +262,10 @@ def _train(args: argparse.Namespace) -> int:
     from .backbones import OFFLINE_IMAGENET
     from .data import load_dataset
     from .runs import TrainConfig
-    from .training import train_run
+    from .training import make_distribution, train_run
+
+    if args.strategy == "multiworker":  # before TensorFlow runs anything (reading shards would): collective set-up
+        make_distribution("multiworker")
 
     backbone = None if args.backbone == "cnn" else args.backbone
     image_size = args.image_size or (224 if backbone == "efficientnetlite0" else 128)
@@ -293,7 +296,10 @@ def _train(args: argparse.Namespace) -> int:
     print(f"training on {s['rows']:,} images, {s['patients']:,} patients, {s['malignant']:,} malignant")
     run = train_run(ds.frame, cfg, args.out, overwrite=args.overwrite, restart=args.restart)
     c = run.config
-    print(f"run folder: {args.out}")
+    if run.run_dir is None:  # a multi-worker run's other workers train in step; the chief writes --out
+        print(f"worker: trained in step with the chief, which writes {args.out}")
+    else:
+        print(f"run folder: {args.out}")
     print(f"epochs: {c['epochs_run']}  train time: {c['train_seconds']:.0f} s  "
           f"({c['train_images_per_second']:.0f} images/s)  threshold (validation): {c['threshold']:.4f}")
     if c.get("threshold_fallback"):

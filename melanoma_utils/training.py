@@ -123,6 +123,7 @@ def _make_distribution(strategy: str = "auto") -> Distribution:
         return Distribution("TPUStrategy", st.num_replicas_in_sync, st)
     if strategy == "multiworker":
         st = tf.distribute.MultiWorkerMirroredStrategy()
+        patch_keras_for_multiworker()
         resolver = st.cluster_resolver
         chief = resolver.task_type in (None, "chief") or (resolver.task_type == "worker" and resolver.task_id == 0
                                                           and "chief" not in resolver.cluster_spec().as_dict())
@@ -134,6 +135,62 @@ def _make_distribution(strategy: str = "auto") -> Distribution:
         st = tf.distribute.MirroredStrategy(devices)
         return Distribution(f"MirroredStrategy over {', '.join(devices)}", st.num_replicas_in_sync, st)
     return Distribution("one device", 1, tf.distribute.get_strategy())
+
+
+def patch_keras_for_multiworker() -> None:
+    """Mend two bugs of Keras 3's TensorFlow trainer under ``MultiWorkerMirroredStrategy`` in multi-worker mode
+    (keras-team/keras#20329 and #20585, tensorflow/tensorflow#72388; reported since Keras 3.5, present in the
+    pinned 3.15), which make every ``fit`` fail there. Each mend changes behaviour only for a multi-worker
+    strategy; other strategies take Keras's own code. Idempotent. Re-check it (``tests/test_distribution.py``
+    fails without it) when raising the Keras pin.
+
+    1. Before it trains, evaluates or predicts, Keras hands the first batch — a nest such as
+       ``({"meta": …}, y, w)`` of per-replica values — to ``strategy.reduce``, which takes a single value
+       ("Attempt to convert a value ({'meta': PerReplica…}) … to a Tensor"). That batch only gives the symbolic
+       build its shapes and dtypes: the mend builds from the first local replica's values (no collective op,
+       the same on every worker).
+    2. A step's outputs (the loss and metric values: scalars) are averaged across workers with
+       ``strategy.reduce("MEAN", v, axis=0)``, which fails on a scalar ("Invalid reduction dimension 0 for input
+       with 0 dimensions"). The mend averages them across replicas with ``axis=None``, so every worker logs — and
+       early-stops on — the same numbers.
+    """
+    import tensorflow as tf
+    from keras import tree
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    if getattr(tf_trainer, "_melanoma_multiworker_mended", False):
+        return
+
+    def multi_worker(strategy: Any) -> bool:
+        return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and strategy.extended._in_multi_worker_mode()
+
+    keras_build = tf_trainer.TensorFlowTrainer._maybe_symbolic_build
+
+    def maybe_symbolic_build(self: Any, iterator: Any = None, data_batch: Any = None) -> None:
+        strategy = self._distribute_strategy
+        if not multi_worker(strategy):
+            return keras_build(self, iterator=iterator, data_batch=data_batch)
+
+        def local(v: Any) -> Any:
+            return strategy.experimental_local_results(v)[0] if isinstance(v, tf.distribute.DistributedValues) else v
+
+        if iterator is not None:
+            for _, _, batches in iterator:
+                data_batch = tree.map_structure(local, next(batches))
+                break
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    keras_reduce = tf_trainer.reduce_per_replica
+
+    def reduce_per_replica(values: Any, strategy: Any, reduction: str) -> Any:
+        if reduction in ("auto", "mean") and multi_worker(strategy):
+            return tree.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return keras_reduce(values, strategy, reduction)
+
+    tf_trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
+    tf_trainer.reduce_per_replica = reduce_per_replica
+    tf_trainer._melanoma_multiworker_mended = True
 
 
 def scaled_for(cfg: TrainConfig, replicas: int) -> TrainConfig:
@@ -389,9 +446,17 @@ def train_run(
     out_dir = Path(out_dir)
     dist = make_distribution(cfg.strategy)
     if not dist.chief:  # multi-worker: every worker trains in step; only the chief writes the run folder
+        import shutil
         import tempfile
 
-        out_dir = Path(tempfile.mkdtemp(prefix="melanoma-worker-")) / "run"
+        scratch = Path(tempfile.mkdtemp(prefix="melanoma-worker-"))
+        try:  # the worker's copy of the run (its collective steps need the same code path) is thrown away
+            with run_lock(scratch / "run"):
+                run = _train_locked(df, cfg, scratch / "run", val_df, restart, dist)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        run.run_dir = None
+        return run
     with run_lock(out_dir):
         if (out_dir / "model.keras").exists() and not overwrite:
             raise FileExistsError(f"{out_dir} already holds a trained model; choose another --out or pass overwrite")
