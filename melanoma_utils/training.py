@@ -144,11 +144,11 @@ def patch_keras_for_multiworker() -> None:
     strategy; other strategies take Keras's own code. Idempotent. Re-check it (``tests/test_distribution.py``
     fails without it) when raising the Keras pin.
 
-    1. Before it trains, evaluates or predicts, Keras hands the first batch — a nest such as
-       ``({"meta": …}, y, w)`` of per-replica values — to ``strategy.reduce``, which takes a single value
-       ("Attempt to convert a value ({'meta': PerReplica…}) … to a Tensor"). That batch only gives the symbolic
-       build its shapes and dtypes: the mend builds from the first local replica's values (no collective op,
-       the same on every worker).
+    1. Before it trains, evaluates or predicts, Keras reads a first batch — a nest such as
+       ``({"meta": …}, y, w)`` of per-replica values — and hands it to ``strategy.reduce``, which takes a single
+       value ("Attempt to convert a value ({'meta': PerReplica…}) … to a Tensor"). That batch only gives the
+       symbolic build its shapes and dtypes: the mend builds from the data set's ``element_spec`` instead,
+       reading nothing (no collective op, the same on every worker).
     2. A step's outputs (the loss and metric values: scalars) are averaged across workers with
        ``strategy.reduce("MEAN", v, axis=0)``, which fails on a scalar ("Invalid reduction dimension 0 for input
        with 0 dimensions"). The mend averages them across replicas with ``axis=None``, so every worker logs — and
@@ -171,13 +171,8 @@ def patch_keras_for_multiworker() -> None:
         if not multi_worker(strategy):
             return keras_build(self, iterator=iterator, data_batch=data_batch)
 
-        def local(v: Any) -> Any:
-            return strategy.experimental_local_results(v)[0] if isinstance(v, tf.distribute.DistributedValues) else v
-
-        if iterator is not None:
-            for _, _, batches in iterator:
-                data_batch = tree.map_structure(local, next(batches))
-                break
+        if iterator is not None:  # the batch's structure, shapes and dtypes, without reading a batch
+            data_batch = iterator.data_adapter.get_tf_dataset().element_spec
         with strategy.scope():
             self._symbolic_build(data_batch=data_batch)
 
@@ -191,6 +186,16 @@ def patch_keras_for_multiworker() -> None:
     tf_trainer.TensorFlowTrainer._maybe_symbolic_build = maybe_symbolic_build
     tf_trainer.reduce_per_replica = reduce_per_replica
     tf_trainer._melanoma_multiworker_mended = True
+
+
+def _local_copy(model: Any) -> Any:
+    """``model`` rebuilt outside any distribution strategy, with its weights: a multi-worker model would run
+    every ``predict`` as a collective step over the workers' shares of the rows."""
+    import keras
+
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def scaled_for(cfg: TrainConfig, replicas: int) -> TrainConfig:
@@ -243,7 +248,7 @@ def _datasets(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, encoder:
         feeds.append(make_feed(list(part["image_path"]), encoder.transform(part), y, _sample_weights(y, class_weights), keys=keys,
                                image_size=cfg.image_size, preprocess=preprocess, batch_size=cfg.batch_size,
                                training=training, augmenter=augmenter if training else None, seed=cfg.seed,
-                               cache=cfg.cache))
+                               cache=cfg.cache, drop_remainder=cfg.strategy == "multiworker"))
     return feeds[0], feeds[1]
 
 
@@ -513,6 +518,8 @@ def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.
             model, epochs_run, seconds_before = _train_end_to_end(cfg, train, val, encoder, per_class, preprocess, work, scope)
     seconds = seconds_before + time.perf_counter() - start
     cfg = user_cfg
+    if cfg.strategy == "multiworker":
+        model = _local_copy(model)  # predictions below are this process's own, not collective steps
 
     run = Run(model, encoder, {"train": asdict(cfg), "preprocess": preprocess, "threshold": 0.5}, out_dir)
     raw_val = run.predict(val, cached_embeddings=True)

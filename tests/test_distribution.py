@@ -124,13 +124,14 @@ def test_multiworker_two_local_workers_train_from_shards_and_only_the_chief_writ
     cmd = [sys.executable, "-m", "melanoma_utils", "train", "--shards", str(tmp_path / "shards"), "--out", str(out),
            "--kind", "fusion", "--backbone", "cnn", "--image-size", "32", "--epochs", "1", "--batch-size", "8",
            "--no-augment", "--verbose", "0", "--seed", "0", "--strategy", "multiworker"]
-    before = set(Path(os.environ.get("TMPDIR", "/tmp")).glob("melanoma-worker-*"))
-    outs = _wait_all([subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                      for env in _cluster(2)])
+    scratch = tmp_path / "tmp"  # the workers' temporary folder
+    scratch.mkdir()
+    outs = _wait_all([subprocess.Popen(cmd, env={**env, "TMPDIR": str(scratch)}, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, text=True) for env in _cluster(2)])
     assert f"run folder: {out}" in outs[0]
     assert f"worker: trained in step with the chief, which writes {out}" in outs[1]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["jpeg", "run", "shards"]  # no second run, no lock left
-    assert set(Path(os.environ.get("TMPDIR", "/tmp")).glob("melanoma-worker-*")) == before  # the worker's copy is gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["jpeg", "run", "shards", "tmp"]  # no second run, no lock
+    assert not list(scratch.glob("melanoma-worker-*"))  # the other worker's copy of the run is gone
     config = json.loads((out / "config.json").read_text())
     d = config["distribution"]
     assert d["strategy"] == "MultiWorkerMirroredStrategy (2 replicas)" and d["replicas"] == 2
@@ -141,7 +142,8 @@ def test_multiworker_two_local_workers_train_from_shards_and_only_the_chief_writ
 
 def test_multiworker_matches_one_device(tmp_path: Path) -> None:
     """Data parallel over two worker processes learns what one device learns (same data, seed, global batch
-    scaled): validation AUC within 0.03; both workers end with the same model (the same AUC)."""
+    scaled): validation AUC within 0.03. The workers' weights are all-reduced, but BatchNorm's moving statistics
+    are each worker's own (as in any data-parallel training without SyncBatchNorm): their AUCs agree closely."""
     script = tmp_path / "worker.py"
     script.write_text(SCRIPT)
     table = _table(tmp_path / "df.pkl")
@@ -151,5 +153,5 @@ def test_multiworker_matches_one_device(tmp_path: Path) -> None:
     chief, other = ({r["strategy"]: r for r in (json.loads(line[7:]) for line in out.splitlines() if line.startswith("RESULT "))}
                     for out in _wait_all(procs))
     assert chief["multiworker"]["run_dir"] == str(tmp_path / "runs" / "multiworker") and other["multiworker"]["run_dir"] == "None"
-    assert other["multiworker"]["auc"] == pytest.approx(chief["multiworker"]["auc"], abs=1e-6)
+    assert other["multiworker"]["auc"] == pytest.approx(chief["multiworker"]["auc"], abs=0.02)
     assert abs(chief["multiworker"]["auc"] - chief["one"]["auc"]) < 0.03 and chief["one"]["auc"] > 0.7
