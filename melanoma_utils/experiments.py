@@ -176,7 +176,7 @@ def compare_backbones(
             vcfg = TrainConfig.from_dict({**asdict(cfg), **overrides})
             run_dir = out_dir / f"{entry.replace('@', '_')}_{model}"
             run = _load_or_train(train, vcfg, run_dir)
-            p = run.predict(test)
+            p = run.predict_proba(test)  # calibrated: the scale of the run's validation threshold
             res = evaluate(test["target"], p, test["patient_id"], {"validation": run.threshold}, n_boot=n_boot, seed=cfg.seed)
             at = res["thresholds"]["validation"]
             rows.append({

@@ -104,7 +104,7 @@ display(Markdown(f"Mean |SHAP| over {len(lesions)} lesions (background {len(back
 
 # %%
 x = inputs[explain_runs[0]]
-prob = explain.predict_arrays(run.model, x)
+prob = run.calibrate(explain.predict_arrays(run.model, x))  # the scale of the validation threshold
 pred = (prob >= run.threshold).astype(int)
 y = held_out["target"].to_numpy()
 picks = []

@@ -214,3 +214,24 @@ def test_only_short_fits_run_eagerly() -> None:
     for steps, images, eager in cases:
         _compile(model, 1e-3, steps, images=images)
         assert model.run_eagerly is eager, (steps, images)
+
+
+def test_compare_backbones_scores_calibrated_probabilities_at_the_runs_threshold(tmp_path: Path) -> None:
+    """The run's threshold is on the calibrated scale: the comparison must score calibrated probabilities with it."""
+    from melanoma_utils.evaluation import threshold_metrics
+    from melanoma_utils.experiments import compare_backbones
+    from melanoma_utils.splits import holdout_split
+
+    df = load_dataset(write_dataset(tmp_path / "cmp", n=80, size=24, pos_every=3)).frame
+    cfg = TrainConfig(**{**TINY, "epochs": 2})
+    table, preds = compare_backbones(df, cfg, tmp_path / "runs", ["cnn"], models=("fusion",), n_boot=20)
+    run = Run.load(tmp_path / "runs" / "cnn_fusion")
+    assert run.calibrator.method != "identity"  # a real calibration, or the check below could not tell
+    _, te = holdout_split(df, 0.2, seed=cfg.seed)
+    test = df.iloc[te].reset_index(drop=True)
+    p = run.predict_proba(test)
+    assert not np.allclose(p, run.predict(test))
+    assert np.allclose(preds["probability"], p)
+    at = threshold_metrics(test["target"], p, run.threshold)
+    row = table.iloc[0]
+    assert (row["sensitivity"], row["specificity"]) == pytest.approx((at["sensitivity"], at["specificity"]))
