@@ -180,7 +180,7 @@ def compare_backbones(
             res = evaluate(test["target"], p, test["patient_id"], {"validation": run.threshold}, n_boot=n_boot, seed=cfg.seed)
             at = res["thresholds"]["validation"]
             rows.append({
-                "backbone": backbone, "weights": weights if backbone != "cnn" else None, "model": model,
+                "backbone": backbone, "weights": (weights or "none") if backbone != "cnn" else None, "model": model,
                 "accuracy": at["accuracy"], "sensitivity": at["sensitivity"], "specificity": at["specificity"],
                 "f1": at["f1"], "threshold": at["threshold"],
                 "roc_auc": res["roc_auc"]["estimate"], "roc_auc_ci_low": res["roc_auc"]["ci_low"],

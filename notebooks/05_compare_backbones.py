@@ -73,8 +73,8 @@ display(Markdown(
     f"{dataset_label}, {compare_image_size} px, up to {compare_epochs} epochs, default weights: {compare_weights}. Best ROC AUC: "
     f"**{best['backbone']} ({best['model']})** {best['roc_auc']:.3f} (95% CI {best['roc_auc_ci_low']:.3f}–{best['roc_auc_ci_high']:.3f}). "
     "Overlapping intervals mean the held-out set cannot separate the models. Training speed on this machine: "
-    + ", ".join(f"{b}@{w}/{m} {r:.0f} img/s" for b, w, m, r in zip(table['backbone'], table['weights'], table['model'],
-                                                                  table['train_images_per_second']))
+    + ", ".join(f"{b}{'@' + w if isinstance(w, str) else ''} ({m}) {r:.0f} img/s"
+                for b, w, m, r in zip(table['backbone'], table['weights'], table['model'], table['train_images_per_second']))
     + " (for the pretrained Lite0, training images/s include computing the cached embeddings once)."
 ))
 curves = {f"{b} · {m}": (g["target"].to_numpy(), g["probability"].to_numpy()) for (b, m), g in preds.groupby(["backbone", "model"], sort=False)}
