@@ -90,11 +90,12 @@ def brier_score(y_true: Sequence, y_prob: Sequence, weights: Any = None) -> floa
     return float(np.sum(w * (p - y) ** 2) / w.sum())
 
 
-def _bins(y: np.ndarray, p: np.ndarray, w: np.ndarray, n_bins: int) -> list[np.ndarray]:
+def _bins(p: np.ndarray, n_bins: int) -> list[np.ndarray]:
+    """Row indices of equal-mass bins of ``p`` (sorted by probability; fewer bins when there are fewer rows)."""
     if n_bins < 1:
         raise MetricError(f"n_bins must be >= 1; got {n_bins}")
     order = np.argsort(p, kind="stable")
-    return [b for b in np.array_split(order, min(n_bins, len(y))) if len(b)]
+    return [b for b in np.array_split(order, min(n_bins, len(p))) if len(b)]
 
 
 def reliability_table(y_true: Sequence, y_prob: Sequence, n_bins: int = 10, weights: Any = None) -> pd.DataFrame:
@@ -106,7 +107,7 @@ def reliability_table(y_true: Sequence, y_prob: Sequence, n_bins: int = 10, weig
     y, p = _check(y_true, y_prob)
     w = _weights(weights, len(y))
     rows = []
-    for k, idx in enumerate(_bins(y, p, w, n_bins)):
+    for k, idx in enumerate(_bins(p, n_bins)):
         wb = w[idx]
         rows.append({"bin": k, "n": len(idx), "n_malignant": int(y[idx].sum()), "p_low": float(p[idx].min()),
                      "p_high": float(p[idx].max()),
@@ -121,7 +122,7 @@ def expected_calibration_error(y_true: Sequence, y_prob: Sequence, n_bins: int =
     y, p = _check(y_true, y_prob)
     w = _weights(weights, len(y))
     total, gap = 0.0, 0.0
-    for idx in _bins(y, p, w, n_bins):
+    for idx in _bins(p, n_bins):
         wb = w[idx]
         if wb.sum() > 0:
             gap += abs(np.sum(wb * p[idx]) - np.sum(wb * y[idx]))  # = weight × |mean predicted − observed|
