@@ -62,7 +62,8 @@ _nonneg_int = _int_at_least(0, "must be >= 0")
 
 def _check_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metadata", "--shards", dest="metadata", type=_existing_path, required=True,
-                   help="training CSV, dataset folder, or TFRecord shard folder (from `shard`)")
+                   help="training CSV, dataset folder, TFRecord shard folder (from `shard`), or an external data set "
+                        "folder (HAM10000, ISIC 2019: their own schema)")
     p.add_argument("--images", type=Path, help="folder of <image_name>.jpg (default: train/ beside train.csv)")
     p.add_argument("--duplicates", type=_existing_file, help="ISIC_2020_Training_Duplicates.csv to apply")
     p.add_argument("--no-decode", action="store_true", help="only check that files exist, do not decode them")
@@ -73,14 +74,19 @@ def _check_args(p: argparse.ArgumentParser) -> None:
 def _check(args: argparse.Namespace) -> int:
     from .data import load_dataset
     from .images import scan_images
+    from .sources import external_folder, load_external
 
     images = args.images
     if images is not None and not images.is_dir():
         raise DataError(f"{images}: image folder not found")
-    ds = load_dataset(args.metadata, images, duplicates=args.duplicates, on_missing="keep")
+    external = external_folder(args.metadata)
+    if external is not None:  # HAM10000 / ISIC 2019 in their own schema
+        ds = load_external(external, on_missing="keep")
+    else:
+        ds = load_dataset(args.metadata, images, duplicates=args.duplicates, on_missing="keep")
     df = ds.frame
     s = ds.summary
-    print(f"metadata:   {ds.report.source}")
+    print(f"metadata:   {ds.report.source}" + (f" ({df['source'].iloc[0]}; groups are lesions)" if external else ""))
     print(f"images dir: {Path(df['image_path'].iloc[0]).parent}")
     print(f"rows:       {s['rows']:,}")
     print(f"patients:   {s['patients']:,}")
@@ -112,10 +118,13 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
 
 @command("demo-data", "generate the SYNTHETIC demo data set (resized-JPEG layout)", _demo_args)
 def _demo(args: argparse.Namespace) -> int:
-    from .demo import make_demo_dataset
+    from .demo import make_demo_dataset, make_external_demo
 
     csv = make_demo_dataset(args.out, args.n_images, args.image_size, args.seed, overwrite=args.overwrite)
     print(f"SYNTHETIC demo data: {csv}")
+    ext = make_external_demo(args.out.with_name(args.out.name + "-ham10000"), image_size=args.image_size,
+                             seed=args.seed + 1, overwrite=args.overwrite)
+    print(f"SYNTHETIC external demo data (HAM10000's schema, for train --external): {ext}")
     return 0
 
 
@@ -208,6 +217,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    help="training CSV, dataset folder, or TFRecord shard folder (from `shard`)")
     p.add_argument("--images", type=Path, help="folder of <image_name>.jpg (default: train/ beside train.csv)")
     p.add_argument("--duplicates", type=_existing_file, help="official duplicate list to apply")
+    p.add_argument("--external", type=_existing_path, action="append", default=[], metavar="DIR",
+                   help="external training data (repeatable): a HAM10000 or ISIC 2019 folder in its own schema; its rows "
+                        "join the training part only (validation, calibration and threshold stay on --metadata's patients)")
     p.add_argument("--out", type=Path, required=True, help="run folder to write")
     p.add_argument("--kind", "--model", dest="kind", choices=("fusion", "image", "meta"), default="fusion",
                    help="which inputs the model takes: images and metadata (fusion), images only, metadata only")
@@ -294,7 +306,18 @@ def _train(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     s = ds.summary
     print(f"training on {s['rows']:,} images, {s['patients']:,} patients, {s['malignant']:,} malignant")
-    run = train_run(ds.frame, cfg, args.out, overwrite=args.overwrite, restart=args.restart)
+    external = None
+    if args.external:
+        from .sources import combine_external, load_external
+
+        loaded = [load_external(d, on_missing="drop" if cfg.uses_images else "keep") for d in args.external]
+        external, notes = combine_external(ds.frame, loaded)
+        for note in [n for e in loaded for n in e.report.notes] + notes:
+            print(f"note: {note}")
+        for name, part in external.groupby("source", sort=False):
+            print(f"+ external ({name}, training part only): {len(part):,} images, {part['patient_id'].nunique():,} "
+                  f"lesions, {int(part['target'].sum()):,} melanoma, {int((part['diagnosis'] == 'nevus').sum()):,} nevi")
+    run = train_run(ds.frame, cfg, args.out, overwrite=args.overwrite, restart=args.restart, external=external)
     c = run.config
     if run.run_dir is None:  # a multi-worker run's other workers train in step; the chief writes --out
         print(f"worker: trained in step with the chief, which writes {args.out}")

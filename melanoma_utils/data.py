@@ -66,6 +66,7 @@ NORMALISED_COLUMNS: tuple[str, ...] = (
     "tfrecord",
     "width",
     "height",
+    "source",
     "image_path",
 )
 
@@ -241,6 +242,8 @@ def normalise_metadata(
             "tfrecord": _numeric(col("tfrecord"), "tfrecord", source).astype("Int64"),
             "width": _numeric(col("width"), "width", source),
             "height": _numeric(col("height"), "height", source),
+            # which data set a row comes from (external training data: melanoma_utils.sources)
+            "source": col("source").astype("string").str.strip().fillna("isic2020").replace("", "isic2020").astype(str),
         }
     )
     return df

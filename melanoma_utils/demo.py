@@ -201,3 +201,55 @@ def make_demo_dataset(
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
     return out_dir / "train.csv"
+
+
+EXTERNAL_README = """# SYNTHETIC external demo data (HAM10000's schema) — not real patients, not real lesions
+
+Generated with the SYNTHETIC demo set (`python -m melanoma_utils demo-data`), in HAM10000's own layout
+(`HAM10000_metadata.csv`: lesion_id, image_id, dx, dx_type, age, sex, localization; `images/<image_id>.jpg`) so
+that `train --external` and notebook 03's external-data rows run without real data. Never draw conclusions from it.
+"""
+
+#: SYNTHETIC HAM10000-like diagnoses and their shares (the real part: nv 67%, mel 11%, bkl 11%, other 11%).
+EXTERNAL_DX: dict[str, float] = {"nv": 0.62, "mel": 0.20, "bkl": 0.10, "bcc": 0.05, "df": 0.03}
+EXTERNAL_SITES: tuple[str, ...] = ("back", "trunk", "lower extremity", "upper extremity", "face", "abdomen", "unknown")
+
+
+def make_external_metadata(n_images: int = 240, seed: int = 1) -> pd.DataFrame:
+    """SYNTHETIC metadata in HAM10000's schema: lesions with 1–3 images each, melanoma ~20%."""
+    rng = np.random.default_rng(seed)
+    rows, lesion = [], 0
+    while len(rows) < n_images:
+        lesion += 1
+        dx = rng.choice(list(EXTERNAL_DX), p=np.array(list(EXTERNAL_DX.values())))
+        age = float(5 * round(np.clip(rng.normal(60 if dx == "mel" else 45, 15), 5, 85) / 5))
+        sex, site = rng.choice(["male", "female", "unknown"], p=[0.54, 0.45, 0.01]), rng.choice(EXTERNAL_SITES)
+        for _ in range(int(rng.integers(1, 4))):
+            rows.append({"lesion_id": f"SYNTHHAM_L{lesion:05d}", "image_id": f"SYNTHHAM_{len(rows):07d}", "dx": dx,
+                         "dx_type": "histo" if dx == "mel" else rng.choice(["follow_up", "consensus", "histo"]),
+                         "age": age, "sex": sex, "localization": site})
+    return pd.DataFrame(rows[:n_images])
+
+
+def make_external_demo(out_dir: str | os.PathLike[str], n_images: int = 240, image_size: int = 128, seed: int = 1,
+                       overwrite: bool = False) -> Path:
+    """Write a SYNTHETIC external data set in HAM10000's layout to ``out_dir``; return the folder. Kept when it exists
+    (unless ``overwrite``); built under a temporary name and moved into place."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not overwrite:
+        if (out_dir / "HAM10000_metadata.csv").is_file():
+            return out_dir
+        raise FileExistsError(f"{out_dir} exists but holds no HAM10000_metadata.csv; remove it or pass overwrite=True")
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "images").mkdir(parents=True)
+    meta = make_external_metadata(n_images, seed)
+    for i, (name, dx) in enumerate(zip(meta["image_id"], meta["dx"])):
+        rgb = draw_lesion(dx == "mel", size=image_size, seed=seed * 7_000_001 + i)
+        cv2.imwrite(str(tmp / "images" / f"{name}.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    meta.to_csv(tmp / "HAM10000_metadata.csv", index=False)
+    (tmp / "README.md").write_text(EXTERNAL_README)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+    return out_dir

@@ -22,12 +22,13 @@ from .splits import grouped_folds, holdout_split
 from .training import train_run
 
 
-def _load_or_train(df: pd.DataFrame, cfg: TrainConfig, run_dir: Path) -> Run:
+def _load_or_train(df: pd.DataFrame, cfg: TrainConfig, run_dir: Path, external: pd.DataFrame | None = None) -> Run:
     """The finished run in ``run_dir`` if there is one (an interrupted study resumes), else train it."""
-    return Run.load(run_dir) if (run_dir / "model.keras").exists() else train_run(df, cfg, run_dir)
+    return Run.load(run_dir) if (run_dir / "model.keras").exists() else train_run(df, cfg, run_dir, external=external)
 
 
-#: The ablation's variants: name -> TrainConfig overrides.
+#: The ablation's variants: name -> TrainConfig overrides (the key ``"external": True`` adds the external training
+#: rows given to :func:`cross_validate` to every fold's training part).
 ABLATION_VARIANTS: dict[str, dict[str, Any]] = {
     "metadata only (clinical)": {"kind": "meta", "features": "clinical"},
     "image only": {"kind": "image"},
@@ -36,6 +37,22 @@ ABLATION_VARIANTS: dict[str, dict[str, Any]] = {
     "fusion, clinical + patient context": {"kind": "fusion", "features": "context"},
     "fusion, clinical + ugly duckling only": {"kind": "fusion", "features": "ugly_duckling"},
 }
+#: Variants trained with external data (HAM10000, ISIC 2019) added to every fold's training part.
+EXTERNAL_VARIANTS: dict[str, dict[str, Any]] = {
+    "image only + external data": {"kind": "image", "external": True},
+    "fusion, clinical + external data": {"kind": "fusion", "features": "clinical", "external": True},
+}
+#: The ablation's paired contrasts ``(a, b)``: what a adds over b, on the same patients.
+ABLATION_CONTRASTS: tuple[tuple[str, str], ...] = (
+    ("fusion, clinical", "image only"),
+    ("fusion, paper (+ width/height)", "fusion, clinical"),
+    ("fusion, clinical + ugly duckling only", "fusion, clinical"),
+    ("fusion, clinical + patient context", "fusion, clinical"),
+    ("image only", "image only, study CNN from scratch"),
+    ("image only + external data", "image only"),
+    ("fusion, clinical + external data", "fusion, clinical"),
+    ("fusion, clinical + external data", "image only + external data"),
+)
 
 
 def cross_validate(
@@ -46,8 +63,12 @@ def cross_validate(
     n_splits: int = 5,
     folds: list[int] | None = None,
     folds_from: str = "patients",
+    external: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Patient-grouped K-fold CV of each variant with the same budget (``cfg``'s epochs and patience).
+
+    Folds are drawn from ``df`` alone. A variant with ``"external": True`` in its overrides adds all ``external`` rows
+    (other data sets, grouped by lesion) to every fold's training part; validation and test rows stay ``df``'s.
 
     Each fold's training part holds out its own patient-grouped validation split for early stopping.
     Returns ``(per_fold, oof)``: fold metrics (ROC AUC, PR AUC, melanoma-vs-nevus AUC) and out-of-fold
@@ -69,9 +90,14 @@ def cross_validate(
         test = df[fold_ids == k].reset_index(drop=True)
         rest = df[fold_ids != k].reset_index(drop=True)
         for name, overrides in variants.items():
+            overrides = dict(overrides)
+            wants_external = bool(overrides.pop("external", False))
+            if wants_external and external is None:
+                raise ValueError(f"variant {name!r} asks for external training data; pass external=")
+            ext = external if wants_external else None
             vcfg = TrainConfig.from_dict({**asdict(cfg), **overrides})
             run_dir = out_dir / run_folder_name(name) / f"fold{k}"
-            run = _load_or_train(rest, vcfg, run_dir)
+            run = _load_or_train(rest, vcfg, run_dir, ext)
             p = run.predict_proba(test, cached_embeddings=True)
             preds.append(pd.DataFrame({"image_name": test["image_name"], "patient_id": test["patient_id"],
                                        "target": test["target"], "diagnosis": test["diagnosis"], "fold": k,
@@ -194,3 +220,52 @@ def compare_backbones(
                                        "target": test["target"], "probability": p}))
             print(f"[compare] {entry} · {model}: ROC AUC {rows[-1]['roc_auc']:.3f}", flush=True)
     return pd.DataFrame(rows), pd.concat(preds, ignore_index=True)
+
+
+def paired_contrasts(per_fold: pd.DataFrame, oof: pd.DataFrame, contrasts: list[tuple[str, str]],
+                     n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Each contrast ``(a, b)`` of two cross-validated variants on the same images: the paired ROC AUC difference a − b
+    on the pooled out-of-fold predictions with its patient-bootstrap CI and p-value
+    (:func:`~melanoma_utils.evaluation.paired_auc_difference`), and the per-fold differences, on all images
+    (``subset="all"``) and on melanoma vs nevus. Contrasts naming a variant that did not run are left out.
+
+    Columns: ``contrast, subset, delta_auc, ci_low, ci_high, p_value, fold_deltas, folds_positive, folds``
+    (``fold_deltas`` as text, fold order).
+    """
+    from .evaluation import paired_auc_difference
+
+    ran = set(oof["variant"])
+    rows = []
+    for a, b in contrasts:
+        if a not in ran or b not in ran:
+            continue
+        pa = oof[oof["variant"] == a].set_index("image_name")
+        pb = oof[oof["variant"] == b].set_index("image_name").loc[pa.index]
+        fa = per_fold[per_fold["variant"] == a].set_index("fold")
+        fb = per_fold[per_fold["variant"] == b].set_index("fold").loc[fa.index]
+        for subset, column in (("all", "roc_auc"), ("melanoma_vs_nevus", "auc_melanoma_vs_nevus")):
+            mask = (np.ones(len(pa), bool) if subset == "all"
+                    else melanoma_vs_nevus_mask(pa["target"], pa["diagnosis"]))
+            try:
+                res = paired_auc_difference(pa["target"][mask], pa["probability"][mask], pb["probability"][mask],
+                                            pa["patient_id"][mask], n_boot=n_boot, seed=seed)
+            except MetricError:
+                continue
+            fold_d = (fa[column] - fb[column]).to_numpy()
+            rows.append({"contrast": f"{a} − {b}", "subset": subset, "delta_auc": res["delta"],
+                         "ci_low": res["ci_low"], "ci_high": res["ci_high"], "p_value": res["p_value"],
+                         "fold_deltas": ";".join(f"{d:+.3f}" for d in fold_d),
+                         "folds_positive": int((fold_d > 0).sum()), "folds": len(fold_d)})
+    return pd.DataFrame(rows, columns=["contrast", "subset", "delta_auc", "ci_low", "ci_high", "p_value", "fold_deltas",
+                                       "folds_positive", "folds"])
+
+
+def describe_contrast(paired: pd.DataFrame, a: str, b: str, subset: str = "all") -> str:
+    """One contrast of :func:`paired_contrasts` as text for a report: ``"+0.012 (95% CI −0.004 to +0.027; p 0.14;
+    4 of 5 folds > 0)"``; ``"not run"`` where the contrast is absent."""
+    row = paired[(paired["contrast"] == f"{a} − {b}") & (paired["subset"] == subset)]
+    if row.empty:
+        return "not run"
+    r = row.iloc[0]
+    return (f"{r.delta_auc:+.3f} (95% CI {r.ci_low:+.3f} to {r.ci_high:+.3f}; p {r.p_value:.2g}; "
+            f"{r.folds_positive} of {r.folds} folds > 0)")

@@ -25,6 +25,16 @@ def _num(x: Any, digits: int = 3) -> str:
     return f"{x:.{digits}f}" if isinstance(x, (int, float)) and np.isfinite(x) else "n/a"
 
 
+def _sources_lines(config: dict[str, Any]) -> list[str]:
+    """Rows per data set of the training and validation parts (runs with external training data)."""
+    tr, va = config.get("training_sources") or {}, config.get("validation_sources") or {}
+    if set(tr) <= {"isic2020"}:
+        return []
+    parts = ", ".join(f"{name}: {c['rows']:,} images ({c['melanoma']:,} melanoma, {c['nevus']:,} nevi)" for name, c in tr.items())
+    return [f"- Training sources: {parts}. External rows join the training part only; validation, calibration and the "
+            f"threshold use {', '.join(va) or 'the main data'} only."]
+
+
 def model_card(config: dict[str, Any], report: dict[str, Any] | None, title: str = "Melanoma classifier") -> str:
     """The model card of a run as Markdown, from its ``config`` and validation ``report`` (may be ``None``)."""
     train = config["train"]
@@ -57,7 +67,7 @@ def model_card(config: dict[str, Any], report: dict[str, Any] | None, title: str
               f"{_num(config.get('training_prevalence'))}), {n_val:,} validation images (patient-grouped: no patient on "
               "both sides)." if n_train is not None and n_val is not None else "- (not recorded)",
               f"- Class weighting: {'1/n per class' if train.get('class_weighting', True) else 'none'}; seed {train.get('seed')}.",
-              ""]
+              *_sources_lines(config), ""]
     lines += ["## Validation metrics (held-out patients of the training data)"]
     if report:
         lines += [f"- {report['n']:,} images, {report['n_malignant']:,} malignant, {report['n_patients']:,} patients "

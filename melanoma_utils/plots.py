@@ -371,3 +371,50 @@ def forest_plot(table: pd.DataFrame, title: str = "ROC AUC by subgroup", tag: st
     ax.set_title(_title(tag, title))
     fig.tight_layout()
     return fig
+
+
+def auc_points(summary: pd.DataFrame, title: str, tag: str = "") -> Figure:
+    """Pooled out-of-fold ROC AUC per variant with its patient-bootstrap 95% CI, overall and melanoma vs nevus: points
+    and intervals on an axis that starts where the data do (``summary`` from
+    :func:`melanoma_utils.experiments.summarise_cv`)."""
+    fig, ax = plt.subplots(figsize=(8, 0.55 * len(summary) + 1.4))
+    y = np.arange(len(summary))
+    for offset, (col, lo, hi, colour, label) in zip((-0.15, 0.15), (
+            ("pooled_oof_roc_auc", "pooled_ci_low", "pooled_ci_high", BENIGN_COLOUR, "all images"),
+            ("pooled_mel_vs_nevus_auc", "pooled_mel_vs_nevus_ci_low", "pooled_mel_vs_nevus_ci_high", MALIGNANT_COLOUR,
+             "melanoma vs nevus"))):
+        est = summary[col].to_numpy(float)
+        err = np.vstack([est - summary[lo].to_numpy(float), summary[hi].to_numpy(float) - est])
+        ax.errorbar(est, y + offset, xerr=np.nan_to_num(err), fmt="o", color=colour, capsize=3, label=label)
+    ax.set_yticks(y, [str(i) for i in summary.index])
+    ax.invert_yaxis()
+    ax.axvline(0.5, color="grey", ls="--", lw=1)
+    low = np.nanmin(summary[["pooled_ci_low", "pooled_mel_vs_nevus_ci_low"]].to_numpy(float))
+    ax.set_xlim(max(0.0, min(0.5, low) - 0.02), 1.0)
+    ax.set_xlabel("pooled out-of-fold ROC AUC (95% CI, patient bootstrap)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(_title(tag, title))
+    fig.tight_layout()
+    return fig
+
+
+def paired_deltas(table: pd.DataFrame, title: str, tag: str = "") -> Figure:
+    """Paired ROC AUC differences with 95% CIs (``table`` from :func:`melanoma_utils.experiments.paired_contrasts`),
+    one row per contrast, all images and melanoma vs nevus side by side; 0 (no difference) marked."""
+    contrasts = list(dict.fromkeys(table["contrast"]))
+    fig, ax = plt.subplots(figsize=(9, 0.6 * len(contrasts) + 1.4))
+    for offset, (subset, colour, label) in zip((-0.15, 0.15), (("all", BENIGN_COLOUR, "all images"),
+                                                               ("melanoma_vs_nevus", MALIGNANT_COLOUR, "melanoma vs nevus"))):
+        part = table[table["subset"] == subset].set_index("contrast").reindex(contrasts)
+        y = np.arange(len(contrasts)) + offset
+        est = part["delta_auc"].to_numpy(float)
+        err = np.vstack([est - part["ci_low"].to_numpy(float), part["ci_high"].to_numpy(float) - est])
+        ax.errorbar(est, y, xerr=np.nan_to_num(err), fmt="o", color=colour, capsize=3, label=label)
+    ax.set_yticks(np.arange(len(contrasts)), contrasts, fontsize=9)
+    ax.invert_yaxis()
+    ax.axvline(0.0, color="grey", ls="--", lw=1)
+    ax.set_xlabel("paired difference in ROC AUC (a − b; 95% CI, same patients resampled for both)")
+    ax.legend(loc="best", fontsize=8)
+    ax.set_title(_title(tag, title))
+    fig.tight_layout()
+    return fig

@@ -40,6 +40,13 @@ def prepare_data(params: dict[str, Any]) -> None:
         if not csv.is_file():
             print(f"generating SYNTHETIC demo data in {csv.parent}", flush=True)
             make_demo_dataset(csv.parent, seed=int(params.get("seed", 0)))
+        for folder in params.get("external_dirs") or []:  # the SYNTHETIC external set in HAM10000's schema
+            path = config.resolve(folder)
+            if not path.is_dir():
+                from .demo import make_external_demo
+
+                print(f"generating SYNTHETIC external demo data in {path}", flush=True)
+                make_external_demo(path, seed=int(params.get("seed", 0)) + 1)
 
 
 def render_html(notebook: Path, html: Path) -> None:

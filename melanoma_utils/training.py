@@ -30,6 +30,7 @@ from .images import drop_unreadable
 from .modelcard import model_card
 from .runfolder import ResumeState, fingerprint, prepare_staging, publish, run_lock, staging_path
 from .runs import STRATEGIES, Run, TrainConfig
+from .sources import source_counts
 from .splits import assert_disjoint_patients, holdout_split
 from .transforms import preprocess_config
 
@@ -439,9 +440,15 @@ def train_run(
     val_df: pd.DataFrame | None = None,
     overwrite: bool = False,
     restart: bool = False,
+    external: pd.DataFrame | None = None,
 ) -> Run:
     """Train on ``df`` (a patient-grouped validation split is held out unless ``val_df`` is given) and
     write a self-contained run folder to ``out_dir``.
+
+    ``external`` (rows of other data sets, :func:`melanoma_utils.sources.load_external`) joins the *training* part
+    only: early stopping, the calibrator, the threshold and every validation metric stay on ``df``'s patients, the
+    population the model is for, so probabilities are calibrated at its prevalence. ``config.json`` and the model
+    card record the rows per source.
 
     One training per folder (a lock beside it); the run is written into a staging folder and moved into place
     when finished, so ``out_dir`` holds a complete run or none, and a finished run is replaced only with
@@ -457,7 +464,7 @@ def train_run(
         scratch = Path(tempfile.mkdtemp(prefix="melanoma-worker-"))
         try:  # the worker's copy of the run (its collective steps need the same code path) is thrown away
             with run_lock(scratch / "run"):
-                run = _train_locked(df, cfg, scratch / "run", val_df, restart, dist)
+                run = _train_locked(df, cfg, scratch / "run", val_df, restart, dist, external)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         run.run_dir = None
@@ -467,11 +474,26 @@ def train_run(
             raise FileExistsError(f"{out_dir} already holds a trained model; choose another --out or pass overwrite")
         if out_dir.exists() and not (out_dir / "model.keras").exists() and any(out_dir.iterdir()):
             raise FileExistsError(f"{out_dir} exists, is not empty and is not a run folder; choose another --out")
-        return _train_locked(df, cfg, out_dir, val_df, restart, dist)
+        return _train_locked(df, cfg, out_dir, val_df, restart, dist, external)
+
+
+def _with_external(train: pd.DataFrame, val: pd.DataFrame, external: pd.DataFrame | None,
+                   cfg: TrainConfig) -> pd.DataFrame:
+    """The training part plus the external rows (never in validation); errors for what cannot be combined."""
+    if external is None or not len(external):
+        return train
+    if MetadataEncoder(cfg.features).uses_context:
+        raise ValueError(f"feature set {cfg.features!r} uses patient context (a patient's other images), but external "
+                         "data sets have lesion ids, not patient ids; use the clinical or paper features with external data")
+    shared = set(external["image_name"]) & (set(train["image_name"]) | set(val["image_name"]))
+    if shared:
+        raise ValueError(f"{len(shared)} external image(s) are also in the training data, e.g. {sorted(shared)[:3]}")
+    assert_disjoint_patients(external, val)
+    return pd.concat([train, external], ignore_index=True)
 
 
 def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.DataFrame | None, restart: bool,
-                  dist: Distribution) -> Run:
+                  dist: Distribution, external: pd.DataFrame | None = None) -> Run:
     import keras
 
     from .versions import package_versions
@@ -484,6 +506,7 @@ def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.
         train, val = df.iloc[tr_idx].reset_index(drop=True), df.iloc[va_idx].reset_index(drop=True)
     else:
         train, val = df.reset_index(drop=True), val_df.reset_index(drop=True)
+    train = _with_external(train, val, external, cfg)
     assert_disjoint_patients(train, val)
     dropped: dict[str, str] = {}
     if cfg.uses_images:
@@ -550,6 +573,8 @@ def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.
         "calibration": calibrator.to_dict() if calibrator.method != "identity" else None,
         "calibration_note": calibration_note,
         "training_prevalence": float(train["target"].mean()),
+        "training_sources": source_counts(train),
+        "validation_sources": source_counts(val),
         "feature_names": encoder.feature_names,
         "class_weights": per_class,
         "n_train": len(train), "n_val": len(val), "n_train_positive": int(train["target"].sum()),

@@ -23,7 +23,13 @@
 # * **image only** (the image branch),
 # * **fusion, clinical** (image + age, sex, site),
 # * **fusion, paper** (image + age, sex, site + original image width/height, the study's features),
-# * **image only, the study's CNN trained from scratch** — a comparison row on the same folds.
+# * **image only, the study's CNN trained from scratch** — a comparison row on the same folds;
+# * with `external_dirs` set: **image only** and **fusion, clinical** with **external training data** (HAM10000 /
+#   ISIC 2019, another clinic population with many melanomas *and* nevi) added to every fold's training part. Folds,
+#   validation, calibration, thresholds and every metric stay on the ISIC 2020 patients.
+#
+# Every contrast is judged as a **paired** difference on the same patients (a patient bootstrap that resamples both
+# models together, and the per-fold differences), not as two overlapping intervals.
 #
 # The image branch is EfficientNet-Lite0 with ImageNet weights (shipped offline by a pip package), kept
 # frozen: each image's pooled embedding is computed once for 8 rotations/mirrors and cached, and the
@@ -43,6 +49,7 @@ dataset_label = "SYNTHETIC demo"
 images_csv = "data/synthetic-demo/train.csv"  # the image set to train and cross-validate on
 metadata_csv = "data/synthetic-demo/train.csv"  # the full metadata the images were drawn from (image-count check)
 images_dir = ""  # empty: the train/ folder beside images_csv
+external_dirs = []  # external training data folders (HAM10000 / ISIC 2019 schema); empty: no external rows
 report_dir = "reports/demo"
 image_size = 64
 backbone = "efficientnetlite0"  # empty: the CNN of the study, trained from scratch, as the image branch
@@ -74,12 +81,22 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from melanoma_utils import benchmark, eda, plots
+from melanoma_utils import config as paths
 from melanoma_utils.evaluation import evaluate, metrics_table
-from melanoma_utils.experiments import ABLATION_VARIANTS, cross_validate, summarise_cv
+from melanoma_utils.experiments import (
+    ABLATION_CONTRASTS,
+    ABLATION_VARIANTS,
+    EXTERNAL_VARIANTS,
+    cross_validate,
+    paired_contrasts,
+    summarise_cv,
+)
 from melanoma_utils.reporting import open_study, package_versions
 from melanoma_utils.runs import Run, TrainConfig
+from melanoma_utils.sources import combine_external, load_external, source_counts
 
 report, df = open_study(report_dir, synthetic, seed, images_csv, images_dir)
+external, _ = combine_external(df, [load_external(paths.resolve(d), on_missing="drop") for d in external_dirs])
 ov = eda.overview(df)
 cfg = TrainConfig(image_size=image_size, conv_filters=tuple(conv_filters), epochs=epochs, patience=patience,
                   batch_size=batch_size, learning_rate=learning_rate, preprocess=preprocess, augment=augment,
@@ -89,6 +106,8 @@ cfg = TrainConfig(image_size=image_size, conv_filters=tuple(conv_filters), epoch
                   verbose=0)
 SCRATCH = "image only, study CNN from scratch"
 variants = dict(ABLATION_VARIANTS)
+if len(external):
+    variants.update(EXTERNAL_VARIANTS)
 if backbone:
     variants[SCRATCH] = {"kind": "image", "backbone": None, "backbone_weights": None, "image_size": scratch_image_size,
                          "epochs": scratch_epochs, "patience": scratch_patience, "tta": 1}
@@ -101,6 +120,8 @@ display(Markdown(
     "answers *benign* scores **98.2% accuracy**: accuracy alone says little (the study's 94.5% must be read "
     "against that baseline). Image branch: {4}. Images at {0} px, {1}-fold patient-grouped CV, up to {2} epochs "
     "(early stopping, patience {3}).".format(image_size, cv_folds, epochs, patience, branch)
+    + "".join(f" External training data ({name}, training parts only): {c['rows']:,} images of {c['groups']:,} lesions, "
+              f"{c['melanoma']:,} melanoma, {c['nevus']:,} nevi." for name, c in source_counts(external).items())
 ))
 
 # %% [markdown]
@@ -108,15 +129,28 @@ display(Markdown(
 
 # %%
 runs_dir = report.report_dir / "runs" / "ablation"
-per_fold, oof = cross_validate(df, cfg, runs_dir, variants, n_splits=cv_folds, folds=list(cv_run_folds) or None)
+per_fold, oof = cross_validate(df, cfg, runs_dir, variants, n_splits=cv_folds, folds=list(cv_run_folds) or None,
+                               external=external if len(external) else None)
 summary = summarise_cv(per_fold, oof, n_boot=n_boot, seed=seed)
 report.table(per_fold.set_index(["variant", "fold"]), "ablation_per_fold")
 report.table(summary, "ablation_summary")
 (report.report_dir / "ablation_summary.json").write_text(summary.reset_index().to_json(orient="records", indent=2))
-fig = plots.auc_bars(summary.rename(columns={"roc_auc_mean": "auc_mean", "roc_auc_sd": "auc_sd"}),
-                     f"Ablation: ROC AUC over {cv_folds} patient-grouped folds", tag=report.tag)
+fig = plots.auc_points(summary, f"Ablation: pooled out-of-fold ROC AUC, {cv_folds} patient-grouped folds", tag=report.tag)
 report.figure(fig, "fig_ablation_auc")
 summary.round(3)
+
+# %% [markdown]
+# ### Paired comparisons (the headline)
+# Each row: what variant *a* adds over variant *b*, both scored on the same out-of-fold images. The interval resamples
+# patients once for both models (95%, patient bootstrap), so it measures the difference itself; `fold_deltas` are the
+# per-fold differences. An interval that contains 0 means these data cannot tell the two apart.
+
+# %%
+paired = paired_contrasts(per_fold, oof, list(ABLATION_CONTRASTS), n_boot=n_boot, seed=seed)
+report.table(paired.set_index(["contrast", "subset"]), "ablation_paired")
+report.figure(plots.paired_deltas(paired, "Ablation: paired differences in ROC AUC (a − b)", tag=report.tag),
+              "fig_ablation_paired")
+paired.round(3)
 
 # %%
 s = summary
@@ -141,6 +175,29 @@ if SCRATCH in s.index:
         f"image only: {img.roc_auc_mean:.3f} ± {img.roc_auc_sd:.3f} ({img.roc_auc_mean - sc.roc_auc_mean:+.3f}), "
         f"melanoma vs nevus {img.pooled_mel_vs_nevus_auc:.3f} (95% CI {img.pooled_mel_vs_nevus_ci_low:.3f}–"
         f"{img.pooled_mel_vs_nevus_ci_high:.3f})."
+    ))
+
+# %%
+from melanoma_utils.experiments import describe_contrast
+
+display(Markdown(
+    f"**Paired.** Fusion (clinical) − image only: {describe_contrast(paired, 'fusion, clinical', 'image only')} "
+    f"overall; melanoma vs nevus {describe_contrast(paired, 'fusion, clinical', 'image only', 'melanoma_vs_nevus')}. "
+    f"Width/height on top of clinical fusion: {describe_contrast(paired, 'fusion, paper (+ width/height)', 'fusion, clinical')} "
+    f"overall; melanoma vs nevus "
+    f"{describe_contrast(paired, 'fusion, paper (+ width/height)', 'fusion, clinical', 'melanoma_vs_nevus')}."
+))
+if "fusion, clinical + external data" in s.index:
+    xf, xi = s.loc["fusion, clinical + external data"], s.loc["image only + external data"]
+    display(Markdown(
+        f"**External training data.** Fusion (clinical) with external rows: ROC AUC {xf.pooled_oof_roc_auc:.3f} "
+        f"(95% CI {xf.pooled_ci_low:.3f}–{xf.pooled_ci_high:.3f}), melanoma vs nevus {xf.pooled_mel_vs_nevus_auc:.3f} "
+        f"({xf.pooled_mel_vs_nevus_ci_low:.3f}–{xf.pooled_mel_vs_nevus_ci_high:.3f}); image only with external rows: "
+        f"{xi.pooled_oof_roc_auc:.3f}, melanoma vs nevus {xi.pooled_mel_vs_nevus_auc:.3f}. Paired against the same "
+        f"model without them: fusion {describe_contrast(paired, 'fusion, clinical + external data', 'fusion, clinical')} "
+        f"overall, {describe_contrast(paired, 'fusion, clinical + external data', 'fusion, clinical', 'melanoma_vs_nevus')} "
+        f"melanoma vs nevus; image only "
+        f"{describe_contrast(paired, 'image only + external data', 'image only', 'melanoma_vs_nevus')} melanoma vs nevus."
     ))
 
 # %% [markdown]

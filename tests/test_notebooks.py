@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from melanoma_utils import config
-from melanoma_utils.demo import make_demo_dataset
+from melanoma_utils.demo import make_demo_dataset, make_external_demo
 from melanoma_utils.reproduce import read_params, reproduce
 
 
@@ -15,8 +15,10 @@ from melanoma_utils.reproduce import read_params, reproduce
 def demo_params(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("repro")
     csv = make_demo_dataset(root / "synthetic-demo", n_images=240, image_size=64, seed=0)
+    ext = make_external_demo(root / "synthetic-demo-ham10000", n_images=120, image_size=64, seed=1)
     params = read_params(config.PARAMS_DIR / "demo.yaml")
-    params.update(metadata_csv=str(csv), images_csv=str(csv), report_dir=str(root / "report"), image_sample=40)
+    params.update(metadata_csv=str(csv), images_csv=str(csv), report_dir=str(root / "report"), image_sample=40,
+                  external_dirs=[str(ext)])
     params.update({k: v for k, v in read_params(config.PARAMS_DIR / "test.yaml").items()})
     path = root / "params.yaml"
     path.write_text(yaml.safe_dump(params))
