@@ -225,8 +225,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    help="which inputs the model takes: images and metadata (fusion), images only, metadata only")
     p.add_argument("--features", choices=sorted(FEATURE_SETS), default="clinical")
     p.add_argument("--image-size", type=_positive_int, default=None,
-                   help="side in px (default: 224 for efficientnetlite0, its ImageNet resolution and the best in the "
-                        "validation sweep; 128 otherwise)")
+                   help="side in px (default: the ImageNet resolution of efficientnetlite0/1/2, 224/240/260 px — for "
+                        "Lite0 also the best in the validation sweep; 128 otherwise)")
     p.add_argument("--epochs", type=_positive_int, default=30)
     p.add_argument("--batch-size", type=_positive_int, default=32)
     p.add_argument("--learning-rate", type=_positive_float, default=1e-4)
@@ -271,7 +271,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 @command("train", "train a model; write a self-contained run folder", _train_args)
 def _train(args: argparse.Namespace) -> int:
-    from .backbones import OFFLINE_IMAGENET
+    from .backbones import OFFLINE_IMAGENET, default_image_size
     from .data import load_dataset
     from .runs import TrainConfig
     from .training import make_distribution, train_run
@@ -280,7 +280,7 @@ def _train(args: argparse.Namespace) -> int:
         make_distribution("multiworker")
 
     backbone = None if args.backbone == "cnn" else args.backbone
-    image_size = args.image_size or (224 if backbone == "efficientnetlite0" else 128)
+    image_size = args.image_size or default_image_size(backbone)
     weights = args.backbone_weights if args.backbone_weights is not None else ("imagenet" if backbone in OFFLINE_IMAGENET else "none")
     if weights.lower() != "none" and not backbone:
         raise ValueError(f"--backbone-weights {weights} needs a backbone (the study's CNN has no pretrained weights); "

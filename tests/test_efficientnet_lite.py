@@ -67,13 +67,24 @@ def _relu6(x: np.ndarray) -> np.ndarray:
     return np.clip(x, 0, 6)
 
 
-def numpy_lite0_logits(img: np.ndarray, st: dict) -> np.ndarray:
-    """EfficientNet-Lite0 logits in float64 NumPy straight from the PyTorch tensors (OIHW layouts)."""
+#: (kernel, stride, expansion) of every block, written out from the architecture papers (EfficientNet-B0's stages;
+#: Lite1/Lite2 repeat stages 2-6 ceil(1.1x / 1.2x) times: 3, 3, 4, 4, 5 blocks), not from the package's code.
+LAYOUTS = {
+    "efficientnetlite0": [(3, 1, 1)] + [(3, 2, 6), (3, 1, 6)] + [(5, 2, 6), (5, 1, 6)] + [(3, 2, 6)] + [(3, 1, 6)] * 2
+    + [(5, 1, 6)] * 3 + [(5, 2, 6)] + [(5, 1, 6)] * 3 + [(3, 1, 6)],
+    "efficientnetlite1": [(3, 1, 1)] + [(3, 2, 6)] + [(3, 1, 6)] * 2 + [(5, 2, 6)] + [(5, 1, 6)] * 2 + [(3, 2, 6)]
+    + [(3, 1, 6)] * 3 + [(5, 1, 6)] * 4 + [(5, 2, 6)] + [(5, 1, 6)] * 4 + [(3, 1, 6)],
+}
+LAYOUTS["efficientnetlite2"] = LAYOUTS["efficientnetlite1"]  # same depth pattern, 1.1x wider channels
+
+
+def numpy_lite0_logits(img: np.ndarray, st: dict, variant: str = "efficientnetlite0") -> np.ndarray:
+    """EfficientNet-Lite logits in float64 NumPy straight from the PyTorch tensors (OIHW layouts)."""
     st = {k: v.astype(np.float64) for k, v in st.items()}
     x = (img.astype(np.float64) - 127.0) / 128.0
     x = _relu6(_bn(_conv_kxk(x, st["_conv_stem.weight"], 2), st, "_bn0"))
-    layout = [(3, 1, 1)] + [(3, 2, 6), (3, 1, 6)] + [(5, 2, 6), (5, 1, 6)] + [(3, 2, 6)] + [(3, 1, 6)] * 2 \
-        + [(5, 1, 6)] * 3 + [(5, 2, 6)] + [(5, 1, 6)] * 3 + [(3, 1, 6)]
+    layout = LAYOUTS[variant]
+    assert not any(k.startswith(f"_blocks.{len(layout)}.") for k in st)  # no block left over
     for i, (k, s, e) in enumerate(layout):
         p = f"_blocks.{i}"
         h = x
@@ -165,3 +176,27 @@ def test_checkpoint_with_a_wrong_shape_is_refused(state):
     missing = {k: v for k, v in state.items() if k != "_conv_head.weight"}
     with pytest.raises(lite.WeightsFileError, match="_conv_head.weight"):
         lite.assign_lite0_weights(model, missing)
+
+
+@pytest.mark.parametrize("variant", ["efficientnetlite1", "efficientnetlite2"])
+def test_larger_lite_variants_match_numpy_and_recognise_the_photo(classifier, variant):
+    """Lite1 (240 px) and Lite2 (260 px): the same reader and port, the same two checks as Lite0."""
+    state = lite.read_torch_legacy(lite.packaged_checkpoint(variant))
+    size = lite.LITE_VARIANTS[variant][2]
+    model = lite.efficientnet_lite(variant, size, "imagenet", include_top=True)
+    img = _photo(size)[None]
+    keras_logits = np.asarray(model.predict(img, verbose=0), np.float64)[0]
+    top5 = np.argsort(-keras_logits)[:5]
+    assert 652 in top5 and {400, 667} & set(top5.tolist()), f"{variant} top 5: {top5}"
+    assert np.abs(keras_logits - numpy_lite0_logits(img, state, variant)[0]).max() <= 1e-4
+    feats = lite.efficientnet_lite(variant, 64, "imagenet", include_top=False)
+    assert feats.output_shape == (None, 1280)
+
+
+def test_finetune_top_trains_the_last_two_stages_of_every_variant():
+    from melanoma_utils.training import _top_prefixes
+
+    assert _top_prefixes(lite.build_efficientnet_lite0((64, 64, 3), include_top=False)) == tuple(
+        f"block{i}_" for i in range(11, 16)) + ("head_",)
+    assert _top_prefixes(lite.build_efficientnet_lite("efficientnetlite2", (64, 64, 3), include_top=False)) == tuple(
+        f"block{i}_" for i in range(15, 21)) + ("head_",)
