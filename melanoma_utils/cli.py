@@ -338,6 +338,37 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ensemble_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs", type=_existing_path, nargs="+", required=True,
+                   help="two or more run folders trained on the same CSV with the same --seed and --val-fraction "
+                        "(they share their validation split)")
+    p.add_argument("--out", type=Path, required=True, help="ensemble run folder to write (must not exist)")
+    p.add_argument("--metadata", type=_existing_path, help="the training CSV: adds sex/age/site subgroups to the report")
+    p.add_argument("--images", type=Path, help="image folder of --metadata (only to locate it; images are not read)")
+    p.add_argument("--min-sensitivity", type=_sensitivity, default=None,
+                   help="validation sensitivity the threshold must reach (default: the first member's)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+@command("ensemble", "average trained runs into one ensemble run folder (one calibrator and threshold on held-out rows)",
+         _ensemble_args)
+def _ensemble(args: argparse.Namespace) -> int:
+    from .data import load_metadata
+    from .ensemble import build_ensemble
+
+    meta = load_metadata(args.metadata).frame if args.metadata else None
+    run = build_ensemble(args.runs, args.out, meta, args.min_sensitivity, args.seed)
+    c = run.config
+    for k, m in enumerate(c["ensemble"]["members"]):
+        auc = m["validation_auc_raw"]
+        print(f"member {k}: {m['source']} ({m['kind']}, {m['backbone'] or 'cnn'}, {m['image_size']} px): "
+              f"validation ROC AUC {auc:.3f}" if auc is not None else f"member {k}: {m['source']}")
+    print(f"ensemble folder: {args.out}  threshold (validation): {c['threshold']:.4f}"
+          + (f"  calibration: {c['calibration']['method']}" if c.get("calibration") else ""))
+    _print_metrics(run.metrics["validation"], "validation (ensemble)")
+    return 0
+
+
 def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", "--model", dest="run", type=_existing_path, required=True, help="run folder from `train`")
     p.add_argument("--metadata", "--shards", dest="metadata", type=_existing_path, required=True,

@@ -51,6 +51,10 @@ def model_card(config: dict[str, Any], report: dict[str, Any] | None, title: str
               f"- Output: probability of melanoma, calibrated on the validation split ({cal.get('method', 'not calibrated')}"
               f"{', right at a malignant share of ' + format(cal['prevalence'], '.3f') if cal.get('prevalence') else ''}); "
               f"decision threshold {config.get('threshold', float('nan')):.4f} ({config.get('threshold_rule', '')}).",
+              *[f"- Ensemble member {k}: {m.get('kind')} · {m.get('backbone') or 'CNN'} · {m.get('image_size')} px · features "
+                f"`{m.get('features')}` · TTA {m.get('tta')} (validation ROC AUC of its raw output "
+                f"{_num(m.get('validation_auc_raw'))}); the ensemble averages the members' raw outputs."
+                for k, m in enumerate((config.get("ensemble") or {}).get("members", []))],
               "- For another prevalence, pass `--prevalence P` to `predict`/`evaluate` (prior-shift correction; ISIC 2020: "
               "0.0176).", ""]
     lines += ["## Intended use",

@@ -205,20 +205,26 @@ class Run:
     def read_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
         """A run folder's ``config.json`` (threshold, recipe, …) without loading its model; checks the folder."""
         run_dir = Path(run_dir)
-        for name in ("model.keras", "encoder.json", "config.json"):
+        needed = ("config.json",) if (run_dir / "ensemble.json").is_file() else ("model.keras", "encoder.json", "config.json")
+        for name in needed:
             if not (run_dir / name).is_file():
                 raise FileNotFoundError(f"{run_dir}: not a run folder ({name} missing)")
         return json.loads((run_dir / "config.json").read_text())
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike[str]) -> "Run":
-        """Load a run folder written by :func:`train_run`."""
+        """Load a run folder written by :func:`train_run` (or an ensemble folder: an
+        :class:`~melanoma_utils.ensemble.EnsembleRun`)."""
         import keras
 
         from . import augment, models  # noqa: F401  (registers the custom layers)
 
         config = cls.read_config(run_dir)
         run_dir = Path(run_dir)
+        if (run_dir / "ensemble.json").is_file():
+            from .ensemble import EnsembleRun
+
+            return EnsembleRun.load(run_dir)
         model = keras.saving.load_model(run_dir / "model.keras")
         run = cls(model, MetadataEncoder.load(run_dir / "encoder.json"), config, run_dir)
         if (run_dir / "metrics.json").is_file():

@@ -255,3 +255,39 @@ def test_paired_auc_difference_resamples_both_models_together() -> None:
     assert same["delta"] == same["ci_low"] == same["ci_high"] == 0.0 and same["p_value"] == 1.0
     with pytest.raises(MetricError, match="both classes"):
         paired_auc_difference(np.zeros(10), a[:10], b[:10], groups[:10])
+
+
+def test_ensemble_is_one_run_folder_calibrated_on_held_out_rows(tmp_path: Path) -> None:
+    from melanoma_utils.calibration import fit_calibrator
+    from melanoma_utils.ensemble import EnsembleRun, build_ensemble
+    from melanoma_utils.runs import Run, TrainConfig
+    from melanoma_utils.training import train_run
+
+    df = _meta_table(160, "m", 0)
+    a = train_run(df, TrainConfig(kind="meta", epochs=3, verbose=0), tmp_path / "a")
+    b = train_run(df, TrainConfig(kind="meta", epochs=3, meta_units=(16,), verbose=0), tmp_path / "b")
+    ens = build_ensemble([tmp_path / "a", tmp_path / "b"], tmp_path / "ens", metadata=df)
+    loaded = Run.load(tmp_path / "ens")
+    assert isinstance(loaded, EnsembleRun) and len(loaded.members) == 2
+    assert (tmp_path / "ens" / "members" / "0" / "model.keras").is_file()  # self-contained
+    val = pd.read_csv(tmp_path / "ens" / "val_predictions.csv")
+    val_a = pd.read_csv(tmp_path / "a" / "val_predictions.csv").set_index("image_name").loc[val["image_name"]]
+    val_b = pd.read_csv(tmp_path / "b" / "val_predictions.csv").set_index("image_name").loc[val["image_name"]]
+    # the calibrator is fitted on the members' shared validation rows (never their training rows), on the mean raw output
+    assert np.allclose(val["raw_probability"], (val_a["raw_probability"].to_numpy() + val_b["raw_probability"].to_numpy()) / 2)
+    cal = fit_calibrator(val["target"], val["raw_probability"], val["patient_id"], seed=0)
+    assert np.allclose(cal.transform(val["raw_probability"]), val["probability"])
+    assert ens.config["calibration"]["prevalence"] == pytest.approx(val["target"].mean())
+    # predict on new rows: the mean of the members' raw outputs, then the ensemble's calibrator
+    new = _meta_table(40, "n", 5)
+    raw = loaded.predict(new)
+    assert np.allclose(raw, (a.predict(new) + b.predict(new)) / 2, atol=1e-6)
+    frame = loaded.predict_frame(new, prevalence=0.0176)
+    assert np.allclose(frame["probability"], loaded.calibrate(raw, 0.0176))
+    assert "Ensemble member 1" in (tmp_path / "ens" / "MODEL_CARD.md").read_text()
+    # members validated on other patients cannot share one calibrator; an existing folder is never replaced
+    train_run(df, TrainConfig(kind="meta", epochs=1, seed=3, verbose=0), tmp_path / "c")
+    with pytest.raises(ValueError, match="validated on other images"):
+        build_ensemble([tmp_path / "a", tmp_path / "c"], tmp_path / "ens2")
+    with pytest.raises(FileExistsError):
+        build_ensemble([tmp_path / "a", tmp_path / "b"], tmp_path / "ens")
