@@ -16,6 +16,8 @@ DATA_BENIGN ?= all
 # `make data DATA_FORMAT=tfrecord` also writes patient-isolated TFRecord shards into data/isic2020-<size>-tfrec/.
 DATA_FORMAT ?= jpeg
 DATA_SHARDS ?= 15
+# `make data DATA_EXTERNAL=isic2019` also fetches ISIC 2019's training data (external rows for train --external).
+DATA_EXTERNAL ?=
 # Test processes (pytest-xdist; one test file stays in one process, so module fixtures are built once).
 # TEST_WORKERS=0 runs the suite in this process.
 TEST_WORKERS ?= 2
@@ -46,8 +48,8 @@ setup: $(STAMP) ## create .venv/ with the pinned dependencies (GPU=1: tensorflow
 demo-data: $(STAMP) ## generate the SYNTHETIC demo data set in data/synthetic-demo/
 	$(PY) -m melanoma_utils demo-data
 
-data: $(STAMP) ## download the real ISIC 2020 data, resize once into data/isic2020-<size>/ (DATA_SIZE, DATA_BENIGN, DATA_FORMAT=tfrecord: + shards; internet)
-	$(PY) -m melanoma_utils fetch --size $(DATA_SIZE) $(if $(filter-out all,$(DATA_BENIGN)),--benign $(DATA_BENIGN))
+data: $(STAMP) ## download the real ISIC 2020 data, resize once into data/isic2020-<size>/ (DATA_SIZE, DATA_BENIGN, DATA_FORMAT=tfrecord: + shards, DATA_EXTERNAL=isic2019; internet)
+	$(PY) -m melanoma_utils fetch --size $(DATA_SIZE) $(if $(filter-out all,$(DATA_BENIGN)),--benign $(DATA_BENIGN)) $(foreach e,$(DATA_EXTERNAL),--external $(e))
 	$(if $(filter tfrecord,$(DATA_FORMAT)),$(PY) -m melanoma_utils shard --metadata data/isic2020-$(DATA_SIZE)/train.csv --out data/isic2020-$(DATA_SIZE)-tfrec --shards $(DATA_SHARDS))
 
 reproduce: $(STAMP) ## run the study's notebooks on params/$(DATA).yaml into reports/ (default: SYNTHETIC demo)

@@ -133,6 +133,9 @@ def _fetch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=_positive_int, default=256, help="side of the resized square images")
     p.add_argument("--benign", type=_positive_int, help="keep all malignant + this many benign images")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--external", choices=("isic2019",), action="append", default=[],
+                   help="also fetch external training data: isic2019 (ISIC 2019's training input, ~9 GB, resized once "
+                        "into data/isic2019-<size>/ for train --external)")
 
 
 @command("fetch", "download the official ISIC 2020 data (internet) and resize it into data/isic2020-<size>/", _fetch_args)
@@ -141,6 +144,10 @@ def _fetch(args: argparse.Namespace) -> int:
 
     csv = fetch(args.out, size=args.size, benign=args.benign, seed=args.seed)
     print(f"real data ready: {csv}")
+    if "isic2019" in args.external:
+        from .fetch import fetch_isic2019
+
+        print(f"external data ready (train --external): {fetch_isic2019(args.out, size=args.size)}")
     return 0
 
 

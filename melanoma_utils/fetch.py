@@ -153,3 +153,70 @@ def fetch(out_root: Path, size: int = 256, benign: int | None = None, seed: int 
     csv = resize_into_layout(meta, zip_sources(archive), out_dir, size, dups, benign, seed)
     shutil.copy2(dups, out_dir / FILES["duplicates"])
     return csv
+
+
+ISIC_2019_BASE = "https://isic-challenge-data.s3.amazonaws.com/2019/"
+FILES_2019 = {
+    "metadata": "ISIC_2019_Training_Metadata.csv",
+    "ground_truth": "ISIC_2019_Training_GroundTruth.csv",
+    "images": "ISIC_2019_Training_Input.zip",  # ~9 GB, 25,331 JPEGs
+}
+
+
+def resize_zip_images(archive: Path, out_images: Path, size: int, wanted: set[str] | None = None,
+                      workers: int = 4) -> dict[str, tuple[int, int]]:
+    """Resize every JPEG of ``archive`` (or those named in ``wanted``) once into ``out_images/<name>.jpg``; return
+    each image's ORIGINAL ``(width, height)``. Images already there are kept (a re-run resumes) and re-measured
+    from the archive only when needed."""
+    out_images.mkdir(parents=True, exist_ok=True)
+    sizes: dict[str, tuple[int, int]] = {}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        batch: list[tuple[str, tuple[bytes, Path, int]]] = []
+
+        def flush() -> None:
+            for (name, _), res in zip(batch, pool.map(_resize_one, [j for _, j in batch])):
+                if res is not None:
+                    sizes[name] = res
+            batch.clear()
+
+        for name, data in zip_sources(archive):
+            if wanted is not None and name not in wanted:
+                continue
+            batch.append((name, (data, out_images / f"{name}.jpg", size)))
+            if len(batch) >= 64:
+                flush()
+        flush()
+    return sizes
+
+
+def fetch_isic2019(out_root: Path, size: int = 256, base_url: str = ISIC_2019_BASE) -> Path:
+    """``make data DATA_EXTERNAL=isic2019``: download ISIC 2019's official training input, metadata and ground truth
+    into ``out_root/isic2019-raw`` (resumable, size-verified, CRC-checked on extraction) and build
+    ``out_root/isic2019-<size>/`` in the layout ``train --external`` reads: both CSVs (the metadata gains the
+    images' ORIGINAL ``width``/``height``) and ``images/<image>.jpg`` resized once. A second run downloads nothing;
+    a run that finds the folder complete returns it at once."""
+    from .sources import ISIC2019_GROUND_TRUTH, ISIC2019_METADATA, load_external
+
+    out_dir = out_root / f"isic2019-{size}"
+    if (out_dir / ISIC2019_METADATA).is_file() and (out_dir / ISIC2019_GROUND_TRUTH).is_file():
+        return out_dir
+    raw_dir = out_root / "isic2019-raw"
+    meta = download(base_url + FILES_2019["metadata"], raw_dir / FILES_2019["metadata"])
+    truth = download(base_url + FILES_2019["ground_truth"], raw_dir / FILES_2019["ground_truth"])
+    archive = download(base_url + FILES_2019["images"], raw_dir / FILES_2019["images"])
+    work = out_root / f".isic2019-{size}.partial"
+    raw = pd.read_csv(meta, dtype=str)
+    sizes = resize_zip_images(archive, work / "images", size, set(raw["image"].astype(str)))
+    missing = sorted(set(raw["image"]) - set(sizes))
+    if missing:
+        raise DataError(f"{archive}: {len(missing)} image(s) of {meta.name} are not in the archive or not readable, "
+                        f"e.g. {', '.join(missing[:5])}; delete the archive and run `make data` again")
+    raw["width"] = [sizes[n][0] for n in raw["image"]]
+    raw["height"] = [sizes[n][1] for n in raw["image"]]
+    atomic_write(work / ISIC2019_METADATA, lambda tmp: raw.to_csv(tmp, index=False))
+    shutil.copy2(truth, work / ISIC2019_GROUND_TRUTH)
+    load_external(work)  # validated before it is put in place
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(work, out_dir)
+    return out_dir

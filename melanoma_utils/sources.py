@@ -212,8 +212,9 @@ def normalise_isic2019(meta: pd.DataFrame, truth: pd.DataFrame, meta_source: str
         "diagnosis": dx.astype(str),
         "target": (dx == "melanoma").astype(int),
         "tfrecord": pd.array([pd.NA] * len(meta), dtype="Int64"),
-        "width": np.nan,
-        "height": np.nan,
+        # the ORIGINAL size where `make data` recorded it (the official CSV has none)
+        "width": _numeric(meta["width"], "width", meta_source) if "width" in meta else np.nan,
+        "height": _numeric(meta["height"], "height", meta_source) if "height" in meta else np.nan,
         "source": ISIC2019,
     })
 
