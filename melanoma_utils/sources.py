@@ -292,3 +292,15 @@ def source_counts(df: pd.DataFrame) -> dict[str, dict[str, int]]:
         out[str(name)] = {"rows": len(part), "melanoma": int(part["target"].sum()),
                           "nevus": int((part["diagnosis"] == "nevus").sum()), "groups": int(part["patient_id"].nunique())}
     return out
+
+
+def hold_out_external(external: pd.DataFrame, fraction: float, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(training rows, held-out rows)`` of an external table, split by lesion (its ``patient_id`` groups) and
+    stratified by melanoma: the held-out lesions test a model on another clinic population it never trained on.
+    ``fraction`` 0 holds out nothing."""
+    from .splits import holdout_split
+
+    if not fraction or not len(external):
+        return external, external.iloc[:0]
+    tr, ho = holdout_split(external, fraction, seed=seed)
+    return external.iloc[tr].reset_index(drop=True), external.iloc[ho].reset_index(drop=True)

@@ -50,6 +50,7 @@ images_csv = "data/synthetic-demo/train.csv"  # the image set to train and cross
 metadata_csv = "data/synthetic-demo/train.csv"  # the full metadata the images were drawn from (image-count check)
 images_dir = ""  # empty: the train/ folder beside images_csv
 external_dirs = []  # external training data folders (HAM10000 / ISIC 2019 schema); empty: no external rows
+external_holdout_fraction = 0.2  # external lesions kept out of training: notebook 06 tests the model on them
 report_dir = "reports/demo"
 image_size = 64
 backbone = "efficientnetlite0"  # empty: the CNN of the study, trained from scratch, as the image branch
@@ -93,10 +94,11 @@ from melanoma_utils.experiments import (
 )
 from melanoma_utils.reporting import open_study, package_versions
 from melanoma_utils.runs import Run, TrainConfig
-from melanoma_utils.sources import combine_external, load_external, source_counts
+from melanoma_utils.sources import combine_external, hold_out_external, load_external, source_counts
 
 report, df = open_study(report_dir, synthetic, seed, images_csv, images_dir)
 external, _ = combine_external(df, [load_external(paths.resolve(d), on_missing="drop") for d in external_dirs])
+external, external_holdout = hold_out_external(external, external_holdout_fraction, seed=seed)
 ov = eda.overview(df)
 cfg = TrainConfig(image_size=image_size, conv_filters=tuple(conv_filters), epochs=epochs, patience=patience,
                   batch_size=batch_size, learning_rate=learning_rate, preprocess=preprocess, augment=augment,
@@ -122,6 +124,9 @@ display(Markdown(
     "(early stopping, patience {3}).".format(image_size, cv_folds, epochs, patience, branch)
     + "".join(f" External training data ({name}, training parts only): {c['rows']:,} images of {c['groups']:,} lesions, "
               f"{c['melanoma']:,} melanoma, {c['nevus']:,} nevi." for name, c in source_counts(external).items())
+    + (f" A further {len(external_holdout):,} external images ({external_holdout['patient_id'].nunique():,} lesions, "
+       f"{int(external_holdout['target'].sum()):,} melanoma) are held out of every training part: notebook 06 tests "
+       "the model on them." if len(external_holdout) else "")
 ))
 
 # %% [markdown]
@@ -132,6 +137,8 @@ runs_dir = report.report_dir / "runs" / "ablation"
 per_fold, oof = cross_validate(df, cfg, runs_dir, variants, n_splits=cv_folds, folds=list(cv_run_folds) or None,
                                external=external if len(external) else None)
 summary = summarise_cv(per_fold, oof, n_boot=n_boot, seed=seed)
+if len(external_holdout):  # which external images no run trained on (notebook 06 reads it)
+    report.table(external_holdout[["image_name", "patient_id", "source"]].set_index("image_name"), "external_holdout")
 report.table(per_fold.set_index(["variant", "fold"]), "ablation_per_fold")
 report.table(summary, "ablation_summary")
 (report.report_dir / "ablation_summary.json").write_text(summary.reset_index().to_json(orient="records", indent=2))

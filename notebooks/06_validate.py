@@ -35,6 +35,7 @@ run_dir = ""  # a run folder from train; empty: notebook 03's run of validate_va
 validate_variant = "fusion, clinical"
 fold = 0
 prevalence = 0.0176  # a stated deployment prevalence (ISIC 2020: 1.76%); 0: none
+external_dirs = []  # external data sets of notebook 03: its held-out external lesions are validated at the end
 n_boot = 1000
 seed = 0
 
@@ -201,6 +202,53 @@ display(Markdown(
 sub.round(3)
 
 # %% [markdown]
+# ## Another clinic population: held-out external lesions
+#
+# Notebook 03 kept some lesions of the external data (e.g. HAM10000: Vienna and Queensland, other dermatoscopes) out
+# of every training part. Here the same model, with its ISIC-fitted calibrator and threshold, is scored on them:
+# **not ISIC 2020 patients**, a transfer check. Groups are lesions (the external data has no patient ids), so the
+# intervals resample lesions.
+
+# %%
+from melanoma_utils import config
+from melanoma_utils.sources import combine_external, load_external
+
+holdout_csv = report.report_dir / "external_holdout.csv"
+ext_result = None
+if external_dirs and holdout_csv.is_file() and not run_dir:
+    ext_all, _ = combine_external(df, [load_external(config.resolve(d), on_missing="drop") for d in external_dirs])
+    held = ext_all[ext_all["image_name"].isin(set(pd.read_csv(holdout_csv)["image_name"].astype(str)))].reset_index(drop=True)
+    ext_pred = run.predict_frame(held)
+    ext_ok = (ext_pred["error"] == "").to_numpy()
+    ext_table = pd.concat([held[ext_ok].reset_index(drop=True),
+                           ext_pred.loc[ext_ok, ["probability", "raw_probability"]].reset_index(drop=True)], axis=1)
+    ext_result = validation_report(ext_table, threshold=run.threshold, probability_prevalence=run.prevalence,
+                                   n_boot=n_boot, seed=seed)
+    report.figure(plots.roc_pr({"ISIC 2020 held-out patients": (table["target"].to_numpy(), table["probability"].to_numpy()),
+                                "external held-out lesions": (ext_table["target"].to_numpy(), ext_table["probability"].to_numpy())},
+                               "ISIC 2020 patients vs another clinic population", tag=report.tag), "fig_validate_external_roc_pr")
+    ext_sub = pd.DataFrame(ext_result["subgroups"])
+    report.table(ext_sub, "table_validate_external_subgroups")
+    write_json_ext = {k: ext_result[k] for k in ("n", "n_malignant", "n_patients", "prevalence", "roc_auc", "pr_auc", "brier",
+                                                 "brier_raw", "ece", "ece_raw", "roc_auc_melanoma_vs_nevus", "operating_points")
+                      if k in ext_result}
+    ea, ev = ext_result["roc_auc"], next(op for op in ext_result["operating_points"] if op["name"] == "validation threshold")
+    display(Markdown(
+        f"**{', '.join(sorted(set(held['source'])))}**, held-out lesions: {ext_result['n']:,} images of {ext_result['n_patients']:,} "
+        f"lesions, {ext_result['n_malignant']:,} melanoma (prevalence {ext_result['prevalence']:.3f}). ROC AUC "
+        f"**{ea['estimate']:.3f}** ({ea['ci_low']:.3f}–{ea['ci_high']:.3f}) against {auc['estimate']:.3f} on the ISIC 2020 "
+        f"held-out patients; melanoma vs nevus **{ext_result.get('roc_auc_melanoma_vs_nevus', float('nan')):.3f}**. At the "
+        f"validation threshold fixed on ISIC patients: sensitivity {ev['sensitivity']['estimate']:.2f} "
+        f"({ev['sensitivity']['ci_low']:.2f}–{ev['sensitivity']['ci_high']:.2f}), specificity "
+        f"{ev['specificity']['estimate']:.2f} ({ev['specificity']['ci_low']:.2f}–{ev['specificity']['ci_high']:.2f}). "
+        f"Brier {ext_result['brier']['estimate']:.4f} (raw output {ext_result['brier_raw']:.4f}); the calibrator was fitted at "
+        f"ISIC's validation prevalence ({run.prevalence:.3f}), not this population's."))
+else:
+    display(Markdown("No held-out external lesions to validate on (no `external_dirs`, a `run_dir` given, or notebook 03 "
+                     "held none out)."))
+    write_json_ext = None
+
+# %% [markdown]
 # ## The run's model card (written by `train` into the run folder)
 
 # %%
@@ -212,4 +260,6 @@ display(Markdown(card.read_text() if card is not None and card.is_file() else "T
 from melanoma_utils.atomic import json_safe, write_json
 
 write_json(report.report_dir / "validate_metrics.json", json_safe(result))
+if write_json_ext:
+    write_json(report.report_dir / "validate_external_metrics.json", json_safe(write_json_ext))
 package_versions()
