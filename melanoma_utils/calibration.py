@@ -220,7 +220,10 @@ def _fit_one(method: str, y: np.ndarray, raw: np.ndarray) -> Calibrator:
 def fit_calibrator(y_true: Sequence, raw: Sequence, groups: Sequence, methods: Sequence[str] = CALIBRATION_METHODS,
                    n_splits: int = 5, seed: int = 0) -> Calibrator:
     """Fit a calibrator on validation predictions; the method with the lowest patient-grouped
-    cross-validated Brier score wins, then it is refitted on all rows. Needs both classes."""
+    cross-validated Brier score wins, then it is refitted on all rows. Needs both classes.
+
+    A Platt fit whose slope is ≤ 0 (a model at or below chance on these rows) would invert the model's ranking: it is
+    refused, isotonic regression (monotone) is used instead, and ``selection["platt_refused_slope"]`` records it."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     y, r = _check(y_true, raw)
@@ -242,5 +245,9 @@ def fit_calibrator(y_true: Sequence, raw: Sequence, groups: Sequence, methods: S
     else:
         best = "platt" if "platt" in methods else methods[0]
     cal = _fit_one(best, y, r)
+    slope = cal.params["ab"][1] if cal.method == "platt" else 1.0
+    if slope <= 0:  # a flat or inverted Platt fit would reverse the ranking it was handed; isotonic never does
+        cal = _fit_one("isotonic", y, r)
+        scores = {**scores, "platt_refused_slope": float(slope)}
     cal.prevalence, cal.n_fit, cal.selection = float(y.mean()), int(len(y)), scores
     return cal

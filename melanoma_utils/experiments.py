@@ -175,6 +175,19 @@ def load_folds(path: str | os.PathLike[str], df: pd.DataFrame) -> np.ndarray:
     return folds.loc[df["image_name"]].to_numpy()
 
 
+def backbone_protocol(cfg: TrainConfig) -> str:
+    """How a run's image branch was trained, in words (the ``protocol`` column of the backbone table): rows are like
+    for like only within one protocol."""
+    if not cfg.uses_images:
+        return "metadata only"
+    if cfg.uses_cached_embeddings:
+        return ("pretrained (" + str(cfg.backbone_weights) + "), frozen; head on cached embeddings"
+                + (f", then fine-tuned ({cfg.finetune})" if cfg.finetune != "none" else ""))
+    if cfg.backbone and cfg.backbone_weights not in (None, "none"):
+        return f"pretrained ({cfg.backbone_weights}), trained end to end"
+    return "random init, trained end to end"
+
+
 def compare_backbones(
     df: pd.DataFrame,
     cfg: TrainConfig,
@@ -207,6 +220,7 @@ def compare_backbones(
             at = res["thresholds"]["validation"]
             rows.append({
                 "backbone": backbone, "weights": (weights or "none") if backbone != "cnn" else None, "model": model,
+                "protocol": backbone_protocol(vcfg),
                 "accuracy": at["accuracy"], "sensitivity": at["sensitivity"], "specificity": at["specificity"],
                 "f1": at["f1"], "threshold": at["threshold"],
                 "roc_auc": res["roc_auc"]["estimate"], "roc_auc_ci_low": res["roc_auc"]["ci_low"],

@@ -238,3 +238,20 @@ def test_context_features_encode_and_need_their_columns(tiny_csv) -> None:
     assert col[0] == pytest.approx(0.0, abs=1e-6) and col[1] == pytest.approx(-col[2]) and col[1] < 0
     with pytest.raises(ValueError, match="add_context"):
         enc.transform(tiny_df)
+
+
+def test_a_calibrator_never_inverts_the_ranking_it_was_handed() -> None:
+    """A model below chance on the validation rows: Platt would fit a negative slope (0.477 = 1 − 0.523 in an earlier
+    backbone table); it is refused for isotonic regression, which is monotone, and the refusal is recorded."""
+    from scipy.stats import spearmanr
+
+    from melanoma_utils.calibration import fit_calibrator
+
+    rng = np.random.default_rng(0)
+    y = (rng.random(400) < 0.3).astype(int)
+    raw = 1 / (1 + np.exp(-(rng.normal(0, 1, 400) - 0.8 * y)))  # malignant images score LOWER
+    cal = fit_calibrator(y, raw, np.arange(400))
+    assert cal.method == "isotonic" and cal.selection["platt_refused_slope"] <= 0
+    assert spearmanr(raw, cal.transform(raw)).statistic >= 0
+    good = fit_calibrator(y, 1 / (1 + np.exp(-(rng.normal(0, 1, 400) + 1.5 * y))), np.arange(400))
+    assert "platt_refused_slope" not in good.selection
