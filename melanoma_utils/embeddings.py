@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -80,8 +81,10 @@ def cached_embeddings(
     cache_root: str | os.PathLike[str] | None = None,
     batch_size: int = 64,
     progress: bool = False,
+    chunk: int = 512,
 ) -> tuple[np.ndarray, dict[str, int]]:
-    """Embeddings ``(N, views, dim)`` for ``paths``, computing only those not cached yet.
+    """Embeddings ``(N, views, dim)`` for ``paths``, computing only those not cached yet (``chunk`` images at a time,
+    each chunk written to the cache before the next starts, with progress and an estimate of the time left).
 
     Returns the array and ``{"cached": n, "computed": m}``. ``cache_root`` defaults to the user cache
     (:func:`melanoma_utils.efficientnet_lite.cache_dir`).
@@ -110,8 +113,15 @@ def cached_embeddings(
     if todo:
         if progress:
             print(f"computing embeddings of {len(todo):,} image(s) × {views} view(s) ({len(paths) - len(todo):,} cached)", flush=True)
-        new = compute_embeddings(backbone_model, [paths[i] for i in todo], image_size, preprocess, views, batch_size)
-        for i, emb in zip(todo, new):
-            atomic_write(folder / f"{digests[i]}.npy", lambda tmp, emb=emb: np.save(tmp, emb.astype(np.float16)))
-            out[i] = emb.astype(np.float16).astype(np.float32)  # what the cache returns next time
+        start = time.perf_counter()
+        for first in range(0, len(todo), chunk):  # written chunk by chunk: a killed run keeps what it computed
+            part = todo[first:first + chunk]
+            new = compute_embeddings(backbone_model, [paths[i] for i in part], image_size, preprocess, views, batch_size)
+            for i, emb in zip(part, new):
+                atomic_write(folder / f"{digests[i]}.npy", lambda tmp, emb=emb: np.save(tmp, emb.astype(np.float16)))
+                out[i] = emb.astype(np.float16).astype(np.float32)  # what the cache returns next time
+            if progress and len(todo) > chunk:
+                done, spent = first + len(part), time.perf_counter() - start
+                print(f"  embedded {done:,} of {len(todo):,} image(s) in {spent:.0f} s "
+                      f"(about {spent / done * (len(todo) - done):.0f} s left)", flush=True)
     return np.stack(out), {"cached": len(paths) - len(todo), "computed": len(todo)}  # type: ignore[arg-type]

@@ -185,3 +185,36 @@ def test_the_runs_tta_chooses_the_threshold_and_is_predicts_default(tiny_csv: Pa
     by_name = dict(zip(df["image_name"], default))
     # (validation predictions come from the cached float16 embeddings: the same up to that rounding)
     np.testing.assert_allclose(val["raw_probability"], [by_name[n] for n in val["image_name"]], atol=2e-3)
+
+
+def test_embeddings_are_cached_chunk_by_chunk_so_a_killed_run_keeps_its_work(tiny_csv: Path, tmp_path: Path,
+                                                                            monkeypatch) -> None:
+    """33k images take tens of minutes to embed on a CPU: what was computed before a kill must not be lost."""
+    from melanoma_utils import embeddings
+    from melanoma_utils.data import load_dataset
+
+    paths = list(load_dataset(tiny_csv).frame["image_path"])[:5]
+
+    class Fake:  # a stand-in backbone: the mean colour of each view
+        output_shape = (None, 3)
+
+        def predict_on_batch(self, x):
+            return x.mean(axis=(1, 2))
+
+    real, calls = embeddings.compute_embeddings, []
+
+    def dies_on_second_chunk(*args, **kwargs):
+        calls.append(len(args[1]))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    kw = dict(backbone="efficientnetlite0", backbone_weights="imagenet", image_size=16, preprocess={"name": "none", "params": {}},
+              views=2, cache_root=tmp_path, chunk=2)
+    monkeypatch.setattr(embeddings, "compute_embeddings", dies_on_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        embeddings.cached_embeddings(Fake(), paths, **kw)
+    assert len(list(tmp_path.glob("embeddings/*/*.npy"))) == 2  # the first chunk survived
+    monkeypatch.setattr(embeddings, "compute_embeddings", real)
+    emb, counts = embeddings.cached_embeddings(Fake(), paths, **kw)
+    assert counts == {"cached": 2, "computed": 3} and emb.shape == (5, 2, 3)
