@@ -319,3 +319,32 @@ def paper_comparison_table(oof: pd.DataFrame, variants: list[str], n_boot: int =
     rows["accuracy"]["always benign, these data"] = 1 - prevalence
     rows["accuracy"]["always benign, ISIC 2020"] = 1 - ISIC2020_PREVALENCE
     return pd.DataFrame(list(rows.values()))
+
+
+def preprocessing_variants(names: list[str], overrides: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Cross-validation variants that differ only in the image preprocessing (the paper's Fig 12 transforms as
+    training inputs): ``"preprocess: <name>"`` -> ``{"preprocess": name, **overrides}``."""
+    return {f"preprocess: {n}": {"preprocess": n, **(overrides or {})} for n in names}
+
+
+def preprocessing_table(per_fold: pd.DataFrame, oof: pd.DataFrame, names: list[str], baseline: str = "none",
+                        n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """One row per preprocessing of :func:`preprocessing_variants`: pooled out-of-fold ROC AUC, melanoma-vs-nevus AUC,
+    and the paired difference against ``baseline`` (all images: ``delta_auc, ci_low, ci_high, p_value``; melanoma vs
+    nevus: ``mvn_delta_auc, mvn_ci_low, mvn_ci_high``)."""
+    base = f"preprocess: {baseline}"
+    paired = paired_contrasts(per_fold, oof, [(f"preprocess: {n}", base) for n in names if n != baseline],
+                              n_boot=n_boot, seed=seed)
+    rows = []
+    for n in names:
+        o = oof[oof["variant"] == f"preprocess: {n}"]
+        if o.empty:
+            continue
+        row: dict[str, Any] = {"preprocess": n, "roc_auc": roc_auc(o["target"], o["probability"]),
+                               "melanoma_vs_nevus_auc": melanoma_vs_nevus_auc(o["target"], o["probability"], o["diagnosis"])}
+        for subset, prefix in (("all", ""), ("melanoma_vs_nevus", "mvn_")):
+            hit = paired[(paired["contrast"] == f"preprocess: {n} − {base}") & (paired["subset"] == subset)]
+            for col in ("delta_auc", "ci_low", "ci_high") + (("p_value",) if not prefix else ()):
+                row[prefix + col] = float(hit[col].iloc[0]) if len(hit) else (0.0 if n == baseline and col != "p_value" else float("nan"))
+        rows.append(row)
+    return pd.DataFrame(rows)

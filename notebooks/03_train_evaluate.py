@@ -72,6 +72,8 @@ augment = True
 cv_folds = 3
 cv_run_folds = []  # which folds to run (empty: all); the test suite runs fold 0 only
 min_sensitivity = 0.9
+transform_study = ["none", "grayscale", "ben_graham"]  # preprocessings trained as inputs (Fig 12's transforms); empty: skip
+transform_views = 1  # cached views (and TTA) per image in the transform study: 1 keeps it cheap
 n_boot = 500
 seed = 0
 
@@ -227,6 +229,32 @@ display(Markdown(
     f"and fusion (clinical) at its sensitivity-first validation threshold scores {acc['fusion, clinical']:.1%}. "
     "ROC AUC and the melanoma-vs-nevus contrast above are the comparable measures."))
 paper_table.set_index("metric").round(3)
+
+# %% [markdown]
+# ### The paper's transforms as training inputs
+# Notebook 02 shows the transforms of the paper's Fig 12; here each one is the *training input* of the same model
+# (fusion, clinical; same folds, same head), and its pooled out-of-fold AUC is compared with untransformed images as a
+# paired difference on the same patients. To keep it affordable each image is embedded in `transform_views` view(s)
+# (the main ablation uses more), so compare rows within this table, not with the ablation above.
+
+# %%
+from melanoma_utils.experiments import preprocessing_table, preprocessing_variants
+
+if transform_study:
+    t_variants = preprocessing_variants(list(transform_study), {"kind": "fusion", "features": "clinical",
+                                                                 "embedding_views": transform_views, "tta": transform_views})
+    t_fold, t_oof = cross_validate(df, cfg, report.report_dir / "runs" / "transforms", t_variants, n_splits=cv_folds,
+                                   folds=list(cv_run_folds) or None)
+    transforms_table = preprocessing_table(t_fold, t_oof, list(transform_study), n_boot=n_boot, seed=seed)
+    report.table(transforms_table.set_index("preprocess"), "table_transforms_training")
+    t_best = transforms_table.loc[transforms_table["delta_auc"].idxmax()]
+    display(Markdown(
+        f"Untransformed images: ROC AUC {transforms_table.set_index('preprocess').loc['none', 'roc_auc']:.3f}. "
+        + " ".join(f"{r.preprocess}: {r.delta_auc:+.3f} (95% CI {r.ci_low:+.3f} to {r.ci_high:+.3f}), melanoma vs nevus "
+                   f"{r.mvn_delta_auc:+.3f}." for r in transforms_table.itertuples() if r.preprocess != "none")
+        + f" Largest overall change: {t_best.preprocess} ({t_best.delta_auc:+.3f}); an interval containing 0 means these "
+        "folds cannot tell it from no transform."))
+    display(transforms_table.set_index("preprocess").round(3))
 
 # %% [markdown]
 # ### Patient context: the "ugly duckling" sign

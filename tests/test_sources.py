@@ -307,3 +307,27 @@ def test_paper_comparison_table_scores_each_run_at_its_own_threshold() -> None:
     assert t.loc["accuracy", "paper (fusion)"] == 0.945 and np.isnan(t.loc["roc_auc", "paper (fusion)"])
     assert t.loc["accuracy", "always benign, these data"] == 0.75
     assert t.loc["accuracy", "always benign, ISIC 2020"] == pytest.approx(1 - ISIC2020_PREVALENCE)
+
+
+def test_preprocessing_table_gives_paired_deltas_against_no_transform() -> None:
+    from melanoma_utils.experiments import preprocessing_table, preprocessing_variants
+
+    assert preprocessing_variants(["none", "luv"], {"tta": 1}) == {"preprocess: none": {"preprocess": "none", "tta": 1},
+                                                                  "preprocess: luv": {"preprocess": "luv", "tta": 1}}
+    rng = np.random.default_rng(0)
+    n = 300
+    y = (rng.random(n) < 0.3).astype(int)
+    base = y + rng.normal(0, 1, n)
+    frames, folds = [], []
+    for name, score in (("none", base), ("luv", base + 2 * y)):  # luv separates better on every image
+        frames.append(pd.DataFrame({"image_name": np.arange(n), "patient_id": np.arange(n) // 3, "target": y,
+                                    "diagnosis": np.where(y == 1, "melanoma", "nevus"), "fold": np.arange(n) % 2,
+                                    "variant": f"preprocess: {name}", "probability": score}))
+        for k in (0, 1):
+            m = np.arange(n) % 2 == k
+            folds.append({"variant": f"preprocess: {name}", "fold": k, "roc_auc": roc_auc(y[m], score[m]),
+                          "auc_melanoma_vs_nevus": roc_auc(y[m], score[m])})
+    t = preprocessing_table(pd.DataFrame(folds), pd.concat(frames), ["none", "luv"], n_boot=100).set_index("preprocess")
+    assert t.loc["none", "delta_auc"] == 0.0
+    assert t.loc["luv", "delta_auc"] == pytest.approx(t.loc["luv", "roc_auc"] - t.loc["none", "roc_auc"])
+    assert t.loc["luv", "ci_low"] > 0 and t.loc["luv", "mvn_delta_auc"] > 0
