@@ -42,6 +42,8 @@ EXTERNAL_VARIANTS: dict[str, dict[str, Any]] = {
     "image only + external data": {"kind": "image", "external": True},
     "fusion, clinical + external data": {"kind": "fusion", "features": "clinical", "external": True},
 }
+#: The ensemble row of the ablation: the mean of the two external-data variants' out-of-fold probabilities.
+ENSEMBLE_EXTERNAL = "ensemble: image only + fusion, clinical (external data)"
 #: The ablation's paired contrasts ``(a, b)``: what a adds over b, on the same patients.
 ABLATION_CONTRASTS: tuple[tuple[str, str], ...] = (
     ("fusion, clinical", "image only"),
@@ -52,6 +54,7 @@ ABLATION_CONTRASTS: tuple[tuple[str, str], ...] = (
     ("image only + external data", "image only"),
     ("fusion, clinical + external data", "fusion, clinical"),
     ("fusion, clinical + external data", "image only + external data"),
+    (ENSEMBLE_EXTERNAL, "fusion, clinical + external data"),
 )
 
 
@@ -348,3 +351,24 @@ def preprocessing_table(per_fold: pd.DataFrame, oof: pd.DataFrame, names: list[s
                 row[prefix + col] = float(hit[col].iloc[0]) if len(hit) else (0.0 if n == baseline and col != "p_value" else float("nan"))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def add_ensemble(per_fold: pd.DataFrame, oof: pd.DataFrame, members: list[str], name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(per_fold, oof)`` with an ensemble variant ``name``: per image, the mean of the members' out-of-fold
+    probabilities (calibrated: each member's calibrator is monotone, so the mean keeps each member's ranking and puts
+    them on one scale); each fold's threshold is the members' mean threshold. Members that did not run: unchanged."""
+    parts = [oof[oof["variant"] == m].set_index("image_name") for m in members]
+    if len(members) < 2 or any(p.empty for p in parts):
+        return per_fold, oof
+    ens = parts[0].copy()
+    ens["probability"] = np.mean([p.loc[ens.index, "probability"].to_numpy() for p in parts], axis=0)
+    ens["threshold"] = np.mean([p.loc[ens.index, "threshold"].to_numpy() for p in parts], axis=0)
+    ens["variant"] = name
+    ens = ens.reset_index()
+    rows = []
+    for k, part in ens.groupby("fold", sort=True):
+        rows.append({"variant": name, "fold": k, "n_test": len(part), "roc_auc": roc_auc(part["target"], part["probability"]),
+                     "pr_auc": pr_auc(part["target"], part["probability"]),
+                     "auc_melanoma_vs_nevus": melanoma_vs_nevus_auc(part["target"], part["probability"], part["diagnosis"]),
+                     "epochs_run": None, "train_seconds": None})
+    return pd.concat([per_fold, pd.DataFrame(rows)], ignore_index=True), pd.concat([oof, ens[oof.columns]], ignore_index=True)

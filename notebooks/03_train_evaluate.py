@@ -26,7 +26,8 @@
 # * **image only, the study's CNN trained from scratch** — a comparison row on the same folds;
 # * with `external_dirs` set: **image only** and **fusion, clinical** with **external training data** (HAM10000 /
 #   ISIC 2019, another clinic population with many melanomas *and* nevi) added to every fold's training part. Folds,
-#   validation, calibration, thresholds and every metric stay on the ISIC 2020 patients.
+#   validation, calibration, thresholds and every metric stay on the ISIC 2020 patients; and their **ensemble** (the
+#   mean of the two runs' calibrated out-of-fold probabilities per image).
 #
 # Every contrast is judged as a **paired** difference on the same patients (a patient bootstrap that resamples both
 # models together, and the per-fold differences), not as two overlapping intervals.
@@ -89,7 +90,9 @@ from melanoma_utils.evaluation import evaluate, metrics_table
 from melanoma_utils.experiments import (
     ABLATION_CONTRASTS,
     ABLATION_VARIANTS,
+    ENSEMBLE_EXTERNAL,
     EXTERNAL_VARIANTS,
+    add_ensemble,
     cross_validate,
     paired_contrasts,
     summarise_cv,
@@ -138,6 +141,7 @@ display(Markdown(
 runs_dir = report.report_dir / "runs" / "ablation"
 per_fold, oof = cross_validate(df, cfg, runs_dir, variants, n_splits=cv_folds, folds=list(cv_run_folds) or None,
                                external=external if len(external) else None)
+per_fold, oof = add_ensemble(per_fold, oof, list(EXTERNAL_VARIANTS), ENSEMBLE_EXTERNAL)
 summary = summarise_cv(per_fold, oof, n_boot=n_boot, seed=seed)
 if len(external_holdout):  # which external images no run trained on (notebook 06 reads it)
     report.table(external_holdout[["image_name", "patient_id", "source"]].set_index("image_name"), "external_holdout")
@@ -207,6 +211,12 @@ if "fusion, clinical + external data" in s.index:
         f"overall, {describe_contrast(paired, 'fusion, clinical + external data', 'fusion, clinical', 'melanoma_vs_nevus')} "
         f"melanoma vs nevus; image only "
         f"{describe_contrast(paired, 'image only + external data', 'image only', 'melanoma_vs_nevus')} melanoma vs nevus."
+        + (f" Their ensemble: ROC AUC {s.loc[ENSEMBLE_EXTERNAL].pooled_oof_roc_auc:.3f}, melanoma vs nevus "
+           f"{s.loc[ENSEMBLE_EXTERNAL].pooled_mel_vs_nevus_auc:.3f} "
+           f"({s.loc[ENSEMBLE_EXTERNAL].pooled_mel_vs_nevus_ci_low:.3f}–{s.loc[ENSEMBLE_EXTERNAL].pooled_mel_vs_nevus_ci_high:.3f});"
+           f" paired against fusion with external data "
+           f"{describe_contrast(paired, ENSEMBLE_EXTERNAL, 'fusion, clinical + external data', 'melanoma_vs_nevus')} "
+           "melanoma vs nevus." if ENSEMBLE_EXTERNAL in s.index else "")
     ))
 
 # %% [markdown]

@@ -331,3 +331,20 @@ def test_preprocessing_table_gives_paired_deltas_against_no_transform() -> None:
     assert t.loc["none", "delta_auc"] == 0.0
     assert t.loc["luv", "delta_auc"] == pytest.approx(t.loc["luv", "roc_auc"] - t.loc["none", "roc_auc"])
     assert t.loc["luv", "ci_low"] > 0 and t.loc["luv", "mvn_delta_auc"] > 0
+
+
+def test_add_ensemble_averages_the_members_per_image() -> None:
+    from melanoma_utils.experiments import add_ensemble
+
+    def part(variant, probs):
+        return pd.DataFrame({"image_name": ["a", "b", "c", "d"], "patient_id": ["p", "q", "r", "s"], "target": [1, 0, 1, 0],
+                             "diagnosis": ["melanoma", "nevus", "melanoma", "nevus"], "fold": [0, 0, 1, 1],
+                             "variant": variant, "probability": probs, "threshold": [0.2, 0.2, 0.4, 0.4]})
+
+    oof = pd.concat([part("x", [0.9, 0.8, 0.2, 0.1]), part("y", [0.5, 0.0, 0.6, 0.9])], ignore_index=True)
+    per_fold = pd.DataFrame({"variant": ["x", "y"], "fold": [0, 0]})
+    pf, o = add_ensemble(per_fold, oof, ["x", "y"], "ens")
+    e = o[o["variant"] == "ens"].set_index("image_name")
+    assert e["probability"].tolist() == pytest.approx([0.7, 0.4, 0.4, 0.5]) and e["threshold"].tolist() == [0.2, 0.2, 0.4, 0.4]
+    assert pf[pf["variant"] == "ens"]["roc_auc"].tolist() == [1.0, 0.0]
+    assert add_ensemble(per_fold, oof, ["x", "absent"], "ens")[1] is oof  # a member that did not run: unchanged
