@@ -1,0 +1,83 @@
+"""README result tables generated from the committed report files, so prose and reports cannot drift apart.
+
+The README holds blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->``; :func:`render_tables`
+builds each block from ``reports/<dataset>/`` CSVs, ``scripts/update_readme.py`` rewrites them, and a test fails when
+a block differs from what the report files give.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+BLOCK = re.compile(r"(<!-- generated:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.S)
+
+
+def _ci(est: float, lo: float, hi: float) -> str:
+    return f"{est:.3f} ({lo:.3f}–{hi:.3f})"
+
+
+def ablation_table(report_dir: Path) -> str:
+    """The ablation table: one row per variant of ``ablation_summary.csv``."""
+    s = pd.read_csv(report_dir / "ablation_summary.csv")
+    lines = ["| variant | ROC AUC, mean ± sd over folds | pooled out-of-fold ROC AUC (95% CI) | PR AUC, mean | "
+             "melanoma vs nevus ROC AUC, pooled (95% CI) |", "|---|---|---|---|---|"]
+    for r in s.itertuples():
+        lines.append(f"| {r.variant} | {r.roc_auc_mean:.3f} ± {r.roc_auc_sd:.3f} | "
+                     f"{_ci(r.pooled_oof_roc_auc, r.pooled_ci_low, r.pooled_ci_high)} | {r.pr_auc_mean:.3f} | "
+                     f"{_ci(r.pooled_mel_vs_nevus_auc, r.pooled_mel_vs_nevus_ci_low, r.pooled_mel_vs_nevus_ci_high)} |")
+    return "\n".join(lines) + "\n"
+
+
+def paired_table(report_dir: Path) -> str:
+    """The paired contrasts of ``ablation_paired.csv``: ΔAUC with its CI, overall and melanoma vs nevus."""
+    p = pd.read_csv(report_dir / "ablation_paired.csv")
+    lines = ["| contrast (a − b) | ΔROC AUC, all images (95% CI) | per-fold Δ | ΔROC AUC, melanoma vs nevus (95% CI) | "
+             "per-fold Δ |", "|---|---|---|---|---|"]
+    for contrast, part in p.groupby("contrast", sort=False):
+        cells = []
+        for subset in ("all", "melanoma_vs_nevus"):
+            row = part[part["subset"] == subset]
+            if row.empty:
+                cells += ["—", "—"]
+                continue
+            r = row.iloc[0]
+            cells += [f"{r.delta_auc:+.3f} ({r.ci_low:+.3f} to {r.ci_high:+.3f})", str(r.fold_deltas).replace(";", " ")]
+        lines.append(f"| {contrast} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def transforms_table(report_dir: Path) -> str:
+    """The transforms trained as inputs (``table_transforms_training.csv``)."""
+    t = pd.read_csv(report_dir / "table_transforms_training.csv")
+    lines = ["| preprocessing | pooled ROC AUC | Δ vs none (95% CI) | melanoma vs nevus | Δ vs none, melanoma vs nevus (95% CI) |",
+             "|---|---|---|---|---|"]
+    for r in t.itertuples():
+        lines.append(f"| {r.preprocess} | {r.roc_auc:.3f} | {r.delta_auc:+.3f} ({r.ci_low:+.3f} to {r.ci_high:+.3f}) | "
+                     f"{r.melanoma_vs_nevus_auc:.3f} | {r.mvn_delta_auc:+.3f} ({r.mvn_ci_low:+.3f} to {r.mvn_ci_high:+.3f}) |")
+    return "\n".join(lines) + "\n"
+
+
+#: Block name -> the function that renders it from a report folder.
+TABLES: dict[str, Callable[[Path], str]] = {"ablation": ablation_table, "ablation_paired": paired_table,
+                                             "transforms_training": transforms_table}
+
+
+def render_readme(text: str, report_dir: Path) -> str:
+    """``text`` with every generated block replaced by what the report files give (unknown block names: an error)."""
+    def sub(m: re.Match) -> str:
+        name = m.group("name")
+        if name not in TABLES:
+            raise ValueError(f"README block 'generated:{name}' has no generator (known: {', '.join(TABLES)})")
+        return m.group(1) + TABLES[name](report_dir) + m.group(4)
+
+    return BLOCK.sub(sub, text)
+
+
+def stale_blocks(text: str, report_dir: Path) -> list[str]:
+    """Names of the generated blocks whose text differs from the report files."""
+    return [m.group("name") for m, n in zip(BLOCK.finditer(text), BLOCK.finditer(render_readme(text, report_dir)))
+            if m.group("body") != n.group("body")]
