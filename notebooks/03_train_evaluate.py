@@ -67,6 +67,7 @@ conv_filters = [16, 32, 64, 128]  # the from-scratch CNN (comparison row)
 scratch_image_size = 48
 scratch_epochs = 3
 scratch_patience = 3
+scratch_row = True  # the study's CNN from scratch as a comparison row (the slowest runs on a CPU)
 learning_rate = 0.001  # from-scratch CNN; the study uses 1e-4, a short CPU budget needs a larger step
 preprocess = "none"
 augment = True
@@ -115,7 +116,7 @@ SCRATCH = "image only, study CNN from scratch"
 variants = dict(ABLATION_VARIANTS)
 if len(external):
     variants.update(EXTERNAL_VARIANTS)
-if backbone:
+if backbone and scratch_row:
     variants[SCRATCH] = {"kind": "image", "backbone": None, "backbone_weights": None, "image_size": scratch_image_size,
                          "epochs": scratch_epochs, "patience": scratch_patience, "tta": 1}
 branch = (f"frozen ImageNet {backbone} ({embedding_views} cached views, head learning rate {head_learning_rate}, "
