@@ -1,8 +1,8 @@
 """The run folder's lifecycle: one writer, staged writes, resumable state.
 
-* :func:`run_lock` — one training per run folder: a lock file ``.<name>.lock`` beside it holds the owner's
-  pid, host and start time; a second training gets an error naming them; a lock left by a dead process is
-  reported (never silently broken).
+* :func:`run_lock` — one training per run folder: an ``flock`` on ``.<name>.lock`` beside it, whose file holds the
+  owner's pid, host and start time; a second training gets an error naming them; the operating system frees the lock
+  of a killed process, so re-running the same command resumes.
 * Training writes into a staging folder ``.<name>.partial`` beside the run folder; :func:`publish` moves the
   finished run into place (replacing an old run only then), so the folder holds a complete run or none.
 * ``.<name>.partial/fingerprint.json`` records the configuration and data the staged state belongs to;
@@ -50,42 +50,49 @@ def staging_path(out_dir: Path) -> Path:
     return out_dir.parent / f".{out_dir.name}.partial"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 @contextlib.contextmanager
 def run_lock(out_dir: str | os.PathLike[str]) -> Iterator[Path]:
-    """Hold the run folder's lock for the duration of the block (see the module docstring)."""
+    """Hold the run folder's lock for the duration of the block (see the module docstring).
+
+    The lock is an ``fcntl.flock`` on ``.<name>.lock``: the operating system releases it when its process dies
+    (``kill -9``, out of memory, a reboot), so re-running the same command simply resumes. A live holder is refused
+    with its pid, host and start time (written into the file). Locks are per host: on a network file system shared by
+    several hosts, run each training into its own folder.
+    """
+    import fcntl
+
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     lock = lock_path(out_dir)
     me = {"pid": os.getpid(), "host": socket.gethostname(), "started": dt.datetime.now().isoformat(timespec="seconds")}
-    try:
-        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
+    while True:
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
         try:
-            owner = json.loads(lock.read_text())
-        except (OSError, ValueError):
-            owner = {}
-        pid, host, started = owner.get("pid"), owner.get("host", "?"), owner.get("started", "?")
-        if host == me["host"] and isinstance(pid, int) and not _pid_alive(pid):
-            raise RunLocked(f"{out_dir}: stale lock {lock} left by pid {pid} (started {started}), which is no longer "
-                            f"running; if no other training uses this folder, delete {lock} and start again") from None
-        raise RunLocked(f"{out_dir} is locked by pid {pid} on {host} since {started}: another training writes "
-                        f"there (lock file {lock})") from None
-    with os.fdopen(fd, "w") as fh:
-        json.dump(me, fh)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raw = os.read(fd, 4096)
+            os.close(fd)
+            try:
+                owner = json.loads(raw)
+            except ValueError:
+                raise RunLocked(f"{out_dir} is locked by another training (its lock file {lock} holds no owner details "
+                                "yet or is unreadable; if no training is running, it may be deleted)") from None
+            raise RunLocked(f"{out_dir} is locked by pid {owner.get('pid')} on {owner.get('host', '?')} since "
+                            f"{owner.get('started', '?')}: another training writes there (lock file {lock})") from None
+        try:  # the file may have been removed and recreated by its last holder between our open and our lock
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps(me).encode())
     try:
         yield lock
     finally:
         lock.unlink(missing_ok=True)
+        os.close(fd)  # releases the flock
 
 
 def fingerprint(cfg: Any, train: pd.DataFrame, val: pd.DataFrame) -> dict[str, Any]:
