@@ -61,9 +61,23 @@ def transforms_table(report_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def backbones_table(report_dir: Path) -> str:
+    """The backbone comparison (``table3_backbones.csv``), one row per backbone, weights and input, with its protocol."""
+    t = pd.read_csv(report_dir / "table3_backbones.csv")
+    lines = ["| backbone | weights | protocol | input | sensitivity | specificity | F1 | ROC AUC (95% CI) | PR AUC | "
+             "melanoma vs nevus | train images/s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in t.itertuples():
+        weights = r.weights if isinstance(r.weights, str) else "—"
+        protocol = getattr(r, "protocol", "") if isinstance(getattr(r, "protocol", ""), str) else ""
+        lines.append(f"| {r.backbone} | {weights} | {protocol} | {r.model} | {r.sensitivity:.2f} | {r.specificity:.2f} | "
+                     f"{r.f1:.2f} | {_ci(r.roc_auc, r.roc_auc_ci_low, r.roc_auc_ci_high)} | {r.pr_auc:.3f} | "
+                     f"{r.mel_vs_nevus_auc:.3f} | {r.train_images_per_second:,.0f} |")
+    return "\n".join(lines) + "\n"
+
+
 #: Block name -> the function that renders it from a report folder.
 TABLES: dict[str, Callable[[Path], str]] = {"ablation": ablation_table, "ablation_paired": paired_table,
-                                             "transforms_training": transforms_table}
+                                             "transforms_training": transforms_table, "backbones": backbones_table}
 
 
 def render_readme(text: str, report_dir: Path) -> str:
