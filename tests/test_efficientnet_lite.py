@@ -178,6 +178,7 @@ def test_checkpoint_with_a_wrong_shape_is_refused(state):
         lite.assign_lite0_weights(model, missing)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["efficientnetlite1", "efficientnetlite2"])
 def test_larger_lite_variants_match_numpy_and_recognise_the_photo(classifier, variant):
     """Lite1 (240 px) and Lite2 (260 px): the same reader and port, the same two checks as Lite0."""

@@ -180,6 +180,7 @@ def _meta_table(n: int, prefix: str, seed: int, source: str = "isic2020") -> pd.
                          "width": np.nan, "height": np.nan, "source": source, "image_path": ""})
 
 
+@pytest.mark.slow
 def test_external_rows_join_the_training_part_only(tmp_path: Path) -> None:
     import json
 
@@ -257,6 +258,7 @@ def test_paired_auc_difference_resamples_both_models_together() -> None:
         paired_auc_difference(np.zeros(10), a[:10], b[:10], groups[:10])
 
 
+@pytest.mark.slow
 def test_ensemble_is_one_run_folder_calibrated_on_held_out_rows(tmp_path: Path) -> None:
     from melanoma_utils.calibration import fit_calibrator
     from melanoma_utils.ensemble import EnsembleRun, build_ensemble
