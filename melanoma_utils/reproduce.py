@@ -9,6 +9,7 @@ failing notebook stops the chain: its error is printed and the exit status is no
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -60,6 +61,57 @@ def render_html(notebook: Path, html: Path) -> None:
     write_text(html, body)
 
 
+#: Stream lines that say nothing about the study: TensorFlow's C++ start-up notices (they ignore
+#: TF_CPP_MIN_LOG_LEVEL) and tqdm's notebook-widget warning with the import line it quotes.
+NOISE_LINES = re.compile(r"^(WARNING: All log messages before absl::InitializeLog|[IWE]\d{4} [\d:.]+ +\d+ "
+                         r"\S+\] |\S+ \d\d:\d\d:\d\d\.\d+: [IWE] tensorflow/|.*TqdmWarning: IProgress not found|"
+                         r"\s*from \.autonotebook import tqdm as notebook_tqdm)")
+#: An absolute path into a report or run folder, wherever it was rendered: kept from ``reports/`` on.
+ABSOLUTE_REPORT_PATH = re.compile(r"(?<![\w.])/(?:[^\s'\"/]+/)+?(?=reports/)")
+
+
+def clean_outputs(nb: Any, root: Path = config.PROJ_ROOT) -> int:
+    """Remove machine noise from an executed notebook's outputs in place: TensorFlow start-up lines and widget
+    warnings from streams, and absolute paths (the project root, or any folder above ``reports/``) from every text
+    output, so a committed report holds no machine's paths or log lines. Returns the number of outputs changed."""
+    changed = 0
+    prefix = str(root).rstrip("/") + "/"
+
+    def scrub(text: str) -> str:
+        return ABSOLUTE_REPORT_PATH.sub("", text.replace(prefix, ""))
+
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            before = str(out)
+            if out.get("output_type") == "stream":
+                out["text"] = scrub("".join(line for line in out["text"].splitlines(keepends=True) if not NOISE_LINES.match(line)))
+            for key, value in (out.get("data") or {}).items():
+                if key.startswith("text/") and isinstance(value, str):
+                    out["data"][key] = scrub(value)
+            changed += str(out) != before
+        cell["outputs"] = [o for o in cell.get("outputs", []) if not (o.get("output_type") == "stream" and not o["text"])]
+    meta = nb.get("metadata", {}).get("papermill", {})
+    for key in ("input_path", "output_path"):  # papermill records where it ran: keep the project-relative part
+        if isinstance(meta.get(key), str):
+            relative = re.sub(r"^.*?/(?=(notebooks|reports)/)", "", meta[key])
+            changed += relative != meta[key]
+            meta[key] = relative
+    return changed
+
+
+def clean_notebook_file(path: Path, root: Path = config.PROJ_ROOT) -> int:
+    """:func:`clean_outputs` on a notebook file, rewritten under a temporary name and moved into place."""
+    import nbformat
+
+    from .atomic import write_text
+
+    nb = nbformat.read(path, as_version=4)
+    n = clean_outputs(nb, root)
+    if n:
+        write_text(path, nbformat.writes(nb))
+    return n
+
+
 def run_notebook(name: str, params: dict[str, Any], report_dir: Path, timeout: int = 3600) -> Path:
     """Execute ``notebooks/<name>.ipynb`` with the parameters it declares; return the executed copy."""
     import papermill as pm
@@ -86,6 +138,7 @@ def run_notebook(name: str, params: dict[str, Any], report_dir: Path, timeout: i
         if tmp.exists():
             os.replace(tmp, failed)
         raise
+    clean_notebook_file(tmp)  # no machine paths or log lines in a report
     html_tmp = report_dir / f".{name}.tmp.html"
     render_html(tmp, html_tmp)  # both outputs complete before either replaces the previous pair
     os.replace(tmp, out)

@@ -105,3 +105,38 @@ def test_unknown_parameter_is_an_error_naming_it(tmp_path: Path) -> None:
     bad.write_text(yaml.safe_dump({**params, "epocs": 3}))
     with pytest.raises(ValueError, match="typo.yaml: unknown parameter.*epocs"):
         reproduce(bad, ["01_eda"])
+
+
+def test_clean_outputs_removes_machine_paths_and_log_lines() -> None:
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    from melanoma_utils.reproduce import clean_outputs
+
+    root = Path("/home/someone/melanoma")
+    cell = new_code_cell("x", outputs=[
+        new_output("stream", name="stderr", text="WARNING: All log messages before absl::InitializeLog() is called are "
+                   "written to STDERR\nI0000 00:00:1795969520.374343   21458 port.cc:153] oneDNN custom operations are on.\n"),
+        new_output("stream", name="stdout", text="resuming the interrupted run staged in /home/someone/melanoma/reports/"
+                   "isic2020/runs/x\nkept line\n"),
+        new_output("execute_result", data={"text/plain": "PosixPath('/tmp/render/reports/isic2020/figures/f.png')"},
+                   execution_count=1),
+    ])
+    nb = new_notebook(cells=[cell], metadata={"papermill": {"input_path": "/tmp/render/notebooks/01_eda.ipynb"}})
+    assert clean_outputs(nb, root) == 4
+    assert nb.metadata["papermill"]["input_path"] == "notebooks/01_eda.ipynb"
+    outs = nb.cells[0]["outputs"]
+    assert len(outs) == 2  # the stream of log lines only is gone
+    assert outs[0]["text"] == "resuming the interrupted run staged in reports/isic2020/runs/x\nkept line\n"
+    assert outs[1]["data"]["text/plain"] == "PosixPath('reports/isic2020/figures/f.png')"
+    assert clean_outputs(nb, root) == 0
+
+
+def test_committed_reports_hold_no_machine_paths_or_log_lines() -> None:
+    import re
+
+    bad = re.compile(r"/work/|/root/|/home/|/tmp/|absl::InitializeLog|oneDNN custom operations")
+    reports = sorted((config.PROJ_ROOT / "reports" / "isic2020").glob("*.ipynb")) + sorted(
+        (config.PROJ_ROOT / "reports" / "isic2020").glob("*.html"))
+    assert reports
+    hits = [f"{p.name}: {m.group(0)}" for p in reports for m in [bad.search(p.read_text())] if m]
+    assert hits == []
