@@ -231,25 +231,29 @@ def roc_pr(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = "",
     """ROC and precision–recall curves for several models: ``{label: (y_true, y_score)}``."""
     from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.6))
     prevalence = None
     for label, (y, s) in curves.items():
         fpr, tpr, _ = roc_curve(y, s)
-        a.plot(fpr, tpr, label=f"{label} (AUC {roc_auc_score(y, s):.3f})")
+        a.plot(fpr, tpr, label=f"{label} (ROC AUC {roc_auc_score(y, s):.3f}, AP {average_precision_score(y, s):.3f})")
         prec, rec, _ = precision_recall_curve(y, s)
-        b.plot(rec, prec, label=f"{label} (AP {average_precision_score(y, s):.3f})")
+        b.plot(rec, prec)
         prevalence = float(np.mean(y))
-    a.plot([0, 1], [0, 1], color="grey", ls="--", lw=1)
+    a.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="chance")
     a.set_xlabel("1 − specificity")
     a.set_ylabel("sensitivity")
-    a.legend(fontsize=8, loc="lower right")
     if prevalence is not None:
-        b.axhline(prevalence, color="grey", ls="--", lw=1, label=f"chance ({prevalence:.3f})")
+        b.axhline(prevalence, color="grey", ls="--", lw=1)
+        b.annotate(f"chance (prevalence {prevalence:.3f})", (1, prevalence), xytext=(0, 3), textcoords="offset points",
+                   ha="right", va="bottom", fontsize=8, color="grey")
     b.set_xlabel("recall (sensitivity)")
     b.set_ylabel("precision")
-    b.legend(fontsize=8)
+    handles, labels = a.get_legend_handles_labels()  # one legend below both panels: it covers no curve
     fig.suptitle(_title(tag, title or "ROC and precision–recall curves"))
     fig.tight_layout()
+    ncol = 2 if len(labels) > 4 else 1
+    fig.subplots_adjust(bottom=0.14 + 0.045 * ((len(labels) + ncol - 1) // ncol))
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
     return fig
 
 

@@ -17,18 +17,24 @@
 # # 05 · Backbone comparison (the study's Table 3)
 #
 # The study compares its CNN with VGG-16, ResNet-50, MobileNetV2, EfficientNet and DenseNet-121. Here each
-# `keras.applications` backbone is the image branch of the same builder, image-only and fused with the
-# clinical metadata, each with its own input scaling (EfficientNet takes 0–255; VGG/ResNet mean-subtracted
-# BGR; MobileNet [−1, 1]; DenseNet ImageNet mean/std). All are trained on the same patients and scored on
-# the same held-out patients, at the threshold chosen on each run's validation split.
+# backbone is the image branch of the same builder, image-only and fused with the clinical metadata, each with
+# its own input scaling (EfficientNet takes 0–255; VGG/ResNet mean-subtracted BGR; MobileNet [−1, 1]; DenseNet
+# ImageNet mean/std). All are trained on the same patients and scored on the same held-out patients, at the
+# threshold chosen on each run's validation split.
 #
-# A backbone entry `name@weights` chooses its weights: **EfficientNet-Lite0 with ImageNet weights**
-# (`efficientnetlite0@imagenet`, shipped offline by a pip package; frozen, head trained on cached
-# embeddings) against the same network from random initialisation (`efficientnetlite0@none`, trained end
-# to end) shows what pretraining buys. The other `keras.applications` backbones run from random
-# initialisation here (their ImageNet weights need a download): small images, few epochs — the machinery
-# and the relative cost, not what they reach pretrained. For that, run `params/isic2020-256-gpu.yaml` on a
-# GPU with internet (`make setup GPU=1`), which uses `weights="imagenet"` with a freeze-then-fine-tune schedule.
+# Rows are like for like only **within one protocol** (the `protocol` column):
+#
+# * **(a) pretrained, frozen; head on cached embeddings**: EfficientNet-Lite0/1/2 with ImageNet weights shipped
+#   offline by pip packages (`efficientnetliteN@imagenet`).
+# * **(b) random init, trained end to end**: the study's protocol, the same image size, epochs and split for the
+#   study's CNN, VGG-16, ResNet-50, MobileNetV2, EfficientNet-B0, DenseNet-121 and Lite0 (`name@none`).
+# * **(c) the `keras.applications` backbones with ImageNet weights** (`name@imagenet`) under protocol (a), so that
+#   they join its block. Their weights need a download: on a machine without internet these rows say so (`note`)
+#   instead of a number. `params/isic2020-256-gpu.yaml` runs them on a GPU with internet (`make setup GPU=1`).
+#
+# Speed is measured the same way for every row: the held-out images scored from pixels by the whole model
+# (`predict_images_per_second`). Training images/s are not comparable across protocols (protocol (a) trains only
+# the head, on cached embeddings).
 
 # %% tags=["parameters"]
 synthetic = True
@@ -36,7 +42,7 @@ dataset_label = "SYNTHETIC demo"
 images_csv = "data/synthetic-demo/train.csv"
 images_dir = ""  # empty: the train/ folder beside images_csv
 report_dir = "reports/demo"
-backbones = ["cnn", "efficientnetlite0@imagenet", "efficientnetlite0@none", "mobilenetv2"]  # cnn: the study's own branch
+backbones = ["cnn", "efficientnetlite0@imagenet", "efficientnetlite0@none", "mobilenetv2@none", "vgg16@imagenet"]  # cnn: the study's own branch; name@weights
 compare_image_size = 64
 compare_epochs = 3
 compare_weights = "none"  # none | imagenet
@@ -52,7 +58,7 @@ seed = 0
 from IPython.display import Markdown, display
 
 from melanoma_utils import plots
-from melanoma_utils.experiments import compare_backbones
+from melanoma_utils.experiments import compare_backbones, protocol_rank
 from melanoma_utils.reporting import open_study, package_versions
 from melanoma_utils.runs import TrainConfig
 
@@ -62,23 +68,31 @@ cfg = TrainConfig(image_size=compare_image_size, epochs=compare_epochs, patience
                   conv_filters=tuple(conv_filters), learning_rate=learning_rate, batch_size=batch_size, seed=seed, verbose=0)
 table, preds = compare_backbones(df, cfg, report.report_dir / "runs" / "backbones", backbones,
                                  test_fraction=test_fraction, n_boot=n_boot)
-report.table(table.set_index(["backbone", "model"]), "table3_backbones")
-show = table.assign(roc_auc_ci=[f"{a:.3f}–{b:.3f}" for a, b in zip(table["roc_auc_ci_low"], table["roc_auc_ci_high"])],
-                    pr_auc_ci=[f"{a:.3f}–{b:.3f}" for a, b in zip(table["pr_auc_ci_low"], table["pr_auc_ci_high"])])
-show.drop(columns=["roc_auc_ci_low", "roc_auc_ci_high", "pr_auc_ci_low", "pr_auc_ci_high"]).set_index(["backbone", "model"]).round(3)
+table = table.sort_values("protocol", key=lambda c: c.map(protocol_rank), kind="stable").reset_index(drop=True)
+report.table(table.set_index(["protocol", "backbone", "model"]), "table3_backbones")
+show = table.assign(roc_auc_ci=[f"{a:.3f}–{b:.3f}" if a == a else "" for a, b in zip(table["roc_auc_ci_low"], table["roc_auc_ci_high"])],
+                    pr_auc_ci=[f"{a:.3f}–{b:.3f}" if a == a else "" for a, b in zip(table["pr_auc_ci_low"], table["pr_auc_ci_high"])])
+show.drop(columns=["roc_auc_ci_low", "roc_auc_ci_high", "pr_auc_ci_low", "pr_auc_ci_high"]).set_index(["protocol", "backbone", "model"]).round(3)
 
 # %%
-best = table.loc[table["roc_auc"].idxmax()]
+ran = table[table["note"].fillna("") == ""]
+lines = []
+for protocol, g in ran.groupby("protocol", sort=False):
+    best = g.loc[g["roc_auc"].idxmax()]
+    lines.append(f"* **{protocol}**: best {best['backbone']} ({best['model']}) ROC AUC {best['roc_auc']:.3f} "
+                 f"(95% CI {best['roc_auc_ci_low']:.3f}–{best['roc_auc_ci_high']:.3f}) of {len(g)} run(s); "
+                 f"scoring speed {g['predict_images_per_second'].min():.0f}–{g['predict_images_per_second'].max():.0f} images/s.")
+skipped = table[table["note"].fillna("") != ""].drop_duplicates("backbone")
 display(Markdown(
-    f"{dataset_label}, {compare_image_size} px, up to {compare_epochs} epochs, default weights: {compare_weights}. Best ROC AUC: "
-    f"**{best['backbone']} ({best['model']})** {best['roc_auc']:.3f} (95% CI {best['roc_auc_ci_low']:.3f}–{best['roc_auc_ci_high']:.3f}). "
-    "Overlapping intervals mean the held-out set cannot separate the models. Training speed on this machine: "
-    + ", ".join(f"{b}{'@' + w if isinstance(w, str) else ''} ({m}) {r:.0f} img/s"
-                for b, w, m, r in zip(table['backbone'], table['weights'], table['model'], table['train_images_per_second']))
-    + " (for the pretrained Lite0, training images/s include computing the cached embeddings once)."
+    f"{dataset_label}, {compare_image_size} px, up to {compare_epochs} epochs, {len(ran)} runs on "
+    f"{int(round(test_fraction * 100))}% of the patients held out.\n\n" + "\n".join(lines)
+    + "\n\nOverlapping intervals mean the held-out set cannot separate the models; compare rows within a protocol."
+    + ("\n\nNot run here: " + "; ".join(f"{b} ({n.removeprefix('not run: ')})" for b, n in zip(skipped["backbone"], skipped["note"]))
+       if len(skipped) else "")
 ))
-curves = {f"{b} · {m}": (g["target"].to_numpy(), g["probability"].to_numpy()) for (b, m), g in preds.groupby(["backbone", "model"], sort=False)}
-report.figure(plots.roc_pr(curves, "Backbones on the held-out patients", tag=report.tag), "fig_backbones_roc_pr")
+curves = {f"{b} · {m}": (g["target"].to_numpy(), g["probability"].to_numpy())
+          for (b, m), g in preds.groupby(["backbone", "model"], sort=False) if m == "fusion"}
+report.figure(plots.roc_pr(curves, "Backbones (fusion) on the held-out patients", tag=report.tag), "fig_backbones_roc_pr")
 
 # %% [markdown]
 # ## Environment

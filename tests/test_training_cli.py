@@ -235,3 +235,25 @@ def test_compare_backbones_scores_calibrated_probabilities_at_the_runs_threshold
     at = threshold_metrics(test["target"], p, run.threshold)
     row = table.iloc[0]
     assert (row["sensitivity"], row["specificity"]) == pytest.approx((at["sensitivity"], at["specificity"]))
+    assert row["predict_images_per_second"] > 0 and row["protocol"] == "random init, trained end to end"
+
+
+def test_compare_backbones_reports_unavailable_weights_as_a_row_without_training(tmp_path: Path, monkeypatch) -> None:
+    """Offline, a keras.applications backbone with ImageNet weights is a 'not run' row saying why, and nothing trains."""
+    from melanoma_utils import models
+    from melanoma_utils.experiments import compare_backbones, protocol_rank
+
+    def offline(name, image_size, weights=None):
+        raise models.WeightsUnavailable(f"could not download ImageNet weights for {name} (no network). Offline, use ...")
+
+    monkeypatch.setattr(models, "build_backbone", offline)
+    df = load_dataset(write_dataset(tmp_path / "cmp", n=40, size=24, pos_every=3)).frame
+    table, preds = compare_backbones(df, TrainConfig(**{**TINY, "image_size": 32}), tmp_path / "runs", ["vgg16@imagenet"],
+                                     n_boot=20)
+    assert list(table["model"]) == ["image", "fusion"] and len(preds) == 0
+    assert all(table["note"] == "not run: could not download ImageNet weights for vgg16 (no network)")
+    assert table["roc_auc"].isna().all() and not (tmp_path / "runs").exists()
+    assert list(table["protocol"]) == ["pretrained (imagenet), frozen; head on cached embeddings"] * 2  # block (a)
+    assert [protocol_rank(p) for p in ("pretrained (imagenet), frozen; head on cached embeddings",
+                                       "random init, trained end to end", "pretrained (imagenet), trained end to end",
+                                       "metadata only")] == [0, 1, 2, 3]
