@@ -28,6 +28,7 @@ from .calibration import (
     prior_shift,
     reliability_table,
 )
+from .eda import age_band
 from .evaluation import MetricError, _check, bootstrap_ci, choose_threshold, patient_resamples, pr_auc, roc_auc
 
 #: Fixed sensitivities reported as operating points.
@@ -36,8 +37,9 @@ SENSITIVITIES: tuple[float, ...] = (0.90, 0.95)
 DCA_THRESHOLDS: np.ndarray = np.round(np.arange(0.01, 0.3001, 0.01), 4)
 #: A subgroup needs at least this many images of each class for an AUC.
 MIN_PER_CLASS = 5
-AGE_BANDS: tuple[tuple[float, float, str], ...] = ((0, 30, "<30"), (30, 45, "30-44"), (45, 60, "45-59"),
-                                                    (60, 75, "60-74"), (75, 200, "75+"))
+#: Age-band edges of the subgroup analysis (:func:`melanoma_utils.eda.age_band`): coarser than the EDA's 10-year
+#: bands because each band needs enough melanomas for an AUC of its own.
+SUBGROUP_AGE_EDGES: tuple[float, ...] = (30, 45, 60, 75)
 
 
 def predictive_values(sensitivity: float, specificity: float, prevalence: float) -> tuple[float, float]:
@@ -164,15 +166,6 @@ def net_benefit(y_true: Sequence, y_prob: Sequence, thresholds: Sequence[float] 
     return pd.DataFrame(rows)
 
 
-def age_band(age: Any) -> pd.Series:
-    """Age bands ``<30, 30-44, 45-59, 60-74, 75+`` (``unknown`` when missing)."""
-    a = pd.Series(pd.to_numeric(pd.Series(age), errors="coerce").to_numpy())
-    labels = pd.Series("unknown", index=a.index, dtype=object)
-    for lo, hi, name in AGE_BANDS:
-        labels[(a >= lo) & (a < hi)] = name
-    return labels
-
-
 def acquisition_group(width: Any, height: Any, top: int = 4) -> pd.Series:
     """The original image size (``W×H``) of each row, keeping the ``top`` most frequent sizes and pooling
     the rest as ``other``; ``unknown`` without width/height. Image size stands for camera and clinic."""
@@ -216,14 +209,18 @@ def subgroup_table(table: pd.DataFrame, score: str = "probability", n_boot: int 
     if "sex" in table:
         factors["sex"] = table["sex"].astype(str).reset_index(drop=True)
     if "age" in table:
-        factors["age band"] = age_band(table["age"])
+        factors["age band"] = age_band(table["age"].reset_index(drop=True), edges=SUBGROUP_AGE_EDGES)
     if "site" in table:
         factors["site"] = table["site"].astype(str).reset_index(drop=True)
     if {"width", "height"} <= set(table) and table[["width", "height"]].notna().all(axis=1).any():
         factors["acquisition (original size)"] = acquisition_group(table["width"], table["height"])
     rows = []
     for factor, labels in factors.items():
-        for group in sorted(labels.unique(), key=lambda s: (-int((labels == s).sum()), s)):
+        present = set(labels.astype(str))
+        order = ([str(c) for c in labels.cat.categories if str(c) in present] if isinstance(labels.dtype, pd.CategoricalDtype)
+                 else sorted(present, key=lambda s: (-int((labels == s).sum()), s)))  # bands in age order, others by size
+        labels = labels.astype(str)
+        for group in order:
             m = (labels == group).to_numpy()
             rows.append(_auc_row(factor, group, y[m], p[m], g[m], n_boot, seed))
     if "diagnosis" in table:

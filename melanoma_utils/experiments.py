@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .evaluation import MetricError, evaluate, melanoma_vs_nevus_auc, melanoma_vs_nevus_mask, pr_auc, roc_auc
 from .backbones import OFFLINE_IMAGENET
+from .evaluation import MetricError, evaluate, melanoma_vs_nevus_auc, melanoma_vs_nevus_mask, pr_auc, roc_auc
 from .runs import Run, TrainConfig
 from .splits import grouped_folds, holdout_split
 from .training import train_run
@@ -112,9 +112,7 @@ def cross_validate(
                          "auc_melanoma_vs_nevus": melanoma_vs_nevus_auc(test["target"], p, test["diagnosis"]),
                          "epochs_run": run.config.get("epochs_run"), "train_seconds": run.config.get("train_seconds")})
             print(f"[cv] fold {k} · {name}: ROC AUC {rows[-1]['roc_auc']:.3f}", flush=True)
-    empty = pd.DataFrame(columns=["image_name", "backbone", "model", "target", "probability"])
-    table = pd.DataFrame(rows).reindex(columns=TABLE3_COLUMNS)
-    return table, pd.concat(preds, ignore_index=True) if preds else empty
+    return pd.DataFrame(rows), pd.concat(preds, ignore_index=True)
 
 
 def summarise_cv(per_fold: pd.DataFrame, oof: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:

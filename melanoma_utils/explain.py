@@ -235,3 +235,71 @@ def grad_cam(run: Any, x: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray
     cam = tf.image.resize(cam[..., None], (size, size), method="bilinear")[..., 0].numpy()
     peak = cam.reshape(len(rows), -1).max(axis=1).reshape(-1, 1, 1)
     return np.where(peak > 0, cam / np.maximum(peak, 1e-12), 0.0)
+
+
+def lesion_mask(image: np.ndarray, border: float = 0.05) -> np.ndarray:
+    """A rough lesion mask ``(S, S)`` bool: Otsu's threshold on the blurred grey image (the lesion darker than the
+    skin), the connected component nearest the centre, holes filled. A band of ``border`` × S pixels at the edges is
+    ignored when choosing the component (vignette corners, rulers). An estimate for describing explanations, not a
+    segmentation: where Otsu finds nothing usable, the central third of the image."""
+    import cv2
+
+    img = np.clip(image, 0, 255).astype(np.uint8)
+    grey = cv2.GaussianBlur(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), (0, 0), sigmaX=max(1.0, img.shape[0] / 64))
+    _, dark = cv2.threshold(grey, 0, 1, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
+    n, labels, stats, centroids = cv2.connectedComponentsWithStats(dark.astype(np.uint8), connectivity=8)
+    h, w = dark.shape
+    b = int(round(border * min(h, w)))
+    inner = np.zeros_like(dark, bool)
+    inner[b:h - b, b:w - b] = True
+    best, best_score = 0, -np.inf
+    for k in range(1, n):
+        area_inside = int((labels[inner] == k).sum())
+        if area_inside < 0.005 * h * w:
+            continue
+        distance = np.hypot(centroids[k][0] - w / 2, centroids[k][1] - h / 2) / np.hypot(w / 2, h / 2)
+        score = area_inside / (h * w) - distance  # large and central
+        if score > best_score:
+            best, best_score = k, score
+    if best == 0:
+        mask = np.zeros((h, w), bool)
+        mask[h // 3:2 * h // 3, w // 3:2 * w // 3] = True
+        return mask
+    mask = (labels == best).astype(np.uint8)
+    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    filled = np.zeros_like(mask)
+    cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)
+    return filled.astype(bool)
+
+
+def mass_inside(heat: np.ndarray, mask: np.ndarray) -> float:
+    """The share of a non-negative heat map's total mass (e.g. Grad-CAM) that lies inside ``mask``; NaN for an empty map."""
+    h = np.clip(np.asarray(heat, np.float64), 0, None)
+    total = h.sum()
+    return float(h[np.asarray(mask, bool)].sum() / total) if total > 0 else float("nan")
+
+
+def pick_lesions(y: np.ndarray, pred: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` row positions to explain, spread over the four cells malignant-right, malignant-wrong, benign-right,
+    benign-wrong in turn (a cell with no rows left is passed over), each cell's rows in random order."""
+    rng = np.random.default_rng(seed)
+    y, pred = np.asarray(y), np.asarray(pred)
+    cells = [list(rng.permutation(np.flatnonzero((y == t) & ((pred == y) == right)))) for t in (1, 0) for right in (True, False)]
+    picks: list[int] = []
+    while len(picks) < n and any(cells):
+        for cell in cells:
+            if cell and len(picks) < n:
+                picks.append(int(cell.pop(0)))
+    return np.array(picks, dtype=int)
+
+
+def mean_abs_with_ci(values: pd.DataFrame, n_boot: int = 1000, level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Mean |value| per column (e.g. SHAP per metadata group over lesions) with a percentile bootstrap CI over the
+    rows (lesions), sorted by the mean: columns ``mean_abs``, ``ci_low``, ``ci_high``. Unlike mean ± sd, the
+    interval never goes below zero."""
+    a = np.abs(values.to_numpy(np.float64))
+    rng = np.random.default_rng(seed)
+    boots = np.stack([a[rng.integers(0, len(a), len(a))].mean(axis=0) for _ in range(n_boot)])
+    lo, hi = np.percentile(boots, [50 * (1 - level), 50 * (1 + level)], axis=0)
+    out = pd.DataFrame({"mean_abs": a.mean(axis=0), "ci_low": lo, "ci_high": hi}, index=values.columns)
+    return out.sort_values("mean_abs", ascending=False)

@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-BENIGN_COLOUR = "#4c72b0"
-MALIGNANT_COLOUR = "#c44e52"
-TARGET_PALETTE = {0: BENIGN_COLOUR, 1: MALIGNANT_COLOUR}
+from . import style
+from .style import BENIGN_COLOUR, MALIGNANT_COLOUR, NEUTRAL, SEX_PALETTE, TARGET_PALETTE  # noqa: F401 (re-exported)
+
+style.apply()
 
 
 def _title(tag: str, text: str) -> str:
@@ -54,15 +55,30 @@ def bar_counts(counts: pd.Series, title: str, xlabel: str = "", ylabel: str = "i
 
 def grouped_counts(df: pd.DataFrame, by: str, hue: str, title: str, tag: str = "", log: bool = False,
                    hue_labels: Mapping | None = None) -> Figure:
-    """Counts of ``by`` split by ``hue`` as grouped bars — Figs 4 and 6."""
+    """Counts of ``by`` split by ``hue`` as grouped bars — Figs 4 and 6. Colours are the study's fixed ones for
+    ``target`` and ``sex`` (:mod:`melanoma_utils.style`). ``log=True`` (counts of very different sizes) draws one
+    panel per ``hue`` value, each on its own linear axis, instead of bars on a log axis (whose lengths mislead)."""
     table = df.groupby([by, hue], observed=True).size().unstack(fill_value=0)
+    colours = style.palette_for(hue, list(table.columns))
     if hue_labels:
         table = table.rename(columns=hue_labels)
+    if log:
+        fig, axes = plt.subplots(1, table.shape[1], figsize=(4 * table.shape[1], 3.8), squeeze=False)
+        for i, (ax, column) in enumerate(zip(axes[0], table.columns)):
+            bars = ax.bar([str(v) for v in table.index], table[column].to_numpy(),
+                          color=colours[i] if colours else BENIGN_COLOUR)
+            ax.bar_label(bars, fmt="{:,.0f}", fontsize=style.MIN_FONT, padding=1)
+            ax.set_title(str(column))
+            ax.set_ylabel("images")
+            ax.margins(y=0.12)
+        fig.suptitle(_title(tag, title))
+        fig.tight_layout()
+        return fig
     fig, ax = plt.subplots(figsize=(8, 4))
-    table.plot.bar(ax=ax, rot=0, logy=log, width=0.8)
+    table.plot.bar(ax=ax, rot=0, width=0.8, color=colours)
     for cont in ax.containers:
         ax.bar_label(cont, fmt="{:,.0f}", fontsize=8, padding=1)
-    ax.set_ylabel("images" + (" (log scale)" if log else ""))
+    ax.set_ylabel("images")
     ax.set_title(_title(tag, title))
     ax.tick_params(axis="x", labelrotation=20)
     fig.tight_layout()
@@ -75,10 +91,16 @@ def age_hist(df: pd.DataFrame, title: str, hue: str | None = None, tag: str = ""
     import seaborn as sns
 
     data = df.dropna(subset=["age"])
-    if hue_labels and hue:
-        data = data.assign(**{hue: data[hue].map(hue_labels)})
+    palette = None
+    if hue:
+        order = sorted(data[hue].dropna().unique())
+        fixed = style.palette_for(hue, order)
+        palette = dict(zip(order, fixed)) if fixed else None
+        if hue_labels:
+            data = data.assign(**{hue: data[hue].map(hue_labels)})
+            palette = {hue_labels.get(k, k): v for k, v in palette.items()} if palette else None
     fig, ax = plt.subplots(figsize=(7, 4))
-    sns.histplot(data=data, x="age", hue=hue, binwidth=5, stat="density" if density else "count",
+    sns.histplot(data=data, x="age", hue=hue, palette=palette, binwidth=5, stat="density" if density else "count",
                  common_norm=False, element="step" if hue else "bars", ax=ax, discrete=False)
     ax.set_xlabel("approximate age (years)")
     ax.set_title(_title(tag, title))
@@ -101,19 +123,30 @@ def colour_hist(hist: np.ndarray, title: str, tag: str = "") -> Figure:
     return fig
 
 
-def rate_with_ci(table: pd.DataFrame, title: str, overall_pct: float | None = None, tag: str = "") -> Figure:
-    """Malignancy rate per group with its 95% CI (a table from :func:`melanoma_utils.eda.malignancy_rate`)."""
+def rate_with_ci(table: pd.DataFrame, title: str, overall_pct: float | None = None, tag: str = "",
+                 min_images: int = 30) -> Figure:
+    """Malignancy rate per group with its 95% CI (a table from :func:`melanoma_utils.eda.malignancy_rate`). The axis
+    fits the groups of at least ``min_images`` images; a longer interval of a smaller group (e.g. 2 children) is cut
+    at the axis edge with an arrow and its upper end written beside it, so it does not squash the others."""
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(table) + 1.2))
     y = np.arange(len(table))
     rate = table["rate_pct"].to_numpy()
-    err = np.clip(np.vstack([rate - table["ci_low_pct"].to_numpy(), table["ci_high_pct"].to_numpy() - rate]), 0, None)
+    low, high = table["ci_low_pct"].to_numpy(), table["ci_high_pct"].to_numpy()
+    big = table["images"].to_numpy() >= min_images
+    right = 1.1 * float(np.nanmax(high[big] if big.any() else high)) + 0.2
+    cut = high > right
+    err = np.clip(np.vstack([rate - low, np.minimum(high, right) - rate]), 0, None)
     ax.errorbar(rate, y, xerr=err, fmt="o", color=MALIGNANT_COLOUR, capsize=3)
+    for yy, h in zip(y[cut], high[cut]):
+        ax.annotate(f"→ {h:.0f}%", (right, yy), xytext=(2, 0), textcoords="offset points", va="center",
+                    fontsize=style.MIN_FONT, color=MALIGNANT_COLOUR, annotation_clip=False)
+    ax.set_xlim(0, right)
     ax.set_yticks(y, [f"{i} (n={n:,})" for i, n in zip(table.index, table["images"])])
     ax.invert_yaxis()
     if overall_pct is not None:
         ax.axvline(overall_pct, color="grey", ls="--", lw=1, label=f"overall {overall_pct:.2f}%")
         ax.legend(loc="lower right")
-    ax.set_xlabel("malignant (%), 95% Wilson CI")
+    ax.set_xlabel("malignant (%), 95% Wilson CI" + (" (intervals past the edge: their end written)" if cut.any() else ""))
     ax.set_title(_title(tag, title))
     fig.tight_layout()
     return fig
@@ -181,14 +214,18 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str] | None = None
             img = images[i]
             ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=255)
             if titles is not None:
-                ax.set_title(titles[i], fontsize=8)
+                import textwrap
+
+                ax.set_title(textwrap.fill(str(titles[i]), 18), fontsize=style.MIN_FONT)
         else:
             ax.axis("off")
     if row_labels is not None:
         for r, label in enumerate(row_labels):
             axes[r, 0].set_ylabel(label, fontsize=9)
     if title:
-        fig.suptitle(_title(tag, title))
+        import textwrap
+
+        fig.suptitle(textwrap.fill(_title(tag, title), max(30, int(9 * size * ncols))))
     fig.tight_layout()
     return fig
 
@@ -211,16 +248,19 @@ def history_curves(history: pd.DataFrame, title: str = "Training history", tag: 
 
 
 def confusion(m: Mapping[str, float], title: str, tag: str = "") -> Figure:
-    """A 2×2 confusion matrix from :func:`melanoma_utils.evaluation.threshold_metrics` output."""
-    table = np.array([[m["tn"], m["fp"]], [m["fn"], m["tp"]]])
-    fig, ax = plt.subplots(figsize=(4, 3.6))
-    ax.imshow(table, cmap="Blues")
+    """A 2×2 confusion matrix from :func:`melanoma_utils.evaluation.threshold_metrics` output: counts and the share
+    of each true class (row percentages: specificity and sensitivity on the diagonal), shaded by that share."""
+    table = np.array([[m["tn"], m["fp"]], [m["fn"], m["tp"]]], dtype=float)
+    share = table / np.maximum(table.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(4.4, 3.8))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for (i, j), v in np.ndenumerate(table):
-        ax.text(j, i, f"{int(v):,}", ha="center", va="center", color="black", fontsize=12)
+        ax.text(j, i, f"{int(v):,}\n{100 * share[i, j]:.1f}%", ha="center", va="center", fontsize=11,
+                color="white" if share[i, j] > 0.55 else "black")
     ax.set_xticks([0, 1], ["benign", "malignant"])
     ax.set_yticks([0, 1], ["benign", "malignant"])
     ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
+    ax.set_ylabel("true (row % of the true class)")
     ax.set_title(_title(tag, f"{title}\nthreshold {m['threshold']:.3f}: sens {m['sensitivity']:.2f}, spec {m['specificity']:.2f}"),
                  fontsize=10)
     fig.tight_layout()
@@ -258,13 +298,19 @@ def roc_pr(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = "",
 
 
 def importance_bars(table: pd.DataFrame, title: str, tag: str = "", mean: str = "importance_mean",
-                    sd: str = "importance_sd", xlabel: str = "drop in ROC AUC when permuted (mean ± sd)") -> Figure:
-    """Feature importance as horizontal bars with error bars (the study's Fig 14, grouped honestly)."""
+                    sd: str = "importance_sd", xlabel: str = "drop in ROC AUC when permuted (mean ± sd)",
+                    low: str | None = None, high: str | None = None) -> Figure:
+    """Feature importance as horizontal bars with error bars (the study's Fig 14, grouped honestly): ± ``sd``, or the
+    interval ``low``–``high`` when both columns are given (e.g. a bootstrap CI of a mean |SHAP|, which cannot go
+    below zero the way ± sd can)."""
     fig, ax = plt.subplots(figsize=(7, 0.5 * len(table) + 1.3))
     y = np.arange(len(table))
     values = table[mean].to_numpy()
-    err = table[sd].to_numpy() if sd in table else None
-    ax.barh(y, values, xerr=err, color=[MALIGNANT_COLOUR if v > 0 else "#999999" for v in values], capsize=3)
+    if low and high:
+        err = np.clip(np.vstack([values - table[low].to_numpy(), table[high].to_numpy() - values]), 0, None)
+    else:
+        err = table[sd].to_numpy() if sd in table else None
+    ax.barh(y, values, xerr=err, color=[MALIGNANT_COLOUR if v > 0 else NEUTRAL for v in values], capsize=3)
     ax.set_yticks(y, [str(i) for i in table.index])
     ax.invert_yaxis()
     ax.axvline(0, color="black", lw=0.8)
@@ -275,31 +321,43 @@ def importance_bars(table: pd.DataFrame, title: str, tag: str = "", mean: str = 
 
 
 def explanation_grid(images: np.ndarray, shap_maps: np.ndarray, cams: np.ndarray | None, titles: Sequence[str],
-                     title: str = "", tag: str = "") -> Figure:
-    """Per lesion: the image, its SHAP attribution (channels summed; red raises, blue lowers the melanoma
-    probability) and, if given, the Grad-CAM heat map over the image — the study's Fig 15."""
+                     title: str = "", tag: str = "", masks: np.ndarray | None = None,
+                     cam_inside: Sequence[float] | None = None) -> Figure:
+    """Per lesion: the image, its SHAP attribution (channels summed, lightly smoothed, colour scale at the 99th
+    percentile of |SHAP| with a colour bar; red raises, blue lowers the melanoma probability) and, if given, the
+    Grad-CAM heat map over the image with its colour bar — the study's Fig 15. ``masks`` (lesion masks, e.g.
+    :func:`melanoma_utils.explain.lesion_mask`) are outlined on every panel; ``cam_inside`` (the share of Grad-CAM
+    mass inside each mask) is written in the Grad-CAM panel's title."""
+    import cv2
+
     n = len(images)
     ncols = 3 if cams is not None else 2
-    fig, axes = plt.subplots(n, ncols, figsize=(2.6 * ncols, 2.5 * n + 0.5), squeeze=False)
+    fig, axes = plt.subplots(n, ncols, figsize=(3.1 * ncols, 2.8 * n + 0.6), squeeze=False)
     for i in range(n):
         img = np.clip(images[i], 0, 255).astype(np.uint8)
-        attribution = shap_maps[i].sum(axis=-1)
-        lim = np.abs(attribution).max() or 1.0
+        attribution = cv2.GaussianBlur(shap_maps[i].sum(axis=-1).astype(np.float32), (0, 0), sigmaX=max(1.0, img.shape[0] / 64))
+        lim = float(np.percentile(np.abs(attribution), 99)) or 1.0
         axes[i, 0].imshow(img)
-        axes[i, 0].set_title(titles[i], fontsize=8)
+        axes[i, 0].set_title(titles[i], fontsize=style.MIN_FONT)
         axes[i, 1].imshow(img.mean(axis=-1), cmap="gray", alpha=0.35)
-        axes[i, 1].imshow(attribution, cmap="bwr", vmin=-lim, vmax=lim, alpha=0.8)
-        axes[i, 1].set_title("SHAP (expected gradients)", fontsize=8)
+        shown = axes[i, 1].imshow(attribution, cmap="bwr", vmin=-lim, vmax=lim, alpha=0.85)
+        fig.colorbar(shown, ax=axes[i, 1], fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
+        axes[i, 1].set_title("SHAP (expected gradients)", fontsize=style.MIN_FONT)
         if cams is not None:
             axes[i, 2].imshow(img)
-            axes[i, 2].imshow(cams[i], cmap="jet", alpha=0.45, vmin=0, vmax=1)
-            axes[i, 2].set_title("Grad-CAM", fontsize=8)
+            heat = axes[i, 2].imshow(cams[i], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            fig.colorbar(heat, ax=axes[i, 2], fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
+            inside = "" if cam_inside is None else (": empty map" if not np.isfinite(cam_inside[i])
+                                                     else f": {100 * cam_inside[i]:.0f}% inside the lesion")
+            axes[i, 2].set_title(f"Grad-CAM{inside}", fontsize=style.MIN_FONT)
         for ax in axes[i]:
+            if masks is not None:
+                ax.contour(masks[i].astype(float), levels=[0.5], colors="lime", linewidths=0.8)
             ax.set_xticks([])
             ax.set_yticks([])
     if title:
         fig.suptitle(_title(tag, title))
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))  # room for the title above the first row
     return fig
 
 
@@ -321,8 +379,11 @@ def reliability_diagram(curves: Mapping[str, pd.DataFrame], title: str = "Calibr
     ax.set_title(_title(tag, title))
     first = next(iter(curves.values()))
     ax_n.bar(first["mean_predicted"], first["n"], width=top / 40, color=BENIGN_COLOUR)
-    for x, n in zip(first["mean_predicted"], first["n"]):
-        ax_n.annotate(f"{n}", (x, n), ha="center", va="bottom", fontsize=7)
+    last = -np.inf
+    for x, n in zip(first["mean_predicted"], first["n"]):  # a label only where it does not touch the previous one
+        if x - last >= top / 12:
+            ax_n.annotate(f"{n}", (x, n), ha="center", va="bottom", fontsize=7)
+            last = x
     ax_n.set_ylabel("images / bin")
     ax_n.set_xlabel("mean predicted probability (equal-mass bins)")
     ax_n.margins(y=0.3)
@@ -370,7 +431,8 @@ def forest_plot(table: pd.DataFrame, title: str = "ROC AUC by subgroup", tag: st
         ax.axvline(overall, color=MALIGNANT_COLOUR, ls="--", lw=1, label=f"all images {overall:.3f}")
         ax.legend(fontsize=8, loc="lower left")
     ax.axvline(0.5, color="grey", lw=0.8)
-    ax.set_xlim(0.4, 1.0)
+    ax.axvline(1.0, color="grey", lw=0.5, ls=":")
+    ax.set_xlim(0.4, 1.03)
     ax.set_xlabel("ROC AUC (95% CI, patient bootstrap)")
     ax.set_title(_title(tag, title))
     fig.tight_layout()

@@ -75,9 +75,34 @@ def backbones_table(report_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def transform_costs(report_dir: Path) -> str:
+    """The per-image cost of each transform (``table_transform_cost_ms.csv``, notebook 02) as one sentence."""
+    t = pd.read_csv(report_dir / "table_transform_cost_ms.csv").sort_values("ms_per_image")
+    size = str(t["size"].iloc[0]) if "size" in t else ""
+    return (f"Per-image cost of the transforms at {size} (notebook 02, this machine): "
+            + ", ".join(f"{r.transform.replace('_', ' ')} {r.ms_per_image:.2f} ms" for r in t.itertuples())
+            + "; applied once, before the cache.\n")
+
+
+def size_rates(report_dir: Path, min_images: int = 100) -> str:
+    """The range of the malignancy rate over original image sizes (``table_rate_by_original_size.csv``, notebook 01),
+    among sizes with at least ``min_images`` images, as one sentence."""
+    t = pd.read_csv(report_dir / "table_rate_by_original_size.csv")
+    big = t[t["images"] >= min_images]
+    lo, hi = big.loc[big["rate_pct"].idxmin()], big.loc[big["rate_pct"].idxmax()]
+    small = t[t["images"] < min_images]
+    return (f"Among the {len(big)} original image sizes with at least {min_images} images, the malignancy rate ranges from "
+            f"{lo.rate_pct:.2f}% ({lo['size']}, {int(lo.images):,} images) to {hi.rate_pct:.1f}% ({hi['size']}, "
+            f"{int(hi.images):,} images)"
+            + (f"; {len(small)} rarer sizes ({int(small['images'].sum()):,} images) range from {small['rate_pct'].min():.1f}% "
+               f"to {small['rate_pct'].max():.1f}% on few images" if len(small) else "")
+            + ": image size identifies the device and clinic, and clinics differ in case mix.\n")
+
+
 #: Block name -> the function that renders it from a report folder.
 TABLES: dict[str, Callable[[Path], str]] = {"ablation": ablation_table, "ablation_paired": paired_table,
-                                             "transforms_training": transforms_table, "backbones": backbones_table}
+                                             "transforms_training": transforms_table, "backbones": backbones_table,
+                                             "transform_costs": transform_costs, "size_rates": size_rates}
 
 
 def render_readme(text: str, report_dir: Path) -> str:

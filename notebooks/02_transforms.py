@@ -73,7 +73,7 @@ for im, t in zip(images, picked["target"]):
     for name, fn in columns.items():
         cells.append(fn(im))
         titles.append(f"{name}\n({'malignant' if t else 'benign'})" if name == "original" else name)
-fig = plots.image_grid(cells, titles, ncols=len(columns), title="Fig 12 · Image transforms", tag=report.tag, size=1.6)
+fig = plots.image_grid(cells, titles, ncols=len(columns), title="Fig 12 · Image transforms", tag=report.tag, size=2.1)
 report.figure(fig, "fig12_transforms")
 
 # %% [markdown]
@@ -98,6 +98,9 @@ display(Markdown(f"Augmentation settings: `{aug.config.to_dict()}`"))
 timing = df.sample(n=min(timing_images, len(df)), random_state=seed)
 costs = benchmark.transform_costs(list(load_image_array(list(timing["image_path"]), display_size)))
 report.table(costs, "table_transform_cost_ms")
+display(Markdown(f"Per image at {display_size}×{display_size} on this machine (median of 3 passes over {len(timing)} images): "
+                 + ", ".join(f"{t.replace('_', ' ')} {ms:.2f} ms" for t, ms in zip(costs.index, costs['ms_per_image']))
+                 + ". Each is applied once per image before the cache, so none of them limits training."))
 costs.round(3)
 
 # %% [markdown]

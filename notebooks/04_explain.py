@@ -22,6 +22,10 @@
 # **together** (the study scored single one-hot columns, which understates a multi-column feature like the
 # site), and exact SHAP values over the same groups with the image held fixed. Images: SHAP (expected
 # gradients) with the lesion's metadata held fixed, and Grad-CAM.
+#
+# The ROC AUCs here are those of the run on the held-out fold **without test-time augmentation** (one view per
+# image: the explanations need one input per lesion), so they sit a little below notebook 03's fold AUCs for the
+# same runs, which average 8 views.
 
 # %% tags=["parameters"]
 synthetic = True
@@ -40,6 +44,7 @@ seed = 0
 
 # %%
 import numpy as np
+import pandas as pd
 from IPython.display import Markdown, display
 
 from melanoma_utils import explain, plots
@@ -54,33 +59,43 @@ runs = {name: Run.load(runs_dir / run_folder_name(name) / f"fold{fold}") for nam
 explain_runs = [run_folder_name(name) for name in explain_variants]
 runs = dict(zip(explain_runs, runs.values()))
 backbone = runs[explain_runs[0]].train_config.backbone or "the study's CNN (trained from scratch)"
+label = dict(zip(explain_runs, explain_variants))  # folder name -> the variant's name in 03
 display(Markdown(f"Held-out fold {fold}: {len(held_out):,} images, {held_out['patient_id'].nunique()} patients, "
                  f"{int(held_out['target'].sum())} malignant; runs: {', '.join(explain_variants)}; image branch: {backbone}."))
 
 # %% [markdown]
-# ## Fig 14 · Grouped permutation importance (drop in ROC AUC, mean ± sd over repeats)
+# ## Fig 14a/14b · Grouped permutation importance (drop in ROC AUC, mean ± sd over repeats)
 
 # %%
 inputs, importance = {}, {}
-for name, run in runs.items():
+for letter, (name, run) in zip("ab", runs.items()):
     inputs[name] = explain.model_inputs(run, held_out)
     importance[name] = explain.permutation_importance(run, held_out, inputs[name], n_repeats=n_repeats, seed=seed)
     report.table(importance[name], f"table_permutation_importance_{name}")
-    report.figure(plots.importance_bars(importance[name], f"Fig 14 · Permutation importance, {name}", tag=report.tag),
-                  f"fig14_permutation_importance_{name}")
+    report.figure(plots.importance_bars(importance[name], f"Fig 14{letter} · Permutation importance: {label[name]}",
+                                       tag=report.tag), f"fig14{letter}_permutation_importance_{name}")
 paper = importance[explain_runs[0]]
 rank = list(paper.index)
+per_fold = report.report_dir / "ablation_per_fold.csv"
+fold_auc = {}
+if per_fold.is_file():  # notebook 03's fold AUC of the same runs (with its test-time augmentation)
+    pf = pd.read_csv(per_fold)
+    fold_auc = {r.variant: r.roc_auc for r in pf[pf["fold"] == fold].itertuples()}
 display(Markdown(
-    f"Baseline ROC AUC on the held-out fold: {paper['baseline'].iloc[0]:.3f}. Ranking for the *paper* features: "
+    f"Baseline ROC AUC on the held-out fold (one view per image): "
+    + ", ".join(f"{label[n]} {imp['baseline'].iloc[0]:.3f}" for n, imp in importance.items())
+    + (" (notebook 03, with test-time augmentation: "
+       + ", ".join(f"{v} {fold_auc[v]:.3f}" for v in explain_variants if v in fold_auc) + ")" if fold_auc else "")
+    + f". Ranking for {explain_variants[0]}: "
     + ", ".join(f"**{f}** {m:+.3f} ± {s:.3f}" for f, m, s in zip(paper.index, paper['importance_mean'], paper['importance_sd']))
-    + f". Width ranks {rank.index('width') + 1} and height {rank.index('height') + 1} of {len(rank)}: the EDA showed "
-    "that image size identifies the acquisition device and clinic (notebook 01 measures how well it alone predicts "
-    "malignancy), so any importance they carry is a shortcut, not a lesion property."
+    + (f". Width ranks {rank.index('width') + 1} and height {rank.index('height') + 1} of {len(rank)}: the EDA showed "
+       "that image size identifies the acquisition device and clinic (notebook 01 measures how well it alone predicts "
+       "malignancy), so any importance they carry is a shortcut, not a lesion property." if "width" in rank else ".")
 ))
 paper.round(4)
 
 # %% [markdown]
-# ## Fig 14b · SHAP values of the metadata groups (image held fixed per lesion)
+# ## Fig 14c · SHAP values of the metadata groups (image held fixed per lesion)
 
 # %%
 rng = np.random.default_rng(seed)
@@ -90,14 +105,15 @@ lesions = np.concatenate([rng.choice(pos, min(len(pos), n_shap_lesions // 2), re
 background = rng.choice(len(held_out), min(n_background, len(held_out)), replace=False)
 run = runs[explain_runs[0]]
 shap_meta, base = explain.metadata_shap(run, inputs[explain_runs[0]], lesions, background)
-mean_abs = shap_meta.abs().mean().sort_values(ascending=False).to_frame("mean_abs_shap")
-mean_abs["sd"] = shap_meta.abs().std()
+mean_abs = explain.mean_abs_with_ci(shap_meta, seed=seed)
 report.table(shap_meta, "table_metadata_shap")
-report.figure(plots.importance_bars(mean_abs, "Fig 14b · Mean |SHAP| per metadata group", tag=report.tag,
-                                   mean="mean_abs_shap", sd="sd", xlabel="mean |SHAP| (probability units)"),
-              "fig14b_metadata_shap")
+report.figure(plots.importance_bars(mean_abs, f"Fig 14c · Mean |SHAP| per metadata group: {explain_variants[0]}",
+                                   tag=report.tag, mean="mean_abs", low="ci_low", high="ci_high",
+                                   xlabel="mean |SHAP| over lesions (probability units; 95% bootstrap CI)"),
+              "fig14c_metadata_shap")
 display(Markdown(f"Mean |SHAP| over {len(lesions)} lesions (background {len(background)} rows): "
-                 + ", ".join(f"{k} {v:.4f}" for k, v in mean_abs['mean_abs_shap'].items())))
+                 + ", ".join(f"{k} {v:.4f} ({lo:.4f}–{hi:.4f})" for k, v, lo, hi in
+                             zip(mean_abs.index, mean_abs['mean_abs'], mean_abs['ci_low'], mean_abs['ci_high']))))
 
 # %% [markdown]
 # ## Fig 15 · Image SHAP and Grad-CAM: correct and wrong, benign and malignant lesions
@@ -107,18 +123,35 @@ x = inputs[explain_runs[0]]
 prob = run.calibrate(explain.predict_arrays(run.model, x))  # the scale of the validation threshold
 pred = (prob >= run.threshold).astype(int)
 y = held_out["target"].to_numpy()
-picks = []
-for t in (1, 0):
-    for correct in (True, False):
-        idx = np.flatnonzero((y == t) & ((pred == y) == correct))
-        picks += list(rng.choice(idx, min(len(idx), max(1, n_image_lesions // 4)), replace=False))
-picks = np.array(picks[:n_image_lesions])
+picks = explain.pick_lesions(y, pred, n_image_lesions, seed=seed)
 shap_img = explain.image_shap(run, x, picks, background, nsamples=shap_nsamples, seed=seed)
 cams = explain.grad_cam(run, x, picks)
+masks = np.stack([explain.lesion_mask(x["image"][i]) for i in picks])
+inside = [explain.mass_inside(c, m) for c, m in zip(cams, masks)]
 titles = [f"{'malignant' if y[i] else 'benign'} · p={prob[i]:.2f} ({'right' if pred[i] == y[i] else 'wrong'})" for i in picks]
 report.figure(plots.explanation_grid(x["image"][picks], shap_img, cams, titles,
-                                     f"Fig 15 · Image explanations (threshold {run.threshold:.2f} from validation)", tag=report.tag),
+                                     f"Fig 15 · Image explanations, {explain_variants[0]} (threshold {run.threshold:.2f} from validation)",
+                                     tag=report.tag, masks=masks, cam_inside=inside),
               "fig15_image_explanations")
+share = pd.DataFrame({"image_name": held_out["image_name"].to_numpy()[picks], "target": y[picks],
+                      "probability": prob[picks], "gradcam_inside_lesion": inside,
+                      "shap_abs_inside_lesion": [explain.mass_inside(np.abs(sv.sum(-1)), m) for sv, m in zip(shap_img, masks)],
+                      "lesion_area": [m.mean() for m in masks]})
+report.table(share.set_index("image_name"), "table_explanations_inside_lesion")
+mostly_out = share[share["gradcam_inside_lesion"] < 0.5]
+pct = lambda v: "empty" if v != v else f"{100 * v:.0f}%"  # noqa: E731 (NaN: an empty Grad-CAM map)
+display(Markdown(
+    f"The green outline is a rough lesion mask (Otsu's threshold, the component nearest the centre). Grad-CAM puts "
+    + ", ".join(pct(v) for v in share["gradcam_inside_lesion"])
+    + f" of its mass inside the lesion for the {len(share)} lesions shown (by chance alone: their lesion areas, "
+    + ", ".join(f"{100 * v:.0f}%" for v in share["lesion_area"])
+    + f" of the image); SHAP's |attribution| puts "
+    + ", ".join(pct(v) for v in share["shap_abs_inside_lesion"]) + " inside (an empty Grad-CAM map: nothing raised "
+    "the melanoma logit). "
+    + (f"For {len(mostly_out)} of them most of the Grad-CAM mass lies outside the lesion: look at those panels for "
+       "rulers, hair, ink or vignette, acquisition cues that a model can learn as shortcuts." if len(mostly_out)
+       else "None has most of its Grad-CAM mass outside the lesion.")
+))
 
 # %% [markdown]
 # ## Environment

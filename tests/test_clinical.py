@@ -19,8 +19,8 @@ from melanoma_utils.calibration import (
     sigmoid,
 )
 from melanoma_utils.clinical import (
+    SUBGROUP_AGE_EDGES,
     acquisition_group,
-    age_band,
     net_benefit,
     operating_point,
     operating_points,
@@ -29,6 +29,7 @@ from melanoma_utils.clinical import (
     validation_report,
 )
 from melanoma_utils.context import patient_context
+from melanoma_utils.eda import age_band
 from melanoma_utils.evaluation import MetricError
 from melanoma_utils.features import MetadataEncoder
 
@@ -164,7 +165,9 @@ def test_net_benefit_by_hand_and_threshold_range() -> None:
 
 
 def test_age_bands_and_acquisition_groups_by_hand() -> None:
-    assert age_band([25, 30, 44.9, 75, None]).tolist() == ["<30", "30-44", "30-44", "75+", "unknown"]
+    bands = age_band([25, 30, 44.9, 75, None], edges=SUBGROUP_AGE_EDGES)
+    assert bands.tolist() == ["<30", "30–44", "30–44", "75+", "unknown"]
+    assert list(bands.cat.categories) == ["<30", "30–44", "45–59", "60–74", "75+", "unknown"]  # ordered: <30 first
     g = acquisition_group([6000, 6000, 1872, 640, None], [4000, 4000, 1053, 480, None], top=1)
     assert g.tolist() == ["6000x4000", "6000x4000", "other", "other", "unknown"]
 

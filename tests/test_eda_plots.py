@@ -123,3 +123,57 @@ def test_open_study_seeds_binds_the_report_and_loads_the_data(tiny_csv, tmp_path
     assert report.report_dir == tmp_path / "rep" and report.tag == "SYNTHETIC"
     assert len(df) == 24 and df["image_path"].str.endswith(".jpg").all()
     assert open_study(str(tmp_path / "rep"), False, 0)[1] is None
+
+
+def test_figures_use_one_colour_per_class_and_sex_and_no_bars_on_a_log_axis(table: pd.DataFrame) -> None:
+    from matplotlib.colors import to_hex
+
+    from melanoma_utils import style
+
+    fig = plots.grouped_counts(table, "sex", "target", "t", log=True, hue_labels={0: "benign", 1: "malignant"})
+    axes = fig.axes
+    assert len(axes) == 2 and all(ax.get_yscale() == "linear" for ax in axes)
+    assert [ax.get_title() for ax in axes] == ["benign", "malignant"]
+    assert to_hex(axes[0].patches[0].get_facecolor()) == style.BENIGN_COLOUR
+    assert to_hex(axes[1].patches[0].get_facecolor()) == style.MALIGNANT_COLOUR
+    assert [p.get_height() for p in axes[1].patches] == [1, 2, 0]  # malignant: female 1, male 2, unknown 0
+    fig = plots.grouped_counts(table[table["sex"] != "unknown"], "site", "sex", "t")
+    colours = {to_hex(c.patches[0].get_facecolor()) for c in fig.axes[0].containers}
+    assert colours == {style.SEX_PALETTE["female"], style.SEX_PALETTE["male"]}
+    assert style.palette_for("site", ["torso"]) is None
+
+
+def test_rate_plot_axis_fits_the_large_groups_and_writes_the_cut_interval() -> None:
+    t = pd.DataFrame({"images": [2, 500, 800], "malignant": [0, 10, 30], "rate_pct": [0.0, 2.0, 3.75],
+                      "ci_low_pct": [0.0, 1.1, 2.6], "ci_high_pct": [65.8, 3.6, 5.3]}, index=["0–9", "40–49", "70–79"])
+    fig = plots.rate_with_ci(t, "t")
+    ax = fig.axes[0]
+    assert ax.get_xlim()[1] == pytest.approx(1.1 * 5.3 + 0.2)
+    assert [a.get_text() for a in ax.texts] == ["→ 66%"]
+
+
+def test_confusion_matrix_shows_counts_and_row_shares_readably() -> None:
+    fig = plots.confusion({"tn": 90, "fp": 10, "fn": 1, "tp": 3, "threshold": 0.1, "sensitivity": 0.75,
+                           "specificity": 0.9}, "t")
+    texts = {t.get_text(): t.get_color() for t in fig.axes[0].texts}
+    assert texts["90\n90.0%"] == "white" and texts["10\n10.0%"] == "black" and texts["3\n75.0%"] == "white"
+
+
+def test_importance_bars_take_an_asymmetric_interval() -> None:
+    t = pd.DataFrame({"m": [0.02, 0.001], "lo": [0.01, 0.0], "hi": [0.03, 0.004]}, index=["site", "age"])
+    fig = plots.importance_bars(t, "t", mean="m", low="lo", high="hi")
+    segments = fig.axes[0].collections[-1].get_segments()
+    lows = sorted(min(seg[:, 0]) for seg in segments)
+    assert lows == pytest.approx([0.0, 0.01])  # never below zero, unlike mean ± sd
+
+
+def test_explanation_grid_has_colour_bars_and_names_the_share_inside_the_lesion() -> None:
+    imgs = np.full((2, 32, 32, 3), 120.0)
+    shap_maps = np.random.default_rng(0).normal(size=(2, 32, 32, 3))
+    cams = np.random.default_rng(1).uniform(size=(2, 32, 32))
+    masks = np.zeros((2, 32, 32), bool)
+    masks[:, 8:24, 8:24] = True
+    fig = plots.explanation_grid(imgs, shap_maps, cams, ["a", "b"], masks=masks, cam_inside=[0.8, 0.25])
+    assert len(fig.axes) == 6 + 4  # 2 rows × 3 panels + a colour bar beside each SHAP and Grad-CAM panel
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "Grad-CAM: 80% inside the lesion" in titles and "Grad-CAM: 25% inside the lesion" in titles

@@ -113,3 +113,48 @@ def test_grad_cam_peaks_on_the_planted_bright_square() -> None:
         peak = np.unravel_index(np.argmax(cam), cam.shape)
         assert r - 1 <= peak[0] <= r + 8 and c - 1 <= peak[1] <= c + 8, (peak, (r, c))
         assert cam[r:r + 8, c:c + 8].mean() > 2 * cam.mean() and cam.max() == pytest.approx(1.0)
+
+
+def test_lesion_mask_finds_a_dark_central_lesion_and_ignores_a_dark_edge_mark() -> None:
+    from melanoma_utils.explain import lesion_mask, mass_inside
+
+    img = np.full((96, 96, 3), 200, np.uint8)
+    yy, xx = np.mgrid[:96, :96]
+    disk = (yy - 50) ** 2 + (xx - 46) ** 2 < 18 ** 2
+    img[disk] = 60
+    img[:, :3] = 0  # a dark ruler strip along the edge
+    mask = lesion_mask(img)
+    iou = (mask & disk).sum() / (mask | disk).sum()
+    assert iou > 0.9
+    assert not mask[:, :3].any()
+    heat = disk.astype(float)
+    assert mass_inside(heat, mask) > 0.95
+    heat_out = np.zeros((96, 96))
+    heat_out[:, :10] = 1
+    assert mass_inside(heat_out, mask) == 0.0
+    assert np.isnan(mass_inside(np.zeros((96, 96)), mask))
+
+
+def test_pick_lesions_fills_n_from_all_four_cells_in_turn() -> None:
+    from melanoma_utils.explain import pick_lesions
+
+    y = np.array([1] * 5 + [0] * 10)
+    pred = np.array([1, 1, 1, 0, 0] + [0] * 8 + [1, 1])
+    picks = pick_lesions(y, pred, 6, seed=1)
+    assert len(picks) == 6 and len(set(picks)) == 6
+    cells = [(y[i], pred[i] == y[i]) for i in picks]
+    assert cells[:4] == [(1, True), (1, False), (0, True), (0, False)]
+    assert len(pick_lesions(y[:2], pred[:2], 6)) == 2  # fewer rows than asked: all of them
+
+
+def test_mean_abs_with_ci_is_never_below_zero_and_contains_the_mean() -> None:
+    import pandas as pd
+
+    from melanoma_utils.explain import mean_abs_with_ci
+
+    rng = np.random.default_rng(0)
+    values = pd.DataFrame({"age": rng.normal(0, 0.01, 12), "site": rng.normal(0, 0.1, 12)})
+    out = mean_abs_with_ci(values, n_boot=200)
+    assert list(out.index) == ["site", "age"]
+    assert (out["ci_low"] >= 0).all() and (out["ci_low"] <= out["mean_abs"]).all() and (out["mean_abs"] <= out["ci_high"]).all()
+    assert out.loc["site", "mean_abs"] == pytest.approx(values["site"].abs().mean())
