@@ -82,7 +82,7 @@ if per_fold.is_file():  # notebook 03's fold AUC of the same runs (with its test
     pf = pd.read_csv(per_fold)
     fold_auc = {r.variant: r.roc_auc for r in pf[pf["fold"] == fold].itertuples()}
 display(Markdown(
-    f"Baseline ROC AUC on the held-out fold (one view per image): "
+    "Baseline ROC AUC on the held-out fold (one view per image): "
     + ", ".join(f"{label[n]} {imp['baseline'].iloc[0]:.3f}" for n, imp in importance.items())
     + (" (notebook 03, with test-time augmentation: "
        + ", ".join(f"{v} {fold_auc[v]:.3f}" for v in explain_variants if v in fold_auc) + ")" if fold_auc else "")
@@ -141,11 +141,11 @@ report.table(share.set_index("image_name"), "table_explanations_inside_lesion")
 mostly_out = share[share["gradcam_inside_lesion"] < 0.5]
 pct = lambda v: "empty" if v != v else f"{100 * v:.0f}%"  # noqa: E731 (NaN: an empty Grad-CAM map)
 display(Markdown(
-    f"The green outline is a rough lesion mask (Otsu's threshold, the component nearest the centre). Grad-CAM puts "
+    "The green outline is a rough lesion mask (Otsu's threshold, the component nearest the centre). Grad-CAM puts "
     + ", ".join(pct(v) for v in share["gradcam_inside_lesion"])
     + f" of its mass inside the lesion for the {len(share)} lesions shown (by chance alone: their lesion areas, "
     + ", ".join(f"{100 * v:.0f}%" for v in share["lesion_area"])
-    + f" of the image); SHAP's |attribution| puts "
+    + " of the image); SHAP's |attribution| puts "
     + ", ".join(pct(v) for v in share["shap_abs_inside_lesion"]) + " inside (an empty Grad-CAM map: nothing raised "
     "the melanoma logit). "
     + (f"For {len(mostly_out)} of them most of the Grad-CAM mass lies outside the lesion: look at those panels for "
