@@ -7,7 +7,7 @@
   patient-grouped cross-validated Brier score (:func:`fit_calibrator`); saved as JSON in the run folder;
 * :func:`prior_shift`: moves probabilities learned at one prevalence to another (Saerens et al. 2002:
   the odds are multiplied by the ratio of the prior odds). The shared subset is enriched to ~18% malignant;
-  ISIC 2020 has 1.76%.
+  ISIC 2020 has 584 of 33,126 (:data:`melanoma_utils.config.ISIC2020_PREVALENCE`).
 
 Every metric takes optional ``weights`` (per row): :func:`prevalence_weights` makes a sample *look like* a
 stated prevalence, so calibration and net benefit can be read at the deployment prevalence.
@@ -26,14 +26,19 @@ from .evaluation import MetricError, _check, _need_both
 EPS = 1e-6
 
 
-def check_prevalence(value: float, name: str = "prevalence") -> float:
-    """``value`` as a float in the open interval (0, 1), else a ``ValueError`` naming it."""
+def check_prevalence(value: float | str, name: str = "prevalence") -> float:
+    """``value`` as a float in the open interval (0, 1), or a name of :data:`melanoma_utils.config.NAMED_PREVALENCES`
+    (``"isic2020"``: 584 of 33,126), else a ``ValueError`` naming it."""
+    from .config import ISIC2020_PREVALENCE, NAMED_PREVALENCES
+
+    if isinstance(value, str) and value.strip().lower() in NAMED_PREVALENCES:
+        return NAMED_PREVALENCES[value.strip().lower()]
     try:
         x = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in (0, 1); got {value!r}") from None
+        raise ValueError(f"{name} must be a number in (0, 1) or one of {', '.join(NAMED_PREVALENCES)}; got {value!r}") from None
     if not 0 < x < 1:
-        raise ValueError(f"{name} must be in (0, 1) (e.g. 0.0176 for ISIC 2020); got {value}")
+        raise ValueError(f"{name} must be in (0, 1) (e.g. {ISIC2020_PREVALENCE:.4f} or isic2020 for ISIC 2020); got {value}")
     return x
 
 

@@ -389,7 +389,7 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
                    help="test-time augmentation: average over this many rotations/mirrors of each image "
                         "(default: the run's own, the one its threshold was chosen with)")
     p.add_argument("--prevalence", type=_prevalence,
-                   help="express the probabilities at this deployment prevalence (e.g. 0.0176 for ISIC 2020; default: the "
+                   help="express the probabilities at this deployment prevalence (a number, or isic2020: 584/33,126; default: the "
                         "run's validation prevalence); the decisions do not change")
     p.add_argument("--overwrite", action="store_true")
 
@@ -455,7 +455,7 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
                    help="decision threshold (default: the predictions' threshold column, else the run's)")
     p.add_argument("--run", "--model", dest="run", type=_existing_path, help="run folder: its threshold and calibration prevalence")
     p.add_argument("--prevalence", type=_prevalence,
-                   help="also report at this deployment prevalence, e.g. 0.0176 (probabilities moved there by prior "
+                   help="also report at this deployment prevalence, a number or isic2020 (probabilities moved there by prior "
                         "shift, rows reweighted): calibration, PPV/NPV/NNB, net benefit")
     p.add_argument("--out", type=Path,
                    help="report folder: metrics.json, operating_points.csv, subgroups.csv, net_benefit.csv, "

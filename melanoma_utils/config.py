@@ -15,6 +15,14 @@ SHARED_DATA_DIR: Path = PROJ_ROOT.parent / "shared" / "data"
 SHARED_METADATA_DIR: Path = SHARED_DATA_DIR / "isic2020-metadata"
 SHARED_IMAGES_DIR: Path = SHARED_DATA_DIR / "isic2020-256"
 
+#: The full ISIC 2020 training data: images, malignant images, and so the prevalence every "at ISIC 2020's prevalence"
+#: statement uses (one constant; ``--prevalence isic2020`` names it on the command line).
+ISIC2020_IMAGES: int = 33126
+ISIC2020_MALIGNANT: int = 584
+ISIC2020_PREVALENCE: float = ISIC2020_MALIGNANT / ISIC2020_IMAGES
+#: Prevalences that may be given by name wherever a prevalence is asked for.
+NAMED_PREVALENCES: dict[str, float] = {"isic2020": ISIC2020_PREVALENCE}
+
 #: The study's notebooks, in the order ``make reproduce`` runs them (adding one is one line).
 NOTEBOOKS: tuple[str, ...] = (
     "01_eda",

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from .backbones import OFFLINE_IMAGENET
+from .config import ISIC2020_PREVALENCE  # noqa: F401 (re-exported)
 from .evaluation import MetricError, evaluate, melanoma_vs_nevus_auc, melanoma_vs_nevus_mask, pr_auc, roc_auc
 from .runs import Run, TrainConfig
 from .splits import grouped_folds, holdout_split
@@ -69,8 +70,13 @@ def cross_validate(
     folds: list[int] | None = None,
     folds_from: str = "patients",
     external: pd.DataFrame | None = None,
+    repeat: int = 0,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Patient-grouped K-fold CV of each variant with the same budget (``cfg``'s epochs and patience).
+
+    ``repeat`` r > 0 draws another patient-grouped fold assignment (seed ``cfg.seed + r``) and writes its runs under
+    ``out_dir/repeat<r>/`` (repeat 0 is the study's folds, in ``out_dir``): :func:`repeated_cross_validate` runs
+    several.
 
     Folds are drawn from ``df`` alone. A variant with ``"external": True`` in its overrides adds all ``external`` rows
     (other data sets, grouped by lesion) to every fold's training part; validation and test rows stay ``df``'s.
@@ -88,7 +94,11 @@ def cross_validate(
         raise ValueError(f"folds_from must be patients or shards; got {folds_from!r}")
     if folds_from == "shards" and not df["tfrecord"].notna().all():
         raise ValueError("folds_from='shards' needs a shard index (tfrecord column) on every row")
-    fold_ids = grouped_folds(df, n_splits=n_splits, seed=cfg.seed, use_tfrecord=folds_from == "shards")
+    if repeat:
+        if folds_from == "shards":
+            raise ValueError("repeats need patient folds: shard folds are fixed")
+        out_dir = out_dir / f"repeat{repeat}"
+    fold_ids = grouped_folds(df, n_splits=n_splits, seed=cfg.seed + repeat, use_tfrecord=folds_from == "shards")
     save_folds(df, fold_ids, out_dir / "folds.csv")
     rows, preds = [], []
     for k in folds if folds is not None else range(n_splits):
@@ -106,19 +116,51 @@ def cross_validate(
             p = run.predict_proba(test, cached_embeddings=True)
             preds.append(pd.DataFrame({"image_name": test["image_name"], "patient_id": test["patient_id"],
                                        "target": test["target"], "diagnosis": test["diagnosis"], "fold": k,
-                                       "variant": name, "probability": p, "threshold": run.threshold}))
-            rows.append({"variant": name, "fold": k, "n_test": len(test), "roc_auc": roc_auc(test["target"], p),
+                                       "variant": name, "probability": p, "threshold": run.threshold, "repeat": repeat}))
+            rows.append({"variant": name, "repeat": repeat, "fold": k, "n_test": len(test), "roc_auc": roc_auc(test["target"], p),
                          "pr_auc": pr_auc(test["target"], p),
                          "auc_melanoma_vs_nevus": melanoma_vs_nevus_auc(test["target"], p, test["diagnosis"]),
                          "epochs_run": run.config.get("epochs_run"), "train_seconds": run.config.get("train_seconds")})
-            print(f"[cv] fold {k} · {name}: ROC AUC {rows[-1]['roc_auc']:.3f}", flush=True)
+            print(f"[cv] repeat {repeat} fold {k} · {name}: ROC AUC {rows[-1]['roc_auc']:.3f}", flush=True)
     return pd.DataFrame(rows), pd.concat(preds, ignore_index=True)
 
 
+def repeated_cross_validate(df: pd.DataFrame, cfg: TrainConfig, out_dir: str | os.PathLike[str],
+                            variants: dict[str, dict[str, Any]], n_splits: int = 5, repeats: int = 3,
+                            repeat_variants: list[str] | None = None,
+                            external: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`cross_validate` ``repeats`` times with different patient-grouped fold assignments (repeat 0: the study's
+    folds), so that comparisons average over how patients fell into folds. Repeats after the first run only
+    ``repeat_variants`` (default: all): the contrasts that need the noise reduction, at a fraction of the cost.
+    Returns ``(per_fold, oof)`` of all repeats, each with a ``repeat`` column."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1; got {repeats}")
+    parts = [cross_validate(df, cfg, out_dir, variants, n_splits=n_splits, external=external)]
+    again = {k: v for k, v in variants.items() if repeat_variants is None or k in repeat_variants}
+    for r in range(1, repeats):
+        parts.append(cross_validate(df, cfg, out_dir, again, n_splits=n_splits, external=external, repeat=r))
+    return pd.concat([p[0] for p in parts], ignore_index=True), pd.concat([p[1] for p in parts], ignore_index=True)
+
+
+def _by_repeat(oof: pd.DataFrame, variant: str, repeats: list[int], index: pd.Index | None = None) -> pd.DataFrame:
+    """One variant's out-of-fold probabilities as a matrix: rows images (``index`` order), one column per repeat."""
+    o = oof[oof["variant"] == variant]
+    wide = o.pivot(index="image_name", columns="repeat", values="probability")[repeats]
+    return wide.loc[index] if index is not None else wide
+
+
+def study_folds(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the study's own fold assignment (repeat 0) of a per-fold or out-of-fold table: what the ablation
+    table, the paper table and the ensemble describe (repeats serve the paired contrasts)."""
+    return frame[frame["repeat"] == 0] if "repeat" in frame else frame
+
+
 def summarise_cv(per_fold: pd.DataFrame, oof: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Mean ± sd over folds, and the pooled out-of-fold ROC AUC with a patient-bootstrap 95% CI, per variant."""
+    """Mean ± sd over folds, and the pooled out-of-fold ROC AUC with a patient-bootstrap 95% CI, per variant (on the
+    study's folds, :func:`study_folds`)."""
     from .evaluation import bootstrap_ci
 
+    per_fold, oof = study_folds(per_fold), study_folds(oof)
     out = []
     for name, part in per_fold.groupby("variant", sort=False):
         o = oof[oof["variant"] == name]
@@ -290,38 +332,46 @@ def paired_contrasts(per_fold: pd.DataFrame, oof: pd.DataFrame, contrasts: list[
                      n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Each contrast ``(a, b)`` of two cross-validated variants on the same images: the paired ROC AUC difference a − b
     on the pooled out-of-fold predictions with its patient-bootstrap CI and p-value
-    (:func:`~melanoma_utils.evaluation.paired_auc_difference`), and the per-fold differences, on all images
-    (``subset="all"``) and on melanoma vs nevus. Contrasts naming a variant that did not run are left out.
+    (:func:`~melanoma_utils.evaluation.paired_auc_difference`), DeLong's p-value on the study's folds (repeat 0;
+    images as independent), and the per-fold differences, on all images (``subset="all"``) and on melanoma vs nevus.
+    With repeated CV (a ``repeat`` column), the difference is the mean over the repeats both variants ran, and
+    ``fold_deltas`` lists every repeat's folds. Contrasts naming a variant that did not run are left out.
 
-    Columns: ``contrast, subset, delta_auc, ci_low, ci_high, p_value, fold_deltas, folds_positive, folds``
-    (``fold_deltas`` as text, fold order).
+    Columns: ``contrast, subset, delta_auc, ci_low, ci_high, p_value, p_delong, repeats, fold_deltas, folds_positive,
+    folds`` (``fold_deltas`` as text, repeat and fold order).
     """
-    from .evaluation import paired_auc_difference
+    from .evaluation import delong_test, paired_auc_difference
 
+    if "repeat" not in oof:
+        oof, per_fold = oof.assign(repeat=0), per_fold.assign(repeat=0)
     ran = set(oof["variant"])
     rows = []
     for a, b in contrasts:
         if a not in ran or b not in ran:
             continue
-        pa = oof[oof["variant"] == a].set_index("image_name")
-        pb = oof[oof["variant"] == b].set_index("image_name").loc[pa.index]
-        fa = per_fold[per_fold["variant"] == a].set_index("fold")
-        fb = per_fold[per_fold["variant"] == b].set_index("fold").loc[fa.index]
+        reps = sorted(set(oof.loc[oof["variant"] == a, "repeat"]) & set(oof.loc[oof["variant"] == b, "repeat"]))
+        info = oof[(oof["variant"] == a) & (oof["repeat"] == reps[0])].set_index("image_name")
+        sa, sb = _by_repeat(oof, a, reps, info.index).to_numpy(), _by_repeat(oof, b, reps, info.index).to_numpy()
+        fa = per_fold[(per_fold["variant"] == a) & per_fold["repeat"].isin(reps)].set_index(["repeat", "fold"]).sort_index()
+        fb = per_fold[(per_fold["variant"] == b) & per_fold["repeat"].isin(reps)].set_index(["repeat", "fold"]).loc[fa.index]
         for subset, column in (("all", "roc_auc"), ("melanoma_vs_nevus", "auc_melanoma_vs_nevus")):
-            mask = (np.ones(len(pa), bool) if subset == "all"
-                    else melanoma_vs_nevus_mask(pa["target"], pa["diagnosis"]))
+            mask = (np.ones(len(info), bool) if subset == "all"
+                    else melanoma_vs_nevus_mask(info["target"], info["diagnosis"]))
+            y = info["target"].to_numpy()[mask]
             try:
-                res = paired_auc_difference(pa["target"][mask], pa["probability"][mask], pb["probability"][mask],
-                                            pa["patient_id"][mask], n_boot=n_boot, seed=seed)
+                res = paired_auc_difference(y, sa[mask], sb[mask], info["patient_id"].to_numpy()[mask],
+                                            n_boot=n_boot, seed=seed)
+                delong = delong_test(y, sa[mask, 0], sb[mask, 0])["p_value"]
             except MetricError:
                 continue
             fold_d = (fa[column] - fb[column]).to_numpy()
             rows.append({"contrast": f"{a} − {b}", "subset": subset, "delta_auc": res["delta"],
                          "ci_low": res["ci_low"], "ci_high": res["ci_high"], "p_value": res["p_value"],
+                         "p_delong": delong, "repeats": len(reps),
                          "fold_deltas": ";".join(f"{d:+.3f}" for d in fold_d),
                          "folds_positive": int((fold_d > 0).sum()), "folds": len(fold_d)})
-    return pd.DataFrame(rows, columns=["contrast", "subset", "delta_auc", "ci_low", "ci_high", "p_value", "fold_deltas",
-                                       "folds_positive", "folds"])
+    return pd.DataFrame(rows, columns=["contrast", "subset", "delta_auc", "ci_low", "ci_high", "p_value", "p_delong",
+                                       "repeats", "fold_deltas", "folds_positive", "folds"])
 
 
 def describe_contrast(paired: pd.DataFrame, a: str, b: str, subset: str = "all") -> str:
@@ -331,15 +381,15 @@ def describe_contrast(paired: pd.DataFrame, a: str, b: str, subset: str = "all")
     if row.empty:
         return "not run"
     r = row.iloc[0]
-    return (f"{r.delta_auc:+.3f} (95% CI {r.ci_low:+.3f} to {r.ci_high:+.3f}; p {r.p_value:.2g}; "
-            f"{r.folds_positive} of {r.folds} folds > 0)")
+    reps = int(getattr(r, "repeats", 1) or 1)
+    return (f"{r.delta_auc:+.3f} (95% CI {r.ci_low:+.3f} to {r.ci_high:+.3f}; p {r.p_value:.2g}"
+            + (f", DeLong p {r.p_delong:.2g}" if "p_delong" in row and r.p_delong == r.p_delong else "")
+            + f"; {r.folds_positive} of {r.folds} folds > 0" + (f" over {reps} repeats" if reps > 1 else "") + ")")
 
 
 #: What the paper reports for its fusion model (Ahmad et al. 2025: accuracy 94.5%, F1 0.94); other metrics of its
 #: results table are not restated here, so they stay blank rather than guessed.
 PAPER_REPORTED: dict[str, float] = {"accuracy": 0.945, "f1": 0.94}
-#: The malignant share of the full ISIC 2020 training data (584 of 33,126 images).
-ISIC2020_PREVALENCE: float = 584 / 33126
 
 
 def paper_comparison_table(oof: pd.DataFrame, variants: list[str], n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
@@ -352,6 +402,7 @@ def paper_comparison_table(oof: pd.DataFrame, variants: list[str], n_boot: int =
     def at(name: str):
         return lambda y, s: threshold_metrics(y, s >= 0.5, 0.5)[name]
 
+    oof = study_folds(oof)
     rows = {m: {"metric": m, "paper (fusion)": PAPER_REPORTED.get(m, float("nan"))}
             for m in ("accuracy", "precision", "recall", "f1", "roc_auc")}
     for variant in variants:
@@ -403,8 +454,10 @@ def preprocessing_table(per_fold: pd.DataFrame, oof: pd.DataFrame, names: list[s
 def add_ensemble(per_fold: pd.DataFrame, oof: pd.DataFrame, members: list[str], name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(per_fold, oof)`` with an ensemble variant ``name``: per image, the mean of the members' out-of-fold
     probabilities (calibrated: each member's calibrator is monotone, so the mean keeps each member's ranking and puts
-    them on one scale); each fold's threshold is the members' mean threshold. Members that did not run: unchanged."""
-    parts = [oof[oof["variant"] == m].set_index("image_name") for m in members]
+    them on one scale); each fold's threshold is the members' mean threshold. Members that did not run: unchanged.
+    On the study's folds only (:func:`study_folds`)."""
+    first = study_folds(oof)
+    parts = [first[first["variant"] == m].set_index("image_name") for m in members]
     if len(members) < 2 or any(p.empty for p in parts):
         return per_fold, oof
     ens = parts[0].copy()
@@ -414,7 +467,8 @@ def add_ensemble(per_fold: pd.DataFrame, oof: pd.DataFrame, members: list[str], 
     ens = ens.reset_index()
     rows = []
     for k, part in ens.groupby("fold", sort=True):
-        rows.append({"variant": name, "fold": k, "n_test": len(part), "roc_auc": roc_auc(part["target"], part["probability"]),
+        rows.append({"variant": name, **({"repeat": 0} if "repeat" in per_fold else {}), "fold": k, "n_test": len(part),
+                     "roc_auc": roc_auc(part["target"], part["probability"]),
                      "pr_auc": pr_auc(part["target"], part["probability"]),
                      "auc_melanoma_vs_nevus": melanoma_vs_nevus_auc(part["target"], part["probability"], part["diagnosis"]),
                      "epochs_run": None, "train_seconds": None})

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from .config import ISIC2020_PREVALENCE
+
 
 def _ci(d: dict[str, float] | None, digits: int = 3) -> str:
     if not d or d.get("estimate") is None or not np.isfinite(d["estimate"]):
@@ -56,7 +58,7 @@ def model_card(config: dict[str, Any], report: dict[str, Any] | None, title: str
                 f"{_num(m.get('validation_auc_raw'))}); the ensemble averages the members' raw outputs."
                 for k, m in enumerate((config.get("ensemble") or {}).get("members", []))],
               "- For another prevalence, pass `--prevalence P` to `predict`/`evaluate` (prior-shift correction; ISIC 2020: "
-              "0.0176).", ""]
+              f"`--prevalence isic2020`, {ISIC2020_PREVALENCE:.4f}).", ""]
     lines += ["## Intended use",
               "- Research on dermoscopic melanoma classification: reproducing and criticising the study, comparing "
               "models, studying shortcuts. Ranking or triaging images for review by a dermatologist, in a study.",
@@ -87,7 +89,7 @@ def model_card(config: dict[str, Any], report: dict[str, Any] | None, title: str
             lines.append(f"| {op['name']} | {op['threshold']:.4f} | {_ci(op['sensitivity'], 2)} | {_ci(op['specificity'], 2)} | "
                          f"{_ci(op['ppv'], 2)} | {_ci(op['nnb'], 1)} |")
         lines += ["", "NNB: number needed to biopsy (benign + malignant biopsies per melanoma found) at the validation "
-                  "prevalence; at 1.76% it is far higher.", "", "### Subgroups (ROC AUC, 95% CI)", "",
+                  f"prevalence; at ISIC 2020's {100 * ISIC2020_PREVALENCE:.2f}% it is far higher.", "", "### Subgroups (ROC AUC, 95% CI)", "",
                   "| factor | group | images | malignant | ROC AUC |", "|---|---|---|---|---|"]
         for row in report["subgroups"]:
             auc = row["note"] if not np.isfinite(row["roc_auc"]) else _ci({"estimate": row["roc_auc"], "ci_low": row["ci_low"], "ci_high": row["ci_high"]})

@@ -296,7 +296,7 @@ class Run:
     def predict_proba(self, df: pd.DataFrame, batch_size: int = 64, tta: int | None = None,
                       prevalence: float | None = None, cached_embeddings: bool = False) -> np.ndarray:
         """Calibrated probabilities of melanoma: right at the run's :attr:`prevalence`, or moved to a stated
-        deployment ``prevalence`` (e.g. 0.0176 for ISIC 2020) by :func:`~melanoma_utils.calibration.prior_shift`."""
+        deployment ``prevalence`` (e.g. :data:`melanoma_utils.config.ISIC2020_PREVALENCE`) by :func:`~melanoma_utils.calibration.prior_shift`."""
         return self.calibrate(self.predict(df, batch_size, tta, cached_embeddings), prevalence)
 
     def calibrate(self, raw: Any, prevalence: float | None = None) -> np.ndarray:

@@ -34,7 +34,7 @@ report_dir = "reports/demo"
 run_dir = ""  # a run folder from train; empty: notebook 03's run of validate_variant on its held-out fold
 validate_variant = "fusion, clinical"
 fold = 0
-prevalence = 0.0176  # a stated deployment prevalence (ISIC 2020: 1.76%); 0: none
+prevalence = "isic2020"  # a stated deployment prevalence: a number in (0, 1), or isic2020 (584 of 33,126); 0: none
 external_dirs = []  # external data sets of notebook 03: its held-out external lesions are validated at the end
 n_boot = 1000
 seed = 0
@@ -44,7 +44,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from melanoma_utils import plots
-from melanoma_utils.calibration import reliability_table
+from melanoma_utils.calibration import check_prevalence, reliability_table
 from melanoma_utils.clinical import validation_report
 from melanoma_utils.experiments import load_folds, run_folder_name
 from melanoma_utils.reporting import open_study, package_versions
@@ -64,7 +64,7 @@ preds = run.predict_frame(rows)
 ok = preds["error"] == ""
 table = pd.concat([rows[ok.to_numpy()].reset_index(drop=True),
                    preds.loc[ok, ["probability", "raw_probability"]].reset_index(drop=True)], axis=1)
-stated = prevalence if prevalence and run.prevalence else None  # a run without a calibrator has no known prevalence
+stated = check_prevalence(prevalence) if prevalence and run.prevalence else None  # a run without a calibrator has no known prevalence
 result = validation_report(table, threshold=run.threshold, prevalence=stated, probability_prevalence=run.prevalence,
                            n_boot=n_boot, seed=seed)
 cfg = run.train_config

@@ -258,3 +258,15 @@ def test_a_calibrator_never_inverts_the_ranking_it_was_handed() -> None:
     assert spearmanr(raw, cal.transform(raw)).statistic >= 0
     good = fit_calibrator(y, 1 / (1 + np.exp(-(rng.normal(0, 1, 400) + 1.5 * y))), np.arange(400))
     assert "platt_refused_slope" not in good.selection
+
+
+def test_prevalence_is_a_number_in_0_1_or_a_known_name() -> None:
+    from melanoma_utils.calibration import check_prevalence
+
+    assert check_prevalence("isic2020") == pytest.approx(584 / 33126)
+    assert check_prevalence(" ISIC2020 ") == pytest.approx(0.01763, abs=1e-5)
+    assert check_prevalence("0.05") == 0.05
+    with pytest.raises(ValueError, match="must be a number in \\(0, 1\\) or one of isic2020; got 'ham'"):
+        check_prevalence("ham")
+    with pytest.raises(ValueError, match="--prevalence must be in \\(0, 1\\)"):
+        check_prevalence(1.5, "--prevalence")

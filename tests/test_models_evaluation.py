@@ -148,3 +148,49 @@ def test_fast_roc_and_pr_auc_equal_sklearn_with_ties() -> None:
         assert pr_auc(y, s) == pytest.approx(average_precision_score(y, s), abs=1e-12)
     assert roc_auc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]) == 0.75  # by hand: 3 of 4 pairs ordered
     assert pr_auc([0, 1, 1], [0.9, 0.8, 0.1]) == pytest.approx(0.5 * 0.5 + 0.5 * (2 / 3))
+
+
+def test_delong_matches_the_pairwise_definition_and_its_edge_cases() -> None:
+    """DeLong's variance from its definition (O(m·n) pairwise kernel), not from the fast ranks the code uses."""
+    from scipy.stats import norm
+
+    from melanoma_utils.evaluation import delong_test
+
+    rng = np.random.default_rng(3)
+    y = np.array([1] * 30 + [0] * 70)
+    a = np.round(y + rng.normal(0, 1, 100), 1)  # rounded: ties, which count half
+    b = np.round(y + rng.normal(0, 1.6, 100), 1)
+
+    def psi(s):
+        x, z = s[y == 1][:, None], s[y == 0][None, :]
+        return (x > z) + 0.5 * (x == z)
+
+    ka, kb = psi(a), psi(b)
+    v10 = np.vstack([ka.mean(1), kb.mean(1)])
+    v01 = np.vstack([ka.mean(0), kb.mean(0)])
+    s10, s01 = np.cov(v10), np.cov(v01)
+    var = (s10[0, 0] + s10[1, 1] - 2 * s10[0, 1]) / 30 + (s01[0, 0] + s01[1, 1] - 2 * s01[0, 1]) / 70
+    delta = ka.mean() - kb.mean()
+    res = delong_test(y, a, b)
+    assert res["delta"] == pytest.approx(delta) and res["se"] == pytest.approx(np.sqrt(var))
+    assert res["p_value"] == pytest.approx(2 * norm.sf(abs(delta) / np.sqrt(var)))
+    assert delong_test(y, a, a)["p_value"] == 1.0  # a model against itself
+    with pytest.raises(MetricError):
+        delong_test(np.zeros(5), a[:5], b[:5])
+
+
+def test_paired_difference_over_repeats_averages_the_per_repeat_differences() -> None:
+    from melanoma_utils.evaluation import paired_auc_difference
+
+    rng = np.random.default_rng(0)
+    y = np.array([1, 0] * 60)
+    groups = np.repeat(np.arange(40), 3)
+    a = np.column_stack([y + rng.normal(0, s, 120) for s in (0.8, 0.9, 1.0)])
+    b = np.column_stack([y + rng.normal(0, 1.5, 120) for _ in range(3)])
+    res = paired_auc_difference(y, a, b, groups, n_boot=200)
+    expected = np.mean([roc_auc(y, a[:, r]) - roc_auc(y, b[:, r]) for r in range(3)])
+    assert res["delta"] == pytest.approx(expected) and res["ci_low"] <= expected <= res["ci_high"]
+    one = paired_auc_difference(y, a[:, 0], b[:, 0], groups, n_boot=200)
+    assert one["delta"] == pytest.approx(roc_auc(y, a[:, 0]) - roc_auc(y, b[:, 0]))
+    with pytest.raises(ValueError, match="differ in shape"):
+        paired_auc_difference(y, a, b[:, :2], groups, n_boot=10)

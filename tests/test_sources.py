@@ -13,6 +13,7 @@ import pytest
 from melanoma_utils import config
 from melanoma_utils.data import DataError
 from melanoma_utils.evaluation import MetricError, paired_auc_difference, roc_auc
+from melanoma_utils.runs import TrainConfig
 from melanoma_utils.sources import (
     HAM10000,
     ISIC2019,
@@ -229,6 +230,34 @@ def test_cross_validation_keeps_external_rows_out_of_every_test_fold(tmp_path: P
     assert paired["fold_deltas"].iloc[0] == expected
     with pytest.raises(ValueError, match="asks for external training data"):
         cross_validate(main, TrainConfig(kind="meta", epochs=1, verbose=0), tmp_path / "cv2", variants, n_splits=2)
+
+
+@pytest.mark.slow
+def test_repeated_cross_validation_draws_new_folds_and_pairs_over_repeats(tmp_path: Path) -> None:
+    from melanoma_utils.experiments import load_folds, paired_contrasts, repeated_cross_validate, summarise_cv
+
+    main = _meta_table(120, "m", 0)
+    variants = {"meta": {"kind": "meta"}, "meta, paper": {"kind": "meta", "features": "paper"}}
+    per_fold, oof = repeated_cross_validate(main, TrainConfig(kind="meta", epochs=2, verbose=0), tmp_path / "cv", variants,
+                                            n_splits=2, repeats=2, repeat_variants=["meta"])
+    f0, f1 = load_folds(tmp_path / "cv" / "folds.csv", main), load_folds(tmp_path / "cv" / "repeat1" / "folds.csv", main)
+    assert (f0 != f1).any()  # another assignment of patients to folds
+    assert sorted(per_fold.groupby("repeat")["variant"].unique().map(sorted).tolist()) == [["meta"], ["meta", "meta, paper"]]
+    paired = paired_contrasts(per_fold, oof, [("meta, paper", "meta")], n_boot=50)
+    assert paired["repeats"].iloc[0] == 1  # the repeat both variants ran
+    both = {"meta": {"kind": "meta"}, "meta 2": {"kind": "meta", "seed": 1}}
+    per_fold, oof = repeated_cross_validate(main, TrainConfig(kind="meta", epochs=2, verbose=0), tmp_path / "cv2", both,
+                                            n_splits=2, repeats=2)
+    row = paired_contrasts(per_fold, oof, [("meta 2", "meta")], n_boot=50).iloc[0]
+    per_repeat = []
+    for r in (0, 1):
+        o = oof[oof["repeat"] == r]
+        per_repeat.append(roc_auc(o[o["variant"] == "meta 2"]["target"], o[o["variant"] == "meta 2"]["probability"])
+                          - roc_auc(o[o["variant"] == "meta"]["target"], o[o["variant"] == "meta"]["probability"]))
+    assert row["repeats"] == 2 and len(row["fold_deltas"].split(";")) == 4 and row["folds"] == 4
+    assert row["delta_auc"] == pytest.approx(np.mean(per_repeat))
+    assert 0 <= row["p_delong"] <= 1
+    assert summarise_cv(per_fold, oof, n_boot=50)["folds"].tolist() == [2, 2]  # the table describes the study's folds
 
 
 def test_paired_auc_difference_resamples_both_models_together() -> None:
