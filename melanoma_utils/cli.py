@@ -8,10 +8,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from . import config
 from .data import DataError
+
+if TYPE_CHECKING:
+    from .runs import TrainConfig
 
 Handler = Callable[[argparse.Namespace], int]
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Handler]] = {}
@@ -214,10 +217,22 @@ def _sensitivity(value: str) -> float:
     return x
 
 
+def _renamed(new: str) -> type[argparse.Action]:
+    """An argparse action for an option's old spelling: stores like ``new`` and warns once that ``new`` replaces it
+    (``--model`` meant the model kind in ``train`` but the run folder in ``predict``/``evaluate``)."""
+
+    class Renamed(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+            print(f"warning: {option_string} is renamed {new} (the old spelling will be removed)", file=sys.stderr)
+            setattr(namespace, self.dest, values)
+
+    return Renamed
+
+
 def _train_args(p: argparse.ArgumentParser) -> None:
     from .backbones import BACKBONES
     from .features import FEATURE_SETS
-    from .runs import STRATEGIES
+    from .runs import MAX_IMAGE_SIZE, STRATEGIES, TrainConfig
     from .transforms import PREPROCESSORS
 
     p.add_argument("--metadata", "--shards", dest="metadata", type=_existing_path, required=True,
@@ -228,47 +243,52 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    help="external training data (repeatable): a HAM10000 or ISIC 2019 folder in its own schema; its rows "
                         "join the training part only (validation, calibration and threshold stay on --metadata's patients)")
     p.add_argument("--out", type=Path, required=True, help="run folder to write")
-    p.add_argument("--kind", "--model", dest="kind", choices=("fusion", "image", "meta"), default="fusion",
-                   help="which inputs the model takes: images and metadata (fusion), images only, metadata only")
-    p.add_argument("--features", choices=sorted(FEATURE_SETS), default="clinical")
-    p.add_argument("--image-size", type=_positive_int, default=None,
-                   help="side in px (default: the ImageNet resolution of efficientnetlite0/1/2, 224/240/260 px — for "
-                        "Lite0 also the best in the validation sweep; 128 otherwise)")
-    p.add_argument("--epochs", type=_positive_int, default=30)
-    p.add_argument("--batch-size", type=_positive_int, default=32)
-    p.add_argument("--learning-rate", type=_positive_float, default=1e-4)
-    p.add_argument("--patience", type=_positive_int, default=5, help="early-stopping patience (epochs)")
-    p.add_argument("--val-fraction", type=_nonneg_float, default=0.2)
-    p.add_argument("--min-sensitivity", type=_sensitivity, default=0.9, help="validation sensitivity the threshold must reach, in (0, 1]")
-    p.add_argument("--preprocess", choices=sorted(PREPROCESSORS), default="none")
-    p.add_argument("--no-augment", action="store_true")
-    p.add_argument("--no-class-weights", action="store_true")
-    p.add_argument("--backbone", choices=["cnn", *sorted(BACKBONES)], default="efficientnetlite0",
-                   help="image branch: efficientnetlite0 (default; ImageNet weights shipped offline, frozen, head trained "
-                        "on cached embeddings), cnn (the study's CNN from scratch) or a keras.applications model")
-    p.add_argument("--backbone-weights", "--weights", dest="backbone_weights", default=None,
-                   help="backbone weights: none | imagenet | PATH.h5 (default: imagenet for efficientnetlite0, else none)")
-    p.add_argument("--finetune", choices=("none", "top", "all"), default="none",
+    d, S = TrainConfig.default, argparse.SUPPRESS  # defaults are TrainConfig's: stated here, decided there
+    p.add_argument("--model", dest="kind", choices=("fusion", "image", "meta"), default=S, help=argparse.SUPPRESS,
+                   action=_renamed("--kind"))
+    p.add_argument("--kind", dest="kind", choices=("fusion", "image", "meta"), default=S,
+                   help=f"which inputs the model takes: images and metadata (fusion), images only, metadata only (default: {d('kind')})")
+    p.add_argument("--features", choices=sorted(FEATURE_SETS), default=S, help=f"metadata feature set (default: {d('features')})")
+    p.add_argument("--image-size", type=_positive_int, default=S,
+                   help="side in px (default: the backbone's ImageNet resolution: efficientnetlite0/1/2 224/240/260 px; "
+                        f"128 for the study's CNN); at most {MAX_IMAGE_SIZE}")
+    p.add_argument("--epochs", type=_positive_int, default=S, help=f"(default: {d('epochs')})")
+    p.add_argument("--batch-size", type=_positive_int, default=S, help=f"(default: {d('batch_size')})")
+    p.add_argument("--learning-rate", type=_positive_float, default=S, help=f"(default: {d('learning_rate')})")
+    p.add_argument("--patience", type=_positive_int, default=S, help=f"early-stopping patience in epochs (default: {d('patience')})")
+    p.add_argument("--val-fraction", type=_nonneg_float, default=S,
+                   help=f"share of the patients held out for validation, in (0, 1) (default: {d('val_fraction')})")
+    p.add_argument("--min-sensitivity", type=_sensitivity, default=S,
+                   help=f"validation sensitivity the threshold must reach, in (0, 1] (default: {d('min_sensitivity')})")
+    p.add_argument("--preprocess", choices=sorted(PREPROCESSORS), default=S, help=f"(default: {d('preprocess')})")
+    p.add_argument("--no-augment", dest="augment", action="store_false", default=S)
+    p.add_argument("--no-class-weights", dest="class_weighting", action="store_false", default=S)
+    p.add_argument("--backbone", choices=["cnn", *sorted(BACKBONES)], default=S,
+                   help=f"image branch (default: {d('backbone')}: ImageNet weights shipped offline, frozen, head trained "
+                        "on cached embeddings); cnn: the study's CNN from scratch; or a keras.applications model")
+    p.add_argument("--backbone-weights", "--weights", dest="backbone_weights", default=S,
+                   help="backbone weights: none | imagenet | PATH.h5 (default: imagenet for efficientnetlite0/1/2, else none)")
+    p.add_argument("--finetune", choices=("none", "top", "all"), default=S,
                    help="with pretrained weights: after training the head on cached embeddings, fine-tune the "
-                        "backbone's last stage (top) or all of it")
-    p.add_argument("--finetune-epochs", type=_positive_int, default=2)
-    p.add_argument("--finetune-learning-rate", type=_positive_float, default=1e-5)
-    p.add_argument("--head-learning-rate", type=_positive_float, default=1e-3,
-                   help="learning rate of the head trained on cached embeddings")
-    p.add_argument("--embedding-views", type=int, choices=range(1, 9), default=8, metavar="1..8",
-                   help="dihedral views (rotations/mirrors) of each image cached for the head's training")
-    p.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=1,
+                        f"backbone's last stage (top) or all of it (default: {d('finetune')})")
+    p.add_argument("--finetune-epochs", type=_positive_int, default=S, help=f"(default: {d('finetune_epochs')})")
+    p.add_argument("--finetune-learning-rate", type=_positive_float, default=S, help=f"(default: {d('finetune_learning_rate')})")
+    p.add_argument("--head-learning-rate", type=_positive_float, default=S,
+                   help=f"learning rate of the head trained on cached embeddings (default: {d('head_learning_rate')})")
+    p.add_argument("--embedding-views", type=int, choices=range(1, 9), default=S, metavar="1..8",
+                   help=f"dihedral views (rotations/mirrors) of each image cached for the head's training (default: {d('embedding_views')})")
+    p.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=S,
                    help="test-time augmentation for the validation predictions (threshold) and, by default, for "
-                        "predict: views averaged per image (8: ~+0.007 validation AUC, 8x slower prediction)")
-    p.add_argument("--end-to-end", action="store_true",
+                        f"predict: views averaged per image (8: ~+0.007 validation AUC, 8x slower prediction; default: {d('tta')})")
+    p.add_argument("--end-to-end", dest="frozen_features", action="store_false", default=S,
                    help="with pretrained weights: train on decoded images end to end (GPU) instead of cached embeddings")
-    p.add_argument("--freeze-epochs", type=_nonneg_int, default=0, help="--end-to-end: epochs with the backbone frozen first")
-    p.add_argument("--cache", default="memory", help="memory | none | a file prefix for large sets")
-    p.add_argument("--strategy", choices=STRATEGIES, default="auto",
+    p.add_argument("--freeze-epochs", type=_nonneg_int, default=S, help="--end-to-end: epochs with the backbone frozen first")
+    p.add_argument("--cache", default=S, help=f"memory | none | a file prefix for large sets (default: {d('cache')})")
+    p.add_argument("--strategy", choices=STRATEGIES, default=S,
                    help="devices: auto (several GPUs: mirrored), one, mirrored (tf.distribute over GPUs/CPUs; JAX: "
                         "DataParallel), multiworker (TF_CONFIG; the chief writes --out), tpu; --batch-size is per "
                         "replica, learning rates scale with the replicas")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=S, help=f"drives Python, NumPy and Keras (default: {d('seed')})")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a finished run in --out (only once the new run is complete)")
     p.add_argument("--restart", action="store_true",
@@ -276,37 +296,27 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
 
 
+#: ``train`` options that are not TrainConfig fields.
+_NOT_CONFIG = ("command", "handler", "metadata", "images", "duplicates", "external", "out", "overwrite", "restart")
+
+
+def train_config(args: argparse.Namespace) -> "TrainConfig":
+    """The :class:`~melanoma_utils.runs.TrainConfig` of parsed ``train`` arguments: only the options the user gave
+    (every other value is TrainConfig's own default)."""
+    from .runs import TrainConfig
+
+    return TrainConfig(**{k: v for k, v in vars(args).items() if k not in _NOT_CONFIG})
+
+
 @command("train", "train a model; write a self-contained run folder", _train_args)
 def _train(args: argparse.Namespace) -> int:
-    from .backbones import OFFLINE_IMAGENET, default_image_size
     from .data import load_dataset
-    from .runs import TrainConfig
     from .training import make_distribution, train_run
 
-    if args.strategy == "multiworker":  # before TensorFlow runs anything (reading shards would): collective set-up
+    if getattr(args, "strategy", None) == "multiworker":  # before TensorFlow runs anything (reading shards would): collective set-up
         make_distribution("multiworker")
 
-    backbone = None if args.backbone == "cnn" else args.backbone
-    image_size = args.image_size or default_image_size(backbone)
-    weights = args.backbone_weights if args.backbone_weights is not None else ("imagenet" if backbone in OFFLINE_IMAGENET else "none")
-    if weights.lower() != "none" and not backbone:
-        raise ValueError(f"--backbone-weights {weights} needs a backbone (the study's CNN has no pretrained weights); "
-                         "e.g. --backbone efficientnetlite0 --backbone-weights imagenet")
-    if weights.lower() not in ("none", "imagenet") and not Path(weights).is_file():
-        raise FileNotFoundError(f"--backbone-weights {weights}: file not found (none | imagenet | a weights file)")
-    if args.val_fraction <= 0 or args.val_fraction >= 1:
-        raise ValueError(f"--val-fraction must be between 0 and 1; got {args.val_fraction}")
-    cfg = TrainConfig(
-        kind=args.kind, features=args.features, image_size=image_size, epochs=args.epochs,
-        batch_size=args.batch_size, learning_rate=args.learning_rate, patience=args.patience,
-        val_fraction=args.val_fraction, min_sensitivity=args.min_sensitivity, preprocess=args.preprocess,
-        augment=not args.no_augment, class_weighting=not args.no_class_weights, backbone=backbone,
-        backbone_weights=None if weights.lower() == "none" else weights, freeze_epochs=args.freeze_epochs,
-        finetune=args.finetune, finetune_epochs=args.finetune_epochs, finetune_learning_rate=args.finetune_learning_rate,
-        head_learning_rate=args.head_learning_rate, tta=args.tta, embedding_views=args.embedding_views, frozen_features=not args.end_to_end,
-        cache=None if args.cache.lower() == "none" else args.cache, seed=args.seed, verbose=args.verbose,
-        strategy=args.strategy,
-    )
+    cfg = train_config(args)
     ds = load_dataset(args.metadata, args.images, duplicates=args.duplicates,
                       on_missing="drop" if cfg.uses_images else "keep")
     for note in ds.report.notes:
@@ -377,7 +387,8 @@ def _ensemble(args: argparse.Namespace) -> int:
 
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run", "--model", dest="run", type=_existing_path, required=True, help="run folder from `train`")
+    p.add_argument("--model", dest="run", type=_existing_path, help=argparse.SUPPRESS, action=_renamed("--run"))
+    p.add_argument("--run", dest="run", type=_existing_path, help="run folder from `train` (required)")
     p.add_argument("--metadata", "--shards", dest="metadata", type=_existing_path, required=True,
                    help="CSV in the ISIC 2020 schema, or a TFRecord shard folder (from `shard`)")
     p.add_argument("--images", type=Path, help="folder of <image_name>.jpg (default: train/ beside the CSV)")
@@ -399,6 +410,8 @@ def _predict(args: argparse.Namespace) -> int:
     from .data import load_for_prediction
     from .runs import Run
 
+    if args.run is None:
+        raise ValueError("predict needs --run RUN: the run folder written by `train`")
     if args.out.is_dir():
         raise FileExistsError(f"{args.out} is a folder; --out names the predictions CSV to write (e.g. {args.out / 'predictions.csv'})")
     if args.out.exists() and not args.overwrite:
@@ -453,7 +466,8 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
                         "width/height give the subgroups")
     p.add_argument("--threshold", type=_nonneg_float,
                    help="decision threshold (default: the predictions' threshold column, else the run's)")
-    p.add_argument("--run", "--model", dest="run", type=_existing_path, help="run folder: its threshold and calibration prevalence")
+    p.add_argument("--model", dest="run", type=_existing_path, help=argparse.SUPPRESS, action=_renamed("--run"))
+    p.add_argument("--run", dest="run", type=_existing_path, help="run folder: its threshold and calibration prevalence")
     p.add_argument("--prevalence", type=_prevalence,
                    help="also report at this deployment prevalence, a number or isic2020 (probabilities moved there by prior "
                         "shift, rows reweighted): calibration, PPV/NPV/NNB, net benefit")

@@ -70,7 +70,7 @@ NORMALISED_COLUMNS: tuple[str, ...] = (
     "image_path",
 )
 
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png")
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp")  # what every decoder here reads (PH2 ships BMP)
 
 
 class DataError(ValueError):
@@ -182,6 +182,15 @@ def normalise_metadata(
             f"{source}: column 'image_name' is blank at line(s) "
             f"{_lines(np.flatnonzero((names.isna() | (names == '')).to_numpy()))}"
         )
+    from .images import unsafe_image_name
+
+    unsafe = names.map(lambda n: unsafe_image_name(n) is not None).to_numpy(bool)
+    if unsafe.any() and require_target:  # training data: refuse; rows to predict: each such row is an error of its own
+        first = names[unsafe].iloc[0]
+        raise DataError(
+            f"{source}: column 'image_name' must hold plain file names (no path separators, '..' or control characters); "
+            f"{first!r} {unsafe_image_name(first)} (line(s) {_lines(np.flatnonzero(unsafe))})"
+        )
     dup = names.duplicated(keep=False)
     if dup.any():
         shown = ", ".join(sorted(names[dup].unique())[:5])
@@ -272,16 +281,28 @@ def default_images_dir(metadata_csv: str | os.PathLike[str]) -> Path | None:
 
 
 def attach_image_paths(df: pd.DataFrame, images_dir: str | os.PathLike[str]) -> pd.DataFrame:
-    """Add ``image_path`` for each row (whether or not the file exists)."""
+    """Add ``image_path`` for each row (whether or not the file exists); a name that could leave the folder
+    (:func:`~melanoma_utils.images.unsafe_image_name`) gets no path at all."""
+    from .images import unsafe_image_name
+
     images_dir = Path(images_dir)
     existing = {p.name for p in images_dir.iterdir()} if images_dir.is_dir() else set()
     paths = []
     for name in df["image_name"]:
+        if unsafe_image_name(name):
+            paths.append("")
+            continue
         hit = next((f"{name}{ext}" for ext in IMAGE_EXTENSIONS if f"{name}{ext}" in existing), None)
         paths.append(str(images_dir / (hit or f"{name}{IMAGE_EXTENSIONS[0]}")))
     out = df.copy()
     out["image_path"] = paths
     return out
+
+
+def other_formats(images_dir: Path, names: list[str]) -> str:
+    """A hint when files of the missing names exist in another format (e.g. ``.tif``), for error messages."""
+    found = sorted({p.suffix.lower() for n in names[:50] for p in images_dir.glob(f"{n}.*")} - set(IMAGE_EXTENSIONS))
+    return f"; found {', '.join(found)} files of these names: convert them to PNG or JPEG" if found else ""
 
 
 def missing_image_names(df: pd.DataFrame) -> list[str]:
@@ -383,7 +404,7 @@ def load_dataset(
     if missing:
         msg = (
             f"{images_dir}: {len(missing)} of {len(df)} image file(s) listed in {csv} are missing, "
-            f"e.g. {', '.join(missing[:5])}"
+            f"e.g. {', '.join(missing[:5])} (looked for {'/'.join(IMAGE_EXTENSIONS)}{other_formats(images_dir, missing)})"
         )
         if on_missing == "error":
             raise DataError(msg + "; fix the folder or pass on_missing='drop'")

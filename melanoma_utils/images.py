@@ -16,14 +16,53 @@ import cv2
 import numpy as np
 import pandas as pd
 
+#: The largest image (pixels) decoded: beyond it a row is an error like a corrupt file (a 13,500² JPEG decodes to
+#: 550 MB). The environment variable ``MELANOMA_MAX_PIXELS`` overrides it.
+MAX_PIXELS: int = 100_000_000
+
+
+def max_pixels() -> int:
+    """The pixel limit in force (:data:`MAX_PIXELS`, or ``MELANOMA_MAX_PIXELS`` from the environment)."""
+    value = os.environ.get("MELANOMA_MAX_PIXELS", "")
+    return int(value) if value.strip().isdigit() and int(value) > 0 else MAX_PIXELS
+
+
+def unsafe_image_name(name: str) -> str | None:
+    """Why ``name`` cannot be an ``image_name`` (``None`` when it can): an image name is a plain file stem, so that no
+    row can read or write outside its image folder — no ``/`` or ``\\``, no ``..``, no drive or absolute path, no
+    control characters."""
+    text = str(name)
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        return "contains control characters"
+    if "/" in text or "\\" in text:
+        return "contains a path separator"
+    if text in (".", "..") or text.startswith("..") or ".." in text.split("."):
+        return "contains '..'"
+    if len(text) > 1 and text[1] == ":":
+        return "is a drive path"
+    return None
+
 
 def check_image_file(path: str | os.PathLike[str]) -> str | None:
-    """``None`` if the image decodes completely, else a one-line reason (missing, truncated, unreadable)."""
+    """``None`` if the image decodes completely, else a one-line reason (missing, truncated, unreadable, larger than
+    :func:`max_pixels`)."""
     from PIL import Image, UnidentifiedImageError
 
+    if not str(path):
+        return "file not found"
     path = Path(path)
     if not path.is_file():
         return "file not found"
+    try:
+        with Image.open(path) as im:  # the header only: refuse a huge image before decoding it
+            w, h = im.size
+        if w * h > max_pixels():
+            return (f"image too large: {w}×{h} = {w * h / 1e6:.0f} MP (limit {max_pixels() / 1e6:.0f} MP; "
+                    "set MELANOMA_MAX_PIXELS to raise it)")
+    except UnidentifiedImageError:
+        return "not an image file"
+    except (OSError, SyntaxError, ValueError) as exc:
+        return f"unreadable image ({exc})"
     try:
         with path.open("rb") as fh:
             head = fh.read(3)
@@ -31,8 +70,12 @@ def check_image_file(path: str | os.PathLike[str]) -> str | None:
                 fh.seek(-2, os.SEEK_END)
                 if fh.read(2) != b"\xff\xd9":
                     return "truncated JPEG (no end-of-image marker)"
-        with Image.open(path) as im:
-            im.load()
+        previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # the limit above applies instead
+        try:
+            with Image.open(path) as im:
+                im.load()
+        finally:
+            Image.MAX_IMAGE_PIXELS = previous
     except UnidentifiedImageError:
         return "not an image file"
     except (OSError, SyntaxError, ValueError) as exc:

@@ -155,9 +155,8 @@ def build_model(
         image = keras.Input((image_size, image_size, 3), name="image", dtype=image_dtype)
         inputs["image"] = image
         if backbone:
-            mode = BACKBONES[backbone.lower()][1] if backbone.lower() in BACKBONES else "unit"
-            x = BackbonePreprocess(mode, name="backbone_preprocess")(image)
-            base = build_backbone(backbone, image_size, backbone_weights)
+            base = build_backbone(backbone, image_size, backbone_weights)  # an unknown name: an error with the choices
+            x = BackbonePreprocess(BACKBONES[backbone.lower()][1], name="backbone_preprocess")(image)
             base.name = "backbone"
             x = base(x)
         else:

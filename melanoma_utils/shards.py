@@ -119,7 +119,7 @@ def write_shards(df: pd.DataFrame, out_dir: str | os.PathLike[str], n_shards: in
     entries: list[dict[str, Any]] = []
 
     def write_manifest(shards: list[dict[str, Any]]) -> None:
-        write_json(manifest_path, {"plan": plan, "n_shards": n_shards, "size": size, "seed": seed, "source": source,
+        write_json(manifest_path, {"plan": plan, "n_shards": n_shards, "size": size, "seed": seed, "source": Path(source).name,
                                    "shards": shards})
 
     for k in range(n_shards):
@@ -151,15 +151,69 @@ def is_shard_folder(path: str | os.PathLike[str]) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
 
+class ShardError(ValueError):
+    """A shard folder that does not match its manifest (edited, cut or damaged), or a record that cannot be used."""
+
+
+#: Per shard, the size and modification time at which its SHA-256 and record count last matched the manifest.
+VERIFIED = ".verified.json"
+
+
 def read_manifest(shard_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """The manifest, with each listed shard checked to exist (an error names a missing one)."""
+    """The manifest, with each listed shard checked to exist and to be named inside the folder (errors name it)."""
+    from .images import unsafe_image_name
+
     shard_dir = Path(shard_dir)
     if not is_shard_folder(shard_dir):
         raise FileNotFoundError(f"{shard_dir}: not a shard folder ({MANIFEST} missing; write one with `shard`)")
-    manifest = json.loads((shard_dir / MANIFEST).read_text())
-    missing = [s["file"] for s in manifest["shards"] if not (shard_dir / s["file"]).is_file()]
+    try:
+        manifest = json.loads((shard_dir / MANIFEST).read_text())
+        shards = manifest["shards"]
+        bad = [s["file"] for s in shards if unsafe_image_name(str(s["file"]))]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ShardError(f"{shard_dir / MANIFEST}: not a shard manifest ({exc}); re-run `shard`") from None
+    if bad:
+        raise ShardError(f"{shard_dir / MANIFEST}: shard file names must lie in the folder; got {bad[0]!r}")
+    missing = [s["file"] for s in shards if not (shard_dir / s["file"]).is_file()]
     if missing:
         raise FileNotFoundError(f"{shard_dir}: shard file(s) listed in {MANIFEST} are missing: {', '.join(missing)}")
+    return manifest
+
+
+def verify_shards(shard_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Check every shard against ``manifest.json``: its SHA-256 and its number of records (a shard cut at a record
+    boundary is still a valid TFRecord file, so the count matters). A shard that matched before at the same size and
+    modification time is not read again (:data:`VERIFIED`). Returns the manifest; a mismatch or a truncated record
+    is a :class:`ShardError` naming the shard, what differs and the fix."""
+    import tensorflow as tf
+
+    shard_dir = Path(shard_dir)
+    manifest = read_manifest(shard_dir)
+    seen_path = shard_dir / VERIFIED
+    try:
+        seen = json.loads(seen_path.read_text()) if seen_path.is_file() else {}
+    except ValueError:
+        seen = {}
+    changed = False
+    for s in manifest["shards"]:
+        f = shard_dir / s["file"]
+        stamp = [f.stat().st_size, f.stat().st_mtime_ns, s.get("sha256"), s.get("n")]
+        if seen.get(s["file"]) == stamp:
+            continue
+        fix = f"the shard folder was changed or damaged; re-run `shard` to rewrite {shard_dir}"
+        digest = file_digest(f, "sha256")
+        if digest != s.get("sha256"):
+            raise ShardError(f"{f}: SHA-256 {digest[:12]}… differs from {MANIFEST}'s {str(s.get('sha256'))[:12]}…: {fix}")
+        try:
+            count = sum(1 for _ in tf.data.TFRecordDataset(str(f)))
+        except tf.errors.DataLossError as exc:
+            raise ShardError(f"{f}: truncated or corrupt record ({exc.message.splitlines()[0]}): {fix}") from None
+        if count != s.get("n"):
+            raise ShardError(f"{f}: holds {count} records, {MANIFEST} lists {s.get('n')}: {fix}")
+        seen[s["file"]] = stamp
+        changed = True
+    if changed:
+        write_json(seen_path, seen)
     return manifest
 
 
@@ -175,7 +229,7 @@ def records(shard_dir: str | os.PathLike[str], with_image: bool = True) -> Any:
     import tensorflow as tf
 
     shard_dir = Path(shard_dir)
-    manifest = read_manifest(shard_dir)
+    manifest = verify_shards(shard_dir)
     files = [str(shard_dir / s["file"]) for s in sorted(manifest["shards"], key=lambda s: s["shard"])]
     shard_ids = [s["shard"] for s in sorted(manifest["shards"], key=lambda s: s["shard"])]
     ds = tf.data.Dataset.from_tensor_slices((files, shard_ids))
@@ -187,9 +241,8 @@ def records(shard_dir: str | os.PathLike[str], with_image: bool = True) -> Any:
 
 def read_shard_table(shard_dir: str | os.PathLike[str]) -> pd.DataFrame:
     """The raw ISIC-schema table of a shard folder (``tfrecord`` = shard index), in record order."""
-    rows = []
-    for rec in records(shard_dir, with_image=False).as_numpy_iterator():
-        rows.append({k: (v.decode() if isinstance(v, bytes) else v.item()) for k, v in rec.items()})
+    rows = [{k: (v.decode() if isinstance(v, bytes) else v.item()) for k, v in rec.items()}
+            for rec in _checked(shard_dir, records(shard_dir, with_image=False))]
     t = pd.DataFrame(rows)
     if t.empty:
         raise ValueError(f"{shard_dir}: the shards hold no records")
@@ -199,6 +252,32 @@ def read_shard_table(shard_dir: str | os.PathLike[str]) -> pd.DataFrame:
         t[col] = t[col].where(t[col] > 0)
     t["benign_malignant"] = np.where(t["target"] == 1, "malignant", "benign")
     return t
+
+
+def _checked(shard_dir: Path, ds: Any) -> Any:
+    """Iterate a records dataset as NumPy, refusing a record whose ``image_name`` could leave a folder and turning a
+    damaged record into a :class:`ShardError` naming the folder."""
+    import tensorflow as tf
+
+    from .images import unsafe_image_name
+
+    it = ds.as_numpy_iterator()
+    k = 0
+    while True:
+        try:
+            rec = next(it)
+        except StopIteration:
+            return
+        except tf.errors.DataLossError as exc:
+            raise ShardError(f"{shard_dir}: a damaged record after {k} good ones ({exc.message.splitlines()[0]}); "
+                             "re-run `shard` to rewrite the folder") from None
+        name = rec["image_name"].decode(errors="replace")
+        reason = unsafe_image_name(name)
+        if reason:
+            raise ShardError(f"{shard_dir}: shard {rec['shard']} record {k} has image_name {name!r}, which {reason}: "
+                             "a name must be a plain file name; re-run `shard` from a clean table")
+        k += 1
+        yield rec
 
 
 def unpack_images(shard_dir: str | os.PathLike[str]) -> Path:
@@ -211,7 +290,7 @@ def unpack_images(shard_dir: str | os.PathLike[str]) -> Path:
     plan = read_manifest(shard_dir)["plan"]
     if stamp.is_file() and stamp.read_text() == plan:
         return folder
-    for rec in records(shard_dir).as_numpy_iterator():
+    for rec in _checked(shard_dir, records(shard_dir)):
         path = folder / f"{rec['image_name'].decode()}.jpg"
         if not path.is_file():
             atomic_write(path, lambda tmp, data=rec["image"]: tmp.write_bytes(data))

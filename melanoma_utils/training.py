@@ -34,7 +34,8 @@ from .evaluation import MetricError, choose_threshold, evaluate
 from .features import MetadataEncoder
 from .images import drop_unreadable
 from .modelcard import model_card
-from .runfolder import ResumeState, fingerprint, prepare_staging, publish, run_lock, staging_path
+from .resume import ResumeState
+from .runfolder import fingerprint, prepare_staging, publish, run_lock, staging_path
 from .runs import Run, TrainConfig
 from .sources import source_counts
 from .splits import assert_disjoint_patients, holdout_split
@@ -130,22 +131,15 @@ def _compile(model: Any, learning_rate: float, steps: int | None = None, images:
 def _train_end_to_end(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, encoder: MetadataEncoder,
                       class_weights: dict[int, float], preprocess: dict[str, Any], out_dir: Path, scope: Any) -> tuple[Any, int, float]:
     """Train the whole model on decoded images (optionally frozen backbone for ``freeze_epochs`` first),
-    resumable after a kill (:class:`~melanoma_utils.runfolder.ResumeState` in ``out_dir/backup``). Returns the
+    resumable after a kill (:class:`~melanoma_utils.resume.ResumeState` in ``out_dir/backup``). Returns the
     model, the epochs run in all and the seconds spent before an interruption."""
     from .models import backbone_layer, bias_for, build_model
 
     ds_tr, ds_va = _datasets(cfg, train, val, encoder, class_weights, preprocess)
     with scope:
-        model = build_model(
-            cfg.image_size if cfg.uses_images else None,
-            encoder.n_features if cfg.uses_meta else None,
-            kind=cfg.kind,  # type: ignore[arg-type]
-            conv_filters=cfg.conv_filters, conv_dropout=cfg.conv_dropout, meta_units=cfg.meta_units,
-            head_units=cfg.head_units, head_dropout=cfg.head_dropout,
-            initial_bias=bias_for(float(train["target"].mean())), backbone=cfg.backbone, backbone_weights=cfg.backbone_weights,
-        )
+        model = build_model(**cfg.model_kwargs(encoder.n_features, bias_for(float(train["target"].mean()))))
         base = backbone_layer(model)
-        frozen = base is not None and cfg.backbone_weights not in (None, "none") and cfg.freeze_epochs > 0
+        frozen = base is not None and cfg.backbone_weights is not None and cfg.freeze_epochs > 0
         if frozen:
             base.trainable = False
         _compile(model, cfg.learning_rate, _steps(len(train), cfg.batch_size, cfg.epochs), images=cfg.uses_images)
@@ -229,9 +223,7 @@ def _train_on_embeddings(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFram
     from .pipeline import make_embedding_sequence
 
     bias = bias_for(float(train["target"].mean()))
-    model = build_model(cfg.image_size, encoder.n_features if cfg.uses_meta else None, kind=cfg.kind,  # type: ignore[arg-type]
-                        meta_units=cfg.meta_units, head_units=cfg.head_units, head_dropout=cfg.head_dropout,
-                        initial_bias=bias, backbone=cfg.backbone, backbone_weights=cfg.backbone_weights)
+    model = build_model(**{**cfg.model_kwargs(encoder.n_features, bias), "image_size": cfg.image_size})
     base = backbone_layer(model)
     t0 = time.perf_counter()
     kw = dict(backbone=cfg.backbone, backbone_weights=cfg.backbone_weights, image_size=cfg.image_size, preprocess=preprocess,
@@ -246,9 +238,7 @@ def _train_on_embeddings(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFram
     y_tr, y_va = train["target"].to_numpy(np.float32), val["target"].to_numpy(np.float32)
     w_tr, w_va = _sample_weights(y_tr, class_weights), _sample_weights(y_va, class_weights)
     keras.utils.set_random_seed(cfg.seed)  # the head starts alike whether the embeddings were cached or computed
-    head = build_head_model(emb_tr.shape[-1], encoder.n_features if cfg.uses_meta else None, kind=cfg.kind,  # type: ignore[arg-type]
-                            meta_units=cfg.meta_units, head_units=cfg.head_units, head_dropout=cfg.head_dropout,
-                            initial_bias=bias)
+    head = build_head_model(**cfg.head_kwargs(emb_tr.shape[-1], encoder.n_features, bias))
     _compile(head, cfg.head_learning_rate, _steps(len(emb_tr), cfg.batch_size, cfg.epochs))
     x_va: dict[str, np.ndarray] = {"embedding": emb_va[:, 0]}
     if xm_va is not None:
@@ -306,7 +296,6 @@ def train_run(
     out_dir = Path(out_dir)
     dist = make_distribution(cfg.strategy)
     if not dist.chief:  # multi-worker: every worker trains in step; only the chief writes the run folder
-        import shutil
         import tempfile
 
         scratch = Path(tempfile.mkdtemp(prefix="melanoma-worker-"))
@@ -367,14 +356,14 @@ def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.
     work = staging_path(out_dir)
     if prepare_staging(work, fingerprint(cfg, train, val), restart):
         print(f"resuming the interrupted run staged in {work}", flush=True)
+    preprocess = preprocess_config(cfg.preprocess)
     if MetadataEncoder(cfg.features).uses_context:  # patient context from each split's own images
         from .context import add_context
 
-        train = add_context(train, cfg.image_size, preprocess_config(cfg.preprocess))
-        val = add_context(val, cfg.image_size, preprocess_config(cfg.preprocess))
+        train = add_context(train, cfg.image_size, preprocess)
+        val = add_context(val, cfg.image_size, preprocess)
     encoder = MetadataEncoder(cfg.features).fit(train)
     per_class = class_weights(train["target"].to_numpy()) if cfg.class_weighting else {0: 1.0, 1: 1.0}
-    preprocess = preprocess_config(cfg.preprocess)
     user_cfg = cfg
     cfg = scaled_for(cfg, dist.replicas)
     scope = dist.scope()

@@ -2,7 +2,7 @@
 inference, optional TTA) on N rows cycled from a CSV. Writes reports/bench/predict-<label>.md. A script, not a
 test: timings are never asserted.
 
-    .venv/bin/python scripts/bench_predict.py --model RUN --metadata ../shared/data/isic2020-256/train.csv --n 10000
+    .venv/bin/python scripts/bench_predict.py --run RUN --metadata ../shared/data/isic2020-256/train.csv --n 10000
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def main() -> None:
     from melanoma_utils.runs import Run
 
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", required=True)
+    ap.add_argument("--run", "--model", dest="model", required=True)
     ap.add_argument("--metadata", required=True)
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--tta", type=int, nargs="+", default=[1])

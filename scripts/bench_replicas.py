@@ -35,7 +35,7 @@ from melanoma_utils.runs import TrainConfig
 from melanoma_utils.training import train_run
 df = load_dataset(sys.argv[1]).frame.sample(n=int(sys.argv[3]), random_state=0)
 for strategy in strategies:
-    cfg = TrainConfig(kind="image", image_size=64, epochs=int(sys.argv[4]), patience=99, batch_size=32, augment=False,
+    cfg = TrainConfig(kind="image", backbone="cnn", image_size=64, epochs=int(sys.argv[4]), patience=99, batch_size=32, augment=False,
                       conv_filters=(16, 32, 64, 128), learning_rate=1e-3, strategy=strategy, verbose=0, cache="memory")
     run = train_run(df, cfg, f"{sys.argv[2]}/{strategy}", overwrite=True)
     c = run.config

@@ -9,6 +9,7 @@ from melanoma_utils import cli
 from melanoma_utils.data import (
     DataError,
     DataWarning,
+    attach_image_paths,
     drop_duplicates,
     load_dataset,
     load_metadata,
@@ -145,3 +146,27 @@ def test_sample_per_class(tiny_csv: Path) -> None:
     s = sample_per_class(df, 3, seed=1)
     assert s["target"].tolist() == [0, 0, 0, 1, 1, 1]
     assert len(sample_per_class(df, 100)) == 24
+
+
+def test_image_names_cannot_leave_the_image_folder(tiny_csv: Path, tmp_path: Path, capsys) -> None:
+    """Read traversal: a training CSV naming ../outside/secret is refused with its line; predict keeps the row as an
+    error of its own and never reads the file outside --images."""
+    import shutil
+
+    from melanoma_utils.images import unsafe_image_name
+
+    assert [unsafe_image_name(n) for n in ("ISIC_1", "a.b", "../x", "a/b", "a\\b", "C:x", "x\x00", "..")] == [
+        None, None, "contains a path separator", "contains a path separator", "contains a path separator",
+        "is a drive path", "contains control characters", "contains '..'"]
+    root = tmp_path / "set"
+    shutil.copytree(tiny_csv.parent, root)
+    (tmp_path / "outside").mkdir()
+    shutil.copy(next((root / "train").glob("*.jpg")), tmp_path / "outside" / "secret.jpg")
+    meta = pd.read_csv(root / "train.csv")
+    meta.loc[3, "image_name"] = "../../outside/secret"
+    meta.to_csv(root / "train.csv", index=False)
+    with pytest.raises(DataError, match=r"train.csv: column .image_name. must hold plain file names .* \(line\(s\) 5\)"):
+        load_dataset(root / "train.csv")
+    paths = attach_image_paths(meta, root / "train")["image_path"]
+    assert paths[3] == "" and all(str(root / "train") in p for p in paths.drop(3))
+    assert check_image_file(paths[3]) == "file not found"

@@ -24,7 +24,7 @@ def meta_run(tmp_path_factory):
 def fusion(tmp_path_factory):
     csv = write_dataset(tmp_path_factory.mktemp("fx"), n=40, size=24)
     df = load_dataset(csv).frame
-    run = train_run(df, TrainConfig(image_size=24, epochs=2, batch_size=8, conv_filters=(4, 8), meta_units=(8,),
+    run = train_run(df, TrainConfig(backbone="cnn", image_size=24, epochs=2, batch_size=8, conv_filters=(4, 8), meta_units=(8,),
                                     head_units=(8,), features="paper", verbose=0), tmp_path_factory.mktemp("fr") / "r")
     return run, df, explain.model_inputs(run, df)
 
@@ -98,7 +98,7 @@ def test_grad_cam_peaks_on_the_planted_bright_square() -> None:
     from melanoma_utils.models import build_model
     from melanoma_utils.runs import Run, TrainConfig
 
-    cfg = TrainConfig(kind="image", image_size=32, conv_filters=(1,), head_units=(1,), conv_dropout=0.0, head_dropout=0.0)
+    cfg = TrainConfig(kind="image", backbone="cnn", image_size=32, conv_filters=(1,), head_units=(1,), conv_dropout=0.0, head_dropout=0.0)
     model = build_model(32, None, kind="image", conv_filters=(1,), conv_dropout=0.0, head_units=(1,), head_dropout=0.0)
     model.get_layer("img1_conv").set_weights([np.full((3, 3, 3, 1), 1 / 27, np.float32), np.array([-0.6], np.float32)])
     model.get_layer("head1_dense").set_weights([np.array([[10.0]], np.float32), np.zeros(1, np.float32)])

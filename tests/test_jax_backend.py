@@ -32,7 +32,7 @@ SCRIPT = textwrap.dedent("""
     from melanoma_utils.runs import Run, TrainConfig
     from melanoma_utils.training import train_run
     df = load_dataset(write_dataset(Path({root!r}) / "d", n=40, size=24)).frame
-    run = train_run(df, TrainConfig(image_size=24, epochs=2, batch_size=8, conv_filters=(4, 8), meta_units=(8,),
+    run = train_run(df, TrainConfig(backbone="cnn", image_size=24, epochs=2, batch_size=8, conv_filters=(4, 8), meta_units=(8,),
                                     head_units=(8,), features="paper", verbose=0), Path({root!r}) / "run")
     p = Run.load(Path({root!r}) / "run").predict(df)
     assert p.shape == (40,) and np.isfinite(p).all() and np.allclose(p, run.predict(df), atol=1e-5)

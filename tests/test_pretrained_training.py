@@ -153,9 +153,9 @@ def test_cli_refuses_weights_without_backbone(tiny_csv: Path, tmp_path: Path, ca
     rc = main(["train", "--metadata", str(tiny_csv), "--out", str(tmp_path / "r"), "--backbone", "cnn",
                "--backbone-weights", "/nonexistent.h5"])
     assert rc == 2
-    assert "--backbone-weights /nonexistent.h5 needs a backbone" in capsys.readouterr().err
+    assert "(--backbone-weights) '/nonexistent.h5' needs a backbone" in capsys.readouterr().err
     rc = main(["train", "--metadata", str(tiny_csv), "--out", str(tmp_path / "r"), "--backbone-weights", "/nonexistent.h5"])
-    assert rc == 2 and "--backbone-weights /nonexistent.h5: file not found" in capsys.readouterr().err
+    assert rc == 2 and "(--backbone-weights) /nonexistent.h5: file not found" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
 

@@ -88,7 +88,7 @@ def cli_like_train(csv: Path, out: Path, **kw) -> None:
     from melanoma_utils.runs import TrainConfig
     from melanoma_utils.training import train_run
 
-    cfg = dict(kind="image", image_size=32, epochs=6, patience=50, batch_size=8, verbose=0, augment=False, seed=0)
+    cfg = dict(kind="image", backbone="cnn", image_size=32, epochs=6, patience=50, batch_size=8, verbose=0, augment=False, seed=0)
     cfg.update(kw.pop("cfg", {}))
     train_run(load_dataset(csv).frame, TrainConfig(**cfg), out, **kw)
 

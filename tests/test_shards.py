@@ -81,3 +81,69 @@ def test_shards_resume_and_refuse_another_plan(tmp_path: Path, capsys) -> None:
 
     back = load_dataset(out).frame
     assert cv2.imread(back["image_path"].iloc[0]).shape[:2] == (24, 24)
+
+
+def _rewrite(path: Path, records: list[bytes]) -> None:
+    import tensorflow as tf
+
+    with tf.io.TFRecordWriter(str(path)) as w:
+        for r in records:
+            w.write(r)
+
+
+def _set_manifest(folder: Path, **changes) -> None:
+    m = json.loads((folder / "manifest.json").read_text())
+    m["shards"][0].update(changes)
+    (folder / "manifest.json").write_text(json.dumps(m))
+
+
+def test_shards_are_verified_against_their_manifest(tmp_path: Path, capsys) -> None:
+    """A shard cut at a record boundary (still a valid TFRecord), an edited count, a zeroed checksum and a cut record
+    each stop reading with the shard's name and the fix, instead of training on fewer images."""
+    import tensorflow as tf
+
+    from melanoma_utils.atomic import file_digest
+    from melanoma_utils.shards import ShardError, read_shard_table
+
+    csv = write_dataset(tmp_path / "d", n=24)
+    write_shards(load_dataset(csv).frame, tmp_path / "sh", n_shards=2, seed=0)
+    m = json.loads((tmp_path / "sh" / "manifest.json").read_text())
+    assert m["source"] == ""  or "/" not in m["source"]  # no absolute source path
+    first = tmp_path / "sh" / m["shards"][0]["file"]
+    assert len(read_shard_table(tmp_path / "sh")) == 24 and (tmp_path / "sh" / ".verified.json").is_file()
+    recs = [r.numpy() for r in tf.data.TFRecordDataset(str(first))]
+    _rewrite(first, recs[:-1])  # one record fewer, a valid file
+    with pytest.raises(ShardError, match=rf"{first.name}: SHA-256 .* differs from manifest.json's .*re-run `shard`"):
+        read_shard_table(tmp_path / "sh")
+    _set_manifest(tmp_path / "sh", sha256=file_digest(first, "sha256"))  # even with a matching checksum: the count
+    with pytest.raises(ShardError, match=rf"holds {len(recs) - 1} records, manifest.json lists {len(recs)}"):
+        read_shard_table(tmp_path / "sh")
+    _rewrite(first, recs)
+    raw = first.read_bytes()
+    first.write_bytes(raw[: len(raw) - 40])  # cut inside the last record
+    _set_manifest(tmp_path / "sh", sha256=file_digest(first, "sha256"))
+    with pytest.raises(ShardError, match="truncated or corrupt record"):
+        read_shard_table(tmp_path / "sh")
+    assert cli.main(["check", "--metadata", str(tmp_path / "sh")]) == 2
+    assert f"{first.name}: truncated or corrupt record" in capsys.readouterr().err
+
+
+def test_a_record_named_to_leave_its_folder_is_refused_and_nothing_is_written_outside(tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    from melanoma_utils.atomic import file_digest
+    from melanoma_utils.shards import ShardError, _example, unpack_images
+
+    csv = write_dataset(tmp_path / "d", n=12)
+    frame = load_dataset(csv).frame
+    write_shards(frame, tmp_path / "sh", n_shards=1, seed=0)
+    m = json.loads((tmp_path / "sh" / "manifest.json").read_text())
+    shard = tmp_path / "sh" / m["shards"][0]["file"]
+    row = frame.iloc[0].copy()
+    row["image_name"] = "../../../escaped"
+    recs = [r.numpy() for r in tf.data.TFRecordDataset(str(shard))]
+    _rewrite(shard, recs + [_example(tf, (tmp_path / "d" / "train" / f"{frame.iloc[0]['image_name']}.jpg").read_bytes(), row)])
+    _set_manifest(tmp_path / "sh", sha256=file_digest(shard, "sha256"), n=len(recs) + 1)
+    with pytest.raises(ShardError, match=r"record 12 has image_name '\.\./\.\./\.\./escaped', which contains a path separator"):
+        unpack_images(tmp_path / "sh")
+    assert not list(tmp_path.rglob("escaped*")) and not (tmp_path.parent / "escaped.jpg").exists()

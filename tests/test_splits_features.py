@@ -91,3 +91,20 @@ def test_real_metadata_folds_are_patient_disjoint(shared_full_csv: Path) -> None
     assert (df.assign(f=folds).groupby("patient_id")["f"].nunique() == 1).all()
     rates = [df["target"][folds == k].mean() for k in range(5)]
     assert max(rates) - min(rates) < 0.01
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.3, 0.4, 0.6])
+def test_holdout_honours_the_fraction_within_one_patient_per_stratum(fraction: float) -> None:
+    """The old split kept 1/round(1/f) of the images: 0.3 gave 33%, 0.4 gave 50%."""
+    rng = np.random.default_rng(0)
+    sizes = rng.integers(1, 6, 200)
+    patients = np.repeat([f"p{i}" for i in range(200)], sizes)
+    target = np.zeros(len(patients), int)
+    target[np.flatnonzero(np.repeat(np.arange(200) % 7 == 0, sizes))[::3]] = 1
+    df = pd.DataFrame({"patient_id": patients, "target": target})
+    tr, te = holdout_split(df, fraction, seed=1)
+    assert not set(df["patient_id"].iloc[tr]) & set(df["patient_id"].iloc[te])
+    assert abs(len(te) / len(df) - fraction) <= 2 * 5 / len(df)  # one patient (≤ 5 images) per stratum
+    pos = df.groupby("patient_id")["target"].max()
+    held = pos[pos.index.isin(df["patient_id"].iloc[te])]
+    assert abs(held.sum() / pos.sum() - fraction) < 0.1  # stratified: malignant patients in proportion

@@ -16,7 +16,7 @@ from melanoma_utils.experiments import cross_validate, summarise_cv
 from melanoma_utils.runs import Run, TrainConfig
 from melanoma_utils.training import train_run
 
-TINY = dict(image_size=24, epochs=2, batch_size=8, conv_filters=(4, 8), meta_units=(8,), head_units=(8,), verbose=0)
+TINY = dict(backbone="cnn", image_size=24, epochs=2, batch_size=8, conv_filters=(4, 8), meta_units=(8,), head_units=(8,), verbose=0)
 
 
 @pytest.fixture(scope="module")
@@ -257,3 +257,71 @@ def test_compare_backbones_reports_unavailable_weights_as_a_row_without_training
     assert [protocol_rank(p) for p in ("pretrained (imagenet), frozen; head on cached embeddings",
                                        "random init, trained end to end", "pretrained (imagenet), trained end to end",
                                        "metadata only")] == [0, 1, 2, 3]
+
+
+def test_trainconfig_decides_every_default_and_the_cli_passes_only_what_was_set(tmp_path: Path) -> None:
+    from melanoma_utils.cli import build_parser, train_config
+
+    cfg = TrainConfig()
+    assert (cfg.backbone, cfg.backbone_weights, cfg.image_size, cfg.embedding_views) == ("efficientnetlite0", "imagenet", 224, 8)
+    assert (TrainConfig(backbone="efficientnetlite2").image_size, TrainConfig(backbone="efficientnetlite2").backbone_weights) == (260, "imagenet")
+    cnn = TrainConfig(backbone="cnn", backbone_weights="None")
+    assert (cnn.backbone, cnn.backbone_weights, cnn.image_size) == (None, None, 128)
+    assert TrainConfig(backbone="vgg16").backbone_weights is None  # its ImageNet weights need a download: not a default
+    assert (TrainConfig(kind="meta").backbone, TrainConfig(kind="meta").backbone_weights) == (None, None)
+    assert TrainConfig.from_dict({"kind": "image", "image_size": 96}).backbone is None  # an old run without the field: the CNN
+    with pytest.raises(ValueError, match="needs a backbone"):
+        TrainConfig(backbone="cnn", backbone_weights="imagenet")
+    with pytest.raises(ValueError, match="above the maximum of 1024 px"):
+        TrainConfig(image_size=10000)
+    with pytest.raises(ValueError, match="backbone must be cnn or one of"):
+        TrainConfig(backbone="resnet")
+    csv = tmp_path / "m.csv"
+    csv.write_text("x\n")
+    args = build_parser().parse_args(["train", "--metadata", str(csv), "--out", str(tmp_path / "r")])
+    assert train_config(args) == TrainConfig(verbose=1)  # the CLI's model is the Python default
+    args = build_parser().parse_args(["train", "--metadata", str(csv), "--out", str(tmp_path / "r"), "--backbone", "cnn",
+                                      "--no-augment", "--end-to-end", "--epochs", "3"])
+    got = train_config(args)
+    assert (got.backbone, got.image_size, got.augment, got.frozen_features, got.epochs) == (None, 128, False, False, 3)
+    text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    assert f"(default: {TrainConfig().patience})" in text and "at most 1024" in text
+
+
+def test_old_option_spellings_warn_and_still_work(tmp_path: Path, capsys) -> None:
+    from melanoma_utils.cli import build_parser, main
+
+    csv = tmp_path / "m.csv"
+    csv.write_text("x\n")
+    args = build_parser().parse_args(["train", "--metadata", str(csv), "--out", str(tmp_path / "r"), "--model", "image"])
+    assert args.kind == "image" and "--model is renamed --kind" in capsys.readouterr().err
+    args = build_parser().parse_args(["evaluate", "--predictions", str(csv), "--metadata", str(csv), "--model", str(tmp_path)])
+    assert args.run == tmp_path and "--model is renamed --run" in capsys.readouterr().err
+    assert main(["predict", "--metadata", str(csv), "--out", str(tmp_path / "p.csv")]) == 2
+    assert "predict needs --run RUN" in capsys.readouterr().err
+
+
+def test_reading_run_files_and_evaluating_a_predictions_csv_import_no_tensorflow(tiny_csv: Path, tmp_path: Path) -> None:
+    """`import melanoma_utils`, `--help`, the run-folder code and `evaluate` on a CSV need neither TensorFlow nor Keras."""
+    import subprocess
+    import sys
+
+    meta = pd.read_csv(tiny_csv)
+    preds = tmp_path / "p.csv"
+    pd.DataFrame({"image_name": meta["image_name"], "probability": np.linspace(0.01, 0.99, len(meta)),
+                  "threshold": 0.5}).to_csv(preds, index=False)
+    code = f"""
+import sys, contextlib, io
+import melanoma_utils, melanoma_utils.runfolder, melanoma_utils.runs, melanoma_utils.evaluation, melanoma_utils.clinical
+from melanoma_utils.cli import main
+with contextlib.redirect_stdout(io.StringIO()):
+    try:
+        main(["--help"])
+    except SystemExit:
+        pass
+    assert main(["evaluate", "--predictions", {str(preds)!r}, "--metadata", {str(tiny_csv)!r}, "--n-boot", "20"]) == 0
+print(sorted(m for m in ("tensorflow", "keras") if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
