@@ -473,7 +473,9 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
                         "shift, rows reweighted): calibration, PPV/NPV/NNB, net benefit")
     p.add_argument("--out", type=Path,
                    help="report folder: metrics.json, operating_points.csv, subgroups.csv, net_benefit.csv, "
-                        "reliability.csv and PNG figures (a path ending in .json: that metrics file only)")
+                        "reliability.csv and PNG figures (a path ending in .json: that metrics file only); a run folder "
+                        "or another non-empty folder is refused")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier evaluate report in --out")
     p.add_argument("--n-boot", type=_positive_int, default=1000)
 
 
@@ -483,11 +485,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from .atomic import json_safe, write_json
-    from .clinical import validation_report
+    from .clinical import MIN_PER_CLASS, validation_report
     from .data import load_metadata
     from .evaluation import threshold_metrics
     from .validation import join, summary_lines, write_report
 
+    if args.out is not None:
+        _check_report_out(args.out, args.overwrite)
     preds = pd.read_csv(args.predictions, dtype={"image_name": str})
     meta = load_metadata(args.metadata, require_target=True).frame
     run_config = None
@@ -499,6 +503,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     merged, excluded = joined.table, joined.excluded
     if merged.empty:
         raise DataError(f"{args.predictions}: no prediction matches an image_name of {args.metadata}")
+    n_pos, n_neg = int(merged["target"].sum()), int(len(merged) - merged["target"].sum())
+    if min(n_pos, n_neg) < MIN_PER_CLASS:
+        raise DataError(f"{args.predictions}: {len(merged):,} evaluable prediction(s), {n_pos} malignant and {n_neg} benign: "
+                        f"too few for an AUC or a confidence interval (at least {MIN_PER_CLASS} of each class, the same "
+                        "rule as for subgroups); evaluate more images")
     if args.prevalence is not None and joined.prevalence is None:
         raise ValueError("--prevalence needs to know the prevalence the probabilities are calibrated at: use predictions "
                          "written by `predict` (prevalence column) or pass --run RUN_DIR of a calibrated run")
@@ -508,7 +517,10 @@ def _evaluate(args: argparse.Namespace) -> int:
     report["thresholds"] = {name: threshold_metrics(merged["target"], merged["probability"], t)
                             for name, t in thresholds.items()}
     report["excluded"] = excluded
-    print(f"evaluated {len(merged):,} predictions")
+    print(f"evaluated {len(merged):,} predictions of {len(meta):,} metadata rows")
+    if excluded["not_predicted"]:
+        print(f"note: {excluded['not_predicted']:,} of {len(meta):,} row(s) of {args.metadata} have no prediction in "
+              f"{args.predictions}: not evaluated (metrics.json 'excluded')")
     if excluded["no_prediction"]:
         print(f"note: {excluded['no_prediction']:,} row(s) without a prediction (unreadable images), excluded")
     if excluded["no_metadata"]:
@@ -526,6 +538,34 @@ def _evaluate(args: argparse.Namespace) -> int:
             paths = write_report(report, args.out)
             print(f"report: {args.out}/ ({', '.join(p.name for p in paths)})")
     return 0
+
+
+#: The file an ``evaluate`` report folder holds (how a folder is recognised as one it may replace).
+_REPORT_MARK = "metrics.json"
+
+
+def _check_report_out(out: Path, overwrite: bool) -> None:
+    """Refuse to write an evaluate report where it would overwrite something a user made: a run folder (its own
+    metrics.json is the training record) or any non-empty folder that is not an earlier report (``--overwrite``
+    replaces an earlier report only)."""
+    if out.suffix.lower() == ".json":
+        if out.exists() and not overwrite:
+            raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+        if (out.parent / "config.json").is_file() and (out.parent / "model.keras").exists():
+            raise FileExistsError(f"{out.parent} is a run folder: write the evaluation elsewhere (its metrics.json "
+                                  "records the training)")
+        return
+    if out.is_file():
+        raise FileExistsError(f"{out} is a file; --out names a report folder (or a .json file)")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if (out / "config.json").is_file() or (out / "model.keras").exists() or (out / "ensemble.json").is_file():
+        raise FileExistsError(f"{out} is a run folder: write the evaluation report elsewhere (its metrics.json records "
+                              "the training)")
+    if not (out / _REPORT_MARK).is_file():
+        raise FileExistsError(f"{out} is a non-empty folder that holds no evaluate report; choose an empty or new folder")
+    if not overwrite:
+        raise FileExistsError(f"{out} holds an earlier evaluate report; pass --overwrite to replace it")
 
 
 def _print_metrics(result: dict, label: str) -> None:

@@ -29,7 +29,7 @@ from .calibration import (
     reliability_table,
 )
 from .eda import age_band
-from .evaluation import MetricError, _check, bootstrap_ci, choose_threshold, patient_resamples, pr_auc, roc_auc
+from .evaluation import MetricError, _check, bootstrap_ci, choose_threshold, patient_bootstrap, pr_auc, roc_auc
 
 #: Fixed sensitivities reported as operating points.
 SENSITIVITIES: tuple[float, ...] = (0.90, 0.95)
@@ -74,32 +74,16 @@ def operating_point(y_true: Sequence, y_prob: Sequence, threshold: float, preval
             "nnb": nnb, "biopsy_rate": float(call.mean())}
 
 
-def _ci(values: list[float], level: float = 0.95) -> tuple[float, float]:
-    v = np.asarray([x for x in values if np.isfinite(x)])
-    if len(v) < 10:
-        return float("nan"), float("nan")
-    lo, hi = np.percentile(v, [50 * (1 - level), 50 * (1 + level)])
-    return float(lo), float(hi)
-
-
 def _with_ci(stat: Callable[[np.ndarray, np.ndarray], dict[str, float]], y: np.ndarray, p: np.ndarray,
              groups: Sequence, n_boot: int, seed: int) -> dict[str, Any]:
-    """``stat(y, p)`` with a patient-bootstrap 95% CI for each of its values: ``{key: {estimate, ci_low, ci_high}}``."""
-    est = stat(y, p)
-    boot: dict[str, list[float]] = {k: [] for k in est}
-    for idx in patient_resamples(groups, n_boot, seed):
-        yb = y[idx]
-        if 0 < yb.sum() < len(yb):
-            try:
-                for k, v in stat(yb, p[idx]).items():
-                    boot[k].append(v)
-            except MetricError:
-                continue
-    out: dict[str, Any] = {}
-    for k, v in est.items():
-        lo, hi = _ci(boot[k])
-        out[k] = {"estimate": v, "ci_low": lo, "ci_high": hi}
-    return out
+    """``stat(y, p)`` with a patient-bootstrap 95% CI (:func:`~melanoma_utils.evaluation.patient_bootstrap`) for
+    each of its values: ``{key: {estimate, ci_low, ci_high}}``."""
+    def on(idx: np.ndarray) -> dict[str, float]:
+        if not 0 < y[idx].sum() < len(idx):
+            raise MetricError("a resample with one class only")
+        return stat(y[idx], p[idx])
+
+    return {k: _interval(r.estimate, r.ci_low, r.ci_high) for k, r in patient_bootstrap(on, groups, n_boot, seed=seed).items()}
 
 
 def operating_points(y_true: Sequence, y_prob: Sequence, groups: Sequence, thresholds: dict[str, float] | None = None,
@@ -248,13 +232,13 @@ def calibration_summary(y: np.ndarray, p: np.ndarray, groups: Sequence, weights:
         return {"brier": brier_score(y[idx], p[idx], w[idx]), "ece": expected_calibration_error(y[idx], p[idx], n_bins, w[idx]),
                 "calibration_intercept": a, "calibration_slope": b}
 
-    est = stat(np.arange(len(y)))
-    boot: dict[str, list[float]] = {k: [] for k in est}
-    for idx in patient_resamples(groups, n_boot, seed):
-        if 0 < y[idx].sum() < len(idx):
-            for k, v in stat(idx).items():
-                boot[k].append(v)
-    out: dict[str, Any] = {k: _interval(v, *_ci(boot[k])) for k, v in est.items()}
+    def on(idx: np.ndarray) -> dict[str, float]:
+        if not 0 < y[idx].sum() < len(idx):
+            raise MetricError("a resample with one class only")
+        return stat(idx)
+
+    out: dict[str, Any] = {k: _interval(r.estimate, r.ci_low, r.ci_high)
+                           for k, r in patient_bootstrap(on, groups, n_boot, seed=seed).items()}
     out["reliability"] = reliability_table(y, p, n_bins, w).to_dict(orient="records")
     return out
 

@@ -9,7 +9,7 @@ explicit edge cases: a metric that needs both classes raises :class:`MetricError
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 import pandas as pd
@@ -127,6 +127,63 @@ def patient_resamples(groups: Sequence, n_boot: int = 1000, seed: int = 0):
         yield np.concatenate([members[k] for k in pick])
 
 
+class Interval(NamedTuple):
+    """A statistic's estimate on all rows and its patient-bootstrap interval (``draws``: the usable resampled values)."""
+
+    estimate: float
+    ci_low: float
+    ci_high: float
+    draws: np.ndarray
+
+
+def patient_bootstrap(stat: Callable[[np.ndarray], float | dict[str, float]], groups: Sequence, n_boot: int = 1000,
+                      level: float = 0.95, seed: int = 0) -> dict[str, Interval]:
+    """THE patient bootstrap of this package: ``stat(rows)`` (row positions → a number, or a dict of numbers) on all
+    rows and on ``n_boot`` resamples that draw whole patients (``groups``) with replacement.
+
+    One failure rule everywhere: a resample where the statistic cannot be computed (:class:`MetricError`, e.g. one
+    class only, or a non-finite value) is skipped; an interval needs at least half of the resamples usable, else it is
+    NaN. The interval is the percentile interval of the usable draws, shifted by the bootstrap bias
+    (estimate − median of the draws) only where the plain percentile interval would exclude the estimate, so every
+    interval contains its estimate. Returns ``{key: Interval}`` (key ``"value"`` for a number)."""
+    def as_dict(v: float | dict[str, float]) -> dict[str, float]:
+        return {k: float(x) for k, x in v.items()} if isinstance(v, dict) else {"value": float(v)}
+
+    rows = np.arange(len(np.asarray(groups)))
+    estimate = as_dict(stat(rows))
+    draws: dict[str, list[float]] = {k: [] for k in estimate}
+    for idx in patient_resamples(groups, n_boot, seed):
+        try:
+            values = as_dict(stat(idx))
+        except MetricError:
+            continue
+        for k, v in values.items():
+            if np.isfinite(v):
+                draws[k].append(v)
+    out = {}
+    for k, est in estimate.items():
+        d = np.asarray(draws[k])
+        if len(d) < n_boot / 2 or not np.isfinite(est):
+            out[k] = Interval(est, float("nan"), float("nan"), d)
+            continue
+        lo, hi = np.percentile(d, [50 * (1 - level), 50 * (1 + level)])
+        if not lo <= est <= hi:  # a skewed or biased bootstrap distribution: centre the interval on the estimate
+            shift = est - float(np.median(d))
+            lo, hi = lo + shift, hi + shift
+        out[k] = Interval(est, float(lo), float(hi), d)
+    return out
+
+
+def _two_class(y: np.ndarray, metric: Callable[[np.ndarray, np.ndarray], float], s: np.ndarray) -> Callable[[np.ndarray], float]:
+    def stat(idx: np.ndarray) -> float:
+        yb = y[idx]
+        if not 0 < yb.sum() < len(yb):
+            raise MetricError("a resample with one class only")
+        return metric(yb, s[idx])
+
+    return stat
+
+
 def bootstrap_ci(
     y_true: Sequence,
     y_score: Sequence,
@@ -136,21 +193,13 @@ def bootstrap_ci(
     level: float = 0.95,
     seed: int = 0,
 ) -> tuple[float, float, float]:
-    """``(estimate, low, high)``: a percentile bootstrap that resamples whole groups (patients).
-
-    Resamples without both classes are skipped; if fewer than half succeed, :class:`MetricError`.
-    """
+    """``(estimate, low, high)`` of ``metric`` by :func:`patient_bootstrap` (resamples with one class skipped);
+    :class:`MetricError` when there is no interval (fewer than half of the resamples usable)."""
     y, s = _check(y_true, y_score)
-    estimate = metric(y, s)
-    values = []
-    for idx in patient_resamples(groups, n_boot, seed):
-        yb = y[idx]
-        if 0 < yb.sum() < len(yb):
-            values.append(metric(yb, s[idx]))
-    if len(values) < n_boot / 2:
-        raise MetricError(f"only {len(values)} of {n_boot} bootstrap resamples had both classes")
-    lo, hi = np.percentile(values, [50 * (1 - level), 50 * (1 + level)])
-    return float(estimate), float(lo), float(hi)
+    r = patient_bootstrap(_two_class(y, metric, s), groups, n_boot, level, seed)["value"]
+    if not np.isfinite(r.ci_low):
+        raise MetricError(f"only {len(r.draws)} of {n_boot} bootstrap resamples had both classes")
+    return r.estimate, r.ci_low, r.ci_high
 
 
 def evaluate(
@@ -198,7 +247,8 @@ def join_predictions(preds: pd.DataFrame, meta: pd.DataFrame, source: str = "pre
     Errors (``ValueError`` naming ``source`` and the CSV lines, header = line 1): a missing column, a
     non-numeric probability, one outside [0, 1], an image predicted twice. Rows without a probability (what
     ``predict`` writes for an unreadable image) and rows without metadata are excluded and counted, never
-    silently. Returns the joined rows and ``{"no_prediction": n, "no_metadata": m}``.
+    silently. Returns the joined rows and ``{"no_prediction": n, "no_metadata": m, "not_predicted": k}`` (``k``:
+    metadata rows the predictions table does not mention at all).
     """
     need = [c for c in ("image_name", "probability") if c not in preds.columns]
     if need:
@@ -226,7 +276,8 @@ def join_predictions(preds: pd.DataFrame, meta: pd.DataFrame, source: str = "pre
     table = table[table["probability"].notna()]
     keep = [c for c in columns if c != "image_name"]
     merged = table.drop(columns=[c for c in keep if c in table]).merge(meta[["image_name", *keep]], on="image_name", how="inner")
-    return merged, {"no_prediction": no_pred, "no_metadata": len(table) - len(merged)}
+    not_predicted = int((~meta["image_name"].isin(set(preds["image_name"]))).sum())
+    return merged, {"no_prediction": no_pred, "no_metadata": len(table) - len(merged), "not_predicted": not_predicted}
 
 
 def _auc_columns(y: np.ndarray, s: np.ndarray) -> float:
@@ -274,21 +325,19 @@ def paired_auc_difference(
     if a.shape != b.shape:
         raise ValueError(f"score_a and score_b differ in shape: {a.shape} vs {b.shape}")
     _need_both(y, "paired ROC AUC difference")
-    delta = _auc_columns(y, a) - _auc_columns(y, b)
-    deltas = []
-    for idx in patient_resamples(groups, n_boot, seed):
+
+    def stat(idx: np.ndarray) -> float:
         yb = y[idx]
-        if 0 < yb.sum() < len(yb):
-            deltas.append(_auc_columns(yb, a[idx]) - _auc_columns(yb, b[idx]))
-    if len(deltas) < n_boot / 2:
-        raise MetricError(f"only {len(deltas)} of {n_boot} bootstrap resamples had both classes")
-    d = np.asarray(deltas)
-    lo, hi = np.percentile(d, [50 * (1 - level), 50 * (1 + level)])
-    if not lo <= delta <= hi:  # a skewed bootstrap distribution: centre the interval on the estimate
-        shift = delta - float(np.median(d))
-        lo, hi = lo + shift, hi + shift
+        if not 0 < yb.sum() < len(yb):
+            raise MetricError("a resample with one class only")
+        return _auc_columns(yb, a[idx]) - _auc_columns(yb, b[idx])
+
+    r = patient_bootstrap(stat, groups, n_boot, level, seed)["value"]
+    if not np.isfinite(r.ci_low):
+        raise MetricError(f"only {len(r.draws)} of {n_boot} bootstrap resamples had both classes")
+    d = r.draws
     p = min(1.0, 2 * min(float((d <= 0).mean()), float((d >= 0).mean())))
-    return {"delta": float(delta), "ci_low": float(lo), "ci_high": float(hi),
+    return {"delta": r.estimate, "ci_low": r.ci_low, "ci_high": r.ci_high,
             "p_value": max(p, 1.0 / len(d)), "n_boot_used": len(d)}
 
 

@@ -194,3 +194,25 @@ def test_paired_difference_over_repeats_averages_the_per_repeat_differences() ->
     assert one["delta"] == pytest.approx(roc_auc(y, a[:, 0]) - roc_auc(y, b[:, 0]))
     with pytest.raises(ValueError, match="differ in shape"):
         paired_auc_difference(y, a, b[:, :2], groups, n_boot=10)
+
+
+def test_patient_bootstrap_has_one_failure_rule_and_every_interval_contains_its_estimate() -> None:
+    from melanoma_utils.clinical import calibration_summary
+    from melanoma_utils.evaluation import patient_bootstrap
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(100), 2)
+    p = rng.uniform(0.05, 0.95, 200)
+    y = (rng.uniform(size=200) < p).astype(int)  # calibrated: the ECE estimate sits below most resampled ECEs
+    ece = calibration_summary(y, p, groups, n_boot=200)["ece"]
+    assert ece["ci_low"] <= ece["estimate"] <= ece["ci_high"]
+    def mean_if_both(idx):  # usable only when row 0 is drawn exactly once: about 37% of resamples
+        if (idx == 0).sum() != 1:
+            raise MetricError("too few")
+        return {"m": float(p[idx].mean()), "nan": float("nan")}
+
+    out = patient_bootstrap(mean_if_both, groups, n_boot=100)
+    assert np.isnan(out["m"].ci_low) and out["m"].estimate == pytest.approx(p.mean())  # < half usable: no interval
+    assert np.isnan(out["nan"].ci_low)
+    skew = patient_bootstrap(lambda idx: float(np.max(p[idx])), groups, n_boot=200)["value"]
+    assert skew.ci_low <= skew.estimate <= skew.ci_high  # the maximum: resamples never exceed it

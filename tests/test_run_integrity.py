@@ -1,6 +1,8 @@
 """Run folders and metrics that cannot lie: no silent fallback, every input error names its file and row."""
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +23,9 @@ def _preds(prob) -> pd.DataFrame:
 
 def test_rows_without_prediction_are_counted_not_hidden() -> None:
     merged, excluded = join_predictions(_preds([0.9, np.nan, 0.2, 0.8, np.nan, 0.1]), META, "p.csv")
-    assert len(merged) == 4 and excluded == {"no_prediction": 2, "no_metadata": 0}
+    assert len(merged) == 4 and excluded == {"no_prediction": 2, "no_metadata": 0, "not_predicted": 0}
     extra = pd.concat([_preds([0.9, 0.1]), pd.DataFrame({"image_name": ["ELSEWHERE"], "probability": [0.5]})])
-    assert join_predictions(extra.reset_index(drop=True), META, "p.csv")[1] == {"no_prediction": 0, "no_metadata": 1}
+    assert join_predictions(extra.reset_index(drop=True), META, "p.csv")[1] == {"no_prediction": 0, "no_metadata": 1, "not_predicted": 4}
 
 
 @pytest.mark.parametrize("prob, message", [
@@ -43,18 +45,49 @@ def test_duplicated_predictions_are_an_error() -> None:
 
 
 def test_cli_evaluate_reports_exclusions(tmp_path: Path, capsys) -> None:
-    meta = pd.DataFrame({"image_name": [f"I{i}" for i in range(8)], "patient_id": [f"p{i}" for i in range(8)],
+    meta = pd.DataFrame({"image_name": [f"I{i}" for i in range(30)], "patient_id": [f"p{i}" for i in range(30)],
                          "sex": "male", "age_approx": 50, "anatom_site_general_challenge": "torso",
-                         "diagnosis": ["melanoma", "nevus"] * 4, "target": [1, 0] * 4})
+                         "diagnosis": ["melanoma", "nevus"] * 15, "target": [1, 0] * 15})
     meta.to_csv(tmp_path / "m.csv", index=False)
-    _preds([0.9, 0.1, np.nan, 0.2, 0.7, np.nan, 0.8, 0.3]).to_csv(tmp_path / "p.csv", index=False)
+    prob = list(np.linspace(0.05, 0.95, 24))
+    prob[2] = prob[5] = np.nan  # unreadable images: rows written without a probability
+    _preds(prob).to_csv(tmp_path / "p.csv", index=False)  # the last 6 metadata rows are not in the predictions at all
     assert cli.main(["evaluate", "--predictions", str(tmp_path / "p.csv"), "--metadata", str(tmp_path / "m.csv"),
-                     "--n-boot", "20"]) == 0
+                     "--n-boot", "20", "--out", str(tmp_path / "rep")]) == 0
     out = capsys.readouterr().out
-    assert "evaluated 6 predictions" in out and "2 row(s) without a prediction (unreadable images), excluded" in out
+    assert "evaluated 22 predictions of 30 metadata rows" in out
+    assert "6 of 30 row(s) of" in out and "have no prediction in" in out
+    assert "2 row(s) without a prediction (unreadable images), excluded" in out
+    m = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert m["excluded"] == {"no_prediction": 2, "no_metadata": 0, "not_predicted": 6}
     _preds([0.9, 0.1, 1.5, 0.2, 0.7, 0.1, 0.8, 0.3]).to_csv(tmp_path / "bad.csv", index=False)
     assert cli.main(["evaluate", "--predictions", str(tmp_path / "bad.csv"), "--metadata", str(tmp_path / "m.csv")]) == 2
     assert "bad.csv: probability outside [0, 1] on line(s) 4" in capsys.readouterr().err
+
+
+def test_cli_evaluate_refuses_too_few_cases_and_folders_it_did_not_write(tmp_path: Path, capsys) -> None:
+    meta = pd.DataFrame({"image_name": [f"I{i}" for i in range(30)], "patient_id": [f"p{i}" for i in range(30)],
+                         "sex": "male", "age_approx": 50, "anatom_site_general_challenge": "torso", "target": [1] + [0] * 29})
+    meta.to_csv(tmp_path / "m.csv", index=False)
+    _preds(list(np.linspace(0.05, 0.95, 30))).to_csv(tmp_path / "p.csv", index=False)
+    ev = ["evaluate", "--predictions", str(tmp_path / "p.csv"), "--metadata", str(tmp_path / "m.csv"), "--n-boot", "20"]
+    assert cli.main(ev) == 2  # one malignant image: no AUC, no "sensitivity 1.00 (1.00-1.00)"
+    assert "1 malignant and 29 benign: too few for an AUC or a confidence interval (at least 5 of each class" in capsys.readouterr().err
+    meta.assign(target=[1, 0] * 15).to_csv(tmp_path / "m.csv", index=False)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    (run / "metrics.json").write_text('{"training": true}')
+    assert cli.main(ev + ["--out", str(run)]) == 2 and "is a run folder" in capsys.readouterr().err
+    assert cli.main(ev + ["--out", str(run), "--overwrite"]) == 2  # not even with --overwrite
+    assert json.loads((run / "metrics.json").read_text()) == {"training": True}
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    assert cli.main(ev + ["--out", str(other)]) == 2 and "holds no evaluate report" in capsys.readouterr().err
+    assert cli.main(ev + ["--out", str(tmp_path / "rep")]) == 0
+    assert cli.main(ev + ["--out", str(tmp_path / "rep")]) == 2 and "pass --overwrite" in capsys.readouterr().err
+    assert cli.main(ev + ["--out", str(tmp_path / "rep"), "--overwrite"]) == 0
 
 
 @pytest.mark.parametrize("args, message", [
