@@ -6,6 +6,7 @@ strategy). :mod:`melanoma_utils.training` re-exports these names.
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -84,12 +85,19 @@ def _make_distribution(strategy: str = "auto") -> Distribution:
     import tensorflow as tf
 
     if strategy == "tpu":
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=os.environ.get("TPU_NAME", ""))
+        except ValueError as exc:
+            raise ValueError(f"--strategy tpu: no TPU found ({str(exc).splitlines()[0]}); on a Cloud TPU VM it is found "
+                             "by itself, elsewhere set TPU_NAME to the TPU's name or grpc:// address") from None
         tf.config.experimental_connect_to_cluster(resolver)
         tf.tpu.experimental.initialize_tpu_system(resolver)
         st = tf.distribute.TPUStrategy(resolver)
         return Distribution("TPUStrategy", st.num_replicas_in_sync, st)
     if strategy == "multiworker":
+        if not os.environ.get("TF_CONFIG", "").strip():
+            raise ValueError("--strategy multiworker needs TF_CONFIG (the cluster and this worker's task, set on every "
+                             "worker); without it this would train silently as one worker: use --strategy auto")
         st = tf.distribute.MultiWorkerMirroredStrategy()
         patch_keras_for_multiworker()
         resolver = st.cluster_resolver

@@ -207,6 +207,17 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+class RunDamaged(ValueError):
+    """A run folder whose files exist but cannot be read (cut, edited or from elsewhere)."""
+
+
+def _read_json(run_dir: Path, name: str) -> Any:
+    try:
+        return json.loads((run_dir / name).read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RunDamaged(f"run folder {run_dir} is damaged: {name} ({exc}); train the run again") from None
+
+
 class Run:
     """A trained model with its encoder and configuration (from a run folder or fresh from training)."""
 
@@ -276,12 +287,15 @@ class Run:
         for name in needed:
             if not (run_dir / name).is_file():
                 raise FileNotFoundError(f"{run_dir}: not a run folder ({name} missing)")
-        return json.loads((run_dir / "config.json").read_text())
+        config = _read_json(run_dir, "config.json")
+        if not isinstance(config, dict):
+            raise RunDamaged(f"run folder {run_dir} is damaged: config.json (not a JSON object); train the run again")
+        return config
 
     @classmethod
     def load(cls, run_dir: str | os.PathLike[str]) -> "Run":
         """Load a run folder written by :func:`train_run` (or an ensemble folder: an
-        :class:`~melanoma_utils.ensemble.EnsembleRun`)."""
+        :class:`~melanoma_utils.ensemble.EnsembleRun`). Anything unreadable is a :class:`RunDamaged` naming the file."""
         import keras
 
         from . import augment, models  # noqa: F401  (registers the custom layers)
@@ -292,10 +306,20 @@ class Run:
             from .ensemble import EnsembleRun
 
             return EnsembleRun.load(run_dir)
-        model = keras.saving.load_model(run_dir / "model.keras")
-        run = cls(model, MetadataEncoder.load(run_dir / "encoder.json"), config, run_dir)
+        try:
+            model = keras.saving.load_model(run_dir / "model.keras")  # safe_mode: no code from the file runs
+        except Exception as exc:  # noqa: BLE001 (Keras raises many types for a damaged archive; all mean the same here)
+            raise RunDamaged(f"run folder {run_dir} is damaged: model.keras ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:200] if str(exc) else 'unreadable'}); train the run again") from None
+        try:
+            encoder = MetadataEncoder(**_read_json(run_dir, "encoder.json"))
+        except (TypeError, ValueError, KeyError) as exc:
+            if isinstance(exc, RunDamaged):
+                raise
+            raise RunDamaged(f"run folder {run_dir} is damaged: encoder.json ({exc}); train the run again") from None
+        run = cls(model, encoder, config, run_dir)
         if (run_dir / "metrics.json").is_file():
-            run.metrics = json.loads((run_dir / "metrics.json").read_text())
+            run.metrics = _read_json(run_dir, "metrics.json")
         return run
 
     def predict(self, df: pd.DataFrame, batch_size: int = 64, tta: int | None = None,

@@ -155,3 +155,16 @@ def test_multiworker_matches_one_device(tmp_path: Path) -> None:
     assert chief["multiworker"]["run_dir"] == str(tmp_path / "runs" / "multiworker") and other["multiworker"]["run_dir"] == "None"
     assert other["multiworker"]["auc"] == pytest.approx(chief["multiworker"]["auc"], abs=0.02)
     assert abs(chief["multiworker"]["auc"] - chief["one"]["auc"]) < 0.03 and chief["one"]["auc"] > 0.7
+
+
+def test_multiworker_without_tf_config_and_tpu_without_a_tpu_are_clear_errors(tiny_csv: Path, tmp_path: Path,
+                                                                              capsys, monkeypatch) -> None:
+    from melanoma_utils import cli
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    args = ["train", "--metadata", str(tiny_csv), "--out", str(tmp_path / "r"), "--kind", "meta", "--epochs", "1"]
+    assert cli.main(args + ["--strategy", "multiworker"]) == 2
+    assert "needs TF_CONFIG" in capsys.readouterr().err and not (tmp_path / "r").exists()
+    monkeypatch.delenv("TPU_NAME", raising=False)
+    assert cli.main(args + ["--strategy", "tpu"]) == 2
+    assert "--strategy tpu: no TPU found" in capsys.readouterr().err

@@ -206,3 +206,37 @@ def test_config_of_an_older_run_reads_renamed_fields() -> None:
     assert cfg.kind == "image" and cfg.backbone_weights == "imagenet" and cfg.uses_cached_embeddings
     both = TrainConfig.from_dict({"model": "meta", "kind": "fusion"})  # today's name wins over the old one
     assert both.kind == "fusion"
+
+
+def test_damaged_run_folders_name_the_file_and_what_is_wrong(tiny_csv: Path, tmp_path: Path, capsys) -> None:
+    """A corrupt config.json, a cut model.keras, a malformed encoder.json: one message naming the run and the file;
+    an image_name that could leave the folder is an error row of its own in predict."""
+    import shutil
+
+    from melanoma_utils.data import load_dataset, load_for_prediction
+    from melanoma_utils.runs import Run, RunDamaged
+    from melanoma_utils.training import train_run
+
+    df = load_dataset(tiny_csv).frame
+    good = tmp_path / "good"
+    train_run(df, TrainConfig(kind="meta", epochs=1, verbose=0), good)
+    rows = pd.read_csv(tiny_csv).head(3)
+    rows.loc[1, "image_name"] = "../../etc/passwd"
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    out = Run.load(good).predict_frame(load_for_prediction(tmp_path / "rows.csv", tiny_csv.parent / "train",
+                                                           needs_images=False).frame)
+    assert out["error"].tolist()[1].startswith("image_name contains a path separator") and out["prediction"][1] == -1
+    assert (out["error"][[0, 2]] == "").all()
+    for name, damage, message in (
+        ("config.json", lambda f: f.write_text('{"kind": '), "config.json (Expecting value"),
+        ("model.keras", lambda f: f.write_bytes(f.read_bytes()[:300]), "model.keras ("),
+        ("encoder.json", lambda f: f.write_text('{"colour": 1}'), "encoder.json ("),
+    ):
+        bad = tmp_path / f"bad_{name}"
+        shutil.copytree(good, bad)
+        damage(bad / name)
+        with pytest.raises(RunDamaged, match=rf"run folder {bad} is damaged: {name.replace('.', '[.]')} .*train the run again|"
+                                             rf"run folder {bad} is damaged: {message[:12]}"):
+            Run.load(bad)
+        assert cli.main(["predict", "--run", str(bad), "--metadata", str(tiny_csv), "--out", str(tmp_path / f"{name}.csv")]) == 2
+        assert f"is damaged: {name}" in capsys.readouterr().err
