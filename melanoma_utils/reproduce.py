@@ -26,7 +26,12 @@ def read_params(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not path.is_file():
         choices = ", ".join(sorted(p.stem for p in config.PARAMS_DIR.glob("*.yaml")))
         raise ValueError(f"{path}: parameter file not found (available in params/: {choices})")
-    params = yaml.safe_load(path.read_text()) or {}
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ValueError(f"{path}:{where} not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
     if not isinstance(params, dict):
         raise ValueError(f"{path}: expected a mapping of parameter names to values")
     return params
@@ -151,8 +156,32 @@ def run_notebook(name: str, params: dict[str, Any], report_dir: Path, timeout: i
 RUNNER_KEYS: frozenset[str] = frozenset({"cell_timeout"})
 
 
+#: Parameters whose values may take more than the type of their notebook default.
+PARAM_TYPES: dict[str, tuple[type, ...]] = {"prevalence": (str, int, float)}
+
+
+def _expected_types(default: str) -> tuple[type, ...] | None:
+    """The types a parameter accepts, from its notebook default's literal (``None`` default: any)."""
+    import ast
+
+    try:
+        value = ast.literal_eval(default)
+    except (ValueError, SyntaxError):
+        return None
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return (bool,)
+    if isinstance(value, int):
+        return (int,)
+    if isinstance(value, float):
+        return (int, float)
+    return (type(value),)
+
+
 def check_params(params: dict[str, Any], params_file: str | os.PathLike[str], notebooks: Sequence[str] | None = None) -> None:
-    """Raise ``ValueError`` naming any key that no notebook declares (a typo would otherwise be ignored).
+    """Raise ``ValueError`` naming any key that no notebook declares (a typo would otherwise be ignored), and any value
+    whose type differs from the notebook default's (``cv_folds: "five"``), before a notebook runs.
 
     ``notebooks`` defaults to every notebook in ``notebooks/`` (a file serves all of them, whichever run).
     """
@@ -161,12 +190,28 @@ def check_params(params: dict[str, Any], params_file: str | os.PathLike[str], no
     if notebooks is None:
         notebooks = sorted(p.stem for p in config.NOTEBOOKS_DIR.glob("*.ipynb"))
     declared: set[str] = set(RUNNER_KEYS)
+    defaults: dict[str, str] = {}
     for name in notebooks:
-        declared |= set(pm.inspect_notebook(str(config.NOTEBOOKS_DIR / f"{name}.ipynb")))
+        info = pm.inspect_notebook(str(config.NOTEBOOKS_DIR / f"{name}.ipynb"))
+        declared |= set(info)
+        defaults.update({k: v["default"] for k, v in info.items()})
     unknown = sorted(set(params) - declared)
     if unknown:
         raise ValueError(f"{params_file}: unknown parameter(s) {', '.join(unknown)}: no notebook of "
                          f"{', '.join(notebooks)} declares them (check the spelling)")
+    for key, value in params.items():
+        types = PARAM_TYPES.get(key) or (_expected_types(defaults[key]) if key in defaults else None)
+        if types is None:
+            continue
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            names = " or ".join(t.__name__ for t in types)
+            raise ValueError(f"{params_file}: parameter {key} must be {names} (like the notebook default "
+                             f"{defaults.get(key)}); got {value!r}")
+
+
+#: Written into a report folder while ``reproduce`` runs and removed when every notebook succeeded: a folder that
+#: holds it is a mixture of two renderings (what it says).
+INCOMPLETE = "RENDERING_INCOMPLETE.txt"
 
 
 def reproduce(params_file: str | os.PathLike[str], notebooks: Sequence[str] = config.NOTEBOOKS) -> int:
@@ -175,13 +220,33 @@ def reproduce(params_file: str | os.PathLike[str], notebooks: Sequence[str] = co
     check_params(params, params_file)
     report_dir = config.resolve(params.get("report_dir", f"reports/{Path(params_file).stem}"))
     prepare_data(params)
+    from .atomic import write_text
+
+    marker = report_dir / INCOMPLETE
+    done: list[str] = []
+
+    def mark(state: str) -> None:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        write_text(marker, f"A rendering with {Path(params_file).name} is {state} (started {started}).\n"
+                           f"Notebooks asked for: {', '.join(notebooks)}; finished: {', '.join(done) or 'none'}.\n"
+                           "Until this file is gone, the notebooks, figures and tables here may come from two "
+                           "renderings (and two data sets). Run `make reproduce` again to finish it.\n")
+
+    started = time.strftime("%Y-%m-%d %H:%M")
+    mark("running")
     for name in notebooks:
         start = time.perf_counter()
         print(f"[reproduce] {name} -> {report_dir}/", flush=True)
         try:
             run_notebook(name, params, report_dir, timeout=int(params.get("cell_timeout", 3600)))
-        except Exception as exc:  # papermill's PapermillExecutionError carries the cell's error
+        except BaseException as exc:  # papermill's PapermillExecutionError carries the cell's error
+            mark(f"incomplete: {name} failed or was stopped")
             print(f"[reproduce] {name} FAILED: {exc}", file=sys.stderr, flush=True)
+            if not isinstance(exc, Exception):
+                raise
             return 1
+        done.append(name)
+        mark("running")
         print(f"[reproduce] {name} done in {time.perf_counter() - start:.0f} s", flush=True)
+    marker.unlink(missing_ok=True)
     return 0

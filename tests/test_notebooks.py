@@ -55,6 +55,9 @@ def test_failing_notebook_stops_the_chain(tmp_path: Path, monkeypatch, capsys) -
     assert "a FAILED" in err and "boom in cell" in err
     out = tmp_path / "out"
     assert not (out / "a.ipynb").exists() and (out / "a.failed.ipynb").exists() and not (out / "b.ipynb").exists()
+    marker = (out / "RENDERING_INCOMPLETE.txt").read_text()  # the folder says it is a mixture until finished
+    assert "incomplete: a failed or was stopped" in marker and "finished: none" in marker
+    assert reproduce(params, ["b"]) == 0 and not (out / "RENDERING_INCOMPLETE.txt").exists()
 
 
 def test_missing_params_file_lists_choices(tmp_path: Path) -> None:
@@ -98,13 +101,22 @@ def test_unknown_parameter_is_an_error_naming_it(tmp_path: Path) -> None:
     from melanoma_utils.reproduce import check_params
 
     params = read_params(config.PARAMS_DIR / "demo.yaml")
-    check_params(params, "demo.yaml")  # every shipped key is declared by a notebook
+    for shipped in sorted(config.PARAMS_DIR.glob("*.yaml")):  # every shipped key is declared, with its type
+        check_params(read_params(shipped), shipped.name)
     with pytest.raises(ValueError, match="unknown parameter.*imag_size"):
         check_params({**params, "imag_size": 64}, "typo.yaml")
     bad = tmp_path / "typo.yaml"
     bad.write_text(yaml.safe_dump({**params, "epocs": 3}))
     with pytest.raises(ValueError, match="typo.yaml: unknown parameter.*epocs"):
         reproduce(bad, ["01_eda"])
+    with pytest.raises(ValueError, match=r"typo.yaml: parameter cv_folds must be int \(like the notebook default 3\); got 'five'"):
+        check_params({**params, "cv_folds": "five"}, "typo.yaml")
+    with pytest.raises(ValueError, match="parameter augment must be bool"):
+        check_params({**params, "augment": 1}, "typo.yaml")
+    check_params({**params, "learning_rate": 1, "prevalence": 0.05}, "ok.yaml")  # an int where a float is asked: fine
+    bad.write_text("seed: 0\nbackbones: [cnn,\n  image_size: 3\n")
+    with pytest.raises(ValueError, match=r"typo.yaml: line \d+, column \d+ not valid YAML"):
+        read_params(bad)
 
 
 def test_clean_outputs_removes_machine_paths_and_log_lines() -> None:
