@@ -183,17 +183,17 @@ def image_shap(run: Any, x: dict[str, np.ndarray], rows: np.ndarray, background_
     import shap
 
     model = run.model
-    img_in = keras.Input(x["image"].shape[1:], name="image")
+    img_in = keras.Input(x["image"].shape[1:], name="shap_image")  # own names: the model's inputs keep theirs
     has_meta = run.train_config.uses_meta
-    meta_in = keras.Input(x["meta"].shape[1:], name="meta") if has_meta else None
+    meta_in = keras.Input(x["meta"].shape[1:], name="shap_meta") if has_meta else None
     out = model({"image": img_in, "meta": meta_in} if has_meta else {"image": img_in})
-    wrapper = keras.Model([img_in, meta_in] if has_meta else [img_in], out)
+    wrapper = keras.Model([img_in, meta_in] if has_meta else img_in, out)  # one input: a tensor, not a list (shap)
     bg = x["image"][background_rows]
     result = []
     for i in rows:
-        data = [bg, np.repeat(x["meta"][i : i + 1], len(bg), 0)] if has_meta else [bg]
+        data = [bg, np.repeat(x["meta"][i : i + 1], len(bg), 0)] if has_meta else bg
         explainer = shap.GradientExplainer(wrapper, data, batch_size=25)
-        target = [x["image"][i : i + 1], x["meta"][i : i + 1]] if has_meta else [x["image"][i : i + 1]]
+        target = [x["image"][i : i + 1], x["meta"][i : i + 1]] if has_meta else x["image"][i : i + 1]
         sv = explainer.shap_values(target, nsamples=nsamples, rseed=seed)
         result.append(np.asarray(sv[0] if isinstance(sv, list) else sv)[0, ..., 0])
     return np.stack(result)

@@ -60,6 +60,22 @@ def test_killed_run_resumes_with_its_full_state(data_csv: Path, tmp_path: Path) 
         saved = json.loads(str(z["meta"]))
     done_before = saved["epoch"]
     assert 1 <= done_before < 6
+    # the state a resume puts back is the state at the kill epoch: weights, optimizer variables, counters
+    from melanoma_utils.models import build_model
+    from melanoma_utils.resume import ResumeState
+    from melanoma_utils.runs import TrainConfig
+    from melanoma_utils.training import _compile
+
+    model = build_model(**TrainConfig(kind="image", backbone="cnn", image_size=32).model_kwargs(None))
+    _compile(model, 1e-4)
+    state = ResumeState(staging_path(out) / "backup" / "main.npz", patience=50, phase="main")
+    assert state.restore(model) and state.initial_epoch == done_before
+    with np.load(staging_path(out) / "backup" / "main.npz", allow_pickle=False) as z:
+        for i, w in enumerate(model.get_weights()):
+            np.testing.assert_array_equal(w, z[f"w{i}"])
+        for i, v in enumerate(model.optimizer.variables):
+            np.testing.assert_array_equal(np.asarray(v), z[f"o{i}"])
+    assert int(np.asarray(model.optimizer.iterations)) > 0  # the step counter came back (Adam's bias correction)
     # the killed process's lock file is still there, but the operating system released its flock: the same command
     # simply resumes (no file to find and delete first)
     assert lock_path(out).is_file()

@@ -26,10 +26,15 @@ def tiny_df(tmp_path_factory) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def fusion_run(tiny_df: pd.DataFrame, tmp_path_factory) -> Path:
+def fusion_trained(tiny_df: pd.DataFrame, tmp_path_factory) -> tuple[Path, Run]:
     out = tmp_path_factory.mktemp("runs") / "fusion"
-    train_run(tiny_df, TrainConfig(features="paper", preprocess="ben_graham", **TINY), out)
-    return out
+    run = train_run(tiny_df, TrainConfig(features="paper", preprocess="ben_graham", **TINY), out)
+    return out, run
+
+
+@pytest.fixture(scope="module")
+def fusion_run(fusion_trained: tuple[Path, Run]) -> Path:
+    return fusion_trained[0]
 
 
 def test_run_folder_is_self_contained(fusion_run: Path) -> None:
@@ -44,19 +49,27 @@ def test_run_folder_is_self_contained(fusion_run: Path) -> None:
     assert list(hist["epoch"]) == [0, 1] and {"loss", "val_loss", "val_auc"} <= set(hist.columns)
 
 
-def test_threshold_comes_from_validation_only(fusion_run: Path) -> None:
+def test_threshold_comes_from_validation_only(fusion_run: Path, tiny_df: pd.DataFrame) -> None:
+    """The validation rows are whole patients the model did not train on, and the threshold is chosen on the model's
+    own calibrated predictions for them (recomputed here from the saved model, not from the CSV it wrote)."""
     from melanoma_utils.evaluation import choose_threshold
 
     cfg = json.loads((fusion_run / "config.json").read_text())
-    val = pd.read_csv(fusion_run / "val_predictions.csv")
-    assert cfg["threshold"] == pytest.approx(choose_threshold(val["target"], val["probability"], 0.9))
-    assert cfg["n_val"] == len(val)
+    val_names = set(pd.read_csv(fusion_run / "val_predictions.csv")["image_name"])
+    val = tiny_df[tiny_df["image_name"].isin(val_names)].reset_index(drop=True)
+    train = tiny_df[~tiny_df["image_name"].isin(val_names)]
+    assert not set(val["patient_id"]) & set(train["patient_id"])  # no patient on both sides
+    assert cfg["n_val"] == len(val) and cfg["n_train"] == len(train)
+    p = Run.load(fusion_run).predict_proba(val)
+    assert cfg["threshold"] == pytest.approx(choose_threshold(val["target"], p, 0.9), abs=1e-6)
 
 
-def test_save_load_predict_identical(fusion_run: Path, tiny_df: pd.DataFrame) -> None:
-    run = Run.load(fusion_run)
-    a, b = run.predict(tiny_df), Run.load(fusion_run).predict(tiny_df)
-    assert a.shape == (48,) and np.array_equal(a, b) and ((a > 0) & (a < 1)).all()
+def test_save_load_predict_identical(fusion_trained: tuple[Path, Run], tiny_df: pd.DataFrame) -> None:
+    """The loaded run predicts what the trained model in memory predicted (not merely two loads of one file)."""
+    out, trained = fusion_trained
+    a, b = trained.predict(tiny_df), Run.load(out).predict(tiny_df)
+    assert a.shape == (48,) and np.allclose(a, b, atol=1e-6) and ((a > 0) & (a < 1)).all()
+    assert np.std(a) > 1e-4  # a model that learned something, not a constant
 
 
 def test_finished_run_is_not_overwritten(fusion_run: Path, tiny_df: pd.DataFrame) -> None:

@@ -59,7 +59,9 @@ def test_hsb_neutral_is_identity_and_parameters_act(img: np.ndarray) -> None:
 
 
 def test_luv_round_trip(img: np.ndarray) -> None:
-    back = T.from_luv(T.to_luv(img))
+    luv = T.to_luv(img)
+    assert np.abs(luv.astype(int) - img.astype(int)).mean() > 20  # a real change of colour space (two identities fail)
+    back = T.from_luv(luv)
     assert np.abs(back.astype(int) - img.astype(int)).mean() < 2.0
 
 
@@ -79,3 +81,48 @@ def test_config_validation(img: np.ndarray) -> None:
         T.preprocess_config("luv", gamma=2)
     with pytest.raises(ValueError, match="uint8 RGB"):
         T.to_grayscale(img.astype(np.float32))
+
+
+def _luv_by_hand(rgb: tuple[int, int, int]) -> np.ndarray:
+    """CIE L*u*v* of one sRGB colour from the definitions (sRGB gamma, D65 white), in OpenCV's 8-bit encoding."""
+    c = np.asarray(rgb, float) / 255
+    lin = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    x, y, z = np.array([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169],
+                        [0.019334, 0.119193, 0.950227]]) @ lin
+    L = 116 * y ** (1 / 3) - 16 if y > 0.008856 else 903.3 * y
+    d = x + 15 * y + 3 * z
+    un, vn = 4 * 0.950456 / (0.950456 + 15 + 3 * 1.088754), 9 / (0.950456 + 15 + 3 * 1.088754)
+    u = 13 * L * (4 * x / d - un) if d else 0.0
+    v = 13 * L * (9 * y / d - vn) if d else 0.0
+    return np.array([L * 255 / 100, (u + 134) * 255 / 354, (v + 140) * 255 / 262])
+
+
+def test_every_preprocessing_gives_its_golden_values() -> None:
+    """Per preprocessing, pixel values computed from its definition here, not by the code under test: an identity
+    (or any other wrong transform) fails all but 'none'."""
+    from scipy.ndimage import gaussian_filter
+
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (40, 90, 160)]
+    row = np.array([colours], np.uint8)  # 1 × 5 pixels
+    assert np.array_equal(T.preprocess(row, "none"), row)
+    grey = T.preprocess(row, "grayscale")[0, :, 0].astype(int)
+    assert np.abs(grey - np.rint([0.299 * r + 0.587 * g + 0.114 * b for r, g, b in colours])).max() <= 1  # BT.601
+    luv = T.preprocess(row, "luv")[0].astype(float)
+    assert np.abs(luv - np.array([_luv_by_hand(c) for c in colours])).max() <= 1.5
+    hsb = T.preprocess(row, T.preprocess_config("hsb", saturation_scale=0.0))[0]
+    assert (hsb == np.array([[255] * 3, [255] * 3, [255] * 3, [255] * 3, [160] * 3])).all()  # grey at value = max(RGB)
+    hue = T.preprocess(row, T.preprocess_config("hsb", hue_shift_degrees=120.0))[0]
+    assert [tuple(p) for p in hue[:3]] == [(0, 255, 0), (0, 0, 255), (255, 0, 0)]  # red -> green -> blue -> red
+    cast = np.stack([np.full((8, 8), 200), np.full((8, 8), 100), np.full((8, 8), 50)], -1).astype(np.uint8)
+    sog = T.preprocess(cast, "shades_of_gray")[0, 0]
+    assert tuple(sog) == (117, 117, 117)  # each channel scaled to the mean of the norms (200 + 100 + 50) / 3
+    rng = np.random.default_rng(2)
+    img = rng.integers(0, 256, (60, 60, 3), dtype=np.uint8)
+    sigma = 60 * T.BEN_GRAHAM_SIGMA_FRACTION
+    for name, base in (("ben_graham", img.astype(float)),
+                       ("ben_graham_gray", np.repeat(T.to_grayscale(img)[..., :1], 3, -1).astype(float))):
+        local = np.stack([gaussian_filter(base[..., c], sigma, mode="reflect", truncate=4.0) for c in range(3)], -1)
+        expected = np.clip(4 * base - 4 * local + 128, 0, 255)
+        got = T.preprocess(img, name).astype(float)
+        assert np.abs(got - expected).mean() < 2.0, name  # 4·(image − local mean) + 128
+        assert np.abs(got - img).mean() > 20, name  # far from the input
