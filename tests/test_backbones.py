@@ -13,14 +13,28 @@ from melanoma_utils.runs import TrainConfig
 from melanoma_utils.training import train_run
 
 
-@pytest.mark.parametrize("name, mode", [("vgg16", "caffe"), ("resnet50", "caffe"), ("mobilenetv2", "tf"),
-                                        ("efficientnetb0", "raw"), ("densenet121", "torch")])
-def test_each_backbone_builds_with_its_own_preprocessing(name: str, mode: str) -> None:
+#: Each keras.applications family's documented input scaling of the RGB pixel (200, 100, 50), written out here.
+_PIXEL = np.array([200.0, 100.0, 50.0])
+_SCALED = {
+    "caffe": np.array([50 - 103.939, 100 - 116.779, 200 - 123.68]),  # BGR, ImageNet mean subtracted
+    "tf": _PIXEL / 127.5 - 1,  # [-1, 1]
+    "torch": (_PIXEL / 255 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225]),
+    "raw": _PIXEL,  # EfficientNets scale inside the network
+}
+
+
+@pytest.mark.parametrize("name, family", [("vgg16", "caffe"), ("resnet50", "caffe"), ("mobilenetv2", "tf"),
+                                          ("efficientnetb0", "raw"), ("densenet121", "torch")])
+def test_each_backbone_builds_and_scales_its_input_as_its_family_was_trained(name: str, family: str) -> None:
+    """The pixels reaching each backbone are scaled the way its ImageNet weights expect (values written out above,
+    from the keras.applications documentation), not compared with the package's own table."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         m = build_model(32, 5, kind="fusion", backbone=name, head_units=(8,), meta_units=(4,))
-    assert m.get_layer("backbone_preprocess").mode == mode
-    out = np.asarray(m({"image": np.full((2, 32, 32, 3), 128.0, np.float32), "meta": np.zeros((2, 5), np.float32)}))
+    image = np.broadcast_to(_PIXEL, (2, 32, 32, 3)).astype(np.float32)
+    scaled = np.asarray(m.get_layer("backbone_preprocess")(image))
+    np.testing.assert_allclose(scaled[0, 0, 0], _SCALED[family], rtol=1e-4, atol=1e-4)
+    out = np.asarray(m({"image": image, "meta": np.zeros((2, 5), np.float32)}))
     assert out.shape == (2, 1) and np.isfinite(out).all()
 
 

@@ -107,8 +107,11 @@ def test_plots_return_figures_and_save_atomically(table: pd.DataFrame, tmp_path:
 
 
 def test_package_versions_lists_core_packages() -> None:
-    v = package_versions()
-    assert {"python", "numpy", "pandas"} <= set(v.index)
+    import platform
+
+    v = package_versions()["version"]
+    assert v["python"] == platform.python_version()
+    assert v["numpy"] == np.__version__ and v["pandas"] == pd.__version__ and v["matplotlib"] == matplotlib.__version__
 
 
 def test_open_study_seeds_binds_the_report_and_loads_the_data(tiny_csv, tmp_path) -> None:
