@@ -24,6 +24,13 @@ from typing import Iterable, Literal, Sequence
 import numpy as np
 import pandas as pd
 
+from .images import (  # noqa: F401  (re-exported: image files and folders live there)
+    IMAGE_EXTENSIONS,
+    attach_image_paths,
+    missing_image_names,
+    other_formats,
+)
+
 #: Columns every training CSV must have (official names).
 REQUIRED_TRAIN_COLUMNS: tuple[str, ...] = (
     "image_name",
@@ -70,7 +77,6 @@ NORMALISED_COLUMNS: tuple[str, ...] = (
     "image_path",
 )
 
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp")  # what every decoder here reads (PH2 ships BMP)
 
 
 class DataError(ValueError):
@@ -278,36 +284,6 @@ def default_images_dir(metadata_csv: str | os.PathLike[str]) -> Path | None:
         return unpack_images(Path(metadata_csv).parent)
     candidate = Path(metadata_csv).parent / "train"
     return candidate if candidate.is_dir() else None
-
-
-def attach_image_paths(df: pd.DataFrame, images_dir: str | os.PathLike[str]) -> pd.DataFrame:
-    """Add ``image_path`` for each row (whether or not the file exists); a name that could leave the folder
-    (:func:`~melanoma_utils.images.unsafe_image_name`) gets no path at all."""
-    from .images import unsafe_image_name
-
-    images_dir = Path(images_dir)
-    existing = {p.name for p in images_dir.iterdir()} if images_dir.is_dir() else set()
-    paths = []
-    for name in df["image_name"]:
-        if unsafe_image_name(name):
-            paths.append("")
-            continue
-        hit = next((f"{name}{ext}" for ext in IMAGE_EXTENSIONS if f"{name}{ext}" in existing), None)
-        paths.append(str(images_dir / (hit or f"{name}{IMAGE_EXTENSIONS[0]}")))
-    out = df.copy()
-    out["image_path"] = paths
-    return out
-
-
-def other_formats(images_dir: Path, names: list[str]) -> str:
-    """A hint when files of the missing names exist in another format (e.g. ``.tif``), for error messages."""
-    found = sorted({p.suffix.lower() for n in names[:50] for p in images_dir.glob(f"{n}.*")} - set(IMAGE_EXTENSIONS))
-    return f"; found {', '.join(found)} files of these names: convert them to PNG or JPEG" if found else ""
-
-
-def missing_image_names(df: pd.DataFrame) -> list[str]:
-    """Image names whose file does not exist."""
-    return [n for n, p in zip(df["image_name"], df["image_path"]) if not os.path.isfile(p)]
 
 
 def read_duplicates(path: str | os.PathLike[str]) -> pd.DataFrame:

@@ -9,7 +9,6 @@ recomputing the folds.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -17,18 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .backbones import OFFLINE_IMAGENET
 from .config import ISIC2020_PREVALENCE  # noqa: F401 (re-exported)
-from .evaluation import MetricError, evaluate, melanoma_vs_nevus_auc, melanoma_vs_nevus_mask, pr_auc, roc_auc
-from .runs import Run, TrainConfig
-from .splits import grouped_folds, holdout_split
-from .training import train_run
-
-
-def _load_or_train(df: pd.DataFrame, cfg: TrainConfig, run_dir: Path, external: pd.DataFrame | None = None) -> Run:
-    """The finished run in ``run_dir`` if there is one (an interrupted study resumes), else train it."""
-    return Run.load(run_dir) if (run_dir / "model.keras").exists() else train_run(df, cfg, run_dir, external=external)
-
+from .evaluation import MetricError, melanoma_vs_nevus_auc, melanoma_vs_nevus_mask, pr_auc, roc_auc
+from .runs import TrainConfig
+from .splits import grouped_folds
+from .training import load_or_train
 
 #: The ablation's variants: name -> TrainConfig overrides (the key ``"external": True`` adds the external training
 #: rows given to :func:`cross_validate` to every fold's training part).
@@ -112,7 +104,7 @@ def cross_validate(
             ext = external if wants_external else None
             vcfg = TrainConfig.from_dict({**asdict(cfg), **overrides})
             run_dir = out_dir / run_folder_name(name) / f"fold{k}"
-            run = _load_or_train(rest, vcfg, run_dir, ext)
+            run = load_or_train(rest, vcfg, run_dir, ext)
             p = run.predict_proba(test, cached_embeddings=True)
             preds.append(pd.DataFrame({"image_name": test["image_name"], "patient_id": test["patient_id"],
                                        "target": test["target"], "diagnosis": test["diagnosis"], "fold": k,
@@ -220,112 +212,6 @@ def load_folds(path: str | os.PathLike[str], df: pd.DataFrame) -> np.ndarray:
     if missing:
         raise ValueError(f"{path}: {len(missing)} image(s) of the data set have no fold, e.g. {missing[:3]}")
     return folds.loc[df["image_name"]].to_numpy()
-
-
-def backbone_protocol(cfg: TrainConfig) -> str:
-    """How a run's image branch was trained, in words (the ``protocol`` column of the backbone table): rows are like
-    for like only within one protocol."""
-    if not cfg.uses_images:
-        return "metadata only"
-    if cfg.uses_cached_embeddings:
-        return ("pretrained (" + str(cfg.backbone_weights) + "), frozen; head on cached embeddings"
-                + (f", then fine-tuned ({cfg.finetune})" if cfg.finetune != "none" else ""))
-    if cfg.backbone and cfg.backbone_weights not in (None, "none"):
-        return f"pretrained ({cfg.backbone_weights}), trained end to end"
-    return "random init, trained end to end"
-
-
-#: The columns of :func:`compare_backbones`' table (the study's Table 3 analogue).
-TABLE3_COLUMNS: list[str] = [
-    "backbone", "weights", "model", "protocol", "accuracy", "sensitivity", "specificity", "f1", "threshold", "roc_auc",
-    "roc_auc_ci_low", "roc_auc_ci_high", "pr_auc", "pr_auc_ci_low", "pr_auc_ci_high", "mel_vs_nevus_auc", "params",
-    "epochs_run", "train_images_per_second", "predict_images_per_second", "note"]
-
-
-def protocol_rank(protocol: str) -> int:
-    """Sort key of :func:`backbone_protocol`'s words: (a) frozen pretrained, (b) random init end to end, (c) pretrained
-    end to end, then metadata only."""
-    for rank, words in enumerate(("frozen", "random init", "trained end to end")):
-        if words in protocol:
-            return rank
-    return 3
-
-
-def _weights_unavailable(backbone: str, weights: str | None) -> str:
-    """Why ``backbone`` cannot get ``weights`` here ('' when it can): ImageNet weights of the ``keras.applications``
-    backbones need a download, which an offline machine cannot make (tried once, at 32 px)."""
-    if backbone == "cnn" or weights in (None, "none") or backbone in OFFLINE_IMAGENET:
-        return ""
-    from .models import WeightsUnavailable, build_backbone
-
-    try:
-        build_backbone(backbone, 32, weights)
-    except WeightsUnavailable as exc:
-        return str(exc).split(". Offline")[0]
-    return ""
-
-
-def compare_backbones(
-    df: pd.DataFrame,
-    cfg: TrainConfig,
-    out_dir: str | os.PathLike[str],
-    backbones: list[str],
-    models: tuple[str, ...] = ("image", "fusion"),
-    test_fraction: float = 0.2,
-    n_boot: int = 1000,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The study's Table 3 analogue: each backbone (``"cnn"`` = the study's own branch) × image-only /
-    fusion, trained on the same patient-grouped training part (same budget) and scored on the same
-    held-out patients. A backbone entry ``"name@weights"`` (e.g. ``"efficientnetlite0@imagenet"``,
-    ``"efficientnetlite0@none"``) sets its weights; plain names use ``cfg.backbone_weights``. Returns
-    ``(table, predictions)``; runs are saved under ``out_dir`` and reused. ``protocol`` says how each image branch
-    was trained (compare rows within one protocol); ``predict_images_per_second`` is measured the same way for
-    every row (the held-out images scored from pixels by the whole model). An entry whose weights cannot be had
-    here (``keras.applications`` ImageNet weights offline) is a row with ``note`` saying why and no metrics."""
-    out_dir = Path(out_dir)
-    tr, te = holdout_split(df, test_fraction, seed=cfg.seed)
-    train, test = df.iloc[tr].reset_index(drop=True), df.iloc[te].reset_index(drop=True)
-    rows, preds = [], []
-    for entry in backbones:
-        backbone, _, w = entry.partition("@")
-        weights = (None if w == "none" else w) if w else cfg.backbone_weights
-        skipped = _weights_unavailable(backbone, weights)
-        for model in models:
-            overrides = {"kind": model, "backbone": None if backbone == "cnn" else backbone,
-                         "backbone_weights": None if backbone == "cnn" else weights}
-            vcfg = TrainConfig.from_dict({**asdict(cfg), **overrides})
-            if skipped:
-                rows.append({"backbone": backbone, "weights": weights, "model": model, "protocol": backbone_protocol(vcfg),
-                             "note": f"not run: {skipped}"})
-                print(f"[compare] {entry} · {model}: not run ({skipped})", flush=True)
-                continue
-            run_dir = out_dir / f"{entry.replace('@', '_')}_{model}"
-            run = _load_or_train(train, vcfg, run_dir)
-            started = time.perf_counter()
-            p = run.predict_proba(test)  # calibrated: the scale of the run's validation threshold
-            predict_seconds = time.perf_counter() - started
-            res = evaluate(test["target"], p, test["patient_id"], {"validation": run.threshold}, n_boot=n_boot, seed=cfg.seed)
-            at = res["thresholds"]["validation"]
-            rows.append({
-                "backbone": backbone, "weights": (weights or "none") if backbone != "cnn" else None, "model": model,
-                "protocol": backbone_protocol(vcfg),
-                "accuracy": at["accuracy"], "sensitivity": at["sensitivity"], "specificity": at["specificity"],
-                "f1": at["f1"], "threshold": at["threshold"],
-                "roc_auc": res["roc_auc"]["estimate"], "roc_auc_ci_low": res["roc_auc"]["ci_low"],
-                "roc_auc_ci_high": res["roc_auc"]["ci_high"],
-                "pr_auc": res["pr_auc"]["estimate"], "pr_auc_ci_low": res["pr_auc"]["ci_low"], "pr_auc_ci_high": res["pr_auc"]["ci_high"],
-                "mel_vs_nevus_auc": melanoma_vs_nevus_auc(test["target"], p, test["diagnosis"]),
-                "params": int(run.model.count_params()), "epochs_run": run.config.get("epochs_run"),
-                "train_images_per_second": run.config.get("train_images_per_second"),
-                "predict_images_per_second": len(test) / predict_seconds if predict_seconds > 0 else float("nan"),
-                "note": "",
-            })
-            preds.append(pd.DataFrame({"image_name": test["image_name"], "backbone": entry, "model": model,
-                                       "target": test["target"], "probability": p}))
-            print(f"[compare] {entry} · {model}: ROC AUC {rows[-1]['roc_auc']:.3f}", flush=True)
-    empty = pd.DataFrame(columns=["image_name", "backbone", "model", "target", "probability"])
-    table = pd.DataFrame(rows).reindex(columns=TABLE3_COLUMNS)
-    return table, pd.concat(preds, ignore_index=True) if preds else empty
 
 
 def paired_contrasts(per_fold: pd.DataFrame, oof: pd.DataFrame, contrasts: list[tuple[str, str]],
@@ -473,3 +359,11 @@ def add_ensemble(per_fold: pd.DataFrame, oof: pd.DataFrame, members: list[str], 
                      "auc_melanoma_vs_nevus": melanoma_vs_nevus_auc(part["target"], part["probability"], part["diagnosis"]),
                      "epochs_run": None, "train_seconds": None})
     return pd.concat([per_fold, pd.DataFrame(rows)], ignore_index=True), pd.concat([oof, ens[oof.columns]], ignore_index=True)
+
+
+from .backbone_study import (  # noqa: E402,F401  (re-exported: the backbone comparison lives there)
+    TABLE3_COLUMNS,
+    backbone_protocol,
+    compare_backbones,
+    protocol_rank,
+)

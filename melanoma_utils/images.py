@@ -16,6 +16,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp")  # what every decoder here reads (PH2 ships BMP)
+
 #: The largest image (pixels) decoded: beyond it a row is an error like a corrupt file (a 13,500² JPEG decodes to
 #: 550 MB). The environment variable ``MELANOMA_MAX_PIXELS`` overrides it.
 MAX_PIXELS: int = 100_000_000
@@ -149,3 +151,31 @@ def load_image_array(
             it = tqdm(it, total=len(paths), desc="decoding", unit="img")
         arr = np.stack(list(it)) if len(paths) else np.zeros((0, image_size, image_size, 3), np.uint8)
     return preprocess_batch(arr, preprocess)
+
+
+def attach_image_paths(df: pd.DataFrame, images_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    """Add ``image_path`` for each row (whether or not the file exists); a name that could leave the folder
+    (:func:`~melanoma_utils.images.unsafe_image_name`) gets no path at all."""
+    images_dir = Path(images_dir)
+    existing = {p.name for p in images_dir.iterdir()} if images_dir.is_dir() else set()
+    paths = []
+    for name in df["image_name"]:
+        if unsafe_image_name(name):
+            paths.append("")
+            continue
+        hit = next((f"{name}{ext}" for ext in IMAGE_EXTENSIONS if f"{name}{ext}" in existing), None)
+        paths.append(str(images_dir / (hit or f"{name}{IMAGE_EXTENSIONS[0]}")))
+    out = df.copy()
+    out["image_path"] = paths
+    return out
+
+
+def other_formats(images_dir: Path, names: list[str]) -> str:
+    """A hint when files of the missing names exist in another format (e.g. ``.tif``), for error messages."""
+    found = sorted({p.suffix.lower() for n in names[:50] for p in images_dir.glob(f"{n}.*")} - set(IMAGE_EXTENSIONS))
+    return f"; found {', '.join(found)} files of these names: convert them to PNG or JPEG" if found else ""
+
+
+def missing_image_names(df: pd.DataFrame) -> list[str]:
+    """Image names whose file does not exist."""
+    return [n for n, p in zip(df["image_name"], df["image_path"]) if not os.path.isfile(p)]

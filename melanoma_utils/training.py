@@ -13,16 +13,13 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_write, json_safe, write_json, write_text
-from .calibration import Calibrator, fit_calibrator
-from .clinical import validation_report
+from .atomic import atomic_write
 from .distribution import (  # noqa: F401  (re-exported: device set-up lives there)
     Distribution,
     _local_copy,
@@ -30,14 +27,12 @@ from .distribution import (  # noqa: F401  (re-exported: device set-up lives the
     patch_keras_for_multiworker,
     scaled_for,
 )
-from .evaluation import MetricError, choose_threshold, evaluate
 from .features import MetadataEncoder
 from .images import drop_unreadable
-from .modelcard import model_card
 from .resume import ResumeState
-from .runfolder import fingerprint, prepare_staging, publish, run_lock, staging_path
+from .run_writer import write_run
+from .runfolder import fingerprint, prepare_staging, run_lock, staging_path
 from .runs import Run, TrainConfig
-from .sources import source_counts
 from .splits import assert_disjoint_patients, holdout_split
 from .transforms import preprocess_config
 
@@ -333,7 +328,6 @@ def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.
                   dist: Distribution, external: pd.DataFrame | None = None) -> Run:
     import keras
 
-    from .versions import package_versions
 
     keras.utils.set_random_seed(cfg.seed)
     policy = _set_precision(cfg.mixed_precision)
@@ -381,71 +375,15 @@ def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.
     if cfg.strategy == "multiworker":
         model = _local_copy(model)  # predictions below are this process's own, not collective steps
 
-    run = Run(model, encoder, {"train": asdict(cfg), "preprocess": preprocess, "threshold": 0.5}, out_dir)
-    raw_val = run.predict(val, cached_embeddings=True)
-    calibrator, calibration_note = Calibrator(), None
-    try:
-        calibrator = fit_calibrator(val["target"], raw_val, val["patient_id"], seed=cfg.seed)
-    except MetricError as exc:  # e.g. no malignant image in the validation split
-        calibration_note = f"not calibrated: {exc}"
-        print(f"warning: probabilities are not calibrated — {exc}", flush=True)
-    p_val = calibrator.transform(raw_val)
-    rule = f"highest threshold with validation sensitivity >= {cfg.min_sensitivity} (calibrated probabilities)"
-    fallback = None
-    try:
-        threshold = choose_threshold(val["target"], p_val, cfg.min_sensitivity)
-    except MetricError as exc:  # e.g. no malignant image in the validation split
-        threshold, fallback = 0.5, str(exc)
-        rule = f"fallback 0.5: no validation threshold could be chosen ({exc})"
-        print(f"warning: decision threshold set to 0.5 — {exc}", flush=True)
-    from .augment import AugmentConfig
-
-    config = {
-        "train": asdict(cfg),
-        "preprocess": preprocess,
-        "augment": AugmentConfig(**cfg.augment_config).to_dict() if cfg.augment else None,
-        "threshold": threshold,
-        "threshold_rule": rule,
-        "threshold_fallback": fallback,
-        "calibration": calibrator.to_dict() if calibrator.method != "identity" else None,
-        "calibration_note": calibration_note,
-        "training_prevalence": float(train["target"].mean()),
-        "training_sources": source_counts(train),
-        "validation_sources": source_counts(val),
-        "feature_names": encoder.feature_names,
-        "class_weights": per_class,
-        "n_train": len(train), "n_val": len(val), "n_train_positive": int(train["target"].sum()),
-        "skipped_unreadable": dropped,
-        "epochs_run": epochs_run, "train_seconds": seconds, "resumed_after_seconds": seconds_before or None,
-        "train_images_per_second": epochs_run * len(train) / seconds if seconds else None,
-        "stages": stages,
-        "precision_policy": policy,
-        "distribution": {"strategy": dist.name, "replicas": dist.replicas,
-                         "global_batch_size": cfg.batch_size * dist.replicas,
+    facts = {
+        "per_class": per_class, "dropped": dropped, "epochs_run": epochs_run, "seconds": seconds,
+        "seconds_before": seconds_before, "stages": stages, "policy": policy,
+        "distribution": {"strategy": dist.name, "replicas": dist.replicas, "global_batch_size": cfg.batch_size * dist.replicas,
                          "learning_rate_scale": dist.replicas},
-        "keras_backend": keras.backend.backend(),
-        "versions": package_versions()["version"].to_dict(),
     }
-    run.config = config
-    metrics: dict[str, Any] = {}
-    report: dict[str, Any] | None = None
-    val_pred = pd.DataFrame({"image_name": val["image_name"], "patient_id": val["patient_id"], "target": val["target"],
-                             "probability": p_val, "raw_probability": raw_val})
-    try:
-        metrics = evaluate(val["target"], p_val, val["patient_id"], {"0.5": 0.5, "validation": threshold}, n_boot=200,
-                           seed=cfg.seed)
-        report = validation_report(val_pred.join(val[[c for c in ("sex", "age", "site", "diagnosis", "width", "height") if c in val]]),
-                                   threshold=threshold, n_boot=200, seed=cfg.seed)
-    except MetricError as exc:
-        metrics = {"error": str(exc)}
-    atomic_write(work / "model.keras", model.save)
-    encoder.save(work / "encoder.json")
-    write_json(work / "config.json", config)
-    run.metrics = {"validation": metrics, **({"validation_report": json_safe(report)} if report else {})}
-    write_json(work / "metrics.json", run.metrics)
-    atomic_write(work / "val_predictions.csv", lambda tmp: val_pred.to_csv(tmp, index=False))
-    write_text(work / "MODEL_CARD.md", model_card(config, report))
-    shutil.rmtree(work / "backup", ignore_errors=True)
-    (work / "fingerprint.json").unlink()
-    publish(work, out_dir)
-    return run
+    return write_run(model, encoder, cfg, preprocess, train, val, work, out_dir, facts)
+
+
+def load_or_train(df: pd.DataFrame, cfg: TrainConfig, run_dir: Path, external: pd.DataFrame | None = None) -> Run:
+    """The finished run in ``run_dir`` if there is one (an interrupted study resumes), else train it."""
+    return Run.load(run_dir) if (run_dir / "model.keras").exists() else train_run(df, cfg, run_dir, external=external)
