@@ -94,14 +94,34 @@ def run_lock(out_dir: str | os.PathLike[str]) -> Iterator[Path]:
         os.close(fd)  # releases the flock
 
 
+#: How many image files per split :func:`fingerprint` hashes in full (the rest by size and modification time).
+CONTENT_SAMPLE = 32
+
+
 def fingerprint(cfg: Any, train: pd.DataFrame, val: pd.DataFrame) -> dict[str, Any]:
-    """What a staged state belongs to: the configuration (less verbosity) and the exact training/validation rows."""
+    """What a staged state belongs to: the configuration (less verbosity), the exact training/validation rows and
+    their image files: every file's size and modification time, and the full bytes of an evenly spaced sample of
+    :data:`CONTENT_SAMPLE` files per split (images replaced in place, e.g. inverted, change the fingerprint without
+    reading every file of a large set)."""
     config = {k: v for k, v in asdict(cfg).items() if k != "verbose"}
     config = json.loads(json.dumps(config, default=list))
     h = hashlib.sha1()
     for part in (train, val):
         h.update("|".join(f"{n}:{t}" for n, t in zip(part["image_name"], part["target"])).encode())
         h.update(b"#")
+        paths = [str(x) for x in part["image_path"]] if "image_path" in part else []
+        for path in paths:
+            try:
+                st = os.stat(path)
+                h.update(f"{st.st_size}:{st.st_mtime_ns};".encode())
+            except OSError:
+                h.update(b"missing;")
+        for path in paths[:: max(1, len(paths) // CONTENT_SAMPLE)][:CONTENT_SAMPLE]:
+            try:
+                with open(path, "rb") as fh:
+                    h.update(hashlib.sha1(fh.read()).digest())
+            except OSError:
+                h.update(b"unreadable")
     return {"config": config, "data": h.hexdigest()}
 
 
@@ -112,12 +132,13 @@ def prepare_staging(staging: Path, fp: dict[str, Any], restart: bool = False) ->
     (``restart`` discards the old state instead).
     """
     marker = staging / "fingerprint.json"
-    if staging.exists() and (restart or not marker.is_file()):
-        shutil.rmtree(staging)  # discarded on request, or never got past its first write
+    saved_epochs = (staging / "backup").is_dir() and any((staging / "backup").glob("*.npz"))
+    if staging.exists() and (restart or not marker.is_file() or not saved_epochs):
+        shutil.rmtree(staging)  # discarded on request, never got past its first write, or failed before any epoch
     if staging.exists():
         old = json.loads(marker.read_text())
         if old == fp:
-            return (staging / "backup").is_dir()
+            return True
         diffs = [f"{k}: {old['config'].get(k)!r} -> {fp['config'].get(k)!r}"
                  for k in sorted(set(old["config"]) | set(fp["config"])) if old["config"].get(k) != fp["config"].get(k)]
         if old.get("data") != fp["data"]:

@@ -240,3 +240,31 @@ def test_damaged_run_folders_name_the_file_and_what_is_wrong(tiny_csv: Path, tmp
             Run.load(bad)
         assert cli.main(["predict", "--run", str(bad), "--metadata", str(tiny_csv), "--out", str(tmp_path / f"{name}.csv")]) == 2
         assert f"is damaged: {name}" in capsys.readouterr().err
+
+
+def test_fingerprint_covers_image_content_and_a_run_that_failed_before_its_first_epoch_blocks_nothing(
+        tiny_csv: Path, tmp_path: Path) -> None:
+    import os
+    import shutil
+
+    from PIL import Image
+
+    from melanoma_utils.data import load_dataset
+    from melanoma_utils.runfolder import fingerprint, prepare_staging
+
+    root = tmp_path / "set"
+    shutil.copytree(tiny_csv.parent, root)
+    df = load_dataset(root / "train.csv").frame
+    cfg = TrainConfig(kind="image", backbone="cnn", image_size=32)
+    before = fingerprint(cfg, df.iloc[:20], df.iloc[20:])
+    path = df["image_path"].iloc[3]
+    st = os.stat(path)
+    img = Image.open(path).convert("RGB")
+    Image.fromarray(255 - np.asarray(img)).save(path, format="PNG" if path.endswith(".png") else "JPEG")
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # same time stamp: only the bytes tell
+    assert fingerprint(cfg, df.iloc[:20], df.iloc[20:])["data"] != before["data"]
+    staging = tmp_path / ".run.partial"
+    assert prepare_staging(staging, before) is False  # a run that then fails before saving any epoch ...
+    other = fingerprint(TrainConfig(kind="image", backbone="cnn", image_size=40), df.iloc[:20], df.iloc[20:])
+    assert prepare_staging(staging, other) is False  # ... does not block a retry with another configuration
+    assert json.loads((staging / "fingerprint.json").read_text()) == other
