@@ -12,7 +12,6 @@ from melanoma_utils.models import build_backbone, build_model
 from melanoma_utils.runs import TrainConfig
 from melanoma_utils.training import train_run
 
-
 #: Each keras.applications family's documented input scaling of the RGB pixel (200, 100, 50), written out here.
 _PIXEL = np.array([200.0, 100.0, 50.0])
 _SCALED = {
