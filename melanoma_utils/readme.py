@@ -99,10 +99,53 @@ def size_rates(report_dir: Path, min_images: int = 100) -> str:
             + ": image size identifies the device and clinic, and clinics differ in case mix.\n")
 
 
+#: The TrainConfig fields the README's defaults table shows, with what each decides.
+DEFAULT_FIELDS: dict[str, str] = {
+    "kind": "inputs: images + metadata (fusion), images only, metadata only",
+    "features": "metadata feature set",
+    "backbone": "image branch",
+    "backbone_weights": "its weights (ImageNet offline for EfficientNet-Lite)",
+    "frozen_features": "frozen backbone, head trained on cached embeddings",
+    "image_size": "input side in px (the backbone's native size)",
+    "embedding_views": "rotations/mirrors cached per image",
+    "head_learning_rate": "Adam learning rate of the head on cached embeddings",
+    "learning_rate": "Adam learning rate when training end to end",
+    "batch_size": "batch size (per replica)",
+    "epochs": "maximum epochs",
+    "patience": "early-stopping patience (validation loss; best weights restored)",
+    "class_weighting": "class-weighted BCE, w = 1/n per class",
+    "augment": "crops, colour jitter, random greyscale, flips, 90° rotations",
+    "preprocess": "image preprocessing (Fig 12's transforms)",
+    "val_fraction": "patients held out for validation (calibrator, threshold, early stopping)",
+    "min_sensitivity": "the threshold is the highest reaching this validation sensitivity",
+    "tta": "views averaged per image at validation/prediction",
+    "seed": "drives Python, NumPy and Keras",
+}
+
+
+def train_defaults(report_dir: Path) -> str:
+    """The resolved defaults of :class:`~melanoma_utils.train_config.TrainConfig` (the one place they are decided;
+    ``train``, the notebooks and Python share them). ``report_dir`` is unused: the block is generated from the code."""
+    from .train_config import TrainConfig
+
+    cfg = TrainConfig()
+    lines = ["| setting (`train` option) | default | what it decides |", "|---|---|---|"]
+    for name, what in DEFAULT_FIELDS.items():
+        value = getattr(cfg, name)
+        option = "--" + name.replace("_", "-")
+        if name == "frozen_features":
+            option = "--end-to-end"
+        elif isinstance(value, bool):
+            option = f"--no-{name.replace('_', '-').replace('class-weighting', 'class-weights')}"
+        lines.append(f"| `{name}` (`{option}`) | `{value}` | {what} |")
+    return "\n".join(lines) + "\n"
+
+
 #: Block name -> the function that renders it from a report folder.
 TABLES: dict[str, Callable[[Path], str]] = {"ablation": ablation_table, "ablation_paired": paired_table,
                                              "transforms_training": transforms_table, "backbones": backbones_table,
-                                             "transform_costs": transform_costs, "size_rates": size_rates}
+                                             "transform_costs": transform_costs, "size_rates": size_rates,
+                                             "train_defaults": train_defaults}
 
 
 def render_readme(text: str, report_dir: Path) -> str:
