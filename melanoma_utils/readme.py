@@ -62,16 +62,22 @@ def transforms_table(report_dir: Path) -> str:
 
 
 def backbones_table(report_dir: Path) -> str:
-    """The backbone comparison (``table3_backbones.csv``), one row per backbone, weights and input, with its protocol."""
+    """The backbone comparison (``table3_backbones.csv``), one row per backbone, weights and input, grouped by protocol;
+    rows that could not run here say why."""
     t = pd.read_csv(report_dir / "table3_backbones.csv")
-    lines = ["| backbone | weights | protocol | input | sensitivity | specificity | F1 | ROC AUC (95% CI) | PR AUC | "
-             "melanoma vs nevus | train images/s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| protocol | backbone | weights | input | sensitivity | specificity | F1 | ROC AUC (95% CI) | PR AUC | "
+             "melanoma vs nevus | scoring images/s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in t.itertuples():
         weights = r.weights if isinstance(r.weights, str) else "—"
         protocol = getattr(r, "protocol", "") if isinstance(getattr(r, "protocol", ""), str) else ""
-        lines.append(f"| {r.backbone} | {weights} | {protocol} | {r.model} | {r.sensitivity:.2f} | {r.specificity:.2f} | "
+        note = getattr(r, "note", "")
+        if isinstance(note, str) and note:
+            lines.append(f"| {protocol} | {r.backbone} | {weights} | {r.model} | {note} | | | | | | |")
+            continue
+        speed = getattr(r, "predict_images_per_second", float("nan"))
+        lines.append(f"| {protocol} | {r.backbone} | {weights} | {r.model} | {r.sensitivity:.2f} | {r.specificity:.2f} | "
                      f"{r.f1:.2f} | {_ci(r.roc_auc, r.roc_auc_ci_low, r.roc_auc_ci_high)} | {r.pr_auc:.3f} | "
-                     f"{r.mel_vs_nevus_auc:.3f} | {r.train_images_per_second:,.0f} |")
+                     f"{r.mel_vs_nevus_auc:.3f} | {'—' if speed != speed else f'{speed:,.0f}'} |")
     return "\n".join(lines) + "\n"
 
 
