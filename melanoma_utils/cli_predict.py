@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .cli_args import (
     _existing_file,
@@ -18,12 +19,23 @@ from .cli_args import (
 )
 from .data import DataError
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", dest="run", type=_existing_path, help=argparse.SUPPRESS, action=_renamed("--run"))
     p.add_argument("--run", dest="run", type=_existing_path, help="run folder from `train` (required)")
-    data_args(p, "CSV in the ISIC 2020 schema, or a TFRecord shard folder (from `shard`)", duplicates=False)
-    p.add_argument("--out", type=Path, required=True, help="predictions CSV to write")
+    data_args(p, "CSV in the ISIC 2020 schema, or a TFRecord shard folder (from `shard`)", duplicates=False, required=False)
+    p.add_argument("--out", type=Path, help="predictions CSV to write (with --metadata)")
+    one = p.add_argument_group("one lesion", "instead of --metadata: score one image and print its risk")
+    one.add_argument("--image", type=Path, help="a dermoscopic image (.jpg, .png, .bmp)")
+    one.add_argument("--age", type=float, help="approximate age in years (0-120); missing if not given")
+    one.add_argument("--sex", help="female or male; missing if not given")
+    one.add_argument("--site", help="anatomical site (head/neck, upper extremity, lower extremity, torso, palms/soles, "
+                                    "oral/genital); missing if not given")
+    one.add_argument("--explain", type=Path, metavar="PNG", help="write the image with its Grad-CAM overlay and colour bar")
+    one.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--impute-size", action="store_true",
                    help="models with width/height (features paper): impute rows without them (marked size_imputed)")
@@ -43,6 +55,12 @@ def _predict(args: argparse.Namespace) -> int:
 
     if args.run is None:
         raise ValueError("predict needs --run RUN: the run folder written by `train`")
+    if (args.image is None) == (args.metadata is None):
+        raise ValueError("predict needs --metadata CSV (many images) or --image FILE (one lesion), not both")
+    if args.image is not None:
+        return _predict_one(args)
+    if args.out is None:
+        raise ValueError("predict --metadata needs --out: the predictions CSV to write")
     if args.out.is_dir():
         raise FileExistsError(f"{args.out} is a folder; --out names the predictions CSV to write (e.g. {args.out / 'predictions.csv'})")
     if args.out.exists() and not args.overwrite:
@@ -190,3 +208,122 @@ def _check_report_out(out: Path, overwrite: bool) -> None:
         raise FileExistsError(f"{out} holds an earlier evaluate report; pass --overwrite to replace it")
 
 
+
+
+def lesion_row(image: Path, age: float | None, sex: str | None, site: str | None) -> tuple["pd.DataFrame", list[str]]:
+    """One lesion as a row of the normalised table (its own pixel size as the original width/height), and the inputs
+    that are missing. Bad values are a ``ValueError`` naming the option and the valid values."""
+    import pandas as pd
+
+    from .data import AGE_RANGE, MISSING, NORMALISED_COLUMNS, SEX_CATEGORIES, SITE_ALIASES, SITE_CATEGORIES
+    from .images import IMAGE_EXTENSIONS, check_image_file
+
+    if not image.is_file():
+        raise FileNotFoundError(f"--image {image}: file not found")
+    if image.suffix.lower() not in IMAGE_EXTENSIONS:
+        raise ValueError(f"--image {image}: not a supported image file (supported: {', '.join(IMAGE_EXTENSIONS)})")
+    problem = check_image_file(image)
+    if problem:
+        raise ValueError(f"--image {image}: {problem}")
+    if age is not None and not AGE_RANGE[0] <= age <= AGE_RANGE[1]:
+        raise ValueError(f"--age {age:g}: out of range ({AGE_RANGE[0]:g}-{AGE_RANGE[1]:g} years)")
+    sex_v = sex.strip().lower() if sex else MISSING
+    if sex_v not in (*SEX_CATEGORIES, MISSING):
+        raise ValueError(f"--sex {sex!r}: unknown; valid: {', '.join(SEX_CATEGORIES)}")
+    site_v = SITE_ALIASES.get(site.strip().lower(), site.strip().lower()) if site else MISSING
+    if site_v not in (*SITE_CATEGORIES, MISSING):
+        raise ValueError(f"--site {site!r}: unknown; valid: {', '.join(SITE_CATEGORIES)}")
+    from PIL import Image
+
+    with Image.open(image) as im:
+        width, height = im.size
+    row = {"image_name": image.stem, "patient_id": f"lesion:{image.stem}", "sex": sex_v, "age": age, "site": site_v,
+           "diagnosis": MISSING, "target": float("nan"), "tfrecord": float("nan"), "width": float(width),
+           "height": float(height), "source": "single lesion", "image_path": str(image)}
+    missing = [name for name, v in (("age", age), ("sex", sex), ("site", site)) if v is None]
+    frame = pd.DataFrame([row])
+    return frame[[c for c in dict.fromkeys((*NORMALISED_COLUMNS, "image_path")) if c in frame]], missing
+
+
+def _validation_operating_point(run: object) -> dict | None:
+    rep = (getattr(run, "metrics", {}) or {}).get("validation_report") or {}
+    for op in rep.get("operating_points", []):
+        if op.get("name") == "validation threshold":
+            return op
+    return None
+
+
+def _predict_one(args: argparse.Namespace) -> int:
+    import json
+
+    from .clinical import predictive_values
+    from .runs import Run
+
+    run = Run.load(args.run)
+    row, missing = lesion_row(args.image, args.age, args.sex, args.site)
+    tta = args.tta if args.tta is not None else run.train_config.tta
+    out = run.predict_frame(row, 1, tta=tta, impute_size=True, prevalence=args.prevalence).iloc[0]
+    if out["error"]:
+        raise ValueError(f"--image {args.image}: {out['error']}")
+    op = _validation_operating_point(run)
+    result = {
+        "image": str(args.image), "probability": float(out["probability"]), "raw_probability": float(out["raw_probability"]),
+        "prevalence": float(out["prevalence"]) if out["prevalence"] == out["prevalence"] else None,
+        "threshold": float(out["threshold"]), "prediction": int(out["prediction"]),
+        "decision": "refer for biopsy (at or above the threshold)" if int(out["prediction"]) == 1 else "below the threshold",
+        "missing_inputs": missing, "tta": tta,
+    }
+    if op:
+        sens, spec = op["sensitivity"]["estimate"], op["specificity"]["estimate"]
+        result["validation_sensitivity"], result["validation_specificity"] = sens, spec
+        if result["prevalence"]:
+            ppv, _ = predictive_values(sens, spec, result["prevalence"])
+            result["number_needed_to_biopsy"] = 1 / ppv if ppv else None
+    if args.explain is not None:
+        result["explanation"] = str(_write_explanation(run, row, args.explain, result))
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    at = f" at prevalence {result['prevalence']:.4g}" if result["prevalence"] else ""
+    print(f"{args.image.name}: melanoma risk {100 * result['probability']:.1f}%{at} "
+          f"(calibrated; raw model output {result['raw_probability']:.3f})")
+    print(f"decision: {result['decision']} — threshold {100 * result['threshold']:.2f}% on the same scale")
+    if op:
+        text = (f"that threshold reached sensitivity {100 * result['validation_sensitivity']:.0f}% and specificity "
+                f"{100 * result['validation_specificity']:.0f}% on the run's validation patients")
+        if result.get("number_needed_to_biopsy"):
+            text += f"; at this prevalence about {result['number_needed_to_biopsy']:.0f} biopsies per melanoma found"
+        print(text)
+    if missing:
+        print(f"missing inputs (scored as unknown): {', '.join(missing)}")
+    if result.get("explanation"):
+        print(f"explanation: {result['explanation']}")
+    return 0
+
+
+def _write_explanation(run: object, row: "pd.DataFrame", path: Path, result: dict) -> Path:
+    """The lesion with its Grad-CAM overlay and a colour bar, saved as PNG (a metadata-only run: an error)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from .explain import grad_cam, model_inputs
+    from .plots import save_figure
+
+    if not run.train_config.uses_images:  # type: ignore[attr-defined]
+        raise ValueError("--explain needs a model with an image input; this run uses metadata only")
+    x = model_inputs(run, row)
+    cam = grad_cam(run, x, np.array([0]))[0]
+    fig, ax = plt.subplots(figsize=(4.6, 4))
+    ax.imshow(np.clip(x["image"][0], 0, 255).astype(np.uint8))
+    heat = ax.imshow(cam, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+    fig.colorbar(heat, ax=ax, fraction=0.046, pad=0.03, label="Grad-CAM (relative)")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(f"risk {100 * result['probability']:.1f}% · threshold {100 * result['threshold']:.2f}%", fontsize=10)
+    fig.tight_layout()
+    out = save_figure(fig, path)
+    plt.close(fig)
+    return out

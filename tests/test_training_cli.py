@@ -338,3 +338,35 @@ print(sorted(m for m in ("tensorflow", "keras") if m in sys.modules))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_predict_one_lesion_prints_its_risk_and_matches_the_csv_row(tiny_df: pd.DataFrame, tmp_path: Path, capsys) -> None:
+    run_dir = tmp_path / "clin"
+    train_run(tiny_df, TrainConfig(features="clinical", **TINY), run_dir)
+    csv = Path(tiny_df["image_path"].iloc[0]).parent.parent / "train.csv"
+    meta = pd.read_csv(csv)
+    r = meta.iloc[5]
+    image = Path(tiny_df.set_index("image_name").loc[r["image_name"], "image_path"])
+    assert cli.main(["predict", "--run", str(run_dir), "--metadata", str(csv), "--out", str(tmp_path / "p.csv")]) == 0
+    row = pd.read_csv(tmp_path / "p.csv").set_index("image_name").loc[r["image_name"]]
+    capsys.readouterr()
+    args = ["predict", "--run", str(run_dir), "--image", str(image), "--age", str(r["age_approx"]), "--sex", r["sex"],
+            "--site", r["anatom_site_general_challenge"]]
+    assert cli.main(args + ["--json", "--explain", str(tmp_path / "x.png")]) == 0
+    got = json.loads(capsys.readouterr().out)
+    for key in ("probability", "raw_probability", "prevalence", "threshold", "prediction"):
+        assert got[key] == pytest.approx(row[key], abs=1e-6), key  # what predict writes for that row of a CSV
+    assert got["missing_inputs"] == [] and (tmp_path / "x.png").stat().st_size > 0
+    assert cli.main(args[:5] + ["--prevalence", "isic2020"]) == 0
+    text = capsys.readouterr().out
+    assert "melanoma risk" in text and "at prevalence 0.01763" in text and "missing inputs (scored as unknown): age, sex, site" in text
+    assert "sensitivity" in text and "threshold" in text
+    for extra, message in ((["--age", "150"], "--age 150: out of range"), (["--site", "elbow"], "--site 'elbow': unknown; valid: head/neck"),
+                           (["--sex", "x"], "--sex 'x': unknown; valid: female, male")):
+        assert cli.main(args[:5] + extra) == 2 and message in capsys.readouterr().err
+    (tmp_path / "not.jpg").write_text("hello")
+    assert cli.main(["predict", "--run", str(run_dir), "--image", str(tmp_path / "not.jpg")]) == 2
+    assert "not an image file" in capsys.readouterr().err
+    assert cli.main(["predict", "--run", str(run_dir), "--image", str(tmp_path / "absent.jpg")]) == 2
+    err = capsys.readouterr().err
+    assert "--image" in err and "absent.jpg: file not found" in err
