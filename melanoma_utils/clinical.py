@@ -126,15 +126,31 @@ def operating_points(y_true: Sequence, y_prob: Sequence, groups: Sequence, thres
 
 
 def net_benefit(y_true: Sequence, y_prob: Sequence, thresholds: Sequence[float] = DCA_THRESHOLDS,
-                weights: Any = None) -> pd.DataFrame:
+                weights: Any = None, groups: Sequence | None = None, n_boot: int = 200, seed: int = 0) -> pd.DataFrame:
     """Decision curve: net benefit of biopsying when ``prob >= pt``, of biopsying all, and of none (0).
 
     ``NB = TP/n − FP/n · pt / (1 − pt)``: true positives found, minus false positives priced at the odds of
     the threshold probability. ``weights`` reweights rows (e.g. :func:`prevalence_weights` for a stated
-    prevalence). Columns: ``threshold, model, biopsy_all, biopsy_none``.
+    prevalence). Columns: ``threshold, model, biopsy_all, biopsy_none``; with ``groups`` (patients) also
+    ``model_ci_low, model_ci_high``, the model's patient-bootstrap 95% band
+    (:func:`~melanoma_utils.evaluation.patient_bootstrap`, ``n_boot`` resamples).
     """
     y, p = _check(y_true, y_prob)
     w = np.ones(len(y)) if weights is None else np.asarray(weights, float)
+    table = _net_benefit(y, p, w, thresholds)
+    if groups is not None:
+        def curve(idx: np.ndarray) -> dict[str, float]:
+            if not 0 < y[idx].sum() < len(idx):
+                raise MetricError("a resample with one class only")
+            return dict(zip(map(str, thresholds), _net_benefit(y[idx], p[idx], w[idx], thresholds)["model"]))
+
+        band = patient_bootstrap(curve, groups, n_boot, seed=seed)
+        table["model_ci_low"] = [band[str(t)].ci_low for t in thresholds]
+        table["model_ci_high"] = [band[str(t)].ci_high for t in thresholds]
+    return table
+
+
+def _net_benefit(y: np.ndarray, p: np.ndarray, w: np.ndarray, thresholds: Sequence[float]) -> pd.DataFrame:
     total = w.sum()
     pos = np.sum(w * y) / total
     rows = []
@@ -281,7 +297,7 @@ def validation_report(table: pd.DataFrame, threshold: float | None = None, preva
         out["ece_raw"] = expected_calibration_error(y, raw)
     fixed = {"validation threshold": float(threshold)} if threshold is not None else {}
     out["operating_points"] = operating_points(y, p, g, fixed, prevalence=prevalence, n_boot=n_boot, seed=seed)
-    out["net_benefit"] = net_benefit(y, p).to_dict(orient="records")
+    out["net_benefit"] = net_benefit(y, p, groups=g, seed=seed).to_dict(orient="records")
     out["subgroups"] = subgroup_table(table.reset_index(drop=True), "probability", n_boot=n_boot, seed=seed).to_dict(orient="records")
     if prevalence is not None:
         if probability_prevalence is None:
@@ -294,7 +310,7 @@ def validation_report(table: pd.DataFrame, threshold: float | None = None, preva
         at.update(calibration_summary(y, q, g, weights=w, n_boot=n_boot, seed=seed))
         if threshold is not None:
             at["threshold"] = float(prior_shift(np.array([threshold]), probability_prevalence, prevalence)[0])
-        at["net_benefit"] = net_benefit(y, q, weights=w).to_dict(orient="records")
+        at["net_benefit"] = net_benefit(y, q, weights=w, groups=g, seed=seed).to_dict(orient="records")
         out["stated_prevalence"] = at
     return out
 

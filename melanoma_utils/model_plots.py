@@ -180,11 +180,15 @@ def reliability_diagram(curves: Mapping[str, pd.DataFrame], title: str = "Calibr
 
 def decision_curve(curves: Mapping[str, pd.DataFrame], title: str = "Decision curve", tag: str = "") -> Figure:
     """Net benefit against the threshold probability (:func:`melanoma_utils.clinical.net_benefit`): one line per
-    entry of ``curves``, with *biopsy all* and *biopsy none* of the first."""
+    entry of ``curves`` (with its patient-bootstrap band where the table has one), with *biopsy all* and *biopsy none*
+    of the first."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     first = next(iter(curves.values()))
     for name, t in curves.items():
-        ax.plot(100 * t["threshold"], t["model"], lw=2, label=name)
+        line, = ax.plot(100 * t["threshold"], t["model"], lw=2, label=name)
+        if {"model_ci_low", "model_ci_high"} <= set(t):  # the patient-bootstrap 95% band
+            ax.fill_between(100 * t["threshold"], t["model_ci_low"], t["model_ci_high"], color=line.get_color(),
+                            alpha=0.2, lw=0, label=f"{name}: 95% CI (patient bootstrap)")
     ax.plot(100 * first["threshold"], first["biopsy_all"], color="grey", ls="--", label="biopsy all")
     ax.axhline(0, color="black", lw=1, label="biopsy none")
     best = max(float(t["model"].max()) for t in curves.values())

@@ -270,3 +270,21 @@ def test_prevalence_is_a_number_in_0_1_or_a_known_name() -> None:
         check_prevalence("ham")
     with pytest.raises(ValueError, match="--prevalence must be in \\(0, 1\\)"):
         check_prevalence(1.5, "--prevalence")
+
+
+def test_decision_curve_has_a_patient_bootstrap_band_around_the_model() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from melanoma_utils import plots
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 300)
+    p = np.clip(0.3 * y + rng.uniform(0, 0.7, 300), 0, 1)
+    groups = np.repeat(np.arange(150), 2)
+    t = net_benefit(y, p, thresholds=[0.05, 0.2, 0.5], groups=groups, n_boot=100)
+    assert (t["model_ci_low"] <= t["model"]).all() and (t["model"] <= t["model_ci_high"]).all()
+    assert (t["model_ci_high"] - t["model_ci_low"] > 0.005).all()  # an interval, not a point
+    assert "model_ci_low" not in net_benefit(y, p, thresholds=[0.2])  # no patients given: no band
+    fig = plots.decision_curve({"model": t}, "t")
+    assert len(fig.axes[0].collections) >= 1 and any("95% CI" in x.get_text() for x in fig.axes[0].get_legend().get_texts())
