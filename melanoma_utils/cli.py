@@ -2,7 +2,7 @@
 
 Arguments are validated at the boundary (:mod:`melanoma_utils.cli_args`); errors print one clear line and exit with
 status 2. The commands live by concern: :mod:`~melanoma_utils.cli_data` (check, demo-data, fetch, shard, reproduce),
-:mod:`~melanoma_utils.cli_train` (train, ensemble), :mod:`~melanoma_utils.cli_predict` (predict, evaluate).
+:mod:`~melanoma_utils.cli_train` (train, ensemble), :mod:`~melanoma_utils.cli_predict` (predict, evaluate, export).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from .cli_train import train_config  # noqa: F401  (re-exported)
 from .data import DataError
 
 #: The order ``--help`` lists the commands in: the order of the study.
-ORDER: tuple[str, ...] = ("check", "demo-data", "fetch", "shard", "train", "ensemble", "predict", "evaluate", "reproduce")
+ORDER: tuple[str, ...] = ("check", "demo-data", "fetch", "shard", "train", "ensemble", "predict", "evaluate", "export",
+                          "reproduce")
 
 
 def build_parser() -> argparse.ArgumentParser:

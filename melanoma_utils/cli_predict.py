@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -327,3 +328,25 @@ def _write_explanation(run: object, row: "pd.DataFrame", path: Path, result: dic
     out = save_figure(fig, path)
     plt.close(fig)
     return out
+
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    from .export import FORMATS, NOT_YET
+
+    p.add_argument("--run", type=_existing_path, required=True, help="run folder from `train`")
+    p.add_argument("--out", type=Path, required=True, help="folder to write (saved_model/ and signature.json)")
+    p.add_argument("--format", default="saved_model", choices=[*FORMATS, *NOT_YET],
+                   help="saved_model (TensorFlow SavedModel with a `serve` signature); tflite, tflite_int8 and onnx: not yet")
+    p.add_argument("--overwrite", action="store_true")
+
+
+@command("export", "export a run as one SavedModel: uint8 image + raw age/sex/site in, calibrated probability out",
+         _export_args)
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_run
+
+    out = export_run(args.run, args.out, args.format, overwrite=args.overwrite)
+    sig = json.loads((out / "signature.json").read_text())
+    print(f"exported {args.run} -> {out}/saved_model (signature.json: inputs, outputs, threshold {sig['threshold']:.4f} "
+          f"at prevalence {sig['prevalence']})")
+    return 0

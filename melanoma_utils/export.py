@@ -1,0 +1,163 @@
+"""A run folder as one self-contained TensorFlow SavedModel: raw inputs in, calibrated probability out.
+
+The exported ``serve`` signature takes what a deployment has — one RGB image as uint8 pixels of any size, and the raw
+metadata fields (``age`` in years, ``sex``, ``site`` as text; NaN or empty when missing; ``width``/``height``: the
+image's ORIGINAL size, used only by runs with the study's size features) — and returns ``probability`` (calibrated,
+right at the run's validation prevalence: ``signature.json`` says which) and ``raw_probability`` (the network's own
+output). Inside: the centre crop and antialiased resize of :func:`melanoma_utils.pipeline.crop_resize_tensor`, the
+run's test-time augmentation, the fitted metadata encoding (:class:`~melanoma_utils.features.MetadataEncoder` as
+TensorFlow ops), the model, and the calibrator (Platt as an affine map on the logit, isotonic as a piecewise-linear
+lookup). A caller needs TensorFlow and nothing from this package. Parity with ``predict`` is a test.
+
+Not exported (an error says so): ensembles, runs with a NumPy-only preprocessing (Ben Graham, HSB, LUV,
+Shades-of-Gray, greyscale), patient-context features. TFLite and ONNX: not yet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .calibration import EPS
+from .data import MISSING, SEX_CATEGORIES, SITE_ALIASES, SITE_CATEGORIES
+
+#: Formats ``export`` writes, and why the others are not offered yet.
+FORMATS: dict[str, str] = {"saved_model": ""}
+NOT_YET: dict[str, str] = {
+    "tflite": "not yet: the in-graph text handling of sex/site needs TensorFlow ops outside LiteRT's built-ins",
+    "tflite_int8": "not yet (see tflite)",
+    "onnx": "not yet: no converter is pinned that handles this graph with the project's TensorFlow/Keras",
+}
+
+
+def _encode_meta(tf: Any, enc: Any, age: Any, sex: Any, site: Any, width: Any, height: Any) -> Any:
+    """:meth:`MetadataEncoder.transform` for one row, as TensorFlow ops (float32 ``(1, n_features)``)."""
+    cols = []
+    for g in enc.groups:
+        if g == "age":
+            missing = tf.math.is_nan(age)
+            value = tf.where(missing, tf.constant(enc.age_median, tf.float32), age)
+            cols += [(value - enc.age_mean) / enc.age_std, tf.cast(missing, tf.float32)]
+        elif g in ("sex", "site"):
+            text = tf.strings.lower(tf.strings.strip(sex if g == "sex" else site))
+            if g == "site":
+                for alias, target in SITE_ALIASES.items():
+                    text = tf.where(tf.equal(text, alias), tf.constant(target), text)
+            cats = (*(SEX_CATEGORIES if g == "sex" else SITE_CATEGORIES), MISSING)
+            known = tf.reduce_any(tf.stack([tf.equal(text, c) for c in cats[:-1]]))
+            text = tf.where(known, text, tf.constant(MISSING))
+            cols += [tf.cast(tf.equal(text, c), tf.float32) for c in cats]
+        elif g in ("width", "height"):
+            med, mean, std = enc.size_stats[g]
+            raw = width if g == "width" else height
+            ok = tf.logical_and(tf.logical_not(tf.math.is_nan(raw)), raw > 0)
+            value = tf.where(ok, tf.math.log(tf.where(ok, raw, 1.0)), tf.constant(med, tf.float32))
+            cols += [(value - mean) / std, 1.0 - tf.cast(ok, tf.float32)]
+        else:
+            raise ValueError(f"metadata group {g!r} (patient context) cannot be computed from one image: not exported")
+    return tf.reshape(tf.stack([tf.cast(c, tf.float32) for c in cols]), (1, len(cols)))
+
+
+def _calibrate(tf: Any, calibrator: Any, raw: Any) -> Any:
+    """The run's calibrator as TensorFlow ops (identity, Platt on the logit, isotonic by linear interpolation)."""
+    if calibrator.method == "identity":
+        return raw
+    if calibrator.method == "platt":
+        a, b = calibrator.params["ab"]
+        q = tf.clip_by_value(raw, EPS, 1 - EPS)
+        return tf.sigmoid(a + b * (tf.math.log(q) - tf.math.log1p(-q)))
+    if calibrator.method == "isotonic":
+        x = tf.constant(np.asarray(calibrator.params["x"], np.float64))
+        y = tf.constant(np.asarray(calibrator.params["y"], np.float64))
+        r = tf.clip_by_value(tf.cast(raw, tf.float64), x[0], x[-1])  # flat outside the knots, as np.interp
+        i = tf.clip_by_value(tf.searchsorted(x, tf.reshape(r, (-1,)), side="right") - 1, 0, len(calibrator.params["x"]) - 2)
+        x0, x1, y0, y1 = tf.gather(x, i), tf.gather(x, i + 1), tf.gather(y, i), tf.gather(y, i + 1)
+        t = tf.where(x1 > x0, (tf.reshape(r, (-1,)) - x0) / tf.where(x1 > x0, x1 - x0, 1.0), 0.0)
+        return tf.cast(tf.reshape(y0 + t * (y1 - y0), tf.shape(raw)), tf.float32)
+    raise ValueError(f"unknown calibration method {calibrator.method!r}")
+
+
+def export_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], fmt: str = "saved_model",
+               overwrite: bool = False) -> Path:
+    """Write ``run_dir``'s model with its preprocessing, metadata encoding and calibrator as a SavedModel in
+    ``out_dir`` (written to a temporary folder, then moved into place), with ``signature.json``. Returns ``out_dir``."""
+    import keras
+    import tensorflow as tf
+
+    from .pipeline import crop_resize_tensor
+    from .runs import Run
+
+    if fmt in NOT_YET:
+        raise ValueError(f"--format {fmt}: {NOT_YET[fmt]}; use --format saved_model")
+    if fmt not in FORMATS:
+        raise ValueError(f"--format must be one of {', '.join([*FORMATS, *NOT_YET])}; got {fmt!r}")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out_dir} exists and is not empty; pass --overwrite to replace it")
+    run = Run.load(run_dir)
+    if (Path(run_dir) / "ensemble.json").is_file():
+        raise ValueError(f"{run_dir} is an ensemble: exporting the averaged members is not supported yet; export a member")
+    cfg, enc = run.train_config, run.encoder
+    if run.config["preprocess"]["name"] != "none":
+        raise ValueError(f"{run_dir} uses the preprocessing {run.config['preprocess']['name']!r}, computed with NumPy/"
+                         "OpenCV outside the graph: it cannot be exported yet (train with --preprocess none)")
+    if enc.uses_context:
+        raise ValueError(f"{run_dir} uses patient-context features, which need the patient's other images: not exported")
+    model, calibrator, size, tta = run.model, run.calibrator, int(cfg.image_size), int(cfg.tta)
+
+    def serve(image, age, sex, site, width, height):
+        feed: dict[str, Any] = {}
+        if cfg.uses_meta:
+            feed["meta"] = _encode_meta(tf, enc, age, sex, site, width, height)
+        if cfg.uses_images:
+            img = tf.cast(crop_resize_tensor(image, size), tf.float32)[None]
+            views = []
+            for v in range(tta):  # the dihedral views of transforms.dihedral
+                x = tf.image.rot90(img, k=v % 4)
+                views.append(tf.reverse(x, axis=[2]) if v >= 4 else x)
+            raw = tf.add_n([tf.reshape(model({**feed, "image": x}, training=False), (-1,)) for x in views]) / tta
+        else:
+            raw = tf.reshape(model(feed, training=False), (-1,))
+        raw = tf.reshape(tf.cast(raw, tf.float32), ())
+        return {"probability": tf.reshape(_calibrate(tf, calibrator, raw[None]), ()), "raw_probability": raw}
+
+    spec = [tf.TensorSpec((None, None, 3), tf.uint8, name="image"), tf.TensorSpec((), tf.float32, name="age"),
+            tf.TensorSpec((), tf.string, name="sex"), tf.TensorSpec((), tf.string, name="site"),
+            tf.TensorSpec((), tf.float32, name="width"), tf.TensorSpec((), tf.float32, name="height")]
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(name="serve", fn=serve, input_signature=spec)
+    tmp = out_dir.parent / f".{out_dir.name}.export-tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    archive.write_out(str(tmp / "saved_model"), verbose=False)
+    signature = {
+        "format": "TensorFlow SavedModel; load with tf.saved_model.load(DIR/saved_model) and call .serve(...)",
+        "inputs": {
+            "image": "uint8 (H, W, 3) RGB pixels of one image, any size (centre-cropped to a square and resized inside "
+                     f"to {size} px)",
+            "age": "float32 approximate age in years; NaN when unknown",
+            "sex": f"string, one of {', '.join(SEX_CATEGORIES)}; anything else (or empty) is unknown",
+            "site": f"string, one of {', '.join(SITE_CATEGORIES)}; anything else (or empty) is unknown",
+            "width": "float32 ORIGINAL image width in px (only runs with the study's size features use it); NaN if unknown",
+            "height": "float32 ORIGINAL image height in px; NaN if unknown",
+        },
+        "outputs": {"probability": f"calibrated melanoma probability ({calibrator.method}), right at prevalence "
+                                   f"{run.prevalence}", "raw_probability": "the network's own output"},
+        "threshold": run.threshold, "threshold_rule": run.config.get("threshold_rule"),
+        "prevalence": run.prevalence, "calibration": calibrator.to_dict(), "test_time_augmentation_views": tta,
+        "image_size": size, "kind": cfg.kind, "features": cfg.features, "backbone": cfg.backbone or "cnn",
+        "run": str(Path(run_dir).name),
+        "other prevalence": "p' = p·(π'/π) / (p·(π'/π) + (1 − p)·(1 − π')/(1 − π)), π the prevalence above (prior shift)",
+    }
+    (tmp / "signature.json").write_text(json.dumps(signature, indent=2))
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, out_dir)
+    return out_dir

@@ -1,0 +1,98 @@
+"""Export: the SavedModel gives predict's calibrated probability from raw inputs (any image size, missing metadata),
+for Platt and isotonic calibrators; what cannot be exported says why."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from conftest import write_dataset
+from melanoma_utils import cli
+from melanoma_utils.data import load_dataset
+from melanoma_utils.export import export_run
+from melanoma_utils.runs import Run, TrainConfig
+from melanoma_utils.training import train_run
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
+    root = tmp_path_factory.mktemp("exp")
+    csv = write_dataset(root / "d", n=48, size=24)
+    df = load_dataset(csv).frame
+    train_run(df, TrainConfig(features="paper", backbone="cnn", image_size=24, epochs=2, batch_size=8, conv_filters=(4, 8),
+                              meta_units=(8,), head_units=(8,), tta=4, verbose=0), root / "run")
+    return root / "run", df
+
+
+def _rows(tmp: Path, df: pd.DataFrame) -> pd.DataFrame:
+    """Six rows: odd image sizes (PNG, so both sides decode the same pixels), missing and unknown metadata."""
+    rows = df.head(6).copy().reset_index(drop=True)
+    folder = tmp / "odd"
+    folder.mkdir(exist_ok=True)
+    for i, (w, h) in enumerate([(24, 24), (40, 30), (17, 61), (100, 100), (33, 20), (24, 48)]):
+        pixels = np.asarray(Image.open(rows.loc[i, "image_path"]).convert("RGB").resize((w, h)))
+        Image.fromarray(pixels).save(folder / f"{rows.loc[i, 'image_name']}.png")
+        rows.loc[i, "image_path"] = str(folder / f"{rows.loc[i, 'image_name']}.png")
+    rows.loc[1, "age"] = np.nan
+    rows.loc[2, ["sex", "site"]] = ["unknown", "unknown"]
+    rows.loc[3, ["width", "height"]] = [np.nan, np.nan]
+    return rows
+
+
+def _served(model, row: pd.Series) -> tuple[float, float]:
+    import tensorflow as tf
+
+    image = tf.io.decode_image(tf.io.read_file(row["image_path"]), channels=3, expand_animations=False)
+    out = model.serve(image, tf.constant(np.float32(row["age"])), tf.constant(str(row["sex"])),
+                      tf.constant(str(row["site"])), tf.constant(np.float32(row["width"])),
+                      tf.constant(np.float32(row["height"])))
+    return float(out["probability"]), float(out["raw_probability"])
+
+
+@pytest.mark.parametrize("calibration", ["as trained", "isotonic"])
+def test_saved_model_gives_predicts_calibrated_probability(trained, tmp_path: Path, calibration: str) -> None:
+    import shutil
+
+    import tensorflow as tf
+
+    run_dir, df = trained
+    if calibration == "isotonic":  # the other calibrator: a piecewise-linear lookup inside the graph
+        run_dir = Path(shutil.copytree(run_dir, tmp_path / "iso"))
+        cfg = json.loads((run_dir / "config.json").read_text())
+        cfg["calibration"] = {**cfg["calibration"], "method": "isotonic",
+                              "params": {"x": [0.1, 0.3, 0.5, 0.7], "y": [0.02, 0.1, 0.1, 0.6]}}
+        (run_dir / "config.json").write_text(json.dumps(cfg))
+    rows = _rows(tmp_path, df)
+    expected = Run.load(run_dir).predict_frame(rows, impute_size=True)
+    assert (expected["error"] == "").all()
+    out = export_run(run_dir, tmp_path / "export")
+    sig = json.loads((out / "signature.json").read_text())
+    assert sig["threshold"] == pytest.approx(Run.load(run_dir).threshold) and sig["test_time_augmentation_views"] == 4
+    model = tf.saved_model.load(str(out / "saved_model"))
+    got = np.array([_served(model, r) for _, r in rows.iterrows()])
+    np.testing.assert_allclose(got[:, 0], expected["probability"], atol=1e-4)
+    np.testing.assert_allclose(got[:, 1], expected["raw_probability"], atol=1e-4)
+    assert np.ptp(got[:, 0]) > 1e-4  # the inputs matter: not a constant
+
+
+def test_export_refuses_what_it_cannot_carry_and_folders_it_would_overwrite(trained, tmp_path: Path, capsys) -> None:
+    run_dir, df = trained
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "mine.txt").write_text("x")
+    assert cli.main(["export", "--run", str(run_dir), "--out", str(tmp_path / "full")]) == 2
+    assert "not empty; pass --overwrite" in capsys.readouterr().err
+    assert cli.main(["export", "--run", str(run_dir), "--out", str(tmp_path / "t"), "--format", "onnx"]) == 2
+    assert "--format onnx: not yet" in capsys.readouterr().err
+    bg = tmp_path / "bg"
+    train_run(df, TrainConfig(kind="meta", preprocess="ben_graham", epochs=1, verbose=0), bg)
+    assert cli.main(["export", "--run", str(bg), "--out", str(tmp_path / "t")]) == 2
+    assert "uses the preprocessing 'ben_graham'" in capsys.readouterr().err
+    assert cli.main(["export", "--run", str(run_dir), "--out", str(tmp_path / "ok")]) == 0
+    assert "signature.json" in capsys.readouterr().out and (tmp_path / "ok" / "saved_model").is_dir()
