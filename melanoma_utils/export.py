@@ -9,8 +9,13 @@ run's test-time augmentation, the fitted metadata encoding (:class:`~melanoma_ut
 TensorFlow ops), the model, and the calibrator (Platt as an affine map on the logit, isotonic as a piecewise-linear
 lookup). A caller needs TensorFlow and nothing from this package. Parity with ``predict`` is a test.
 
+``--format tflite`` / ``tflite_int8`` (dynamic-range int8 weights) write a LiteRT flatbuffer of the ``serve_lite``
+signature, built from LiteRT built-in ops only: the image comes already centre-cropped and resized to the run's size
+(uint8), the metadata as numbers (:data:`LITE_FIELDS`, :func:`lite_fields` builds them), the test-time augmentation,
+encoding and calibrator are inside.
+
 Not exported (an error says so): ensembles, runs with a NumPy-only preprocessing (Ben Graham, HSB, LUV,
-Shades-of-Gray, greyscale), patient-context features. TFLite and ONNX: not yet.
+Shades-of-Gray, greyscale), patient-context features. ONNX: not yet.
 """
 
 from __future__ import annotations
@@ -27,12 +32,12 @@ from .calibration import EPS
 from .data import MISSING, SEX_CATEGORIES, SITE_ALIASES, SITE_CATEGORIES
 
 #: Formats ``export`` writes, and why the others are not offered yet.
-FORMATS: dict[str, str] = {"saved_model": ""}
+FORMATS: dict[str, str] = {"saved_model": "", "tflite": "", "tflite_int8": ""}
 NOT_YET: dict[str, str] = {
-    "tflite": "not yet: the in-graph text handling of sex/site needs TensorFlow ops outside LiteRT's built-ins",
-    "tflite_int8": "not yet (see tflite)",
     "onnx": "not yet: no converter is pinned that handles this graph with the project's TensorFlow/Keras",
 }
+#: The LiteRT (TFLite) model's metadata input, in order: numbers only (LiteRT has no string ops).
+LITE_FIELDS: tuple[str, ...] = ("age", "sex_code", "site_code", "width", "height")
 
 
 def _encode_meta(tf: Any, enc: Any, age: Any, sex: Any, site: Any, width: Any, height: Any) -> Any:
@@ -63,6 +68,45 @@ def _encode_meta(tf: Any, enc: Any, age: Any, sex: Any, site: Any, width: Any, h
     return tf.reshape(tf.stack([tf.cast(c, tf.float32) for c in cols]), (1, len(cols)))
 
 
+def _encode_meta_numeric(tf: Any, enc: Any, fields: Any) -> Any:
+    """:meth:`MetadataEncoder.transform` for one row of :data:`LITE_FIELDS` (sex/site as indices into the categories,
+    -1 unknown; NaN for missing numbers), with LiteRT built-in ops only."""
+    age, sex, site, width, height = (fields[0, i] for i in range(len(LITE_FIELDS)))
+    cols = []
+    for g in enc.groups:
+        if g == "age":
+            missing = tf.not_equal(age, age)  # NaN
+            value = tf.where(missing, tf.constant(enc.age_median, tf.float32), age)
+            cols += [(value - enc.age_mean) / enc.age_std, tf.cast(missing, tf.float32)]
+        elif g in ("sex", "site"):
+            code = sex if g == "sex" else site
+            cats = SEX_CATEGORIES if g == "sex" else SITE_CATEGORIES
+            onehot = [tf.cast(tf.equal(code, float(i)), tf.float32) for i in range(len(cats))]
+            cols += onehot + [1.0 - tf.add_n(onehot)]
+        elif g in ("width", "height"):
+            med, mean, std = enc.size_stats[g]
+            raw = width if g == "width" else height
+            ok = tf.logical_and(tf.equal(raw, raw), raw > 0)
+            value = tf.where(ok, tf.math.log(tf.where(ok, raw, 1.0)), tf.constant(med, tf.float32))
+            cols += [(value - mean) / std, 1.0 - tf.cast(ok, tf.float32)]
+        else:
+            raise ValueError(f"metadata group {g!r} (patient context) cannot be computed from one image: not exported")
+    return tf.reshape(tf.stack([tf.cast(c, tf.float32) for c in cols]), (1, len(cols)))
+
+
+def lite_fields(age: float | None, sex: str | None, site: str | None, width: float | None = None,
+                height: float | None = None) -> np.ndarray:
+    """The LiteRT model's metadata input for one lesion: float32 ``(1, 5)`` of :data:`LITE_FIELDS`."""
+    def code(value: str | None, cats: tuple[str, ...], aliases: dict[str, str] | None = None) -> float:
+        v = (value or "").strip().lower()
+        v = (aliases or {}).get(v, v)
+        return float(cats.index(v)) if v in cats else -1.0
+
+    nan = float("nan")
+    return np.array([[nan if age is None else age, code(sex, SEX_CATEGORIES), code(site, SITE_CATEGORIES, SITE_ALIASES),
+                      nan if width is None else width, nan if height is None else height]], np.float32)
+
+
 def _calibrate(tf: Any, calibrator: Any, raw: Any) -> Any:
     """The run's calibrator as TensorFlow ops (identity, Platt on the logit, isotonic by linear interpolation)."""
     if calibrator.method == "identity":
@@ -71,14 +115,14 @@ def _calibrate(tf: Any, calibrator: Any, raw: Any) -> Any:
         a, b = calibrator.params["ab"]
         q = tf.clip_by_value(raw, EPS, 1 - EPS)
         return tf.sigmoid(a + b * (tf.math.log(q) - tf.math.log1p(-q)))
-    if calibrator.method == "isotonic":
-        x = tf.constant(np.asarray(calibrator.params["x"], np.float64))
-        y = tf.constant(np.asarray(calibrator.params["y"], np.float64))
-        r = tf.clip_by_value(tf.cast(raw, tf.float64), x[0], x[-1])  # flat outside the knots, as np.interp
-        i = tf.clip_by_value(tf.searchsorted(x, tf.reshape(r, (-1,)), side="right") - 1, 0, len(calibrator.params["x"]) - 2)
-        x0, x1, y0, y1 = tf.gather(x, i), tf.gather(x, i + 1), tf.gather(y, i), tf.gather(y, i + 1)
-        t = tf.where(x1 > x0, (tf.reshape(r, (-1,)) - x0) / tf.where(x1 > x0, x1 - x0, 1.0), 0.0)
-        return tf.cast(tf.reshape(y0 + t * (y1 - y0), tf.shape(raw)), tf.float32)
+    if calibrator.method == "isotonic":  # np.interp through the knots as a sum of clipped ramps (LiteRT built-ins)
+        x = np.asarray(calibrator.params["x"], np.float64)
+        y = np.asarray(calibrator.params["y"], np.float64)
+        out = tf.zeros_like(raw) + float(y[0])
+        for x0, x1, y0, y1 in zip(x[:-1], x[1:], y[:-1], y[1:]):
+            if x1 > x0 and y1 != y0:
+                out = out + float((y1 - y0) / (x1 - x0)) * (tf.clip_by_value(raw, float(x0), float(x1)) - float(x0))
+        return out
     raise ValueError(f"unknown calibration method {calibrator.method!r}")
 
 
@@ -115,16 +159,31 @@ def export_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
         if cfg.uses_meta:
             feed["meta"] = _encode_meta(tf, enc, age, sex, site, width, height)
         if cfg.uses_images:
-            img = tf.cast(crop_resize_tensor(image, size), tf.float32)[None]
-            views = []
-            for v in range(tta):  # the dihedral views of transforms.dihedral
-                x = tf.image.rot90(img, k=v % 4)
-                views.append(tf.reverse(x, axis=[2]) if v >= 4 else x)
-            raw = tf.add_n([tf.reshape(model({**feed, "image": x}, training=False), (-1,)) for x in views]) / tta
+            raw = views_raw(tf.cast(crop_resize_tensor(image, size), tf.float32)[None], feed)
         else:
             raw = tf.reshape(model(feed, training=False), (-1,))
         raw = tf.reshape(tf.cast(raw, tf.float32), ())
         return {"probability": tf.reshape(_calibrate(tf, calibrator, raw[None]), ()), "raw_probability": raw}
+
+
+
+    def views_raw(img, feed):
+        views = []
+        for v in range(tta):  # the dihedral views of transforms.dihedral
+            x = tf.image.rot90(img, k=v % 4)
+            views.append(tf.reverse(x, axis=[2]) if v >= 4 else x)
+        return tf.add_n([tf.reshape(model({**feed, "image": x}, training=False), (-1,)) for x in views]) / tta
+
+    def serve_lite(image, fields):
+        feed: dict[str, Any] = {}
+        if cfg.uses_meta:
+            feed["meta"] = _encode_meta_numeric(tf, enc, fields)
+        if cfg.uses_images:
+            raw = views_raw(tf.cast(image, tf.float32), feed)
+        else:
+            raw = tf.reshape(model(feed, training=False), (-1,))
+        raw = tf.cast(raw, tf.float32)
+        return {"probability": _calibrate(tf, calibrator, raw), "raw_probability": raw}
 
     spec = [tf.TensorSpec((None, None, 3), tf.uint8, name="image"), tf.TensorSpec((), tf.float32, name="age"),
             tf.TensorSpec((), tf.string, name="sex"), tf.TensorSpec((), tf.string, name="site"),
@@ -132,10 +191,19 @@ def export_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(name="serve", fn=serve, input_signature=spec)
+    lite_spec = [tf.TensorSpec((1, size, size, 3), tf.uint8, name="image"),
+                 tf.TensorSpec((1, len(LITE_FIELDS)), tf.float32, name="fields")]
+    archive.add_endpoint(name="serve_lite", fn=serve_lite, input_signature=lite_spec)
     tmp = out_dir.parent / f".{out_dir.name}.export-tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     archive.write_out(str(tmp / "saved_model"), verbose=False)
+    if fmt.startswith("tflite"):
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp / "saved_model"), signature_keys=["serve_lite"])
+        if fmt == "tflite_int8":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic-range int8 weights
+        (tmp / "model.tflite").write_bytes(converter.convert())
+        shutil.rmtree(tmp / "saved_model")
     signature = {
         "format": "TensorFlow SavedModel; load with tf.saved_model.load(DIR/saved_model) and call .serve(...)",
         "inputs": {
@@ -155,6 +223,16 @@ def export_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
         "run": str(Path(run_dir).name),
         "other prevalence": "p' = p·(π'/π) / (p·(π'/π) + (1 − p)·(1 − π')/(1 − π)), π the prevalence above (prior shift)",
     }
+    if fmt.startswith("tflite"):
+        signature["format"] = ("LiteRT/TFLite flatbuffer (model.tflite" + (", int8 dynamic-range weights" if fmt == "tflite_int8"
+                               else "") + "); signature serve_lite")
+        signature["inputs"] = {
+            "image": f"uint8 (1, {size}, {size}, 3) RGB: the image centre-cropped to a square and resized to {size} px "
+                     "with area interpolation (antialiased) by the caller",
+            "fields": f"float32 (1, {len(LITE_FIELDS)}): {', '.join(LITE_FIELDS)}; age in years, sex_code the index in "
+                      f"{list(SEX_CATEGORIES)}, site_code the index in {list(SITE_CATEGORIES)} (-1: unknown), width/height "
+                      "the ORIGINAL size; NaN for a missing number",
+        }
     (tmp / "signature.json").write_text(json.dumps(signature, indent=2))
     if out_dir.exists():
         shutil.rmtree(out_dir)
