@@ -67,17 +67,21 @@ def backbones_table(report_dir: Path) -> str:
     t = pd.read_csv(report_dir / "table3_backbones.csv")
     lines = ["| protocol | backbone | weights | input | sensitivity | specificity | F1 | ROC AUC (95% CI) | PR AUC | "
              "melanoma vs nevus | scoring images/s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    skipped: dict[tuple[str, str], list[str]] = {}
     for r in t.itertuples():
         weights = r.weights if isinstance(r.weights, str) else "—"
         protocol = getattr(r, "protocol", "") if isinstance(getattr(r, "protocol", ""), str) else ""
         note = getattr(r, "note", "")
         if isinstance(note, str) and note:
-            lines.append(f"| {protocol} | {r.backbone} | {weights} | {r.model} | {note} | | | | | | |")
+            skipped.setdefault((protocol, weights), []).append(r.backbone)
             continue
         speed = getattr(r, "predict_images_per_second", float("nan"))
         lines.append(f"| {protocol} | {r.backbone} | {weights} | {r.model} | {r.sensitivity:.2f} | {r.specificity:.2f} | "
                      f"{r.f1:.2f} | {_ci(r.roc_auc, r.roc_auc_ci_low, r.roc_auc_ci_high)} | {r.pr_auc:.3f} | "
                      f"{r.mel_vs_nevus_auc:.3f} | {'—' if speed != speed else f'{speed:,.0f}'} |")
+    for (protocol, weights), names in skipped.items():
+        lines.append(f"| {protocol} | {', '.join(dict.fromkeys(names))} | {weights} | both | not run here: the ImageNet "
+                     "weights need a download (this machine is offline) | | | | | | |")
     return "\n".join(lines) + "\n"
 
 

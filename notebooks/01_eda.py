@@ -74,7 +74,7 @@ display(Markdown(", ".join(f"{k}: {v:,} images ({r:.2f}% malignant)" for k, v, r
                            zip(sex_rate.index, sex_rate["images"], sex_rate["rate_pct"]))))
 
 # %%
-fig = plots.grouped_counts(meta, "sex", "target", "Fig 4 · Benign vs malignant by sex (log scale)", tag=tag,
+fig = plots.grouped_counts(meta, "sex", "target", "Fig 4 · Benign vs malignant by sex (each on its own linear scale)", tag=tag,
                            log=True, hue_labels={0: "benign", 1: "malignant"})
 report.figure(fig, "fig04_target_by_sex")
 
