@@ -45,7 +45,13 @@ def paired_table(report_dir: Path) -> str:
                 cells += ["—", "—"]
                 continue
             r = row.iloc[0]
-            cells += [f"{r.delta_auc:+.3f} ({r.ci_low:+.3f} to {r.ci_high:+.3f})", str(r.fold_deltas).replace(";", " ")]
+            deltas = str(r.fold_deltas).split(";")
+            reps = int(getattr(r, "repeats", 1) or 1)
+            folds = (" ".join(deltas) if len(deltas) <= 5 else
+                     f"{sum(float(d) > 0 for d in deltas)} of {len(deltas)} > 0 ({reps} repeats)")
+            delong = float(getattr(r, "p_delong", float("nan")))
+            p_text = f"; p {r.p_value:.2g}" + (f", DeLong {delong:.2g}" if delong == delong else "")
+            cells += [f"{r.delta_auc:+.3f} ({r.ci_low:+.3f} to {r.ci_high:+.3f}{p_text})", folds]
         lines.append(f"| {contrast} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
