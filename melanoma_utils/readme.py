@@ -115,6 +115,28 @@ def size_rates(report_dir: Path, min_images: int = 100) -> str:
             + ": image size identifies the device and clinic, and clinics differ in case mix.\n")
 
 
+def export_bench(report_dir: Path) -> str:
+    """The exported formats against ``predict`` (``reports/bench/export.json`` from ``scripts/bench_export.py``)."""
+    import json
+
+    path = report_dir.parent / "bench" / "export.json"
+    if not path.is_file():
+        return "Not measured yet: run `scripts/bench_export.py` (it writes reports/bench/export.json).\n"
+    b = json.loads(path.read_text())
+    ref = b["predict"]
+    lines = [f"Run `{b['run']}`, {b['rows']:,} held-out ISIC 2020 images ({b['malignant']} malignant); `predict`: ROC AUC "
+             f"{ref['roc_auc']:.3f} ({ref['ci_low']:.3f}–{ref['ci_high']:.3f}), {1000 * ref['seconds_per_image']:.0f} ms "
+             "per image in batches.", "",
+             "| format | max abs difference from `predict` | ROC AUC (change) | size | latency per image (one per call) |",
+             "|---|---|---|---|---|"]
+    for fmt in ("saved_model", "tflite", "tflite_int8"):
+        if fmt in b:
+            r = b[fmt]
+            lines.append(f"| {fmt} | {r['max_abs_difference']:.2g} | {r['roc_auc']:.4f} ({r['roc_auc_change']:+.4f}) | "
+                         f"{r['megabytes']:.1f} MB | {1000 * r['median_seconds_per_image']:.0f} ms |")
+    return "\n".join(lines) + "\n"
+
+
 #: The TrainConfig fields the README's defaults table shows, with what each decides.
 DEFAULT_FIELDS: dict[str, str] = {
     "kind": "inputs: images + metadata (fusion), images only, metadata only",
@@ -161,7 +183,7 @@ def train_defaults(report_dir: Path) -> str:
 TABLES: dict[str, Callable[[Path], str]] = {"ablation": ablation_table, "ablation_paired": paired_table,
                                              "transforms_training": transforms_table, "backbones": backbones_table,
                                              "transform_costs": transform_costs, "size_rates": size_rates,
-                                             "train_defaults": train_defaults}
+                                             "train_defaults": train_defaults, "export_bench": export_bench}
 
 
 def render_readme(text: str, report_dir: Path) -> str:
