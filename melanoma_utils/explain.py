@@ -238,14 +238,14 @@ def grad_cam(run: Any, x: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray
 
 
 def lesion_mask(image: np.ndarray, border: float = 0.05) -> np.ndarray:
-    """A rough lesion mask ``(S, S)`` bool: Otsu's threshold on the blurred grey image (the lesion darker than the
-    skin), the connected component nearest the centre, holes filled. A band of ``border`` × S pixels at the edges is
+    """A rough lesion mask ``(S, S)`` bool: Otsu's threshold on the blurred blue channel (melanin absorbs blue most, so
+    even a light-brown lesion is dark there), the connected component nearest the centre, holes filled. A band of ``border`` × S pixels at the edges is
     ignored when choosing the component (vignette corners, rulers). An estimate for describing explanations, not a
     segmentation: where Otsu finds nothing usable, the central third of the image."""
     import cv2
 
     img = np.clip(image, 0, 255).astype(np.uint8)
-    grey = cv2.GaussianBlur(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), (0, 0), sigmaX=max(1.0, img.shape[0] / 64))
+    grey = cv2.GaussianBlur(np.ascontiguousarray(img[..., 2]), (0, 0), sigmaX=max(1.0, img.shape[0] / 64))  # blue: melanin
     _, dark = cv2.threshold(grey, 0, 1, cv2.THRESH_BINARY_INV + cv2.THRESH_OTSU)
     n, labels, stats, centroids = cv2.connectedComponentsWithStats(dark.astype(np.uint8), connectivity=8)
     h, w = dark.shape

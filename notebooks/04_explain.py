@@ -141,7 +141,7 @@ report.table(share.set_index("image_name"), "table_explanations_inside_lesion")
 mostly_out = share[share["gradcam_inside_lesion"] < 0.5]
 pct = lambda v: "empty" if v != v else f"{100 * v:.0f}%"  # noqa: E731 (NaN: an empty Grad-CAM map)
 display(Markdown(
-    "The green outline is a rough lesion mask (Otsu's threshold, the component nearest the centre). Grad-CAM puts "
+    "The green outline is a rough lesion mask (Otsu's threshold on the blue channel, the component nearest the centre). Grad-CAM puts "
     + ", ".join(pct(v) for v in share["gradcam_inside_lesion"])
     + f" of its mass inside the lesion for the {len(share)} lesions shown (by chance alone: their lesion areas, "
     + ", ".join(f"{100 * v:.0f}%" for v in share["lesion_area"])
