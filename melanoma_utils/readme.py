@@ -137,6 +137,77 @@ def export_bench(report_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def importance_table(report_dir: Path) -> str:
+    """Grouped permutation importance of notebook 04's two fusion runs (``table_permutation_importance_*.csv``)."""
+    rows = {"paper features (+ width/height)": "fusion_paper__width_height", "clinical features": "fusion_clinical"}
+    groups = ["image", "age", "sex", "site", "height", "width"]
+    lines = ["| fusion model | baseline ROC AUC (one view) | " + " | ".join(groups) + " |",
+             "|---|---|" + "---|" * len(groups)]
+    for label, name in rows.items():
+        t = pd.read_csv(report_dir / f"table_permutation_importance_{name}.csv").set_index("feature")
+        cells = [f"{t.loc[g, 'importance_mean']:+.3f} ± {t.loc[g, 'importance_sd']:.3f}" if g in t.index else "—" for g in groups]
+        lines.append(f"| {label} | {t['baseline'].iloc[0]:.3f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def explanations_inside(report_dir: Path) -> str:
+    """Fig 15 in numbers (``table_explanations_inside_lesion.csv``): where Grad-CAM and SHAP put their mass."""
+    t = pd.read_csv(report_dir / "table_explanations_inside_lesion.csv")
+    pct = lambda v: "empty" if v != v else f"{100 * v:.0f}%"  # noqa: E731
+    lines = ["| lesion | truth | probability | Grad-CAM mass inside the lesion mask | |SHAP| inside | lesion area |",
+             "|---|---|---|---|---|---|"]
+    for r in t.itertuples():
+        lines.append(f"| {r.image_name} | {'malignant' if r.target else 'benign'} | {r.probability:.2f} | "
+                     f"{pct(r.gradcam_inside_lesion)} | {pct(r.shap_abs_inside_lesion)} | {pct(r.lesion_area)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _delta(paired: pd.DataFrame, a: str, b: str, subset: str = "all") -> str:
+    row = paired[(paired["contrast"] == f"{a} − {b}") & (paired["subset"] == subset)]
+    if row.empty:
+        return "not run"
+    r = row.iloc[0]
+    reps = int(r["repeats"]) if "repeats" in r and r["repeats"] == r["repeats"] else 1
+    return (f"{r.delta_auc:+.3f} ({r.ci_low:+.3f} to {r.ci_high:+.3f}; {int(r.folds_positive)} of {int(r.folds)} folds > 0"
+            + (f", {reps} repeats" if reps > 1 else "") + ")")
+
+
+def ablation_findings(report_dir: Path) -> str:
+    """The ablation's key numbers as sentences (``ablation_summary.csv``, ``ablation_paired.csv``,
+    ``table_paper_vs_reproduction.csv``), so the README's findings cannot drift from the reports."""
+    s = pd.read_csv(report_dir / "ablation_summary.csv").set_index("variant")
+    d = pd.read_csv(report_dir / "ablation_paired.csv")
+    fc, img, ext, iext = "fusion, clinical", "image only", "fusion, clinical + external data", "image only + external data"
+    out = []
+    if ext in s.index:
+        x = s.loc[ext]
+        out.append(f"- **External data** (HAM10000 in every fold's training part): fusion (clinical) melanoma vs nevus "
+                   f"{x.pooled_mel_vs_nevus_auc:.3f} ({x.pooled_mel_vs_nevus_ci_low:.3f}–{x.pooled_mel_vs_nevus_ci_high:.3f}) "
+                   f"pooled, paired {_delta(d, ext, fc, 'melanoma_vs_nevus')}; overall ROC AUC {x.pooled_oof_roc_auc:.3f} "
+                   f"({x.pooled_ci_low:.3f}–{x.pooled_ci_high:.3f}), paired {_delta(d, ext, fc)}; image only "
+                   f"{_delta(d, iext, img)} overall, {_delta(d, iext, img, 'melanoma_vs_nevus')} melanoma vs nevus.")
+    out.append(f"- **Fusion (clinical) − image only**: {_delta(d, fc, img)} overall, {_delta(d, fc, img, 'melanoma_vs_nevus')} "
+               f"melanoma vs nevus; with external data {_delta(d, ext, iext)}.")
+    out.append(f"- **Width/height on top of clinical fusion**: {_delta(d, 'fusion, paper (+ width/height)', fc)} overall, "
+               f"{_delta(d, 'fusion, paper (+ width/height)', fc, 'melanoma_vs_nevus')} melanoma vs nevus.")
+    out.append(f"- **Patient context**: ugly-duckling distance {_delta(d, 'fusion, clinical + ugly duckling only', fc)}; "
+               f"with the patient's image count {_delta(d, 'fusion, clinical + patient context', fc)}.")
+    ens = "ensemble: image only + fusion, clinical (external data)"
+    if ens in s.index:
+        out.append(f"- **Ensemble** of the two external-data runs against fusion with external data: {_delta(d, ens, ext)} "
+                   f"overall, {_delta(d, ens, ext, 'melanoma_vs_nevus')} melanoma vs nevus.")
+    paper = report_dir / "table_paper_vs_reproduction.csv"
+    if paper.is_file():
+        t = pd.read_csv(paper).set_index("metric")
+        acc, f1 = t.loc["accuracy"], t.loc["f1"]
+        out.append(f"- **Accuracy is not a headline**: at each run's validation threshold fusion (clinical) is "
+                   f"{100 * acc[fc]:.1f}% accurate ({acc[fc + ' CI']}) with F1 {f1[fc]:.2f}, against the paper's "
+                   f"{100 * acc['paper (fusion)']:.1f}% and {f1['paper (fusion)']:.2f}; always answering benign is "
+                   f"{100 * acc['always benign, these data']:.1f}% accurate on this enriched subset and "
+                   f"{100 * acc['always benign, ISIC 2020']:.1f}% on ISIC 2020, so ROC AUC is the comparable figure.")
+    return "\n".join(out) + "\n"
+
+
 #: The TrainConfig fields the README's defaults table shows, with what each decides.
 DEFAULT_FIELDS: dict[str, str] = {
     "kind": "inputs: images + metadata (fusion), images only, metadata only",
@@ -183,7 +254,9 @@ def train_defaults(report_dir: Path) -> str:
 TABLES: dict[str, Callable[[Path], str]] = {"ablation": ablation_table, "ablation_paired": paired_table,
                                              "transforms_training": transforms_table, "backbones": backbones_table,
                                              "transform_costs": transform_costs, "size_rates": size_rates,
-                                             "train_defaults": train_defaults, "export_bench": export_bench}
+                                             "train_defaults": train_defaults, "export_bench": export_bench,
+                                             "importance": importance_table, "explanations_inside": explanations_inside,
+                                             "ablation_findings": ablation_findings}
 
 
 def render_readme(text: str, report_dir: Path) -> str:

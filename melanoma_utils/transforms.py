@@ -111,7 +111,8 @@ PREPROCESSORS: dict[str, tuple[Callable[..., np.ndarray], dict[str, Any]]] = {
     "grayscale": (to_grayscale, {}),
     "ben_graham": (ben_graham, {"sigma_fraction": BEN_GRAHAM_SIGMA_FRACTION, "grayscale": False}),
     "ben_graham_gray": (ben_graham, {"sigma_fraction": BEN_GRAHAM_SIGMA_FRACTION, "grayscale": True}),
-    "hsb": (adjust_hsb, {"hue_shift_degrees": 0.0, "saturation_scale": 1.0, "brightness_scale": 1.0}),
+    # the study's Fig 12 setting (neutral values would make "hsb" an identity: a trap as a training option)
+    "hsb": (adjust_hsb, {"hue_shift_degrees": 20.0, "saturation_scale": 1.5, "brightness_scale": 1.1}),
     "luv": (to_luv, {}),
     "shades_of_gray": (shades_of_gray, {"power": 6.0}),
 }

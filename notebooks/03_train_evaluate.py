@@ -100,6 +100,7 @@ from melanoma_utils.experiments import (
     add_ensemble,
     cross_validate,
     paired_contrasts,
+    study_folds,
     summarise_cv,
 )
 from melanoma_utils.reporting import open_study, package_versions
@@ -307,7 +308,8 @@ display(Markdown(
 ))
 
 # %%
-curves = {name: (part["target"].to_numpy(), part["probability"].to_numpy()) for name, part in oof.groupby("variant", sort=False)}
+first = study_folds(oof)  # the study's own folds (repeat 0): each image once
+curves = {name: (part["target"].to_numpy(), part["probability"].to_numpy()) for name, part in first.groupby("variant", sort=False)}
 report.figure(plots.roc_pr(curves, "Out-of-fold ROC and PR curves (all folds pooled)", tag=report.tag), "fig_ablation_roc_pr")
 
 # %% [markdown]
@@ -324,7 +326,7 @@ run = Run.load(run_dir)
 history = pd.read_csv(run_dir / "history.csv")
 report.figure(plots.history_curves(history, "Figs 16–17 · Training history, fusion (clinical), fold 0", tag=report.tag),
               "fig16_17_history")
-test = oof[(oof["variant"] == "fusion, clinical") & (oof["fold"] == 0)]
+test = first[(first["variant"] == "fusion, clinical") & (first["fold"] == 0)]
 result = evaluate(test["target"], test["probability"], test["patient_id"], {"0.5": 0.5, "validation": run.threshold},
                   n_boot=n_boot, seed=seed)
 (report.report_dir / "fusion_clinical_fold0_metrics.json").write_text(json.dumps(result, indent=2))

@@ -74,7 +74,7 @@ def test_shades_of_gray_removes_a_colour_cast(img: np.ndarray) -> None:
 
 def test_config_validation(img: np.ndarray) -> None:
     cfg = T.preprocess_config("hsb", brightness_scale=0.8)
-    assert cfg == {"name": "hsb", "params": {"hue_shift_degrees": 0.0, "saturation_scale": 1.0, "brightness_scale": 0.8}}
+    assert cfg == {"name": "hsb", "params": {"hue_shift_degrees": 20.0, "saturation_scale": 1.5, "brightness_scale": 0.8}}  # the rest: Fig 12
     with pytest.raises(ValueError, match="unknown preprocessing 'sepia'"):
         T.preprocess_config("sepia")
     with pytest.raises(ValueError, match="takes no parameter"):
@@ -109,10 +109,12 @@ def test_every_preprocessing_gives_its_golden_values() -> None:
     assert np.abs(grey - np.rint([0.299 * r + 0.587 * g + 0.114 * b for r, g, b in colours])).max() <= 1  # BT.601
     luv = T.preprocess(row, "luv")[0].astype(float)
     assert np.abs(luv - np.array([_luv_by_hand(c) for c in colours])).max() <= 1.5
-    hsb = T.preprocess(row, T.preprocess_config("hsb", saturation_scale=0.0))[0]
+    hsb = T.preprocess(row, T.preprocess_config("hsb", hue_shift_degrees=0.0, saturation_scale=0.0, brightness_scale=1.0))[0]
     assert (hsb == np.array([[255] * 3, [255] * 3, [255] * 3, [255] * 3, [160] * 3])).all()  # grey at value = max(RGB)
-    hue = T.preprocess(row, T.preprocess_config("hsb", hue_shift_degrees=120.0))[0]
+    hue = T.preprocess(row, T.preprocess_config("hsb", hue_shift_degrees=120.0, saturation_scale=1.0, brightness_scale=1.0))[0]
     assert [tuple(p) for p in hue[:3]] == [(0, 255, 0), (0, 0, 255), (255, 0, 0)]  # red -> green -> blue -> red
+    fig12 = T.preprocess(row, "hsb")[0]  # the default is the study's Fig 12 setting, not an identity
+    assert np.array_equal(fig12, T.adjust_hsb(row, 20.0, 1.5, 1.1)[0]) and not np.array_equal(fig12, row[0])
     cast = np.stack([np.full((8, 8), 200), np.full((8, 8), 100), np.full((8, 8), 50)], -1).astype(np.uint8)
     sog = T.preprocess(cast, "shades_of_gray")[0, 0]
     assert tuple(sog) == (117, 117, 117)  # each channel scaled to the mean of the norms (200 + 100 + 50) / 3
