@@ -80,6 +80,7 @@ per_fold = report.report_dir / "ablation_per_fold.csv"
 fold_auc = {}
 if per_fold.is_file():  # notebook 03's fold AUC of the same runs (with its test-time augmentation)
     pf = pd.read_csv(per_fold)
+    pf = pf[pf["repeat"] == 0] if "repeat" in pf else pf  # the study's folds (03's repeats assign patients anew)
     fold_auc = {r.variant: r.roc_auc for r in pf[pf["fold"] == fold].itertuples()}
 display(Markdown(
     "Baseline ROC AUC on the held-out fold (one view per image): "
