@@ -37,29 +37,36 @@ def grouped_folds(df: pd.DataFrame, n_splits: int = 5, seed: int = 0, use_tfreco
 def holdout_split(
     df: pd.DataFrame, test_fraction: float = 0.2, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Row positions ``(train, test)`` of a patient-grouped, target-stratified hold-out split whose test part holds
-    ``test_fraction`` of the images, to within one patient's images per stratum.
+    """Row positions ``(train, test)`` of a patient-grouped, target-stratified hold-out split: the test part holds
+    ``test_fraction`` of the malignant images and ``test_fraction`` of all images, each to within one patient's images,
+    so both parts keep the data's prevalence.
 
-    Patients are split by stratum (those with a malignant image, those without), each stratum's patients shuffled
-    (``seed``) and taken into the test part while that brings its image count closer to ``test_fraction`` of the
-    stratum's images; each stratum with two or more patients keeps at least one on each side."""
+    Patients with a malignant image are shuffled (``seed``) and taken into the test part while that brings its
+    malignant count closer to ``test_fraction`` of all malignant images; then the other patients, shuffled, while that
+    brings its image count closer to ``test_fraction`` of all images. Each group of patients with two or more keeps at
+    least one on each side."""
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be in (0, 1); got {test_fraction}")
     rng = np.random.default_rng(seed)
-    per_patient = df.groupby("patient_id", sort=True)["target"].agg(["size", "max"])
-    test_patients: list = []
-    for _, stratum in per_patient.groupby("max", sort=True):
+    per_patient = df.groupby("patient_id", sort=True)["target"].agg(["size", "sum"])
+    positive = per_patient[per_patient["sum"] > 0]
+    negative = per_patient[per_patient["sum"] == 0]
+
+    def take(stratum: pd.DataFrame, column: str, goal: float) -> list:
         order = stratum.index.to_numpy()[rng.permutation(len(stratum))]
-        sizes = stratum.loc[order, "size"].to_numpy()
-        goal, taken = test_fraction * sizes.sum(), 0
-        chosen = []
-        for patient, n in zip(order, sizes):
+        counts = stratum.loc[order, column].to_numpy()
+        chosen, taken = [], 0
+        for patient, n in zip(order, counts):
             if abs(taken + n - goal) < abs(taken - goal) and len(chosen) < len(order) - 1:
                 chosen.append(patient)
                 taken += n
-        if not chosen and len(order) >= 2:
-            chosen.append(order[int(np.argmin(sizes))])
-        test_patients += chosen
+        if not chosen and len(order) >= 2 and goal > 0:
+            chosen.append(order[int(np.argmin(counts))])
+        return chosen
+
+    test_patients = take(positive, "sum", test_fraction * positive["sum"].sum())
+    images_taken = int(per_patient.loc[test_patients, "size"].sum())
+    test_patients += take(negative, "size", test_fraction * len(df) - images_taken)
     is_test = df["patient_id"].isin(set(test_patients)).to_numpy()
     train, test = np.flatnonzero(~is_test), np.flatnonzero(is_test)
     assert_disjoint_patients(df.iloc[train], df.iloc[test])
