@@ -154,7 +154,7 @@ def explanations_inside(report_dir: Path) -> str:
     """Fig 15 in numbers (``table_explanations_inside_lesion.csv``): where Grad-CAM and SHAP put their mass."""
     t = pd.read_csv(report_dir / "table_explanations_inside_lesion.csv")
     pct = lambda v: "empty" if v != v else f"{100 * v:.0f}%"  # noqa: E731
-    lines = ["| lesion | truth | probability | Grad-CAM mass inside the lesion mask | |SHAP| inside | lesion area |",
+    lines = ["| lesion | truth | probability | Grad-CAM mass inside the lesion mask | SHAP magnitude inside | lesion area |",
              "|---|---|---|---|---|---|"]
     for r in t.itertuples():
         lines.append(f"| {r.image_name} | {'malignant' if r.target else 'benign'} | {r.probability:.2f} | "
@@ -208,6 +208,42 @@ def ablation_findings(report_dir: Path) -> str:
     return "\n".join(out) + "\n"
 
 
+def validation_findings(report_dir: Path) -> str:
+    """Notebook 06's headline numbers (``validate_metrics.json``, ``validate_external_metrics.json``) as sentences."""
+    import json
+
+    def ci(d: dict, digits: int = 3) -> str:
+        return f"{d['estimate']:.{digits}f} ({d['ci_low']:.{digits}f}–{d['ci_high']:.{digits}f})"
+
+    m = json.loads((report_dir / "validate_metrics.json").read_text())
+    ops = {o["name"]: o for o in m["operating_points"]}
+    v = ops.get("validation threshold")
+    at = m.get("stated_prevalence") or {}
+    out = [f"- On the held-out ISIC patients ({m['n']:,} images, {m['n_patients']:,} patients, {m['n_malignant']} malignant; "
+           f"prevalence {m['prevalence']:.3f}): ROC AUC {ci(m['roc_auc'])}, PR AUC {ci(m['pr_auc'])}; melanoma vs nevus "
+           f"{m['roc_auc_melanoma_vs_nevus']:.3f}.",
+           f"- Calibration: Brier {ci(m['brier'])} against {m['brier_raw']:.3f} for the raw output, ECE "
+           f"{m['ece']['estimate']:.3f} vs {m['ece_raw']:.3f}; calibration slope {ci(m['calibration_slope'], 2)}"
+           + (f"; moved to prevalence {at['prevalence']:.4f} and checked on rows reweighted to it: Brier "
+              f"{at['brier']['estimate']:.3f}" if at else "") + "."]
+    if v:
+        nnb = v.get("at_prevalence", {}).get("nnb")
+        out.append(f"- At the validation threshold fixed in advance ({v['threshold']:.4f}): sensitivity {ci(v['sensitivity'], 2)}, "
+                   f"specificity {ci(v['specificity'], 2)}, number needed to biopsy {v['nnb']['estimate']:.1f} at this "
+                   f"prevalence" + (f", **{ci(nnb, 0)}** at {at['prevalence']:.4f}" if nnb and at else "") + ".")
+    ext = report_dir / "validate_external_metrics.json"
+    if ext.is_file():
+        e = json.loads(ext.read_text())
+        eops = {o["name"]: o for o in e.get("operating_points", [])}
+        ev = eops.get("validation threshold")
+        out.append(f"- Held-out HAM10000 lesions ({e['n']:,} images, {e['n_patients']:,} lesions, {e['n_malignant']} melanoma): "
+                   f"ROC AUC {ci(e['roc_auc'])}, melanoma vs nevus {e['roc_auc_melanoma_vs_nevus']:.3f}"
+                   + (f"; at the ISIC-fixed threshold sensitivity {ci(ev['sensitivity'], 2)}, specificity "
+                      f"{ci(ev['specificity'], 2)}" if ev else "")
+                   + f"; Brier {e['brier']['estimate']:.3f} against {e['brier_raw']:.3f} raw.")
+    return "\n".join(out) + "\n"
+
+
 #: The TrainConfig fields the README's defaults table shows, with what each decides.
 DEFAULT_FIELDS: dict[str, str] = {
     "kind": "inputs: images + metadata (fusion), images only, metadata only",
@@ -256,7 +292,8 @@ TABLES: dict[str, Callable[[Path], str]] = {"ablation": ablation_table, "ablatio
                                              "transform_costs": transform_costs, "size_rates": size_rates,
                                              "train_defaults": train_defaults, "export_bench": export_bench,
                                              "importance": importance_table, "explanations_inside": explanations_inside,
-                                             "ablation_findings": ablation_findings}
+                                             "ablation_findings": ablation_findings,
+                                             "validation_findings": validation_findings}
 
 
 def render_readme(text: str, report_dir: Path) -> str:
