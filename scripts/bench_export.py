@@ -57,7 +57,7 @@ def main() -> None:
     fields = np.concatenate([lite_fields(None if a != a else a, s, t, w, h)
                              for a, s, t, w, h in zip(df["age"], df["sex"], df["site"], df["width"], df["height"])])
     est, lo, hi = bootstrap_ci(y, ref, groups, roc_auc, n_boot=1000)
-    result = {"run": args.run.name, "rows": len(df), "malignant": int(y.sum()), "machine": platform.platform(),
+    result = {"run": f"{args.run.parent.name}/{args.run.name}", "rows": len(df), "malignant": int(y.sum()), "machine": platform.platform(),
               "predict": {"roc_auc": est, "ci_low": lo, "ci_high": hi, "seconds_per_image": predict_s}}
     with tempfile.TemporaryDirectory() as tmp:
         for fmt in ("saved_model", "tflite", "tflite_int8"):
