@@ -79,7 +79,7 @@ def test_saved_model_gives_predicts_calibrated_probability(trained, tmp_path: Pa
     got = np.array([_served(model, r) for _, r in rows.iterrows()])
     np.testing.assert_allclose(got[:, 0], expected["probability"], atol=1e-4)
     np.testing.assert_allclose(got[:, 1], expected["raw_probability"], atol=1e-4)
-    assert np.ptp(got[:, 0]) > 1e-4  # the inputs matter: not a constant
+    assert np.ptp(got[:, 1]) > 1e-4  # the inputs matter: the model's output is not a constant
 
 
 def test_export_refuses_what_it_cannot_carry_and_folders_it_would_overwrite(trained, tmp_path: Path, capsys) -> None:
