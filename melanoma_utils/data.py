@@ -27,9 +27,11 @@ import pandas as pd
 from .images import (  # noqa: F401  (re-exported: image files and folders live there)
     IMAGE_EXTENSIONS,
     attach_image_paths,
+    default_images_dir,
     missing_image_names,
     other_formats,
 )
+from .splits import sample_per_class  # noqa: F401  (re-exported: sampling lives there)
 
 #: Columns every training CSV must have (official names).
 REQUIRED_TRAIN_COLUMNS: tuple[str, ...] = (
@@ -275,17 +277,6 @@ def find_metadata_csv(root: str | os.PathLike[str]) -> Path:
     )
 
 
-def default_images_dir(metadata_csv: str | os.PathLike[str]) -> Path | None:
-    """``train/`` beside a resized-layout ``train.csv``; for a shard folder's manifest, the shards' JPEGs unpacked
-    once (:func:`melanoma_utils.shards.unpack_images`); else ``None`` (the caller must say)."""
-    from .shards import MANIFEST, unpack_images
-
-    if Path(metadata_csv).name == MANIFEST:
-        return unpack_images(Path(metadata_csv).parent)
-    candidate = Path(metadata_csv).parent / "train"
-    return candidate if candidate.is_dir() else None
-
-
 def read_duplicates(path: str | os.PathLike[str]) -> pd.DataFrame:
     """The official duplicate list (``image_name_1, image_name_2``)."""
     dup = read_csv(path)
@@ -427,9 +418,3 @@ def load_metadata(
     df, report, _ = _read_metadata(metadata, duplicates, require_target)
     df["image_path"] = ""
     return Dataset(frame=df[list(NORMALISED_COLUMNS)], report=report)
-
-
-def sample_per_class(df: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
-    """Up to ``n`` random rows of each target class (benign first), for figure grids and samples."""
-    parts = [g.sample(n=min(n, len(g)), random_state=seed) for _, g in df.groupby("target", sort=True)]
-    return pd.concat(parts) if parts else df.iloc[:0]

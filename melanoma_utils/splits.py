@@ -86,3 +86,9 @@ def assert_disjoint_patients(a: pd.DataFrame, b: pd.DataFrame) -> None:
     shared = set(a["patient_id"]) & set(b["patient_id"])
     if shared:
         raise LeakageError(f"{len(shared)} patient(s) on both sides, e.g. {sorted(shared)[:3]}")
+
+
+def sample_per_class(df: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
+    """Up to ``n`` random rows of each target class (benign first), for figure grids and samples."""
+    parts = [g.sample(n=min(n, len(g)), random_state=seed) for _, g in df.groupby("target", sort=True)]
+    return pd.concat(parts) if parts else df.iloc[:0]
