@@ -78,12 +78,8 @@ def _with_ci(stat: Callable[[np.ndarray, np.ndarray], dict[str, float]], y: np.n
              groups: Sequence, n_boot: int, seed: int) -> dict[str, Any]:
     """``stat(y, p)`` with a patient-bootstrap 95% CI (:func:`~melanoma_utils.evaluation.patient_bootstrap`) for
     each of its values: ``{key: {estimate, ci_low, ci_high}}``."""
-    def on(idx: np.ndarray) -> dict[str, float]:
-        if not 0 < y[idx].sum() < len(idx):
-            raise MetricError("a resample with one class only")
-        return stat(y[idx], p[idx])
-
-    return {k: _interval(r.estimate, r.ci_low, r.ci_high) for k, r in patient_bootstrap(on, groups, n_boot, seed=seed).items()}
+    band = patient_bootstrap(lambda idx: stat(y[idx], p[idx]), groups, n_boot, seed=seed, labels=y)
+    return {k: _interval(r.estimate, r.ci_low, r.ci_high) for k, r in band.items()}
 
 
 def operating_points(y_true: Sequence, y_prob: Sequence, groups: Sequence, thresholds: dict[str, float] | None = None,
@@ -140,11 +136,9 @@ def net_benefit(y_true: Sequence, y_prob: Sequence, thresholds: Sequence[float] 
     table = _net_benefit(y, p, w, thresholds)
     if groups is not None:
         def curve(idx: np.ndarray) -> dict[str, float]:
-            if not 0 < y[idx].sum() < len(idx):
-                raise MetricError("a resample with one class only")
             return dict(zip(map(str, thresholds), _net_benefit(y[idx], p[idx], w[idx], thresholds)["model"]))
 
-        band = patient_bootstrap(curve, groups, n_boot, seed=seed)
+        band = patient_bootstrap(curve, groups, n_boot, seed=seed, labels=y)
         table["model_ci_low"] = [band[str(t)].ci_low for t in thresholds]
         table["model_ci_high"] = [band[str(t)].ci_high for t in thresholds]
     return table
@@ -248,13 +242,8 @@ def calibration_summary(y: np.ndarray, p: np.ndarray, groups: Sequence, weights:
         return {"brier": brier_score(y[idx], p[idx], w[idx]), "ece": expected_calibration_error(y[idx], p[idx], n_bins, w[idx]),
                 "calibration_intercept": a, "calibration_slope": b}
 
-    def on(idx: np.ndarray) -> dict[str, float]:
-        if not 0 < y[idx].sum() < len(idx):
-            raise MetricError("a resample with one class only")
-        return stat(idx)
-
     out: dict[str, Any] = {k: _interval(r.estimate, r.ci_low, r.ci_high)
-                           for k, r in patient_bootstrap(on, groups, n_boot, seed=seed).items()}
+                           for k, r in patient_bootstrap(stat, groups, n_boot, seed=seed, labels=y).items()}
     out["reliability"] = reliability_table(y, p, n_bins, w).to_dict(orient="records")
     return out
 

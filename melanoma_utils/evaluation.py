@@ -137,12 +137,12 @@ class Interval(NamedTuple):
 
 
 def patient_bootstrap(stat: Callable[[np.ndarray], float | dict[str, float]], groups: Sequence, n_boot: int = 1000,
-                      level: float = 0.95, seed: int = 0) -> dict[str, Interval]:
+                      level: float = 0.95, seed: int = 0, labels: Sequence | None = None) -> dict[str, Interval]:
     """THE patient bootstrap of this package: ``stat(rows)`` (row positions → a number, or a dict of numbers) on all
     rows and on ``n_boot`` resamples that draw whole patients (``groups``) with replacement.
 
-    One failure rule everywhere: a resample where the statistic cannot be computed (:class:`MetricError`, e.g. one
-    class only, or a non-finite value) is skipped; an interval needs at least half of the resamples usable, else it is
+    One failure rule everywhere: a resample where the statistic cannot be computed (:class:`MetricError`, a
+    non-finite value, or — with ``labels`` — one class only among the resampled labels) is skipped; an interval needs at least half of the resamples usable, else it is
     NaN. The interval is the percentile interval of the usable draws, shifted by the bootstrap bias
     (estimate − median of the draws) only where the plain percentile interval would exclude the estimate, so every
     interval contains its estimate. Returns ``{key: Interval}`` (key ``"value"`` for a number)."""
@@ -152,7 +152,10 @@ def patient_bootstrap(stat: Callable[[np.ndarray], float | dict[str, float]], gr
     rows = np.arange(len(np.asarray(groups)))
     estimate = as_dict(stat(rows))
     draws: dict[str, list[float]] = {k: [] for k in estimate}
+    y = None if labels is None else np.asarray(labels)
     for idx in patient_resamples(groups, n_boot, seed):
+        if y is not None and not 0 < y[idx].sum() < len(idx):
+            continue
         try:
             values = as_dict(stat(idx))
         except MetricError:
@@ -174,16 +177,6 @@ def patient_bootstrap(stat: Callable[[np.ndarray], float | dict[str, float]], gr
     return out
 
 
-def _two_class(y: np.ndarray, metric: Callable[[np.ndarray, np.ndarray], float], s: np.ndarray) -> Callable[[np.ndarray], float]:
-    def stat(idx: np.ndarray) -> float:
-        yb = y[idx]
-        if not 0 < yb.sum() < len(yb):
-            raise MetricError("a resample with one class only")
-        return metric(yb, s[idx])
-
-    return stat
-
-
 def bootstrap_ci(
     y_true: Sequence,
     y_score: Sequence,
@@ -196,7 +189,7 @@ def bootstrap_ci(
     """``(estimate, low, high)`` of ``metric`` by :func:`patient_bootstrap` (resamples with one class skipped);
     :class:`MetricError` when there is no interval (fewer than half of the resamples usable)."""
     y, s = _check(y_true, y_score)
-    r = patient_bootstrap(_two_class(y, metric, s), groups, n_boot, level, seed)["value"]
+    r = patient_bootstrap(lambda idx: metric(y[idx], s[idx]), groups, n_boot, level, seed, labels=y)["value"]
     if not np.isfinite(r.ci_low):
         raise MetricError(f"only {len(r.draws)} of {n_boot} bootstrap resamples had both classes")
     return r.estimate, r.ci_low, r.ci_high
@@ -327,12 +320,9 @@ def paired_auc_difference(
     _need_both(y, "paired ROC AUC difference")
 
     def stat(idx: np.ndarray) -> float:
-        yb = y[idx]
-        if not 0 < yb.sum() < len(yb):
-            raise MetricError("a resample with one class only")
-        return _auc_columns(yb, a[idx]) - _auc_columns(yb, b[idx])
+        return _auc_columns(y[idx], a[idx]) - _auc_columns(y[idx], b[idx])
 
-    r = patient_bootstrap(stat, groups, n_boot, level, seed)["value"]
+    r = patient_bootstrap(stat, groups, n_boot, level, seed, labels=y)["value"]
     if not np.isfinite(r.ci_low):
         raise MetricError(f"only {len(r.draws)} of {n_boot} bootstrap resamples had both classes")
     d = r.draws
