@@ -39,6 +39,38 @@ EXTERNAL_VARIANTS: dict[str, dict[str, Any]] = {
 }
 #: The ensemble row of the ablation: the mean of the two external-data variants' out-of-fold probabilities.
 ENSEMBLE_EXTERNAL = "ensemble: image only + fusion, clinical (external data)"
+#: The variant the backbone rows (:func:`backbone_variants`) repeat with another pretrained backbone.
+BACKBONE_BASE = "fusion, clinical + external data"
+
+
+def backbone_label(backbone: str) -> str:
+    """A short label for a backbone in variant names: ``efficientnetlite2`` -> ``Lite2``."""
+    return backbone.replace("efficientnetlite", "Lite") if backbone.startswith("efficientnetlite") else backbone
+
+
+def backbone_variants(backbones: list[str], base: str = BACKBONE_BASE) -> dict[str, dict[str, Any]]:
+    """Variants that repeat ``base`` (an :data:`EXTERNAL_VARIANTS` entry) with each of ``backbones`` at its native
+    size (``image_size=None`` resolves to it), same folds, views, head and budget. Names say backbone and size, e.g.
+    ``"fusion, clinical + external data, Lite2 260 px"``."""
+    from .backbones import default_image_size
+
+    unknown = [b for b in backbones if b not in {"efficientnetlite0", "efficientnetlite1", "efficientnetlite2"}]
+    if unknown:
+        raise ValueError(f"backbone rows take the offline pretrained backbones (efficientnetlite0/1/2); got {unknown}")
+    return {f"{base}, {backbone_label(b)} {default_image_size(b)} px":
+            {**EXTERNAL_VARIANTS[base], "backbone": b, "backbone_weights": "imagenet", "image_size": None}
+            for b in backbones}
+
+
+def backbone_ensemble(backbones: list[str], base: str = BACKBONE_BASE, base_backbone: str = "efficientnetlite0"
+                      ) -> tuple[str, list[str]]:
+    """``(name, members)`` of the backbone ensemble: ``base`` (with ``base_backbone``) and its
+    :func:`backbone_variants` rows, averaged by :func:`add_ensemble`."""
+    members = [base, *backbone_variants(backbones, base)]
+    labels = " + ".join(backbone_label(b) for b in [base_backbone, *backbones])
+    return f"ensemble: {labels} ({base})", members
+
+
 #: The ablation's paired contrasts ``(a, b)``: what a adds over b, on the same patients.
 ABLATION_CONTRASTS: tuple[tuple[str, str], ...] = (
     ("fusion, clinical", "image only"),

@@ -379,3 +379,22 @@ def test_add_ensemble_averages_the_members_per_image() -> None:
     assert e["probability"].tolist() == pytest.approx([0.7, 0.4, 0.4, 0.5]) and e["threshold"].tolist() == [0.2, 0.2, 0.4, 0.4]
     assert pf[pf["variant"] == "ens"]["roc_auc"].tolist() == [1.0, 0.0]
     assert add_ensemble(per_fold, oof, ["x", "absent"], "ens")[1] is oof  # a member that did not run: unchanged
+
+
+def test_backbone_rows_repeat_the_external_fusion_at_each_native_size() -> None:
+    from melanoma_utils.experiments import EXTERNAL_VARIANTS, backbone_ensemble, backbone_variants
+    from melanoma_utils.train_config import TrainConfig
+
+    rows = backbone_variants(["efficientnetlite1", "efficientnetlite2"])
+    assert list(rows) == ["fusion, clinical + external data, Lite1 240 px", "fusion, clinical + external data, Lite2 260 px"]
+    lite2 = rows["fusion, clinical + external data, Lite2 260 px"]
+    assert lite2["external"] is True and lite2["features"] == "clinical" and lite2["kind"] == "fusion"
+    # the overrides on top of a 224 px notebook config resolve to the backbone's own size
+    cfg = TrainConfig.from_dict({**TrainConfig(image_size=224).__dict__, **{k: v for k, v in lite2.items() if k != "external"}})
+    assert (cfg.backbone, cfg.image_size, cfg.backbone_weights) == ("efficientnetlite2", 260, "imagenet")
+    assert EXTERNAL_VARIANTS["fusion, clinical + external data"].get("backbone") is None  # the base row is untouched
+    name, members = backbone_ensemble(["efficientnetlite2"])
+    assert name == "ensemble: Lite0 + Lite2 (fusion, clinical + external data)"
+    assert members == ["fusion, clinical + external data", "fusion, clinical + external data, Lite2 260 px"]
+    with pytest.raises(ValueError, match="efficientnetlite0/1/2"):
+        backbone_variants(["resnet50"])
