@@ -331,22 +331,25 @@ def _write_explanation(run: object, row: "pd.DataFrame", path: Path, result: dic
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:
-    from .export import FORMATS, NOT_YET
+    from .export import FORMATS
 
     p.add_argument("--run", type=_existing_path, required=True, help="run folder from `train`")
-    p.add_argument("--out", type=Path, required=True, help="folder to write (saved_model/ and signature.json)")
-    p.add_argument("--format", default="saved_model", choices=[*FORMATS, *NOT_YET],
-                   help="saved_model (TensorFlow SavedModel with a `serve` signature); tflite, tflite_int8 and onnx: not yet")
+    p.add_argument("--out", type=Path, required=True, help="folder to write (the model and signature.json)")
+    p.add_argument("--format", default="saved_model", choices=FORMATS,
+                   help="saved_model: TensorFlow SavedModel, `serve` signature (any image size, text fields); tflite / "
+                        "tflite_int8: LiteRT flatbuffer (float32 / dynamic-range int8 weights) and onnx: ONNX file, both "
+                        "the `serve_lite` graph (image resized by the caller, numeric fields); signature.json says how")
     p.add_argument("--overwrite", action="store_true")
 
 
-@command("export", "export a run as one SavedModel: uint8 image + raw age/sex/site in, calibrated probability out",
+@command("export", "export a run as one model file/folder: uint8 image + raw age/sex/site in, calibrated probability out",
          _export_args)
 def _export(args: argparse.Namespace) -> int:
     from .export import export_run
 
     out = export_run(args.run, args.out, args.format, overwrite=args.overwrite)
     sig = json.loads((out / "signature.json").read_text())
-    print(f"exported {args.run} -> {out}/saved_model (signature.json: inputs, outputs, threshold {sig['threshold']:.4f} "
+    written = ", ".join(sorted(p.name for p in out.iterdir()))
+    print(f"exported {args.run} -> {out} ({written}; signature.json: inputs, outputs, threshold {sig['threshold']:.4f} "
           f"at prevalence {sig['prevalence']})")
     return 0

@@ -14,7 +14,6 @@ for early stopping only, never as training rows, which is the same protocol as a
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -62,12 +61,22 @@ class EnsembleRun(Run):
     @classmethod
     def load(cls, run_dir: str | os.PathLike[str]) -> "EnsembleRun":
         """Load an ensemble folder written by :func:`build_ensemble`."""
+        from .runs import RunDamaged, _read_json
+
         run_dir = Path(run_dir)
-        spec = json.loads((run_dir / ENSEMBLE_FILE).read_text())
-        members = [Run.load(run_dir / rel) for rel in spec["members"]]
-        run = cls(members, json.loads((run_dir / "config.json").read_text()), run_dir)
+        spec = _read_json(run_dir, ENSEMBLE_FILE)
+        rels = spec.get("members") if isinstance(spec, dict) else None
+        if not isinstance(rels, list) or not rels or not all(isinstance(r, str) for r in rels):
+            raise RunDamaged(f"run folder {run_dir} is damaged: {ENSEMBLE_FILE} (no list of member folders under "
+                             "'members'); build the ensemble again")
+        outside = [r for r in rels if not (run_dir / r).resolve().is_relative_to(run_dir.resolve())]
+        if outside:
+            raise RunDamaged(f"run folder {run_dir} is damaged: {ENSEMBLE_FILE} names members outside the folder "
+                             f"({', '.join(outside)}); build the ensemble again")
+        members = [Run.load(run_dir / rel) for rel in rels]
+        run = cls(members, _read_json(run_dir, "config.json"), run_dir)
         if (run_dir / "metrics.json").is_file():
-            run.metrics = json.loads((run_dir / "metrics.json").read_text())
+            run.metrics = _read_json(run_dir, "metrics.json")
         return run
 
 

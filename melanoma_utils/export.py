@@ -12,10 +12,11 @@ lookup). A caller needs TensorFlow and nothing from this package. Parity with ``
 ``--format tflite`` / ``tflite_int8`` (dynamic-range int8 weights) write a LiteRT flatbuffer of the ``serve_lite``
 signature, built from LiteRT built-in ops only: the image comes already centre-cropped and resized to the run's size
 (uint8), the metadata as numbers (:data:`LITE_FIELDS`, :func:`lite_fields` builds them), the test-time augmentation,
-encoding and calibrator are inside.
+encoding and calibrator are inside. ``--format onnx`` writes the same ``serve_lite`` graph as ONNX (``model.onnx``,
+converted with tf2onnx, the converter Keras 3's own ONNX export uses; runs in ONNX Runtime).
 
 Not exported (an error says so): ensembles, runs with a NumPy-only preprocessing (Ben Graham, HSB, LUV,
-Shades-of-Gray, greyscale), patient-context features. ONNX: not yet.
+Shades-of-Gray, greyscale), patient-context features.
 """
 
 from __future__ import annotations
@@ -29,43 +30,32 @@ from typing import Any
 import numpy as np
 
 from .calibration import EPS
-from .data import MISSING, SEX_CATEGORIES, SITE_ALIASES, SITE_CATEGORIES
+from .data import SEX_CATEGORIES, SITE_ALIASES, SITE_CATEGORIES
 
-#: Formats ``export`` writes, and why the others are not offered yet.
-FORMATS: dict[str, str] = {"saved_model": "", "tflite": "", "tflite_int8": ""}
-NOT_YET: dict[str, str] = {
-    "onnx": "not yet: no converter is pinned that handles this graph with the project's TensorFlow/Keras",
-}
+#: Formats ``export`` writes.
+FORMATS: tuple[str, ...] = ("saved_model", "tflite", "tflite_int8", "onnx")
+#: The ONNX opset of ``--format onnx`` (ONNX Runtime >= 1.13 runs it).
+ONNX_OPSET = 17
 #: The LiteRT (TFLite) model's metadata input, in order: numbers only (LiteRT has no string ops).
 LITE_FIELDS: tuple[str, ...] = ("age", "sex_code", "site_code", "width", "height")
 
 
+def _category_code(tf: Any, text: Any, cats: tuple[str, ...], aliases: dict[str, str] | None = None) -> Any:
+    """The index of ``text`` (trimmed, lower-cased, aliases mapped) in ``cats`` as float32, -1 when not one of them:
+    :func:`lite_fields`'s coding, as TensorFlow string ops."""
+    text = tf.strings.lower(tf.strings.strip(text))
+    for alias, target in (aliases or {}).items():
+        text = tf.where(tf.equal(text, alias), tf.constant(target), text)
+    return tf.add_n([float(i + 1) * tf.cast(tf.equal(text, c), tf.float32) for i, c in enumerate(cats)]) - 1.0
+
+
 def _encode_meta(tf: Any, enc: Any, age: Any, sex: Any, site: Any, width: Any, height: Any) -> Any:
-    """:meth:`MetadataEncoder.transform` for one row, as TensorFlow ops (float32 ``(1, n_features)``)."""
-    cols = []
-    for g in enc.groups:
-        if g == "age":
-            missing = tf.math.is_nan(age)
-            value = tf.where(missing, tf.constant(enc.age_median, tf.float32), age)
-            cols += [(value - enc.age_mean) / enc.age_std, tf.cast(missing, tf.float32)]
-        elif g in ("sex", "site"):
-            text = tf.strings.lower(tf.strings.strip(sex if g == "sex" else site))
-            if g == "site":
-                for alias, target in SITE_ALIASES.items():
-                    text = tf.where(tf.equal(text, alias), tf.constant(target), text)
-            cats = (*(SEX_CATEGORIES if g == "sex" else SITE_CATEGORIES), MISSING)
-            known = tf.reduce_any(tf.stack([tf.equal(text, c) for c in cats[:-1]]))
-            text = tf.where(known, text, tf.constant(MISSING))
-            cols += [tf.cast(tf.equal(text, c), tf.float32) for c in cats]
-        elif g in ("width", "height"):
-            med, mean, std = enc.size_stats[g]
-            raw = width if g == "width" else height
-            ok = tf.logical_and(tf.logical_not(tf.math.is_nan(raw)), raw > 0)
-            value = tf.where(ok, tf.math.log(tf.where(ok, raw, 1.0)), tf.constant(med, tf.float32))
-            cols += [(value - mean) / std, 1.0 - tf.cast(ok, tf.float32)]
-        else:
-            raise ValueError(f"metadata group {g!r} (patient context) cannot be computed from one image: not exported")
-    return tf.reshape(tf.stack([tf.cast(c, tf.float32) for c in cols]), (1, len(cols)))
+    """:meth:`MetadataEncoder.transform` for one row of raw fields (sex/site as text): coded like :func:`lite_fields`
+    and encoded by :func:`_encode_meta_numeric`, so both signatures share one encoding."""
+    fields = tf.stack([tf.cast(age, tf.float32), _category_code(tf, sex, SEX_CATEGORIES),
+                       _category_code(tf, site, SITE_CATEGORIES, SITE_ALIASES),
+                       tf.cast(width, tf.float32), tf.cast(height, tf.float32)])
+    return _encode_meta_numeric(tf, enc, tf.reshape(fields, (1, len(LITE_FIELDS))))
 
 
 def _encode_meta_numeric(tf: Any, enc: Any, fields: Any) -> Any:
@@ -86,8 +76,12 @@ def _encode_meta_numeric(tf: Any, enc: Any, fields: Any) -> Any:
         elif g in ("width", "height"):
             med, mean, std = enc.size_stats[g]
             raw = width if g == "width" else height
-            ok = tf.logical_and(tf.equal(raw, raw), raw > 0)
-            value = tf.where(ok, tf.math.log(tf.where(ok, raw, 1.0)), tf.constant(med, tf.float32))
+            nan = tf.not_equal(raw, raw)
+            # NaN replaced first by a select on the NaN test itself: tf2onnx turns other selects into c * a + (1 - c) * b,
+            # where NaN * 0 would stay NaN
+            raw = tf.where(nan, tf.constant(-1.0, tf.float32), raw)
+            ok = raw > 0
+            value = tf.math.log(tf.where(ok, raw, tf.constant(float(np.exp(med)), tf.float32)))
             cols += [(value - mean) / std, 1.0 - tf.cast(ok, tf.float32)]
         else:
             raise ValueError(f"metadata group {g!r} (patient context) cannot be computed from one image: not exported")
@@ -126,6 +120,15 @@ def _calibrate(tf: Any, calibrator: Any, raw: Any) -> Any:
     raise ValueError(f"unknown calibration method {calibrator.method!r}")
 
 
+def _to_onnx(tf: Any, saved_model: Path, spec: list[Any], path: Path) -> None:
+    """The SavedModel's ``serve_lite`` signature as an ONNX file (tf2onnx, opset :data:`ONNX_OPSET`)."""
+    import tf2onnx
+
+    loaded = tf.saved_model.load(str(saved_model))
+    fn = tf.function(lambda image, fields: loaded.serve_lite(image, fields))
+    tf2onnx.convert.from_function(fn, input_signature=spec, opset=ONNX_OPSET, output_path=str(path))
+
+
 def export_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], fmt: str = "saved_model",
                overwrite: bool = False) -> Path:
     """Write ``run_dir``'s model with its preprocessing, metadata encoding and calibrator as a SavedModel in
@@ -136,16 +139,21 @@ def export_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     from .pipeline import crop_resize_tensor
     from .runs import Run
 
-    if fmt in NOT_YET:
-        raise ValueError(f"--format {fmt}: {NOT_YET[fmt]}; use --format saved_model")
     if fmt not in FORMATS:
-        raise ValueError(f"--format must be one of {', '.join([*FORMATS, *NOT_YET])}; got {fmt!r}")
+        raise ValueError(f"--format must be one of {', '.join(FORMATS)}; got {fmt!r}")
+    if fmt == "onnx":
+        try:
+            import tf2onnx  # noqa: F401
+        except ImportError as e:
+            raise ValueError(f"--format onnx needs the tf2onnx package ({e}); pip install -r requirements.txt") from e
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise FileExistsError(f"{out_dir} exists and is not empty; pass --overwrite to replace it")
-    run = Run.load(run_dir)
     if (Path(run_dir) / "ensemble.json").is_file():
-        raise ValueError(f"{run_dir} is an ensemble: exporting the averaged members is not supported yet; export a member")
+        raise ValueError(f"{run_dir} is an ensemble: exporting the averaged members is not supported yet (each member has "
+                         "its own image size, test-time augmentation and encoder, and the ensemble's calibrator sits on "
+                         "their mean: one graph would have to carry them all); export a member")
+    run = Run.load(run_dir)
     cfg, enc = run.train_config, run.encoder
     if run.config["preprocess"]["name"] != "none":
         raise ValueError(f"{run_dir} uses the preprocessing {run.config['preprocess']['name']!r}, computed with NumPy/"
@@ -204,6 +212,9 @@ def export_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
             converter.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic-range int8 weights
         (tmp / "model.tflite").write_bytes(converter.convert())
         shutil.rmtree(tmp / "saved_model")
+    if fmt == "onnx":
+        _to_onnx(tf, tmp / "saved_model", lite_spec, tmp / "model.onnx")
+        shutil.rmtree(tmp / "saved_model")
     signature = {
         "format": "TensorFlow SavedModel; load with tf.saved_model.load(DIR/saved_model) and call .serve(...)",
         "inputs": {
@@ -223,9 +234,11 @@ def export_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
         "run": str(Path(run_dir).name),
         "other prevalence": "p' = p·(π'/π) / (p·(π'/π) + (1 − p)·(1 − π')/(1 − π)), π the prevalence above (prior shift)",
     }
-    if fmt.startswith("tflite"):
+    if fmt != "saved_model":
         signature["format"] = ("LiteRT/TFLite flatbuffer (model.tflite" + (", int8 dynamic-range weights" if fmt == "tflite_int8"
-                               else "") + "); signature serve_lite")
+                               else "") + "); signature serve_lite" if fmt.startswith("tflite") else
+                               f"ONNX (model.onnx, opset {ONNX_OPSET}; the serve_lite graph): run with onnxruntime."
+                               "InferenceSession(DIR/model.onnx).run(None, {'image': ..., 'fields': ...})")
         signature["inputs"] = {
             "image": f"uint8 (1, {size}, {size}, 3) RGB: the image centre-cropped to a square and resized to {size} px "
                      "with area interpolation (antialiased) by the caller",

@@ -60,7 +60,7 @@ def main() -> None:
     result = {"run": f"{args.run.parent.name}/{args.run.name}", "rows": len(df), "malignant": int(y.sum()), "machine": platform.platform(),
               "predict": {"roc_auc": est, "ci_low": lo, "ci_high": hi, "seconds_per_image": predict_s}}
     with tempfile.TemporaryDirectory() as tmp:
-        for fmt in ("saved_model", "tflite", "tflite_int8"):
+        for fmt in ("saved_model", "tflite", "tflite_int8", "onnx"):
             out = export_run(args.run, Path(tmp) / fmt, fmt)
             times, probs = [], []
             if fmt == "saved_model":
@@ -71,6 +71,16 @@ def main() -> None:
                     o = model.serve(img, tf.constant(np.float32(r.age)), tf.constant(str(r.sex)), tf.constant(str(r.site)),
                                     tf.constant(np.float32(r.width)), tf.constant(np.float32(r.height)))
                     probs.append(float(o["probability"]))
+                    times.append(time.perf_counter() - t)
+            elif fmt == "onnx":
+                import onnxruntime
+
+                files = [out / "model.onnx"]
+                session = onnxruntime.InferenceSession(str(files[0]), providers=["CPUExecutionProvider"])
+                for i in range(len(df)):
+                    t = time.perf_counter()
+                    o = session.run(["probability"], {"image": squares[i:i + 1], "fields": fields[i:i + 1]})
+                    probs.append(float(o[0].reshape(-1)[0]))
                     times.append(time.perf_counter() - t)
             else:
                 files = [out / "model.tflite"]

@@ -88,8 +88,17 @@ def test_export_refuses_what_it_cannot_carry_and_folders_it_would_overwrite(trai
     (tmp_path / "full" / "mine.txt").write_text("x")
     assert cli.main(["export", "--run", str(run_dir), "--out", str(tmp_path / "full")]) == 2
     assert "not empty; pass --overwrite" in capsys.readouterr().err
-    assert cli.main(["export", "--run", str(run_dir), "--out", str(tmp_path / "t"), "--format", "onnx"]) == 2
-    assert "--format onnx: not yet" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["export", "--run", str(run_dir), "--out", str(tmp_path / "t"), "--format", "pdf"])
+    assert "invalid choice: 'pdf'" in capsys.readouterr().err
+    ens = tmp_path / "ens"
+    ens.mkdir()
+    for f in run_dir.iterdir():  # a run folder that says it is an ensemble
+        if f.is_file():
+            (ens / f.name).write_bytes(f.read_bytes())
+    (ens / "ensemble.json").write_text("{}")
+    assert cli.main(["export", "--run", str(ens), "--out", str(tmp_path / "t")]) == 2
+    assert "is an ensemble" in capsys.readouterr().err
     bg = tmp_path / "bg"
     train_run(df, TrainConfig(kind="meta", preprocess="ben_graham", epochs=1, verbose=0), bg)
     assert cli.main(["export", "--run", str(bg), "--out", str(tmp_path / "t")]) == 2
@@ -107,8 +116,18 @@ def _lite_predict(path: Path, images: np.ndarray, fields: np.ndarray) -> np.ndar
                      for i in range(len(images))])
 
 
-def test_tflite_float_and_int8_give_predicts_probability(trained, tmp_path: Path) -> None:
-    """LiteRT float32: within 1e-4 of predict; dynamic-range int8: within 0.02 per image and ROC AUC within 0.005."""
+def _onnx_predict(path: Path, images: np.ndarray, fields: np.ndarray) -> np.ndarray:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return np.array([[float(v.reshape(-1)[0]) for v in session.run(["probability", "raw_probability"],
+                                                                  {"image": images[i:i + 1], "fields": fields[i:i + 1]})]
+                     for i in range(len(images))])
+
+
+def test_tflite_float_and_int8_and_onnx_give_predicts_probability(trained, tmp_path: Path) -> None:
+    """LiteRT float32 and ONNX: within 1e-4 of predict; dynamic-range int8: within 0.02 per image and ROC AUC within
+    0.005. Rows with missing age, unknown sex/site and missing original size included."""
     import tensorflow as tf
 
     from melanoma_utils.evaluation import roc_auc
@@ -119,7 +138,9 @@ def test_tflite_float_and_int8_give_predicts_probability(trained, tmp_path: Path
     rows = df.copy().reset_index(drop=True)
     rows.loc[1, "age"] = np.nan
     rows.loc[2, ["sex", "site"]] = ["unknown", "unknown"]
-    expected = Run.load(run_dir).predict_frame(rows, impute_size=True)["probability"].to_numpy()
+    rows.loc[3, ["width", "height"]] = [np.nan, np.nan]
+    frame = Run.load(run_dir).predict_frame(rows, impute_size=True)
+    expected = frame["probability"].to_numpy()
     images = np.stack([crop_resize_tensor(tf.io.decode_image(tf.io.read_file(p), channels=3, expand_animations=False),
                                           24).numpy() for p in rows["image_path"]])
     fields = np.concatenate([lite_fields(None if a != a else a, s, t, w, h)
@@ -129,7 +150,13 @@ def test_tflite_float_and_int8_give_predicts_probability(trained, tmp_path: Path
         out = export_run(run_dir, tmp_path / fmt, fmt)
         assert (out / "model.tflite").stat().st_size > 0 and "serve_lite" in (out / "signature.json").read_text()
         got[fmt] = _lite_predict(out / "model.tflite", images, fields)
+    out = export_run(run_dir, tmp_path / "onnx", "onnx")
+    assert "ONNX" in json.loads((out / "signature.json").read_text())["format"]
+    onnx = _onnx_predict(out / "model.onnx", images, fields)
     np.testing.assert_allclose(got["tflite"], expected, atol=1e-4)
+    np.testing.assert_allclose(onnx[:, 0], expected, atol=1e-4)
+    np.testing.assert_allclose(onnx[:, 1], frame["raw_probability"], atol=1e-4)  # the network itself, not just a flat calibrator
+    assert np.ptp(onnx[:, 1]) > 1e-4 and np.isfinite(onnx).all()
     assert np.abs(got["tflite_int8"] - expected).max() <= 0.02
     y = rows["target"].to_numpy()
     assert abs(roc_auc(y, got["tflite_int8"]) - roc_auc(y, expected)) <= 0.005

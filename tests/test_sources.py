@@ -3,6 +3,7 @@ that never reach validation or test; the paired comparison of two models on the 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import cv2
@@ -322,6 +323,15 @@ def test_ensemble_is_one_run_folder_calibrated_on_held_out_rows(tmp_path: Path) 
         build_ensemble([tmp_path / "a", tmp_path / "c"], tmp_path / "ens2")
     with pytest.raises(FileExistsError):
         build_ensemble([tmp_path / "a", tmp_path / "b"], tmp_path / "ens")
+    # a damaged or crafted ensemble.json: one clear line naming the folder and the file, nothing read from outside
+    from melanoma_utils.runs import RunDamaged
+
+    spec = tmp_path / "ens" / "ensemble.json"
+    for text, says in (('{"members": ["../../a"]}', "names members outside the folder"),
+                       ('{"members": 3}', "no list of member folders"), ('{"members": [', "ensemble.json (")):
+        spec.write_text(text)
+        with pytest.raises(RunDamaged, match=f"run folder {tmp_path / 'ens'} is damaged: .*{re.escape(says)}"):
+            Run.load(tmp_path / "ens")
 
 
 def test_paper_comparison_table_scores_each_run_at_its_own_threshold() -> None:
