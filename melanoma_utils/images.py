@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp")  # what every decoder here reads (PH2 ships BMP)
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")  # what every decoder here reads (PH2 ships BMP)
 
 #: The largest image (pixels) decoded: beyond it a row is an error like a corrupt file (a 13,500² JPEG decodes to
 #: 550 MB). The environment variable ``MELANOMA_MAX_PIXELS`` overrides it.

@@ -31,11 +31,35 @@ def _tf():
     return tf
 
 
-def decode_and_resize(path, image_size: int):
-    """One image file → uint8 ``(S, S, 3)``: decode (JPEG/PNG), centre-crop to a square, antialiased resize."""
+def _read_rgb(path: Any) -> np.ndarray:
+    """A file TensorFlow cannot decode (TIFF) read with Pillow as uint8 RGB ``(H, W, 3)`` (``path`` as
+    ``tf.numpy_function`` passes it: bytes, possibly in a 0-d array)."""
+    from PIL import Image
+
+    path = np.asarray(path).item()
+    with Image.open(path.decode() if isinstance(path, bytes) else str(path)) as im:
+        return np.asarray(im.convert("RGB"), np.uint8)
+
+
+def decode_image_tensor(path):
+    """One image file → uint8 ``(H, W, 3)``: JPEG/PNG/BMP with TensorFlow's decoders, TIFF with Pillow."""
     tf = _tf()
-    raw = tf.io.read_file(path)
-    return crop_resize_tensor(tf.io.decode_image(raw, channels=3, expand_animations=False), image_size)
+
+    def with_pillow():
+        img = tf.numpy_function(_read_rgb, [path], tf.uint8, stateful=False)
+        img.set_shape((None, None, 3))
+        return img
+
+    def with_tf():
+        return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+
+    return tf.cond(tf.strings.regex_full_match(tf.strings.lower(path), r".*\.tiff?"), with_pillow, with_tf)
+
+
+def decode_and_resize(path, image_size: int):
+    """One image file → uint8 ``(S, S, 3)``: decode (:func:`decode_image_tensor`), centre-crop to a square,
+    antialiased resize."""
+    return crop_resize_tensor(decode_image_tensor(path), image_size)
 
 
 def crop_resize_tensor(img, image_size: int):
@@ -59,6 +83,45 @@ def _apply_preprocess(img, cfg: dict[str, Any], image_size: int):
     return out
 
 
+class EpochClock:
+    """The epoch a training feed is in. :class:`~melanoma_utils.resume.EpochSeeds` sets it when each epoch begins, and
+    the feeds given it draw that epoch's order from ``(seed, epoch)`` alone (not from how many epochs this process
+    has run), so a fit resumed after a kill replays exactly the epochs an uninterrupted fit would have run."""
+
+    def __init__(self) -> None:
+        self.epoch = 0
+        self._variable: Any = None
+
+    def variable(self) -> Any:
+        """The epoch as a ``tf.Variable`` (int64) that tf.data functions read when an epoch's iteration starts."""
+        if self._variable is None:
+            tf = _tf()
+            self._variable = tf.Variable(self.epoch, dtype=tf.int64, trainable=False, name="epoch_clock")
+        return self._variable
+
+    def set(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        if self._variable is not None:
+            self._variable.assign(self.epoch)
+
+
+def _shuffle(ds: Any, buffer: int, seed: int, clock: EpochClock | None) -> Any:
+    """``ds`` shuffled each epoch: reshuffled per iteration from ``seed``, or with ``clock`` from ``(seed, epoch)``."""
+    if clock is None:
+        return ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
+    tf = _tf()
+    epoch = clock.variable()
+    n = ds.cardinality()
+
+    def this_epoch(_: Any) -> Any:  # runs when the epoch's iterator starts, after EpochSeeds moved the clock
+        # the op seed below is the whole seed: with a global seed set, tf.data would compare the (tensor) op seed in
+        # Python and fail; this function's own graph forgets the global seed instead
+        tf.compat.v1.get_default_graph().seed = None
+        return ds.shuffle(buffer, seed=seed * 1_000_003 + epoch.read_value(), reshuffle_each_iteration=False)
+
+    return tf.data.Dataset.range(1).flat_map(this_epoch).apply(tf.data.experimental.assert_cardinality(n))
+
+
 def make_dataset(
     paths: Sequence[str],
     meta: np.ndarray,
@@ -74,6 +137,7 @@ def make_dataset(
     cache: str | None = "memory",
     deterministic: bool = True,
     drop_remainder: bool = False,
+    clock: EpochClock | None = None,
 ):
     """A batched, prefetched ``tf.data.Dataset`` over images + encoded metadata (+ targets, weights).
 
@@ -83,7 +147,8 @@ def make_dataset(
     a seeded, reproducible augmentation runs the augmentation map sequentially (``deterministic``; ~260
     images/s at 96 px on 2 CPU cores, several times the model's step rate); ``deterministic=False``
     runs it in parallel (about twice as fast, not reproducible). ``drop_remainder`` leaves out the last,
-    partial batch (multi-worker training: a worker must never get an empty batch).
+    partial batch (multi-worker training: a worker must never get an empty batch). ``clock``
+    (:class:`EpochClock`): each epoch's order from ``(seed, epoch)`` instead of from the iteration count.
     """
     tf = _tf()
     cfg = preprocess_config(preprocess) if isinstance(preprocess, str) else preprocess
@@ -111,7 +176,7 @@ def make_dataset(
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
         ds = ds.cache(str(cache))
     if training:
-        ds = ds.shuffle(min(n, 4096), seed=seed, reshuffle_each_iteration=True)
+        ds = _shuffle(ds, min(n, 4096), seed, clock)
 
     def to_model(item):
         image = tf.cast(item["image"], tf.float32)
@@ -133,11 +198,13 @@ def make_dataset(
 
 def make_array_sequence(images: np.ndarray | None, meta: np.ndarray, targets: np.ndarray | None = None,
                         sample_weights: np.ndarray | None = None, batch_size: int = 32, shuffle: bool = False,
-                        seed: int = 0, augmenter: Any = None, keys: Sequence[str] = ("image", "meta")):
+                        seed: int = 0, augmenter: Any = None, keys: Sequence[str] = ("image", "meta"),
+                        clock: EpochClock | None = None):
     """A ``keras.utils.PyDataset`` over a decoded uint8 cache: the feed for backends without TensorFlow (JAX).
 
     ``augmenter`` (training only) is applied per batch with the backend's own ops; ``keys`` names the model
-    inputs to feed (``("meta",)`` for a metadata-only model, ``("image",)`` for an image-only one).
+    inputs to feed (``("meta",)`` for a metadata-only model, ``("image",)`` for an image-only one). With ``clock``
+    a shuffled sequence draws each epoch's order from ``(seed, clock.epoch)``.
     """
     import keras
 
@@ -153,6 +220,9 @@ def make_array_sequence(images: np.ndarray | None, meta: np.ndarray, targets: np
             return int(np.ceil(len(self.order) / batch_size))
 
         def __getitem__(self, i: int):
+            if clock is not None and shuffle and getattr(self, "epoch", None) != clock.epoch:
+                self.epoch = clock.epoch
+                self.order = np.random.default_rng([seed, clock.epoch]).permutation(len(meta))
             idx = self.order[i * batch_size : (i + 1) * batch_size]
             x: dict[str, Any] = {}
             if "image" in keys and images is not None:
@@ -233,12 +303,15 @@ def make_feed(
     seed: int = 0,
     cache: str | None = "memory",
     drop_remainder: bool = False,
+    clock: EpochClock | None = None,
 ):
     """The feed ``fit`` consumes, whichever the Keras backend: a tf.data pipeline on TensorFlow, a
     :func:`make_array_sequence` over a decoded uint8 cache otherwise. ``keys`` names the model's inputs
     (``("meta",)`` for a metadata-only model: no image is read). ``cache``: ``"memory"``, ``None`` or a file
     prefix (tf.data only; the prefix gets a fingerprint of the images, size and preprocessing, so two data sets
-    never share a cache file). ``drop_remainder``: leave out the last, partial batch (tf.data only)."""
+    never share a cache file). ``drop_remainder``: leave out the last, partial batch (tf.data only). ``clock``: the
+    training order (and, through :class:`~melanoma_utils.resume.EpochSeeds`, the augmentation) of each epoch comes from
+    ``(seed, epoch)``."""
     import keras
 
     targets = np.asarray(targets)
@@ -246,12 +319,12 @@ def make_feed(
     if keras.backend.backend() != "tensorflow":
         images = load_image_array(list(paths), image_size, preprocess) if "image" in keys else None
         return make_array_sequence(images, meta, targets, sample_weights, batch_size, shuffle=training, seed=seed,
-                                   augmenter=augmenter, keys=keys)
+                                   augmenter=augmenter, keys=keys, clock=clock)
     tf = _tf()
     if "image" not in keys:
         ds = tf.data.Dataset.from_tensor_slices(({"meta": meta}, targets.astype(np.float32), np.asarray(sample_weights, np.float32)))
         if training:
-            ds = ds.shuffle(len(meta), seed=seed, reshuffle_each_iteration=True)
+            ds = _shuffle(ds, len(meta), seed, clock)
         return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
     if cache not in (None, "memory"):
         import hashlib
@@ -262,7 +335,7 @@ def make_feed(
         cache = f"{cache}-{hashlib.sha1(spec.encode()).hexdigest()[:12]}"
     ds = make_dataset(list(paths), meta, targets, sample_weights, image_size=image_size, preprocess=preprocess,
                       batch_size=batch_size, training=training, augmenter=augmenter, seed=seed, cache=cache,
-                      drop_remainder=drop_remainder)
+                      drop_remainder=drop_remainder, clock=clock)
     if "meta" not in keys:
         ds = ds.map(lambda x, y, w: ({"image": x["image"]}, y, w))
     return ds

@@ -1,5 +1,6 @@
-"""Early stopping that survives a kill (a Keras callback; imported only where training runs, so that the run-folder
-code in :mod:`melanoma_utils.runfolder` reads and writes files without Keras or TensorFlow)."""
+"""Early stopping that survives a kill, and epochs whose randomness depends on the epoch alone (Keras callbacks;
+imported only where training runs, so that the run-folder code in :mod:`melanoma_utils.runfolder` reads and writes
+files without Keras or TensorFlow)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,32 @@ def _keras_callback_base():
     import keras
 
     return keras.callbacks.Callback
+
+
+def reseed(layer: Any, seed: int, epoch: int, salt: int = 0) -> int:
+    """Set every Keras ``SeedGenerator`` state in ``layer`` (dropout, random augmentation layers) to a value derived
+    from ``(seed, epoch, salt, its index)``. Returns how many were set."""
+    states = [v for v in layer.variables if v.name == "seed_generator_state"]
+    for i, v in enumerate(states):
+        v.assign(np.array([(seed * 1_000_003 + epoch * 10_007 + salt * 101 + i) % 2**31, 0], dtype=v.dtype))
+    return len(states)
+
+
+class EpochSeeds(_keras_callback_base()):  # type: ignore[misc]
+    """At each epoch's start: the feeds' :class:`~melanoma_utils.pipeline.EpochClock` moves to the epoch (their order)
+    and every seed state of the model and of ``layers`` (an augmenter used inside the feed: its random crops, flips,
+    colour jitter) is derived from ``(seed, epoch)`` (:func:`reseed`). Epoch *k* then draws the same random numbers
+    whether the fit ran from epoch 0 or resumed at *k* after a kill."""
+
+    def __init__(self, seed: int, clock: Any = None, layers: tuple[Any, ...] = ()) -> None:
+        super().__init__()
+        self.seed, self.clock, self.layers = int(seed), clock, tuple(layers)
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        if self.clock is not None:
+            self.clock.set(epoch)
+        for k, layer in enumerate((self.model, *self.layers)):
+            reseed(layer, self.seed, epoch, salt=k)
 
 
 class ResumeState(_keras_callback_base()):  # type: ignore[misc]

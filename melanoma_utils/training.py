@@ -29,7 +29,7 @@ from .distribution import (  # noqa: F401  (re-exported: device set-up lives the
 )
 from .features import MetadataEncoder
 from .images import drop_unreadable
-from .resume import ResumeState
+from .resume import EpochSeeds, ResumeState
 from .run_writer import write_run
 from .runfolder import fingerprint, prepare_staging, run_lock, staging_path
 from .runs import Run, TrainConfig
@@ -71,9 +71,10 @@ def _sample_weights(y: np.ndarray, class_weights: dict[int, float]) -> np.ndarra
 
 
 def _datasets(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, encoder: MetadataEncoder,
-              class_weights: dict[int, float], preprocess: dict[str, Any]) -> tuple[Any, Any]:
-    """The training and validation feeds of a run (tf.data or a NumPy feed, by backend)."""
-    from .pipeline import make_feed
+              class_weights: dict[int, float], preprocess: dict[str, Any]) -> tuple[Any, Any, EpochSeeds]:
+    """The training and validation feeds of a run (tf.data or a NumPy feed, by backend), and the callback that
+    makes each training epoch's order, augmentation and dropout a function of ``(seed, epoch)``."""
+    from .pipeline import EpochClock, make_feed
 
     keys = tuple(k for k, used in (("image", cfg.uses_images), ("meta", cfg.uses_meta)) if used)
     augmenter = None
@@ -81,14 +82,16 @@ def _datasets(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, encoder:
         from .augment import build_augmenter
 
         augmenter = build_augmenter(cfg.image_size, seed=cfg.seed, **cfg.augment_config)
+    clock = EpochClock()
     feeds = []
     for part, training in ((train, True), (val, False)):
         y = part["target"].to_numpy()
         feeds.append(make_feed(list(part["image_path"]), encoder.transform(part), y, _sample_weights(y, class_weights), keys=keys,
                                image_size=cfg.image_size, preprocess=preprocess, batch_size=cfg.batch_size,
                                training=training, augmenter=augmenter if training else None, seed=cfg.seed,
-                               cache=cfg.cache, drop_remainder=cfg.strategy == "multiworker"))
-    return feeds[0], feeds[1]
+                               cache=cfg.cache, drop_remainder=cfg.strategy == "multiworker",
+                               clock=clock if training else None))
+    return feeds[0], feeds[1], EpochSeeds(cfg.seed, clock, (augmenter,) if augmenter is not None else ())
 
 
 #: Fits of at most this many optimizer steps run eagerly (the same arithmetic either way): compiling the train
@@ -130,7 +133,7 @@ def _train_end_to_end(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, 
     model, the epochs run in all and the seconds spent before an interruption."""
     from .models import backbone_layer, bias_for, build_model
 
-    ds_tr, ds_va = _datasets(cfg, train, val, encoder, class_weights, preprocess)
+    ds_tr, ds_va, seeds = _datasets(cfg, train, val, encoder, class_weights, preprocess)
     with scope:
         model = build_model(**cfg.model_kwargs(encoder.n_features, bias_for(float(train["target"].mean()))))
         base = backbone_layer(model)
@@ -145,7 +148,7 @@ def _train_end_to_end(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, 
     if frozen:
         first = ResumeState(state_dir / "freeze.npz", patience=10**9, phase="freeze")
         if not (state_dir / "main.npz").is_file():
-            _fit_resumable(model, ds_tr, ds_va, first, 0, cfg.freeze_epochs, cfg.verbose)
+            _fit_resumable(model, ds_tr, ds_va, first, 0, cfg.freeze_epochs, cfg.verbose, seeds)
         else:  # the main phase has begun: its state sets the weights; this one gives its rows and time
             first.restore(model)
         seconds_before += first.seconds_before
@@ -153,7 +156,7 @@ def _train_end_to_end(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, 
         base.trainable = True
         _compile(model, cfg.finetune_learning_rate, _steps(len(train), cfg.batch_size, cfg.epochs - len(rows)), images=True)
     main = ResumeState(state_dir / "main.npz", cfg.patience, phase="main")
-    _fit_resumable(model, ds_tr, ds_va, main, len(rows), cfg.epochs, cfg.verbose)
+    _fit_resumable(model, ds_tr, ds_va, main, len(rows), cfg.epochs, cfg.verbose, seeds)
     seconds_before += main.seconds_before
     rows += main.rows
     _write_history(rows, out_dir / "history.csv")
@@ -161,10 +164,11 @@ def _train_end_to_end(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, 
 
 
 def _fit_resumable(model: Any, ds_tr: Any, ds_va: Any, state: ResumeState, first_epoch: int, end_epoch: int,
-                   verbose: int) -> None:
+                   verbose: int, seeds: EpochSeeds) -> None:
     """Fit epochs ``first_epoch .. end_epoch - 1`` with ``state`` saving after each one; when ``state`` holds an
     interrupted fit of this phase, continue after its last saved epoch (or just restore its best weights when it
-    had already stopped)."""
+    had already stopped). ``seeds`` derives each epoch's random streams from its number, so a resumed fit replays
+    the epochs an uninterrupted one would have run."""
     state.path.parent.mkdir(parents=True, exist_ok=True)
     if state.restore(model):
         what = {"main": "", "finetune": "fine-tuning ", "freeze": "the frozen phase "}.get(state.phase, "")
@@ -172,7 +176,7 @@ def _fit_resumable(model: Any, ds_tr: Any, ds_va: Any, state: ResumeState, first
     start = max(first_epoch, state.initial_epoch)
     if not state.stopped and start < end_epoch:
         model.fit(ds_tr, validation_data=ds_va, epochs=end_epoch, initial_epoch=start, shuffle=False,
-                  verbose=verbose, callbacks=[state])
+                  verbose=verbose, callbacks=[seeds, state])
     elif state.best_weights is not None:
         model.set_weights(state.best_weights)
 
@@ -254,10 +258,10 @@ def _train_on_embeddings(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFram
     if cfg.finetune != "none":
         n_trainable = set_finetune_trainable(base, cfg.finetune)
         _compile(model, cfg.finetune_learning_rate, _steps(len(train), cfg.batch_size, cfg.finetune_epochs), images=True)
-        ds_tr, ds_va = _datasets(cfg, train, val, encoder, class_weights, preprocess)
+        ds_tr, ds_va, seeds = _datasets(cfg, train, val, encoder, class_weights, preprocess)
         t2 = time.perf_counter()
         ft = ResumeState(out_dir / "backup" / "finetune.npz", cfg.patience, phase="finetune")
-        _fit_resumable(model, ds_tr, ds_va, ft, head_epochs, head_epochs + cfg.finetune_epochs, cfg.verbose)
+        _fit_resumable(model, ds_tr, ds_va, ft, head_epochs, head_epochs + cfg.finetune_epochs, cfg.verbose, seeds)
         rows += ft.rows
         stages["finetune"] = {"mode": cfg.finetune, "seconds": time.perf_counter() - t2, "epochs": len(ft.rows),
                               "learning_rate": cfg.finetune_learning_rate, "trainable_backbone_weights": n_trainable}

@@ -92,3 +92,29 @@ def test_array_sequence_batches() -> None:
     assert len(seq) == 3
     x, y, w = seq[2]
     assert x["image"].shape == (2, 8, 8, 3) and x["image"].dtype == np.float32 and y.tolist() == [0, 1]
+
+
+def test_bmp_and_tiff_images_are_read_wherever_jpeg_and_png_are(tmp_path: Path) -> None:
+    """PH2 ships BMP, some clinics TIFF: found by name, checked, decoded to the same pixels as a PNG by both decoders."""
+    import pandas as pd
+    from PIL import Image
+
+    from melanoma_utils.images import attach_image_paths, check_image_file
+    from melanoma_utils.pipeline import decode_and_resize
+
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    for name, ext in (("a", ".png"), ("b", ".bmp"), ("c", ".tif"), ("d", ".tiff")):
+        Image.fromarray(pixels).save(tmp_path / f"{name}{ext}")
+    df = attach_image_paths(pd.DataFrame({"image_name": ["a", "b", "c", "d"]}), tmp_path)
+    assert [Path(p).suffix for p in df["image_path"]] == [".png", ".bmp", ".tif", ".tiff"]
+    assert all(check_image_file(p) is None for p in df["image_path"])
+    tf_pixels = [decode_and_resize(p, 32).numpy() for p in df["image_path"]]
+    cv_pixels = load_image_array(list(df["image_path"]), 32)
+    for i in (1, 2, 3):
+        np.testing.assert_array_equal(tf_pixels[i], tf_pixels[0])
+        np.testing.assert_array_equal(cv_pixels[i], cv_pixels[0])
+    # inside a tf.data pipeline too (the path is a graph tensor there)
+    ds = make_dataset(list(df["image_path"]), np.zeros((4, 1), np.float32), image_size=32, batch_size=4)
+    batch = next(iter(ds))["image"].numpy()
+    np.testing.assert_array_equal(batch[2], batch[0])
