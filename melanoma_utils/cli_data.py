@@ -85,6 +85,7 @@ def _fetch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=_positive_int, default=256, help="side of the resized square images")
     p.add_argument("--benign", type=_positive_int, help="keep all malignant + this many benign images")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--base-url", help="a mirror holding the official file names (default: the ISIC challenge bucket)")
     p.add_argument("--external", choices=("isic2019",), action="append", default=[],
                    help="also fetch external training data: isic2019 (ISIC 2019's training input, ~9 GB, resized once "
                         "into data/isic2019-<size>/ for train --external)")
@@ -94,12 +95,13 @@ def _fetch_args(p: argparse.ArgumentParser) -> None:
 def _fetch(args: argparse.Namespace) -> int:
     from .fetch import fetch
 
-    csv = fetch(args.out, size=args.size, benign=args.benign, seed=args.seed)
+    mirror = {} if not args.base_url else {"base_url": args.base_url.rstrip("/") + "/"}
+    csv = fetch(args.out, size=args.size, benign=args.benign, seed=args.seed, **mirror)
     print(f"real data ready: {csv}")
     if "isic2019" in args.external:
         from .fetch import fetch_isic2019
 
-        print(f"external data ready (train --external): {fetch_isic2019(args.out, size=args.size)}")
+        print(f"external data ready (train --external): {fetch_isic2019(args.out, size=args.size, **mirror)}")
     return 0
 
 

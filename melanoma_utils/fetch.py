@@ -9,6 +9,7 @@ the shared subset.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import urllib.request
@@ -33,33 +34,144 @@ FILES = {
 }
 
 
-def download(url: str, dest: Path, chunk: int = 1 << 20) -> Path:
-    """Download ``url`` to ``dest``, resuming a partial ``dest.part``; verify the size against the server's."""
+#: Each raw folder's record of verified downloads: ``{file name: {"sha256", "bytes", "etag"}}``.
+CHECKSUMS = "SHA256SUMS.json"
+#: Part sizes (MiB) tried when checking an S3 multipart ETag (``md5(md5(part_1) … md5(part_n))-n``).
+_S3_PART_MIB = (5, 8, 16, 32, 50, 64, 100, 128, 256, 512, 1024)
+
+
+def _digests(path: Path, part_bytes: tuple[int, ...] = ()) -> tuple[str, str, dict[int, str]]:
+    """One pass over ``path``: its SHA-256, MD5, and for each part size the S3 multipart ETag it would have."""
+    import hashlib
+
+    sha, md5 = hashlib.sha256(), hashlib.md5()
+    parts: dict[int, list[bytes]] = {p: [] for p in part_bytes}
+    current = {p: hashlib.md5() for p in part_bytes}
+    filled = dict.fromkeys(part_bytes, 0)
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            sha.update(block)
+            md5.update(block)
+            for p in part_bytes:
+                view = memoryview(block)
+                while len(view):
+                    take = min(len(view), p - filled[p])
+                    current[p].update(view[:take])
+                    filled[p] += take
+                    view = view[take:]
+                    if filled[p] == p:
+                        parts[p].append(current[p].digest())
+                        current[p], filled[p] = hashlib.md5(), 0
+    multipart = {}
+    for p in part_bytes:
+        chunks = parts[p] + ([current[p].digest()] if filled[p] else [])
+        multipart[p] = f"{hashlib.md5(b''.join(chunks)).hexdigest()}-{len(chunks)}"
+    return sha.hexdigest(), md5.hexdigest(), multipart
+
+
+def etag_matches(path: Path, etag: str) -> bool | None:
+    """Whether ``path`` has the content an S3-style ``etag`` promises: the MD5 of a single-part upload, or the
+    multipart form (``md5 of the parts' md5s-N``, part size found among :data:`_S3_PART_MIB`). ``None`` when the
+    ETag is not of either form (nothing to check)."""
+    import re
+
+    etag = etag.strip().strip('"').lower()
+    size = path.stat().st_size
+    if re.fullmatch(r"[0-9a-f]{32}", etag):
+        return _digests(path)[1] == etag
+    m = re.fullmatch(r"[0-9a-f]{32}-(\d+)", etag)
+    if not m:
+        return None
+    n = int(m.group(1))
+    sizes = tuple(p << 20 for p in _S3_PART_MIB if -(-size // (p << 20)) == n)
+    return bool(sizes) and etag in _digests(path, sizes)[2].values()
+
+
+def _record(dest: Path) -> dict[str, dict[str, object]]:
+    path = dest.parent / CHECKSUMS
+    try:
+        return json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError:
+        return {}
+
+
+def _save_record(dest: Path, **entry: object) -> None:
+    record = _record(dest)
+    record[dest.name] = {"sha256": _digests(dest)[0], "bytes": dest.stat().st_size, **entry}
+    atomic_write(dest.parent / CHECKSUMS, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
+
+
+def _verified(dest: Path) -> bool:
+    """Whether ``dest`` still has the bytes recorded when it was downloaded and verified. A file with no record (placed
+    by hand) is recorded as it is and used."""
+    entry = _record(dest).get(dest.name)
+    if not entry:
+        _save_record(dest, etag=None, checked_against="placed by hand (no server checksum compared)")
+        return True
+    return dest.stat().st_size == entry["bytes"] and _digests(dest)[0] == entry["sha256"]
+
+
+def download(url: str, dest: Path, chunk: int = 1 << 20, attempts: int = 3) -> Path:
+    """Download ``url`` to ``dest`` and verify it; return ``dest``.
+
+    A transfer cut off half-way resumes from ``dest.part`` (HTTP range request), up to ``attempts`` tries in one call
+    (a later call resumes too). The file must have the server's size and, where the server publishes one, the
+    content its ETag promises (S3's MD5, single- or multipart: :func:`etag_matches`); a mismatch discards it. A
+    verified file's SHA-256 is recorded in ``CHECKSUMS`` beside it: an existing ``dest`` is reused only while it still
+    has those bytes (a file damaged on disk is fetched again)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.is_file():
-        return dest
+        if _verified(dest):
+            return dest
+        print(f"{dest}: not the bytes recorded when it was downloaded ({CHECKSUMS}); fetching it again", flush=True)
+        dest.unlink()
     part = dest.with_name(dest.name + ".part")
+    for attempt in range(1, attempts + 1):
+        total, etag = _transfer(url, part, chunk)
+        if part.stat().st_size == total or not total:
+            break
+        if attempt == attempts:
+            raise DataError(f"{part}: incomplete download ({part.stat().st_size} of {total} bytes after {attempts} "
+                            "tries); run again to resume")
+        print(f"{dest.name}: transfer cut at {part.stat().st_size:,} of {total:,} bytes; resuming", flush=True)
+    ok = etag_matches(part, etag) if etag else None
+    if ok is False:
+        part.unlink()
+        raise DataError(f"{url}: the downloaded file does not match the server's checksum (ETag {etag}); it was "
+                        "deleted, run again to download it afresh")
+    os.replace(part, dest)
+    _save_record(dest, etag=etag or None, checked_against="ETag" if ok else "size only (the server published no checksum)")
+    return dest
+
+
+def _transfer(url: str, part: Path, chunk: int) -> tuple[int, str]:
+    """Append the rest of ``url`` to ``part`` (a range request when ``part`` has bytes); returns the full size the
+    server states and its ETag. A connection that breaks off mid-transfer returns with what arrived."""
+    import http.client
+
     have = part.stat().st_size if part.exists() else 0
     req = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
         resp = urllib.request.urlopen(req, timeout=60)
     except OSError as exc:
         raise DataError(f"cannot download {url} ({exc}); check the internet connection, or place the file "
-                        f"at {dest} by hand") from None
+                        f"at {part.with_suffix('')} by hand") from None
     with resp:
-        total = int(resp.headers.get("Content-Length", 0)) + (have if resp.status == 206 else 0)
-        mode = "ab" if resp.status == 206 else "wb"
+        resumed = resp.status == 206
+        total = int(resp.headers.get("Content-Length", 0)) + (have if resumed else 0)
+        etag = resp.headers.get("ETag", "") or ""
         from tqdm.auto import tqdm
 
-        with part.open(mode) as fh, tqdm(total=total, initial=have if mode == "ab" else 0, unit="B",
-                                          unit_scale=True, desc=dest.name) as bar:
-            while block := resp.read(chunk):
-                fh.write(block)
-                bar.update(len(block))
-    if total and part.stat().st_size != total:
-        raise DataError(f"{part}: incomplete download ({part.stat().st_size} of {total} bytes); run again to resume")
-    os.replace(part, dest)
-    return dest
+        with part.open("ab" if resumed else "wb") as fh, tqdm(total=total, initial=have if resumed else 0, unit="B",
+                                                              unit_scale=True, desc=part.stem) as bar:
+            try:
+                while block := resp.read(chunk):
+                    fh.write(block)
+                    bar.update(len(block))
+            except (http.client.IncompleteRead, ConnectionError, TimeoutError) as exc:
+                if isinstance(exc, http.client.IncompleteRead) and exc.partial:
+                    fh.write(exc.partial)
+    return total, etag
 
 
 def _resize_one(args: tuple[bytes, Path, int]) -> tuple[int, int] | None:
@@ -143,15 +255,30 @@ def zip_sources(zip_path: Path) -> Iterable[tuple[str, bytes]]:
                                     "run `make data` again") from None
 
 
-def fetch(out_root: Path, size: int = 256, benign: int | None = None, seed: int = 0) -> Path:
-    """Download the official files into ``out_root/isic2020-raw`` and build ``out_root/isic2020-<size>``."""
+def fetch(out_root: Path, size: int = 256, benign: int | None = None, seed: int = 0,
+          base_url: str = ISIC_2020_BASE) -> Path:
+    """Download the official files into ``out_root/isic2020-raw`` (verified: :func:`download`) and build
+    ``out_root/isic2020-<size>``; return its ``train.csv``. A second run with the same files and settings downloads
+    and resizes nothing (``.complete.json`` in the folder records what it was built from); ``base_url``: a mirror
+    with the official file names."""
     raw_dir = out_root / "isic2020-raw"
-    meta = download(ISIC_2020_BASE + FILES["metadata"], raw_dir / FILES["metadata"])
-    dups = download(ISIC_2020_BASE + FILES["duplicates"], raw_dir / FILES["duplicates"])
-    archive = download(ISIC_2020_BASE + FILES["images"], raw_dir / FILES["images"])
+    meta = download(base_url + FILES["metadata"], raw_dir / FILES["metadata"])
+    dups = download(base_url + FILES["duplicates"], raw_dir / FILES["duplicates"])
+    archive = download(base_url + FILES["images"], raw_dir / FILES["images"])
     out_dir = out_root / f"isic2020-{size}"
+    record = _record(archive)
+    built_from = {"files": {p.name: record[p.name]["sha256"] for p in (meta, dups, archive)}, "size": size,
+                  "benign": benign, "seed": seed}
+    stamp = out_dir / ".complete.json"
+    try:
+        if (out_dir / "train.csv").is_file() and json.loads(stamp.read_text()) == built_from:
+            return out_dir / "train.csv"
+    except (OSError, ValueError):
+        pass
+    stamp.unlink(missing_ok=True)
     csv = resize_into_layout(meta, zip_sources(archive), out_dir, size, dups, benign, seed)
     shutil.copy2(dups, out_dir / FILES["duplicates"])
+    atomic_write(stamp, lambda tmp: Path(tmp).write_text(json.dumps(built_from, indent=2)))
     return csv
 
 
