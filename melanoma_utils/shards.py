@@ -12,8 +12,10 @@ A shard folder is accepted wherever a CSV + image folder is (``--metadata SHARD_
 records are read with ``tf.data`` (parallel, deterministic), the table is rebuilt, and the JPEGs are unpacked
 once into ``<SHARD_DIR>/.unpacked/`` so every image path of the package works unchanged; the shard index is the
 ``tfrecord`` column, so folds can follow the shards (:func:`melanoma_utils.splits.grouped_folds`
-``use_tfrecord=True``). :func:`shard_dataset` streams the records straight into a training pipeline (no
-unpacking), for accelerators and multi-host training.
+``use_tfrecord=True``). Training reads the unpacked files too: the frozen-backbone default embeds each image once
+into a per-file cache, and prediction, explanations and the resume guard all work on files, so a second, record-
+streaming training path would duplicate the feeds for no measured gain (``scripts/shards_vs_jpeg.py`` compares the
+read rates).
 """
 
 from __future__ import annotations
@@ -296,26 +298,3 @@ def unpack_images(shard_dir: str | os.PathLike[str]) -> Path:
             atomic_write(path, lambda tmp, data=rec["image"]: tmp.write_bytes(data))
     stamp.write_text(plan)
     return folder
-
-
-def shard_dataset(shard_dir: str | os.PathLike[str], image_size: int, batch_size: int, training: bool = False,
-                  seed: int = 0, shards: list[int] | None = None) -> Any:
-    """Stream ``({"image": uint8 (S, S, 3)}, target)`` batches straight from the shards (decode, centre crop and
-    resize in the graph), for accelerator or multi-worker training; ``shards`` selects shard indices (folds)."""
-    import tensorflow as tf
-
-    from .pipeline import crop_resize_tensor
-
-    ds = records(shard_dir)
-    if shards is not None:
-        keep = tf.constant(sorted(shards), tf.int32)
-        ds = ds.filter(lambda r: tf.reduce_any(tf.equal(tf.cast(r["shard"], tf.int32), keep)))
-
-    def load(r: Any) -> Any:
-        img = tf.io.decode_jpeg(r["image"], channels=3)
-        return {"image": crop_resize_tensor(img, image_size)}, tf.cast(r["target"], tf.float32)
-
-    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if training:
-        ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
