@@ -52,6 +52,7 @@ metadata_csv = "data/synthetic-demo/train.csv"  # the full metadata the images w
 images_dir = ""  # empty: the train/ folder beside images_csv
 external_dirs = []  # external training data folders (HAM10000 / ISIC 2019 schema); empty: no external rows
 external_holdout_fraction = 0.2  # external lesions kept out of training: notebook 06 tests the model on them
+backbone_rows = []  # with external data: "fusion, clinical + external data" again with these backbones at their native size (efficientnetlite1: 240 px, efficientnetlite2: 260 px), and their ensemble
 report_dir = "reports/demo"
 image_size = 64
 backbone = "efficientnetlite0"  # empty: the CNN of the study, trained from scratch, as the image branch
@@ -93,11 +94,14 @@ from melanoma_utils.evaluation import evaluate, metrics_table
 from melanoma_utils.experiments import (
     ABLATION_CONTRASTS,
     ABLATION_VARIANTS,
+    BACKBONE_BASE,
     ENSEMBLE_EXTERNAL,
     EXTERNAL_VARIANTS,
     ISIC2020_PREVALENCE,
     PAPER_REPORTED,
     add_ensemble,
+    backbone_ensemble,
+    backbone_variants,
     cross_validate,
     paired_contrasts,
     study_folds,
@@ -121,6 +125,7 @@ SCRATCH = "image only, study CNN from scratch"
 variants = dict(ABLATION_VARIANTS)
 if len(external):
     variants.update(EXTERNAL_VARIANTS)
+    variants.update(backbone_variants(list(backbone_rows)))
 if backbone and scratch_row:
     variants[SCRATCH] = {"kind": "image", "backbone": None, "backbone_weights": None, "image_size": scratch_image_size,
                          "epochs": scratch_epochs, "patience": scratch_patience, "tta": 1}
@@ -154,6 +159,9 @@ for r in range(1, cv_repeats if not cv_run_folds else 1):  # other fold assignme
                                  external=external if len(external) else None)
     per_fold, oof = pd.concat([per_fold, pf_r], ignore_index=True), pd.concat([oof, oof_r], ignore_index=True)
 per_fold, oof = add_ensemble(per_fold, oof, list(EXTERNAL_VARIANTS), ENSEMBLE_EXTERNAL)
+BACKBONE_ENSEMBLE, backbone_members = backbone_ensemble(list(backbone_rows))
+if backbone_rows:  # the backbones' ensemble: mean of their calibrated out-of-fold probabilities
+    per_fold, oof = add_ensemble(per_fold, oof, backbone_members, BACKBONE_ENSEMBLE)
 summary = summarise_cv(per_fold, oof, n_boot=n_boot, seed=seed)
 if len(external_holdout):  # which external images no run trained on (notebook 06 reads it)
     report.table(external_holdout[["image_name", "patient_id", "source"]].set_index("image_name"), "external_holdout")
@@ -171,7 +179,8 @@ summary.round(3)
 # per-fold differences. An interval that contains 0 means these data cannot tell the two apart.
 
 # %%
-paired = paired_contrasts(per_fold, oof, list(ABLATION_CONTRASTS), n_boot=n_boot, seed=seed)
+contrasts = list(ABLATION_CONTRASTS) + [(m, BACKBONE_BASE) for m in [*backbone_members[1:], BACKBONE_ENSEMBLE]]
+paired = paired_contrasts(per_fold, oof, contrasts, n_boot=n_boot, seed=seed)
 report.table(paired.set_index(["contrast", "subset"]), "ablation_paired")
 report.figure(plots.paired_deltas(paired, "Ablation: paired differences in ROC AUC (a − b)", tag=report.tag),
               "fig_ablation_paired")
@@ -230,6 +239,17 @@ if "fusion, clinical + external data" in s.index:
            f"{describe_contrast(paired, ENSEMBLE_EXTERNAL, 'fusion, clinical + external data', 'melanoma_vs_nevus')} "
            "melanoma vs nevus." if ENSEMBLE_EXTERNAL in s.index else "")
     ))
+rows = [m for m in [*backbone_members[1:], BACKBONE_ENSEMBLE] if m in s.index]
+if rows:
+    display(Markdown(
+        "**Larger pretrained backbones** (same folds, views, head and external data; each at its ImageNet size): "
+        + "; ".join(f"{m}: ROC AUC {s.loc[m].pooled_oof_roc_auc:.3f} ({s.loc[m].pooled_ci_low:.3f}–{s.loc[m].pooled_ci_high:.3f}), "
+                    f"melanoma vs nevus {s.loc[m].pooled_mel_vs_nevus_auc:.3f} ({s.loc[m].pooled_mel_vs_nevus_ci_low:.3f}–"
+                    f"{s.loc[m].pooled_mel_vs_nevus_ci_high:.3f}), paired against Lite0 "
+                    f"{describe_contrast(paired, m, BACKBONE_BASE, 'melanoma_vs_nevus')} melanoma vs nevus" for m in rows)
+        + "."
+    ))
+
 
 # %% [markdown]
 # ### The paper's results layout, ours beside it
