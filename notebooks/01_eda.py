@@ -39,8 +39,9 @@ seed = 0
 # %%
 from IPython.display import Markdown, display
 
-from melanoma_utils import config, data, eda, plots
-from melanoma_utils.reporting import open_study, package_versions
+from melanoma_utils import config, data
+from melanoma_utils.reports import eda, plots
+from melanoma_utils.reports.reporting import open_study, package_versions
 
 report, _ = open_study(report_dir, synthetic, seed)
 tag = report.tag

@@ -38,11 +38,12 @@ seed = 0
 # %%
 from IPython.display import Markdown, display
 
-from melanoma_utils import benchmark, data, plots
-from melanoma_utils.augment import build_augmenter
-from melanoma_utils.images import load_image_array
-from melanoma_utils.reporting import open_study, package_versions
-from melanoma_utils.transforms import adjust_hsb, ben_graham, from_luv, shades_of_gray, to_grayscale, to_luv
+from melanoma_utils import data
+from melanoma_utils.pipeline.augment import build_augmenter
+from melanoma_utils.pipeline.images import load_image_array
+from melanoma_utils.pipeline.transforms import adjust_hsb, ben_graham, from_luv, shades_of_gray, to_grayscale, to_luv
+from melanoma_utils.reports import benchmark, plots
+from melanoma_utils.reports.reporting import open_study, package_versions
 
 report, df = open_study(report_dir, synthetic, seed, images_csv, images_dir)
 picked = data.sample_per_class(df, n_per_class, seed)

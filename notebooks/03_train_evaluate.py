@@ -88,10 +88,13 @@ import json
 import pandas as pd
 from IPython.display import Markdown, display
 
-from melanoma_utils import benchmark, eda, plots
 from melanoma_utils import config as paths
+from melanoma_utils.data.sources import combine_external, hold_out_external, load_external, source_counts
 from melanoma_utils.evaluation import evaluate, metrics_table
-from melanoma_utils.experiments import (
+from melanoma_utils.reports import benchmark, eda, plots
+from melanoma_utils.reports.reporting import open_study, package_versions
+from melanoma_utils.runs import Run, TrainConfig
+from melanoma_utils.runs.experiments import (
     ABLATION_CONTRASTS,
     ABLATION_VARIANTS,
     BACKBONE_BASE,
@@ -107,9 +110,6 @@ from melanoma_utils.experiments import (
     study_folds,
     summarise_cv,
 )
-from melanoma_utils.reporting import open_study, package_versions
-from melanoma_utils.runs import Run, TrainConfig
-from melanoma_utils.sources import combine_external, hold_out_external, load_external, source_counts
 
 report, df = open_study(report_dir, synthetic, seed, images_csv, images_dir)
 external, _ = combine_external(df, [load_external(paths.resolve(d), on_missing="drop") for d in external_dirs])
@@ -212,7 +212,7 @@ if SCRATCH in s.index:
     ))
 
 # %%
-from melanoma_utils.experiments import describe_contrast
+from melanoma_utils.runs.experiments import describe_contrast
 
 display(Markdown(
     f"**Paired.** Fusion (clinical) − image only: {describe_contrast(paired, 'fusion, clinical', 'image only')} "
@@ -258,7 +258,7 @@ if rows:
 # states them. Accuracy depends on the prevalence: the last two columns say what always answering *benign* scores.
 
 # %%
-from melanoma_utils.experiments import paper_comparison_table
+from melanoma_utils.runs.experiments import paper_comparison_table
 
 paper_rows = [v for v in ("image only", "fusion, clinical", "fusion, paper (+ width/height)", "fusion, clinical + external data")
               if v in s.index]
@@ -280,7 +280,7 @@ paper_table.set_index("metric").round(3)
 # (the main ablation uses more), so compare rows within this table, not with the ablation above.
 
 # %%
-from melanoma_utils.experiments import preprocessing_table, preprocessing_variants
+from melanoma_utils.runs.experiments import preprocessing_table, preprocessing_variants
 
 if transform_study:
     t_variants = preprocessing_variants(list(transform_study), {"kind": "fusion", "features": "clinical",
@@ -307,8 +307,8 @@ if transform_study:
 
 # %%
 from melanoma_utils import config
-from melanoma_utils.context import image_count_auc
 from melanoma_utils.data import load_metadata
+from melanoma_utils.models.context import image_count_auc
 
 ctx, ugly = s.loc["fusion, clinical + patient context"], s.loc["fusion, clinical + ugly duckling only"]
 count_here = image_count_auc(df["patient_id"], df["target"])
@@ -369,8 +369,8 @@ table3.round(3)
 # ## Input pipeline throughput (it must not be the bottleneck)
 
 # %%
-from melanoma_utils.augment import build_augmenter
 from melanoma_utils.pipeline import make_dataset
+from melanoma_utils.pipeline.augment import build_augmenter
 
 sample = df.sample(n=min(512, len(df)), random_state=seed)
 ds = make_dataset(list(sample["image_path"]), run.encoder.transform(sample), sample["target"].to_numpy(),

@@ -47,10 +47,10 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
-from melanoma_utils import explain, plots
-from melanoma_utils.experiments import load_folds, run_folder_name
-from melanoma_utils.reporting import open_study, package_versions
+from melanoma_utils.reports import explain, plots
+from melanoma_utils.reports.reporting import open_study, package_versions
 from melanoma_utils.runs import Run
+from melanoma_utils.runs.experiments import load_folds, run_folder_name
 
 report, df = open_study(report_dir, synthetic, seed, images_csv, images_dir)
 runs_dir = report.report_dir / "runs" / "ablation"

@@ -57,10 +57,10 @@ seed = 0
 # %%
 from IPython.display import Markdown, display
 
-from melanoma_utils import plots
-from melanoma_utils.experiments import compare_backbones, protocol_rank
-from melanoma_utils.reporting import open_study, package_versions
+from melanoma_utils.reports import plots
+from melanoma_utils.reports.reporting import open_study, package_versions
 from melanoma_utils.runs import TrainConfig
+from melanoma_utils.runs.experiments import compare_backbones, protocol_rank
 
 report, df = open_study(report_dir, synthetic, seed, images_csv, images_dir)
 cfg = TrainConfig(image_size=compare_image_size, epochs=compare_epochs, patience=compare_epochs,

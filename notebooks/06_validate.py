@@ -43,13 +43,13 @@ seed = 0
 import pandas as pd
 from IPython.display import Markdown, display
 
-from melanoma_utils import plots
-from melanoma_utils.calibration import check_prevalence, reliability_table
-from melanoma_utils.clinical import validation_report
-from melanoma_utils.experiments import load_folds, run_folder_name
-from melanoma_utils.reporting import open_study, package_versions
+from melanoma_utils.evaluation.calibration import check_prevalence, reliability_table
+from melanoma_utils.evaluation.clinical import validation_report
+from melanoma_utils.reports import plots
+from melanoma_utils.reports.reporting import open_study, package_versions
+from melanoma_utils.reports.validation import operating_points_table, report_figures
 from melanoma_utils.runs import Run
-from melanoma_utils.validation import operating_points_table, report_figures
+from melanoma_utils.runs.experiments import load_folds, run_folder_name
 
 report, df = open_study(report_dir, synthetic, seed, images_csv, images_dir)
 if run_dir:
@@ -211,7 +211,7 @@ sub.round(3)
 
 # %%
 from melanoma_utils import config
-from melanoma_utils.sources import combine_external, load_external
+from melanoma_utils.data.sources import combine_external, load_external
 
 holdout_csv = report.report_dir / "external_holdout.csv"
 ext_result = None

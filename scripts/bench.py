@@ -78,7 +78,7 @@ def main() -> int:
     import keras
     import numpy as np
 
-    from melanoma_utils.models import build_model
+    from melanoma_utils.models.fusion import build_model
 
     backend = keras.backend.backend()
     policy = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}[args.precision]
@@ -104,8 +104,8 @@ def main() -> int:
 
     for size in args.sizes:
         if not args.skip_pipeline:
-            from melanoma_utils.demo import make_demo_dataset
-            from melanoma_utils.images import load_image_array
+            from melanoma_utils.data.demo import make_demo_dataset
+            from melanoma_utils.pipeline.images import load_image_array
 
             with tempfile.TemporaryDirectory() as tmp:
                 csv = make_demo_dataset(Path(tmp) / "synthetic", n_images=min(args.n_images, 512), image_size=max(size, 256))
@@ -117,9 +117,9 @@ def main() -> int:
                 record({"what": "decode + resize (OpenCV threads)", "size": size,
                         "images_per_second": len(paths) / (time.perf_counter() - t), "notes": f"{len(paths)} JPEGs"})
                 try:
-                    from melanoma_utils.augment import build_augmenter
-                    from melanoma_utils.benchmark import dataset_throughput
-                    from melanoma_utils.pipeline import make_dataset
+                    from melanoma_utils.pipeline.augment import build_augmenter
+                    from melanoma_utils.pipeline.feeds import make_dataset
+                    from melanoma_utils.reports.benchmark import dataset_throughput
 
                     ds = make_dataset(paths, np.zeros((len(paths), 12), np.float32), np.zeros(len(paths)), image_size=size,
                                       training=True, augmenter=build_augmenter(size), batch_size=args.batch_sizes[0])
@@ -127,7 +127,7 @@ def main() -> int:
                     record({"what": "tf.data pipeline, cold (decode, resize, augment)", "size": size, "images_per_second": cold})
                     record({"what": "tf.data pipeline, cached (augment only)", "size": size, "images_per_second": warm})
                 except ImportError:
-                    from melanoma_utils.pipeline import make_array_sequence
+                    from melanoma_utils.pipeline.feeds import make_array_sequence
 
                     seq = make_array_sequence(arr, np.zeros((len(arr), 12), np.float32), np.zeros(len(arr)),
                                               batch_size=args.batch_sizes[0])

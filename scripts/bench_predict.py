@@ -21,8 +21,8 @@ sys.path.insert(0, str(ROOT))
 
 def main() -> None:
     from melanoma_utils.atomic import write_text
-    from melanoma_utils.data import load_dataset
-    from melanoma_utils.runs import Run
+    from melanoma_utils.data.isic import load_dataset
+    from melanoma_utils.runs.run import Run
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--run", "--model", dest="model", required=True)

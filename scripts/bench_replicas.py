@@ -24,15 +24,15 @@ WORKER = r"""
 import json, sys
 strategies = sys.argv[5].split(",")
 if strategies == ["multiworker"]:
-    from melanoma_utils.training import make_distribution
+    from melanoma_utils.runs.training import make_distribution
     make_distribution("multiworker")  # before TensorFlow runs anything
 else:
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-from melanoma_utils.data import load_dataset
-from melanoma_utils.runs import TrainConfig
-from melanoma_utils.training import train_run
+from melanoma_utils.data.isic import load_dataset
+from melanoma_utils.runs.run import TrainConfig
+from melanoma_utils.runs.training import train_run
 df = load_dataset(sys.argv[1]).frame.sample(n=int(sys.argv[3]), random_state=0)
 for strategy in strategies:
     cfg = TrainConfig(kind="image", backbone="cnn", image_size=64, epochs=int(sys.argv[4]), patience=99, batch_size=32, augment=False,

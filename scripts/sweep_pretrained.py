@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from melanoma_utils.data import load_dataset
-from melanoma_utils.evaluation import roc_auc
-from melanoma_utils.runs import Run, TrainConfig
-from melanoma_utils.training import train_run
+from melanoma_utils.data.isic import load_dataset
+from melanoma_utils.evaluation.metrics import roc_auc
+from melanoma_utils.runs.run import Run, TrainConfig
+from melanoma_utils.runs.training import train_run
 
 SETTINGS: dict[str, dict] = {
     "128 px, head lr 1e-3": {},

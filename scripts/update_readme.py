@@ -11,7 +11,7 @@ from pathlib import Path
 
 from melanoma_utils import config
 from melanoma_utils.atomic import write_text
-from melanoma_utils.readme import render_readme, stale_blocks
+from melanoma_utils.reports.readme import render_readme, stale_blocks
 
 
 def main() -> int:

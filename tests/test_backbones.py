@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from melanoma_utils.models import build_backbone, build_model
-from melanoma_utils.runs import TrainConfig
-from melanoma_utils.training import train_run
+from melanoma_utils.models.fusion import build_backbone, build_model
+from melanoma_utils.runs.run import TrainConfig
+from melanoma_utils.runs.training import train_run
 
 #: Each keras.applications family's documented input scaling of the RGB pixel (200, 100, 50), written out here.
 _PIXEL = np.array([200.0, 100.0, 50.0])
@@ -39,7 +39,7 @@ def test_each_backbone_builds_and_scales_its_input_as_its_family_was_trained(nam
 
 @pytest.mark.slow
 def test_freeze_then_fine_tune_with_a_local_weights_file(tiny_csv: Path, tmp_path: Path) -> None:
-    from melanoma_utils.data import load_dataset
+    from melanoma_utils.data.isic import load_dataset
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

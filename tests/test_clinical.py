@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from melanoma_utils.calibration import (
+from melanoma_utils.evaluation.calibration import (
     Calibrator,
     brier_score,
     calibration_intercept_slope,
@@ -18,7 +18,7 @@ from melanoma_utils.calibration import (
     reliability_table,
     sigmoid,
 )
-from melanoma_utils.clinical import (
+from melanoma_utils.evaluation.clinical import (
     SUBGROUP_AGE_EDGES,
     acquisition_group,
     net_benefit,
@@ -28,10 +28,10 @@ from melanoma_utils.clinical import (
     subgroup_table,
     validation_report,
 )
-from melanoma_utils.context import patient_context
-from melanoma_utils.eda import age_band
-from melanoma_utils.evaluation import MetricError
-from melanoma_utils.features import MetadataEncoder
+from melanoma_utils.evaluation.metrics import MetricError
+from melanoma_utils.models.context import patient_context
+from melanoma_utils.models.features import MetadataEncoder
+from melanoma_utils.reports.eda import age_band
 
 
 def test_brier_and_weighted_brier_by_hand() -> None:
@@ -226,7 +226,7 @@ def test_patient_context_by_hand() -> None:
 
 
 def test_context_features_encode_and_need_their_columns(tiny_csv) -> None:
-    from melanoma_utils.data import load_dataset
+    from melanoma_utils.data.isic import load_dataset
 
     tiny_df = load_dataset(tiny_csv).frame
     df = tiny_df.assign(patient_n_images=[1.0, 2.0, 4.0] * (len(tiny_df) // 3) + [1.0] * (len(tiny_df) % 3),
@@ -248,7 +248,7 @@ def test_a_calibrator_never_inverts_the_ranking_it_was_handed() -> None:
     backbone table); it is refused for isotonic regression, which is monotone, and the refusal is recorded."""
     from scipy.stats import spearmanr
 
-    from melanoma_utils.calibration import fit_calibrator
+    from melanoma_utils.evaluation.calibration import fit_calibrator
 
     rng = np.random.default_rng(0)
     y = (rng.random(400) < 0.3).astype(int)
@@ -261,7 +261,7 @@ def test_a_calibrator_never_inverts_the_ranking_it_was_handed() -> None:
 
 
 def test_prevalence_is_a_number_in_0_1_or_a_known_name() -> None:
-    from melanoma_utils.calibration import check_prevalence
+    from melanoma_utils.evaluation.calibration import check_prevalence
 
     assert check_prevalence("isic2020") == pytest.approx(584 / 33126)
     assert check_prevalence(" ISIC2020 ") == pytest.approx(0.01763, abs=1e-5)
@@ -276,7 +276,7 @@ def test_decision_curve_has_a_patient_bootstrap_band_around_the_model() -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    from melanoma_utils import plots
+    from melanoma_utils.reports import plots
 
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 300)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from melanoma_utils import cli
-from melanoma_utils.data import (
+from melanoma_utils.data.isic import (
     DataError,
     DataWarning,
     attach_image_paths,
@@ -15,7 +15,7 @@ from melanoma_utils.data import (
     load_metadata,
     normalise_metadata,
 )
-from melanoma_utils.images import check_image_file, drop_unreadable
+from melanoma_utils.pipeline.images import check_image_file, drop_unreadable
 
 
 def test_loads_resized_layout(tiny_csv: Path) -> None:
@@ -140,7 +140,7 @@ def test_real_subset_check(shared_subset_csv: Path, capsys) -> None:
 
 
 def test_sample_per_class(tiny_csv: Path) -> None:
-    from melanoma_utils.data import sample_per_class
+    from melanoma_utils.data.isic import sample_per_class
 
     df = load_dataset(tiny_csv).frame
     s = sample_per_class(df, 3, seed=1)
@@ -153,7 +153,7 @@ def test_image_names_cannot_leave_the_image_folder(tiny_csv: Path, tmp_path: Pat
     error of its own and never reads the file outside --images."""
     import shutil
 
-    from melanoma_utils.images import unsafe_image_name
+    from melanoma_utils.pipeline.images import unsafe_image_name
 
     assert [unsafe_image_name(n) for n in ("ISIC_1", "a.b", "../x", "a/b", "a\\b", "C:x", "x\x00", "..")] == [
         None, None, "contains a path separator", "contains a path separator", "contains a path separator",

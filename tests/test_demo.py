@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from melanoma_utils.data import load_dataset
-from melanoma_utils.demo import draw_lesion, make_demo_dataset, make_metadata
+from melanoma_utils.data.demo import draw_lesion, make_demo_dataset, make_metadata
+from melanoma_utils.data.isic import load_dataset
 
 
 def test_demo_metadata_follows_marginals_and_is_deterministic() -> None:

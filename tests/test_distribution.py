@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 SCRIPT = r'''
 import json, os, sys
 if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
-    from melanoma_utils.training import make_distribution
+    from melanoma_utils.runs.training import make_distribution
     if "multiworker" in sys.argv[2]:
         make_distribution("multiworker")  # before TensorFlow runs anything
     else:
@@ -28,8 +28,8 @@ if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import pandas as pd
-from melanoma_utils.runs import TrainConfig
-from melanoma_utils.training import train_run
+from melanoma_utils.runs.run import TrainConfig
+from melanoma_utils.runs.training import train_run
 df = pd.read_pickle(sys.argv[1])
 for strategy in sys.argv[2].split(","):
     run = train_run(df, TrainConfig(kind="meta", strategy=strategy, epochs=8, batch_size=16, learning_rate=1e-2,
@@ -114,9 +114,9 @@ def test_multiworker_two_local_workers_train_from_shards_and_only_the_chief_writ
     """The CLI on a shard folder with ``--strategy multiworker``: two worker processes train one epoch in step
     (TF_CONFIG on 127.0.0.1); the chief writes ``--out``, the other worker leaves nothing behind."""
     from conftest import write_dataset
-    from melanoma_utils.data import load_dataset
-    from melanoma_utils.runs import Run
-    from melanoma_utils.shards import write_shards
+    from melanoma_utils.data.isic import load_dataset
+    from melanoma_utils.pipeline.shards import write_shards
+    from melanoma_utils.runs.run import Run
 
     df = load_dataset(write_dataset(tmp_path / "jpeg", n=48, size=32)).frame
     write_shards(df, tmp_path / "shards", n_shards=4)

@@ -9,8 +9,8 @@ import pytest
 
 matplotlib.use("Agg")
 
-from melanoma_utils import eda, plots  # noqa: E402
-from melanoma_utils.reporting import Report, package_versions  # noqa: E402
+from melanoma_utils.reports import eda, plots  # noqa: E402
+from melanoma_utils.reports.reporting import Report, package_versions  # noqa: E402
 
 
 @pytest.fixture
@@ -117,7 +117,7 @@ def test_package_versions_lists_core_packages() -> None:
 def test_open_study_seeds_binds_the_report_and_loads_the_data(tiny_csv, tmp_path) -> None:
     import numpy as np
 
-    from melanoma_utils.reporting import open_study
+    from melanoma_utils.reports.reporting import open_study
 
     report, df = open_study(str(tmp_path / "rep"), True, 7, str(tiny_csv))
     first = np.random.random()
@@ -131,7 +131,7 @@ def test_open_study_seeds_binds_the_report_and_loads_the_data(tiny_csv, tmp_path
 def test_figures_use_one_colour_per_class_and_sex_and_no_bars_on_a_log_axis(table: pd.DataFrame) -> None:
     from matplotlib.colors import to_hex
 
-    from melanoma_utils import style
+    from melanoma_utils.reports import style
 
     fig = plots.grouped_counts(table, "sex", "target", "t", log=True, hue_labels={0: "benign", 1: "malignant"})
     axes = fig.axes

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from conftest import planted_sex_table, write_dataset
-from melanoma_utils import explain
-from melanoma_utils.data import load_dataset
-from melanoma_utils.runs import TrainConfig
-from melanoma_utils.training import train_run
+from melanoma_utils.data.isic import load_dataset
+from melanoma_utils.reports import explain
+from melanoma_utils.runs.run import TrainConfig
+from melanoma_utils.runs.training import train_run
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_fusion_importance_includes_image_and_all_groups(fusion) -> None:
     run, df, x = fusion
     imp = explain.permutation_importance(run, df, x, n_repeats=2)
     assert set(imp.index) == {"age", "sex", "site", "width", "height", "image"}
-    from melanoma_utils.evaluation import roc_auc
+    from melanoma_utils.evaluation.metrics import roc_auc
 
     # the baseline is the model's own ROC AUC on these rows (not a constant of the code)
     assert imp["baseline"].iloc[0] == pytest.approx(roc_auc(df["target"], explain.predict_arrays(run.model, x)), abs=1e-6)
@@ -69,9 +69,9 @@ def _bright_square_run():
     """An image-only CNN whose single filter fires on bright pixels and whose output grows with that activation."""
     from dataclasses import asdict
 
-    from melanoma_utils.features import MetadataEncoder
-    from melanoma_utils.models import build_model
-    from melanoma_utils.runs import Run, TrainConfig
+    from melanoma_utils.models.features import MetadataEncoder
+    from melanoma_utils.models.fusion import build_model
+    from melanoma_utils.runs.run import Run, TrainConfig
 
     cfg = TrainConfig(kind="image", backbone="cnn", image_size=32, conv_filters=(1,), head_units=(1,), conv_dropout=0.0, head_dropout=0.0)
     model = build_model(**cfg.model_kwargs(None))
@@ -129,7 +129,7 @@ def test_grad_cam_peaks_on_the_planted_bright_square() -> None:
 
 
 def test_lesion_mask_finds_a_dark_central_lesion_and_ignores_a_dark_edge_mark() -> None:
-    from melanoma_utils.explain import lesion_mask, mass_inside
+    from melanoma_utils.reports.explain import lesion_mask, mass_inside
 
     img = np.full((96, 96, 3), 200, np.uint8)
     yy, xx = np.mgrid[:96, :96]
@@ -149,7 +149,7 @@ def test_lesion_mask_finds_a_dark_central_lesion_and_ignores_a_dark_edge_mark() 
 
 
 def test_pick_lesions_fills_n_from_all_four_cells_in_turn() -> None:
-    from melanoma_utils.explain import pick_lesions
+    from melanoma_utils.reports.explain import pick_lesions
 
     y = np.array([1] * 5 + [0] * 10)
     pred = np.array([1, 1, 1, 0, 0] + [0] * 8 + [1, 1])
@@ -163,7 +163,7 @@ def test_pick_lesions_fills_n_from_all_four_cells_in_turn() -> None:
 def test_mean_abs_with_ci_is_never_below_zero_and_contains_the_mean() -> None:
     import pandas as pd
 
-    from melanoma_utils.explain import mean_abs_with_ci
+    from melanoma_utils.reports.explain import mean_abs_with_ci
 
     rng = np.random.default_rng(0)
     values = pd.DataFrame({"age": rng.normal(0, 0.01, 12), "site": rng.normal(0, 0.1, 12)})

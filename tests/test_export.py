@@ -13,10 +13,10 @@ from PIL import Image
 
 from conftest import write_dataset
 from melanoma_utils import cli
-from melanoma_utils.data import load_dataset
-from melanoma_utils.export import export_run
-from melanoma_utils.runs import Run, TrainConfig
-from melanoma_utils.training import train_run
+from melanoma_utils.data.isic import load_dataset
+from melanoma_utils.runs.export import export_run
+from melanoma_utils.runs.run import Run, TrainConfig
+from melanoma_utils.runs.training import train_run
 
 pytestmark = pytest.mark.slow
 
@@ -130,9 +130,9 @@ def test_tflite_float_and_int8_and_onnx_give_predicts_probability(trained, tmp_p
     0.005. Rows with missing age, unknown sex/site and missing original size included."""
     import tensorflow as tf
 
-    from melanoma_utils.evaluation import roc_auc
-    from melanoma_utils.export import lite_fields
-    from melanoma_utils.pipeline import crop_resize_tensor
+    from melanoma_utils.evaluation.metrics import roc_auc
+    from melanoma_utils.pipeline.feeds import crop_resize_tensor
+    from melanoma_utils.runs.export import lite_fields
 
     run_dir, df = trained
     rows = df.copy().reset_index(drop=True)

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 
 from conftest import write_dataset
-from melanoma_utils.data import load_dataset
-from melanoma_utils.fetch import resize_into_layout
-from melanoma_utils.images import square_resize
+from melanoma_utils.data.fetch import resize_into_layout
+from melanoma_utils.data.isic import load_dataset
+from melanoma_utils.pipeline.images import square_resize
 
 
 def test_square_resize_crops_centre() -> None:
@@ -131,7 +131,7 @@ def test_make_data_fetches_isic2020_from_a_local_mirror_resumes_verifies_and_res
     import cv2
 
     from melanoma_utils import cli
-    from melanoma_utils.fetch import CHECKSUMS, fetch
+    from melanoma_utils.data.fetch import CHECKSUMS, fetch
 
     mirror_dir, names = _isic2020_mirror(tmp_path)
     zip_name = "ISIC_2020_Training_JPEG.zip"
@@ -169,8 +169,8 @@ def test_make_data_fetches_isic2020_from_a_local_mirror_resumes_verifies_and_res
 
 
 def test_a_download_that_does_not_match_the_servers_checksum_is_discarded(tmp_path: Path) -> None:
-    from melanoma_utils.data import DataError
-    from melanoma_utils.fetch import download
+    from melanoma_utils.data.fetch import download
+    from melanoma_utils.data.isic import DataError
 
     mirror_dir, _ = _isic2020_mirror(tmp_path)
     zip_name = "ISIC_2020_Training_JPEG.zip"
@@ -190,7 +190,7 @@ def test_s3_multipart_etags_are_checked() -> None:
     import hashlib
     import tempfile
 
-    from melanoma_utils.fetch import etag_matches
+    from melanoma_utils.data.fetch import etag_matches
 
     data = np.random.default_rng(0).integers(0, 256, 11 * 2**20 + 5, dtype=np.uint8).tobytes()
     parts = [data[i:i + 8 * 2**20] for i in range(0, len(data), 8 * 2**20)]
@@ -213,8 +213,8 @@ def test_fetch_isic2019_from_a_local_mirror_builds_the_external_layout(tmp_path:
 
     import cv2
 
-    from melanoma_utils.fetch import fetch_isic2019
-    from melanoma_utils.sources import load_external
+    from melanoma_utils.data.fetch import fetch_isic2019
+    from melanoma_utils.data.sources import load_external
 
     mirror_dir = tmp_path / "mirror"
     mirror_dir.mkdir()

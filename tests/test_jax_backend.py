@@ -28,9 +28,9 @@ SCRIPT = textwrap.dedent("""
     import numpy as np, keras
     assert keras.backend.backend() == "jax"
     from conftest import write_dataset
-    from melanoma_utils.data import load_dataset
-    from melanoma_utils.runs import Run, TrainConfig
-    from melanoma_utils.training import train_run
+    from melanoma_utils.data.isic import load_dataset
+    from melanoma_utils.runs.run import Run, TrainConfig
+    from melanoma_utils.runs.training import train_run
     df = load_dataset(write_dataset(Path({root!r}) / "d", n=40, size=24)).frame
     run = train_run(df, TrainConfig(backbone="cnn", image_size=24, epochs=2, batch_size=8, conv_filters=(4, 8), meta_units=(8,),
                                     head_units=(8,), features="paper", verbose=0), Path({root!r}) / "run")

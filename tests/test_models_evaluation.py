@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from melanoma_utils.evaluation import (
+from melanoma_utils.evaluation.metrics import (
     MetricError,
     bootstrap_ci,
     choose_threshold,
@@ -15,8 +15,8 @@ from melanoma_utils.evaluation import (
     roc_auc,
     threshold_metrics,
 )
-from melanoma_utils.models import BackbonePreprocess, WeightsUnavailable, bias_for, build_backbone, build_model
-from melanoma_utils.training import class_weights
+from melanoma_utils.models.fusion import BackbonePreprocess, WeightsUnavailable, bias_for, build_backbone, build_model
+from melanoma_utils.runs.training import class_weights
 
 
 @pytest.mark.parametrize("kind, inputs", [("fusion", {"image", "meta"}), ("image", {"image"}), ("meta", {"meta"})])
@@ -137,7 +137,7 @@ def test_fast_roc_and_pr_auc_equal_sklearn_with_ties() -> None:
     """The rank-based ROC AUC and the NumPy average precision used in bootstrap loops equal scikit-learn's."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    from melanoma_utils.evaluation import pr_auc, roc_auc
+    from melanoma_utils.evaluation.metrics import pr_auc, roc_auc
 
     rng = np.random.default_rng(7)
     for k in range(10):
@@ -154,7 +154,7 @@ def test_delong_matches_the_pairwise_definition_and_its_edge_cases() -> None:
     """DeLong's variance from its definition (O(m·n) pairwise kernel), not from the fast ranks the code uses."""
     from scipy.stats import norm
 
-    from melanoma_utils.evaluation import delong_test
+    from melanoma_utils.evaluation.metrics import delong_test
 
     rng = np.random.default_rng(3)
     y = np.array([1] * 30 + [0] * 70)
@@ -180,7 +180,7 @@ def test_delong_matches_the_pairwise_definition_and_its_edge_cases() -> None:
 
 
 def test_paired_difference_over_repeats_averages_the_per_repeat_differences() -> None:
-    from melanoma_utils.evaluation import paired_auc_difference
+    from melanoma_utils.evaluation.metrics import paired_auc_difference
 
     rng = np.random.default_rng(0)
     y = np.array([1, 0] * 60)
@@ -197,8 +197,8 @@ def test_paired_difference_over_repeats_averages_the_per_repeat_differences() ->
 
 
 def test_patient_bootstrap_has_one_failure_rule_and_every_interval_contains_its_estimate() -> None:
-    from melanoma_utils.clinical import calibration_summary
-    from melanoma_utils.evaluation import patient_bootstrap
+    from melanoma_utils.evaluation.clinical import calibration_summary
+    from melanoma_utils.evaluation.metrics import patient_bootstrap
 
     rng = np.random.default_rng(0)
     groups = np.repeat(np.arange(100), 2)

@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from melanoma_utils import config
-from melanoma_utils.demo import make_demo_dataset, make_external_demo
-from melanoma_utils.reproduce import read_params, reproduce
+from melanoma_utils.cli.reproduce import read_params, reproduce
+from melanoma_utils.data.demo import make_demo_dataset, make_external_demo
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +98,7 @@ def test_notebook_has_one_parameters_cell_of_literals(notebook: str) -> None:
 
 
 def test_unknown_parameter_is_an_error_naming_it(tmp_path: Path) -> None:
-    from melanoma_utils.reproduce import check_params
+    from melanoma_utils.cli.reproduce import check_params
 
     params = read_params(config.PARAMS_DIR / "demo.yaml")
     for shipped in sorted(config.PARAMS_DIR.glob("*.yaml")):  # every shipped key is declared, with its type
@@ -122,7 +122,7 @@ def test_unknown_parameter_is_an_error_naming_it(tmp_path: Path) -> None:
 def test_clean_outputs_removes_machine_paths_and_log_lines() -> None:
     from nbformat.v4 import new_code_cell, new_notebook, new_output
 
-    from melanoma_utils.reproduce import clean_outputs
+    from melanoma_utils.cli.reproduce import clean_outputs
 
     root = Path("/home/someone/melanoma")
     cell = new_code_cell("x", outputs=[

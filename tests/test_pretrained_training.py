@@ -10,10 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
-from melanoma_utils.data import load_dataset
-from melanoma_utils.runs import Run, TrainConfig
-from melanoma_utils.training import train_run
-from melanoma_utils.transforms import dihedral
+from melanoma_utils.data.isic import load_dataset
+from melanoma_utils.pipeline.transforms import dihedral
+from melanoma_utils.runs.run import Run, TrainConfig
+from melanoma_utils.runs.training import train_run
 
 
 @pytest.fixture(autouse=True)
@@ -40,7 +40,7 @@ def test_dihedral_views_by_hand() -> None:
 
 
 def test_head_on_cached_embeddings_becomes_the_full_model(tiny_csv: Path, tmp_path: Path) -> None:
-    from melanoma_utils.embeddings import cached_embeddings
+    from melanoma_utils.models.embeddings import cached_embeddings
 
     df = load_dataset(tiny_csv).frame
     run = train_run(df, _cfg(), tmp_path / "run")
@@ -54,7 +54,7 @@ def test_head_on_cached_embeddings_becomes_the_full_model(tiny_csv: Path, tmp_pa
     emb, counts = cached_embeddings(base, list(df["image_path"]), backbone="efficientnetlite0", backbone_weights="imagenet",
                                     image_size=32, preprocess=loaded.config["preprocess"], views=1)
     assert counts == {"cached": len(df), "computed": 0}  # keyed by image: the training's entries are reused
-    from melanoma_utils.models import build_head_model, copy_head_weights
+    from melanoma_utils.models.fusion import build_head_model, copy_head_weights
 
     head = build_head_model(1280, loaded.encoder.n_features, meta_units=(4,), head_units=(8,))
     copy_head_weights(loaded.model, head)
@@ -65,9 +65,9 @@ def test_head_on_cached_embeddings_becomes_the_full_model(tiny_csv: Path, tmp_pa
 
 
 def test_embedding_cache_is_keyed_by_preprocessing_and_content(tiny_csv: Path, tmp_path: Path) -> None:
-    from melanoma_utils.embeddings import cached_embeddings
-    from melanoma_utils.models import build_backbone
-    from melanoma_utils.transforms import preprocess_config
+    from melanoma_utils.models.embeddings import cached_embeddings
+    from melanoma_utils.models.fusion import build_backbone
+    from melanoma_utils.pipeline.transforms import preprocess_config
 
     df = load_dataset(tiny_csv).frame.head(4)
     base = build_backbone("efficientnetlite0", 32, "imagenet")
@@ -87,7 +87,7 @@ def test_embedding_cache_is_keyed_by_preprocessing_and_content(tiny_csv: Path, t
 
 @pytest.mark.slow
 def test_finetune_top_trains_only_the_last_stage(tiny_csv: Path, tmp_path: Path) -> None:
-    from melanoma_utils.models import build_backbone
+    from melanoma_utils.models.fusion import build_backbone
 
     df = load_dataset(tiny_csv).frame
     before = build_backbone("efficientnetlite0", 32, "imagenet")
@@ -134,7 +134,7 @@ def test_tta_averages_rotated_copies(tiny_csv: Path, tmp_path: Path) -> None:
 def test_offline_imagenet_error_names_the_offline_backbone(monkeypatch) -> None:
     import keras
 
-    from melanoma_utils.models import WeightsUnavailable, build_backbone
+    from melanoma_utils.models.fusion import WeightsUnavailable, build_backbone
 
     def no_network(*_a, **_k):
         raise OSError("URL fetch failure: no network")
@@ -148,7 +148,7 @@ def test_offline_imagenet_error_names_the_offline_backbone(monkeypatch) -> None:
 
 
 def test_cli_refuses_weights_without_backbone(tiny_csv: Path, tmp_path: Path, capsys) -> None:
-    from melanoma_utils.cli import main
+    from melanoma_utils.cli.app import main
 
     rc = main(["train", "--metadata", str(tiny_csv), "--out", str(tmp_path / "r"), "--backbone", "cnn",
                "--backbone-weights", "/nonexistent.h5"])
@@ -160,7 +160,7 @@ def test_cli_refuses_weights_without_backbone(tiny_csv: Path, tmp_path: Path, ca
 
 
 def test_grad_cam_and_importance_through_the_pretrained_backbone(tiny_csv: Path, tmp_path: Path) -> None:
-    from melanoma_utils import explain
+    from melanoma_utils.reports import explain
 
     df = load_dataset(tiny_csv).frame
     run = train_run(df, _cfg(features="paper"), tmp_path / "run")
@@ -190,8 +190,8 @@ def test_the_runs_tta_chooses_the_threshold_and_is_predicts_default(tiny_csv: Pa
 def test_embeddings_are_cached_chunk_by_chunk_so_a_killed_run_keeps_its_work(tiny_csv: Path, tmp_path: Path,
                                                                             monkeypatch) -> None:
     """33k images take tens of minutes to embed on a CPU: what was computed before a kill must not be lost."""
-    from melanoma_utils import embeddings
-    from melanoma_utils.data import load_dataset
+    from melanoma_utils.data.isic import load_dataset
+    from melanoma_utils.models import embeddings
 
     paths = list(load_dataset(tiny_csv).frame["image_path"])[:5]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from melanoma_utils import config
-from melanoma_utils.readme import TABLES, render_readme, stale_blocks
+from melanoma_utils.reports.readme import TABLES, render_readme, stale_blocks
 
 REPORTS = config.PROJ_ROOT / "reports" / "isic2020"
 

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from melanoma_utils import cli
-from melanoma_utils.evaluation import join_predictions
-from melanoma_utils.runs import TrainConfig
+from melanoma_utils.evaluation.metrics import join_predictions
+from melanoma_utils.runs.run import TrainConfig
 
 META = pd.DataFrame({"image_name": [f"I{i}" for i in range(6)], "patient_id": ["p0", "p0", "p1", "p2", "p3", "p3"],
                      "target": [1, 0, 0, 1, 0, 0], "diagnosis": ["melanoma", "nevus", "nevus", "melanoma", "lentigo", "nevus"]})
@@ -114,8 +114,8 @@ def test_image_size_below_the_branch_minimum_is_refused(tiny_csv: Path, tmp_path
 
 
 def test_threshold_fallback_is_recorded_and_printed(tiny_csv: Path, tmp_path: Path, capsys) -> None:
-    from melanoma_utils.data import load_dataset
-    from melanoma_utils.training import train_run
+    from melanoma_utils.data.isic import load_dataset
+    from melanoma_utils.runs.training import train_run
 
     df = load_dataset(tiny_csv).frame
     val = df[df["target"] == 0].head(4)  # a validation split without a malignant image
@@ -144,8 +144,8 @@ def test_predict_names_unknown_categories_and_extension_mistakes(tiny_csv: Path,
 
 
 def test_cache_prefix_is_honoured_with_a_data_fingerprint(tiny_csv: Path, tmp_path: Path) -> None:
-    from melanoma_utils.data import load_dataset
-    from melanoma_utils.pipeline import make_feed
+    from melanoma_utils.data.isic import load_dataset
+    from melanoma_utils.pipeline.feeds import make_feed
 
     df = load_dataset(tiny_csv).frame
     kw = dict(keys=("image",), image_size=16, batch_size=8, cache=str(tmp_path / "cache" / "imgs"))
@@ -175,7 +175,8 @@ def test_report_pair_is_replaced_together_or_not_at_all(tmp_path: Path, monkeypa
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
-    from melanoma_utils import config, reproduce
+    from melanoma_utils import config
+    from melanoma_utils.cli import reproduce
 
     nb_dir = tmp_path / "nbs"
     nb_dir.mkdir()
@@ -213,9 +214,9 @@ def test_damaged_run_folders_name_the_file_and_what_is_wrong(tiny_csv: Path, tmp
     an image_name that could leave the folder is an error row of its own in predict."""
     import shutil
 
-    from melanoma_utils.data import load_dataset, load_for_prediction
-    from melanoma_utils.runs import Run, RunDamaged
-    from melanoma_utils.training import train_run
+    from melanoma_utils.data.isic import load_dataset, load_for_prediction
+    from melanoma_utils.runs.run import Run, RunDamaged
+    from melanoma_utils.runs.training import train_run
 
     df = load_dataset(tiny_csv).frame
     good = tmp_path / "good"
@@ -249,8 +250,8 @@ def test_fingerprint_covers_image_content_and_a_run_that_failed_before_its_first
 
     from PIL import Image
 
-    from melanoma_utils.data import load_dataset
-    from melanoma_utils.runfolder import fingerprint, prepare_staging
+    from melanoma_utils.data.isic import load_dataset
+    from melanoma_utils.runs.runfolder import fingerprint, prepare_staging
 
     root = tmp_path / "set"
     shutil.copytree(tiny_csv.parent, root)

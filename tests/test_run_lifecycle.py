@@ -14,7 +14,7 @@ import pytest
 
 from conftest import write_dataset
 from melanoma_utils import cli
-from melanoma_utils.runfolder import ResumeMismatch, RunLocked, lock_path, staging_path
+from melanoma_utils.runs.runfolder import ResumeMismatch, RunLocked, lock_path, staging_path
 
 pytestmark = pytest.mark.slow
 
@@ -61,10 +61,10 @@ def test_killed_run_resumes_with_its_full_state(data_csv: Path, tmp_path: Path) 
     done_before = saved["epoch"]
     assert 1 <= done_before < 6
     # the state a resume puts back is the state at the kill epoch: weights, optimizer variables, counters
-    from melanoma_utils.models import build_model
-    from melanoma_utils.resume import ResumeState
-    from melanoma_utils.runs import TrainConfig
-    from melanoma_utils.training import _compile
+    from melanoma_utils.models.fusion import build_model
+    from melanoma_utils.runs.resume import ResumeState
+    from melanoma_utils.runs.run import TrainConfig
+    from melanoma_utils.runs.training import _compile
 
     model = build_model(**TrainConfig(kind="image", backbone="cnn", image_size=32).model_kwargs(None))
     _compile(model, 1e-4)
@@ -103,9 +103,9 @@ def test_killed_run_resumes_with_its_full_state(data_csv: Path, tmp_path: Path) 
 
 
 def cli_like_train(csv: Path, out: Path, **kw) -> None:
-    from melanoma_utils.data import load_dataset
-    from melanoma_utils.runs import TrainConfig
-    from melanoma_utils.training import train_run
+    from melanoma_utils.data.isic import load_dataset
+    from melanoma_utils.runs.run import TrainConfig
+    from melanoma_utils.runs.training import train_run
 
     cfg = dict(kind="image", backbone="cnn", image_size=32, epochs=6, patience=50, batch_size=8, verbose=0, augment=False, seed=0)
     cfg.update(kw.pop("cfg", {}))
@@ -150,7 +150,7 @@ def test_a_lock_file_without_owner_details_names_itself_and_a_dead_holder_frees_
     that says what the file is; once the holder is gone, the lock is taken at once."""
     import fcntl
 
-    from melanoma_utils.runfolder import run_lock
+    from melanoma_utils.runs.runfolder import run_lock
 
     out = tmp_path / "run"
     lock = lock_path(out)

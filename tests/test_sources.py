@@ -12,10 +12,8 @@ import pandas as pd
 import pytest
 
 from melanoma_utils import config
-from melanoma_utils.data import DataError
-from melanoma_utils.evaluation import MetricError, paired_auc_difference, roc_auc
-from melanoma_utils.runs import TrainConfig
-from melanoma_utils.sources import (
+from melanoma_utils.data.isic import DataError
+from melanoma_utils.data.sources import (
     HAM10000,
     ISIC2019,
     combine_external,
@@ -24,6 +22,8 @@ from melanoma_utils.sources import (
     normalise_isic2019,
     source_counts,
 )
+from melanoma_utils.evaluation.metrics import MetricError, paired_auc_difference, roc_auc
+from melanoma_utils.runs.run import TrainConfig
 
 SHARED_HAM = config.SHARED_DATA_DIR / "ham10000-256"
 
@@ -156,7 +156,7 @@ def test_combine_external_leaves_out_images_seen_before(tmp_path: Path) -> None:
 
 
 def test_cli_check_reads_an_external_folder(tmp_path: Path, capsys) -> None:
-    from melanoma_utils.cli import main
+    from melanoma_utils.cli.app import main
 
     assert main(["check", "--metadata", str(write_ham(tmp_path / "ham"))]) == 0
     out = capsys.readouterr().out
@@ -186,8 +186,8 @@ def _meta_table(n: int, prefix: str, seed: int, source: str = "isic2020") -> pd.
 def test_external_rows_join_the_training_part_only(tmp_path: Path) -> None:
     import json
 
-    from melanoma_utils.runs import TrainConfig
-    from melanoma_utils.training import train_run
+    from melanoma_utils.runs.run import TrainConfig
+    from melanoma_utils.runs.training import train_run
 
     main, ext = _meta_table(120, "m", 0), _meta_table(200, "h", 1, source="ham10000")
     cfg = TrainConfig(kind="meta", epochs=2, verbose=0)
@@ -211,8 +211,8 @@ def test_external_rows_join_the_training_part_only(tmp_path: Path) -> None:
 def test_cross_validation_keeps_external_rows_out_of_every_test_fold(tmp_path: Path) -> None:
     import json
 
-    from melanoma_utils.experiments import cross_validate, paired_contrasts, run_folder_name
-    from melanoma_utils.runs import TrainConfig
+    from melanoma_utils.runs.experiments import cross_validate, paired_contrasts, run_folder_name
+    from melanoma_utils.runs.run import TrainConfig
 
     main, ext = _meta_table(120, "m", 0), _meta_table(150, "h", 1, source="ham10000")
     variants = {"meta": {"kind": "meta"}, "meta + external": {"kind": "meta", "external": True}}
@@ -235,7 +235,7 @@ def test_cross_validation_keeps_external_rows_out_of_every_test_fold(tmp_path: P
 
 @pytest.mark.slow
 def test_repeated_cross_validation_draws_new_folds_and_pairs_over_repeats(tmp_path: Path) -> None:
-    from melanoma_utils.experiments import load_folds, paired_contrasts, repeated_cross_validate, summarise_cv
+    from melanoma_utils.runs.experiments import load_folds, paired_contrasts, repeated_cross_validate, summarise_cv
 
     main = _meta_table(120, "m", 0)
     variants = {"meta": {"kind": "meta"}, "meta, paper": {"kind": "meta", "features": "paper"}}
@@ -272,7 +272,7 @@ def test_paired_auc_difference_resamples_both_models_together() -> None:
     assert res["delta"] == pytest.approx(roc_auc(y, a) - roc_auc(y, b))
     assert res["ci_low"] <= res["delta"] <= res["ci_high"]
     # pairing: the interval of the difference is far narrower than either model's own AUC interval
-    from melanoma_utils.evaluation import bootstrap_ci
+    from melanoma_utils.evaluation.metrics import bootstrap_ci
 
     _, lo, hi = bootstrap_ci(y, a, groups, roc_auc, n_boot=300, seed=1)
     assert res["ci_high"] - res["ci_low"] < 0.5 * (hi - lo)
@@ -290,10 +290,10 @@ def test_paired_auc_difference_resamples_both_models_together() -> None:
 
 @pytest.mark.slow
 def test_ensemble_is_one_run_folder_calibrated_on_held_out_rows(tmp_path: Path) -> None:
-    from melanoma_utils.calibration import fit_calibrator
-    from melanoma_utils.ensemble import EnsembleRun, build_ensemble
-    from melanoma_utils.runs import Run, TrainConfig
-    from melanoma_utils.training import train_run
+    from melanoma_utils.evaluation.calibration import fit_calibrator
+    from melanoma_utils.runs.ensemble import EnsembleRun, build_ensemble
+    from melanoma_utils.runs.run import Run, TrainConfig
+    from melanoma_utils.runs.training import train_run
 
     df = _meta_table(160, "m", 0)
     a = train_run(df, TrainConfig(kind="meta", epochs=3, verbose=0), tmp_path / "a")
@@ -324,7 +324,7 @@ def test_ensemble_is_one_run_folder_calibrated_on_held_out_rows(tmp_path: Path) 
     with pytest.raises(FileExistsError):
         build_ensemble([tmp_path / "a", tmp_path / "b"], tmp_path / "ens")
     # a damaged or crafted ensemble.json: one clear line naming the folder and the file, nothing read from outside
-    from melanoma_utils.runs import RunDamaged
+    from melanoma_utils.runs.run import RunDamaged
 
     spec = tmp_path / "ens" / "ensemble.json"
     for text, says in (('{"members": ["../../a"]}', "names members outside the folder"),
@@ -335,7 +335,7 @@ def test_ensemble_is_one_run_folder_calibrated_on_held_out_rows(tmp_path: Path) 
 
 
 def test_paper_comparison_table_scores_each_run_at_its_own_threshold() -> None:
-    from melanoma_utils.experiments import ISIC2020_PREVALENCE, paper_comparison_table
+    from melanoma_utils.runs.experiments import ISIC2020_PREVALENCE, paper_comparison_table
 
     oof = pd.DataFrame({"image_name": [f"i{i}" for i in range(8)], "patient_id": [f"p{i}" for i in range(8)],
                         "target": [1, 1, 0, 0, 0, 0, 0, 0], "variant": "fusion, clinical",
@@ -351,7 +351,7 @@ def test_paper_comparison_table_scores_each_run_at_its_own_threshold() -> None:
 
 
 def test_preprocessing_table_gives_paired_deltas_against_no_transform() -> None:
-    from melanoma_utils.experiments import preprocessing_table, preprocessing_variants
+    from melanoma_utils.runs.experiments import preprocessing_table, preprocessing_variants
 
     assert preprocessing_variants(["none", "luv"], {"tta": 1}) == {"preprocess: none": {"preprocess": "none", "tta": 1},
                                                                   "preprocess: luv": {"preprocess": "luv", "tta": 1}}
@@ -375,7 +375,7 @@ def test_preprocessing_table_gives_paired_deltas_against_no_transform() -> None:
 
 
 def test_add_ensemble_averages_the_members_per_image() -> None:
-    from melanoma_utils.experiments import add_ensemble
+    from melanoma_utils.runs.experiments import add_ensemble
 
     def part(variant, probs):
         return pd.DataFrame({"image_name": ["a", "b", "c", "d"], "patient_id": ["p", "q", "r", "s"], "target": [1, 0, 1, 0],
@@ -392,8 +392,8 @@ def test_add_ensemble_averages_the_members_per_image() -> None:
 
 
 def test_backbone_rows_repeat_the_external_fusion_at_each_native_size() -> None:
-    from melanoma_utils.experiments import EXTERNAL_VARIANTS, backbone_ensemble, backbone_variants
-    from melanoma_utils.train_config import TrainConfig
+    from melanoma_utils.models.train_config import TrainConfig
+    from melanoma_utils.runs.experiments import EXTERNAL_VARIANTS, backbone_ensemble, backbone_variants
 
     rows = backbone_variants(["efficientnetlite1", "efficientnetlite2"])
     assert list(rows) == ["fusion, clinical + external data, Lite1 240 px", "fusion, clinical + external data, Lite2 260 px"]

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from melanoma_utils.data import load_dataset, load_metadata
-from melanoma_utils.features import MetadataEncoder
-from melanoma_utils.splits import LeakageError, assert_grouped, grouped_folds, holdout_split
+from melanoma_utils.data.isic import load_dataset, load_metadata
+from melanoma_utils.data.splits import LeakageError, assert_grouped, grouped_folds, holdout_split
+from melanoma_utils.models.features import MetadataEncoder
 
 
 def _table(n_patients: int = 40, seed: int = 0) -> pd.DataFrame:

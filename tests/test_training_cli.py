@@ -10,11 +10,11 @@ import pytest
 
 from conftest import planted_sex_table, write_dataset
 from melanoma_utils import cli
-from melanoma_utils.calibration import prior_shift
-from melanoma_utils.data import load_dataset
-from melanoma_utils.experiments import cross_validate, summarise_cv
-from melanoma_utils.runs import Run, TrainConfig
-from melanoma_utils.training import train_run
+from melanoma_utils.data.isic import load_dataset
+from melanoma_utils.evaluation.calibration import prior_shift
+from melanoma_utils.runs.experiments import cross_validate, summarise_cv
+from melanoma_utils.runs.run import Run, TrainConfig
+from melanoma_utils.runs.training import train_run
 
 TINY = dict(backbone="cnn", image_size=24, epochs=2, batch_size=8, conv_filters=(4, 8), meta_units=(8,), head_units=(8,), verbose=0)
 
@@ -52,7 +52,7 @@ def test_run_folder_is_self_contained(fusion_run: Path) -> None:
 def test_threshold_comes_from_validation_only(fusion_run: Path, tiny_df: pd.DataFrame) -> None:
     """The validation rows are whole patients the model did not train on, and the threshold is chosen on the model's
     own calibrated predictions for them (recomputed here from the saved model, not from the CSV it wrote)."""
-    from melanoma_utils.evaluation import choose_threshold
+    from melanoma_utils.evaluation.metrics import choose_threshold
 
     cfg = json.loads((fusion_run / "config.json").read_text())
     val_names = set(pd.read_csv(fusion_run / "val_predictions.csv")["image_name"])
@@ -167,7 +167,7 @@ def test_meta_model_learns_planted_signal(tmp_path: Path) -> None:
     y = df["target"].to_numpy()
     run = train_run(df, TrainConfig(kind="meta", epochs=30, learning_rate=1e-2, batch_size=32, patience=30,
                                     verbose=0), tmp_path / "meta")
-    from melanoma_utils.evaluation import roc_auc
+    from melanoma_utils.evaluation.metrics import roc_auc
 
     assert roc_auc(y, run.predict(df)) > 0.95
 
@@ -191,7 +191,7 @@ def test_cross_validation_ablation_on_tiny_data(tmp_path: Path) -> None:
 
 
 def test_train_run_fits_the_encoder_on_training_rows_only(tiny_df: pd.DataFrame, tmp_path: Path) -> None:
-    from melanoma_utils.features import MetadataEncoder
+    from melanoma_utils.models.features import MetadataEncoder
 
     val_ids = tiny_df["patient_id"].unique()[:6]
     val = tiny_df[tiny_df["patient_id"].isin(val_ids)].assign(age=lambda d: d["age"] + 60)  # far older patients
@@ -206,8 +206,8 @@ def test_training_code_does_not_import_the_plotting_layer() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; import melanoma_utils.training, melanoma_utils.experiments, melanoma_utils.cli; "
-            "print(sorted(m for m in sys.modules if m in ('melanoma_utils.plots', 'melanoma_utils.reporting', 'shap')))")
+    code = ("import sys; import melanoma_utils.runs.training, melanoma_utils.runs.experiments, melanoma_utils.cli.app; "
+            "print(sorted(m for m in sys.modules if m in ('melanoma_utils.reports.plots', 'melanoma_utils.reports.reporting', 'shap')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "[]"
@@ -217,7 +217,7 @@ def test_only_short_fits_run_eagerly() -> None:
     """Compiling costs more than a few small eager steps; a long fit compiles (image branches: a lower limit)."""
     import keras
 
-    from melanoma_utils.training import EAGER_MAX_STEPS, EAGER_MAX_STEPS_IMAGES, _compile
+    from melanoma_utils.runs.training import EAGER_MAX_STEPS, EAGER_MAX_STEPS_IMAGES, _compile
 
     assert EAGER_MAX_STEPS_IMAGES < EAGER_MAX_STEPS
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="sigmoid")])
@@ -231,9 +231,9 @@ def test_only_short_fits_run_eagerly() -> None:
 
 def test_compare_backbones_scores_calibrated_probabilities_at_the_runs_threshold(tmp_path: Path) -> None:
     """The run's threshold is on the calibrated scale: the comparison must score calibrated probabilities with it."""
-    from melanoma_utils.evaluation import threshold_metrics
-    from melanoma_utils.experiments import compare_backbones
-    from melanoma_utils.splits import holdout_split
+    from melanoma_utils.data.splits import holdout_split
+    from melanoma_utils.evaluation.metrics import threshold_metrics
+    from melanoma_utils.runs.experiments import compare_backbones
 
     df = load_dataset(write_dataset(tmp_path / "cmp", n=80, size=24, pos_every=3)).frame
     cfg = TrainConfig(**{**TINY, "epochs": 2})
@@ -253,8 +253,8 @@ def test_compare_backbones_scores_calibrated_probabilities_at_the_runs_threshold
 
 def test_compare_backbones_reports_unavailable_weights_as_a_row_without_training(tmp_path: Path, monkeypatch) -> None:
     """Offline, a keras.applications backbone with ImageNet weights is a 'not run' row saying why, and nothing trains."""
-    from melanoma_utils import models
-    from melanoma_utils.experiments import compare_backbones, protocol_rank
+    from melanoma_utils.models import fusion as models
+    from melanoma_utils.runs.experiments import compare_backbones, protocol_rank
 
     def offline(name, image_size, weights=None):
         raise models.WeightsUnavailable(f"could not download ImageNet weights for {name} (no network). Offline, use ...")
@@ -273,7 +273,7 @@ def test_compare_backbones_reports_unavailable_weights_as_a_row_without_training
 
 
 def test_trainconfig_decides_every_default_and_the_cli_passes_only_what_was_set(tmp_path: Path) -> None:
-    from melanoma_utils.cli import build_parser, train_config
+    from melanoma_utils.cli.app import build_parser, train_config
 
     cfg = TrainConfig()
     assert (cfg.backbone, cfg.backbone_weights, cfg.image_size, cfg.embedding_views) == ("efficientnetlite0", "imagenet", 224, 8)
@@ -302,7 +302,7 @@ def test_trainconfig_decides_every_default_and_the_cli_passes_only_what_was_set(
 
 
 def test_old_option_spellings_warn_and_still_work(tmp_path: Path, capsys) -> None:
-    from melanoma_utils.cli import build_parser, main
+    from melanoma_utils.cli.app import build_parser, main
 
     csv = tmp_path / "m.csv"
     csv.write_text("x\n")
@@ -325,8 +325,8 @@ def test_reading_run_files_and_evaluating_a_predictions_csv_import_no_tensorflow
                   "threshold": 0.5}).to_csv(preds, index=False)
     code = f"""
 import sys, contextlib, io
-import melanoma_utils, melanoma_utils.runfolder, melanoma_utils.runs, melanoma_utils.evaluation, melanoma_utils.clinical
-from melanoma_utils.cli import main
+import melanoma_utils, melanoma_utils.runs.runfolder, melanoma_utils.runs.run, melanoma_utils.evaluation.metrics, melanoma_utils.evaluation.clinical
+from melanoma_utils.cli.app import main
 with contextlib.redirect_stdout(io.StringIO()):
     try:
         main(["--help"])

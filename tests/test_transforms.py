@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from melanoma_utils import transforms as T
+from melanoma_utils.pipeline import transforms as T
 
 
 @pytest.fixture

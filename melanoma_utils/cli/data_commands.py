@@ -1,0 +1,144 @@
+"""Commands on data: check, demo-data, fetch, shard, reproduce."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .. import config
+from ..data.isic import DataError
+from .args import (
+    _positive_int,
+    command,
+    data_args,
+)
+
+
+def _check_args(p: argparse.ArgumentParser) -> None:
+    data_args(p, "training CSV, dataset folder, TFRecord shard folder (from `shard`), or an external data set folder "
+                 "(HAM10000, ISIC 2019: their own schema)")
+    p.add_argument("--no-decode", action="store_true", help="only check that files exist, do not decode them")
+    p.add_argument("--workers", type=_positive_int, default=4)
+
+
+@command("check", "validate metadata and images; print counts, missing and corrupt files", _check_args)
+def _check(args: argparse.Namespace) -> int:
+    from ..data.isic import load_dataset
+    from ..data.sources import external_folder, load_external
+    from ..pipeline.images import scan_images
+
+    images = args.images
+    if images is not None and not images.is_dir():
+        raise DataError(f"{images}: image folder not found")
+    external = external_folder(args.metadata)
+    if external is not None:  # HAM10000 / ISIC 2019 in their own schema
+        ds = load_external(external, on_missing="keep")
+    else:
+        ds = load_dataset(args.metadata, images, duplicates=args.duplicates, on_missing="keep")
+    df = ds.frame
+    s = ds.summary
+    print(f"metadata:   {ds.report.source}" + (f" ({df['source'].iloc[0]}; groups are lesions)" if external else ""))
+    print(f"images dir: {Path(df['image_path'].iloc[0]).parent}")
+    print(f"rows:       {s['rows']:,}")
+    print(f"patients:   {s['patients']:,}")
+    print(f"malignant:  {s['malignant']:,} ({100 * s['malignant'] / max(s['rows'], 1):.2f}%)")
+    if args.duplicates:
+        print(f"duplicates dropped: {s['duplicates_dropped']}")
+    missing = ds.report.missing_images
+    print(f"missing image files: {len(missing):,}" + (f" (e.g. {', '.join(missing[:5])})" if missing else ""))
+    n_bad = 0
+    if not args.no_decode:
+        present = df[~df["image_name"].isin(set(missing))]
+        bad = scan_images(list(present["image_path"]), workers=args.workers, progress=sys.stderr.isatty())
+        n_bad = len(bad)
+        print(f"corrupt image files: {n_bad}")
+        for path, reason in list(bad.items())[:20]:
+            print(f"  {path}: {reason}")
+    for note in ds.report.notes:
+        print(f"note: {note}")
+    return 1 if (missing or n_bad) else 0
+
+
+def _demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=config.DEMO_DIR, help="output folder (default: data/synthetic-demo)")
+    p.add_argument("--n-images", type=_positive_int, default=600)
+    p.add_argument("--image-size", type=_positive_int, default=128)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--overwrite", action="store_true", help="regenerate even if the folder exists")
+
+
+@command("demo-data", "generate the SYNTHETIC demo data set (resized-JPEG layout)", _demo_args)
+def _demo(args: argparse.Namespace) -> int:
+    from ..data.demo import make_demo_dataset, make_external_demo
+
+    csv = make_demo_dataset(args.out, args.n_images, args.image_size, args.seed, overwrite=args.overwrite)
+    print(f"SYNTHETIC demo data: {csv}")
+    ext = make_external_demo(args.out.with_name(args.out.name + "-ham10000"), image_size=args.image_size,
+                             seed=args.seed + 1, overwrite=args.overwrite)
+    print(f"SYNTHETIC external demo data (HAM10000's schema, for train --external): {ext}")
+    return 0
+
+
+def _fetch_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", type=Path, default=config.DATA_DIR, help="data folder (default: data/)")
+    p.add_argument("--size", type=_positive_int, default=256, help="side of the resized square images")
+    p.add_argument("--benign", type=_positive_int, help="keep all malignant + this many benign images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--base-url", help="a mirror holding the official file names (default: the ISIC challenge bucket)")
+    p.add_argument("--external", choices=("isic2019",), action="append", default=[],
+                   help="also fetch external training data: isic2019 (ISIC 2019's training input, ~9 GB, resized once "
+                        "into data/isic2019-<size>/ for train --external)")
+
+
+@command("fetch", "download the official ISIC 2020 data (internet) and resize it into data/isic2020-<size>/", _fetch_args)
+def _fetch(args: argparse.Namespace) -> int:
+    from ..data.fetch import fetch
+
+    mirror = {} if not args.base_url else {"base_url": args.base_url.rstrip("/") + "/"}
+    csv = fetch(args.out, size=args.size, benign=args.benign, seed=args.seed, **mirror)
+    print(f"real data ready: {csv}")
+    if "isic2019" in args.external:
+        from ..data.fetch import fetch_isic2019
+
+        print(f"external data ready (train --external): {fetch_isic2019(args.out, size=args.size, **mirror)}")
+    return 0
+
+
+def _shard_args(p: argparse.ArgumentParser) -> None:
+    data_args(p, "training CSV (or dataset folder)", shards=False)
+    p.add_argument("--out", type=Path, required=True, help="shard folder to write (re-running resumes)")
+    p.add_argument("--shards", type=_positive_int, default=15, help="number of shards (patients never straddle two)")
+    p.add_argument("--size", type=_positive_int, help="re-encode images as SIZE x SIZE JPEGs (default: the files as they are)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+@command("shard", "write patient-isolated, stratified TFRecord shards + manifest (train/predict accept the folder)", _shard_args)
+def _shard(args: argparse.Namespace) -> int:
+    from ..data.isic import load_dataset
+    from ..pipeline.images import drop_unreadable
+    from ..pipeline.shards import write_shards
+
+    ds = load_dataset(args.metadata, args.images, duplicates=args.duplicates, on_missing="drop")
+    for note in ds.report.notes:
+        print(f"note: {note}")
+    df, bad = drop_unreadable(ds.frame)
+    if bad:
+        print(f"note: {len(bad)} unreadable image(s) left out, e.g. {', '.join(list(bad)[:5])}")
+    manifest = write_shards(df, args.out, args.shards, args.size, args.seed, source=str(ds.report.source), progress=True)
+    print(f"{len(df):,} images in {args.shards} shards: {manifest}")
+    return 0
+
+
+def _reproduce_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", type=Path, default=config.PARAMS_DIR / "demo.yaml", help="params/<data set>.yaml")
+    p.add_argument("--only", nargs="+", choices=config.NOTEBOOKS, help="run only these notebooks")
+
+
+@command("reproduce", "run the study's notebooks in order with papermill into reports/<data set>/", _reproduce_args)
+def _reproduce(args: argparse.Namespace) -> int:
+    from .reproduce import reproduce
+
+    return reproduce(args.params, args.only or config.NOTEBOOKS)
+
+

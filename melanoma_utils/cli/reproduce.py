@@ -1,0 +1,252 @@
+"""``make reproduce``: execute the study's notebooks in order with papermill, render HTML.
+
+Parameters come from one YAML file per data set (``params/<name>.yaml``). Each notebook's executed
+copy and HTML go to ``<report_dir>/`` (figures to ``<report_dir>/figures/``), each written under a
+temporary name and moved into place, so a failed run never leaves a half-written report. The first
+failing notebook stops the chain: its error is printed and the exit status is non-zero.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import yaml
+
+from .. import config
+
+
+def read_params(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a parameter YAML file (a flat mapping of literals)."""
+    path = Path(path)
+    if not path.is_file():
+        choices = ", ".join(sorted(p.stem for p in config.PARAMS_DIR.glob("*.yaml")))
+        raise ValueError(f"{path}: parameter file not found (available in params/: {choices})")
+    try:
+        params = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ValueError(f"{path}:{where} not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
+    if not isinstance(params, dict):
+        raise ValueError(f"{path}: expected a mapping of parameter names to values")
+    return params
+
+
+def prepare_data(params: dict[str, Any]) -> None:
+    """Generate the SYNTHETIC demo data when the parameters ask for it and it is absent."""
+    if params.get("synthetic"):
+        from ..data.demo import make_demo_dataset
+
+        csv = config.resolve(params["metadata_csv"])
+        if not csv.is_file():
+            print(f"generating SYNTHETIC demo data in {csv.parent}", flush=True)
+            make_demo_dataset(csv.parent, seed=int(params.get("seed", 0)))
+        for folder in params.get("external_dirs") or []:  # the SYNTHETIC external set in HAM10000's schema
+            path = config.resolve(folder)
+            if not path.is_dir():
+                from ..data.demo import make_external_demo
+
+                print(f"generating SYNTHETIC external demo data in {path}", flush=True)
+                make_external_demo(path, seed=int(params.get("seed", 0)) + 1)
+
+
+def render_html(notebook: Path, html: Path) -> None:
+    """Write ``notebook`` as HTML to ``html`` (temporary name, then moved)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    from ..atomic import write_text
+
+    body, _ = HTMLExporter().from_notebook_node(nbformat.read(notebook, as_version=4))
+    write_text(html, body)
+
+
+#: Stream lines that say nothing about the study: TensorFlow's C++ start-up notices (they ignore
+#: TF_CPP_MIN_LOG_LEVEL) and tqdm's notebook-widget warning with the import line it quotes.
+NOISE_LINES = re.compile(r"^(WARNING: All log messages before absl::InitializeLog|[IWE]\d{4} [\d:.]+ +\d+ "
+                         r"\S+\] |\S+ \d\d:\d\d:\d\d\.\d+: [IWE] tensorflow/|.*TqdmWarning: IProgress not found|"
+                         r"\s*from \.autonotebook import tqdm as notebook_tqdm)")
+#: An absolute path into a report or run folder, wherever it was rendered: kept from ``reports/`` on.
+ABSOLUTE_REPORT_PATH = re.compile(r"(?<![\w.])/(?:[^\s'\"/]+/)+?(?=reports/)")
+
+
+def clean_outputs(nb: Any, root: Path = config.PROJ_ROOT) -> int:
+    """Remove machine noise from an executed notebook's outputs in place: TensorFlow start-up lines and widget
+    warnings from streams, and absolute paths (the project root, or any folder above ``reports/``) from every text
+    output, so a committed report holds no machine's paths or log lines. Returns the number of outputs changed."""
+    changed = 0
+    prefix = str(root).rstrip("/") + "/"
+
+    def scrub(text: str) -> str:
+        return ABSOLUTE_REPORT_PATH.sub("", text.replace(prefix, ""))
+
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            before = str(out)
+            if out.get("output_type") == "stream":
+                out["text"] = scrub("".join(line for line in out["text"].splitlines(keepends=True) if not NOISE_LINES.match(line)))
+            for key, value in (out.get("data") or {}).items():
+                if key.startswith("text/") and isinstance(value, str):
+                    out["data"][key] = scrub(value)
+            changed += str(out) != before
+        cell["outputs"] = [o for o in cell.get("outputs", []) if not (o.get("output_type") == "stream" and not o["text"])]
+    meta = nb.get("metadata", {}).get("papermill", {})
+    for key in ("input_path", "output_path"):  # papermill records where it ran: keep the project-relative part
+        if isinstance(meta.get(key), str):
+            relative = re.sub(r"^.*?/(?=(notebooks|reports)/)", "", meta[key])
+            changed += relative != meta[key]
+            meta[key] = relative
+    return changed
+
+
+def clean_notebook_file(path: Path, root: Path = config.PROJ_ROOT) -> int:
+    """:func:`clean_outputs` on a notebook file, rewritten under a temporary name and moved into place."""
+    import nbformat
+
+    from ..atomic import write_text
+
+    nb = nbformat.read(path, as_version=4)
+    n = clean_outputs(nb, root)
+    if n:
+        write_text(path, nbformat.writes(nb))
+    return n
+
+
+def run_notebook(name: str, params: dict[str, Any], report_dir: Path, timeout: int = 3600) -> Path:
+    """Execute ``notebooks/<name>.ipynb`` with the parameters it declares; return the executed copy."""
+    import papermill as pm
+
+    source = config.NOTEBOOKS_DIR / f"{name}.ipynb"
+    declared = pm.inspect_notebook(str(source))
+    given = {k: v for k, v in params.items() if k in declared}
+    report_dir.mkdir(parents=True, exist_ok=True)
+    out = report_dir / f"{name}.ipynb"
+    tmp = report_dir / f".{name}.tmp.ipynb"
+    try:
+        pm.execute_notebook(
+            str(source),
+            str(tmp),
+            parameters=given,
+            cwd=str(config.NOTEBOOKS_DIR),
+            kernel_name="python3",
+            log_output=False,
+            progress_bar=False,
+            execution_timeout=timeout,
+        )
+    except BaseException:
+        failed = report_dir / f"{name}.failed.ipynb"  # kept for inspection, never the report itself
+        if tmp.exists():
+            os.replace(tmp, failed)
+        raise
+    clean_notebook_file(tmp)  # no machine paths or log lines in a report
+    html_tmp = report_dir / f".{name}.tmp.html"
+    render_html(tmp, html_tmp)  # both outputs complete before either replaces the previous pair
+    os.replace(tmp, out)
+    os.replace(html_tmp, report_dir / f"{name}.html")
+    (report_dir / f"{name}.failed.ipynb").unlink(missing_ok=True)
+    return out
+
+
+#: Keys a parameter file may hold besides the notebooks' parameters.
+RUNNER_KEYS: frozenset[str] = frozenset({"cell_timeout"})
+
+
+#: Parameters whose values may take more than the type of their notebook default.
+PARAM_TYPES: dict[str, tuple[type, ...]] = {"prevalence": (str, int, float)}
+
+
+def _expected_types(default: str) -> tuple[type, ...] | None:
+    """The types a parameter accepts, from its notebook default's literal (``None`` default: any)."""
+    import ast
+
+    try:
+        value = ast.literal_eval(default)
+    except (ValueError, SyntaxError):
+        return None
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return (bool,)
+    if isinstance(value, int):
+        return (int,)
+    if isinstance(value, float):
+        return (int, float)
+    return (type(value),)
+
+
+def check_params(params: dict[str, Any], params_file: str | os.PathLike[str], notebooks: Sequence[str] | None = None) -> None:
+    """Raise ``ValueError`` naming any key that no notebook declares (a typo would otherwise be ignored), and any value
+    whose type differs from the notebook default's (``cv_folds: "five"``), before a notebook runs.
+
+    ``notebooks`` defaults to every notebook in ``notebooks/`` (a file serves all of them, whichever run).
+    """
+    import papermill as pm
+
+    if notebooks is None:
+        notebooks = sorted(p.stem for p in config.NOTEBOOKS_DIR.glob("*.ipynb"))
+    declared: set[str] = set(RUNNER_KEYS)
+    defaults: dict[str, str] = {}
+    for name in notebooks:
+        info = pm.inspect_notebook(str(config.NOTEBOOKS_DIR / f"{name}.ipynb"))
+        declared |= set(info)
+        defaults.update({k: v["default"] for k, v in info.items()})
+    unknown = sorted(set(params) - declared)
+    if unknown:
+        raise ValueError(f"{params_file}: unknown parameter(s) {', '.join(unknown)}: no notebook of "
+                         f"{', '.join(notebooks)} declares them (check the spelling)")
+    for key, value in params.items():
+        types = PARAM_TYPES.get(key) or (_expected_types(defaults[key]) if key in defaults else None)
+        if types is None:
+            continue
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            names = " or ".join(t.__name__ for t in types)
+            raise ValueError(f"{params_file}: parameter {key} must be {names} (like the notebook default "
+                             f"{defaults.get(key)}); got {value!r}")
+
+
+#: Written into a report folder while ``reproduce`` runs and removed when every notebook succeeded: a folder that
+#: holds it is a mixture of two renderings (what it says).
+INCOMPLETE = "RENDERING_INCOMPLETE.txt"
+
+
+def reproduce(params_file: str | os.PathLike[str], notebooks: Sequence[str] = config.NOTEBOOKS) -> int:
+    """Run every notebook in order; return 0, or 1 at the first failure (its error printed)."""
+    params = read_params(params_file)
+    check_params(params, params_file)
+    report_dir = config.resolve(params.get("report_dir", f"reports/{Path(params_file).stem}"))
+    prepare_data(params)
+    from ..atomic import write_text
+
+    marker = report_dir / INCOMPLETE
+    done: list[str] = []
+
+    def mark(state: str) -> None:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        write_text(marker, f"A rendering with {Path(params_file).name} is {state} (started {started}).\n"
+                           f"Notebooks asked for: {', '.join(notebooks)}; finished: {', '.join(done) or 'none'}.\n"
+                           "Until this file is gone, the notebooks, figures and tables here may come from two "
+                           "renderings (and two data sets). Run `make reproduce` again to finish it.\n")
+
+    started = time.strftime("%Y-%m-%d %H:%M")
+    mark("running")
+    for name in notebooks:
+        start = time.perf_counter()
+        print(f"[reproduce] {name} -> {report_dir}/", flush=True)
+        try:
+            run_notebook(name, params, report_dir, timeout=int(params.get("cell_timeout", 3600)))
+        except BaseException as exc:  # papermill's PapermillExecutionError carries the cell's error
+            mark(f"incomplete: {name} failed or was stopped")
+            print(f"[reproduce] {name} FAILED: {exc}", file=sys.stderr, flush=True)
+            if not isinstance(exc, Exception):
+                raise
+            return 1
+        done.append(name)
+        mark("running")
+        print(f"[reproduce] {name} done in {time.perf_counter() - start:.0f} s", flush=True)
+    marker.unlink(missing_ok=True)
+    return 0

@@ -1,0 +1,179 @@
+"""Commands that train: train (a run folder) and ensemble."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .args import (
+    _existing_path,
+    _nonneg_float,
+    _nonneg_int,
+    _positive_float,
+    _positive_int,
+    _print_metrics,
+    _renamed,
+    _sensitivity,
+    command,
+    data_args,
+)
+
+if TYPE_CHECKING:
+    from ..runs.run import TrainConfig
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    from ..models.backbones import BACKBONES
+    from ..models.features import FEATURE_SETS
+    from ..pipeline.transforms import PREPROCESSORS
+    from ..runs.run import MAX_IMAGE_SIZE, STRATEGIES, TrainConfig
+
+    data_args(p, "training CSV, dataset folder, or TFRecord shard folder (from `shard`)")
+    p.add_argument("--external", type=_existing_path, action="append", default=[], metavar="DIR",
+                   help="external training data (repeatable): a HAM10000 or ISIC 2019 folder in its own schema; its rows "
+                        "join the training part only (validation, calibration and threshold stay on --metadata's patients)")
+    p.add_argument("--out", type=Path, required=True, help="run folder to write")
+    d, S = TrainConfig.default, argparse.SUPPRESS  # defaults are TrainConfig's: stated here, decided there
+    p.add_argument("--model", dest="kind", choices=("fusion", "image", "meta"), default=S, help=argparse.SUPPRESS,
+                   action=_renamed("--kind"))
+    p.add_argument("--kind", dest="kind", choices=("fusion", "image", "meta"), default=S,
+                   help=f"which inputs the model takes: images and metadata (fusion), images only, metadata only (default: {d('kind')})")
+    p.add_argument("--features", choices=sorted(FEATURE_SETS), default=S, help=f"metadata feature set (default: {d('features')})")
+    p.add_argument("--image-size", type=_positive_int, default=S,
+                   help="side in px (default: the backbone's ImageNet resolution: efficientnetlite0/1/2 224/240/260 px; "
+                        f"128 for the study's CNN); at most {MAX_IMAGE_SIZE}")
+    p.add_argument("--epochs", type=_positive_int, default=S, help=f"(default: {d('epochs')})")
+    p.add_argument("--batch-size", type=_positive_int, default=S, help=f"(default: {d('batch_size')})")
+    p.add_argument("--learning-rate", type=_positive_float, default=S, help=f"(default: {d('learning_rate')})")
+    p.add_argument("--patience", type=_positive_int, default=S, help=f"early-stopping patience in epochs (default: {d('patience')})")
+    p.add_argument("--val-fraction", type=_nonneg_float, default=S,
+                   help=f"share of the patients held out for validation, in (0, 1) (default: {d('val_fraction')})")
+    p.add_argument("--min-sensitivity", type=_sensitivity, default=S,
+                   help=f"validation sensitivity the threshold must reach, in (0, 1] (default: {d('min_sensitivity')})")
+    p.add_argument("--preprocess", choices=sorted(PREPROCESSORS), default=S, help=f"(default: {d('preprocess')})")
+    p.add_argument("--no-augment", dest="augment", action="store_false", default=S)
+    p.add_argument("--no-class-weights", dest="class_weighting", action="store_false", default=S)
+    p.add_argument("--backbone", choices=["cnn", *sorted(BACKBONES)], default=S,
+                   help=f"image branch (default: {d('backbone')}: ImageNet weights shipped offline, frozen, head trained "
+                        "on cached embeddings); cnn: the study's CNN from scratch; or a keras.applications model")
+    p.add_argument("--backbone-weights", "--weights", dest="backbone_weights", default=S,
+                   help="backbone weights: none | imagenet | PATH.h5 (default: imagenet for efficientnetlite0/1/2, else none)")
+    p.add_argument("--finetune", choices=("none", "top", "all"), default=S,
+                   help="with pretrained weights: after training the head on cached embeddings, fine-tune the "
+                        f"backbone's last stage (top) or all of it (default: {d('finetune')})")
+    p.add_argument("--finetune-epochs", type=_positive_int, default=S, help=f"(default: {d('finetune_epochs')})")
+    p.add_argument("--finetune-learning-rate", type=_positive_float, default=S, help=f"(default: {d('finetune_learning_rate')})")
+    p.add_argument("--head-learning-rate", type=_positive_float, default=S,
+                   help=f"learning rate of the head trained on cached embeddings (default: {d('head_learning_rate')})")
+    p.add_argument("--embedding-views", type=int, choices=range(1, 9), default=S, metavar="1..8",
+                   help=f"dihedral views (rotations/mirrors) of each image cached for the head's training (default: {d('embedding_views')})")
+    p.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=S,
+                   help="test-time augmentation for the validation predictions (threshold) and, by default, for "
+                        f"predict: views averaged per image (8: ~+0.007 validation AUC, 8x slower prediction; default: {d('tta')})")
+    p.add_argument("--end-to-end", dest="frozen_features", action="store_false", default=S,
+                   help="with pretrained weights: train on decoded images end to end (GPU) instead of cached embeddings")
+    p.add_argument("--freeze-epochs", type=_nonneg_int, default=S, help="--end-to-end: epochs with the backbone frozen first")
+    p.add_argument("--cache", default=S, help=f"memory | none | a file prefix for large sets (default: {d('cache')})")
+    p.add_argument("--strategy", choices=STRATEGIES, default=S,
+                   help="devices: auto (several GPUs: mirrored), one, mirrored (tf.distribute over GPUs/CPUs; JAX: "
+                        "DataParallel), multiworker (TF_CONFIG; the chief writes --out), tpu; --batch-size is per "
+                        "replica, learning rates scale with the replicas")
+    p.add_argument("--seed", type=int, default=S, help=f"drives Python, NumPy and Keras (default: {d('seed')})")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a finished run in --out (only once the new run is complete)")
+    p.add_argument("--restart", action="store_true",
+                   help="discard an interrupted run's saved state instead of resuming it")
+    p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
+
+
+#: ``train`` options that are not TrainConfig fields.
+_NOT_CONFIG = ("command", "handler", "metadata", "images", "duplicates", "external", "out", "overwrite", "restart")
+
+
+def train_config(args: argparse.Namespace) -> "TrainConfig":
+    """The :class:`~melanoma_utils.runs.run.TrainConfig` of parsed ``train`` arguments: only the options the user gave
+    (every other value is TrainConfig's own default)."""
+    from ..runs.run import TrainConfig
+
+    return TrainConfig(**{k: v for k, v in vars(args).items() if k not in _NOT_CONFIG})
+
+
+@command("train", "train a model; write a self-contained run folder", _train_args)
+def _train(args: argparse.Namespace) -> int:
+    from ..data.isic import load_dataset
+    from ..runs.training import make_distribution, train_run
+
+    if getattr(args, "strategy", None) == "multiworker":  # before TensorFlow runs anything (reading shards would): collective set-up
+        make_distribution("multiworker")
+
+    cfg = train_config(args)
+    ds = load_dataset(args.metadata, args.images, duplicates=args.duplicates,
+                      on_missing="drop" if cfg.uses_images else "keep")
+    for note in ds.report.notes:
+        print(f"note: {note}")
+    s = ds.summary
+    print(f"training on {s['rows']:,} images, {s['patients']:,} patients, {s['malignant']:,} malignant")
+    external = None
+    if args.external:
+        from ..data.sources import combine_external, load_external
+
+        loaded = [load_external(d, on_missing="drop" if cfg.uses_images else "keep") for d in args.external]
+        external, notes = combine_external(ds.frame, loaded)
+        for note in [n for e in loaded for n in e.report.notes] + notes:
+            print(f"note: {note}")
+        for name, part in external.groupby("source", sort=False):
+            print(f"+ external ({name}, training part only): {len(part):,} images, {part['patient_id'].nunique():,} "
+                  f"lesions, {int(part['target'].sum()):,} melanoma, {int((part['diagnosis'] == 'nevus').sum()):,} nevi")
+    run = train_run(ds.frame, cfg, args.out, overwrite=args.overwrite, restart=args.restart, external=external)
+    c = run.config
+    if run.run_dir is None:  # a multi-worker run's other workers train in step; the chief writes --out
+        print(f"worker: trained in step with the chief, which writes {args.out}")
+    else:
+        print(f"run folder: {args.out}")
+    print(f"epochs: {c['epochs_run']}  train time: {c['train_seconds']:.0f} s  "
+          f"({c['train_images_per_second']:.0f} images/s)  threshold (validation): {c['threshold']:.4f}")
+    if c.get("threshold_fallback"):
+        print(f"note: threshold is a fallback: {c['threshold_rule']}")
+    rep = run.metrics.get("validation_report")
+    if c.get("calibration") and rep:
+        print(f"probabilities calibrated ({c['calibration']['method']}) on the validation split, right at prevalence "
+              f"{c['calibration']['prevalence']:.4g}: Brier {rep['brier']['estimate']:.4f} (raw model output "
+              f"{rep['brier_raw']:.4f}); model card: {args.out / 'MODEL_CARD.md'}")
+    elif c.get("calibration_note"):
+        print(f"note: {c['calibration_note']}")
+    _print_metrics(run.metrics["validation"], "validation")
+    return 0
+
+
+def _ensemble_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs", type=_existing_path, nargs="+", required=True,
+                   help="two or more run folders trained on the same CSV with the same --seed and --val-fraction "
+                        "(they share their validation split)")
+    p.add_argument("--out", type=Path, required=True, help="ensemble run folder to write (must not exist)")
+    data_args(p, "the training CSV: adds sex/age/site subgroups to the report", shards=False, required=False,
+              duplicates=False, images_help="image folder of --metadata (only to locate it; images are not read)")
+    p.add_argument("--min-sensitivity", type=_sensitivity, default=None,
+                   help="validation sensitivity the threshold must reach (default: the first member's)")
+    p.add_argument("--seed", type=int, default=0)
+
+
+@command("ensemble", "average trained runs into one ensemble run folder (one calibrator and threshold on held-out rows)",
+         _ensemble_args)
+def _ensemble(args: argparse.Namespace) -> int:
+    from ..data.isic import load_metadata
+    from ..runs.ensemble import build_ensemble
+
+    meta = load_metadata(args.metadata).frame if args.metadata else None
+    run = build_ensemble(args.runs, args.out, meta, args.min_sensitivity, args.seed)
+    c = run.config
+    for k, m in enumerate(c["ensemble"]["members"]):
+        auc = m["validation_auc_raw"]
+        print(f"member {k}: {m['source']} ({m['kind']}, {m['backbone'] or 'cnn'}, {m['image_size']} px): "
+              f"validation ROC AUC {auc:.3f}" if auc is not None else f"member {k}: {m['source']}")
+    print(f"ensemble folder: {args.out}  threshold (validation): {c['threshold']:.4f}"
+          + (f"  calibration: {c['calibration']['method']}" if c.get("calibration") else ""))
+    _print_metrics(run.metrics["validation"], "validation (ensemble)")
+    return 0
+
+

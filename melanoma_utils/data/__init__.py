@@ -1,0 +1,51 @@
+"""Data and sources: the SIIM-ISIC 2020 table (load, validate), patient-grouped splits, external sources
+(HAM10000, ISIC 2019), the SYNTHETIC demo set and ``make data``'s download.
+
+Modules: ``demo``, ``fetch``, ``isic``, ``sources``, ``splits``.
+Layers (imports only run leftwards): config/atomic/versions < pipeline < data < evaluation < models < runs < reports < cli.
+"""
+
+# the principal module's names, loaded on first use (``from melanoma_utils.data import ...`` keeps working without
+# importing what the package's lighter modules do not need)
+_PRINCIPAL = ".isic"
+__all__ = [
+    "AGE_RANGE",
+    "IMAGE_EXTENSIONS",
+    "MISSING",
+    "NORMALISED_COLUMNS",
+    "REQUIRED_PREDICT_COLUMNS",
+    "REQUIRED_TRAIN_COLUMNS",
+    "SEX_CATEGORIES",
+    "SITE_ALIASES",
+    "SITE_CATEGORIES",
+    "DataError",
+    "Dataset",
+    "DataWarning",
+    "LoadReport",
+    "age_band",
+    "attach_image_paths",
+    "default_images_dir",
+    "drop_duplicates",
+    "find_metadata_csv",
+    "load_dataset",
+    "load_for_prediction",
+    "load_metadata",
+    "missing_image_names",
+    "normalise_metadata",
+    "other_formats",
+    "read_csv",
+    "read_duplicates",
+    "sample_per_class",
+]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from importlib import import_module
+
+        return getattr(import_module(_PRINCIPAL, __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,40 @@
+"""Evaluation, calibration and clinical reports: metrics with patient-bootstrap intervals, calibrators,
+operating points and subgroups, model cards. Pure NumPy/pandas: no model code.
+
+Modules: ``calibration``, ``clinical``, ``metrics``, ``modelcard``.
+Layers (imports only run leftwards): config/atomic/versions < pipeline < data < evaluation < models < runs < reports < cli.
+"""
+
+# the principal module's names, loaded on first use (``from melanoma_utils.evaluation import ...`` keeps working without
+# importing what the package's lighter modules do not need)
+_PRINCIPAL = ".metrics"
+__all__ = [
+    "Interval",
+    "MetricError",
+    "bootstrap_ci",
+    "choose_threshold",
+    "delong_test",
+    "evaluate",
+    "join_predictions",
+    "melanoma_vs_nevus_auc",
+    "melanoma_vs_nevus_mask",
+    "metrics_table",
+    "paired_auc_difference",
+    "patient_bootstrap",
+    "patient_resamples",
+    "pr_auc",
+    "roc_auc",
+    "threshold_metrics",
+]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from importlib import import_module
+
+        return getattr(import_module(_PRINCIPAL, __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,110 @@
+"""``MODEL_CARD.md``: what a run is for and not for, what it was trained on, how well it did (with CIs), by
+subgroup, how calibrated, which shortcuts it may use, and with which package versions (Mitchell et al. 2019).
+
+The card is rendered from the run's ``config.json`` and the validation report of
+:func:`melanoma_utils.evaluation.clinical.validation_report`; nothing in it is typed by hand.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..config import ISIC2020_PREVALENCE
+
+
+def _ci(d: dict[str, float] | None, digits: int = 3) -> str:
+    if not d or d.get("estimate") is None or not np.isfinite(d["estimate"]):
+        return "n/a"
+    lo, hi = d.get("ci_low"), d.get("ci_high")
+    if lo is None or not np.isfinite(lo):
+        return f"{d['estimate']:.{digits}f}"
+    return f"{d['estimate']:.{digits}f} (95% CI {lo:.{digits}f}–{hi:.{digits}f})"
+
+
+def _num(x: Any, digits: int = 3) -> str:
+    return f"{x:.{digits}f}" if isinstance(x, (int, float)) and np.isfinite(x) else "n/a"
+
+
+def _sources_lines(config: dict[str, Any]) -> list[str]:
+    """Rows per data set of the training and validation parts (runs with external training data)."""
+    tr, va = config.get("training_sources") or {}, config.get("validation_sources") or {}
+    if set(tr) <= {"isic2020"}:
+        return []
+    parts = ", ".join(f"{name}: {c['rows']:,} images ({c['melanoma']:,} melanoma, {c['nevus']:,} nevi)" for name, c in tr.items())
+    return [f"- Training sources: {parts}. External rows join the training part only; validation, calibration and the "
+            f"threshold use {', '.join(va) or 'the main data'} only."]
+
+
+def model_card(config: dict[str, Any], report: dict[str, Any] | None, title: str = "Melanoma classifier") -> str:
+    """The model card of a run as Markdown, from its ``config`` and validation ``report`` (may be ``None``)."""
+    train = config["train"]
+    kind = train.get("kind", train.get("model", "fusion"))
+    backbone = train.get("backbone") or "the study's CNN (from scratch)"
+    weights = train.get("backbone_weights", train.get("weights"))
+    features = train.get("features", "clinical")
+    cal = config.get("calibration") or {}
+    lines = [f"# Model card — {title}", ""]
+    lines += ["## Model",
+              f"- Inputs: {'dermoscopic image + metadata' if kind == 'fusion' else 'image only' if kind == 'image' else 'metadata only'}"
+              f" (metadata feature set `{features}`); image branch: {backbone}"
+              f"{f' with {weights} weights' if weights and train.get('backbone') else ''}, {train.get('image_size')} px.",
+              f"- Output: probability of melanoma, calibrated on the validation split ({cal.get('method', 'not calibrated')}"
+              f"{', right at a malignant share of ' + format(cal['prevalence'], '.3f') if cal.get('prevalence') else ''}); "
+              f"decision threshold {config.get('threshold', float('nan')):.4f} ({config.get('threshold_rule', '')}).",
+              *[f"- Ensemble member {k}: {m.get('kind')} · {m.get('backbone') or 'CNN'} · {m.get('image_size')} px · features "
+                f"`{m.get('features')}` · TTA {m.get('tta')} (validation ROC AUC of its raw output "
+                f"{_num(m.get('validation_auc_raw'))}); the ensemble averages the members' raw outputs."
+                for k, m in enumerate((config.get("ensemble") or {}).get("members", []))],
+              "- For another prevalence, pass `--prevalence P` to `predict`/`evaluate` (prior-shift correction; ISIC 2020: "
+              f"`--prevalence isic2020`, {ISIC2020_PREVALENCE:.4f}).", ""]
+    lines += ["## Intended use",
+              "- Research on dermoscopic melanoma classification: reproducing and criticising the study, comparing "
+              "models, studying shortcuts. Ranking or triaging images for review by a dermatologist, in a study.",
+              "", "## Not intended for",
+              "- Diagnosis or any clinical decision without a dermatologist; screening of the general population.",
+              "- Images unlike the training data (other dermoscopes, clinics, skin types, non-dermoscopic photos) "
+              "without validating the model there first (`python -m melanoma_utils evaluate`, notebook 06).",
+              "- Lesions of palms, soles and mucosa, and children: rare in the training data.", ""]
+    n_train, n_val = config.get("n_train"), config.get("n_val")
+    lines += ["## Training data",
+              f"- {n_train:,} training images ({config.get('n_train_positive', 0):,} malignant, prevalence "
+              f"{_num(config.get('training_prevalence'))}), {n_val:,} validation images (patient-grouped: no patient on "
+              "both sides)." if n_train is not None and n_val is not None else "- (not recorded)",
+              f"- Class weighting: {'1/n per class' if train.get('class_weighting', True) else 'none'}; seed {train.get('seed')}.",
+              *_sources_lines(config), ""]
+    lines += ["## Validation metrics (held-out patients of the training data)"]
+    if report:
+        lines += [f"- {report['n']:,} images, {report['n_malignant']:,} malignant, {report['n_patients']:,} patients "
+                  f"(prevalence {report['prevalence']:.3f}).",
+                  f"- ROC AUC {_ci(report['roc_auc'])}; PR AUC {_ci(report['pr_auc'])} (chance {report['pr_auc']['chance']:.3f})"
+                  + (f"; melanoma vs nevus ROC AUC {report['roc_auc_melanoma_vs_nevus']:.3f}" if "roc_auc_melanoma_vs_nevus" in report else "")
+                  + ".",
+                  f"- Calibration: Brier {_ci(report['brier'])}, ECE {_ci(report['ece'])}, slope {_ci(report['calibration_slope'], 2)}, "
+                  f"intercept {_ci(report['calibration_intercept'], 2)}"
+                  + (f"; raw model output: Brier {report['brier_raw']:.3f}, ECE {report['ece_raw']:.3f}" if "brier_raw" in report else "")
+                  + ".", "", "| operating point | threshold | sensitivity | specificity | PPV | NNB |", "|---|---|---|---|---|---|"]
+        for op in report["operating_points"]:
+            lines.append(f"| {op['name']} | {op['threshold']:.4f} | {_ci(op['sensitivity'], 2)} | {_ci(op['specificity'], 2)} | "
+                         f"{_ci(op['ppv'], 2)} | {_ci(op['nnb'], 1)} |")
+        lines += ["", "NNB: number needed to biopsy (benign + malignant biopsies per melanoma found) at the validation "
+                  f"prevalence; at ISIC 2020's {100 * ISIC2020_PREVALENCE:.2f}% it is far higher.", "", "### Subgroups (ROC AUC, 95% CI)", "",
+                  "| factor | group | images | malignant | ROC AUC |", "|---|---|---|---|---|"]
+        for row in report["subgroups"]:
+            auc = row["note"] if not np.isfinite(row["roc_auc"]) else _ci({"estimate": row["roc_auc"], "ci_low": row["ci_low"], "ci_high": row["ci_high"]})
+            lines.append(f"| {row['factor']} | {row['group']} | {row['n']} | {row['n_malignant']} | {auc} |")
+    else:
+        lines.append("- No validation report (the validation split lacked a class).")
+    lines += ["", "## Known shortcuts and limits",
+              "- Original image width/height describe the camera and clinic, not the lesion: on the full ISIC 2020 "
+              "metadata they predict malignancy better than age, sex and site. The `paper` feature set uses them; "
+              "`clinical` does not.",
+              "- Image source: ISIC 2020 images come from a few clinics and devices, and benign and malignant images "
+              "differ in how they were taken (vignetting, illumination, colour). Saliency maps of these models fall "
+              "partly on borders and vignette corners: part of the signal may be acquisition, not lesion. The harder "
+              "melanoma-vs-nevus contrast above is the fairer number.",
+              "- Probabilities are calibrated at the validation prevalence; the threshold was chosen on validation "
+              "data only.", "", "## Package versions", ""]
+    lines += [f"- {k} {v}" for k, v in sorted((config.get("versions") or {}).items())]
+    return "\n".join(lines) + "\n"

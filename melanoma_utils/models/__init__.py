@@ -1,0 +1,40 @@
+"""Models and backbones: the two-input Keras model, the image backbones (EfficientNet-Lite with offline
+ImageNet weights), cached embeddings, metadata features and ``TrainConfig``, the one place defaults are decided.
+
+Modules: ``backbones``, ``context``, ``efficientnet_lite``, ``embeddings``, ``features``, ``fusion``, ``torch_legacy``, ``train_config``.
+Layers (imports only run leftwards): config/atomic/versions < pipeline < data < evaluation < models < runs < reports < cli.
+"""
+
+# the principal module's names, loaded on first use (``from melanoma_utils.models import ...`` keeps working without
+# importing what the package's lighter modules do not need)
+_PRINCIPAL = ".fusion"
+__all__ = [
+    "BACKBONES",
+    "OFFLINE_IMAGENET",
+    "BackbonePreprocess",
+    "Kind",
+    "WeightsUnavailable",
+    "backbone_layer",
+    "bias_for",
+    "build_backbone",
+    "build_head_model",
+    "build_model",
+    "conv_block",
+    "copy_head_weights",
+    "dense_block",
+    "fusion_head",
+    "image_encoder",
+    "meta_branch",
+]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from importlib import import_module
+
+        return getattr(import_module(_PRINCIPAL, __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,188 @@
+"""The training recipe, :class:`TrainConfig`: THE place where training defaults are decided and values normalised
+(re-exported by :mod:`melanoma_utils.runs.run`). Imports no Keras or TensorFlow."""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..pipeline.transforms import preprocess_config
+from .features import check_feature_set
+
+#: Fine-tuning after the cached-embedding head: which backbone layers become trainable.
+FINETUNE_MODES: tuple[str, ...] = ("none", "top", "all")
+#: How training uses devices (see :func:`melanoma_utils.runs.training.make_distribution`).
+STRATEGIES: tuple[str, ...] = ("auto", "one", "mirrored", "multiworker", "tpu")
+
+
+#: ``backbone_weights`` default: ImageNet where the weights ship offline (EfficientNet-Lite), else random init.
+AUTO = "auto"
+#: The largest ``image_size`` accepted (px): beyond it one batch of decoded images no longer fits a workstation.
+MAX_IMAGE_SIZE = 1024
+
+
+@dataclass
+class TrainConfig:
+    """Every training choice, saved with the run. THE place where training defaults are decided and values are
+    normalised: the command line, the notebooks and the parameter files pass only what a user set.
+
+    The default model is the pretrained EfficientNet-Lite0 branch (ImageNet weights shipped offline by a pip package,
+    frozen, the study's head trained on cached embeddings of 8 dihedral views) at its native 224 px: chosen by
+    patient-grouped validation (README, "Choosing the defaults"). ``backbone="cnn"`` (or ``None``) is the study's CNN
+    trained from scratch. ``image_size=None`` resolves to the backbone's native size (128 px for the CNN);
+    ``backbone_weights="auto"`` to ``"imagenet"`` for the offline EfficientNet-Lite backbones, else ``None``.
+    """
+
+    kind: str = "fusion"  # fusion | image | meta: which inputs the model takes
+    features: str = "clinical"  # clinical | paper | acquisition (metadata feature set)
+    image_size: int | None = None  # None: the backbone's native size (backbones.default_image_size)
+    batch_size: int = 32
+    epochs: int = 30
+    learning_rate: float = 1e-4
+    patience: int = 5  # early stopping on validation loss, best weights restored
+    class_weighting: bool = True  # w_i = 1/n_i, normalised
+    preprocess: str = "none"  # a melanoma_utils.pipeline.transforms.PREPROCESSORS name
+    augment: bool = True
+    augment_config: dict[str, Any] = field(default_factory=dict)  # AugmentConfig overrides
+    val_fraction: float = 0.2  # patient-grouped validation split (early stopping, threshold)
+    min_sensitivity: float = 0.90  # the validation threshold is the highest reaching this
+    seed: int = 0
+    conv_filters: tuple[int, ...] = (32, 64, 128, 256)
+    conv_dropout: float = 0.1
+    meta_units: tuple[int, ...] = (64, 32)
+    head_units: tuple[int, ...] = (128, 64)
+    head_dropout: float = 0.3
+    backbone: str | None = "efficientnetlite0"  # a backbones.BACKBONES name; None or "cnn": the study's CNN
+    backbone_weights: str | None = AUTO  # None | "imagenet" | a local weights file; "auto": see the class docstring
+    freeze_epochs: int = 0  # end-to-end path (frozen_features off): epochs with the backbone frozen, then fine-tune
+    finetune_learning_rate: float = 1e-5
+    frozen_features: bool = True  # with pretrained weights: train the head on cached backbone embeddings
+    embedding_views: int = 8  # dihedral views (rotations/mirrors) cached per image for the head's training
+    head_learning_rate: float = 1e-3  # Adam learning rate of the head trained on cached embeddings
+    finetune: str = "none"  # after the cached-embedding head: none | top (last blocks) | all
+    finetune_epochs: int = 2
+    tta: int = 1  # test-time augmentation: dihedral views averaged for validation and, by default, prediction
+    cache: str | None = "memory"  # "memory", a file prefix, or None
+    mixed_precision: str = "auto"  # auto (on GPU only) | on | off
+    strategy: str = "auto"  # auto | one | mirrored | multiworker | tpu (batch_size is per replica)
+    verbose: int = 2  # Keras fit verbosity: 1 progress bar, 2 one line per epoch
+
+    @classmethod
+    def default(cls, name: str) -> Any:
+        """The default of field ``name`` (for help texts that state it without repeating it)."""
+        f = next(f for f in fields(cls) if f.name == name)
+        return f.default_factory() if f.default_factory is not MISSING else f.default  # type: ignore[misc]
+
+    def _normalise(self) -> None:
+        from .backbones import BACKBONES, OFFLINE_IMAGENET, default_image_size
+
+        b = self.backbone if self.kind != "meta" else None  # a metadata-only model has no image branch
+        if self.kind == "meta":
+            self.backbone_weights = None
+        self.backbone = None if b is None or str(b).strip().lower() in ("", "cnn", "none") else str(b).strip().lower()
+        if self.backbone is not None and self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be cnn or one of {', '.join(sorted(BACKBONES))}; got {b!r}")
+        w = self.backbone_weights
+        if w is not None and str(w).strip().lower() == AUTO:
+            w = "imagenet" if self.backbone in OFFLINE_IMAGENET else None
+        elif w is not None and str(w).strip().lower() in ("", "none"):
+            w = None
+        elif w is not None and str(w).strip().lower() == "imagenet":
+            w = "imagenet"
+        if w is not None and self.backbone is None:
+            raise ValueError(f"backbone_weights (--backbone-weights) {w!r} needs a backbone (the study's CNN has no pretrained weights); "
+                             "e.g. backbone efficientnetlite0 with backbone_weights imagenet")
+        if w not in (None, "imagenet") and not Path(str(w)).is_file():
+            raise FileNotFoundError(f"backbone_weights (--backbone-weights) {w}: file not found (none | imagenet | a weights file)")
+        self.backbone_weights = w
+        if self.image_size is None:
+            self.image_size = default_image_size(self.backbone)
+        if self.cache is not None and str(self.cache).strip().lower() in ("", "none"):
+            self.cache = None
+
+    def __post_init__(self) -> None:
+        self._normalise()
+        if self.kind not in ("fusion", "image", "meta"):
+            raise ValueError(f"kind must be fusion, image or meta; got {self.kind!r}")
+        check_feature_set(self.features)
+        preprocess_config(self.preprocess)
+        for name in ("image_size", "batch_size", "epochs"):
+            if int(getattr(self, name)) <= 0:
+                raise ValueError(f"{name} must be positive; got {getattr(self, name)}")
+        if int(self.image_size) > MAX_IMAGE_SIZE:  # type: ignore[arg-type]
+            raise ValueError(f"image_size {self.image_size} is above the maximum of {MAX_IMAGE_SIZE} px (one batch of "
+                             f"{self.batch_size} such images is {self.batch_size * int(self.image_size) ** 2 * 3 / 2**30:.1f} GiB "
+                             "decoded); dermoscopy models use 224–512 px")
+        if self.uses_images and int(self.image_size) < self.min_image_size:  # type: ignore[arg-type]
+            raise ValueError(f"image_size {self.image_size} is below this image branch's minimum of {self.min_image_size} px "
+                             f"({'a backbone downsamples by 32' if self.backbone else 'one 2x2 pooling between convolution blocks'})")
+        if not 0 < float(self.val_fraction) < 1:
+            raise ValueError(f"val_fraction must be between 0 and 1; got {self.val_fraction}")
+        if not 0 < float(self.min_sensitivity) <= 1:
+            raise ValueError(f"min_sensitivity must be in (0, 1]; got {self.min_sensitivity}")
+        for name in ("learning_rate", "head_learning_rate", "finetune_learning_rate"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"{name} must be > 0; got {getattr(self, name)}")
+        if int(self.freeze_epochs) < 0 or int(self.finetune_epochs) < 0:
+            raise ValueError("freeze_epochs and finetune_epochs must be >= 0")
+        if self.finetune not in FINETUNE_MODES:
+            raise ValueError(f"finetune must be one of {', '.join(FINETUNE_MODES)}; got {self.finetune!r}")
+        if not 1 <= int(self.tta) <= 8:
+            raise ValueError(f"tta must be in 1..8; got {self.tta}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}; got {self.strategy!r}")
+        if not 1 <= int(self.embedding_views) <= 8:
+            raise ValueError(f"embedding_views must be in 1..8; got {self.embedding_views}")
+        self.conv_filters = tuple(self.conv_filters)
+        self.meta_units = tuple(self.meta_units)
+        self.head_units = tuple(self.head_units)
+
+    def model_kwargs(self, n_meta: int | None, initial_bias: float | None = None) -> dict[str, Any]:
+        """The keyword arguments of :func:`melanoma_utils.models.fusion.build_model` for this configuration (the one place
+        that maps configuration fields onto the builder)."""
+        return {"image_size": self.image_size if self.uses_images else None, "n_meta": n_meta if self.uses_meta else None,
+                "kind": self.kind, "conv_filters": self.conv_filters, "conv_dropout": self.conv_dropout,
+                "meta_units": self.meta_units, "head_units": self.head_units, "head_dropout": self.head_dropout,
+                "initial_bias": initial_bias, "backbone": self.backbone, "backbone_weights": self.backbone_weights}
+
+    def head_kwargs(self, embedding_dim: int, n_meta: int | None, initial_bias: float | None = None) -> dict[str, Any]:
+        """The keyword arguments of :func:`melanoma_utils.models.fusion.build_head_model` for this configuration."""
+        return {"embedding_dim": embedding_dim, "n_meta": n_meta if self.uses_meta else None, "kind": self.kind,
+                "meta_units": self.meta_units, "head_units": self.head_units, "head_dropout": self.head_dropout,
+                "initial_bias": initial_bias}
+
+    @property
+    def uses_images(self) -> bool:
+        """Whether the model has an image input."""
+        return self.kind in ("fusion", "image")
+
+    @property
+    def min_image_size(self) -> int:
+        """The smallest input side the image branch accepts."""
+        return 32 if self.backbone else 2 ** max(len(self.conv_filters) - 1, 0)
+
+    @property
+    def uses_cached_embeddings(self) -> bool:
+        """Whether the head is trained on cached embeddings of a frozen pretrained backbone."""
+        return self.uses_images and bool(self.backbone) and self.backbone_weights not in (None, "none") and self.frozen_features
+
+    @property
+    def uses_meta(self) -> bool:
+        """Whether the model has a metadata input."""
+        return self.kind in ("fusion", "meta")
+
+    #: Names used by earlier versions (config.json of older runs) -> today's field.
+    RENAMED: ClassVar[dict[str, str]] = {"model": "kind", "weights": "backbone_weights"}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        """Rebuild from :func:`dataclasses.asdict` output (unknown keys ignored; older runs' field names
+        :attr:`RENAMED` are read as today's)."""
+        names = {f.name for f in fields(cls)}
+        d = {cls.RENAMED.get(k, k): v for k, v in d.items() if not (k in cls.RENAMED and cls.RENAMED[k] in d)}
+        for name in ("backbone", "backbone_weights"):  # a saved run without them predates backbones: the study's CNN
+            d.setdefault(name, None)
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+

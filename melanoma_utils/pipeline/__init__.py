@@ -1,0 +1,36 @@
+"""Images, transforms and pipelines: image files (checks, decode, resize), TFRecord shards, the paper's
+transforms, training augmentation, and the feeds ``fit`` consumes (tf.data, or a NumPy sequence for JAX).
+
+Modules: ``augment``, ``feeds``, ``images``, ``shards``, ``transforms``.
+Layers (imports only run leftwards): config/atomic/versions < pipeline < data < evaluation < models < runs < reports < cli.
+"""
+
+# the principal module's names, loaded on first use (``from melanoma_utils.pipeline import ...`` keeps working without
+# importing what the package's lighter modules do not need)
+_PRINCIPAL = ".feeds"
+__all__ = [
+    "EpochClock",
+    "crop_resize_tensor",
+    "decode_and_resize",
+    "decode_image_tensor",
+    "image_batches",
+    "load_image_array",
+    "make_array_sequence",
+    "make_dataset",
+    "make_embedding_sequence",
+    "make_feed",
+    "preprocess_batch",
+    "preprocess_config",
+]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from importlib import import_module
+
+        return getattr(import_module(_PRINCIPAL, __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,277 @@
+"""Figures of models and their evaluation (training history, ROC/PR, confusion, calibration, decision curves,
+subgroups, ablation intervals, importance and explanations). Same conventions as :mod:`melanoma_utils.reports.plots`, which
+re-exports every function here: each takes data and returns a :class:`matplotlib.figure.Figure`; ``tag`` prefixes
+the title."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from . import style
+from .plots import _title
+from .style import BENIGN_COLOUR, MALIGNANT_COLOUR, NEUTRAL
+
+
+def history_curves(history: pd.DataFrame, title: str = "Training history", tag: str = "") -> Figure:
+    """Loss and ROC AUC per epoch, training vs validation (the study's Figs 16–17)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    epochs = history["epoch"] + 1 if "epoch" in history else np.arange(1, len(history) + 1)
+    for ax, metric, label in ((axes[0], "loss", "weighted BCE loss"), (axes[1], "auc", "ROC AUC")):
+        if metric in history:
+            ax.plot(epochs, history[metric], "o-", label="training")
+        if f"val_{metric}" in history:
+            ax.plot(epochs, history[f"val_{metric}"], "s-", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.legend()
+    fig.suptitle(_title(tag, title))
+    fig.tight_layout()
+    return fig
+
+
+def confusion(m: Mapping[str, float], title: str, tag: str = "") -> Figure:
+    """A 2×2 confusion matrix from :func:`melanoma_utils.evaluation.metrics.threshold_metrics` output: counts and the share
+    of each true class (row percentages: specificity and sensitivity on the diagonal), shaded by that share."""
+    table = np.array([[m["tn"], m["fp"]], [m["fn"], m["tp"]]], dtype=float)
+    share = table / np.maximum(table.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(4.4, 3.8))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), v in np.ndenumerate(table):
+        ax.text(j, i, f"{int(v):,}\n{100 * share[i, j]:.1f}%", ha="center", va="center", fontsize=11,
+                color="white" if share[i, j] > 0.55 else "black")
+    ax.set_xticks([0, 1], ["benign", "malignant"])
+    ax.set_yticks([0, 1], ["benign", "malignant"])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true (row % of the true class)")
+    ax.set_title(_title(tag, f"{title}\nthreshold {m['threshold']:.3f}: sens {m['sensitivity']:.2f}, spec {m['specificity']:.2f}"),
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def roc_pr(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = "", tag: str = "") -> Figure:
+    """ROC and precision–recall curves for several models: ``{label: (y_true, y_score)}``."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.6))
+    prevalence = None
+    for label, (y, s) in curves.items():
+        fpr, tpr, _ = roc_curve(y, s)
+        a.plot(fpr, tpr, label=f"{label} (ROC AUC {roc_auc_score(y, s):.3f}, AP {average_precision_score(y, s):.3f})")
+        prec, rec, _ = precision_recall_curve(y, s)
+        b.plot(rec, prec)
+        prevalence = float(np.mean(y))
+    a.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="chance")
+    a.set_xlabel("1 − specificity")
+    a.set_ylabel("sensitivity")
+    if prevalence is not None:
+        b.axhline(prevalence, color="grey", ls="--", lw=1)
+        b.annotate(f"chance (prevalence {prevalence:.3f})", (1, prevalence), xytext=(0, 3), textcoords="offset points",
+                   ha="right", va="bottom", fontsize=8, color="grey")
+    b.set_xlabel("recall (sensitivity)")
+    b.set_ylabel("precision")
+    handles, labels = a.get_legend_handles_labels()  # one legend below both panels: it covers no curve
+    fig.suptitle(_title(tag, title or "ROC and precision–recall curves"))
+    fig.tight_layout()
+    ncol = 2 if len(labels) > 4 else 1
+    fig.subplots_adjust(bottom=0.14 + 0.045 * ((len(labels) + ncol - 1) // ncol))
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    return fig
+
+
+def importance_bars(table: pd.DataFrame, title: str, tag: str = "", mean: str = "importance_mean",
+                    sd: str = "importance_sd", xlabel: str = "drop in ROC AUC when permuted (mean ± sd)",
+                    low: str | None = None, high: str | None = None) -> Figure:
+    """Feature importance as horizontal bars with error bars (the study's Fig 14, grouped honestly): ± ``sd``, or the
+    interval ``low``–``high`` when both columns are given (e.g. a bootstrap CI of a mean |SHAP|, which cannot go
+    below zero the way ± sd can)."""
+    fig, ax = plt.subplots(figsize=(7, 0.5 * len(table) + 1.3))
+    y = np.arange(len(table))
+    values = table[mean].to_numpy()
+    if low and high:
+        err = np.clip(np.vstack([values - table[low].to_numpy(), table[high].to_numpy() - values]), 0, None)
+    else:
+        err = table[sd].to_numpy() if sd in table else None
+    ax.barh(y, values, xerr=err, color=[MALIGNANT_COLOUR if v > 0 else NEUTRAL for v in values], capsize=3)
+    ax.set_yticks(y, [str(i) for i in table.index])
+    ax.invert_yaxis()
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_xlabel(xlabel)
+    ax.set_title(_title(tag, title))
+    fig.tight_layout()
+    return fig
+
+
+def explanation_grid(images: np.ndarray, shap_maps: np.ndarray, cams: np.ndarray | None, titles: Sequence[str],
+                     title: str = "", tag: str = "", masks: np.ndarray | None = None,
+                     cam_inside: Sequence[float] | None = None) -> Figure:
+    """Per lesion: the image, its SHAP attribution (channels summed, lightly smoothed, colour scale at the 99th
+    percentile of |SHAP| with a colour bar; red raises, blue lowers the melanoma probability) and, if given, the
+    Grad-CAM heat map over the image with its colour bar — the study's Fig 15. ``masks`` (lesion masks, e.g.
+    :func:`melanoma_utils.reports.explain.lesion_mask`) are outlined on every panel; ``cam_inside`` (the share of Grad-CAM
+    mass inside each mask) is written in the Grad-CAM panel's title."""
+    import cv2
+
+    n = len(images)
+    ncols = 3 if cams is not None else 2
+    fig, axes = plt.subplots(n, ncols, figsize=(3.1 * ncols, 2.8 * n + 0.6), squeeze=False)
+    for i in range(n):
+        img = np.clip(images[i], 0, 255).astype(np.uint8)
+        attribution = cv2.GaussianBlur(shap_maps[i].sum(axis=-1).astype(np.float32), (0, 0), sigmaX=max(1.0, img.shape[0] / 64))
+        lim = float(np.percentile(np.abs(attribution), 99)) or 1.0
+        axes[i, 0].imshow(img)
+        axes[i, 0].set_title(titles[i], fontsize=style.MIN_FONT)
+        axes[i, 1].imshow(img.mean(axis=-1), cmap="gray", alpha=0.35)
+        shown = axes[i, 1].imshow(attribution, cmap="bwr", vmin=-lim, vmax=lim, alpha=0.85)
+        fig.colorbar(shown, ax=axes[i, 1], fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
+        axes[i, 1].set_title("SHAP (expected gradients)", fontsize=style.MIN_FONT)
+        if cams is not None:
+            axes[i, 2].imshow(img)
+            heat = axes[i, 2].imshow(cams[i], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            fig.colorbar(heat, ax=axes[i, 2], fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
+            inside = "" if cam_inside is None else (": empty map" if not np.isfinite(cam_inside[i])
+                                                     else f": {100 * cam_inside[i]:.0f}% inside the lesion")
+            axes[i, 2].set_title(f"Grad-CAM{inside}", fontsize=style.MIN_FONT)
+        for ax in axes[i]:
+            if masks is not None:
+                ax.contour(masks[i].astype(float), levels=[0.5], colors="lime", linewidths=0.8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    if title:
+        fig.suptitle(_title(tag, title))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))  # room for the title above the first row
+    return fig
+
+
+def reliability_diagram(curves: Mapping[str, pd.DataFrame], title: str = "Calibration", tag: str = "") -> Figure:
+    """Reliability diagram: observed malignant rate against mean predicted probability per equal-mass bin
+    (:func:`melanoma_utils.evaluation.calibration.reliability_table`), one line per entry of ``curves``; below, the
+    number of images in each bin of the first curve."""
+    fig, (ax, ax_n) = plt.subplots(2, 1, figsize=(6, 6.5), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
+    top = 0.0
+    for name, t in curves.items():
+        ax.plot(t["mean_predicted"], t["observed_rate"], marker="o", label=name)
+        top = max(top, float(t["mean_predicted"].max()), float(t["observed_rate"].max()))
+    top = min(1.0, top * 1.05 + 0.02)
+    ax.plot([0, top], [0, top], ls="--", color="grey", label="perfectly calibrated")
+    ax.set_ylabel("observed malignant rate")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.legend(fontsize=8)
+    ax.set_title(_title(tag, title))
+    first = next(iter(curves.values()))
+    ax_n.bar(first["mean_predicted"], first["n"], width=top / 40, color=BENIGN_COLOUR)
+    last = -np.inf
+    for x, n in zip(first["mean_predicted"], first["n"]):  # a label only where it does not touch the previous one
+        if x - last >= top / 12:
+            ax_n.annotate(f"{n}", (x, n), ha="center", va="bottom", fontsize=7)
+            last = x
+    ax_n.set_ylabel("images / bin")
+    ax_n.set_xlabel("mean predicted probability (equal-mass bins)")
+    ax_n.margins(y=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def decision_curve(curves: Mapping[str, pd.DataFrame], title: str = "Decision curve", tag: str = "") -> Figure:
+    """Net benefit against the threshold probability (:func:`melanoma_utils.evaluation.clinical.net_benefit`): one line per
+    entry of ``curves`` (with its patient-bootstrap band where the table has one), with *biopsy all* and *biopsy none*
+    of the first."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    first = next(iter(curves.values()))
+    for name, t in curves.items():
+        line, = ax.plot(100 * t["threshold"], t["model"], lw=2, label=name)
+        if {"model_ci_low", "model_ci_high"} <= set(t):  # the patient-bootstrap 95% band
+            ax.fill_between(100 * t["threshold"], t["model_ci_low"], t["model_ci_high"], color=line.get_color(),
+                            alpha=0.2, lw=0, label=f"{name}: 95% CI (patient bootstrap)")
+    ax.plot(100 * first["threshold"], first["biopsy_all"], color="grey", ls="--", label="biopsy all")
+    ax.axhline(0, color="black", lw=1, label="biopsy none")
+    best = max(float(t["model"].max()) for t in curves.values())
+    ax.set_ylim(min(-0.01, -0.1 * max(best, 0.01)), max(best, float(first["biopsy_all"].max())) * 1.1 + 1e-3)
+    ax.set_xlabel("threshold probability (%): the melanoma risk at which one would biopsy")
+    ax.set_ylabel("net benefit (true positives per image)")
+    ax.legend(fontsize=8)
+    ax.set_title(_title(tag, title))
+    fig.tight_layout()
+    return fig
+
+
+def forest_plot(table: pd.DataFrame, title: str = "ROC AUC by subgroup", tag: str = "", overall: float | None = None) -> Figure:
+    """Subgroup ROC AUCs with 95% CIs (:func:`melanoma_utils.evaluation.clinical.subgroup_table`); groups too small for
+    an AUC are listed with their note instead of a point."""
+    t = table.reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(t) + 1.2))
+    ypos = np.arange(len(t))[::-1]
+    ok = t["roc_auc"].notna().to_numpy()
+    has_ci = ok & t["ci_low"].notna().to_numpy()
+    ax.errorbar(t.loc[has_ci, "roc_auc"], ypos[has_ci],
+                xerr=[t.loc[has_ci, "roc_auc"] - t.loc[has_ci, "ci_low"], t.loc[has_ci, "ci_high"] - t.loc[has_ci, "roc_auc"]],
+                fmt="o", color=BENIGN_COLOUR, ecolor="grey", capsize=2)
+    ax.plot(t.loc[ok & ~has_ci, "roc_auc"], ypos[ok & ~has_ci], "o", mfc="white", color=BENIGN_COLOUR)
+    labels = [f"{f}: {g} (n={n}, {m} mal.)" for f, g, n, m in zip(t["factor"], t["group"], t["n"], t["n_malignant"])]
+    ax.set_yticks(ypos, labels, fontsize=8)
+    for y, good in zip(ypos, ok):
+        if not good:
+            ax.annotate("too small for an AUC", (0.52, y), va="center", fontsize=7, color="grey")
+    if overall is not None:
+        ax.axvline(overall, color=MALIGNANT_COLOUR, ls="--", lw=1, label=f"all images {overall:.3f}")
+        ax.legend(fontsize=8, loc="lower left")
+    ax.axvline(0.5, color="grey", lw=0.8)
+    ax.axvline(1.0, color="grey", lw=0.5, ls=":")
+    ax.set_xlim(0.4, 1.03)
+    ax.set_xlabel("ROC AUC (95% CI, patient bootstrap)")
+    ax.set_title(_title(tag, title))
+    fig.tight_layout()
+    return fig
+
+
+def auc_points(summary: pd.DataFrame, title: str, tag: str = "") -> Figure:
+    """Pooled out-of-fold ROC AUC per variant with its patient-bootstrap 95% CI, overall and melanoma vs nevus: points
+    and intervals on an axis that starts where the data do (``summary`` from
+    :func:`melanoma_utils.runs.experiments.summarise_cv`)."""
+    fig, ax = plt.subplots(figsize=(8, 0.55 * len(summary) + 1.4))
+    y = np.arange(len(summary))
+    for offset, (col, lo, hi, colour, label) in zip((-0.15, 0.15), (
+            ("pooled_oof_roc_auc", "pooled_ci_low", "pooled_ci_high", BENIGN_COLOUR, "all images"),
+            ("pooled_mel_vs_nevus_auc", "pooled_mel_vs_nevus_ci_low", "pooled_mel_vs_nevus_ci_high", MALIGNANT_COLOUR,
+             "melanoma vs nevus"))):
+        est = summary[col].to_numpy(float)
+        err = np.vstack([est - summary[lo].to_numpy(float), summary[hi].to_numpy(float) - est])
+        ax.errorbar(est, y + offset, xerr=np.nan_to_num(err), fmt="o", color=colour, capsize=3, label=label)
+    ax.set_yticks(y, [str(i) for i in summary.index])
+    ax.invert_yaxis()
+    ax.axvline(0.5, color="grey", ls="--", lw=1)
+    low = np.nanmin(summary[["pooled_ci_low", "pooled_mel_vs_nevus_ci_low"]].to_numpy(float))
+    ax.set_xlim(max(0.0, min(0.5, low) - 0.02), 1.0)
+    ax.set_xlabel("pooled out-of-fold ROC AUC (95% CI, patient bootstrap)")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_title(_title(tag, title))
+    fig.tight_layout()
+    return fig
+
+
+def paired_deltas(table: pd.DataFrame, title: str, tag: str = "") -> Figure:
+    """Paired ROC AUC differences with 95% CIs (``table`` from :func:`melanoma_utils.runs.experiments.paired_contrasts`),
+    one row per contrast, all images and melanoma vs nevus side by side; 0 (no difference) marked."""
+    contrasts = list(dict.fromkeys(table["contrast"]))
+    fig, ax = plt.subplots(figsize=(9, 0.6 * len(contrasts) + 1.4))
+    for offset, (subset, colour, label) in zip((-0.15, 0.15), (("all", BENIGN_COLOUR, "all images"),
+                                                               ("melanoma_vs_nevus", MALIGNANT_COLOUR, "melanoma vs nevus"))):
+        part = table[table["subset"] == subset].set_index("contrast").reindex(contrasts)
+        y = np.arange(len(contrasts)) + offset
+        est = part["delta_auc"].to_numpy(float)
+        err = np.vstack([est - part["ci_low"].to_numpy(float), part["ci_high"].to_numpy(float) - est])
+        ax.errorbar(est, y, xerr=np.nan_to_num(err), fmt="o", color=colour, capsize=3, label=label)
+    ax.set_yticks(np.arange(len(contrasts)), contrasts, fontsize=9)
+    ax.invert_yaxis()
+    ax.axvline(0.0, color="grey", ls="--", lw=1)
+    ax.set_xlabel("paired difference in ROC AUC (a − b; 95% CI, same patients resampled for both)")
+    ax.legend(loc="best", fontsize=8)
+    ax.set_title(_title(tag, title))
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,71 @@
+"""Report helpers shared by the notebooks: package versions, a figure writer bound to a report folder."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import config
+from ..versions import PACKAGES, package_versions  # noqa: F401  (re-exported for the notebooks)
+from .plots import save_figure
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python and NumPy (and Keras, TensorFlow, JAX through Keras when it is imported)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    import sys
+
+    if "keras" in sys.modules:
+        sys.modules["keras"].utils.set_random_seed(seed)
+
+
+@dataclass
+class Report:
+    """Where a notebook run writes: ``<report_dir>/figures/<name>.png`` and tables."""
+
+    report_dir: Path
+    tag: str = ""
+
+    @classmethod
+    def from_params(cls, report_dir: str, synthetic: bool) -> "Report":
+        """Resolve the folder from a parameter; ``tag`` is ``"SYNTHETIC"`` for demo data."""
+        return cls(config.resolve(report_dir), "SYNTHETIC" if synthetic else "")
+
+    @property
+    def figures(self) -> Path:
+        """The figures folder (created)."""
+        path = self.report_dir / "figures"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def figure(self, fig, name: str) -> Path:
+        """Save a figure as ``figures/<name>.png`` and return its path (the figure stays open to display)."""
+        return save_figure(fig, self.figures / f"{name}.png")
+
+    def table(self, df: pd.DataFrame, name: str) -> Path:
+        """Save a table as ``<name>.csv`` (temporary name, then moved)."""
+        from ..atomic import atomic_write
+
+        return atomic_write(self.report_dir / f"{name}.csv", df.to_csv)
+
+
+def open_study(report_dir: str, synthetic: bool, seed: int, images_csv: str | None = None,
+               images_dir: str = "") -> tuple[Report, pd.DataFrame | None]:
+    """The opening every notebook shares: seed Python/NumPy/Keras, bind the report folder, and load the image
+    data set (``images_csv`` + optional ``images_dir``, paths from parameters) when given.
+
+    Returns ``(report, frame)``; ``frame`` is ``None`` without ``images_csv``.
+    """
+    from ..data import isic as data
+
+    seed_everything(seed)
+    report = Report.from_params(report_dir, synthetic)
+    frame = None
+    if images_csv:
+        frame = data.load_dataset(config.resolve(images_csv), config.resolve(images_dir) if images_dir else None).frame
+    return report, frame

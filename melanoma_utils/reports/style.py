@@ -1,0 +1,42 @@
+"""One look for every figure: the colours of benign/malignant and of sex, the minimum font sizes, and the numbering
+of the study's figures (no plotting here; :mod:`melanoma_utils.reports.plots` draws)."""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+#: Benign and malignant in every figure (also the default single-series colour: benign).
+BENIGN_COLOUR = "#4c72b0"
+MALIGNANT_COLOUR = "#c44e52"
+TARGET_PALETTE: dict[int, str] = {0: BENIGN_COLOUR, 1: MALIGNANT_COLOUR}
+TARGET_LABELS: dict[int, str] = {0: "benign", 1: "malignant"}
+#: Sex in every figure (neither of the target colours, so the two never read as each other).
+SEX_PALETTE: dict[str, str] = {"female": "#8172b2", "male": "#55a868", "unknown": "#999999"}
+#: Neutral marks (chance lines, counts, references).
+NEUTRAL = "#999999"
+#: The smallest font a figure uses (titles of panels included): readable in the rendered HTML.
+MIN_FONT = 9
+RC: dict[str, object] = {
+    "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": MIN_FONT,
+    "ytick.labelsize": MIN_FONT, "legend.fontsize": MIN_FONT, "figure.titlesize": 12,
+}
+
+
+def palette_for(column: str, values: list) -> list[str] | None:
+    """The fixed colours of ``values`` of ``column`` (``target``: benign/malignant, either as 0/1 or as their labels;
+    ``sex``: female/male/unknown); ``None`` for any other column (the plotting library's default cycle)."""
+    fixed: Mapping = {}
+    if column == "target":
+        fixed = {**TARGET_PALETTE, **{TARGET_LABELS[k]: v for k, v in TARGET_PALETTE.items()}}
+    elif column == "sex":
+        fixed = SEX_PALETTE
+    if not fixed or not all(v in fixed for v in values):
+        return None
+    return [str(fixed[v]) for v in values]
+
+
+def apply() -> None:
+    """Set the study's matplotlib defaults (font sizes) for the figures that follow."""
+    import matplotlib as mpl
+
+    mpl.rcParams.update(RC)

@@ -1,0 +1,401 @@
+"""Experiments over many runs: the patient-grouped cross-validated ablation and the backbone comparison
+(the study's Table 3 analogue). Runs are saved under a folder and reused, so an interrupted study resumes.
+
+Layout: ``<out_dir>/<run_folder_name(variant)>/fold<k>/`` for the ablation, with ``<out_dir>/folds.csv``
+(``image_name, patient_id, fold``) recording the fold of every image, which later notebooks read instead of
+recomputing the folds.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..config import ISIC2020_PREVALENCE  # noqa: F401 (re-exported)
+from ..data.splits import grouped_folds
+from ..evaluation.metrics import MetricError, melanoma_vs_nevus_auc, melanoma_vs_nevus_mask, pr_auc, roc_auc
+from .run import TrainConfig
+from .training import load_or_train
+
+#: The ablation's variants: name -> TrainConfig overrides (the key ``"external": True`` adds the external training
+#: rows given to :func:`cross_validate` to every fold's training part).
+ABLATION_VARIANTS: dict[str, dict[str, Any]] = {
+    "metadata only (clinical)": {"kind": "meta", "features": "clinical"},
+    "image only": {"kind": "image"},
+    "fusion, clinical": {"kind": "fusion", "features": "clinical"},
+    "fusion, paper (+ width/height)": {"kind": "fusion", "features": "paper"},
+    "fusion, clinical + patient context": {"kind": "fusion", "features": "context"},
+    "fusion, clinical + ugly duckling only": {"kind": "fusion", "features": "ugly_duckling"},
+}
+#: Variants trained with external data (HAM10000, ISIC 2019) added to every fold's training part.
+EXTERNAL_VARIANTS: dict[str, dict[str, Any]] = {
+    "image only + external data": {"kind": "image", "external": True},
+    "fusion, clinical + external data": {"kind": "fusion", "features": "clinical", "external": True},
+}
+#: The ensemble row of the ablation: the mean of the two external-data variants' out-of-fold probabilities.
+ENSEMBLE_EXTERNAL = "ensemble: image only + fusion, clinical (external data)"
+#: The variant the backbone rows (:func:`backbone_variants`) repeat with another pretrained backbone.
+BACKBONE_BASE = "fusion, clinical + external data"
+
+
+def backbone_label(backbone: str) -> str:
+    """A short label for a backbone in variant names: ``efficientnetlite2`` -> ``Lite2``."""
+    return backbone.replace("efficientnetlite", "Lite") if backbone.startswith("efficientnetlite") else backbone
+
+
+def backbone_variants(backbones: list[str], base: str = BACKBONE_BASE) -> dict[str, dict[str, Any]]:
+    """Variants that repeat ``base`` (an :data:`EXTERNAL_VARIANTS` entry) with each of ``backbones`` at its native
+    size (``image_size=None`` resolves to it), same folds, views, head and budget. Names say backbone and size, e.g.
+    ``"fusion, clinical + external data, Lite2 260 px"``."""
+    from ..models.backbones import default_image_size
+
+    unknown = [b for b in backbones if b not in {"efficientnetlite0", "efficientnetlite1", "efficientnetlite2"}]
+    if unknown:
+        raise ValueError(f"backbone rows take the offline pretrained backbones (efficientnetlite0/1/2); got {unknown}")
+    return {f"{base}, {backbone_label(b)} {default_image_size(b)} px":
+            {**EXTERNAL_VARIANTS[base], "backbone": b, "backbone_weights": "imagenet", "image_size": None}
+            for b in backbones}
+
+
+def backbone_ensemble(backbones: list[str], base: str = BACKBONE_BASE, base_backbone: str = "efficientnetlite0"
+                      ) -> tuple[str, list[str]]:
+    """``(name, members)`` of the backbone ensemble: ``base`` (with ``base_backbone``) and its
+    :func:`backbone_variants` rows, averaged by :func:`add_ensemble`."""
+    members = [base, *backbone_variants(backbones, base)]
+    labels = " + ".join(backbone_label(b) for b in [base_backbone, *backbones])
+    return f"ensemble: {labels} ({base})", members
+
+
+#: The ablation's paired contrasts ``(a, b)``: what a adds over b, on the same patients.
+ABLATION_CONTRASTS: tuple[tuple[str, str], ...] = (
+    ("fusion, clinical", "image only"),
+    ("fusion, paper (+ width/height)", "fusion, clinical"),
+    ("fusion, clinical + ugly duckling only", "fusion, clinical"),
+    ("fusion, clinical + patient context", "fusion, clinical"),
+    ("image only", "image only, study CNN from scratch"),
+    ("image only + external data", "image only"),
+    ("fusion, clinical + external data", "fusion, clinical"),
+    ("fusion, clinical + external data", "image only + external data"),
+    (ENSEMBLE_EXTERNAL, "fusion, clinical + external data"),
+)
+
+
+def cross_validate(
+    df: pd.DataFrame,
+    cfg: TrainConfig,
+    out_dir: str | os.PathLike[str],
+    variants: dict[str, dict[str, Any]] | None = None,
+    n_splits: int = 5,
+    folds: list[int] | None = None,
+    folds_from: str = "patients",
+    external: pd.DataFrame | None = None,
+    repeat: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Patient-grouped K-fold CV of each variant with the same budget (``cfg``'s epochs and patience).
+
+    ``repeat`` r > 0 draws another patient-grouped fold assignment (seed ``cfg.seed + r``) and writes its runs under
+    ``out_dir/repeat<r>/`` (repeat 0 is the study's folds, in ``out_dir``): :func:`repeated_cross_validate` runs
+    several.
+
+    Folds are drawn from ``df`` alone. A variant with ``"external": True`` in its overrides adds all ``external`` rows
+    (other data sets, grouped by lesion) to every fold's training part; validation and test rows stay ``df``'s.
+
+    Each fold's training part holds out its own patient-grouped validation split for early stopping.
+    Returns ``(per_fold, oof)``: fold metrics (ROC AUC, PR AUC, melanoma-vs-nevus AUC) and out-of-fold
+    predictions (``image_name, patient_id, target, diagnosis, fold, variant, probability``). Runs are
+    written to ``out_dir/<variant>/fold<k>`` and reused when present (an interrupted ablation resumes).
+    ``folds_from="shards"``: fold = shard index (``tfrecord``) modulo ``n_splits``, as the SIIM-ISIC community
+    folds TFRecord shards; the default folds are patient-grouped and target-stratified.
+    """
+    variants = variants or ABLATION_VARIANTS
+    out_dir = Path(out_dir)
+    if folds_from not in ("patients", "shards"):
+        raise ValueError(f"folds_from must be patients or shards; got {folds_from!r}")
+    if folds_from == "shards" and not df["tfrecord"].notna().all():
+        raise ValueError("folds_from='shards' needs a shard index (tfrecord column) on every row")
+    if repeat:
+        if folds_from == "shards":
+            raise ValueError("repeats need patient folds: shard folds are fixed")
+        out_dir = out_dir / f"repeat{repeat}"
+    fold_ids = grouped_folds(df, n_splits=n_splits, seed=cfg.seed + repeat, use_tfrecord=folds_from == "shards")
+    save_folds(df, fold_ids, out_dir / "folds.csv")
+    rows, preds = [], []
+    for k in folds if folds is not None else range(n_splits):
+        test = df[fold_ids == k].reset_index(drop=True)
+        rest = df[fold_ids != k].reset_index(drop=True)
+        for name, overrides in variants.items():
+            overrides = dict(overrides)
+            wants_external = bool(overrides.pop("external", False))
+            if wants_external and external is None:
+                raise ValueError(f"variant {name!r} asks for external training data; pass external=")
+            ext = external if wants_external else None
+            vcfg = TrainConfig.from_dict({**asdict(cfg), **overrides})
+            run_dir = out_dir / run_folder_name(name) / f"fold{k}"
+            run = load_or_train(rest, vcfg, run_dir, ext)
+            p = run.predict_proba(test, cached_embeddings=True)
+            preds.append(pd.DataFrame({"image_name": test["image_name"], "patient_id": test["patient_id"],
+                                       "target": test["target"], "diagnosis": test["diagnosis"], "fold": k,
+                                       "variant": name, "probability": p, "threshold": run.threshold, "repeat": repeat}))
+            rows.append({"variant": name, "repeat": repeat, "fold": k, "n_test": len(test), "roc_auc": roc_auc(test["target"], p),
+                         "pr_auc": pr_auc(test["target"], p),
+                         "auc_melanoma_vs_nevus": melanoma_vs_nevus_auc(test["target"], p, test["diagnosis"]),
+                         "epochs_run": run.config.get("epochs_run"), "train_seconds": run.config.get("train_seconds")})
+            print(f"[cv] repeat {repeat} fold {k} · {name}: ROC AUC {rows[-1]['roc_auc']:.3f}", flush=True)
+    return pd.DataFrame(rows), pd.concat(preds, ignore_index=True)
+
+
+def repeated_cross_validate(df: pd.DataFrame, cfg: TrainConfig, out_dir: str | os.PathLike[str],
+                            variants: dict[str, dict[str, Any]], n_splits: int = 5, repeats: int = 3,
+                            repeat_variants: list[str] | None = None,
+                            external: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`cross_validate` ``repeats`` times with different patient-grouped fold assignments (repeat 0: the study's
+    folds), so that comparisons average over how patients fell into folds. Repeats after the first run only
+    ``repeat_variants`` (default: all): the contrasts that need the noise reduction, at a fraction of the cost.
+    Returns ``(per_fold, oof)`` of all repeats, each with a ``repeat`` column."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1; got {repeats}")
+    parts = [cross_validate(df, cfg, out_dir, variants, n_splits=n_splits, external=external)]
+    again = {k: v for k, v in variants.items() if repeat_variants is None or k in repeat_variants}
+    for r in range(1, repeats):
+        parts.append(cross_validate(df, cfg, out_dir, again, n_splits=n_splits, external=external, repeat=r))
+    return pd.concat([p[0] for p in parts], ignore_index=True), pd.concat([p[1] for p in parts], ignore_index=True)
+
+
+def _by_repeat(oof: pd.DataFrame, variant: str, repeats: list[int], index: pd.Index | None = None) -> pd.DataFrame:
+    """One variant's out-of-fold probabilities as a matrix: rows images (``index`` order), one column per repeat."""
+    o = oof[oof["variant"] == variant]
+    wide = o.pivot(index="image_name", columns="repeat", values="probability")[repeats]
+    return wide.loc[index] if index is not None else wide
+
+
+def study_folds(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the study's own fold assignment (repeat 0) of a per-fold or out-of-fold table: what the ablation
+    table, the paper table and the ensemble describe (repeats serve the paired contrasts)."""
+    return frame[frame["repeat"] == 0] if "repeat" in frame else frame
+
+
+def summarise_cv(per_fold: pd.DataFrame, oof: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Mean ± sd over folds, and the pooled out-of-fold ROC AUC with a patient-bootstrap 95% CI, per variant (on the
+    study's folds, :func:`study_folds`)."""
+    from ..evaluation.metrics import bootstrap_ci
+
+    per_fold, oof = study_folds(per_fold), study_folds(oof)
+    out = []
+    for name, part in per_fold.groupby("variant", sort=False):
+        o = oof[oof["variant"] == name]
+        est, lo, hi = bootstrap_ci(o["target"], o["probability"], o["patient_id"], roc_auc, n_boot=n_boot, seed=seed)
+        nev = melanoma_vs_nevus_mask(o["target"], o["diagnosis"])
+        try:
+            _, nlo, nhi = bootstrap_ci(o["target"][nev], o["probability"][nev], o["patient_id"][nev], roc_auc,
+                                       n_boot=n_boot, seed=seed)
+        except MetricError:
+            nlo = nhi = float("nan")
+        out.append({
+            "variant": name,
+            "roc_auc_mean": part["roc_auc"].mean(), "roc_auc_sd": part["roc_auc"].std(ddof=1),
+            "pr_auc_mean": part["pr_auc"].mean(), "pr_auc_sd": part["pr_auc"].std(ddof=1),
+            "mel_vs_nevus_auc_mean": part["auc_melanoma_vs_nevus"].mean(),
+            "pooled_oof_roc_auc": est, "pooled_ci_low": lo, "pooled_ci_high": hi,
+            "pooled_oof_pr_auc": pr_auc(o["target"], o["probability"]),
+            "pooled_mel_vs_nevus_auc": melanoma_vs_nevus_auc(o["target"], o["probability"], o["diagnosis"]),
+            "pooled_mel_vs_nevus_ci_low": nlo, "pooled_mel_vs_nevus_ci_high": nhi,
+            "folds": len(part),
+        })
+    return pd.DataFrame(out).set_index("variant")
+
+
+def run_folder_name(variant: str) -> str:
+    """The folder name of a variant's runs: lower case, non-alphanumerics as ``_`` (e.g. ``"fusion, clinical"``
+    → ``fusion_clinical``)."""
+    return "".join(c if c.isalnum() else "_" for c in variant.lower()).strip("_").replace("__", "_")
+
+
+def save_folds(df: pd.DataFrame, fold_ids: np.ndarray, path: Path) -> None:
+    """Write ``image_name, patient_id, fold`` (refusing to replace a different fold assignment silently)."""
+    from ..atomic import atomic_write
+
+    folds = pd.DataFrame({"image_name": df["image_name"].to_numpy(), "patient_id": df["patient_id"].to_numpy(),
+                          "fold": np.asarray(fold_ids, int)})
+    if path.is_file():
+        old = pd.read_csv(path, dtype={"image_name": str, "patient_id": str})
+        same = (list(old.columns) == list(folds.columns) and len(old) == len(folds)
+                and (old["image_name"].to_numpy() == folds["image_name"].astype(str).to_numpy()).all()
+                and (old["fold"].to_numpy() == folds["fold"].to_numpy()).all())
+        if not same:
+            raise ValueError(f"{path} holds another fold assignment (other data, seed or number of folds): runs in "
+                             f"{path.parent} belong to it; choose another folder or delete it")
+        return
+    atomic_write(path, lambda tmp: folds.to_csv(tmp, index=False))
+
+
+def load_folds(path: str | os.PathLike[str], df: pd.DataFrame) -> np.ndarray:
+    """The fold of each row of ``df`` from a ``folds.csv`` written by :func:`cross_validate`; an error names
+    images the file does not cover."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no folds file (run the cross-validation of notebook 03 first)")
+    folds = pd.read_csv(path).set_index("image_name")["fold"]
+    missing = sorted(set(df["image_name"]) - set(folds.index))
+    if missing:
+        raise ValueError(f"{path}: {len(missing)} image(s) of the data set have no fold, e.g. {missing[:3]}")
+    return folds.loc[df["image_name"]].to_numpy()
+
+
+def paired_contrasts(per_fold: pd.DataFrame, oof: pd.DataFrame, contrasts: list[tuple[str, str]],
+                     n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Each contrast ``(a, b)`` of two cross-validated variants on the same images: the paired ROC AUC difference a − b
+    on the pooled out-of-fold predictions with its patient-bootstrap CI and p-value
+    (:func:`~melanoma_utils.evaluation.metrics.paired_auc_difference`), DeLong's p-value on the study's folds (repeat 0;
+    images as independent), and the per-fold differences, on all images (``subset="all"``) and on melanoma vs nevus.
+    With repeated CV (a ``repeat`` column), the difference is the mean over the repeats both variants ran, and
+    ``fold_deltas`` lists every repeat's folds. Contrasts naming a variant that did not run are left out.
+
+    Columns: ``contrast, subset, delta_auc, ci_low, ci_high, p_value, p_delong, repeats, fold_deltas, folds_positive,
+    folds`` (``fold_deltas`` as text, repeat and fold order).
+    """
+    from ..evaluation.metrics import delong_test, paired_auc_difference
+
+    if "repeat" not in oof:
+        oof, per_fold = oof.assign(repeat=0), per_fold.assign(repeat=0)
+    ran = set(oof["variant"])
+    rows = []
+    for a, b in contrasts:
+        if a not in ran or b not in ran:
+            continue
+        reps = sorted(set(oof.loc[oof["variant"] == a, "repeat"]) & set(oof.loc[oof["variant"] == b, "repeat"]))
+        info = oof[(oof["variant"] == a) & (oof["repeat"] == reps[0])].set_index("image_name")
+        sa, sb = _by_repeat(oof, a, reps, info.index).to_numpy(), _by_repeat(oof, b, reps, info.index).to_numpy()
+        fa = per_fold[(per_fold["variant"] == a) & per_fold["repeat"].isin(reps)].set_index(["repeat", "fold"]).sort_index()
+        fb = per_fold[(per_fold["variant"] == b) & per_fold["repeat"].isin(reps)].set_index(["repeat", "fold"]).loc[fa.index]
+        for subset, column in (("all", "roc_auc"), ("melanoma_vs_nevus", "auc_melanoma_vs_nevus")):
+            mask = (np.ones(len(info), bool) if subset == "all"
+                    else melanoma_vs_nevus_mask(info["target"], info["diagnosis"]))
+            y = info["target"].to_numpy()[mask]
+            try:
+                res = paired_auc_difference(y, sa[mask], sb[mask], info["patient_id"].to_numpy()[mask],
+                                            n_boot=n_boot, seed=seed)
+                delong = delong_test(y, sa[mask, 0], sb[mask, 0])["p_value"]
+            except MetricError:
+                continue
+            fold_d = (fa[column] - fb[column]).to_numpy()
+            rows.append({"contrast": f"{a} − {b}", "subset": subset, "delta_auc": res["delta"],
+                         "ci_low": res["ci_low"], "ci_high": res["ci_high"], "p_value": res["p_value"],
+                         "p_delong": delong, "repeats": len(reps),
+                         "fold_deltas": ";".join(f"{d:+.3f}" for d in fold_d),
+                         "folds_positive": int((fold_d > 0).sum()), "folds": len(fold_d)})
+    return pd.DataFrame(rows, columns=["contrast", "subset", "delta_auc", "ci_low", "ci_high", "p_value", "p_delong",
+                                       "repeats", "fold_deltas", "folds_positive", "folds"])
+
+
+def describe_contrast(paired: pd.DataFrame, a: str, b: str, subset: str = "all") -> str:
+    """One contrast of :func:`paired_contrasts` as text for a report: ``"+0.012 (95% CI −0.004 to +0.027; p 0.14;
+    4 of 5 folds > 0)"``; ``"not run"`` where the contrast is absent."""
+    row = paired[(paired["contrast"] == f"{a} − {b}") & (paired["subset"] == subset)]
+    if row.empty:
+        return "not run"
+    r = row.iloc[0]
+    reps = int(getattr(r, "repeats", 1) or 1)
+    return (f"{r.delta_auc:+.3f} (95% CI {r.ci_low:+.3f} to {r.ci_high:+.3f}; p {r.p_value:.2g}"
+            + (f", DeLong p {r.p_delong:.2g}" if "p_delong" in row and r.p_delong == r.p_delong else "")
+            + f"; {r.folds_positive} of {r.folds} folds > 0" + (f" over {reps} repeats" if reps > 1 else "") + ")")
+
+
+#: What the paper reports for its fusion model (Ahmad et al. 2025: accuracy 94.5%, F1 0.94); other metrics of its
+#: results table are not restated here, so they stay blank rather than guessed.
+PAPER_REPORTED: dict[str, float] = {"accuracy": 0.945, "f1": 0.94}
+
+
+def paper_comparison_table(oof: pd.DataFrame, variants: list[str], n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """The paper's results layout (accuracy, precision, recall, F1, ROC AUC) for each variant's pooled out-of-fold
+    predictions at each run's own validation threshold (the ``threshold`` column of ``oof``), with patient-bootstrap
+    95% CIs, beside the paper's reported numbers and the accuracy of always answering "benign" (here and at ISIC
+    2020's prevalence). Columns: ``metric, paper (fusion), <variant>, <variant> CI, ...``."""
+    from ..evaluation.metrics import bootstrap_ci, threshold_metrics
+
+    def at(name: str):
+        return lambda y, s: threshold_metrics(y, s >= 0.5, 0.5)[name]
+
+    oof = study_folds(oof)
+    rows = {m: {"metric": m, "paper (fusion)": PAPER_REPORTED.get(m, float("nan"))}
+            for m in ("accuracy", "precision", "recall", "f1", "roc_auc")}
+    for variant in variants:
+        o = oof[oof["variant"] == variant]
+        if o.empty:
+            continue
+        y, decided = o["target"].to_numpy(int), (o["probability"] >= o["threshold"]).to_numpy(float)
+        for metric, fn in (("accuracy", at("accuracy")), ("precision", at("precision")), ("recall", at("sensitivity")),
+                           ("f1", at("f1"))):
+            est, lo, hi = bootstrap_ci(y, decided, o["patient_id"], fn, n_boot=n_boot, seed=seed)
+            rows[metric][variant], rows[metric][f"{variant} CI"] = est, f"{lo:.3f}–{hi:.3f}"
+        est, lo, hi = bootstrap_ci(y, o["probability"], o["patient_id"], roc_auc, n_boot=n_boot, seed=seed)
+        rows["roc_auc"][variant], rows["roc_auc"][f"{variant} CI"] = est, f"{lo:.3f}–{hi:.3f}"
+    prevalence = float(oof.drop_duplicates("image_name")["target"].mean())
+    rows["accuracy"]["always benign, these data"] = 1 - prevalence
+    rows["accuracy"]["always benign, ISIC 2020"] = 1 - ISIC2020_PREVALENCE
+    return pd.DataFrame(list(rows.values()))
+
+
+def preprocessing_variants(names: list[str], overrides: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Cross-validation variants that differ only in the image preprocessing (the paper's Fig 12 transforms as
+    training inputs): ``"preprocess: <name>"`` -> ``{"preprocess": name, **overrides}``."""
+    return {f"preprocess: {n}": {"preprocess": n, **(overrides or {})} for n in names}
+
+
+def preprocessing_table(per_fold: pd.DataFrame, oof: pd.DataFrame, names: list[str], baseline: str = "none",
+                        n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """One row per preprocessing of :func:`preprocessing_variants`: pooled out-of-fold ROC AUC, melanoma-vs-nevus AUC,
+    and the paired difference against ``baseline`` (all images: ``delta_auc, ci_low, ci_high, p_value``; melanoma vs
+    nevus: ``mvn_delta_auc, mvn_ci_low, mvn_ci_high``)."""
+    base = f"preprocess: {baseline}"
+    paired = paired_contrasts(per_fold, oof, [(f"preprocess: {n}", base) for n in names if n != baseline],
+                              n_boot=n_boot, seed=seed)
+    rows = []
+    for n in names:
+        o = oof[oof["variant"] == f"preprocess: {n}"]
+        if o.empty:
+            continue
+        row: dict[str, Any] = {"preprocess": n, "roc_auc": roc_auc(o["target"], o["probability"]),
+                               "melanoma_vs_nevus_auc": melanoma_vs_nevus_auc(o["target"], o["probability"], o["diagnosis"])}
+        for subset, prefix in (("all", ""), ("melanoma_vs_nevus", "mvn_")):
+            hit = paired[(paired["contrast"] == f"preprocess: {n} − {base}") & (paired["subset"] == subset)]
+            for col in ("delta_auc", "ci_low", "ci_high") + (("p_value",) if not prefix else ()):
+                row[prefix + col] = float(hit[col].iloc[0]) if len(hit) else (0.0 if n == baseline and col != "p_value" else float("nan"))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def add_ensemble(per_fold: pd.DataFrame, oof: pd.DataFrame, members: list[str], name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(per_fold, oof)`` with an ensemble variant ``name``: per image, the mean of the members' out-of-fold
+    probabilities (calibrated: each member's calibrator is monotone, so the mean keeps each member's ranking and puts
+    them on one scale); each fold's threshold is the members' mean threshold. Members that did not run: unchanged.
+    On the study's folds only (:func:`study_folds`)."""
+    first = study_folds(oof)
+    parts = [first[first["variant"] == m].set_index("image_name") for m in members]
+    if len(members) < 2 or any(p.empty for p in parts):
+        return per_fold, oof
+    ens = parts[0].copy()
+    ens["probability"] = np.mean([p.loc[ens.index, "probability"].to_numpy() for p in parts], axis=0)
+    ens["threshold"] = np.mean([p.loc[ens.index, "threshold"].to_numpy() for p in parts], axis=0)
+    ens["variant"] = name
+    ens = ens.reset_index()
+    rows = []
+    for k, part in ens.groupby("fold", sort=True):
+        rows.append({"variant": name, **({"repeat": 0} if "repeat" in per_fold else {}), "fold": k, "n_test": len(part),
+                     "roc_auc": roc_auc(part["target"], part["probability"]),
+                     "pr_auc": pr_auc(part["target"], part["probability"]),
+                     "auc_melanoma_vs_nevus": melanoma_vs_nevus_auc(part["target"], part["probability"], part["diagnosis"]),
+                     "epochs_run": None, "train_seconds": None})
+    return pd.concat([per_fold, pd.DataFrame(rows)], ignore_index=True), pd.concat([oof, ens[oof.columns]], ignore_index=True)
+
+
+from .backbone_study import (  # noqa: E402,F401  (re-exported: the backbone comparison lives there)
+    TABLE3_COLUMNS,
+    backbone_protocol,
+    compare_backbones,
+    protocol_rank,
+)

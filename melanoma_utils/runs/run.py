@@ -1,0 +1,290 @@
+"""A run: a trained model with its encoder and recipe (:class:`Run`; the recipe, :class:`TrainConfig`, lives in
+:mod:`melanoma_utils.models.train_config`).
+
+A run folder (written by :func:`melanoma_utils.runs.training.train_run`) is self-contained::
+
+    RUN_DIR/model.keras          the whole two-input model (images + metadata in, probability out)
+    RUN_DIR/encoder.json         the metadata encoder, fit on the training rows only
+    RUN_DIR/config.json          TrainConfig, preprocessing, augmentation, threshold (and its rule), feature
+                                 names, class weights, training stages and timings, package versions
+    RUN_DIR/history.csv          per-epoch loss/AUC (train and validation)
+    RUN_DIR/metrics.json         validation metrics with patient-bootstrap CIs (and the clinical report:
+                                 calibration, operating points, net benefit, subgroups)
+    RUN_DIR/val_predictions.csv  the validation split's calibrated and raw probabilities
+    RUN_DIR/MODEL_CARD.md        intended use, training data and prevalence, metrics, subgroups, shortcuts
+
+``config.json`` also holds the calibrator (``calibration``: Platt or isotonic, fitted on the validation split,
+and the prevalence its probabilities are right at); the decision ``threshold`` is on that calibrated scale.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..evaluation.calibration import Calibrator, check_prevalence, prior_shift
+from ..models.features import MetadataEncoder
+from ..models.train_config import (  # noqa: F401  (re-exported: the recipe lives there)
+    AUTO,
+    FINETUNE_MODES,
+    MAX_IMAGE_SIZE,
+    STRATEGIES,
+    TrainConfig,
+)
+
+
+class RunDamaged(ValueError):
+    """A run folder whose files exist but cannot be read (cut, edited or from elsewhere)."""
+
+
+def _read_json(run_dir: Path, name: str) -> Any:
+    try:
+        return json.loads((run_dir / name).read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RunDamaged(f"run folder {run_dir} is damaged: {name} ({exc}); train the run again") from None
+
+
+class Run:
+    """A trained model with its encoder and configuration (from a run folder or fresh from training)."""
+
+    def __init__(self, model: Any, encoder: MetadataEncoder, config: dict[str, Any], run_dir: Path | None = None):
+        self.model = model
+        self.encoder = encoder
+        self.config = config
+        self.run_dir = run_dir
+        self.train_config = TrainConfig.from_dict(config["train"])
+        self.metrics: dict[str, Any] = {}
+
+    @property
+    def calibrator(self) -> Calibrator:
+        """The calibrator fitted on the validation split (identity for runs trained before calibration)."""
+        return Calibrator.from_dict(self.config["calibration"]) if self.config.get("calibration") else Calibrator()
+
+    @property
+    def threshold(self) -> float:
+        """The decision threshold chosen on the validation predictions (on the calibrated scale)."""
+        return float(self.config["threshold"])
+
+    @property
+    def prevalence(self) -> float | None:
+        """The malignant share the calibrated probabilities are right at (the validation split's); ``None``
+        for a run without a calibrator."""
+        return self.calibrator.prevalence
+
+    def threshold_at(self, prevalence: float | None) -> float:
+        """The decision threshold on the scale of probabilities moved to ``prevalence`` (same decisions)."""
+        if prevalence is None:
+            return self.threshold
+        return float(prior_shift(np.array([self.threshold]), self._source_prevalence(), prevalence)[0])
+
+    def _source_prevalence(self) -> float:
+        if self.prevalence is None:
+            raise ValueError(f"{self.run_dir or 'this run'} has no calibrator (trained before calibration was added), "
+                             "so its outputs are not probabilities at a known prevalence; retrain it to use --prevalence")
+        return self.prevalence
+
+    @property
+    def uses_context(self) -> bool:
+        """Whether the metadata includes the patient context (:mod:`melanoma_utils.models.context`)."""
+        return self.encoder.uses_context
+
+    def with_context(self, df: pd.DataFrame) -> pd.DataFrame:
+        """``df`` with the patient-context columns when the run uses them (computed from its images)."""
+        from ..models.context import CONTEXT_COLUMNS, add_context
+
+        if not self.uses_context or all(c in df for c in CONTEXT_COLUMNS):
+            return df
+        return add_context(df, self.train_config.image_size, self.config["preprocess"])
+
+    def head_model(self) -> Any:
+        """The layers after the image backbone as a model ``{"embedding", "meta"} -> raw output`` (trained weights)."""
+        from ..models.fusion import build_head_model, copy_head_weights
+
+        base = self.model.get_layer("backbone")
+        head = build_head_model(**self.train_config.head_kwargs(int(base.output.shape[-1]), self.encoder.n_features))
+        copy_head_weights(self.model, head)
+        return head
+
+    @staticmethod
+    def read_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+        """A run folder's ``config.json`` (threshold, recipe, …) without loading its model; checks the folder."""
+        run_dir = Path(run_dir)
+        needed = ("config.json",) if (run_dir / "ensemble.json").is_file() else ("model.keras", "encoder.json", "config.json")
+        for name in needed:
+            if not (run_dir / name).is_file():
+                raise FileNotFoundError(f"{run_dir}: not a run folder ({name} missing)")
+        config = _read_json(run_dir, "config.json")
+        if not isinstance(config, dict):
+            raise RunDamaged(f"run folder {run_dir} is damaged: config.json (not a JSON object); train the run again")
+        return config
+
+    @classmethod
+    def load(cls, run_dir: str | os.PathLike[str]) -> "Run":
+        """Load a run folder written by :func:`train_run` (or an ensemble folder: an
+        :class:`~melanoma_utils.runs.ensemble.EnsembleRun`). Anything unreadable is a :class:`RunDamaged` naming the file."""
+        import keras
+
+        from ..models import fusion as models  # noqa: F401  (registers the custom layers)
+
+        config = cls.read_config(run_dir)
+        run_dir = Path(run_dir)
+        if (run_dir / "ensemble.json").is_file():
+            from .ensemble import EnsembleRun
+
+            return EnsembleRun.load(run_dir)
+        try:
+            model = keras.saving.load_model(run_dir / "model.keras")  # safe_mode: no code from the file runs
+        except Exception as exc:  # noqa: BLE001 (Keras raises many types for a damaged archive; all mean the same here)
+            raise RunDamaged(f"run folder {run_dir} is damaged: model.keras ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:200] if str(exc) else 'unreadable'}); train the run again") from None
+        try:
+            encoder = MetadataEncoder(**_read_json(run_dir, "encoder.json"))
+        except (TypeError, ValueError, KeyError) as exc:
+            if isinstance(exc, RunDamaged):
+                raise
+            raise RunDamaged(f"run folder {run_dir} is damaged: encoder.json ({exc}); train the run again") from None
+        run = cls(model, encoder, config, run_dir)
+        if (run_dir / "metrics.json").is_file():
+            run.metrics = _read_json(run_dir, "metrics.json")
+        return run
+
+    def predict(self, df: pd.DataFrame, batch_size: int = 64, tta: int | None = None,
+                cached_embeddings: bool = False) -> np.ndarray:
+        """The model's RAW outputs for rows of the normalised table (all images must be readable); see
+        :meth:`predict_proba` for calibrated probabilities. Ranking metrics (AUC) are the same for both.
+
+        ``tta`` > 1 averages the outputs over that many dihedral views of each image (1: none,
+        4: the rotations, 8: rotations and mirrors) — test-time augmentation; ``None``: the run's own setting
+        (the one its validation threshold was chosen with). ``cached_embeddings``: for a frozen pretrained
+        backbone (not fine-tuned), feed the head with the cached backbone embeddings
+        (:mod:`melanoma_utils.models.embeddings`; computed and cached where absent) instead of running the backbone
+        again: the same outputs up to the cache's float16 rounding, and far faster for repeated evaluation.
+        """
+        tta = self.train_config.tta if tta is None else tta
+        from ..pipeline.feeds import image_batches
+        from ..pipeline.transforms import MAX_VIEWS, dihedral
+
+        if not 1 <= tta <= MAX_VIEWS:
+            raise ValueError(f"tta must be in 1..{MAX_VIEWS}; got {tta}")
+        cfg = self.train_config
+        df = self.with_context(df)
+        meta = self.encoder.transform(df)
+        if cached_embeddings and cfg.uses_cached_embeddings and cfg.finetune == "none" and len(df):
+            return self._predict_from_embeddings(df, meta, tta, batch_size)
+        if not cfg.uses_images:
+            return np.asarray(self.model.predict({"meta": meta}, batch_size=batch_size, verbose=0)).reshape(-1)
+        out = np.empty(len(df), np.float64)
+        start = 0
+        for images in image_batches(list(df["image_path"]), cfg.image_size, self.config["preprocess"], batch_size):
+            stop = start + len(images)
+            x: dict[str, np.ndarray] = {}
+            if cfg.uses_meta:
+                x["meta"] = meta[start:stop]
+            n = len(images)
+            if n < batch_size:  # pad the last batch: one compiled function for every batch
+                images = np.concatenate([images, np.repeat(images[-1:], batch_size - n, axis=0)])
+                if "meta" in x:
+                    x["meta"] = np.concatenate([x["meta"], np.repeat(x["meta"][-1:], batch_size - n, axis=0)])
+            total = np.zeros(n, np.float64)
+            for view in range(tta):
+                x["image"] = dihedral(images, view).astype(np.float32)
+                total += np.asarray(self.model.predict_on_batch(x), np.float64).reshape(-1)[:n]
+            out[start:stop] = total / tta
+            start = stop
+        return out
+
+    def _predict_from_embeddings(self, df: pd.DataFrame, meta: np.ndarray, tta: int, batch_size: int) -> np.ndarray:
+        from ..models.embeddings import cached_embeddings
+        from ..models.fusion import image_encoder
+
+        cfg = self.train_config
+        emb, _ = cached_embeddings(image_encoder(self.model), list(df["image_path"]), backbone=str(cfg.backbone),
+                                   backbone_weights=cfg.backbone_weights, image_size=cfg.image_size,
+                                   preprocess=self.config["preprocess"], views=tta, batch_size=batch_size)
+        head = self.head_model()
+        total = np.zeros(len(df), np.float64)
+        for view in range(tta):
+            x = {"embedding": emb[:, view]}
+            if cfg.uses_meta:
+                x["meta"] = meta
+            total += np.asarray(head.predict(x, batch_size=1024, verbose=0), np.float64).reshape(-1)
+        return total / tta
+
+    def predict_proba(self, df: pd.DataFrame, batch_size: int = 64, tta: int | None = None,
+                      prevalence: float | None = None, cached_embeddings: bool = False) -> np.ndarray:
+        """Calibrated probabilities of melanoma: right at the run's :attr:`prevalence`, or moved to a stated
+        deployment ``prevalence`` (e.g. :data:`melanoma_utils.config.ISIC2020_PREVALENCE`) by :func:`~melanoma_utils.evaluation.calibration.prior_shift`."""
+        return self.calibrate(self.predict(df, batch_size, tta, cached_embeddings), prevalence)
+
+    def calibrate(self, raw: Any, prevalence: float | None = None) -> np.ndarray:
+        """Raw model outputs -> calibrated probabilities (at ``prevalence`` if given)."""
+        p = self.calibrator.transform(raw)
+        if prevalence is None:
+            return p
+        return prior_shift(p, self._source_prevalence(), check_prevalence(prevalence))
+
+    @property
+    def uses_original_size(self) -> bool:
+        """Whether the model takes the original image width/height (the study's ``paper`` features)."""
+        return bool({"width", "height"} & set(self.encoder.groups))
+
+    def predict_frame(self, df: pd.DataFrame, batch_size: int = 64, tta: int | None = None,
+                      impute_size: bool = False, prevalence: float | None = None) -> pd.DataFrame:
+        """``image_name, probability, raw_probability, prevalence, threshold, prediction, error`` for every row;
+        unreadable images get an error.
+
+        ``probability`` is calibrated, at the run's prevalence or at ``prevalence``; ``raw_probability`` is the
+        model's own output; ``prevalence`` says which prevalence ``probability`` is right at and ``threshold``
+        is the decision threshold on that scale (``prediction = probability >= threshold``: the same decisions
+        whatever the prevalence).
+
+        A model with the original width/height takes them from the table: the files at hand are usually
+        resized copies whose size says nothing about the camera. Rows without them are an error naming them,
+        unless ``impute_size``: then the encoder imputes them (its training medians) and the output's
+        ``size_imputed`` column marks those rows.
+        """
+        from ..data.isic import DataError
+        from ..pipeline.images import check_image_file, unsafe_image_name
+
+        df = df.reset_index(drop=True).copy()
+        errors = pd.Series("", index=df.index)
+        if self.train_config.uses_images:
+            errors = pd.Series([check_image_file(p) or "" for p in df["image_path"]], index=df.index)
+            errors = errors.where(errors == "", "image " + errors)
+        unsafe = df["image_name"].map(lambda n: unsafe_image_name(n) or "")
+        errors = errors.where(unsafe == "", "image_name " + unsafe + " (not read: a name must be a plain file name)")
+        no_size = pd.Series(False, index=df.index)
+        if self.uses_original_size:
+            no_size = df["width"].isna() | df["height"].isna()
+            if no_size.any() and not impute_size:
+                rows = ", ".join(str(i + 2) for i in np.flatnonzero(no_size.to_numpy())[:10])
+                raise DataError(
+                    f"this model uses the original image width/height (features 'paper'), but {int(no_size.sum())} "
+                    f"row(s) have none (CSV line(s) {rows}{', ...' if no_size.sum() > 10 else ''}): add the columns "
+                    "width and height with each image's ORIGINAL size (the size of a resized copy is not it), or "
+                    "pass --impute-size to impute them (recorded per row in size_imputed)")
+        if prevalence is not None:
+            prevalence = check_prevalence(prevalence)
+        threshold = self.threshold_at(prevalence)
+        ok = errors == ""
+        raw = np.full(len(df), np.nan)
+        if ok.any():
+            usable = df[ok]
+            if self.uses_context:  # the patient's other readable images in this table are the context
+                usable = self.with_context(usable)
+            raw[ok.to_numpy()] = self.predict(usable, batch_size, tta=tta)
+        prob = np.full(len(df), np.nan)
+        prob[ok.to_numpy()] = self.calibrate(raw[ok.to_numpy()], prevalence)
+        out = pd.DataFrame({"image_name": df["image_name"], "probability": prob, "raw_probability": raw,
+                            "prevalence": prevalence if prevalence is not None else self.prevalence,
+                            "threshold": threshold})
+        out["prediction"] = np.where(ok, (prob >= threshold).astype(int), -1)
+        out["error"] = errors
+        if self.uses_original_size:
+            out["size_imputed"] = no_size.astype(int)
+        return out

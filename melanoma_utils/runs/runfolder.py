@@ -1,0 +1,161 @@
+"""The run folder's lifecycle: one writer, staged writes, resumable state.
+
+* :func:`run_lock` — one training per run folder: an ``flock`` on ``.<name>.lock`` beside it, whose file holds the
+  owner's pid, host and start time; a second training gets an error naming them; the operating system frees the lock
+  of a killed process, so re-running the same command resumes.
+* Training writes into a staging folder ``.<name>.partial`` beside the run folder; :func:`publish` moves the
+  finished run into place (replacing an old run only then), so the folder holds a complete run or none.
+* ``.<name>.partial/fingerprint.json`` records the configuration and data the staged state belongs to;
+  :func:`prepare_staging` resumes only when they match, otherwise it names the differences (``restart``
+  discards the old state).
+* :class:`ResumeState` saves, after every epoch and in one atomic file, everything a resumed fit needs: the
+  weights, the optimizer's variables, the epoch counter, early stopping's best weights and patience
+  counter, the history rows and the time spent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import socket
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+
+from ..atomic import write_json
+
+
+class RunLocked(FileExistsError):
+    """Another training owns this run folder (or left a stale lock)."""
+
+
+class ResumeMismatch(ValueError):
+    """The staged state of an interrupted run belongs to another configuration or data."""
+
+
+def lock_path(out_dir: Path) -> Path:
+    """The lock file of a run folder (beside it, so it exists before the folder does)."""
+    return out_dir.parent / f".{out_dir.name}.lock"
+
+
+def staging_path(out_dir: Path) -> Path:
+    """Where a run is written before it is moved into place."""
+    return out_dir.parent / f".{out_dir.name}.partial"
+
+
+@contextlib.contextmanager
+def run_lock(out_dir: str | os.PathLike[str]) -> Iterator[Path]:
+    """Hold the run folder's lock for the duration of the block (see the module docstring).
+
+    The lock is an ``fcntl.flock`` on ``.<name>.lock``: the operating system releases it when its process dies
+    (``kill -9``, out of memory, a reboot), so re-running the same command simply resumes. A live holder is refused
+    with its pid, host and start time (written into the file). Locks are per host: on a network file system shared by
+    several hosts, run each training into its own folder.
+    """
+    import fcntl
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    lock = lock_path(out_dir)
+    me = {"pid": os.getpid(), "host": socket.gethostname(), "started": dt.datetime.now().isoformat(timespec="seconds")}
+    while True:
+        fd = os.open(lock, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raw = os.read(fd, 4096)
+            os.close(fd)
+            try:
+                owner = json.loads(raw)
+            except ValueError:
+                raise RunLocked(f"{out_dir} is locked by another training (its lock file {lock} holds no owner details "
+                                "yet or is unreadable; if no training is running, it may be deleted)") from None
+            raise RunLocked(f"{out_dir} is locked by pid {owner.get('pid')} on {owner.get('host', '?')} since "
+                            f"{owner.get('started', '?')}: another training writes there (lock file {lock})") from None
+        try:  # the file may have been removed and recreated by its last holder between our open and our lock
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    os.ftruncate(fd, 0)
+    os.write(fd, json.dumps(me).encode())
+    try:
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)
+        os.close(fd)  # releases the flock
+
+
+#: How many image files per split :func:`fingerprint` hashes in full (the rest by size and modification time).
+CONTENT_SAMPLE = 32
+
+
+def fingerprint(cfg: Any, train: pd.DataFrame, val: pd.DataFrame) -> dict[str, Any]:
+    """What a staged state belongs to: the configuration (less verbosity), the exact training/validation rows and
+    their image files: every file's size and modification time, and the full bytes of an evenly spaced sample of
+    :data:`CONTENT_SAMPLE` files per split (images replaced in place, e.g. inverted, change the fingerprint without
+    reading every file of a large set)."""
+    config = {k: v for k, v in asdict(cfg).items() if k != "verbose"}
+    config = json.loads(json.dumps(config, default=list))
+    h = hashlib.sha1()
+    for part in (train, val):
+        h.update("|".join(f"{n}:{t}" for n, t in zip(part["image_name"], part["target"])).encode())
+        h.update(b"#")
+        paths = [str(x) for x in part["image_path"]] if "image_path" in part else []
+        for path in paths:
+            try:
+                st = os.stat(path)
+                h.update(f"{st.st_size}:{st.st_mtime_ns};".encode())
+            except OSError:
+                h.update(b"missing;")
+        for path in paths[:: max(1, len(paths) // CONTENT_SAMPLE)][:CONTENT_SAMPLE]:
+            try:
+                with open(path, "rb") as fh:
+                    h.update(hashlib.sha1(fh.read()).digest())
+            except OSError:
+                h.update(b"unreadable")
+    return {"config": config, "data": h.hexdigest()}
+
+
+def prepare_staging(staging: Path, fp: dict[str, Any], restart: bool = False) -> bool:
+    """Create the staging folder, or resume the one there when its fingerprint matches ``fp``.
+
+    Returns ``True`` when resuming. Raises :class:`ResumeMismatch` naming the differences otherwise
+    (``restart`` discards the old state instead).
+    """
+    marker = staging / "fingerprint.json"
+    saved_epochs = (staging / "backup").is_dir() and any((staging / "backup").glob("*.npz"))
+    if staging.exists() and (restart or not marker.is_file() or not saved_epochs):
+        shutil.rmtree(staging)  # discarded on request, never got past its first write, or failed before any epoch
+    if staging.exists():
+        old = json.loads(marker.read_text())
+        if old == fp:
+            return True
+        diffs = [f"{k}: {old['config'].get(k)!r} -> {fp['config'].get(k)!r}"
+                 for k in sorted(set(old["config"]) | set(fp["config"])) if old["config"].get(k) != fp["config"].get(k)]
+        if old.get("data") != fp["data"]:
+            diffs.append("the training/validation images or labels differ")
+        raise ResumeMismatch(f"{staging / 'backup'} holds an interrupted run with another configuration or data "
+                             f"({'; '.join(diffs)}); pass --restart to discard it, or train into another --out")
+    staging.mkdir(parents=True)
+    write_json(marker, fp)
+    return False
+
+
+def publish(staging: Path, out_dir: Path) -> None:
+    """Move the finished run into place; an old run there is replaced only now."""
+    if out_dir.exists():
+        old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+        os.rename(out_dir, old)
+        os.rename(staging, out_dir)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(staging, out_dir)

@@ -1,0 +1,71 @@
+"""The package's folders are its layers: a module imports only from its own subpackage or from layers below it
+(top-level imports and imports inside functions alike), and importing the package or reading run folders needs no
+TensorFlow."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import melanoma_utils
+
+#: Bottom to top. A module in layer i may import from layers 0..i.
+LAYERS: tuple[tuple[str, ...], ...] = (("config", "atomic", "versions"), ("pipeline",), ("data",), ("evaluation",),
+                                       ("models",), ("runs",), ("reports",), ("cli",), ("__main__", "__init__"))
+PKG = Path(melanoma_utils.__file__).parent
+
+
+def _layer(parts: tuple[str, ...]) -> int:
+    return next(i for i, names in enumerate(LAYERS) if parts[0] in names)
+
+
+def _imports(path: Path) -> list[tuple[int, tuple[str, ...]]]:
+    """``(line, target parts)`` of every import of a package module in ``path``, relative or absolute."""
+    here = path.relative_to(PKG).with_suffix("").parts
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = here[:-node.level] if len(here) >= node.level else ()
+                if here[-1] == "__init__" and node.level:
+                    base = here[:-node.level]
+                mod = (*base, *(node.module.split(".") if node.module else ()))
+                targets = [mod] if node.module else [(*mod, a.name) for a in node.names]
+            elif node.module and node.module.split(".")[0] == "melanoma_utils":
+                targets = [tuple(node.module.split(".")[1:])]
+            else:
+                continue
+            out += [(node.lineno, t) for t in targets if t]
+    return out
+
+
+def test_no_module_imports_from_a_layer_above_it() -> None:
+    upward = []
+    for path in PKG.rglob("*.py"):
+        parts = path.relative_to(PKG).with_suffix("").parts
+        own = _layer(parts)
+        for line, target in _imports(path):
+            if _layer(target) > own:
+                upward.append(f"{path.relative_to(PKG)}:{line} imports {'.'.join(target)}")
+    assert not upward, "imports running upward:\n" + "\n".join(upward)
+    assert {p.name for p in PKG.iterdir() if p.is_dir() and (p / "__init__.py").is_file()} == {
+        "pipeline", "data", "evaluation", "models", "runs", "reports", "cli"}
+
+
+def test_each_subpackage_says_what_lives_there() -> None:
+    for init in PKG.glob("*/__init__.py"):
+        doc = ast.get_docstring(ast.parse(init.read_text()))
+        assert doc and "Modules:" in doc, init
+        listed = {m.strip("`, .") for m in doc.split("Modules:")[1].split("\n")[0].split(",")}
+        assert listed == {p.stem for p in init.parent.glob("*.py") if p.stem != "__init__"}, init
+
+
+def test_light_imports_stay_free_of_tensorflow() -> None:
+    code = ("import sys, melanoma_utils, melanoma_utils.runs.runfolder, melanoma_utils.data, melanoma_utils.evaluation, "
+            "melanoma_utils.models.features, melanoma_utils.cli; from melanoma_utils.runs import TrainConfig; "
+            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]"
