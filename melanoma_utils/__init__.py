@@ -1,13 +1,12 @@
 """melanoma_utils: the library behind the melanoma fusion study's notebooks and command line.
 
-Modules, one concern each (layered, no cycles): ``config`` (paths), ``data`` (load + validate the SIIM-ISIC
-2020 metadata layouts), ``images`` (image files: checks, decode, resize), ``splits`` (patient-grouped splits),
-``features`` (metadata encoding), ``demo`` (SYNTHETIC demo data), ``eda`` (statistics), ``plots`` (figures),
-``transforms``, ``augment``, ``pipeline`` (tf.data and the NumPy feed), ``efficientnet_lite`` (the offline
-pretrained backbone), ``embeddings`` (cached frozen-backbone embeddings), ``backbones``/``models`` (the
-two-input model), ``runs`` (TrainConfig, Run), ``runfolder`` (run folder lifecycle), ``training`` (fitting),
-``experiments`` (ablation, backbone comparison), ``evaluation`` (metrics), ``explain``, ``atomic`` (atomic
-writes), ``versions``, ``reporting``, ``reproduce`` (papermill) and ``cli``.
+Seven subpackages, one per layer; a module imports only from its own folder or the ones before it in this list:
+``config``, ``atomic``, ``versions``, ``progress`` (foundation: paths, atomic writes, package versions, terminal
+progress) < ``pipeline`` (images, transforms, augmentation, tf.data feeds) < ``data`` (the ISIC table, splits,
+external sources, the demo set, ``make data``) < ``evaluation`` (metrics, calibration, clinical reports) <
+``models`` (the two-input model, backbones, embeddings, metadata features, ``TrainConfig``) < ``runs`` (training,
+run folders, ensembles, export, experiments) < ``reports`` (EDA, figures, explanations, report writers) < ``cli``
+(the command line and ``reproduce``). Each subpackage's docstring lists its modules.
 
 Heavy dependencies (TensorFlow, Keras, shap) are imported only inside the modules that need them.
 """

@@ -60,6 +60,55 @@ def test_failing_notebook_stops_the_chain(tmp_path: Path, monkeypatch, capsys) -
     assert reproduce(params, ["b"]) == 0 and not (out / "RENDERING_INCOMPLETE.txt").exists()
 
 
+def test_a_rerun_skips_up_to_date_reports_and_reruns_from_the_first_changed_notebook(tmp_path: Path, monkeypatch,
+                                                                                      capsys) -> None:
+    """A killed `make reproduce` re-run continues where it stopped: notebooks whose notebook, parameters, code and
+    data files are unchanged are skipped; from the first one that changed, every later one runs again."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from melanoma_utils.cli import app
+
+    nb_dir = tmp_path / "nbs"
+    nb_dir.mkdir()
+    data = tmp_path / "d.csv"
+    data.write_text("x\n1\n")
+    for name in ("01_a", "02_b", "03_c"):
+        params_cell = new_code_cell(f"report_dir = ''\nmetadata_csv = ''\nvalue = 1")
+        params_cell.metadata["tags"] = ["parameters"]
+        nb = new_notebook(cells=[params_cell, new_code_cell("print(value)")])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, nb_dir / f"{name}.ipynb")
+    monkeypatch.setattr(config, "NOTEBOOKS_DIR", nb_dir)
+    monkeypatch.setattr(config, "NOTEBOOKS", ("01_a", "02_b", "03_c"))
+    params = tmp_path / "p.yaml"
+    out = tmp_path / "out"
+    params.write_text(yaml.safe_dump({"report_dir": str(out), "metadata_csv": str(data), "value": 1}))
+    assert reproduce(params, ["01_a", "02_b", "03_c"]) == 0
+    first = {n: (out / f"{n}.ipynb").stat().st_mtime_ns for n in ("01_a", "02_b", "03_c")}
+    capsys.readouterr()
+    assert reproduce(params, ["01_a", "02_b", "03_c"]) == 0  # nothing changed: nothing runs
+    assert capsys.readouterr().out.count("report up to date") == 3
+    assert {n: (out / f"{n}.ipynb").stat().st_mtime_ns for n in first} == first
+    nb = nbformat.read(nb_dir / "02_b.ipynb", as_version=4)  # an edit to the second notebook
+    nb.cells[1].source = "print(value + 1)"
+    nbformat.write(nb, nb_dir / "02_b.ipynb")
+    assert reproduce(params, ["01_a", "02_b", "03_c"]) == 0
+    assert (out / "01_a.ipynb").stat().st_mtime_ns == first["01_a"]
+    assert all((out / f"{n}.ipynb").stat().st_mtime_ns != first[n] for n in ("02_b", "03_c"))  # and all after it
+    data.write_text("x\n2\n")  # the data file named by a parameter changed: everything runs again
+    capsys.readouterr()
+    assert reproduce(params, ["01_a", "02_b", "03_c"]) == 0 and "up to date" not in capsys.readouterr().out
+    assert reproduce(params, ["03_c"], force=True) == 0 and "up to date" not in capsys.readouterr().out
+    # the command line: numbers for names, --from, and an unknown one named with the choices
+    parser = app.build_parser()
+    assert parser.parse_args(["reproduce", "--only", "02"]).only == ["02_b"]
+    assert parser.parse_args(["reproduce", "--from", "02_b"]).start == "02_b"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["reproduce", "--only", "07"])
+    assert "is not one notebook; choose from 01_a, 02_b, 03_c" in capsys.readouterr().err
+
+
 def test_missing_params_file_lists_choices(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="parameter file not found .*demo"):
         read_params(tmp_path / "nope.yaml")

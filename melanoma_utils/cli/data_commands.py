@@ -130,15 +130,32 @@ def _shard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _notebook(value: str) -> str:
+    """A notebook by its name or number prefix (``03`` or ``03_train_evaluate``)."""
+    hits = [n for n in config.NOTEBOOKS if n == value or n.split("_")[0] == value.split("_")[0] and n.startswith(value)]
+    if len(hits) != 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not one notebook; choose from {', '.join(config.NOTEBOOKS)} "
+                                         "(or their numbers, e.g. 03)")
+    return hits[0]
+
+
 def _reproduce_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", type=Path, default=config.PARAMS_DIR / "demo.yaml", help="params/<data set>.yaml")
-    p.add_argument("--only", nargs="+", choices=config.NOTEBOOKS, help="run only these notebooks")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--only", nargs="+", type=_notebook, metavar="NOTEBOOK",
+                       help="run only these notebooks (names or numbers: 03 05)")
+    which.add_argument("--from", dest="start", type=_notebook, metavar="NOTEBOOK",
+                       help="run this notebook and every later one")
+    p.add_argument("--force", action="store_true",
+                   help="run every notebook asked for, even those whose report is up to date")
 
 
-@command("reproduce", "run the study's notebooks in order with papermill into reports/<data set>/", _reproduce_args)
+@command("reproduce", "run the study's notebooks in order with papermill into reports/<data set>/ (notebooks whose "
+                      "report is up to date are skipped)", _reproduce_args)
 def _reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce
 
-    return reproduce(args.params, args.only or config.NOTEBOOKS)
+    notebooks = args.only or (config.NOTEBOOKS[config.NOTEBOOKS.index(args.start):] if args.start else config.NOTEBOOKS)
+    return reproduce(args.params, [n for n in config.NOTEBOOKS if n in notebooks], force=args.force)
 
 

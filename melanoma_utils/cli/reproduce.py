@@ -214,8 +214,59 @@ def check_params(params: dict[str, Any], params_file: str | os.PathLike[str], no
 INCOMPLETE = "RENDERING_INCOMPLETE.txt"
 
 
-def reproduce(params_file: str | os.PathLike[str], notebooks: Sequence[str] = config.NOTEBOOKS) -> int:
-    """Run every notebook in order; return 0, or 1 at the first failure (its error printed)."""
+#: Where each notebook's record of what its report was rendered from lives, inside the report folder.
+STAMPS = ".rendered"
+
+
+def _file_state(path: Path) -> list[Any]:
+    st = path.stat()
+    return [str(path), st.st_size, st.st_mtime_ns]
+
+
+def inputs_digest(name: str, params: dict[str, Any]) -> str:
+    """What the report of notebook ``name`` depends on: the notebook, the parameters it takes, the package's source,
+    and the size and modification time of every data file or folder its parameters name (a folder: its files)."""
+    import hashlib
+    import json
+
+    import papermill as pm
+
+    source = config.NOTEBOOKS_DIR / f"{name}.ipynb"
+    declared = pm.inspect_notebook(str(source))
+    given = {k: v for k, v in sorted(params.items()) if k in declared}
+    h = hashlib.sha256(source.read_bytes())
+    h.update(json.dumps(given, sort_keys=True, default=str).encode())
+    for py in sorted((config.PROJ_ROOT / "melanoma_utils").rglob("*.py")):
+        h.update(py.read_bytes())
+    for key, value in given.items():
+        if key == "report_dir":  # the output, not an input
+            continue
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, str) and v and ("/" in v or v.endswith((".csv", ".yaml"))):
+                path = config.resolve(v)
+                if path.is_file():
+                    h.update(json.dumps(_file_state(path)).encode())
+                elif path.is_dir():
+                    for f in sorted(path.rglob("*"))[:100_000]:
+                        if f.is_file():
+                            h.update(json.dumps(_file_state(f)).encode())
+    return h.hexdigest()
+
+
+def up_to_date(name: str, params: dict[str, Any], report_dir: Path) -> bool:
+    """Whether ``report_dir`` holds a complete rendering of ``name`` from exactly these inputs."""
+    stamp = report_dir / STAMPS / f"{name}.sha256"
+    return (stamp.is_file() and (report_dir / f"{name}.ipynb").is_file() and (report_dir / f"{name}.html").is_file()
+            and stamp.read_text().strip() == inputs_digest(name, params))
+
+
+def reproduce(params_file: str | os.PathLike[str], notebooks: Sequence[str] = config.NOTEBOOKS,
+              force: bool = False) -> int:
+    """Run the notebooks in order; return 0, or 1 at the first failure (its error printed).
+
+    A notebook whose report is up to date (:func:`up_to_date`: same notebook, parameters, package source and data
+    files) is skipped, so a killed ``reproduce`` re-run continues where it stopped; once one notebook runs, every
+    later one runs too (it may read what that one wrote). ``force``: run them all."""
     params = read_params(params_file)
     check_params(params, params_file)
     report_dir = config.resolve(params.get("report_dir", f"reports/{Path(params_file).stem}"))
@@ -234,7 +285,15 @@ def reproduce(params_file: str | os.PathLike[str], notebooks: Sequence[str] = co
 
     started = time.strftime("%Y-%m-%d %H:%M")
     mark("running")
+    rerun = force
     for name in notebooks:
+        if not rerun and up_to_date(name, params, report_dir):
+            print(f"[reproduce] {name}: report up to date (same notebook, parameters, code and data): skipped "
+                  "(--force runs it)", flush=True)
+            done.append(name)
+            continue
+        rerun = True
+        (report_dir / STAMPS / f"{name}.sha256").unlink(missing_ok=True)
         start = time.perf_counter()
         print(f"[reproduce] {name} -> {report_dir}/", flush=True)
         try:
@@ -246,6 +305,7 @@ def reproduce(params_file: str | os.PathLike[str], notebooks: Sequence[str] = co
                 raise
             return 1
         done.append(name)
+        write_text(report_dir / STAMPS / f"{name}.sha256", inputs_digest(name, params) + "\n")
         mark("running")
         print(f"[reproduce] {name} done in {time.perf_counter() - start:.0f} s", flush=True)
     marker.unlink(missing_ok=True)

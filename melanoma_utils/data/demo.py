@@ -69,8 +69,10 @@ Use it to check that the project runs, never to draw conclusions about melanoma.
 """
 
 
-def make_metadata(n_images: int = 600, seed: int = 0, malignant_fraction: float = 0.18) -> pd.DataFrame:
-    """SYNTHETIC metadata in the resized-JPEG schema (8 official columns + ``tfrecord``, ``width``, ``height``)."""
+def make_metadata(n_images: int = 600, seed: int = 0, malignant_fraction: float = 0.18,
+                  images_per_patient: float = 4.5) -> pd.DataFrame:
+    """SYNTHETIC metadata in the resized-JPEG schema (8 official columns + ``tfrecord``, ``width``, ``height``).
+    Each patient has 1 to ``2 * images_per_patient - 1`` images (uniform; ISIC 2020 has 16.1 per patient on average)."""
     rng = np.random.default_rng(seed)
     rows = []
     patient = 0
@@ -78,7 +80,7 @@ def make_metadata(n_images: int = 600, seed: int = 0, malignant_fraction: float 
         patient += 1
         sex = rng.choice(["male", "female", "unknown"], p=[0.515, 0.480, 0.005])
         base_age = float(np.clip(rng.normal(49, 14), 15, 90))
-        for _ in range(int(rng.integers(1, 9))):
+        for _ in range(int(rng.integers(1, max(2, round(2 * images_per_patient))))):
             site = rng.choice(list(SITE_SHARES), p=np.array(list(SITE_SHARES.values())) / sum(SITE_SHARES.values()))
             age = 5 * round(np.clip(base_age + rng.normal(0, 2), 10, 90) / 5)
             rows.append(dict(patient_id=f"SP_{patient:05d}", sex=sex, age_approx=float(age), site=site))
@@ -177,8 +179,12 @@ def make_demo_dataset(
     image_size: int = 128,
     seed: int = 0,
     overwrite: bool = False,
+    malignant_fraction: float = 0.18,
+    images_per_patient: float = 4.5,
 ) -> Path:
     """Write the SYNTHETIC demo set to ``out_dir`` (resized-JPEG layout); return the ``train.csv`` path.
+    ``malignant_fraction`` and ``images_per_patient`` as in :func:`make_metadata` (the scale benchmark uses ISIC 2020's
+    1.76% and 16 images per patient).
 
     The folder is built under a temporary name and moved into place. An existing folder is kept unless
     ``overwrite`` (it is only ever regenerated from the same seed).
@@ -191,7 +197,8 @@ def make_demo_dataset(
     tmp = out_dir.with_name(out_dir.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "train").mkdir(parents=True)
-    meta = make_metadata(n_images=n_images, seed=seed)
+    meta = make_metadata(n_images=n_images, seed=seed, malignant_fraction=malignant_fraction,
+                         images_per_patient=images_per_patient)
     for i, (name, target) in enumerate(zip(meta["image_name"], meta["target"])):
         rgb = draw_lesion(bool(target), size=image_size, seed=seed * 1_000_003 + i)
         cv2.imwrite(str(tmp / "train" / f"{name}.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])

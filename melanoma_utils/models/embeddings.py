@@ -114,14 +114,19 @@ def cached_embeddings(
         if progress:
             print(f"computing embeddings of {len(todo):,} image(s) × {views} view(s) ({len(paths) - len(todo):,} cached)", flush=True)
         start = time.perf_counter()
+        from .. import progress as terminal
+
+        steps = terminal.bar(len(todo), f"embedding ({backbone}, {image_size} px, {views} view(s))", unit="img")
         for first in range(0, len(todo), chunk):  # written chunk by chunk: a killed run keeps what it computed
             part = todo[first:first + chunk]
             new = compute_embeddings(backbone_model, [paths[i] for i in part], image_size, preprocess, views, batch_size)
             for i, emb in zip(part, new):
                 atomic_write(folder / f"{digests[i]}.npy", lambda tmp, emb=emb: np.save(tmp, emb.astype(np.float16)))
                 out[i] = emb.astype(np.float16).astype(np.float32)  # what the cache returns next time
+            steps.update(len(part))
             if progress and len(todo) > chunk:
                 done, spent = first + len(part), time.perf_counter() - start
                 print(f"  embedded {done:,} of {len(todo):,} image(s) in {spent:.0f} s "
                       f"(about {spent / done * (len(todo) - done):.0f} s left)", flush=True)
+        steps.close()
     return np.stack(out), {"cached": len(paths) - len(todo), "computed": len(todo)}  # type: ignore[arg-type]

@@ -81,6 +81,9 @@ def compare_backbones(
     tr, te = holdout_split(df, test_fraction, seed=cfg.seed)
     train, test = df.iloc[tr].reset_index(drop=True), df.iloc[te].reset_index(drop=True)
     rows, preds = [], []
+    from .. import progress
+
+    steps = progress.bar(len(backbones) * len(models), "backbone comparison", unit="run")
     for entry in backbones:
         backbone, _, w = entry.partition("@")
         weights = (None if w == "none" else w) if w else cfg.backbone_weights
@@ -93,6 +96,7 @@ def compare_backbones(
                 rows.append({"backbone": backbone, "weights": weights, "model": model, "protocol": backbone_protocol(vcfg),
                              "note": f"not run: {skipped}"})
                 print(f"[compare] {entry} · {model}: not run ({skipped})", flush=True)
+                steps.update(1)
                 continue
             run_dir = out_dir / f"{entry.replace('@', '_')}_{model}"
             run = load_or_train(train, vcfg, run_dir)
@@ -118,6 +122,9 @@ def compare_backbones(
             preds.append(pd.DataFrame({"image_name": test["image_name"], "backbone": entry, "model": model,
                                        "target": test["target"], "probability": p}))
             print(f"[compare] {entry} · {model}: ROC AUC {rows[-1]['roc_auc']:.3f}", flush=True)
+            steps.set_postfix_str(f"{entry} · {model}", refresh=False)
+            steps.update(1)
+    steps.close()
     empty = pd.DataFrame(columns=["image_name", "backbone", "model", "target", "probability"])
     table = pd.DataFrame(rows).reindex(columns=TABLE3_COLUMNS)
     return table, pd.concat(preds, ignore_index=True) if preds else empty

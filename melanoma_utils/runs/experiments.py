@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import progress
 from ..config import ISIC2020_PREVALENCE  # noqa: F401 (re-exported)
 from ..data.splits import grouped_folds
 from ..evaluation.metrics import MetricError, melanoma_vs_nevus_auc, melanoma_vs_nevus_mask, pr_auc, roc_auc
@@ -125,7 +126,10 @@ def cross_validate(
     fold_ids = grouped_folds(df, n_splits=n_splits, seed=cfg.seed + repeat, use_tfrecord=folds_from == "shards")
     save_folds(df, fold_ids, out_dir / "folds.csv")
     rows, preds = [], []
-    for k in folds if folds is not None else range(n_splits):
+    run_folds = list(folds) if folds is not None else list(range(n_splits))
+    steps = progress.bar(len(run_folds) * len(variants), f"cross-validation{f' (repeat {repeat})' if repeat else ''}",
+                         unit="run")
+    for k in run_folds:
         test = df[fold_ids == k].reset_index(drop=True)
         rest = df[fold_ids != k].reset_index(drop=True)
         for name, overrides in variants.items():
@@ -146,6 +150,9 @@ def cross_validate(
                          "auc_melanoma_vs_nevus": melanoma_vs_nevus_auc(test["target"], p, test["diagnosis"]),
                          "epochs_run": run.config.get("epochs_run"), "train_seconds": run.config.get("train_seconds")})
             print(f"[cv] repeat {repeat} fold {k} · {name}: ROC AUC {rows[-1]['roc_auc']:.3f}", flush=True)
+            steps.set_postfix_str(f"fold {k} · {name}", refresh=False)
+            steps.update(1)
+    steps.close()
     return pd.DataFrame(rows), pd.concat(preds, ignore_index=True)
 
 
