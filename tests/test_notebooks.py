@@ -74,7 +74,7 @@ def test_a_rerun_skips_up_to_date_reports_and_reruns_from_the_first_changed_note
     data = tmp_path / "d.csv"
     data.write_text("x\n1\n")
     for name in ("01_a", "02_b", "03_c"):
-        params_cell = new_code_cell(f"report_dir = ''\nmetadata_csv = ''\nvalue = 1")
+        params_cell = new_code_cell("report_dir = ''\nmetadata_csv = ''\nvalue = 1")
         params_cell.metadata["tags"] = ["parameters"]
         nb = new_notebook(cells=[params_cell, new_code_cell("print(value)")])
         nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
