@@ -22,7 +22,6 @@ __all__ = [
     "Dataset",
     "DataWarning",
     "LoadReport",
-    "age_band",
     "attach_image_paths",
     "default_images_dir",
     "drop_duplicates",

@@ -418,23 +418,3 @@ def load_metadata(
     df, report, _ = _read_metadata(metadata, duplicates, require_target)
     df["image_path"] = ""
     return Dataset(frame=df[list(NORMALISED_COLUMNS)], report=report)
-
-
-def age_band(age: pd.Series | Sequence, width: int = 10, edges: Sequence[float] | None = None) -> pd.Series:
-    """The study's one age-band definition, as an ordered categorical (``unknown`` last, for missing ages).
-
-    Without ``edges``: bands ``width`` years wide, named like ``"40–49"`` (the EDA's rates). With ``edges``
-    (e.g. ``(30, 45, 60, 75)``): ``"<30"``, ``"30–44"``, …, ``"75+"``: coarser bands, for analyses in which every
-    band needs enough melanomas of its own (subgroup AUCs)."""
-    a = pd.Series(pd.to_numeric(pd.Series(age), errors="coerce").to_numpy(), index=age.index if isinstance(age, pd.Series) else None)
-    if edges is None:
-        lo = (a // width * width).astype("Int64")
-        labels = lo.map(lambda v: f"{v}–{v + width - 1}" if pd.notna(v) else "unknown")
-        order = [f"{v}–{v + width - 1}" for v in sorted(lo.dropna().unique())] + ["unknown"]
-    else:
-        e = [float(x) for x in edges]
-        names = [f"<{e[0]:g}"] + [f"{lo:g}–{hi - 1:g}" for lo, hi in zip(e, e[1:])] + [f"{e[-1]:g}+"]
-        codes = np.searchsorted(e, a.to_numpy(), side="right")
-        labels = pd.Series([names[c] if np.isfinite(v) else "unknown" for c, v in zip(codes, a.to_numpy())], index=a.index)
-        order = names + ["unknown"]
-    return pd.Series(pd.Categorical(labels, categories=order, ordered=True), index=a.index, name="age band")

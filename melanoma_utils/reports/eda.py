@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..data.isic import age_band  # noqa: F401  (re-exported: the one age-band definition lives with the ages)
+from ..evaluation.clinical import age_band  # noqa: F401  (re-exported: the one age-band definition lives there)
 
 
 def wilson_interval(successes: np.ndarray | int, n: np.ndarray | int, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
