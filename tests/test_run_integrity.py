@@ -230,7 +230,7 @@ def test_damaged_run_folders_name_the_file_and_what_is_wrong(tiny_csv: Path, tmp
     assert (out["error"][[0, 2]] == "").all()
     for name, damage, message in (
         ("config.json", lambda f: f.write_text('{"kind": '), "config.json (Expecting value"),
-        ("model.keras", lambda f: f.write_bytes(f.read_bytes()[:300]), "model.keras ("),
+        ("model.keras", lambda f: f.write_bytes(f.read_bytes()[:300]), "model.keras (300 bytes, not a complete Keras archive"),
         ("encoder.json", lambda f: f.write_text('{"colour": 1}'), "encoder.json ("),
     ):
         bad = tmp_path / f"bad_{name}"

@@ -137,8 +137,14 @@ class Run:
             from .ensemble import EnsembleRun
 
             return EnsembleRun.load(run_dir)
+        import zipfile
+
+        archive = run_dir / "model.keras"
+        if not zipfile.is_zipfile(archive):  # Keras would say "File not found" for a file that is there but cut
+            raise RunDamaged(f"run folder {run_dir} is damaged: model.keras ({archive.stat().st_size:,} bytes, not a "
+                             "complete Keras archive: cut or overwritten); train the run again")
         try:
-            model = keras.saving.load_model(run_dir / "model.keras")  # safe_mode: no code from the file runs
+            model = keras.saving.load_model(archive)  # safe_mode: no code from the file runs
         except Exception as exc:  # noqa: BLE001 (Keras raises many types for a damaged archive; all mean the same here)
             raise RunDamaged(f"run folder {run_dir} is damaged: model.keras ({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0][:200] if str(exc) else 'unreadable'}); train the run again") from None
