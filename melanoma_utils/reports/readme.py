@@ -129,11 +129,36 @@ def export_bench(report_dir: Path) -> str:
              "per image in batches.", "",
              "| format | max abs difference from `predict` | ROC AUC (change) | size | latency per image (one per call) |",
              "|---|---|---|---|---|"]
-    for fmt in ("saved_model", "tflite", "tflite_int8"):
+    for fmt in ("saved_model", "tflite", "tflite_int8", "onnx"):
         if fmt in b:
             r = b[fmt]
             lines.append(f"| {fmt} | {r['max_abs_difference']:.2g} | {r['roc_auc']:.4f} ({r['roc_auc_change']:+.4f}) | "
                          f"{r['megabytes']:.1f} MB | {1000 * r['median_seconds_per_image']:.0f} ms |")
+    return "\n".join(lines) + "\n"
+
+
+def scale_table(report_dir: Path) -> str:
+    """Each stage's wall time and peak memory per data-set size, with the fitted growth exponents
+    (``reports/bench/scale.csv`` and ``scale.exponents.csv`` from ``scripts/bench_scale.py``)."""
+    path = report_dir.parent / "bench" / "scale.csv"
+    if not path.is_file():
+        return "Not measured yet: run `scripts/bench_scale.py` (it writes reports/bench/scale.csv).\n"
+    t = pd.read_csv(path)
+    sizes = sorted(t["n_images"].unique())
+    exps = path.with_name("scale.exponents.csv")
+    e = pd.read_csv(exps).set_index("stage") if exps.is_file() else pd.DataFrame()
+    head = " | ".join(f"{n:,} images" for n in sizes)
+    lines = [f"Measured on {int(t['cores'].iloc[0])} CPU cores (`{t['machine'].iloc[0]}`); wall time in seconds / peak "
+             "resident memory in MB of the stage's process and everything it started.", "",
+             f"| stage | {head} | time exponent | memory exponent | note |", "|---" * (len(sizes) + 4) + "|"]
+    for stage, part in t.groupby("stage", sort=False):
+        part = part.set_index("n_images")
+        cells = [f"{part.loc[n, 'seconds']:,.0f} s / {part.loc[n, 'peak_rss_mb']:,.0f} MB" if n in part.index else "—"
+                 for n in sizes]
+        te = f"{e.loc[stage, 'time_exponent']:.2f}" if stage in e.index else "—"
+        me = f"{e.loc[stage, 'memory_exponent']:.2f}" if stage in e.index else "—"
+        note = part["note"].dropna().iloc[-1] if part["note"].notna().any() else ""
+        lines.append(f"| {stage} | {' | '.join(cells)} | {te} | {me} | {note} |")
     return "\n".join(lines) + "\n"
 
 
@@ -290,7 +315,7 @@ def train_defaults(report_dir: Path) -> str:
 TABLES: dict[str, Callable[[Path], str]] = {"ablation": ablation_table, "ablation_paired": paired_table,
                                              "transforms_training": transforms_table, "backbones": backbones_table,
                                              "transform_costs": transform_costs, "size_rates": size_rates,
-                                             "train_defaults": train_defaults, "export_bench": export_bench,
+                                             "train_defaults": train_defaults, "export_bench": export_bench, "scale": scale_table,
                                              "importance": importance_table, "explanations_inside": explanations_inside,
                                              "ablation_findings": ablation_findings,
                                              "validation_findings": validation_findings}
