@@ -193,7 +193,7 @@ def resize_into_layout(
     benign: int | None = None,
     seed: int = 0,
     images_dir: Path | None = None,
-    workers: int = 4,
+    workers: int | None = None,
 ) -> Path:
     """Write the resized-JPEG layout for ``metadata_csv`` into ``out_dir``; return its ``train.csv``.
 
@@ -222,7 +222,7 @@ def resize_into_layout(
         for name, data in sources
         if name in wanted
     )
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 4) as pool:
 
         def flush(batch: list[tuple[str, tuple[bytes, Path, int]]]) -> None:
             for (name, _), res in zip(batch, pool.map(_resize_one, [j for _, j in batch])):
@@ -291,13 +291,13 @@ FILES_2019 = {
 
 
 def resize_zip_images(archive: Path, out_images: Path, size: int, wanted: set[str] | None = None,
-                      workers: int = 4) -> dict[str, tuple[int, int]]:
+                      workers: int | None = None) -> dict[str, tuple[int, int]]:
     """Resize every JPEG of ``archive`` (or those named in ``wanted``) once into ``out_images/<name>.jpg``; return
     each image's ORIGINAL ``(width, height)``. Images already there are kept (a re-run resumes) and re-measured
     from the archive only when needed."""
     out_images.mkdir(parents=True, exist_ok=True)
     sizes: dict[str, tuple[int, int]] = {}
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 4) as pool:
         batch: list[tuple[str, tuple[bytes, Path, int]]] = []
 
         def flush() -> None:
