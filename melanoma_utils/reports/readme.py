@@ -221,6 +221,19 @@ def ablation_findings(report_dir: Path) -> str:
     if ens in s.index:
         out.append(f"- **Ensemble** of the two external-data runs against fusion with external data: {_delta(d, ens, ext)} "
                    f"overall, {_delta(d, ens, ext, 'melanoma_vs_nevus')} melanoma vs nevus.")
+    rows = [v for v in s.index if v.startswith(ext + ", Lite")]
+    if rows:
+        parts = [f"{v.removeprefix(ext + ', ')}: ROC AUC {s.loc[v].pooled_oof_roc_auc:.3f}, melanoma vs nevus "
+                 f"{s.loc[v].pooled_mel_vs_nevus_auc:.3f} ({s.loc[v].pooled_mel_vs_nevus_ci_low:.3f}–"
+                 f"{s.loc[v].pooled_mel_vs_nevus_ci_high:.3f}), paired against Lite0 {_delta(d, v, ext, 'melanoma_vs_nevus')}"
+                 for v in rows]
+        bens = next((v for v in s.index if v.startswith("ensemble: Lite0")), None)
+        if bens:
+            parts.append(f"their ensemble with Lite0: ROC AUC {s.loc[bens].pooled_oof_roc_auc:.3f}, melanoma vs nevus "
+                         f"{s.loc[bens].pooled_mel_vs_nevus_auc:.3f} ({s.loc[bens].pooled_mel_vs_nevus_ci_low:.3f}–"
+                         f"{s.loc[bens].pooled_mel_vs_nevus_ci_high:.3f}), paired {_delta(d, bens, ext, 'melanoma_vs_nevus')}")
+        out.append("- **Larger pretrained backbones** (fusion, clinical + external data at each backbone's ImageNet size, "
+                   "same folds and views): " + "; ".join(parts) + ".")
     paper = report_dir / "table_paper_vs_reproduction.csv"
     if paper.is_file():
         t = pd.read_csv(paper).set_index("metric")
