@@ -30,6 +30,8 @@ def main() -> None:
     ap.add_argument("--fold", type=int, default=0)
     ap.add_argument("--n", type=int, default=0, help="at most this many rows (0: all)")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--formats", nargs="+", default=["saved_model", "tflite", "tflite_int8", "onnx"],
+                    help="formats to measure; the others keep their entries in an existing --out")
     args = ap.parse_args()
 
     import tensorflow as tf
@@ -60,7 +62,7 @@ def main() -> None:
     result = {"run": f"{args.run.parent.name}/{args.run.name}", "rows": len(df), "malignant": int(y.sum()), "machine": platform.platform(),
               "predict": {"roc_auc": est, "ci_low": lo, "ci_high": hi, "seconds_per_image": predict_s}}
     with tempfile.TemporaryDirectory() as tmp:
-        for fmt in ("saved_model", "tflite", "tflite_int8", "onnx"):
+        for fmt in args.formats:
             out = export_run(args.run, Path(tmp) / fmt, fmt)
             times, probs = [], []
             if fmt == "saved_model":
@@ -97,6 +99,8 @@ def main() -> None:
                            "median_seconds_per_image": float(np.median(times[1:] or times))}
             print(fmt, json.dumps(result[fmt]), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.out.is_file():  # formats not measured this time keep their earlier entries
+        result = {**json.loads(args.out.read_text()), **result}
     args.out.write_text(json.dumps(result, indent=2))
     print(f"written {args.out}")
 

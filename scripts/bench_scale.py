@@ -85,11 +85,13 @@ def stage_cv(csv: str, out: str, views: int) -> None:
 
 
 def fit_exponents(table: pd.DataFrame) -> pd.DataFrame:
-    """Per stage with at least two sizes: the slope of log(seconds) and log(peak RSS) on log(n_images)."""
+    """Per stage with at least two sizes run with the same settings as the largest: the slope of log(seconds) and
+    log(peak RSS) on log(n_images)."""
     rows = []
     for stage, part in table.groupby("stage", sort=False):
         part = part.sort_values("n_images")
-        if part["n_images"].nunique() < 2:
+        part = part[part["note"].fillna("") == ("" if pd.isna(part["note"].iloc[-1]) else part["note"].iloc[-1])]
+        if part["n_images"].nunique() < 2:  # (sizes run with other settings, e.g. 8 views, are left out of the fit)
             continue
         x = np.log(part["n_images"].to_numpy(float))
         rows.append({"stage": stage, "sizes": int(part["n_images"].nunique()),

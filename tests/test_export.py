@@ -157,6 +157,19 @@ def test_tflite_float_and_int8_and_onnx_give_predicts_probability(trained, tmp_p
     np.testing.assert_allclose(onnx[:, 0], expected, atol=1e-4)
     np.testing.assert_allclose(onnx[:, 1], frame["raw_probability"], atol=1e-4)  # the network itself, not just a flat calibrator
     assert np.ptp(onnx[:, 1]) > 1e-4 and np.isfinite(onnx).all()
+    # Platt (an affine map on the logit) inside every format too: the real runs' calibrator
+    import shutil
+
+    platt = Path(shutil.copytree(run_dir, tmp_path / "platt"))
+    cfg = json.loads((platt / "config.json").read_text())
+    cfg["calibration"] = {**cfg["calibration"], "method": "platt", "params": {"ab": [-0.7, 1.6]}}
+    (platt / "config.json").write_text(json.dumps(cfg))
+    expected_platt = Run.load(platt).predict_frame(rows, impute_size=True)["probability"].to_numpy()
+    assert np.ptp(expected_platt) > 1e-3
+    got_onnx = _onnx_predict(export_run(platt, tmp_path / "platt_onnx", "onnx") / "model.onnx", images, fields)[:, 0]
+    got_lite = _lite_predict(export_run(platt, tmp_path / "platt_lite", "tflite") / "model.tflite", images, fields)
+    np.testing.assert_allclose(got_onnx, expected_platt, atol=1e-4)
+    np.testing.assert_allclose(got_lite, expected_platt, atol=1e-4)
     assert np.abs(got["tflite_int8"] - expected).max() <= 0.02
     y = rows["target"].to_numpy()
     assert abs(roc_auc(y, got["tflite_int8"]) - roc_auc(y, expected)) <= 0.005

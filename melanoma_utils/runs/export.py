@@ -108,7 +108,7 @@ def _calibrate(tf: Any, calibrator: Any, raw: Any) -> Any:
     if calibrator.method == "platt":
         a, b = calibrator.params["ab"]
         q = tf.clip_by_value(raw, EPS, 1 - EPS)
-        return tf.sigmoid(a + b * (tf.math.log(q) - tf.math.log1p(-q)))
+        return tf.sigmoid(a + b * (tf.math.log(q) - tf.math.log(1.0 - q)))  # (ONNX has no Log1p)
     if calibrator.method == "isotonic":  # np.interp through the knots as a sum of clipped ramps (LiteRT built-ins)
         x = np.asarray(calibrator.params["x"], np.float64)
         y = np.asarray(calibrator.params["y"], np.float64)
