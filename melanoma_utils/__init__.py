@@ -1,8 +1,8 @@
 """melanoma_utils: the library behind the melanoma fusion study's notebooks and command line.
 
 Seven subpackages, one per layer; a module imports only from its own folder or the ones before it in this list:
-``config``, ``atomic``, ``versions``, ``progress`` (foundation: paths, atomic writes, package versions, terminal
-progress) < ``pipeline`` (images, transforms, augmentation, tf.data feeds) < ``data`` (the ISIC table, splits,
+``config``, ``atomic``, ``versions``, ``progress``, ``lazy`` (foundation: paths, atomic writes, package versions, terminal
+progress, lazy re-exports) < ``pipeline`` (images, transforms, augmentation, tf.data feeds) < ``data`` (the ISIC table, splits,
 external sources, the demo set, ``make data``) < ``evaluation`` (metrics, calibration, clinical reports) <
 ``models`` (the two-input model, backbones, embeddings, metadata features, ``TrainConfig``) < ``runs`` (training,
 run folders, ensembles, export, experiments) < ``reports`` (EDA, figures, explanations, report writers) < ``cli``

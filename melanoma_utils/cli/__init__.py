@@ -6,7 +6,8 @@ Layers (imports only run leftwards): config/atomic/versions < pipeline < data < 
 
 # the principal module's names, loaded on first use (``from melanoma_utils.cli import ...`` keeps working without
 # importing what the package's lighter modules do not need)
-_PRINCIPAL = ".app"
+from ..lazy import reexport
+
 __all__ = [
     "ORDER",
     "DataError",
@@ -16,14 +17,4 @@ __all__ = [
     "train_config",
 ]
 
-
-def __getattr__(name: str):
-    if name in __all__:
-        from importlib import import_module
-
-        return getattr(import_module(_PRINCIPAL, __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = reexport(__name__, ".app", __all__)
