@@ -69,22 +69,27 @@ def _digests(path: Path, part_bytes: tuple[int, ...] = ()) -> tuple[str, str, di
     return sha.hexdigest(), md5.hexdigest(), multipart
 
 
+def _check_etag(path: Path, etag: str) -> tuple[bool | None, str]:
+    """One pass over ``path``: whether it has the content an S3-style ``etag`` promises (``None`` when the ETag is not
+    a checksum), and its SHA-256."""
+    import re
+
+    etag = etag.strip().strip('"').lower()
+    m = re.fullmatch(r"[0-9a-f]{32}(?:-(\d+))?", etag)
+    if not m:
+        return None, _digests(path)[0]
+    size = path.stat().st_size
+    n = int(m.group(1)) if m.group(1) else None
+    sizes = tuple(p << 20 for p in _S3_PART_MIB if n is not None and -(-size // (p << 20)) == n)
+    sha, md5, multipart = _digests(path, sizes)
+    return (md5 == etag if n is None else etag in multipart.values()), sha
+
+
 def etag_matches(path: Path, etag: str) -> bool | None:
     """Whether ``path`` has the content an S3-style ``etag`` promises: the MD5 of a single-part upload, or the
     multipart form (``md5 of the parts' md5s-N``, part size found among :data:`_S3_PART_MIB`). ``None`` when the
     ETag is not of either form (nothing to check)."""
-    import re
-
-    etag = etag.strip().strip('"').lower()
-    size = path.stat().st_size
-    if re.fullmatch(r"[0-9a-f]{32}", etag):
-        return _digests(path)[1] == etag
-    m = re.fullmatch(r"[0-9a-f]{32}-(\d+)", etag)
-    if not m:
-        return None
-    n = int(m.group(1))
-    sizes = tuple(p << 20 for p in _S3_PART_MIB if -(-size // (p << 20)) == n)
-    return bool(sizes) and etag in _digests(path, sizes)[2].values()
+    return _check_etag(path, etag)[0]
 
 
 def _record(dest: Path) -> dict[str, dict[str, object]]:
@@ -95,9 +100,10 @@ def _record(dest: Path) -> dict[str, dict[str, object]]:
         return {}
 
 
-def _save_record(dest: Path, **entry: object) -> None:
+def _save_record(dest: Path, sha256: str | None = None, **entry: object) -> None:
+    """Record ``dest``'s SHA-256 (computed unless given) and size in :data:`CHECKSUMS`, with ``entry``."""
     record = _record(dest)
-    record[dest.name] = {"sha256": _digests(dest)[0], "bytes": dest.stat().st_size, **entry}
+    record[dest.name] = {"sha256": sha256 or _digests(dest)[0], "bytes": dest.stat().st_size, **entry}
     atomic_write(dest.parent / CHECKSUMS, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
 
 
@@ -134,13 +140,13 @@ def download(url: str, dest: Path, chunk: int = 1 << 20, attempts: int = 3) -> P
             raise DataError(f"{part}: incomplete download ({part.stat().st_size} of {total} bytes after {attempts} "
                             "tries); run again to resume")
         print(f"{dest.name}: transfer cut at {part.stat().st_size:,} of {total:,} bytes; resuming", flush=True)
-    ok = etag_matches(part, etag) if etag else None
+    ok, sha = _check_etag(part, etag)  # one pass: the ETag check and the SHA-256 to record
     if ok is False:
         part.unlink()
         raise DataError(f"{url}: the downloaded file does not match the server's checksum (ETag {etag}); it was "
                         "deleted, run again to download it afresh")
     os.replace(part, dest)
-    _save_record(dest, etag=etag or None, checked_against="ETag" if ok else "size only (the server published no checksum)")
+    _save_record(dest, sha, etag=etag or None, checked_against="ETag" if ok else "size only (the server published no checksum)")
     return dest
 
 
