@@ -193,8 +193,6 @@ def main() -> None:
             if stage.startswith("embed"):
                 shutil.rmtree(cache / "embeddings", ignore_errors=True)  # cold: every image computed
             seconds, rss = _run(stage, cmd, env, log)
-            if stage == "embed_8views":  # leave the cache as train/cv need it (8 views)
-                pass
             print(f"[scale] n={n:,} {stage}: {seconds:.1f} s, peak {rss:.0f} MB", flush=True)
             rows = [r for r in rows if not (r["stage"] == stage and r["n_images"] == n)]
             rows.append({"stage": stage, "n_images": n, "seconds": round(seconds, 2), "peak_rss_mb": round(rss, 1),

@@ -29,8 +29,6 @@ def _imports(path: Path) -> list[tuple[int, tuple[str, ...]]]:
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = here[:-node.level] if len(here) >= node.level else ()
-                if here[-1] == "__init__" and node.level:
-                    base = here[:-node.level]
                 mod = (*base, *(node.module.split(".") if node.module else ()))
                 targets = [mod] if node.module else [(*mod, a.name) for a in node.names]
             elif node.module and node.module.split(".")[0] == "melanoma_utils":
