@@ -36,6 +36,7 @@ $(STAMP): requirements.txt requirements-gpu.txt pyproject.toml
 	$(if $(filter 1,$(GPU)),$(PY) -m pip uninstall --yes --quiet tensorflow-cpu || true)
 	$(PY) -m pip install --quiet -r $(REQS)
 	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -c "import matplotlib.pyplot"  # matplotlib builds its font cache once (~1 min on a new machine): here, not in the first notebook
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -227,6 +227,19 @@ def copy_head_weights(source: keras.Model, target: keras.Model) -> int:
     return len(src)
 
 
+def predict_direct(model: keras.Model, inputs: dict[str, Any], chunk: int = 4096) -> Any:
+    """``model``'s outputs (inference mode) for a dict of equally long arrays, by direct calls on chunks of
+    ``chunk`` rows: for a small model such as a head on embeddings, cheaper than ``predict``, which traces a
+    predict function for every new model (~0.4 s on a CPU, longer than the whole forward pass). Returns a NumPy
+    array with one row per input row."""
+    import numpy as np
+
+    n = len(next(iter(inputs.values())))
+    parts = [ops.convert_to_numpy(model({k: v[start:start + chunk] for k, v in inputs.items()}, training=False))
+             for start in range(0, n, chunk)]
+    return np.concatenate(parts) if parts else np.empty((0, *model.output.shape[1:]), np.float32)
+
+
 def image_encoder(model: keras.Model) -> keras.Model:
     """``image (0–255) -> pooled backbone embedding`` of a model built with ``backbone=``: its input scaling
     layer and its backbone, sharing their weights (what the cached embeddings hold)."""

@@ -206,7 +206,7 @@ class Run:
 
     def _predict_from_embeddings(self, df: pd.DataFrame, meta: np.ndarray, tta: int, batch_size: int) -> np.ndarray:
         from ..models.embeddings import cached_embeddings
-        from ..models.fusion import image_encoder
+        from ..models.fusion import image_encoder, predict_direct
 
         cfg = self.train_config
         emb, _ = cached_embeddings(image_encoder(self.model), list(df["image_path"]), backbone=str(cfg.backbone),
@@ -218,7 +218,7 @@ class Run:
             x = {"embedding": emb[:, view]}
             if cfg.uses_meta:
                 x["meta"] = meta
-            total += np.asarray(head.predict(x, batch_size=1024, verbose=0), np.float64).reshape(-1)
+            total += np.asarray(predict_direct(head, x), np.float64).reshape(-1)
         return total / tta
 
     def predict_proba(self, df: pd.DataFrame, batch_size: int = 64, tta: int | None = None,

@@ -163,6 +163,79 @@ def _train_end_to_end(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, 
     return model, len(rows), seconds_before
 
 
+class HeadPool:
+    """Compiled heads reused across the runs of one process, each reset to exactly the state of a new one.
+
+    Keras traces a model's train and test functions on its first ``fit`` (~3 s on a CPU for a head, longer than
+    a head's whole training on a small data set), and a cross-validation trains dozens of heads of a few
+    architectures. :meth:`get` takes a freshly built head (its initial weights, output bias and dropout seed states
+    drawn by the caller after ``set_random_seed``) and returns a compiled head of the same architecture and
+    optimiser with every variable set to that fresh head's values and the optimiser back to its just-built state
+    (step 0, zero moments): the same training as a new model, without tracing again. Heads under a distribution
+    strategy with more than one replica are compiled anew each time."""
+
+    def __init__(self) -> None:
+        self._pool: dict[str, tuple[Any, list[np.ndarray]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._pool)
+
+    def clear(self) -> None:
+        """Forget every pooled head (the next :meth:`get` of each architecture compiles anew)."""
+        self._pool.clear()
+
+    def get(self, fresh: Any, learning_rate: float, steps: int) -> Any:
+        """A compiled head in ``fresh``'s state (``fresh`` itself when none is pooled for its architecture)."""
+        if _replicas() != 1:
+            _compile(fresh, learning_rate, steps)
+            return fresh
+        key = _head_key(fresh, learning_rate, steps)
+        pooled = self._pool.get(key)
+        if pooled is None:
+            _compile(fresh, learning_rate, steps)
+            fresh.optimizer.build(fresh.trainable_variables)
+            self._pool[key] = (fresh, [np.array(v.numpy()) for v in fresh.optimizer.variables])
+            return fresh
+        head, optimizer_state = pooled
+        for target, source in zip(head.variables, fresh.variables, strict=True):
+            target.assign(source.value)
+        for variable, value in zip(head.optimizer.variables, optimizer_state, strict=True):
+            variable.assign(value)
+        return head  # (nothing else carries over: fit resets the metrics and the stop flag)
+
+
+def _replicas() -> int:
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf
+
+    return int(tf.distribute.get_strategy().num_replicas_in_sync)
+
+
+def _head_key(model: Any, learning_rate: float, steps: int) -> str:
+    """What makes two heads interchangeable: layer classes and configs (minus the output bias's initial value, which
+    :meth:`HeadPool.get` copies as a variable), variable shapes, the optimiser and whether the fit runs eagerly."""
+    import json
+
+    import keras
+
+    layers = []
+    for layer in model.layers:
+        conf = layer.get_config()
+        conf.pop("bias_initializer", None)
+        layers.append([type(layer).__name__, conf])
+    eager = steps <= EAGER_MAX_STEPS
+    return json.dumps({"layers": layers, "shapes": [list(v.shape) for v in model.variables], "lr": learning_rate,
+                       "eager": eager, "policy": keras.config.dtype_policy().name, "backend": keras.backend.backend()},
+                      sort_keys=True, default=str)
+
+
+#: The process's pool of compiled heads (:class:`HeadPool`).
+_HEADS = HeadPool()
+
+
 def _fit_resumable(model: Any, ds_tr: Any, ds_va: Any, state: ResumeState, first_epoch: int, end_epoch: int,
                    verbose: int, seeds: EpochSeeds) -> None:
     """Fit epochs ``first_epoch .. end_epoch - 1`` with ``state`` saving after each one; when ``state`` holds an
@@ -237,8 +310,8 @@ def _train_on_embeddings(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFram
     y_tr, y_va = train["target"].to_numpy(np.float32), val["target"].to_numpy(np.float32)
     w_tr, w_va = _sample_weights(y_tr, class_weights), _sample_weights(y_va, class_weights)
     keras.utils.set_random_seed(cfg.seed)  # the head starts alike whether the embeddings were cached or computed
-    head = build_head_model(**cfg.head_kwargs(emb_tr.shape[-1], encoder.n_features, bias))
-    _compile(head, cfg.head_learning_rate, _steps(len(emb_tr), cfg.batch_size, cfg.epochs))
+    head = _HEADS.get(build_head_model(**cfg.head_kwargs(emb_tr.shape[-1], encoder.n_features, bias)),
+                      cfg.head_learning_rate, _steps(len(emb_tr), cfg.batch_size, cfg.epochs))
     x_va: dict[str, np.ndarray] = {"embedding": emb_va[:, 0]}
     if xm_va is not None:
         x_va["meta"] = xm_va
