@@ -9,9 +9,6 @@ from melanoma_utils.models.fusion import build_head_model
 from melanoma_utils.pipeline.feeds import make_embedding_sequence
 from melanoma_utils.runs.training import HeadPool, _compile
 
-STEPS = 1000  # above EAGER_MAX_STEPS: the compiled (traced) path, the one the pool exists for
-
-
 def _data(seed: int, n: int = 96) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     emb = rng.normal(size=(n, 4, 16)).astype(np.float32)
@@ -33,14 +30,14 @@ def _fresh(seed: int, bias: float) -> keras.Model:
 
 def test_a_reused_head_trains_exactly_like_a_new_one() -> None:
     pool = HeadPool()
-    first = pool.get(_fresh(1, -1.0), 1e-2, STEPS)
+    first = pool.get(_fresh(1, -1.0), 1e-2)
     _fit(first, seed=1)  # moves weights, moments, step count and dropout seed states away from a new head's
-    second = pool.get(_fresh(0, -2.0), 1e-2, STEPS)
+    second = pool.get(_fresh(0, -2.0), 1e-2)
     assert second is first and len(pool) == 1
     reused = _fit(second, seed=0)
 
     reference = _fresh(0, -2.0)
-    _compile(reference, 1e-2, STEPS)
+    _compile(reference, 1e-2)
     expected = _fit(reference, seed=0)
     assert len(reused) == len(expected)
     for got, want in zip(reused, expected):
@@ -49,11 +46,11 @@ def test_a_reused_head_trains_exactly_like_a_new_one() -> None:
 
 def test_heads_that_differ_are_not_shared() -> None:
     pool = HeadPool()
-    a = pool.get(_fresh(0, -1.0), 1e-2, STEPS)
-    assert pool.get(_fresh(0, -1.0), 1e-3, STEPS) is not a  # another learning rate
+    a = pool.get(_fresh(0, -1.0), 1e-2)
+    assert pool.get(_fresh(0, -1.0), 1e-3) is not a  # another learning rate
     keras.utils.set_random_seed(0)
     wider = build_head_model(16, 3, initial_bias=-1.0, meta_units=(8,), head_units=(12,))
-    assert pool.get(wider, 1e-2, STEPS) is not a  # another architecture
+    assert pool.get(wider, 1e-2) is not a  # another architecture
     assert len(pool) == 3
     pool.clear()
     assert len(pool) == 0
@@ -63,7 +60,7 @@ def test_predict_direct_matches_keras_predict_across_chunks() -> None:
     from melanoma_utils.models.fusion import predict_direct
 
     head = _fresh(0, -1.0)
-    _compile(head, 1e-2, STEPS)
+    _compile(head, 1e-2)
     _fit(head, seed=2)  # trained: batch-norm statistics and weights away from their initial values
     emb, meta, _ = _data(3, n=70)
     x = {"embedding": emb[:, 0], "meta": meta}
