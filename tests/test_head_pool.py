@@ -9,6 +9,7 @@ from melanoma_utils.models.fusion import build_head_model
 from melanoma_utils.pipeline.feeds import make_embedding_sequence
 from melanoma_utils.runs.training import HeadPool, _compile
 
+
 def _data(seed: int, n: int = 96) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     emb = rng.normal(size=(n, 4, 16)).astype(np.float32)
