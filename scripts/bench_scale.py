@@ -15,8 +15,9 @@ processes it started, e.g. a notebook's kernel):
 - ``cv``: 5-fold patient-grouped cross-validation of fusion (clinical) on the cached embeddings;
 - ``predict_tta``: ``predict`` over every image with test-time augmentation (``--tta`` views);
 - ``evaluate``: ``evaluate --out`` (bootstrap CIs, operating points, subgroups, figures);
-- ``reproduce``: every notebook under ``reproduce`` (only at sizes up to ``--notebooks-max``; see the README for
-  what that leaves out).
+- ``nb01_eda`` … ``nb06_validate``: each notebook under ``reproduce --only NN`` (its own process, in order: 04 and
+  06 read 03's runs) with the full-data parameters (``--notebook-params``, default ``params/isic2020-256.yaml``; only
+  the data paths point at the synthetic set), at sizes up to ``--notebooks-max``; ``--notebooks`` picks which.
 
 Writes ``--out`` (CSV: ``stage, n_images, seconds, peak_rss_mb`` + notes) after every stage, a log-log figure beside
 it, and the fitted growth exponent per stage (slope of log seconds on log images) in ``<out>.exponents.csv``.
@@ -84,6 +85,24 @@ def stage_cv(csv: str, out: str, views: int) -> None:
     print(summarise_cv(per_fold, oof, n_boot=200).round(3).to_string())
 
 
+def notebook_stages(params_file: Path, csv: Path, root: Path, numbers: list[str], m: list[str]) -> list[tuple[str, list[str], str]]:
+    """One stage per notebook: ``reproduce --only NN --force`` with ``params_file``'s parameters, the data paths
+    replaced by the synthetic set's (no size CSV, no external data: the synthetic set has neither)."""
+    import yaml
+
+    from melanoma_utils import config
+
+    params = yaml.safe_load(params_file.read_text())
+    params.update({"synthetic": True, "dataset_label": f"SYNTHETIC scale benchmark ({params_file.name})",
+                   "report_dir": str(root / "reports"), "metadata_csv": str(csv), "images_csv": str(csv),
+                   "size_metadata_csv": "", "images_dir": "", "external_dirs": []})
+    out = root / "notebook-params.yaml"
+    out.write_text(yaml.safe_dump(params, sort_keys=False))
+    names = {name[:2]: name for name in config.NOTEBOOKS}
+    return [(f"nb{names[k]}", m + ["reproduce", "--params", str(out), "--only", k, "--force"], params_file.name)
+            for k in numbers]
+
+
 def fit_exponents(table: pd.DataFrame) -> pd.DataFrame:
     """Per stage with at least two sizes run with the same settings as the largest: the slope of log(seconds) and
     log(peak RSS) on log(n_images)."""
@@ -138,7 +157,10 @@ def main() -> None:
     ap.add_argument("--views-large", type=int, default=1, help="embedding views above --eight-views-max images")
     ap.add_argument("--eight-views-max", type=int, default=2500)
     ap.add_argument("--tta", type=int, default=2, help="predict's test-time augmentation views")
-    ap.add_argument("--notebooks-max", type=int, default=0, help="run `reproduce` at sizes up to this (0: never)")
+    ap.add_argument("--notebooks-max", type=int, default=0, help="run the notebooks at sizes up to this (0: never)")
+    ap.add_argument("--notebook-params", type=Path, default=ROOT / "params" / "isic2020-256.yaml",
+                    help="the notebooks' parameters (the data paths are replaced by the synthetic set's)")
+    ap.add_argument("--notebooks", nargs="+", default=["01", "02", "03", "04", "05", "06"], help="which notebooks")
     ap.add_argument("--stages", nargs="+", help="only these stages")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -182,11 +204,7 @@ def main() -> None:
                               "--run", str(root / "run"), "--out", str(root / "report"), "--overwrite"], ""),
         ]
         if n <= args.notebooks_max:
-            params = root / "params.yaml"
-            params.write_text(json.dumps({"synthetic": False, "dataset_label": f"SYNTHETIC scale benchmark ({n:,})",
-                                          "report_dir": str(root / "reports"), "metadata_csv": str(csv),
-                                          "images_csv": str(csv), "size_metadata_csv": "", "images_dir": ""}))
-            stages.append(("reproduce", m + ["reproduce", "--params", str(params)], "demo notebook parameters"))
+            stages += notebook_stages(args.notebook_params, csv, root, args.notebooks, m)
         for stage, cmd, note in stages:
             if args.stages and stage not in args.stages:
                 continue

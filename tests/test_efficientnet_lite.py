@@ -3,6 +3,7 @@ independent NumPy forward pass over the raw checkpoint tensors, and on a photogr
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -201,3 +202,29 @@ def test_finetune_top_trains_the_last_two_stages_of_every_variant():
         f"block{i}_" for i in range(11, 16)) + ("head_",)
     assert _top_prefixes(lite.build_efficientnet_lite("efficientnetlite2", (64, 64, 3), include_top=False)) == tuple(
         f"block{i}_" for i in range(15, 21)) + ("head_",)
+
+
+def test_a_weights_file_is_read_once_per_process_and_reread_when_it_changes(tmp_path, monkeypatch):
+    import keras
+
+    path = tmp_path / "lite0.weights.h5"
+    path.write_bytes(lite.imagenet_weights_file().read_bytes())
+    monkeypatch.setattr(lite, "_LOADED", {})
+    reads = []
+    load = keras.Model.load_weights
+
+    def counted(self, filepath, *args, **kwargs):
+        reads.append(Path(filepath))
+        return load(self, filepath, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "load_weights", counted)
+    first = lite.efficientnet_lite("efficientnetlite0", 32, weights=str(path))
+    again = lite.efficientnet_lite("efficientnetlite0", 48, weights=str(path))  # another input size, same arrays
+    assert reads == [path]
+    for a, b in zip(first.get_weights(), again.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    random = lite.efficientnet_lite("efficientnetlite0", 32, weights=None)
+    assert not all(np.array_equal(a, b) for a, b in zip(first.get_weights(), random.get_weights()))
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # the file changed
+    lite.efficientnet_lite("efficientnetlite0", 32, weights=str(path))
+    assert reads == [path, path]
