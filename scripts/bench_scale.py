@@ -208,7 +208,7 @@ def main() -> None:
         for stage, cmd, note in stages:
             if args.stages and stage not in args.stages:
                 continue
-            if stage.startswith("embed"):
+            if stage.startswith("embed") or stage == "nb03_train_evaluate":
                 shutil.rmtree(cache / "embeddings", ignore_errors=True)  # cold: every image computed
             seconds, rss = _run(stage, cmd, env, log)
             print(f"[scale] n={n:,} {stage}: {seconds:.1f} s, peak {rss:.0f} MB", flush=True)
