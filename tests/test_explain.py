@@ -42,9 +42,33 @@ def test_grouped_permutation_importance_finds_the_planted_feature(meta_run) -> N
 def test_split_fusion_reproduces_the_model(fusion) -> None:
     run, df, x = fusion
     encoder, head = explain.split_fusion(run.model)
-    feats = np.asarray(encoder.predict(x["image"], verbose=0))
+    feats = np.asarray(encoder.predict(x["image"][:], verbose=0))
     a = explain.predict_arrays(head, {"image_features": feats, "meta": x["meta"]})
     assert np.allclose(a, run.predict(df), atol=1e-6)
+
+
+def test_model_inputs_decode_images_only_when_indexed(fusion, monkeypatch) -> None:
+    from melanoma_utils.pipeline import feeds
+
+    run, df, _ = fusion
+    decoded: list[int] = []
+    batches = feeds.image_batches
+
+    def counted(paths, *args, **kwargs):
+        decoded.append(len(paths))
+        return batches(paths, *args, **kwargs)
+
+    monkeypatch.setattr(feeds, "image_batches", counted)
+    x = explain.model_inputs(run, df)
+    images = x["image"]
+    assert decoded == [] and len(images) == len(df) and images.shape == (len(df), 24, 24, 3)
+    whole = np.concatenate(list(batches(list(df["image_path"]), 24, run.config["preprocess"], 16)))
+    np.testing.assert_array_equal(images[[3, 1]], whole[[3, 1]])
+    np.testing.assert_array_equal(images[5], whole[5])
+    np.testing.assert_array_equal(images[2:6], whole[2:6])
+    np.testing.assert_array_equal(images.take([4, 0])[1], whole[0])
+    assert sum(decoded) == 2 + 1 + 4 + 1  # only the rows asked for, never the whole table
+    assert images[:].dtype == np.float32 and images[:].shape == whole.shape
 
 
 def test_fusion_importance_includes_image_and_all_groups(fusion) -> None:

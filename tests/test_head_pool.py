@@ -69,3 +69,44 @@ def test_predict_direct_matches_keras_predict_across_chunks() -> None:
     assert got.shape == (70, 1)
     np.testing.assert_allclose(got, head.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
     assert not np.allclose(got, got[0])  # a real output per row, not one repeated
+
+
+def test_a_closed_sequence_lets_go_of_its_arrays_after_fit() -> None:
+    """On TensorFlow, Keras keeps every PyDataset it fitted on (from_generator's registered function): the arrays must
+    not stay with it, or a cross-validation keeps every run's training embeddings (6.3 GB after notebook 03)."""
+    import gc
+    import weakref
+
+    head = _fresh(0, -1.0)
+    _compile(head, 1e-2)
+    emb, meta, y = _data(4)
+    ref = weakref.ref(emb)
+    seq = make_embedding_sequence(emb, meta, y, np.ones_like(y), batch_size=16, seed=0)
+    head.fit(seq, epochs=1, verbose=0)
+    seq.close()
+    del emb, seq
+    gc.collect()
+    assert ref() is None
+
+
+def test_training_a_head_closes_its_sequence(tmp_path, tmp_path_factory, monkeypatch) -> None:
+    monkeypatch.setenv("MELANOMA_UTILS_CACHE", str(tmp_path_factory.getbasetemp() / "user-cache"))  # as test_pretrained_training
+    from conftest import write_dataset
+    from melanoma_utils.data.isic import load_dataset
+    from melanoma_utils.pipeline import feeds
+    from melanoma_utils.runs.run import TrainConfig
+    from melanoma_utils.runs.training import train_run
+
+    made = []
+
+    def recorded(*args, **kwargs):
+        made.append(feeds.make_embedding_sequence.__wrapped__(*args, **kwargs))
+        return made[-1]
+
+    recorded.__wrapped__ = feeds.make_embedding_sequence
+    monkeypatch.setattr(feeds, "make_embedding_sequence", recorded)
+    df = load_dataset(write_dataset(tmp_path / "data", n=24, size=32)).frame
+    cfg = TrainConfig(backbone="efficientnetlite0", backbone_weights="imagenet", image_size=32, embedding_views=1, tta=1,
+                      epochs=1, verbose=0)
+    train_run(df, cfg, tmp_path / "run", overwrite=True)
+    assert len(made) == 1 and made[0].data is None

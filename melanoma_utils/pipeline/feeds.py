@@ -260,32 +260,45 @@ def image_batches(paths: Sequence[str], image_size: int, preprocess: dict[str, A
 def make_embedding_sequence(embeddings: np.ndarray, meta: np.ndarray | None, targets: np.ndarray,
                             sample_weights: np.ndarray, batch_size: int = 32, seed: int = 0):
     """A shuffled ``keras.utils.PyDataset`` over cached embeddings ``(N, views, dim)`` for training a head:
-    each epoch every image appears once, as one of its views drawn at random (augmentation for free)."""
+    each epoch every image appears once, as one of its views drawn at random (augmentation for free).
+
+    Call its ``close()`` after ``fit``: on TensorFlow, Keras feeds a ``PyDataset`` through
+    ``tf.data.Dataset.from_generator``, whose registered Python function keeps the sequence alive for the rest of
+    the process; ``close()`` lets go of the arrays (a cross-validation on 2,000 training images × 8 views otherwise
+    keeps 82 MB per run: 6.3 GB after notebook 03's 105 runs)."""
     import keras
 
     n, views = embeddings.shape[:2]
 
     class EmbeddingSequence(keras.utils.PyDataset):
-        def __init__(self) -> None:
-            super().__init__()
+        def __init__(self, data: tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray]) -> None:
+            super().__init__()  # (the arrays come in as an argument: a closure would keep them after close())
             self.rng = np.random.default_rng(seed)
+            self.data: tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray] | None = data
             self.on_epoch_end()
 
         def __len__(self) -> int:
             return int(np.ceil(n / batch_size))
 
         def __getitem__(self, i: int):
+            if self.data is None:
+                raise RuntimeError("this embedding sequence was closed")
+            emb, m, y, w = self.data
             idx = self.order[i * batch_size : (i + 1) * batch_size]
-            x: dict[str, np.ndarray] = {"embedding": embeddings[idx, self.view[idx]]}
-            if meta is not None:
-                x["meta"] = np.asarray(meta[idx], np.float32)
-            return x, np.asarray(targets[idx], np.float32), np.asarray(sample_weights[idx], np.float32)
+            x: dict[str, np.ndarray] = {"embedding": emb[idx, self.view[idx]]}
+            if m is not None:
+                x["meta"] = np.asarray(m[idx], np.float32)
+            return x, np.asarray(y[idx], np.float32), np.asarray(w[idx], np.float32)
 
         def on_epoch_end(self) -> None:
             self.order = self.rng.permutation(n)
             self.view = self.rng.integers(0, views, n)
 
-    return EmbeddingSequence()
+        def close(self) -> None:
+            """Let go of the arrays (the sequence cannot be read afterwards)."""
+            self.data = None
+
+    return EmbeddingSequence((embeddings, meta, targets, sample_weights))
 
 
 def make_feed(

@@ -2,7 +2,8 @@
 study's Fig 14), SHAP and Grad-CAM for the image (Fig 15). Functions return plain arrays / DataFrames;
 plotting lives in :mod:`melanoma_utils.reports.plots`.
 
-* :func:`model_inputs` decodes the rows exactly as the training pipeline does (same preprocessing).
+* :func:`model_inputs` decodes the rows exactly as the training pipeline does (same preprocessing), when
+  indexed (:class:`ImageRows`): a whole fold's images are never in memory at once.
 * :func:`split_fusion` splits a fusion model into its image encoder and the rest, so that metadata
   explanations run the CNN once per lesion instead of once per evaluation.
 * :func:`permutation_importance` permutes one-hot groups TOGETHER (all site columns as one feature), and
@@ -25,17 +26,63 @@ import pandas as pd
 from ..evaluation.metrics import roc_auc
 
 
-def model_inputs(run: Any, df: pd.DataFrame, batch_size: int = 64) -> dict[str, np.ndarray]:
-    """``{"image": float32 (N,S,S,3), "meta": float32 (N,F)}`` for the rows, as the model sees them."""
-    from ..pipeline.feeds import make_dataset
+class ImageRows:
+    """The decoded images of a table's rows, read when indexed: behaves like the float32 array ``(N, S, S, 3)`` the
+    model sees (``len``, ``shape``, ``dtype``; an int gives one image, a slice or index array a stacked batch), so
+    an explanation over a whole held-out fold never holds the fold's images at once (fold 0 of all 33,126 ISIC
+    images at 224 px would be ~4 GB per run). Decoded exactly as prediction decodes them
+    (:func:`melanoma_utils.pipeline.feeds.image_batches`)."""
 
+    def __init__(self, paths: list[str], image_size: int, preprocess: dict[str, Any]) -> None:
+        self.paths = list(paths)
+        self.image_size = int(image_size)
+        self.preprocess = preprocess
+        self.shape = (len(self.paths), self.image_size, self.image_size, 3)
+        self.dtype = np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, (int, np.integer)):
+            return self[np.array([key])][0]
+        rows = np.arange(len(self.paths))[key]
+        return self.load([self.paths[i] for i in np.atleast_1d(rows)])
+
+    def take(self, rows: Any) -> "ImageRows":
+        """The same images in another order (nothing decoded)."""
+        return ImageRows([self.paths[i] for i in np.asarray(rows)], self.image_size, self.preprocess)
+
+    def load(self, paths: list[str]) -> np.ndarray:
+        """The images at ``paths``, stacked."""
+        from ..pipeline.feeds import image_batches
+
+        if not paths:
+            return np.zeros((0, *self.shape[1:]), np.float32)
+        return np.concatenate(list(image_batches(paths, self.image_size, self.preprocess, 64))).astype(np.float32)
+
+    def batches(self, batch_size: int = 64):
+        """``(start, images)`` for consecutive batches of all rows."""
+        for start in range(0, len(self.paths), batch_size):
+            yield start, self.load(self.paths[start:start + batch_size])
+
+
+def model_inputs(run: Any, df: pd.DataFrame, batch_size: int = 64) -> dict[str, Any]:
+    """``{"image": ImageRows (N,S,S,3), "meta": float32 (N,F)}`` for the rows, as the model sees them (same decoding
+    and preprocessing as prediction); the images are decoded when indexed (:class:`ImageRows`)."""
     meta = run.encoder.transform(df)
-    out: dict[str, np.ndarray] = {"meta": meta}
+    out: dict[str, Any] = {"meta": meta}
     if run.train_config.uses_images:
-        ds = make_dataset(list(df["image_path"]), meta, image_size=run.train_config.image_size,
-                          preprocess=run.config["preprocess"], batch_size=batch_size, cache=None)
-        out["image"] = np.concatenate([b["image"] for b in ds.as_numpy_iterator()])
+        out["image"] = ImageRows(list(df["image_path"]), run.train_config.image_size, run.config["preprocess"])
     return out
+
+
+def _encode(encoder: Any, images: Any) -> np.ndarray:
+    """``encoder``'s outputs for an array of images or an :class:`ImageRows`, batch by batch."""
+    if isinstance(images, ImageRows):
+        parts = [np.asarray(encoder.predict(b, batch_size=128, verbose=0)) for _, b in images.batches(128)]
+        return np.concatenate(parts) if parts else np.zeros((0, *encoder.output.shape[1:]), np.float32)
+    return np.asarray(encoder.predict(images, batch_size=128, verbose=0))
 
 
 def _feed(model: Any, x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -84,7 +131,7 @@ def _scorer(run: Any, x: dict[str, np.ndarray]) -> tuple[Callable[[dict[str, np.
     model = run.model
     if run.train_config.kind == "fusion":
         encoder, head = split_fusion(model)
-        feats = np.asarray(encoder.predict(x["image"], batch_size=128, verbose=0))
+        feats = _encode(encoder, x["image"])
         return (lambda z: predict_arrays(head, z)), {"image_features": feats, "meta": x["meta"]}
     return (lambda z: predict_arrays(model, z)), dict(x)
 
@@ -120,7 +167,7 @@ def permutation_importance(
             perm = rng.permutation(len(y))
             zp = dict(z)
             if cols is None:
-                zp[key] = z[key][perm]
+                zp[key] = z[key].take(perm) if isinstance(z[key], ImageRows) else z[key][perm]
             else:
                 m = z[key].copy()
                 m[:, cols] = z[key][perm][:, cols]

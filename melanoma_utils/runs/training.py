@@ -317,8 +317,11 @@ def _train_on_embeddings(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFram
         x_va["meta"] = xm_va
     seq = make_embedding_sequence(emb_tr, xm_tr, y_tr, w_tr, cfg.batch_size, seed=cfg.seed)
     t1 = time.perf_counter()
-    hist = head.fit(seq, validation_data=(x_va, y_va, w_va), epochs=cfg.epochs, verbose=cfg.verbose,
-                    callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)])
+    try:
+        hist = head.fit(seq, validation_data=(x_va, y_va, w_va), epochs=cfg.epochs, verbose=cfg.verbose,
+                        callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience, restore_best_weights=True)])
+    finally:
+        seq.close()  # (TensorFlow keeps the sequence itself for the rest of the process)
     head_epochs = len(hist.history["loss"])
     rows = [{"epoch": e, **{k: float(v[e]) for k, v in hist.history.items()}} for e in range(head_epochs)]
     copy_head_weights(head, model)
