@@ -85,6 +85,10 @@ def stage_cv(csv: str, out: str, views: int) -> None:
     print(summarise_cv(per_fold, oof, n_boot=200).round(3).to_string())
 
 
+#: The run folders each notebook trains (removed before its stage, so that it trains them again).
+TRAINS = {"nb03_train_evaluate": ("ablation", "transforms"), "nb05_compare_backbones": ("backbones",)}
+
+
 def notebook_stages(params_file: Path, csv: Path, root: Path, numbers: list[str], m: list[str]) -> list[tuple[str, list[str], str]]:
     """One stage per notebook: ``reproduce --only NN --force`` with ``params_file``'s parameters, the data paths
     replaced by the synthetic set's (no size CSV, no external data: the synthetic set has neither)."""
@@ -210,6 +214,8 @@ def main() -> None:
                 continue
             if stage.startswith("embed") or stage == "nb03_train_evaluate":
                 shutil.rmtree(cache / "embeddings", ignore_errors=True)  # cold: every image computed
+            for folder in TRAINS.get(stage, ()):  # a notebook's runs from an earlier pass would be reused, not trained
+                shutil.rmtree(root / "reports" / "runs" / folder, ignore_errors=True)
             seconds, rss = _run(stage, cmd, env, log)
             print(f"[scale] n={n:,} {stage}: {seconds:.1f} s, peak {rss:.0f} MB", flush=True)
             rows = [r for r in rows if not (r["stage"] == stage and r["n_images"] == n)]
