@@ -7,7 +7,8 @@ import numpy as np
 
 from melanoma_utils.models.fusion import build_head_model
 from melanoma_utils.pipeline.feeds import make_embedding_sequence
-from melanoma_utils.runs.training import HeadPool, _compile
+from melanoma_utils.runs.compiling import HeadPool
+from melanoma_utils.runs.compiling import compile_model as _compile
 
 
 def _data(seed: int, n: int = 96) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -62,9 +62,9 @@ def test_killed_run_resumes_with_its_full_state(data_csv: Path, tmp_path: Path) 
     assert 1 <= done_before < 6
     # the state a resume puts back is the state at the kill epoch: weights, optimizer variables, counters
     from melanoma_utils.models.fusion import build_model
+    from melanoma_utils.runs.compiling import compile_model as _compile
     from melanoma_utils.runs.resume import ResumeState
     from melanoma_utils.runs.run import TrainConfig
-    from melanoma_utils.runs.training import _compile
 
     model = build_model(**TrainConfig(kind="image", backbone="cnn", image_size=32).model_kwargs(None))
     _compile(model, 1e-4)

@@ -217,7 +217,8 @@ def test_only_short_fits_run_eagerly() -> None:
     """Compiling costs more than a few small eager steps; a long fit compiles (image branches: a lower limit)."""
     import keras
 
-    from melanoma_utils.runs.training import EAGER_MAX_STEPS, EAGER_MAX_STEPS_IMAGES, _compile
+    from melanoma_utils.runs.compiling import EAGER_MAX_STEPS, EAGER_MAX_STEPS_IMAGES
+    from melanoma_utils.runs.compiling import compile_model as _compile
 
     assert EAGER_MAX_STEPS_IMAGES < EAGER_MAX_STEPS
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1, activation="sigmoid")])

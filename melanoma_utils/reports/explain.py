@@ -93,13 +93,12 @@ def _feed(model: Any, x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def predict_arrays(model: Any, x: dict[str, np.ndarray], batch_size: int = 256) -> np.ndarray:
     """Model probabilities for array inputs (always fed as a dict; direct calls in inference mode, which
     avoid ``predict``'s per-call set-up when explainers call it thousands of times)."""
+    from ..models.fusion import predict_direct
+
     feed = _feed(model, x)
-    n = len(next(iter(feed.values())))
     if "image" in feed:  # eager calls keep a whole batch's activations alive: large images, small batches
         batch_size = min(batch_size, 16)
-    out = [np.asarray(model({k: v[s : s + batch_size] for k, v in feed.items()}, training=False))
-           for s in range(0, n, batch_size)]
-    return np.concatenate(out).reshape(-1)
+    return predict_direct(model, feed, chunk=batch_size).reshape(-1)
 
 
 def split_fusion(model: Any) -> tuple[Any, Any]:

@@ -1,4 +1,5 @@
-"""Fitting: the training loop, compilation, class weights, precision and distribution set-up.
+"""Fitting: the training loop, class weights, precision and distribution set-up (compiling a model for ``fit``:
+:mod:`melanoma_utils.runs.compiling`).
 
 The study's configuration is the default (:class:`~melanoma_utils.runs.run.TrainConfig`): class-weighted binary
 cross-entropy with ``w_i = 1/n_i`` (normalised so the loss keeps its scale), Adam 1e-4, batch 32, early
@@ -24,6 +25,7 @@ from ..data.splits import assert_disjoint_patients, holdout_split
 from ..models.features import MetadataEncoder
 from ..pipeline.images import drop_unreadable
 from ..pipeline.transforms import preprocess_config
+from .compiling import HEADS, compile_model
 from .distribution import (  # noqa: F401  (re-exported: device set-up lives there)
     Distribution,
     _local_copy,
@@ -94,36 +96,8 @@ def _datasets(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, encoder:
     return feeds[0], feeds[1], EpochSeeds(cfg.seed, clock, (augmenter,) if augmenter is not None else ())
 
 
-#: Fits of at most this many optimizer steps run eagerly (the same arithmetic either way): compiling the train
-#: and validation functions costs ~4 s on a CPU for a model without an image branch, more than a few dozen small
-#: eager steps; tracing a backbone (MobileNetV2, Lite0) costs ~9 s per function, more than a handful of eager
-#: image steps, while a long fit pays back its compile. (Heads on cached embeddings always compile: :class:`HeadPool`.)
-EAGER_MAX_STEPS = 100
-EAGER_MAX_STEPS_IMAGES = 24
-
-
 def _steps(n_rows: int, batch_size: int, epochs: int) -> int:
     return -(-n_rows // batch_size) * epochs
-
-
-def _compile(model: Any, learning_rate: float, steps: int | None = None, images: bool = False) -> None:
-    """Adam + class-weighted BCE with ROC/PR AUC metrics; eager (TensorFlow, one replica) when ``steps`` is given
-    and at most :data:`EAGER_MAX_STEPS` (:data:`EAGER_MAX_STEPS_IMAGES` for a model that decodes ``images``)."""
-    import keras
-
-    limit = EAGER_MAX_STEPS_IMAGES if images else EAGER_MAX_STEPS
-    eager = steps is not None and steps <= limit and keras.backend.backend() == "tensorflow"
-    if eager:  # (JAX compiles fast)
-        import tensorflow as tf
-
-        eager = tf.distribute.get_strategy().num_replicas_in_sync == 1
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.BinaryCrossentropy(),
-        metrics=[keras.metrics.AUC(name="auc"), keras.metrics.AUC(curve="PR", name="pr_auc")],
-        weighted_metrics=[],
-        run_eagerly=eager,
-    )
 
 
 def _train_end_to_end(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, encoder: MetadataEncoder,
@@ -140,7 +114,7 @@ def _train_end_to_end(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, 
         frozen = base is not None and cfg.backbone_weights is not None and cfg.freeze_epochs > 0
         if frozen:
             base.trainable = False
-        _compile(model, cfg.learning_rate, _steps(len(train), cfg.batch_size, cfg.epochs), images=cfg.uses_images)
+        compile_model(model, cfg.learning_rate, _steps(len(train), cfg.batch_size, cfg.epochs), images=cfg.uses_images)
 
     rows: list[dict[str, float]] = []
     seconds_before = 0.0
@@ -154,87 +128,13 @@ def _train_end_to_end(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, 
         seconds_before += first.seconds_before
         rows += first.rows
         base.trainable = True
-        _compile(model, cfg.finetune_learning_rate, _steps(len(train), cfg.batch_size, cfg.epochs - len(rows)), images=True)
+        compile_model(model, cfg.finetune_learning_rate, _steps(len(train), cfg.batch_size, cfg.epochs - len(rows)), images=True)
     main = ResumeState(state_dir / "main.npz", cfg.patience, phase="main")
     _fit_resumable(model, ds_tr, ds_va, main, len(rows), cfg.epochs, cfg.verbose, seeds)
     seconds_before += main.seconds_before
     rows += main.rows
     _write_history(rows, out_dir / "history.csv")
     return model, len(rows), seconds_before
-
-
-class HeadPool:
-    """Compiled heads reused across the runs of one process, each reset to exactly the state of a new one.
-
-    Keras traces a model's train and test functions on its first ``fit`` (~3 s on a CPU for a head, longer than
-    a head's whole training on a small data set), and a cross-validation trains dozens of heads of a few
-    architectures. :meth:`get` takes a freshly built head (its initial weights, output bias and dropout seed states
-    drawn by the caller after ``set_random_seed``) and returns a compiled head of the same architecture and
-    optimiser with every variable set to that fresh head's values and the optimiser back to its just-built state
-    (step 0, zero moments): the same training as a new model, without tracing again. Heads under a distribution
-    strategy with more than one replica are compiled anew each time."""
-
-    def __init__(self) -> None:
-        self._pool: dict[str, tuple[Any, list[np.ndarray]]] = {}
-
-    def __len__(self) -> int:
-        return len(self._pool)
-
-    def clear(self) -> None:
-        """Forget every pooled head (the next :meth:`get` of each architecture compiles anew)."""
-        self._pool.clear()
-
-    def get(self, fresh: Any, learning_rate: float) -> Any:
-        """A compiled head in ``fresh``'s state (``fresh`` itself when none is pooled for its architecture). Heads
-        always run compiled, however short the fit: after the first, a pooled head's fit traces nothing, and an eager
-        head step (~80 ms on a CPU with the AUC metrics) costs ~10× a compiled one."""
-        if _replicas() != 1:
-            _compile(fresh, learning_rate)
-            return fresh
-        key = _head_key(fresh, learning_rate)
-        pooled = self._pool.get(key)
-        if pooled is None:
-            _compile(fresh, learning_rate)
-            fresh.optimizer.build(fresh.trainable_variables)
-            self._pool[key] = (fresh, [np.array(v.numpy()) for v in fresh.optimizer.variables])
-            return fresh
-        head, optimizer_state = pooled
-        for target, source in zip(head.variables, fresh.variables, strict=True):
-            target.assign(source.value)
-        for variable, value in zip(head.optimizer.variables, optimizer_state, strict=True):
-            variable.assign(value)
-        return head  # (nothing else carries over: fit resets the metrics and the stop flag)
-
-
-def _replicas() -> int:
-    import keras
-
-    if keras.backend.backend() != "tensorflow":
-        return 1
-    import tensorflow as tf
-
-    return int(tf.distribute.get_strategy().num_replicas_in_sync)
-
-
-def _head_key(model: Any, learning_rate: float) -> str:
-    """What makes two heads interchangeable: layer classes and configs (minus the output bias's initial value, which
-    :meth:`HeadPool.get` copies as a variable), variable shapes and the optimiser."""
-    import json
-
-    import keras
-
-    layers = []
-    for layer in model.layers:
-        conf = layer.get_config()
-        conf.pop("bias_initializer", None)
-        layers.append([type(layer).__name__, conf])
-    return json.dumps({"layers": layers, "shapes": [list(v.shape) for v in model.variables], "lr": learning_rate,
-                       "policy": keras.config.dtype_policy().name, "backend": keras.backend.backend()},
-                      sort_keys=True, default=str)
-
-
-#: The process's pool of compiled heads (:class:`HeadPool`).
-_HEADS = HeadPool()
 
 
 def _fit_resumable(model: Any, ds_tr: Any, ds_va: Any, state: ResumeState, first_epoch: int, end_epoch: int,
@@ -311,7 +211,7 @@ def _train_on_embeddings(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFram
     y_tr, y_va = train["target"].to_numpy(np.float32), val["target"].to_numpy(np.float32)
     w_tr, w_va = _sample_weights(y_tr, class_weights), _sample_weights(y_va, class_weights)
     keras.utils.set_random_seed(cfg.seed)  # the head starts alike whether the embeddings were cached or computed
-    head = _HEADS.get(build_head_model(**cfg.head_kwargs(emb_tr.shape[-1], encoder.n_features, bias)), cfg.head_learning_rate)
+    head = HEADS.get(build_head_model(**cfg.head_kwargs(emb_tr.shape[-1], encoder.n_features, bias)), cfg.head_learning_rate)
     x_va: dict[str, np.ndarray] = {"embedding": emb_va[:, 0]}
     if xm_va is not None:
         x_va["meta"] = xm_va
@@ -333,7 +233,7 @@ def _train_on_embeddings(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFram
     base.trainable = False
     if cfg.finetune != "none":
         n_trainable = set_finetune_trainable(base, cfg.finetune)
-        _compile(model, cfg.finetune_learning_rate, _steps(len(train), cfg.batch_size, cfg.finetune_epochs), images=True)
+        compile_model(model, cfg.finetune_learning_rate, _steps(len(train), cfg.batch_size, cfg.finetune_epochs), images=True)
         ds_tr, ds_va, seeds = _datasets(cfg, train, val, encoder, class_weights, preprocess)
         t2 = time.perf_counter()
         ft = ResumeState(out_dir / "backup" / "finetune.npz", cfg.patience, phase="finetune")
