@@ -188,7 +188,7 @@ def test_subgroups_report_aucs_and_say_when_a_group_is_too_small() -> None:
     t = _table({"torso": (30, 90), "palms/soles": (3, 20)})
     sub = subgroup_table(t, n_boot=100).set_index(["factor", "group"])
     small = sub.loc[("site", "palms/soles")]
-    assert np.isnan(small["roc_auc"]) and small["note"].startswith("too small for an AUC: 3 malignant, 20 benign")
+    assert np.isnan(small["roc_auc"]) and small["note"].startswith("too few for an AUC: 3 malignant, 20 benign")
     torso = sub.loc[("site", "torso")]
     assert torso["ci_low"] <= torso["roc_auc"] <= torso["ci_high"] and torso["note"] == ""
     assert torso["n"] == 120 and torso["n_malignant"] == 30

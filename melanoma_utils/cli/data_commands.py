@@ -9,6 +9,7 @@ from pathlib import Path
 from .. import config
 from ..data.isic import DataError
 from .args import (
+    _existing_path,
     _positive_int,
     command,
     data_args,
@@ -20,6 +21,13 @@ def _check_args(p: argparse.ArgumentParser) -> None:
                  "(HAM10000, ISIC 2019: their own schema)")
     p.add_argument("--no-decode", action="store_true", help="only check that files exist, do not decode them")
     p.add_argument("--workers", type=_positive_int, default=4)
+    p.add_argument("--group-column", action="append", default=None, metavar="COLUMN",
+                   help="print how the label is spread over this grouping and warn where a group is (nearly) one class "
+                        "(repeatable): a metadata column, camera (original image size) or source (the data set); "
+                        "default: source_copy (from the CSV or a copies.csv beside it) and camera, where the data has them")
+    p.add_argument("--source-csv", type=_existing_path, default=None, metavar="CSV",
+                   help="image_name, source_copy: which copy of the data each image came from (default: copies.csv "
+                        "beside the CSV, if there)")
 
 
 @command("check", "validate metadata and images; print counts, missing and corrupt files", _check_args)
@@ -36,7 +44,11 @@ def _check(args: argparse.Namespace) -> int:
         ds = load_external(external, on_missing="keep")
     else:
         ds = load_dataset(args.metadata, images, duplicates=args.duplicates, on_missing="keep")
-    df = ds.frame
+    from ..data.confounds import with_source_copies
+
+    df, copies_note = with_source_copies(ds.frame, ds.report.source, args.source_csv)
+    if copies_note:
+        ds.report.notes.append(copies_note)
     s = ds.summary
     print(f"metadata:   {ds.report.source}" + (f" ({df['source'].iloc[0]}; groups are lesions)" if external else ""))
     print(f"images dir: {Path(df['image_path'].iloc[0]).parent}")
@@ -57,7 +69,28 @@ def _check(args: argparse.Namespace) -> int:
             print(f"  {path}: {reason}")
     for note in ds.report.notes:
         print(f"note: {note}")
+    _print_confounds(df, args.group_column)
     return 1 if (missing or n_bad) else 0
+
+
+def _print_confounds(df, columns: list[str] | None) -> None:  # type: ignore[no-untyped-def]
+    """The label's spread over each grouping (``check``): one line per group, a warning where a group is one class."""
+    from ..data.confounds import SOURCE_COPY, group_labels, label_by_group
+
+    if columns is None:
+        columns = [c for c, present in ((SOURCE_COPY, SOURCE_COPY in df and df[SOURCE_COPY].notna().any()),
+                                        ("camera", {"width", "height"} <= set(df) and df["width"].notna().any()))
+                   if present]
+    for column in columns:
+        table = label_by_group(df["target"], group_labels(df, column), df["patient_id"])
+        print(f"label by {column} ({len(table)} group(s)):")
+        for r in table.head(12).itertuples():
+            print(f"  {r.group}: {r.rows:,} images, {r.patients:,} patients, {r.malignant:,} malignant ({r.malignant_share:.1%})")
+        if len(table) > 12:
+            print(f"  ... {len(table) - 12} more group(s)")
+        for r in table[table["warning"] != ""].itertuples():
+            print(f"warning: {column} = {r.group}: {r.warning}; a model that can tell this group apart scores without "
+                  "looking at the lesion: judge it within groups that hold both classes")
 
 
 def _demo_args(p: argparse.ArgumentParser) -> None:

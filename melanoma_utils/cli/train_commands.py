@@ -54,6 +54,20 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preprocess", choices=sorted(PREPROCESSORS), default=S, help=f"(default: {d('preprocess')})")
     p.add_argument("--no-augment", dest="augment", action="store_false", default=S)
     p.add_argument("--no-class-weights", dest="class_weighting", action="store_false", default=S)
+    from ..data.confounds import COPIES_CSV, SOURCE_WEIGHTINGS
+
+    p.add_argument("--source-column", default=S, metavar="COLUMN",
+                   help="a grouping that is not the lesion, whose label information --source-weighting removes: a "
+                        "metadata column (e.g. source_copy, clinic), camera (original image size) or source (the data "
+                        f"set); none; auto: source_copy where the data has it, read from --source-csv or a {COPIES_CSV} "
+                        f"beside the CSV (default: {d('source_column')})")
+    p.add_argument("--source-weighting", choices=SOURCE_WEIGHTINGS, default=S,
+                   help="balanced: every group of --source-column gets the same malignant share (a group of one class "
+                        "is left out); drop_single_class: groups of one class left out, no reweighting "
+                        f"(default: {d('source_weighting')})")
+    p.add_argument("--source-csv", type=_existing_path, default=None, metavar="CSV",
+                   help=f"image_name, source_copy: which copy of the data each image came from (default: {COPIES_CSV} "
+                        "beside --metadata, if there)")
     p.add_argument("--backbone", choices=["cnn", *sorted(BACKBONES)], default=S,
                    help=f"image branch (default: {d('backbone')}: ImageNet weights shipped offline, frozen, head trained "
                         "on cached embeddings); cnn: the study's CNN from scratch; or a keras.applications model")
@@ -88,7 +102,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 
 #: ``train`` options that are not TrainConfig fields.
-_NOT_CONFIG = ("command", "handler", "metadata", "images", "duplicates", "external", "out", "overwrite", "restart")
+_NOT_CONFIG = ("command", "handler", "metadata", "images", "duplicates", "external", "out", "overwrite", "restart",
+               "source_csv")
 
 
 def train_config(args: argparse.Namespace) -> "TrainConfig":
@@ -110,7 +125,10 @@ def _train(args: argparse.Namespace) -> int:
     cfg = train_config(args)
     ds = load_dataset(args.metadata, args.images, duplicates=args.duplicates,
                       on_missing="drop" if cfg.uses_images else "keep")
-    for note in ds.report.notes:
+    from ..data.confounds import with_source_copies
+
+    frame, copies_note = with_source_copies(ds.frame, ds.report.source, args.source_csv)
+    for note in ds.report.notes + ([copies_note] if copies_note else []):
         print(f"note: {note}")
     s = ds.summary
     print(f"training on {s['rows']:,} images, {s['patients']:,} patients, {s['malignant']:,} malignant")
@@ -125,8 +143,13 @@ def _train(args: argparse.Namespace) -> int:
         for name, part in external.groupby("source", sort=False):
             print(f"+ external ({name}, training part only): {len(part):,} images, {part['patient_id'].nunique():,} "
                   f"lesions, {int(part['target'].sum()):,} melanoma, {int((part['diagnosis'] == 'nevus').sum()):,} nevi")
-    run = train_run(ds.frame, cfg, args.out, overwrite=args.overwrite, restart=args.restart, external=external)
+    run = train_run(frame, cfg, args.out, overwrite=args.overwrite, restart=args.restart, external=external)
     c = run.config
+    sw = c.get("source_weighting") or {}
+    if sw.get("column"):
+        print(f"grouping {sw['column']!r}: source weighting {sw['weighting']}"
+              + "".join(f"; {g['group']}: {g['rows']:,} rows, {g['malignant_share']:.1%} malignant"
+                        + (f" ({g['warning']})" if g["warning"] else "") for g in sw.get("groups", [])))
     if run.run_dir is None:  # a multi-worker run's other workers train in step; the chief writes --out
         print(f"worker: trained in step with the chief, which writes {args.out}")
     else:

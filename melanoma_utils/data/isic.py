@@ -78,6 +78,8 @@ NORMALISED_COLUMNS: tuple[str, ...] = (
     "source",
     "image_path",
 )
+#: Columns kept when the CSV has them: ``source_copy``, which copy of a data set an image came from.
+OPTIONAL_COLUMNS: tuple[str, ...] = ("source_copy",)
 
 
 
@@ -263,7 +265,13 @@ def normalise_metadata(
             "source": col("source").astype("string").str.strip().fillna("isic2020").replace("", "isic2020").astype(str),
         }
     )
+    if OPTIONAL_COLUMNS[0] in raw.columns:  # which copy of a data set the image came from (data.confounds)
+        df[OPTIONAL_COLUMNS[0]] = col(OPTIONAL_COLUMNS[0]).astype("string").str.strip().replace("", pd.NA).astype(object)
     return df
+
+
+def _kept(df: pd.DataFrame) -> list[str]:
+    return [*NORMALISED_COLUMNS, *(c for c in OPTIONAL_COLUMNS if c in df)]
 
 
 def find_metadata_csv(root: str | os.PathLike[str]) -> Path:
@@ -378,7 +386,7 @@ def load_dataset(
         if on_missing == "drop":
             df = df[~df["image_name"].isin(set(missing))].reset_index(drop=True)
             report.notes.append(msg + "; those rows were dropped")
-    return Dataset(frame=df[list(NORMALISED_COLUMNS)], report=report)
+    return Dataset(frame=df[_kept(df)], report=report)
 
 
 def load_for_prediction(
@@ -405,7 +413,7 @@ def load_for_prediction(
         df = attach_image_paths(df, images_dir)
     else:
         df["image_path"] = ""
-    return Dataset(frame=df[list(NORMALISED_COLUMNS)], report=report)
+    return Dataset(frame=df[_kept(df)], report=report)
 
 
 def load_metadata(
@@ -417,4 +425,4 @@ def load_metadata(
     """Load a metadata CSV alone (no images): for metadata EDA and metadata-only models."""
     df, report, _ = _read_metadata(metadata, duplicates, require_target)
     df["image_path"] = ""
-    return Dataset(frame=df[list(NORMALISED_COLUMNS)], report=report)
+    return Dataset(frame=df[_kept(df)], report=report)

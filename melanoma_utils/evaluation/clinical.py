@@ -8,7 +8,7 @@ curves, subgroups, and one validation report that gathers them (the ``evaluate``
 * :func:`net_benefit`: decision-curve analysis (Vickers & Elkin 2006): ``TP/n − FP/n · pt/(1 − pt)`` against
   *biopsy all* and *biopsy none*;
 * :func:`subgroup_table`: ROC AUC with CIs by sex, age band, site, diagnosis contrast and acquisition group;
-  a group too small for an AUC says so (``note``) instead of printing noise;
+  a group with too few of a class for an AUC says so (``note``) instead of printing noise;
 * :func:`validation_report`: all of the above plus calibration, as the dict written to ``metrics.json``.
 """
 
@@ -191,13 +191,18 @@ def acquisition_group(width: Any, height: Any, top: int = 4) -> pd.Series:
     return size.where(~known | size.isin(common), "other")
 
 
-def _auc_row(factor: str, group: str, y: np.ndarray, p: np.ndarray, g: np.ndarray, n_boot: int, seed: int) -> dict[str, Any]:
+def _auc_row(factor: str, group: str, y: np.ndarray, p: np.ndarray, g: np.ndarray, n_boot: int, seed: int,
+             threshold: float | None = None) -> dict[str, Any]:
     n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
     row: dict[str, Any] = {"factor": factor, "group": group, "n": len(y), "n_malignant": n_pos,
                            "n_patients": int(len(np.unique(g))), "roc_auc": np.nan, "ci_low": np.nan, "ci_high": np.nan,
-                           "note": ""}
+                           "sensitivity": np.nan, "specificity": np.nan, "note": ""}
+    if threshold is not None:  # at the run's fixed threshold: counts shown whatever the group's size
+        decided = p >= threshold
+        row["sensitivity"] = float(decided[y == 1].mean()) if n_pos else np.nan
+        row["specificity"] = float((~decided[y == 0]).mean()) if n_neg else np.nan
     if n_pos < MIN_PER_CLASS or n_neg < MIN_PER_CLASS:
-        row["note"] = f"too small for an AUC: {n_pos} malignant, {n_neg} benign (need >= {MIN_PER_CLASS} of each)"
+        row["note"] = f"too few for an AUC: {n_pos} malignant, {n_neg} benign (need >= {MIN_PER_CLASS} of each)"
         return row
     try:
         row["roc_auc"], row["ci_low"], row["ci_high"] = bootstrap_ci(y, p, g, roc_auc, n_boot=n_boot, seed=seed)
@@ -207,14 +212,20 @@ def _auc_row(factor: str, group: str, y: np.ndarray, p: np.ndarray, g: np.ndarra
     return row
 
 
-def subgroup_table(table: pd.DataFrame, score: str = "probability", n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+def subgroup_table(table: pd.DataFrame, score: str = "probability", n_boot: int = 1000, seed: int = 0,
+                   threshold: float | None = None) -> pd.DataFrame:
     """ROC AUC with patient-bootstrap CIs per subgroup of ``table`` (``target, patient_id`` and the score,
-    plus whichever of ``sex, age, site, diagnosis, width, height`` it has).
+    plus whichever of ``sex, age, site, diagnosis, width, height, ita, source_copy`` it has), and sensitivity and
+    specificity at ``threshold`` when given.
 
     Factors: sex, age band, anatomical site, acquisition group (original size; only where width/height are
-    known), and diagnosis contrasts: *all malignant vs the benign images of each diagnosis*.
-    Columns: ``factor, group, n, n_malignant, n_patients, roc_auc, ci_low, ci_high, note``.
+    known), skin tone (ITA bands of :func:`melanoma_utils.pipeline.skin.ita_band`, from an ``ita`` column), source
+    copy, and diagnosis contrasts: *all malignant vs the benign images of each diagnosis*. A group with fewer than
+    5 of either class gets no AUC and a ``note`` saying so.
+    Columns: ``factor, group, n, n_malignant, n_patients, roc_auc, ci_low, ci_high, sensitivity, specificity, note``.
     """
+    from ..pipeline.skin import ita_band
+
     y = table["target"].to_numpy().astype(int)
     p = table[score].to_numpy(float)
     g = table["patient_id"].to_numpy()
@@ -227,6 +238,11 @@ def subgroup_table(table: pd.DataFrame, score: str = "probability", n_boot: int 
         factors["site"] = table["site"].astype(str).reset_index(drop=True)
     if {"width", "height"} <= set(table) and table[["width", "height"]].notna().all(axis=1).any():
         factors["acquisition (original size)"] = acquisition_group(table["width"], table["height"])
+    if "ita" in table and table["ita"].notna().any():
+        band = ita_band(table["ita"].reset_index(drop=True))
+        factors["skin tone (ITA)"] = band.cat.add_categories(["unmeasured"]).fillna("unmeasured")
+    if "source_copy" in table and table["source_copy"].notna().any():
+        factors["source copy"] = table["source_copy"].fillna("(missing)").astype(str).reset_index(drop=True)
     rows = []
     for factor, labels in factors.items():
         present = set(labels.astype(str))
@@ -235,15 +251,15 @@ def subgroup_table(table: pd.DataFrame, score: str = "probability", n_boot: int 
         labels = labels.astype(str)
         for group in order:
             m = (labels == group).to_numpy()
-            rows.append(_auc_row(factor, group, y[m], p[m], g[m], n_boot, seed))
+            rows.append(_auc_row(factor, group, y[m], p[m], g[m], n_boot, seed, threshold))
     if "diagnosis" in table:
         diag = table["diagnosis"].astype(str).to_numpy()
         malignant = y == 1
         for d in pd.Series(diag[~malignant]).value_counts().index:
             m = malignant | ((diag == d) & ~malignant)
-            rows.append(_auc_row("diagnosis (all malignant vs)", str(d), y[m], p[m], g[m], n_boot, seed))
+            rows.append(_auc_row("diagnosis (all malignant vs)", str(d), y[m], p[m], g[m], n_boot, seed, threshold))
     return pd.DataFrame(rows, columns=["factor", "group", "n", "n_malignant", "n_patients", "roc_auc", "ci_low",
-                                       "ci_high", "note"])
+                                       "ci_high", "sensitivity", "specificity", "note"])
 
 
 def _interval(est: float, lo: float, hi: float) -> dict[str, float]:
@@ -306,7 +322,8 @@ def validation_report(table: pd.DataFrame, threshold: float | None = None, preva
     fixed = {"validation threshold": float(threshold)} if threshold is not None else {}
     out["operating_points"] = operating_points(y, p, g, fixed, prevalence=prevalence, n_boot=n_boot, seed=seed)
     out["net_benefit"] = net_benefit(y, p, groups=g, seed=seed).to_dict(orient="records")
-    out["subgroups"] = subgroup_table(table.reset_index(drop=True), "probability", n_boot=n_boot, seed=seed).to_dict(orient="records")
+    out["subgroups"] = subgroup_table(table.reset_index(drop=True), "probability", n_boot=n_boot, seed=seed,
+                                      threshold=threshold).to_dict(orient="records")
     if prevalence is not None:
         if probability_prevalence is None:
             raise ValueError("a stated prevalence needs the prevalence the probabilities are calibrated at "

@@ -7,6 +7,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ..data.confounds import SOURCE_WEIGHTINGS
 from ..pipeline.transforms import preprocess_config
 from .features import check_feature_set
 
@@ -42,6 +43,10 @@ class TrainConfig:
     learning_rate: float = 1e-4
     patience: int = 5  # early stopping on validation loss, best weights restored
     class_weighting: bool = True  # w_i = 1/n_i, normalised
+    # a grouping that is not the lesion (data.confounds): auto = source_copy where the data has it; none; a column;
+    # camera (original image size); source (the data set). source_weighting removes its label information
+    source_column: str | None = "auto"
+    source_weighting: str = "none"  # none | balanced | drop_single_class (data.confounds.SOURCE_WEIGHTINGS)
     preprocess: str = "none"  # a melanoma_utils.pipeline.transforms.PREPROCESSORS name
     augment: bool = True
     augment_config: dict[str, Any] = field(default_factory=dict)  # AugmentConfig overrides
@@ -100,12 +105,16 @@ class TrainConfig:
             self.image_size = default_image_size(self.backbone)
         if self.cache is not None and str(self.cache).strip().lower() in ("", "none"):
             self.cache = None
+        if self.source_column is not None and str(self.source_column).strip().lower() in ("", "none"):
+            self.source_column = None
 
     def __post_init__(self) -> None:
         self._normalise()
         if self.kind not in ("fusion", "image", "meta"):
             raise ValueError(f"kind must be fusion, image or meta; got {self.kind!r}")
         check_feature_set(self.features)
+        if self.source_weighting not in SOURCE_WEIGHTINGS:
+            raise ValueError(f"source_weighting must be one of {', '.join(SOURCE_WEIGHTINGS)}; got {self.source_weighting!r}")
         preprocess_config(self.preprocess)
         for name in ("image_size", "batch_size", "epochs"):
             if int(getattr(self, name)) <= 0:

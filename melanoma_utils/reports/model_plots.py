@@ -217,7 +217,7 @@ def forest_plot(table: pd.DataFrame, title: str = "ROC AUC by subgroup", tag: st
     ax.set_yticks(ypos, labels, fontsize=8)
     for y, good in zip(ypos, ok):
         if not good:
-            ax.annotate("too small for an AUC", (0.52, y), va="center", fontsize=7, color="grey")
+            ax.annotate("too few for an AUC", (0.52, y), va="center", fontsize=7, color="grey")
     if overall is not None:
         ax.axvline(overall, color=MALIGNANT_COLOUR, ls="--", lw=1, label=f"all images {overall:.3f}")
         ax.legend(fontsize=8, loc="lower left")

@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 #: Metadata columns carried into the validation table when the CSV has them (for subgroups).
-METADATA_COLUMNS: tuple[str, ...] = ("patient_id", "target", "diagnosis", "sex", "age", "site", "width", "height")
+METADATA_COLUMNS: tuple[str, ...] = ("patient_id", "target", "diagnosis", "sex", "age", "site", "width", "height",
+                                     "source_copy")
 
 
 @dataclass
@@ -147,7 +148,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             at = op["at_prevalence"]
             line += f"; at prevalence {at['prevalence']:g}: PPV {ci(at['ppv'], 3)}, NNB {ci(at['nnb'], 0)}"
         lines.append(line)
-    small = [f"{r['factor']}={r['group']}" for r in report["subgroups"] if r["note"].startswith("too small")]
+    small = [f"{r['factor']}={r['group']}" for r in report["subgroups"] if r["note"].startswith("too few")]
     lines.append(f"  subgroups: {len(report['subgroups']) - len(small)} with an AUC"
                  + (f"; too small for one: {', '.join(small[:8])}{' …' if len(small) > 8 else ''}" if small else ""))
     return lines

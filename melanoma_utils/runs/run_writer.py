@@ -64,6 +64,7 @@ def write_run(model: Any, encoder: MetadataEncoder, cfg: TrainConfig, preprocess
         "validation_sources": source_counts(val),
         "feature_names": encoder.feature_names,
         "class_weights": facts["per_class"],
+        "source_weighting": facts.get("source_weighting"),
         "n_train": len(train), "n_val": len(val), "n_train_positive": int(train["target"].sum()),
         "skipped_unreadable": facts["dropped"],
         "epochs_run": epochs_run, "train_seconds": seconds, "resumed_after_seconds": facts["seconds_before"] or None,

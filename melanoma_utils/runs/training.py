@@ -36,17 +36,8 @@ from .distribution import (  # noqa: F401  (re-exported: device set-up lives the
 from .resume import EpochSeeds, ResumeState
 from .run import Run, TrainConfig
 from .run_writer import write_run
+from .source_weights import apply_source_weighting, class_weights, row_weights
 from .runfolder import fingerprint, prepare_staging, run_lock, staging_path
-
-
-def class_weights(y: np.ndarray) -> dict[int, float]:
-    """``w_i = 1/n_i``, normalised so that ``Σ n_i w_i = N`` (the loss keeps its scale): ``w_i = N / (2 n_i)``."""
-    y = np.asarray(y).astype(int)
-    n = len(y)
-    counts = {c: int((y == c).sum()) for c in (0, 1)}
-    if min(counts.values()) == 0:
-        raise ValueError(f"class weights need both classes in the training rows; counts {counts}")
-    return {c: n / (2 * counts[c]) for c in (0, 1)}
 
 
 def _set_precision(mode: str) -> str:
@@ -67,11 +58,6 @@ def _set_precision(mode: str) -> str:
     return policy
 
 
-def _sample_weights(y: np.ndarray, class_weights: dict[int, float]) -> np.ndarray:
-    """Each row's class weight."""
-    return np.array([class_weights[int(t)] for t in y], np.float32)
-
-
 def _datasets(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, encoder: MetadataEncoder,
               class_weights: dict[int, float], preprocess: dict[str, Any]) -> tuple[Any, Any, EpochSeeds]:
     """The training and validation feeds of a run (tf.data or a NumPy feed, by backend), and the callback that
@@ -88,7 +74,7 @@ def _datasets(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFrame, encoder:
     feeds = []
     for part, training in ((train, True), (val, False)):
         y = part["target"].to_numpy()
-        feeds.append(make_feed(list(part["image_path"]), encoder.transform(part), y, _sample_weights(y, class_weights), keys=keys,
+        feeds.append(make_feed(list(part["image_path"]), encoder.transform(part), y, row_weights(part, class_weights), keys=keys,
                                image_size=cfg.image_size, preprocess=preprocess, batch_size=cfg.batch_size,
                                training=training, augmenter=augmenter if training else None, seed=cfg.seed,
                                cache=cfg.cache, drop_remainder=cfg.strategy == "multiworker",
@@ -209,7 +195,7 @@ def _train_on_embeddings(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFram
     xm_tr = encoder.transform(train) if cfg.uses_meta else None
     xm_va = encoder.transform(val) if cfg.uses_meta else None
     y_tr, y_va = train["target"].to_numpy(np.float32), val["target"].to_numpy(np.float32)
-    w_tr, w_va = _sample_weights(y_tr, class_weights), _sample_weights(y_va, class_weights)
+    w_tr, w_va = row_weights(train, class_weights), row_weights(val, class_weights)
     keras.utils.set_random_seed(cfg.seed)  # the head starts alike whether the embeddings were cached or computed
     head = HEADS.get(build_head_model(**cfg.head_kwargs(emb_tr.shape[-1], encoder.n_features, bias)), cfg.head_learning_rate)
     x_va: dict[str, np.ndarray] = {"embedding": emb_va[:, 0]}
@@ -327,6 +313,10 @@ def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.
         if dropped:
             print(f"skipping {len(dropped)} unreadable image(s): " + ", ".join(f"{k} ({v})" for k, v in list(dropped.items())[:5]))
 
+    train, val, source_facts = apply_source_weighting(train, val, cfg)
+    if source_facts.get("rows_left_out"):
+        print(f"source weighting ({source_facts['weighting']} over {source_facts['column']}): "
+              f"{source_facts['rows_left_out']:,} training row(s) of one-class groups left out", flush=True)
     work = staging_path(out_dir)
     if prepare_staging(work, fingerprint(cfg, train, val), restart):
         print(f"resuming the interrupted run staged in {work}", flush=True)
@@ -337,7 +327,8 @@ def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.
         train = add_context(train, cfg.image_size, preprocess)
         val = add_context(val, cfg.image_size, preprocess)
     encoder = MetadataEncoder(cfg.features).fit(train)
-    per_class = class_weights(train["target"].to_numpy()) if cfg.class_weighting else {0: 1.0, 1: 1.0}
+    per_class = (class_weights(train["target"].to_numpy(), train.get("sample_weight")) if cfg.class_weighting
+                 else {0: 1.0, 1: 1.0})
     user_cfg = cfg
     cfg = scaled_for(cfg, dist.replicas)
     scope = dist.scope()
@@ -356,7 +347,7 @@ def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.
         model = _local_copy(model)  # predictions below are this process's own, not collective steps
 
     facts = {
-        "per_class": per_class, "dropped": dropped, "epochs_run": epochs_run, "seconds": seconds,
+        "per_class": per_class, "dropped": dropped, "source_weighting": source_facts, "epochs_run": epochs_run, "seconds": seconds,
         "seconds_before": seconds_before, "stages": stages, "policy": policy,
         "distribution": {"strategy": dist.name, "replicas": dist.replicas, "global_batch_size": cfg.batch_size * dist.replicas,
                          "learning_rate_scale": dist.replicas},

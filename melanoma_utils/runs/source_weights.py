@@ -1,0 +1,85 @@
+"""Training so that a grouping that is not the lesion does not pay: which copy of a data set an image came from,
+the camera, the data set (:mod:`melanoma_utils.data.confounds`). Resolves the run's grouping column, weights (or
+drops) the rows of each group, and describes what it did for ``config.json`` and the model card."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..data.confounds import SOURCE_COPY, group_labels, label_by_group, source_balanced_weights
+from .run import TrainConfig
+
+#: The per-row weight column a training frame may carry (multiplied with the class weights).
+WEIGHT_COLUMN = "sample_weight"
+
+
+def resolve_source_column(column: str | None, df: pd.DataFrame) -> str | None:
+    """The grouping a run uses: ``None`` for none; ``"auto"``: ``source_copy`` where the data has it, else none;
+    any other name as given (a column, ``camera`` or ``source``)."""
+    if column is None:
+        return None
+    if column == "auto":
+        return SOURCE_COPY if SOURCE_COPY in df and df[SOURCE_COPY].notna().any() else None
+    return column
+
+
+def class_weights(y: np.ndarray, w: np.ndarray | None = None) -> dict[int, float]:
+    """``w_c = W / (2 W_c)``: 1/n per class on the (row-weighted) counts, normalised so that ``Σ W_c w_c = W``
+    (the loss keeps its scale). Without row weights ``W_c`` is the class's row count."""
+    y = np.asarray(y).astype(int)
+    w = np.ones(len(y)) if w is None else np.asarray(w, float)
+    total = float(w.sum())
+    counts = {c: float(w[y == c].sum()) for c in (0, 1)}
+    if min(counts.values()) <= 0:
+        raise ValueError(f"class weights need both classes in the training rows; (weighted) counts {counts}")
+    return {c: total / (2 * counts[c]) for c in (0, 1)}
+
+
+def row_weights(part: pd.DataFrame, per_class: dict[int, float]) -> np.ndarray:
+    """Each row's training weight: its class weight times its :data:`WEIGHT_COLUMN` (1 where absent)."""
+    y = part["target"].to_numpy().astype(int)
+    w = np.where(y == 1, per_class[1], per_class[0]).astype(np.float32)
+    if WEIGHT_COLUMN in part:
+        w = w * part[WEIGHT_COLUMN].to_numpy(np.float32)
+    return w
+
+
+def apply_source_weighting(train: pd.DataFrame, val: pd.DataFrame, cfg: TrainConfig
+                           ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """``(train, val, facts)`` with :data:`WEIGHT_COLUMN` set by ``cfg.source_weighting`` over the grouping
+    ``cfg.source_column``. Training rows of weight 0 (groups of one class) are left out; validation keeps every row
+    (calibration and the threshold see the whole population) and its weights only shape the early-stopping loss.
+    ``facts``: the column, the weighting, the rows left out and the label spread per group of the training part."""
+    column = resolve_source_column(cfg.source_column, train)
+    facts: dict[str, Any] = {"column": column, "weighting": cfg.source_weighting if column else "none"}
+    if column is None:
+        return train, val, facts
+    groups = group_labels(train, column)
+    facts["groups"] = label_by_group(train["target"], groups, train["patient_id"]).to_dict(orient="records")
+    if cfg.source_weighting == "none":
+        return train, val, facts
+    w_tr = source_balanced_weights(train["target"], groups, cfg.source_weighting)
+    if not (w_tr > 0).any():
+        raise ValueError(f"source weighting {cfg.source_weighting!r} over {column!r} leaves no training rows: every group "
+                         "holds one class; use --source-weighting none")
+    w_va = source_balanced_weights(val["target"], group_labels(val, column), cfg.source_weighting)
+    keep = w_tr > 0
+    facts["rows_left_out"] = int((~keep).sum())
+    facts["weights"] = _group_weights(groups.to_numpy(), train["target"].to_numpy().astype(int), w_tr)
+    train = train.assign(**{WEIGHT_COLUMN: w_tr})[keep].reset_index(drop=True)
+    if (w_va > 0).any() and ((w_va > 0) & (val["target"].to_numpy() == 1)).any():
+        val = val.assign(**{WEIGHT_COLUMN: w_va})
+    return train, val, facts
+
+
+def _group_weights(groups: np.ndarray, y: np.ndarray, w: np.ndarray) -> dict[str, dict[str, float | None]]:
+    """The weight of a benign and of a malignant row in each group (all rows of a class in a group share it)."""
+    out: dict[str, dict[str, float | None]] = {}
+    for g in pd.unique(groups):
+        m = groups == g
+        out[str(g)] = {name: (float(w[m & (y == k)][0]) if (m & (y == k)).any() else None)
+                       for name, k in (("benign", 0), ("malignant", 1))}
+    return out
