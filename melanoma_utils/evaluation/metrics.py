@@ -339,6 +339,21 @@ def paired_auc_difference(
             "p_value": max(p, 1.0 / len(d)), "n_boot_used": len(d)}
 
 
+def holm_adjust(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjustment of a family of p-values (controls the family-wise error rate): sorted ascending,
+    ``p_(i) · (m − i)`` (i from 0), made non-decreasing, capped at 1; NaN stays NaN and does not count in ``m``."""
+    p = np.asarray(p_values, float)
+    out = np.full(len(p), np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    m = len(ok)
+    if m == 0:
+        return out
+    order = ok[np.argsort(p[ok], kind="stable")]
+    adjusted = np.minimum(1.0, np.maximum.accumulate(p[order] * (m - np.arange(m))))
+    out[order] = adjusted
+    return out
+
+
 def delong_test(y_true: Sequence, score_a: Sequence, score_b: Sequence) -> dict[str, float]:
     """DeLong's test of two correlated ROC AUCs on the same images (DeLong, DeLong & Clarke-Pearson 1988, in the
     fast form of Sun & Xu 2014): ``delta`` (AUC a − AUC b), its standard error ``se``, ``z`` and the two-sided

@@ -19,7 +19,8 @@ import pandas as pd
 from .. import progress
 from ..config import ISIC2020_PREVALENCE  # noqa: F401 (re-exported)
 from ..data.splits import grouped_folds
-from ..evaluation.metrics import MetricError, melanoma_vs_nevus_auc, melanoma_vs_nevus_mask, pr_auc, roc_auc
+from ..evaluation.metrics import melanoma_vs_nevus_auc, pr_auc, roc_auc
+from .contrasts import SUBSETS, describe_contrast, paired_contrasts, pooled_auc, subset_mask  # noqa: F401 (re-exported)
 from .run import TrainConfig
 from .training import load_or_train
 
@@ -144,7 +145,8 @@ def cross_validate(
             p = run.predict_proba(test, cached_embeddings=True)
             preds.append(pd.DataFrame({"image_name": test["image_name"], "patient_id": test["patient_id"],
                                        "target": test["target"], "diagnosis": test["diagnosis"], "fold": k,
-                                       "variant": name, "probability": p, "threshold": run.threshold, "repeat": repeat}))
+                                       "variant": name, "probability": p, "threshold": run.threshold, "repeat": repeat,
+                                       **({"source_copy": test["source_copy"]} if "source_copy" in test else {})}))
             rows.append({"variant": name, "repeat": repeat, "fold": k, "n_test": len(test), "roc_auc": roc_auc(test["target"], p),
                          "pr_auc": pr_auc(test["target"], p),
                          "auc_melanoma_vs_nevus": melanoma_vs_nevus_auc(test["target"], p, test["diagnosis"]),
@@ -173,13 +175,6 @@ def repeated_cross_validate(df: pd.DataFrame, cfg: TrainConfig, out_dir: str | o
     return pd.concat([p[0] for p in parts], ignore_index=True), pd.concat([p[1] for p in parts], ignore_index=True)
 
 
-def _by_repeat(oof: pd.DataFrame, variant: str, repeats: list[int], index: pd.Index | None = None) -> pd.DataFrame:
-    """One variant's out-of-fold probabilities as a matrix: rows images (``index`` order), one column per repeat."""
-    o = oof[oof["variant"] == variant]
-    wide = o.pivot(index="image_name", columns="repeat", values="probability")[repeats]
-    return wide.loc[index] if index is not None else wide
-
-
 def study_folds(frame: pd.DataFrame) -> pd.DataFrame:
     """The rows of the study's own fold assignment (repeat 0) of a per-fold or out-of-fold table: what the ablation
     table, the paper table and the ensemble describe (repeats serve the paired contrasts)."""
@@ -187,32 +182,30 @@ def study_folds(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def summarise_cv(per_fold: pd.DataFrame, oof: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Mean ± sd over folds, and the pooled out-of-fold ROC AUC with a patient-bootstrap 95% CI, per variant (on the
-    study's folds, :func:`study_folds`)."""
-    from ..evaluation.metrics import bootstrap_ci
-
+    """Mean ± sd over folds, and the pooled out-of-fold ROC AUC with a patient-bootstrap 95% CI on every endpoint the
+    data allow (:data:`~melanoma_utils.runs.contrasts.SUBSETS`: all images ``pooled_oof_roc_auc``, melanoma vs nevus
+    ``pooled_mel_vs_nevus_auc``, within copy a ``pooled_within_copy_a_auc`` and ``pooled_mvn_within_copy_a_auc``), per
+    variant (on the study's folds, :func:`study_folds`)."""
     per_fold, oof = study_folds(per_fold), study_folds(oof)
+    names = {"all": "pooled_oof_roc_auc", "melanoma_vs_nevus": "pooled_mel_vs_nevus_auc",
+             SUBSETS[2]: "pooled_within_copy_a_auc", SUBSETS[3]: "pooled_mvn_within_copy_a_auc"}
     out = []
     for name, part in per_fold.groupby("variant", sort=False):
         o = oof[oof["variant"] == name]
-        est, lo, hi = bootstrap_ci(o["target"], o["probability"], o["patient_id"], roc_auc, n_boot=n_boot, seed=seed)
-        nev = melanoma_vs_nevus_mask(o["target"], o["diagnosis"])
-        try:
-            _, nlo, nhi = bootstrap_ci(o["target"][nev], o["probability"][nev], o["patient_id"][nev], roc_auc,
-                                       n_boot=n_boot, seed=seed)
-        except MetricError:
-            nlo = nhi = float("nan")
-        out.append({
+        row: dict[str, Any] = {
             "variant": name,
             "roc_auc_mean": part["roc_auc"].mean(), "roc_auc_sd": part["roc_auc"].std(ddof=1),
             "pr_auc_mean": part["pr_auc"].mean(), "pr_auc_sd": part["pr_auc"].std(ddof=1),
             "mel_vs_nevus_auc_mean": part["auc_melanoma_vs_nevus"].mean(),
-            "pooled_oof_roc_auc": est, "pooled_ci_low": lo, "pooled_ci_high": hi,
             "pooled_oof_pr_auc": pr_auc(o["target"], o["probability"]),
-            "pooled_mel_vs_nevus_auc": melanoma_vs_nevus_auc(o["target"], o["probability"], o["diagnosis"]),
-            "pooled_mel_vs_nevus_ci_low": nlo, "pooled_mel_vs_nevus_ci_high": nhi,
-            "folds": len(part),
-        })
+        }
+        for subset, col in names.items():
+            est, lo, hi = pooled_auc(o, subset, n_boot=n_boot, seed=seed)
+            low, high = (("pooled_ci_low", "pooled_ci_high") if subset == "all"
+                         else (col.replace("_auc", "_ci_low"), col.replace("_auc", "_ci_high")))
+            row.update({col: est, low: lo, high: hi})
+        row["folds"] = len(part)
+        out.append(row)
     return pd.DataFrame(out).set_index("variant")
 
 
@@ -251,65 +244,6 @@ def load_folds(path: str | os.PathLike[str], df: pd.DataFrame) -> np.ndarray:
     if missing:
         raise ValueError(f"{path}: {len(missing)} image(s) of the data set have no fold, e.g. {missing[:3]}")
     return folds.loc[df["image_name"]].to_numpy()
-
-
-def paired_contrasts(per_fold: pd.DataFrame, oof: pd.DataFrame, contrasts: list[tuple[str, str]],
-                     n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """Each contrast ``(a, b)`` of two cross-validated variants on the same images: the paired ROC AUC difference a − b
-    on the pooled out-of-fold predictions with its patient-bootstrap CI and p-value
-    (:func:`~melanoma_utils.evaluation.metrics.paired_auc_difference`), DeLong's p-value on the study's folds (repeat 0;
-    images as independent), and the per-fold differences, on all images (``subset="all"``) and on melanoma vs nevus.
-    With repeated CV (a ``repeat`` column), the difference is the mean over the repeats both variants ran, and
-    ``fold_deltas`` lists every repeat's folds. Contrasts naming a variant that did not run are left out.
-
-    Columns: ``contrast, subset, delta_auc, ci_low, ci_high, p_value, p_delong, repeats, fold_deltas, folds_positive,
-    folds`` (``fold_deltas`` as text, repeat and fold order).
-    """
-    from ..evaluation.metrics import delong_test, paired_auc_difference
-
-    if "repeat" not in oof:
-        oof, per_fold = oof.assign(repeat=0), per_fold.assign(repeat=0)
-    ran = set(oof["variant"])
-    rows = []
-    for a, b in contrasts:
-        if a not in ran or b not in ran:
-            continue
-        reps = sorted(set(oof.loc[oof["variant"] == a, "repeat"]) & set(oof.loc[oof["variant"] == b, "repeat"]))
-        info = oof[(oof["variant"] == a) & (oof["repeat"] == reps[0])].set_index("image_name")
-        sa, sb = _by_repeat(oof, a, reps, info.index).to_numpy(), _by_repeat(oof, b, reps, info.index).to_numpy()
-        fa = per_fold[(per_fold["variant"] == a) & per_fold["repeat"].isin(reps)].set_index(["repeat", "fold"]).sort_index()
-        fb = per_fold[(per_fold["variant"] == b) & per_fold["repeat"].isin(reps)].set_index(["repeat", "fold"]).loc[fa.index]
-        for subset, column in (("all", "roc_auc"), ("melanoma_vs_nevus", "auc_melanoma_vs_nevus")):
-            mask = (np.ones(len(info), bool) if subset == "all"
-                    else melanoma_vs_nevus_mask(info["target"], info["diagnosis"]))
-            y = info["target"].to_numpy()[mask]
-            try:
-                res = paired_auc_difference(y, sa[mask], sb[mask], info["patient_id"].to_numpy()[mask],
-                                            n_boot=n_boot, seed=seed)
-                delong = delong_test(y, sa[mask, 0], sb[mask, 0])["p_value"]
-            except MetricError:
-                continue
-            fold_d = (fa[column] - fb[column]).to_numpy()
-            rows.append({"contrast": f"{a} − {b}", "subset": subset, "delta_auc": res["delta"],
-                         "ci_low": res["ci_low"], "ci_high": res["ci_high"], "p_value": res["p_value"],
-                         "p_delong": delong, "repeats": len(reps),
-                         "fold_deltas": ";".join(f"{d:+.3f}" for d in fold_d),
-                         "folds_positive": int((fold_d > 0).sum()), "folds": len(fold_d)})
-    return pd.DataFrame(rows, columns=["contrast", "subset", "delta_auc", "ci_low", "ci_high", "p_value", "p_delong",
-                                       "repeats", "fold_deltas", "folds_positive", "folds"])
-
-
-def describe_contrast(paired: pd.DataFrame, a: str, b: str, subset: str = "all") -> str:
-    """One contrast of :func:`paired_contrasts` as text for a report: ``"+0.012 (95% CI −0.004 to +0.027; p 0.14;
-    4 of 5 folds > 0)"``; ``"not run"`` where the contrast is absent."""
-    row = paired[(paired["contrast"] == f"{a} − {b}") & (paired["subset"] == subset)]
-    if row.empty:
-        return "not run"
-    r = row.iloc[0]
-    reps = int(getattr(r, "repeats", 1) or 1)
-    return (f"{r.delta_auc:+.3f} (95% CI {r.ci_low:+.3f} to {r.ci_high:+.3f}; p {r.p_value:.2g}"
-            + (f", DeLong p {r.p_delong:.2g}" if "p_delong" in row and r.p_delong == r.p_delong else "")
-            + f"; {r.folds_positive} of {r.folds} folds > 0" + (f" over {reps} repeats" if reps > 1 else "") + ")")
 
 
 #: What the paper reports for its fusion model (Ahmad et al. 2025: accuracy 94.5%, F1 0.94); other metrics of its
@@ -356,11 +290,14 @@ def preprocessing_variants(names: list[str], overrides: dict[str, Any] | None = 
 def preprocessing_table(per_fold: pd.DataFrame, oof: pd.DataFrame, names: list[str], baseline: str = "none",
                         n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """One row per preprocessing of :func:`preprocessing_variants`: pooled out-of-fold ROC AUC, melanoma-vs-nevus AUC,
-    and the paired difference against ``baseline`` (all images: ``delta_auc, ci_low, ci_high, p_value``; melanoma vs
-    nevus: ``mvn_delta_auc, mvn_ci_low, mvn_ci_high``)."""
+    and the paired difference against ``baseline`` on every endpoint the data allow (all images: ``delta_auc, ci_low,
+    ci_high, p_value, p_holm``; melanoma vs nevus: ``mvn_…``; within copy a: ``within_copy_a_…``; melanoma vs nevus
+    within copy a: ``mvn_within_copy_a_…``). ``p_holm``: Holm-adjusted within each endpoint's family."""
     base = f"preprocess: {baseline}"
     paired = paired_contrasts(per_fold, oof, [(f"preprocess: {n}", base) for n in names if n != baseline],
                               n_boot=n_boot, seed=seed)
+    prefixes = {"all": "", "melanoma_vs_nevus": "mvn_", SUBSETS[2]: "within_copy_a_", SUBSETS[3]: "mvn_within_copy_a_"}
+    present = set(paired["subset"])
     rows = []
     for n in names:
         o = oof[oof["variant"] == f"preprocess: {n}"]
@@ -368,10 +305,16 @@ def preprocessing_table(per_fold: pd.DataFrame, oof: pd.DataFrame, names: list[s
             continue
         row: dict[str, Any] = {"preprocess": n, "roc_auc": roc_auc(o["target"], o["probability"]),
                                "melanoma_vs_nevus_auc": melanoma_vs_nevus_auc(o["target"], o["probability"], o["diagnosis"])}
-        for subset, prefix in (("all", ""), ("melanoma_vs_nevus", "mvn_")):
+        if SUBSETS[2] in present:
+            inside = o[subset_mask(o, SUBSETS[2])]
+            row["within_copy_a_auc"] = roc_auc(inside["target"], inside["probability"])
+        for subset, prefix in prefixes.items():
+            if subset not in present:
+                continue
             hit = paired[(paired["contrast"] == f"preprocess: {n} − {base}") & (paired["subset"] == subset)]
-            for col in ("delta_auc", "ci_low", "ci_high") + (("p_value",) if not prefix else ()):
-                row[prefix + col] = float(hit[col].iloc[0]) if len(hit) else (0.0 if n == baseline and col != "p_value" else float("nan"))
+            for col in ("delta_auc", "ci_low", "ci_high", "p_value", "p_holm"):
+                zero = 0.0 if n == baseline and col in ("delta_auc", "ci_low", "ci_high") else float("nan")
+                row[prefix + col] = float(hit[col].iloc[0]) if len(hit) else zero
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -36,8 +36,8 @@ from .distribution import (  # noqa: F401  (re-exported: device set-up lives the
 from .resume import EpochSeeds, ResumeState
 from .run import Run, TrainConfig
 from .run_writer import write_run
-from .source_weights import apply_source_weighting, class_weights, row_weights
 from .runfolder import fingerprint, prepare_staging, run_lock, staging_path
+from .source_weights import apply_source_weighting, class_weights, row_weights
 
 
 def _set_precision(mode: str) -> str:
