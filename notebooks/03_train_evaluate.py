@@ -43,6 +43,13 @@
 # not medicine.
 # Every model is scored by ROC AUC (the challenge's metric) and PR AUC with patient-bootstrap 95% CIs,
 # also on **melanoma vs nevus** only (a harder contrast), and at thresholds chosen on validation data only.
+#
+# **Shortcuts.** Where the data say which *copy* of the data set each image came from (the shared ISIC subset's
+# `copies.csv`: every malignant image is in copy a, copy b is all benign), a model that tells the copies apart scores
+# well without looking at a lesion. The endpoints are therefore fixed before any number below: the **primary endpoint
+# is the ROC AUC within copy a** (malignant against benign images of one processing history), with melanoma vs nevus
+# within copy a beside it; all images and melanoma vs nevus over both copies are guards. The shortcut audit at the
+# end measures how much each non-lesion signal and each model's score says about the copy.
 
 # %% tags=["parameters"]
 synthetic = True
@@ -79,6 +86,10 @@ cv_run_folds = []  # which folds to run (empty: all); the test suite runs fold 0
 min_sensitivity = 0.9
 transform_study = ["none", "grayscale", "ben_graham"]  # preprocessings trained as inputs (Fig 12's transforms); empty: skip
 transform_views = 1  # cached views (and TTA) per image in the transform study: 1 keeps it cheap
+source_csv = ""  # image_name, source_copy: which copy of the data each image came from (empty: copies.csv beside images_csv, or the CSV's own source_copy column)
+base_source_weighting = "none"  # source weighting of the ablation's rows (its candidates below are trained with others)
+weighting_rows = ["balanced", "drop_single_class"]  # with copies: "fusion, clinical" (and + external data) trained with these source weightings
+audit = True  # the shortcut audit (signals that are not the lesion; each model's score against the copy)
 n_boot = 500
 seed = 0
 
@@ -89,11 +100,13 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from melanoma_utils import config as paths
+from melanoma_utils.data.confounds import group_labels, label_by_group, with_source_copies
 from melanoma_utils.data.sources import combine_external, hold_out_external, load_external, source_counts
 from melanoma_utils.evaluation import evaluate, metrics_table
 from melanoma_utils.reports import benchmark, eda, plots
 from melanoma_utils.reports.reporting import open_study, package_versions
 from melanoma_utils.runs import Run, TrainConfig
+from melanoma_utils.runs.contrasts import holm_table_note
 from melanoma_utils.runs.experiments import (
     ABLATION_CONTRASTS,
     ABLATION_VARIANTS,
@@ -112,6 +125,8 @@ from melanoma_utils.runs.experiments import (
 )
 
 report, df = open_study(report_dir, synthetic, seed, images_csv, images_dir)
+df, copies_note = with_source_copies(df, paths.resolve(images_csv), paths.resolve(source_csv) if source_csv else None)
+has_copies = "source_copy" in df and df["source_copy"].notna().any()
 external, _ = combine_external(df, [load_external(paths.resolve(d), on_missing="drop") for d in external_dirs])
 external, external_holdout = hold_out_external(external, external_holdout_fraction, seed=seed)
 ov = eda.overview(df)
@@ -119,13 +134,17 @@ cfg = TrainConfig(image_size=image_size, conv_filters=tuple(conv_filters), epoch
                   batch_size=batch_size, learning_rate=learning_rate, preprocess=preprocess, augment=augment,
                   backbone=backbone or None, backbone_weights=backbone_weights if backbone else None, embedding_views=embedding_views,
                   head_learning_rate=head_learning_rate, finetune=finetune, tta=tta if backbone else 1,
-                  min_sensitivity=min_sensitivity, seed=seed,
+                  min_sensitivity=min_sensitivity, seed=seed, source_weighting=base_source_weighting,
                   verbose=0)
 SCRATCH = "image only, study CNN from scratch"
 variants = dict(ABLATION_VARIANTS)
 if len(external):
     variants.update(EXTERNAL_VARIANTS)
     variants.update(backbone_variants(list(backbone_rows)))
+from melanoma_utils.runs.selection import weighting_contrasts, weighting_variants
+
+candidates = weighting_variants(list(weighting_rows), external=bool(len(external))) if has_copies else {}
+variants.update(candidates)
 if backbone and scratch_row:
     variants[SCRATCH] = {"kind": "image", "backbone": None, "backbone_weights": None, "image_size": scratch_image_size,
                          "epochs": scratch_epochs, "patience": scratch_patience, "tta": 1}
@@ -145,6 +164,30 @@ display(Markdown(
        f"{int(external_holdout['target'].sum()):,} melanoma) are held out of every training part: notebook 06 tests "
        "the model on them." if len(external_holdout) else "")
 ))
+
+# %% [markdown]
+# ### The endpoints, fixed before the results
+# How the label is spread over the copies of the data (and the cameras): a group that is all one class is a
+# shortcut a model can take.
+
+# %%
+from melanoma_utils.runs.contrasts import SUBSET_LABELS, primary_subset
+
+copies_table = label_by_group(df["target"], group_labels(df, "source_copy"), df["patient_id"]) if has_copies else None
+if copies_table is not None:
+    report.table(copies_table.set_index("group"), "table_label_by_copy")
+    a = copies_table.set_index("group").loc["a"] if "a" in set(copies_table["group"]) else None
+    nev_a = int(((df["source_copy"] == "a") & (df["diagnosis"] == "nevus") & (df["target"] == 0)).sum())
+    display(Markdown(
+        f"{copies_note}. " + " ".join(f"Copy {r.group}: {r.rows:,} images of {r.patients:,} patients, {r.malignant:,} "
+                                       f"malignant ({r.malignant_share:.1%}){' — ' + r.warning if r.warning else ''}."
+                                       for r in copies_table.itertuples())
+        + (f" **Primary endpoint: ROC AUC within copy a** ({a.malignant:,} malignant vs {a.benign:,} benign images, "
+           f"{nev_a:,} of them nevi: melanoma vs nevus within copy a is the second endpoint)." if a is not None else "")))
+    display(copies_table)
+else:
+    display(Markdown("These data do not say which copy each image came from: the primary endpoint is the ROC AUC on "
+                     "all images, with melanoma vs nevus beside it."))
 
 # %% [markdown]
 # ## The ablation (patient-grouped cross-validation, same budget for each variant)
@@ -174,16 +217,24 @@ summary.round(3)
 
 # %% [markdown]
 # ### Paired comparisons (the headline)
-# Each row: what variant *a* adds over variant *b*, both scored on the same out-of-fold images. The interval resamples
-# patients once for both models (95%, patient bootstrap), so it measures the difference itself; `fold_deltas` are the
-# per-fold differences. An interval that contains 0 means these data cannot tell the two apart.
+# Each row: what variant *a* adds over variant *b*, both scored on the same out-of-fold images, on each endpoint. The
+# interval resamples patients once for both models (95%, patient bootstrap), so it measures the difference itself;
+# `fold_deltas` are the per-fold differences. An interval that contains 0 means these data cannot tell the two apart.
+# **Multiplicity**: many contrasts are tested, so `p_holm` adjusts each p-value by Holm's step-down rule within its
+# endpoint's family (family-wise error 5%); a finding is one whose Holm-adjusted p stays below 0.05. DeLong's p-value
+# (`p_delong`) is computed on the study's folds only, treating images as independent: images of one patient are
+# correlated, which makes it too liberal; the bootstrap resamples patients and averages the repeats.
 
 # %%
-contrasts = list(ABLATION_CONTRASTS) + [(m, BACKBONE_BASE) for m in [*backbone_members[1:], BACKBONE_ENSEMBLE]]
+contrasts = (list(ABLATION_CONTRASTS) + [(m, BACKBONE_BASE) for m in [*backbone_members[1:], BACKBONE_ENSEMBLE]]
+             + weighting_contrasts(candidates))
 paired = paired_contrasts(per_fold, oof, contrasts, n_boot=n_boot, seed=seed)
 report.table(paired.set_index(["contrast", "subset"]), "ablation_paired")
 report.figure(plots.paired_deltas(paired, "Ablation: paired differences in ROC AUC (a − b)", tag=report.tag),
               "fig_ablation_paired")
+display(Markdown(
+    "Holm families: " + "; ".join(f"{SUBSET_LABELS[k]}: {v['contrasts']} contrasts, {v['p<0.05']} with p < 0.05, "
+                                  f"{v['p_holm<0.05']} after Holm" for k, v in holm_table_note(paired).items()) + "."))
 paired.round(3)
 
 # %%
@@ -199,6 +250,12 @@ display(Markdown(
     f"comes from how images were acquired, not from the lesion. Melanoma vs nevus (pooled): image {img.pooled_mel_vs_nevus_auc:.3f}, "
     f"fusion clinical {clin.pooled_mel_vs_nevus_auc:.3f} (95% CI {clin.pooled_mel_vs_nevus_ci_low:.3f}–"
     f"{clin.pooled_mel_vs_nevus_ci_high:.3f}), fusion paper {paper.pooled_mel_vs_nevus_auc:.3f}."
+    + (f" **Within copy a (primary)**: image {img.pooled_within_copy_a_auc:.3f}, fusion clinical "
+       f"{clin.pooled_within_copy_a_auc:.3f} ({clin.pooled_within_copy_a_ci_low:.3f}–{clin.pooled_within_copy_a_ci_high:.3f}), "
+       f"fusion paper {paper.pooled_within_copy_a_auc:.3f}, metadata only {meta.pooled_within_copy_a_auc:.3f}; melanoma vs "
+       f"nevus within copy a: fusion clinical {clin.pooled_mvn_within_copy_a_auc:.3f} "
+       f"({clin.pooled_mvn_within_copy_a_ci_low:.3f}–{clin.pooled_mvn_within_copy_a_ci_high:.3f})."
+       if has_copies else "")
 ))
 if SCRATCH in s.index:
     sc = s.loc[SCRATCH]
@@ -214,8 +271,17 @@ if SCRATCH in s.index:
 # %%
 from melanoma_utils.runs.experiments import describe_contrast
 
+P = primary_subset(study_folds(oof))
 display(Markdown(
-    f"**Paired.** Fusion (clinical) − image only: {describe_contrast(paired, 'fusion, clinical', 'image only')} "
+    f"**Paired, on the primary endpoint ({SUBSET_LABELS[P]}).** Fusion (clinical) − image only: "
+    f"{describe_contrast(paired, 'fusion, clinical', 'image only', P)}; width/height on top: "
+    f"{describe_contrast(paired, 'fusion, paper (+ width/height)', 'fusion, clinical', P)}; patient context (image count "
+    f"+ ugly duckling): {describe_contrast(paired, 'fusion, clinical + patient context', 'fusion, clinical', P)}; ugly "
+    f"duckling only: {describe_contrast(paired, 'fusion, clinical + ugly duckling only', 'fusion, clinical', P)}"
+    + (f"; external data: {describe_contrast(paired, 'fusion, clinical + external data', 'fusion, clinical', P)}"
+       if "fusion, clinical + external data" in s.index else "") + "."))
+display(Markdown(
+    f"**Paired, guards.** Fusion (clinical) − image only: {describe_contrast(paired, 'fusion, clinical', 'image only')} "
     f"overall; melanoma vs nevus {describe_contrast(paired, 'fusion, clinical', 'image only', 'melanoma_vs_nevus')}. "
     f"Width/height on top of clinical fusion: {describe_contrast(paired, 'fusion, paper (+ width/height)', 'fusion, clinical')} "
     f"overall; melanoma vs nevus "
@@ -293,7 +359,11 @@ if transform_study:
     display(Markdown(
         f"Untransformed images: ROC AUC {transforms_table.set_index('preprocess').loc['none', 'roc_auc']:.3f}. "
         + " ".join(f"{r.preprocess}: {r.delta_auc:+.3f} (95% CI {r.ci_low:+.3f} to {r.ci_high:+.3f}), melanoma vs nevus "
-                   f"{r.mvn_delta_auc:+.3f}." for r in transforms_table.itertuples() if r.preprocess != "none")
+                   f"{r.mvn_delta_auc:+.3f}"
+                   + (f", within copy a {r.within_copy_a_delta_auc:+.3f} ({r.within_copy_a_ci_low:+.3f} to "
+                      f"{r.within_copy_a_ci_high:+.3f}; Holm p {r.within_copy_a_p_holm:.2g})"
+                      if "within_copy_a_delta_auc" in transforms_table else "") + "."
+                   for r in transforms_table.itertuples() if r.preprocess != "none")
         + f" Largest overall change: {t_best.preprocess} ({t_best.delta_auc:+.3f}); an interval containing 0 means these "
         "folds cannot tell it from no transform."))
     display(transforms_table.set_index("preprocess").round(3))
@@ -331,6 +401,84 @@ display(Markdown(
 first = study_folds(oof)  # the study's own folds (repeat 0): each image once
 curves = {name: (part["target"].to_numpy(), part["probability"].to_numpy()) for name, part in first.groupby("variant", sort=False)}
 report.figure(plots.roc_pr(curves, "Out-of-fold ROC and PR curves (all folds pooled)", tag=report.tag), "fig_ablation_roc_pr")
+
+# %% [markdown]
+# ### Training so that the copy does not pay
+# The fusion model trained with a **source weighting** over the copies (`train --source-weighting`): *copy-balanced*
+# weights every copy to the same malignant share (a copy of one class, like copy b, cannot be balanced and is left
+# out), *one-class copies left out* drops such copies without reweighting the rest. (A common JPEG round trip for every
+# image, `jpeg_harmonise`, is a row of the transform table below.) Each candidate is compared with the same model
+# without weighting on the same patients, within copy a, and on the external lesions no run trained on (another clinic
+# population: the mean of the fold runs' probabilities, lesion bootstrap). The rule, fixed before the numbers: a
+# candidate **wins** where its within-copy-a difference is above 0 and the CI of its external-hold-out difference
+# reaches 0 or above; the overall AUC is a guard only.
+
+# %%
+from melanoma_utils.runs.experiments import run_folder_name
+from melanoma_utils.runs.selection import holdout_scores, selection_table
+
+selection = None
+if candidates:
+    pairs = []
+    for base_name in dict.fromkeys(b for _, b in weighting_contrasts(candidates)):
+        pairs += [(base_name, base_name)] + [(v, b) for v, b in weighting_contrasts(candidates) if b == base_name]
+    h_scores = holdout_scores(runs_dir, [v for v, _ in pairs], list(cv_run_folds) or list(range(cv_folds)),
+                              external_holdout, run_folder_name)
+    selection = selection_table(summary, paired, h_scores, pairs, per_fold, n_boot=n_boot, seed=seed)
+    report.table(selection.set_index("candidate"), "table_source_weighting_selection")
+    display(Markdown("\n".join(
+        f"- **{r.candidate}**: within copy a {r.within_copy_a:.3f} ({r.within_copy_a_ci_low:.3f}–{r.within_copy_a_ci_high:.3f}), "
+        f"melanoma vs nevus within copy a {r.mvn_within_copy_a:.3f}, held-out external lesions {r.external_holdout:.3f}, "
+        f"overall {r.overall:.3f}"
+        + ("" if r.verdict == "base" else
+           f"; against {r.base}: within copy a {r.delta_within_copy_a:+.3f} ({r.delta_within_copy_a_ci_low:+.3f} to "
+           f"{r.delta_within_copy_a_ci_high:+.3f}), external {r.delta_external_holdout:+.3f} "
+           f"({r.delta_external_holdout_ci_low:+.3f} to {r.delta_external_holdout_ci_high:+.3f}), overall "
+           f"{r.delta_overall:+.3f}: **{r.verdict}**")
+        for r in selection.itertuples())))
+    display(selection.set_index("candidate").round(3).T)
+
+# %% [markdown]
+# ## The shortcut audit: what signals that are not the lesion predict
+# Each signal alone, as a score: its ROC AUC for the label on all images and **within copy a**, and for the copy
+# (copy a vs b among benign images, so that the label does not stand in for it), with patient-bootstrap 95% CIs, in
+# the direction that predicts (0.5 = no information). Signals: the original image size (camera), the JPEG file's size,
+# images per patient, the ugly-duckling distance, skin tone (ITA of the skin around the lesion, the lesion masked out),
+# dark corners; the image itself (a logistic regression on the frozen embeddings, patient-grouped CV); and every
+# model's own out-of-fold score (how much of its ranking is copy). ITA is measured on the image as the dermatoscope
+# recorded it: a proxy for skin tone that the device's light and white balance move.
+
+# %%
+from melanoma_utils.pipeline.skin import ita_band
+from melanoma_utils.reports.shortcut_audit import audit_figure, audit_summary, image_signals, shortcut_audit
+
+if audit:
+    signals = image_signals(df, image_size)
+    audit_table = shortcut_audit(signals, first, image_size, n_boot=n_boot, seed=seed)
+    report.table(audit_table.set_index(["signal", "predicts", "subset"]), "shortcut_audit")
+    report.figure(audit_figure(audit_table, "Shortcut audit: each signal alone", tag=report.tag), "fig_shortcut_audit")
+    A = audit_summary(audit_table)
+    bands = ita_band(signals["ita"]).value_counts(sort=False)
+
+    def said(signal: str, predicts: str, subset: str) -> str:
+        v = A.get((signal, predicts, subset))
+        return f"{v[0]:.3f} ({v[1]:.3f}–{v[2]:.3f})" if v else "not estimable"
+
+    lines = [f"- **{name}** → label: {said(name, 'target', 'all')} on all images, {said(name, 'target', 'within_copy_a')} "
+             f"within copy a; → copy (benign): {said(name, 'source_copy', 'benign')}."
+             for name in dict.fromkeys(audit_table.loc[audit_table["subset"] == "all", "signal"])]
+    models = audit_table[audit_table["signal"].str.startswith("model score")]
+    lines += [f"- **{r.signal.replace('model score: ', '')}**'s own score → copy among benign images: "
+              f"{said(r.signal, 'source_copy', 'benign')}" for r in models.itertuples()]
+    img = [k for k in A if k[0].startswith("the image")]
+    display(Markdown(
+        ("The image itself tells copy a from copy b among benign images with ROC AUC "
+         f"{said(img[0][0], 'source_copy', 'benign')}. " if img else "")
+        + "\n".join(lines)
+        + "\n\nSkin tone (ITA bands) of these images: " + ", ".join(f"{k}: {v:,}" for k, v in bands.items())
+        + f"; {int(signals['ita'].isna().sum()):,} unmeasured. Darker skin (brown and dark bands, ITA ≤ 10°) is "
+        f"{int(bands.iloc[-2:].sum()):,} of {len(signals):,} images: far too few for a subgroup AUC."))
+    display(audit_table.round(3))
 
 # %% [markdown]
 # ## One run in detail: fusion (clinical), fold 0

@@ -33,6 +33,16 @@ def test_notebook_runs_on_demo_data(demo_params: Path, notebook: str) -> None:
     assert (report / f"{notebook}.ipynb").is_file() and (report / f"{notebook}.html").is_file()
     assert not list(report.glob(".*tmp*")) and not (report / f"{notebook}.failed.ipynb").exists()
     assert "SYNTHETIC" in (report / f"{notebook}.html").read_text()
+    if notebook == "03_train_evaluate":  # the demo data have two copies: the within-copy endpoints and the audit run
+        import pandas as pd
+
+        paired = pd.read_csv(report / "ablation_paired.csv")
+        assert {"all", "melanoma_vs_nevus", "within_copy_a"} <= set(paired["subset"]) and paired["p_holm"].notna().all()
+        audit = pd.read_csv(report / "shortcut_audit.csv")
+        assert {"signal", "predicts", "roc_auc", "ci_low", "ci_high", "n"} <= set(audit.columns)
+        assert "source_copy" in set(audit["predicts"]) and audit["signal"].str.contains("ITA").any()
+        selection = pd.read_csv(report / "table_source_weighting_selection.csv")
+        assert set(selection["verdict"]) <= {"base", "wins", "does not win"} and (selection["verdict"] == "base").any()
 
 
 def test_failing_notebook_stops_the_chain(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -128,3 +128,22 @@ def test_every_preprocessing_gives_its_golden_values() -> None:
         got = T.preprocess(img, name).astype(float)
         assert np.abs(got - expected).mean() < 2.0, name  # 4·(image − local mean) + 128
         assert np.abs(got - img).mean() > 20, name  # far from the input
+
+
+def test_jpeg_harmonise_gives_every_image_one_common_compression() -> None:
+    import cv2
+
+    from melanoma_utils.pipeline.transforms import jpeg_roundtrip, preprocess
+
+    rng = np.random.default_rng(0)
+    img = cv2.GaussianBlur(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8), (0, 0), 2)
+    once = preprocess(img, "jpeg_harmonise")
+    assert once.shape == img.shape and once.dtype == np.uint8
+    assert np.abs(once.astype(int) - img).mean() > 0.5  # the compression changed it
+    # two copies with different histories (quality 95 vs 50) end closer together after the common round trip
+    a, b = jpeg_roundtrip(img, 95), jpeg_roundtrip(img, 50)
+    before = np.abs(a.astype(int) - b).mean()
+    after = np.abs(jpeg_roundtrip(a).astype(int) - jpeg_roundtrip(b)).mean()
+    assert after < before
+    with pytest.raises(ValueError, match="quality"):
+        jpeg_roundtrip(img, 0)

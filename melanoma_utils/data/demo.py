@@ -56,6 +56,8 @@ DEVICES: tuple[tuple[int, int, float, float], ...] = (
     (4288, 2848, 0.15, 0.20),
     (3264, 2448, 0.05, 0.10),
 )
+#: Share of benign images in copy a (every malignant image is there), as in the shared ISIC subset (427 of 2,054).
+COPY_A_BENIGN_SHARE = 0.25
 SKIN_TONES_BGR: tuple[tuple[int, int, int], ...] = ((150, 170, 220), (135, 160, 210), (120, 140, 190), (170, 185, 230))
 BENIGN_BGR: tuple[tuple[int, int, int], ...] = ((60, 90, 150), (50, 75, 130), (80, 110, 170))
 MALIGNANT_BGR: tuple[tuple[int, int, int], ...] = ((25, 35, 60), (20, 20, 25), (130, 110, 100), (60, 60, 150), (70, 95, 160))
@@ -71,7 +73,8 @@ Use it to check that the project runs, never to draw conclusions about melanoma.
 
 def make_metadata(n_images: int = 600, seed: int = 0, malignant_fraction: float = 0.18,
                   images_per_patient: float = 4.5) -> pd.DataFrame:
-    """SYNTHETIC metadata in the resized-JPEG schema (8 official columns + ``tfrecord``, ``width``, ``height``).
+    """SYNTHETIC metadata in the resized-JPEG schema (8 official columns + ``tfrecord``, ``width``, ``height``,
+    ``source_copy``).
     Each patient has 1 to ``2 * images_per_patient - 1`` images (uniform; ISIC 2020 has 16.1 per patient on average)."""
     rng = np.random.default_rng(seed)
     rows = []
@@ -118,6 +121,9 @@ def make_metadata(n_images: int = 600, seed: int = 0, malignant_fraction: float 
             "height": [DEVICES[d][1] for d in device],
         }
     )
+    # two copies of the data with different processing, confounded with the label like the shared real subset:
+    # every malignant image in copy a, benign ones split between a and b (data.confounds, the within-copy endpoint)
+    out["source_copy"] = np.where((target == 1) | (rng.random(len(df)) < COPY_A_BENIGN_SHARE), "a", "b")
     assert set(out["anatom_site_general_challenge"]) <= set(SITE_CATEGORIES) | {""}
     return out
 

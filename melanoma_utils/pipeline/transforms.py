@@ -8,7 +8,9 @@
 * :func:`adjust_hsb` — hue / saturation / brightness adjustment with explicit parameters;
 * :func:`to_luv` / :func:`from_luv` — the CIE L*u*v* colour space (OpenCV's 8-bit encoding) and back;
 * :func:`shades_of_gray` — colour constancy (Finlayson & Trezzi), which removes a device's colour cast:
-  beyond the study, aimed at the acquisition shortcut.
+  beyond the study, aimed at the acquisition shortcut;
+* :func:`jpeg_roundtrip` — one common JPEG compression for every image (``jpeg_harmonise``), which overwrites the
+  processing histories of copies of a data set: beyond the study, aimed at the copy shortcut.
 
 Each is also a named preprocessing option (:data:`PREPROCESSORS`, :func:`preprocess`) that the tf.data
 pipeline applies identically at training and prediction; the option's name and parameters are saved in a
@@ -100,6 +102,19 @@ def shades_of_gray(img: np.ndarray, power: float = 6.0) -> np.ndarray:
     return np.clip(np.rint(f * gain), 0, 255).astype(np.uint8)
 
 
+def jpeg_roundtrip(img: np.ndarray, quality: int = 70) -> np.ndarray:
+    """One JPEG encode/decode at ``quality`` (OpenCV's libjpeg, 4:2:0): every image gets the same last compression,
+    so differences in the processing histories of copies of a data set (another quality, a re-encode) are
+    overwritten by a common, stronger one. Beyond the study, aimed at the copy shortcut."""
+    _check_rgb(img)
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"JPEG quality must be in 1..100; got {quality}")
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("OpenCV could not encode the image as JPEG")
+    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
 def identity(img: np.ndarray) -> np.ndarray:
     """No preprocessing."""
     return img
@@ -115,6 +130,7 @@ PREPROCESSORS: dict[str, tuple[Callable[..., np.ndarray], dict[str, Any]]] = {
     "hsb": (adjust_hsb, {"hue_shift_degrees": 20.0, "saturation_scale": 1.5, "brightness_scale": 1.1}),
     "luv": (to_luv, {}),
     "shades_of_gray": (shades_of_gray, {"power": 6.0}),
+    "jpeg_harmonise": (jpeg_roundtrip, {"quality": 70}),
 }
 
 

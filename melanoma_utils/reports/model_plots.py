@@ -230,48 +230,60 @@ def forest_plot(table: pd.DataFrame, title: str = "ROC AUC by subgroup", tag: st
     return fig
 
 
+def _endpoint_rows(ax, estimates: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], n: int) -> None:
+    """Points with CIs, one offset row per endpoint present (:data:`~melanoma_utils.reports.style.ENDPOINT_STYLE`)."""
+    from .style import ENDPOINT_STYLE
+
+    present = [k for k in ENDPOINT_STYLE if k in estimates and np.isfinite(estimates[k][0]).any()]
+    offsets = np.linspace(-0.3, 0.3, len(present)) if len(present) > 1 else [0.0]
+    for offset, key in zip(offsets, present):
+        est, lo, hi = estimates[key]
+        colour, marker, label = ENDPOINT_STYLE[key]
+        err = np.vstack([est - lo, hi - est])
+        ax.errorbar(est, np.arange(n) + offset, xerr=np.nan_to_num(np.clip(err, 0, None)), fmt=marker, color=colour,
+                    capsize=2, ms=4, label=label)
+
+
 def auc_points(summary: pd.DataFrame, title: str, tag: str = "") -> Figure:
-    """Pooled out-of-fold ROC AUC per variant with its patient-bootstrap 95% CI, overall and melanoma vs nevus: points
-    and intervals on an axis that starts where the data do (``summary`` from
-    :func:`melanoma_utils.runs.experiments.summarise_cv`)."""
-    fig, ax = plt.subplots(figsize=(8, 0.55 * len(summary) + 1.4))
-    y = np.arange(len(summary))
-    for offset, (col, lo, hi, colour, label) in zip((-0.15, 0.15), (
-            ("pooled_oof_roc_auc", "pooled_ci_low", "pooled_ci_high", BENIGN_COLOUR, "all images"),
-            ("pooled_mel_vs_nevus_auc", "pooled_mel_vs_nevus_ci_low", "pooled_mel_vs_nevus_ci_high", MALIGNANT_COLOUR,
-             "melanoma vs nevus"))):
-        est = summary[col].to_numpy(float)
-        err = np.vstack([est - summary[lo].to_numpy(float), summary[hi].to_numpy(float) - est])
-        ax.errorbar(est, y + offset, xerr=np.nan_to_num(err), fmt="o", color=colour, capsize=3, label=label)
-    ax.set_yticks(y, [str(i) for i in summary.index])
+    """Pooled out-of-fold ROC AUC per variant with its patient-bootstrap 95% CI on each endpoint the summary holds
+    (all images, melanoma vs nevus, and within copy a where known): points and intervals; the legend below the axes
+    (``summary`` from :func:`melanoma_utils.runs.experiments.summarise_cv`)."""
+    cols = {"all": ("pooled_oof_roc_auc", "pooled_ci_low", "pooled_ci_high"),
+            "melanoma_vs_nevus": ("pooled_mel_vs_nevus_auc", "pooled_mel_vs_nevus_ci_low", "pooled_mel_vs_nevus_ci_high"),
+            "within_copy_a": ("pooled_within_copy_a_auc", "pooled_within_copy_a_ci_low", "pooled_within_copy_a_ci_high"),
+            "melanoma_vs_nevus_within_copy_a": ("pooled_mvn_within_copy_a_auc", "pooled_mvn_within_copy_a_ci_low",
+                                                "pooled_mvn_within_copy_a_ci_high")}
+    est = {k: tuple(summary[c].to_numpy(float) for c in v) for k, v in cols.items() if v[0] in summary}
+    fig, ax = plt.subplots(figsize=(9, 0.75 * len(summary) + 1.8))
+    _endpoint_rows(ax, est, len(summary))  # type: ignore[arg-type]
+    ax.set_yticks(np.arange(len(summary)), [str(i) for i in summary.index])
     ax.invert_yaxis()
     ax.axvline(0.5, color="grey", ls="--", lw=1)
-    low = np.nanmin(summary[["pooled_ci_low", "pooled_mel_vs_nevus_ci_low"]].to_numpy(float))
+    low = np.nanmin(np.concatenate([v[1] for v in est.values()]))
     ax.set_xlim(max(0.0, min(0.5, low) - 0.02), 1.0)
-    ax.set_xlabel("pooled out-of-fold ROC AUC (95% CI, patient bootstrap)")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.set_xlabel("pooled out-of-fold ROC AUC (95% CI, patient bootstrap; 0.5 = chance)")
+    fig.legend(loc="lower center", ncol=2, frameon=False)
     ax.set_title(_title(tag, title))
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.9 / fig.get_figheight(), 1, 1))
     return fig
 
 
 def paired_deltas(table: pd.DataFrame, title: str, tag: str = "") -> Figure:
-    """Paired ROC AUC differences with 95% CIs (``table`` from :func:`melanoma_utils.runs.experiments.paired_contrasts`),
-    one row per contrast, all images and melanoma vs nevus side by side; 0 (no difference) marked."""
+    """Paired ROC AUC differences with 95% CIs (``table`` from :func:`melanoma_utils.runs.contrasts.paired_contrasts`),
+    one row per contrast, each endpoint the table holds side by side (all images, melanoma vs nevus, within copy a);
+    0 (no difference) marked, the legend below the axes."""
     contrasts = list(dict.fromkeys(table["contrast"]))
-    fig, ax = plt.subplots(figsize=(9, 0.6 * len(contrasts) + 1.4))
-    for offset, (subset, colour, label) in zip((-0.15, 0.15), (("all", BENIGN_COLOUR, "all images"),
-                                                               ("melanoma_vs_nevus", MALIGNANT_COLOUR, "melanoma vs nevus"))):
-        part = table[table["subset"] == subset].set_index("contrast").reindex(contrasts)
-        y = np.arange(len(contrasts)) + offset
-        est = part["delta_auc"].to_numpy(float)
-        err = np.vstack([est - part["ci_low"].to_numpy(float), part["ci_high"].to_numpy(float) - est])
-        ax.errorbar(est, y, xerr=np.nan_to_num(err), fmt="o", color=colour, capsize=3, label=label)
+    est = {}
+    for subset, part in table.groupby("subset", sort=False):
+        part = part.set_index("contrast").reindex(contrasts)
+        est[subset] = tuple(part[c].to_numpy(float) for c in ("delta_auc", "ci_low", "ci_high"))
+    fig, ax = plt.subplots(figsize=(10, 0.8 * len(contrasts) + 1.8))
+    _endpoint_rows(ax, est, len(contrasts))
     ax.set_yticks(np.arange(len(contrasts)), contrasts, fontsize=9)
     ax.invert_yaxis()
     ax.axvline(0.0, color="grey", ls="--", lw=1)
     ax.set_xlabel("paired difference in ROC AUC (a − b; 95% CI, same patients resampled for both)")
-    ax.legend(loc="best", fontsize=8)
+    fig.legend(loc="lower center", ncol=2, frameon=False)
     ax.set_title(_title(tag, title))
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.9 / fig.get_figheight(), 1, 1))
     return fig

@@ -12,6 +12,14 @@ TARGET_PALETTE: dict[int, str] = {0: BENIGN_COLOUR, 1: MALIGNANT_COLOUR}
 TARGET_LABELS: dict[int, str] = {0: "benign", 1: "malignant"}
 #: Sex in every figure (neither of the target colours, so the two never read as each other).
 SEX_PALETTE: dict[str, str] = {"female": "#8172b2", "male": "#55a868", "unknown": "#999999"}
+#: The study's endpoints in every figure (Okabe–Ito, colour-blind safe): all images, melanoma vs nevus, and the
+#: same two within copy a (the primary endpoint where the data have copies).
+ENDPOINT_STYLE: dict[str, tuple[str, str, str]] = {  # subset -> (colour, marker, label)
+    "all": ("#0072B2", "o", "all images"),
+    "melanoma_vs_nevus": ("#D55E00", "s", "melanoma vs nevus"),
+    "within_copy_a": ("#009E73", "D", "within copy a (primary)"),
+    "melanoma_vs_nevus_within_copy_a": ("#CC79A7", "^", "melanoma vs nevus, within copy a"),
+}
 #: Neutral marks (chance lines, counts, references).
 NEUTRAL = "#999999"
 #: The smallest font a figure uses (titles of panels included): readable in the rendered HTML.
