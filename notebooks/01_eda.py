@@ -34,9 +34,11 @@ report_dir = "reports/demo"
 image_sample = 200  # images per class for the colour histograms
 pixels_per_image = 2000
 cv_folds = 5
+source_csv = ""  # image_name, source_copy (empty: copies.csv beside images_csv, or the CSV's own column)
 seed = 0
 
 # %%
+import pandas as pd
 from IPython.display import Markdown, display
 
 from melanoma_utils import config, data
@@ -173,6 +175,50 @@ for t, label in ((0, "benign"), (1, "malignant")):
 means = {k: (h * range(256)).sum(1) / h.sum(1) for k, h in hists.items()}
 display(Markdown("Mean intensity R/G/B — " + "; ".join(f"{k}: " + "/".join(f"{v:.0f}" for v in m)
                                                        for k, m in means.items())))
+
+# %% [markdown]
+# ## The image set: where its images came from, and skin tone
+# Where the data say which *copy* of the data set each image came from (the shared ISIC subset: two public copies with
+# different processing histories), the label's spread over the copies says how much a model could score by telling
+# them apart without looking at a lesion. Skin tone is the individual typology angle (ITA) of the skin around the
+# lesion (the lesion masked out, the image border left out), measured on the image as recorded: the device's light and
+# white balance move it, so it is a proxy. Bands: very light > 55°, light 41–55°, intermediate 28–41°, tan 10–28°,
+# brown −30–10°, dark < −30°.
+
+# %%
+from melanoma_utils.data.confounds import group_labels, label_by_group, with_source_copies
+from melanoma_utils.pipeline.skin import ITA_BANDS, image_cues, ita_band
+
+img, copies_note = with_source_copies(img, config.resolve(images_csv), config.resolve(source_csv) if source_csv else None)
+cues = image_cues(list(img["image_path"]))
+img["ita"] = cues["ita"].to_numpy()
+has_copies = "source_copy" in img and img["source_copy"].notna().any()
+group = (group_labels(img, "source_copy").map(lambda c: f"copy {c}") if has_copies else pd.Series("all", index=img.index))
+label = img["target"].map({0: "benign", 1: "malignant"})
+fig = plots.hist_by_group(img["ita"], group + ", " + label, "Skin tone (ITA°) around the lesion", "ITA (degrees)",
+                          edges=[e for e, _ in ITA_BANDS[:-1]], tag=tag)
+report.figure(fig, "fig_skin_tone_ita")
+bands = pd.crosstab(ita_band(img["ita"]), group + ", " + label, dropna=False)
+report.table(bands, "table_skin_tone_bands")
+dark = int(bands.loc[[b for b in bands.index if str(b).startswith(("brown", "dark"))]].to_numpy().sum())
+lines = [f"Skin tone measured on {int(img['ita'].notna().sum()):,} of {len(img):,} images: "
+         + ", ".join(f"{b}: {int(n):,}" for b, n in bands.sum(axis=1).items())
+         + f". Darker skin (brown or dark, ITA ≤ 10°): **{dark:,} images** — too few to validate any model for darker skin."]
+if has_copies:
+    copies = label_by_group(img["target"], group_labels(img, "source_copy"), img["patient_id"])
+    report.table(copies.set_index("group"), "table_label_by_copy")
+    per_patient = img.groupby("source_copy")["patient_id"].agg(lambda p: len(p) / p.nunique())
+    benign = img[img["target"] == 0]
+    lines.append(f"{copies_note}. " + " ".join(
+        f"Copy {r.group}: {r.rows:,} images of {r.patients:,} patients ({per_patient.get(r.group, float('nan')):.1f} "
+        f"images per patient), {r.malignant:,} malignant ({r.malignant_share:.1%}){': ' + r.warning if r.warning else ''}."
+        for r in copies.itertuples())
+        + " Median ITA of benign images: " + ", ".join(f"copy {c} {v:.1f}°" for c, v in benign.groupby("source_copy")["ita"].median().items())
+        + ": anything that differs between the copies (processing, patients, skin tone as imaged) is a possible shortcut;"
+        " notebook 03 measures each and judges models within copy a.")
+    display(copies)
+display(Markdown("\n\n".join(lines)))
+display(bands)
 
 # %% [markdown]
 # ## Environment

@@ -19,7 +19,8 @@
 # What a dermatologist or reviewer asks beyond "what is the AUC": is a predicted 30% really 30%? At the
 # sensitivity we need, how many benign lesions are biopsied per melanoma found (number needed to biopsy,
 # NNB)? Does the model help more than "biopsy everything"? Does it work as well for women and men, older
-# patients, each body site, each camera? This notebook answers them for **any run folder and any data set in
+# patients, each body site, each camera, each skin tone? Where the data say which copy of the data set each image came
+# from, is the model as good **within one copy** (no copy shortcut)? This notebook answers them for **any run folder and any data set in
 # the ISIC schema** (set `run_dir`, `images_csv`); by default it validates notebook 03's run of
 # `validate_variant` on the patients of its held-out fold, which that run never saw. Every interval is a
 # patient-bootstrap 95% CI. The same report comes from the command line:
@@ -36,6 +37,7 @@ validate_variant = "fusion, clinical"
 fold = 0
 prevalence = "isic2020"  # a stated deployment prevalence: a number in (0, 1), or isic2020 (584 of 33,126); 0: none
 external_dirs = []  # external data sets of notebook 03: its held-out external lesions are validated at the end
+source_csv = ""  # image_name, source_copy (empty: copies.csv beside images_csv, or the CSV's own column)
 n_boot = 1000
 seed = 0
 
@@ -43,8 +45,11 @@ seed = 0
 import pandas as pd
 from IPython.display import Markdown, display
 
+from melanoma_utils import config as paths
+from melanoma_utils.data.confounds import with_source_copies
 from melanoma_utils.evaluation.calibration import check_prevalence, reliability_table
 from melanoma_utils.evaluation.clinical import validation_report
+from melanoma_utils.pipeline.skin import image_cues
 from melanoma_utils.reports import plots
 from melanoma_utils.reports.reporting import open_study, package_versions
 from melanoma_utils.reports.validation import operating_points_table, report_figures
@@ -52,6 +57,7 @@ from melanoma_utils.runs import Run
 from melanoma_utils.runs.experiments import load_folds, run_folder_name
 
 report, df = open_study(report_dir, synthetic, seed, images_csv, images_dir)
+df, _ = with_source_copies(df, paths.resolve(images_csv), paths.resolve(source_csv) if source_csv else None)
 if run_dir:
     run = Run.load(run_dir)
     rows, origin = df, f"all of {images_csv}"
@@ -64,6 +70,7 @@ preds = run.predict_frame(rows)
 ok = preds["error"] == ""
 table = pd.concat([rows[ok.to_numpy()].reset_index(drop=True),
                    preds.loc[ok, ["probability", "raw_probability"]].reset_index(drop=True)], axis=1)
+table["ita"] = image_cues(list(table["image_path"]))["ita"].to_numpy()  # skin tone around the lesion (subgroups)
 stated = check_prevalence(prevalence) if prevalence and run.prevalence else None  # a run without a calibrator has no known prevalence
 result = validation_report(table, threshold=run.threshold, prevalence=stated, probability_prevalence=run.prevalence,
                            n_boot=n_boot, seed=seed)
@@ -185,7 +192,10 @@ display(Markdown(
 # ## Subgroups
 #
 # ROC AUC by sex, age band, body site, acquisition group (the original image size, a proxy for camera and
-# clinic, where known) and diagnosis (all malignant images against the benign images of each diagnosis).
+# clinic, where known), skin tone (ITA bands: very light > 55°, light 41–55°, intermediate 28–41°, tan 10–28°,
+# brown −30–10°, dark < −30°; measured on the skin around the lesion, the lesion masked out), source copy, and
+# diagnosis (all malignant images against the benign images of each diagnosis); sensitivity and specificity at the
+# run's validation threshold beside each.
 # Groups with fewer than 5 malignant or 5 benign images get no AUC: the table says so instead of printing noise.
 
 # %%
@@ -198,7 +208,24 @@ display(Markdown(
     f"{len(rated)} of {len(sub)} subgroups have enough images for an AUC."
     + (f" The lowest: {worst['factor']} = {worst['group']}, {worst['roc_auc']:.3f} ({worst['ci_low']:.3f}–{worst['ci_high']:.3f}, "
        f"{worst['n']} images, {worst['n_malignant']} malignant)." if worst is not None else "")
-    + " Wide intervals mean too few patients to tell groups apart, not equal performance."))
+    + " Wide intervals mean too few patients to tell groups apart, not equal performance. Groups are not adjusted for "
+    "multiplicity: read them as a search for where the model fails, not as findings."))
+tone = sub[sub["factor"] == "skin tone (ITA)"]
+copy_rows = sub[sub["factor"] == "source copy"].set_index("group")
+dark = tone[tone["group"].str.startswith(("brown", "dark"))]
+display(Markdown(
+    ("**Within copy a** (one processing history, no copy shortcut): ROC AUC "
+     f"{copy_rows.loc['a', 'roc_auc']:.3f} ({copy_rows.loc['a', 'ci_low']:.3f}–{copy_rows.loc['a', 'ci_high']:.3f}; "
+     f"{copy_rows.loc['a', 'n']} images, {copy_rows.loc['a', 'n_malignant']} malignant) against {auc['estimate']:.3f} on all "
+     "images. " if "a" in copy_rows.index and copy_rows.loc["a", "roc_auc"] == copy_rows.loc["a", "roc_auc"] else "")
+    + "**Skin tone** (ITA of the skin around the lesion, as imaged): "
+    + "; ".join(f"{r.group}: {r.n} images, {r.n_malignant} malignant"
+                + (f", AUC {r.roc_auc:.3f}" if r.roc_auc == r.roc_auc else " (too few for an AUC)")
+                + (f", sensitivity {r.sensitivity:.2f}" if r.sensitivity == r.sensitivity else "")
+                + (f", specificity {r.specificity:.2f}" if r.specificity == r.specificity else "")
+                for r in tone.itertuples())
+    + f". Darker skin (brown and dark bands, ITA ≤ 10°): {int(dark['n'].sum())} of {len(table)} images here — ISIC 2020 "
+    "holds very few images of darker skin, so this model is **not validated for darker skin**."))
 sub.round(3)
 
 # %% [markdown]
@@ -222,6 +249,7 @@ if external_dirs and holdout_csv.is_file() and not run_dir:
     ext_ok = (ext_pred["error"] == "").to_numpy()
     ext_table = pd.concat([held[ext_ok].reset_index(drop=True),
                            ext_pred.loc[ext_ok, ["probability", "raw_probability"]].reset_index(drop=True)], axis=1)
+    ext_table["ita"] = image_cues(list(ext_table["image_path"]))["ita"].to_numpy()
     ext_result = validation_report(ext_table, threshold=run.threshold, probability_prevalence=run.prevalence,
                                    n_boot=n_boot, seed=seed)
     report.figure(plots.roc_pr({"ISIC 2020 held-out patients": (table["target"].to_numpy(), table["probability"].to_numpy()),

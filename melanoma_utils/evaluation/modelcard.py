@@ -37,6 +37,15 @@ def _sources_lines(config: dict[str, Any]) -> list[str]:
             f"threshold use {', '.join(va) or 'the main data'} only."]
 
 
+def _source_weighting_lines(sw: dict) -> list[str]:
+    """The grouping training removed the label information of (``config.json``'s ``source_weighting``), if any."""
+    if not sw.get("column"):
+        return ["- Source weighting: none (no copy/source column in the data)."]
+    groups = ", ".join(f"{g['group']} {g['rows']:,} rows ({g['malignant_share']:.0%} malignant)" for g in sw.get("groups", []))
+    left = f"; {sw['rows_left_out']:,} training rows of one-class groups left out" if sw.get("rows_left_out") else ""
+    return [f"- Source weighting: {sw.get('weighting')} over `{sw['column']}` ({groups}){left}."]
+
+
 def model_card(config: dict[str, Any], report: dict[str, Any] | None, title: str = "Melanoma classifier") -> str:
     """The model card of a run as Markdown, from its ``config`` and validation ``report`` (may be ``None``)."""
     train = config["train"]
@@ -73,6 +82,7 @@ def model_card(config: dict[str, Any], report: dict[str, Any] | None, title: str
               f"{_num(config.get('training_prevalence'))}), {n_val:,} validation images (patient-grouped: no patient on "
               "both sides)." if n_train is not None and n_val is not None else "- (not recorded)",
               f"- Class weighting: {'1/n per class' if train.get('class_weighting', True) else 'none'}; seed {train.get('seed')}.",
+              *_source_weighting_lines(config.get("source_weighting") or {}),
               *_sources_lines(config), ""]
     lines += ["## Validation metrics (held-out patients of the training data)"]
     if report:
@@ -101,9 +111,12 @@ def model_card(config: dict[str, Any], report: dict[str, Any] | None, title: str
               "metadata they predict malignancy better than age, sex and site. The `paper` feature set uses them; "
               "`clinical` does not.",
               "- Image source: ISIC 2020 images come from a few clinics and devices, and benign and malignant images "
-              "differ in how they were taken (vignetting, illumination, colour). Saliency maps of these models fall "
-              "partly on borders and vignette corners: part of the signal may be acquisition, not lesion. The harder "
-              "melanoma-vs-nevus contrast above is the fairer number.",
+              "differ in how they were taken (camera, illumination, colour, processing). Where a data set was assembled "
+              "from copies with different processing (the shared ISIC subset: every malignant image in one copy), a "
+              "model scores by telling the copies apart; judge it within one copy and on melanoma vs nevus "
+              "(notebook 03's shortcut audit measures each such signal).",
+              "- Skin tone: ISIC 2020 holds very few images of darker skin (ITA ≤ 10°); this model is not validated "
+              "there.",
               "- Probabilities are calibrated at the validation prevalence; the threshold was chosen on validation "
               "data only.", "", "## Package versions", ""]
     lines += [f"- {k} {v}" for k, v in sorted((config.get("versions") or {}).items())]

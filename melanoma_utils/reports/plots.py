@@ -244,3 +244,27 @@ from .model_plots import (  # noqa: E402,F401  (re-exported: one namespace for e
     reliability_diagram,
     roc_pr,
 )
+
+
+def hist_by_group(values: pd.Series, groups: pd.Series, title: str, xlabel: str, bins: int = 40,
+                  edges: Sequence[float] = (), tag: str = "") -> Figure:
+    """Overlaid density histograms of ``values`` per group (step outlines, colour-blind-safe colours, the group's
+    size in the legend, which sits below the axes); ``edges`` drawn as thin vertical lines (e.g. the ITA bands)."""
+    from .style import ENDPOINT_STYLE
+
+    colours = [c for c, _, _ in ENDPOINT_STYLE.values()]
+    v = pd.to_numeric(pd.Series(np.asarray(values)), errors="coerce")
+    g = pd.Series(np.asarray(groups)).astype(str)
+    ok = v.notna().to_numpy()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    span = np.linspace(np.nanmin(v[ok]), np.nanmax(v[ok]), bins + 1) if ok.any() else bins
+    for colour, (name, part) in zip(colours * 3, v[ok].groupby(g[ok], sort=True)):
+        ax.hist(part, bins=span, density=True, histtype="step", lw=1.8, color=colour, label=f"{name} (n={len(part):,})")
+    for e in edges:
+        ax.axvline(e, color=NEUTRAL, lw=0.7, ls=":")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density")
+    ax.set_title(_title(tag, title))
+    fig.legend(loc="lower center", ncol=2, frameon=False)
+    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    return fig

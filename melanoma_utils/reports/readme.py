@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -21,49 +21,113 @@ def _ci(est: float, lo: float, hi: float) -> str:
 
 
 def ablation_table(report_dir: Path) -> str:
-    """The ablation table: one row per variant of ``ablation_summary.csv``."""
+    """The ablation table: one row per variant of ``ablation_summary.csv``, the primary endpoint (within copy a) first
+    where the data have copies."""
     s = pd.read_csv(report_dir / "ablation_summary.csv")
-    lines = ["| variant | ROC AUC, mean ± sd over folds | pooled out-of-fold ROC AUC (95% CI) | PR AUC, mean | "
-             "melanoma vs nevus ROC AUC, pooled (95% CI) |", "|---|---|---|---|---|"]
+    within = "pooled_within_copy_a_auc" in s and s["pooled_within_copy_a_auc"].notna().any()
+    head = (["within copy a, pooled (95% CI) — primary", "melanoma vs nevus within copy a (95% CI)"] if within else [])
+    head += ["all images, pooled (95% CI)", "melanoma vs nevus, pooled (95% CI)", "all images, mean ± sd over folds",
+             "PR AUC, mean"]
+    lines = ["| variant | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
     for r in s.itertuples():
-        lines.append(f"| {r.variant} | {r.roc_auc_mean:.3f} ± {r.roc_auc_sd:.3f} | "
-                     f"{_ci(r.pooled_oof_roc_auc, r.pooled_ci_low, r.pooled_ci_high)} | {r.pr_auc_mean:.3f} | "
-                     f"{_ci(r.pooled_mel_vs_nevus_auc, r.pooled_mel_vs_nevus_ci_low, r.pooled_mel_vs_nevus_ci_high)} |")
+        cells = ([_ci(r.pooled_within_copy_a_auc, r.pooled_within_copy_a_ci_low, r.pooled_within_copy_a_ci_high),
+                  _ci(r.pooled_mvn_within_copy_a_auc, r.pooled_mvn_within_copy_a_ci_low, r.pooled_mvn_within_copy_a_ci_high)]
+                 if within else [])
+        cells += [_ci(r.pooled_oof_roc_auc, r.pooled_ci_low, r.pooled_ci_high),
+                  _ci(r.pooled_mel_vs_nevus_auc, r.pooled_mel_vs_nevus_ci_low, r.pooled_mel_vs_nevus_ci_high),
+                  f"{r.roc_auc_mean:.3f} ± {r.roc_auc_sd:.3f}", f"{r.pr_auc_mean:.3f}"]
+        lines.append(f"| {r.variant} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
+#: Endpoints in the order the README's paired table shows them (primary first).
+PAIRED_ORDER: tuple[tuple[str, str], ...] = (("within_copy_a", "within copy a — primary"),
+                                             ("melanoma_vs_nevus_within_copy_a", "melanoma vs nevus within copy a"),
+                                             ("all", "all images"), ("melanoma_vs_nevus", "melanoma vs nevus"))
+
+
+def _paired_cell(r: Any) -> str:
+    holm = float(getattr(r, "p_holm", float("nan")))
+    p_text = f"p {r.p_value:.2g}" + (f", Holm {holm:.2g}" if holm == holm else "")
+    return (f"{r.delta_auc:+.3f} ({r.ci_low:+.3f} to {r.ci_high:+.3f}; {p_text}; "
+            f"{int(r.folds_positive)}/{int(r.folds)} folds > 0)")
+
+
 def paired_table(report_dir: Path) -> str:
-    """The paired contrasts of ``ablation_paired.csv``: ΔAUC with its CI, overall and melanoma vs nevus."""
+    """The paired contrasts of ``ablation_paired.csv``: ΔAUC with its CI, p and Holm-adjusted p, and the folds above 0,
+    on each endpoint present (within copy a first)."""
     p = pd.read_csv(report_dir / "ablation_paired.csv")
-    lines = ["| contrast (a − b) | ΔROC AUC, all images (95% CI) | per-fold Δ | ΔROC AUC, melanoma vs nevus (95% CI) | "
-             "per-fold Δ |", "|---|---|---|---|---|"]
+    order = [(k, label) for k, label in PAIRED_ORDER if k in set(p["subset"])]
+    lines = ["| contrast (a − b) | " + " | ".join(f"Δ ROC AUC, {label} (95% CI)" for _, label in order) + " | repeats |",
+             "|---" * (len(order) + 2) + "|"]
     for contrast, part in p.groupby("contrast", sort=False):
         cells = []
-        for subset in ("all", "melanoma_vs_nevus"):
+        for subset, _ in order:
             row = part[part["subset"] == subset]
-            if row.empty:
-                cells += ["—", "—"]
-                continue
-            r = row.iloc[0]
-            deltas = str(r.fold_deltas).split(";")
-            reps = int(getattr(r, "repeats", 1) or 1)
-            folds = (" ".join(deltas) if len(deltas) <= 5 else
-                     f"{sum(float(d) > 0 for d in deltas)} of {len(deltas)} > 0 ({reps} repeats)")
-            delong = float(getattr(r, "p_delong", float("nan")))
-            p_text = f"; p {r.p_value:.2g}" + (f", DeLong {delong:.2g}" if delong == delong else "")
-            cells += [f"{r.delta_auc:+.3f} ({r.ci_low:+.3f} to {r.ci_high:+.3f}{p_text})", folds]
-        lines.append(f"| {contrast} | " + " | ".join(cells) + " |")
+            cells.append(_paired_cell(row.iloc[0]) if len(row) else "—")
+        reps = int(part["repeats"].max()) if "repeats" in part else 1
+        lines.append(f"| {contrast} | " + " | ".join(cells) + f" | {reps} |")
     return "\n".join(lines) + "\n"
 
 
 def transforms_table(report_dir: Path) -> str:
-    """The transforms trained as inputs (``table_transforms_training.csv``)."""
+    """The transforms trained as inputs (``table_transforms_training.csv``), within copy a first where present."""
     t = pd.read_csv(report_dir / "table_transforms_training.csv")
-    lines = ["| preprocessing | pooled ROC AUC | Δ vs none (95% CI) | melanoma vs nevus | Δ vs none, melanoma vs nevus (95% CI) |",
-             "|---|---|---|---|---|"]
+    within = "within_copy_a_delta_auc" in t
+    head = (["within copy a", "Δ vs none, within copy a (95% CI; Holm p)"] if within else [])
+    head += ["all images", "Δ vs none (95% CI)", "melanoma vs nevus", "Δ vs none, melanoma vs nevus (95% CI)"]
+    lines = ["| preprocessing | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
     for r in t.itertuples():
-        lines.append(f"| {r.preprocess} | {r.roc_auc:.3f} | {r.delta_auc:+.3f} ({r.ci_low:+.3f} to {r.ci_high:+.3f}) | "
-                     f"{r.melanoma_vs_nevus_auc:.3f} | {r.mvn_delta_auc:+.3f} ({r.mvn_ci_low:+.3f} to {r.mvn_ci_high:+.3f}) |")
+        cells = []
+        if within:
+            holm = float(getattr(r, "within_copy_a_p_holm", float("nan")))
+            cells += [f"{r.within_copy_a_auc:.3f}", f"{r.within_copy_a_delta_auc:+.3f} ({r.within_copy_a_ci_low:+.3f} to "
+                      f"{r.within_copy_a_ci_high:+.3f}" + (f"; {holm:.2g}" if holm == holm else "") + ")"]
+        cells += [f"{r.roc_auc:.3f}", f"{r.delta_auc:+.3f} ({r.ci_low:+.3f} to {r.ci_high:+.3f})",
+                  f"{r.melanoma_vs_nevus_auc:.3f}", f"{r.mvn_delta_auc:+.3f} ({r.mvn_ci_low:+.3f} to {r.mvn_ci_high:+.3f})"]
+        lines.append(f"| {r.preprocess} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def shortcut_audit_table(report_dir: Path) -> str:
+    """The shortcut audit (``shortcut_audit.csv``): each signal alone, as a predictor of the label (all images, within
+    copy a) and of the copy (benign images)."""
+    path = report_dir / "shortcut_audit.csv"
+    if not path.is_file():
+        return "Not rendered yet: notebook 03 writes shortcut_audit.csv.\n"
+    t = pd.read_csv(path)
+    cols = [("target", "all", "→ label, all images"), ("target", "within_copy_a", "→ label, within copy a"),
+            ("source_copy", "benign", "→ copy a vs b, benign images")]
+    lines = ["| signal | " + " | ".join(c[2] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for signal, part in t.groupby("signal", sort=False):
+        cells = []
+        for predicts, subset, _ in cols:
+            row = part[(part["predicts"] == predicts) & (part["subset"] == subset)]
+            r = row.iloc[0] if len(row) else None
+            cells.append("—" if r is None else (_ci(r.roc_auc, r.ci_low, r.ci_high) if r.roc_auc == r.roc_auc
+                                                else "too few"))
+        lines.append(f"| {signal} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def source_weighting_table(report_dir: Path) -> str:
+    """The source-weighting selection (``table_source_weighting_selection.csv``): each candidate on the primary
+    endpoint, melanoma vs nevus within copy a, the held-out external lesions and overall, paired against its base."""
+    path = report_dir / "table_source_weighting_selection.csv"
+    if not path.is_file():
+        return "Not rendered yet: notebook 03 writes table_source_weighting_selection.csv.\n"
+    t = pd.read_csv(path)
+    lines = ["| candidate | within copy a (Δ vs base, 95% CI) | melanoma vs nevus within copy a (Δ) | held-out external "
+             "lesions (Δ, 95% CI) | all images (Δ) | verdict |", "|---|---|---|---|---|---|"]
+    def d(base: bool, v: float, lo: float | None = None, hi: float | None = None) -> str:
+        return "" if base else (f" ({v:+.3f}" + (f", {lo:+.3f} to {hi:+.3f}" if lo is not None else "") + ")")
+
+    for r in t.itertuples():
+        base = r.verdict == "base"
+        lines.append(f"| {r.candidate} | {r.within_copy_a:.3f}{d(base, r.delta_within_copy_a, r.delta_within_copy_a_ci_low, r.delta_within_copy_a_ci_high)} | "
+                     f"{r.mvn_within_copy_a:.3f}{d(base, r.delta_mvn_within_copy_a)} | "
+                     f"{r.external_holdout:.3f}{d(base, r.delta_external_holdout, r.delta_external_holdout_ci_low, r.delta_external_holdout_ci_high)} | "
+                     f"{r.overall:.3f}{d(base, r.delta_overall)} | {r.verdict} |")
     return "\n".join(lines) + "\n"
 
 
@@ -193,47 +257,55 @@ def _delta(paired: pd.DataFrame, a: str, b: str, subset: str = "all") -> str:
         return "not run"
     r = row.iloc[0]
     reps = int(r["repeats"]) if "repeats" in r and r["repeats"] == r["repeats"] else 1
-    return (f"{r.delta_auc:+.3f} ({r.ci_low:+.3f} to {r.ci_high:+.3f}; {int(r.folds_positive)} of {int(r.folds)} folds > 0"
-            + (f", {reps} repeats" if reps > 1 else "") + ")")
+    holm = float(r["p_holm"]) if "p_holm" in r and r["p_holm"] == r["p_holm"] else None
+    return (f"{r.delta_auc:+.3f} ({r.ci_low:+.3f} to {r.ci_high:+.3f}"
+            + (f"; Holm p {holm:.2g}" if holm is not None else "")
+            + f"; {int(r.folds_positive)} of {int(r.folds)} folds > 0" + (f", {reps} repeats" if reps > 1 else "") + ")")
+
+
+def _endpoints(d: pd.DataFrame, a: str, b: str, within: bool) -> str:
+    """A contrast on the primary endpoint(s) first, then the guards."""
+    if within:
+        return (f"within copy a {_delta(d, a, b, 'within_copy_a')}, melanoma vs nevus within copy a "
+                f"{_delta(d, a, b, 'melanoma_vs_nevus_within_copy_a')}; all images {_delta(d, a, b)}")
+    return f"{_delta(d, a, b)} overall, {_delta(d, a, b, 'melanoma_vs_nevus')} melanoma vs nevus"
 
 
 def ablation_findings(report_dir: Path) -> str:
     """The ablation's key numbers as sentences (``ablation_summary.csv``, ``ablation_paired.csv``,
-    ``table_paper_vs_reproduction.csv``), so the README's findings cannot drift from the reports."""
+    ``table_paper_vs_reproduction.csv``), on the primary endpoint first, so the README's findings cannot drift from
+    the reports."""
     s = pd.read_csv(report_dir / "ablation_summary.csv").set_index("variant")
     d = pd.read_csv(report_dir / "ablation_paired.csv")
+    within = "within_copy_a" in set(d["subset"])
     fc, img, ext, iext = "fusion, clinical", "image only", "fusion, clinical + external data", "image only + external data"
     out = []
+    if within:
+        out.append("- **Primary endpoint, within copy a** (pooled out-of-fold ROC AUC, 95% CI): " + "; ".join(
+            f"{v} {_ci(s.loc[v].pooled_within_copy_a_auc, s.loc[v].pooled_within_copy_a_ci_low, s.loc[v].pooled_within_copy_a_ci_high)}"
+            f" (melanoma vs nevus within copy a {s.loc[v].pooled_mvn_within_copy_a_auc:.3f})"
+            for v in (img, fc, ext, "fusion, clinical + patient context") if v in s.index) + ".")
     if ext in s.index:
-        x = s.loc[ext]
-        out.append(f"- **External data** (HAM10000 in every fold's training part): fusion (clinical) melanoma vs nevus "
-                   f"{x.pooled_mel_vs_nevus_auc:.3f} ({x.pooled_mel_vs_nevus_ci_low:.3f}–{x.pooled_mel_vs_nevus_ci_high:.3f}) "
-                   f"pooled, paired {_delta(d, ext, fc, 'melanoma_vs_nevus')}; overall ROC AUC {x.pooled_oof_roc_auc:.3f} "
-                   f"({x.pooled_ci_low:.3f}–{x.pooled_ci_high:.3f}), paired {_delta(d, ext, fc)}; image only "
-                   f"{_delta(d, iext, img)} overall, {_delta(d, iext, img, 'melanoma_vs_nevus')} melanoma vs nevus.")
-    out.append(f"- **Fusion (clinical) − image only**: {_delta(d, fc, img)} overall, {_delta(d, fc, img, 'melanoma_vs_nevus')} "
-               f"melanoma vs nevus; with external data {_delta(d, ext, iext)}.")
-    out.append(f"- **Width/height on top of clinical fusion**: {_delta(d, 'fusion, paper (+ width/height)', fc)} overall, "
-               f"{_delta(d, 'fusion, paper (+ width/height)', fc, 'melanoma_vs_nevus')} melanoma vs nevus.")
-    out.append(f"- **Patient context**: ugly-duckling distance {_delta(d, 'fusion, clinical + ugly duckling only', fc)}; "
-               f"with the patient's image count {_delta(d, 'fusion, clinical + patient context', fc)}.")
+        out.append(f"- **External data** (HAM10000 in every fold's training part), fusion (clinical): "
+                   f"{_endpoints(d, ext, fc, within)}; image only: {_endpoints(d, iext, img, within)}.")
+    out.append(f"- **Fusion (clinical) − image only**: {_endpoints(d, fc, img, within)}; with external data "
+               f"{_delta(d, ext, iext, 'within_copy_a' if within else 'all')}.")
+    out.append(f"- **Width/height on top of clinical fusion**: {_endpoints(d, 'fusion, paper (+ width/height)', fc, within)}.")
+    out.append(f"- **Patient context** (image count + ugly duckling): {_endpoints(d, 'fusion, clinical + patient context', fc, within)}; "
+               f"ugly-duckling distance only: {_endpoints(d, 'fusion, clinical + ugly duckling only', fc, within)}.")
     ens = "ensemble: image only + fusion, clinical (external data)"
     if ens in s.index:
-        out.append(f"- **Ensemble** of the two external-data runs against fusion with external data: {_delta(d, ens, ext)} "
-                   f"overall, {_delta(d, ens, ext, 'melanoma_vs_nevus')} melanoma vs nevus.")
+        out.append(f"- **Ensemble** of the two external-data runs against fusion with external data: "
+                   f"{_endpoints(d, ens, ext, within)}.")
+    for v in [v for v in s.index if v.endswith(("copy-balanced", "one-class copies left out"))]:
+        base = v.rsplit(", ", 1)[0]
+        out.append(f"- **{v.rsplit(', ', 1)[1].capitalize()}** ({base}): {_endpoints(d, v, base, within)}.")
     rows = [v for v in s.index if v.startswith(ext + ", Lite")]
     if rows:
         parts = [f"{v.removeprefix(ext + ', ')}: ROC AUC {s.loc[v].pooled_oof_roc_auc:.3f}, melanoma vs nevus "
-                 f"{s.loc[v].pooled_mel_vs_nevus_auc:.3f} ({s.loc[v].pooled_mel_vs_nevus_ci_low:.3f}–"
-                 f"{s.loc[v].pooled_mel_vs_nevus_ci_high:.3f}), paired against Lite0 {_delta(d, v, ext, 'melanoma_vs_nevus')}"
+                 f"{s.loc[v].pooled_mel_vs_nevus_auc:.3f}, paired against Lite0 {_delta(d, v, ext, 'melanoma_vs_nevus')}"
                  for v in rows]
-        bens = next((v for v in s.index if v.startswith("ensemble: Lite0")), None)
-        if bens:
-            parts.append(f"their ensemble with Lite0: ROC AUC {s.loc[bens].pooled_oof_roc_auc:.3f}, melanoma vs nevus "
-                         f"{s.loc[bens].pooled_mel_vs_nevus_auc:.3f} ({s.loc[bens].pooled_mel_vs_nevus_ci_low:.3f}–"
-                         f"{s.loc[bens].pooled_mel_vs_nevus_ci_high:.3f}), paired {_delta(d, bens, ext, 'melanoma_vs_nevus')}")
-        out.append("- **Larger pretrained backbones** (fusion, clinical + external data at each backbone's ImageNet size, "
-                   "same folds and views): " + "; ".join(parts) + ".")
+        out.append("- **Larger pretrained backbones**: " + "; ".join(parts) + ".")
     paper = report_dir / "table_paper_vs_reproduction.csv"
     if paper.is_file():
         t = pd.read_csv(paper).set_index("metric")
@@ -269,6 +341,18 @@ def validation_findings(report_dir: Path) -> str:
         out.append(f"- At the validation threshold fixed in advance ({v['threshold']:.4f}): sensitivity {ci(v['sensitivity'], 2)}, "
                    f"specificity {ci(v['specificity'], 2)}, number needed to biopsy {v['nnb']['estimate']:.1f} at this "
                    f"prevalence" + (f", **{ci(nnb, 0)}** at {at['prevalence']:.4f}" if nnb and at else "") + ".")
+    subs = pd.DataFrame(m.get("subgroups", []))
+    if len(subs):
+        copy_a = subs[(subs["factor"] == "source copy") & (subs["group"] == "a")]
+        if len(copy_a) and copy_a["roc_auc"].notna().all():
+            r = copy_a.iloc[0]
+            out.append(f"- Within copy a (primary; {int(r.n)} images, {int(r.n_malignant)} malignant): ROC AUC "
+                       f"{_ci(r.roc_auc, r.ci_low, r.ci_high)}.")
+        tone = subs[subs["factor"] == "skin tone (ITA)"]
+        if len(tone):
+            out.append("- Skin tone (ITA bands; AUC where ≥ 5 of each class): " + "; ".join(
+                f"{r.group} {int(r.n)} images" + (f", AUC {r.roc_auc:.3f}" if r.roc_auc == r.roc_auc else ", too few")
+                for r in tone.itertuples()) + ".")
     ext = report_dir / "validate_external_metrics.json"
     if ext.is_file():
         e = json.loads(ext.read_text())
@@ -297,6 +381,8 @@ DEFAULT_FIELDS: dict[str, str] = {
     "epochs": "maximum epochs",
     "patience": "early-stopping patience (validation loss; best weights restored)",
     "class_weighting": "class-weighted BCE, w = 1/n per class",
+    "source_column": "a grouping that is not the lesion (auto: source_copy where the data have it)",
+    "source_weighting": "how training removes that grouping's label information",
     "augment": "crops, colour jitter, random greyscale, flips, 90° rotations",
     "preprocess": "image preprocessing (Fig 12's transforms)",
     "val_fraction": "patients held out for validation (calibrator, threshold, early stopping)",
@@ -331,6 +417,8 @@ TABLES: dict[str, Callable[[Path], str]] = {"ablation": ablation_table, "ablatio
                                              "train_defaults": train_defaults, "export_bench": export_bench, "scale": scale_table,
                                              "importance": importance_table, "explanations_inside": explanations_inside,
                                              "ablation_findings": ablation_findings,
+                                             "shortcut_audit": shortcut_audit_table,
+                                             "source_weighting": source_weighting_table,
                                              "validation_findings": validation_findings}
 
 

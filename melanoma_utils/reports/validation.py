@@ -54,6 +54,9 @@ def join(preds: pd.DataFrame, meta: pd.DataFrame, source: str = "predictions", t
     from ..evaluation.metrics import join_predictions
 
     table, excluded = join_predictions(preds, meta, source, columns=[c for c in METADATA_COLUMNS if c in meta])
+    if "ita" in preds and "ita" not in table:  # skin tone measured by predict on the images (subgroups)
+        ita = pd.to_numeric(preds.drop_duplicates("image_name").set_index("image_name")["ita"], errors="coerce")
+        table = table.assign(ita=table["image_name"].map(ita).to_numpy(float))
     run_config = run_config or {}
     if threshold is None:
         threshold = _constant(preds, "threshold", source)
