@@ -193,3 +193,41 @@ def test_subgroup_table_reports_skin_tone_bands_with_sensitivity_and_specificity
     expected = float((light.loc[light["target"] == 1, "probability"] >= 0.5).mean())
     assert tone.loc["light (41–55°)", "sensitivity"] == pytest.approx(expected)
     assert tone.loc["very light (>55°)", "n"] == 100
+
+
+def test_cli_trains_with_copies_beside_the_csv_and_reports_skin_tone(tmp_path, capsys) -> None:
+    import json
+
+    from conftest import write_dataset
+    from melanoma_utils import cli
+
+    csv = write_dataset(tmp_path / "data", n=60, size=32, pos_every=3)
+    names = pd.read_csv(csv)["image_name"]
+    targets = pd.read_csv(csv)["target"]
+    # copy b: 20 benign images only (every malignant image in copy a), like the shared ISIC subset
+    copy_b = names[targets == 0].iloc[:20]
+    pd.DataFrame({"image_name": names, "source_copy": np.where(names.isin(copy_b), "b", "a")}).to_csv(
+        csv.parent / "copies.csv", index=False)
+    assert cli.main(["check", "--metadata", str(csv), "--no-decode"]) == 0
+    out = capsys.readouterr().out
+    assert "label by source_copy" in out and "warning: source_copy = b: all benign" in out
+    run_dir = tmp_path / "run"
+    assert cli.main(["train", "--metadata", str(csv), "--out", str(run_dir), "--kind", "meta", "--epochs", "1",
+                     "--batch-size", "8", "--verbose", "0", "--source-weighting", "balanced"]) == 0
+    out = capsys.readouterr().out
+    assert "copies.csv: source copy of 60 of 60 image(s)" in out and "source weighting balanced" in out
+    sw = json.loads((run_dir / "config.json").read_text())["source_weighting"]
+    val = pd.read_csv(run_dir / "val_predictions.csv")["image_name"]
+    assert sw["column"] == "source_copy" and sw["rows_left_out"] == int((~copy_b.isin(val)).sum())
+    assert "Source weighting: balanced over `source_copy`" in (run_dir / "MODEL_CARD.md").read_text()
+    image_run = tmp_path / "image_run"
+    assert cli.main(["train", "--metadata", str(csv), "--out", str(image_run), "--kind", "image", "--backbone", "cnn",
+                     "--image-size", "24", "--epochs", "1", "--batch-size", "8", "--verbose", "0"]) == 0
+    preds = tmp_path / "p.csv"
+    assert cli.main(["predict", "--run", str(image_run), "--metadata", str(csv), "--out", str(preds)]) == 0
+    assert pd.read_csv(preds)["ita"].notna().mean() > 0.8  # noise images: a few have too little "skin" to measure
+    report = tmp_path / "report"
+    assert cli.main(["evaluate", "--predictions", str(preds), "--metadata", str(csv), "--out", str(report),
+                     "--n-boot", "20"]) == 0
+    subs = pd.read_csv(report / "subgroups.csv")
+    assert "skin tone (ITA)" in set(subs["factor"]) and {"sensitivity", "specificity"} <= set(subs.columns)
