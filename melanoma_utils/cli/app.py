@@ -8,6 +8,7 @@ status 2. The commands live by concern: :mod:`~melanoma_utils.cli.data_commands`
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from typing import Sequence
 
@@ -43,6 +44,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.simplefilter("ignore", DataWarning)  # commands print the load notes themselves
     try:
         return int(args.handler(args))
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume (a training run continues after its last saved "
+              "epoch; finished outputs were written whole or not at all)", file=sys.stderr)
+        return 130
     except (DataError, ValueError, FileExistsError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except RecursionError:
+        print("error: a run or ensemble folder refers to itself (directly or through another); rebuild it", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a disk or permission fault: one line naming the path and what to do
+        print(f"error: {os_error_line(exc)}", file=sys.stderr)
+        return 2
+
+
+#: What a user can do about each operating-system fault.
+OS_FIXES: dict[int, str] = {
+    errno.ENOSPC: "the disk is full: free space or write to another disk (nothing half-written was left)",
+    errno.EDQUOT: "the disk quota is exhausted: free space or write elsewhere",
+    errno.EACCES: "permission denied: write to a folder you may write to (--out) or fix its permissions",
+    errno.EPERM: "operation not permitted: write to a folder you own",
+    errno.EROFS: "the file system is read-only: write to another folder (--out)",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: fix the path",
+    errno.EISDIR: "the path is a folder where a file was expected: name a file",
+}
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an :class:`OSError`: the path, the system's message and the fix."""
+    where = exc.filename or ""
+    if exc.filename2:
+        where = f"{where} -> {exc.filename2}"
+    fix = OS_FIXES.get(exc.errno or -1, "check the path and the disk")
+    return f"{where + ': ' if where else ''}{exc.strerror or exc}; {fix}"

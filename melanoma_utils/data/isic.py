@@ -15,6 +15,7 @@ emitted as :class:`DataWarning`.
 
 from __future__ import annotations
 
+import csv
 import os
 import warnings
 from dataclasses import dataclass, field
@@ -119,9 +120,17 @@ def read_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"{path}: metadata file not found")
     try:
-        return pd.read_csv(path, dtype=str, keep_default_na=True)
+        table = pd.read_csv(path, dtype=str, keep_default_na=True)
+        with path.open(newline="", encoding="utf-8-sig", errors="replace") as fh:
+            header = next(csv.reader(fh), [])
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a readable CSV file ({exc})") from None
+    names = [h.strip() for h in header]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise DataError(f"{path}: column(s) {', '.join(map(repr, twice))} appear more than once in the header (line 1); "
+                        "keep one of each")
+    return table
 
 
 def _categorical(

@@ -287,14 +287,25 @@ def unpack_images(shard_dir: str | os.PathLike[str]) -> Path:
     return that folder."""
     shard_dir = Path(shard_dir)
     folder = shard_dir / ".unpacked"
+    refuse_symlink(folder)
     folder.mkdir(exist_ok=True)
     stamp = folder / ".complete"
+    refuse_symlink(stamp)
     plan = read_manifest(shard_dir)["plan"]
     if stamp.is_file() and stamp.read_text() == plan:
         return folder
     for rec in _checked(shard_dir, records(shard_dir)):
         path = folder / f"{rec['image_name'].decode()}.jpg"
+        refuse_symlink(path)
         if not path.is_file():
             atomic_write(path, lambda tmp, data=rec["image"]: tmp.write_bytes(data))
-    stamp.write_text(plan)
+    atomic_write(stamp, lambda tmp: tmp.write_text(plan))  # replaces the name, never writes through it
     return folder
+
+
+def refuse_symlink(path: Path) -> None:
+    """Refuse (naming it) a path that is a symbolic link: a folder this package creates or unpacks into is written
+    only through real folders and files, so a crafted link cannot make it write elsewhere."""
+    if path.is_symlink():
+        raise ValueError(f"{path} is a symbolic link (to {os.readlink(path)}); this folder is written by the shard tools "
+                         "only: remove the link and run again")

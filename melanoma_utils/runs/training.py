@@ -267,6 +267,8 @@ def train_run(
             shutil.rmtree(scratch, ignore_errors=True)
         run.run_dir = None
         return run
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir} is a file; --out names the run folder to write")
     with run_lock(out_dir):
         if (out_dir / "model.keras").exists() and not overwrite:
             raise FileExistsError(f"{out_dir} already holds a trained model; choose another --out or pass overwrite")
