@@ -332,6 +332,9 @@ def _predict_one(args: argparse.Namespace) -> int:
         if result.get("number_needed_to_biopsy"):
             text += f"; at this prevalence about {result['number_needed_to_biopsy']:.0f} biopsies per melanoma found"
         print(text)
+    else:
+        why = (getattr(run, "metrics", {}) or {}).get("validation", {}).get("error", "no validation report")
+        print(f"that threshold's sensitivity and specificity were not estimated on the run's validation patients ({why})")
     if missing:
         print(f"missing inputs (scored as unknown): {', '.join(missing)}")
     if result.get("explanation"):

@@ -105,7 +105,7 @@ def model_card(config: dict[str, Any], report: dict[str, Any] | None, title: str
             auc = row["note"] if not np.isfinite(row["roc_auc"]) else _ci({"estimate": row["roc_auc"], "ci_low": row["ci_low"], "ci_high": row["ci_high"]})
             lines.append(f"| {row['factor']} | {row['group']} | {row['n']} | {row['n_malignant']} | {auc} |")
     else:
-        lines.append("- No validation report (the validation split lacked a class).")
+        lines.append(f"- No validation report: {config.get('validation_note') or 'the validation split lacked a class'}.")
     lines += ["", "## Known shortcuts and limits",
               "- Original image width/height describe the camera and clinic, not the lesion: on the full ISIC 2020 "
               "metadata they predict malignancy better than age, sex and site. The `paper` feature set uses them; "

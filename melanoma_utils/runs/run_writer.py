@@ -91,6 +91,7 @@ def write_run(model: Any, encoder: MetadataEncoder, cfg: TrainConfig, preprocess
                                    threshold=threshold, n_boot=200, seed=cfg.seed)
     except MetricError as exc:
         metrics = {"error": str(exc)}
+        config["validation_note"] = str(exc)
     atomic_write(work / "model.keras", model.save)
     encoder.save(work / "encoder.json")
     write_json(work / "config.json", config)
