@@ -22,10 +22,28 @@ ORDER: tuple[str, ...] = ("check", "demo-data", "fetch", "shard", "train", "ense
                           "reproduce")
 
 
+#: The commands by what they are for (``--help`` lists them so; docs/cli.md has an example of each).
+GROUPS: dict[str, tuple[str, ...]] = {"data": ("check", "demo-data", "fetch", "shard"), "training": ("train", "ensemble"),
+                                      "evaluation": ("predict", "evaluate"), "deployment": ("export",),
+                                      "study": ("reproduce",)}
+
+
+def _epilog() -> str:
+    lines = ["commands by purpose:"]
+    for group, names in GROUPS.items():
+        lines.append(f"  {group}:")
+        lines += [f"    {n:11s} {_COMMANDS[n][0]}" for n in names if n in _COMMANDS]
+    lines.append("\nevery command with an example and its output: docs/cli.md; `COMMAND --help` for its options")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered sub-command."""
-    parser = argparse.ArgumentParser(prog="python -m melanoma_utils", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="python -m melanoma_utils",
+                                     description="Melanoma fusion study: data checks, training, evaluation, export and "
+                                                 "the study's notebooks.", epilog=_epilog(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in sorted(_COMMANDS, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER)):
         help_text, add_args, fn = _COMMANDS[name]
         p = sub.add_parser(name, help=help_text, description=help_text)
