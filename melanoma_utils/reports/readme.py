@@ -410,6 +410,53 @@ def train_defaults(report_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: The model the headline describes: the default of `train --external` (fusion, clinical + external data), with the
+#: source weighting the selection adopted where the report has one.
+HEADLINE_BASE = "fusion, clinical + external data"
+
+
+def headline_table(report_dir: Path) -> str:
+    """The README's headline: the primary endpoint and its guards for the default model and image only, beside the
+    paper's own numbers (``ablation_summary.csv``, ``table_paper_vs_reproduction.csv``,
+    ``table_source_weighting_selection.csv``)."""
+    s = pd.read_csv(report_dir / "ablation_summary.csv").set_index("variant")
+    sel_path = report_dir / "table_source_weighting_selection.csv"
+    sel = pd.read_csv(sel_path).set_index("candidate") if sel_path.is_file() else pd.DataFrame()
+    chosen = [c for c in sel.index if sel.loc[c, "verdict"] == "wins" and sel.loc[c, "base"] == HEADLINE_BASE]
+    model = (max(chosen, key=lambda c: sel.loc[c, "delta_within_copy_a"]) if chosen else HEADLINE_BASE)
+    cols = [v for v in ("image only", "fusion, clinical", model) if v in s.index]
+    paper = pd.read_csv(report_dir / "table_paper_vs_reproduction.csv").set_index("metric")
+
+    def cell(v: str, key: str) -> str:
+        r = s.loc[v]
+        low = "pooled_ci_low" if key == "pooled_oof_roc_auc" else key.replace("_auc", "_ci_low")
+        high = "pooled_ci_high" if key == "pooled_oof_roc_auc" else key.replace("_auc", "_ci_high")
+        return _ci(r[key], r[low], r[high]) if key in r and r[key] == r[key] else "—"
+
+    lines = ["| endpoint (ROC AUC unless stated; 95% CI) | paper | " + " | ".join(cols) + " |",
+             "|---|---|" + "---|" * len(cols)]
+    rows = [("**within copy a — primary** (no copy shortcut)", "pooled_within_copy_a_auc"),
+            ("melanoma vs nevus, within copy a", "pooled_mvn_within_copy_a_auc"),
+            ("all images of the subset (guard: rewards the copy shortcut)", "pooled_oof_roc_auc"),
+            ("melanoma vs nevus, both copies", "pooled_mel_vs_nevus_auc")]
+    for label, key in rows:
+        if key in s:
+            lines.append(f"| {label} | — | " + " | ".join(cell(v, key) for v in cols) + " |")
+    if len(sel) and "external_holdout" in sel:
+        lines.append("| held-out HAM10000 lesions (another clinic population; mean of the 5 fold runs) | — | "
+                     + " | ".join(_ci(sel.loc[v, "external_holdout"], sel.loc[v, "external_holdout_ci_low"],
+                                      sel.loc[v, "external_holdout_ci_high"]) if v in sel.index else "—" for v in cols) + " |")
+    for metric, label in (("accuracy", "accuracy at the validation threshold"), ("f1", "F1 at the validation threshold")):
+        if metric in paper.index:
+            r = paper.loc[metric]
+            lines.append(f"| {label} | {r['paper (fusion)']:.3f} | "
+                         + " | ".join(f"{r[v]:.3f}" if v in r and r[v] == r[v] else "—" for v in cols) + " |")
+    always = paper.loc["accuracy"] if "accuracy" in paper.index else None
+    note = (f"\nAlways answering *benign* is {always['always benign, these data']:.3f} accurate on this enriched subset "
+            f"and {always['always benign, ISIC 2020']:.3f} at ISIC 2020's prevalence." if always is not None else "")
+    return "\n".join(lines) + "\n" + note + (f"\nDefault model: `{model}`.\n" if model else "\n")
+
+
 #: Block name -> the function that renders it from a report folder.
 TABLES: dict[str, Callable[[Path], str]] = {"ablation": ablation_table, "ablation_paired": paired_table,
                                              "transforms_training": transforms_table, "backbones": backbones_table,
@@ -417,7 +464,7 @@ TABLES: dict[str, Callable[[Path], str]] = {"ablation": ablation_table, "ablatio
                                              "train_defaults": train_defaults, "export_bench": export_bench, "scale": scale_table,
                                              "importance": importance_table, "explanations_inside": explanations_inside,
                                              "ablation_findings": ablation_findings,
-                                             "shortcut_audit": shortcut_audit_table,
+                                             "shortcut_audit": shortcut_audit_table, "headline": headline_table,
                                              "source_weighting": source_weighting_table,
                                              "validation_findings": validation_findings}
 
@@ -431,6 +478,11 @@ def render_readme(text: str, report_dir: Path) -> str:
         return m.group(1) + TABLES[name](report_dir) + m.group(4)
 
     return BLOCK.sub(sub, text)
+
+
+def doc_files(root: Path) -> list[Path]:
+    """The documents that hold generated blocks: README.md and docs/*.md."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
 
 
 def stale_blocks(text: str, report_dir: Path) -> list[str]:
