@@ -476,8 +476,8 @@ if audit:
          f"{said(img[0][0], 'source_copy', 'benign')}. " if img else "")
         + "\n".join(lines)
         + "\n\nSkin tone (ITA bands) of these images: " + ", ".join(f"{k}: {v:,}" for k, v in bands.items())
-        + f"; {int(signals['ita'].isna().sum()):,} unmeasured. Darker skin (brown and dark bands, ITA ≤ 10°) is "
-        f"{int(bands.iloc[-2:].sum()):,} of {len(signals):,} images: far too few for a subgroup AUC."))
+        + f"; {int(signals['ita'].isna().sum()):,} unmeasured. ITA through a dermatoscope is a proxy (the device's "
+        "light and white balance move it): where it predicts the copy, it measures the processing as much as the skin."))
     display(audit_table.round(3))
 
 # %% [markdown]
