@@ -389,7 +389,7 @@ def _export(args: argparse.Namespace) -> int:
 
     out = export_run(args.run, args.out, args.format, overwrite=args.overwrite)
     sig = json.loads((out / "signature.json").read_text())
-    written = ", ".join(sorted(p.name for p in out.iterdir()))
+    written = ", ".join(sorted(p.name for p in out.iterdir() if not p.name.startswith(".")))
     print(f"exported {args.run} -> {out} ({written}; signature.json: inputs, outputs, threshold {sig['threshold']:.4f} "
           f"at prevalence {sig['prevalence']})")
     return 0

@@ -192,8 +192,9 @@ def _ensemble(args: argparse.Namespace) -> int:
     c = run.config
     for k, m in enumerate(c["ensemble"]["members"]):
         auc = m["validation_auc_raw"]
-        print(f"member {k}: {m['source']} ({m['kind']}, {m['backbone'] or 'cnn'}, {m['image_size']} px): "
-              f"validation ROC AUC {auc:.3f}" if auc is not None else f"member {k}: {m['source']}")
+        branch = "metadata only" if m["kind"] == "meta" else f"{m['kind']}, {m['backbone'] or 'cnn'}, {m['image_size']} px"
+        print(f"member {k}: {m['source']} ({branch}): validation ROC AUC {auc:.3f}" if auc is not None
+              else f"member {k}: {m['source']}")
     print(f"ensemble folder: {args.out}  threshold (validation): {c['threshold']:.4f}"
           + (f"  calibration: {c['calibration']['method']}" if c.get("calibration") else ""))
     _print_metrics(run.metrics["validation"], "validation (ensemble)")

@@ -155,5 +155,5 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         lines.append(line)
     small = [f"{r['factor']}={r['group']}" for r in report["subgroups"] if r["note"].startswith("too few")]
     lines.append(f"  subgroups: {len(report['subgroups']) - len(small)} with an AUC"
-                 + (f"; too small for one: {', '.join(small[:8])}{' …' if len(small) > 8 else ''}" if small else ""))
+                 + (f"; too few for one: {', '.join(small[:8])}{' …' if len(small) > 8 else ''}" if small else ""))
     return lines
