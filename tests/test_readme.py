@@ -87,8 +87,9 @@ def quoted_commands(text: str) -> list[list[str]]:
     """Every ``python -m melanoma_utils ...`` command of a Markdown text, as argument lists (line continuations
     joined, comments dropped)."""
     text = text.replace("\\\n", " ")
-    return [shlex.split(line.split("python -m melanoma_utils", 1)[1].split(" #", 1)[0])
-            for line in text.splitlines() if "python -m melanoma_utils " in line]
+    parts = [part.split("`", 1)[0].split(" #", 1)[0]  # an inline code span ends at its backtick
+             for line in text.splitlines() for part in line.split("python -m melanoma_utils ")[1:]]
+    return [shlex.split(p) for p in parts if p.strip()]
 
 
 def unknown_options(commands: list[list[str]]) -> list[str]:
