@@ -47,6 +47,15 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], Any]) -> 
     return Path(path)
 
 
+def refuse_symlink(*paths: str | os.PathLike[str]) -> None:
+    """Refuse (naming it) any of ``paths`` that is a symbolic link: what the tools create or unpack into is written
+    only through real folders and files, so a planted link cannot make them write elsewhere."""
+    for path in map(Path, paths):
+        if path.is_symlink():
+            raise ValueError(f"{path} is a symbolic link (to {os.readlink(path)}); this path is written by the tools "
+                             "only: remove the link and run again")
+
+
 #: The file inside every folder this package writes whole, naming the command that made it (``{"kind": ...}``).
 MARKER = ".melanoma_utils.json"
 

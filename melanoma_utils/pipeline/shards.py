@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_write, file_digest, write_json
+from ..atomic import atomic_write, file_digest, refuse_symlink, write_json
 
 MANIFEST = "manifest.json"
 #: Features of a record: name -> kind (bytes / int / float).
@@ -302,10 +302,3 @@ def unpack_images(shard_dir: str | os.PathLike[str]) -> Path:
     atomic_write(stamp, lambda tmp: tmp.write_text(plan))  # replaces the name, never writes through it
     return folder
 
-
-def refuse_symlink(path: Path) -> None:
-    """Refuse (naming it) a path that is a symbolic link: a folder this package creates or unpacks into is written
-    only through real folders and files, so a crafted link cannot make it write elsewhere."""
-    if path.is_symlink():
-        raise ValueError(f"{path} is a symbolic link (to {os.readlink(path)}); this folder is written by the shard tools "
-                         "only: remove the link and run again")
