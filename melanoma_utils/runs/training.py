@@ -315,7 +315,7 @@ def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.
         if dropped:
             print(f"skipping {len(dropped)} unreadable image(s): " + ", ".join(f"{k} ({v})" for k, v in list(dropped.items())[:5]))
 
-    train, val, source_facts = apply_source_weighting(train, val, cfg)
+    train, val, source_facts = apply_source_weighting(train, val, cfg, external=external is not None and len(external) > 0)
     if source_facts.get("rows_left_out"):
         print(f"source weighting ({source_facts['weighting']} over {source_facts['column']}): "
               f"{source_facts['rows_left_out']:,} training row(s) of one-class groups left out", flush=True)
