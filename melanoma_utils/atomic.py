@@ -1,6 +1,7 @@
 """File helpers. Write-then-rename: every output is written under a temporary name in its folder and moved into
 place, so a reader (or a killed run) never sees a half-written file, and a failed write leaves the old one
-intact. :func:`file_digest`: a file's content hash (cache keys)."""
+intact. :func:`atomic_folder` does the same for a whole folder and replaces only a folder the same command made
+(its marker file says which). :func:`file_digest`: a file's content hash (cache keys)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -42,6 +45,74 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], Any]) -> 
     with atomic_path(path) as tmp:
         write(tmp)
     return Path(path)
+
+
+def refuse_symlink(*paths: str | os.PathLike[str]) -> None:
+    """Refuse (naming it) any of ``paths`` that is a symbolic link: what the tools create or unpack into is written
+    only through real folders and files, so a planted link cannot make them write elsewhere."""
+    for path in map(Path, paths):
+        if path.is_symlink():
+            raise ValueError(f"{path} is a symbolic link (to {os.readlink(path)}); this path is written by the tools "
+                             "only: remove the link and run again")
+
+
+#: The file inside every folder this package writes whole, naming the command that made it (``{"kind": ...}``).
+MARKER = ".melanoma_utils.json"
+
+
+def folder_kind(path: str | os.PathLike[str]) -> str | None:
+    """The command that made folder ``path`` (its :data:`MARKER`), ``None`` when it has no readable marker."""
+    try:
+        kind = json.loads((Path(path) / MARKER).read_text(encoding="utf-8")).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return str(kind) if kind else None
+
+
+def check_replaceable(out: Path, kind: str, overwrite: bool, legacy: Callable[[Path], bool] | None = None) -> None:
+    """Refuse (:class:`FileExistsError`, naming the path and the fix) to write folder ``out`` over anything but an
+    empty folder or, with ``overwrite``, a folder that ``kind`` made (its marker; ``legacy(out)`` recognises such
+    folders written before markers existed). A symlink, a file, a run folder or a user's folder is never replaced."""
+    if out.is_symlink():
+        raise FileExistsError(f"{out} is a symbolic link: name a real folder for --out")
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} is a file; --out names a folder to write")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    made_here = folder_kind(out) == kind or (folder_kind(out) is None and legacy is not None and legacy(out))
+    if not overwrite:
+        raise FileExistsError(f"{out} exists and is not empty; " + ("pass --overwrite to replace it" if made_here else
+                                                                      "choose another --out"))
+    if not made_here:
+        raise FileExistsError(f"{out} was not written by `{kind}` (no marker {MARKER} of it): --overwrite replaces only "
+                              "a folder that command made, never a user's folder; choose another --out")
+
+
+@contextlib.contextmanager
+def atomic_folder(out: str | os.PathLike[str], kind: str, overwrite: bool = False,
+                  legacy: Callable[[Path], bool] | None = None) -> Iterator[Path]:
+    """``with atomic_folder(out, "export") as tmp: write files into tmp`` — the folder is built under a unique hidden
+    temporary name beside ``out`` (``.<name>.<random>.partial``: never a name a user chose), marked with ``kind``
+    and moved into place when the block succeeds; removed when it fails. What may be replaced:
+    :func:`check_replaceable`, checked before the block runs and again before the move."""
+    out = Path(out)
+    check_replaceable(out, kind, overwrite, legacy)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        yield tmp
+        (tmp / MARKER).write_text(json.dumps({"kind": kind}), encoding="utf-8")
+        check_replaceable(out, kind, overwrite, legacy)
+        if out.is_dir():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+            os.replace(out, old / "previous")
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _json_default(o: Any) -> Any:

@@ -198,12 +198,17 @@ label = img["target"].map({0: "benign", 1: "malignant"})
 fig = plots.hist_by_group(img["ita"], group + ", " + label, "Skin tone (ITA°) around the lesion", "ITA (degrees)",
                           edges=[e for e, _ in ITA_BANDS[:-1]], tag=tag)
 report.figure(fig, "fig_skin_tone_ita")
-bands = pd.crosstab(ita_band(img["ita"]), group + ", " + label, dropna=False)
+band = ita_band(img["ita"]).cat.add_categories(["unmeasured"]).fillna("unmeasured").rename("skin tone (ITA band)")
+bands = pd.crosstab(band, (group + ", " + label).rename("group"))
 report.table(bands, "table_skin_tone_bands")
 dark = int(bands.loc[[b for b in bands.index if str(b).startswith(("brown", "dark"))]].to_numpy().sum())
 lines = [f"Skin tone measured on {int(img['ita'].notna().sum()):,} of {len(img):,} images: "
          + ", ".join(f"{b}: {int(n):,}" for b, n in bands.sum(axis=1).items())
-         + f". Darker skin (brown or dark, ITA ≤ 10°): **{dark:,} images** — too few to validate any model for darker skin."]
+         + f". Brown or dark (ITA ≤ 10°) as measured here: **{dark:,} images** ({dark / len(img):.1%}); the "
+         "dark band alone: " + f"{int(bands.loc[[b for b in bands.index if str(b).startswith('dark')]].to_numpy().sum()):,}"
+         + ". Through a dermatoscope the device's light and white balance move ITA (compare the copies' benign images "
+         "below), so a band here is a proxy for skin tone, not a skin-type assessment: any claim about darker skin "
+         "needs images labelled with it."]
 if has_copies:
     copies = label_by_group(img["target"], group_labels(img, "source_copy"), img["patient_id"])
     report.table(copies.set_index("group"), "table_label_by_copy")

@@ -415,7 +415,9 @@ report.figure(plots.roc_pr(curves, "Out-of-fold ROC and PR curves (all folds poo
 
 # %%
 from melanoma_utils.runs.experiments import run_folder_name
-from melanoma_utils.runs.selection import holdout_scores, selection_table
+from melanoma_utils.runs.selection import WEIGHTING_BASES, holdout_scores, selection_table
+
+WEIGHTING_EXTERNAL = {b: bool(o.get("external")) for b, o in WEIGHTING_BASES.items()}
 
 selection = None
 if candidates:
@@ -432,10 +434,23 @@ if candidates:
         f"overall {r.overall:.3f}"
         + ("" if r.verdict == "base" else
            f"; against {r.base}: within copy a {r.delta_within_copy_a:+.3f} ({r.delta_within_copy_a_ci_low:+.3f} to "
-           f"{r.delta_within_copy_a_ci_high:+.3f}), external {r.delta_external_holdout:+.3f} "
+           f"{r.delta_within_copy_a_ci_high:+.3f}{'; the interval includes 0' if r.delta_within_copy_a_ci_low < 0 < r.delta_within_copy_a_ci_high else ''}), "
+           f"melanoma vs nevus within copy a {r.delta_mvn_within_copy_a:+.3f}, external {r.delta_external_holdout:+.3f} "
            f"({r.delta_external_holdout_ci_low:+.3f} to {r.delta_external_holdout_ci_high:+.3f}), overall "
            f"{r.delta_overall:+.3f}: **{r.verdict}**")
         for r in selection.itertuples())))
+    from melanoma_utils.runs.source_weights import AUTO_WEIGHTING
+
+    chosen = {}
+    for base_name, part in selection.groupby("base", sort=False):
+        won = part[part["verdict"] == "wins"]
+        best = won.loc[won["delta_within_copy_a"].idxmax()] if len(won) else None
+        chosen[base_name] = "none" if best is None else candidates[best["candidate"]]["source_weighting"]
+    agrees = all(AUTO_WEIGHTING[bool(WEIGHTING_EXTERNAL.get(b))] == m for b, m in chosen.items())
+    display(Markdown(
+        "By the rule: " + "; ".join(f"{b}: **{m}**" for b, m in chosen.items()) + ". `train --source-weighting auto` "
+        f"(the default) uses {AUTO_WEIGHTING[False]} for a data set's own rows and {AUTO_WEIGHTING[True]} with "
+        "external data: " + ("the same choice." if agrees else "**not what this rendering chose: revisit the default**.")))
     display(selection.set_index("candidate").round(3).T)
 
 # %% [markdown]
@@ -476,8 +491,8 @@ if audit:
          f"{said(img[0][0], 'source_copy', 'benign')}. " if img else "")
         + "\n".join(lines)
         + "\n\nSkin tone (ITA bands) of these images: " + ", ".join(f"{k}: {v:,}" for k, v in bands.items())
-        + f"; {int(signals['ita'].isna().sum()):,} unmeasured. Darker skin (brown and dark bands, ITA ≤ 10°) is "
-        f"{int(bands.iloc[-2:].sum()):,} of {len(signals):,} images: far too few for a subgroup AUC."))
+        + f"; {int(signals['ita'].isna().sum()):,} unmeasured. ITA through a dermatoscope is a proxy (the device's "
+        "light and white balance move it): where it predicts the copy, it measures the processing as much as the skin."))
     display(audit_table.round(3))
 
 # %% [markdown]

@@ -52,17 +52,21 @@ learning_rate = 0.001
 batch_size = 32
 test_fraction = 0.2
 n_boot = 500
+source_csv = ""  # image_name, source_copy (empty: copies.csv beside images_csv): the table's within-copy-a AUC
 seed = 0
 
 # %%
 from IPython.display import Markdown, display
 
+from melanoma_utils import config as paths
+from melanoma_utils.data.confounds import with_source_copies
 from melanoma_utils.reports import plots
 from melanoma_utils.reports.reporting import open_study, package_versions
 from melanoma_utils.runs import TrainConfig
 from melanoma_utils.runs.experiments import compare_backbones, protocol_rank
 
 report, df = open_study(report_dir, synthetic, seed, images_csv, images_dir)
+df, _ = with_source_copies(df, paths.resolve(images_csv), paths.resolve(source_csv) if source_csv else None)
 cfg = TrainConfig(image_size=compare_image_size, epochs=compare_epochs, patience=compare_epochs,
                   backbone_weights=None if compare_weights == "none" else compare_weights, freeze_epochs=freeze_epochs,
                   conv_filters=tuple(conv_filters), learning_rate=learning_rate, batch_size=batch_size, seed=seed, verbose=0)

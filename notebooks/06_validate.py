@@ -224,8 +224,10 @@ display(Markdown(
                 + (f", sensitivity {r.sensitivity:.2f}" if r.sensitivity == r.sensitivity else "")
                 + (f", specificity {r.specificity:.2f}" if r.specificity == r.specificity else "")
                 for r in tone.itertuples())
-    + f". Darker skin (brown and dark bands, ITA ≤ 10°): {int(dark['n'].sum())} of {len(table)} images here — ISIC 2020 "
-    "holds very few images of darker skin, so this model is **not validated for darker skin**."))
+    + f". Brown or dark (ITA ≤ 10°, as measured through the dermatoscope): {int(dark['n'].sum())} of {len(table)} "
+    f"images here, {int(dark['n_malignant'].sum())} malignant. ITA measured on dermoscopy is a proxy for skin tone (the "
+    "device's light and white balance move it), not a skin-type label: this validation cannot show that the model "
+    "works for darker skin."))
 sub.round(3)
 
 # %% [markdown]

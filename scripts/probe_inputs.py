@@ -1,7 +1,8 @@
-"""Bad-input and fault probes through the command line, as a demanding user would try them; prints each probe's exit
-status and the message a user sees (the tests assert the same behaviours; this prints them for a reader).
+"""Bad-input and fault probes through the command line, as a demanding user would try them: each probe states what a
+correct answer is (exit status and words of the one-line message, or a file left untouched) and prints PASS or FAIL
+with the message a user sees, then the totals (the tests assert the same behaviours in-process).
 
-    .venv/bin/python scripts/probe_inputs.py
+    make probe        # or: .venv/bin/python scripts/probe_inputs.py
 """
 
 from __future__ import annotations
@@ -20,16 +21,176 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 
-def cli(*args: str) -> tuple[int, str]:
+def cli(*args: str, words: str = "") -> tuple[int, str]:
+    """Exit status and the line a user reads: the first holding ``words`` if any does, else the first error/note/warning
+    line (or the last line)."""
     out = subprocess.run([sys.executable, "-m", "melanoma_utils", *args], capture_output=True, text=True, cwd=ROOT,
                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "MELANOMA_PROGRESS": "0"})
     lines = [ln for ln in (out.stderr + out.stdout).splitlines()
              if ln.strip() and not ln.startswith(("WARNING: All log", "I0000", "W0000", "E0000"))]
-    said = next((ln for ln in lines if ln.startswith(("error", "note", "warning"))), lines[-1] if lines else "")
+    said = next((ln for ln in lines if words and words.lower() in ln.lower()), None) or next(
+        (ln for ln in lines if ln.startswith(("error", "note", "warning"))), lines[-1] if lines else "")
     return out.returncode, said
 
 
-def main() -> None:
+RESULTS: list[tuple[str, bool]] = []
+
+
+def expect(name: str, ok: bool, said: str) -> None:
+    RESULTS.append((name, ok))
+    print(f"{'PASS' if ok else 'FAIL'}  {name:58s} {said[:200]}", flush=True)
+
+
+def probe(name: str, code: int | None, words: str, *args: str) -> None:
+    """Run the CLI; PASS when the exit status is ``code`` (None: any non-zero) and the message holds ``words``."""
+    got, said = cli(*args, words=words)
+    ok = (got != 0 if code is None else got == code) and words.lower() in said.lower()
+    expect(name, ok, f"exit {got}: {said}")
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+
+
+def round_one(tmp: Path, csv: Path, run: Path) -> None:
+    """The first round's probes (shards, traversal, evaluation, sizes, parameters, damaged folders)."""
+    from PIL import Image
+
+    shards = tmp / "shards"
+    cli("shard", "--metadata", str(csv), "--out", str(shards), "--shards", "3")
+    manifest = json.loads((shards / "manifest.json").read_text())
+    first = shards / manifest["shards"][0]["file"]
+    first.write_bytes(first.read_bytes()[: len(first.read_bytes()) // 2])
+    probe("shard cut in half", None, "manifest", "check", "--metadata", str(shards))
+    bad = pd.read_csv(csv)
+    bad.loc[0, "image_name"] = "../outside/secret"
+    bad.to_csv(tmp / "traversal.csv", index=False)
+    probe("image_name ../outside/secret (train)", 2, "image_name", "train", "--metadata", str(tmp / "traversal.csv"),
+          "--images", str(csv.parent / "train"), "--out", str(tmp / "r2"), "--kind", "meta", "--epochs", "1")
+    preds = tmp / "preds.csv"
+    cli("predict", "--run", str(run), "--metadata", str(csv), "--out", str(preds))
+    pd.read_csv(preds).head(12).to_csv(tmp / "few.csv", index=False)
+    probe("evaluate 12 of 60 predictions", 2, "too few", "evaluate", "--predictions", str(tmp / "few.csv"),
+          "--metadata", str(csv))
+    probe("evaluate --out RUN (a run folder)", 2, "run folder", "evaluate", "--predictions", str(preds), "--metadata",
+          str(csv), "--out", str(run))
+    big = tmp / "big"
+    shutil.copytree(csv.parent / "train", big)
+    Image.new("RGB", (12_000, 9_000)).save(big / "IMG_0000.jpg", quality=20)
+    probe("a 108 MP image among 60", 1, "image too large", "check", "--metadata", str(csv), "--images", str(big))
+    probe("train --image-size 10000", 2, "1024", "train", "--metadata", str(csv), "--out", str(tmp / "r3"),
+          "--image-size", "10000")
+    (tmp / "p.yaml").write_text("cv_folds: five\n")
+    probe("reproduce cv_folds: five", 2, "cv_folds", "reproduce", "--params", str(tmp / "p.yaml"))
+    (tmp / "q.yaml").write_text("cv_folds: [1, 2\n")
+    probe("reproduce with invalid YAML", 2, "line", "reproduce", "--params", str(tmp / "q.yaml"))
+    for name, damage in (("config.json", lambda p: p.write_text('{"train": ')),
+                         ("model.keras", lambda p: p.write_bytes(p.read_bytes()[:100])),
+                         ("encoder.json", lambda p: p.write_text("[1, 2"))):
+        broken = tmp / f"broken-{name}"
+        shutil.copytree(run, broken)
+        damage(broken / name)
+        probe(f"predict with a damaged {name}", 2, "damaged", "predict", "--run", str(broken), "--metadata", str(csv),
+              "--out", str(tmp / f"p-{name}.csv"))
+    ens = tmp / "ens"
+    shutil.copytree(run, ens)
+    (ens / "ensemble.json").write_text('{"members": ["../../run"]}')
+    probe("ensemble.json naming a member outside", 2, "outside", "predict", "--run", str(ens), "--metadata", str(csv),
+          "--out", str(tmp / "p-ens.csv"))
+    probe("--strategy multiworker without TF_CONFIG", 2, "TF_CONFIG", "train", "--metadata", str(csv), "--out",
+          str(tmp / "r4"), "--kind", "meta", "--strategy", "multiworker")
+    tif = tmp / "tif"
+    tif.mkdir()
+    for p in (csv.parent / "train").glob("*.jpg"):
+        Image.open(p).save(tif / f"{p.stem}.tif")
+    probe("images as .tif", 0, "corrupt image files: 0", "check", "--metadata", str(csv), "--images", str(tif))
+
+
+def round_two(tmp: Path, csv: Path, run: Path) -> None:
+    """The second round: nothing a user made is replaced, no write through a link, decoders that cannot be bombed or
+    fooled by a name, one line for every fault."""
+    import cv2
+    import numpy as np
+    from PIL import Image
+
+    d_tmp = tmp / "D.tmp"
+    d_tmp.mkdir()
+    (d_tmp / "keep.txt").write_text("keep")
+    cli("demo-data", "--out", str(tmp / "D"), "--n-images", "12", "--image-size", "32")
+    expect("demo-data --out D leaves a user's D.tmp alone", (d_tmp / "keep.txt").is_file(), str(sorted(os.listdir(tmp))[:6]))
+    expect("demo-data --out D writes nothing beside D", not (tmp / "D-ham10000").exists(), "")
+    mine = tmp / "mine"
+    mine.mkdir()
+    (mine / "train.csv").write_text("my data")
+    probe("demo-data --overwrite on a user's folder", 2, "user's folder", "demo-data", "--out", str(mine), "--overwrite")
+    expect("... and the user's file is intact", (mine / "train.csv").read_text() == "my data", "")
+    probe("export --out RUN --overwrite", 2, "run folder", "export", "--run", str(run), "--out", str(run), "--overwrite")
+    probe("predict --out RUN/val_predictions.csv --overwrite", 2, "run folder", "predict", "--run", str(run),
+          "--metadata", str(csv), "--out", str(run / "val_predictions.csv"), "--overwrite")
+    image = csv.parent / "train" / "IMG_0001.jpg"
+    before = image.read_bytes()
+    probe("predict --image X --explain X", 2, "input image", "predict", "--run", str(run), "--image", str(image),
+          "--explain", str(image))
+    expect("... and the image is intact", image.read_bytes() == before, "")
+    shards = tmp / "shards2"
+    cli("shard", "--metadata", str(csv), "--out", str(shards), "--shards", "2")
+    elsewhere = tmp / "elsewhere"
+    elsewhere.mkdir()
+    (shards / ".unpacked").symlink_to(elsewhere, target_is_directory=True)
+    probe("a shard folder whose .unpacked is a link", 2, "symbolic link", "check", "--metadata", str(shards))
+    expect("... and nothing was written through it", not any(elsewhere.iterdir()), "")
+    bombs = tmp / "bombs"
+    shutil.copytree(csv.parent / "train", bombs)
+    (bombs / "IMG_0000.jpg").unlink()
+    (bombs / "IMG_0000.png").write_bytes(_png_claiming(20_000, 20_000))
+    probe("a PNG header claiming 20,000 x 20,000", 1, "image too large", "check", "--metadata", str(csv), "--images", str(bombs))
+    odd = tmp / "odd"
+    shutil.copytree(csv.parent / "train", odd)
+    rgb = cv2.cvtColor(cv2.imread(str(odd / "IMG_0000.jpg")), cv2.COLOR_BGR2RGB)
+    Image.fromarray(rgb).save(odd / "IMG_0000.jpg", format="TIFF")  # TIFF bytes named .jpg
+    Image.fromarray(rgb[..., 0] > 128).save(odd / "IMG_0001.bmp", format="BMP")
+    (odd / "IMG_0001.jpg").unlink()
+    os.rename(odd / "IMG_0002.jpg", odd / "IMG_0002.JPG")
+    probe("TIFF named .jpg, 1-bit BMP, upper-case .JPG", 0, "corrupt image files: 0", "check", "--metadata", str(csv), "--images", str(odd))
+    probe("train --kind image on those files", 0, "run folder", "train", "--metadata", str(csv), "--images", str(odd), "--out",
+          str(tmp / "odd-run"), "--kind", "image", "--backbone", "cnn", "--image-size", "32", "--epochs", "1")
+    (tmp / "a-file").write_text("x")
+    probe("train --out an existing file", 2, "is a file", "train", "--metadata", str(csv), "--out", str(tmp / "a-file"),
+          "--kind", "meta", "--epochs", "1")
+    empty_cfg = tmp / "empty-config"
+    shutil.copytree(run, empty_cfg)
+    (empty_cfg / "config.json").write_text("{}")
+    probe("a run whose config.json is {}", 2, "lacks 'train'", "predict", "--run", str(empty_cfg), "--metadata",
+          str(csv), "--out", str(tmp / "p-empty.csv"))
+    selfish = tmp / "selfish"
+    shutil.copytree(run, selfish)
+    (selfish / "ensemble.json").write_text('{"members": ["."]}')
+    probe("an ensemble.json that names itself", 2, "names itself", "predict", "--run", str(selfish), "--metadata",
+          str(csv), "--out", str(tmp / "p-self.csv"))
+    (tmp / "empty.csv").write_text("")
+    probe("evaluate an empty predictions file", 2, "empty.csv", "evaluate", "--predictions", str(tmp / "empty.csv"),
+          "--metadata", str(csv))
+    dup = pd.read_csv(csv)
+    dup.insert(3, "target_copy", 1 - dup["target"])
+    dup.to_csv(tmp / "dup.csv", index=False)
+    (tmp / "dup.csv").write_text((tmp / "dup.csv").read_text().replace("target_copy", "target", 1))
+    probe("a CSV with two conflicting target columns", 2, "more than once", "check", "--metadata", str(tmp / "dup.csv"),
+          "--images", str(csv.parent / "train"))
+    os.environ["MELANOMA_UTILS_CACHE"] = str(tmp / "a-file" / "cache")
+    probe("MELANOMA_UTILS_CACHE under a file", 2, "a-file", "train", "--metadata", str(csv), "--out", str(tmp / "r5"),
+          "--kind", "image", "--image-size", "32", "--epochs", "1")
+    del os.environ["MELANOMA_UTILS_CACHE"]
+    del np
+
+
+def main() -> int:
     from conftest import write_dataset
 
     tmp = Path(tempfile.mkdtemp(prefix="probes-"))
@@ -37,71 +198,15 @@ def main() -> None:
     run = tmp / "run"
     code, _ = cli("train", "--metadata", str(csv), "--out", str(run), "--kind", "meta", "--epochs", "2")
     assert code == 0, "the probe run did not train"
-    probes: list[tuple[str, tuple[str, ...]]] = []
-
-    def probe(name: str, *args: str) -> None:
-        code, said = cli(*args)
-        probes.append((name, (str(code), said)))
-        print(f"{name:58s} exit {code}: {said[:220]}", flush=True)
-
-    # 1. shards checked against their manifest
-    shards = tmp / "shards"
-    cli("shard", "--metadata", str(csv), "--out", str(shards), "--shards", "3")
-    manifest = json.loads((shards / "manifest.json").read_text())
-    first = shards / manifest["shards"][0]["file"]
-    first.write_bytes(first.read_bytes()[: len(first.read_bytes()) // 2])
-    probe("shard cut in half", "check", "--metadata", str(shards))
-    # 2. names that leave their folder
-    bad = pd.read_csv(csv)
-    bad.loc[0, "image_name"] = "../outside/secret"
-    bad.to_csv(tmp / "traversal.csv", index=False)
-    probe("image_name ../outside/secret (train)", "train", "--metadata", str(tmp / "traversal.csv"), "--images",
-          str(csv.parent / "train"), "--out", str(tmp / "r2"), "--kind", "meta", "--epochs", "1")
-    # 4. evaluation that says what it left out, and never overwrites a run
-    preds = tmp / "preds.csv"
-    cli("predict", "--run", str(run), "--metadata", str(csv), "--out", str(preds))
-    pd.read_csv(preds).head(12).to_csv(tmp / "few.csv", index=False)
-    probe("evaluate 12 of 60 predictions", "evaluate", "--predictions", str(tmp / "few.csv"), "--metadata", str(csv))
-    probe("evaluate --out RUN (a run folder)", "evaluate", "--predictions", str(preds), "--metadata", str(csv), "--out",
-          str(run))
-    # 5. one huge image
-    from PIL import Image
-
-    big = tmp / "big"
-    shutil.copytree(csv.parent / "train", big)
-    Image.new("RGB", (12_000, 9_000)).save(big / "IMG_0000.jpg", quality=20)
-    probe("a 108 MP image among 60", "check", "--metadata", str(csv), "--images", str(big))
-    probe("train --image-size 10000", "train", "--metadata", str(csv), "--out", str(tmp / "r3"), "--image-size", "10000")
-    # 6. reproduce: types and YAML named
-    (tmp / "p.yaml").write_text("cv_folds: five\n")
-    probe("reproduce cv_folds: five", "reproduce", "--params", str(tmp / "p.yaml"))
-    (tmp / "q.yaml").write_text("cv_folds: [1, 2\n")
-    probe("reproduce with invalid YAML", "reproduce", "--params", str(tmp / "q.yaml"))
-    # 7. damaged run folders
-    for name, damage in (("config.json", lambda p: p.write_text('{"train": ')),
-                         ("model.keras", lambda p: p.write_bytes(p.read_bytes()[:100])),
-                         ("encoder.json", lambda p: p.write_text("[1, 2"))):
-        broken = tmp / f"broken-{name}"
-        shutil.copytree(run, broken)
-        damage(broken / name)
-        probe(f"predict with a damaged {name}", "predict", "--run", str(broken), "--metadata", str(csv), "--out",
-              str(tmp / f"p-{name}.csv"))
-    ens = tmp / "ens"
-    shutil.copytree(run, ens)
-    (ens / "ensemble.json").write_text('{"members": ["../../run"]}')
-    probe("ensemble.json naming a member outside", "predict", "--run", str(ens), "--metadata", str(csv), "--out",
-          str(tmp / "p-ens.csv"))
-    # 8. the smaller ones
-    probe("--strategy multiworker without TF_CONFIG", "train", "--metadata", str(csv), "--out", str(tmp / "r4"),
-          "--kind", "meta", "--strategy", "multiworker")
-    tif = tmp / "tif"
-    tif.mkdir()
-    for p in (csv.parent / "train").glob("*.jpg"):
-        Image.open(p).save(tif / f"{p.stem}.tif")
-    probe("images as .tif", "check", "--metadata", str(csv), "--images", str(tif))
-    probe("export --format onnx", "export", "--run", str(run), "--out", str(tmp / "onnx"), "--format", "onnx")
-    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        round_one(tmp, csv, run)
+        round_two(tmp, csv, run)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    failed = [name for name, ok in RESULTS if not ok]
+    print(f"\n{len(RESULTS) - len(failed)} of {len(RESULTS)} probes pass" + (f"; failing: {', '.join(failed)}" if failed else ""))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

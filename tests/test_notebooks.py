@@ -198,8 +198,56 @@ def test_clean_outputs_removes_machine_paths_and_log_lines() -> None:
     outs = nb.cells[0]["outputs"]
     assert len(outs) == 2  # the stream of log lines only is gone
     assert outs[0]["text"] == "resuming the interrupted run staged in reports/isic2020/runs/x\nkept line\n"
-    assert outs[1]["data"]["text/plain"] == "PosixPath('reports/isic2020/figures/f.png')"
+    assert outs[1]["data"]["text/plain"] == "'reports/isic2020/figures/f.png'"
     assert clean_outputs(nb, root) == 0
+
+
+def test_clean_outputs_removes_progress_bars_warnings_and_addresses() -> None:
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+
+    from melanoma_utils.cli.reproduce import clean_outputs
+
+    cell = new_code_cell("x", outputs=[
+        new_output("stream", name="stderr", text="embedding:  35%|###5      | 3072/8655 [06:10<09:28,  9.82img/s]\r"
+                   "embedding: 100%|##########| 8655/8655 [18:37<00:00]\nkept\n"),
+        new_output("stream", name="stderr", text="WARNING:tensorflow:5 out of the last 5 calls to <function f at "
+                   "0x7f3a2c1b0e50> triggered tf.function retracing.\nDownloading data from https://x/y.h5\n"
+                   "271/271 [==============================] - 3s 11ms/step\n"),
+        new_output("execute_result", data={"text/plain": "<pandas.io.formats.style.Styler at 0x7f2c8d1e9a90>"},
+                   execution_count=1),
+        new_output("stream", name="stdout", text="not run (URL fetch failure on https://h/w.h5: None -- [Errno -2] "
+                   "Name or service not known))\n"),
+    ])
+    nb = new_notebook(cells=[cell])
+    clean_outputs(nb)
+    text = str(nb.cells[0]["outputs"])
+    for planted in ("%|", "WARNING:", " at 0x", "Downloading data from", "Errno", "[====="):
+        assert planted not in text, planted
+    assert "kept" in text and "<pandas.io.formats.style.Styler>" in text and "no network access to https://h/w.h5" in text
+
+
+#: What no committed notebook may show (issue: output hygiene): progress bars, library warnings, memory addresses,
+#: path reprs, download notices, socket errors, tracebacks.
+NOISE_IN_REPORTS = r"\d+%\||WARNING:|\bat 0x[0-9a-f]+|PosixPath\(|Downloading data from|Errno|Traceback \(most recent"
+
+
+def test_committed_notebooks_hold_no_progress_bars_warnings_or_tracebacks() -> None:
+    import json
+    import re
+
+    bad = re.compile(NOISE_IN_REPORTS)
+    hits = []
+    for path in sorted((config.PROJ_ROOT / "reports" / "isic2020").glob("*.ipynb")):
+        nb = json.loads(path.read_text())
+        for k, cell in enumerate(nb["cells"]):
+            for out in cell.get("outputs", []):
+                if out.get("output_type") == "error":
+                    hits.append(f"{path.name} cell {k}: an error output")
+                text = "".join(out.get("text", "")) + "".join("".join(v) if isinstance(v, list) else str(v)
+                                                             for key, v in (out.get("data") or {}).items()
+                                                             if key.startswith("text/"))
+                hits += [f"{path.name} cell {k}: {m.group(0)!r}" for m in bad.finditer(text)]
+    assert hits == [], hits[:10]
 
 
 def test_committed_reports_hold_no_machine_paths_or_log_lines() -> None:

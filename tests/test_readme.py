@@ -1,30 +1,35 @@
-"""The README's result tables are generated from the committed report files and must match them."""
+"""The README's and docs/' result tables are generated from the committed report files and must match them; every
+relative link resolves; every command docs/cli.md quotes parses."""
 
 from __future__ import annotations
 
+import re
+import shlex
 import shutil
 from pathlib import Path
 
 import pytest
 
 from melanoma_utils import config
-from melanoma_utils.reports.readme import TABLES, render_readme, stale_blocks
+from melanoma_utils.reports.readme import TABLES, doc_files, render_readme, stale_blocks
 
 REPORTS = config.PROJ_ROOT / "reports" / "isic2020"
+LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
-def test_readme_tables_match_the_committed_reports() -> None:
-    text = (config.PROJ_ROOT / "README.md").read_text()
+def test_every_generated_block_matches_the_committed_reports() -> None:
+    texts = {doc.name: doc.read_text() for doc in doc_files(config.PROJ_ROOT)}
     for name in TABLES:
-        assert f"<!-- generated:{name} -->" in text, f"README lacks the generated block {name}"
-    assert stale_blocks(text, REPORTS) == [], "run: python scripts/update_readme.py"
+        assert any(f"<!-- generated:{name} -->" in t for t in texts.values()), f"no document holds the block {name}"
+    stale = {doc: stale_blocks(t, REPORTS) for doc, t in texts.items()}
+    assert all(v == [] for v in stale.values()), f"run: python scripts/update_readme.py ({stale})"
 
 
-def test_a_changed_report_number_makes_the_readme_stale(tmp_path: Path) -> None:
+def test_a_changed_report_number_makes_the_docs_stale(tmp_path: Path) -> None:
     reports = tmp_path / "reports"
     shutil.copytree(REPORTS, reports, ignore=shutil.ignore_patterns("*.html", "*.ipynb", "figures", "runs"))
     shutil.copytree(REPORTS.parent / "bench", tmp_path / "bench")  # the measured export table reads reports/bench
-    text = (config.PROJ_ROOT / "README.md").read_text()
+    text = (config.PROJ_ROOT / "docs" / "results.md").read_text()
     assert stale_blocks(text, reports) == []
     import pandas as pd
 
@@ -39,3 +44,69 @@ def test_a_changed_report_number_makes_the_readme_stale(tmp_path: Path) -> None:
 def test_an_unknown_block_is_an_error() -> None:
     with pytest.raises(ValueError, match="generated:nonsense"):
         render_readme("<!-- generated:nonsense -->\nx\n<!-- /generated:nonsense -->", REPORTS)
+
+
+def broken_links(doc: Path) -> list[str]:
+    """Relative links of a Markdown file whose target does not exist (anchors are not checked)."""
+    bad = []
+    for m in LINK.finditer(doc.read_text()):
+        target = m.group(1)
+        if target.startswith(("http://", "https://", "mailto:", "#")):
+            continue
+        path = target.split("#", 1)[0]
+        if not (doc.parent / path).exists():
+            bad.append(target)
+    return bad
+
+
+def test_every_relative_link_resolves() -> None:
+    bad = {doc.name: broken_links(doc) for doc in doc_files(config.PROJ_ROOT)}
+    assert all(v == [] for v in bad.values()), bad
+
+
+def test_a_planted_broken_link_is_found(tmp_path: Path) -> None:
+    doc = tmp_path / "x.md"
+    doc.write_text("[ok](x.md) [gone](nowhere/file.md) [web](https://example.org)")
+    assert broken_links(doc) == ["nowhere/file.md"]
+
+
+def test_readme_is_short() -> None:
+    text = (config.PROJ_ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 250 and len(text.encode()) <= 25_000
+
+
+def _subparsers() -> dict:
+    from melanoma_utils.cli.app import build_parser
+
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    return dict(action.choices)
+
+
+def quoted_commands(text: str) -> list[list[str]]:
+    """Every ``python -m melanoma_utils ...`` command of a Markdown text, as argument lists (line continuations
+    joined, comments dropped)."""
+    text = text.replace("\\\n", " ")
+    parts = [part.split("`", 1)[0].split(" #", 1)[0]  # an inline code span ends at its backtick
+             for line in text.splitlines() for part in line.split("python -m melanoma_utils ")[1:]]
+    return [shlex.split(p) for p in parts if p.strip()]
+
+
+def unknown_options(commands: list[list[str]]) -> list[str]:
+    """Sub-commands and ``--options`` that the command line does not have."""
+    subs = _subparsers()
+    bad = []
+    for args in commands:
+        if not args or args[0] not in subs:
+            bad.append(" ".join(args[:1]) or "(empty)")
+            continue
+        known = set(subs[args[0]]._option_string_actions)
+        bad += [f"{args[0]} {a}" for a in args[1:] if a.startswith("--") and a.split("=", 1)[0] not in known]
+    return bad
+
+
+def test_every_command_docs_cli_quotes_exists_with_its_options() -> None:
+    commands = quoted_commands((config.PROJ_ROOT / "docs" / "cli.md").read_text())
+    assert {c[0] for c in commands if c} >= set(_subparsers()), "docs/cli.md lacks an example of a command"
+    assert unknown_options(commands) == []
+    assert unknown_options(quoted_commands("python -m melanoma_utils train --metadata x --epochz 3")) == ["train --epochz"]

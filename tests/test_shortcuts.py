@@ -102,9 +102,14 @@ def test_apply_source_weighting_leaves_one_class_groups_out_of_training_only() -
     assert (va.loc[va["source_copy"] == "b", "sample_weight"] == 0).all()
     w = row_weights(tr, class_weights(tr["target"].to_numpy(), tr["sample_weight"].to_numpy()))
     assert w[tr["target"] == 1].sum() == pytest.approx(w[tr["target"] == 0].sum())
-    untouched, _, facts = apply_source_weighting(train, val, TrainConfig(kind="meta"))
+    untouched, _, facts = apply_source_weighting(train, val, TrainConfig(kind="meta", source_weighting="none"))
     assert len(untouched) == len(train) and "sample_weight" not in untouched and facts["weighting"] == "none"
     assert facts["groups"][0]["warning"] == ""  # 6 rows: below the size that gets a warning
+    # the default, auto: copy-balanced for the data set's own rows, none once external rows join the training part
+    own, _, facts = apply_source_weighting(train, val, TrainConfig(kind="meta"))
+    assert facts["asked"] == "auto" and facts["weighting"] == "balanced" and len(own) == 8
+    with_external, _, facts = apply_source_weighting(train, val, TrainConfig(kind="meta"), external=True)
+    assert facts["weighting"] == "none" and len(with_external) == len(train)
 
 
 def test_group_labels_camera_source_and_external_rows() -> None:

@@ -101,7 +101,7 @@ def test_cli_predict_handles_unseen_missing_and_odd_rows(fusion_run: Path, tiny_
     preds = pd.read_csv(out, keep_default_na=False)
     assert rc == 1  # one row failed, the others were predicted
     assert list(preds.columns) == ["image_name", "probability", "raw_probability", "prevalence", "threshold", "prediction",
-                                   "error", "size_imputed"]
+                                   "error", "size_imputed", "ita"]
     assert preds["size_imputed"].tolist() == [1, 1, 1, 1]
     assert "width/height imputed for 4 row(s)" in capsys.readouterr().out
     assert preds.loc[2, "error"] == "image file not found" and preds.loc[2, "prediction"] == -1
@@ -130,7 +130,8 @@ def test_cli_train_predict_evaluate_round_trip(tiny_df: pd.DataFrame, tmp_path: 
     np.testing.assert_allclose(at["probability"], prior_shift(base["probability"], cal["prevalence"], 0.0176), rtol=1e-6)
     assert (at["prediction"] == base["prediction"]).all() and at["threshold"].iloc[0] < base["threshold"].iloc[0]
     np.testing.assert_allclose(at["raw_probability"], base["raw_probability"])
-    assert (run_dir / "MODEL_CARD.md").read_text().count("| sensitivity 0.90 |") == 1
+    card = (run_dir / "MODEL_CARD.md").read_text()  # 48 images: the validation split holds < 5 malignant
+    assert "No validation report: too few for an AUC" in card and "| sensitivity 0.90 |" not in card
     metrics = tmp_path / "m.json"
     assert cli.main(["evaluate", "--predictions", str(preds), "--metadata", str(csv), "--run", str(run_dir),
                      "--out", str(metrics), "--n-boot", "50"]) == 0

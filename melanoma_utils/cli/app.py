@@ -8,6 +8,7 @@ status 2. The commands live by concern: :mod:`~melanoma_utils.cli.data_commands`
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from typing import Sequence
 
@@ -21,10 +22,28 @@ ORDER: tuple[str, ...] = ("check", "demo-data", "fetch", "shard", "train", "ense
                           "reproduce")
 
 
+#: The commands by what they are for (``--help`` lists them so; docs/cli.md has an example of each).
+GROUPS: dict[str, tuple[str, ...]] = {"data": ("check", "demo-data", "fetch", "shard"), "training": ("train", "ensemble"),
+                                      "evaluation": ("predict", "evaluate"), "deployment": ("export",),
+                                      "study": ("reproduce",)}
+
+
+def _epilog() -> str:
+    lines = ["commands by purpose:"]
+    for group, names in GROUPS.items():
+        lines.append(f"  {group}:")
+        lines += [f"    {n:11s} {_COMMANDS[n][0]}" for n in names if n in _COMMANDS]
+    lines.append("\nevery command with an example and its output: docs/cli.md; `COMMAND --help` for its options")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered sub-command."""
-    parser = argparse.ArgumentParser(prog="python -m melanoma_utils", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="python -m melanoma_utils",
+                                     description="Melanoma fusion study: data checks, training, evaluation, export and "
+                                                 "the study's notebooks.", epilog=_epilog(),
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in sorted(_COMMANDS, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER)):
         help_text, add_args, fn = _COMMANDS[name]
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -43,6 +62,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.simplefilter("ignore", DataWarning)  # commands print the load notes themselves
     try:
         return int(args.handler(args))
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume (a training run continues after its last saved "
+              "epoch; finished outputs were written whole or not at all)", file=sys.stderr)
+        return 130
     except (DataError, ValueError, FileExistsError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except RecursionError:
+        print("error: a run or ensemble folder refers to itself (directly or through another); rebuild it", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a disk or permission fault: one line naming the path and what to do
+        print(f"error: {os_error_line(exc)}", file=sys.stderr)
+        return 2
+
+
+#: What a user can do about each operating-system fault.
+OS_FIXES: dict[int, str] = {
+    errno.ENOSPC: "the disk is full: free space or write to another disk (nothing half-written was left)",
+    errno.EDQUOT: "the disk quota is exhausted: free space or write elsewhere",
+    errno.EACCES: "permission denied: write to a folder you may write to (--out) or fix its permissions",
+    errno.EPERM: "operation not permitted: write to a folder you own",
+    errno.EROFS: "the file system is read-only: write to another folder (--out)",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: fix the path",
+    errno.EISDIR: "the path is a folder where a file was expected: name a file",
+}
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for an :class:`OSError`: the path, the system's message and the fix."""
+    where = exc.filename or ""
+    if exc.filename2:
+        where = f"{where} -> {exc.filename2}"
+    fix = OS_FIXES.get(exc.errno or -1, "check the path and the disk")
+    return f"{where + ': ' if where else ''}{exc.strerror or exc}; {fix}"

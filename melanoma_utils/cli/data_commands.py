@@ -107,8 +107,11 @@ def _demo(args: argparse.Namespace) -> int:
 
     csv = make_demo_dataset(args.out, args.n_images, args.image_size, args.seed, overwrite=args.overwrite)
     print(f"SYNTHETIC demo data: {csv}")
-    ext = make_external_demo(args.out.with_name(args.out.name + "-ham10000"), image_size=args.image_size,
-                             seed=args.seed + 1, overwrite=args.overwrite)
+    # beside the default folder (where params/demo.yaml looks); inside a folder the user named: nothing is written
+    # outside --out
+    ext_dir = (config.DEMO_DIR.with_name(config.DEMO_DIR.name + "-ham10000") if args.out.resolve() == config.DEMO_DIR.resolve()
+               else args.out / "external-ham10000")
+    ext = make_external_demo(ext_dir, image_size=args.image_size, seed=args.seed + 1, overwrite=args.overwrite)
     print(f"SYNTHETIC external demo data (HAM10000's schema, for train --external): {ext}")
     return 0
 

@@ -67,6 +67,7 @@ def _predict(args: argparse.Namespace) -> int:
         raise ValueError("predict --metadata needs --out: the predictions CSV to write")
     if args.out.is_dir():
         raise FileExistsError(f"{args.out} is a folder; --out names the predictions CSV to write (e.g. {args.out / 'predictions.csv'})")
+    _check_predictions_out(args.out, [args.metadata])
     if args.out.exists() and not args.overwrite:
         raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it")
     run = Run.load(args.run)
@@ -145,7 +146,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if args.out is not None:
         _check_report_out(args.out, args.overwrite)
-    preds = pd.read_csv(args.predictions, dtype={"image_name": str})
+    try:
+        preds = pd.read_csv(args.predictions, dtype={"image_name": str})
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"{args.predictions}: not a predictions CSV from `predict` ({exc})") from None
     meta = load_metadata(args.metadata, require_target=True).frame
     run_config = None
     if args.run is not None:
@@ -197,6 +201,22 @@ def _evaluate(args: argparse.Namespace) -> int:
 _REPORT_MARK = "metrics.json"
 
 
+def _is_run_folder(folder: Path) -> bool:
+    """A run or ensemble folder (its files are the training's record: never an output of another command)."""
+    return (folder / "model.keras").exists() or (folder / "ensemble.json").is_file() or (
+        (folder / "config.json").is_file() and (folder / "val_predictions.csv").is_file())
+
+
+def _check_predictions_out(out: Path, inputs: list[Path]) -> None:
+    """Refuse a predictions file inside a run folder (its records) or naming an input of the same call."""
+    if _is_run_folder(out.parent):
+        raise FileExistsError(f"{out.parent} is a run folder: write the predictions elsewhere (its files record the "
+                              "training; ensemble reads val_predictions.csv)")
+    for path in inputs:
+        if path is not None and path.exists() and out.exists() and out.resolve() == path.resolve():
+            raise FileExistsError(f"{out} is an input of this command: write the output to another file")
+
+
 def _check_report_out(out: Path, overwrite: bool) -> None:
     """Refuse to write an evaluate report where it would overwrite something a user made: a run folder (its own
     metrics.json is the training record) or any non-empty folder that is not an earlier report (``--overwrite``
@@ -204,15 +224,15 @@ def _check_report_out(out: Path, overwrite: bool) -> None:
     if out.suffix.lower() == ".json":
         if out.exists() and not overwrite:
             raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-        if (out.parent / "config.json").is_file() and (out.parent / "model.keras").exists():
-            raise FileExistsError(f"{out.parent} is a run folder: write the evaluation elsewhere (its metrics.json "
-                                  "records the training)")
+        if _is_run_folder(out.parent):
+            raise FileExistsError(f"{out.parent} is a run folder: write the evaluation elsewhere (its files record "
+                                  "the training)")
         return
     if out.is_file():
         raise FileExistsError(f"{out} is a file; --out names a report folder (or a .json file)")
     if not out.is_dir() or not any(out.iterdir()):
         return
-    if (out / "config.json").is_file() or (out / "model.keras").exists() or (out / "ensemble.json").is_file():
+    if _is_run_folder(out) or (out / "config.json").is_file():
         raise FileExistsError(f"{out} is a run folder: write the evaluation report elsewhere (its metrics.json records "
                               "the training)")
     if not (out / _REPORT_MARK).is_file():
@@ -272,6 +292,11 @@ def _predict_one(args: argparse.Namespace) -> int:
     from ..evaluation.clinical import predictive_values
     from ..runs.run import Run
 
+    if args.explain is not None:
+        if args.explain.exists() and args.image.exists() and args.explain.resolve() == args.image.resolve():
+            raise FileExistsError(f"--explain {args.explain} is the input image: write the overlay to another file")
+        if args.explain.exists() and not args.overwrite:
+            raise FileExistsError(f"--explain {args.explain} exists; pass --overwrite to replace it")
     run = Run.load(args.run)
     row, missing = lesion_row(args.image, args.age, args.sex, args.site)
     tta = args.tta if args.tta is not None else run.train_config.tta
@@ -307,6 +332,9 @@ def _predict_one(args: argparse.Namespace) -> int:
         if result.get("number_needed_to_biopsy"):
             text += f"; at this prevalence about {result['number_needed_to_biopsy']:.0f} biopsies per melanoma found"
         print(text)
+    else:
+        why = (getattr(run, "metrics", {}) or {}).get("validation", {}).get("error", "no validation report")
+        print(f"that threshold's sensitivity and specificity were not estimated on the run's validation patients ({why})")
     if missing:
         print(f"missing inputs (scored as unknown): {', '.join(missing)}")
     if result.get("explanation"):
@@ -361,7 +389,7 @@ def _export(args: argparse.Namespace) -> int:
 
     out = export_run(args.run, args.out, args.format, overwrite=args.overwrite)
     sig = json.loads((out / "signature.json").read_text())
-    written = ", ".join(sorted(p.name for p in out.iterdir()))
+    written = ", ".join(sorted(p.name for p in out.iterdir() if not p.name.startswith(".")))
     print(f"exported {args.run} -> {out} ({written}; signature.json: inputs, outputs, threshold {sig['threshold']:.4f} "
           f"at prevalence {sig['prevalence']})")
     return 0

@@ -70,26 +70,40 @@ def render_html(notebook: Path, html: Path) -> None:
 #: TF_CPP_MIN_LOG_LEVEL) and tqdm's notebook-widget warning with the import line it quotes.
 NOISE_LINES = re.compile(r"^(WARNING: All log messages before absl::InitializeLog|[IWE]\d{4} [\d:.]+ +\d+ "
                          r"\S+\] |\S+ \d\d:\d\d:\d\d\.\d+: [IWE] tensorflow/|.*TqdmWarning: IProgress not found|"
-                         r"\s*from \.autonotebook import tqdm as notebook_tqdm)")
+                         r"\s*from \.autonotebook import tqdm as notebook_tqdm|"
+                         # progress bars (tqdm, Keras), library warnings (retracing, with addresses), download notices
+                         r".*\d+%\|.*\|.*|.*\d+/\d+ \[[=>.]*\].*|WARNING:|Downloading data from )")
+#: Fragments of text outputs rewritten for a reader: object reprs with memory addresses, ``PosixPath('…')`` wrappers,
+#: and the socket error a failed download quotes (``[Errno -2] Name or service not known``).
+SCRUBS: tuple[tuple[re.Pattern, str], ...] = (
+    (re.compile(r"<([\w.]+(?: object)?) at 0x[0-9a-fA-F]+>"), r"<\1>"),
+    (re.compile(r"(?:Posix|Windows)?Path\('([^']*)'\)"), r"'\1'"),
+    (re.compile(r"URL fetch failure on (\S+?): None -- \[Errno -?\d+\] [^)]*"), r"no network access to \1"),
+)
 #: An absolute path into a report or run folder, wherever it was rendered: kept from ``reports/`` on.
 ABSOLUTE_REPORT_PATH = re.compile(r"(?<![\w.])/(?:[^\s'\"/]+/)+?(?=reports/)")
 
 
 def clean_outputs(nb: Any, root: Path = config.PROJ_ROOT) -> int:
-    """Remove machine noise from an executed notebook's outputs in place: TensorFlow start-up lines and widget
-    warnings from streams, and absolute paths (the project root, or any folder above ``reports/``) from every text
+    """Remove machine noise from an executed notebook's outputs in place: TensorFlow start-up lines, widget warnings,
+    progress bars, library ``WARNING:`` lines and download notices from streams; absolute paths (the project root, or
+    any folder above ``reports/``), memory addresses, ``PosixPath(…)`` wrappers and quoted socket errors from every text
     output, so a committed report holds no machine's paths or log lines. Returns the number of outputs changed."""
     changed = 0
     prefix = str(root).rstrip("/") + "/"
 
     def scrub(text: str) -> str:
-        return ABSOLUTE_REPORT_PATH.sub("", text.replace(prefix, ""))
+        text = ABSOLUTE_REPORT_PATH.sub("", text.replace(prefix, ""))
+        for pattern, repl in SCRUBS:
+            text = pattern.sub(repl, text)
+        return text
 
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             before = str(out)
             if out.get("output_type") == "stream":
-                out["text"] = scrub("".join(line for line in out["text"].splitlines(keepends=True) if not NOISE_LINES.match(line)))
+                lines = out["text"].replace("\r", "\n").splitlines(keepends=True)  # a bar redraws with carriage returns
+                out["text"] = scrub("".join(line for line in lines if not NOISE_LINES.match(line)))
             for key, value in (out.get("data") or {}).items():
                 if key.startswith("text/") and isinstance(value, str):
                     out["data"][key] = scrub(value)

@@ -63,7 +63,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                         f"beside the CSV (default: {d('source_column')})")
     p.add_argument("--source-weighting", choices=SOURCE_WEIGHTINGS, default=S,
                    help="balanced: every group of --source-column gets the same malignant share (a group of one class "
-                        "is left out); drop_single_class: groups of one class left out, no reweighting "
+                        "is left out); drop_single_class: groups of one class left out, no reweighting; auto: balanced "
+                        "without --external, none with it (what notebook 03's selection found within copy a) "
                         f"(default: {d('source_weighting')})")
     p.add_argument("--source-csv", type=_existing_path, default=None, metavar="CSV",
                    help=f"image_name, source_copy: which copy of the data each image came from (default: {COPIES_CSV} "
@@ -192,8 +193,9 @@ def _ensemble(args: argparse.Namespace) -> int:
     c = run.config
     for k, m in enumerate(c["ensemble"]["members"]):
         auc = m["validation_auc_raw"]
-        print(f"member {k}: {m['source']} ({m['kind']}, {m['backbone'] or 'cnn'}, {m['image_size']} px): "
-              f"validation ROC AUC {auc:.3f}" if auc is not None else f"member {k}: {m['source']}")
+        branch = "metadata only" if m["kind"] == "meta" else f"{m['kind']}, {m['backbone'] or 'cnn'}, {m['image_size']} px"
+        print(f"member {k}: {m['source']} ({branch}): validation ROC AUC {auc:.3f}" if auc is not None
+              else f"member {k}: {m['source']}")
     print(f"ensemble folder: {args.out}  threshold (validation): {c['threshold']:.4f}"
           + (f"  calibration: {c['calibration']['method']}" if c.get("calibration") else ""))
     _print_metrics(run.metrics["validation"], "validation (ensemble)")

@@ -29,7 +29,10 @@ SOURCE_COPY = "source_copy"
 DERIVED_GROUPS: tuple[str, ...] = ("camera", "source")
 #: How training weights a grouping (:func:`source_balanced_weights`): ``none``; ``balanced`` (equal malignant share
 #: per group, one-class groups weight 0); ``drop_single_class`` (one-class groups left out, others unweighted).
-SOURCE_WEIGHTINGS: tuple[str, ...] = ("none", "balanced", "drop_single_class")
+WEIGHTING_MODES: tuple[str, ...] = ("none", "balanced", "drop_single_class")
+#: What a run may ask for: a mode, or ``auto`` — the one notebook 03's selection chose for the data at hand
+#: (:func:`melanoma_utils.runs.source_weights.resolve_weighting`).
+SOURCE_WEIGHTINGS: tuple[str, ...] = ("auto", *WEIGHTING_MODES)
 #: A group whose minority class is below this share is "(nearly) all one class" in :func:`label_by_group`.
 NEARLY_ONE_CLASS = 0.02
 #: Smaller groups are not warned about one by one (a single image is always "one class"); camera sizes with fewer
@@ -138,8 +141,8 @@ def source_balanced_weights(target: Any, groups: Any, mode: str = "balanced") ->
     weight ``n_g`` and its weighted malignant share becomes ``r``. A group of one class cannot be balanced (any weight
     leaves it all one class) and gets weight 0. ``drop_single_class``: one-class groups weight 0, others 1.
     ``none``: all 1. Class weights (1/n per class) are applied on top by the trainer."""
-    if mode not in SOURCE_WEIGHTINGS:
-        raise ValueError(f"source weighting must be one of {', '.join(SOURCE_WEIGHTINGS)}; got {mode!r}")
+    if mode not in WEIGHTING_MODES:
+        raise ValueError(f"source weighting must be one of {', '.join(WEIGHTING_MODES)}; got {mode!r}")
     y = np.asarray(target, int)
     g = pd.Series(np.asarray(groups, object)).astype(str).to_numpy()
     w = np.ones(len(y), np.float64)

@@ -19,13 +19,13 @@ SYNTHETIC.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
 
+from ..atomic import atomic_folder
 from .isic import SITE_CATEGORIES
 
 # Real ISIC 2020 marginals (full training metadata): site shares and sex shares.
@@ -192,28 +192,29 @@ def make_demo_dataset(
     ``malignant_fraction`` and ``images_per_patient`` as in :func:`make_metadata` (the scale benchmark uses ISIC 2020's
     1.76% and 16 images per patient).
 
-    The folder is built under a temporary name and moved into place. An existing folder is kept unless
-    ``overwrite`` (it is only ever regenerated from the same seed).
+    The folder is built under a unique temporary name and moved into place (:func:`~melanoma_utils.atomic.atomic_folder`).
+    An existing demo folder is kept unless ``overwrite``; a folder this generator did not make is never replaced.
     """
     out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        if (out_dir / "train.csv").is_file():
-            return out_dir / "train.csv"
-        raise FileExistsError(f"{out_dir} exists but holds no train.csv; remove it or pass overwrite=True")
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "train").mkdir(parents=True)
-    meta = make_metadata(n_images=n_images, seed=seed, malignant_fraction=malignant_fraction,
-                         images_per_patient=images_per_patient)
-    for i, (name, target) in enumerate(zip(meta["image_name"], meta["target"])):
-        rgb = draw_lesion(bool(target), size=image_size, seed=seed * 1_000_003 + i)
-        cv2.imwrite(str(tmp / "train" / f"{name}.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
-    meta.to_csv(tmp / "train.csv", index=False)
-    (tmp / "README.md").write_text(README)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
+    if out_dir.is_dir() and not overwrite and (out_dir / "train.csv").is_file():
+        return out_dir / "train.csv"
+    with atomic_folder(out_dir, "demo-data", overwrite, legacy=_legacy_demo) as tmp:
+        (tmp / "train").mkdir()
+        meta = make_metadata(n_images=n_images, seed=seed, malignant_fraction=malignant_fraction,
+                             images_per_patient=images_per_patient)
+        for i, (name, target) in enumerate(zip(meta["image_name"], meta["target"])):
+            rgb = draw_lesion(bool(target), size=image_size, seed=seed * 1_000_003 + i)
+            cv2.imwrite(str(tmp / "train" / f"{name}.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                        [cv2.IMWRITE_JPEG_QUALITY, 90])
+        meta.to_csv(tmp / "train.csv", index=False)
+        (tmp / "README.md").write_text(README)
     return out_dir / "train.csv"
+
+
+def _legacy_demo(folder: Path) -> bool:
+    """A demo folder written before folders carried a marker: its README is the generator's own."""
+    readme = folder / "README.md"
+    return readme.is_file() and readme.read_text(errors="replace").startswith("# SYNTHETIC ")
 
 
 EXTERNAL_README = """# SYNTHETIC external demo data (HAM10000's schema) — not real patients, not real lesions
@@ -249,20 +250,15 @@ def make_external_demo(out_dir: str | os.PathLike[str], n_images: int = 240, ima
     """Write a SYNTHETIC external data set in HAM10000's layout to ``out_dir``; return the folder. Kept when it exists
     (unless ``overwrite``); built under a temporary name and moved into place."""
     out_dir = Path(out_dir)
-    if out_dir.exists() and not overwrite:
-        if (out_dir / "HAM10000_metadata.csv").is_file():
-            return out_dir
-        raise FileExistsError(f"{out_dir} exists but holds no HAM10000_metadata.csv; remove it or pass overwrite=True")
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "images").mkdir(parents=True)
-    meta = make_external_metadata(n_images, seed)
-    for i, (name, dx) in enumerate(zip(meta["image_id"], meta["dx"])):
-        rgb = draw_lesion(dx == "mel", size=image_size, seed=seed * 7_000_001 + i)
-        cv2.imwrite(str(tmp / "images" / f"{name}.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
-    meta.to_csv(tmp / "HAM10000_metadata.csv", index=False)
-    (tmp / "README.md").write_text(EXTERNAL_README)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
+    if out_dir.is_dir() and not overwrite and (out_dir / "HAM10000_metadata.csv").is_file():
+        return out_dir
+    with atomic_folder(out_dir, "demo-data-external", overwrite, legacy=_legacy_demo) as tmp:
+        (tmp / "images").mkdir()
+        meta = make_external_metadata(n_images, seed)
+        for i, (name, dx) in enumerate(zip(meta["image_id"], meta["dx"])):
+            rgb = draw_lesion(dx == "mel", size=image_size, seed=seed * 7_000_001 + i)
+            cv2.imwrite(str(tmp / "images" / f"{name}.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
+                        [cv2.IMWRITE_JPEG_QUALITY, 90])
+        meta.to_csv(tmp / "HAM10000_metadata.csv", index=False)
+        (tmp / "README.md").write_text(EXTERNAL_README)
     return out_dir

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_write
+from ..atomic import atomic_write, refuse_symlink
 from ..pipeline.images import square_resize
 from .isic import DataError, drop_duplicates, load_metadata, read_duplicates
 
@@ -126,6 +126,7 @@ def download(url: str, dest: Path, chunk: int = 1 << 20, attempts: int = 3) -> P
     verified file's SHA-256 is recorded in ``CHECKSUMS`` beside it: an existing ``dest`` is reused only while it still
     has those bytes (a file damaged on disk is fetched again)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
+    refuse_symlink(dest.parent, dest, dest.with_name(dest.name + ".part"))
     if dest.is_file():
         if _verified(dest):
             return dest
@@ -217,6 +218,7 @@ def resize_into_layout(
         ben = raw[~is_mal].sample(n=min(benign, int((~is_mal).sum())), random_state=seed)
         raw = pd.concat([raw[is_mal], ben]).sort_index()
     wanted = set(raw["image_name"])
+    refuse_symlink(out_dir, out_dir / "train")
     (out_dir / "train").mkdir(parents=True, exist_ok=True)
     sizes: dict[str, tuple[int, int]] = {}
     if sources is None:

@@ -19,7 +19,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Literal, Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,14 @@ from ..pipeline.images import (  # noqa: F401  (re-exported: image files and fol
     default_images_dir,
     missing_image_names,
     other_formats,
+)
+from .csvfiles import (  # noqa: F401  (re-exported: CSV files and the data error type live there)
+    DataError,
+    _lines,
+    drop_duplicates,
+    find_metadata_csv,
+    read_csv,
+    read_duplicates,
 )
 from .splits import sample_per_class  # noqa: F401  (re-exported: sampling lives there)
 
@@ -83,10 +91,6 @@ OPTIONAL_COLUMNS: tuple[str, ...] = ("source_copy",)
 
 
 
-class DataError(ValueError):
-    """Invalid input data; the message says which file, column and rows, and what to do."""
-
-
 class DataWarning(UserWarning):
     """A soft data problem that was repaired (e.g. an unknown category mapped to ``unknown``)."""
 
@@ -104,24 +108,6 @@ class LoadReport:
         """Record a note and emit it as a :class:`DataWarning`."""
         self.notes.append(message)
         warnings.warn(message, DataWarning, stacklevel=3)
-
-
-def _lines(index: Iterable[int], limit: int = 5) -> str:
-    """CSV line numbers (header is line 1) of the first ``limit`` row positions."""
-    pos = [int(i) + 2 for i in index]
-    shown = ", ".join(str(p) for p in pos[:limit])
-    return shown + (f" … ({len(pos)} rows)" if len(pos) > limit else "")
-
-
-def read_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a CSV as strings, with a clear error if it is absent or not a CSV."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: metadata file not found")
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=True)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not a readable CSV file ({exc})") from None
 
 
 def _categorical(
@@ -272,36 +258,6 @@ def normalise_metadata(
 
 def _kept(df: pd.DataFrame) -> list[str]:
     return [*NORMALISED_COLUMNS, *(c for c in OPTIONAL_COLUMNS if c in df)]
-
-
-def find_metadata_csv(root: str | os.PathLike[str]) -> Path:
-    """The training CSV of a dataset folder: ``train.csv`` or ``ISIC_2020_Training_GroundTruth*.csv``."""
-    root = Path(root)
-    for name in ("train.csv", "ISIC_2020_Training_GroundTruth_v2.csv", "ISIC_2020_Training_GroundTruth.csv"):
-        if (root / name).is_file():
-            return root / name
-    raise DataError(
-        f"{root}: no metadata CSV found (expected train.csv or ISIC_2020_Training_GroundTruth[_v2].csv)"
-    )
-
-
-def read_duplicates(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """The official duplicate list (``image_name_1, image_name_2``)."""
-    dup = read_csv(path)
-    need = [c for c in ("image_name_1", "image_name_2") if c not in dup.columns]
-    if need:
-        raise DataError(f"{path}: missing required column(s) {', '.join(repr(c) for c in need)}")
-    return dup
-
-
-def drop_duplicates(df: pd.DataFrame, duplicates: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Drop the second image of each official duplicate pair where both are present; return the count."""
-    names = set(df["image_name"])
-    to_drop = {
-        b for a, b in zip(duplicates["image_name_1"], duplicates["image_name_2"]) if a in names and b in names
-    }
-    kept = df[~df["image_name"].isin(to_drop)].reset_index(drop=True)
-    return kept, len(to_drop)
 
 
 @dataclass

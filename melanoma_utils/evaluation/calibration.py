@@ -161,10 +161,20 @@ def calibration_intercept_slope(y_true: Sequence, y_prob: Sequence, weights: Any
     y, p = _check(y_true, y_prob)
     _need_both(y, "calibration slope")
     w = _weights(weights, len(y))
+    if p[y == 1].min() > p[y == 0].max():
+        raise MetricError("calibration slope not estimable: the probabilities separate the classes perfectly "
+                          "(the logistic fit has no finite solution)")
     lp = logit(p)
     slope = _logistic_fit(lp, y, w, np.zeros(len(y)))[1]
     intercept = _logistic_fit(None, y, w, lp)[0]
+    if not (abs(slope) < MAX_CALIBRATION_COEF and abs(intercept) < MAX_CALIBRATION_COEF):
+        raise MetricError(f"calibration slope not estimable: the fit diverged (intercept {intercept:.3g}, slope "
+                          f"{slope:.3g}; nearly separated classes)")
     return float(intercept), float(slope)
+
+
+#: A calibration intercept or slope beyond this is a diverged fit (quasi-separation), not an estimate.
+MAX_CALIBRATION_COEF = 100.0
 
 
 CALIBRATION_METHODS: tuple[str, ...] = ("platt", "isotonic")

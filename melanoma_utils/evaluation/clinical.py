@@ -273,7 +273,10 @@ def calibration_summary(y: np.ndarray, p: np.ndarray, groups: Sequence, weights:
     w = np.ones(len(y)) if weights is None else np.asarray(weights, float)
 
     def stat(idx: np.ndarray) -> dict[str, float]:
-        a, b = calibration_intercept_slope(y[idx], p[idx], w[idx])
+        try:
+            a, b = calibration_intercept_slope(y[idx], p[idx], w[idx])
+        except MetricError:  # separated classes: not estimable in this sample (NaN: left out of the interval)
+            a = b = float("nan")
         return {"brier": brier_score(y[idx], p[idx], w[idx]), "ece": expected_calibration_error(y[idx], p[idx], n_bins, w[idx]),
                 "calibration_intercept": a, "calibration_slope": b}
 

@@ -105,7 +105,7 @@ def model_card(config: dict[str, Any], report: dict[str, Any] | None, title: str
             auc = row["note"] if not np.isfinite(row["roc_auc"]) else _ci({"estimate": row["roc_auc"], "ci_low": row["ci_low"], "ci_high": row["ci_high"]})
             lines.append(f"| {row['factor']} | {row['group']} | {row['n']} | {row['n_malignant']} | {auc} |")
     else:
-        lines.append("- No validation report (the validation split lacked a class).")
+        lines.append(f"- No validation report: {config.get('validation_note') or 'the validation split lacked a class'}.")
     lines += ["", "## Known shortcuts and limits",
               "- Original image width/height describe the camera and clinic, not the lesion: on the full ISIC 2020 "
               "metadata they predict malignancy better than age, sex and site. The `paper` feature set uses them; "
@@ -115,8 +115,9 @@ def model_card(config: dict[str, Any], report: dict[str, Any] | None, title: str
               "from copies with different processing (the shared ISIC subset: every malignant image in one copy), a "
               "model scores by telling the copies apart; judge it within one copy and on melanoma vs nevus "
               "(notebook 03's shortcut audit measures each such signal).",
-              "- Skin tone: ISIC 2020 holds very few images of darker skin (ITA ≤ 10°); this model is not validated "
-              "there.",
+              "- Skin tone: the training images carry no skin-type label; `evaluate` reports each ITA band (measured "
+              "through the dermatoscope: a proxy the device's light moves). The model is not validated for darker "
+              "skin.",
               "- Probabilities are calibrated at the validation prevalence; the threshold was chosen on validation "
               "data only.", "", "## Package versions", ""]
     lines += [f"- {k} {v}" for k, v in sorted((config.get("versions") or {}).items())]

@@ -46,7 +46,9 @@ class TrainConfig:
     # a grouping that is not the lesion (data.confounds): auto = source_copy where the data has it; none; a column;
     # camera (original image size); source (the data set). source_weighting removes its label information
     source_column: str | None = "auto"
-    source_weighting: str = "none"  # none | balanced | drop_single_class (data.confounds.SOURCE_WEIGHTINGS)
+    # auto | none | balanced | drop_single_class (data.confounds.SOURCE_WEIGHTINGS). auto: balanced when the training
+    # rows are the data set's own, none with external data: what notebook 03's selection found within copy a
+    source_weighting: str = "auto"
     preprocess: str = "none"  # a melanoma_utils.pipeline.transforms.PREPROCESSORS name
     augment: bool = True
     augment_config: dict[str, Any] = field(default_factory=dict)  # AugmentConfig overrides

@@ -1,7 +1,7 @@
 """Images, transforms and pipelines: image files (checks, decode, resize), TFRecord shards, the paper's
 transforms, training augmentation, and the feeds ``fit`` consumes (tf.data, or a NumPy sequence for JAX).
 
-Modules: ``augment``, ``feeds``, ``images``, ``shards``, ``transforms``.
+Modules: ``augment``, ``feeds``, ``images``, ``shards``, ``skin``, ``transforms``.
 Layers (imports only run leftwards): config/atomic/versions < pipeline < data < evaluation < models < runs < reports < cli.
 """
 

@@ -42,8 +42,10 @@ def _read_rgb(path: Any) -> np.ndarray:
 
 
 def decode_image_tensor(path):
-    """One image file → uint8 ``(H, W, 3)``: JPEG/PNG/BMP with TensorFlow's decoders, TIFF with Pillow."""
+    """One image file → uint8 ``(H, W, 3)``, by its content, not its name: JPEG and PNG bytes with TensorFlow's
+    decoders, anything else (TIFF, BMP of any depth, PPM, a file named for another format) with Pillow."""
     tf = _tf()
+    data = tf.io.read_file(path)
 
     def with_pillow():
         img = tf.numpy_function(_read_rgb, [path], tf.uint8, stateful=False)
@@ -51,9 +53,13 @@ def decode_image_tensor(path):
         return img
 
     def with_tf():
-        return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        img = tf.io.decode_image(data, channels=3, expand_animations=False)
+        img.set_shape((None, None, 3))
+        return img
 
-    return tf.cond(tf.strings.regex_full_match(tf.strings.lower(path), r".*\.tiff?"), with_pillow, with_tf)
+    head = tf.strings.substr(data, 0, 4)
+    native = tf.logical_or(tf.equal(tf.strings.substr(head, 0, 3), b"\xff\xd8\xff"), tf.equal(head, b"\x89PNG"))
+    return tf.cond(native, with_tf, with_pillow)
 
 
 def decode_and_resize(path, image_size: int):

@@ -55,6 +55,7 @@ def check_image_file(path: str | os.PathLike[str]) -> str | None:
     path = Path(path)
     if not path.is_file():
         return "file not found"
+    previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # this project's limit applies, not Pillow's
     try:
         with Image.open(path) as im:  # the header only: refuse a huge image before decoding it
             w, h = im.size
@@ -63,8 +64,10 @@ def check_image_file(path: str | os.PathLike[str]) -> str | None:
                     "set MELANOMA_MAX_PIXELS to raise it)")
     except UnidentifiedImageError:
         return "not an image file"
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         return f"unreadable image ({exc})"
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
     try:
         with path.open("rb") as fh:
             head = fh.read(3)
@@ -80,7 +83,7 @@ def check_image_file(path: str | os.PathLike[str]) -> str | None:
             Image.MAX_IMAGE_PIXELS = previous
     except UnidentifiedImageError:
         return "not an image file"
-    except (OSError, SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         return f"unreadable image ({exc})"
     return None
 
@@ -157,13 +160,17 @@ def attach_image_paths(df: pd.DataFrame, images_dir: str | os.PathLike[str]) -> 
     """Add ``image_path`` for each row (whether or not the file exists); a name that could leave the folder
     (:func:`~melanoma_utils.pipeline.images.unsafe_image_name`) gets no path at all."""
     images_dir = Path(images_dir)
-    existing = {p.name for p in images_dir.iterdir()} if images_dir.is_dir() else set()
+    existing: dict[str, str] = {}
+    for p in (images_dir.iterdir() if images_dir.is_dir() else ()):
+        existing.setdefault(p.name, p.name)
+        existing.setdefault(p.name.lower(), p.name)  # IMG_1.JPG (a camera's default) is found as IMG_1.jpg
     paths = []
     for name in df["image_name"]:
         if unsafe_image_name(name):
             paths.append("")
             continue
-        hit = next((f"{name}{ext}" for ext in IMAGE_EXTENSIONS if f"{name}{ext}" in existing), None)
+        hit = next((existing.get(f"{name}{ext}") or existing.get(f"{name}{ext}".lower()) for ext in IMAGE_EXTENSIONS
+                    if f"{name}{ext}" in existing or f"{name}{ext}".lower() in existing), None)
         paths.append(str(images_dir / (hit or f"{name}{IMAGE_EXTENSIONS[0]}")))
     out = df.copy()
     out["image_path"] = paths

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_write, file_digest, write_json
+from ..atomic import atomic_write, file_digest, refuse_symlink, write_json
 
 MANIFEST = "manifest.json"
 #: Features of a record: name -> kind (bytes / int / float).
@@ -287,14 +287,18 @@ def unpack_images(shard_dir: str | os.PathLike[str]) -> Path:
     return that folder."""
     shard_dir = Path(shard_dir)
     folder = shard_dir / ".unpacked"
+    refuse_symlink(folder)
     folder.mkdir(exist_ok=True)
     stamp = folder / ".complete"
+    refuse_symlink(stamp)
     plan = read_manifest(shard_dir)["plan"]
     if stamp.is_file() and stamp.read_text() == plan:
         return folder
     for rec in _checked(shard_dir, records(shard_dir)):
         path = folder / f"{rec['image_name'].decode()}.jpg"
+        refuse_symlink(path)
         if not path.is_file():
             atomic_write(path, lambda tmp, data=rec["image"]: tmp.write_bytes(data))
-    stamp.write_text(plan)
+    atomic_write(stamp, lambda tmp: tmp.write_text(plan))  # replaces the name, never writes through it
     return folder
+

@@ -1,4 +1,4 @@
-"""README result tables generated from the committed report files, so prose and reports cannot drift apart.
+"""README and docs/ result tables generated from the committed report files, so prose and reports cannot drift apart.
 
 The README holds blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->``; :func:`render_tables`
 builds each block from ``reports/<dataset>/`` CSVs, ``scripts/update_readme.py`` rewrites them, and a test fails when
@@ -9,405 +9,26 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-import pandas as pd
+from .doc_findings import ablation_findings, headline_table, validation_findings
+from .doc_tables import (
+    ablation_table,
+    backbones_table,
+    explanations_inside,
+    export_bench,
+    importance_table,
+    paired_table,
+    scale_table,
+    shortcut_audit_table,
+    size_rates,
+    source_weighting_table,
+    train_defaults,
+    transform_costs,
+    transforms_table,
+)
 
 BLOCK = re.compile(r"(<!-- generated:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.S)
-
-
-def _ci(est: float, lo: float, hi: float) -> str:
-    return f"{est:.3f} ({lo:.3f}–{hi:.3f})"
-
-
-def ablation_table(report_dir: Path) -> str:
-    """The ablation table: one row per variant of ``ablation_summary.csv``, the primary endpoint (within copy a) first
-    where the data have copies."""
-    s = pd.read_csv(report_dir / "ablation_summary.csv")
-    within = "pooled_within_copy_a_auc" in s and s["pooled_within_copy_a_auc"].notna().any()
-    head = (["within copy a, pooled (95% CI) — primary", "melanoma vs nevus within copy a (95% CI)"] if within else [])
-    head += ["all images, pooled (95% CI)", "melanoma vs nevus, pooled (95% CI)", "all images, mean ± sd over folds",
-             "PR AUC, mean"]
-    lines = ["| variant | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
-    for r in s.itertuples():
-        cells = ([_ci(r.pooled_within_copy_a_auc, r.pooled_within_copy_a_ci_low, r.pooled_within_copy_a_ci_high),
-                  _ci(r.pooled_mvn_within_copy_a_auc, r.pooled_mvn_within_copy_a_ci_low, r.pooled_mvn_within_copy_a_ci_high)]
-                 if within else [])
-        cells += [_ci(r.pooled_oof_roc_auc, r.pooled_ci_low, r.pooled_ci_high),
-                  _ci(r.pooled_mel_vs_nevus_auc, r.pooled_mel_vs_nevus_ci_low, r.pooled_mel_vs_nevus_ci_high),
-                  f"{r.roc_auc_mean:.3f} ± {r.roc_auc_sd:.3f}", f"{r.pr_auc_mean:.3f}"]
-        lines.append(f"| {r.variant} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-#: Endpoints in the order the README's paired table shows them (primary first).
-PAIRED_ORDER: tuple[tuple[str, str], ...] = (("within_copy_a", "within copy a — primary"),
-                                             ("melanoma_vs_nevus_within_copy_a", "melanoma vs nevus within copy a"),
-                                             ("all", "all images"), ("melanoma_vs_nevus", "melanoma vs nevus"))
-
-
-def _paired_cell(r: Any) -> str:
-    holm = float(getattr(r, "p_holm", float("nan")))
-    p_text = f"p {r.p_value:.2g}" + (f", Holm {holm:.2g}" if holm == holm else "")
-    return (f"{r.delta_auc:+.3f} ({r.ci_low:+.3f} to {r.ci_high:+.3f}; {p_text}; "
-            f"{int(r.folds_positive)}/{int(r.folds)} folds > 0)")
-
-
-def paired_table(report_dir: Path) -> str:
-    """The paired contrasts of ``ablation_paired.csv``: ΔAUC with its CI, p and Holm-adjusted p, and the folds above 0,
-    on each endpoint present (within copy a first)."""
-    p = pd.read_csv(report_dir / "ablation_paired.csv")
-    order = [(k, label) for k, label in PAIRED_ORDER if k in set(p["subset"])]
-    lines = ["| contrast (a − b) | " + " | ".join(f"Δ ROC AUC, {label} (95% CI)" for _, label in order) + " | repeats |",
-             "|---" * (len(order) + 2) + "|"]
-    for contrast, part in p.groupby("contrast", sort=False):
-        cells = []
-        for subset, _ in order:
-            row = part[part["subset"] == subset]
-            cells.append(_paired_cell(row.iloc[0]) if len(row) else "—")
-        reps = int(part["repeats"].max()) if "repeats" in part else 1
-        lines.append(f"| {contrast} | " + " | ".join(cells) + f" | {reps} |")
-    return "\n".join(lines) + "\n"
-
-
-def transforms_table(report_dir: Path) -> str:
-    """The transforms trained as inputs (``table_transforms_training.csv``), within copy a first where present."""
-    t = pd.read_csv(report_dir / "table_transforms_training.csv")
-    within = "within_copy_a_delta_auc" in t
-    head = (["within copy a", "Δ vs none, within copy a (95% CI; Holm p)"] if within else [])
-    head += ["all images", "Δ vs none (95% CI)", "melanoma vs nevus", "Δ vs none, melanoma vs nevus (95% CI)"]
-    lines = ["| preprocessing | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
-    for r in t.itertuples():
-        cells = []
-        if within:
-            holm = float(getattr(r, "within_copy_a_p_holm", float("nan")))
-            cells += [f"{r.within_copy_a_auc:.3f}", f"{r.within_copy_a_delta_auc:+.3f} ({r.within_copy_a_ci_low:+.3f} to "
-                      f"{r.within_copy_a_ci_high:+.3f}" + (f"; {holm:.2g}" if holm == holm else "") + ")"]
-        cells += [f"{r.roc_auc:.3f}", f"{r.delta_auc:+.3f} ({r.ci_low:+.3f} to {r.ci_high:+.3f})",
-                  f"{r.melanoma_vs_nevus_auc:.3f}", f"{r.mvn_delta_auc:+.3f} ({r.mvn_ci_low:+.3f} to {r.mvn_ci_high:+.3f})"]
-        lines.append(f"| {r.preprocess} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def shortcut_audit_table(report_dir: Path) -> str:
-    """The shortcut audit (``shortcut_audit.csv``): each signal alone, as a predictor of the label (all images, within
-    copy a) and of the copy (benign images)."""
-    path = report_dir / "shortcut_audit.csv"
-    if not path.is_file():
-        return "Not rendered yet: notebook 03 writes shortcut_audit.csv.\n"
-    t = pd.read_csv(path)
-    cols = [("target", "all", "→ label, all images"), ("target", "within_copy_a", "→ label, within copy a"),
-            ("source_copy", "benign", "→ copy a vs b, benign images")]
-    lines = ["| signal | " + " | ".join(c[2] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
-    for signal, part in t.groupby("signal", sort=False):
-        cells = []
-        for predicts, subset, _ in cols:
-            row = part[(part["predicts"] == predicts) & (part["subset"] == subset)]
-            r = row.iloc[0] if len(row) else None
-            cells.append("—" if r is None else (_ci(r.roc_auc, r.ci_low, r.ci_high) if r.roc_auc == r.roc_auc
-                                                else "too few"))
-        lines.append(f"| {signal} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def source_weighting_table(report_dir: Path) -> str:
-    """The source-weighting selection (``table_source_weighting_selection.csv``): each candidate on the primary
-    endpoint, melanoma vs nevus within copy a, the held-out external lesions and overall, paired against its base."""
-    path = report_dir / "table_source_weighting_selection.csv"
-    if not path.is_file():
-        return "Not rendered yet: notebook 03 writes table_source_weighting_selection.csv.\n"
-    t = pd.read_csv(path)
-    lines = ["| candidate | within copy a (Δ vs base, 95% CI) | melanoma vs nevus within copy a (Δ) | held-out external "
-             "lesions (Δ, 95% CI) | all images (Δ) | verdict |", "|---|---|---|---|---|---|"]
-    def d(base: bool, v: float, lo: float | None = None, hi: float | None = None) -> str:
-        return "" if base else (f" ({v:+.3f}" + (f", {lo:+.3f} to {hi:+.3f}" if lo is not None else "") + ")")
-
-    for r in t.itertuples():
-        base = r.verdict == "base"
-        lines.append(f"| {r.candidate} | {r.within_copy_a:.3f}{d(base, r.delta_within_copy_a, r.delta_within_copy_a_ci_low, r.delta_within_copy_a_ci_high)} | "
-                     f"{r.mvn_within_copy_a:.3f}{d(base, r.delta_mvn_within_copy_a)} | "
-                     f"{r.external_holdout:.3f}{d(base, r.delta_external_holdout, r.delta_external_holdout_ci_low, r.delta_external_holdout_ci_high)} | "
-                     f"{r.overall:.3f}{d(base, r.delta_overall)} | {r.verdict} |")
-    return "\n".join(lines) + "\n"
-
-
-def backbones_table(report_dir: Path) -> str:
-    """The backbone comparison (``table3_backbones.csv``), one row per backbone, weights and input, grouped by protocol;
-    rows that could not run here say why."""
-    t = pd.read_csv(report_dir / "table3_backbones.csv")
-    lines = ["| protocol | backbone | weights | input | sensitivity | specificity | F1 | ROC AUC (95% CI) | PR AUC | "
-             "melanoma vs nevus | scoring images/s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
-    skipped: dict[tuple[str, str], list[str]] = {}
-    for r in t.itertuples():
-        weights = r.weights if isinstance(r.weights, str) else "—"
-        protocol = getattr(r, "protocol", "") if isinstance(getattr(r, "protocol", ""), str) else ""
-        note = getattr(r, "note", "")
-        if isinstance(note, str) and note:
-            skipped.setdefault((protocol, weights), []).append(r.backbone)
-            continue
-        speed = getattr(r, "predict_images_per_second", float("nan"))
-        lines.append(f"| {protocol} | {r.backbone} | {weights} | {r.model} | {r.sensitivity:.2f} | {r.specificity:.2f} | "
-                     f"{r.f1:.2f} | {_ci(r.roc_auc, r.roc_auc_ci_low, r.roc_auc_ci_high)} | {r.pr_auc:.3f} | "
-                     f"{r.mel_vs_nevus_auc:.3f} | {'—' if speed != speed else f'{speed:,.0f}'} |")
-    for (protocol, weights), names in skipped.items():
-        lines.append(f"| {protocol} | {', '.join(dict.fromkeys(names))} | {weights} | both | not run here: the ImageNet "
-                     "weights need a download (this machine is offline) | | | | | | |")
-    return "\n".join(lines) + "\n"
-
-
-def transform_costs(report_dir: Path) -> str:
-    """The per-image cost of each transform (``table_transform_cost_ms.csv``, notebook 02) as one sentence."""
-    t = pd.read_csv(report_dir / "table_transform_cost_ms.csv").sort_values("ms_per_image")
-    size = str(t["size"].iloc[0]) if "size" in t else ""
-    return (f"Per-image cost of the transforms at {size} (notebook 02, this machine): "
-            + ", ".join(f"{r.transform.replace('_', ' ')} {r.ms_per_image:.2f} ms" for r in t.itertuples())
-            + "; applied once, before the cache.\n")
-
-
-def size_rates(report_dir: Path, min_images: int = 100) -> str:
-    """The range of the malignancy rate over original image sizes (``table_rate_by_original_size.csv``, notebook 01),
-    among sizes with at least ``min_images`` images, as one sentence."""
-    t = pd.read_csv(report_dir / "table_rate_by_original_size.csv")
-    big = t[t["images"] >= min_images]
-    lo, hi = big.loc[big["rate_pct"].idxmin()], big.loc[big["rate_pct"].idxmax()]
-    small = t[t["images"] < min_images]
-    return (f"Among the {len(big)} original image sizes with at least {min_images} images, the malignancy rate ranges from "
-            f"{lo.rate_pct:.2f}% ({lo['size']}, {int(lo.images):,} images) to {hi.rate_pct:.1f}% ({hi['size']}, "
-            f"{int(hi.images):,} images)"
-            + (f"; {len(small)} rarer sizes ({int(small['images'].sum()):,} images) range from {small['rate_pct'].min():.1f}% "
-               f"to {small['rate_pct'].max():.1f}% on few images" if len(small) else "")
-            + ": image size identifies the device and clinic, and clinics differ in case mix.\n")
-
-
-def export_bench(report_dir: Path) -> str:
-    """The exported formats against ``predict`` (``reports/bench/export.json`` from ``scripts/bench_export.py``)."""
-    import json
-
-    path = report_dir.parent / "bench" / "export.json"
-    if not path.is_file():
-        return "Not measured yet: run `scripts/bench_export.py` (it writes reports/bench/export.json).\n"
-    b = json.loads(path.read_text())
-    ref = b["predict"]
-    lines = [f"Run `{b['run']}`, {b['rows']:,} held-out ISIC 2020 images ({b['malignant']} malignant); `predict`: ROC AUC "
-             f"{ref['roc_auc']:.3f} ({ref['ci_low']:.3f}–{ref['ci_high']:.3f}), {1000 * ref['seconds_per_image']:.0f} ms "
-             "per image in batches.", "",
-             "| format | max abs difference from `predict` | ROC AUC (change) | size | latency per image (one per call) |",
-             "|---|---|---|---|---|"]
-    for fmt in ("saved_model", "tflite", "tflite_int8", "onnx"):
-        if fmt in b:
-            r = b[fmt]
-            lines.append(f"| {fmt} | {r['max_abs_difference']:.2g} | {r['roc_auc']:.4f} ({r['roc_auc_change']:+.4f}) | "
-                         f"{r['megabytes']:.1f} MB | {1000 * r['median_seconds_per_image']:.0f} ms |")
-    return "\n".join(lines) + "\n"
-
-
-def scale_table(report_dir: Path) -> str:
-    """Each stage's wall time and peak memory per data-set size, with the fitted growth exponents
-    (``reports/bench/scale.csv`` and ``scale.exponents.csv`` from ``scripts/bench_scale.py``)."""
-    path = report_dir.parent / "bench" / "scale.csv"
-    if not path.is_file():
-        return "Not measured yet: run `scripts/bench_scale.py` (it writes reports/bench/scale.csv).\n"
-    t = pd.read_csv(path)
-    sizes = sorted(t["n_images"].unique())
-    exps = path.with_name("scale.exponents.csv")
-    e = pd.read_csv(exps).set_index("stage") if exps.is_file() else pd.DataFrame()
-    head = " | ".join(f"{n:,} images" for n in sizes)
-    lines = [f"Measured on {int(t['cores'].iloc[0])} CPU cores (`{t['machine'].iloc[0]}`); wall time in seconds / peak "
-             "resident memory in MB of the stage's process and everything it started.", "",
-             f"| stage | {head} | time exponent | memory exponent | note |", "|---" * (len(sizes) + 4) + "|"]
-    for stage, part in t.groupby("stage", sort=False):
-        part = part.set_index("n_images")
-        cells = [f"{part.loc[n, 'seconds']:,.0f} s / {part.loc[n, 'peak_rss_mb']:,.0f} MB" if n in part.index else "—"
-                 for n in sizes]
-        te = f"{e.loc[stage, 'time_exponent']:.2f}" if stage in e.index else "—"
-        me = f"{e.loc[stage, 'memory_exponent']:.2f}" if stage in e.index else "—"
-        note = part["note"].dropna().iloc[-1] if part["note"].notna().any() else ""
-        lines.append(f"| {stage} | {' | '.join(cells)} | {te} | {me} | {note} |")
-    return "\n".join(lines) + "\n"
-
-
-def importance_table(report_dir: Path) -> str:
-    """Grouped permutation importance of notebook 04's two fusion runs (``table_permutation_importance_*.csv``)."""
-    rows = {"paper features (+ width/height)": "fusion_paper__width_height", "clinical features": "fusion_clinical"}
-    groups = ["image", "age", "sex", "site", "height", "width"]
-    lines = ["| fusion model | baseline ROC AUC (one view) | " + " | ".join(groups) + " |",
-             "|---|---|" + "---|" * len(groups)]
-    for label, name in rows.items():
-        t = pd.read_csv(report_dir / f"table_permutation_importance_{name}.csv").set_index("feature")
-        cells = [f"{t.loc[g, 'importance_mean']:+.3f} ± {t.loc[g, 'importance_sd']:.3f}" if g in t.index else "—" for g in groups]
-        lines.append(f"| {label} | {t['baseline'].iloc[0]:.3f} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def explanations_inside(report_dir: Path) -> str:
-    """Fig 15 in numbers (``table_explanations_inside_lesion.csv``): where Grad-CAM and SHAP put their mass."""
-    t = pd.read_csv(report_dir / "table_explanations_inside_lesion.csv")
-    pct = lambda v: "empty" if v != v else f"{100 * v:.0f}%"  # noqa: E731
-    lines = ["| lesion | truth | probability | Grad-CAM mass inside the lesion mask | SHAP magnitude inside | lesion area |",
-             "|---|---|---|---|---|---|"]
-    for r in t.itertuples():
-        lines.append(f"| {r.image_name} | {'malignant' if r.target else 'benign'} | {r.probability:.2f} | "
-                     f"{pct(r.gradcam_inside_lesion)} | {pct(r.shap_abs_inside_lesion)} | {pct(r.lesion_area)} |")
-    return "\n".join(lines) + "\n"
-
-
-def _delta(paired: pd.DataFrame, a: str, b: str, subset: str = "all") -> str:
-    row = paired[(paired["contrast"] == f"{a} − {b}") & (paired["subset"] == subset)]
-    if row.empty:
-        return "not run"
-    r = row.iloc[0]
-    reps = int(r["repeats"]) if "repeats" in r and r["repeats"] == r["repeats"] else 1
-    holm = float(r["p_holm"]) if "p_holm" in r and r["p_holm"] == r["p_holm"] else None
-    return (f"{r.delta_auc:+.3f} ({r.ci_low:+.3f} to {r.ci_high:+.3f}"
-            + (f"; Holm p {holm:.2g}" if holm is not None else "")
-            + f"; {int(r.folds_positive)} of {int(r.folds)} folds > 0" + (f", {reps} repeats" if reps > 1 else "") + ")")
-
-
-def _endpoints(d: pd.DataFrame, a: str, b: str, within: bool) -> str:
-    """A contrast on the primary endpoint(s) first, then the guards."""
-    if within:
-        return (f"within copy a {_delta(d, a, b, 'within_copy_a')}, melanoma vs nevus within copy a "
-                f"{_delta(d, a, b, 'melanoma_vs_nevus_within_copy_a')}; all images {_delta(d, a, b)}")
-    return f"{_delta(d, a, b)} overall, {_delta(d, a, b, 'melanoma_vs_nevus')} melanoma vs nevus"
-
-
-def ablation_findings(report_dir: Path) -> str:
-    """The ablation's key numbers as sentences (``ablation_summary.csv``, ``ablation_paired.csv``,
-    ``table_paper_vs_reproduction.csv``), on the primary endpoint first, so the README's findings cannot drift from
-    the reports."""
-    s = pd.read_csv(report_dir / "ablation_summary.csv").set_index("variant")
-    d = pd.read_csv(report_dir / "ablation_paired.csv")
-    within = "within_copy_a" in set(d["subset"])
-    fc, img, ext, iext = "fusion, clinical", "image only", "fusion, clinical + external data", "image only + external data"
-    out = []
-    if within:
-        out.append("- **Primary endpoint, within copy a** (pooled out-of-fold ROC AUC, 95% CI): " + "; ".join(
-            f"{v} {_ci(s.loc[v].pooled_within_copy_a_auc, s.loc[v].pooled_within_copy_a_ci_low, s.loc[v].pooled_within_copy_a_ci_high)}"
-            f" (melanoma vs nevus within copy a {s.loc[v].pooled_mvn_within_copy_a_auc:.3f})"
-            for v in (img, fc, ext, "fusion, clinical + patient context") if v in s.index) + ".")
-    if ext in s.index:
-        out.append(f"- **External data** (HAM10000 in every fold's training part), fusion (clinical): "
-                   f"{_endpoints(d, ext, fc, within)}; image only: {_endpoints(d, iext, img, within)}.")
-    out.append(f"- **Fusion (clinical) − image only**: {_endpoints(d, fc, img, within)}; with external data "
-               f"{_delta(d, ext, iext, 'within_copy_a' if within else 'all')}.")
-    out.append(f"- **Width/height on top of clinical fusion**: {_endpoints(d, 'fusion, paper (+ width/height)', fc, within)}.")
-    out.append(f"- **Patient context** (image count + ugly duckling): {_endpoints(d, 'fusion, clinical + patient context', fc, within)}; "
-               f"ugly-duckling distance only: {_endpoints(d, 'fusion, clinical + ugly duckling only', fc, within)}.")
-    ens = "ensemble: image only + fusion, clinical (external data)"
-    if ens in s.index:
-        out.append(f"- **Ensemble** of the two external-data runs against fusion with external data: "
-                   f"{_endpoints(d, ens, ext, within)}.")
-    for v in [v for v in s.index if v.endswith(("copy-balanced", "one-class copies left out"))]:
-        base = v.rsplit(", ", 1)[0]
-        out.append(f"- **{v.rsplit(', ', 1)[1].capitalize()}** ({base}): {_endpoints(d, v, base, within)}.")
-    rows = [v for v in s.index if v.startswith(ext + ", Lite")]
-    if rows:
-        parts = [f"{v.removeprefix(ext + ', ')}: ROC AUC {s.loc[v].pooled_oof_roc_auc:.3f}, melanoma vs nevus "
-                 f"{s.loc[v].pooled_mel_vs_nevus_auc:.3f}, paired against Lite0 {_delta(d, v, ext, 'melanoma_vs_nevus')}"
-                 for v in rows]
-        out.append("- **Larger pretrained backbones**: " + "; ".join(parts) + ".")
-    paper = report_dir / "table_paper_vs_reproduction.csv"
-    if paper.is_file():
-        t = pd.read_csv(paper).set_index("metric")
-        acc, f1 = t.loc["accuracy"], t.loc["f1"]
-        out.append(f"- **Accuracy is not a headline**: at each run's validation threshold fusion (clinical) is "
-                   f"{100 * acc[fc]:.1f}% accurate ({acc[fc + ' CI']}) with F1 {f1[fc]:.2f}, against the paper's "
-                   f"{100 * acc['paper (fusion)']:.1f}% and {f1['paper (fusion)']:.2f}; always answering benign is "
-                   f"{100 * acc['always benign, these data']:.1f}% accurate on this enriched subset and "
-                   f"{100 * acc['always benign, ISIC 2020']:.1f}% on ISIC 2020, so ROC AUC is the comparable figure.")
-    return "\n".join(out) + "\n"
-
-
-def validation_findings(report_dir: Path) -> str:
-    """Notebook 06's headline numbers (``validate_metrics.json``, ``validate_external_metrics.json``) as sentences."""
-    import json
-
-    def ci(d: dict, digits: int = 3) -> str:
-        return f"{d['estimate']:.{digits}f} ({d['ci_low']:.{digits}f}–{d['ci_high']:.{digits}f})"
-
-    m = json.loads((report_dir / "validate_metrics.json").read_text())
-    ops = {o["name"]: o for o in m["operating_points"]}
-    v = ops.get("validation threshold")
-    at = m.get("stated_prevalence") or {}
-    out = [f"- On the held-out ISIC patients ({m['n']:,} images, {m['n_patients']:,} patients, {m['n_malignant']} malignant; "
-           f"prevalence {m['prevalence']:.3f}): ROC AUC {ci(m['roc_auc'])}, PR AUC {ci(m['pr_auc'])}; melanoma vs nevus "
-           f"{m['roc_auc_melanoma_vs_nevus']:.3f}.",
-           f"- Calibration: Brier {ci(m['brier'])} against {m['brier_raw']:.3f} for the raw output, ECE "
-           f"{m['ece']['estimate']:.3f} vs {m['ece_raw']:.3f}; calibration slope {ci(m['calibration_slope'], 2)}"
-           + (f"; moved to prevalence {at['prevalence']:.4f} and checked on rows reweighted to it: Brier "
-              f"{at['brier']['estimate']:.3f}" if at else "") + "."]
-    if v:
-        nnb = v.get("at_prevalence", {}).get("nnb")
-        out.append(f"- At the validation threshold fixed in advance ({v['threshold']:.4f}): sensitivity {ci(v['sensitivity'], 2)}, "
-                   f"specificity {ci(v['specificity'], 2)}, number needed to biopsy {v['nnb']['estimate']:.1f} at this "
-                   f"prevalence" + (f", **{ci(nnb, 0)}** at {at['prevalence']:.4f}" if nnb and at else "") + ".")
-    subs = pd.DataFrame(m.get("subgroups", []))
-    if len(subs):
-        copy_a = subs[(subs["factor"] == "source copy") & (subs["group"] == "a")]
-        if len(copy_a) and copy_a["roc_auc"].notna().all():
-            r = copy_a.iloc[0]
-            out.append(f"- Within copy a (primary; {int(r.n)} images, {int(r.n_malignant)} malignant): ROC AUC "
-                       f"{_ci(r.roc_auc, r.ci_low, r.ci_high)}.")
-        tone = subs[subs["factor"] == "skin tone (ITA)"]
-        if len(tone):
-            out.append("- Skin tone (ITA bands; AUC where ≥ 5 of each class): " + "; ".join(
-                f"{r.group} {int(r.n)} images" + (f", AUC {r.roc_auc:.3f}" if r.roc_auc == r.roc_auc else ", too few")
-                for r in tone.itertuples()) + ".")
-    ext = report_dir / "validate_external_metrics.json"
-    if ext.is_file():
-        e = json.loads(ext.read_text())
-        eops = {o["name"]: o for o in e.get("operating_points", [])}
-        ev = eops.get("validation threshold")
-        out.append(f"- Held-out HAM10000 lesions ({e['n']:,} images, {e['n_patients']:,} lesions, {e['n_malignant']} melanoma): "
-                   f"ROC AUC {ci(e['roc_auc'])}, melanoma vs nevus {e['roc_auc_melanoma_vs_nevus']:.3f}"
-                   + (f"; at the ISIC-fixed threshold sensitivity {ci(ev['sensitivity'], 2)}, specificity "
-                      f"{ci(ev['specificity'], 2)}" if ev else "")
-                   + f"; Brier {e['brier']['estimate']:.3f} against {e['brier_raw']:.3f} raw.")
-    return "\n".join(out) + "\n"
-
-
-#: The TrainConfig fields the README's defaults table shows, with what each decides.
-DEFAULT_FIELDS: dict[str, str] = {
-    "kind": "inputs: images + metadata (fusion), images only, metadata only",
-    "features": "metadata feature set",
-    "backbone": "image branch",
-    "backbone_weights": "its weights (ImageNet offline for EfficientNet-Lite)",
-    "frozen_features": "frozen backbone, head trained on cached embeddings",
-    "image_size": "input side in px (the backbone's native size)",
-    "embedding_views": "rotations/mirrors cached per image",
-    "head_learning_rate": "Adam learning rate of the head on cached embeddings",
-    "learning_rate": "Adam learning rate when training end to end",
-    "batch_size": "batch size (per replica)",
-    "epochs": "maximum epochs",
-    "patience": "early-stopping patience (validation loss; best weights restored)",
-    "class_weighting": "class-weighted BCE, w = 1/n per class",
-    "source_column": "a grouping that is not the lesion (auto: source_copy where the data have it)",
-    "source_weighting": "how training removes that grouping's label information",
-    "augment": "crops, colour jitter, random greyscale, flips, 90° rotations",
-    "preprocess": "image preprocessing (Fig 12's transforms)",
-    "val_fraction": "patients held out for validation (calibrator, threshold, early stopping)",
-    "min_sensitivity": "the threshold is the highest reaching this validation sensitivity",
-    "tta": "views averaged per image at validation/prediction",
-    "seed": "drives Python, NumPy and Keras",
-}
-
-
-def train_defaults(report_dir: Path) -> str:
-    """The resolved defaults of :class:`~melanoma_utils.models.train_config.TrainConfig` (the one place they are decided;
-    ``train``, the notebooks and Python share them). ``report_dir`` is unused: the block is generated from the code."""
-    from ..models.train_config import TrainConfig
-
-    cfg = TrainConfig()
-    lines = ["| setting (`train` option) | default | what it decides |", "|---|---|---|"]
-    for name, what in DEFAULT_FIELDS.items():
-        value = getattr(cfg, name)
-        option = "--" + name.replace("_", "-")
-        if name == "frozen_features":
-            option = "--end-to-end"
-        elif isinstance(value, bool):
-            option = f"--no-{name.replace('_', '-').replace('class-weighting', 'class-weights')}"
-        lines.append(f"| `{name}` (`{option}`) | `{value}` | {what} |")
-    return "\n".join(lines) + "\n"
 
 
 #: Block name -> the function that renders it from a report folder.
@@ -417,7 +38,7 @@ TABLES: dict[str, Callable[[Path], str]] = {"ablation": ablation_table, "ablatio
                                              "train_defaults": train_defaults, "export_bench": export_bench, "scale": scale_table,
                                              "importance": importance_table, "explanations_inside": explanations_inside,
                                              "ablation_findings": ablation_findings,
-                                             "shortcut_audit": shortcut_audit_table,
+                                             "shortcut_audit": shortcut_audit_table, "headline": headline_table,
                                              "source_weighting": source_weighting_table,
                                              "validation_findings": validation_findings}
 
@@ -431,6 +52,11 @@ def render_readme(text: str, report_dir: Path) -> str:
         return m.group(1) + TABLES[name](report_dir) + m.group(4)
 
     return BLOCK.sub(sub, text)
+
+
+def doc_files(root: Path) -> list[Path]:
+    """The documents that hold generated blocks: README.md and docs/*.md."""
+    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
 
 
 def stale_blocks(text: str, report_dir: Path) -> list[str]:

@@ -133,8 +133,10 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     """A few lines a person reads first: discrimination, calibration, the operating points."""
 
     def ci(d: dict[str, float], digits: int = 3) -> str:
-        if not np.isfinite(d["ci_low"]):
-            return f"{d['estimate']:.{digits}f}"
+        if d["estimate"] is None or not np.isfinite(d["estimate"]):
+            return "not estimable"
+        if d["ci_low"] is None or not np.isfinite(d["ci_low"]):
+            return f"{d['estimate']:.{digits}f} (no interval: too few usable resamples)"
         return f"{d['estimate']:.{digits}f} ({d['ci_low']:.{digits}f}–{d['ci_high']:.{digits}f})"
 
     lines = [f"n={report['n']:,} ({report['n_malignant']:,} malignant, {report['n_patients']:,} patients, "
@@ -153,5 +155,5 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         lines.append(line)
     small = [f"{r['factor']}={r['group']}" for r in report["subgroups"] if r["note"].startswith("too few")]
     lines.append(f"  subgroups: {len(report['subgroups']) - len(small)} with an AUC"
-                 + (f"; too small for one: {', '.join(small[:8])}{' …' if len(small) > 8 else ''}" if small else ""))
+                 + (f"; too few for one: {', '.join(small[:8])}{' …' if len(small) > 8 else ''}" if small else ""))
     return lines

@@ -13,6 +13,7 @@ import pandas as pd
 from ..data.splits import holdout_split
 from ..evaluation.metrics import evaluate, melanoma_vs_nevus_auc
 from ..models.backbones import OFFLINE_IMAGENET
+from .contrasts import WITHIN, pooled_auc
 from .run import TrainConfig
 from .training import load_or_train
 
@@ -33,7 +34,8 @@ def backbone_protocol(cfg: TrainConfig) -> str:
 #: The columns of :func:`compare_backbones`' table (the study's Table 3 analogue).
 TABLE3_COLUMNS: list[str] = [
     "backbone", "weights", "model", "protocol", "accuracy", "sensitivity", "specificity", "f1", "threshold", "roc_auc",
-    "roc_auc_ci_low", "roc_auc_ci_high", "pr_auc", "pr_auc_ci_low", "pr_auc_ci_high", "mel_vs_nevus_auc", "params",
+    "roc_auc_ci_low", "roc_auc_ci_high", "pr_auc", "pr_auc_ci_low", "pr_auc_ci_high", "mel_vs_nevus_auc",
+    "within_copy_a_auc", "within_copy_a_ci_low", "within_copy_a_ci_high", "params",
     "epochs_run", "train_images_per_second", "predict_images_per_second", "note"]
 
 
@@ -114,6 +116,8 @@ def compare_backbones(
                 "roc_auc_ci_high": res["roc_auc"]["ci_high"],
                 "pr_auc": res["pr_auc"]["estimate"], "pr_auc_ci_low": res["pr_auc"]["ci_low"], "pr_auc_ci_high": res["pr_auc"]["ci_high"],
                 "mel_vs_nevus_auc": melanoma_vs_nevus_auc(test["target"], p, test["diagnosis"]),
+                **dict(zip(("within_copy_a_auc", "within_copy_a_ci_low", "within_copy_a_ci_high"),
+                           pooled_auc(test.assign(probability=p), WITHIN, n_boot=n_boot, seed=cfg.seed))),
                 "params": int(run.model.count_params()), "epochs_run": run.config.get("epochs_run"),
                 "train_images_per_second": run.config.get("train_images_per_second"),
                 "predict_images_per_second": len(test) / predict_seconds if predict_seconds > 0 else float("nan"),

@@ -73,6 +73,10 @@ class EnsembleRun(Run):
         if outside:
             raise RunDamaged(f"run folder {run_dir} is damaged: {ENSEMBLE_FILE} names members outside the folder "
                              f"({', '.join(outside)}); build the ensemble again")
+        nested = [r for r in rels if (run_dir / r).resolve() == run_dir.resolve() or (run_dir / r / ENSEMBLE_FILE).is_file()]
+        if nested:
+            raise RunDamaged(f"run folder {run_dir} is damaged: {ENSEMBLE_FILE} names itself or another ensemble as a "
+                             f"member ({', '.join(nested)}); members are trained run folders; build the ensemble again")
         members = [Run.load(run_dir / rel) for rel in rels]
         run = cls(members, _read_json(run_dir, "config.json"), run_dir)
         if (run_dir / "metrics.json").is_file():

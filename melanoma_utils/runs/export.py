@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import atomic_folder, check_replaceable
 from ..data.isic import SEX_CATEGORIES, SITE_ALIASES, SITE_CATEGORIES
 from ..evaluation.calibration import EPS
 
@@ -129,6 +130,19 @@ def _to_onnx(tf: Any, saved_model: Path, spec: list[Any], path: Path) -> None:
     tf2onnx.convert.from_function(fn, input_signature=spec, opset=ONNX_OPSET, output_path=str(path))
 
 
+def _legacy_export(folder: Path) -> bool:
+    """An export folder written before folders carried a marker: a signature.json and nothing of a run."""
+    return (folder / "signature.json").is_file() and not (folder / "config.json").is_file()
+
+
+def check_export_out(run_dir: Path, out_dir: Path, overwrite: bool) -> None:
+    """Refuse an export folder that is the run folder, lies inside it or holds it, or that ``export`` did not make."""
+    run, out = run_dir.resolve(), out_dir.resolve()
+    if out == run or run in out.parents or out in run.parents:
+        raise FileExistsError(f"{out_dir} is, holds or lies inside the run folder {run_dir}: export to another folder")
+    check_replaceable(out_dir, "export", overwrite, legacy=_legacy_export)
+
+
 def export_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], fmt: str = "saved_model",
                overwrite: bool = False) -> Path:
     """Write ``run_dir``'s model with its preprocessing, metadata encoding and calibrator as a SavedModel in
@@ -147,8 +161,7 @@ def export_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
         except ImportError as e:
             raise ValueError(f"--format onnx needs the tf2onnx package ({e}); pip install -r requirements.txt") from e
     out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out_dir} exists and is not empty; pass --overwrite to replace it")
+    check_export_out(Path(run_dir), out_dir, overwrite)
     if (Path(run_dir) / "ensemble.json").is_file():
         raise ValueError(f"{run_dir} is an ensemble: exporting the averaged members is not supported yet (each member has "
                          "its own image size, test-time augmentation and encoder, and the ensemble's calibrator sits on "
@@ -202,53 +215,47 @@ def export_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
     lite_spec = [tf.TensorSpec((1, size, size, 3), tf.uint8, name="image"),
                  tf.TensorSpec((1, len(LITE_FIELDS)), tf.float32, name="fields")]
     archive.add_endpoint(name="serve_lite", fn=serve_lite, input_signature=lite_spec)
-    tmp = out_dir.parent / f".{out_dir.name}.export-tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    archive.write_out(str(tmp / "saved_model"), verbose=False)
-    if fmt.startswith("tflite"):
-        converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp / "saved_model"), signature_keys=["serve_lite"])
-        if fmt == "tflite_int8":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic-range int8 weights
-        (tmp / "model.tflite").write_bytes(converter.convert())
-        shutil.rmtree(tmp / "saved_model")
-    if fmt == "onnx":
-        _to_onnx(tf, tmp / "saved_model", lite_spec, tmp / "model.onnx")
-        shutil.rmtree(tmp / "saved_model")
-    signature = {
-        "format": "TensorFlow SavedModel; load with tf.saved_model.load(DIR/saved_model) and call .serve(...)",
-        "inputs": {
-            "image": "uint8 (H, W, 3) RGB pixels of one image, any size (centre-cropped to a square and resized inside "
-                     f"to {size} px)",
-            "age": "float32 approximate age in years; NaN when unknown",
-            "sex": f"string, one of {', '.join(SEX_CATEGORIES)}; anything else (or empty) is unknown",
-            "site": f"string, one of {', '.join(SITE_CATEGORIES)}; anything else (or empty) is unknown",
-            "width": "float32 ORIGINAL image width in px (only runs with the study's size features use it); NaN if unknown",
-            "height": "float32 ORIGINAL image height in px; NaN if unknown",
-        },
-        "outputs": {"probability": f"calibrated melanoma probability ({calibrator.method}), right at prevalence "
-                                   f"{run.prevalence}", "raw_probability": "the network's own output"},
-        "threshold": run.threshold, "threshold_rule": run.config.get("threshold_rule"),
-        "prevalence": run.prevalence, "calibration": calibrator.to_dict(), "test_time_augmentation_views": tta,
-        "image_size": size, "kind": cfg.kind, "features": cfg.features, "backbone": cfg.backbone or "cnn",
-        "run": str(Path(run_dir).name),
-        "other prevalence": "p' = p·(π'/π) / (p·(π'/π) + (1 − p)·(1 − π')/(1 − π)), π the prevalence above (prior shift)",
-    }
-    if fmt != "saved_model":
-        signature["format"] = ("LiteRT/TFLite flatbuffer (model.tflite" + (", int8 dynamic-range weights" if fmt == "tflite_int8"
-                               else "") + "); signature serve_lite" if fmt.startswith("tflite") else
-                               f"ONNX (model.onnx, opset {ONNX_OPSET}; the serve_lite graph): run with onnxruntime."
-                               "InferenceSession(DIR/model.onnx).run(None, {'image': ..., 'fields': ...})")
-        signature["inputs"] = {
-            "image": f"uint8 (1, {size}, {size}, 3) RGB: the image centre-cropped to a square and resized to {size} px "
-                     "with area interpolation (antialiased) by the caller",
-            "fields": f"float32 (1, {len(LITE_FIELDS)}): {', '.join(LITE_FIELDS)}; age in years, sex_code the index in "
-                      f"{list(SEX_CATEGORIES)}, site_code the index in {list(SITE_CATEGORIES)} (-1: unknown), width/height "
-                      "the ORIGINAL size; NaN for a missing number",
+    with atomic_folder(out_dir, "export", overwrite, legacy=_legacy_export) as tmp:
+        archive.write_out(str(tmp / "saved_model"), verbose=False)
+        if fmt.startswith("tflite"):
+            converter = tf.lite.TFLiteConverter.from_saved_model(str(tmp / "saved_model"), signature_keys=["serve_lite"])
+            if fmt == "tflite_int8":
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]  # dynamic-range int8 weights
+            (tmp / "model.tflite").write_bytes(converter.convert())
+            shutil.rmtree(tmp / "saved_model")
+        if fmt == "onnx":
+            _to_onnx(tf, tmp / "saved_model", lite_spec, tmp / "model.onnx")
+            shutil.rmtree(tmp / "saved_model")
+        signature = {
+            "format": "TensorFlow SavedModel; load with tf.saved_model.load(DIR/saved_model) and call .serve(...)",
+            "inputs": {
+                "image": "uint8 (H, W, 3) RGB pixels of one image, any size (centre-cropped to a square and resized inside "
+                         f"to {size} px)",
+                "age": "float32 approximate age in years; NaN when unknown",
+                "sex": f"string, one of {', '.join(SEX_CATEGORIES)}; anything else (or empty) is unknown",
+                "site": f"string, one of {', '.join(SITE_CATEGORIES)}; anything else (or empty) is unknown",
+                "width": "float32 ORIGINAL image width in px (only runs with the study's size features use it); NaN if unknown",
+                "height": "float32 ORIGINAL image height in px; NaN if unknown",
+            },
+            "outputs": {"probability": f"calibrated melanoma probability ({calibrator.method}), right at prevalence "
+                                       f"{run.prevalence}", "raw_probability": "the network's own output"},
+            "threshold": run.threshold, "threshold_rule": run.config.get("threshold_rule"),
+            "prevalence": run.prevalence, "calibration": calibrator.to_dict(), "test_time_augmentation_views": tta,
+            "image_size": size, "kind": cfg.kind, "features": cfg.features, "backbone": cfg.backbone or "cnn",
+            "run": str(Path(run_dir).name),
+            "other prevalence": "p' = p·(π'/π) / (p·(π'/π) + (1 − p)·(1 − π')/(1 − π)), π the prevalence above (prior shift)",
         }
-    (tmp / "signature.json").write_text(json.dumps(signature, indent=2))
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, out_dir)
+        if fmt != "saved_model":
+            signature["format"] = ("LiteRT/TFLite flatbuffer (model.tflite" + (", int8 dynamic-range weights" if fmt == "tflite_int8"
+                                   else "") + "); signature serve_lite" if fmt.startswith("tflite") else
+                                   f"ONNX (model.onnx, opset {ONNX_OPSET}; the serve_lite graph): run with onnxruntime."
+                                   "InferenceSession(DIR/model.onnx).run(None, {'image': ..., 'fields': ...})")
+            signature["inputs"] = {
+                "image": f"uint8 (1, {size}, {size}, 3) RGB: the image centre-cropped to a square and resized to {size} px "
+                         "with area interpolation (antialiased) by the caller",
+                "fields": f"float32 (1, {len(LITE_FIELDS)}): {', '.join(LITE_FIELDS)}; age in years, sex_code the index in "
+                          f"{list(SEX_CATEGORIES)}, site_code the index in {list(SITE_CATEGORIES)} (-1: unknown), width/height "
+                          "the ORIGINAL size; NaN for a missing number",
+            }
+        (tmp / "signature.json").write_text(json.dumps(signature, indent=2))
     return out_dir

@@ -121,6 +121,11 @@ class Run:
         config = _read_json(run_dir, "config.json")
         if not isinstance(config, dict):
             raise RunDamaged(f"run folder {run_dir} is damaged: config.json (not a JSON object); train the run again")
+        missing = [k for k, kind in (("train", dict), ("threshold", (int, float)))
+                   if not isinstance(config.get(k), kind)]
+        if missing:
+            raise RunDamaged(f"run folder {run_dir} is damaged: config.json lacks {', '.join(map(repr, missing))} (not "
+                             "written by `train`, or edited); train the run again")
         return config
 
     @classmethod

@@ -13,7 +13,7 @@ import pandas as pd
 from ..atomic import atomic_write, json_safe, write_json, write_text
 from ..data.sources import source_counts
 from ..evaluation.calibration import Calibrator, fit_calibrator
-from ..evaluation.clinical import validation_report
+from ..evaluation.clinical import MIN_PER_CLASS, validation_report
 from ..evaluation.metrics import MetricError, choose_threshold, evaluate
 from ..evaluation.modelcard import model_card
 from ..models.features import MetadataEncoder
@@ -80,13 +80,18 @@ def write_run(model: Any, encoder: MetadataEncoder, cfg: TrainConfig, preprocess
     report: dict[str, Any] | None = None
     val_pred = pd.DataFrame({"image_name": val["image_name"], "patient_id": val["patient_id"], "target": val["target"],
                              "probability": p_val, "raw_probability": raw_val})
+    n_pos = int(val["target"].sum())
     try:
+        if min(n_pos, len(val) - n_pos) < MIN_PER_CLASS:  # the rule every report applies
+            raise MetricError(f"too few for an AUC or a confidence interval: the validation split holds {n_pos} "
+                              f"malignant and {len(val) - n_pos} benign images (need >= {MIN_PER_CLASS} of each)")
         metrics = evaluate(val["target"], p_val, val["patient_id"], {"0.5": 0.5, "validation": threshold}, n_boot=200,
                            seed=cfg.seed)
         report = validation_report(val_pred.join(val[[c for c in ("sex", "age", "site", "diagnosis", "width", "height") if c in val]]),
                                    threshold=threshold, n_boot=200, seed=cfg.seed)
     except MetricError as exc:
         metrics = {"error": str(exc)}
+        config["validation_note"] = str(exc)
     atomic_write(work / "model.keras", model.save)
     encoder.save(work / "encoder.json")
     write_json(work / "config.json", config)

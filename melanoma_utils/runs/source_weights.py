@@ -47,25 +47,38 @@ def row_weights(part: pd.DataFrame, per_class: dict[int, float]) -> np.ndarray:
     return w
 
 
-def apply_source_weighting(train: pd.DataFrame, val: pd.DataFrame, cfg: TrainConfig
+#: ``auto``'s choice (notebook 03's selection on the shared ISIC subset, paired within copy a with the held-out
+#: HAM10000 lesions as a guard): copy-balanced weighting for a data set's own rows; with external data it did not win
+#: within copy a, so none.
+AUTO_WEIGHTING: dict[bool, str] = {False: "balanced", True: "none"}
+
+
+def resolve_weighting(weighting: str, external: bool) -> str:
+    """The weighting a run uses: ``auto`` resolves by whether external rows join the training part
+    (:data:`AUTO_WEIGHTING`); any other mode as given."""
+    return AUTO_WEIGHTING[bool(external)] if weighting == "auto" else weighting
+
+
+def apply_source_weighting(train: pd.DataFrame, val: pd.DataFrame, cfg: TrainConfig, external: bool = False
                            ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """``(train, val, facts)`` with :data:`WEIGHT_COLUMN` set by ``cfg.source_weighting`` over the grouping
-    ``cfg.source_column``. Training rows of weight 0 (groups of one class) are left out; validation keeps every row
+    """``(train, val, facts)`` with :data:`WEIGHT_COLUMN` set by ``cfg.source_weighting`` (``auto`` resolved by
+    ``external``: whether external rows joined the training part) over the grouping ``cfg.source_column``. Training rows of weight 0 (groups of one class) are left out; validation keeps every row
     (calibration and the threshold see the whole population) and its weights only shape the early-stopping loss.
     ``facts``: the column, the weighting, the rows left out and the label spread per group of the training part."""
     column = resolve_source_column(cfg.source_column, train)
-    facts: dict[str, Any] = {"column": column, "weighting": cfg.source_weighting if column else "none"}
+    mode = resolve_weighting(cfg.source_weighting, external) if column else "none"
+    facts: dict[str, Any] = {"column": column, "weighting": mode, "asked": cfg.source_weighting}
     if column is None:
         return train, val, facts
     groups = group_labels(train, column)
     facts["groups"] = label_by_group(train["target"], groups, train["patient_id"]).to_dict(orient="records")
-    if cfg.source_weighting == "none":
+    if mode == "none":
         return train, val, facts
-    w_tr = source_balanced_weights(train["target"], groups, cfg.source_weighting)
+    w_tr = source_balanced_weights(train["target"], groups, mode)
     if not (w_tr > 0).any():
-        raise ValueError(f"source weighting {cfg.source_weighting!r} over {column!r} leaves no training rows: every group "
-                         "holds one class; use --source-weighting none")
-    w_va = source_balanced_weights(val["target"], group_labels(val, column), cfg.source_weighting)
+        raise ValueError(f"source weighting {mode!r} over {column!r} leaves no training rows: every group holds one "
+                         "class; use --source-weighting none")
+    w_va = source_balanced_weights(val["target"], group_labels(val, column), mode)
     keep = w_tr > 0
     facts["rows_left_out"] = int((~keep).sum())
     facts["weights"] = _group_weights(groups.to_numpy(), train["target"].to_numpy().astype(int), w_tr)

@@ -267,6 +267,8 @@ def train_run(
             shutil.rmtree(scratch, ignore_errors=True)
         run.run_dir = None
         return run
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir} is a file; --out names the run folder to write")
     with run_lock(out_dir):
         if (out_dir / "model.keras").exists() and not overwrite:
             raise FileExistsError(f"{out_dir} already holds a trained model; choose another --out or pass overwrite")
@@ -313,7 +315,7 @@ def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.
         if dropped:
             print(f"skipping {len(dropped)} unreadable image(s): " + ", ".join(f"{k} ({v})" for k, v in list(dropped.items())[:5]))
 
-    train, val, source_facts = apply_source_weighting(train, val, cfg)
+    train, val, source_facts = apply_source_weighting(train, val, cfg, external=external is not None and len(external) > 0)
     if source_facts.get("rows_left_out"):
         print(f"source weighting ({source_facts['weighting']} over {source_facts['column']}): "
               f"{source_facts['rows_left_out']:,} training row(s) of one-class groups left out", flush=True)
