@@ -110,7 +110,7 @@ def validation_findings(report_dir: Path) -> str:
         tone = subs[subs["factor"] == "skin tone (ITA)"]
         if len(tone):
             out.append("- Skin tone (ITA bands; AUC where ≥ 5 of each class): " + "; ".join(
-                f"{r.group} {int(r.n)} images" + (f", AUC {r.roc_auc:.3f}" if r.roc_auc == r.roc_auc else ", too few")
+                f"{r.group} {int(r.n)} image{'s' if int(r.n) != 1 else ''}" + (f", AUC {r.roc_auc:.3f}" if r.roc_auc == r.roc_auc else ", too few")
                 for r in tone.itertuples()) + ".")
     ext = report_dir / "validate_external_metrics.json"
     if ext.is_file():
@@ -125,8 +125,8 @@ def validation_findings(report_dir: Path) -> str:
     return "\n".join(out) + "\n"
 
 
-#: The model the headline describes: the default of `train --external` (fusion, clinical + external data), with the
-#: source weighting the selection adopted where the report has one.
+#: The base of `train --external`'s default (fusion, clinical + external data); the headline shows it and the
+#: default without external data, each with the source weighting the selection adopted where the report has one.
 HEADLINE_BASE = "fusion, clinical + external data"
 
 
@@ -137,9 +137,14 @@ def headline_table(report_dir: Path) -> str:
     s = pd.read_csv(report_dir / "ablation_summary.csv").set_index("variant")
     sel_path = report_dir / "table_source_weighting_selection.csv"
     sel = pd.read_csv(sel_path).set_index("candidate") if sel_path.is_file() else pd.DataFrame()
-    chosen = [c for c in sel.index if sel.loc[c, "verdict"] == "wins" and sel.loc[c, "base"] == HEADLINE_BASE]
-    model = (max(chosen, key=lambda c: sel.loc[c, "delta_within_copy_a"]) if chosen else HEADLINE_BASE)
-    cols = [v for v in ("image only", "fusion, clinical", model) if v in s.index]
+    def winner(base: str) -> str:
+        won = [c for c in sel.index if sel.loc[c, "verdict"] == "wins" and sel.loc[c, "base"] == base]
+        return max(won, key=lambda c: sel.loc[c, "delta_within_copy_a"]) if won else base
+
+    defaults = {"without external data": winner("fusion, clinical") if len(sel) else "fusion, clinical",
+                "with --external": winner(HEADLINE_BASE) if len(sel) else HEADLINE_BASE}
+    cols = list(dict.fromkeys(v for v in ("image only", "fusion, clinical", defaults["without external data"],
+                                          HEADLINE_BASE, defaults["with --external"]) if v in s.index))
     paper = pd.read_csv(report_dir / "table_paper_vs_reproduction.csv").set_index("metric")
 
     def cell(v: str, key: str) -> str:
@@ -169,4 +174,5 @@ def headline_table(report_dir: Path) -> str:
     always = paper.loc["accuracy"] if "accuracy" in paper.index else None
     note = (f"\nAlways answering *benign* is {always['always benign, these data']:.3f} accurate on this enriched subset "
             f"and {always['always benign, ISIC 2020']:.3f} at ISIC 2020's prevalence." if always is not None else "")
-    return "\n".join(lines) + "\n" + note + (f"\nDefault model: `{model}`.\n" if model else "\n")
+    return ("\n".join(lines) + "\n" + note + "\n`train`'s defaults: " + "; ".join(f"{k}, `{v}`" for k, v in defaults.items())
+            + ".\n")
