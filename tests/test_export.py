@@ -87,7 +87,9 @@ def test_export_refuses_what_it_cannot_carry_and_folders_it_would_overwrite(trai
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "mine.txt").write_text("x")
     assert cli.main(["export", "--run", str(run_dir), "--out", str(tmp_path / "full")]) == 2
-    assert "not empty; pass --overwrite" in capsys.readouterr().err
+    assert "not empty; choose another --out" in capsys.readouterr().err  # a user's folder: not even with --overwrite
+    assert cli.main(["export", "--run", str(run_dir), "--out", str(tmp_path / "full"), "--overwrite"]) == 2
+    assert "never a user's folder" in capsys.readouterr().err and (tmp_path / "full" / "mine.txt").read_text() == "x"
     with pytest.raises(SystemExit):
         cli.main(["export", "--run", str(run_dir), "--out", str(tmp_path / "t"), "--format", "pdf"])
     assert "invalid choice: 'pdf'" in capsys.readouterr().err
