@@ -243,3 +243,14 @@ def test_duplicated_columns_are_refused_at_the_boundary(tmp_path: Path) -> None:
     csv.write_text("image_name,patient_id,target,target\nA,P,0,1\n")
     with pytest.raises(DataError, match=r"m.csv: column\(s\) 'target' appear more than once"):
         read_csv(csv)
+
+
+def test_fetch_isic2019_never_replaces_a_folder_it_did_not_make(tmp_path: Path) -> None:
+    from melanoma_utils.data.fetch import fetch_isic2019
+
+    mine = tmp_path / "isic2019-256"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="never a user's folder"):
+        fetch_isic2019(tmp_path, size=256, base_url="http://127.0.0.1:9/")  # refused before any download
+    assert (mine / "notes.txt").read_text() == "mine"

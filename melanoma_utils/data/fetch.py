@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_write, refuse_symlink
+from ..atomic import MARKER, atomic_write, check_replaceable, refuse_symlink
 from ..pipeline.images import square_resize
 from .isic import DataError, drop_duplicates, load_metadata, read_duplicates
 
@@ -335,6 +335,7 @@ def fetch_isic2019(out_root: Path, size: int = 256, base_url: str = ISIC_2019_BA
     out_dir = out_root / f"isic2019-{size}"
     if (out_dir / ISIC2019_METADATA).is_file() and (out_dir / ISIC2019_GROUND_TRUTH).is_file():
         return out_dir
+    check_replaceable(out_dir, "fetch-isic2019", overwrite=True)  # never replace a folder fetch did not make
     raw_dir = out_root / "isic2019-raw"
     meta = download(base_url + FILES_2019["metadata"], raw_dir / FILES_2019["metadata"])
     truth = download(base_url + FILES_2019["ground_truth"], raw_dir / FILES_2019["ground_truth"])
@@ -351,6 +352,8 @@ def fetch_isic2019(out_root: Path, size: int = 256, base_url: str = ISIC_2019_BA
     atomic_write(work / ISIC2019_METADATA, lambda tmp: raw.to_csv(tmp, index=False))
     shutil.copy2(truth, work / ISIC2019_GROUND_TRUTH)
     load_external(work)  # validated before it is put in place
+    (work / MARKER).write_text(json.dumps({"kind": "fetch-isic2019"}))
+    check_replaceable(out_dir, "fetch-isic2019", overwrite=True)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     os.replace(work, out_dir)
