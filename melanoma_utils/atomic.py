@@ -88,6 +88,18 @@ def check_replaceable(out: Path, kind: str, overwrite: bool, legacy: Callable[[P
                               "a folder that command made, never a user's folder; choose another --out")
 
 
+def replace_folder(new: Path, out: Path) -> None:
+    """Move the finished folder ``new`` to ``out``; an old ``out`` is set aside under a unique hidden name first and
+    removed only once ``new`` is in place."""
+    if out.is_dir():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+        os.replace(out, old / "previous")
+        os.replace(new, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(new, out)
+
+
 @contextlib.contextmanager
 def atomic_folder(out: str | os.PathLike[str], kind: str, overwrite: bool = False,
                   legacy: Callable[[Path], bool] | None = None) -> Iterator[Path]:
@@ -103,13 +115,7 @@ def atomic_folder(out: str | os.PathLike[str], kind: str, overwrite: bool = Fals
         yield tmp
         (tmp / MARKER).write_text(json.dumps({"kind": kind}), encoding="utf-8")
         check_replaceable(out, kind, overwrite, legacy)
-        if out.is_dir():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-            os.replace(out, old / "previous")
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        replace_folder(tmp, out)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -48,17 +48,6 @@ def probe(name: str, code: int | None, words: str, *args: str) -> None:
     expect(name, ok, f"exit {got}: {said}")
 
 
-def _png_claiming(width: int, height: int) -> bytes:
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
-
-
 def round_one(tmp: Path, csv: Path, run: Path) -> None:
     """The first round's probes (shards, traversal, evaluation, sizes, parameters, damaged folders)."""
     from PIL import Image
@@ -117,8 +106,9 @@ def round_two(tmp: Path, csv: Path, run: Path) -> None:
     """The second round: nothing a user made is replaced, no write through a link, decoders that cannot be bombed or
     fooled by a name, one line for every fault."""
     import cv2
-    import numpy as np
     from PIL import Image
+
+    from conftest import png_claiming
 
     d_tmp = tmp / "D.tmp"
     d_tmp.mkdir()
@@ -149,7 +139,7 @@ def round_two(tmp: Path, csv: Path, run: Path) -> None:
     bombs = tmp / "bombs"
     shutil.copytree(csv.parent / "train", bombs)
     (bombs / "IMG_0000.jpg").unlink()
-    (bombs / "IMG_0000.png").write_bytes(_png_claiming(20_000, 20_000))
+    (bombs / "IMG_0000.png").write_bytes(png_claiming(20_000, 20_000))
     probe("a PNG header claiming 20,000 x 20,000", 1, "image too large", "check", "--metadata", str(csv), "--images", str(bombs))
     odd = tmp / "odd"
     shutil.copytree(csv.parent / "train", odd)
@@ -187,7 +177,6 @@ def round_two(tmp: Path, csv: Path, run: Path) -> None:
     probe("MELANOMA_UTILS_CACHE under a file", 2, "a-file", "train", "--metadata", str(csv), "--out", str(tmp / "r5"),
           "--kind", "image", "--image-size", "32", "--epochs", "1")
     del os.environ["MELANOMA_UTILS_CACHE"]
-    del np
 
 
 def main() -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+import zlib
 from pathlib import Path
 
 import cv2
@@ -75,3 +77,12 @@ def shared_subset_csv() -> Path:
     if not SHARED_SUBSET_CSV.is_file():
         pytest.skip("real image subset not present (../shared/data)")
     return SHARED_SUBSET_CSV
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG file whose header claims ``width`` × ``height`` (valid CRCs) with almost no data."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import errno
 import json
 import struct
-import zlib
 from pathlib import Path
 
 import cv2
@@ -14,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import png_claiming
 from melanoma_utils import cli
 from melanoma_utils.atomic import MARKER, atomic_folder, folder_kind
 from melanoma_utils.data.demo import make_demo_dataset
@@ -84,15 +84,6 @@ def test_export_and_predict_refuse_to_write_over_a_run(tmp_path: Path) -> None:
         _check_predictions_out(meta, [meta])
 
 
-def _png_claiming(width: int, height: int) -> bytes:
-    """A PNG file whose header claims ``width`` × ``height`` (valid CRCs) with almost no data."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
-
-
 def _jpeg_claiming(path: Path, width: int, height: int) -> None:
     ok, buf = cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))
     data = bytearray(buf.tobytes())
@@ -103,7 +94,7 @@ def _jpeg_claiming(path: Path, width: int, height: int) -> None:
 
 def test_a_header_that_claims_a_huge_image_is_that_rows_error(tmp_path: Path) -> None:
     png = tmp_path / "bomb.png"
-    png.write_bytes(_png_claiming(20_000, 20_000))  # 400 MP: above Pillow's own bomb limit, which raises on open
+    png.write_bytes(png_claiming(20_000, 20_000))  # 400 MP: above Pillow's own bomb limit, which raises on open
     jpg = tmp_path / "bomb.jpg"
     _jpeg_claiming(jpg, 60_000, 60_000)
     for path in (png, jpg):

@@ -84,6 +84,16 @@ def with_source_copies(df: pd.DataFrame, metadata_csv: str | os.PathLike[str], p
     return out, f"{path}: source copy of {n:,} of {len(out):,} image(s) (column {SOURCE_COPY})"
 
 
+def size_labels(width: Any, height: Any, missing: str = MISSING_GROUP) -> pd.Series:
+    """The original image size ``W×H`` of each row (a proxy for camera and clinic); ``missing`` without width/height."""
+    w = pd.to_numeric(pd.Series(np.asarray(width, dtype=object)), errors="coerce").to_numpy(float)
+    h = pd.to_numeric(pd.Series(np.asarray(height, dtype=object)), errors="coerce").to_numpy(float)
+    known = np.isfinite(w) & np.isfinite(h)
+    out = pd.Series(missing, index=range(len(w)), dtype=object)
+    out[known] = [f"{int(a)}x{int(b)}" for a, b in zip(w[known], h[known])]
+    return out
+
+
 def group_labels(df: pd.DataFrame, column: str) -> pd.Series:
     """The group of each row of ``df`` (strings; missing values are ``"(missing)"``).
 
@@ -92,11 +102,9 @@ def group_labels(df: pd.DataFrame, column: str) -> pd.Series:
     images are pooled as ``other``. External rows that lack the column take their data
     set's name, so a copy column of ISIC rows and external data combine into one grouping."""
     if column == "camera":
-        w = pd.to_numeric(df.get("width"), errors="coerce") if "width" in df else pd.Series(np.nan, index=df.index)
-        h = pd.to_numeric(df.get("height"), errors="coerce") if "height" in df else pd.Series(np.nan, index=df.index)
-        known = w.notna() & h.notna()
-        out = pd.Series(MISSING_GROUP, index=df.index, dtype=object)
-        out[known] = [f"{int(a)}x{int(b)}" for a, b in zip(w[known], h[known])]
+        nan = np.full(len(df), np.nan)
+        out = size_labels(df["width"] if "width" in df else nan, df["height"] if "height" in df else nan).set_axis(df.index)
+        known = out != MISSING_GROUP
         counts = out.value_counts()
         rare = out.isin(counts.index[counts < MIN_GROUP_ROWS]) & known
         return out.where(~rare, f"other (sizes with < {MIN_GROUP_ROWS} images)")

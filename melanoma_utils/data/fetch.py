@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from ..atomic import MARKER, atomic_write, check_replaceable, refuse_symlink
+from ..atomic import MARKER, atomic_write, check_replaceable, refuse_symlink, replace_folder
 from ..pipeline.images import square_resize
 from .isic import DataError, drop_duplicates, load_metadata, read_duplicates
 
@@ -354,7 +354,5 @@ def fetch_isic2019(out_root: Path, size: int = 256, base_url: str = ISIC_2019_BA
     load_external(work)  # validated before it is put in place
     (work / MARKER).write_text(json.dumps({"kind": "fetch-isic2019"}))
     check_replaceable(out_dir, "fetch-isic2019", overwrite=True)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(work, out_dir)
+    replace_folder(work, out_dir)
     return out_dir

@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from ..data.confounds import size_labels
 from .calibration import (
     brier_score,
     calibration_intercept_slope,
@@ -182,11 +183,8 @@ def _net_benefit(y: np.ndarray, p: np.ndarray, w: np.ndarray, thresholds: Sequen
 def acquisition_group(width: Any, height: Any, top: int = 4) -> pd.Series:
     """The original image size (``W×H``) of each row, keeping the ``top`` most frequent sizes and pooling
     the rest as ``other``; ``unknown`` without width/height. Image size stands for camera and clinic."""
-    w = pd.to_numeric(pd.Series(width), errors="coerce").to_numpy()
-    h = pd.to_numeric(pd.Series(height), errors="coerce").to_numpy()
-    known = np.isfinite(w) & np.isfinite(h)
-    size = pd.Series("unknown", index=range(len(w)), dtype=object)
-    size[known] = [f"{int(a)}x{int(b)}" for a, b in zip(w[known], h[known])]
+    size = size_labels(width, height, missing="unknown")
+    known = size != "unknown"
     common = size[known].value_counts().index[:top]
     return size.where(~known | size.isin(common), "other")
 

@@ -15,13 +15,12 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from .clinical import MIN_PER_CLASS  # the same "too few" rule as the subgroup tables
 from .metrics import MetricError, bootstrap_ci, roc_auc
 
 #: The audit table's columns (``reports/<data>/shortcut_audit.csv``).
 AUDIT_COLUMNS: tuple[str, ...] = ("signal", "predicts", "subset", "roc_auc", "ci_low", "ci_high", "n", "n_positive",
                                   "direction", "note")
-#: Fewer of either class than this: no AUC (the same rule as the subgroup tables).
-MIN_PER_CLASS = 5
 
 
 def signal_auc(signal: str, predicts: str, subset: str, y: Any, score: Any, groups: Any, n_boot: int = 1000,

@@ -91,7 +91,6 @@ def image_count_auc(patient_id: Any, target: Any) -> float:
     """ROC AUC of *fewer images of the same patient* as a melanoma score, in the rows given: how much the image
     count alone says, which depends on how the data set was sampled (compare a subset with the full metadata)."""
     from ..evaluation.metrics import roc_auc
+    from ..evaluation.shortcuts import images_per_patient
 
-    pid = pd.Series(np.asarray(patient_id, dtype=object))
-    counts = pid.map(pid.value_counts()).to_numpy(float)
-    return roc_auc(np.asarray(target).astype(int), -counts)
+    return roc_auc(np.asarray(target).astype(int), -images_per_patient(np.asarray(patient_id, dtype=object)))

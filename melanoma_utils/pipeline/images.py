@@ -160,17 +160,20 @@ def attach_image_paths(df: pd.DataFrame, images_dir: str | os.PathLike[str]) -> 
     """Add ``image_path`` for each row (whether or not the file exists); a name that could leave the folder
     (:func:`~melanoma_utils.pipeline.images.unsafe_image_name`) gets no path at all."""
     images_dir = Path(images_dir)
-    existing: dict[str, str] = {}
-    for p in (images_dir.iterdir() if images_dir.is_dir() else ()):
-        existing.setdefault(p.name, p.name)
-        existing.setdefault(p.name.lower(), p.name)  # IMG_1.JPG (a camera's default) is found as IMG_1.jpg
+    names = {p.name for p in images_dir.iterdir()} if images_dir.is_dir() else set()
+    by_lower: dict[str, str] = {}
+    for n in sorted(names):
+        by_lower.setdefault(n.lower(), n)  # IMG_1.JPG (a camera's default) is found as IMG_1.jpg
+
+    def find(file_name: str) -> str | None:  # the exact name first, else the same name in another letter case
+        return file_name if file_name in names else by_lower.get(file_name.lower())
+
     paths = []
     for name in df["image_name"]:
         if unsafe_image_name(name):
             paths.append("")
             continue
-        hit = next((existing.get(f"{name}{ext}") or existing.get(f"{name}{ext}".lower()) for ext in IMAGE_EXTENSIONS
-                    if f"{name}{ext}" in existing or f"{name}{ext}".lower() in existing), None)
+        hit = next(filter(None, (find(f"{name}{ext}") for ext in IMAGE_EXTENSIONS)), None)
         paths.append(str(images_dir / (hit or f"{name}{IMAGE_EXTENSIONS[0]}")))
     out = df.copy()
     out["image_path"] = paths

@@ -34,7 +34,7 @@ PRIMARY_SUBSET = WITHIN
 SUBSET_LABELS: dict[str, str] = {"all": "all images", "melanoma_vs_nevus": "melanoma vs nevus",
                                  WITHIN: f"within copy {PRIMARY_COPY}",
                                  f"melanoma_vs_nevus_{WITHIN}": f"melanoma vs nevus, within copy {PRIMARY_COPY}"}
-#: The p-value adjustment: Holm's step-down, within each endpoint's family of contrasts.
+#: The columns of :func:`paired_contrasts` (``p_holm``: Holm's step-down within each endpoint's family).
 CONTRAST_COLUMNS: list[str] = ["contrast", "subset", "delta_auc", "ci_low", "ci_high", "p_value", "p_holm", "p_delong",
                                "repeats", "fold_deltas", "folds_positive", "folds", "n", "n_positive"]
 

@@ -28,7 +28,7 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-from ..atomic import write_json
+from ..atomic import replace_folder, write_json
 
 
 class RunLocked(FileExistsError):
@@ -152,10 +152,4 @@ def prepare_staging(staging: Path, fp: dict[str, Any], restart: bool = False) ->
 
 def publish(staging: Path, out_dir: Path) -> None:
     """Move the finished run into place; an old run there is replaced only now."""
-    if out_dir.exists():
-        old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-        os.rename(out_dir, old)
-        os.rename(staging, out_dir)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(staging, out_dir)
+    replace_folder(staging, out_dir)
