@@ -235,7 +235,7 @@ def test_compare_backbones_scores_calibrated_probabilities_at_the_runs_threshold
     """The run's threshold is on the calibrated scale: the comparison must score calibrated probabilities with it."""
     from melanoma_utils.data.splits import holdout_split
     from melanoma_utils.evaluation.metrics import threshold_metrics
-    from melanoma_utils.runs.experiments import compare_backbones
+    from melanoma_utils.runs.backbone_study import compare_backbones
 
     df = load_dataset(write_dataset(tmp_path / "cmp", n=80, size=24, pos_every=3)).frame
     cfg = TrainConfig(**{**TINY, "epochs": 2})
@@ -256,7 +256,7 @@ def test_compare_backbones_scores_calibrated_probabilities_at_the_runs_threshold
 def test_compare_backbones_reports_unavailable_weights_as_a_row_without_training(tmp_path: Path, monkeypatch) -> None:
     """Offline, a keras.applications backbone with ImageNet weights is a 'not run' row saying why, and nothing trains."""
     from melanoma_utils.models import fusion as models
-    from melanoma_utils.runs.experiments import compare_backbones, protocol_rank
+    from melanoma_utils.runs.backbone_study import compare_backbones, protocol_rank
 
     def offline(name, image_size, weights=None):
         raise models.WeightsUnavailable(f"could not download ImageNet weights for {name} (no network). Offline, use ...")

@@ -3,17 +3,21 @@ pretrained + head; random init end to end; keras.applications ImageNet weights w
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..data.splits import holdout_split
-from ..evaluation.metrics import evaluate, melanoma_vs_nevus_auc
-from ..models.backbones import OFFLINE_IMAGENET
+from ..evaluation.metrics import bootstrap_ci, evaluate, melanoma_vs_nevus_auc, pr_auc, roc_auc, threshold_metrics
+from ..models.backbones import OFFLINE_IMAGENET, default_image_size
 from .contrasts import WITHIN, pooled_auc
+from .experiments import backbone_label, run_folder_name
 from .run import TrainConfig
 from .training import load_or_train
 
@@ -35,8 +39,10 @@ def backbone_protocol(cfg: TrainConfig) -> str:
 TABLE3_COLUMNS: list[str] = [
     "backbone", "weights", "model", "protocol", "accuracy", "sensitivity", "specificity", "f1", "threshold", "roc_auc",
     "roc_auc_ci_low", "roc_auc_ci_high", "pr_auc", "pr_auc_ci_low", "pr_auc_ci_high", "mel_vs_nevus_auc",
-    "within_copy_a_auc", "within_copy_a_ci_low", "within_copy_a_ci_high", "params",
-    "epochs_run", "train_images_per_second", "predict_images_per_second", "note"]
+    "within_copy_a_auc", "within_copy_a_ci_low", "within_copy_a_ci_high", "image_size", "evaluation", "repeats",
+    "calibrator", "params", "epochs_run", "train_images_per_second", "predict_images_per_second", "note"]
+#: How the hold-out rows of :func:`compare_backbones` were scored (the ``evaluation`` column).
+HOLDOUT_EVALUATION = "one patient-grouped hold-out split"
 
 
 def protocol_rank(protocol: str) -> int:
@@ -118,6 +124,9 @@ def compare_backbones(
                 "mel_vs_nevus_auc": melanoma_vs_nevus_auc(test["target"], p, test["diagnosis"]),
                 **dict(zip(("within_copy_a_auc", "within_copy_a_ci_low", "within_copy_a_ci_high"),
                            pooled_auc(test.assign(probability=p), WITHIN, n_boot=n_boot, seed=cfg.seed))),
+                "image_size": vcfg.image_size,
+                "evaluation": f"{HOLDOUT_EVALUATION} ({test_fraction:.0%} of patients)", "repeats": 1,
+                "calibrator": run.calibrator.method,
                 "params": int(run.model.count_params()), "epochs_run": run.config.get("epochs_run"),
                 "train_images_per_second": run.config.get("train_images_per_second"),
                 "predict_images_per_second": len(test) / predict_seconds if predict_seconds > 0 else float("nan"),
@@ -134,3 +143,104 @@ def compare_backbones(
     return table, pd.concat(preds, ignore_index=True) if preds else empty
 
 
+
+
+#: Protocol (a)'s backbones: the offline ImageNet EfficientNet-Lite variants, each at its ImageNet size.
+FROZEN_BACKBONES: tuple[str, ...] = ("efficientnetlite0", "efficientnetlite1", "efficientnetlite2")
+#: The models of a backbone row: its image branch alone, and fused with the clinical metadata.
+MODEL_OVERRIDES: dict[str, dict[str, Any]] = {"image": {"kind": "image"},
+                                              "fusion": {"kind": "fusion", "features": "clinical"}}
+_MODEL_WORDS = {"image": "image only", "fusion": "fusion, clinical"}
+#: The protocol (a) row every other backbone is contrasted with.
+REFERENCE_BACKBONE = "efficientnetlite0"
+
+
+def frozen_variant_name(backbone: str, model: str) -> str:
+    """The cross-validation variant of one protocol (a) row, e.g. ``"fusion, clinical, Lite1 240 px"``."""
+    return f"{_MODEL_WORDS[model]}, {backbone_label(backbone)} {default_image_size(backbone)} px"
+
+
+def frozen_backbone_variants(backbones: list[str], models: tuple[str, ...] = ("image", "fusion")
+                             ) -> dict[str, dict[str, Any]]:
+    """Protocol (a) as cross-validation variants: each offline pretrained backbone (frozen, ImageNet weights, head
+    on cached embeddings) at its native size (``image_size=None`` resolves to it) × ``models``."""
+    unknown = [b for b in backbones if b not in FROZEN_BACKBONES]
+    if unknown:
+        raise ValueError(f"protocol (a) takes the offline pretrained backbones ({', '.join(FROZEN_BACKBONES)}); "
+                         f"got {unknown}")
+    return {frozen_variant_name(b, m): {**MODEL_OVERRIDES[m], "backbone": b, "backbone_weights": "imagenet",
+                                        "image_size": None}
+            for b in backbones for m in models}
+
+
+def frozen_backbone_contrasts(backbones: list[str], models: tuple[str, ...] = ("image", "fusion"),
+                              reference: str = REFERENCE_BACKBONE) -> list[tuple[str, str]]:
+    """The pre-specified paired contrasts of protocol (a): every backbone against ``reference`` with the same model,
+    and fusion against image only for every backbone."""
+    out = [(frozen_variant_name(b, m), frozen_variant_name(reference, m))
+           for m in models for b in backbones if b != reference and reference in backbones]
+    if {"image", "fusion"} <= set(models):
+        out += [(frozen_variant_name(b, "fusion"), frozen_variant_name(b, "image")) for b in backbones]
+    return out
+
+
+def _calibrators(run_dirs: list[Path]) -> str:
+    """The calibration methods of a variant's fold runs, counted: ``"platt ×4, isotonic ×1"``."""
+    methods = []
+    for d in run_dirs:
+        cal = json.loads((d / "config.json").read_text()).get("calibration") if (d / "config.json").exists() else None
+        methods.append(cal["method"] if cal else "none")
+    counts = pd.Series(methods).value_counts()
+    return ", ".join(f"{m} ×{n}" for m, n in counts.items())
+
+
+def frozen_backbone_table(oof: pd.DataFrame, out_dir: str | os.PathLike[str], backbones: list[str],
+                          models: tuple[str, ...] = ("image", "fusion"), n_boot: int = 1000, seed: int = 0
+                          ) -> pd.DataFrame:
+    """Table 3 rows of protocol (a) from repeated cross-validation (``oof`` of
+    :func:`~melanoma_utils.runs.experiments.repeated_cross_validate` with :func:`frozen_backbone_variants`): the
+    pooled out-of-fold predictions of the study's folds (repeat 0) with patient-bootstrap CIs; each image scored at
+    its own fold's validation threshold (``threshold``: their median); ``repeats`` the fold assignments the paired
+    contrasts average over; ``calibrator`` the method each fold's validation split chose."""
+    out_dir, rows = Path(out_dir), []
+    for b in backbones:
+        for m in models:
+            name = frozen_variant_name(b, m)
+            part = oof[oof["variant"] == name]
+            if part.empty:
+                continue
+            o = part[part["repeat"] == 0]
+            y, p, g = o["target"].to_numpy(), o["probability"].to_numpy(), o["patient_id"].to_numpy()
+            at = threshold_metrics(y, p - o["threshold"].to_numpy(), 0.0)  # each image at its fold's threshold
+            roc = bootstrap_ci(y, p, g, roc_auc, n_boot=n_boot, seed=seed)
+            pr = bootstrap_ci(y, p, g, pr_auc, n_boot=n_boot, seed=seed)
+            folds = sorted(o["fold"].unique())
+            rows.append({
+                "backbone": b, "weights": "imagenet", "model": m,
+                "protocol": "pretrained (imagenet), frozen; head on cached embeddings",
+                "accuracy": at["accuracy"], "sensitivity": at["sensitivity"], "specificity": at["specificity"],
+                "f1": at["f1"], "threshold": float(np.median(o["threshold"])),
+                "roc_auc": roc[0], "roc_auc_ci_low": roc[1], "roc_auc_ci_high": roc[2],
+                "pr_auc": pr[0], "pr_auc_ci_low": pr[1], "pr_auc_ci_high": pr[2],
+                "mel_vs_nevus_auc": melanoma_vs_nevus_auc(y, p, o["diagnosis"]),
+                **dict(zip(("within_copy_a_auc", "within_copy_a_ci_low", "within_copy_a_ci_high"),
+                           pooled_auc(o, WITHIN, n_boot=n_boot, seed=seed))),
+                "image_size": default_image_size(b),
+                "evaluation": f"{len(folds)}-fold patient-grouped CV, pooled out-of-fold",
+                "repeats": int(part["repeat"].nunique()),
+                "calibrator": _calibrators([out_dir / run_folder_name(name) / f"fold{k}" for k in folds]),
+                "note": "",
+            })
+    return pd.DataFrame(rows).reindex(columns=TABLE3_COLUMNS)
+
+
+#: Backbone names as the literature writes them (figures and report text).
+DISPLAY_NAMES: dict[str, str] = {
+    "cnn": "study CNN", "vgg16": "VGG-16", "resnet50": "ResNet-50", "mobilenetv2": "MobileNetV2",
+    "efficientnetb0": "EfficientNet-B0", "densenet121": "DenseNet-121", "efficientnetlite0": "EfficientNet-Lite0",
+    "efficientnetlite1": "EfficientNet-Lite1", "efficientnetlite2": "EfficientNet-Lite2"}
+
+
+def display_name(backbone: str) -> str:
+    """A backbone's name as the literature writes it (``vgg16`` → ``VGG-16``); unknown names unchanged."""
+    return DISPLAY_NAMES.get(backbone.partition("@")[0], backbone)

@@ -342,10 +342,3 @@ def add_ensemble(per_fold: pd.DataFrame, oof: pd.DataFrame, members: list[str], 
                      "epochs_run": None, "train_seconds": None})
     return pd.concat([per_fold, pd.DataFrame(rows)], ignore_index=True), pd.concat([oof, ens[oof.columns]], ignore_index=True)
 
-
-from .backbone_study import (  # noqa: E402,F401  (re-exported: the backbone comparison lives there)
-    TABLE3_COLUMNS,
-    backbone_protocol,
-    compare_backbones,
-    protocol_rank,
-)
