@@ -34,6 +34,11 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    help="external training data (repeatable): a HAM10000 or ISIC 2019 folder in its own schema; its rows "
                         "join the training part only (validation, calibration and threshold stay on --metadata's patients)")
     p.add_argument("--out", type=Path, required=True, help="run folder to write")
+    from ..models.presets import DEFAULT_PRESET, PRESETS, describe_presets
+
+    p.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET,
+                   help=f"a named training recipe; the options below override it (default: {DEFAULT_PRESET}). "
+                        + "; ".join(describe_presets().splitlines()))
     d, S = TrainConfig.default, argparse.SUPPRESS  # defaults are TrainConfig's: stated here, decided there
     p.add_argument("--model", dest="kind", choices=("fusion", "image", "meta"), default=S, help=argparse.SUPPRESS,
                    action=_renamed("--kind"))
@@ -104,15 +109,17 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 #: ``train`` options that are not TrainConfig fields.
 _NOT_CONFIG = ("command", "handler", "metadata", "images", "duplicates", "external", "out", "overwrite", "restart",
-               "source_csv")
+               "source_csv", "preset")
 
 
 def train_config(args: argparse.Namespace) -> "TrainConfig":
-    """The :class:`~melanoma_utils.runs.run.TrainConfig` of parsed ``train`` arguments: only the options the user gave
-    (every other value is TrainConfig's own default)."""
+    """The :class:`~melanoma_utils.runs.run.TrainConfig` of parsed ``train`` arguments: the ``--preset`` with only the
+    options the user gave on top (every other value is the preset's, and beyond it TrainConfig's own default)."""
+    from ..models.presets import DEFAULT_PRESET
     from ..runs.run import TrainConfig
 
-    return TrainConfig(**{k: v for k, v in vars(args).items() if k not in _NOT_CONFIG})
+    given = {k: v for k, v in vars(args).items() if k not in _NOT_CONFIG}
+    return TrainConfig.from_preset(getattr(args, "preset", None) or DEFAULT_PRESET, **given)
 
 
 @command("train", "train a model; write a self-contained run folder", _train_args)

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from ..data.confounds import SOURCE_WEIGHTINGS
 from ..pipeline.transforms import preprocess_config
 from .features import check_feature_set
+from .presets import get_preset
 
 #: Fine-tuning after the cached-embedding head: which backbone layers become trainable.
 FINETUNE_MODES: tuple[str, ...] = ("none", "top", "all")
@@ -80,6 +81,22 @@ class TrainConfig:
         """The default of field ``name`` (for help texts that state it without repeating it)."""
         f = next(f for f in fields(cls) if f.name == name)
         return f.default_factory() if f.default_factory is not MISSING else f.default  # type: ignore[misc]
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "TrainConfig":
+        """The configuration of preset ``name`` (:mod:`melanoma_utils.models.presets`) with ``overrides`` on top; an
+        unknown preset or field is a ``ValueError`` naming the known ones."""
+        unknown = sorted(set(overrides) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(f.name for f in fields(cls))}")
+        return cls(**{**get_preset(name).fields, **overrides})
+
+    def preset_overrides(self, name: str) -> dict[str, Any]:
+        """The fields of this configuration that differ from preset ``name``'s (what a parameter file naming that
+        preset must state), compared after normalisation."""
+        base = type(self).from_preset(name)
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != getattr(base, f.name)}
 
     def _normalise(self) -> None:
         from .backbones import BACKBONES, OFFLINE_IMAGENET, default_image_size
