@@ -36,7 +36,7 @@ def test_parameter_files_name_a_preset_and_state_only_what_they_change(params_fi
     params = read_params(config.PARAMS_DIR / params_file)
     if params_file != "test.yaml":  # test.yaml is laid over demo.yaml, which names the preset
         assert "preset" in params, f"{params_file} names no preset"
-    outside = set(params) & set(TrainConfig.__dataclass_fields__) - {"seed"}  # seed drives every notebook
+    outside = set(params) & set(TrainConfig.__dataclass_fields__) - {"seed", "n_boot"}  # every notebook takes these two
     assert not outside, f"{params_file}: TrainConfig field(s) {outside} outside train_overrides"
     check_preset(params, params_file)  # known preset; overrides valid and not restating it
 

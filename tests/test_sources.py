@@ -332,6 +332,24 @@ def test_ensemble_is_one_run_folder_calibrated_on_held_out_rows(tmp_path: Path) 
         spec.write_text(text)
         with pytest.raises(RunDamaged, match=f"run folder {tmp_path / 'ens'} is damaged: .*{re.escape(says)}"):
             Run.load(tmp_path / "ens")
+    # one finish step: the ensemble's report uses the members' bootstrap size, and a failure while writing leaves no
+    # folder, half or whole, and no staging folder beside it (written under a temporary name, moved in complete)
+    assert ens.config["validation_n_boot"] == a.train_config.n_boot == a.config["validation_n_boot"]
+    import melanoma_utils.runs.finish as finish_module
+
+    def broken_card(*args, **kwargs):
+        raise OSError("disk full while writing the model card")
+
+    before = set(tmp_path.iterdir())
+    original = finish_module.model_card
+    finish_module.model_card = broken_card
+    try:
+        with pytest.raises(OSError, match="disk full"):
+            build_ensemble([tmp_path / "a", tmp_path / "b"], tmp_path / "ens3")
+    finally:
+        finish_module.model_card = original
+    assert not (tmp_path / "ens3").exists()
+    assert {p.name for p in set(tmp_path.iterdir()) - before} <= {".ens3.lock"}  # no partial folder left
 
 
 def test_paper_comparison_table_scores_each_run_at_its_own_threshold() -> None:

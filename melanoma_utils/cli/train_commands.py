@@ -100,6 +100,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                         "DataParallel), multiworker (TF_CONFIG; the chief writes --out), tpu; --batch-size is per "
                         "replica, learning rates scale with the replicas")
     p.add_argument("--seed", type=int, default=S, help=f"drives Python, NumPy and Keras (default: {d('seed')})")
+    p.add_argument("--n-boot", type=_positive_int, default=S,
+                   help=f"patient-bootstrap resamples of the validation report (default: {d('n_boot')})")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a finished run in --out (only once the new run is complete)")
     p.add_argument("--restart", action="store_true",

@@ -27,10 +27,10 @@ import pandas as pd
 from ..pipeline.images import (  # noqa: F401  (re-exported: image files and folders live there)
     IMAGE_EXTENSIONS,
     attach_image_paths,
-    default_images_dir,
     missing_image_names,
     other_formats,
 )
+from ..pipeline.shards import default_images_dir  # noqa: F401  (re-exported)
 from .csvfiles import (  # noqa: F401  (re-exported: CSV files and the data error type live there)
     DataError,
     _lines,

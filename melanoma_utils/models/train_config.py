@@ -75,6 +75,7 @@ class TrainConfig:
     mixed_precision: str = "auto"  # auto (on GPU only) | on | off
     strategy: str = "auto"  # auto | one | mirrored | multiworker | tpu (batch_size is per replica)
     verbose: int = 2  # Keras fit verbosity: 1 progress bar, 2 one line per epoch
+    n_boot: int = 200  # patient-bootstrap resamples of the run's validation report (single runs and ensembles)
 
     @classmethod
     def default(cls, name: str) -> Any:
@@ -135,7 +136,7 @@ class TrainConfig:
         if self.source_weighting not in SOURCE_WEIGHTINGS:
             raise ValueError(f"source_weighting must be one of {', '.join(SOURCE_WEIGHTINGS)}; got {self.source_weighting!r}")
         preprocess_config(self.preprocess)
-        for name in ("image_size", "batch_size", "epochs"):
+        for name in ("image_size", "batch_size", "epochs", "n_boot"):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"{name} must be positive; got {getattr(self, name)}")
         if int(self.image_size) > MAX_IMAGE_SIZE:  # type: ignore[arg-type]

@@ -13,7 +13,6 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from . import style
-from .plots import _title
 from .style import BENIGN_COLOUR, MALIGNANT_COLOUR, NEUTRAL
 
 
@@ -29,7 +28,7 @@ def history_curves(history: pd.DataFrame, title: str = "Training history", tag: 
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.legend()
-    fig.suptitle(_title(tag, title))
+    fig.suptitle(style.titled(tag, title))
     fig.tight_layout()
     return fig
 
@@ -48,7 +47,7 @@ def confusion(m: Mapping[str, float], title: str, tag: str = "") -> Figure:
     ax.set_yticks([0, 1], ["benign", "malignant"])
     ax.set_xlabel("predicted")
     ax.set_ylabel("true (row % of the true class)")
-    ax.set_title(_title(tag, f"{title}\nthreshold {m['threshold']:.3f}: sens {m['sensitivity']:.2f}, spec {m['specificity']:.2f}"),
+    ax.set_title(style.titled(tag, f"{title}\nthreshold {m['threshold']:.3f}: sens {m['sensitivity']:.2f}, spec {m['specificity']:.2f}"),
                  fontsize=10)
     fig.tight_layout()
     return fig
@@ -76,7 +75,7 @@ def roc_pr(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = "",
     b.set_xlabel("recall (sensitivity)")
     b.set_ylabel("precision")
     handles, labels = a.get_legend_handles_labels()  # one legend below both panels: it covers no curve
-    fig.suptitle(_title(tag, title or "ROC and precision–recall curves"))
+    fig.suptitle(style.titled(tag, title or "ROC and precision–recall curves"))
     fig.tight_layout()
     ncol = 2 if len(labels) > 4 else 1
     fig.subplots_adjust(bottom=0.14 + 0.045 * ((len(labels) + ncol - 1) // ncol))
@@ -102,7 +101,7 @@ def importance_bars(table: pd.DataFrame, title: str, tag: str = "", mean: str = 
     ax.invert_yaxis()
     ax.axvline(0, color="black", lw=0.8)
     ax.set_xlabel(xlabel)
-    ax.set_title(_title(tag, title))
+    ax.set_title(style.titled(tag, title))
     fig.tight_layout()
     return fig
 
@@ -143,7 +142,7 @@ def explanation_grid(images: np.ndarray, shap_maps: np.ndarray, cams: np.ndarray
             ax.set_xticks([])
             ax.set_yticks([])
     if title:
-        fig.suptitle(_title(tag, title))
+        fig.suptitle(style.titled(tag, title))
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))  # room for the title above the first row
     return fig
 
@@ -163,7 +162,7 @@ def reliability_diagram(curves: Mapping[str, pd.DataFrame], title: str = "Calibr
     ax.set_xlim(0, top)
     ax.set_ylim(0, top)
     ax.legend(fontsize=8)
-    ax.set_title(_title(tag, title))
+    ax.set_title(style.titled(tag, title))
     first = next(iter(curves.values()))
     ax_n.bar(first["mean_predicted"], first["n"], width=top / 40, color=BENIGN_COLOUR)
     last = -np.inf
@@ -196,7 +195,7 @@ def decision_curve(curves: Mapping[str, pd.DataFrame], title: str = "Decision cu
     ax.set_xlabel("threshold probability (%): the melanoma risk at which one would biopsy")
     ax.set_ylabel("net benefit (true positives per image)")
     ax.legend(fontsize=8)
-    ax.set_title(_title(tag, title))
+    ax.set_title(style.titled(tag, title))
     fig.tight_layout()
     return fig
 
@@ -225,7 +224,7 @@ def forest_plot(table: pd.DataFrame, title: str = "ROC AUC by subgroup", tag: st
     ax.axvline(1.0, color="grey", lw=0.5, ls=":")
     ax.set_xlim(0.4, 1.03)
     ax.set_xlabel("ROC AUC (95% CI, patient bootstrap)")
-    ax.set_title(_title(tag, title))
+    ax.set_title(style.titled(tag, title))
     fig.tight_layout()
     return fig
 
@@ -263,7 +262,7 @@ def auc_points(summary: pd.DataFrame, title: str, tag: str = "") -> Figure:
     ax.set_xlim(max(0.0, min(0.5, low) - 0.02), 1.0)
     ax.set_xlabel("pooled out-of-fold ROC AUC (95% CI, patient bootstrap; 0.5 = chance)")
     fig.legend(loc="lower center", ncol=2, frameon=False)
-    ax.set_title(_title(tag, title))
+    ax.set_title(style.titled(tag, title))
     fig.tight_layout(rect=(0, 0.9 / fig.get_figheight(), 1, 1))
     return fig
 
@@ -284,6 +283,6 @@ def paired_deltas(table: pd.DataFrame, title: str, tag: str = "") -> Figure:
     ax.axvline(0.0, color="grey", ls="--", lw=1)
     ax.set_xlabel("paired difference in ROC AUC (a − b; 95% CI, same patients resampled for both)")
     fig.legend(loc="lower center", ncol=2, frameon=False)
-    ax.set_title(_title(tag, title))
+    ax.set_title(style.titled(tag, title))
     fig.tight_layout(rect=(0, 0.9 / fig.get_figheight(), 1, 1))
     return fig

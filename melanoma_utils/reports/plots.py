@@ -23,8 +23,7 @@ from .style import BENIGN_COLOUR, MALIGNANT_COLOUR, NEUTRAL, SEX_PALETTE, TARGET
 style.apply()
 
 
-def _title(tag: str, text: str) -> str:
-    return f"{tag} — {text}" if tag else text
+_title = style.titled
 
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 120) -> Path:

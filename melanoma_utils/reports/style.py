@@ -48,3 +48,8 @@ def apply() -> None:
     import matplotlib as mpl
 
     mpl.rcParams.update(RC)
+
+
+def titled(tag: str, text: str) -> str:
+    """A figure title with the data set's tag in front (``"SYNTHETIC demo — Age"``); the text alone without a tag."""
+    return f"{tag} — {text}" if tag else text
