@@ -110,6 +110,7 @@ from melanoma_utils.runs.experiments import (
     study_folds,
     summarise_cv,
 )
+from melanoma_utils.runs.variants import Variant, check_variants
 
 report, df = open_study(report_dir, synthetic, seed, images_csv, images_dir)
 df, copies_note = with_source_copies(df, paths.resolve(images_csv), paths.resolve(source_csv) if source_csv else None)
@@ -119,12 +120,12 @@ external, external_holdout = hold_out_external(external, external_holdout_fracti
 ov = eda.overview(df)
 cfg = TrainConfig.from_preset(preset, **{"seed": seed, "source_weighting": base_source_weighting, "verbose": 0,
                                          **train_overrides})
-SCRATCH = "image only, study CNN from scratch"
+SCRATCH = Variant.SCRATCH
 variants = dict(ABLATION_VARIANTS)
 if len(external):
     variants.update(EXTERNAL_VARIANTS)
     variants.update(backbone_variants(list(backbone_rows)))
-from melanoma_utils.runs.selection import weighting_contrasts, weighting_variants
+from melanoma_utils.runs.selection import WEIGHTING_LABELS, weighting_contrasts, weighting_variants
 
 candidates = weighting_variants(list(weighting_rows), external=bool(len(external))) if has_copies else {}
 variants.update(candidates)
@@ -181,6 +182,9 @@ else:
 runs_dir = report.report_dir / "runs" / "ablation"
 per_fold, oof = cross_validate(df, cfg, runs_dir, variants, n_splits=cv_folds, folds=list(cv_run_folds) or None,
                                external=external if len(external) else None)
+known = [*variants, *(v for v in Variant if v not in variants),
+         *weighting_variants(list(WEIGHTING_LABELS), external=True)]
+check_variants(repeat_variants, dict.fromkeys(known), "repeat_variants")  # a misspelt name is an error, not a lost row
 for r in range(1, cv_repeats if not cv_run_folds else 1):  # other fold assignments, for the paired contrasts
     again = {k: v for k, v in variants.items() if k in repeat_variants}
     pf_r, oof_r = cross_validate(df, cfg, runs_dir, again, n_splits=cv_folds, repeat=r,

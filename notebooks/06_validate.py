@@ -55,6 +55,8 @@ from melanoma_utils.reports.reporting import open_study, package_versions
 from melanoma_utils.reports.validation import operating_points_table, report_figures
 from melanoma_utils.runs import Run
 from melanoma_utils.runs.experiments import load_folds, run_folder_name
+from melanoma_utils.runs.selection import WEIGHTING_LABELS, weighting_variants
+from melanoma_utils.runs.variants import Variant, check_variants
 
 report, df = open_study(report_dir, synthetic, seed, images_csv, images_dir)
 df, _ = with_source_copies(df, paths.resolve(images_csv), paths.resolve(source_csv) if source_csv else None)
@@ -63,6 +65,8 @@ if run_dir:
     rows, origin = df, f"all of {images_csv}"
 else:
     runs_dir = report.report_dir / "runs" / "ablation"
+    check_variants([validate_variant], [*Variant, *weighting_variants(list(WEIGHTING_LABELS), external=True)],
+                   "validate_variant")  # a misspelt name is an error naming the known ones
     run = Run.load(runs_dir / run_folder_name(validate_variant) / f"fold{fold}")
     rows = df[load_folds(runs_dir / "folds.csv", df) == fold].reset_index(drop=True)
     origin = f"held-out fold {fold} of notebook 03 (run '{validate_variant}')"

@@ -23,26 +23,27 @@ from ..evaluation.metrics import melanoma_vs_nevus_auc, pr_auc, roc_auc
 from .contrasts import SUBSETS, describe_contrast, paired_contrasts, pooled_auc, subset_mask  # noqa: F401 (re-exported)
 from .run import TrainConfig
 from .training import load_or_train
+from .variants import Variant, check_variants
 
 #: The ablation's variants: name -> TrainConfig overrides (the key ``"external": True`` adds the external training
 #: rows given to :func:`cross_validate` to every fold's training part).
 ABLATION_VARIANTS: dict[str, dict[str, Any]] = {
-    "metadata only (clinical)": {"kind": "meta", "features": "clinical"},
-    "image only": {"kind": "image"},
-    "fusion, clinical": {"kind": "fusion", "features": "clinical"},
-    "fusion, paper (+ width/height)": {"kind": "fusion", "features": "paper"},
-    "fusion, clinical + patient context": {"kind": "fusion", "features": "context"},
-    "fusion, clinical + ugly duckling only": {"kind": "fusion", "features": "ugly_duckling"},
+    Variant.META_CLINICAL: {"kind": "meta", "features": "clinical"},
+    Variant.IMAGE: {"kind": "image"},
+    Variant.FUSION_CLINICAL: {"kind": "fusion", "features": "clinical"},
+    Variant.FUSION_PAPER: {"kind": "fusion", "features": "paper"},
+    Variant.FUSION_CONTEXT: {"kind": "fusion", "features": "context"},
+    Variant.FUSION_UGLY_DUCKLING: {"kind": "fusion", "features": "ugly_duckling"},
 }
 #: Variants trained with external data (HAM10000, ISIC 2019) added to every fold's training part.
 EXTERNAL_VARIANTS: dict[str, dict[str, Any]] = {
-    "image only + external data": {"kind": "image", "external": True},
-    "fusion, clinical + external data": {"kind": "fusion", "features": "clinical", "external": True},
+    Variant.IMAGE_EXTERNAL: {"kind": "image", "external": True},
+    Variant.FUSION_EXTERNAL: {"kind": "fusion", "features": "clinical", "external": True},
 }
 #: The ensemble row of the ablation: the mean of the two external-data variants' out-of-fold probabilities.
-ENSEMBLE_EXTERNAL = "ensemble: image only + fusion, clinical (external data)"
+ENSEMBLE_EXTERNAL = Variant.ENSEMBLE_EXTERNAL
 #: The variant the backbone rows (:func:`backbone_variants`) repeat with another pretrained backbone.
-BACKBONE_BASE = "fusion, clinical + external data"
+BACKBONE_BASE = Variant.FUSION_EXTERNAL
 
 
 def backbone_label(backbone: str) -> str:
@@ -75,15 +76,15 @@ def backbone_ensemble(backbones: list[str], base: str = BACKBONE_BASE, base_back
 
 #: The ablation's paired contrasts ``(a, b)``: what a adds over b, on the same patients.
 ABLATION_CONTRASTS: tuple[tuple[str, str], ...] = (
-    ("fusion, clinical", "image only"),
-    ("fusion, paper (+ width/height)", "fusion, clinical"),
-    ("fusion, clinical + ugly duckling only", "fusion, clinical"),
-    ("fusion, clinical + patient context", "fusion, clinical"),
-    ("image only", "image only, study CNN from scratch"),
-    ("image only + external data", "image only"),
-    ("fusion, clinical + external data", "fusion, clinical"),
-    ("fusion, clinical + external data", "image only + external data"),
-    (ENSEMBLE_EXTERNAL, "fusion, clinical + external data"),
+    (Variant.FUSION_CLINICAL, Variant.IMAGE),
+    (Variant.FUSION_PAPER, Variant.FUSION_CLINICAL),
+    (Variant.FUSION_UGLY_DUCKLING, Variant.FUSION_CLINICAL),
+    (Variant.FUSION_CONTEXT, Variant.FUSION_CLINICAL),
+    (Variant.IMAGE, Variant.SCRATCH),
+    (Variant.IMAGE_EXTERNAL, Variant.IMAGE),
+    (Variant.FUSION_EXTERNAL, Variant.FUSION_CLINICAL),
+    (Variant.FUSION_EXTERNAL, Variant.IMAGE_EXTERNAL),
+    (ENSEMBLE_EXTERNAL, Variant.FUSION_EXTERNAL),
 )
 
 
@@ -168,6 +169,8 @@ def repeated_cross_validate(df: pd.DataFrame, cfg: TrainConfig, out_dir: str | o
     Returns ``(per_fold, oof)`` of all repeats, each with a ``repeat`` column."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1; got {repeats}")
+    if repeat_variants is not None:
+        check_variants(repeat_variants, variants, "repeat_variants")
     parts = [cross_validate(df, cfg, out_dir, variants, n_splits=n_splits, external=external)]
     again = {k: v for k, v in variants.items() if repeat_variants is None or k in repeat_variants}
     for r in range(1, repeats):
