@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import papermill as pm
@@ -36,7 +37,7 @@ def test_parameter_files_name_a_preset_and_state_only_what_they_change(params_fi
     params = read_params(config.PARAMS_DIR / params_file)
     if params_file != "test.yaml":  # test.yaml is laid over demo.yaml, which names the preset
         assert "preset" in params, f"{params_file} names no preset"
-    outside = set(params) & set(TrainConfig.__dataclass_fields__) - {"seed", "n_boot"}  # every notebook takes these two
+    outside = set(params) & {f.name for f in fields(TrainConfig)} - {"seed", "n_boot"}  # every notebook takes these two
     assert not outside, f"{params_file}: TrainConfig field(s) {outside} outside train_overrides"
     check_preset(params, params_file)  # known preset; overrides valid and not restating it
 
@@ -57,3 +58,27 @@ def test_the_notebooks_default_recipe_is_a_preset() -> None:
     assert info["preset"]["default"].strip("\"'") in PRESETS and info["train_overrides"]["default"] == "{}"
     demo = read_params(config.PARAMS_DIR / "demo.yaml")
     assert demo["preset"] == info["preset"]["default"].strip("\"'")  # the notebook's defaults are the demo's
+
+
+def test_the_command_line_is_built_from_one_table_of_the_config_fields(tmp_path: Path) -> None:
+    from melanoma_utils.cli.app import build_parser
+    from melanoma_utils.models.train_options import NOT_ON_THE_COMMAND_LINE, TRAIN_OPTIONS
+
+    on_cli = [o.field for o in TRAIN_OPTIONS]
+    assert len(on_cli) == len(set(on_cli))
+    # every field is either an option or left to presets on purpose: a new field must be decided, not forgotten
+    assert set(on_cli) | set(NOT_ON_THE_COMMAND_LINE) == {f.name for f in fields(TrainConfig)}
+    assert not set(on_cli) & set(NOT_ON_THE_COMMAND_LINE)
+    text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    for opt in TRAIN_OPTIONS:
+        assert opt.flags[0] in text
+        if not opt.switch_off and opt.default_text is None:  # the default stated is TrainConfig's own
+            assert f"(default: {TrainConfig.default(opt.field)})" in " ".join(text.split())
+    csv = tmp_path / "m.csv"
+    csv.write_text("x\n")
+    from melanoma_utils.cli.train_commands import train_config
+
+    got = train_config(build_parser().parse_args(["train", "--metadata", str(csv), "--out", str(tmp_path / "r"),
+                                                  "--verbose", "2", "--n-boot", "50", "--weights", "none",
+                                                  "--backbone", "cnn"]))
+    assert (got.verbose, got.n_boot, got.backbone_weights, got.backbone) == (2, 50, None, None)

@@ -16,6 +16,12 @@ from .presets import get_preset
 FINETUNE_MODES: tuple[str, ...] = ("none", "top", "all")
 #: How training uses devices (see :func:`melanoma_utils.runs.training.make_distribution`).
 STRATEGIES: tuple[str, ...] = ("auto", "one", "mirrored", "multiworker", "tpu")
+#: Which inputs a model takes.
+KINDS: tuple[str, ...] = ("fusion", "image", "meta")
+#: Test-time augmentation: how many dihedral views may be averaged per image.
+TTA_VIEWS: tuple[int, ...] = tuple(range(1, 9))
+#: Keras fit verbosity: 0 silent, 1 a progress bar, 2 one line per epoch.
+VERBOSITY: tuple[int, ...] = (0, 1, 2)
 
 
 #: ``backbone_weights`` default: ImageNet where the weights ship offline (EfficientNet-Lite), else random init.
@@ -74,7 +80,7 @@ class TrainConfig:
     cache: str | None = "memory"  # "memory", a file prefix, or None
     mixed_precision: str = "auto"  # auto (on GPU only) | on | off
     strategy: str = "auto"  # auto | one | mirrored | multiworker | tpu (batch_size is per replica)
-    verbose: int = 2  # Keras fit verbosity: 1 progress bar, 2 one line per epoch
+    verbose: int = 1  # Keras fit verbosity (VERBOSITY): 0 silent, 1 a progress bar, 2 one line per epoch
     n_boot: int = 200  # patient-bootstrap resamples of the run's validation report (single runs and ensembles)
 
     @classmethod
@@ -130,8 +136,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self._normalise()
-        if self.kind not in ("fusion", "image", "meta"):
-            raise ValueError(f"kind must be fusion, image or meta; got {self.kind!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {self.kind!r}")
         check_feature_set(self.features)
         if self.source_weighting not in SOURCE_WEIGHTINGS:
             raise ValueError(f"source_weighting must be one of {', '.join(SOURCE_WEIGHTINGS)}; got {self.source_weighting!r}")
@@ -157,8 +163,10 @@ class TrainConfig:
             raise ValueError("freeze_epochs and finetune_epochs must be >= 0")
         if self.finetune not in FINETUNE_MODES:
             raise ValueError(f"finetune must be one of {', '.join(FINETUNE_MODES)}; got {self.finetune!r}")
-        if not 1 <= int(self.tta) <= 8:
-            raise ValueError(f"tta must be in 1..8; got {self.tta}")
+        if int(self.tta) not in TTA_VIEWS:
+            raise ValueError(f"tta must be in {TTA_VIEWS[0]}..{TTA_VIEWS[-1]}; got {self.tta}")
+        if int(self.verbose) not in VERBOSITY:
+            raise ValueError(f"verbose must be one of {', '.join(map(str, VERBOSITY))}; got {self.verbose}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}; got {self.strategy!r}")
         if not 1 <= int(self.embedding_views) <= 8:
