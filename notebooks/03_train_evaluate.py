@@ -91,6 +91,7 @@ from melanoma_utils.data.confounds import group_labels, label_by_group, with_sou
 from melanoma_utils.data.sources import combine_external, hold_out_external, load_external, source_counts
 from melanoma_utils.evaluation import evaluate, metrics_table
 from melanoma_utils.reports import benchmark, eda, plots
+from melanoma_utils.reports.paper import PAPER_REPORTED, paper_comparison_table
 from melanoma_utils.reports.reporting import open_study, package_versions
 from melanoma_utils.runs import Run, TrainConfig
 from melanoma_utils.runs.contrasts import holm_table_note
@@ -101,7 +102,6 @@ from melanoma_utils.runs.experiments import (
     ENSEMBLE_EXTERNAL,
     EXTERNAL_VARIANTS,
     ISIC2020_PREVALENCE,
-    PAPER_REPORTED,
     add_ensemble,
     backbone_ensemble,
     backbone_variants,
@@ -313,7 +313,6 @@ if rows:
 # states them. Accuracy depends on the prevalence: the last two columns say what always answering *benign* scores.
 
 # %%
-from melanoma_utils.runs.experiments import paper_comparison_table
 
 paper_rows = [v for v in ("image only", "fusion, clinical", "fusion, paper (+ width/height)", "fusion, clinical + external data")
               if v in s.index]

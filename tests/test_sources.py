@@ -353,7 +353,7 @@ def test_ensemble_is_one_run_folder_calibrated_on_held_out_rows(tmp_path: Path) 
 
 
 def test_paper_comparison_table_scores_each_run_at_its_own_threshold() -> None:
-    from melanoma_utils.runs.experiments import ISIC2020_PREVALENCE, paper_comparison_table
+    from melanoma_utils.reports.paper import ISIC2020_PREVALENCE, paper_comparison_table
 
     oof = pd.DataFrame({"image_name": [f"i{i}" for i in range(8)], "patient_id": [f"p{i}" for i in range(8)],
                         "target": [1, 1, 0, 0, 0, 0, 0, 0], "variant": "fusion, clinical",
@@ -363,7 +363,9 @@ def test_paper_comparison_table_scores_each_run_at_its_own_threshold() -> None:
     # decided positive: 0.9 (>=0.25), 0.3 (>=0.25), 0.35 (>=0.25); the rest negative -> tp 2, fp 1, tn 5
     assert t.loc["recall", "fusion, clinical"] == 1.0 and t.loc["precision", "fusion, clinical"] == pytest.approx(2 / 3)
     assert t.loc["accuracy", "fusion, clinical"] == pytest.approx(7 / 8) and t.loc["f1", "fusion, clinical"] == pytest.approx(0.8)
+    assert t.loc["specificity", "fusion, clinical"] == pytest.approx(5 / 6)  # tn 5 of 6 benign
     assert t.loc["accuracy", "paper (fusion)"] == 0.945 and np.isnan(t.loc["roc_auc", "paper (fusion)"])
+    assert (t.loc["recall", "paper (fusion)"], t.loc["specificity", "paper (fusion)"]) == (0.938, 0.952)
     assert t.loc["accuracy", "always benign, these data"] == 0.75
     assert t.loc["accuracy", "always benign, ISIC 2020"] == pytest.approx(1 - ISIC2020_PREVALENCE)
 

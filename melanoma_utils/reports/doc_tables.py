@@ -149,6 +149,25 @@ def backbones_table(report_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def paper_table(report_dir: Path) -> str:
+    """The paper's results beside ours (``table_paper_vs_reproduction.csv``): each metric, the paper's fusion model
+    where it states the number, and each of our variants at its own validation threshold with its 95% CI."""
+    t = pd.read_csv(report_dir / "table_paper_vs_reproduction.csv")
+    ours = [c for c in t.columns if c not in ("metric", "paper (fusion)") and not c.endswith(" CI")
+            and not c.startswith("always benign")]
+    lines = ["| metric | paper (fusion) | " + " | ".join(ours) + " | always benign (ISIC 2020) |",
+             "|---|---|" + "---|" * len(ours) + "---|"]
+    def number(x: float) -> str:
+        return "—" if x != x else f"{x:.3f}"
+
+    for r in t.to_dict("records"):
+        cells = [f"{r[c]:.3f} ({r[c + ' CI']})" if r[c] == r[c] else "—" for c in ours]
+        benign = r.get("always benign, ISIC 2020", float("nan"))
+        lines.append(f"| {r['metric']} | {number(r['paper (fusion)'])} | " + " | ".join(cells)
+                     + f" | {'' if benign != benign else number(benign)} |")
+    return "\n".join(lines) + "\n"
+
+
 def transform_costs(report_dir: Path) -> str:
     """The per-image cost of each transform (``table_transform_cost_ms.csv``, notebook 02) as one sentence."""
     t = pd.read_csv(report_dir / "table_transform_cost_ms.csv").sort_values("ms_per_image")

@@ -249,41 +249,6 @@ def load_folds(path: str | os.PathLike[str], df: pd.DataFrame) -> np.ndarray:
     return folds.loc[df["image_name"]].to_numpy()
 
 
-#: What the paper reports for its fusion model (Ahmad et al. 2025: accuracy 94.5%, F1 0.94); other metrics of its
-#: results table are not restated here, so they stay blank rather than guessed.
-PAPER_REPORTED: dict[str, float] = {"accuracy": 0.945, "f1": 0.94}
-
-
-def paper_comparison_table(oof: pd.DataFrame, variants: list[str], n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """The paper's results layout (accuracy, precision, recall, F1, ROC AUC) for each variant's pooled out-of-fold
-    predictions at each run's own validation threshold (the ``threshold`` column of ``oof``), with patient-bootstrap
-    95% CIs, beside the paper's reported numbers and the accuracy of always answering "benign" (here and at ISIC
-    2020's prevalence). Columns: ``metric, paper (fusion), <variant>, <variant> CI, ...``."""
-    from ..evaluation.metrics import bootstrap_ci, threshold_metrics
-
-    def at(name: str):
-        return lambda y, s: threshold_metrics(y, s >= 0.5, 0.5)[name]
-
-    oof = study_folds(oof)
-    rows = {m: {"metric": m, "paper (fusion)": PAPER_REPORTED.get(m, float("nan"))}
-            for m in ("accuracy", "precision", "recall", "f1", "roc_auc")}
-    for variant in variants:
-        o = oof[oof["variant"] == variant]
-        if o.empty:
-            continue
-        y, decided = o["target"].to_numpy(int), (o["probability"] >= o["threshold"]).to_numpy(float)
-        for metric, fn in (("accuracy", at("accuracy")), ("precision", at("precision")), ("recall", at("sensitivity")),
-                           ("f1", at("f1"))):
-            est, lo, hi = bootstrap_ci(y, decided, o["patient_id"], fn, n_boot=n_boot, seed=seed)
-            rows[metric][variant], rows[metric][f"{variant} CI"] = est, f"{lo:.3f}–{hi:.3f}"
-        est, lo, hi = bootstrap_ci(y, o["probability"], o["patient_id"], roc_auc, n_boot=n_boot, seed=seed)
-        rows["roc_auc"][variant], rows["roc_auc"][f"{variant} CI"] = est, f"{lo:.3f}–{hi:.3f}"
-    prevalence = float(oof.drop_duplicates("image_name")["target"].mean())
-    rows["accuracy"]["always benign, these data"] = 1 - prevalence
-    rows["accuracy"]["always benign, ISIC 2020"] = 1 - ISIC2020_PREVALENCE
-    return pd.DataFrame(list(rows.values()))
-
-
 def preprocessing_variants(names: list[str], overrides: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """Cross-validation variants that differ only in the image preprocessing (the paper's Fig 12 transforms as
     training inputs): ``"preprocess: <name>"`` -> ``{"preprocess": name, **overrides}``."""
