@@ -253,14 +253,19 @@ def importance_table(report_dir: Path) -> str:
 
 
 def explanations_inside(report_dir: Path) -> str:
-    """Fig 15 in numbers (``table_explanations_inside_lesion.csv``): where Grad-CAM and SHAP put their mass."""
+    """Fig 15 in numbers (``table_explanations_inside_lesion.csv``): whether each lesion mask passed the quality check,
+    and where Grad-CAM and SHAP put their mass (share inside the mask, and that share over the mask's area share)."""
     t = pd.read_csv(report_dir / "table_explanations_inside_lesion.csv")
     pct = lambda v: "empty" if v != v else f"{100 * v:.0f}%"  # noqa: E731
-    lines = ["| lesion | truth | probability | Grad-CAM mass inside the lesion mask | SHAP magnitude inside | lesion area |",
-             "|---|---|---|---|---|---|"]
+    ratio = lambda v: "—" if v != v else f"{v:.1f}×"  # noqa: E731
+    lines = ["| lesion | truth | probability | mask check | lesion area | Grad-CAM inside (÷ area) | "
+             "SHAP magnitude inside (÷ area) |", "|---|---|---|---|---|---|---|"]
     for r in t.itertuples():
-        lines.append(f"| {r.image_name} | {'malignant' if r.target else 'benign'} | {r.probability:.2f} | "
-                     f"{pct(r.gradcam_inside_lesion)} | {pct(r.shap_abs_inside_lesion)} | {pct(r.lesion_area)} |")
+        check = getattr(r, "mask_check", "not checked")
+        g, sh = getattr(r, "gradcam_inside_over_area", float("nan")), getattr(r, "shap_inside_over_area", float("nan"))
+        lines.append(f"| {r.image_name} | {'malignant' if r.target else 'benign'} | {r.probability:.2f} | {check} | "
+                     f"{pct(r.lesion_area)} | {pct(r.gradcam_inside_lesion)} ({ratio(g)}) | "
+                     f"{pct(r.shap_abs_inside_lesion)} ({ratio(sh)}) |")
     return "\n".join(lines) + "\n"
 
 

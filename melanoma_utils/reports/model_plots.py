@@ -131,7 +131,7 @@ def explanation_grid(images: np.ndarray, shap_maps: np.ndarray, cams: np.ndarray
         axes[i, 1].set_title("SHAP (expected gradients)", fontsize=style.MIN_FONT)
         if cams is not None:
             axes[i, 2].imshow(img)
-            heat = axes[i, 2].imshow(cams[i], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            heat = axes[i, 2].imshow(cams[i], cmap="magma", alpha=0.5, vmin=0, vmax=1)  # perceptually uniform, not a rainbow
             fig.colorbar(heat, ax=axes[i, 2], fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
             inside = "" if cam_inside is None else (": empty map" if not np.isfinite(cam_inside[i])
                                                      else f": {100 * cam_inside[i]:.0f}% inside the lesion")
