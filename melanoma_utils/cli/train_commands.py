@@ -128,7 +128,9 @@ def _train(args: argparse.Namespace) -> int:
         print(f"note: threshold is a fallback: {c['threshold_rule']}")
     rep = run.metrics.get("validation_report")
     if c.get("calibration") and rep:
-        print(f"probabilities calibrated ({c['calibration']['method']}) on the validation split, right at prevalence "
+        method = c["calibration"]["method"]
+        print(f"probabilities calibrated ({'none: the output scored best' if method == 'identity' else method}) on the "
+              f"validation split, right at prevalence "
               f"{c['calibration']['prevalence']:.4g}: Brier {rep['brier']['estimate']:.4f} (raw model output "
               f"{rep['brier_raw']:.4f}); model card: {args.out / 'MODEL_CARD.md'}")
     elif c.get("calibration_note"):

@@ -177,7 +177,9 @@ def calibration_intercept_slope(y_true: Sequence, y_prob: Sequence, weights: Any
 MAX_CALIBRATION_COEF = 100.0
 
 
-CALIBRATION_METHODS: tuple[str, ...] = ("platt", "isotonic")
+#: The candidates :func:`fit_calibrator` chooses from by cross-validated Brier score (a proper score): ``none`` keeps
+#: the model's own output (when it is already calibrated, a fitted map only adds noise), Platt scaling, isotonic.
+CALIBRATION_METHODS: tuple[str, ...] = ("none", "platt", "isotonic")
 
 
 @dataclass
@@ -219,6 +221,8 @@ class Calibrator:
 
 
 def _fit_one(method: str, y: np.ndarray, raw: np.ndarray) -> Calibrator:
+    if method == "none":
+        return Calibrator("identity")
     if method == "platt":  # Platt's smoothed targets keep the fit finite on small or separable samples
         n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
         target = np.where(y == 1, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))

@@ -62,7 +62,7 @@ def finish(val: pd.DataFrame, raw: np.ndarray, min_sensitivity: float, seed: int
     p = calibrator.transform(raw)
     threshold, rule, fallback = _threshold(y, p, min_sensitivity, scale)
     config: dict[str, Any] = {"threshold": threshold, "threshold_rule": rule, "threshold_fallback": fallback,
-                              "calibration": calibrator.to_dict() if calibrator.method != "identity" else None,
+                              "calibration": calibrator.to_dict() if note is None else None,  # "none" chosen: kept
                               "calibration_note": note, "validation_n_boot": int(n_boot)}
     val_pred = pd.DataFrame({"image_name": val["image_name"].to_numpy(), "patient_id": groups, "target": y,
                              "probability": p, "raw_probability": np.asarray(raw, float)})
