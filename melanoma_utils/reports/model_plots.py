@@ -261,9 +261,9 @@ def auc_points(summary: pd.DataFrame, title: str, tag: str = "") -> Figure:
     low = np.nanmin(np.concatenate([v[1] for v in est.values()]))
     ax.set_xlim(max(0.0, min(0.5, low) - 0.02), 1.0)
     ax.set_xlabel("pooled out-of-fold ROC AUC (95% CI, patient bootstrap; 0.5 = chance)")
-    fig.legend(loc="lower center", ncol=2, frameon=False)
+    fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)  # below the figure: never over data
     ax.set_title(style.titled(tag, title))
-    fig.tight_layout(rect=(0, 0.9 / fig.get_figheight(), 1, 1))
+    fig.tight_layout()
     return fig
 
 
@@ -282,7 +282,7 @@ def paired_deltas(table: pd.DataFrame, title: str, tag: str = "") -> Figure:
     ax.invert_yaxis()
     ax.axvline(0.0, color="grey", ls="--", lw=1)
     ax.set_xlabel("paired difference in ROC AUC (a − b; 95% CI, same patients resampled for both)")
-    fig.legend(loc="lower center", ncol=2, frameon=False)
+    fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)  # below the figure: never over data
     ax.set_title(style.titled(tag, title))
-    fig.tight_layout(rect=(0, 0.9 / fig.get_figheight(), 1, 1))
+    fig.tight_layout()
     return fig

@@ -26,7 +26,7 @@ style.apply()
 _title = style.titled
 
 
-def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 120) -> Path:
+def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = style.DPI) -> Path:
     """Save ``fig`` as PNG at ``path`` (folders created; written to a temporary name, then moved)."""
     from ..atomic import atomic_write
 
@@ -146,7 +146,7 @@ def rate_with_ci(table: pd.DataFrame, title: str, overall_pct: float | None = No
     ax.invert_yaxis()
     if overall_pct is not None:
         ax.axvline(overall_pct, color="grey", ls="--", lw=1, label=f"overall {overall_pct:.2f}%")
-        ax.legend(loc="lower right")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # beside the axes: never over a bar
     ax.set_xlabel("malignant (%), 95% Wilson CI" + (" (intervals past the edge: their end written)" if cut.any() else ""))
     ax.set_title(_title(tag, title))
     fig.tight_layout()
@@ -264,6 +264,6 @@ def hist_by_group(values: pd.Series, groups: pd.Series, title: str, xlabel: str,
     ax.set_xlabel(xlabel)
     ax.set_ylabel("density")
     ax.set_title(_title(tag, title))
-    fig.legend(loc="lower center", ncol=2, frameon=False)
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)  # below the figure: never over data
+    fig.tight_layout()
     return fig
