@@ -58,23 +58,28 @@ def roc_pr(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = "",
     from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.6))
-    prevalence = None
+    prevalences: dict[str, tuple[float, str]] = {}
     for label, (y, s) in curves.items():
         fpr, tpr, _ = roc_curve(y, s)
-        a.plot(fpr, tpr, label=f"{label} (ROC AUC {roc_auc_score(y, s):.3f}, AP {average_precision_score(y, s):.3f})")
+        line, = a.plot(fpr, tpr, label=f"{label} (ROC AUC {roc_auc_score(y, s):.3f}, AP {average_precision_score(y, s):.3f})")
         prec, rec, _ = precision_recall_curve(y, s)
-        b.plot(rec, prec)
-        prevalence = float(np.mean(y))
-    a.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="chance")
+        b.plot(rec, prec, color=line.get_color(), ls=line.get_linestyle())
+        prevalences[label] = (float(np.mean(y)), line.get_color())
+    a.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="chance (ROC)")
     a.set_xlabel("1 − specificity")
     a.set_ylabel("sensitivity")
-    if prevalence is not None:
-        b.axhline(prevalence, color="grey", ls="--", lw=1)
-        b.annotate(f"chance (prevalence {prevalence:.3f})", (1, prevalence), xytext=(0, 3), textcoords="offset points",
-                   ha="right", va="bottom", fontsize=8, color="grey")
+    distinct = {round(p, 6) for p, _ in prevalences.values()}
+    if len(distinct) == 1:  # one prevalence: one chance line, named in the legend (a label on the panel hides under curves)
+        p = next(iter(prevalences.values()))[0]
+        b.axhline(p, color="grey", ls=":", lw=1.2, label=f"chance (PR): the prevalence, {p:.3f}")
+    else:  # each curve's own chance line, in its colour
+        for label, (p, colour) in prevalences.items():
+            b.axhline(p, color=colour, ls=":", lw=1.2, label=f"chance (PR) of {label}: its prevalence, {p:.3f}")
     b.set_xlabel("recall (sensitivity)")
     b.set_ylabel("precision")
     handles, labels = a.get_legend_handles_labels()  # one legend below both panels: it covers no curve
+    more = b.get_legend_handles_labels()
+    handles, labels = handles + more[0], labels + more[1]
     fig.suptitle(style.titled(tag, title or "ROC and precision–recall curves"))
     fig.tight_layout()
     ncol = 2 if len(labels) > 4 else 1
@@ -190,7 +195,8 @@ def decision_curve(curves: Mapping[str, pd.DataFrame], title: str = "Decision cu
                             alpha=0.2, lw=0, label=f"{name}: 95% CI (patient bootstrap)")
     ax.plot(100 * first["threshold"], first["biopsy_all"], color="grey", ls="--", label="biopsy all")
     ax.axhline(0, color="black", lw=1, label="biopsy none")
-    best = max(float(t["model"].max()) for t in curves.values())
+    best = max(max(float(t["model"].max()), float(t["model_ci_high"].max()) if "model_ci_high" in t else 0.0)
+               for t in curves.values())  # the band's top too: an interval is never cut
     ax.set_ylim(min(-0.01, -0.1 * max(best, 0.01)), max(best, float(first["biopsy_all"].max())) * 1.1 + 1e-3)
     ax.set_xlabel("threshold probability (%): the melanoma risk at which one would biopsy")
     ax.set_ylabel("net benefit (true positives per image)")
