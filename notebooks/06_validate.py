@@ -138,11 +138,11 @@ pd.DataFrame(result["reliability"]).round(4)
 # %%
 at = result.get("stated_prevalence")
 if at:
-    curves_at = {f"moved to {at['prevalence']:g}": pd.DataFrame(at["reliability"])}
-    report.figure(plots.reliability_diagram(curves_at, f"Reliability at prevalence {at['prevalence']:g} (reweighted)",
+    curves_at = {f"moved to {at['prevalence']:.4f}": pd.DataFrame(at["reliability"])}
+    report.figure(plots.reliability_diagram(curves_at, f"Reliability at prevalence {at['prevalence']:.4f} (reweighted)",
                                             tag=report.tag), "fig_validate_reliability_stated_prevalence")
     display(Markdown(
-        f"At prevalence {at['prevalence']:g}: Brier {at['brier']['estimate']:.4f}, ECE {at['ece']['estimate']:.4f}, "
+        f"At prevalence {at['prevalence']:.4f}: Brier {at['brier']['estimate']:.4f}, ECE {at['ece']['estimate']:.4f}, "
         f"calibration slope {at['calibration_slope']['estimate']:.2f}, intercept {at['calibration_intercept']['estimate']:.2f}; "
         f"PR AUC {at['pr_auc']:.3f} (chance {at['prevalence']:g}). The decision threshold becomes {at['threshold']:.4f} "
         "on that scale (the same decisions)."))
