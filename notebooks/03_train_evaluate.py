@@ -179,12 +179,12 @@ else:
 # ## The ablation (patient-grouped cross-validation, same budget for each variant)
 
 # %%
-runs_dir = report.report_dir / "runs" / "ablation"
-per_fold, oof = cross_validate(df, cfg, runs_dir, variants, n_splits=cv_folds, folds=list(cv_run_folds) or None,
-                               external=external if len(external) else None)
 known = [*variants, *(v for v in Variant if v not in variants),
          *weighting_variants(list(WEIGHTING_LABELS), external=True)]
 check_variants(repeat_variants, dict.fromkeys(known), "repeat_variants")  # a misspelt name is an error, not a lost row
+runs_dir = report.report_dir / "runs" / "ablation"
+per_fold, oof = cross_validate(df, cfg, runs_dir, variants, n_splits=cv_folds, folds=list(cv_run_folds) or None,
+                               external=external if len(external) else None)
 for r in range(1, cv_repeats if not cv_run_folds else 1):  # other fold assignments, for the paired contrasts
     again = {k: v for k, v in variants.items() if k in repeat_variants}
     pf_r, oof_r = cross_validate(df, cfg, runs_dir, again, n_splits=cv_folds, repeat=r,

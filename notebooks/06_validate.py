@@ -54,7 +54,7 @@ from melanoma_utils.reports import plots
 from melanoma_utils.reports.reporting import open_study, package_versions
 from melanoma_utils.reports.validation import operating_points_table, report_figures
 from melanoma_utils.runs import Run
-from melanoma_utils.runs.experiments import load_folds, run_folder_name
+from melanoma_utils.runs.experiments import backbone_variants, load_folds, run_folder_name
 from melanoma_utils.runs.selection import WEIGHTING_LABELS, weighting_variants
 from melanoma_utils.runs.variants import Variant, check_variants
 
@@ -65,7 +65,8 @@ if run_dir:
     rows, origin = df, f"all of {images_csv}"
 else:
     runs_dir = report.report_dir / "runs" / "ablation"
-    check_variants([validate_variant], [*Variant, *weighting_variants(list(WEIGHTING_LABELS), external=True)],
+    check_variants([validate_variant], [*Variant, *weighting_variants(list(WEIGHTING_LABELS), external=True),
+                                        *backbone_variants(["efficientnetlite1", "efficientnetlite2"])],
                    "validate_variant")  # a misspelt name is an error naming the known ones
     run = Run.load(runs_dir / run_folder_name(validate_variant) / f"fold{fold}")
     rows = df[load_folds(runs_dir / "folds.csv", df) == fold].reset_index(drop=True)
@@ -84,7 +85,7 @@ display(Markdown(
     f"{result['n_malignant']:,} malignant (prevalence {result['prevalence']:.3f}); {int((~ok).sum())} unreadable image(s) "
     f"left out. Model: {cfg.kind}, metadata `{cfg.features}`, image branch {cfg.backbone or 'the study CNN'} at "
     f"{cfg.image_size} px, "
-    + (f"calibrated by **{run.calibrator.method}** on its validation split (prevalence {run.prevalence:.3f})"
+    + (f"calibrated by **{run.calibrator.label}** on its validation split (prevalence {run.prevalence:.3f})"
        if run.prevalence else "**not calibrated** (trained before calibration existed: probabilities are raw outputs)")
     + f", decision threshold {run.threshold:.4f} ({run.config['threshold_rule']})."))
 

@@ -51,6 +51,11 @@ def test_a_parameter_file_that_restates_or_contradicts_its_preset_is_refused(tmp
         path.write_text(yaml.safe_dump(body))
         with pytest.raises(ValueError, match=message):
             check_params(read_params(path), path, ["03_train_evaluate"])
+    # a field that follows another (image size from the backbone, weights from the backbone) is no restatement when
+    # the override of the other would change it: removing it would give another model
+    for body in ({"preset": "lite1-240", "train_overrides": {"backbone": "efficientnetlite0", "image_size": 240}},
+                 {"preset": "study-cnn", "train_overrides": {"backbone": "efficientnetlite0", "backbone_weights": "none"}}):
+        check_preset(body, "ok.yaml")
 
 
 def test_the_notebooks_default_recipe_is_a_preset() -> None:

@@ -208,7 +208,9 @@ def check_preset(params: dict[str, Any], params_file: str | os.PathLike[str]) ->
         cfg = TrainConfig.from_preset(name, **overrides)
     except (ValueError, TypeError, FileNotFoundError) as exc:
         raise ValueError(f"{params_file}: preset {name!r} with train_overrides: {exc}") from None
-    restated = sorted(set(overrides) - set(cfg.preset_overrides(name)))
+    restated = sorted(k for k in overrides  # without it, the same value (some fields follow others: image_size, weights)
+                      if getattr(TrainConfig.from_preset(name, **{o: v for o, v in overrides.items() if o != k}), k)
+                      == getattr(cfg, k))
     if restated:
         raise ValueError(f"{params_file}: train_overrides restate what preset {name!r} already sets: "
                          f"{', '.join(f'{k}={overrides[k]!r}' for k in restated)}; remove them")

@@ -128,9 +128,7 @@ def _train(args: argparse.Namespace) -> int:
         print(f"note: threshold is a fallback: {c['threshold_rule']}")
     rep = run.metrics.get("validation_report")
     if c.get("calibration") and rep:
-        method = c["calibration"]["method"]
-        print(f"probabilities calibrated ({'none: the output scored best' if method == 'identity' else method}) on the "
-              f"validation split, right at prevalence "
+        print(f"probabilities calibrated ({run.calibrator.label}) on the validation split, right at prevalence "
               f"{c['calibration']['prevalence']:.4g}: Brier {rep['brier']['estimate']:.4f} (raw model output "
               f"{rep['brier_raw']:.4f}); model card: {args.out / 'MODEL_CARD.md'}")
     elif c.get("calibration_note"):
@@ -166,7 +164,7 @@ def _ensemble(args: argparse.Namespace) -> int:
         print(f"member {k}: {m['source']} ({branch}): validation ROC AUC {auc:.3f}" if auc is not None
               else f"member {k}: {m['source']}")
     print(f"ensemble folder: {args.out}  threshold (validation): {c['threshold']:.4f}"
-          + (f"  calibration: {c['calibration']['method']}" if c.get("calibration") else ""))
+          + (f"  calibration: {run.calibrator.label}" if c.get("calibration") else ""))
     _print_metrics(run.metrics["validation"], "validation (ensemble)")
     return 0
 

@@ -209,6 +209,11 @@ class Calibrator:
             return np.interp(r, self.params["x"], self.params["y"])
         raise ValueError(f"unknown calibration method {self.method!r}")
 
+    @property
+    def label(self) -> str:
+        """The method in words: ``identity`` (chosen: the model's output scored best) reads ``none (output kept)``."""
+        return "none (output kept)" if self.method == "identity" else self.method
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable state."""
         return {"method": self.method, "params": self.params, "prevalence": self.prevalence, "n_fit": self.n_fit,

@@ -224,7 +224,7 @@ def _signature(run: Any, run_dir: Path, fmt: str) -> dict[str, Any]:
             "width": "float32 ORIGINAL image width in px (only runs with the study's size features use it); NaN if unknown",
             "height": "float32 ORIGINAL image height in px; NaN if unknown",
         },
-        "outputs": {"probability": f"calibrated melanoma probability ({calibrator.method}), right at prevalence "
+        "outputs": {"probability": f"calibrated melanoma probability ({calibrator.label}), right at prevalence "
                                    f"{run.prevalence}", "raw_probability": "the network's own output"},
         "threshold": run.threshold, "threshold_rule": run.config.get("threshold_rule"),
         "prevalence": run.prevalence, "calibration": calibrator.to_dict(), "test_time_augmentation_views": tta,
