@@ -128,7 +128,7 @@ rates["age band"].round(2)
 
 # %%
 per_patient = eda.images_per_patient(meta)
-fig = plots.hist_series(per_patient, "Images per patient", "images", tag=tag, bins=40, log=True)
+fig = plots.hist_series(per_patient, "Images per patient", "images", tag=tag, bins=30, log_x=True)
 report.figure(fig, "fig_images_per_patient")
 display(Markdown(f"Median {per_patient.median():.0f} images per patient (max {per_patient.max()}); "
                  f"{(per_patient >= 10).mean():.0%} of patients have 10 or more."))

@@ -53,22 +53,25 @@ display(Markdown(f"{dataset_label}: {len(df):,} images; showing {len(picked)} le
 
 # %% [markdown]
 # ## Fig 12 · Each transform on benign and malignant lesions
-# Columns: original; black & white; Ben Graham greyscale (no blur step); Ben Graham greyscale with the
-# Gaussian-blur subtraction (σ = side/30); Ben Graham in colour; HSB (hue +20°, saturation ×1.5,
-# brightness ×1.1); LUV channels shown as RGB; LUV → RGB round trip; Shades-of-Gray colour constancy.
+# The paper's Fig 12 shows five transforms: black & white, Ben Graham without and with the Gaussian-blur subtraction,
+# HSB and LUV. Its "Ben Graham without blur" is the greyscale step alone, pixel for pixel the black & white image, so
+# it is drawn once (one column, both names). Columns: original; black & white (= Ben Graham without blur); Ben Graham
+# greyscale with the blur subtraction (σ = side/30); HSB (hue +20°, saturation ×1.5, brightness ×1.1); LUV channels
+# shown as RGB — the paper's — then ours: Ben Graham in colour; the LUV → RGB round trip; Shades-of-Gray colour
+# constancy.
 
 # %%
 columns = {
     "original": lambda im: im,
-    "black & white": to_grayscale,
-    "Ben Graham, grey": lambda im: ben_graham(im, blur=False),
-    "Ben Graham, grey + blur": ben_graham,
-    "Ben Graham, colour": lambda im: ben_graham(im, grayscale=False),
-    "HSB": lambda im: adjust_hsb(im, 20, 1.5, 1.1),
-    "LUV": to_luv,
-    "LUV → RGB": lambda im: from_luv(to_luv(im)),
-    "shades of gray": shades_of_gray,
+    "paper: black & white\n(= Ben Graham, no blur)": to_grayscale,
+    "paper: Ben Graham\n(grey, blur subtracted)": ben_graham,
+    "paper: HSB": lambda im: adjust_hsb(im, 20, 1.5, 1.1),
+    "paper: LUV": to_luv,
+    "ours: Ben Graham,\ncolour": lambda im: ben_graham(im, grayscale=False),
+    "ours: LUV → RGB": lambda im: from_luv(to_luv(im)),
+    "ours: shades of gray": shades_of_gray,
 }
+assert (ben_graham(images[0], blur=False) == to_grayscale(images[0])).all()  # why "no blur" is not drawn twice
 cells, titles = [], []
 for im, t in zip(images, picked["target"]):
     for name, fn in columns.items():

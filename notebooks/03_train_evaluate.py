@@ -61,29 +61,16 @@ external_dirs = []  # external training data folders (HAM10000 / ISIC 2019 schem
 external_holdout_fraction = 0.2  # external lesions kept out of training: notebook 06 tests the model on them
 backbone_rows = []  # with external data: "fusion, clinical + external data" again with these backbones at their native size (efficientnetlite1: 240 px, efficientnetlite2: 260 px), and their ensemble
 report_dir = "reports/demo"
-image_size = 64
-backbone = "efficientnetlite0"  # empty: the CNN of the study, trained from scratch, as the image branch
-backbone_weights = "imagenet"  # offline: the ImageNet weights come from a pip package
-embedding_views = 8  # rotations/mirrors of each image cached for the head's training
-head_learning_rate = 0.001
-finetune = "none"  # none | top | all: fine-tune the backbone after the head
-tta = 1  # views (rotations/mirrors) averaged per image for validation and test predictions
-epochs = 4
-patience = 3
-batch_size = 32
-conv_filters = [16, 32, 64, 128]  # the from-scratch CNN (comparison row)
+preset = "demo"  # the model's recipe: a melanoma_utils.models.presets name (`python -m melanoma_utils train --help` lists them)
+train_overrides = {}  # TrainConfig fields that differ from the preset, e.g. {"epochs": 4, "tta": 1}
 scratch_image_size = 48
 scratch_epochs = 3
 scratch_patience = 3
 scratch_row = True  # the study's CNN from scratch as a comparison row (the slowest runs on a CPU)
-learning_rate = 0.001  # from-scratch CNN; the study uses 1e-4, a short CPU budget needs a larger step
-preprocess = "none"
-augment = True
 cv_folds = 3
 cv_repeats = 1  # repeated CV: more fold assignments of the same patients for the paired contrasts (1: the study's folds only)
 repeat_variants = ["image only", "fusion, clinical"]  # the variants the extra repeats run (the contrasts that need them)
 cv_run_folds = []  # which folds to run (empty: all); the test suite runs fold 0 only
-min_sensitivity = 0.9
 transform_study = ["none", "grayscale", "ben_graham"]  # preprocessings trained as inputs (Fig 12's transforms); empty: skip
 transform_views = 1  # cached views (and TTA) per image in the transform study: 1 keeps it cheap
 source_csv = ""  # image_name, source_copy: which copy of the data each image came from (empty: copies.csv beside images_csv, or the CSV's own source_copy column)
@@ -104,6 +91,7 @@ from melanoma_utils.data.confounds import group_labels, label_by_group, with_sou
 from melanoma_utils.data.sources import combine_external, hold_out_external, load_external, source_counts
 from melanoma_utils.evaluation import evaluate, metrics_table
 from melanoma_utils.reports import benchmark, eda, plots
+from melanoma_utils.reports.paper import PAPER_REPORTED, paper_comparison_table
 from melanoma_utils.reports.reporting import open_study, package_versions
 from melanoma_utils.runs import Run, TrainConfig
 from melanoma_utils.runs.contrasts import holm_table_note
@@ -114,7 +102,6 @@ from melanoma_utils.runs.experiments import (
     ENSEMBLE_EXTERNAL,
     EXTERNAL_VARIANTS,
     ISIC2020_PREVALENCE,
-    PAPER_REPORTED,
     add_ensemble,
     backbone_ensemble,
     backbone_variants,
@@ -123,6 +110,7 @@ from melanoma_utils.runs.experiments import (
     study_folds,
     summarise_cv,
 )
+from melanoma_utils.runs.variants import Variant, check_variants
 
 report, df = open_study(report_dir, synthetic, seed, images_csv, images_dir)
 df, copies_note = with_source_copies(df, paths.resolve(images_csv), paths.resolve(source_csv) if source_csv else None)
@@ -130,26 +118,22 @@ has_copies = "source_copy" in df and df["source_copy"].notna().any()
 external, _ = combine_external(df, [load_external(paths.resolve(d), on_missing="drop") for d in external_dirs])
 external, external_holdout = hold_out_external(external, external_holdout_fraction, seed=seed)
 ov = eda.overview(df)
-cfg = TrainConfig(image_size=image_size, conv_filters=tuple(conv_filters), epochs=epochs, patience=patience,
-                  batch_size=batch_size, learning_rate=learning_rate, preprocess=preprocess, augment=augment,
-                  backbone=backbone or None, backbone_weights=backbone_weights if backbone else None, embedding_views=embedding_views,
-                  head_learning_rate=head_learning_rate, finetune=finetune, tta=tta if backbone else 1,
-                  min_sensitivity=min_sensitivity, seed=seed, source_weighting=base_source_weighting,
-                  verbose=0)
-SCRATCH = "image only, study CNN from scratch"
+cfg = TrainConfig.from_preset(preset, **{"seed": seed, "source_weighting": base_source_weighting, "verbose": 0,
+                                         **train_overrides})
+SCRATCH = Variant.SCRATCH
 variants = dict(ABLATION_VARIANTS)
 if len(external):
     variants.update(EXTERNAL_VARIANTS)
     variants.update(backbone_variants(list(backbone_rows)))
-from melanoma_utils.runs.selection import weighting_contrasts, weighting_variants
+from melanoma_utils.runs.selection import WEIGHTING_LABELS, weighting_contrasts, weighting_variants
 
 candidates = weighting_variants(list(weighting_rows), external=bool(len(external))) if has_copies else {}
 variants.update(candidates)
-if backbone and scratch_row:
+if cfg.backbone and scratch_row:
     variants[SCRATCH] = {"kind": "image", "backbone": None, "backbone_weights": None, "image_size": scratch_image_size,
                          "epochs": scratch_epochs, "patience": scratch_patience, "tta": 1}
-branch = (f"frozen ImageNet {backbone} ({embedding_views} cached views, head learning rate {head_learning_rate}, "
-          f"fine-tuning: {finetune}, test-time augmentation: {tta} view(s))" if backbone
+branch = (f"frozen ImageNet {cfg.backbone} ({cfg.embedding_views} cached views, head learning rate {cfg.head_learning_rate}, "
+          f"fine-tuning: {cfg.finetune}, test-time augmentation: {cfg.tta} view(s))" if cfg.backbone
           else "the study's CNN trained from scratch")
 display(Markdown(
     f"**{dataset_label}**: {ov['images']:,} images, {ov['patients']:,} patients, {ov['malignant']:,} malignant "
@@ -157,7 +141,9 @@ display(Markdown(
     f"model that always answers *benign* scores **{100 * (1 - ISIC2020_PREVALENCE):.1f}% accuracy**: accuracy alone says "
     f"little (the study's {100 * PAPER_REPORTED['accuracy']:.1f}% must be read "
     "against that baseline). Image branch: {4}. Images at {0} px, {1}-fold patient-grouped CV, up to {2} epochs "
-    "(early stopping, patience {3}).".format(image_size, cv_folds, epochs, patience, branch)
+    "(early stopping, patience {3}); recipe: preset `{5}`{6}.".format(
+        cfg.image_size, cv_folds, cfg.epochs, cfg.patience, branch, preset,
+        f" with {', '.join(f'{k}={v}' for k, v in train_overrides.items())}" if train_overrides else "")
     + "".join(f" External training data ({name}, training parts only): {c['rows']:,} images of {c['groups']:,} lesions, "
               f"{c['melanoma']:,} melanoma, {c['nevus']:,} nevi." for name, c in source_counts(external).items())
     + (f" A further {len(external_holdout):,} external images ({external_holdout['patient_id'].nunique():,} lesions, "
@@ -193,6 +179,9 @@ else:
 # ## The ablation (patient-grouped cross-validation, same budget for each variant)
 
 # %%
+known = [*variants, *(v for v in Variant if v not in variants),
+         *weighting_variants(list(WEIGHTING_LABELS), external=True)]
+check_variants(repeat_variants, dict.fromkeys(known), "repeat_variants")  # a misspelt name is an error, not a lost row
 runs_dir = report.report_dir / "runs" / "ablation"
 per_fold, oof = cross_validate(df, cfg, runs_dir, variants, n_splits=cv_folds, folds=list(cv_run_folds) or None,
                                external=external if len(external) else None)
@@ -324,7 +313,6 @@ if rows:
 # states them. Accuracy depends on the prevalence: the last two columns say what always answering *benign* scores.
 
 # %%
-from melanoma_utils.runs.experiments import paper_comparison_table
 
 paper_rows = [v for v in ("image only", "fusion, clinical", "fusion, paper (+ width/height)", "fusion, clinical + external data")
               if v in s.index]
@@ -468,8 +456,8 @@ from melanoma_utils.pipeline.skin import ita_band
 from melanoma_utils.reports.shortcut_audit import audit_figure, audit_summary, image_signals, shortcut_audit
 
 if audit:
-    signals = image_signals(df, image_size)
-    audit_table = shortcut_audit(signals, first, image_size, n_boot=n_boot, seed=seed)
+    signals = image_signals(df, cfg.image_size)
+    audit_table = shortcut_audit(signals, first, cfg.image_size, n_boot=n_boot, seed=seed)
     report.table(audit_table.set_index(["signal", "predicts", "subset"]), "shortcut_audit")
     report.figure(audit_figure(audit_table, "Shortcut audit: each signal alone", tag=report.tag), "fig_shortcut_audit")
     A = audit_summary(audit_table)
@@ -537,7 +525,7 @@ from melanoma_utils.pipeline.augment import build_augmenter
 
 sample = df.sample(n=min(512, len(df)), random_state=seed)
 ds = make_dataset(list(sample["image_path"]), run.encoder.transform(sample), sample["target"].to_numpy(),
-                  image_size=image_size, training=True, augmenter=build_augmenter(image_size, seed=seed), batch_size=batch_size)
+                  image_size=cfg.image_size, training=True, augmenter=build_augmenter(cfg.image_size, seed=seed), batch_size=cfg.batch_size)
 cold, warm = benchmark.dataset_throughput(ds, epochs=2)
 emb = run.config.get("stages", {}).get("embeddings")
 if emb and emb["computed"]:

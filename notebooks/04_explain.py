@@ -135,23 +135,29 @@ report.figure(plots.explanation_grid(x["image"][picks], shap_img, cams, titles,
                                      tag=report.tag, masks=masks, cam_inside=inside),
               "fig15_image_explanations")
 share = pd.DataFrame({"image_name": held_out["image_name"].to_numpy()[picks], "target": y[picks],
-                      "probability": prob[picks], "gradcam_inside_lesion": inside,
-                      "shap_abs_inside_lesion": [explain.mass_inside(np.abs(sv.sum(-1)), m) for sv, m in zip(shap_img, masks)],
-                      "lesion_area": [m.mean() for m in masks]})
+                      "probability": prob[picks], "mask_check": [explain.mask_quality(m) for m in masks],
+                      "lesion_area": [m.mean() for m in masks], "gradcam_inside_lesion": inside,
+                      "gradcam_inside_over_area": [explain.inside_over_area(v, m) for v, m in zip(inside, masks)],
+                      "shap_abs_inside_lesion": [explain.mass_inside(np.abs(sv.sum(-1)), m) for sv, m in zip(shap_img, masks)]})
+share["shap_inside_over_area"] = [explain.inside_over_area(v, m) for v, m in zip(share["shap_abs_inside_lesion"], masks)]
 report.table(share.set_index("image_name"), "table_explanations_inside_lesion")
-mostly_out = share[share["gradcam_inside_lesion"] < 0.5]
-pct = lambda v: "empty" if v != v else f"{100 * v:.0f}%"  # noqa: E731 (NaN: an empty Grad-CAM map)
+trusted = share[share["mask_check"] == "ok"]
+off_lesion = trusted[trusted["gradcam_inside_over_area"] < 1]
+ratio = lambda v: "empty" if v != v else f"{v:.1f}×"  # noqa: E731 (NaN: an empty Grad-CAM map)
 display(Markdown(
-    "The green outline is a rough lesion mask (Otsu's threshold on the blue channel, the component nearest the centre). Grad-CAM puts "
-    + ", ".join(pct(v) for v in share["gradcam_inside_lesion"])
-    + f" of its mass inside the lesion for the {len(share)} lesions shown (by chance alone: their lesion areas, "
-    + ", ".join(f"{100 * v:.0f}%" for v in share["lesion_area"])
-    + " of the image); SHAP's |attribution| puts "
-    + ", ".join(pct(v) for v in share["shap_abs_inside_lesion"]) + " inside (an empty Grad-CAM map: nothing raised "
-    "the melanoma logit). "
-    + (f"For {len(mostly_out)} of them most of the Grad-CAM mass lies outside the lesion: look at those panels for "
-       "rulers, hair, ink or vignette, acquisition cues that a model can learn as shortcuts." if len(mostly_out)
-       else "None has most of its Grad-CAM mass outside the lesion.")
+    "The green outline is a rough lesion mask (Otsu's threshold on the blue channel, the component nearest the centre). "
+    f"It is trusted only when it covers {100 * explain.MASK_AREA[0]:.0f}–{100 * explain.MASK_AREA[1]:.0f}% of the image, "
+    "stays off the image border and is not made of thin structures; "
+    + (f"{len(share) - len(trusted)} of the {len(share)} masks fail that check ("
+       + "; ".join(f"{n}: {c}" for n, c in zip(share["image_name"], share["mask_check"]) if c != "ok")
+       + ") and are not read below. " if len(trusted) < len(share) else f"all {len(share)} pass. ")
+    + "For each trusted mask, the share of the map's mass inside the lesion divided by the lesion's share of the image "
+    "(1× = spread evenly; an empty Grad-CAM map: nothing raised the melanoma logit): Grad-CAM "
+    + ", ".join(f"{ratio(v)}" for v in trusted["gradcam_inside_over_area"])
+    + "; SHAP's |attribution| " + ", ".join(f"{ratio(v)}" for v in trusted["shap_inside_over_area"]) + ". "
+    + (f"For {len(off_lesion)} of them Grad-CAM concentrates *less* on the lesion than an even map would: look at "
+       "those panels for rulers, hair, ink or dark corners, acquisition cues a model can learn as shortcuts."
+       if len(off_lesion) else "No trusted mask has Grad-CAM concentrating less on the lesion than an even map would.")
 ))
 
 # %% [markdown]

@@ -50,16 +50,15 @@ frozen_backbones = ["efficientnetlite0", "efficientnetlite1"]  # protocol (a): e
 frozen_views = 1  # rotations/mirrors cached per image for protocol (a)'s heads
 frozen_epochs = 10
 frozen_patience = 5
-head_learning_rate = 0.001
 cv_folds = 3
 frozen_repeats = 2  # fold assignments of protocol (a) (repeat 0 is the table's; the paired contrasts average all)
 backbones = ["cnn", "efficientnetlite0@none", "mobilenetv2@none", "vgg16@imagenet"]  # protocols (b), (c): hold-out rows; cnn: the study's own branch; name@weights
 compare_image_size = 64
 compare_epochs = 3
-freeze_epochs = 0
-conv_filters = [16, 32, 64, 128]
-learning_rate = 0.001
-batch_size = 32
+compare_freeze_epochs = 0  # protocol (b) with pretrained weights: epochs with the backbone frozen first
+compare_conv_filters = [16, 32, 64, 128]  # the study's CNN in protocol (b)
+compare_learning_rate = 0.001  # protocol (b); the study uses 1e-4, a short CPU budget needs a larger step
+compare_batch_size = 32  # protocols (a) and (b)
 test_fraction = 0.2
 n_boot = 500
 source_csv = ""  # image_name, source_copy (empty: copies.csv beside images_csv): the within-copy-a endpoints
@@ -99,9 +98,8 @@ primary = primary_subset(df.assign(probability=0.0))
 # contrasts average every repeat, with patient-bootstrap CIs and Holm's adjustment within each endpoint.
 
 # %%
-frozen_cfg = TrainConfig(backbone=REFERENCE_BACKBONE, backbone_weights="imagenet", embedding_views=frozen_views,
-                         head_learning_rate=head_learning_rate, epochs=frozen_epochs, patience=frozen_patience,
-                         batch_size=batch_size, seed=seed, verbose=0)
+frozen_cfg = TrainConfig.from_preset("lite0-224", embedding_views=frozen_views, epochs=frozen_epochs,
+                                     patience=frozen_patience, batch_size=compare_batch_size, seed=seed, verbose=0)
 cv_dir = report.report_dir / "runs" / "backbones_cv"
 per_fold, oof = repeated_cross_validate(df, frozen_cfg, cv_dir, frozen_backbone_variants(list(frozen_backbones)),
                                         n_splits=cv_folds, repeats=frozen_repeats)
@@ -137,9 +135,9 @@ report.figure(plots.paired_deltas(paired, "Frozen backbones: paired differences 
 # ## (b), (c) Backbones trained end to end, or with downloaded weights: one hold-out split
 
 # %%
-cfg = TrainConfig(image_size=compare_image_size, epochs=compare_epochs, patience=compare_epochs,
-                  backbone_weights=None, freeze_epochs=freeze_epochs, conv_filters=tuple(conv_filters),
-                  learning_rate=learning_rate, batch_size=batch_size, seed=seed, verbose=0)
+cfg = TrainConfig.from_preset("study-cnn", image_size=compare_image_size, epochs=compare_epochs, patience=compare_epochs,
+                              freeze_epochs=compare_freeze_epochs, conv_filters=tuple(compare_conv_filters),
+                              learning_rate=compare_learning_rate, batch_size=compare_batch_size, seed=seed, verbose=0)
 holdout, preds = compare_backbones(df, cfg, report.report_dir / "runs" / "backbones", list(backbones),
                                    test_fraction=test_fraction, n_boot=n_boot)
 table = pd.concat([frozen, holdout], ignore_index=True)

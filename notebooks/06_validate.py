@@ -54,7 +54,9 @@ from melanoma_utils.reports import plots
 from melanoma_utils.reports.reporting import open_study, package_versions
 from melanoma_utils.reports.validation import operating_points_table, report_figures
 from melanoma_utils.runs import Run
-from melanoma_utils.runs.experiments import load_folds, run_folder_name
+from melanoma_utils.runs.experiments import backbone_variants, load_folds, run_folder_name
+from melanoma_utils.runs.selection import WEIGHTING_LABELS, weighting_variants
+from melanoma_utils.runs.variants import Variant, check_variants
 
 report, df = open_study(report_dir, synthetic, seed, images_csv, images_dir)
 df, _ = with_source_copies(df, paths.resolve(images_csv), paths.resolve(source_csv) if source_csv else None)
@@ -63,6 +65,9 @@ if run_dir:
     rows, origin = df, f"all of {images_csv}"
 else:
     runs_dir = report.report_dir / "runs" / "ablation"
+    check_variants([validate_variant], [*Variant, *weighting_variants(list(WEIGHTING_LABELS), external=True),
+                                        *backbone_variants(["efficientnetlite1", "efficientnetlite2"])],
+                   "validate_variant")  # a misspelt name is an error naming the known ones
     run = Run.load(runs_dir / run_folder_name(validate_variant) / f"fold{fold}")
     rows = df[load_folds(runs_dir / "folds.csv", df) == fold].reset_index(drop=True)
     origin = f"held-out fold {fold} of notebook 03 (run '{validate_variant}')"
@@ -80,7 +85,7 @@ display(Markdown(
     f"{result['n_malignant']:,} malignant (prevalence {result['prevalence']:.3f}); {int((~ok).sum())} unreadable image(s) "
     f"left out. Model: {cfg.kind}, metadata `{cfg.features}`, image branch {cfg.backbone or 'the study CNN'} at "
     f"{cfg.image_size} px, "
-    + (f"calibrated by **{run.calibrator.method}** on its validation split (prevalence {run.prevalence:.3f})"
+    + (f"calibrated by **{run.calibrator.label}** on its validation split (prevalence {run.prevalence:.3f})"
        if run.prevalence else "**not calibrated** (trained before calibration existed: probabilities are raw outputs)")
     + f", decision threshold {run.threshold:.4f} ({run.config['threshold_rule']})."))
 
@@ -134,11 +139,11 @@ pd.DataFrame(result["reliability"]).round(4)
 # %%
 at = result.get("stated_prevalence")
 if at:
-    curves_at = {f"moved to {at['prevalence']:g}": pd.DataFrame(at["reliability"])}
-    report.figure(plots.reliability_diagram(curves_at, f"Reliability at prevalence {at['prevalence']:g} (reweighted)",
+    curves_at = {f"moved to {at['prevalence']:.4f}": pd.DataFrame(at["reliability"])}
+    report.figure(plots.reliability_diagram(curves_at, f"Reliability at prevalence {at['prevalence']:.4f} (reweighted)",
                                             tag=report.tag), "fig_validate_reliability_stated_prevalence")
     display(Markdown(
-        f"At prevalence {at['prevalence']:g}: Brier {at['brier']['estimate']:.4f}, ECE {at['ece']['estimate']:.4f}, "
+        f"At prevalence {at['prevalence']:.4f}: Brier {at['brier']['estimate']:.4f}, ECE {at['ece']['estimate']:.4f}, "
         f"calibration slope {at['calibration_slope']['estimate']:.2f}, intercept {at['calibration_intercept']['estimate']:.2f}; "
         f"PR AUC {at['pr_auc']:.3f} (chance {at['prevalence']:g}). The decision threshold becomes {at['threshold']:.4f} "
         "on that scale (the same decisions)."))

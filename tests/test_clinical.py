@@ -288,3 +288,27 @@ def test_decision_curve_has_a_patient_bootstrap_band_around_the_model() -> None:
     assert "model_ci_low" not in net_benefit(y, p, thresholds=[0.2])  # no patients given: no band
     fig = plots.decision_curve({"model": t}, "t")
     assert len(fig.axes[0].collections) >= 1 and any("95% CI" in x.get_text() for x in fig.axes[0].get_legend().get_texts())
+
+
+def test_calibration_slope_reads_a_scaled_logit_and_the_choice_includes_none() -> None:
+    from melanoma_utils.evaluation.calibration import calibration_intercept_slope, fit_calibrator, sigmoid
+
+    rng = np.random.default_rng(0)
+    n = 20_000
+    z = rng.normal(-1.5, 1.5, n)
+    y = (rng.random(n) < sigmoid(z)).astype(int)  # sigmoid(z) is the true probability
+    groups = np.arange(n) // 2
+    # a model whose logits are 3x too large: predictions far too extreme, slope 1/3
+    _, slope = calibration_intercept_slope(y, sigmoid(3 * z))
+    assert slope == pytest.approx(1 / 3, abs=0.03)
+    _, slope = calibration_intercept_slope(y, sigmoid(z))
+    assert slope == pytest.approx(1.0, abs=0.06)
+    # the calibrator is chosen by cross-validated Brier score among none, Platt and isotonic: an already calibrated
+    # output scores as well as any fitted map (within noise), a 3x-too-extreme one is mapped
+    calibrated = fit_calibrator(y, sigmoid(z), groups)
+    assert set(calibrated.selection) >= {"none", "platt", "isotonic"}
+    assert calibrated.selection["none"] <= min(calibrated.selection.values()) + 1e-4
+    extreme = fit_calibrator(y, sigmoid(3 * z), groups)
+    assert extreme.method == "platt" and extreme.selection["platt"] < extreme.selection["none"]
+    _, slope = calibration_intercept_slope(y, extreme.transform(sigmoid(3 * z)))
+    assert slope == pytest.approx(1.0, abs=0.06)

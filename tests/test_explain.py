@@ -195,3 +195,22 @@ def test_mean_abs_with_ci_is_never_below_zero_and_contains_the_mean() -> None:
     assert list(out.index) == ["site", "age"]
     assert (out["ci_low"] >= 0).all() and (out["ci_low"] <= out["mean_abs"]).all() and (out["mean_abs"] <= out["ci_high"]).all()
     assert out.loc["site", "mean_abs"] == pytest.approx(values["site"].abs().mean())
+
+
+def test_mask_quality_rejects_border_skin_huge_tiny_and_thin_masks() -> None:
+    from melanoma_utils.reports.explain import inside_over_area, mask_quality
+
+    s = 128
+    yy, xx = np.mgrid[:s, :s]
+    disc = (yy - 64) ** 2 + (xx - 64) ** 2 < 30 ** 2  # a central lesion: 17% of the image
+    assert mask_quality(disc) == "ok"
+    assert "> 60%" in mask_quality(np.ones((s, s), bool) & ~((yy < 10) & (xx < 10)))
+    assert "< 2%" in mask_quality((yy - 64) ** 2 + (xx - 64) ** 2 < 5 ** 2)
+    edge = disc | (xx < 6)  # skin along the left edge joined to the lesion
+    assert mask_quality(edge).startswith("touches the border")
+    hair = np.zeros((s, s), bool)
+    for row in range(20, 110, 9):
+        hair[row:row + 2, 15:113] = True  # thin parallel strands in the middle
+    assert mask_quality(hair).startswith("thin structures")
+    assert inside_over_area(0.34, disc) == pytest.approx(0.34 / disc.mean())
+    assert np.isnan(inside_over_area(float("nan"), disc))

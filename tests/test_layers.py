@@ -67,3 +67,29 @@ def test_light_imports_stay_free_of_tensorflow() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "[]"
+
+
+def _module_of(parts: tuple[str, ...]) -> str | None:
+    """The package module an import target names (``('runs', 'run', 'Run')`` → ``runs.run``); ``None`` for a package's
+    ``__init__`` or a name outside the package's files."""
+    for n in range(len(parts), 0, -1):
+        if (PKG.joinpath(*parts[:n]).with_suffix(".py")).is_file():
+            return ".".join(parts[:n])
+    return None
+
+
+def import_graph() -> dict[str, set[str]]:
+    """module → the package modules it imports, at the top or inside functions."""
+    graph: dict[str, set[str]] = {}
+    for path in PKG.rglob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        me = ".".join(path.relative_to(PKG).with_suffix("").parts)
+        graph[me] = {m for _, t in _imports(path) if (m := _module_of(t)) and m != me}
+    return graph
+
+
+def test_no_two_modules_import_each_other_even_inside_functions() -> None:
+    graph = import_graph()
+    pairs = sorted({tuple(sorted((a, b))) for a, targets in graph.items() for b in targets if a in graph.get(b, ())})
+    assert not pairs, "modules importing each other: " + "; ".join(f"{a} <-> {b}" for a, b in pairs)

@@ -170,9 +170,11 @@ def test_unknown_parameter_is_an_error_naming_it(tmp_path: Path) -> None:
         reproduce(bad, ["01_eda"])
     with pytest.raises(ValueError, match=r"typo.yaml: parameter cv_folds must be int \(like the notebook default 3\); got 'five'"):
         check_params({**params, "cv_folds": "five"}, "typo.yaml")
-    with pytest.raises(ValueError, match="parameter augment must be bool"):
-        check_params({**params, "augment": 1}, "typo.yaml")
-    check_params({**params, "learning_rate": 1, "prevalence": 0.05}, "ok.yaml")  # an int where a float is asked: fine
+    with pytest.raises(ValueError, match="parameter audit must be bool"):
+        check_params({**params, "audit": 1}, "typo.yaml")
+    with pytest.raises(ValueError, match="unknown parameter.*augment"):  # a TrainConfig field goes in train_overrides
+        check_params({**params, "augment": False}, "typo.yaml")
+    check_params({**params, "compare_learning_rate": 1, "prevalence": 0.05}, "ok.yaml")  # an int where a float is asked
     bad.write_text("seed: 0\nbackbones: [cnn,\n  image_size: 3\n")
     with pytest.raises(ValueError, match=r"typo.yaml: line \d+, column \d+ not valid YAML"):
         read_params(bad)

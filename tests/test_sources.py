@@ -332,10 +332,28 @@ def test_ensemble_is_one_run_folder_calibrated_on_held_out_rows(tmp_path: Path) 
         spec.write_text(text)
         with pytest.raises(RunDamaged, match=f"run folder {tmp_path / 'ens'} is damaged: .*{re.escape(says)}"):
             Run.load(tmp_path / "ens")
+    # one finish step: the ensemble's report uses the members' bootstrap size, and a failure while writing leaves no
+    # folder, half or whole, and no staging folder beside it (written under a temporary name, moved in complete)
+    assert ens.config["validation_n_boot"] == a.train_config.n_boot == a.config["validation_n_boot"]
+    import melanoma_utils.runs.finish as finish_module
+
+    def broken_card(*args, **kwargs):
+        raise OSError("disk full while writing the model card")
+
+    before = set(tmp_path.iterdir())
+    original = finish_module.model_card
+    finish_module.model_card = broken_card
+    try:
+        with pytest.raises(OSError, match="disk full"):
+            build_ensemble([tmp_path / "a", tmp_path / "b"], tmp_path / "ens3")
+    finally:
+        finish_module.model_card = original
+    assert not (tmp_path / "ens3").exists()
+    assert {p.name for p in set(tmp_path.iterdir()) - before} <= {".ens3.lock"}  # no partial folder left
 
 
 def test_paper_comparison_table_scores_each_run_at_its_own_threshold() -> None:
-    from melanoma_utils.runs.experiments import ISIC2020_PREVALENCE, paper_comparison_table
+    from melanoma_utils.reports.paper import ISIC2020_PREVALENCE, paper_comparison_table
 
     oof = pd.DataFrame({"image_name": [f"i{i}" for i in range(8)], "patient_id": [f"p{i}" for i in range(8)],
                         "target": [1, 1, 0, 0, 0, 0, 0, 0], "variant": "fusion, clinical",
@@ -345,7 +363,9 @@ def test_paper_comparison_table_scores_each_run_at_its_own_threshold() -> None:
     # decided positive: 0.9 (>=0.25), 0.3 (>=0.25), 0.35 (>=0.25); the rest negative -> tp 2, fp 1, tn 5
     assert t.loc["recall", "fusion, clinical"] == 1.0 and t.loc["precision", "fusion, clinical"] == pytest.approx(2 / 3)
     assert t.loc["accuracy", "fusion, clinical"] == pytest.approx(7 / 8) and t.loc["f1", "fusion, clinical"] == pytest.approx(0.8)
+    assert t.loc["specificity", "fusion, clinical"] == pytest.approx(5 / 6)  # tn 5 of 6 benign
     assert t.loc["accuracy", "paper (fusion)"] == 0.945 and np.isnan(t.loc["roc_auc", "paper (fusion)"])
+    assert (t.loc["recall", "paper (fusion)"], t.loc["specificity", "paper (fusion)"]) == (0.938, 0.952)
     assert t.loc["accuracy", "always benign, these data"] == 0.75
     assert t.loc["accuracy", "always benign, ISIC 2020"] == pytest.approx(1 - ISIC2020_PREVALENCE)
 

@@ -299,6 +299,11 @@ def test_trainconfig_decides_every_default_and_the_cli_passes_only_what_was_set(
                                       "--no-augment", "--end-to-end", "--epochs", "3"])
     got = train_config(args)
     assert (got.backbone, got.image_size, got.augment, got.frozen_features, got.epochs) == (None, 128, False, False, 3)
+    args = build_parser().parse_args(["train", "--metadata", str(csv), "--out", str(tmp_path / "r"), "--preset",
+                                      "lite2-260", "--tta", "4"])
+    got = train_config(args)  # the preset, then only the options given on top of it
+    assert (got.backbone, got.image_size, got.tta, got.embedding_views) == ("efficientnetlite2", 260, 4, 8)
+    assert got == TrainConfig.from_preset("lite2-260", tta=4, verbose=1)
     text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
     assert f"(default: {TrainConfig().patience})" in text and "at most 1024" in text
 

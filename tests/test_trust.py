@@ -138,8 +138,8 @@ def test_os_faults_and_interrupts_are_one_line(monkeypatch, capsys) -> None:
     parser = app.build_parser
 
     def patched(handler):  # noqa: ANN001
-        def build():  # noqa: ANN202
-            p = parser()
+        def build(only=None):  # noqa: ANN001,ANN202
+            p = parser(only)
             p.set_defaults(handler=handler)
             for action in p._subparsers._group_actions:  # the sub-command's own default wins: patch every one
                 for sub in action.choices.values():

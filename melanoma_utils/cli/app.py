@@ -37,8 +37,9 @@ def _epilog() -> str:
     return "\n".join(lines)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every registered sub-command."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser with every registered sub-command; with ``only`` (a command's name), only that command's
+    options are built (the others are listed by name and help: what ``main`` needs to parse one command)."""
     parser = argparse.ArgumentParser(prog="python -m melanoma_utils",
                                      description="Melanoma fusion study: data checks, training, evaluation, export and "
                                                  "the study's notebooks.", epilog=_epilog(),
@@ -47,7 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in sorted(_COMMANDS, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER)):
         help_text, add_args, fn = _COMMANDS[name]
         p = sub.add_parser(name, help=help_text, description=help_text)
-        add_args(p)
+        if only is None or name == only:
+            add_args(p)
         p.set_defaults(handler=fn)
     return parser
 
@@ -58,7 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from ..data.isic import DataWarning
 
-    args = build_parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    named = next((w for w in words if not w.startswith("-")), None)
+    args = build_parser(named if named in _COMMANDS else None).parse_args(words)
     warnings.simplefilter("ignore", DataWarning)  # commands print the load notes themselves
     try:
         return int(args.handler(args))

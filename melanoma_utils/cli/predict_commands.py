@@ -99,7 +99,7 @@ def _predict(args: argparse.Namespace) -> int:
           f"{int((preds['prediction'] == 1).sum()):,} predicted malignant) "
           f"in {seconds:.1f} s ({len(preds) / max(seconds, 1e-9):.0f} images/s{', TTA ×' + str(tta) if tta > 1 else ''})")
     if run.prevalence is not None:
-        print(f"probabilities calibrated ({run.calibrator.method}) at prevalence {preds['prevalence'].iloc[0]:.4g}"
+        print(f"probabilities calibrated ({run.calibrator.label}) at prevalence {preds['prevalence'].iloc[0]:.4g}"
               + (" (moved from the run's " + format(run.prevalence, ".4g") + ")" if args.prevalence is not None else
                  " (the run's validation prevalence; --prevalence P for another)"))
     if "size_imputed" in preds and preds["size_imputed"].any():

@@ -193,6 +193,29 @@ def _expected_types(default: str) -> tuple[type, ...] | None:
     return (type(value),)
 
 
+def check_preset(params: dict[str, Any], params_file: str | os.PathLike[str]) -> None:
+    """Raise ``ValueError`` when a parameter file's ``preset`` is unknown, its ``train_overrides`` name a field
+    ``TrainConfig`` lacks or hold a value that is not valid, or restate one the preset already has (a file states
+    only what it changes, so that it cannot drift from the preset it names)."""
+    if "preset" not in params and "train_overrides" not in params:
+        return
+    from ..models.train_config import TrainConfig
+
+    name, overrides = params.get("preset", "demo"), params.get("train_overrides") or {}
+    if not isinstance(overrides, dict):
+        raise ValueError(f"{params_file}: train_overrides must be a mapping of TrainConfig fields; got {overrides!r}")
+    try:
+        cfg = TrainConfig.from_preset(name, **overrides)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        raise ValueError(f"{params_file}: preset {name!r} with train_overrides: {exc}") from None
+    restated = sorted(k for k in overrides  # without it, the same value (some fields follow others: image_size, weights)
+                      if getattr(TrainConfig.from_preset(name, **{o: v for o, v in overrides.items() if o != k}), k)
+                      == getattr(cfg, k))
+    if restated:
+        raise ValueError(f"{params_file}: train_overrides restate what preset {name!r} already sets: "
+                         f"{', '.join(f'{k}={overrides[k]!r}' for k in restated)}; remove them")
+
+
 def check_params(params: dict[str, Any], params_file: str | os.PathLike[str], notebooks: Sequence[str] | None = None) -> None:
     """Raise ``ValueError`` naming any key that no notebook declares (a typo would otherwise be ignored), and any value
     whose type differs from the notebook default's (``cv_folds: "five"``), before a notebook runs.
@@ -221,6 +244,7 @@ def check_params(params: dict[str, Any], params_file: str | os.PathLike[str], no
             names = " or ".join(t.__name__ for t in types)
             raise ValueError(f"{params_file}: parameter {key} must be {names} (like the notebook default "
                              f"{defaults.get(key)}); got {value!r}")
+    check_preset(params, params_file)
 
 
 #: Written into a report folder while ``reproduce`` runs and removed when every notebook succeeded: a folder that

@@ -23,96 +23,63 @@ if TYPE_CHECKING:
     from ..runs.run import TrainConfig
 
 
+#: The parsers a :class:`~melanoma_utils.models.train_options.Option` names in ``check``.
+_CHECKS = {"positive_int": _positive_int, "nonneg_int": _nonneg_int, "positive_float": _positive_float,
+           "fraction": _nonneg_float, "sensitivity": _sensitivity, "int": int, "str": str}
+
+
+def _config_options(p: argparse.ArgumentParser) -> None:
+    """One option per :data:`~melanoma_utils.models.train_options.TRAIN_OPTIONS` row: its flag, description,
+    choices and parser from the table, its default stated from TrainConfig (and applied by the preset)."""
+    from ..models.train_options import TRAIN_OPTIONS
+    from ..runs.run import TrainConfig
+
+    for opt in TRAIN_OPTIONS:
+        default = opt.default_text or TrainConfig.default(opt.field)
+        if opt.switch_off:
+            p.add_argument(*opt.flags, dest=opt.field, action="store_false", default=argparse.SUPPRESS, help=opt.help)
+            continue
+        p.add_argument(*opt.flags, dest=opt.field, type=_CHECKS[opt.check], choices=opt.choices, default=argparse.SUPPRESS,
+                       metavar=opt.metavar, help=f"{opt.help} (default: {default})")
+
+
 def _train_args(p: argparse.ArgumentParser) -> None:
-    from ..models.backbones import BACKBONES
-    from ..models.features import FEATURE_SETS
-    from ..pipeline.transforms import PREPROCESSORS
-    from ..runs.run import MAX_IMAGE_SIZE, STRATEGIES, TrainConfig
+    from ..data.confounds import COPIES_CSV
+    from ..models.presets import DEFAULT_PRESET, PRESETS, describe_presets
 
     data_args(p, "training CSV, dataset folder, or TFRecord shard folder (from `shard`)")
     p.add_argument("--external", type=_existing_path, action="append", default=[], metavar="DIR",
                    help="external training data (repeatable): a HAM10000 or ISIC 2019 folder in its own schema; its rows "
                         "join the training part only (validation, calibration and threshold stay on --metadata's patients)")
     p.add_argument("--out", type=Path, required=True, help="run folder to write")
-    d, S = TrainConfig.default, argparse.SUPPRESS  # defaults are TrainConfig's: stated here, decided there
-    p.add_argument("--model", dest="kind", choices=("fusion", "image", "meta"), default=S, help=argparse.SUPPRESS,
-                   action=_renamed("--kind"))
-    p.add_argument("--kind", dest="kind", choices=("fusion", "image", "meta"), default=S,
-                   help=f"which inputs the model takes: images and metadata (fusion), images only, metadata only (default: {d('kind')})")
-    p.add_argument("--features", choices=sorted(FEATURE_SETS), default=S, help=f"metadata feature set (default: {d('features')})")
-    p.add_argument("--image-size", type=_positive_int, default=S,
-                   help="side in px (default: the backbone's ImageNet resolution: efficientnetlite0/1/2 224/240/260 px; "
-                        f"128 for the study's CNN); at most {MAX_IMAGE_SIZE}")
-    p.add_argument("--epochs", type=_positive_int, default=S, help=f"(default: {d('epochs')})")
-    p.add_argument("--batch-size", type=_positive_int, default=S, help=f"(default: {d('batch_size')})")
-    p.add_argument("--learning-rate", type=_positive_float, default=S, help=f"(default: {d('learning_rate')})")
-    p.add_argument("--patience", type=_positive_int, default=S, help=f"early-stopping patience in epochs (default: {d('patience')})")
-    p.add_argument("--val-fraction", type=_nonneg_float, default=S,
-                   help=f"share of the patients held out for validation, in (0, 1) (default: {d('val_fraction')})")
-    p.add_argument("--min-sensitivity", type=_sensitivity, default=S,
-                   help=f"validation sensitivity the threshold must reach, in (0, 1] (default: {d('min_sensitivity')})")
-    p.add_argument("--preprocess", choices=sorted(PREPROCESSORS), default=S, help=f"(default: {d('preprocess')})")
-    p.add_argument("--no-augment", dest="augment", action="store_false", default=S)
-    p.add_argument("--no-class-weights", dest="class_weighting", action="store_false", default=S)
-    from ..data.confounds import COPIES_CSV, SOURCE_WEIGHTINGS
-
-    p.add_argument("--source-column", default=S, metavar="COLUMN",
-                   help="a grouping that is not the lesion, whose label information --source-weighting removes: a "
-                        "metadata column (e.g. source_copy, clinic), camera (original image size) or source (the data "
-                        f"set); none; auto: source_copy where the data has it, read from --source-csv or a {COPIES_CSV} "
-                        f"beside the CSV (default: {d('source_column')})")
-    p.add_argument("--source-weighting", choices=SOURCE_WEIGHTINGS, default=S,
-                   help="balanced: every group of --source-column gets the same malignant share (a group of one class "
-                        "is left out); drop_single_class: groups of one class left out, no reweighting; auto: balanced "
-                        "without --external, none with it (what notebook 03's selection found within copy a) "
-                        f"(default: {d('source_weighting')})")
+    p.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET,
+                   help=f"a named training recipe; the options below override it (default: {DEFAULT_PRESET}). "
+                        + "; ".join(describe_presets().splitlines()))
+    p.add_argument("--model", dest="kind", choices=("fusion", "image", "meta"), default=argparse.SUPPRESS,
+                   help=argparse.SUPPRESS, action=_renamed("--kind"))
+    _config_options(p)
     p.add_argument("--source-csv", type=_existing_path, default=None, metavar="CSV",
                    help=f"image_name, source_copy: which copy of the data each image came from (default: {COPIES_CSV} "
                         "beside --metadata, if there)")
-    p.add_argument("--backbone", choices=["cnn", *sorted(BACKBONES)], default=S,
-                   help=f"image branch (default: {d('backbone')}: ImageNet weights shipped offline, frozen, head trained "
-                        "on cached embeddings); cnn: the study's CNN from scratch; or a keras.applications model")
-    p.add_argument("--backbone-weights", "--weights", dest="backbone_weights", default=S,
-                   help="backbone weights: none | imagenet | PATH.h5 (default: imagenet for efficientnetlite0/1/2, else none)")
-    p.add_argument("--finetune", choices=("none", "top", "all"), default=S,
-                   help="with pretrained weights: after training the head on cached embeddings, fine-tune the "
-                        f"backbone's last stage (top) or all of it (default: {d('finetune')})")
-    p.add_argument("--finetune-epochs", type=_positive_int, default=S, help=f"(default: {d('finetune_epochs')})")
-    p.add_argument("--finetune-learning-rate", type=_positive_float, default=S, help=f"(default: {d('finetune_learning_rate')})")
-    p.add_argument("--head-learning-rate", type=_positive_float, default=S,
-                   help=f"learning rate of the head trained on cached embeddings (default: {d('head_learning_rate')})")
-    p.add_argument("--embedding-views", type=int, choices=range(1, 9), default=S, metavar="1..8",
-                   help=f"dihedral views (rotations/mirrors) of each image cached for the head's training (default: {d('embedding_views')})")
-    p.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=S,
-                   help="test-time augmentation for the validation predictions (threshold) and, by default, for "
-                        f"predict: views averaged per image (8: ~+0.007 validation AUC, 8x slower prediction; default: {d('tta')})")
-    p.add_argument("--end-to-end", dest="frozen_features", action="store_false", default=S,
-                   help="with pretrained weights: train on decoded images end to end (GPU) instead of cached embeddings")
-    p.add_argument("--freeze-epochs", type=_nonneg_int, default=S, help="--end-to-end: epochs with the backbone frozen first")
-    p.add_argument("--cache", default=S, help=f"memory | none | a file prefix for large sets (default: {d('cache')})")
-    p.add_argument("--strategy", choices=STRATEGIES, default=S,
-                   help="devices: auto (several GPUs: mirrored), one, mirrored (tf.distribute over GPUs/CPUs; JAX: "
-                        "DataParallel), multiworker (TF_CONFIG; the chief writes --out), tpu; --batch-size is per "
-                        "replica, learning rates scale with the replicas")
-    p.add_argument("--seed", type=int, default=S, help=f"drives Python, NumPy and Keras (default: {d('seed')})")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a finished run in --out (only once the new run is complete)")
     p.add_argument("--restart", action="store_true",
                    help="discard an interrupted run's saved state instead of resuming it")
-    p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1)
 
 
 #: ``train`` options that are not TrainConfig fields.
 _NOT_CONFIG = ("command", "handler", "metadata", "images", "duplicates", "external", "out", "overwrite", "restart",
-               "source_csv")
+               "source_csv", "preset")
 
 
 def train_config(args: argparse.Namespace) -> "TrainConfig":
-    """The :class:`~melanoma_utils.runs.run.TrainConfig` of parsed ``train`` arguments: only the options the user gave
-    (every other value is TrainConfig's own default)."""
+    """The :class:`~melanoma_utils.runs.run.TrainConfig` of parsed ``train`` arguments: the ``--preset`` with only the
+    options the user gave on top (every other value is the preset's, and beyond it TrainConfig's own default)."""
+    from ..models.presets import DEFAULT_PRESET
     from ..runs.run import TrainConfig
 
-    return TrainConfig(**{k: v for k, v in vars(args).items() if k not in _NOT_CONFIG})
+    given = {k: v for k, v in vars(args).items() if k not in _NOT_CONFIG}
+    return TrainConfig.from_preset(getattr(args, "preset", None) or DEFAULT_PRESET, **given)
 
 
 @command("train", "train a model; write a self-contained run folder", _train_args)
@@ -161,7 +128,7 @@ def _train(args: argparse.Namespace) -> int:
         print(f"note: threshold is a fallback: {c['threshold_rule']}")
     rep = run.metrics.get("validation_report")
     if c.get("calibration") and rep:
-        print(f"probabilities calibrated ({c['calibration']['method']}) on the validation split, right at prevalence "
+        print(f"probabilities calibrated ({run.calibrator.label}) on the validation split, right at prevalence "
               f"{c['calibration']['prevalence']:.4g}: Brier {rep['brier']['estimate']:.4f} (raw model output "
               f"{rep['brier_raw']:.4f}); model card: {args.out / 'MODEL_CARD.md'}")
     elif c.get("calibration_note"):
@@ -197,7 +164,7 @@ def _ensemble(args: argparse.Namespace) -> int:
         print(f"member {k}: {m['source']} ({branch}): validation ROC AUC {auc:.3f}" if auc is not None
               else f"member {k}: {m['source']}")
     print(f"ensemble folder: {args.out}  threshold (validation): {c['threshold']:.4f}"
-          + (f"  calibration: {c['calibration']['method']}" if c.get("calibration") else ""))
+          + (f"  calibration: {run.calibrator.label}" if c.get("calibration") else ""))
     _print_metrics(run.metrics["validation"], "validation (ensemble)")
     return 0
 

@@ -69,3 +69,16 @@ def drop_duplicates(df: pd.DataFrame, duplicates: pd.DataFrame) -> tuple[pd.Data
     }
     kept = df[~df["image_name"].isin(to_drop)].reset_index(drop=True)
     return kept, len(to_drop)
+
+
+def numeric_column(raw: pd.Series, column: str, source: str) -> pd.Series:
+    """Parse numbers; a non-blank value that is not a number is an error naming its rows."""
+    as_num = pd.to_numeric(raw, errors="coerce")
+    bad = as_num.isna() & raw.notna() & (raw.astype("string").str.strip() != "")
+    if bad.any():
+        first = raw[bad].iloc[0]
+        raise DataError(
+            f"{source}: column '{column}' has non-numeric value(s) such as {first!r} "
+            f"(line(s) {_lines([i for i, b in enumerate(bad.to_numpy()) if b])})"
+        )
+    return as_num.astype(float)

@@ -27,15 +27,16 @@ import pandas as pd
 from ..pipeline.images import (  # noqa: F401  (re-exported: image files and folders live there)
     IMAGE_EXTENSIONS,
     attach_image_paths,
-    default_images_dir,
     missing_image_names,
     other_formats,
 )
+from ..pipeline.shards import default_images_dir  # noqa: F401  (re-exported)
 from .csvfiles import (  # noqa: F401  (re-exported: CSV files and the data error type live there)
     DataError,
     _lines,
     drop_duplicates,
     find_metadata_csv,
+    numeric_column,
     read_csv,
     read_duplicates,
 )
@@ -135,17 +136,59 @@ def _categorical(
     return out.astype(str)
 
 
-def _numeric(raw: pd.Series, column: str, source: str) -> pd.Series:
-    """Parse numbers; a non-blank value that is not a number is an error naming its rows."""
-    as_num = pd.to_numeric(raw, errors="coerce")
-    bad = as_num.isna() & raw.notna() & (raw.astype("string").str.strip() != "")
-    if bad.any():
-        first = raw[bad].iloc[0]
+def _image_names(raw: pd.DataFrame, source: str, require_target: bool) -> pd.Series:
+    """The stripped ``image_name`` column; blank, duplicated or (for training data) unsafe names are a
+    :class:`DataError` naming the lines."""
+    names = raw["image_name"].astype("string").str.strip()
+    if names.isna().any() or (names == "").any():
         raise DataError(
-            f"{source}: column '{column}' has non-numeric value(s) such as {first!r} "
-            f"(line(s) {_lines(np.flatnonzero(bad.to_numpy()))})"
+            f"{source}: column 'image_name' is blank at line(s) "
+            f"{_lines(np.flatnonzero((names.isna() | (names == '')).to_numpy()))}"
         )
-    return as_num.astype(float)
+    from ..pipeline.images import unsafe_image_name
+
+    unsafe = names.map(lambda n: unsafe_image_name(n) is not None).to_numpy(bool)
+    if unsafe.any() and require_target:  # training data: refuse; rows to predict: each such row is an error of its own
+        first = names[unsafe].iloc[0]
+        raise DataError(
+            f"{source}: column 'image_name' must hold plain file names (no path separators, '..' or control characters); "
+            f"{first!r} {unsafe_image_name(first)} (line(s) {_lines(np.flatnonzero(unsafe))})"
+        )
+    dup = names.duplicated(keep=False)
+    if dup.any():
+        shown = ", ".join(sorted(names[dup].unique())[:5])
+        raise DataError(
+            f"{source}: duplicate image names in column 'image_name': {shown} "
+            f"(line(s) {_lines(np.flatnonzero(dup.to_numpy()))})"
+        )
+    return names
+
+
+def _ages(values: pd.Series, source: str) -> pd.Series:
+    """``age_approx`` as numbers; a value outside :data:`AGE_RANGE` is a :class:`DataError` naming the lines."""
+    age = numeric_column(values, "age_approx", source)
+    out_of_range = age.notna() & ((age < AGE_RANGE[0]) | (age > AGE_RANGE[1]))
+    if out_of_range.any():
+        raise DataError(
+            f"{source}: column 'age_approx' has value(s) outside {AGE_RANGE[0]:g}–{AGE_RANGE[1]:g} "
+            f"such as {age[out_of_range].iloc[0]:g} (line(s) {_lines(np.flatnonzero(out_of_range.to_numpy()))})"
+        )
+    return age
+
+
+def _targets(raw: pd.DataFrame, source: str, require_target: bool) -> pd.Series:
+    """``target`` as 0/1 (NaN where absent); anything else is a :class:`DataError` for training data, missing else."""
+    target = pd.Series(np.nan, index=raw.index)
+    if "target" in raw.columns:
+        target = numeric_column(raw["target"], "target", source)
+        bad = ~target.isin([0.0, 1.0])
+        if require_target and bad.any():
+            raise DataError(
+                f"{source}: column 'target' must be 0 or 1; found {raw['target'][bad].iloc[0]!r} "
+                f"(line(s) {_lines(np.flatnonzero(bad.to_numpy()))})"
+            )
+        target = target.where(~bad)
+    return target
 
 
 def normalise_metadata(
@@ -172,51 +215,13 @@ def normalise_metadata(
         raise DataError(f"{source}: no data rows")
     raw = raw.reset_index(drop=True)
 
-    names = raw["image_name"].astype("string").str.strip()
-    if names.isna().any() or (names == "").any():
-        raise DataError(
-            f"{source}: column 'image_name' is blank at line(s) "
-            f"{_lines(np.flatnonzero((names.isna() | (names == '')).to_numpy()))}"
-        )
-    from ..pipeline.images import unsafe_image_name
-
-    unsafe = names.map(lambda n: unsafe_image_name(n) is not None).to_numpy(bool)
-    if unsafe.any() and require_target:  # training data: refuse; rows to predict: each such row is an error of its own
-        first = names[unsafe].iloc[0]
-        raise DataError(
-            f"{source}: column 'image_name' must hold plain file names (no path separators, '..' or control characters); "
-            f"{first!r} {unsafe_image_name(first)} (line(s) {_lines(np.flatnonzero(unsafe))})"
-        )
-    dup = names.duplicated(keep=False)
-    if dup.any():
-        shown = ", ".join(sorted(names[dup].unique())[:5])
-        raise DataError(
-            f"{source}: duplicate image names in column 'image_name': {shown} "
-            f"(line(s) {_lines(np.flatnonzero(dup.to_numpy()))})"
-        )
+    names = _image_names(raw, source, require_target)
 
     def col(name: str) -> pd.Series:
         return raw[name] if name in raw.columns else pd.Series([pd.NA] * len(raw), dtype="string")
 
-    age = _numeric(col("age_approx"), "age_approx", source)
-    out_of_range = age.notna() & ((age < AGE_RANGE[0]) | (age > AGE_RANGE[1]))
-    if out_of_range.any():
-        raise DataError(
-            f"{source}: column 'age_approx' has value(s) outside {AGE_RANGE[0]:g}–{AGE_RANGE[1]:g} "
-            f"such as {age[out_of_range].iloc[0]:g} (line(s) {_lines(np.flatnonzero(out_of_range.to_numpy()))})"
-        )
-
-    target = pd.Series(np.nan, index=raw.index)
-    if "target" in raw.columns:
-        target = _numeric(raw["target"], "target", source)
-        bad = ~target.isin([0.0, 1.0])
-        if require_target and bad.any():
-            raise DataError(
-                f"{source}: column 'target' must be 0 or 1; found {raw['target'][bad].iloc[0]!r} "
-                f"(line(s) {_lines(np.flatnonzero(bad.to_numpy()))})"
-            )
-        target = target.where(~bad)
-
+    age = _ages(col("age_approx"), source)
+    target = _targets(raw, source, require_target)
     patient = col("patient_id").astype("string").str.strip()
     if require_target and (patient.isna() | (patient == "")).any():
         blank = (patient.isna() | (patient == "")).to_numpy()
@@ -244,9 +249,9 @@ def normalise_metadata(
             ),
             "diagnosis": diagnosis.astype(str),
             "target": target if not require_target else target.astype(int),
-            "tfrecord": _numeric(col("tfrecord"), "tfrecord", source).astype("Int64"),
-            "width": _numeric(col("width"), "width", source),
-            "height": _numeric(col("height"), "height", source),
+            "tfrecord": numeric_column(col("tfrecord"), "tfrecord", source).astype("Int64"),
+            "width": numeric_column(col("width"), "width", source),
+            "height": numeric_column(col("height"), "height", source),
             # which data set a row comes from (external training data: melanoma_utils.data.sources)
             "source": col("source").astype("string").str.strip().fillna("isic2020").replace("", "isic2020").astype(str),
         }

@@ -35,9 +35,9 @@ from .isic import (
     LoadReport,
     _categorical,
     _lines,
-    _numeric,
     attach_image_paths,
     missing_image_names,
+    numeric_column,
     read_csv,
 )
 
@@ -130,7 +130,7 @@ def _names(raw: pd.Series, column: str, source: str) -> pd.Series:
 
 
 def _age(raw: pd.Series, column: str, source: str) -> pd.Series:
-    age = _numeric(raw, column, source)
+    age = numeric_column(raw, column, source)
     bad = (age.notna() & ((age < AGE_RANGE[0]) | (age > AGE_RANGE[1]))).to_numpy()
     if bad.any():
         raise DataError(f"{source}: column '{column}' has value(s) outside {AGE_RANGE[0]:g}–{AGE_RANGE[1]:g} such "
@@ -187,7 +187,7 @@ def normalise_isic2019(meta: pd.DataFrame, truth: pd.DataFrame, meta_source: str
     meta, truth = meta.reset_index(drop=True), truth.reset_index(drop=True)
     names = _names(meta["image"], "image", meta_source)
     truth_names = _names(truth["image"], "image", truth_source)
-    onehot = np.column_stack([_numeric(truth[c], c, truth_source).to_numpy() for c in ISIC2019_DIAGNOSES])
+    onehot = np.column_stack([numeric_column(truth[c], c, truth_source).to_numpy() for c in ISIC2019_DIAGNOSES])
     valid = np.isin(onehot, (0.0, 1.0)).all(axis=1) & (np.nansum(onehot, axis=1) == 1)
     if not valid.all():
         bad = np.flatnonzero(~valid)
@@ -213,8 +213,8 @@ def normalise_isic2019(meta: pd.DataFrame, truth: pd.DataFrame, meta_source: str
         "target": (dx == "melanoma").astype(int),
         "tfrecord": pd.array([pd.NA] * len(meta), dtype="Int64"),
         # the ORIGINAL size where `make data` recorded it (the official CSV has none)
-        "width": _numeric(meta["width"], "width", meta_source) if "width" in meta else np.nan,
-        "height": _numeric(meta["height"], "height", meta_source) if "height" in meta else np.nan,
+        "width": numeric_column(meta["width"], "width", meta_source) if "width" in meta else np.nan,
+        "height": numeric_column(meta["height"], "height", meta_source) if "height" in meta else np.nan,
         "source": ISIC2019,
     })
 

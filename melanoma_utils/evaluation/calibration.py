@@ -177,7 +177,9 @@ def calibration_intercept_slope(y_true: Sequence, y_prob: Sequence, weights: Any
 MAX_CALIBRATION_COEF = 100.0
 
 
-CALIBRATION_METHODS: tuple[str, ...] = ("platt", "isotonic")
+#: The candidates :func:`fit_calibrator` chooses from by cross-validated Brier score (a proper score): ``none`` keeps
+#: the model's own output (when it is already calibrated, a fitted map only adds noise), Platt scaling, isotonic.
+CALIBRATION_METHODS: tuple[str, ...] = ("none", "platt", "isotonic")
 
 
 @dataclass
@@ -207,6 +209,11 @@ class Calibrator:
             return np.interp(r, self.params["x"], self.params["y"])
         raise ValueError(f"unknown calibration method {self.method!r}")
 
+    @property
+    def label(self) -> str:
+        """The method in words: ``identity`` (chosen: the model's output scored best) reads ``none (output kept)``."""
+        return "none (output kept)" if self.method == "identity" else self.method
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable state."""
         return {"method": self.method, "params": self.params, "prevalence": self.prevalence, "n_fit": self.n_fit,
@@ -219,6 +226,8 @@ class Calibrator:
 
 
 def _fit_one(method: str, y: np.ndarray, raw: np.ndarray) -> Calibrator:
+    if method == "none":
+        return Calibrator("identity")
     if method == "platt":  # Platt's smoothed targets keep the fit finite on small or separable samples
         n_pos, n_neg = int(y.sum()), int(len(y) - y.sum())
         target = np.where(y == 1, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))

@@ -53,7 +53,9 @@ def model_card(config: dict[str, Any], report: dict[str, Any] | None, title: str
     backbone = train.get("backbone") or "the study's CNN (from scratch)"
     weights = train.get("backbone_weights", train.get("weights"))
     features = train.get("features", "clinical")
-    cal = config.get("calibration") or {}
+    cal = dict(config.get("calibration") or {})
+    if cal.get("method") == "identity":  # chosen by cross-validated Brier score: the model's own output was best
+        cal["method"] = "none: the model's own output scored best by cross-validated Brier score"
     lines = [f"# Model card — {title}", ""]
     lines += ["## Model",
               f"- Inputs: {'dermoscopic image + metadata' if kind == 'fusion' else 'image only' if kind == 'image' else 'metadata only'}"

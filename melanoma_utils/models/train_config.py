@@ -10,11 +10,18 @@ from typing import Any, ClassVar
 from ..data.confounds import SOURCE_WEIGHTINGS
 from ..pipeline.transforms import preprocess_config
 from .features import check_feature_set
+from .presets import get_preset
 
 #: Fine-tuning after the cached-embedding head: which backbone layers become trainable.
 FINETUNE_MODES: tuple[str, ...] = ("none", "top", "all")
 #: How training uses devices (see :func:`melanoma_utils.runs.training.make_distribution`).
 STRATEGIES: tuple[str, ...] = ("auto", "one", "mirrored", "multiworker", "tpu")
+#: Which inputs a model takes.
+KINDS: tuple[str, ...] = ("fusion", "image", "meta")
+#: Test-time augmentation: how many dihedral views may be averaged per image.
+TTA_VIEWS: tuple[int, ...] = tuple(range(1, 9))
+#: Keras fit verbosity: 0 silent, 1 a progress bar, 2 one line per epoch.
+VERBOSITY: tuple[int, ...] = (0, 1, 2)
 
 
 #: ``backbone_weights`` default: ImageNet where the weights ship offline (EfficientNet-Lite), else random init.
@@ -73,13 +80,30 @@ class TrainConfig:
     cache: str | None = "memory"  # "memory", a file prefix, or None
     mixed_precision: str = "auto"  # auto (on GPU only) | on | off
     strategy: str = "auto"  # auto | one | mirrored | multiworker | tpu (batch_size is per replica)
-    verbose: int = 2  # Keras fit verbosity: 1 progress bar, 2 one line per epoch
+    verbose: int = 1  # Keras fit verbosity (VERBOSITY): 0 silent, 1 a progress bar, 2 one line per epoch
+    n_boot: int = 200  # patient-bootstrap resamples of the run's validation report (single runs and ensembles)
 
     @classmethod
     def default(cls, name: str) -> Any:
         """The default of field ``name`` (for help texts that state it without repeating it)."""
         f = next(f for f in fields(cls) if f.name == name)
         return f.default_factory() if f.default_factory is not MISSING else f.default  # type: ignore[misc]
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "TrainConfig":
+        """The configuration of preset ``name`` (:mod:`melanoma_utils.models.presets`) with ``overrides`` on top; an
+        unknown preset or field is a ``ValueError`` naming the known ones."""
+        unknown = sorted(set(overrides) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(f.name for f in fields(cls))}")
+        return cls(**{**get_preset(name).fields, **overrides})
+
+    def preset_overrides(self, name: str) -> dict[str, Any]:
+        """The fields of this configuration that differ from preset ``name``'s (what a parameter file naming that
+        preset must state), compared after normalisation."""
+        base = type(self).from_preset(name)
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != getattr(base, f.name)}
 
     def _normalise(self) -> None:
         from .backbones import BACKBONES, OFFLINE_IMAGENET, default_image_size
@@ -112,13 +136,13 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self._normalise()
-        if self.kind not in ("fusion", "image", "meta"):
-            raise ValueError(f"kind must be fusion, image or meta; got {self.kind!r}")
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {self.kind!r}")
         check_feature_set(self.features)
         if self.source_weighting not in SOURCE_WEIGHTINGS:
             raise ValueError(f"source_weighting must be one of {', '.join(SOURCE_WEIGHTINGS)}; got {self.source_weighting!r}")
         preprocess_config(self.preprocess)
-        for name in ("image_size", "batch_size", "epochs"):
+        for name in ("image_size", "batch_size", "epochs", "n_boot"):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"{name} must be positive; got {getattr(self, name)}")
         if int(self.image_size) > MAX_IMAGE_SIZE:  # type: ignore[arg-type]
@@ -139,8 +163,10 @@ class TrainConfig:
             raise ValueError("freeze_epochs and finetune_epochs must be >= 0")
         if self.finetune not in FINETUNE_MODES:
             raise ValueError(f"finetune must be one of {', '.join(FINETUNE_MODES)}; got {self.finetune!r}")
-        if not 1 <= int(self.tta) <= 8:
-            raise ValueError(f"tta must be in 1..8; got {self.tta}")
+        if int(self.tta) not in TTA_VIEWS:
+            raise ValueError(f"tta must be in {TTA_VIEWS[0]}..{TTA_VIEWS[-1]}; got {self.tta}")
+        if int(self.verbose) not in VERBOSITY:
+            raise ValueError(f"verbose must be one of {', '.join(map(str, VERBOSITY))}; got {self.verbose}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}; got {self.strategy!r}")
         if not 1 <= int(self.embedding_views) <= 8:

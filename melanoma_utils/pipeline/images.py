@@ -189,14 +189,3 @@ def other_formats(images_dir: Path, names: list[str]) -> str:
 def missing_image_names(df: pd.DataFrame) -> list[str]:
     """Image names whose file does not exist."""
     return [n for n, p in zip(df["image_name"], df["image_path"]) if not os.path.isfile(p)]
-
-
-def default_images_dir(metadata_csv: str | os.PathLike[str]) -> Path | None:
-    """``train/`` beside a resized-layout ``train.csv``; for a shard folder's manifest, the shards' JPEGs unpacked
-    once (:func:`melanoma_utils.pipeline.shards.unpack_images`); else ``None`` (the caller must say)."""
-    from .shards import MANIFEST, unpack_images
-
-    if Path(metadata_csv).name == MANIFEST:
-        return unpack_images(Path(metadata_csv).parent)
-    candidate = Path(metadata_csv).parent / "train"
-    return candidate if candidate.is_dir() else None

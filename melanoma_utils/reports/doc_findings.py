@@ -166,10 +166,12 @@ def headline_table(report_dir: Path) -> str:
         lines.append("| held-out HAM10000 lesions (another clinic population; mean of the 5 fold runs) | — | "
                      + " | ".join(_ci(sel.loc[v, "external_holdout"], sel.loc[v, "external_holdout_ci_low"],
                                       sel.loc[v, "external_holdout_ci_high"]) if v in sel.index else "—" for v in cols) + " |")
-    for metric, label in (("accuracy", "accuracy at the validation threshold"), ("f1", "F1 at the validation threshold")):
+    for metric, label in (("accuracy", "accuracy at the validation threshold"), ("recall", "sensitivity at the validation threshold"),
+                          ("specificity", "specificity at the validation threshold"), ("f1", "F1 at the validation threshold")):
         if metric in paper.index:
             r = paper.loc[metric]
-            lines.append(f"| {label} | {r['paper (fusion)']:.3f} | "
+            paper_value = r['paper (fusion)']
+            lines.append(f"| {label} | {'—' if paper_value != paper_value else f'{paper_value:.3f}'} | "
                          + " | ".join(f"{r[v]:.3f}" if v in r and r[v] == r[v] else "—" for v in cols) + " |")
     always = paper.loc["accuracy"] if "accuracy" in paper.index else None
     note = (f"\nAlways answering *benign* is {always['always benign, these data']:.3f} accurate on this enriched subset "

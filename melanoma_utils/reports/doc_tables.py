@@ -149,6 +149,25 @@ def backbones_table(report_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def paper_table(report_dir: Path) -> str:
+    """The paper's results beside ours (``table_paper_vs_reproduction.csv``): each metric, the paper's fusion model
+    where it states the number, and each of our variants at its own validation threshold with its 95% CI."""
+    t = pd.read_csv(report_dir / "table_paper_vs_reproduction.csv")
+    ours = [c for c in t.columns if c not in ("metric", "paper (fusion)") and not c.endswith(" CI")
+            and not c.startswith("always benign")]
+    lines = ["| metric | paper (fusion) | " + " | ".join(ours) + " | always benign (ISIC 2020) |",
+             "|---|---|" + "---|" * len(ours) + "---|"]
+    def number(x: float) -> str:
+        return "—" if x != x else f"{x:.3f}"
+
+    for r in t.to_dict("records"):
+        cells = [f"{r[c]:.3f} ({r[c + ' CI']})" if r[c] == r[c] else "—" for c in ours]
+        benign = r.get("always benign, ISIC 2020", float("nan"))
+        lines.append(f"| {r['metric']} | {number(r['paper (fusion)'])} | " + " | ".join(cells)
+                     + f" | {'' if benign != benign else number(benign)} |")
+    return "\n".join(lines) + "\n"
+
+
 def transform_costs(report_dir: Path) -> str:
     """The per-image cost of each transform (``table_transform_cost_ms.csv``, notebook 02) as one sentence."""
     t = pd.read_csv(report_dir / "table_transform_cost_ms.csv").sort_values("ms_per_image")
@@ -234,14 +253,19 @@ def importance_table(report_dir: Path) -> str:
 
 
 def explanations_inside(report_dir: Path) -> str:
-    """Fig 15 in numbers (``table_explanations_inside_lesion.csv``): where Grad-CAM and SHAP put their mass."""
+    """Fig 15 in numbers (``table_explanations_inside_lesion.csv``): whether each lesion mask passed the quality check,
+    and where Grad-CAM and SHAP put their mass (share inside the mask, and that share over the mask's area share)."""
     t = pd.read_csv(report_dir / "table_explanations_inside_lesion.csv")
     pct = lambda v: "empty" if v != v else f"{100 * v:.0f}%"  # noqa: E731
-    lines = ["| lesion | truth | probability | Grad-CAM mass inside the lesion mask | SHAP magnitude inside | lesion area |",
-             "|---|---|---|---|---|---|"]
+    ratio = lambda v: "—" if v != v else f"{v:.1f}×"  # noqa: E731
+    lines = ["| lesion | truth | probability | mask check | lesion area | Grad-CAM inside (÷ area) | "
+             "SHAP magnitude inside (÷ area) |", "|---|---|---|---|---|---|---|"]
     for r in t.itertuples():
-        lines.append(f"| {r.image_name} | {'malignant' if r.target else 'benign'} | {r.probability:.2f} | "
-                     f"{pct(r.gradcam_inside_lesion)} | {pct(r.shap_abs_inside_lesion)} | {pct(r.lesion_area)} |")
+        check = getattr(r, "mask_check", "not checked")
+        g, sh = getattr(r, "gradcam_inside_over_area", float("nan")), getattr(r, "shap_inside_over_area", float("nan"))
+        lines.append(f"| {r.image_name} | {'malignant' if r.target else 'benign'} | {r.probability:.2f} | {check} | "
+                     f"{pct(r.lesion_area)} | {pct(r.gradcam_inside_lesion)} ({ratio(g)}) | "
+                     f"{pct(r.shap_abs_inside_lesion)} ({ratio(sh)}) |")
     return "\n".join(lines) + "\n"
 
 

@@ -318,6 +318,46 @@ def lesion_mask(image: np.ndarray, border: float = 0.05) -> np.ndarray:
     return filled.astype(bool)
 
 
+#: Fig 15's mask rules: a mask is trusted only when it covers 2–60% of the image, lies mostly off the image's border
+#: band and survives an opening at 1/32 of the image side (hair and ruler ticks are thin and do not).
+MASK_AREA = (0.02, 0.60)
+MASK_BORDER_BAND, MASK_MAX_BORDER_SHARE, MASK_MIN_SOLID = 0.03, 0.10, 0.5
+
+
+def mask_quality(mask: np.ndarray) -> str:
+    """``"ok"``, or the first reason a lesion mask cannot be trusted to outline the lesion: it covers less than 2% or
+    more than 60% of the image, covers more than 10% of the image's border band (skin at the edges, a vignette, a
+    ruler), or is mostly thin structures (less than half of it survives an opening: hair, reticle lines)."""
+    import cv2
+
+    m = np.asarray(mask, bool)
+    h, w = m.shape
+    area = float(m.mean())
+    if area < MASK_AREA[0]:
+        return f"covers {100 * area:.1f}% of the image (< {100 * MASK_AREA[0]:.0f}%)"
+    if area > MASK_AREA[1]:
+        return f"covers {100 * area:.0f}% of the image (> {100 * MASK_AREA[1]:.0f}%)"
+    b = max(1, int(round(MASK_BORDER_BAND * min(h, w))))
+    band = np.ones_like(m)
+    band[b:h - b, b:w - b] = False
+    on_border = float(m[band].mean())
+    if on_border > MASK_MAX_BORDER_SHARE:
+        return f"touches the border ({100 * on_border:.0f}% of the border band)"
+    k = max(3, min(h, w) // 32) | 1
+    opened = cv2.morphologyEx(m.astype(np.uint8), cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+    solid = float(opened.sum() / m.sum())
+    if solid < MASK_MIN_SOLID:
+        return f"thin structures ({100 * solid:.0f}% survives an opening: hair or lines?)"
+    return "ok"
+
+
+def inside_over_area(inside: float, mask: np.ndarray) -> float:
+    """The share of a map's mass inside the mask divided by the mask's share of the image: 1 is what a map spread
+    evenly would give, above 1 the map concentrates on the lesion; NaN for an empty map or mask."""
+    area = float(np.asarray(mask, bool).mean())
+    return inside / area if area > 0 and inside == inside else float("nan")
+
+
 def mass_inside(heat: np.ndarray, mask: np.ndarray) -> float:
     """The share of a non-negative heat map's total mass (e.g. Grad-CAM) that lies inside ``mask``; NaN for an empty map."""
     h = np.clip(np.asarray(heat, np.float64), 0, None)

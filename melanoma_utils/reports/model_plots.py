@@ -13,7 +13,6 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from . import style
-from .plots import _title
 from .style import BENIGN_COLOUR, MALIGNANT_COLOUR, NEUTRAL
 
 
@@ -29,7 +28,7 @@ def history_curves(history: pd.DataFrame, title: str = "Training history", tag: 
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.legend()
-    fig.suptitle(_title(tag, title))
+    fig.suptitle(style.titled(tag, title))
     fig.tight_layout()
     return fig
 
@@ -48,7 +47,7 @@ def confusion(m: Mapping[str, float], title: str, tag: str = "") -> Figure:
     ax.set_yticks([0, 1], ["benign", "malignant"])
     ax.set_xlabel("predicted")
     ax.set_ylabel("true (row % of the true class)")
-    ax.set_title(_title(tag, f"{title}\nthreshold {m['threshold']:.3f}: sens {m['sensitivity']:.2f}, spec {m['specificity']:.2f}"),
+    ax.set_title(style.titled(tag, f"{title}\nthreshold {m['threshold']:.3f}: sens {m['sensitivity']:.2f}, spec {m['specificity']:.2f}"),
                  fontsize=10)
     fig.tight_layout()
     return fig
@@ -59,24 +58,29 @@ def roc_pr(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = "",
     from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.6))
-    prevalence = None
+    prevalences: dict[str, tuple[float, str]] = {}
     for label, (y, s) in curves.items():
         fpr, tpr, _ = roc_curve(y, s)
-        a.plot(fpr, tpr, label=f"{label} (ROC AUC {roc_auc_score(y, s):.3f}, AP {average_precision_score(y, s):.3f})")
+        line, = a.plot(fpr, tpr, label=f"{label} (ROC AUC {roc_auc_score(y, s):.3f}, AP {average_precision_score(y, s):.3f})")
         prec, rec, _ = precision_recall_curve(y, s)
-        b.plot(rec, prec)
-        prevalence = float(np.mean(y))
-    a.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="chance")
+        b.plot(rec, prec, color=line.get_color(), ls=line.get_linestyle())
+        prevalences[label] = (float(np.mean(y)), line.get_color())
+    a.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="chance (ROC)")
     a.set_xlabel("1 − specificity")
     a.set_ylabel("sensitivity")
-    if prevalence is not None:
-        b.axhline(prevalence, color="grey", ls="--", lw=1)
-        b.annotate(f"chance (prevalence {prevalence:.3f})", (1, prevalence), xytext=(0, 3), textcoords="offset points",
-                   ha="right", va="bottom", fontsize=8, color="grey")
+    distinct = {round(p, 6) for p, _ in prevalences.values()}
+    if len(distinct) == 1:  # one prevalence: one chance line, named in the legend (a label on the panel hides under curves)
+        p = next(iter(prevalences.values()))[0]
+        b.axhline(p, color="grey", ls=":", lw=1.2, label=f"chance (PR): the prevalence, {p:.3f}")
+    else:  # each curve's own chance line, in its colour
+        for label, (p, colour) in prevalences.items():
+            b.axhline(p, color=colour, ls=":", lw=1.2, label=f"chance (PR) of {label}: its prevalence, {p:.3f}")
     b.set_xlabel("recall (sensitivity)")
     b.set_ylabel("precision")
     handles, labels = a.get_legend_handles_labels()  # one legend below both panels: it covers no curve
-    fig.suptitle(_title(tag, title or "ROC and precision–recall curves"))
+    more = b.get_legend_handles_labels()
+    handles, labels = handles + more[0], labels + more[1]
+    fig.suptitle(style.titled(tag, title or "ROC and precision–recall curves"))
     fig.tight_layout()
     ncol = 2 if len(labels) > 4 else 1
     fig.subplots_adjust(bottom=0.14 + 0.045 * ((len(labels) + ncol - 1) // ncol))
@@ -102,7 +106,7 @@ def importance_bars(table: pd.DataFrame, title: str, tag: str = "", mean: str = 
     ax.invert_yaxis()
     ax.axvline(0, color="black", lw=0.8)
     ax.set_xlabel(xlabel)
-    ax.set_title(_title(tag, title))
+    ax.set_title(style.titled(tag, title))
     fig.tight_layout()
     return fig
 
@@ -132,7 +136,7 @@ def explanation_grid(images: np.ndarray, shap_maps: np.ndarray, cams: np.ndarray
         axes[i, 1].set_title("SHAP (expected gradients)", fontsize=style.MIN_FONT)
         if cams is not None:
             axes[i, 2].imshow(img)
-            heat = axes[i, 2].imshow(cams[i], cmap="jet", alpha=0.45, vmin=0, vmax=1)
+            heat = axes[i, 2].imshow(cams[i], cmap="magma", alpha=0.5, vmin=0, vmax=1)  # perceptually uniform, not a rainbow
             fig.colorbar(heat, ax=axes[i, 2], fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
             inside = "" if cam_inside is None else (": empty map" if not np.isfinite(cam_inside[i])
                                                      else f": {100 * cam_inside[i]:.0f}% inside the lesion")
@@ -143,7 +147,7 @@ def explanation_grid(images: np.ndarray, shap_maps: np.ndarray, cams: np.ndarray
             ax.set_xticks([])
             ax.set_yticks([])
     if title:
-        fig.suptitle(_title(tag, title))
+        fig.suptitle(style.titled(tag, title))
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))  # room for the title above the first row
     return fig
 
@@ -163,7 +167,7 @@ def reliability_diagram(curves: Mapping[str, pd.DataFrame], title: str = "Calibr
     ax.set_xlim(0, top)
     ax.set_ylim(0, top)
     ax.legend(fontsize=8)
-    ax.set_title(_title(tag, title))
+    ax.set_title(style.titled(tag, title))
     first = next(iter(curves.values()))
     ax_n.bar(first["mean_predicted"], first["n"], width=top / 40, color=BENIGN_COLOUR)
     last = -np.inf
@@ -191,12 +195,13 @@ def decision_curve(curves: Mapping[str, pd.DataFrame], title: str = "Decision cu
                             alpha=0.2, lw=0, label=f"{name}: 95% CI (patient bootstrap)")
     ax.plot(100 * first["threshold"], first["biopsy_all"], color="grey", ls="--", label="biopsy all")
     ax.axhline(0, color="black", lw=1, label="biopsy none")
-    best = max(float(t["model"].max()) for t in curves.values())
+    best = max(max(float(t["model"].max()), float(t["model_ci_high"].max()) if "model_ci_high" in t else 0.0)
+               for t in curves.values())  # the band's top too: an interval is never cut
     ax.set_ylim(min(-0.01, -0.1 * max(best, 0.01)), max(best, float(first["biopsy_all"].max())) * 1.1 + 1e-3)
     ax.set_xlabel("threshold probability (%): the melanoma risk at which one would biopsy")
     ax.set_ylabel("net benefit (true positives per image)")
     ax.legend(fontsize=8)
-    ax.set_title(_title(tag, title))
+    ax.set_title(style.titled(tag, title))
     fig.tight_layout()
     return fig
 
@@ -225,7 +230,7 @@ def forest_plot(table: pd.DataFrame, title: str = "ROC AUC by subgroup", tag: st
     ax.axvline(1.0, color="grey", lw=0.5, ls=":")
     ax.set_xlim(0.4, 1.03)
     ax.set_xlabel("ROC AUC (95% CI, patient bootstrap)")
-    ax.set_title(_title(tag, title))
+    ax.set_title(style.titled(tag, title))
     fig.tight_layout()
     return fig
 
@@ -262,9 +267,9 @@ def auc_points(summary: pd.DataFrame, title: str, tag: str = "") -> Figure:
     low = np.nanmin(np.concatenate([v[1] for v in est.values()]))
     ax.set_xlim(max(0.0, min(0.5, low) - 0.02), 1.0)
     ax.set_xlabel("pooled out-of-fold ROC AUC (95% CI, patient bootstrap; 0.5 = chance)")
-    fig.legend(loc="lower center", ncol=2, frameon=False)
-    ax.set_title(_title(tag, title))
-    fig.tight_layout(rect=(0, 0.9 / fig.get_figheight(), 1, 1))
+    fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)  # below the figure: never over data
+    ax.set_title(style.titled(tag, title))
+    fig.tight_layout()
     return fig
 
 
@@ -283,7 +288,7 @@ def paired_deltas(table: pd.DataFrame, title: str, tag: str = "") -> Figure:
     ax.invert_yaxis()
     ax.axvline(0.0, color="grey", ls="--", lw=1)
     ax.set_xlabel("paired difference in ROC AUC (a − b; 95% CI, same patients resampled for both)")
-    fig.legend(loc="lower center", ncol=2, frameon=False)
-    ax.set_title(_title(tag, title))
-    fig.tight_layout(rect=(0, 0.9 / fig.get_figheight(), 1, 1))
+    fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)  # below the figure: never over data
+    ax.set_title(style.titled(tag, title))
+    fig.tight_layout()
     return fig

@@ -23,11 +23,10 @@ from .style import BENIGN_COLOUR, MALIGNANT_COLOUR, NEUTRAL, SEX_PALETTE, TARGET
 style.apply()
 
 
-def _title(tag: str, text: str) -> str:
-    return f"{tag} — {text}" if tag else text
+_title = style.titled
 
 
-def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 120) -> Path:
+def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = style.DPI) -> Path:
     """Save ``fig`` as PNG at ``path`` (folders created; written to a temporary name, then moved)."""
     from ..atomic import atomic_write
 
@@ -147,7 +146,7 @@ def rate_with_ci(table: pd.DataFrame, title: str, overall_pct: float | None = No
     ax.invert_yaxis()
     if overall_pct is not None:
         ax.axvline(overall_pct, color="grey", ls="--", lw=1, label=f"overall {overall_pct:.2f}%")
-        ax.legend(loc="lower right")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # beside the axes: never over a bar
     ax.set_xlabel("malignant (%), 95% Wilson CI" + (" (intervals past the edge: their end written)" if cut.any() else ""))
     ax.set_title(_title(tag, title))
     fig.tight_layout()
@@ -155,11 +154,16 @@ def rate_with_ci(table: pd.DataFrame, title: str, overall_pct: float | None = No
 
 
 def hist_series(values: pd.Series, title: str, xlabel: str, tag: str = "", bins: int | Sequence = 30,
-                log: bool = False) -> Figure:
-    """A plain histogram of one series (e.g. images per patient)."""
+                log: bool = False, log_x: bool = False) -> Figure:
+    """A plain histogram of one series (e.g. images per patient). ``log_x``: log-spaced bins on a log x axis (a long
+    right tail), the counts on a linear axis from 0; ``log`` puts the counts on a log axis (bars without a zero)."""
     fig, ax = plt.subplots(figsize=(7, 3.5))
-    ax.hist(values, bins=bins, color=BENIGN_COLOUR, log=log)
-    ax.set_xlabel(xlabel)
+    if log_x:
+        v = pd.Series(values).astype(float)
+        bins = np.geomspace(max(v.min(), 1.0), v.max() + 1, bins if isinstance(bins, int) else len(bins))
+        ax.set_xscale("log")
+    ax.hist(values, bins=bins, color=BENIGN_COLOUR, log=log, edgecolor="white", linewidth=0.5)
+    ax.set_xlabel(xlabel + (" (log scale)" if log_x else ""))
     ax.set_ylabel("count" + (" (log)" if log else ""))
     ax.set_title(_title(tag, title))
     fig.tight_layout()
@@ -187,10 +191,11 @@ def size_scatter(df: pd.DataFrame, title: str, tag: str = "") -> Figure:
 
 
 def auc_bars(table: pd.DataFrame, title: str, tag: str = "", mean: str = "auc_mean", sd: str = "auc_sd") -> Figure:
-    """ROC AUC per model/feature set, mean ± sd over folds, 0.5 (chance) marked."""
+    """ROC AUC per model/feature set as a dot plot (mean ± sd over folds: a bar would have to start at 0), 0.5 (chance)
+    marked."""
     fig, ax = plt.subplots(figsize=(7, 0.6 * len(table) + 1.2))
     y = np.arange(len(table))
-    ax.barh(y, table[mean], xerr=table[sd], color=BENIGN_COLOUR, capsize=3)
+    ax.errorbar(table[mean], y, xerr=table[sd], fmt="o", color=BENIGN_COLOUR, capsize=3)
     for i, (m, s) in enumerate(zip(table[mean], table[sd])):
         ax.text(min(m + s + 0.01, 0.98), i, f"{m:.3f} ± {s:.3f}", va="center", fontsize=9)
     ax.set_yticks(y, [str(i) for i in table.index])
@@ -265,6 +270,6 @@ def hist_by_group(values: pd.Series, groups: pd.Series, title: str, xlabel: str,
     ax.set_xlabel(xlabel)
     ax.set_ylabel("density")
     ax.set_title(_title(tag, title))
-    fig.legend(loc="lower center", ncol=2, frameon=False)
-    fig.tight_layout(rect=(0, 0.12, 1, 1))
+    fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)  # below the figure: never over data
+    fig.tight_layout()
     return fig

@@ -19,6 +19,7 @@ from .doc_tables import (
     export_bench,
     importance_table,
     paired_table,
+    paper_table,
     scale_table,
     shortcut_audit_table,
     size_rates,
@@ -40,7 +41,7 @@ TABLES: dict[str, Callable[[Path], str]] = {"ablation": ablation_table, "ablatio
                                              "ablation_findings": ablation_findings,
                                              "shortcut_audit": shortcut_audit_table, "headline": headline_table,
                                              "source_weighting": source_weighting_table,
-                                             "validation_findings": validation_findings}
+                                             "validation_findings": validation_findings, "paper": paper_table}
 
 
 def render_readme(text: str, report_dir: Path) -> str:

@@ -113,8 +113,8 @@ def audit_figure(audit: pd.DataFrame, title: str, tag: str = "") -> "Figure":
     ax.set_xlim(0.45, 1.02)
     ax.set_xlabel("ROC AUC of the signal alone (95% CI, patient bootstrap; 0.5 = no information)")
     ax.set_title(f"{tag} — {title}" if tag else title)
-    fig.legend(loc="lower center", ncol=2, frameon=False)  # below the axes: never over a point
-    fig.tight_layout(rect=(0, 0.6 / fig.get_figheight(), 1, 1))
+    fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)  # below the figure: never over a point
+    fig.tight_layout()
     return fig
 
 

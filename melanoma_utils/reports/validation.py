@@ -93,14 +93,14 @@ def report_figures(report: dict[str, Any], tag: str = "") -> dict[str, "Figure"]
     dca = {"model": pd.DataFrame(report["net_benefit"])}
     at = report.get("stated_prevalence")
     if at:
-        curves[f"moved to prevalence {at['prevalence']:g} (reweighted)"] = pd.DataFrame(at["reliability"])
-        dca[f"model at prevalence {at['prevalence']:g}"] = pd.DataFrame(at["net_benefit"])
+        curves[f"moved to prevalence {at['prevalence']:.4f} (reweighted)"] = pd.DataFrame(at["reliability"])
+        dca[f"model at prevalence {at['prevalence']:.4f}"] = pd.DataFrame(at["net_benefit"])
     figs = {"reliability": plots.reliability_diagram(curves, "Reliability (equal-mass bins)", tag)}
     if at:
         figs["decision_curve"] = plots.decision_curve({"model": dca["model"]}, f"Decision curve at the data's prevalence "
                                                       f"({report['prevalence']:.3f})", tag)
         figs["decision_curve_stated_prevalence"] = plots.decision_curve(
-            {"model": pd.DataFrame(at["net_benefit"])}, f"Decision curve at prevalence {at['prevalence']:g}", tag)
+            {"model": pd.DataFrame(at["net_benefit"])}, f"Decision curve at prevalence {at['prevalence']:.4f}", tag)
     else:
         figs["decision_curve"] = plots.decision_curve(dca, f"Decision curve (prevalence {report['prevalence']:.3f})", tag)
     figs["subgroups"] = plots.forest_plot(pd.DataFrame(report["subgroups"]), "ROC AUC by subgroup", tag,
@@ -151,7 +151,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
                 f"{ci(op['specificity'], 2)}, PPV {ci(op['ppv'], 2)}, NNB {ci(op['nnb'], 1)}")
         if op.get("at_prevalence"):
             at = op["at_prevalence"]
-            line += f"; at prevalence {at['prevalence']:g}: PPV {ci(at['ppv'], 3)}, NNB {ci(at['nnb'], 0)}"
+            line += f"; at prevalence {at['prevalence']:.4f}: PPV {ci(at['ppv'], 3)}, NNB {ci(at['nnb'], 0)}"
         lines.append(line)
     small = [f"{r['factor']}={r['group']}" for r in report["subgroups"] if r["note"].startswith("too few")]
     lines.append(f"  subgroups: {len(report['subgroups']) - len(small)} with an AUC"

@@ -126,7 +126,7 @@ def compare_backbones(
                            pooled_auc(test.assign(probability=p), WITHIN, n_boot=n_boot, seed=cfg.seed))),
                 "image_size": vcfg.image_size,
                 "evaluation": f"{HOLDOUT_EVALUATION} ({test_fraction:.0%} of patients)", "repeats": 1,
-                "calibrator": run.calibrator.method,
+                "calibrator": run.calibrator.label,
                 "params": int(run.model.count_params()), "epochs_run": run.config.get("epochs_run"),
                 "train_images_per_second": run.config.get("train_images_per_second"),
                 "predict_images_per_second": len(test) / predict_seconds if predict_seconds > 0 else float("nan"),
@@ -185,11 +185,14 @@ def frozen_backbone_contrasts(backbones: list[str], models: tuple[str, ...] = ("
 
 
 def _calibrators(run_dirs: list[Path]) -> str:
-    """The calibration methods of a variant's fold runs, counted: ``"platt ×4, isotonic ×1"``."""
+    """The calibration methods of a variant's fold runs, counted: ``"platt ×4, isotonic ×1"`` (``not calibrated``: the
+    fit failed, e.g. no malignant validation image)."""
+    from ..evaluation.calibration import Calibrator
+
     methods = []
     for d in run_dirs:
         cal = json.loads((d / "config.json").read_text()).get("calibration") if (d / "config.json").exists() else None
-        methods.append(cal["method"] if cal else "none")
+        methods.append(Calibrator.from_dict(cal).label if cal else "not calibrated")
     counts = pd.Series(methods).value_counts()
     return ", ".join(f"{m} ×{n}" for m, n in counts.items())
 

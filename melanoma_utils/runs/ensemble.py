@@ -19,69 +19,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from .run import Run
-
-ENSEMBLE_FILE = "ensemble.json"
-
-
-def is_ensemble(run_dir: str | os.PathLike[str]) -> bool:
-    """Whether ``run_dir`` is an ensemble folder (:data:`ENSEMBLE_FILE` beside ``config.json``)."""
-    return (Path(run_dir) / ENSEMBLE_FILE).is_file()
-
-
-class EnsembleRun(Run):
-    """The mean raw output of its member runs, calibrated and thresholded as one model."""
-
-    def __init__(self, members: list[Run], config: dict[str, Any], run_dir: Path | None = None):
-        imaging = [m for m in members if m.train_config.uses_images]
-        first = imaging[0] if imaging else members[0]
-        super().__init__(first.model, first.encoder, {**config, "train": first.config["train"]}, run_dir)
-        self.members = members
-        self.config = config
-
-    @property
-    def uses_context(self) -> bool:
-        return any(m.uses_context for m in self.members)
-
-    @property
-    def uses_original_size(self) -> bool:
-        return any(m.uses_original_size for m in self.members)
-
-    def with_context(self, df: pd.DataFrame) -> pd.DataFrame:
-        return df  # each member adds its own
-
-    def predict(self, df: pd.DataFrame, batch_size: int = 64, tta: int | None = None,
-                cached_embeddings: bool = False) -> np.ndarray:
-        """The mean of the members' RAW outputs (each with its own test-time augmentation unless ``tta`` is given)."""
-        return np.mean([m.predict(df, batch_size, tta, cached_embeddings) for m in self.members], axis=0)
-
-    @classmethod
-    def load(cls, run_dir: str | os.PathLike[str]) -> "EnsembleRun":
-        """Load an ensemble folder written by :func:`build_ensemble`."""
-        from .run import RunDamaged, _read_json
-
-        run_dir = Path(run_dir)
-        spec = _read_json(run_dir, ENSEMBLE_FILE)
-        rels = spec.get("members") if isinstance(spec, dict) else None
-        if not isinstance(rels, list) or not rels or not all(isinstance(r, str) for r in rels):
-            raise RunDamaged(f"run folder {run_dir} is damaged: {ENSEMBLE_FILE} (no list of member folders under "
-                             "'members'); build the ensemble again")
-        outside = [r for r in rels if not (run_dir / r).resolve().is_relative_to(run_dir.resolve())]
-        if outside:
-            raise RunDamaged(f"run folder {run_dir} is damaged: {ENSEMBLE_FILE} names members outside the folder "
-                             f"({', '.join(outside)}); build the ensemble again")
-        nested = [r for r in rels if (run_dir / r).resolve() == run_dir.resolve() or (run_dir / r / ENSEMBLE_FILE).is_file()]
-        if nested:
-            raise RunDamaged(f"run folder {run_dir} is damaged: {ENSEMBLE_FILE} names itself or another ensemble as a "
-                             f"member ({', '.join(nested)}); members are trained run folders; build the ensemble again")
-        members = [Run.load(run_dir / rel) for rel in rels]
-        run = cls(members, _read_json(run_dir, "config.json"), run_dir)
-        if (run_dir / "metrics.json").is_file():
-            run.metrics = _read_json(run_dir, "metrics.json")
-        return run
+from .layout import RunLayout
+from .run import ENSEMBLE_FILE, EnsembleRun, Run, TrainConfig, is_ensemble  # noqa: F401  (re-exported: loaded there)
 
 
 def _validation_table(run_dirs: list[Path]) -> pd.DataFrame:
@@ -104,19 +45,37 @@ def _validation_table(run_dirs: list[Path]) -> pd.DataFrame:
     return out.reset_index()
 
 
+def _member_entries(run_dirs: list[Path], configs: list[dict[str, Any]], val: pd.DataFrame) -> list[dict[str, Any]]:
+    """What the ensemble's config says of each member (with its raw validation ROC AUC where it has one)."""
+    from ..evaluation.metrics import MetricError, roc_auc
+
+    members = []
+    for k, (src, c) in enumerate(zip(run_dirs, configs)):
+        t = c["train"]
+        entry = {"path": f"{RunLayout.MEMBERS}/{k}", "source": str(src), "kind": t.get("kind"),
+                 "backbone": t.get("backbone"), "image_size": t.get("image_size"), "features": t.get("features"),
+                 "tta": t.get("tta"), "training_sources": c.get("training_sources"), "validation_auc_raw": None}
+        try:
+            entry["validation_auc_raw"] = roc_auc(val["target"], val[f"raw_{k}"])
+        except MetricError:
+            pass
+        members.append(entry)
+    return members
+
+
 def build_ensemble(run_dirs: list[str | os.PathLike[str]], out_dir: str | os.PathLike[str],
                    metadata: pd.DataFrame | None = None, min_sensitivity: float | None = None,
-                   seed: int = 0) -> EnsembleRun:
-    """Average the runs in ``run_dirs`` into one ensemble run folder ``out_dir`` (see the module docstring).
+                   seed: int = 0, n_boot: int | None = None) -> EnsembleRun:
+    """Average the runs in ``run_dirs`` into one ensemble run folder ``out_dir`` (see the module docstring), finished
+    by the same step as a single run (:func:`~melanoma_utils.runs.finish.finish`).
 
     ``metadata`` (the training table, optional) adds sex/age/site/diagnosis/size to the validation report's
-    subgroups. ``min_sensitivity`` defaults to the first member's. ``out_dir`` must not exist.
+    subgroups. ``min_sensitivity`` and ``n_boot`` default to the first member's. ``out_dir`` must not exist; it is
+    written under a temporary name, holding the run folder's lock, and moved into place complete.
     """
-    from ..atomic import json_safe, write_json, write_text
-    from ..evaluation.calibration import Calibrator, fit_calibrator
-    from ..evaluation.clinical import validation_report
-    from ..evaluation.metrics import MetricError, choose_threshold, evaluate
-    from ..evaluation.modelcard import model_card
+    from ..atomic import atomic_folder, write_json
+    from .finish import SUBGROUP_COLUMNS, finish, write_finished
+    from .runfolder import run_lock
 
     run_dirs = [Path(p) for p in run_dirs]
     out_dir = Path(out_dir)
@@ -130,64 +89,26 @@ def build_ensemble(run_dirs: list[str | os.PathLike[str]], out_dir: str | os.Pat
     if any(is_ensemble(p) for p in run_dirs):
         raise ValueError("members must be single runs, not ensembles")
     val = _validation_table(run_dirs)
-    raw_cols = [c for c in val if c.startswith("raw_")]
-    raw = val[raw_cols].mean(axis=1).to_numpy()
-    y, groups = val["target"].to_numpy(int), val["patient_id"].to_numpy()
-    min_sens = float(min_sensitivity if min_sensitivity is not None else configs[0]["train"].get("min_sensitivity", 0.9))
-    calibrator, note = Calibrator(), None
-    try:
-        calibrator = fit_calibrator(y, raw, groups, seed=seed)
-    except MetricError as exc:
-        note = f"not calibrated: {exc}"
-    p = calibrator.transform(raw)
-    rule = f"highest threshold with validation sensitivity >= {min_sens} (calibrated ensemble probabilities)"
-    try:
-        threshold, fallback = choose_threshold(y, p, min_sens), None
-    except MetricError as exc:
-        threshold, fallback, rule = 0.5, str(exc), f"fallback 0.5: no validation threshold could be chosen ({exc})"
-    members = [{"path": f"members/{k}", "source": str(src), "kind": c["train"].get("kind"),
-                "backbone": c["train"].get("backbone"), "image_size": c["train"].get("image_size"),
-                "features": c["train"].get("features"), "tta": c["train"].get("tta"),
-                "training_sources": c.get("training_sources"), "validation_auc_raw": None}
-               for k, (src, c) in enumerate(zip(run_dirs, configs))]
-    from ..evaluation.metrics import roc_auc
-
-    for m, col in zip(members, raw_cols):
-        try:
-            m["validation_auc_raw"] = roc_auc(y, val[col])
-        except MetricError:
-            pass
-    first = configs[0]
+    raw = val[[c for c in val if c.startswith("raw_")]].mean(axis=1).to_numpy()
+    first = TrainConfig.from_dict(configs[0]["train"])
+    if metadata is not None:
+        cols = [c for c in SUBGROUP_COLUMNS if c in metadata]
+        val = val.merge(metadata[["image_name", *cols]].drop_duplicates("image_name"), on="image_name", how="left")
+    done = finish(val, raw, float(min_sensitivity if min_sensitivity is not None else first.min_sensitivity), seed,
+                  int(n_boot or first.n_boot), scale="calibrated ensemble probabilities")
+    members = _member_entries(run_dirs, configs, val)
+    c0 = configs[0]
     config = {
-        "train": first["train"], "preprocess": first.get("preprocess"), "ensemble": {"members": members, "combine": "mean of raw outputs"},
-        "threshold": threshold, "threshold_rule": rule, "threshold_fallback": fallback,
-        "calibration": calibrator.to_dict() if calibrator.method != "identity" else None, "calibration_note": note,
-        "training_prevalence": first.get("training_prevalence"), "training_sources": first.get("training_sources"),
-        "validation_sources": first.get("validation_sources"), "feature_names": first.get("feature_names"),
-        "n_train": first.get("n_train"), "n_val": len(val), "n_train_positive": first.get("n_train_positive"),
-        "versions": first.get("versions"),
+        "train": c0["train"], "preprocess": c0.get("preprocess"),
+        "ensemble": {"members": members, "combine": "mean of raw outputs"}, **done.config,
+        "training_prevalence": c0.get("training_prevalence"), "training_sources": c0.get("training_sources"),
+        "validation_sources": c0.get("validation_sources"), "feature_names": c0.get("feature_names"),
+        "n_train": c0.get("n_train"), "n_val": len(val), "n_train_positive": c0.get("n_train_positive"),
+        "versions": c0.get("versions"),
     }
-    val_pred = pd.DataFrame({"image_name": val["image_name"], "patient_id": val["patient_id"], "target": y,
-                             "probability": p, "raw_probability": raw})
-    report = None
-    try:
-        metrics: dict[str, Any] = evaluate(y, p, groups, {"0.5": 0.5, "validation": threshold}, n_boot=200, seed=seed)
-        joined = val_pred
-        if metadata is not None:
-            cols = [c for c in ("sex", "age", "site", "diagnosis", "width", "height") if c in metadata]
-            joined = val_pred.merge(metadata[["image_name", *cols]], on="image_name", how="left")
-        report = validation_report(joined, threshold=threshold, n_boot=200, seed=seed)
-    except MetricError as exc:
-        metrics = {"error": str(exc)}
-    work = out_dir.with_name(f".{out_dir.name}.partial")
-    shutil.rmtree(work, ignore_errors=True)
-    (work / "members").mkdir(parents=True)
-    for k, src in enumerate(run_dirs):
-        shutil.copytree(src, work / "members" / str(k))
-    write_json(work / ENSEMBLE_FILE, {"members": [m["path"] for m in members]})
-    write_json(work / "config.json", config)
-    write_json(work / "metrics.json", {"validation": metrics, **({"validation_report": json_safe(report)} if report else {})})
-    val_pred.to_csv(work / "val_predictions.csv", index=False)
-    write_text(work / "MODEL_CARD.md", model_card(config, report, title="Melanoma classifier (ensemble)"))
-    os.replace(work, out_dir)
+    with run_lock(out_dir), atomic_folder(out_dir, "ensemble") as work:
+        for k, src in enumerate(run_dirs):
+            shutil.copytree(src, RunLayout(work).member(k))
+        write_json(RunLayout(work).ensemble, {"members": [m["path"] for m in members]})
+        write_finished(work, config, done, title="Melanoma classifier (ensemble)")
     return EnsembleRun.load(out_dir)

@@ -23,26 +23,27 @@ from ..evaluation.metrics import melanoma_vs_nevus_auc, pr_auc, roc_auc
 from .contrasts import SUBSETS, describe_contrast, paired_contrasts, pooled_auc, subset_mask  # noqa: F401 (re-exported)
 from .run import TrainConfig
 from .training import load_or_train
+from .variants import Variant, check_variants
 
 #: The ablation's variants: name -> TrainConfig overrides (the key ``"external": True`` adds the external training
 #: rows given to :func:`cross_validate` to every fold's training part).
 ABLATION_VARIANTS: dict[str, dict[str, Any]] = {
-    "metadata only (clinical)": {"kind": "meta", "features": "clinical"},
-    "image only": {"kind": "image"},
-    "fusion, clinical": {"kind": "fusion", "features": "clinical"},
-    "fusion, paper (+ width/height)": {"kind": "fusion", "features": "paper"},
-    "fusion, clinical + patient context": {"kind": "fusion", "features": "context"},
-    "fusion, clinical + ugly duckling only": {"kind": "fusion", "features": "ugly_duckling"},
+    Variant.META_CLINICAL: {"kind": "meta", "features": "clinical"},
+    Variant.IMAGE: {"kind": "image"},
+    Variant.FUSION_CLINICAL: {"kind": "fusion", "features": "clinical"},
+    Variant.FUSION_PAPER: {"kind": "fusion", "features": "paper"},
+    Variant.FUSION_CONTEXT: {"kind": "fusion", "features": "context"},
+    Variant.FUSION_UGLY_DUCKLING: {"kind": "fusion", "features": "ugly_duckling"},
 }
 #: Variants trained with external data (HAM10000, ISIC 2019) added to every fold's training part.
 EXTERNAL_VARIANTS: dict[str, dict[str, Any]] = {
-    "image only + external data": {"kind": "image", "external": True},
-    "fusion, clinical + external data": {"kind": "fusion", "features": "clinical", "external": True},
+    Variant.IMAGE_EXTERNAL: {"kind": "image", "external": True},
+    Variant.FUSION_EXTERNAL: {"kind": "fusion", "features": "clinical", "external": True},
 }
 #: The ensemble row of the ablation: the mean of the two external-data variants' out-of-fold probabilities.
-ENSEMBLE_EXTERNAL = "ensemble: image only + fusion, clinical (external data)"
+ENSEMBLE_EXTERNAL = Variant.ENSEMBLE_EXTERNAL
 #: The variant the backbone rows (:func:`backbone_variants`) repeat with another pretrained backbone.
-BACKBONE_BASE = "fusion, clinical + external data"
+BACKBONE_BASE = Variant.FUSION_EXTERNAL
 
 
 def backbone_label(backbone: str) -> str:
@@ -75,15 +76,15 @@ def backbone_ensemble(backbones: list[str], base: str = BACKBONE_BASE, base_back
 
 #: The ablation's paired contrasts ``(a, b)``: what a adds over b, on the same patients.
 ABLATION_CONTRASTS: tuple[tuple[str, str], ...] = (
-    ("fusion, clinical", "image only"),
-    ("fusion, paper (+ width/height)", "fusion, clinical"),
-    ("fusion, clinical + ugly duckling only", "fusion, clinical"),
-    ("fusion, clinical + patient context", "fusion, clinical"),
-    ("image only", "image only, study CNN from scratch"),
-    ("image only + external data", "image only"),
-    ("fusion, clinical + external data", "fusion, clinical"),
-    ("fusion, clinical + external data", "image only + external data"),
-    (ENSEMBLE_EXTERNAL, "fusion, clinical + external data"),
+    (Variant.FUSION_CLINICAL, Variant.IMAGE),
+    (Variant.FUSION_PAPER, Variant.FUSION_CLINICAL),
+    (Variant.FUSION_UGLY_DUCKLING, Variant.FUSION_CLINICAL),
+    (Variant.FUSION_CONTEXT, Variant.FUSION_CLINICAL),
+    (Variant.IMAGE, Variant.SCRATCH),
+    (Variant.IMAGE_EXTERNAL, Variant.IMAGE),
+    (Variant.FUSION_EXTERNAL, Variant.FUSION_CLINICAL),
+    (Variant.FUSION_EXTERNAL, Variant.IMAGE_EXTERNAL),
+    (ENSEMBLE_EXTERNAL, Variant.FUSION_EXTERNAL),
 )
 
 
@@ -168,6 +169,8 @@ def repeated_cross_validate(df: pd.DataFrame, cfg: TrainConfig, out_dir: str | o
     Returns ``(per_fold, oof)`` of all repeats, each with a ``repeat`` column."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1; got {repeats}")
+    if repeat_variants is not None:
+        check_variants(repeat_variants, variants, "repeat_variants")
     parts = [cross_validate(df, cfg, out_dir, variants, n_splits=n_splits, external=external)]
     again = {k: v for k, v in variants.items() if repeat_variants is None or k in repeat_variants}
     for r in range(1, repeats):
@@ -244,41 +247,6 @@ def load_folds(path: str | os.PathLike[str], df: pd.DataFrame) -> np.ndarray:
     if missing:
         raise ValueError(f"{path}: {len(missing)} image(s) of the data set have no fold, e.g. {missing[:3]}")
     return folds.loc[df["image_name"]].to_numpy()
-
-
-#: What the paper reports for its fusion model (Ahmad et al. 2025: accuracy 94.5%, F1 0.94); other metrics of its
-#: results table are not restated here, so they stay blank rather than guessed.
-PAPER_REPORTED: dict[str, float] = {"accuracy": 0.945, "f1": 0.94}
-
-
-def paper_comparison_table(oof: pd.DataFrame, variants: list[str], n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """The paper's results layout (accuracy, precision, recall, F1, ROC AUC) for each variant's pooled out-of-fold
-    predictions at each run's own validation threshold (the ``threshold`` column of ``oof``), with patient-bootstrap
-    95% CIs, beside the paper's reported numbers and the accuracy of always answering "benign" (here and at ISIC
-    2020's prevalence). Columns: ``metric, paper (fusion), <variant>, <variant> CI, ...``."""
-    from ..evaluation.metrics import bootstrap_ci, threshold_metrics
-
-    def at(name: str):
-        return lambda y, s: threshold_metrics(y, s >= 0.5, 0.5)[name]
-
-    oof = study_folds(oof)
-    rows = {m: {"metric": m, "paper (fusion)": PAPER_REPORTED.get(m, float("nan"))}
-            for m in ("accuracy", "precision", "recall", "f1", "roc_auc")}
-    for variant in variants:
-        o = oof[oof["variant"] == variant]
-        if o.empty:
-            continue
-        y, decided = o["target"].to_numpy(int), (o["probability"] >= o["threshold"]).to_numpy(float)
-        for metric, fn in (("accuracy", at("accuracy")), ("precision", at("precision")), ("recall", at("sensitivity")),
-                           ("f1", at("f1"))):
-            est, lo, hi = bootstrap_ci(y, decided, o["patient_id"], fn, n_boot=n_boot, seed=seed)
-            rows[metric][variant], rows[metric][f"{variant} CI"] = est, f"{lo:.3f}–{hi:.3f}"
-        est, lo, hi = bootstrap_ci(y, o["probability"], o["patient_id"], roc_auc, n_boot=n_boot, seed=seed)
-        rows["roc_auc"][variant], rows["roc_auc"][f"{variant} CI"] = est, f"{lo:.3f}–{hi:.3f}"
-    prevalence = float(oof.drop_duplicates("image_name")["target"].mean())
-    rows["accuracy"]["always benign, these data"] = 1 - prevalence
-    rows["accuracy"]["always benign, ISIC 2020"] = 1 - ISIC2020_PREVALENCE
-    return pd.DataFrame(list(rows.values()))
 
 
 def preprocessing_variants(names: list[str], overrides: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:

@@ -32,6 +32,7 @@ import numpy as np
 from ..atomic import atomic_folder, check_replaceable
 from ..data.isic import SEX_CATEGORIES, SITE_ALIASES, SITE_CATEGORIES
 from ..evaluation.calibration import EPS
+from .layout import RunLayout
 
 #: Formats ``export`` writes.
 FORMATS: tuple[str, ...] = ("saved_model", "tflite", "tflite_int8", "onnx")
@@ -143,14 +144,9 @@ def check_export_out(run_dir: Path, out_dir: Path, overwrite: bool) -> None:
     check_replaceable(out_dir, "export", overwrite, legacy=_legacy_export)
 
 
-def export_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], fmt: str = "saved_model",
-               overwrite: bool = False) -> Path:
-    """Write ``run_dir``'s model with its preprocessing, metadata encoding and calibrator as a SavedModel in
-    ``out_dir`` (written to a temporary folder, then moved into place), with ``signature.json``. Returns ``out_dir``."""
-    import keras
-    import tensorflow as tf
-
-    from ..pipeline.feeds import crop_resize_tensor
+def _exportable_run(run_dir: Path, out_dir: Path, fmt: str, overwrite: bool) -> Any:
+    """The run of ``run_dir`` once every reason it cannot be exported to ``out_dir`` as ``fmt`` is ruled out (each a
+    ``ValueError`` saying what to do)."""
     from .run import Run
 
     if fmt not in FORMATS:
@@ -160,20 +156,34 @@ def export_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
             import tf2onnx  # noqa: F401
         except ImportError as e:
             raise ValueError(f"--format onnx needs the tf2onnx package ({e}); pip install -r requirements.txt") from e
-    out_dir = Path(out_dir)
-    check_export_out(Path(run_dir), out_dir, overwrite)
-    if (Path(run_dir) / "ensemble.json").is_file():
+    check_export_out(run_dir, out_dir, overwrite)
+    if RunLayout(run_dir).is_ensemble:
         raise ValueError(f"{run_dir} is an ensemble: exporting the averaged members is not supported yet (each member has "
                          "its own image size, test-time augmentation and encoder, and the ensemble's calibrator sits on "
                          "their mean: one graph would have to carry them all); export a member")
     run = Run.load(run_dir)
-    cfg, enc = run.train_config, run.encoder
     if run.config["preprocess"]["name"] != "none":
         raise ValueError(f"{run_dir} uses the preprocessing {run.config['preprocess']['name']!r}, computed with NumPy/"
                          "OpenCV outside the graph: it cannot be exported yet (train with --preprocess none)")
-    if enc.uses_context:
+    if run.encoder.uses_context:
         raise ValueError(f"{run_dir} uses patient-context features, which need the patient's other images: not exported")
-    model, calibrator, size, tta = run.model, run.calibrator, int(cfg.image_size), int(cfg.tta)
+    return run
+
+
+def _endpoints(tf: Any, run: Any) -> tuple[Any, Any]:
+    """``(serve, serve_lite)``: one image and its metadata → calibrated and raw probability, in the graph (crop, resize,
+    metadata encoding, test-time views, calibrator); ``serve_lite`` takes a resized image and numeric fields."""
+    from ..pipeline.feeds import crop_resize_tensor
+
+    cfg, enc, model, calibrator = run.train_config, run.encoder, run.model, run.calibrator
+    size, tta = int(cfg.image_size), int(cfg.tta)
+
+    def views_raw(img, feed):
+        views = []
+        for v in range(tta):  # the dihedral views of transforms.dihedral
+            x = tf.image.rot90(img, k=v % 4)
+            views.append(tf.reverse(x, axis=[2]) if v >= 4 else x)
+        return tf.add_n([tf.reshape(model({**feed, "image": x}, training=False), (-1,)) for x in views]) / tta
 
     def serve(image, age, sex, site, width, height):
         feed: dict[str, Any] = {}
@@ -186,15 +196,6 @@ def export_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
         raw = tf.reshape(tf.cast(raw, tf.float32), ())
         return {"probability": tf.reshape(_calibrate(tf, calibrator, raw[None]), ()), "raw_probability": raw}
 
-
-
-    def views_raw(img, feed):
-        views = []
-        for v in range(tta):  # the dihedral views of transforms.dihedral
-            x = tf.image.rot90(img, k=v % 4)
-            views.append(tf.reverse(x, axis=[2]) if v >= 4 else x)
-        return tf.add_n([tf.reshape(model({**feed, "image": x}, training=False), (-1,)) for x in views]) / tta
-
     def serve_lite(image, fields):
         feed: dict[str, Any] = {}
         if cfg.uses_meta:
@@ -206,11 +207,62 @@ def export_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
         raw = tf.cast(raw, tf.float32)
         return {"probability": _calibrate(tf, calibrator, raw), "raw_probability": raw}
 
+    return serve, serve_lite
+
+
+def _signature(run: Any, run_dir: Path, fmt: str) -> dict[str, Any]:
+    """``signature.json``: the inputs, outputs, threshold, prevalence and calibrator of an export in ``fmt``."""
+    cfg, calibrator, size, tta = run.train_config, run.calibrator, int(run.train_config.image_size), int(run.train_config.tta)
+    signature = {
+        "format": "TensorFlow SavedModel; load with tf.saved_model.load(DIR/saved_model) and call .serve(...)",
+        "inputs": {
+            "image": "uint8 (H, W, 3) RGB pixels of one image, any size (centre-cropped to a square and resized inside "
+                     f"to {size} px)",
+            "age": "float32 approximate age in years; NaN when unknown",
+            "sex": f"string, one of {', '.join(SEX_CATEGORIES)}; anything else (or empty) is unknown",
+            "site": f"string, one of {', '.join(SITE_CATEGORIES)}; anything else (or empty) is unknown",
+            "width": "float32 ORIGINAL image width in px (only runs with the study's size features use it); NaN if unknown",
+            "height": "float32 ORIGINAL image height in px; NaN if unknown",
+        },
+        "outputs": {"probability": f"calibrated melanoma probability ({calibrator.label}), right at prevalence "
+                                   f"{run.prevalence}", "raw_probability": "the network's own output"},
+        "threshold": run.threshold, "threshold_rule": run.config.get("threshold_rule"),
+        "prevalence": run.prevalence, "calibration": calibrator.to_dict(), "test_time_augmentation_views": tta,
+        "image_size": size, "kind": cfg.kind, "features": cfg.features, "backbone": cfg.backbone or "cnn",
+        "run": str(Path(run_dir).name),
+        "other prevalence": "p' = p·(π'/π) / (p·(π'/π) + (1 − p)·(1 − π')/(1 − π)), π the prevalence above (prior shift)",
+    }
+    if fmt != "saved_model":
+        signature["format"] = ("LiteRT/TFLite flatbuffer (model.tflite" + (", int8 dynamic-range weights" if fmt == "tflite_int8"
+                               else "") + "); signature serve_lite" if fmt.startswith("tflite") else
+                               f"ONNX (model.onnx, opset {ONNX_OPSET}; the serve_lite graph): run with onnxruntime."
+                               "InferenceSession(DIR/model.onnx).run(None, {'image': ..., 'fields': ...})")
+        signature["inputs"] = {
+            "image": f"uint8 (1, {size}, {size}, 3) RGB: the image centre-cropped to a square and resized to {size} px "
+                     "with area interpolation (antialiased) by the caller",
+            "fields": f"float32 (1, {len(LITE_FIELDS)}): {', '.join(LITE_FIELDS)}; age in years, sex_code the index in "
+                      f"{list(SEX_CATEGORIES)}, site_code the index in {list(SITE_CATEGORIES)} (-1: unknown), width/height "
+                      "the ORIGINAL size; NaN for a missing number",
+        }
+    return signature
+
+
+def export_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str], fmt: str = "saved_model",
+               overwrite: bool = False) -> Path:
+    """Write ``run_dir``'s model with its preprocessing, metadata encoding and calibrator as a SavedModel in
+    ``out_dir`` (written to a temporary folder, then moved into place), with ``signature.json``. Returns ``out_dir``."""
+    import keras
+    import tensorflow as tf
+
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    run = _exportable_run(run_dir, out_dir, fmt, overwrite)
+    size = int(run.train_config.image_size)
+    serve, serve_lite = _endpoints(tf, run)
     spec = [tf.TensorSpec((None, None, 3), tf.uint8, name="image"), tf.TensorSpec((), tf.float32, name="age"),
             tf.TensorSpec((), tf.string, name="sex"), tf.TensorSpec((), tf.string, name="site"),
             tf.TensorSpec((), tf.float32, name="width"), tf.TensorSpec((), tf.float32, name="height")]
     archive = keras.export.ExportArchive()
-    archive.track(model)
+    archive.track(run.model)
     archive.add_endpoint(name="serve", fn=serve, input_signature=spec)
     lite_spec = [tf.TensorSpec((1, size, size, 3), tf.uint8, name="image"),
                  tf.TensorSpec((1, len(LITE_FIELDS)), tf.float32, name="fields")]
@@ -226,36 +278,5 @@ def export_run(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str],
         if fmt == "onnx":
             _to_onnx(tf, tmp / "saved_model", lite_spec, tmp / "model.onnx")
             shutil.rmtree(tmp / "saved_model")
-        signature = {
-            "format": "TensorFlow SavedModel; load with tf.saved_model.load(DIR/saved_model) and call .serve(...)",
-            "inputs": {
-                "image": "uint8 (H, W, 3) RGB pixels of one image, any size (centre-cropped to a square and resized inside "
-                         f"to {size} px)",
-                "age": "float32 approximate age in years; NaN when unknown",
-                "sex": f"string, one of {', '.join(SEX_CATEGORIES)}; anything else (or empty) is unknown",
-                "site": f"string, one of {', '.join(SITE_CATEGORIES)}; anything else (or empty) is unknown",
-                "width": "float32 ORIGINAL image width in px (only runs with the study's size features use it); NaN if unknown",
-                "height": "float32 ORIGINAL image height in px; NaN if unknown",
-            },
-            "outputs": {"probability": f"calibrated melanoma probability ({calibrator.method}), right at prevalence "
-                                       f"{run.prevalence}", "raw_probability": "the network's own output"},
-            "threshold": run.threshold, "threshold_rule": run.config.get("threshold_rule"),
-            "prevalence": run.prevalence, "calibration": calibrator.to_dict(), "test_time_augmentation_views": tta,
-            "image_size": size, "kind": cfg.kind, "features": cfg.features, "backbone": cfg.backbone or "cnn",
-            "run": str(Path(run_dir).name),
-            "other prevalence": "p' = p·(π'/π) / (p·(π'/π) + (1 − p)·(1 − π')/(1 − π)), π the prevalence above (prior shift)",
-        }
-        if fmt != "saved_model":
-            signature["format"] = ("LiteRT/TFLite flatbuffer (model.tflite" + (", int8 dynamic-range weights" if fmt == "tflite_int8"
-                                   else "") + "); signature serve_lite" if fmt.startswith("tflite") else
-                                   f"ONNX (model.onnx, opset {ONNX_OPSET}; the serve_lite graph): run with onnxruntime."
-                                   "InferenceSession(DIR/model.onnx).run(None, {'image': ..., 'fields': ...})")
-            signature["inputs"] = {
-                "image": f"uint8 (1, {size}, {size}, 3) RGB: the image centre-cropped to a square and resized to {size} px "
-                         "with area interpolation (antialiased) by the caller",
-                "fields": f"float32 (1, {len(LITE_FIELDS)}): {', '.join(LITE_FIELDS)}; age in years, sex_code the index in "
-                          f"{list(SEX_CATEGORIES)}, site_code the index in {list(SITE_CATEGORIES)} (-1: unknown), width/height "
-                          "the ORIGINAL size; NaN for a missing number",
-            }
-        (tmp / "signature.json").write_text(json.dumps(signature, indent=2))
+        (tmp / "signature.json").write_text(json.dumps(_signature(run, run_dir, fmt), indent=2))
     return out_dir

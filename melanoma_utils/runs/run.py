@@ -36,6 +36,7 @@ from ..models.train_config import (  # noqa: F401  (re-exported: the recipe live
     STRATEGIES,
     TrainConfig,
 )
+from .layout import RunLayout
 
 
 class RunDamaged(ValueError):
@@ -114,8 +115,7 @@ class Run:
     def read_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
         """A run folder's ``config.json`` (threshold, recipe, …) without loading its model; checks the folder."""
         run_dir = Path(run_dir)
-        needed = ("config.json",) if (run_dir / "ensemble.json").is_file() else ("model.keras", "encoder.json", "config.json")
-        for name in needed:
+        for name in RunLayout(run_dir).required():
             if not (run_dir / name).is_file():
                 raise FileNotFoundError(f"{run_dir}: not a run folder ({name} missing)")
         config = _read_json(run_dir, "config.json")
@@ -131,16 +131,14 @@ class Run:
     @classmethod
     def load(cls, run_dir: str | os.PathLike[str]) -> "Run":
         """Load a run folder written by :func:`train_run` (or an ensemble folder: an
-        :class:`~melanoma_utils.runs.ensemble.EnsembleRun`). Anything unreadable is a :class:`RunDamaged` naming the file."""
+        :class:`EnsembleRun`, built by :func:`~melanoma_utils.runs.ensemble.build_ensemble`). Anything unreadable is a :class:`RunDamaged` naming the file."""
         import keras
 
         from ..models import fusion as models  # noqa: F401  (registers the custom layers)
 
         config = cls.read_config(run_dir)
         run_dir = Path(run_dir)
-        if (run_dir / "ensemble.json").is_file():
-            from .ensemble import EnsembleRun
-
+        if RunLayout(run_dir).is_ensemble:
             return EnsembleRun.load(run_dir)
         import zipfile
 
@@ -299,3 +297,62 @@ class Run:
         if self.uses_original_size:
             out["size_imputed"] = no_size.astype(int)
         return out
+
+
+#: The file that makes a run folder an ensemble (:class:`EnsembleRun`).
+ENSEMBLE_FILE = RunLayout.ENSEMBLE
+
+
+def is_ensemble(run_dir: str | os.PathLike[str]) -> bool:
+    """Whether ``run_dir`` is an ensemble folder (:data:`ENSEMBLE_FILE` beside ``config.json``)."""
+    return (Path(run_dir) / ENSEMBLE_FILE).is_file()
+
+
+class EnsembleRun(Run):
+    """The mean raw output of its member runs, calibrated and thresholded as one model."""
+
+    def __init__(self, members: list[Run], config: dict[str, Any], run_dir: Path | None = None):
+        imaging = [m for m in members if m.train_config.uses_images]
+        first = imaging[0] if imaging else members[0]
+        super().__init__(first.model, first.encoder, {**config, "train": first.config["train"]}, run_dir)
+        self.members = members
+        self.config = config
+
+    @property
+    def uses_context(self) -> bool:
+        return any(m.uses_context for m in self.members)
+
+    @property
+    def uses_original_size(self) -> bool:
+        return any(m.uses_original_size for m in self.members)
+
+    def with_context(self, df: pd.DataFrame) -> pd.DataFrame:
+        return df  # each member adds its own
+
+    def predict(self, df: pd.DataFrame, batch_size: int = 64, tta: int | None = None,
+                cached_embeddings: bool = False) -> np.ndarray:
+        """The mean of the members' RAW outputs (each with its own test-time augmentation unless ``tta`` is given)."""
+        return np.mean([m.predict(df, batch_size, tta, cached_embeddings) for m in self.members], axis=0)
+
+    @classmethod
+    def load(cls, run_dir: str | os.PathLike[str]) -> "EnsembleRun":
+        """Load an ensemble folder written by :func:`build_ensemble`."""
+        run_dir = Path(run_dir)
+        spec = _read_json(run_dir, ENSEMBLE_FILE)
+        rels = spec.get("members") if isinstance(spec, dict) else None
+        if not isinstance(rels, list) or not rels or not all(isinstance(r, str) for r in rels):
+            raise RunDamaged(f"run folder {run_dir} is damaged: {ENSEMBLE_FILE} (no list of member folders under "
+                             "'members'); build the ensemble again")
+        outside = [r for r in rels if not (run_dir / r).resolve().is_relative_to(run_dir.resolve())]
+        if outside:
+            raise RunDamaged(f"run folder {run_dir} is damaged: {ENSEMBLE_FILE} names members outside the folder "
+                             f"({', '.join(outside)}); build the ensemble again")
+        nested = [r for r in rels if (run_dir / r).resolve() == run_dir.resolve() or (run_dir / r / ENSEMBLE_FILE).is_file()]
+        if nested:
+            raise RunDamaged(f"run folder {run_dir} is damaged: {ENSEMBLE_FILE} names itself or another ensemble as a "
+                             f"member ({', '.join(nested)}); members are trained run folders; build the ensemble again")
+        members = [Run.load(run_dir / rel) for rel in rels]
+        run = cls(members, _read_json(run_dir, "config.json"), run_dir)
+        if (run_dir / "metrics.json").is_file():
+            run.metrics = _read_json(run_dir, "metrics.json")
+        return run

@@ -1,5 +1,5 @@
-"""The post-fit steps of a training run, in one place: calibrate on the validation split, choose the threshold there,
-evaluate, write every file of the run folder into the staging folder, and publish it (:func:`write_run`)."""
+"""The post-fit steps of a training run (:func:`write_run`): the shared finish step (:mod:`.finish`: calibrator,
+threshold, evaluation, report, model card), the model and encoder, all into the staging folder, then published."""
 
 from __future__ import annotations
 
@@ -10,13 +10,11 @@ from typing import Any
 
 import pandas as pd
 
-from ..atomic import atomic_write, json_safe, write_json, write_text
+from ..atomic import atomic_write
 from ..data.sources import source_counts
-from ..evaluation.calibration import Calibrator, fit_calibrator
-from ..evaluation.clinical import MIN_PER_CLASS, validation_report
-from ..evaluation.metrics import MetricError, choose_threshold, evaluate
-from ..evaluation.modelcard import model_card
 from ..models.features import MetadataEncoder
+from .finish import finish, write_finished
+from .layout import RunLayout
 from .run import Run, TrainConfig
 from .runfolder import publish
 
@@ -33,32 +31,14 @@ def write_run(model: Any, encoder: MetadataEncoder, cfg: TrainConfig, preprocess
     epochs_run, seconds = facts["epochs_run"], facts["seconds"]
     run = Run(model, encoder, {"train": asdict(cfg), "preprocess": preprocess, "threshold": 0.5}, out_dir)
     raw_val = run.predict(val, cached_embeddings=True)
-    calibrator, calibration_note = Calibrator(), None
-    try:
-        calibrator = fit_calibrator(val["target"], raw_val, val["patient_id"], seed=cfg.seed)
-    except MetricError as exc:  # e.g. no malignant image in the validation split
-        calibration_note = f"not calibrated: {exc}"
-        print(f"warning: probabilities are not calibrated — {exc}", flush=True)
-    p_val = calibrator.transform(raw_val)
-    rule = f"highest threshold with validation sensitivity >= {cfg.min_sensitivity} (calibrated probabilities)"
-    fallback = None
-    try:
-        threshold = choose_threshold(val["target"], p_val, cfg.min_sensitivity)
-    except MetricError as exc:  # e.g. no malignant image in the validation split
-        threshold, fallback = 0.5, str(exc)
-        rule = f"fallback 0.5: no validation threshold could be chosen ({exc})"
-        print(f"warning: decision threshold set to 0.5 — {exc}", flush=True)
+    done = finish(val, raw_val, cfg.min_sensitivity, cfg.seed, cfg.n_boot)
     from ..pipeline.augment import AugmentConfig
 
     config = {
         "train": asdict(cfg),
         "preprocess": preprocess,
         "augment": AugmentConfig(**cfg.augment_config).to_dict() if cfg.augment else None,
-        "threshold": threshold,
-        "threshold_rule": rule,
-        "threshold_fallback": fallback,
-        "calibration": calibrator.to_dict() if calibrator.method != "identity" else None,
-        "calibration_note": calibration_note,
+        **done.config,
         "training_prevalence": float(train["target"].mean()),
         "training_sources": source_counts(train),
         "validation_sources": source_counts(val),
@@ -76,32 +56,11 @@ def write_run(model: Any, encoder: MetadataEncoder, cfg: TrainConfig, preprocess
         "versions": package_versions()["version"].to_dict(),
     }
     run.config = config
-    metrics: dict[str, Any] = {}
-    report: dict[str, Any] | None = None
-    val_pred = pd.DataFrame({"image_name": val["image_name"], "patient_id": val["patient_id"], "target": val["target"],
-                             "probability": p_val, "raw_probability": raw_val})
-    n_pos = int(val["target"].sum())
-    try:
-        if min(n_pos, len(val) - n_pos) < MIN_PER_CLASS:  # the rule every report applies
-            raise MetricError(f"too few for an AUC or a confidence interval: the validation split holds {n_pos} "
-                              f"malignant and {len(val) - n_pos} benign images (need >= {MIN_PER_CLASS} of each)")
-        metrics = evaluate(val["target"], p_val, val["patient_id"], {"0.5": 0.5, "validation": threshold}, n_boot=200,
-                           seed=cfg.seed)
-        report = validation_report(val_pred.join(val[[c for c in ("sex", "age", "site", "diagnosis", "width", "height") if c in val]]),
-                                   threshold=threshold, n_boot=200, seed=cfg.seed)
-    except MetricError as exc:
-        metrics = {"error": str(exc)}
-        config["validation_note"] = str(exc)
-    atomic_write(work / "model.keras", model.save)
-    encoder.save(work / "encoder.json")
-    write_json(work / "config.json", config)
-    run.metrics = {"validation": metrics, **({"validation_report": json_safe(report)} if report else {})}
-    write_json(work / "metrics.json", run.metrics)
-    atomic_write(work / "val_predictions.csv", lambda tmp: val_pred.to_csv(tmp, index=False))
-    write_text(work / "MODEL_CARD.md", model_card(config, report))
+    layout = RunLayout(work)
+    atomic_write(layout.model, model.save)
+    encoder.save(layout.encoder)
+    run.metrics = write_finished(work, config, done)
     shutil.rmtree(work / "backup", ignore_errors=True)
     (work / "fingerprint.json").unlink()
     publish(work, out_dir)
     return run
-
-

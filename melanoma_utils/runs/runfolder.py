@@ -103,7 +103,7 @@ def fingerprint(cfg: Any, train: pd.DataFrame, val: pd.DataFrame) -> dict[str, A
     their image files: every file's size and modification time, and the full bytes of an evenly spaced sample of
     :data:`CONTENT_SAMPLE` files per split (images replaced in place, e.g. inverted, change the fingerprint without
     reading every file of a large set)."""
-    config = {k: v for k, v in asdict(cfg).items() if k != "verbose"}
+    config = {k: v for k, v in asdict(cfg).items() if k not in ("verbose", "n_boot")}  # neither changes the training
     config = json.loads(json.dumps(config, default=list))
     h = hashlib.sha1()
     for part in (train, val):

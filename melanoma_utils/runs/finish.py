@@ -1,0 +1,94 @@
+"""One way a run is finished, for a single run and an ensemble alike (:func:`finish` then :func:`write_finished`):
+calibrate on the validation split, choose the decision threshold there (with its fallback), evaluate with the
+configured bootstrap size, write the validation report and the model card — all into a staging folder that is moved
+into place as one by its caller."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..atomic import atomic_write, json_safe, write_json, write_text
+from ..evaluation.calibration import Calibrator, fit_calibrator
+from ..evaluation.clinical import MIN_PER_CLASS, validation_report
+from ..evaluation.metrics import MetricError, choose_threshold, evaluate
+from ..evaluation.modelcard import model_card
+from .layout import RunLayout
+
+#: Columns of the validation rows that the report's subgroups use where present.
+SUBGROUP_COLUMNS: tuple[str, ...] = ("sex", "age", "site", "diagnosis", "width", "height")
+
+
+@dataclass
+class Finished:
+    """What finishing adds to a run: its config entries (calibrator, threshold, rule, fallback, notes), validation
+    metrics, the validation report and the validation predictions (calibrated and raw)."""
+
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+    report: dict[str, Any] | None
+    val_pred: pd.DataFrame
+
+
+def _calibrate(y: np.ndarray, raw: np.ndarray, groups: np.ndarray, seed: int) -> tuple[Calibrator, str | None]:
+    try:
+        return fit_calibrator(y, raw, groups, seed=seed), None
+    except MetricError as exc:  # e.g. no malignant image in the validation split
+        print(f"warning: probabilities are not calibrated — {exc}", flush=True)
+        return Calibrator(), f"not calibrated: {exc}"
+
+
+def _threshold(y: np.ndarray, p: np.ndarray, min_sensitivity: float, scale: str) -> tuple[float, str, str | None]:
+    """``(threshold, rule, fallback)``: the highest threshold reaching ``min_sensitivity`` on validation, else 0.5."""
+    try:
+        rule = f"highest threshold with validation sensitivity >= {min_sensitivity} ({scale})"
+        return choose_threshold(y, p, min_sensitivity), rule, None
+    except MetricError as exc:
+        print(f"warning: decision threshold set to 0.5 — {exc}", flush=True)
+        return 0.5, f"fallback 0.5: no validation threshold could be chosen ({exc})", str(exc)
+
+
+def finish(val: pd.DataFrame, raw: np.ndarray, min_sensitivity: float, seed: int, n_boot: int,
+           scale: str = "calibrated probabilities") -> Finished:
+    """Finish a model from its raw outputs ``raw`` on the validation rows ``val`` (``image_name, patient_id,
+    target`` and any :data:`SUBGROUP_COLUMNS`): calibrator, threshold with its fallback, metrics and report
+    (``n_boot`` patient-bootstrap resamples; too few of either class is a note, not an error)."""
+    y, groups = val["target"].to_numpy(int), val["patient_id"].to_numpy()
+    calibrator, note = _calibrate(y, np.asarray(raw, float), groups, seed)
+    p = calibrator.transform(raw)
+    threshold, rule, fallback = _threshold(y, p, min_sensitivity, scale)
+    config: dict[str, Any] = {"threshold": threshold, "threshold_rule": rule, "threshold_fallback": fallback,
+                              "calibration": calibrator.to_dict() if note is None else None,  # "none" chosen: kept
+                              "calibration_note": note, "validation_n_boot": int(n_boot)}
+    val_pred = pd.DataFrame({"image_name": val["image_name"].to_numpy(), "patient_id": groups, "target": y,
+                             "probability": p, "raw_probability": np.asarray(raw, float)})
+    n_pos = int(y.sum())
+    report = None
+    try:
+        if min(n_pos, len(y) - n_pos) < MIN_PER_CLASS:  # the rule every report applies
+            raise MetricError(f"too few for an AUC or a confidence interval: the validation split holds {n_pos} "
+                              f"malignant and {len(y) - n_pos} benign images (need >= {MIN_PER_CLASS} of each)")
+        metrics = evaluate(y, p, groups, {"0.5": 0.5, "validation": threshold}, n_boot=n_boot, seed=seed)
+        extra = val[[c for c in SUBGROUP_COLUMNS if c in val]].reset_index(drop=True)
+        report = validation_report(val_pred.join(extra), threshold=threshold, n_boot=n_boot, seed=seed)
+    except MetricError as exc:
+        metrics = {"error": str(exc)}
+        config["validation_note"] = str(exc)
+    return Finished(config, metrics, report, val_pred)
+
+
+def write_finished(folder: str | Path, config: dict[str, Any], done: Finished,
+                   title: str = "Melanoma classifier") -> dict[str, Any]:
+    """Write ``config.json``, ``metrics.json``, ``val_predictions.csv`` and ``MODEL_CARD.md`` of a finished run into
+    ``folder`` (a staging folder; each file written under a temporary name); returns the metrics written."""
+    layout = RunLayout(folder)
+    metrics = {"validation": done.metrics, **({"validation_report": json_safe(done.report)} if done.report else {})}
+    write_json(layout.config, config)
+    write_json(layout.metrics, metrics)
+    atomic_write(layout.val_predictions, lambda tmp: done.val_pred.to_csv(tmp, index=False))
+    write_text(layout.model_card, model_card(config, done.report, title=title))
+    return metrics

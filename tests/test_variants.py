@@ -1,0 +1,29 @@
+"""Typed variant names: a misspelt variant in a parameter is an error naming the known ones, never a dropped row."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from melanoma_utils.runs.experiments import ABLATION_VARIANTS, repeated_cross_validate, run_folder_name
+from melanoma_utils.runs.run import TrainConfig
+from melanoma_utils.runs.variants import Variant, check_variants
+
+
+def test_a_variant_is_its_label_everywhere() -> None:
+    assert Variant.FUSION_CLINICAL == "fusion, clinical" and f"{Variant.IMAGE}" == str(Variant.IMAGE) == "image only"
+    assert {"fusion, clinical": 1}[Variant.FUSION_CLINICAL] == 1  # str-keyed tables find it
+    assert run_folder_name(Variant.FUSION_PAPER) == "fusion_paper__width_height"  # the folder names earlier renders used
+    frame = pd.DataFrame({"variant": [Variant.IMAGE, "image only"]})
+    assert frame.groupby("variant").size().tolist() == [2] and "Variant" not in frame.to_csv()
+
+
+def test_an_unknown_variant_name_is_refused_with_the_known_ones(tmp_path) -> None:
+    assert check_variants(["image only"], ABLATION_VARIANTS, "repeat_variants") == ["image only"]
+    with pytest.raises(ValueError, match=r"repeat_variants: unknown variant\(s\) 'fusion, clinicl'; known: .*'fusion, clinical'"):
+        check_variants(["fusion, clinicl"], ABLATION_VARIANTS, "repeat_variants")
+    # the experiment refuses before it trains anything (a typo used to drop the variant from the repeats silently)
+    with pytest.raises(ValueError, match="unknown variant"):
+        repeated_cross_validate(pd.DataFrame(), TrainConfig(kind="meta"), tmp_path, dict(ABLATION_VARIANTS),
+                                repeats=2, repeat_variants=["imge only"])
+    assert not any(tmp_path.iterdir())
