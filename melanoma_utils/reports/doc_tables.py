@@ -47,10 +47,10 @@ def _paired_cell(r: Any) -> str:
             f"{int(r.folds_positive)}/{int(r.folds)} folds > 0)")
 
 
-def paired_table(report_dir: Path) -> str:
-    """The paired contrasts of ``ablation_paired.csv``: ΔAUC with its CI, p and Holm-adjusted p, and the folds above 0,
-    on each endpoint present (within copy a first)."""
-    p = pd.read_csv(report_dir / "ablation_paired.csv")
+def paired_table(report_dir: Path, name: str = "ablation_paired.csv") -> str:
+    """The paired contrasts of ``name`` (the ablation's, or notebook 05's ``table3_backbones_paired.csv``): ΔAUC with
+    its CI, p and Holm-adjusted p, and the folds above 0, on each endpoint present (within copy a first)."""
+    p = pd.read_csv(report_dir / name)
     order = [(k, label) for k, label in PAIRED_ORDER if k in set(p["subset"])]
     lines = ["| contrast (a − b) | " + " | ".join(f"Δ ROC AUC, {label} (95% CI)" for _, label in order) + " | repeats |",
              "|---" * (len(order) + 2) + "|"]
@@ -125,12 +125,20 @@ def source_weighting_table(report_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def backbones_paired_table(report_dir: Path) -> str:
+    """Notebook 05's paired contrasts (``table3_backbones_paired.csv``): each backbone against Lite0, fusion against
+    image only."""
+    return paired_table(report_dir, "table3_backbones_paired.csv")
+
+
 def backbones_table(report_dir: Path) -> str:
-    """The backbone comparison (``table3_backbones.csv``), one row per backbone, weights and input, grouped by protocol;
-    rows that could not run here say why."""
+    """The backbone comparison (``table3_backbones.csv``), one row per backbone, weights and input, grouped by protocol,
+    with how each row was evaluated (CV with repeats, or one hold-out split) and the calibrator its runs chose; rows
+    that could not run here say why."""
     t = pd.read_csv(report_dir / "table3_backbones.csv")
-    lines = ["| protocol | backbone | weights | input | sensitivity | specificity | F1 | ROC AUC (95% CI) | PR AUC | "
-             "melanoma vs nevus | scoring images/s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| protocol | backbone | input | px | evaluation | ROC AUC, within copy a (95% CI) | ROC AUC, all (95% CI) | "
+             "melanoma vs nevus | sensitivity | specificity | calibrator | scoring images/s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     skipped: dict[tuple[str, str], list[str]] = {}
     for r in t.itertuples():
         weights = r.weights if isinstance(r.weights, str) else "—"
@@ -140,12 +148,17 @@ def backbones_table(report_dir: Path) -> str:
             skipped.setdefault((protocol, weights), []).append(r.backbone)
             continue
         speed = getattr(r, "predict_images_per_second", float("nan"))
-        lines.append(f"| {protocol} | {r.backbone} | {weights} | {r.model} | {r.sensitivity:.2f} | {r.specificity:.2f} | "
-                     f"{r.f1:.2f} | {_ci(r.roc_auc, r.roc_auc_ci_low, r.roc_auc_ci_high)} | {r.pr_auc:.3f} | "
-                     f"{r.mel_vs_nevus_auc:.3f} | {'—' if speed != speed else f'{speed:,.0f}'} |")
-    for (protocol, weights), names in skipped.items():
-        lines.append(f"| {protocol} | {', '.join(dict.fromkeys(names))} | {weights} | both | not run here: the ImageNet "
-                     "weights need a download (this machine is offline) | | | | | | |")
+        reps = getattr(r, "repeats", float("nan"))
+        evaluation = str(getattr(r, "evaluation", "")) + (f", {int(reps)} fold assignments" if reps == reps and reps > 1 else "")
+        within = _ci(r.within_copy_a_auc, r.within_copy_a_ci_low, r.within_copy_a_ci_high) \
+            if getattr(r, "within_copy_a_auc", float("nan")) == getattr(r, "within_copy_a_auc", float("nan")) else "—"
+        lines.append(f"| {protocol} | {r.backbone} | {r.model} | {int(r.image_size) if r.image_size == r.image_size else '—'} | "
+                     f"{evaluation} | {within} | {_ci(r.roc_auc, r.roc_auc_ci_low, r.roc_auc_ci_high)} | "
+                     f"{r.mel_vs_nevus_auc:.3f} | {r.sensitivity:.2f} | {r.specificity:.2f} | {getattr(r, 'calibrator', '—')} | "
+                     f"{'—' if speed != speed else f'{speed:,.0f}'} |")
+    for (protocol, _weights), names in skipped.items():
+        lines.append(f"| {protocol} | {', '.join(dict.fromkeys(names))} | both | | not run here: the ImageNet "
+                     "weights need a download (this machine is offline) | | | | | | | |")
     return "\n".join(lines) + "\n"
 
 

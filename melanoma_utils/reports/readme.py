@@ -14,6 +14,7 @@ from typing import Callable
 from .doc_findings import ablation_findings, headline_table, validation_findings
 from .doc_tables import (
     ablation_table,
+    backbones_paired_table,
     backbones_table,
     explanations_inside,
     export_bench,
@@ -41,7 +42,8 @@ TABLES: dict[str, Callable[[Path], str]] = {"ablation": ablation_table, "ablatio
                                              "ablation_findings": ablation_findings,
                                              "shortcut_audit": shortcut_audit_table, "headline": headline_table,
                                              "source_weighting": source_weighting_table,
-                                             "validation_findings": validation_findings, "paper": paper_table}
+                                             "validation_findings": validation_findings, "paper": paper_table,
+                                             "backbones_paired": backbones_paired_table}
 
 
 def render_readme(text: str, report_dir: Path) -> str:
