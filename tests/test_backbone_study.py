@@ -54,7 +54,7 @@ def test_frozen_table_scores_each_image_at_its_folds_threshold_with_real_interva
     assert row["roc_auc_ci_low"] < row["roc_auc"] < row["roc_auc_ci_high"]
     assert row["within_copy_a_ci_low"] < row["within_copy_a_auc"] < row["within_copy_a_ci_high"]
     assert row["repeats"] == 2 and row["image_size"] == 224 and row["evaluation"].startswith("3-fold")
-    assert row["calibrator"] == "platt ×1, isotonic ×1, none ×1"
+    assert row["calibrator"] == "platt ×1, isotonic ×1, not calibrated ×1"
 
 
 def test_frozen_variants_and_contrasts_name_backbones_at_their_native_size() -> None:
