@@ -26,10 +26,14 @@ style.apply()
 _title = style.titled
 
 
-def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = style.DPI) -> Path:
-    """Save ``fig`` as PNG at ``path`` (folders created; written to a temporary name, then moved)."""
+def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int | None = None) -> Path:
+    """Save ``fig`` as PNG at ``path`` (folders created; written to a temporary name, then moved). ``dpi`` defaults to
+    :data:`~melanoma_utils.reports.style.DPI` for charts and :data:`~melanoma_utils.reports.style.PHOTO_DPI` for
+    figures that show images (their pixels carry no more detail at a higher resolution, only bytes)."""
     from ..atomic import atomic_write
 
+    if dpi is None:
+        dpi = style.PHOTO_DPI if any(ax.images for ax in fig.axes) else style.DPI
     return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight"))
 
 

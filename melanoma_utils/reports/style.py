@@ -28,8 +28,9 @@ ENDPOINT_STYLE: dict[str, tuple[str, str, str]] = {  # subset -> (colour, marker
 NEUTRAL = "#999999"
 #: The smallest font a figure uses (titles of panels included): readable in the rendered HTML.
 MIN_FONT = 9
-#: Resolution of every saved figure.
+#: Resolution of every saved chart; figures that show images (photos, heat maps) use PHOTO_DPI.
 DPI = 200
+PHOTO_DPI = 120
 RC: dict[str, object] = {
     "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": MIN_FONT,
     "ytick.labelsize": MIN_FONT, "legend.fontsize": MIN_FONT, "figure.titlesize": 12,
