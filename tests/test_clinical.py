@@ -312,3 +312,28 @@ def test_calibration_slope_reads_a_scaled_logit_and_the_choice_includes_none() -
     assert extreme.method == "platt" and extreme.selection["platt"] < extreme.selection["none"]
     _, slope = calibration_intercept_slope(y, extreme.transform(sigmoid(3 * z)))
     assert slope == pytest.approx(1.0, abs=0.06)
+
+
+def test_isotonic_calibrator_keeps_the_ranking_so_operating_points_stay_distinct() -> None:
+    """Plain isotonic regression is a staircase: the thresholds for sensitivity 0.80, 0.90 and 0.95 fall on one tied
+    step and the calibrated AUC drops below the raw one. The centred isotonic map is strictly increasing inside the
+    fitted range: the ranking (and the AUC) is the raw one, and three sensitivities give three thresholds."""
+    from sklearn.metrics import roc_auc_score
+
+    from melanoma_utils.evaluation.metrics import choose_threshold
+
+    rng = np.random.default_rng(5)
+    z = rng.normal(-1.0, 1.0, 2000)
+    y = (rng.random(2000) < sigmoid(1.5 * z)).astype(int)
+    raw = sigmoid(0.5 * z)  # too timid: isotonic regression pools long runs of it
+    cal = fit_calibrator(y, raw, np.arange(2000), methods=("isotonic",))
+    p = cal.transform(raw)
+    assert len(np.unique(p)) == len(np.unique(raw))  # no two raw scores share a probability
+    assert roc_auc_score(y, p) == pytest.approx(roc_auc_score(y, raw), abs=1e-12)
+    thresholds = {s: choose_threshold(y, p, s) for s in (0.80, 0.90, 0.95)}
+    assert len(set(thresholds.values())) == 3
+    assert [operating_point(y, p, t)["sensitivity"] for t in thresholds.values()] == pytest.approx(
+        [0.80, 0.90, 0.95], abs=0.01)
+    # still a calibration: the mean probability in each decile of the score is the observed rate there
+    assert brier_score(y, p) < brier_score(y, raw) - 0.01
+    assert abs(p.mean() - y.mean()) < 0.01

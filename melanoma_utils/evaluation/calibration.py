@@ -186,8 +186,9 @@ CALIBRATION_METHODS: tuple[str, ...] = ("none", "platt", "isotonic")
 class Calibrator:
     """A monotone map from the model's raw output to a probability (JSON-serialisable).
 
-    ``method``: ``identity``, ``platt`` (``sigmoid(a + b·logit(raw))``) or ``isotonic`` (piecewise linear through
-    the isotonic regression's knots, flat outside them). ``prevalence`` is the malignant share of the rows it
+    ``method``: ``identity``, ``platt`` (``sigmoid(a + b·logit(raw))``) or ``isotonic`` (centred isotonic regression:
+    piecewise linear through the centres of the isotonic blocks, :func:`centred_isotonic_knots`; flat outside the
+    fitted range). ``prevalence`` is the malignant share of the rows it
     was fitted on: its probabilities are right at that prevalence (see :func:`prior_shift`).
     """
 
@@ -225,6 +226,34 @@ class Calibrator:
         return cls(**d)
 
 
+def centred_isotonic_knots(raw: np.ndarray, fitted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Knots of a centred isotonic regression (Oron & Flournoy 2017) from an isotonic fit ``fitted`` of ``raw``.
+
+    Plain isotonic regression is a staircase: every raw score of one block gets the same probability, so a decision
+    threshold cannot fall inside a block and operating points chosen at different sensitivities collapse onto one
+    step (and the calibrated AUC drops below the raw one). Here each block becomes one knot at the mean raw score
+    of its rows, the knots are joined by straight lines (strictly increasing between them), and the first and last
+    segments are extended to the smallest and largest raw score fitted (clipped to [0, 1]; an end block at exactly 0
+    or 1 is moved half an event inwards): the map keeps the blocks' probabilities at their centres and never ties two
+    different raw scores inside the fitted range."""
+    r, f = np.asarray(raw, float), np.asarray(fitted, float)
+    values = np.unique(f)
+    cx = np.array([r[f == v].mean() for v in values])
+    if len(values) == 1:  # one block: a constant map, nothing to order
+        return np.array([r.min(), r.max()]), np.array([values[0], values[0]])
+    # an end block of all-benign (all-malignant) rows is not certainty: half an event's worth, below the next block
+    if values[0] == 0:
+        values[0] = min(values[1] / 2, 0.5 / (np.sum(f == 0) + 1))
+    if values[-1] == 1:
+        values[-1] = max((values[-2] + 1) / 2, 1 - 0.5 / (np.sum(f == 1) + 1))
+    lo = values[0] - (values[1] - values[0]) * (cx[0] - r.min()) / max(cx[1] - cx[0], EPS)
+    hi = values[-1] + (values[-1] - values[-2]) * (r.max() - cx[-1]) / max(cx[-1] - cx[-2], EPS)
+    x = np.concatenate([[r.min()], cx, [r.max()]])
+    v = np.concatenate([[max(lo, 0.0)], values, [min(hi, 1.0)]])
+    keep = np.concatenate([[True], np.diff(x) > 0])  # a block centred on the data's edge: no zero-width segment
+    return x[keep], v[keep]
+
+
 def _fit_one(method: str, y: np.ndarray, raw: np.ndarray) -> Calibrator:
     if method == "none":
         return Calibrator("identity")
@@ -237,7 +266,8 @@ def _fit_one(method: str, y: np.ndarray, raw: np.ndarray) -> Calibrator:
         from sklearn.isotonic import IsotonicRegression
 
         iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, y)
-        return Calibrator("isotonic", {"x": iso.X_thresholds_.tolist(), "y": iso.y_thresholds_.tolist()})
+        x, v = centred_isotonic_knots(raw, iso.predict(raw))
+        return Calibrator("isotonic", {"x": x.tolist(), "y": v.tolist()})
     raise ValueError(f"unknown calibration method {method!r}; choose from {', '.join(CALIBRATION_METHODS)}")
 
 
