@@ -246,6 +246,15 @@ display(Markdown(
        f"({clin.pooled_mvn_within_copy_a_ci_low:.3f}–{clin.pooled_mvn_within_copy_a_ci_high:.3f})."
        if has_copies else "")
 ))
+display(Markdown(
+    "**Calibration on held-out folds.** Each fold's run chose its calibrator (none, Platt or isotonic, by "
+    "cross-validated Brier score) on its own validation patients; pooled over the held-out folds, the calibration slope "
+    "(1 is ideal; above 1 the probabilities are too timid, below 1 too extreme) and intercept (0 ideal), with patient-"
+    "bootstrap 95% CIs: " + "; ".join(
+        f"{name} slope {r.calibration_slope:.2f} ({r.calibration_slope_ci_low:.2f}–{r.calibration_slope_ci_high:.2f}), "
+        f"intercept {r.calibration_intercept:+.2f} ({r.calibration_intercept_ci_low:+.2f} to "
+        f"{r.calibration_intercept_ci_high:+.2f}), Brier {r.brier:.3f}"
+        for name, r in ((n, s.loc[n]) for n in ("metadata only (clinical)", "image only", "fusion, clinical"))) + "."))
 if SCRATCH in s.index:
     sc = s.loc[SCRATCH]
     display(Markdown(

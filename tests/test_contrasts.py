@@ -67,3 +67,21 @@ def test_without_copies_the_within_endpoints_are_left_out() -> None:
     assert paired["p_holm"].notna().all()
     with pytest.raises(ValueError, match="unknown endpoint"):
         subset_mask(oof, "within copy a")
+
+
+def test_held_out_calibration_reads_the_slope_of_out_of_fold_probabilities() -> None:
+    """Out-of-fold probabilities whose logits are 3 times too large: slope near 1/3 with an interval around it;
+    calibrated ones: slope near 1 and intercept near 0."""
+    from melanoma_utils.evaluation.calibration import sigmoid
+    from melanoma_utils.runs.experiments import held_out_calibration
+
+    rng = np.random.default_rng(3)
+    z = rng.normal(-1.0, 1.5, 4000)
+    y = (rng.random(4000) < sigmoid(z)).astype(int)
+    frame = pd.DataFrame({"target": y, "patient_id": np.arange(4000) // 2})
+    extreme = held_out_calibration(frame.assign(probability=sigmoid(3 * z)), n_boot=100)
+    assert extreme["calibration_slope"] == pytest.approx(1 / 3, abs=0.05)
+    assert extreme["calibration_slope_ci_low"] < extreme["calibration_slope"] < extreme["calibration_slope_ci_high"]
+    right = held_out_calibration(frame.assign(probability=sigmoid(z)), n_boot=100)
+    assert right["calibration_slope"] == pytest.approx(1.0, abs=0.1)
+    assert abs(right["calibration_intercept"]) < 0.1 and right["brier"] < extreme["brier"]

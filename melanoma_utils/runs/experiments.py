@@ -19,6 +19,7 @@ import pandas as pd
 from .. import progress
 from ..config import ISIC2020_PREVALENCE  # noqa: F401 (re-exported)
 from ..data.splits import grouped_folds
+from ..evaluation.clinical import calibration_summary
 from ..evaluation.metrics import melanoma_vs_nevus_auc, pr_auc, roc_auc
 from .contrasts import SUBSETS, describe_contrast, paired_contrasts, pooled_auc, subset_mask  # noqa: F401 (re-exported)
 from .run import TrainConfig
@@ -187,8 +188,8 @@ def study_folds(frame: pd.DataFrame) -> pd.DataFrame:
 def summarise_cv(per_fold: pd.DataFrame, oof: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Mean ± sd over folds, and the pooled out-of-fold ROC AUC with a patient-bootstrap 95% CI on every endpoint the
     data allow (:data:`~melanoma_utils.runs.contrasts.SUBSETS`: all images ``pooled_oof_roc_auc``, melanoma vs nevus
-    ``pooled_mel_vs_nevus_auc``, within copy a ``pooled_within_copy_a_auc`` and ``pooled_mvn_within_copy_a_auc``), per
-    variant (on the study's folds, :func:`study_folds`)."""
+    ``pooled_mel_vs_nevus_auc``, within copy a ``pooled_within_copy_a_auc`` and ``pooled_mvn_within_copy_a_auc``) and
+    the held-out calibration (:func:`held_out_calibration`), per variant (on the study's folds, :func:`study_folds`)."""
     per_fold, oof = study_folds(per_fold), study_folds(oof)
     names = {"all": "pooled_oof_roc_auc", "melanoma_vs_nevus": "pooled_mel_vs_nevus_auc",
              SUBSETS[2]: "pooled_within_copy_a_auc", SUBSETS[3]: "pooled_mvn_within_copy_a_auc"}
@@ -207,9 +208,23 @@ def summarise_cv(per_fold: pd.DataFrame, oof: pd.DataFrame, n_boot: int = 1000, 
             low, high = (("pooled_ci_low", "pooled_ci_high") if subset == "all"
                          else (col.replace("_auc", "_ci_low"), col.replace("_auc", "_ci_high")))
             row.update({col: est, low: lo, high: hi})
+        row.update(held_out_calibration(o, n_boot=n_boot, seed=seed))
         row["folds"] = len(part)
         out.append(row)
     return pd.DataFrame(out).set_index("variant")
+
+
+def held_out_calibration(oof: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
+    """How well the probabilities of held-out folds are calibrated (each fold's run calibrated on its own validation
+    split, scored on patients it never saw): ``calibration_slope`` (1 ideal; > 1 too timid, < 1 too extreme),
+    ``calibration_intercept`` (0 ideal) and ``brier``, each with a patient-bootstrap 95% CI (``*_ci_low``,
+    ``*_ci_high``) over the pooled out-of-fold rows ``oof`` (``target, probability, patient_id``)."""
+    y, p = oof["target"].to_numpy(int), oof["probability"].to_numpy(float)
+    cal = calibration_summary(y, p, oof["patient_id"].to_numpy(), n_boot=n_boot, seed=seed)
+    out: dict[str, float] = {}
+    for key in ("calibration_slope", "calibration_intercept", "brier"):
+        out.update({key: cal[key]["estimate"], f"{key}_ci_low": cal[key]["ci_low"], f"{key}_ci_high": cal[key]["ci_high"]})
+    return out
 
 
 def run_folder_name(variant: str) -> str:
