@@ -70,7 +70,7 @@ missing.style.format({"percent": "{:.2f}%"})
 
 # %%
 sex_counts = eda.count_table(meta, "sex")
-fig = plots.bar_counts(sex_counts, "Fig 3 · Sex distribution", xlabel="sex", tag=tag)
+fig = plots.bar_counts(sex_counts, "Fig 3 · Sex distribution", xlabel="sex", tag=tag, column="sex")
 report.figure(fig, "fig03_sex_distribution")
 sex_rate = eda.malignancy_rate(meta, "sex")
 display(Markdown(", ".join(f"{k}: {v:,} images ({r:.2f}% malignant)" for k, v, r in

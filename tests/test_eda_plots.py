@@ -180,3 +180,16 @@ def test_explanation_grid_has_colour_bars_and_names_the_share_inside_the_lesion(
     assert len(fig.axes) == 6 + 4  # 2 rows × 3 panels + a colour bar beside each SHAP and Grad-CAM panel
     titles = [ax.get_title() for ax in fig.axes]
     assert "Grad-CAM: 80% inside the lesion" in titles and "Grad-CAM: 25% inside the lesion" in titles
+
+
+def test_importance_bars_zoom_on_the_inputs_a_dominant_one_would_hide() -> None:
+    """The image's bar 25 times any metadata bar: a second panel holds the metadata alone on a scale where its bars are
+    a visible share of the axis; comparable bars stay one panel."""
+    t = pd.DataFrame({"importance_mean": [0.30, 0.012, 0.009, -0.002], "importance_sd": [0.03, 0.002, 0.003, 0.001]},
+                     index=["image", "sex", "age", "height"])
+    fig = plots.importance_bars(t, "t")
+    assert len(fig.axes) == 2
+    zoom = fig.axes[1]
+    assert [tick.get_text() for tick in zoom.get_yticklabels()] == ["sex", "age", "height"]
+    assert zoom.get_xlim()[1] < 0.05 and 0.012 / zoom.get_xlim()[1] > 0.5  # the largest metadata bar spans the axis
+    assert len(plots.importance_bars(t.iloc[1:], "t").axes) == 1

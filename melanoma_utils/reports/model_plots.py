@@ -10,6 +10,7 @@ from typing import Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from . import style
@@ -88,25 +89,50 @@ def roc_pr(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = "",
     return fig
 
 
-def importance_bars(table: pd.DataFrame, title: str, tag: str = "", mean: str = "importance_mean",
-                    sd: str = "importance_sd", xlabel: str = "drop in ROC AUC when permuted (mean ± sd)",
-                    low: str | None = None, high: str | None = None) -> Figure:
-    """Feature importance as horizontal bars with error bars (the study's Fig 14, grouped honestly): ± ``sd``, or the
-    interval ``low``–``high`` when both columns are given (e.g. a bootstrap CI of a mean |SHAP|, which cannot go
-    below zero the way ± sd can)."""
-    fig, ax = plt.subplots(figsize=(7, 0.5 * len(table) + 1.3))
+def _bars(ax: Axes, table: pd.DataFrame, values: np.ndarray, err: np.ndarray | None, xlabel: str) -> None:
     y = np.arange(len(table))
-    values = table[mean].to_numpy()
-    if low and high:
-        err = np.clip(np.vstack([values - table[low].to_numpy(), table[high].to_numpy() - values]), 0, None)
-    else:
-        err = table[sd].to_numpy() if sd in table else None
     ax.barh(y, values, xerr=err, color=[MALIGNANT_COLOUR if v > 0 else NEUTRAL for v in values], capsize=3)
     ax.set_yticks(y, [str(i) for i in table.index])
     ax.invert_yaxis()
     ax.axvline(0, color="black", lw=0.8)
     ax.set_xlabel(xlabel)
-    ax.set_title(style.titled(tag, title))
+
+
+#: A bar this many times longer than every other one gets its own panel (the others are drawn again, zoomed).
+DOMINANT_RATIO = 5.0
+
+
+def importance_bars(table: pd.DataFrame, title: str, tag: str = "", mean: str = "importance_mean",
+                    sd: str = "importance_sd", xlabel: str = "drop in ROC AUC when permuted (mean ± sd)",
+                    low: str | None = None, high: str | None = None) -> Figure:
+    """Feature importance as horizontal bars with error bars (the study's Fig 14, grouped honestly): ± ``sd``, or the
+    interval ``low``–``high`` when both columns are given (e.g. a bootstrap CI of a mean |SHAP|, which cannot go
+    below zero the way ± sd can). When one input dominates (its bar is :data:`DOMINANT_RATIO` times any other, e.g.
+    the image beside the metadata), a second panel shows the other inputs on their own scale, so their bars and
+    intervals can be read."""
+    values = table[mean].to_numpy(float)
+    if low and high:
+        err = np.clip(np.vstack([values - table[low].to_numpy(), table[high].to_numpy() - values]), 0, None)
+    else:
+        err = table[sd].to_numpy(float) if sd in table else None
+    size = np.abs(values)
+    top = int(np.argmax(size)) if len(values) else 0
+    rest = np.delete(size, top) if len(values) > 2 else np.array([])
+    zoom = len(rest) > 0 and size[top] > DOMINANT_RATIO * max(rest.max(), 1e-12)
+    height = 0.5 * len(table) + 1.6
+    if not zoom:
+        fig, ax = plt.subplots(figsize=(7, height))
+        _bars(ax, table, values, err, xlabel)
+        ax.set_title(style.titled(tag, title))
+        fig.tight_layout()
+        return fig
+    fig, (ax_all, ax_zoom) = plt.subplots(1, 2, figsize=(11, height), width_ratios=[1, 1.3])
+    _bars(ax_all, table, values, err, xlabel)
+    ax_all.set_title("all inputs", fontsize=10)
+    keep = np.arange(len(values)) != top
+    _bars(ax_zoom, table[keep], values[keep], None if err is None else err[..., keep], xlabel)
+    ax_zoom.set_title(f"without {table.index[top]} (zoomed: its own scale)", fontsize=10)
+    fig.suptitle(style.titled(tag, title))
     fig.tight_layout()
     return fig
 

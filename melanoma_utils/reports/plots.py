@@ -38,11 +38,13 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int | None = Non
 
 
 def bar_counts(counts: pd.Series, title: str, xlabel: str = "", ylabel: str = "images", percent: bool = False,
-               tag: str = "", horizontal: bool = False) -> Figure:
-    """A labelled bar chart of counts (or percentages) — Figs 3 and 5."""
+               tag: str = "", horizontal: bool = False, column: str | None = None) -> Figure:
+    """A labelled bar chart of counts (or percentages) — Figs 3 and 5. ``column`` (e.g. ``"sex"``): the bars take that
+    column's fixed colours (:func:`~melanoma_utils.reports.style.palette_for`), as in every other figure of it."""
     fig, ax = plt.subplots(figsize=(7, 4))
     labels = [str(i) for i in counts.index]
-    bars = (ax.barh if horizontal else ax.bar)(labels, counts.to_numpy(), color=BENIGN_COLOUR)
+    colours = (style.palette_for(column, labels) if column else None) or BENIGN_COLOUR
+    bars = (ax.barh if horizontal else ax.bar)(labels, counts.to_numpy(), color=colours)
     fmt = "{:.1f}%" if percent else "{:,.0f}"
     ax.bar_label(bars, labels=[fmt.format(v) for v in counts.to_numpy()], padding=2, fontsize=9)
     if horizontal:
@@ -105,9 +107,14 @@ def age_hist(df: pd.DataFrame, title: str, hue: str | None = None, tag: str = ""
             data = data.assign(**{hue: data[hue].map(hue_labels)})
             palette = {hue_labels.get(k, k): v for k, v in palette.items()} if palette else None
     fig, ax = plt.subplots(figsize=(7, 4))
+    bars = {} if hue else {"color": BENIGN_COLOUR, "edgecolor": "white", "alpha": 1.0}  # as every other histogram; groups: outlines
     sns.histplot(data=data, x="age", hue=hue, palette=palette, binwidth=5, stat="density" if density else "count",
-                 common_norm=False, element="step" if hue else "bars", ax=ax, discrete=False)
+                 common_norm=False, element="step" if hue else "bars", fill=not hue, linewidth=2 if hue else 0.5,
+                 ax=ax, discrete=False, **bars)
     ax.set_xlabel("approximate age (years)")
+    ax.set_ylabel("density (share per year of age)" if density else "images")
+    if hue and ax.get_legend() is not None:
+        ax.get_legend().set_frame_on(False)
     ax.set_title(_title(tag, title))
     fig.tight_layout()
     return fig
@@ -184,11 +191,17 @@ def size_scatter(df: pd.DataFrame, title: str, tag: str = "") -> Figure:
         jitter = rng.normal(1, 0.02, (2, len(part)))
         ax.scatter(part["width"] * jitter[0], part["height"] * jitter[1], s=4 if t == 0 else 10,
                    alpha=0.15 if t == 0 else 0.6, color=TARGET_PALETTE[t], label=f"{label} (n={len(part):,})")
+    from matplotlib.ticker import FixedLocator, NullLocator, StrMethodFormatter
+
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("original width (px)")
-    ax.set_ylabel("original height (px)")
-    ax.legend(markerscale=3)
+    for axis in (ax.xaxis, ax.yaxis):  # plain pixel counts, not 6×10³
+        axis.set_major_locator(FixedLocator([500, 1000, 2000, 3000, 4000, 6000]))
+        axis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+        axis.set_minor_locator(NullLocator())
+    ax.set_xlabel("original width (px, log scale)")
+    ax.set_ylabel("original height (px, log scale)")
+    ax.legend(markerscale=3, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # beside the axes
     ax.set_title(_title(tag, title))
     fig.tight_layout()
     return fig
@@ -217,7 +230,8 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str] | None = None
     """Images (uint8 RGB or 2-D) in a grid with optional per-image titles — Figs 12–13."""
     n = len(images)
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.4), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.3) * nrows + 0.5), squeeze=False,
+                             layout="constrained")  # room for each panel's title and the figure's: none overlaps
     for i, ax in enumerate(axes.ravel()):
         ax.set_xticks([])
         ax.set_yticks([])
@@ -237,7 +251,6 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str] | None = None
         import textwrap
 
         fig.suptitle(textwrap.fill(_title(tag, title), max(30, int(9 * size * ncols))))
-    fig.tight_layout()
     return fig
 
 
