@@ -341,6 +341,14 @@ paper_table.set_index("metric").round(3)
 # (fusion, clinical; same folds, same head), and its pooled out-of-fold AUC is compared with untransformed images as a
 # paired difference on the same patients. To keep it affordable each image is embedded in `transform_views` view(s)
 # (the main ablation uses more), so compare rows within this table, not with the ablation above.
+#
+# **What this design can and cannot show.** The encoder was trained on ImageNet photographs and stays frozen: it reads
+# every input as if it were an ordinary colour photograph. A transform that moves images away from those statistics
+# (greyscale, HSB or LUV values placed in the RGB channels) is penalised by construction, so a negative row says *these
+# frozen features do not suit that input*, not that the input lacks the information. The paper's question — does a
+# network trained on a transformed colour space detect melanoma better? — needs the encoder to adapt to the input
+# (fine-tuning); this table cannot answer it. What it can show is whether a transform applied before a fixed
+# ImageNet encoder helps or hurts the features that encoder gives, on the same patients.
 
 # %%
 from melanoma_utils.runs.experiments import preprocessing_table, preprocessing_variants
