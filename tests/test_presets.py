@@ -67,7 +67,7 @@ def test_the_notebooks_default_recipe_is_a_preset() -> None:
 
 def test_the_command_line_is_built_from_one_table_of_the_config_fields(tmp_path: Path) -> None:
     from melanoma_utils.cli.app import build_parser
-    from melanoma_utils.models.train_options import NOT_ON_THE_COMMAND_LINE, TRAIN_OPTIONS
+    from melanoma_utils.models.train_config import NOT_ON_THE_COMMAND_LINE, TRAIN_OPTIONS
 
     on_cli = [o.field for o in TRAIN_OPTIONS]
     assert len(on_cli) == len(set(on_cli))

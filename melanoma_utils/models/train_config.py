@@ -1,5 +1,7 @@
 """The training recipe, :class:`TrainConfig`: THE place where training defaults are decided and values normalised
-(re-exported by :mod:`melanoma_utils.runs.run`). Imports no Keras or TensorFlow."""
+(re-exported by :mod:`melanoma_utils.runs.run`), and its command-line options as one table (:data:`TRAIN_OPTIONS`:
+each field's flag, description, choices and parser, from which ``train`` builds its arguments). Imports no Keras or
+TensorFlow, no argparse."""
 
 from __future__ import annotations
 
@@ -7,9 +9,10 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..data.confounds import SOURCE_WEIGHTINGS
-from ..pipeline.transforms import preprocess_config
-from .features import check_feature_set
+from ..data.confounds import COPIES_CSV, SOURCE_WEIGHTINGS
+from ..pipeline.transforms import PREPROCESSORS, preprocess_config
+from .backbones import BACKBONES
+from .features import FEATURE_SETS, check_feature_set
 from .presets import get_preset
 
 #: Fine-tuning after the cached-embedding head: which backbone layers become trainable.
@@ -223,3 +226,84 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
+@dataclass(frozen=True)
+class Option:
+    """One command-line option of a TrainConfig field.
+
+    ``check`` names the value's parser (``positive_int``, ``nonneg_int``, ``positive_float``, ``fraction``,
+    ``sensitivity``, ``int``, ``str``); ``switch_off`` makes it a flag that sets the field to ``False``
+    (``--no-augment``); ``aliases`` are older spellings that still work; ``default_text`` replaces the stated default
+    where the default is resolved later (``image_size``)."""
+
+    field: str
+    help: str
+    check: str = "str"
+    choices: tuple[Any, ...] | None = None
+    flag: str | None = None
+    switch_off: bool = False
+    aliases: tuple[str, ...] = ()
+    metavar: str | None = None
+    default_text: str | None = None
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        """The option's spellings, the current one first."""
+        return (self.flag or "--" + self.field.replace("_", "-"), *self.aliases)
+
+
+TRAIN_OPTIONS: tuple[Option, ...] = (
+    Option("kind", "which inputs the model takes: images and metadata (fusion), images only, metadata only",
+           choices=KINDS),
+    Option("features", "metadata feature set", choices=tuple(sorted(FEATURE_SETS))),
+    Option("image_size", f"side in px; at most {MAX_IMAGE_SIZE}", check="positive_int",
+           default_text="the backbone's ImageNet resolution: efficientnetlite0/1/2 224/240/260 px; 128 for the study's CNN"),
+    Option("epochs", "training epochs at most (early stopping ends sooner)", check="positive_int"),
+    Option("batch_size", "images per step (per replica with several devices)", check="positive_int"),
+    Option("learning_rate", "Adam learning rate of end-to-end training (the study's CNN)", check="positive_float"),
+    Option("patience", "early-stopping patience in epochs", check="positive_int"),
+    Option("val_fraction", "share of the patients held out for validation, in (0, 1)", check="fraction"),
+    Option("min_sensitivity", "validation sensitivity the threshold must reach, in (0, 1]", check="sensitivity"),
+    Option("preprocess", "image preprocessing before the model", choices=tuple(sorted(PREPROCESSORS))),
+    Option("augment", "train without augmentation", flag="--no-augment", switch_off=True),
+    Option("class_weighting", "train without class weights (w = 1/n per class)", flag="--no-class-weights",
+           switch_off=True),
+    Option("source_column", "a grouping that is not the lesion, whose label information --source-weighting removes: a "
+                            "metadata column (e.g. source_copy, clinic), camera (original image size) or source (the "
+                            f"data set); none; auto: source_copy where the data has it, read from --source-csv or a "
+                            f"{COPIES_CSV} beside the CSV", metavar="COLUMN"),
+    Option("source_weighting", "balanced: every group of --source-column gets the same malignant share (a group of one "
+                               "class is left out); drop_single_class: groups of one class left out, no reweighting; "
+                               "auto: balanced without --external, none with it (what notebook 03's selection found "
+                               "within copy a)", choices=SOURCE_WEIGHTINGS),
+    Option("backbone", "image branch: ImageNet weights shipped offline for efficientnetlite0/1/2 (frozen, head trained "
+                       "on cached embeddings); cnn: the study's CNN from scratch; or a keras.applications model",
+           choices=("cnn", *sorted(BACKBONES))),
+    Option("backbone_weights", "backbone weights: none | imagenet | PATH.h5", aliases=("--weights",),
+           default_text="imagenet for efficientnetlite0/1/2, else none"),
+    Option("finetune", "with pretrained weights: after training the head on cached embeddings, fine-tune the "
+                       "backbone's last stage (top) or all of it", choices=FINETUNE_MODES),
+    Option("finetune_epochs", "epochs of --finetune", check="positive_int"),
+    Option("finetune_learning_rate", "learning rate of --finetune", check="positive_float"),
+    Option("head_learning_rate", "learning rate of the head trained on cached embeddings", check="positive_float"),
+    Option("embedding_views", "dihedral views (rotations/mirrors) of each image cached for the head's training",
+           check="int", choices=tuple(range(1, 9)), metavar="1..8"),
+    Option("tta", "test-time augmentation for the validation predictions (threshold) and, by default, for predict: "
+                  "views averaged per image (8: ~+0.007 validation AUC, 8x slower prediction)", check="int",
+           choices=TTA_VIEWS),
+    Option("frozen_features", "with pretrained weights: train on decoded images end to end (GPU) instead of cached "
+                              "embeddings", flag="--end-to-end", switch_off=True),
+    Option("freeze_epochs", "--end-to-end: epochs with the backbone frozen first", check="nonneg_int"),
+    Option("cache", "memory | none | a file prefix for large sets"),
+    Option("strategy", "devices: auto (several GPUs: mirrored), one, mirrored (tf.distribute over GPUs/CPUs; JAX: "
+                       "DataParallel), multiworker (TF_CONFIG; the chief writes --out), tpu; --batch-size is per "
+                       "replica, learning rates scale with the replicas", choices=STRATEGIES),
+    Option("seed", "drives Python, NumPy and Keras", check="int"),
+    Option("n_boot", "patient-bootstrap resamples of the validation report", check="positive_int"),
+    Option("verbose", "Keras progress: 0 silent, 1 a progress bar, 2 one line per epoch", check="int",
+           choices=VERBOSITY),
+)
+
+#: TrainConfig fields the command line leaves at their preset's value (architecture details and nested settings):
+#: set them in Python (``TrainConfig.from_preset(name, **fields)``) or a parameter file's ``train_overrides``.
+NOT_ON_THE_COMMAND_LINE: tuple[str, ...] = ("augment_config", "conv_filters", "conv_dropout", "meta_units",
+                                            "head_units", "head_dropout", "mixed_precision")

@@ -21,8 +21,8 @@ from typing import Any
 
 import pandas as pd
 
-from .layout import RunLayout
 from .run import ENSEMBLE_FILE, EnsembleRun, Run, TrainConfig, is_ensemble  # noqa: F401  (re-exported: loaded there)
+from .runfolder import RunLayout
 
 
 def _validation_table(run_dirs: list[Path]) -> pd.DataFrame:

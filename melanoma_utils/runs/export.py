@@ -32,7 +32,7 @@ import numpy as np
 from ..atomic import atomic_folder, check_replaceable
 from ..data.isic import SEX_CATEGORIES, SITE_ALIASES, SITE_CATEGORIES
 from ..evaluation.calibration import EPS
-from .layout import RunLayout
+from .runfolder import RunLayout
 
 #: Formats ``export`` writes.
 FORMATS: tuple[str, ...] = ("saved_model", "tflite", "tflite_int8", "onnx")

@@ -1,11 +1,13 @@
 """One way a run is finished, for a single run and an ensemble alike (:func:`finish` then :func:`write_finished`):
 calibrate on the validation split, choose the decision threshold there (with its fallback), evaluate with the
 configured bootstrap size, write the validation report and the model card — all into a staging folder that is moved
-into place as one by its caller."""
+into place as one by its caller. :func:`write_run` finishes a fitted single model this way, with its model, encoder
+and config, and publishes the folder; :mod:`.ensemble` finishes an ensemble the same way."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import shutil
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +15,14 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import atomic_write, json_safe, write_json, write_text
+from ..data.sources import source_counts
 from ..evaluation.calibration import Calibrator, fit_calibrator
 from ..evaluation.clinical import MIN_PER_CLASS, validation_report
 from ..evaluation.metrics import MetricError, choose_threshold, evaluate
 from ..evaluation.modelcard import model_card
-from .layout import RunLayout
+from ..models.features import MetadataEncoder
+from .run import Run, TrainConfig
+from .runfolder import RunLayout, publish
 
 #: Columns of the validation rows that the report's subgroups use where present.
 SUBGROUP_COLUMNS: tuple[str, ...] = ("sex", "age", "site", "diagnosis", "width", "height")
@@ -92,3 +97,50 @@ def write_finished(folder: str | Path, config: dict[str, Any], done: Finished,
     atomic_write(layout.val_predictions, lambda tmp: done.val_pred.to_csv(tmp, index=False))
     write_text(layout.model_card, model_card(config, done.report, title=title))
     return metrics
+
+
+def write_run(model: Any, encoder: MetadataEncoder, cfg: TrainConfig, preprocess: dict[str, Any], train: pd.DataFrame,
+              val: pd.DataFrame, work: Path, out_dir: Path, facts: dict[str, Any]) -> Run:
+    """Finish a fitted model into a run folder. ``facts``: what the fit reports (``per_class``, ``dropped``,
+    ``epochs_run``, ``seconds``, ``seconds_before``, ``stages``, ``policy``, ``distribution``). The calibrator and the
+    threshold come from the validation split only; files go to ``work`` and move to ``out_dir`` together."""
+    import keras
+
+    from ..versions import package_versions
+
+    epochs_run, seconds = facts["epochs_run"], facts["seconds"]
+    run = Run(model, encoder, {"train": asdict(cfg), "preprocess": preprocess, "threshold": 0.5}, out_dir)
+    raw_val = run.predict(val, cached_embeddings=True)
+    done = finish(val, raw_val, cfg.min_sensitivity, cfg.seed, cfg.n_boot)
+    from ..pipeline.augment import AugmentConfig
+
+    config = {
+        "train": asdict(cfg),
+        "preprocess": preprocess,
+        "augment": AugmentConfig(**cfg.augment_config).to_dict() if cfg.augment else None,
+        **done.config,
+        "training_prevalence": float(train["target"].mean()),
+        "training_sources": source_counts(train),
+        "validation_sources": source_counts(val),
+        "feature_names": encoder.feature_names,
+        "class_weights": facts["per_class"],
+        "source_weighting": facts.get("source_weighting"),
+        "n_train": len(train), "n_val": len(val), "n_train_positive": int(train["target"].sum()),
+        "skipped_unreadable": facts["dropped"],
+        "epochs_run": epochs_run, "train_seconds": seconds, "resumed_after_seconds": facts["seconds_before"] or None,
+        "train_images_per_second": epochs_run * len(train) / seconds if seconds else None,
+        "stages": facts["stages"],
+        "precision_policy": facts["policy"],
+        "distribution": facts["distribution"],
+        "keras_backend": keras.backend.backend(),
+        "versions": package_versions()["version"].to_dict(),
+    }
+    run.config = config
+    layout = RunLayout(work)
+    atomic_write(layout.model, model.save)
+    encoder.save(layout.encoder)
+    run.metrics = write_finished(work, config, done)
+    shutil.rmtree(work / "backup", ignore_errors=True)
+    (work / "fingerprint.json").unlink()
+    publish(work, out_dir)
+    return run

@@ -36,7 +36,7 @@ from ..models.train_config import (  # noqa: F401  (re-exported: the recipe live
     STRATEGIES,
     TrainConfig,
 )
-from .layout import RunLayout
+from .runfolder import RunLayout
 
 
 class RunDamaged(ValueError):

@@ -1,4 +1,8 @@
-"""The run folder's lifecycle: one writer, staged writes, resumable state.
+"""The run folder: its layout and its lifecycle — one writer, staged writes, resumable state.
+
+* :class:`RunLayout` — the one place that spells a run folder's file names (``model.keras``, ``encoder.json``,
+  ``config.json``, ``metrics.json``, ``val_predictions.csv``, ``MODEL_CARD.md``; an ensemble's ``ensemble.json`` and
+  ``members/<k>/``).
 
 * :func:`run_lock` — one training per run folder: an ``flock`` on ``.<name>.lock`` beside it, whose file holds the
   owner's pid, host and start time; a second training gets an error naming them; the operating system frees the lock
@@ -22,9 +26,9 @@ import json
 import os
 import shutil
 import socket
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, ClassVar, Iterator
 
 import pandas as pd
 
@@ -153,3 +157,63 @@ def prepare_staging(staging: Path, fp: dict[str, Any], restart: bool = False) ->
 def publish(staging: Path, out_dir: Path) -> None:
     """Move the finished run into place; an old run there is replaced only now."""
     replace_folder(staging, out_dir)
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """The paths of one run (or ensemble) folder: ``RunLayout(folder).config`` → ``folder/config.json``."""
+
+    root: Path
+
+    MODEL: ClassVar[str] = "model.keras"
+    ENCODER: ClassVar[str] = "encoder.json"
+    CONFIG: ClassVar[str] = "config.json"
+    METRICS: ClassVar[str] = "metrics.json"
+    VAL_PREDICTIONS: ClassVar[str] = "val_predictions.csv"
+    MODEL_CARD: ClassVar[str] = "MODEL_CARD.md"
+    ENSEMBLE: ClassVar[str] = "ensemble.json"
+    MEMBERS: ClassVar[str] = "members"
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        object.__setattr__(self, "root", Path(root))
+
+    @property
+    def model(self) -> Path:
+        return self.root / self.MODEL
+
+    @property
+    def encoder(self) -> Path:
+        return self.root / self.ENCODER
+
+    @property
+    def config(self) -> Path:
+        return self.root / self.CONFIG
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / self.METRICS
+
+    @property
+    def val_predictions(self) -> Path:
+        return self.root / self.VAL_PREDICTIONS
+
+    @property
+    def model_card(self) -> Path:
+        return self.root / self.MODEL_CARD
+
+    @property
+    def ensemble(self) -> Path:
+        return self.root / self.ENSEMBLE
+
+    def member(self, k: int) -> Path:
+        """The folder of an ensemble's ``k``-th member."""
+        return self.root / self.MEMBERS / str(k)
+
+    @property
+    def is_ensemble(self) -> bool:
+        """Whether the folder is an ensemble (its ``ensemble.json`` exists)."""
+        return self.ensemble.is_file()
+
+    def required(self) -> tuple[str, ...]:
+        """The files a finished folder of its kind must hold."""
+        return (self.CONFIG,) if self.is_ensemble else (self.MODEL, self.ENCODER, self.CONFIG)

@@ -33,9 +33,9 @@ from .distribution import (  # noqa: F401  (re-exported: device set-up lives the
     patch_keras_for_multiworker,
     scaled_for,
 )
+from .finish import write_run
 from .resume import EpochSeeds, ResumeState
 from .run import Run, TrainConfig
-from .run_writer import write_run
 from .runfolder import fingerprint, prepare_staging, run_lock, staging_path
 from .source_weights import apply_source_weighting, class_weights, row_weights
 
