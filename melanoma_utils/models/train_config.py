@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..data.confounds import COPIES_CSV, SOURCE_WEIGHTINGS
+from ..data.diagnoses import OBJECTIVES, n_outputs
 from ..pipeline.transforms import PREPROCESSORS, preprocess_config
 from .backbones import BACKBONES
 from .features import FEATURE_SETS, check_feature_set
@@ -70,6 +71,9 @@ class TrainConfig:
     meta_units: tuple[int, ...] = (64, 32)
     head_units: tuple[int, ...] = (128, 64)
     head_dropout: float = 0.3
+    # binary (melanoma vs rest, the study's sigmoid) | diagnosis | diagnosis-masked (data.diagnoses.OBJECTIVES): a
+    # diagnosis head is trained on the diagnosis classes and outputs the melanoma column of its softmax
+    objective: str = "binary"
     backbone: str | None = "efficientnetlite0"  # a backbones.BACKBONES name; None or "cnn": the study's CNN
     backbone_weights: str | None = AUTO  # None | "imagenet" | a local weights file; "auto": see the class docstring
     freeze_epochs: int = 0  # end-to-end path (frozen_features off): epochs with the backbone frozen, then fine-tune
@@ -172,6 +176,12 @@ class TrainConfig:
             raise ValueError(f"verbose must be one of {', '.join(map(str, VERBOSITY))}; got {self.verbose}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}; got {self.strategy!r}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}; got {self.objective!r}")
+        if self.objective != "binary" and not (self.uses_cached_embeddings and self.finetune == "none"):
+            raise ValueError(f"objective {self.objective!r} trains a head on cached embeddings of a frozen pretrained "
+                             "backbone (kind fusion or image, backbone weights, no --end-to-end, --finetune none); use "
+                             "objective binary for the other models")
         if not 1 <= int(self.embedding_views) <= 8:
             raise ValueError(f"embedding_views must be in 1..8; got {self.embedding_views}")
         self.conv_filters = tuple(self.conv_filters)
@@ -184,13 +194,14 @@ class TrainConfig:
         return {"image_size": self.image_size if self.uses_images else None, "n_meta": n_meta if self.uses_meta else None,
                 "kind": self.kind, "conv_filters": self.conv_filters, "conv_dropout": self.conv_dropout,
                 "meta_units": self.meta_units, "head_units": self.head_units, "head_dropout": self.head_dropout,
-                "initial_bias": initial_bias, "backbone": self.backbone, "backbone_weights": self.backbone_weights}
+                "initial_bias": initial_bias, "backbone": self.backbone, "backbone_weights": self.backbone_weights,
+                "n_classes": n_outputs(self.objective)}
 
     def head_kwargs(self, embedding_dim: int, n_meta: int | None, initial_bias: float | None = None) -> dict[str, Any]:
         """The keyword arguments of :func:`melanoma_utils.models.fusion.build_head_model` for this configuration."""
         return {"embedding_dim": embedding_dim, "n_meta": n_meta if self.uses_meta else None, "kind": self.kind,
                 "meta_units": self.meta_units, "head_units": self.head_units, "head_dropout": self.head_dropout,
-                "initial_bias": initial_bias}
+                "initial_bias": initial_bias, "n_classes": n_outputs(self.objective)}
 
     @property
     def uses_images(self) -> bool:
@@ -275,6 +286,10 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
                                "class is left out); drop_single_class: groups of one class left out, no reweighting; "
                                "auto: balanced without --external, none with it (what notebook 03's selection found "
                                "within copy a)", choices=SOURCE_WEIGHTINGS),
+    Option("objective", "what the model learns: binary (melanoma vs the rest, the study's); diagnosis (the diagnosis "
+                        "classes, unknown one of them; the melanoma probability is read from the softmax); "
+                        "diagnosis-masked (unknown-diagnosis rows only push the melanoma probability down); the "
+                        "diagnosis objectives need a frozen pretrained backbone", choices=OBJECTIVES),
     Option("backbone", "image branch: ImageNet weights shipped offline for efficientnetlite0/1/2 (frozen, head trained "
                        "on cached embeddings); cnn: the study's CNN from scratch; or a keras.applications model",
            choices=("cnn", *sorted(BACKBONES))),
