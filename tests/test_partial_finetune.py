@@ -39,3 +39,41 @@ def test_cuts_outside_the_backbone_name_the_range() -> None:
         block_input_layer("efficientnetlite0", 16)
     assert block_input_layer("efficientnetlite0", 0) == "block0_dwconv"  # block 0 has no expansion
     assert block_input_layer("efficientnetlite0", 15) == "block15_expand_conv"
+
+
+def test_a_run_adapted_on_cached_activations_is_one_model_that_takes_images(tiny_csv: Path, tmp_path: Path) -> None:
+    """adapt_blocks=1: the last block and the head conv change, every earlier block keeps its ImageNet weights, and
+    the saved model run on images gives what the cached activations through its adapted top give."""
+    from melanoma_utils.data.isic import load_dataset
+    from melanoma_utils.runs.run import Run, TrainConfig
+    from melanoma_utils.runs.training import train_run
+
+    df = load_dataset(tiny_csv).frame
+    cfg = TrainConfig(kind="fusion", backbone="efficientnetlite0", backbone_weights="imagenet", image_size=32, epochs=2,
+                      batch_size=8, embedding_views=2, head_units=(8,), meta_units=(4,), verbose=0, adapt_blocks=1,
+                      adapt_epochs=2, adapt_learning_rate=1e-2, patience=5)
+    run = train_run(df, cfg, tmp_path / "run")
+    adapt = run.config["stages"]["adapt"]
+    assert adapt["first_block"] == 15 and adapt["epochs"] == 2 and adapt["computed"] == len(df)
+    loaded = Run.load(tmp_path / "run")
+    imagenet = build_model(32, 4, "fusion", backbone="efficientnetlite0", backbone_weights="imagenet",
+                           meta_units=(4,), head_units=(4,)).get_layer("backbone")
+    base = loaded.model.get_layer("backbone")
+    for name, changed in (("block15_project_conv", True), ("head_conv", True), ("block14_project_conv", False),
+                          ("block15_project_bn", False)):
+        same = all(np.array_equal(a, b) for a, b in zip(base.get_layer(name).get_weights(),
+                                                         imagenet.get_layer(name).get_weights()))
+        assert same != changed, name
+    from_images = loaded.predict(df, cached_embeddings=False)
+    from_cache = loaded.predict(df, cached_embeddings=True)
+    assert np.abs(from_images - from_cache).max() < 5e-3  # float16 activations only
+    assert not base.trainable
+
+
+def test_adapting_needs_a_frozen_lite_backbone() -> None:
+    from melanoma_utils.runs.run import TrainConfig
+
+    with pytest.raises(ValueError, match="adapt_blocks trains the last blocks"):
+        TrainConfig(backbone="cnn", adapt_blocks=1)
+    with pytest.raises(ValueError, match="adapt_blocks must be >= 0"):
+        TrainConfig(adapt_blocks=-1)

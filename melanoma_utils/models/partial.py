@@ -41,19 +41,22 @@ def build_lite_top(variant: str, start: int, input_shape: tuple[int, int, int], 
 
 
 def copy_layers_by_name(source: Any, target: Any) -> int:
-    """Copy the weights of every weighted layer of ``target`` from the same-named layer of ``source``; returns how
-    many. A layer missing from ``source`` or shaped differently is a ``ValueError`` naming it."""
-    names = {layer.name: layer for layer in source.layers}
+    """Copy weights between a backbone and its top (either direction): every weighted layer of the smaller of the two
+    models takes, or gives, the same-named layer's weights of the other. Returns how many layers were copied; a layer
+    missing from the larger model or shaped differently is a ``ValueError`` naming it."""
+    small, large = (source, target) if len(source.layers) <= len(target.layers) else (target, source)
+    names = {layer.name: layer for layer in large.layers}
     n = 0
-    for layer in target.layers:
+    for layer in small.layers:
         if not layer.weights:
             continue
         if layer.name not in names:
-            raise ValueError(f"layer {layer.name!r} of {target.name!r} is not in {source.name!r}")
-        weights = names[layer.name].get_weights()
-        if [w.shape for w in weights] != [tuple(w.shape) for w in layer.weights]:
+            raise ValueError(f"layer {layer.name!r} of {small.name!r} is not in {large.name!r}")
+        src, dst = (layer, names[layer.name]) if small is source else (names[layer.name], layer)
+        weights = src.get_weights()
+        if [w.shape for w in weights] != [tuple(w.shape) for w in dst.weights]:
             raise ValueError(f"layer {layer.name!r}: shapes differ between {source.name!r} and {target.name!r}")
-        layer.set_weights(weights)
+        dst.set_weights(weights)
         n += 1
     return n
 
@@ -71,3 +74,32 @@ def trunk_model(model: Any, variant: str, start: int):
     return keras.Model(image, inner(model.get_layer("backbone_preprocess")(image)), name="image_trunk")
 
 
+def cached_activations(model: Any, variant: str, start: int, paths: list[str], *, backbone_weights: str | None,
+                       image_size: int, preprocess: dict[str, Any], views: int, progress: bool = False,
+                       batch_size: int = 64) -> tuple[Any, dict[str, int]]:
+    """``(N, views, h, w, c)`` float16 activations entering block ``start`` of ``model``'s backbone for ``paths``,
+    from the embedding cache (key: the backbone, its weights, size, preprocessing and the cut; the trunk is frozen, so
+    entries serve every fold and every adapted run of the same cut)."""
+    import numpy as np
+
+    from .embeddings import cached_embeddings
+
+    return cached_embeddings(trunk_model(model, variant, start), list(paths), backbone=variant,
+                             backbone_weights=backbone_weights, image_size=image_size, preprocess=preprocess,
+                             views=views, progress=progress, output=f"block{start}_input", dtype=np.float16,
+                             batch_size=batch_size)
+
+
+def top_embeddings(model: Any, variant: str, start: int, activations: Any, chunk: int = 256) -> Any:
+    """Pooled embeddings ``(N, views, 1280)`` of cached ``activations`` through ``model``'s own (adapted) backbone from
+    block ``start`` on: what the full model computes from the images, without running the frozen trunk again."""
+    import numpy as np
+
+    top = build_lite_top(variant, start, tuple(activations.shape[2:]))
+    copy_layers_by_name(model.get_layer("backbone"), top)
+    n, views = activations.shape[:2]
+    out = np.zeros((n, views, int(top.output.shape[-1])), np.float32)
+    for v in range(views):
+        for s in range(0, n, chunk):
+            out[s:s + chunk, v] = np.asarray(top(activations[s:s + chunk, v].astype(np.float32), training=False))
+    return out

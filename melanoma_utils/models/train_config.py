@@ -83,6 +83,11 @@ class TrainConfig:
     head_learning_rate: float = 1e-3  # Adam learning rate of the head trained on cached embeddings
     finetune: str = "none"  # after the cached-embedding head: none | top (last blocks) | all
     finetune_epochs: int = 2
+    # partial fine-tuning on a CPU (models.partial): after the head, train the backbone's last adapt_blocks MBConv
+    # blocks + its head conv + the head on cached activations entering them (0: off; EfficientNet-Lite only)
+    adapt_blocks: int = 0
+    adapt_epochs: int = 5
+    adapt_learning_rate: float = 1e-4
     tta: int = 1  # test-time augmentation: dihedral views averaged for validation and, by default, prediction
     cache: str | None = "memory"  # "memory", a file prefix, or None
     mixed_precision: str = "auto"  # auto (on GPU only) | on | off
@@ -163,7 +168,7 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be between 0 and 1; got {self.val_fraction}")
         if not 0 < float(self.min_sensitivity) <= 1:
             raise ValueError(f"min_sensitivity must be in (0, 1]; got {self.min_sensitivity}")
-        for name in ("learning_rate", "head_learning_rate", "finetune_learning_rate"):
+        for name in ("learning_rate", "head_learning_rate", "finetune_learning_rate", "adapt_learning_rate"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name} must be > 0; got {getattr(self, name)}")
         if int(self.freeze_epochs) < 0 or int(self.finetune_epochs) < 0:
@@ -176,6 +181,13 @@ class TrainConfig:
             raise ValueError(f"verbose must be one of {', '.join(map(str, VERBOSITY))}; got {self.verbose}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}; got {self.strategy!r}")
+        if int(self.adapt_blocks) < 0 or int(self.adapt_epochs) < 1:
+            raise ValueError(f"adapt_blocks must be >= 0 and adapt_epochs >= 1; got {self.adapt_blocks}, {self.adapt_epochs}")
+        if int(self.adapt_blocks) and not (self.uses_cached_embeddings and self.finetune == "none"
+                                           and str(self.backbone).startswith("efficientnetlite")):
+            raise ValueError("adapt_blocks trains the last blocks of a frozen EfficientNet-Lite backbone on cached "
+                             "activations: it needs backbone efficientnetlite0/1/2 with its weights, the cached-embedding "
+                             "head (no --end-to-end) and --finetune none")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}; got {self.objective!r}")
         if self.objective != "binary" and not (self.uses_cached_embeddings and self.finetune == "none"):
@@ -299,6 +311,11 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
                        "backbone's last stage (top) or all of it", choices=FINETUNE_MODES),
     Option("finetune_epochs", "epochs of --finetune", check="positive_int"),
     Option("finetune_learning_rate", "learning rate of --finetune", check="positive_float"),
+    Option("adapt_blocks", "partial fine-tuning a CPU affords: after the head, train the backbone's last N MBConv "
+                           "blocks, its head conv and the head on cached activations (0: off; EfficientNet-Lite)",
+           check="nonneg_int"),
+    Option("adapt_epochs", "epochs of --adapt-blocks (early stopping on validation loss)", check="positive_int"),
+    Option("adapt_learning_rate", "learning rate of --adapt-blocks", check="positive_float"),
     Option("head_learning_rate", "learning rate of the head trained on cached embeddings", check="positive_float"),
     Option("embedding_views", "dihedral views (rotations/mirrors) of each image cached for the head's training",
            check="int", choices=tuple(range(1, 9)), metavar="1..8"),

@@ -219,6 +219,11 @@ def _train_on_embeddings(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFram
                        "cached": n_tr["cached"] + n_va["cached"]},
         "head": {"seconds": time.perf_counter() - t1, "epochs": head_epochs, "learning_rate": cfg.head_learning_rate},
     }
+    if cfg.adapt_blocks:  # partial fine-tuning on cached activations (runs/adapt.py)
+        from .adapt import adapt_top
+
+        adapt_rows, stages["adapt"] = adapt_top(model, head, cfg, train, val, encoder, (y_tr, y_va), (w_tr, w_va))
+        rows += [{**r, "epoch": head_epochs + r["epoch"]} for r in adapt_rows]
     base.trainable = False
     if cfg.finetune != "none":
         n_trainable = set_finetune_trainable(base, cfg.finetune)
