@@ -1,7 +1,7 @@
 """Data and sources: the SIIM-ISIC 2020 table (load, validate), patient-grouped splits, external sources
 (HAM10000, ISIC 2019), the SYNTHETIC demo set and ``make data``'s download.
 
-Modules: ``confounds``, ``csvfiles``, ``demo``, ``fetch``, ``isic``, ``sources``, ``splits``.
+Modules: ``confounds``, ``csvfiles``, ``demo``, ``diagnoses``, ``fetch``, ``isic``, ``sources``, ``splits``.
 Layers (imports only run leftwards): config/atomic/versions < pipeline < data < evaluation < models < runs < reports < cli.
 """
 

@@ -46,6 +46,16 @@ def _source_weighting_lines(sw: dict) -> list[str]:
     return [f"- Source weighting: {sw.get('weighting')} over `{sw['column']}` ({groups}){left}."]
 
 
+#: How the model card says what a run was trained on (``TrainConfig.objective``).
+_OBJECTIVE_WORDS: dict[str, str] = {
+    "binary": "melanoma vs everything else (binary, class-weighted cross-entropy: the study's objective)",
+    "diagnosis": "the diagnosis (softmax over the diagnosis classes, 'unknown' one of them); the output is the melanoma "
+                 "column of the softmax",
+    "diagnosis-masked": "the diagnosis (softmax over the known diagnosis classes; images of unknown diagnosis only push "
+                        "the melanoma probability down); the output is the melanoma column of the softmax",
+}
+
+
 def model_card(config: dict[str, Any], report: dict[str, Any] | None, title: str = "Melanoma classifier") -> str:
     """The model card of a run as Markdown, from its ``config`` and validation ``report`` (may be ``None``)."""
     train = config["train"]
@@ -64,6 +74,7 @@ def model_card(config: dict[str, Any], report: dict[str, Any] | None, title: str
               f"- Output: probability of melanoma, calibrated on the validation split ({cal.get('method', 'not calibrated')}"
               f"{', right at a malignant share of ' + format(cal['prevalence'], '.3f') if cal.get('prevalence') else ''}); "
               f"decision threshold {config.get('threshold', float('nan')):.4f} ({config.get('threshold_rule', '')}).",
+              f"- Trained on: {_OBJECTIVE_WORDS.get(train.get('objective', 'binary'), train.get('objective'))}.",
               *[f"- Ensemble member {k}: {m.get('kind')} · {m.get('backbone') or 'CNN'} · {m.get('image_size')} px · features "
                 f"`{m.get('features')}` · TTA {m.get('tta')} (validation ROC AUC of its raw output "
                 f"{_num(m.get('validation_auc_raw'))}); the ensemble averages the members' raw outputs."

@@ -87,6 +87,38 @@ def _bn(name: str):
     return layers.BatchNormalization(epsilon=BN_EPSILON, momentum=0.99, name=name)
 
 
+def mbconv_blocks(x, variant: str, start: int = 0):
+    """The MBConv blocks ``start``.. of ``variant`` applied to ``x`` (layer names ``block<i>_…``: what the weight
+    mapping and :func:`melanoma_utils.models.partial.build_lite_top` refer to)."""
+    from keras import layers
+
+    for i, (k, s, e, c_in, c_out) in enumerate(lite_blocks(variant)):
+        if i < start:
+            continue
+        p = f"block{i}"
+        h = x
+        if e != 1:
+            h = layers.Conv2D(c_in * e, 1, use_bias=False, name=f"{p}_expand_conv")(h)
+            h = _bn(f"{p}_expand_bn")(h)
+            h = layers.ReLU(6.0, name=f"{p}_expand_relu6")(h)
+        h = layers.DepthwiseConv2D(k, strides=s, padding="same", use_bias=False, name=f"{p}_dwconv")(h)
+        h = _bn(f"{p}_dw_bn")(h)
+        h = layers.ReLU(6.0, name=f"{p}_dw_relu6")(h)
+        h = layers.Conv2D(c_out, 1, use_bias=False, name=f"{p}_project_conv")(h)
+        h = _bn(f"{p}_project_bn")(h)
+        x = layers.Add(name=f"{p}_add")([x, h]) if s == 1 and c_in == c_out else h
+    return x
+
+
+def head_conv(x):
+    """The head convolution (1×1, 1280 channels), its BatchNorm and ReLU6."""
+    from keras import layers
+
+    x = layers.Conv2D(HEAD_CHANNELS, 1, use_bias=False, name="head_conv")(x)
+    x = _bn("head_bn")(x)
+    return layers.ReLU(6.0, name="head_relu6")(x)
+
+
 def build_efficientnet_lite0(
     input_shape: tuple[int | None, int | None, int] = (None, None, 3),
     include_top: bool = True,
@@ -117,22 +149,7 @@ def build_efficientnet_lite(
     x = layers.Conv2D(STEM_CHANNELS, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(x)
     x = _bn("stem_bn")(x)
     x = layers.ReLU(6.0, name="stem_relu6")(x)
-    for i, (k, s, e, c_in, c_out) in enumerate(lite_blocks(variant)):
-        p = f"block{i}"
-        h = x
-        if e != 1:
-            h = layers.Conv2D(c_in * e, 1, use_bias=False, name=f"{p}_expand_conv")(h)
-            h = _bn(f"{p}_expand_bn")(h)
-            h = layers.ReLU(6.0, name=f"{p}_expand_relu6")(h)
-        h = layers.DepthwiseConv2D(k, strides=s, padding="same", use_bias=False, name=f"{p}_dwconv")(h)
-        h = _bn(f"{p}_dw_bn")(h)
-        h = layers.ReLU(6.0, name=f"{p}_dw_relu6")(h)
-        h = layers.Conv2D(c_out, 1, use_bias=False, name=f"{p}_project_conv")(h)
-        h = _bn(f"{p}_project_bn")(h)
-        x = layers.Add(name=f"{p}_add")([x, h]) if s == 1 and c_in == c_out else h
-    x = layers.Conv2D(HEAD_CHANNELS, 1, use_bias=False, name="head_conv")(x)
-    x = _bn("head_bn")(x)
-    x = layers.ReLU(6.0, name="head_relu6")(x)
+    x = head_conv(mbconv_blocks(x, variant))
     if include_top:
         x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
         x = layers.Dropout(0.2, name="top_dropout")(x)

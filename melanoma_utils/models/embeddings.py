@@ -40,8 +40,10 @@ def weights_id(weights: str | None) -> str:
     return f"file-{file_digest(weights)[:16]}"
 
 
-def config_key(backbone: str, weights: str | None, image_size: int, preprocess: dict[str, Any]) -> str:
-    """The cache folder name for one embedding configuration (an entry holds one image's views 0..k-1)."""
+def config_key(backbone: str, weights: str | None, image_size: int, preprocess: dict[str, Any],
+               output: str = "pooled") -> str:
+    """The cache folder name for one embedding configuration (an entry holds one image's views 0..k-1); ``output``
+    names what is cached: the pooled embedding, or e.g. ``block15_input`` (the activations entering a block)."""
     from .backbones import BACKBONES
 
     spec = {"backbone": backbone, "weights": weights_id(weights), "image_size": int(image_size),
@@ -49,6 +51,8 @@ def config_key(backbone: str, weights: str | None, image_size: int, preprocess: 
     mode = BACKBONES.get(backbone, ("", "raw"))[1]
     if mode != "raw":  # the input scaling in front of the backbone (EfficientNets scale inside: key unchanged)
         spec["input_scaling"] = mode
+    if output != "pooled":  # (pooled entries keep the key they always had)
+        spec["output"] = output
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -65,7 +69,7 @@ def compute_embeddings(backbone_model: Any, paths: Sequence[str], image_size: in
         per_view = [np.asarray(backbone_model.predict_on_batch(dihedral(x, v)), np.float32) for v in range(views)]
         chunks.append(np.stack(per_view, axis=1))
     if not chunks:
-        return np.zeros((0, views, int(backbone_model.output_shape[-1])), np.float32)
+        return np.zeros((0, views, *backbone_model.output_shape[1:]), np.float32)
     return np.concatenate(chunks)
 
 
@@ -82,19 +86,23 @@ def cached_embeddings(
     batch_size: int = 64,
     progress: bool = False,
     chunk: int = 512,
+    output: str = "pooled",
+    dtype: Any = np.float32,
 ) -> tuple[np.ndarray, dict[str, int]]:
     """Embeddings ``(N, views, dim)`` for ``paths``, computing only those not cached yet (``chunk`` images at a time,
     each chunk written to the cache before the next starts, with progress and an estimate of the time left).
 
     Returns the array and ``{"cached": n, "computed": m}``. ``cache_root`` defaults to the user cache
-    (:func:`melanoma_utils.models.efficientnet_lite.cache_dir`).
+    (:func:`melanoma_utils.models.efficientnet_lite.cache_dir`). ``output``: what ``backbone_model`` outputs, part of
+    the cache key (``pooled``; or the activations entering a block, :mod:`melanoma_utils.models.partial`: entries
+    ``(views, h, w, c)``); ``dtype``: of the returned array (``np.float16`` halves the memory of activations).
     """
     from .efficientnet_lite import cache_dir
 
     if not paths:
-        return np.zeros((0, views, int(backbone_model.output_shape[-1])), np.float32), {"cached": 0, "computed": 0}
+        return np.zeros((0, views, *backbone_model.output_shape[1:]), dtype), {"cached": 0, "computed": 0}
     root = Path(cache_root) if cache_root is not None else cache_dir()
-    folder = root / "embeddings" / config_key(backbone, backbone_weights, image_size, preprocess)
+    folder = root / "embeddings" / config_key(backbone, backbone_weights, image_size, preprocess, output)
     folder.mkdir(parents=True, exist_ok=True)
     digests = [file_digest(p) for p in paths]
     out: list[np.ndarray | None] = [None] * len(paths)
@@ -104,8 +112,8 @@ def cached_embeddings(
         if f.is_file():
             try:
                 arr = np.load(f)
-                if arr.ndim == 2 and arr.shape[0] >= views:  # an entry with more views serves fewer
-                    out[i] = arr[:views].astype(np.float32)
+                if arr.ndim >= 2 and arr.shape[0] >= views:  # an entry with more views serves fewer
+                    out[i] = arr[:views].astype(dtype)
                     continue
             except (OSError, ValueError):
                 pass  # a damaged entry is recomputed
@@ -122,7 +130,7 @@ def cached_embeddings(
             new = compute_embeddings(backbone_model, [paths[i] for i in part], image_size, preprocess, views, batch_size)
             for i, emb in zip(part, new):
                 atomic_write(folder / f"{digests[i]}.npy", lambda tmp, emb=emb: np.save(tmp, emb.astype(np.float16)))
-                out[i] = emb.astype(np.float16).astype(np.float32)  # what the cache returns next time
+                out[i] = emb.astype(np.float16).astype(dtype)  # what the cache returns next time
             steps.update(len(part))
             if progress and len(todo) > chunk:
                 done, spent = first + len(part), time.perf_counter() - start

@@ -114,13 +114,22 @@ def meta_branch(meta, units: Sequence[int], dropout: float):
     return m
 
 
-def fusion_head(branches: list, units: Sequence[int], dropout: float, initial_bias: float | None):
-    """Concatenate the branches, Dense blocks, then the float32 sigmoid output (bias = starting logit)."""
+def fusion_head(branches: list, units: Sequence[int], dropout: float, initial_bias: float | None, n_classes: int = 1,
+                logits: bool = False):
+    """Concatenate the branches, Dense blocks, then the float32 output: one sigmoid unit (bias = starting logit), or
+    with ``n_classes`` > 1 one logit per diagnosis class (``diagnosis_logits``) followed by
+    :class:`~melanoma_utils.models.objectives.MelanomaProbability` (``logits=True`` stops at the logits: what a
+    diagnosis head is trained on)."""
     x = layers.Concatenate(name="fusion")(branches) if len(branches) > 1 else branches[0]
     for i, u in enumerate(units):
         x = dense_block(x, u, dropout, f"head{i + 1}")
-    bias = keras.initializers.Constant(0.0 if initial_bias is None else float(initial_bias))
-    return layers.Dense(1, activation="sigmoid", bias_initializer=bias, dtype="float32", name="probability")(x)
+    if n_classes == 1:
+        bias = keras.initializers.Constant(0.0 if initial_bias is None else float(initial_bias))
+        return layers.Dense(1, activation="sigmoid", bias_initializer=bias, dtype="float32", name="probability")(x)
+    from .objectives import MelanomaProbability
+
+    z = layers.Dense(n_classes, dtype="float32", name="diagnosis_logits")(x)
+    return z if logits else MelanomaProbability(name="probability")(z)
 
 
 def build_model(
@@ -138,12 +147,14 @@ def build_model(
     backbone_weights: str | None = None,
     name: str | None = None,
     image_dtype: str = "float32",
+    n_classes: int = 1,
 ) -> keras.Model:
     """Build the fusion (or image-only / metadata-only) model; see the module docstring.
 
     ``initial_bias`` is the output's starting logit, ``log(p / (1 − p))`` for a positive share ``p``
     (:func:`bias_for`); ``backbone`` replaces the convolution blocks with a ``keras.applications`` model.
-    ``image_dtype="uint8"`` takes raw uint8 pixels (a quarter of the host-to-device traffic).
+    ``image_dtype="uint8"`` takes raw uint8 pixels (a quarter of the host-to-device traffic). ``n_classes`` > 1: a
+    diagnosis head whose output is the melanoma column of its softmax (:func:`fusion_head`).
     """
     if kind not in ("fusion", "image", "meta"):
         raise ValueError(f"kind must be fusion, image or meta; got {kind!r}")
@@ -171,7 +182,7 @@ def build_model(
         meta = keras.Input((n_meta,), name="meta")
         inputs["meta"] = meta
         branches.append(meta_branch(meta, meta_units, meta_dropout))
-    out = fusion_head(branches, head_units, head_dropout, initial_bias)
+    out = fusion_head(branches, head_units, head_dropout, initial_bias, n_classes)
     return keras.Model(inputs=inputs, outputs=out, name=name or f"{kind}{'_' + backbone if backbone else ''}")
 
 
@@ -184,11 +195,14 @@ def build_head_model(
     head_units: Sequence[int] = (128, 64),
     head_dropout: float = 0.3,
     initial_bias: float | None = None,
+    n_classes: int = 1,
+    logits: bool = False,
 ) -> keras.Model:
     """Everything of :func:`build_model` after a backbone, fed with precomputed image embeddings.
 
     Inputs ``embedding`` (the backbone's pooled output) and ``meta``; its layers carry the same names as
-    the full model's, so trained weights move over with :func:`copy_head_weights`.
+    the full model's, so trained weights move over with :func:`copy_head_weights`. ``n_classes``/``logits``: as in
+    :func:`fusion_head` (a diagnosis head trains on its logits and predicts the melanoma probability).
     """
     if kind not in ("fusion", "image"):
         raise ValueError(f"a head on image embeddings needs kind fusion or image; got {kind!r}")
@@ -201,7 +215,7 @@ def build_head_model(
         meta = keras.Input((n_meta,), name="meta")
         inputs["meta"] = meta
         branches.append(meta_branch(meta, meta_units, meta_dropout))
-    out = fusion_head(branches, head_units, head_dropout, initial_bias)
+    out = fusion_head(branches, head_units, head_dropout, initial_bias, n_classes, logits)
     return keras.Model(inputs=inputs, outputs=out, name=f"{kind}_head")
 
 

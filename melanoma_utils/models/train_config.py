@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from ..data.confounds import COPIES_CSV, SOURCE_WEIGHTINGS
+from ..data.diagnoses import OBJECTIVES, n_outputs
 from ..pipeline.transforms import PREPROCESSORS, preprocess_config
 from .backbones import BACKBONES
 from .features import FEATURE_SETS, check_feature_set
@@ -70,6 +71,9 @@ class TrainConfig:
     meta_units: tuple[int, ...] = (64, 32)
     head_units: tuple[int, ...] = (128, 64)
     head_dropout: float = 0.3
+    # binary (melanoma vs rest, the study's sigmoid) | diagnosis | diagnosis-masked (data.diagnoses.OBJECTIVES): a
+    # diagnosis head is trained on the diagnosis classes and outputs the melanoma column of its softmax
+    objective: str = "binary"
     backbone: str | None = "efficientnetlite0"  # a backbones.BACKBONES name; None or "cnn": the study's CNN
     backbone_weights: str | None = AUTO  # None | "imagenet" | a local weights file; "auto": see the class docstring
     freeze_epochs: int = 0  # end-to-end path (frozen_features off): epochs with the backbone frozen, then fine-tune
@@ -79,6 +83,11 @@ class TrainConfig:
     head_learning_rate: float = 1e-3  # Adam learning rate of the head trained on cached embeddings
     finetune: str = "none"  # after the cached-embedding head: none | top (last blocks) | all
     finetune_epochs: int = 2
+    # partial fine-tuning on a CPU (models.partial): after the head, train the backbone's last adapt_blocks MBConv
+    # blocks + its head conv + the head on cached activations entering them (0: off; EfficientNet-Lite only)
+    adapt_blocks: int = 0
+    adapt_epochs: int = 5
+    adapt_learning_rate: float = 1e-4
     tta: int = 1  # test-time augmentation: dihedral views averaged for validation and, by default, prediction
     cache: str | None = "memory"  # "memory", a file prefix, or None
     mixed_precision: str = "auto"  # auto (on GPU only) | on | off
@@ -159,7 +168,7 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be between 0 and 1; got {self.val_fraction}")
         if not 0 < float(self.min_sensitivity) <= 1:
             raise ValueError(f"min_sensitivity must be in (0, 1]; got {self.min_sensitivity}")
-        for name in ("learning_rate", "head_learning_rate", "finetune_learning_rate"):
+        for name in ("learning_rate", "head_learning_rate", "finetune_learning_rate", "adapt_learning_rate"):
             if not float(getattr(self, name)) > 0:
                 raise ValueError(f"{name} must be > 0; got {getattr(self, name)}")
         if int(self.freeze_epochs) < 0 or int(self.finetune_epochs) < 0:
@@ -172,6 +181,19 @@ class TrainConfig:
             raise ValueError(f"verbose must be one of {', '.join(map(str, VERBOSITY))}; got {self.verbose}")
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}; got {self.strategy!r}")
+        if int(self.adapt_blocks) < 0 or int(self.adapt_epochs) < 1:
+            raise ValueError(f"adapt_blocks must be >= 0 and adapt_epochs >= 1; got {self.adapt_blocks}, {self.adapt_epochs}")
+        if int(self.adapt_blocks) and not (self.uses_cached_embeddings and self.finetune == "none"
+                                           and str(self.backbone).startswith("efficientnetlite")):
+            raise ValueError("adapt_blocks trains the last blocks of a frozen EfficientNet-Lite backbone on cached "
+                             "activations: it needs backbone efficientnetlite0/1/2 with its weights, the cached-embedding "
+                             "head (no --end-to-end) and --finetune none")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}; got {self.objective!r}")
+        if self.objective != "binary" and not (self.uses_cached_embeddings and self.finetune == "none"):
+            raise ValueError(f"objective {self.objective!r} trains a head on cached embeddings of a frozen pretrained "
+                             "backbone (kind fusion or image, backbone weights, no --end-to-end, --finetune none); use "
+                             "objective binary for the other models")
         if not 1 <= int(self.embedding_views) <= 8:
             raise ValueError(f"embedding_views must be in 1..8; got {self.embedding_views}")
         self.conv_filters = tuple(self.conv_filters)
@@ -184,13 +206,14 @@ class TrainConfig:
         return {"image_size": self.image_size if self.uses_images else None, "n_meta": n_meta if self.uses_meta else None,
                 "kind": self.kind, "conv_filters": self.conv_filters, "conv_dropout": self.conv_dropout,
                 "meta_units": self.meta_units, "head_units": self.head_units, "head_dropout": self.head_dropout,
-                "initial_bias": initial_bias, "backbone": self.backbone, "backbone_weights": self.backbone_weights}
+                "initial_bias": initial_bias, "backbone": self.backbone, "backbone_weights": self.backbone_weights,
+                "n_classes": n_outputs(self.objective)}
 
     def head_kwargs(self, embedding_dim: int, n_meta: int | None, initial_bias: float | None = None) -> dict[str, Any]:
         """The keyword arguments of :func:`melanoma_utils.models.fusion.build_head_model` for this configuration."""
         return {"embedding_dim": embedding_dim, "n_meta": n_meta if self.uses_meta else None, "kind": self.kind,
                 "meta_units": self.meta_units, "head_units": self.head_units, "head_dropout": self.head_dropout,
-                "initial_bias": initial_bias}
+                "initial_bias": initial_bias, "n_classes": n_outputs(self.objective)}
 
     @property
     def uses_images(self) -> bool:
@@ -275,6 +298,10 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
                                "class is left out); drop_single_class: groups of one class left out, no reweighting; "
                                "auto: balanced without --external, none with it (what notebook 03's selection found "
                                "within copy a)", choices=SOURCE_WEIGHTINGS),
+    Option("objective", "what the model learns: binary (melanoma vs the rest, the study's); diagnosis (the diagnosis "
+                        "classes, unknown one of them; the melanoma probability is read from the softmax); "
+                        "diagnosis-masked (unknown-diagnosis rows only push the melanoma probability down); the "
+                        "diagnosis objectives need a frozen pretrained backbone", choices=OBJECTIVES),
     Option("backbone", "image branch: ImageNet weights shipped offline for efficientnetlite0/1/2 (frozen, head trained "
                        "on cached embeddings); cnn: the study's CNN from scratch; or a keras.applications model",
            choices=("cnn", *sorted(BACKBONES))),
@@ -284,6 +311,11 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
                        "backbone's last stage (top) or all of it", choices=FINETUNE_MODES),
     Option("finetune_epochs", "epochs of --finetune", check="positive_int"),
     Option("finetune_learning_rate", "learning rate of --finetune", check="positive_float"),
+    Option("adapt_blocks", "partial fine-tuning a CPU affords: after the head, train the backbone's last N MBConv "
+                           "blocks, its head conv and the head on cached activations (0: off; EfficientNet-Lite)",
+           check="nonneg_int"),
+    Option("adapt_epochs", "epochs of --adapt-blocks (early stopping on validation loss)", check="positive_int"),
+    Option("adapt_learning_rate", "learning rate of --adapt-blocks", check="positive_float"),
     Option("head_learning_rate", "learning rate of the head trained on cached embeddings", check="positive_float"),
     Option("embedding_views", "dihedral views (rotations/mirrors) of each image cached for the head's training",
            check="int", choices=tuple(range(1, 9)), metavar="1..8"),

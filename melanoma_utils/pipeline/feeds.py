@@ -265,7 +265,8 @@ def image_batches(paths: Sequence[str], image_size: int, preprocess: dict[str, A
 
 def make_embedding_sequence(embeddings: np.ndarray, meta: np.ndarray | None, targets: np.ndarray,
                             sample_weights: np.ndarray, batch_size: int = 32, seed: int = 0):
-    """A shuffled ``keras.utils.PyDataset`` over cached embeddings ``(N, views, dim)`` for training a head:
+    """A shuffled ``keras.utils.PyDataset`` over cached embeddings ``(N, views, dim)`` (or cached activations
+    ``(N, views, h, w, c)``, under the same ``embedding`` key) for training a head:
     each epoch every image appears once, as one of its views drawn at random (augmentation for free).
 
     Call its ``close()`` after ``fit``: on TensorFlow, Keras feeds a ``PyDataset`` through
@@ -291,7 +292,7 @@ def make_embedding_sequence(embeddings: np.ndarray, meta: np.ndarray | None, tar
                 raise RuntimeError("this embedding sequence was closed")
             emb, m, y, w = self.data
             idx = self.order[i * batch_size : (i + 1) * batch_size]
-            x: dict[str, np.ndarray] = {"embedding": emb[idx, self.view[idx]]}
+            x: dict[str, np.ndarray] = {"embedding": np.asarray(emb[idx, self.view[idx]], np.float32)}
             if m is not None:
                 x["meta"] = np.asarray(m[idx], np.float32)
             return x, np.asarray(y[idx], np.float32), np.asarray(w[idx], np.float32)

@@ -16,18 +16,27 @@ EAGER_MAX_STEPS = 100
 EAGER_MAX_STEPS_IMAGES = 24
 
 
-def compile_model(model: Any, learning_rate: float, steps: int | None = None, images: bool = False) -> None:
-    """Adam + class-weighted BCE with ROC/PR AUC metrics; eager (TensorFlow, one replica) when ``steps`` is given
-    and at most :data:`EAGER_MAX_STEPS` (:data:`EAGER_MAX_STEPS_IMAGES` for a model that decodes ``images``)."""
+def compile_model(model: Any, learning_rate: float, steps: int | None = None, images: bool = False,
+                  objective: str = "binary") -> None:
+    """Adam + class-weighted BCE with ROC/PR AUC metrics (``objective="binary"``), or Adam + the diagnosis loss on
+    logits (:class:`~melanoma_utils.models.objectives.DiagnosisLoss`, no AUC metrics: the logits are not a
+    probability); eager (TensorFlow, one replica) when ``steps`` is given and at most :data:`EAGER_MAX_STEPS`
+    (:data:`EAGER_MAX_STEPS_IMAGES` for a model that decodes ``images``)."""
     import keras
 
     limit = EAGER_MAX_STEPS_IMAGES if images else EAGER_MAX_STEPS
     eager = steps is not None and steps <= limit and keras.backend.backend() == "tensorflow"
     eager = eager and replicas() == 1  # (JAX compiles fast)
+    if objective == "binary":
+        loss, metrics = keras.losses.BinaryCrossentropy(), [keras.metrics.AUC(name="auc"), keras.metrics.AUC(curve="PR", name="pr_auc")]
+    else:
+        from ..models.objectives import DiagnosisLoss
+
+        loss, metrics = DiagnosisLoss(), []
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.BinaryCrossentropy(),
-        metrics=[keras.metrics.AUC(name="auc"), keras.metrics.AUC(curve="PR", name="pr_auc")],
+        loss=loss,
+        metrics=metrics,
         weighted_metrics=[],
         run_eagerly=eager,
     )
@@ -54,17 +63,17 @@ class HeadPool:
         """Forget every pooled head (the next :meth:`get` of each architecture compiles anew)."""
         self._pool.clear()
 
-    def get(self, fresh: Any, learning_rate: float) -> Any:
+    def get(self, fresh: Any, learning_rate: float, objective: str = "binary") -> Any:
         """A compiled head in ``fresh``'s state (``fresh`` itself when none is pooled for its architecture). Heads
         always run compiled, however short the fit: after the first, a pooled head's fit traces nothing, and an eager
         head step (~80 ms on a CPU with the AUC metrics) costs ~10× a compiled one."""
         if replicas() != 1:
-            compile_model(fresh, learning_rate)
+            compile_model(fresh, learning_rate, objective=objective)
             return fresh
-        key = _head_key(fresh, learning_rate)
+        key = _head_key(fresh, learning_rate) + objective
         pooled = self._pool.get(key)
         if pooled is None:
-            compile_model(fresh, learning_rate)
+            compile_model(fresh, learning_rate, objective=objective)
             fresh.optimizer.build(fresh.trainable_variables)
             self._pool[key] = (fresh, [np.array(v.numpy()) for v in fresh.optimizer.variables])
             return fresh

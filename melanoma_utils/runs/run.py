@@ -212,9 +212,19 @@ class Run:
         from ..models.fusion import image_encoder, predict_direct
 
         cfg = self.train_config
-        emb, _ = cached_embeddings(image_encoder(self.model), list(df["image_path"]), backbone=str(cfg.backbone),
-                                   backbone_weights=cfg.backbone_weights, image_size=cfg.image_size,
-                                   preprocess=self.config["preprocess"], views=tta, batch_size=batch_size)
+        if cfg.adapt_blocks:  # the backbone's last blocks were trained: the frozen trunk's activations, then its top
+            from ..models.efficientnet_lite import lite_blocks
+            from ..models.partial import cached_activations, top_embeddings
+
+            start = len(lite_blocks(str(cfg.backbone))) - int(cfg.adapt_blocks)
+            act, _ = cached_activations(self.model, str(cfg.backbone), start, list(df["image_path"]),
+                                        backbone_weights=cfg.backbone_weights, image_size=int(cfg.image_size),
+                                        preprocess=self.config["preprocess"], views=tta, batch_size=batch_size)
+            emb = top_embeddings(self.model, str(cfg.backbone), start, act)
+        else:
+            emb, _ = cached_embeddings(image_encoder(self.model), list(df["image_path"]), backbone=str(cfg.backbone),
+                                       backbone_weights=cfg.backbone_weights, image_size=cfg.image_size,
+                                       preprocess=self.config["preprocess"], views=tta, batch_size=batch_size)
         head = self.head_model()
         total = np.zeros(len(df), np.float64)
         for view in range(tta):

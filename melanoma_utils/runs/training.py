@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import atomic_write
+from ..data.diagnoses import diagnosis_labels
 from ..data.splits import assert_disjoint_patients, holdout_split
 from ..models.features import MetadataEncoder
 from ..pipeline.images import drop_unreadable
@@ -194,10 +195,12 @@ def _train_on_embeddings(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFram
 
     xm_tr = encoder.transform(train) if cfg.uses_meta else None
     xm_va = encoder.transform(val) if cfg.uses_meta else None
-    y_tr, y_va = train["target"].to_numpy(np.float32), val["target"].to_numpy(np.float32)
+    # the binary target, or the diagnosis classes of a diagnosis head (its melanoma column is the saved output)
+    y_tr, y_va = (diagnosis_labels(part, cfg.objective).astype(np.float32) for part in (train, val))
     w_tr, w_va = row_weights(train, class_weights), row_weights(val, class_weights)
     keras.utils.set_random_seed(cfg.seed)  # the head starts alike whether the embeddings were cached or computed
-    head = HEADS.get(build_head_model(**cfg.head_kwargs(emb_tr.shape[-1], encoder.n_features, bias)), cfg.head_learning_rate)
+    fresh = build_head_model(**cfg.head_kwargs(emb_tr.shape[-1], encoder.n_features, bias), logits=cfg.objective != "binary")
+    head = HEADS.get(fresh, cfg.head_learning_rate, cfg.objective)
     x_va: dict[str, np.ndarray] = {"embedding": emb_va[:, 0]}
     if xm_va is not None:
         x_va["meta"] = xm_va
@@ -216,6 +219,11 @@ def _train_on_embeddings(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFram
                        "cached": n_tr["cached"] + n_va["cached"]},
         "head": {"seconds": time.perf_counter() - t1, "epochs": head_epochs, "learning_rate": cfg.head_learning_rate},
     }
+    if cfg.adapt_blocks:  # partial fine-tuning on cached activations (runs/adapt.py)
+        from .adapt import adapt_top
+
+        adapt_rows, stages["adapt"] = adapt_top(model, head, cfg, train, val, encoder, (y_tr, y_va), (w_tr, w_va))
+        rows += [{**r, "epoch": head_epochs + r["epoch"]} for r in adapt_rows]
     base.trainable = False
     if cfg.finetune != "none":
         n_trainable = set_finetune_trainable(base, cfg.finetune)
