@@ -304,6 +304,8 @@ DEFAULT_FIELDS: dict[str, str] = {
     "val_fraction": "patients held out for validation (calibrator, threshold, early stopping)",
     "min_sensitivity": "the threshold is the highest reaching this validation sensitivity",
     "tta": "views averaged per image at validation/prediction",
+    "objective": "what the model learns: melanoma vs the rest (binary), or the diagnosis classes (melanoma column read)",
+    "adapt_blocks": "backbone blocks trained on cached activations after the head (0: the backbone stays frozen)",
     "seed": "drives Python, NumPy and Keras",
 }
 
