@@ -120,5 +120,14 @@ def test_a_run_trained_on_the_diagnosis_predicts_the_melanoma_probability(
     p = loaded.predict(df)
     assert p.shape == (len(df),) and ((p > 0) & (p < 1)).all()
     np.testing.assert_allclose(p, run.predict(df), atol=1e-5)
+    # a new process (nothing imported but the run loader) loads it: the output layer is registered for loading
+    import subprocess
+    import sys
+
+    code = ("import sys; from melanoma_utils.runs.run import Run; r = Run.load(sys.argv[1]); "
+            "print(r.train_config.objective, r.model.output.shape[-1])")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "run")], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == [objective, "1"]
     card = (tmp_path / "run" / "MODEL_CARD.md").read_text()
     assert "Trained on: the diagnosis" in card and "melanoma column of the softmax" in card

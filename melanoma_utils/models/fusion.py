@@ -20,6 +20,7 @@ import keras
 from keras import layers, ops
 
 from .backbones import BACKBONES, OFFLINE_IMAGENET
+from .objectives import MelanomaProbability  # (imported here: loading any saved model registers it)
 
 Kind = Literal["fusion", "image", "meta"]
 
@@ -126,8 +127,6 @@ def fusion_head(branches: list, units: Sequence[int], dropout: float, initial_bi
     if n_classes == 1:
         bias = keras.initializers.Constant(0.0 if initial_bias is None else float(initial_bias))
         return layers.Dense(1, activation="sigmoid", bias_initializer=bias, dtype="float32", name="probability")(x)
-    from .objectives import MelanomaProbability
-
     z = layers.Dense(n_classes, dtype="float32", name="diagnosis_logits")(x)
     return z if logits else MelanomaProbability(name="probability")(z)
 
