@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from melanoma_utils.models.fusion import build_model, image_encoder
-from melanoma_utils.models.partial import block_input_layer, build_lite_top, copy_layers_by_name, trunk_model
+from melanoma_utils.models.partial import (
+    block_input_layer,
+    build_lite_top,
+    copy_layers_by_name,
+    first_adapted_block,
+    trunk_model,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -39,6 +45,9 @@ def test_cuts_outside_the_backbone_name_the_range() -> None:
         block_input_layer("efficientnetlite0", 16)
     assert block_input_layer("efficientnetlite0", 0) == "block0_dwconv"  # block 0 has no expansion
     assert block_input_layer("efficientnetlite0", 15) == "block15_expand_conv"
+    assert first_adapted_block("efficientnetlite0", 1) == 15 and first_adapted_block("efficientnetlite2", 2) == 19
+    with pytest.raises(ValueError, match=r"adapt_blocks 17 is not in 1..16"):
+        first_adapted_block("efficientnetlite0", 17)
 
 
 def test_a_run_adapted_on_cached_activations_is_one_model_that_takes_images(tiny_csv: Path, tmp_path: Path) -> None:

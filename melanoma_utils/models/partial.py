@@ -2,7 +2,8 @@
 activations once (cached like the embeddings, :mod:`melanoma_utils.models.embeddings`), and only the backbone's last
 MBConv block(s), its head convolution and the study's head are trained on them.
 
-* :func:`block_input_layer` — where a trunk is cut (the first layer of a block);
+* :func:`block_input_layer` — where a trunk is cut (the first layer of a block); :func:`first_adapted_block` — which
+  block, for ``adapt_blocks``;
 * :func:`trunk_model` — image (0–255) -> the activations entering block ``start`` (the frozen part);
 * :func:`build_lite_top` — the backbone from block ``start`` on, with the full backbone's layer names;
 * :func:`copy_layers_by_name` — weights between the top and the full backbone.
@@ -25,6 +26,15 @@ def block_input_layer(variant: str, block: int) -> str:
     if not 0 <= block < len(blocks):
         raise ValueError(f"{variant} has MBConv blocks 0..{len(blocks) - 1}; got {block}")
     return f"block{block}_expand_conv" if blocks[block][2] != 1 else f"block{block}_dwconv"
+
+
+def first_adapted_block(variant: str, adapt_blocks: int) -> int:
+    """The first MBConv block of ``variant`` that ``adapt_blocks`` (its last blocks) trains: where the trunk is cut.
+    More blocks than the variant has is a ``ValueError`` naming its count."""
+    n = len(lite_blocks(variant))
+    if not 0 < int(adapt_blocks) <= n:
+        raise ValueError(f"adapt_blocks {adapt_blocks} is not in 1..{n} ({variant} has {n} MBConv blocks)")
+    return n - int(adapt_blocks)
 
 
 def build_lite_top(variant: str, start: int, input_shape: tuple[int, int, int], name: str = "backbone_top"):

@@ -27,16 +27,12 @@ def adapt_top(model: Any, head: Any, cfg: TrainConfig, train: pd.DataFrame, val:
     row weights. Returns the per-epoch history rows and the stage's facts (seconds, epochs, cache counts)."""
     import keras
 
-    from ..models.efficientnet_lite import lite_blocks
     from ..models.fusion import copy_head_weights
-    from ..models.partial import build_lite_top, cached_activations, copy_layers_by_name
+    from ..models.partial import build_lite_top, cached_activations, copy_layers_by_name, first_adapted_block
     from ..pipeline.feeds import make_embedding_sequence
     from ..pipeline.transforms import preprocess_config
 
-    start = len(lite_blocks(str(cfg.backbone))) - int(cfg.adapt_blocks)
-    if start < 0:
-        raise ValueError(f"adapt_blocks {cfg.adapt_blocks} is more than {cfg.backbone}'s "
-                         f"{len(lite_blocks(str(cfg.backbone)))} MBConv blocks")
+    start = first_adapted_block(str(cfg.backbone), cfg.adapt_blocks)
     t0 = time.perf_counter()
     kw = dict(backbone_weights=cfg.backbone_weights, image_size=int(cfg.image_size),  # type: ignore[arg-type]
               preprocess=preprocess_config(cfg.preprocess), views=cfg.embedding_views, progress=cfg.verbose > 0)

@@ -213,10 +213,9 @@ class Run:
 
         cfg = self.train_config
         if cfg.adapt_blocks:  # the backbone's last blocks were trained: the frozen trunk's activations, then its top
-            from ..models.efficientnet_lite import lite_blocks
-            from ..models.partial import cached_activations, top_embeddings
+            from ..models.partial import cached_activations, first_adapted_block, top_embeddings
 
-            start = len(lite_blocks(str(cfg.backbone))) - int(cfg.adapt_blocks)
+            start = first_adapted_block(str(cfg.backbone), cfg.adapt_blocks)
             act, _ = cached_activations(self.model, str(cfg.backbone), start, list(df["image_path"]),
                                         backbone_weights=cfg.backbone_weights, image_size=int(cfg.image_size),
                                         preprocess=self.config["preprocess"], views=tta, batch_size=batch_size)
