@@ -19,7 +19,7 @@ from typing import Any, Literal, Sequence
 import keras
 from keras import layers, ops
 
-from .backbones import BACKBONES, OFFLINE_IMAGENET
+from .backbones import BACKBONES, OFFLINE_IMAGENET, RESOLUTION_MERGES
 from .objectives import MelanomaProbability  # (imported here: loading any saved model registers it)
 
 Kind = Literal["fusion", "image", "meta"]
@@ -107,6 +107,29 @@ def build_backbone(name: str, image_size: int, weights: str | None = None) -> ke
         raise WeightsUnavailable(f"could not load weights {w!r} for {name}: {exc}") from None
 
 
+def _second_scale(backbone: str, size: int | None, weights: str | None, merge: str) -> tuple[Any, ...] | None:
+    """``(resize, backbone copy, merge layer)`` of a second resolution, or ``None`` without ``size``."""
+    if not size:
+        return None
+    if merge not in RESOLUTION_MERGES:
+        raise ValueError(f"resolution_merge must be one of {', '.join(RESOLUTION_MERGES)}; got {merge!r}")
+    second = build_backbone(backbone, int(size), weights)
+    second.name = "backbone_2"
+    merger = layers.Average if merge == "mean" else layers.Concatenate
+    return (layers.Resizing(int(size), int(size), interpolation="bilinear", name="backbone_resize"), second,
+            merger(name="multi_resolution"))
+
+
+def _backbone_path(image, base, preprocess, second: tuple[Any, ...] | None):
+    """``image -> pooled embedding``: input scaling, the backbone, and with ``second`` (:func:`_second_scale`) the
+    same image resized through a second backbone copy, the two embeddings merged."""
+    x = preprocess(image)
+    if second is None:
+        return base(x)
+    resize, base_2, merge = second
+    return merge([base(x), base_2(resize(x))])
+
+
 def meta_branch(meta, units: Sequence[int], dropout: float):
     """The metadata MLP: Dense + ReLU, BatchNorm, Dropout blocks."""
     m = meta
@@ -147,13 +170,17 @@ def build_model(
     name: str | None = None,
     image_dtype: str = "float32",
     n_classes: int = 1,
+    extra_image_size: int | None = None,
+    resolution_merge: str = "mean",
 ) -> keras.Model:
     """Build the fusion (or image-only / metadata-only) model; see the module docstring.
 
     ``initial_bias`` is the output's starting logit, ``log(p / (1 − p))`` for a positive share ``p``
     (:func:`bias_for`); ``backbone`` replaces the convolution blocks with a ``keras.applications`` model.
     ``image_dtype="uint8"`` takes raw uint8 pixels (a quarter of the host-to-device traffic). ``n_classes`` > 1: a
-    diagnosis head whose output is the melanoma column of its softmax (:func:`fusion_head`).
+    diagnosis head whose output is the melanoma column of its softmax (:func:`fusion_head`). ``extra_image_size``: the
+    backbone also sees the image resized to this side (a second copy, ``backbone_2``), the two pooled embeddings
+    merged by ``resolution_merge`` (``mean`` or ``concat``) in a layer named ``multi_resolution``.
     """
     if kind not in ("fusion", "image", "meta"):
         raise ValueError(f"kind must be fusion, image or meta; got {kind!r}")
@@ -166,9 +193,9 @@ def build_model(
         inputs["image"] = image
         if backbone:
             base = build_backbone(backbone, image_size, backbone_weights)  # an unknown name: an error with the choices
-            x = BackbonePreprocess(BACKBONES[backbone.lower()][1], name="backbone_preprocess")(image)
             base.name = "backbone"
-            x = base(x)
+            x = _backbone_path(image, base, BackbonePreprocess(BACKBONES[backbone.lower()][1], name="backbone_preprocess"),
+                               _second_scale(backbone, extra_image_size, backbone_weights, resolution_merge))
         else:
             x = BackbonePreprocess("unit", name="rescale")(image)
             for i, f in enumerate(conv_filters):
@@ -226,7 +253,8 @@ def copy_head_weights(source: keras.Model, target: keras.Model) -> int:
     Raises ``ValueError`` naming a head layer that is missing or shaped differently on the other side.
     """
     def head_layers(model: keras.Model) -> dict[str, Any]:
-        return {l.name: l for l in model.layers if l.weights and l.name != "backbone" and not l.name.startswith("img")}
+        return {l.name: l for l in model.layers
+                if l.weights and not l.name.startswith("backbone") and not l.name.startswith("img")}
 
     src, dst = head_layers(source), head_layers(target)
     if set(src) != set(dst):
@@ -259,8 +287,18 @@ def image_encoder(model: keras.Model) -> keras.Model:
     base = model.get_layer("backbone")
     size = tuple(base.input.shape[1:])
     image = keras.Input(size, name="image")
-    x = model.get_layer("backbone_preprocess")(image)
-    return keras.Model(image, base(x), name="image_encoder")
+    names = {l.name for l in model.layers}
+    second = (tuple(model.get_layer(n) for n in ("backbone_resize", "backbone_2", "multi_resolution"))
+              if "multi_resolution" in names else None)
+    return keras.Model(image, _backbone_path(image, base, model.get_layer("backbone_preprocess"), second),
+                       name="image_encoder")
+
+
+def embedding_dim(model: keras.Model) -> int:
+    """The width of the image embedding the head of ``model`` (built with ``backbone=``) takes: the backbone's pooled
+    output, or a multi-resolution branch's merged one."""
+    names = {l.name for l in model.layers}
+    return int(model.get_layer("multi_resolution" if "multi_resolution" in names else "backbone").output.shape[-1])
 
 
 def bias_for(positive_fraction: float) -> float:

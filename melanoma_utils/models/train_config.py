@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from ..data.confounds import COPIES_CSV, SOURCE_WEIGHTINGS
 from ..data.diagnoses import OBJECTIVES, n_outputs
 from ..pipeline.transforms import PREPROCESSORS, preprocess_config
-from .backbones import BACKBONES
+from .backbones import BACKBONES, RESOLUTION_MERGES
 from .features import FEATURE_SETS, check_feature_set
 from .presets import get_preset
 
@@ -86,6 +86,10 @@ class TrainConfig:
     # partial fine-tuning on a CPU (models.partial): after the head, train the backbone's last adapt_blocks MBConv
     # blocks + its head conv + the head on cached activations entering them (0: off; EfficientNet-Lite only)
     adapt_blocks: int = 0
+    # multi-resolution (frozen backbone only): a second backbone copy also sees the image resized to this side (e.g.
+    # image_size 320 + extra_image_size 224), the two pooled embeddings merged by resolution_merge (mean | concat)
+    extra_image_size: int | None = None
+    resolution_merge: str = "mean"
     adapt_epochs: int = 5
     adapt_learning_rate: float = 1e-4
     tta: int = 1  # test-time augmentation: dihedral views averaged for validation and, by default, prediction
@@ -188,6 +192,7 @@ class TrainConfig:
             raise ValueError("adapt_blocks trains the last blocks of a frozen EfficientNet-Lite backbone on cached "
                              "activations: it needs backbone efficientnetlite0/1/2 with its weights, the cached-embedding "
                              "head (no --end-to-end) and --finetune none")
+        self._check_multi_resolution()
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}; got {self.objective!r}")
         if self.objective != "binary" and not (self.uses_cached_embeddings and self.finetune == "none"):
@@ -200,6 +205,29 @@ class TrainConfig:
         self.meta_units = tuple(self.meta_units)
         self.head_units = tuple(self.head_units)
 
+    def _check_multi_resolution(self) -> None:
+        if self.resolution_merge not in RESOLUTION_MERGES:
+            raise ValueError(f"resolution_merge must be one of {', '.join(RESOLUTION_MERGES)}; got {self.resolution_merge!r}")
+        if self.extra_image_size in (None, 0, "none", "None", ""):
+            self.extra_image_size = None
+            return
+        self.extra_image_size = int(self.extra_image_size)  # type: ignore[arg-type]
+        if not self.min_image_size <= self.extra_image_size <= MAX_IMAGE_SIZE or self.extra_image_size == self.image_size:
+            raise ValueError(f"extra_image_size must differ from image_size ({self.image_size}) and lie in "
+                             f"{self.min_image_size}..{MAX_IMAGE_SIZE} px; got {self.extra_image_size}")
+        if not (self.uses_cached_embeddings and self.finetune == "none" and not int(self.adapt_blocks)):
+            raise ValueError("extra_image_size (multi-resolution) merges the embeddings of a frozen pretrained backbone at "
+                             "two sizes: it needs kind fusion or image, a backbone with its weights, the cached-embedding "
+                             "head (no --end-to-end), --finetune none and --adapt-blocks 0")
+
+    @property
+    def embedding_output(self) -> str:
+        """What the cached embeddings of this configuration hold (part of their cache key,
+        :func:`melanoma_utils.models.embeddings.config_key`): ``pooled``, or the merged multi-resolution embedding."""
+        if self.extra_image_size is None:
+            return "pooled"
+        return f"pooled-with-{self.extra_image_size}px-{self.resolution_merge}"
+
     def model_kwargs(self, n_meta: int | None, initial_bias: float | None = None) -> dict[str, Any]:
         """The keyword arguments of :func:`melanoma_utils.models.fusion.build_model` for this configuration (the one place
         that maps configuration fields onto the builder)."""
@@ -207,7 +235,8 @@ class TrainConfig:
                 "kind": self.kind, "conv_filters": self.conv_filters, "conv_dropout": self.conv_dropout,
                 "meta_units": self.meta_units, "head_units": self.head_units, "head_dropout": self.head_dropout,
                 "initial_bias": initial_bias, "backbone": self.backbone, "backbone_weights": self.backbone_weights,
-                "n_classes": n_outputs(self.objective)}
+                "n_classes": n_outputs(self.objective), "extra_image_size": self.extra_image_size,
+                "resolution_merge": self.resolution_merge}
 
     def head_kwargs(self, embedding_dim: int, n_meta: int | None, initial_bias: float | None = None) -> dict[str, Any]:
         """The keyword arguments of :func:`melanoma_utils.models.fusion.build_head_model` for this configuration."""
@@ -316,6 +345,11 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
            check="nonneg_int"),
     Option("adapt_epochs", "epochs of --adapt-blocks (early stopping on validation loss)", check="positive_int"),
     Option("adapt_learning_rate", "learning rate of --adapt-blocks", check="positive_float"),
+    Option("extra_image_size", "multi-resolution: a second copy of the frozen backbone also sees each image resized to "
+                               "this side (e.g. --image-size 320 --extra-image-size 224), the two embeddings merged by "
+                               "--resolution-merge", check="positive_int", default_text="none"),
+    Option("resolution_merge", "how --extra-image-size merges the two embeddings: mean, or concat (a head twice as wide)",
+           choices=RESOLUTION_MERGES),
     Option("head_learning_rate", "learning rate of the head trained on cached embeddings", check="positive_float"),
     Option("embedding_views", "dihedral views (rotations/mirrors) of each image cached for the head's training",
            check="int", choices=tuple(range(1, 9)), metavar="1..8"),

@@ -266,8 +266,13 @@ def grad_cam(run: Any, x: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray
         fmap_model = keras.Model(base.inputs, base.layers[-2].output)  # the feature map before global pooling
         head = run.head_model()
         with tf.GradientTape() as tape:
-            fmap = fmap_model(pre(feed["image"]), training=False)
-            head_in = {"embedding": tf.reduce_mean(fmap, axis=(1, 2))}
+            scaled = pre(feed["image"])
+            fmap = fmap_model(scaled, training=False)
+            emb = tf.reduce_mean(fmap, axis=(1, 2))
+            if run.train_config.extra_image_size:  # multi-resolution: the map of the image_size copy, the other merged in
+                second = model.get_layer("backbone_2")(model.get_layer("backbone_resize")(scaled), training=False)
+                emb = model.get_layer("multi_resolution")([emb, second])
+            head_in = {"embedding": emb}
             if "meta" in feed:
                 head_in["meta"] = feed["meta"]
             prob = head(head_in, training=False)

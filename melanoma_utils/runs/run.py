@@ -104,10 +104,9 @@ class Run:
 
     def head_model(self) -> Any:
         """The layers after the image backbone as a model ``{"embedding", "meta"} -> raw output`` (trained weights)."""
-        from ..models.fusion import build_head_model, copy_head_weights
+        from ..models.fusion import build_head_model, copy_head_weights, embedding_dim
 
-        base = self.model.get_layer("backbone")
-        head = build_head_model(**self.train_config.head_kwargs(int(base.output.shape[-1]), self.encoder.n_features))
+        head = build_head_model(**self.train_config.head_kwargs(embedding_dim(self.model), self.encoder.n_features))
         copy_head_weights(self.model, head)
         return head
 
@@ -223,7 +222,8 @@ class Run:
         else:
             emb, _ = cached_embeddings(image_encoder(self.model), list(df["image_path"]), backbone=str(cfg.backbone),
                                        backbone_weights=cfg.backbone_weights, image_size=cfg.image_size,
-                                       preprocess=self.config["preprocess"], views=tta, batch_size=batch_size)
+                                       preprocess=self.config["preprocess"], views=tta, batch_size=batch_size,
+                                       output=cfg.embedding_output)
         head = self.head_model()
         total = np.zeros(len(df), np.float64)
         for view in range(tta):

@@ -187,7 +187,7 @@ def _train_on_embeddings(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFram
     base = backbone_layer(model)
     t0 = time.perf_counter()
     kw = dict(backbone=cfg.backbone, backbone_weights=cfg.backbone_weights, image_size=cfg.image_size, preprocess=preprocess,
-              views=cfg.embedding_views, progress=cfg.verbose > 0)
+              views=cfg.embedding_views, progress=cfg.verbose > 0, output=cfg.embedding_output)
     encoder_model = image_encoder(model)
     emb_tr, n_tr = cached_embeddings(encoder_model, list(train["image_path"]), **kw)
     emb_va, n_va = cached_embeddings(encoder_model, list(val["image_path"]), **kw)
