@@ -76,6 +76,7 @@ transform_views = 1  # cached views (and TTA) per image in the transform study: 
 source_csv = ""  # image_name, source_copy: which copy of the data each image came from (empty: copies.csv beside images_csv, or the CSV's own source_copy column)
 base_source_weighting = "none"  # source weighting of the ablation's rows (its candidates below are trained with others)
 weighting_rows = ["balanced", "drop_single_class"]  # with copies: "fusion, clinical" (and + external data) trained with these source weightings
+ceiling_candidates = []  # with external data: candidates for the default model (melanoma_utils.runs.ceiling.CEILING_CANDIDATES; 1 cached view, like train --external); empty: skip
 audit = True  # the shortcut audit (signals that are not the lesion; each model's score against the copy)
 n_boot = 500
 seed = 0
@@ -457,6 +458,46 @@ if candidates:
         f"(the default) uses {AUTO_WEIGHTING[False]} for a data set's own rows and {AUTO_WEIGHTING[True]} with "
         "external data: " + ("the same choice." if agrees else "**not what this rendering chose: revisit the default**.")))
     display(selection.set_index("candidate").round(3).T)
+
+# %% [markdown]
+# ### Past the frozen-embedding ceiling: candidates for the default model
+# Every model above is a frozen ImageNet encoder with a head on its pooled embedding. The candidates below change what
+# the encoder gives or what the head learns: a **diagnosis-aware head** (`train --objective diagnosis`, `unknown` a
+# class of its own, or `diagnosis-masked`), **partial fine-tuning** of the backbone's last block on cached activations
+# (`--adapt-blocks 1`), **Shades of Gray** colour constancy before the backbone (`--preprocess shades_of_gray`) and
+# **two resolutions** (`--image-size 320 --extra-image-size 224 --resolution-merge concat`). Each is trained like
+# `train --external` (fusion, clinical + the external lesions, 1 cached view) on the same patient-grouped folds and
+# judged by the rule above against today's default (within copy a above 0, the external hold-out's interval reaching
+# 0 or above; overall AUC a guard). The table also gives the seconds each fold run took on this machine.
+
+# %%
+from melanoma_utils.runs.ceiling import CEILING_BASE, ceiling_selection
+
+ceiling = None
+if ceiling_candidates and len(external) and len(external_holdout):
+    ceiling = ceiling_selection(df, external, external_holdout, report.report_dir / "runs" / "objectives",
+                                ceiling_candidates, n_splits=cv_folds, folds=list(cv_run_folds) or None,
+                                n_boot=n_boot, seed=seed)
+    report.table(ceiling.set_index("candidate"), "table_objective_selection")
+    winners = ceiling.loc[ceiling["verdict"] == "wins", "candidate"].tolist()
+    display(Markdown("\n".join(
+        f"- **{r.candidate}** ({r.train_seconds_per_run:.0f} s per run): within copy a {r.within_copy_a:.3f} "
+        f"({r.within_copy_a_ci_low:.3f}–{r.within_copy_a_ci_high:.3f}), melanoma vs nevus within copy a "
+        f"{r.mvn_within_copy_a:.3f}, held-out external lesions {r.external_holdout:.3f} "
+        f"({r.external_holdout_ci_low:.3f}–{r.external_holdout_ci_high:.3f}), overall {r.overall:.3f}"
+        + ("" if r.verdict == "base" else
+           f"; against the default: within copy a {r.delta_within_copy_a:+.3f} ({r.delta_within_copy_a_ci_low:+.3f} "
+           f"to {r.delta_within_copy_a_ci_high:+.3f}), melanoma vs nevus within copy a {r.delta_mvn_within_copy_a:+.3f} "
+           f"({r.delta_mvn_within_copy_a_ci_low:+.3f} to {r.delta_mvn_within_copy_a_ci_high:+.3f}), external "
+           f"{r.delta_external_holdout:+.3f} ({r.delta_external_holdout_ci_low:+.3f} to "
+           f"{r.delta_external_holdout_ci_high:+.3f}): **{r.verdict}**")
+        for r in ceiling.itertuples())
+        + "\n\n" + (f"By the rule, **{', '.join(winners)}** win(s): `train`'s default should follow."
+                    if winners else f"By the rule no candidate wins: `train` keeps {CEILING_BASE.split(' (')[0]} on "
+                                    "frozen single-resolution embeddings as its default.")))
+    display(ceiling.set_index("candidate").round(3).T)
+elif ceiling_candidates:
+    display(Markdown("The candidates need external lesions to train on and to judge on (`external_dirs`): skipped."))
 
 # %% [markdown]
 # ## The shortcut audit: what signals that are not the lesion predict

@@ -1,12 +1,13 @@
-"""Issue 31's candidates against today's default, on the endpoints that matter: a diagnosis-aware head (unknown a class
-of its own, or masked) and partial fine-tuning on cached activations (``--adapt``), each trained like
+"""Issue 31's candidates against today's default, on the endpoints that matter (:mod:`melanoma_utils.runs.ceiling`): a
+diagnosis-aware head (unknown a class of its own, or masked), partial fine-tuning on cached activations, Shades of Gray
+before the backbone and two resolutions, each trained like
 ``train --external`` (fusion, clinical + the shared HAM10000 part) by patient-grouped CV on the shared ISIC 2020
 subset; scored within copy a (primary), melanoma vs nevus within copy a, overall, and on HAM10000 lesions held out of
 every training part (another clinic). Writes ``table_objective_selection.csv`` (every candidate, every endpoint,
 paired deltas with CIs, seconds per run) into ``--report-dir``.
 
-    python scripts/objective_study.py                    # binary vs diagnosis vs diagnosis-masked, 1 cached view
-    python scripts/objective_study.py --adapt 1 --folds 0 # + the last block adapted on cached activations (slow)
+    python scripts/objective_study.py                              # every candidate, 5 folds, 1 cached view
+    python scripts/objective_study.py --folds 0 --candidates "Shades of Gray before the backbone"
 
 Real data beside the checkout (``../shared/data``); runs are reused from ``--runs`` when present.
 """
@@ -22,12 +23,9 @@ import pandas as pd
 from melanoma_utils.data.confounds import with_source_copies
 from melanoma_utils.data.isic import load_dataset
 from melanoma_utils.data.sources import combine_external, hold_out_external, load_external
-from melanoma_utils.runs.experiments import cross_validate, paired_contrasts, run_folder_name, summarise_cv
-from melanoma_utils.runs.run import TrainConfig
-from melanoma_utils.runs.selection import holdout_scores, selection_table
+from melanoma_utils.runs.ceiling import CEILING_CANDIDATES, ceiling_selection
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-BASE = "binary (today's default)"
 
 
 def main() -> None:
@@ -38,7 +36,8 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=Path("reports/isic2020/runs/objectives"))
     ap.add_argument("--views", type=int, default=1, help="cached views per image (1 keeps it affordable)")
     ap.add_argument("--folds", type=int, nargs="*", default=None, help="which of the 5 folds to run (default: all)")
-    ap.add_argument("--adapt", type=int, default=0, help="also adapt this many last blocks on cached activations")
+    ap.add_argument("--candidates", nargs="*", default=list(CEILING_CANDIDATES), metavar="NAME",
+                    help="which candidates (default: all): " + "; ".join(CEILING_CANDIDATES))
     ap.add_argument("--n-boot", type=int, default=1000)
     args = ap.parse_args()
 
@@ -46,25 +45,9 @@ def main() -> None:
     df, _ = with_source_copies(ds.frame, args.images_csv)
     external, _ = combine_external(df, [load_external(args.external, on_missing="drop")])
     external, holdout = hold_out_external(external, 0.2, seed=0)  # notebook 03's split of the external lesions
-    cfg = TrainConfig.from_preset("lite0-224", embedding_views=args.views, tta=args.views, verbose=0,
-                                  source_weighting="none")
-    variants = {BASE: {"external": True},
-                "diagnosis (unknown a class)": {"external": True, "objective": "diagnosis"},
-                "diagnosis-masked (unknown: not melanoma)": {"external": True, "objective": "diagnosis-masked"}}
-    if args.adapt:
-        variants[f"binary + last {args.adapt} block(s) adapted"] = {"external": True, "adapt_blocks": args.adapt}
-        variants[f"diagnosis-masked + last {args.adapt} block(s) adapted"] = {
-            "external": True, "objective": "diagnosis-masked", "adapt_blocks": args.adapt}
     start = time.perf_counter()
-    per_fold, oof = cross_validate(df, cfg, args.runs, variants, n_splits=5, folds=args.folds, external=external)
-    summary = summarise_cv(per_fold, oof, n_boot=args.n_boot)
-    candidates = [(v, BASE) for v in variants]
-    paired = paired_contrasts(per_fold, oof, [(v, BASE) for v in variants if v != BASE], n_boot=args.n_boot)
-    folds = args.folds if args.folds is not None else list(range(5))
-    scores = holdout_scores(args.runs, list(variants), folds, holdout, run_folder_name)
-    table = selection_table(summary, paired, scores, candidates, per_fold, n_boot=args.n_boot)
-    table.insert(2, "folds", len(folds))
-    table.insert(3, "views", args.views)
+    table = ceiling_selection(df, external, holdout, args.runs, args.candidates, views=args.views, folds=args.folds,
+                              n_boot=args.n_boot)
     out = args.report_dir / "table_objective_selection.csv"
     tmp = out.with_suffix(".csv.tmp")
     table.to_csv(tmp, index=False)
