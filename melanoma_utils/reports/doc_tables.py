@@ -104,25 +104,41 @@ def shortcut_audit_table(report_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def source_weighting_table(report_dir: Path) -> str:
-    """The source-weighting selection (``table_source_weighting_selection.csv``): each candidate on the primary
-    endpoint, melanoma vs nevus within copy a, the held-out external lesions and overall, paired against its base."""
-    path = report_dir / "table_source_weighting_selection.csv"
+def _selection_markdown(path: Path, seconds: bool = False) -> str:
+    """A selection table (:func:`melanoma_utils.runs.selection.selection_table`'s CSV at ``path``) as Markdown: each
+    candidate on the primary endpoint, melanoma vs nevus within copy a, the held-out external lesions and overall,
+    paired against its base; ``seconds``: with the mean seconds per fold run."""
     if not path.is_file():
-        return "Not rendered yet: notebook 03 writes table_source_weighting_selection.csv.\n"
+        return f"Not rendered yet: notebook 03 writes {path.name}.\n"
     t = pd.read_csv(path)
-    lines = ["| candidate | within copy a (Δ vs base, 95% CI) | melanoma vs nevus within copy a (Δ) | held-out external "
-             "lesions (Δ, 95% CI) | all images (Δ) | verdict |", "|---|---|---|---|---|---|"]
+    extra = (" s per run |", "---|") if seconds else ("", "")
+    lines = ["| candidate | within copy a (Δ vs base, 95% CI) | melanoma vs nevus within copy a (Δ, 95% CI) | held-out "
+             f"external lesions (Δ, 95% CI) | all images (Δ) |{extra[0]} verdict |", f"|---|---|---|---|---|{extra[1]}---|"]
+
     def d(base: bool, v: float, lo: float | None = None, hi: float | None = None) -> str:
         return "" if base else (f" ({v:+.3f}" + (f", {lo:+.3f} to {hi:+.3f}" if lo is not None else "") + ")")
 
     for r in t.itertuples():
         base = r.verdict == "base"
+        mvn_ci = (r.delta_mvn_within_copy_a_ci_low, r.delta_mvn_within_copy_a_ci_high) if seconds else (None, None)
+        secs = f" {r.train_seconds_per_run:.0f} |" if seconds else ""
         lines.append(f"| {r.candidate} | {r.within_copy_a:.3f}{d(base, r.delta_within_copy_a, r.delta_within_copy_a_ci_low, r.delta_within_copy_a_ci_high)} | "
-                     f"{r.mvn_within_copy_a:.3f}{d(base, r.delta_mvn_within_copy_a)} | "
+                     f"{r.mvn_within_copy_a:.3f}{d(base, r.delta_mvn_within_copy_a, *mvn_ci)} | "
                      f"{r.external_holdout:.3f}{d(base, r.delta_external_holdout, r.delta_external_holdout_ci_low, r.delta_external_holdout_ci_high)} | "
-                     f"{r.overall:.3f}{d(base, r.delta_overall)} | {r.verdict} |")
+                     f"{r.overall:.3f}{d(base, r.delta_overall)} |{secs} {r.verdict} |")
     return "\n".join(lines) + "\n"
+
+
+def source_weighting_table(report_dir: Path) -> str:
+    """The source-weighting selection (``table_source_weighting_selection.csv``): each candidate on the primary
+    endpoint, melanoma vs nevus within copy a, the held-out external lesions and overall, paired against its base."""
+    return _selection_markdown(report_dir / "table_source_weighting_selection.csv")
+
+
+def objective_selection_table(report_dir: Path) -> str:
+    """The candidates for the default model past the frozen-embedding ceiling (``table_objective_selection.csv``,
+    notebook 03 / :mod:`melanoma_utils.runs.ceiling`), against today's default, with the seconds per fold run."""
+    return _selection_markdown(report_dir / "table_objective_selection.csv", seconds=True)
 
 
 def backbones_paired_table(report_dir: Path) -> str:

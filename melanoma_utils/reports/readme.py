@@ -19,6 +19,7 @@ from .doc_tables import (
     explanations_inside,
     export_bench,
     importance_table,
+    objective_selection_table,
     paired_table,
     paper_table,
     scale_table,
@@ -42,6 +43,7 @@ TABLES: dict[str, Callable[[Path], str]] = {"ablation": ablation_table, "ablatio
                                              "ablation_findings": ablation_findings,
                                              "shortcut_audit": shortcut_audit_table, "headline": headline_table,
                                              "source_weighting": source_weighting_table,
+                                             "objective_selection": objective_selection_table,
                                              "validation_findings": validation_findings, "paper": paper_table,
                                              "backbones_paired": backbones_paired_table}
 
