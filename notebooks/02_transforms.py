@@ -40,7 +40,7 @@ from IPython.display import Markdown, display
 
 from melanoma_utils import data
 from melanoma_utils.pipeline.augment import build_augmenter
-from melanoma_utils.pipeline.images import load_image_array
+from melanoma_utils.pipeline.feeds import load_image_array
 from melanoma_utils.pipeline.transforms import adjust_hsb, ben_graham, from_luv, shades_of_gray, to_grayscale, to_luv
 from melanoma_utils.reports import benchmark, plots
 from melanoma_utils.reports.reporting import open_study, package_versions

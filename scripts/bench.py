@@ -105,7 +105,7 @@ def main() -> int:
     for size in args.sizes:
         if not args.skip_pipeline:
             from melanoma_utils.data.demo import make_demo_dataset
-            from melanoma_utils.pipeline.images import load_image_array
+            from melanoma_utils.pipeline.feeds import load_image_array
 
             with tempfile.TemporaryDirectory() as tmp:
                 csv = make_demo_dataset(Path(tmp) / "synthetic", n_images=min(args.n_images, 512), image_size=max(size, 256))

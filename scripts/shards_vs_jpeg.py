@@ -22,8 +22,8 @@ def _stream_records(shard_dir: Path, image_size: int, batch_size: int):
     """The records decoded straight from the shards (for the read-rate comparison only: training reads files)."""
     import tensorflow as tf
 
+    from melanoma_utils.data.shards import records
     from melanoma_utils.pipeline.feeds import crop_resize_tensor
-    from melanoma_utils.pipeline.shards import records
 
     def load(r):
         return {"image": crop_resize_tensor(tf.io.decode_jpeg(r["image"], channels=3), image_size)}
@@ -42,10 +42,10 @@ def main() -> None:
     args = ap.parse_args()
 
     from melanoma_utils.atomic import write_text
+    from melanoma_utils.data.imagefiles import drop_unreadable
     from melanoma_utils.data.isic import load_dataset
+    from melanoma_utils.data.shards import write_shards
     from melanoma_utils.pipeline.feeds import make_dataset
-    from melanoma_utils.pipeline.images import drop_unreadable
-    from melanoma_utils.pipeline.shards import write_shards
     from melanoma_utils.runs.experiments import cross_validate, summarise_cv
     from melanoma_utils.runs.run import TrainConfig
     from melanoma_utils.versions import package_versions

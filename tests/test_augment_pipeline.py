@@ -7,8 +7,7 @@ import pytest
 
 from melanoma_utils.data.isic import load_dataset
 from melanoma_utils.pipeline.augment import build_augmenter
-from melanoma_utils.pipeline.feeds import make_array_sequence, make_dataset
-from melanoma_utils.pipeline.images import load_image_array
+from melanoma_utils.pipeline.feeds import load_image_array, make_array_sequence, make_dataset
 from melanoma_utils.pipeline.transforms import preprocess
 
 
@@ -99,8 +98,8 @@ def test_bmp_and_tiff_images_are_read_wherever_jpeg_and_png_are(tmp_path: Path) 
     import pandas as pd
     from PIL import Image
 
+    from melanoma_utils.data.imagefiles import attach_image_paths, check_image_file
     from melanoma_utils.pipeline.feeds import decode_and_resize
-    from melanoma_utils.pipeline.images import attach_image_paths, check_image_file
 
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from melanoma_utils import cli
+from melanoma_utils.data.imagefiles import check_image_file, drop_unreadable
 from melanoma_utils.data.isic import (
     DataError,
     DataWarning,
@@ -15,7 +16,6 @@ from melanoma_utils.data.isic import (
     load_metadata,
     normalise_metadata,
 )
-from melanoma_utils.pipeline.images import check_image_file, drop_unreadable
 
 
 def test_loads_resized_layout(tiny_csv: Path) -> None:
@@ -153,7 +153,7 @@ def test_image_names_cannot_leave_the_image_folder(tiny_csv: Path, tmp_path: Pat
     error of its own and never reads the file outside --images."""
     import shutil
 
-    from melanoma_utils.pipeline.images import unsafe_image_name
+    from melanoma_utils.data.imagefiles import unsafe_image_name
 
     assert [unsafe_image_name(n) for n in ("ISIC_1", "a.b", "../x", "a/b", "a\\b", "C:x", "x\x00", "..")] == [
         None, None, "contains a path separator", "contains a path separator", "contains a path separator",

@@ -115,7 +115,7 @@ def test_multiworker_two_local_workers_train_from_shards_and_only_the_chief_writ
     (TF_CONFIG on 127.0.0.1); the chief writes ``--out``, the other worker leaves nothing behind."""
     from conftest import write_dataset
     from melanoma_utils.data.isic import load_dataset
-    from melanoma_utils.pipeline.shards import write_shards
+    from melanoma_utils.data.shards import write_shards
     from melanoma_utils.runs.run import Run
 
     df = load_dataset(write_dataset(tmp_path / "jpeg", n=48, size=32)).frame

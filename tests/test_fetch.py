@@ -9,8 +9,8 @@ import pytest
 
 from conftest import write_dataset
 from melanoma_utils.data.fetch import resize_into_layout
+from melanoma_utils.data.imagefiles import square_resize
 from melanoma_utils.data.isic import load_dataset
-from melanoma_utils.pipeline.images import square_resize
 
 
 def test_square_resize_crops_centre() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import melanoma_utils
 
 #: Bottom to top. A module in layer i may import from layers 0..i.
-LAYERS: tuple[tuple[str, ...], ...] = (("config", "atomic", "versions", "progress", "lazy"), ("pipeline",), ("data",), ("evaluation",),
+LAYERS: tuple[tuple[str, ...], ...] = (("config", "atomic", "versions", "progress", "lazy"), ("data",), ("pipeline",), ("evaluation",),
                                        ("models",), ("runs",), ("reports",), ("cli",), ("__main__", "__init__"))
 PKG = Path(melanoma_utils.__file__).parent
 

@@ -13,7 +13,7 @@ import pytest
 from conftest import write_dataset
 from melanoma_utils import cli
 from melanoma_utils.data.isic import load_dataset
-from melanoma_utils.pipeline.shards import assign_shards, write_shards
+from melanoma_utils.data.shards import assign_shards, write_shards
 
 
 def test_assign_shards_isolates_patients_and_balances_melanoma_and_size() -> None:
@@ -94,7 +94,7 @@ def test_shards_are_verified_against_their_manifest(tmp_path: Path, capsys) -> N
     import tensorflow as tf
 
     from melanoma_utils.atomic import file_digest
-    from melanoma_utils.pipeline.shards import ShardError, read_shard_table
+    from melanoma_utils.data.shards import ShardError, read_shard_table
 
     csv = write_dataset(tmp_path / "d", n=24)
     write_shards(load_dataset(csv).frame, tmp_path / "sh", n_shards=2, seed=0)
@@ -123,7 +123,7 @@ def test_a_record_named_to_leave_its_folder_is_refused_and_nothing_is_written_ou
     import tensorflow as tf
 
     from melanoma_utils.atomic import file_digest
-    from melanoma_utils.pipeline.shards import ShardError, _example, unpack_images
+    from melanoma_utils.data.shards import ShardError, _example, unpack_images
 
     csv = write_dataset(tmp_path / "d", n=12)
     frame = load_dataset(csv).frame

@@ -17,7 +17,7 @@ from conftest import png_claiming
 from melanoma_utils import cli
 from melanoma_utils.atomic import MARKER, atomic_folder, folder_kind
 from melanoma_utils.data.demo import make_demo_dataset
-from melanoma_utils.pipeline.images import attach_image_paths, check_image_file
+from melanoma_utils.data.imagefiles import attach_image_paths, check_image_file
 
 
 def test_atomic_folder_replaces_only_its_own_folder(tmp_path: Path) -> None:
@@ -177,7 +177,7 @@ def test_damaged_run_and_ensemble_folders_are_named(tmp_path: Path) -> None:
 def test_a_shard_folder_with_planted_links_writes_nothing_through_them(tmp_path: Path, capsys) -> None:
     from conftest import write_dataset
     from melanoma_utils.data.isic import load_dataset
-    from melanoma_utils.pipeline.shards import unpack_images, write_shards
+    from melanoma_utils.data.shards import unpack_images, write_shards
 
     csv = write_dataset(tmp_path / "d", n=12)
     shards = tmp_path / "sh"

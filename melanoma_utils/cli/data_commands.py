@@ -32,9 +32,9 @@ def _check_args(p: argparse.ArgumentParser) -> None:
 
 @command("check", "validate metadata and images; print counts, missing and corrupt files", _check_args)
 def _check(args: argparse.Namespace) -> int:
+    from ..data.imagefiles import scan_images
     from ..data.isic import load_dataset
     from ..data.sources import external_folder, load_external
-    from ..pipeline.images import scan_images
 
     images = args.images
     if images is not None and not images.is_dir():
@@ -151,9 +151,9 @@ def _shard_args(p: argparse.ArgumentParser) -> None:
 
 @command("shard", "write patient-isolated, stratified TFRecord shards + manifest (train/predict accept the folder)", _shard_args)
 def _shard(args: argparse.Namespace) -> int:
+    from ..data.imagefiles import drop_unreadable
     from ..data.isic import load_dataset
-    from ..pipeline.images import drop_unreadable
-    from ..pipeline.shards import write_shards
+    from ..data.shards import write_shards
 
     ds = load_dataset(args.metadata, args.images, duplicates=args.duplicates, on_missing="drop")
     for note in ds.report.notes:

@@ -248,8 +248,8 @@ def lesion_row(image: Path, age: float | None, sex: str | None, site: str | None
     that are missing. Bad values are a ``ValueError`` naming the option and the valid values."""
     import pandas as pd
 
+    from ..data.imagefiles import IMAGE_EXTENSIONS, check_image_file
     from ..data.isic import AGE_RANGE, MISSING, NORMALISED_COLUMNS, SEX_CATEGORIES, SITE_ALIASES, SITE_CATEGORIES
-    from ..pipeline.images import IMAGE_EXTENSIONS, check_image_file
 
     if not image.is_file():
         raise FileNotFoundError(f"--image {image}: file not found")

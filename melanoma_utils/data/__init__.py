@@ -1,8 +1,8 @@
-"""Data and sources: the SIIM-ISIC 2020 table (load, validate), patient-grouped splits, external sources
-(HAM10000, ISIC 2019), the SYNTHETIC demo set and ``make data``'s download.
+"""Data and sources: the SIIM-ISIC 2020 table (load, validate), image files and folders, TFRecord shards,
+patient-grouped splits, external sources (HAM10000, ISIC 2019), the SYNTHETIC demo set and ``make data``'s download.
 
-Modules: ``confounds``, ``csvfiles``, ``demo``, ``diagnoses``, ``fetch``, ``isic``, ``sources``, ``splits``.
-Layers (imports only run leftwards): config/atomic/versions < pipeline < data < evaluation < models < runs < reports < cli.
+Modules: `confounds`, `csvfiles`, `demo`, `diagnoses`, `fetch`, `imagefiles`, `isic`, `shards`, `sources`, `splits`.
+Layers (imports only run leftwards): config/atomic/versions < data < pipeline < evaluation < models < runs < reports < cli.
 """
 
 # the principal module's names, loaded on first use (``from melanoma_utils.data import ...`` keeps working without

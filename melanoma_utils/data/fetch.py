@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import MARKER, atomic_write, check_replaceable, refuse_symlink, replace_folder
-from ..pipeline.images import square_resize
+from .imagefiles import square_resize
 from .isic import DataError, drop_duplicates, load_metadata, read_duplicates
 
 ISIC_2020_BASE = "https://isic-challenge-data.s3.amazonaws.com/2020/"

@@ -24,13 +24,6 @@ from typing import Literal, Sequence
 import numpy as np
 import pandas as pd
 
-from ..pipeline.images import (  # noqa: F401  (re-exported: image files and folders live there)
-    IMAGE_EXTENSIONS,
-    attach_image_paths,
-    missing_image_names,
-    other_formats,
-)
-from ..pipeline.shards import default_images_dir  # noqa: F401  (re-exported)
 from .csvfiles import (  # noqa: F401  (re-exported: CSV files and the data error type live there)
     DataError,
     _lines,
@@ -40,6 +33,13 @@ from .csvfiles import (  # noqa: F401  (re-exported: CSV files and the data erro
     read_csv,
     read_duplicates,
 )
+from .imagefiles import (  # noqa: F401  (re-exported: image files and folders live there)
+    IMAGE_EXTENSIONS,
+    attach_image_paths,
+    missing_image_names,
+    other_formats,
+)
+from .shards import default_images_dir  # noqa: F401  (re-exported)
 from .splits import sample_per_class  # noqa: F401  (re-exported: sampling lives there)
 
 #: Columns every training CSV must have (official names).
@@ -145,7 +145,7 @@ def _image_names(raw: pd.DataFrame, source: str, require_target: bool) -> pd.Ser
             f"{source}: column 'image_name' is blank at line(s) "
             f"{_lines(np.flatnonzero((names.isna() | (names == '')).to_numpy()))}"
         )
-    from ..pipeline.images import unsafe_image_name
+    from .imagefiles import unsafe_image_name
 
     unsafe = names.map(lambda n: unsafe_image_name(n) is not None).to_numpy(bool)
     if unsafe.any() and require_target:  # training data: refuse; rows to predict: each such row is an error of its own
@@ -292,7 +292,7 @@ def _read_metadata(
 ) -> tuple[pd.DataFrame, LoadReport, Path]:
     """Read and normalise a metadata CSV (or a dataset folder's, or a TFRecord shard folder's), applying the
     duplicate list if given."""
-    from ..pipeline.shards import MANIFEST, is_shard_folder, read_shard_table
+    from .shards import MANIFEST, is_shard_folder, read_shard_table
 
     metadata = Path(metadata)
     if metadata.is_dir() and is_shard_folder(metadata):

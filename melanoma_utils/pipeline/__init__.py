@@ -1,8 +1,9 @@
-"""Images, transforms and pipelines: image files (checks, decode, resize), TFRecord shards, the paper's
-transforms, training augmentation, and the feeds ``fit`` consumes (tf.data, or a NumPy sequence for JAX).
+"""Transforms and pipelines: decoding images into arrays, the paper's transforms, training augmentation, skin
+colour, and the feeds ``fit`` consumes (tf.data, or a NumPy sequence for JAX). Image files and TFRecord shards are
+the data layer's (:mod:`melanoma_utils.data.imagefiles`, :mod:`melanoma_utils.data.shards`).
 
-Modules: ``augment``, ``feeds``, ``images``, ``shards``, ``skin``, ``transforms``.
-Layers (imports only run leftwards): config/atomic/versions < pipeline < data < evaluation < models < runs < reports < cli.
+Modules: ``augment``, ``feeds``, ``skin``, ``transforms``.
+Layers (imports only run leftwards): config/atomic/versions < data < pipeline < evaluation < models < runs < reports < cli.
 """
 
 # the principal module's names, loaded on first use (``from melanoma_utils.pipeline import ...`` keeps working without

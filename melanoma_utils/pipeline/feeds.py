@@ -7,7 +7,7 @@ the model rescales images itself, so the same 0–255 input serves every backbon
 (four times smaller than float32): in memory by default, or in a file for large sets.
 
 TensorFlow is imported here and in the training code only; a NumPy feed for other Keras backends is
-:func:`melanoma_utils.pipeline.images.load_image_array` + :func:`make_array_sequence`; :func:`image_batches` yields
+:func:`load_image_array` + :func:`make_array_sequence`; :func:`image_batches` yields
 decoded batches for prediction and embeddings whichever the backend.
 """
 
@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-from .images import load_image_array  # noqa: E402
+from ..data.imagefiles import square_resize  # noqa: E402
 from .transforms import preprocess_batch, preprocess_config  # noqa: E402
 
 
@@ -359,3 +359,37 @@ def make_feed(
     if "meta" not in keys:
         ds = ds.map(lambda x, y, w: ({"image": x["image"]}, y, w))
     return ds
+
+
+def load_image_array(
+    paths: Sequence[str],
+    image_size: int,
+    preprocess: dict[str, Any] | str = "none",
+    workers: int = 4,
+    progress: bool = False,
+) -> np.ndarray:
+    """Decode, crop and resize images with OpenCV into one uint8 array ``(N, S, S, 3)`` (a decoded cache).
+
+    Matches :func:`decode_and_resize` up to interpolation rounding; used by explanations, benchmarks and
+    the non-TensorFlow feed.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import cv2
+
+    from .transforms import preprocess_batch
+
+    def one(path: str) -> np.ndarray:
+        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ValueError(f"{path}: cannot decode image")
+        return cv2.cvtColor(square_resize(bgr, image_size), cv2.COLOR_BGR2RGB)
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        it = pool.map(one, paths)
+        if progress:
+            from tqdm.auto import tqdm
+
+            it = tqdm(it, total=len(paths), desc="decoding", unit="img")
+        arr = np.stack(list(it)) if len(paths) else np.zeros((0, image_size, image_size, 3), np.uint8)
+    return preprocess_batch(arr, preprocess)

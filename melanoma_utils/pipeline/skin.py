@@ -124,10 +124,10 @@ def corner_darkness(img: np.ndarray, fraction: float = 0.1) -> float:
 
 def image_cues(paths: Sequence[str], decode: Any = None) -> pd.DataFrame:
     """``ita`` and ``corner_darkness`` of each image file (NaN for a file that cannot be decoded). ``decode`` reads one
-    path into uint8 RGB (default: the pipeline's decoder, :func:`~melanoma_utils.pipeline.images.load_image_array`,
+    path into uint8 RGB (default: the pipeline's decoder, :func:`~melanoma_utils.pipeline.feeds.load_image_array`,
     at 256 px: both measures are shares and medians, independent of the size)."""
     if decode is None:
-        from .images import load_image_array
+        from .feeds import load_image_array
 
         def decode(path: str) -> np.ndarray:
             return load_image_array([path], 256, workers=1)[0]

@@ -2,5 +2,5 @@
 tables, the validation report writer and speed measurements.
 
 Modules: ``benchmark``, ``doc_tables``, ``eda``, ``explain``, ``model_plots``, ``paper``, ``plots``, ``readme``, ``doc_findings``, ``reporting``, ``shortcut_audit``, ``style``, ``validation``.
-Layers (imports only run leftwards): config/atomic/versions < pipeline < data < evaluation < models < runs < reports < cli.
+Layers (imports only run leftwards): config/atomic/versions < data < pipeline < evaluation < models < runs < reports < cli.
 """

@@ -1,8 +1,8 @@
 """Training and run folders: fitting (compiling, devices, resume), the run folder's lifecycle and files, ensembles,
 export, and the experiments (cross-validation, ablation, backbone comparison) built on them.
 
-Modules: ``adapt``, ``backbone_study``, ``compiling``, ``contrasts``, ``distribution``, ``ensemble``, ``experiments``, ``export``, ``finish``, ``resume``, ``run``, ``runfolder``, ``selection``, ``source_weights``, ``training``, ``variants``.
-Layers (imports only run leftwards): config/atomic/versions < pipeline < data < evaluation < models < runs < reports < cli.
+Modules: ``adapt``, ``backbone_study``, ``ceiling``, ``compiling``, ``contrasts``, ``distribution``, ``ensemble``, ``experiments``, ``export``, ``finish``, ``resume``, ``run``, ``runfolder``, ``selection``, ``source_weights``, ``training``, ``variants``.
+Layers (imports only run leftwards): config/atomic/versions < data < pipeline < evaluation < models < runs < reports < cli.
 """
 
 # the principal module's names, loaded on first use (``from melanoma_utils.runs import ...`` keeps working without

@@ -266,8 +266,8 @@ class Run:
         unless ``impute_size``: then the encoder imputes them (its training medians) and the output's
         ``size_imputed`` column marks those rows.
         """
+        from ..data.imagefiles import check_image_file, unsafe_image_name
         from ..data.isic import DataError
-        from ..pipeline.images import check_image_file, unsafe_image_name
 
         df = df.reset_index(drop=True).copy()
         errors = pd.Series("", index=df.index)

@@ -22,9 +22,9 @@ import pandas as pd
 
 from ..atomic import atomic_write
 from ..data.diagnoses import diagnosis_labels
+from ..data.imagefiles import drop_unreadable
 from ..data.splits import assert_disjoint_patients, holdout_split
 from ..models.features import MetadataEncoder
-from ..pipeline.images import drop_unreadable
 from ..pipeline.transforms import preprocess_config
 from .compiling import HEADS, compile_model
 from .distribution import (  # noqa: F401  (re-exported: device set-up lives there)

@@ -1,8 +1,11 @@
-"""Image files: checking that they decode, reading their headers, decoding and resizing them.
+"""Image files, the data layer's side of images: where a row's file is, whether it is safe to read and decodes.
 
+* :func:`attach_image_paths`, :func:`missing_image_names`, :func:`other_formats`, :func:`unsafe_image_name` — the
+  image folder's layout (a row's file, in any letter case and extension of :data:`IMAGE_EXTENSIONS`);
 * :func:`check_image_file`, :func:`scan_images`, :func:`drop_unreadable` — validation at the boundary;
-* :func:`square_resize`, :func:`load_image_array` — centre-crop to a square and resize (OpenCV), the decoded
-  uint8 cache used by explanations, benchmarks and the non-TensorFlow feed.
+* :func:`square_resize` — centre-crop to a square and resize (OpenCV), what every decoder and ``make data`` share.
+
+Decoding into training arrays is the pipeline's (:func:`melanoma_utils.pipeline.feeds.load_image_array`).
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -122,43 +125,9 @@ def square_resize(img: np.ndarray, size: int) -> np.ndarray:
     return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA if s > size else cv2.INTER_CUBIC)
 
 
-def load_image_array(
-    paths: Sequence[str],
-    image_size: int,
-    preprocess: dict[str, Any] | str = "none",
-    workers: int = 4,
-    progress: bool = False,
-) -> np.ndarray:
-    """Decode, crop and resize images with OpenCV into one uint8 array ``(N, S, S, 3)`` (a decoded cache).
-
-    Matches :func:`decode_and_resize` up to interpolation rounding; used by explanations, benchmarks and
-    the non-TensorFlow feed.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    import cv2
-
-    from .transforms import preprocess_batch
-
-    def one(path: str) -> np.ndarray:
-        bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise ValueError(f"{path}: cannot decode image")
-        return cv2.cvtColor(square_resize(bgr, image_size), cv2.COLOR_BGR2RGB)
-
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        it = pool.map(one, paths)
-        if progress:
-            from tqdm.auto import tqdm
-
-            it = tqdm(it, total=len(paths), desc="decoding", unit="img")
-        arr = np.stack(list(it)) if len(paths) else np.zeros((0, image_size, image_size, 3), np.uint8)
-    return preprocess_batch(arr, preprocess)
-
-
 def attach_image_paths(df: pd.DataFrame, images_dir: str | os.PathLike[str]) -> pd.DataFrame:
     """Add ``image_path`` for each row (whether or not the file exists); a name that could leave the folder
-    (:func:`~melanoma_utils.pipeline.images.unsafe_image_name`) gets no path at all."""
+    (:func:`unsafe_image_name`) gets no path at all."""
     images_dir = Path(images_dir)
     names = {p.name for p in images_dir.iterdir()} if images_dir.is_dir() else set()
     by_lower: dict[str, str] = {}

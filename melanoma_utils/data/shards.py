@@ -85,7 +85,7 @@ def _jpeg_bytes(path: str, size: int | None) -> bytes:
         return Path(path).read_bytes()
     import cv2
 
-    from .images import square_resize
+    from .imagefiles import square_resize
 
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
@@ -163,7 +163,7 @@ VERIFIED = ".verified.json"
 
 def read_manifest(shard_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """The manifest, with each listed shard checked to exist and to be named inside the folder (errors name it)."""
-    from .images import unsafe_image_name
+    from .imagefiles import unsafe_image_name
 
     shard_dir = Path(shard_dir)
     if not is_shard_folder(shard_dir):
@@ -261,7 +261,7 @@ def _checked(shard_dir: Path, ds: Any) -> Any:
     damaged record into a :class:`ShardError` naming the folder."""
     import tensorflow as tf
 
-    from .images import unsafe_image_name
+    from .imagefiles import unsafe_image_name
 
     it = ds.as_numpy_iterator()
     k = 0
