@@ -141,6 +141,24 @@ def objective_selection_table(report_dir: Path) -> str:
     return _selection_markdown(report_dir / "table_objective_selection.csv", seconds=True)
 
 
+def train_timings_table(report_dir: Path) -> str:
+    """What ``train`` cost on the rendering machine (``table_train_timings.csv``, ``scripts/train_timings.py``): wall
+    seconds cold and warm, with the defaults and with ``--external``, and the embedding stage's share."""
+    path = report_dir / "table_train_timings.csv"
+    if not path.is_file():
+        return "Not measured yet: scripts/train_timings.py writes table_train_timings.csv.\n"
+    t = pd.read_csv(path)
+    lines = ["| command | cache | wall time | of it: embedding (images embedded) | head training |", "|---|---|---|---|---|"]
+
+    def secs(v: float) -> str:
+        return "—" if v != v else (f"{v:.0f} s" if v < 120 else f"{v / 60:.1f} min")
+
+    for r in t.itertuples():
+        emb = "—" if r.embedding_seconds != r.embedding_seconds else f"{secs(r.embedding_seconds)} ({r.embedded_images:,.0f})"
+        lines.append(f"| `{r.command}` | {r.cache} | {secs(r.wall_seconds)} | {emb} | {secs(r.head_seconds)} |")
+    return "\n".join(lines) + f"\n\n{int(t['cpu_cores'].iloc[0])} CPU cores, no GPU.\n"
+
+
 def backbones_paired_table(report_dir: Path) -> str:
     """Notebook 05's paired contrasts (``table3_backbones_paired.csv``): each backbone against Lite0, fusion against
     image only."""

@@ -27,6 +27,7 @@ from .doc_tables import (
     size_rates,
     source_weighting_table,
     train_defaults,
+    train_timings_table,
     transform_costs,
     transforms_table,
 )
@@ -44,6 +45,7 @@ TABLES: dict[str, Callable[[Path], str]] = {"ablation": ablation_table, "ablatio
                                              "shortcut_audit": shortcut_audit_table, "headline": headline_table,
                                              "source_weighting": source_weighting_table,
                                              "objective_selection": objective_selection_table,
+                                             "train_timings": train_timings_table,
                                              "validation_findings": validation_findings, "paper": paper_table,
                                              "backbones_paired": backbones_paired_table}
 
