@@ -497,8 +497,9 @@ if candidates:
 # class of its own, or `diagnosis-masked`), **partial fine-tuning** of the backbone's last block on cached activations
 # (`--adapt-blocks 1`), **Shades of Gray** colour constancy before the backbone (`--preprocess shades_of_gray`) and
 # **two resolutions** (`--image-size 320 --extra-image-size 224 --resolution-merge concat`). Each is trained like
-# `train --external` (fusion, clinical + the external lesions, 1 cached view) on the same patient-grouped folds and
-# judged by the rule above against today's default (within copy a above 0, the external hold-out's interval reaching
+# `train --external` (fusion, clinical + the external lesions, 1 cached view) on the same patient-grouped folds — and,
+# except the adapted ones (minutes per run on a CPU), on the same `cv_repeats` fold assignments as the core contrasts —
+# and judged by the rule above against today's default (within copy a above 0, the external hold-out's interval reaching
 # 0 or above; overall AUC a guard). The table also gives the seconds each fold run took on this machine.
 
 # %%
@@ -508,17 +509,18 @@ ceiling = None
 if ceiling_candidates and len(external) and len(external_holdout):
     ceiling = ceiling_selection(df, external, external_holdout, report.report_dir / "runs" / "objectives",
                                 ceiling_candidates, n_splits=cv_folds, folds=list(cv_run_folds) or None,
-                                n_boot=n_boot, seed=seed)
+                                repeats=cv_repeats, n_boot=n_boot, seed=seed)
     report.table(ceiling.set_index("candidate"), "table_objective_selection")
     winners = ceiling.loc[ceiling["verdict"] == "wins", "candidate"].tolist()
     display(Markdown("\n".join(
-        f"- **{r.candidate}** ({r.train_seconds_per_run:.0f} s per run): within copy a {r.within_copy_a:.3f} "
+        f"- **{r.candidate}** ({r.train_seconds_per_run:.0f} s per run, {r.repeats} fold assignment(s)): within copy a {r.within_copy_a:.3f} "
         f"({r.within_copy_a_ci_low:.3f}–{r.within_copy_a_ci_high:.3f}), melanoma vs nevus within copy a "
         f"{r.mvn_within_copy_a:.3f}, held-out external lesions {r.external_holdout:.3f} "
         f"({r.external_holdout_ci_low:.3f}–{r.external_holdout_ci_high:.3f}), overall {r.overall:.3f}"
         + ("" if r.verdict == "base" else
            f"; against the default: within copy a {r.delta_within_copy_a:+.3f} ({r.delta_within_copy_a_ci_low:+.3f} "
-           f"to {r.delta_within_copy_a_ci_high:+.3f}), melanoma vs nevus within copy a {r.delta_mvn_within_copy_a:+.3f} "
+           f"to {r.delta_within_copy_a_ci_high:+.3f}; Holm p {r.delta_within_copy_a_p_holm:.2g}), melanoma vs nevus "
+           f"within copy a {r.delta_mvn_within_copy_a:+.3f} "
            f"({r.delta_mvn_within_copy_a_ci_low:+.3f} to {r.delta_mvn_within_copy_a_ci_high:+.3f}), external "
            f"{r.delta_external_holdout:+.3f} ({r.delta_external_holdout_ci_low:+.3f} to "
            f"{r.delta_external_holdout_ci_high:+.3f}): **{r.verdict}**")

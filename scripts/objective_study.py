@@ -38,6 +38,7 @@ def main() -> None:
     ap.add_argument("--folds", type=int, nargs="*", default=None, help="which of the 5 folds to run (default: all)")
     ap.add_argument("--candidates", nargs="*", default=list(CEILING_CANDIDATES), metavar="NAME",
                     help="which candidates (default: all): " + "; ".join(CEILING_CANDIDATES))
+    ap.add_argument("--repeats", type=int, default=3, help="fold assignments for the candidates on cached embeddings")
     ap.add_argument("--n-boot", type=int, default=1000)
     args = ap.parse_args()
 
@@ -47,7 +48,7 @@ def main() -> None:
     external, holdout = hold_out_external(external, 0.2, seed=0)  # notebook 03's split of the external lesions
     start = time.perf_counter()
     table = ceiling_selection(df, external, holdout, args.runs, args.candidates, views=args.views, folds=args.folds,
-                              n_boot=args.n_boot)
+                              repeats=args.repeats, n_boot=args.n_boot)
     out = args.report_dir / "table_objective_selection.csv"
     tmp = out.with_suffix(".csv.tmp")
     table.to_csv(tmp, index=False)

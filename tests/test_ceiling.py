@@ -29,3 +29,38 @@ def test_unknown_candidates_and_missing_external_lesions_are_errors(tmp_path) ->
         ceiling_selection(df, ham, ham, tmp_path, ["shades of grey"])
     with pytest.raises(ValueError, match="give external data"):
         ceiling_selection(df, ham.iloc[:0], ham, tmp_path, [CEILING_BASE])
+
+
+def _selection_inputs(delta_copy_a: float, external_better: bool):
+    import numpy as np
+
+    base, cand = CEILING_BASE, "two resolutions (320 + 224 px, concatenated)"
+    cols = {"pooled_within_copy_a_auc": 0.8, "pooled_within_copy_a_ci_low": 0.77, "pooled_within_copy_a_ci_high": 0.83,
+            "pooled_mvn_within_copy_a_auc": 0.8, "pooled_mvn_within_copy_a_ci_low": 0.75,
+            "pooled_mvn_within_copy_a_ci_high": 0.85, "pooled_oof_roc_auc": 0.84, "pooled_ci_low": 0.8, "pooled_ci_high": 0.87}
+    summary = pd.DataFrame([cols, cols], index=[base, cand])
+    paired = pd.DataFrame([{"contrast": f"{cand} − {base}", "subset": s, "delta_auc": delta_copy_a, "ci_low": -0.01,
+                            "ci_high": 0.02, "p_holm": 0.4, "repeats": 3}
+                           for s in ("within_copy_a", "melanoma_vs_nevus_within_copy_a", "all")])
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1], 200)
+    good, poor = y + rng.normal(0, 0.6, 400), y + rng.normal(0, 1.5, 400)
+    holdout = pd.concat([pd.DataFrame({"image_name": [f"h{i}" for i in range(400)], "patient_id": [f"l{i}" for i in range(400)],
+                                       "target": y, "variant": v, "probability": p})
+                         for v, p in ((base, poor if external_better else good), (cand, good if external_better else poor))])
+    per_fold = pd.DataFrame({"variant": [base] * 15 + [cand] * 15, "repeat": list(np.repeat([0, 1, 2], 5)) * 2,
+                             "train_seconds": 10.0})
+    return summary, paired, holdout, [(base, base), (cand, base)], per_fold
+
+
+def test_selection_rule_needs_the_primary_gain_and_no_loss_on_another_clinic() -> None:
+    from melanoma_utils.runs.selection import selection_table
+
+    t = selection_table(*_selection_inputs(0.004, external_better=True), n_boot=200)
+    assert list(t["verdict"]) == ["base", "wins"]
+    assert t.loc[1, "delta_external_holdout_ci_low"] > 0 and t.loc[1, "delta_within_copy_a_p_holm"] == 0.4
+    assert list(t["repeats"]) == [3, 3]
+    worse_elsewhere = selection_table(*_selection_inputs(0.004, external_better=False), n_boot=200)
+    assert worse_elsewhere.loc[1, "delta_external_holdout_ci_high"] < 0 and worse_elsewhere.loc[1, "verdict"] == "does not win"
+    no_gain = selection_table(*_selection_inputs(-0.001, external_better=True), n_boot=200)
+    assert no_gain.loc[1, "verdict"] == "does not win"

@@ -111,7 +111,7 @@ def _selection_markdown(path: Path, seconds: bool = False) -> str:
     if not path.is_file():
         return f"Not rendered yet: notebook 03 writes {path.name}.\n"
     t = pd.read_csv(path)
-    extra = (" s per run |", "---|") if seconds else ("", "")
+    extra = (" s per run | fold assignments |", "---|---|") if seconds else ("", "")
     lines = ["| candidate | within copy a (Δ vs base, 95% CI) | melanoma vs nevus within copy a (Δ, 95% CI) | held-out "
              f"external lesions (Δ, 95% CI) | all images (Δ) |{extra[0]} verdict |", f"|---|---|---|---|---|{extra[1]}---|"]
 
@@ -121,7 +121,7 @@ def _selection_markdown(path: Path, seconds: bool = False) -> str:
     for r in t.itertuples():
         base = r.verdict == "base"
         mvn_ci = (r.delta_mvn_within_copy_a_ci_low, r.delta_mvn_within_copy_a_ci_high) if seconds else (None, None)
-        secs = f" {r.train_seconds_per_run:.0f} |" if seconds else ""
+        secs = f" {r.train_seconds_per_run:.0f} | {int(getattr(r, 'repeats', 1))} |" if seconds else ""
         lines.append(f"| {r.candidate} | {r.within_copy_a:.3f}{d(base, r.delta_within_copy_a, r.delta_within_copy_a_ci_low, r.delta_within_copy_a_ci_high)} | "
                      f"{r.mvn_within_copy_a:.3f}{d(base, r.delta_mvn_within_copy_a, *mvn_ci)} | "
                      f"{r.external_holdout:.3f}{d(base, r.delta_external_holdout, r.delta_external_holdout_ci_low, r.delta_external_holdout_ci_high)} | "

@@ -83,7 +83,8 @@ def selection_table(summary: pd.DataFrame, paired: pd.DataFrame, holdout: pd.Dat
                     per_fold: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """One row per candidate ``(variant, base)`` (the base itself first, as ``(base, base)``): pooled ROC AUC within
     copy a, melanoma vs nevus within copy a, on the held-out external lesions, and overall, with CIs; the paired
-    difference against the base on each; and the mean training time per fold run. ``verdict`` applies the rule:
+    difference against the base on each (with Holm's p within the contrasts given, ``…_p_holm``, and the fold
+    assignments it averages over, ``repeats``); and the mean training time per fold run. ``verdict`` applies the rule:
     a candidate *wins* where its within-copy-a difference is above 0 and its held-out external difference's CI
     reaches 0 or above (no measurable loss on another clinic)."""
     rows = []
@@ -105,8 +106,12 @@ def selection_table(summary: pd.DataFrame, paired: pd.DataFrame, holdout: pd.Dat
                             ("all", "delta_overall")):
             hit = paired[(paired["contrast"] == f"{variant} − {base}") & (paired["subset"] == subset)]
             zero = 0.0 if variant == base else float("nan")
-            for k in ("delta_auc", "ci_low", "ci_high"):
-                row[f"{col}{'' if k == 'delta_auc' else '_' + k}"] = float(hit[k].iloc[0]) if len(hit) else zero
+            for k in ("delta_auc", "ci_low", "ci_high", "p_holm"):
+                row[f"{col}{'' if k == 'delta_auc' else '_' + k}"] = float(hit[k].iloc[0]) if len(hit) else (
+                    float("nan") if k == "p_holm" else zero)
+            if subset == "within_copy_a":  # fold assignments the paired difference averages over
+                reps = per_fold.loc[per_fold["variant"] == variant, "repeat"] if "repeat" in per_fold else pd.Series([0])
+                row["repeats"] = int(hit["repeats"].iloc[0]) if len(hit) else max(int(reps.nunique()), 1)
         ext = holdout_contrast(holdout, variant, base, n_boot, seed) if variant != base else {"delta": 0.0, "ci_low": 0.0, "ci_high": 0.0}
         row["delta_external_holdout"], row["delta_external_holdout_ci_low"], row["delta_external_holdout_ci_high"] = (
             ext["delta"], ext["ci_low"], ext["ci_high"])
