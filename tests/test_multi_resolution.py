@@ -74,6 +74,8 @@ def test_a_multi_resolution_run_is_one_model_that_takes_images(tiny_csv: Path, t
     assert run.config["stages"]["embeddings"]["computed"] == len(df)  # not served from the single-resolution cache
     loaded = Run.load(tmp_path / "multi")
     assert loaded.train_config.extra_image_size == 32 and loaded.model.get_layer("backbone_2") is not None
+    card = (tmp_path / "multi" / "MODEL_CARD.md").read_text()
+    assert "48 px and a second copy of the backbone at 32 px (embeddings merged by concat)" in card
     from_images = loaded.predict(df, tta=2, cached_embeddings=False)
     from_cache = loaded.predict(df, tta=2, cached_embeddings=True)
     assert np.abs(from_images - from_cache).max() < 5e-3  # float16 cache only

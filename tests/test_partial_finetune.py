@@ -65,6 +65,8 @@ def test_a_run_adapted_on_cached_activations_is_one_model_that_takes_images(tiny
     adapt = run.config["stages"]["adapt"]
     assert adapt["first_block"] == 15 and adapt["epochs"] == 2 and adapt["computed"] == len(df)
     loaded = Run.load(tmp_path / "run")
+    assert "its last 1 block(s) and head convolution trained on cached activations" in (
+        tmp_path / "run" / "MODEL_CARD.md").read_text()
     imagenet = build_model(32, 4, "fusion", backbone="efficientnetlite0", backbone_weights="imagenet",
                            meta_units=(4,), head_units=(4,)).get_layer("backbone")
     base = loaded.model.get_layer("backbone")

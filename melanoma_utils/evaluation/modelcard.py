@@ -56,6 +56,17 @@ _OBJECTIVE_WORDS: dict[str, str] = {
 }
 
 
+def _image_branch_extras(train: dict[str, Any]) -> str:
+    """What a run's image branch adds to a frozen backbone: a second resolution, blocks adapted on activations."""
+    out = ""
+    if train.get("extra_image_size"):
+        out += (f" and a second copy of the backbone at {train['extra_image_size']} px (embeddings merged by "
+                f"{train.get('resolution_merge', 'mean')})")
+    if int(train.get("adapt_blocks") or 0):
+        out += f"; its last {train['adapt_blocks']} block(s) and head convolution trained on cached activations"
+    return out
+
+
 def model_card(config: dict[str, Any], report: dict[str, Any] | None, title: str = "Melanoma classifier") -> str:
     """The model card of a run as Markdown, from its ``config`` and validation ``report`` (may be ``None``)."""
     train = config["train"]
@@ -70,7 +81,8 @@ def model_card(config: dict[str, Any], report: dict[str, Any] | None, title: str
     lines += ["## Model",
               f"- Inputs: {'dermoscopic image + metadata' if kind == 'fusion' else 'image only' if kind == 'image' else 'metadata only'}"
               f" (metadata feature set `{features}`); image branch: {backbone}"
-              f"{f' with {weights} weights' if weights and train.get('backbone') else ''}, {train.get('image_size')} px.",
+              f"{f' with {weights} weights' if weights and train.get('backbone') else ''}, {train.get('image_size')} px"
+              f"{_image_branch_extras(train)}.",
               f"- Output: probability of melanoma, calibrated on the validation split ({cal.get('method', 'not calibrated')}"
               f"{', right at a malignant share of ' + format(cal['prevalence'], '.3f') if cal.get('prevalence') else ''}); "
               f"decision threshold {config.get('threshold', float('nan')):.4f} ({config.get('threshold_rule', '')}).",
