@@ -19,9 +19,9 @@ BACKBONES: dict[str, tuple[str, str]] = {
     **{f"efficientnetb{i}": (f"EfficientNetB{i}", "raw") for i in range(8)},
 }
 
-#: Backbones whose ImageNet weights are available offline (shipped by an installed package).
 #: How the embeddings of a multi-resolution image branch are merged (``TrainConfig.resolution_merge``).
 RESOLUTION_MERGES: tuple[str, ...] = ("mean", "concat")
+#: Backbones whose ImageNet weights are available offline (shipped by an installed package).
 OFFLINE_IMAGENET: tuple[str, ...] = ("efficientnetlite0", "efficientnetlite1", "efficientnetlite2")
 #: The input side each offline backbone was trained at on ImageNet (the default image size when it is chosen).
 NATIVE_SIZE: dict[str, int] = {"efficientnetlite0": 224, "efficientnetlite1": 240, "efficientnetlite2": 260}

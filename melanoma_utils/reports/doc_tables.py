@@ -112,7 +112,8 @@ def _selection_markdown(path: Path, seconds: bool = False) -> str:
         return f"Not rendered yet: notebook 03 writes {path.name}.\n"
     t = pd.read_csv(path)
     extra = (" s per run | fold assignments |", "---|---|") if seconds else ("", "")
-    lines = ["| candidate | within copy a (Δ vs base, 95% CI) | melanoma vs nevus within copy a (Δ, 95% CI) | held-out "
+    mvn_head = "(Δ, 95% CI)" if seconds else "(Δ)"
+    lines = [f"| candidate | within copy a (Δ vs base, 95% CI) | melanoma vs nevus within copy a {mvn_head} | held-out "
              f"external lesions (Δ, 95% CI) | all images (Δ) |{extra[0]} verdict |", f"|---|---|---|---|---|{extra[1]}---|"]
 
     def d(base: bool, v: float, lo: float | None = None, hi: float | None = None) -> str:
@@ -156,7 +157,7 @@ def train_timings_table(report_dir: Path) -> str:
     for r in t.itertuples():
         emb = "—" if r.embedding_seconds != r.embedding_seconds else f"{secs(r.embedding_seconds)} ({r.embedded_images:,.0f})"
         lines.append(f"| `{r.command}` | {r.cache} | {secs(r.wall_seconds)} | {emb} | {secs(r.head_seconds)} |")
-    return "\n".join(lines) + f"\n\n{int(t['cpu_cores'].iloc[0])} CPU cores, no GPU.\n"
+    return "\n".join(lines) + f"\n\nMeasured on {int(t['cpu_cores'].iloc[0])} CPU cores ({t['machine'].iloc[0]}).\n"
 
 
 def backbones_paired_table(report_dir: Path) -> str:

@@ -120,7 +120,8 @@ def selection_table(summary: pd.DataFrame, paired: pd.DataFrame, holdout: pd.Dat
         rows.append(row)
     out = pd.DataFrame(rows)
     if len(out):
-        wins = (out["delta_within_copy_a"] > 0) & ~(out["delta_external_holdout_ci_high"] < 0) & (out["candidate"] != out["base"])
+        wins = ((out["delta_within_copy_a"] > 0) & (out["delta_external_holdout_ci_high"] >= 0)  # (NaN: not scored, no win)
+                & (out["candidate"] != out["base"]))
         out["verdict"] = np.where(out["candidate"] == out["base"], "base",
                                   np.where(wins, "wins", "does not win"))
     return out

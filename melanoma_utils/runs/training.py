@@ -224,7 +224,9 @@ def _train_on_embeddings(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFram
 
         adapt_rows, stages["adapt"] = adapt_top(model, head, cfg, train, val, encoder, (y_tr, y_va), (w_tr, w_va))
         rows += [{**r, "epoch": head_epochs + r["epoch"]} for r in adapt_rows]
-    base.trainable = False
+    for layer in model.layers:  # the backbone (and a second-resolution copy) stay frozen in the saved model
+        if layer.name.startswith("backbone"):
+            layer.trainable = False
     if cfg.finetune != "none":
         n_trainable = set_finetune_trainable(base, cfg.finetune)
         compile_model(model, cfg.finetune_learning_rate, _steps(len(train), cfg.batch_size, cfg.finetune_epochs), images=True)
