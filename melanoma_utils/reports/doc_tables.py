@@ -64,9 +64,12 @@ def paired_table(report_dir: Path, name: str = "ablation_paired.csv") -> str:
     return "\n".join(lines) + "\n"
 
 
-def transforms_table(report_dir: Path) -> str:
-    """The transforms trained as inputs (``table_transforms_training.csv``), within copy a first where present."""
-    t = pd.read_csv(report_dir / "table_transforms_training.csv")
+def transforms_table(report_dir: Path, name: str = "table_transforms_training.csv") -> str:
+    """The transforms trained as inputs (``table_transforms_training.csv``; ``name``: the same table with the
+    backbone's top adapted, ``table_transforms_adapted.csv``), within copy a first where present."""
+    if not (report_dir / name).is_file():
+        return f"Not rendered yet: notebook 03 writes {name}.\n"
+    t = pd.read_csv(report_dir / name)
     within = "within_copy_a_delta_auc" in t
     head = (["within copy a", "Δ vs none, within copy a (95% CI; Holm p)"] if within else [])
     head += ["all images", "Δ vs none (95% CI)", "melanoma vs nevus", "Δ vs none, melanoma vs nevus (95% CI)"]
@@ -81,6 +84,11 @@ def transforms_table(report_dir: Path) -> str:
                   f"{r.melanoma_vs_nevus_auc:.3f}", f"{r.mvn_delta_auc:+.3f} ({r.mvn_ci_low:+.3f} to {r.mvn_ci_high:+.3f})"]
         lines.append(f"| {r.preprocess} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def transforms_adapted_table(report_dir: Path) -> str:
+    """The transforms trained as inputs with the backbone's last block adapted (``table_transforms_adapted.csv``)."""
+    return transforms_table(report_dir, "table_transforms_adapted.csv")
 
 
 def shortcut_audit_table(report_dir: Path) -> str:

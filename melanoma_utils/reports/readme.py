@@ -29,6 +29,7 @@ from .doc_tables import (
     train_defaults,
     train_timings_table,
     transform_costs,
+    transforms_adapted_table,
     transforms_table,
 )
 
@@ -37,7 +38,8 @@ BLOCK = re.compile(r"(<!-- generated:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- 
 
 #: Block name -> the function that renders it from a report folder.
 TABLES: dict[str, Callable[[Path], str]] = {"ablation": ablation_table, "ablation_paired": paired_table,
-                                             "transforms_training": transforms_table, "backbones": backbones_table,
+                                             "transforms_training": transforms_table,
+                                             "transforms_adapted": transforms_adapted_table, "backbones": backbones_table,
                                              "transform_costs": transform_costs, "size_rates": size_rates,
                                              "train_defaults": train_defaults, "export_bench": export_bench, "scale": scale_table,
                                              "importance": importance_table, "explanations_inside": explanations_inside,
