@@ -503,7 +503,7 @@ if candidates:
 # 0 or above; overall AUC a guard). The table also gives the seconds each fold run took on this machine.
 
 # %%
-from melanoma_utils.runs.ceiling import CEILING_BASE, ceiling_selection
+from melanoma_utils.runs.ceiling import ceiling_selection, ceiling_verdict
 
 ceiling = None
 if ceiling_candidates and len(external) and len(external_holdout):
@@ -525,9 +525,7 @@ if ceiling_candidates and len(external) and len(external_holdout):
            f"{r.delta_external_holdout:+.3f} ({r.delta_external_holdout_ci_low:+.3f} to "
            f"{r.delta_external_holdout_ci_high:+.3f}): **{r.verdict}**")
         for r in ceiling.itertuples())
-        + "\n\n" + (f"By the rule, **{', '.join(winners)}** win(s): `train`'s default should follow."
-                    if winners else f"By the rule no candidate wins: `train` keeps {CEILING_BASE.split(' (')[0]} on "
-                                    "frozen single-resolution embeddings as its default.")))
+        + "\n\n" + ceiling_verdict(ceiling)))
     display(ceiling.set_index("candidate").round(3).T)
 elif ceiling_candidates:
     display(Markdown("The candidates need external lesions to train on and to judge on (`external_dirs`): skipped."))

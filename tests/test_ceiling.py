@@ -64,3 +64,18 @@ def test_selection_rule_needs_the_primary_gain_and_no_loss_on_another_clinic() -
     assert worse_elsewhere.loc[1, "delta_external_holdout_ci_high"] < 0 and worse_elsewhere.loc[1, "verdict"] == "does not win"
     no_gain = selection_table(*_selection_inputs(-0.001, external_better=True), n_boot=200)
     assert no_gain.loc[1, "verdict"] == "does not win"
+
+
+def test_a_rule_winner_changes_the_default_only_when_its_gain_is_clear() -> None:
+    from melanoma_utils.runs.ceiling import ceiling_verdict
+    from melanoma_utils.runs.selection import selection_table
+
+    t = selection_table(*_selection_inputs(0.004, external_better=True), n_boot=200)  # within copy a CI -0.01..+0.02
+    text = ceiling_verdict(t)
+    assert "win(s)" in text and "Not clear" in text and "does not change `train`'s default" in text
+    assert "should follow" not in text
+    clear = t.assign(delta_within_copy_a_ci_low=[0.0, 0.002])
+    assert "should follow" in ceiling_verdict(clear) and "Not clear" not in ceiling_verdict(clear)
+    mvn_loss = clear.assign(delta_mvn_within_copy_a_ci_high=[0.0, -0.01])
+    assert "should follow" not in ceiling_verdict(mvn_loss)
+    assert ceiling_verdict(t.assign(verdict=["base", "does not win"])).startswith("By the rule no candidate wins")

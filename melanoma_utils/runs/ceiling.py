@@ -73,3 +73,22 @@ def ceiling_selection(df: pd.DataFrame, external: pd.DataFrame, holdout: pd.Data
     table.insert(2, "folds", len(fold_list))
     table.insert(3, "views", views)
     return table
+
+
+def ceiling_verdict(table: pd.DataFrame) -> str:
+    """The selection rule's winners in :func:`ceiling_selection`'s ``table`` as a sentence, and whether each is also
+    clear: its within-copy-a gain's interval above 0 and no clear loss on melanoma vs nevus within copy a (the check was added after the rule's first application on 2026-12-04,
+    when a +0.000 gain with a melanoma-vs-nevus loss counted as a win; docs/results.md)."""
+    t = table.set_index("candidate")
+    won = list(t.index[t["verdict"] == "wins"])
+    if not won:
+        return "By the rule no candidate wins: `train` keeps today's default."
+    clear = [w for w in won if t.loc[w, "delta_within_copy_a_ci_low"] > 0 and t.loc[w, "delta_mvn_within_copy_a_ci_high"] >= 0]
+    unclear = [f"{w} (within copy a {t.loc[w, 'delta_within_copy_a']:+.3f}, interval from "
+               f"{t.loc[w, 'delta_within_copy_a_ci_low']:+.3f}; melanoma vs nevus within copy a "
+               f"{t.loc[w, 'delta_mvn_within_copy_a']:+.3f})" for w in won if w not in clear]
+    return (f"By the rule, **{', '.join(won)}** win(s). "
+            + (f"Clear winner(s), whose within-copy-a interval lies above 0 with no melanoma-vs-nevus loss: **{', '.join(clear)}**: "
+               "`train`'s default should follow. " if clear else "")
+            + (f"Not clear: {'; '.join(unclear)}: a gain that cannot be told from 0, or that costs melanoma vs nevus within "
+               "copy a, does not change `train`'s default." if unclear else ""))
