@@ -8,7 +8,7 @@ Runs the command line as a user would, in a fresh process each time, with the us
 
 A cold ``--external`` run is not timed on its own (it would embed the ISIC part a second time); its time is the
 measured sum "1 - 2 + 3" and is labelled as such. Each row also gives the stages recorded in the run's config.json
-(embedding, head, calibration). Writes ``table_train_timings.csv`` into ``--report-dir``.
+(embedding, head). Writes ``table_train_timings.csv`` into ``--report-dir``.
 
     python scripts/train_timings.py            # ~25 min on 2 CPU cores
 """

@@ -287,18 +287,22 @@ def image_encoder(model: keras.Model) -> keras.Model:
     base = model.get_layer("backbone")
     size = tuple(base.input.shape[1:])
     image = keras.Input(size, name="image")
-    names = {l.name for l in model.layers}
-    second = (tuple(model.get_layer(n) for n in ("backbone_resize", "backbone_2", "multi_resolution"))
-              if "multi_resolution" in names else None)
-    return keras.Model(image, _backbone_path(image, base, model.get_layer("backbone_preprocess"), second),
-                       name="image_encoder")
+    return keras.Model(image, _backbone_path(image, base, model.get_layer("backbone_preprocess"),
+                                             second_scale_layers(model)), name="image_encoder")
+
+
+def second_scale_layers(model: keras.Model) -> tuple[Any, Any, Any] | None:
+    """``(resize, backbone copy, merge layer)`` of a model built with ``extra_image_size``, else ``None``."""
+    if "multi_resolution" not in {l.name for l in model.layers}:
+        return None
+    return tuple(model.get_layer(n) for n in ("backbone_resize", "backbone_2", "multi_resolution"))  # type: ignore[return-value]
 
 
 def embedding_dim(model: keras.Model) -> int:
     """The width of the image embedding the head of ``model`` (built with ``backbone=``) takes: the backbone's pooled
     output, or a multi-resolution branch's merged one."""
-    names = {l.name for l in model.layers}
-    return int(model.get_layer("multi_resolution" if "multi_resolution" in names else "backbone").output.shape[-1])
+    second = second_scale_layers(model)
+    return int((second[2] if second else model.get_layer("backbone")).output.shape[-1])
 
 
 def bias_for(positive_fraction: float) -> float:

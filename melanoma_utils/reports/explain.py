@@ -251,6 +251,8 @@ def grad_cam(run: Any, x: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray
     import keras
     import tensorflow as tf
 
+    from ..models.fusion import second_scale_layers
+
     model = run.model
     conv_names = [l.name for l in model.layers if l.name.startswith("img") and l.name.endswith("_conv")]
     feed = {k: tf.convert_to_tensor(v[rows]) for k, v in _feed(model, x).items()}
@@ -269,9 +271,10 @@ def grad_cam(run: Any, x: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray
             scaled = pre(feed["image"])
             fmap = fmap_model(scaled, training=False)
             emb = tf.reduce_mean(fmap, axis=(1, 2))
-            if run.train_config.extra_image_size:  # multi-resolution: the map of the image_size copy, the other merged in
-                second = model.get_layer("backbone_2")(model.get_layer("backbone_resize")(scaled), training=False)
-                emb = model.get_layer("multi_resolution")([emb, second])
+            second = second_scale_layers(model)
+            if second:  # multi-resolution: the map of the image_size copy, the other copy's embedding merged in
+                resize, base_2, merge = second
+                emb = merge([emb, base_2(resize(scaled), training=False)])
             head_in = {"embedding": emb}
             if "meta" in feed:
                 head_in["meta"] = feed["meta"]

@@ -77,8 +77,9 @@ def ceiling_selection(df: pd.DataFrame, external: pd.DataFrame, holdout: pd.Data
 
 def ceiling_verdict(table: pd.DataFrame) -> str:
     """The selection rule's winners in :func:`ceiling_selection`'s ``table`` as a sentence, and whether each is also
-    clear: its within-copy-a gain's interval above 0 and no clear loss on melanoma vs nevus within copy a (the check was added after the rule's first application on 2026-12-04,
-    when a +0.000 gain with a melanoma-vs-nevus loss counted as a win; docs/results.md)."""
+    clear: its within-copy-a gain's interval above 0 and no clear loss on melanoma vs nevus within copy a (the check
+    was added after the rule's first application on 2026-12-04, when a +0.000 gain with a melanoma-vs-nevus loss
+    counted as a win; docs/results.md)."""
     t = table.set_index("candidate")
     won = list(t.index[t["verdict"] == "wins"])
     if not won:
