@@ -39,7 +39,6 @@ from .imagefiles import (  # noqa: F401  (re-exported: image files and folders l
     missing_image_names,
     other_formats,
 )
-from .shards import default_images_dir  # noqa: F401  (re-exported)
 from .splits import sample_per_class  # noqa: F401  (re-exported: sampling lives there)
 
 #: Columns every training CSV must have (official names).
@@ -109,6 +108,17 @@ class LoadReport:
         """Record a note and emit it as a :class:`DataWarning`."""
         self.notes.append(message)
         warnings.warn(message, DataWarning, stacklevel=3)
+
+
+def default_images_dir(metadata_csv: str | os.PathLike[str]) -> Path | None:
+    """``train/`` beside a resized-layout ``train.csv``; for a shard folder's manifest, the shards' JPEGs unpacked
+    once (:func:`unpack_images`); else ``None`` (the caller must say)."""
+    from .shards import MANIFEST, unpack_images  # (a shard folder's manifest only)
+
+    if Path(metadata_csv).name == MANIFEST:
+        return unpack_images(Path(metadata_csv).parent)
+    candidate = Path(metadata_csv).parent / "train"
+    return candidate if candidate.is_dir() else None
 
 
 def _categorical(

@@ -301,12 +301,3 @@ def unpack_images(shard_dir: str | os.PathLike[str]) -> Path:
             atomic_write(path, lambda tmp, data=rec["image"]: tmp.write_bytes(data))
     atomic_write(stamp, lambda tmp: tmp.write_text(plan))  # replaces the name, never writes through it
     return folder
-
-
-def default_images_dir(metadata_csv: str | os.PathLike[str]) -> Path | None:
-    """``train/`` beside a resized-layout ``train.csv``; for a shard folder's manifest, the shards' JPEGs unpacked
-    once (:func:`unpack_images`); else ``None`` (the caller must say)."""
-    if Path(metadata_csv).name == MANIFEST:
-        return unpack_images(Path(metadata_csv).parent)
-    candidate = Path(metadata_csv).parent / "train"
-    return candidate if candidate.is_dir() else None

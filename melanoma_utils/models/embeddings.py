@@ -44,7 +44,7 @@ def config_key(backbone: str, weights: str | None, image_size: int, preprocess: 
                output: str = "pooled") -> str:
     """The cache folder name for one embedding configuration (an entry holds one image's views 0..k-1); ``output``
     names what is cached: the pooled embedding, or e.g. ``block15_input`` (the activations entering a block)."""
-    from .backbones import BACKBONES
+    from .presets import BACKBONES
 
     spec = {"backbone": backbone, "weights": weights_id(weights), "image_size": int(image_size),
             "preprocess": preprocess, "version": EMBEDDING_VERSION}

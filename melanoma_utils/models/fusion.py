@@ -19,8 +19,8 @@ from typing import Any, Literal, Sequence
 import keras
 from keras import layers, ops
 
-from .backbones import BACKBONES, OFFLINE_IMAGENET, RESOLUTION_MERGES
 from .objectives import MelanomaProbability  # (imported here: loading any saved model registers it)
+from .presets import BACKBONES, OFFLINE_IMAGENET, RESOLUTION_MERGES
 
 Kind = Literal["fusion", "image", "meta"]
 

