@@ -511,7 +511,6 @@ if ceiling_candidates and len(external) and len(external_holdout):
                                 ceiling_candidates, n_splits=cv_folds, folds=list(cv_run_folds) or None,
                                 repeats=cv_repeats, n_boot=n_boot, seed=seed)
     report.table(ceiling.set_index("candidate"), "table_objective_selection")
-    winners = ceiling.loc[ceiling["verdict"] == "wins", "candidate"].tolist()
     display(Markdown("\n".join(
         f"- **{r.candidate}** ({r.train_seconds_per_run:.0f} s per run, {r.repeats} fold assignment(s)): within copy a {r.within_copy_a:.3f} "
         f"({r.within_copy_a_ci_low:.3f}–{r.within_copy_a_ci_high:.3f}), melanoma vs nevus within copy a "
