@@ -110,3 +110,29 @@ def test_every_command_docs_cli_quotes_exists_with_its_options() -> None:
     assert {c[0] for c in commands if c} >= set(_subparsers()), "docs/cli.md lacks an example of a command"
     assert unknown_options(commands) == []
     assert unknown_options(quoted_commands("python -m melanoma_utils train --metadata x --epochz 3")) == ["train --epochz"]
+
+
+def test_the_gpu_estimate_is_the_cold_views_over_the_benchmarked_throughput(tmp_path: Path) -> None:
+    import json
+
+    import pandas as pd
+
+    from melanoma_utils.reports.doc_findings import gpu_estimate
+
+    reports, bench = tmp_path / "reports", tmp_path / "bench"
+    reports.mkdir()
+    bench.mkdir()
+    assert gpu_estimate(reports).startswith("No GPU estimate")  # nothing measured: says so, invents nothing
+    pd.DataFrame({"command": ["train defaults", "train defaults"], "cache": ["cold", "warm"], "wall_seconds": [130, 9],
+                  "embedding_seconds": [120.0, 0.4], "embedded_images": [1000, 0]}).to_csv(
+        reports / "table_train_timings.csv", index=False)
+    assert "is missing" in gpu_estimate(reports)
+    (bench / "h200-jax-bf16-effnet.json").write_text(json.dumps({
+        "machine": {"gpu": "NVIDIA H200, 1 MiB"}, "backend": "jax", "precision": "mixed_bfloat16",
+        "rows": [{"what": "training step", "model": "efficientnetb0", "size": 256, "images_per_second": 10.0},
+                 {"what": "prediction", "model": "efficientnetb0", "size": 256, "images_per_second": 8000.0}]}))
+    text = gpu_estimate(reports)
+    assert text.startswith("**Estimated, not measured:**")
+    # 1,000 images x 8 default views / 8,000 images/s = 1.0 s; the warm row (nothing embedded) is not estimated
+    assert "about 1.0 s for `train defaults` (1,000 images x 8 views; 2.0 min on the CPU above)" in text
+    assert text.count("about") == 1 and "8,000 images/s" in text

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
-from .doc_findings import ablation_findings, headline_table, validation_findings
+from .doc_findings import ablation_findings, gpu_estimate, headline_table, validation_findings
 from .doc_tables import (
     ablation_table,
     backbones_paired_table,
@@ -47,7 +47,7 @@ TABLES: dict[str, Callable[[Path], str]] = {"ablation": ablation_table, "ablatio
                                              "shortcut_audit": shortcut_audit_table, "headline": headline_table,
                                              "source_weighting": source_weighting_table,
                                              "objective_selection": objective_selection_table,
-                                             "train_timings": train_timings_table,
+                                             "train_timings": train_timings_table, "gpu_estimate": gpu_estimate,
                                              "validation_findings": validation_findings, "paper": paper_table,
                                              "backbones_paired": backbones_paired_table}
 
