@@ -27,6 +27,7 @@ CEILING_CANDIDATES: dict[str, dict[str, Any]] = {
     "diagnosis-masked (unknown: not melanoma)": {"objective": "diagnosis-masked"},
     "binary + last 1 block(s) adapted": {"adapt_blocks": 1},
     "diagnosis-masked + last 1 block(s) adapted": {"objective": "diagnosis-masked", "adapt_blocks": 1},
+    "diagnosis-masked + last 3 block(s) adapted": {"objective": "diagnosis-masked", "adapt_blocks": 3},
     "Shades of Gray before the backbone": {"preprocess": "shades_of_gray"},
     "two resolutions (320 + 224 px, concatenated)": {"image_size": 320, "extra_image_size": 224,
                                                      "resolution_merge": "concat"},
