@@ -495,10 +495,10 @@ if candidates:
 # Every model above is a frozen ImageNet encoder with a head on its pooled embedding. The candidates below change what
 # the encoder gives or what the head learns: a **diagnosis-aware head** (`train --objective diagnosis`, `unknown` a
 # class of its own, or `diagnosis-masked`), **partial fine-tuning** of the backbone's last block on cached activations
-# (`--adapt-blocks 1`), **Shades of Gray** colour constancy before the backbone (`--preprocess shades_of_gray`) and
+# (`--adapt-blocks 1`; the last three under the masked head, `--adapt-blocks 3`), **Shades of Gray** colour constancy before the backbone (`--preprocess shades_of_gray`) and
 # **two resolutions** (`--image-size 320 --extra-image-size 224 --resolution-merge concat`). Each is trained like
 # `train --external` (fusion, clinical + the external lesions, 1 cached view) on the same patient-grouped folds — and,
-# except the adapted ones (minutes per run on a CPU), on the same `cv_repeats` fold assignments as the core contrasts —
+# except the adapted ones (2–5 min per run on a CPU), on the same `cv_repeats` fold assignments as the core contrasts —
 # and judged by the rule above against today's default (within copy a above 0, the external hold-out's interval reaching
 # 0 or above; overall AUC a guard). The table also gives the seconds each fold run took on this machine.
 

@@ -3,7 +3,7 @@
 Counts, with a profiler over ``python -m melanoma_utils train`` on the synthetic demo set, the package files and the
 named functions entered (comprehensions and lambdas left out; calls made while a module is imported included), and the
 distinct cross-file call edges. ``--kind meta`` (default) is a one-epoch metadata-only run (~15 s); ``--kind fusion`` is
-``train``'s defaults (Lite0 embeddings of the demo images, ~80 s). Issue 32's before/after numbers come from this
+``train``'s defaults with one epoch (Lite0 embeddings of the demo images, ~80 s). Issue 32's before/after numbers come from this
 script run on two commits (``PYTHONPATH=<checkout> python scripts/walk_train.py``).
 
     python scripts/walk_train.py [--kind meta|fusion] [--list]
@@ -65,9 +65,11 @@ def main() -> None:
     a = ap.parse_args()
     if not a.metadata.is_file():
         sys.exit(f"{a.metadata}: not found; run `make demo-data` first")
-    out = Path(tempfile.mkdtemp()) / "run"
+    tmp = tempfile.TemporaryDirectory()
+    out = Path(tmp.name) / "run"
     argv = ["train", "--metadata", str(a.metadata), "--epochs", "1", "--out", str(out), "--verbose", "0"]
-    funcs, edges = walk(argv + (["--kind", "meta"] if a.kind == "meta" else []))
+    with tmp:
+        funcs, edges = walk(argv + (["--kind", "meta"] if a.kind == "meta" else []))
     files = Counter(f for f, _ in funcs)
     print(f"walk ({a.kind}): {len(files)} files, {len(funcs)} named functions, {len(edges)} cross-file call edges")
     if a.list:

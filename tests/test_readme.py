@@ -134,5 +134,7 @@ def test_the_gpu_estimate_is_the_cold_views_over_the_benchmarked_throughput(tmp_
     text = gpu_estimate(reports)
     assert text.startswith("**Estimated, not measured:**")
     # 1,000 images x 8 default views / 8,000 images/s = 1.0 s; the warm row (nothing embedded) is not estimated
-    assert "about 1.0 s for `train defaults` (1,000 images x 8 views; 2.0 min on the CPU above)" in text
+    assert "about 1.0 s for `train defaults`, cold (1,000 images x 8 views; 2.0 min on the CPU above)" in text
     assert text.count("about") == 1 and "8,000 images/s" in text
+    (bench / "h200-jax-bf16-effnet.json").write_text(json.dumps({"rows": [{"what": "training step"}]}))
+    assert "has no prediction row" in gpu_estimate(reports)

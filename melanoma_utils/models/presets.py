@@ -1,5 +1,6 @@
-"""Named training recipes, in the keras-hub manner: ``TrainConfig.from_preset("lite1-240", epochs=5)``,
-``python -m melanoma_utils train --preset lite1-240``, or ``preset: lite1-240`` in a parameter file.
+"""Where a model is named: the backbones (below) and named training recipes, in the keras-hub manner:
+``TrainConfig.from_preset("lite1-240", epochs=5)``, ``python -m melanoma_utils train --preset lite1-240``, or
+``preset: lite1-240`` in a parameter file.
 
 A preset is only the :class:`~melanoma_utils.models.train_config.TrainConfig` fields it changes from the defaults;
 the defaults themselves stay in ``TrainConfig`` (the ``lite0-224`` preset is them, unchanged). Pure data: imports

@@ -181,22 +181,25 @@ def headline_table(report_dir: Path) -> str:
 
 
 def gpu_estimate(report_dir: Path) -> str:
-    """What a GPU would change in ``train``'s cold embedding stage, ESTIMATED and labelled so: the views embedded in
-    ``table_train_timings.csv`` (images x ``TrainConfig().embedding_views``) over the prediction throughput an H200
+    """What a GPU would change in ``train``'s cold embedding stages, ESTIMATED and labelled so: the images each row of
+    ``table_train_timings.csv`` embedded, times the views ``train`` caches by default (``TrainConfig().embedding_views``:
+    the timings ran with the defaults and the table does not record views), over the prediction throughput an H200
     measured for EfficientNet-B0 (``reports/bench/h200-jax-bf16-effnet.json``; Lite0 at 224 px is the lighter
-    network). A note saying so when either file is missing."""
+    network). A note saying so when a file or the benchmark's prediction row is missing."""
     from ..models.train_config import TrainConfig
 
     timings, bench = report_dir / "table_train_timings.csv", report_dir.parent / "bench" / "h200-jax-bf16-effnet.json"
     if not timings.is_file() or not bench.is_file():
         return f"No GPU estimate: {timings if not timings.is_file() else bench} is missing.\n"
     b = pd.read_json(bench, typ="series")
-    pred = next(r for r in b["rows"] if r["what"] == "prediction")
+    pred = next((r for r in b["rows"] if r["what"] == "prediction"), None)
+    if pred is None:
+        return f"No GPU estimate: {bench} has no prediction row.\n"
     ips, views = float(pred["images_per_second"]), TrainConfig().embedding_views
     t = pd.read_csv(timings)
     cold = t[(t["embedded_images"] > 0) & t["embedding_seconds"].notna()]
-    parts = [f"about {r.embedded_images * views / ips:.1f} s for `{r.command}` ({r.embedded_images:,.0f} images x {views} "
-             f"views; {r.embedding_seconds / 60:.1f} min on the CPU above)" for r in cold.itertuples()]
+    parts = [f"about {r.embedded_images * views / ips:.1f} s for `{r.command}`, {r.cache} ({r.embedded_images:,.0f} images "
+             f"x {views} views; {r.embedding_seconds / 60:.1f} min on the CPU above)" for r in cold.itertuples()]
     return (f"**Estimated, not measured:** an {b['machine']['gpu'].split(',')[0]} predicted {pred['model']} at "
             f"{pred['size']} px at {ips:,.0f} images/s ({b['backend']}, {b['precision']}; `{bench.name}`), so the network "
             f"compute of the cold embedding stages would take {' and '.join(parts)}. A cold run on such a GPU would then be "

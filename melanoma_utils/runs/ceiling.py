@@ -49,7 +49,7 @@ def ceiling_selection(df: pd.DataFrame, external: pd.DataFrame, holdout: pd.Data
     against :data:`CEILING_BASE`: every endpoint with its CI, the paired deltas with CIs, seconds per run and the
     verdict (:func:`~melanoma_utils.runs.selection.selection_table`), plus ``folds`` and ``views`` columns. ``repeats``
     > 1: that many patient-grouped fold assignments for the candidates that train on cached embeddings (the paired
-    differences average over them; an adapted candidate, ~2 min per run on a CPU, runs the study's folds only; with
+    differences average over them; an adapted candidate, ~2–5 min per run on a CPU, runs the study's folds only; with
     ``folds`` given, only the study's folds run). Runs
     are kept in ``runs_dir`` and reused. An unknown name is an error naming the known ones."""
     names = check_variants(names, CEILING_CANDIDATES, "ceiling_candidates")

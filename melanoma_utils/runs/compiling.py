@@ -124,6 +124,7 @@ def _head_key(model: Any, learning_rate: float) -> str:
 #: The process's pool of compiled heads (:class:`HeadPool`).
 HEADS = HeadPool()
 
+
 @dataclass
 class Distribution:
     """How a run is spread over devices: a ``tf.distribute`` scope (TensorFlow) or a Keras ``DataParallel``

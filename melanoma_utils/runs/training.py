@@ -1,5 +1,5 @@
-"""Fitting: the training loop, class weights, precision and distribution set-up (compiling a model for ``fit``:
-:mod:`melanoma_utils.runs.compiling`).
+"""Fitting: the training loop, class weights and precision (compiling a model for ``fit`` and the devices it runs on:
+:mod:`melanoma_utils.runs.compiling`, whose device names this module re-exports).
 
 The study's configuration is the default (:class:`~melanoma_utils.runs.run.TrainConfig`): class-weighted binary
 cross-entropy with ``w_i = 1/n_i`` (normalised so the loss keeps its scale), Adam 1e-4, batch 32, early
