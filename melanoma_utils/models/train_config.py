@@ -13,7 +13,7 @@ from ..data.confounds import COPIES_CSV, SOURCE_WEIGHTINGS
 from ..data.diagnoses import OBJECTIVES, n_outputs
 from ..pipeline.transforms import PREPROCESSORS, preprocess_config
 from .features import FEATURE_SETS, check_feature_set
-from .presets import BACKBONES, RESOLUTION_MERGES, get_preset
+from .presets import BACKBONES, OFFLINE_IMAGENET, RESOLUTION_MERGES, default_image_size, get_preset
 
 #: Fine-tuning after the cached-embedding head: which backbone layers become trainable.
 FINETUNE_MODES: tuple[str, ...] = ("none", "top", "all")
@@ -121,8 +121,6 @@ class TrainConfig:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != getattr(base, f.name)}
 
     def _normalise(self) -> None:
-        from .presets import BACKBONES, OFFLINE_IMAGENET, default_image_size
-
         b = self.backbone if self.kind != "meta" else None  # a metadata-only model has no image branch
         if self.kind == "meta":
             self.backbone_weights = None

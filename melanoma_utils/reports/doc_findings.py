@@ -186,12 +186,14 @@ def gpu_estimate(report_dir: Path) -> str:
     the timings ran with the defaults and the table does not record views), over the prediction throughput an H200
     measured for EfficientNet-B0 (``reports/bench/h200-jax-bf16-effnet.json``; Lite0 at 224 px is the lighter
     network). A note saying so when a file or the benchmark's prediction row is missing."""
+    import json
+
     from ..models.train_config import TrainConfig
 
     timings, bench = report_dir / "table_train_timings.csv", report_dir.parent / "bench" / "h200-jax-bf16-effnet.json"
     if not timings.is_file() or not bench.is_file():
         return f"No GPU estimate: {timings if not timings.is_file() else bench} is missing.\n"
-    b = pd.read_json(bench, typ="series")
+    b = json.loads(bench.read_text())
     pred = next((r for r in b["rows"] if r["what"] == "prediction"), None)
     if pred is None:
         return f"No GPU estimate: {bench} has no prediction row.\n"

@@ -267,11 +267,11 @@ def grad_cam(run: Any, x: dict[str, np.ndarray], rows: np.ndarray) -> np.ndarray
         pre = model.get_layer("backbone_preprocess")
         fmap_model = keras.Model(base.inputs, base.layers[-2].output)  # the feature map before global pooling
         head = run.head_model()
+        second = second_scale_layers(model)
         with tf.GradientTape() as tape:
             scaled = pre(feed["image"])
             fmap = fmap_model(scaled, training=False)
             emb = tf.reduce_mean(fmap, axis=(1, 2))
-            second = second_scale_layers(model)
             if second:  # multi-resolution: the map of the image_size copy, the other copy's embedding merged in
                 resize, base_2, merge = second
                 emb = merge([emb, base_2(resize(scaled), training=False)])
