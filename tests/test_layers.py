@@ -13,7 +13,7 @@ import melanoma_utils
 
 #: Bottom to top. A module in layer i may import from layers 0..i.
 LAYERS: tuple[tuple[str, ...], ...] = (("config", "atomic", "versions", "progress", "lazy"), ("data",), ("pipeline",), ("evaluation",),
-                                       ("models",), ("runs",), ("reports",), ("cli",), ("__main__", "__init__"))
+                                       ("models",), ("runs",), ("study",), ("reports",), ("cli",), ("__main__", "__init__"))
 PKG = Path(melanoma_utils.__file__).parent
 
 
@@ -49,7 +49,7 @@ def test_no_module_imports_from_a_layer_above_it() -> None:
                 upward.append(f"{path.relative_to(PKG)}:{line} imports {'.'.join(target)}")
     assert not upward, "imports running upward:\n" + "\n".join(upward)
     assert {p.name for p in PKG.iterdir() if p.is_dir() and (p / "__init__.py").is_file()} == {
-        "pipeline", "data", "evaluation", "models", "runs", "reports", "cli"}
+        "pipeline", "data", "evaluation", "models", "runs", "study", "reports", "cli"}
 
 
 def test_each_subpackage_says_what_lives_there() -> None:

@@ -28,8 +28,9 @@ SOURCE_COPY = "source_copy"
 #: Derived groupings :func:`group_labels` understands besides metadata columns.
 DERIVED_GROUPS: tuple[str, ...] = ("camera", "source")
 #: How training weights a grouping (:func:`source_balanced_weights`): ``none``; ``balanced`` (equal malignant share
-#: per group, one-class groups weight 0); ``drop_single_class`` (one-class groups left out, others unweighted).
-WEIGHTING_MODES: tuple[str, ...] = ("none", "balanced", "drop_single_class")
+#: per group, one-class groups weight 0); ``drop_single_class`` (one-class groups left out, others unweighted);
+#: ``sources`` (every group the same total weight, its malignant share kept: no data set drowns another).
+WEIGHTING_MODES: tuple[str, ...] = ("none", "balanced", "drop_single_class", "sources")
 #: What a run may ask for: a mode, or ``auto`` — the one notebook 03's selection chose for the data at hand
 #: (:func:`melanoma_utils.runs.source_weights.resolve_weighting`).
 SOURCE_WEIGHTINGS: tuple[str, ...] = ("auto", *WEIGHTING_MODES)
@@ -148,7 +149,9 @@ def source_balanced_weights(target: Any, groups: Any, mode: str = "balanced") ->
     ``n_g·(1 − r) / n_g0``, where ``r`` is the malignant share of all such groups pooled: each group keeps its total
     weight ``n_g`` and its weighted malignant share becomes ``r``. A group of one class cannot be balanced (any weight
     leaves it all one class) and gets weight 0. ``drop_single_class``: one-class groups weight 0, others 1.
-    ``none``: all 1. Class weights (1/n per class) are applied on top by the trainer."""
+    ``sources``: every row of group ``g`` gets ``n / (G · n_g)`` (``G`` groups, ``n`` rows): each group carries the same
+    total weight ``n / G`` and keeps its own malignant share, so a large data set does not drown a small one; a group
+    of one class keeps its rows. ``none``: all 1. Class weights (1/n per class) are applied on top by the trainer."""
     if mode not in WEIGHTING_MODES:
         raise ValueError(f"source weighting must be one of {', '.join(WEIGHTING_MODES)}; got {mode!r}")
     y = np.asarray(target, int)
@@ -158,6 +161,8 @@ def source_balanced_weights(target: Any, groups: Any, mode: str = "balanced") ->
         return w
     names, inverse = np.unique(g, return_inverse=True)
     n_g = np.bincount(inverse, minlength=len(names)).astype(float)
+    if mode == "sources":
+        return len(y) / (len(names) * n_g[inverse])
     pos_g = np.bincount(inverse, weights=y, minlength=len(names))
     mixed = (pos_g > 0) & (pos_g < n_g)
     w[~mixed[inverse]] = 0.0

@@ -41,9 +41,26 @@ def _source_weighting_lines(sw: dict) -> list[str]:
     """The grouping training removed the label information of (``config.json``'s ``source_weighting``), if any."""
     if not sw.get("column"):
         return ["- Source weighting: none (no copy/source column in the data)."]
-    groups = ", ".join(f"{g['group']} {g['rows']:,} rows ({g['malignant_share']:.0%} malignant)" for g in sw.get("groups", []))
+    shares = _weight_shares(sw)
+    groups = ", ".join(f"{g['group']} {g['rows']:,} rows ({g['malignant_share']:.0%} malignant"
+                       + (f"; {shares[g['group']]:.0%} of the training weight" if g["group"] in shares else "") + ")"
+                       for g in sw.get("groups", []))
     left = f"; {sw['rows_left_out']:,} training rows of one-class groups left out" if sw.get("rows_left_out") else ""
     return [f"- Source weighting: {sw.get('weighting')} over `{sw['column']}` ({groups}){left}."]
+
+
+def _weight_shares(sw: dict) -> dict[str, float]:
+    """Each group's share of the total training weight before class weighting, from ``config.json``'s per-group row
+    weights and counts (empty when the run recorded no weights: weighting none)."""
+    weights = sw.get("weights") or {}
+    totals = {}
+    for g in sw.get("groups", []):
+        w = weights.get(g["group"])
+        if w is None:
+            continue
+        totals[g["group"]] = g["benign"] * (w.get("benign") or 0.0) + g["malignant"] * (w.get("malignant") or 0.0)
+    total = sum(totals.values())
+    return {k: v / total for k, v in totals.items()} if total > 0 else {}
 
 
 #: How the model card says what a run was trained on (``TrainConfig.objective``).

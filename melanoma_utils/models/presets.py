@@ -54,12 +54,20 @@ class Preset:
 
 #: The recipe ``train`` uses when no ``--preset`` is given: TrainConfig's defaults.
 DEFAULT_PRESET = "lite0-224"
+#: End-to-end fine-tuning on a CPU, every source weighted alike (the fine-tuning selection, ``study.finetune``).
+FINETUNE_PRESET = "lite0-ft128"
 
 _PRESETS: tuple[Preset, ...] = (
     Preset("lite0-224", "the default model: ImageNet EfficientNet-Lite0 (weights from a pip package) frozen at 224 px, "
                         "the study's head on 8 cached dihedral views, copy-balanced where the data have copies"),
     Preset("lite0-224-tta8", "lite0-224 scored with 8 test-time views (the real-data renderings of the study)",
            {"tta": 8}),
+    Preset(FINETUNE_PRESET, "end-to-end fine-tuning a CPU affords: ImageNet EfficientNet-Lite0 at 128 px, the head "
+                            "first on cached frozen embeddings (1 view: the warm-up), then every convolution trained on "
+                            "augmented images for 6 epochs (Adam 1e-4, cosine decay, BatchNorm statistics frozen), each "
+                            "source (copy a/b, every external data set) the same total weight",
+           {"image_size": 128, "embedding_views": 1, "finetune": "all", "finetune_epochs": 6,
+            "finetune_learning_rate": 1e-4, "finetune_schedule": "cosine", "source_weighting": "sources"}),
     Preset("lite1-240", "lite0-224 with EfficientNet-Lite1 at its ImageNet size (240 px)",
            {"backbone": "efficientnetlite1"}),
     Preset("lite2-260", "lite0-224 with EfficientNet-Lite2 at its ImageNet size (260 px)",

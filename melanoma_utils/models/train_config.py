@@ -17,6 +17,9 @@ from .presets import BACKBONES, OFFLINE_IMAGENET, RESOLUTION_MERGES, default_ima
 
 #: Fine-tuning after the cached-embedding head: which backbone layers become trainable.
 FINETUNE_MODES: tuple[str, ...] = ("none", "top", "all")
+#: Fine-tuning's learning rate over its steps: constant, or a cosine decay to 0 (resumes where it stopped: the step
+#: count is part of the optimizer state a resumed run restores).
+FINETUNE_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 #: How training uses devices (see :func:`melanoma_utils.runs.training.make_distribution`).
 STRATEGIES: tuple[str, ...] = ("auto", "one", "mirrored", "multiworker", "tpu")
 #: Which inputs a model takes.
@@ -82,6 +85,8 @@ class TrainConfig:
     head_learning_rate: float = 1e-3  # Adam learning rate of the head trained on cached embeddings
     finetune: str = "none"  # after the cached-embedding head: none | top (last blocks) | all
     finetune_epochs: int = 2
+    finetune_schedule: str = "constant"  # constant | cosine (FINETUNE_SCHEDULES)
+    label_smoothing: float = 0.0  # fine-tuning's binary cross-entropy: targets pulled this far toward 1/2
     # partial fine-tuning on a CPU (models.partial): after the head, train the backbone's last adapt_blocks MBConv
     # blocks + its head conv + the head on cached activations entering them (0: off; EfficientNet-Lite only)
     adapt_blocks: int = 0
@@ -176,6 +181,10 @@ class TrainConfig:
             raise ValueError("freeze_epochs and finetune_epochs must be >= 0")
         if self.finetune not in FINETUNE_MODES:
             raise ValueError(f"finetune must be one of {', '.join(FINETUNE_MODES)}; got {self.finetune!r}")
+        if self.finetune_schedule not in FINETUNE_SCHEDULES:
+            raise ValueError(f"finetune_schedule must be one of {', '.join(FINETUNE_SCHEDULES)}; got {self.finetune_schedule!r}")
+        if not 0 <= float(self.label_smoothing) < 0.5:
+            raise ValueError(f"label_smoothing must be in [0, 0.5); got {self.label_smoothing}")
         if int(self.tta) not in TTA_VIEWS:
             raise ValueError(f"tta must be in {TTA_VIEWS[0]}..{TTA_VIEWS[-1]}; got {self.tta}")
         if int(self.verbose) not in VERBOSITY:
@@ -322,6 +331,8 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
                             f"{COPIES_CSV} beside the CSV", metavar="COLUMN"),
     Option("source_weighting", "balanced: every group of --source-column gets the same malignant share (a group of one "
                                "class is left out); drop_single_class: groups of one class left out, no reweighting; "
+                               "sources: every group (copy, external data set; the data sets where there is no copy "
+                               "column) the same total weight, its malignant share kept; "
                                "auto: balanced without --external, none with it (what notebook 03's selection found "
                                "within copy a)", choices=SOURCE_WEIGHTINGS),
     Option("objective", "what the model learns: binary (melanoma vs the rest, the study's); diagnosis (the diagnosis "
@@ -337,6 +348,10 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
                        "backbone's last stage (top) or all of it", choices=FINETUNE_MODES),
     Option("finetune_epochs", "epochs of --finetune", check="positive_int"),
     Option("finetune_learning_rate", "learning rate of --finetune", check="positive_float"),
+    Option("finetune_schedule", "learning rate over --finetune's steps: constant, or cosine (decays to 0)",
+           choices=FINETUNE_SCHEDULES),
+    Option("label_smoothing", "--finetune's binary cross-entropy with targets pulled this far toward 1/2, in [0, 0.5)",
+           check="fraction"),
     Option("adapt_blocks", "partial fine-tuning a CPU affords: after the head, train the backbone's last N MBConv "
                            "blocks, its head conv and the head on cached activations (0: off; EfficientNet-Lite)",
            check="nonneg_int"),

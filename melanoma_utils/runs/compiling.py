@@ -24,25 +24,43 @@ EAGER_MAX_STEPS = 100
 EAGER_MAX_STEPS_IMAGES = 24
 
 
+def learning_rate_schedule(learning_rate: float, steps: int | None, schedule: str = "constant") -> Any:
+    """Adam's learning rate: the constant ``learning_rate``, or (``schedule="cosine"``) a cosine decay from it to 0 over
+    ``steps`` optimizer steps (needs ``steps``). The schedule reads the optimizer's step count, which a resumed fit
+    restores, so a resumed fine-tune continues on the same curve."""
+    import keras
+
+    if schedule == "constant":
+        return learning_rate
+    if schedule != "cosine":
+        raise ValueError(f"learning-rate schedule must be constant or cosine; got {schedule!r}")
+    if not steps or steps < 1:
+        raise ValueError(f"a cosine schedule needs the number of steps it decays over; got {steps!r}")
+    return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=int(steps))
+
+
 def compile_model(model: Any, learning_rate: float, steps: int | None = None, images: bool = False,
-                  objective: str = "binary") -> None:
-    """Adam + class-weighted BCE with ROC/PR AUC metrics (``objective="binary"``), or Adam + the diagnosis loss on
-    logits (:class:`~melanoma_utils.models.objectives.DiagnosisLoss`, no AUC metrics: the logits are not a
+                  objective: str = "binary", schedule: str = "constant", label_smoothing: float = 0.0) -> None:
+    """Adam + class-weighted BCE with ROC/PR AUC metrics (``objective="binary"``; ``label_smoothing`` pulls the
+    targets toward 1/2), or Adam + the diagnosis loss on logits
+    (:class:`~melanoma_utils.models.objectives.DiagnosisLoss`, no AUC metrics: the logits are not a
     probability); eager (TensorFlow, one replica) when ``steps`` is given and at most :data:`EAGER_MAX_STEPS`
-    (:data:`EAGER_MAX_STEPS_IMAGES` for a model that decodes ``images``)."""
+    (:data:`EAGER_MAX_STEPS_IMAGES` for a model that decodes ``images``). ``schedule``: the learning rate over the
+    ``steps`` (:func:`learning_rate_schedule`)."""
     import keras
 
     limit = EAGER_MAX_STEPS_IMAGES if images else EAGER_MAX_STEPS
     eager = steps is not None and steps <= limit and keras.backend.backend() == "tensorflow"
     eager = eager and replicas() == 1  # (JAX compiles fast)
     if objective == "binary":
-        loss, metrics = keras.losses.BinaryCrossentropy(), [keras.metrics.AUC(name="auc"), keras.metrics.AUC(curve="PR", name="pr_auc")]
+        loss = keras.losses.BinaryCrossentropy(label_smoothing=float(label_smoothing))
+        metrics = [keras.metrics.AUC(name="auc"), keras.metrics.AUC(curve="PR", name="pr_auc")]
     else:
         from ..models.objectives import DiagnosisLoss
 
         loss, metrics = DiagnosisLoss(), []
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=keras.optimizers.Adam(learning_rate_schedule(learning_rate, steps, schedule)),
         loss=loss,
         metrics=metrics,
         weighted_metrics=[],

@@ -66,6 +66,8 @@ def apply_source_weighting(train: pd.DataFrame, val: pd.DataFrame, cfg: TrainCon
     (calibration and the threshold see the whole population) and its weights only shape the early-stopping loss.
     ``facts``: the column, the weighting, the rows left out and the label spread per group of the training part."""
     column = resolve_source_column(cfg.source_column, train)
+    if column is None and cfg.source_column == "auto" and cfg.source_weighting == "sources" and "source" in train:
+        column = "source"  # no copy column: the data sets themselves are the sources
     mode = resolve_weighting(cfg.source_weighting, external) if column else "none"
     facts: dict[str, Any] = {"column": column, "weighting": mode, "asked": cfg.source_weighting}
     if column is None:

@@ -230,14 +230,18 @@ def _train_on_embeddings(cfg: TrainConfig, train: pd.DataFrame, val: pd.DataFram
             layer.trainable = False
     if cfg.finetune != "none":
         n_trainable = set_finetune_trainable(base, cfg.finetune)
-        compile_model(model, cfg.finetune_learning_rate, _steps(len(train), cfg.batch_size, cfg.finetune_epochs), images=True)
+        compile_model(model, cfg.finetune_learning_rate, _steps(len(train), cfg.batch_size, cfg.finetune_epochs), images=True,
+                      schedule=cfg.finetune_schedule, label_smoothing=cfg.label_smoothing)
         ds_tr, ds_va, seeds = _datasets(cfg, train, val, encoder, class_weights, preprocess)
         t2 = time.perf_counter()
         ft = ResumeState(out_dir / "backup" / "finetune.npz", cfg.patience, phase="finetune")
         _fit_resumable(model, ds_tr, ds_va, ft, head_epochs, head_epochs + cfg.finetune_epochs, cfg.verbose, seeds)
         rows += ft.rows
         stages["finetune"] = {"mode": cfg.finetune, "seconds": time.perf_counter() - t2, "epochs": len(ft.rows),
-                              "learning_rate": cfg.finetune_learning_rate, "trainable_backbone_weights": n_trainable}
+                              "learning_rate": cfg.finetune_learning_rate, "schedule": cfg.finetune_schedule,
+                              "label_smoothing": cfg.label_smoothing, "trainable_backbone_weights": n_trainable,
+                              # training rows per second of fine-tuning, its validation passes included (a resumed run counts its earlier part)
+                              "images_per_second": len(train) * len(ft.rows) / max(ft.seconds_before + time.perf_counter() - t2, 1e-9)}
         base.trainable = False  # the saved model's backbone is frozen again (a later fit must opt in)
     _write_history(rows, out_dir / "history.csv")
     return model, len(rows), stages

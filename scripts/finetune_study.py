@@ -1,0 +1,68 @@
+"""Issue 42's selection: end-to-end fine-tuning on a CPU (the ``lite0-ft128`` recipe), with and without every source
+weighted alike, against today's frozen default (:mod:`melanoma_utils.study.finetune`), each trained on the shared ISIC
+2020 subset plus every external source (the shared HAM10000 part and the ISIC 2017 part) by patient-grouped CV on
+the ISIC subset; scored within copy a (primary), melanoma vs nevus within copy a, overall, and on the lesions held out
+of each external source (20%, lesion-grouped, never trained on). Writes ``table_finetune_selection.csv`` into
+``--report-dir``.
+
+    python scripts/finetune_study.py                     # every candidate, 2 folds (~1 h cold on 2 CPU cores)
+    python scripts/finetune_study.py --candidates "fine-tuned 128 px"
+
+Real data beside the checkout (``../shared/data``); runs are reused from ``--runs`` when present.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from melanoma_utils.atomic import atomic_write
+from melanoma_utils.data.confounds import with_source_copies
+from melanoma_utils.data.isic import load_dataset
+from melanoma_utils.data.sources import combine_external, hold_out_external, load_external
+from melanoma_utils.study.finetune import FINETUNE_CANDIDATES, finetune_selection
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+#: Display names of the external folders (the ISIC 2017 part is read through the ISIC 2019 layout).
+SOURCES = {"ham10000-256": "ham10000", "isic2017-256": "isic2017"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--images-csv", type=Path, default=SHARED / "isic2020-256" / "train.csv")
+    ap.add_argument("--external", type=Path, nargs="+", default=[SHARED / s for s in SOURCES])
+    ap.add_argument("--report-dir", type=Path, default=Path("reports/isic2020"))
+    ap.add_argument("--runs", type=Path, default=Path("reports/isic2020/runs/finetune"))
+    ap.add_argument("--folds", type=int, default=2, help="patient-grouped folds of the ISIC subset (all run)")
+    ap.add_argument("--candidates", nargs="*", default=list(FINETUNE_CANDIDATES), metavar="NAME",
+                    help="which candidates (default: all): " + "; ".join(FINETUNE_CANDIDATES))
+    ap.add_argument("--n-boot", type=int, default=1000)
+    args = ap.parse_args()
+
+    ds = load_dataset(args.images_csv)
+    df, _ = with_source_copies(ds.frame, args.images_csv)
+    train_parts, holdouts = [], {}
+    for folder in args.external:
+        ext, _ = combine_external(df, [load_external(folder, on_missing="drop")])
+        ext, held = hold_out_external(ext, 0.2, seed=0)  # each source's own lesion-grouped, melanoma-stratified split
+        train_parts.append(ext)
+        holdouts[SOURCES.get(folder.name, folder.name)] = held
+    external = pd.concat(train_parts, ignore_index=True)
+    start = time.perf_counter()
+    table = finetune_selection(df, external, holdouts, args.runs, args.candidates, n_splits=args.folds,
+                               n_boot=args.n_boot)
+    atomic_write(args.report_dir / "table_finetune_selection.csv", lambda tmp: table.to_csv(tmp, index=False))
+    cols = ["candidate", "within_copy_a", "delta_within_copy_a", "delta_within_copy_a_ci_low",
+            "delta_within_copy_a_ci_high", "mvn_within_copy_a", "delta_mvn_within_copy_a",
+            *[c for c in table.columns if c.startswith("holdout_") and "_ci_" not in c], "overall",
+            "train_seconds_per_run", "verdict"]
+    with pd.option_context("display.width", 250, "display.max_columns", 30, "display.precision", 3):
+        print(table[cols].to_string(index=False))
+    print(f"{time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
