@@ -1,0 +1,154 @@
+"""End-to-end fine-tuning on a CPU (the ``lite0-ft128`` recipe), source weighting that gives every source the same
+total weight, and the per-population selection rule of :mod:`melanoma_utils.study.finetune`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from melanoma_utils.data.confounds import source_balanced_weights
+from melanoma_utils.data.isic import load_dataset
+from melanoma_utils.models.presets import FINETUNE_PRESET
+from melanoma_utils.runs.run import Run, TrainConfig
+from melanoma_utils.study.finetune import chosen_candidate, finetune_verdict
+
+
+@pytest.fixture(autouse=True)
+def _user_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("MELANOMA_UTILS_CACHE", str(tmp_path_factory.getbasetemp() / "user-cache"))
+
+
+def test_sources_weighting_gives_every_source_the_same_total_and_keeps_its_melanoma_share() -> None:
+    # copy a: 6 rows (2 malignant); copy b: 2 benign rows; ham: 12 rows (3 malignant)
+    groups = ["a"] * 6 + ["b"] * 2 + ["ham"] * 12
+    y = [1, 1, 0, 0, 0, 0] + [0, 0] + [1, 1, 1] + [0] * 9
+    w = source_balanced_weights(y, groups, "sources")
+    g, yy = np.array(groups), np.array(y)
+    totals = {k: w[g == k].sum() for k in ("a", "b", "ham")}
+    assert totals == pytest.approx({"a": 20 / 3, "b": 20 / 3, "ham": 20 / 3})  # n / G each, summing to n = 20
+    assert w.sum() == pytest.approx(len(y))
+    for k, share in (("a", 2 / 6), ("ham", 3 / 12)):  # the weighted melanoma share of a source is its own
+        m = g == k
+        assert w[m & (yy == 1)].sum() / w[m].sum() == pytest.approx(share)
+    assert (w[g == "b"] > 0).all()  # a one-class source keeps its rows (unlike balanced)
+
+
+def test_sources_weighting_reaches_the_training_rows_and_the_model_card(tiny_csv: Path) -> None:
+    from melanoma_utils.evaluation.modelcard import _source_weighting_lines
+    from melanoma_utils.runs.source_weights import apply_source_weighting
+
+    df = load_dataset(tiny_csv).frame
+    df = df.assign(source=np.where(np.arange(len(df)) < 18, "isic2020", "ham10000"))
+    cfg = TrainConfig.from_preset("test", source_weighting="sources", source_column="auto")
+    train, _, facts = apply_source_weighting(df, df, cfg, external=True)
+    assert facts["column"] == "source" and facts["weighting"] == "sources"  # no copy column: the data sets
+    sums = train.groupby("source")["sample_weight"].sum()
+    assert sums["isic2020"] == pytest.approx(sums["ham10000"]) == pytest.approx(len(df) / 2)
+    line = _source_weighting_lines(facts)[0]
+    assert "isic2020 18 rows" in line and "ham10000 6 rows" in line and line.count("50% of the training weight") == 2
+
+
+def test_cosine_schedule_decays_to_zero_and_constant_stays() -> None:
+    from melanoma_utils.runs.compiling import learning_rate_schedule
+
+    s = learning_rate_schedule(1e-3, 100, "cosine")
+    assert float(s(0)) == pytest.approx(1e-3) and float(s(50)) == pytest.approx(5e-4, rel=1e-3)
+    assert float(s(100)) == pytest.approx(0.0, abs=1e-9)
+    assert learning_rate_schedule(1e-3, 100, "constant") == 1e-3
+    with pytest.raises(ValueError, match="steps"):
+        learning_rate_schedule(1e-3, None, "cosine")
+
+
+def test_finetune_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="finetune_schedule"):
+        TrainConfig(finetune_schedule="step")
+    with pytest.raises(ValueError, match="label_smoothing"):
+        TrainConfig(label_smoothing=0.5)
+    cfg = TrainConfig.from_preset(FINETUNE_PRESET)
+    assert (cfg.finetune, cfg.image_size, cfg.finetune_schedule, cfg.source_weighting) == ("all", 128, "cosine", "sources")
+
+
+def _table(**deltas: tuple[float, float, float]) -> pd.DataFrame:
+    """One base row and one candidate row with the given (delta, ci_low, ci_high) per endpoint."""
+    ends = {"within_copy_a": (0.02, 0.005, 0.04), "mvn_within_copy_a": (0.0, -0.03, 0.03),
+            "holdout_ham10000": (0.03, 0.01, 0.05), "holdout_isic2017": (0.01, -0.02, 0.04), **deltas}
+    rows = [{"candidate": "base", "base": "base"}, {"candidate": "c", "base": "base"}]
+    for e, (d, lo, hi) in ends.items():
+        rows[0].update({f"delta_{e}": 0.0, f"delta_{e}_ci_low": 0.0, f"delta_{e}_ci_high": 0.0})
+        rows[1].update({f"delta_{e}": d, f"delta_{e}_ci_low": lo, f"delta_{e}_ci_high": hi})
+    return pd.DataFrame(rows)
+
+
+def test_selection_rule_protects_every_population() -> None:
+    assert list(finetune_verdict(_table())) == ["base", "wins"]
+    # buying the other populations by losing ISIC 2020 within copy a: no win
+    lost = finetune_verdict(_table(within_copy_a=(-0.03, -0.05, -0.01)))
+    assert lost.iloc[1] == "does not win: loses within_copy_a"
+    # a clear loss on one external source is a loss, whatever the gains elsewhere
+    assert finetune_verdict(_table(holdout_isic2017=(-0.05, -0.08, -0.02))).iloc[1] == "does not win: loses holdout_isic2017"
+    assert finetune_verdict(_table(within_copy_a=(0.0, -0.01, 0.01))).iloc[1] == "does not win: no gain within copy a"
+    none_clear = _table(within_copy_a=(0.01, -0.01, 0.03), holdout_ham10000=(0.01, -0.01, 0.03))
+    assert finetune_verdict(none_clear).iloc[1] == "does not win: no interval above 0"
+    assert finetune_verdict(_table(holdout_ham10000=(np.nan, np.nan, np.nan))).iloc[1].endswith("not scored")
+    t = _table()
+    t["verdict"] = finetune_verdict(t)
+    assert chosen_candidate(t) == "c"
+    t.loc[1, "verdict"] = "does not win: no gain within copy a"
+    assert chosen_candidate(t) is None
+
+
+def _ft_cfg(**kw) -> TrainConfig:
+    base = dict(kind="fusion", backbone="efficientnetlite0", backbone_weights="imagenet", image_size=32, epochs=2,
+                batch_size=8, embedding_views=1, head_units=(8,), meta_units=(4,), verbose=0, finetune="all",
+                finetune_epochs=2, finetune_learning_rate=1e-3, finetune_schedule="cosine", label_smoothing=0.1,
+                patience=50, seed=3)
+    return TrainConfig(**{**base, **kw})
+
+
+@pytest.mark.slow
+def test_finetuned_run_saves_what_it_learned_and_a_killed_finetune_resumes_to_the_same_model(
+        tiny_csv: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    from melanoma_utils.runs import resume
+    from melanoma_utils.runs.training import train_run
+
+    df = load_dataset(tiny_csv).frame
+    whole = train_run(df, _ft_cfg(), tmp_path / "whole")
+    ft = whole.config["stages"]["finetune"]
+    assert ft["epochs"] == 2 and ft["schedule"] == "cosine" and ft["images_per_second"] > 0
+    # the saved model predicts what the model in memory predicted (the fine-tuned backbone was saved, not ImageNet's)
+    in_memory = whole.model.predict({"image": _images(whole, df), "meta": whole.encoder.transform(df)}, verbose=0)
+    saved = Run.load(tmp_path / "whole")
+    np.testing.assert_allclose(saved.model.predict({"image": _images(saved, df), "meta": saved.encoder.transform(df)},
+                                                   verbose=0), in_memory, atol=1e-5)
+    from melanoma_utils.models.fusion import build_backbone
+
+    imagenet = build_backbone("efficientnetlite0", 32, "imagenet").get_layer("stem_conv").get_weights()[0]
+    assert not np.allclose(saved.model.get_layer("backbone").get_layer("stem_conv").get_weights()[0], imagenet)
+
+    # kill the fine-tune after its first epoch was saved, then train again into the same folder: it resumes
+    real_save = resume.ResumeState._save
+
+    def save_then_die(self, epoch, seconds):
+        real_save(self, epoch, seconds)
+        if self.phase == "finetune":
+            raise KeyboardInterrupt("killed after a fine-tuning epoch")
+
+    monkeypatch.setattr(resume.ResumeState, "_save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(df, _ft_cfg(), tmp_path / "resumed")
+    monkeypatch.setattr(resume.ResumeState, "_save", real_save)
+    capsys.readouterr()
+    resumed = train_run(df, _ft_cfg(), tmp_path / "resumed")
+    assert "resuming fine-tuning after epoch" in capsys.readouterr().out  # continued, not started again
+    for a, b in zip(resumed.model.get_weights(), whole.model.get_weights(), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(resumed.predict(df), whole.predict(df), atol=1e-5)
+
+
+def _images(run: Run, df: pd.DataFrame) -> np.ndarray:
+    from melanoma_utils.pipeline.feeds import load_image_array
+
+    return load_image_array(list(df["image_path"]), run.config["train"]["image_size"], run.config["preprocess"])
