@@ -111,7 +111,7 @@ def cached_embeddings(
         f = folder / f"{d}.npy"
         if f.is_file():
             try:
-                arr = np.load(f)
+                arr = np.load(f, allow_pickle=False)
                 if arr.ndim >= 2 and arr.shape[0] >= views:  # an entry with more views serves fewer
                     out[i] = arr[:views].astype(dtype)
                     continue

