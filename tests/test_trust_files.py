@@ -96,3 +96,45 @@ def test_a_payload_in_any_pickled_part_of_a_weights_file_never_runs(part: str, t
     with pytest.raises(WeightsFileError, match=f"payload-in-{part}.pth"):
         read_torch_legacy(path)
     assert not marker.exists(), f"code ran from the {part} part of a weights file"
+
+
+FORMULAS = ["=HYPERLINK(\"http://x\",\"y\")1", "+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tTAB", "\rCR"]
+
+
+def test_cells_a_spreadsheet_would_execute_are_written_as_text_and_read_back(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from melanoma_utils.data.csvfiles import read_csv, write_csv
+
+    frame = pd.DataFrame({"image_name": [*FORMULAS, "ISIC_1", "it's fine"], "probability": [-0.5, 0.1, 0.2, 0.3, 0.4,
+                                                                                          0.5, 0.6, 0.7]})
+    path = write_csv(frame, tmp_path / "p.csv")
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)  # what a spreadsheet sees
+    assert all(v.startswith("'") for v in raw["image_name"][:6]), raw["image_name"].tolist()
+    assert raw["image_name"][6:].tolist() == ["ISIC_1", "it's fine"]
+    assert raw["probability"][0] == "-0.5"  # a number stays a number
+    back = read_csv(path)  # the package reads the original names
+    assert back["image_name"].tolist() == frame["image_name"].tolist()
+
+
+@pytest.mark.slow
+def test_predict_writes_a_formula_image_name_as_text_and_evaluate_joins_it_back(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from conftest import write_dataset
+    from melanoma_utils import cli
+
+    csv = write_dataset(tmp_path / "d", n=24, size=24)
+    assert cli.main(["train", "--metadata", str(csv), "--out", str(tmp_path / "run"), "--model", "meta",
+                     "--epochs", "1", "--verbose", "0"]) == 0
+    meta = pd.read_csv(csv)
+    bad = "=HYPERLINK(\"evil\",\"x\")1"
+    (tmp_path / "d" / "train" / "IMG_0000.jpg").rename(tmp_path / "d" / "train" / f"{bad}.jpg")
+    meta.loc[0, "image_name"] = bad
+    new = tmp_path / "new.csv"
+    meta.to_csv(new, index=False)
+    out = tmp_path / "preds.csv"
+    assert cli.main(["predict", "--run", str(tmp_path / "run"), "--metadata", str(new), "--out", str(out)]) == 0
+    first = out.read_text().splitlines()[1]
+    assert first.startswith("\"'=HYPERLINK"), first  # text to a spreadsheet, not a formula
+    assert cli.main(["evaluate", "--predictions", str(out), "--metadata", str(new), "--out", str(tmp_path / "rep")]) == 0

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..data.csvfiles import restore_cells
 from ..data.isic import DataError
 from .args import (
     _existing_file,
@@ -90,9 +91,9 @@ def _predict(args: argparse.Namespace) -> int:
         ita = np.full(len(preds), np.nan)
         ita[ok] = image_cues(list(df.loc[ok, "image_path"]))["ita"].to_numpy()
         preds["ita"] = np.round(ita, 2)
-    from ..atomic import atomic_write
+    from ..data.csvfiles import write_csv
 
-    atomic_write(args.out, lambda tmp: preds.to_csv(tmp, index=False))
+    write_csv(preds, args.out)  # a file name a spreadsheet would execute is written as text
     bad = preds[preds["error"] != ""]
     print(f"predictions: {len(preds) - len(bad):,} of {len(preds):,} rows -> {args.out} "
           f"(threshold {float(preds['threshold'].iloc[0]) if len(preds) else run.threshold:.4f}, "
@@ -147,7 +148,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.out is not None:
         _check_report_out(args.out, args.overwrite)
     try:
-        preds = pd.read_csv(args.predictions, dtype={"image_name": str})
+        preds = restore_cells(pd.read_csv(args.predictions, dtype={"image_name": str}))
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise DataError(f"{args.predictions}: not a predictions CSV from `predict` ({exc})") from None
     meta = load_metadata(args.metadata, require_target=True).frame

@@ -1,5 +1,6 @@
-"""CSV files at the boundary: reading a CSV with errors that name the file (and refusing duplicated columns), the
-official duplicate list, finding a data set folder's metadata file. :class:`DataError` is every data error's type."""
+"""CSV files at the boundary: reading a CSV with errors that name the file (and refusing duplicated columns), writing
+one that a spreadsheet cannot execute (:func:`write_csv`), the official duplicate list, finding a data set folder's
+metadata file. :class:`DataError` is every data error's type."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
+
+from ..atomic import atomic_write
 
 
 class DataError(ValueError):
@@ -22,8 +25,55 @@ def _lines(index: Iterable[int], limit: int = 5) -> str:
     return shown + (f" … ({len(pos)} rows)" if len(pos) > limit else "")
 
 
+#: A text cell starting with one of these is a formula to a spreadsheet (OWASP's CSV-injection list).
+FORMULA_STARTS: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
+#: What :func:`neutralise_cells` puts before such a cell (and :func:`restore_cells` takes away).
+FORMULA_GUARD = "'"
+
+
+def neutralise_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``frame`` in which every text cell (and text index value or column name) that starts with a
+    formula character (:data:`FORMULA_STARTS`) is prefixed with :data:`FORMULA_GUARD`, so that a spreadsheet shows
+    it as text instead of executing it. Numbers (a negative probability, say) are not text and stay as they are."""
+    def guard(value: object) -> object:
+        return FORMULA_GUARD + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col].dtype):
+            out[col] = out[col].map(guard)
+    out.columns = [guard(c) for c in out.columns]
+    if out.index.dtype == object or pd.api.types.is_string_dtype(out.index.dtype):
+        out.index = out.index.map(guard)
+    return out
+
+
+def restore_cells(frame: pd.DataFrame) -> pd.DataFrame:
+    """Undo :func:`neutralise_cells` on a table read back (a guarded cell gets its original text)."""
+    def unguard(value: object) -> object:
+        if isinstance(value, str) and value.startswith(FORMULA_GUARD) and value[1:2] and value[1:].startswith(FORMULA_STARTS):
+            return value[1:]
+        return value
+
+    out = frame.copy()
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col].dtype):
+            out[col] = out[col].map(unguard)
+    out.columns = [unguard(c) for c in out.columns]
+    return out
+
+
+def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str], index: bool = False) -> Path:
+    """Write ``frame`` to ``path`` atomically (a temporary name moved into place), its text cells neutralised for
+    spreadsheets (:func:`neutralise_cells`) and quoted (numbers are not), so that a carriage return or line break
+    inside a name cannot split a row; :func:`read_csv` reads the original values back."""
+    safe = neutralise_cells(frame)
+    return atomic_write(path, lambda tmp: safe.to_csv(tmp, index=index, quoting=csv.QUOTE_NONNUMERIC))
+
+
 def read_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
-    """Read a CSV as strings, with a clear error if it is absent or not a CSV."""
+    """Read a CSV as strings, with a clear error if it is absent or not a CSV; cells a package writer guarded against
+    spreadsheet execution (:func:`write_csv`) get their original text back."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: metadata file not found")
@@ -38,7 +88,7 @@ def read_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
     if twice:
         raise DataError(f"{path}: column(s) {', '.join(map(repr, twice))} appear more than once in the header (line 1); "
                         "keep one of each")
-    return table
+    return restore_cells(table)
 
 
 def find_metadata_csv(root: str | os.PathLike[str]) -> Path:

@@ -48,10 +48,12 @@ class Report:
         return save_figure(fig, self.figures / f"{name}.png")
 
     def table(self, df: pd.DataFrame, name: str) -> Path:
-        """Save a table as ``<name>.csv`` (temporary name, then moved)."""
-        from ..atomic import atomic_write
+        """Save a table as ``<name>.csv`` (temporary name, then moved; text cells a spreadsheet would execute
+        neutralised); the index is written only where it is named (no ``Unnamed: 0`` column)."""
+        from ..data.csvfiles import write_csv
 
-        return atomic_write(self.report_dir / f"{name}.csv", df.to_csv)
+        named = any(n is not None for n in df.index.names)
+        return write_csv(df, self.report_dir / f"{name}.csv", index=named)
 
 
 def open_study(report_dir: str, synthetic: bool, seed: int, images_csv: str | None = None,

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import json_safe
+from ..data.csvfiles import write_csv
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -113,7 +114,7 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike[str], tag: s
     into ``out_dir`` (each under a temporary name, then moved into place). Returns the paths."""
     import matplotlib.pyplot as plt
 
-    from ..atomic import atomic_write, write_json
+    from ..atomic import write_json
     from .plots import save_figure
 
     out = Path(out_dir)
@@ -122,7 +123,7 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike[str], tag: s
     tables = {"operating_points": operating_points_table(report), "subgroups": pd.DataFrame(report["subgroups"]),
               "net_benefit": pd.DataFrame(report["net_benefit"]), "reliability": pd.DataFrame(report["reliability"])}
     for name, t in tables.items():
-        paths.append(atomic_write(out / f"{name}.csv", lambda tmp, t=t: t.to_csv(tmp, index=False)))
+        paths.append(write_csv(t, out / f"{name}.csv"))
     for name, fig in report_figures(report, tag).items():
         paths.append(save_figure(fig, out / f"{name}.png"))
         plt.close(fig)

@@ -21,6 +21,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..data.csvfiles import restore_cells
 from .run import ENSEMBLE_FILE, EnsembleRun, Run, TrainConfig, is_ensemble  # noqa: F401  (re-exported: loaded there)
 from .runfolder import RunLayout
 
@@ -33,7 +34,7 @@ def _validation_table(run_dirs: list[Path]) -> pd.DataFrame:
         csv = path / "val_predictions.csv"
         if not csv.is_file():
             raise ValueError(f"{path}: no val_predictions.csv (not a finished run folder)")
-        tables.append(pd.read_csv(csv, dtype={"image_name": str, "patient_id": str}).set_index("image_name"))
+        tables.append(restore_cells(pd.read_csv(csv, dtype={"image_name": str, "patient_id": str})).set_index("image_name"))
     ref = tables[0]
     for path, t in zip(run_dirs[1:], tables[1:]):
         if set(t.index) != set(ref.index):

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import atomic_write, json_safe, write_json, write_text
+from ..data.csvfiles import write_csv
 from ..data.sources import source_counts
 from ..evaluation.calibration import Calibrator, fit_calibrator
 from ..evaluation.clinical import MIN_PER_CLASS, validation_report
@@ -94,7 +95,7 @@ def write_finished(folder: str | Path, config: dict[str, Any], done: Finished,
     metrics = {"validation": done.metrics, **({"validation_report": json_safe(done.report)} if done.report else {})}
     write_json(layout.config, config)
     write_json(layout.metrics, metrics)
-    atomic_write(layout.val_predictions, lambda tmp: done.val_pred.to_csv(tmp, index=False))
+    write_csv(done.val_pred, layout.val_predictions)
     write_text(layout.model_card, model_card(config, done.report, title=title))
     return metrics
 
