@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 PROJ_ROOT: Path = Path(__file__).resolve().parents[1]
@@ -14,6 +15,19 @@ PARAMS_DIR: Path = PROJ_ROOT / "params"
 SHARED_DATA_DIR: Path = PROJ_ROOT.parent / "shared" / "data"
 SHARED_METADATA_DIR: Path = SHARED_DATA_DIR / "isic2020-metadata"
 SHARED_IMAGES_DIR: Path = SHARED_DATA_DIR / "isic2020-256"
+
+#: The environment variable that moves the user cache (converted ImageNet weights, cached embeddings).
+CACHE_VARIABLE = "MELANOMA_UTILS_CACHE"
+
+
+def cache_dir() -> Path:
+    """Where converted weights and cached embeddings live: ``$MELANOMA_UTILS_CACHE``, else
+    ``$XDG_CACHE_HOME/melanoma_utils``, else ``~/.cache/melanoma_utils``."""
+    if os.environ.get(CACHE_VARIABLE):
+        return Path(os.environ[CACHE_VARIABLE])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "melanoma_utils"
+
 
 #: The full ISIC 2020 training data: images, malignant images, and so the prevalence every "at ISIC 2020's prevalence"
 #: statement uses (one constant; ``--prevalence isic2020`` names it on the command line).

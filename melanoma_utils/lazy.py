@@ -21,3 +21,40 @@ def reexport(package: str, module: str, names: Sequence[str]) -> tuple[Callable[
         return sorted(set(vars(sys.modules[package])) | exported)
 
     return __getattr__, __dir__
+
+
+#: Lines TensorFlow's C++ runtime writes to the process's stderr on import whatever ``TF_CPP_MIN_LOG_LEVEL`` says
+#: (absl's notice, oneDNN's and the CPU-feature guard's); :func:`import_quietly` drops them and keeps anything else.
+STARTUP_NOISE: tuple[str, ...] = ("All log messages before absl::InitializeLog()", "oneDNN custom operations are on",
+                                  "This TensorFlow binary is optimized to use available CPU instructions",
+                                  "To enable the following instructions:", "Unable to register cuDNN factory",
+                                  "Unable to register cuBLAS factory", "Unable to register cuFFT factory",
+                                  "computation placer already registered", "TF-TRT Warning")
+
+
+def import_quietly(name: str = "keras") -> Any:
+    """Import ``name`` (Keras, and TensorFlow behind it) with the C++ start-up lines of :data:`STARTUP_NOISE` filtered
+    out of stderr: file descriptor 2 points at a temporary file during the import, and every other line written there
+    is passed on to stderr afterwards. Already imported: returned as is. Used once at the command line's start-up."""
+    import os
+    import tempfile
+
+    if name in sys.modules:
+        return sys.modules[name]
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            module = import_module(name)
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            kept = [line for line in tmp.read().decode("utf-8", "replace").splitlines(keepends=True)
+                    if not any(n in line for n in STARTUP_NOISE)]
+            if kept:
+                sys.stderr.write("".join(kept))
+                sys.stderr.flush()
+    return module

@@ -138,3 +138,52 @@ def test_predict_writes_a_formula_image_name_as_text_and_evaluate_joins_it_back(
     first = out.read_text().splitlines()[1]
     assert first.startswith("\"'=HYPERLINK"), first  # text to a spreadsheet, not a formula
     assert cli.main(["evaluate", "--predictions", str(out), "--metadata", str(new), "--out", str(tmp_path / "rep")]) == 0
+
+
+def test_a_bad_runner_key_is_refused_before_anything_is_written(tmp_path: Path, monkeypatch) -> None:
+    from melanoma_utils import config
+    from melanoma_utils.cli.reproduce import INCOMPLETE, reproduce
+
+    params = tmp_path / "p.yaml"
+    report = tmp_path / "report"
+    params.write_text(f"report_dir: {report}\nsynthetic: true\ncell_timeout: \"abc\"\n")
+    monkeypatch.setattr(config, "PROJ_ROOT", config.PROJ_ROOT)
+    with pytest.raises(ValueError, match=r"p.yaml: cell_timeout must be a whole number of seconds > 0 .*'abc'"):
+        reproduce(params, notebooks=["01_eda"])
+    assert not (report / INCOMPLETE).exists() and not report.exists()  # nothing written
+
+
+def test_an_unwritable_cache_names_the_variable_that_moves_it(monkeypatch, tmp_path: Path) -> None:
+    import errno
+
+    from melanoma_utils.cli.app import os_error_line
+
+    monkeypatch.delenv("MELANOMA_UTILS_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "ro"))
+    exc = OSError(errno.EROFS, "Read-only file system", str(tmp_path / "ro" / "melanoma_utils" / "embeddings" / "x.npy"))
+    line = os_error_line(exc)
+    assert "set MELANOMA_UTILS_CACHE to a folder you can write" in line and "--out" not in line
+    other = os_error_line(OSError(errno.EROFS, "Read-only file system", str(tmp_path / "out" / "preds.csv")))
+    assert "--out" in other and "MELANOMA_UTILS_CACHE" not in other
+
+
+@pytest.mark.slow
+def test_cli_output_has_no_tensorflow_startup_lines_and_one_line_per_epoch_in_a_log(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from conftest import write_dataset
+
+    csv = write_dataset(tmp_path / "d", n=24, size=24)
+    res = subprocess.run([sys.executable, "-m", "melanoma_utils", "train", "--metadata", str(csv), "--out",
+                          str(tmp_path / "run"), "--preset", "test", "--kind", "image", "--epochs", "2"],
+                         capture_output=True, text=True, env={**os.environ, "MELANOMA_UTILS_CACHE": str(tmp_path / "c")},
+                         timeout=600)
+    both = res.stdout + res.stderr
+    assert res.returncode == 0, both[-2000:]
+    for noise in ("absl::InitializeLog", "oneDNN custom operations", "cpu_feature_guard"):
+        assert noise not in both
+    assert "\x08" not in both and "━" not in both  # no per-batch progress bar with control codes
+    epochs = [line for line in res.stdout.splitlines() if " - loss: " in line or "- auc:" in line]
+    assert len(epochs) == 2, res.stdout

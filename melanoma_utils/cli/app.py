@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import errno
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from ..data.isic import DataError
@@ -21,6 +22,9 @@ from .train_commands import train_config  # noqa: F401  (re-exported)
 ORDER: tuple[str, ...] = ("check", "demo-data", "fetch", "shard", "train", "ensemble", "predict", "evaluate", "export",
                           "reproduce")
 
+
+#: Commands that load Keras (and TensorFlow behind it): imported first with its C++ start-up lines filtered out.
+KERAS_COMMANDS: frozenset[str] = frozenset({"train", "ensemble", "predict", "export"})
 
 #: The commands by what they are for (``--help`` lists them so; docs/cli.md has an example of each).
 GROUPS: dict[str, tuple[str, ...]] = {"data": ("check", "demo-data", "fetch", "shard"), "training": ("train", "ensemble"),
@@ -64,6 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     named = next((w for w in words if not w.startswith("-")), None)
     args = build_parser(named if named in _COMMANDS else None).parse_args(words)
     warnings.simplefilter("ignore", DataWarning)  # commands print the load notes themselves
+    if args.command in KERAS_COMMANDS:  # TensorFlow's C++ start-up lines are not this command's output
+        from ..lazy import import_quietly
+
+        import_quietly("keras")
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:
@@ -94,9 +102,16 @@ OS_FIXES: dict[int, str] = {
 
 
 def os_error_line(exc: OSError) -> str:
-    """One line for an :class:`OSError`: the path, the system's message and the fix."""
+    """One line for an :class:`OSError`: the path, the system's message and the fix (for a path in the user cache,
+    moving the cache: :data:`~melanoma_utils.config.CACHE_VARIABLE`)."""
+    from ..config import CACHE_VARIABLE, cache_dir
+
     where = exc.filename or ""
     if exc.filename2:
         where = f"{where} -> {exc.filename2}"
     fix = OS_FIXES.get(exc.errno or -1, "check the path and the disk")
+    cache = cache_dir().resolve()
+    if exc.filename and (Path(str(exc.filename)).resolve() == cache or cache in Path(str(exc.filename)).resolve().parents):
+        fix = (f"the user cache ({cache}) cannot be written: set {CACHE_VARIABLE} to a folder you can write "
+               "(e.g. export MELANOMA_UTILS_CACHE=/tmp/melanoma-cache)")
     return f"{where + ': ' if where else ''}{exc.strerror or exc}; {fix}"

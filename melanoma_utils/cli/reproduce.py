@@ -166,8 +166,18 @@ def run_notebook(name: str, params: dict[str, Any], report_dir: Path, timeout: i
     return out
 
 
-#: Keys a parameter file may hold besides the notebooks' parameters.
+#: Keys a parameter file may hold besides the notebooks' parameters, with the check of each value (checked with the
+#: rest of the file, before anything is written).
 RUNNER_KEYS: frozenset[str] = frozenset({"cell_timeout"})
+
+
+def check_runner_keys(params: dict[str, Any], params_file: str | os.PathLike[str]) -> None:
+    """Raise ``ValueError`` naming a runner key (:data:`RUNNER_KEYS`) whose value is not valid: ``cell_timeout`` a
+    whole number of seconds > 0."""
+    if "cell_timeout" in params:
+        value = params["cell_timeout"]
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{params_file}: cell_timeout must be a whole number of seconds > 0 (e.g. 3600); got {value!r}")
 
 
 #: Parameters whose values may take more than the type of their notebook default.
@@ -245,6 +255,7 @@ def check_params(params: dict[str, Any], params_file: str | os.PathLike[str], no
             raise ValueError(f"{params_file}: parameter {key} must be {names} (like the notebook default "
                              f"{defaults.get(key)}); got {value!r}")
     check_preset(params, params_file)
+    check_runner_keys(params, params_file)
 
 
 #: Written into a report folder while ``reproduce`` runs and removed when every notebook succeeded: a folder that

