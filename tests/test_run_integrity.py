@@ -236,11 +236,18 @@ def test_damaged_run_folders_name_the_file_and_what_is_wrong(tiny_csv: Path, tmp
         bad = tmp_path / f"bad_{name}"
         shutil.copytree(good, bad)
         damage(bad / name)
+        # the record written at publish finds the damaged file before anything is read from it
+        with pytest.raises(RunDamaged, match=rf"run folder {bad} does not match its record[.]json: {name.replace('.', '[.]')} "):
+            Run.load(bad)
+        assert cli.main(["predict", "--run", str(bad), "--metadata", str(tiny_csv), "--out", str(tmp_path / f"{name}.csv")]) == 2
+        assert f"does not match its record.json: {name}" in capsys.readouterr().err
+        (bad / "record.json").unlink()  # a run folder from before records: each reader still names the file
         with pytest.raises(RunDamaged, match=rf"run folder {bad} is damaged: {name.replace('.', '[.]')} .*train the run again|"
                                              rf"run folder {bad} is damaged: {message[:12]}"):
             Run.load(bad)
         assert cli.main(["predict", "--run", str(bad), "--metadata", str(tiny_csv), "--out", str(tmp_path / f"{name}.csv")]) == 2
-        assert f"is damaged: {name}" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert f"is damaged: {name}" in err and "has no record.json" in err
 
 
 def test_fingerprint_covers_image_content_and_a_run_that_failed_before_its_first_epoch_blocks_nothing(

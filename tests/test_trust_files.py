@@ -187,3 +187,38 @@ def test_cli_output_has_no_tensorflow_startup_lines_and_one_line_per_epoch_in_a_
     assert "\x08" not in both and "━" not in both  # no per-batch progress bar with control codes
     epochs = [line for line in res.stdout.splitlines() if " - loss: " in line or "- auc:" in line]
     assert len(epochs) == 2, res.stdout
+
+
+def test_a_run_folder_is_checked_against_its_record_before_use(tmp_path: Path, capsys) -> None:
+    """A piece taken from another run (the issue's encoder.json of a paper run in a clinical run) is named before
+    Keras builds anything; an added file is named too; a folder without a record loads with a one-line notice."""
+    import shutil
+
+    from conftest import write_dataset
+    from melanoma_utils.data.isic import load_dataset
+    from melanoma_utils.runs.run import Run, RunDamaged, TrainConfig
+    from melanoma_utils.runs.training import train_run
+
+    df = load_dataset(write_dataset(tmp_path / "d", n=24, size=24)).frame
+    clinical = train_run(df, TrainConfig(kind="meta", epochs=1, verbose=0), tmp_path / "clinical").run_dir
+    paper = train_run(df, TrainConfig(kind="meta", features="paper", epochs=1, verbose=0), tmp_path / "paper").run_dir
+    record = (clinical / "record.json").read_text()
+    assert '"model.keras"' in record and '"encoder.json"' in record and '"sha256"' in record
+    Run.load(clinical)  # as written: loads
+    mixed = tmp_path / "mixed"
+    shutil.copytree(clinical, mixed)
+    shutil.copy(paper / "encoder.json", mixed / "encoder.json")
+    with pytest.raises(RunDamaged, match=r"mixed does not match its record.json: encoder.json \("):
+        Run.load(mixed)
+    added = tmp_path / "added"
+    shutil.copytree(clinical, added)
+    (added / "notes.txt").write_text("x")
+    with pytest.raises(RunDamaged, match=r"notes.txt \(not in the record"):
+        Run.load(added)
+    old = tmp_path / "old"
+    shutil.copytree(clinical, old)
+    (old / "record.json").unlink()
+    capsys.readouterr()
+    Run.load(old)
+    Run.load(old)
+    assert capsys.readouterr().err.count("has no record.json") == 1

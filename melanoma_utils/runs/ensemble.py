@@ -23,7 +23,7 @@ import pandas as pd
 
 from ..data.csvfiles import restore_cells
 from .run import ENSEMBLE_FILE, EnsembleRun, Run, TrainConfig, is_ensemble  # noqa: F401  (re-exported: loaded there)
-from .runfolder import RunLayout
+from .runfolder import RunLayout, write_record
 
 
 def _validation_table(run_dirs: list[Path]) -> pd.DataFrame:
@@ -112,4 +112,5 @@ def build_ensemble(run_dirs: list[str | os.PathLike[str]], out_dir: str | os.Pat
             shutil.copytree(src, RunLayout(work).member(k))
         write_json(RunLayout(work).ensemble, {"members": [m["path"] for m in members]})
         write_finished(work, config, done, title="Melanoma classifier (ensemble)")
+        write_record(work)
     return EnsembleRun.load(out_dir)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,26 @@ from ..models.train_config import (  # noqa: F401  (re-exported: the recipe live
     STRATEGIES,
     TrainConfig,
 )
-from .runfolder import RunLayout
+from .runfolder import RunLayout, record_problems
+
+#: Run folders already reported as having no record (the notice is printed once per folder and process).
+_UNRECORDED: set[str] = set()
+
+
+def check_record(run_dir: Path) -> None:
+    """Check every file of ``run_dir`` against its ``record.json`` before anything is built from it: a
+    :class:`RunDamaged` names each file that is missing, changed, taken from another run or added; a folder from
+    before records gets a one-line notice on stderr (once) and loads as before."""
+    problems = record_problems(run_dir)
+    if problems is None:
+        if str(run_dir) not in _UNRECORDED:
+            _UNRECORDED.add(str(run_dir))
+            print(f"note: {run_dir} has no {RunLayout.RECORD} (written before runs recorded their files): its files "
+                  "are not checked", file=sys.stderr)
+        return
+    if problems:
+        raise RunDamaged(f"run folder {run_dir} does not match its {RunLayout.RECORD}: {'; '.join(problems)}. Use the "
+                         "run folder as `train` wrote it (or train it again)")
 
 
 class RunDamaged(ValueError):
@@ -117,6 +137,7 @@ class Run:
         for name in RunLayout(run_dir).required():
             if not (run_dir / name).is_file():
                 raise FileNotFoundError(f"{run_dir}: not a run folder ({name} missing)")
+        check_record(run_dir)
         config = _read_json(run_dir, "config.json")
         if not isinstance(config, dict):
             raise RunDamaged(f"run folder {run_dir} is damaged: config.json (not a JSON object); train the run again")

@@ -2,7 +2,8 @@
 
 * :class:`RunLayout` — the one place that spells a run folder's file names (``model.keras``, ``encoder.json``,
   ``config.json``, ``metrics.json``, ``val_predictions.csv``, ``MODEL_CARD.md``; an ensemble's ``ensemble.json`` and
-  ``members/<k>/``).
+  ``members/<k>/``); ``record.json`` lists every file with its size and SHA-256, written at publish and checked before
+  a run is used (:func:`record_problems`).
 
 * :func:`run_lock` — one training per run folder: an ``flock`` on ``.<name>.lock`` beside it, whose file holds the
   owner's pid, host and start time; a second training gets an error naming them; the operating system frees the lock
@@ -155,8 +156,63 @@ def prepare_staging(staging: Path, fp: dict[str, Any], restart: bool = False) ->
 
 
 def publish(staging: Path, out_dir: Path) -> None:
-    """Move the finished run into place; an old run there is replaced only now."""
+    """Record every file of the finished run (:func:`write_record`) and move it into place; an old run there is
+    replaced only now."""
+    write_record(staging)
     replace_folder(staging, out_dir)
+
+
+def _recorded_files(folder: Path) -> list[Path]:
+    """The files a run record covers: every file below ``folder`` except hidden ones and the record itself."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != RunLayout.RECORD
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def _digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def write_record(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """Write ``record.json``: each file of the run folder (path relative to it) with its size in bytes and SHA-256,
+    so that a piece taken from another run, edited or cut is found before it is used (:func:`record_problems`)."""
+    folder = Path(folder)
+    files = {p.relative_to(folder).as_posix(): {"bytes": p.stat().st_size, "sha256": _digest(p)}
+             for p in _recorded_files(folder)}
+    record = {"format": 1, "files": files}
+    write_json(folder / RunLayout.RECORD, record)
+    return record
+
+
+def record_problems(folder: str | os.PathLike[str]) -> list[str] | None:
+    """What in ``folder`` differs from its ``record.json``: a recorded file missing, of another size or content, or a
+    file the record does not list (each named); ``[]`` when everything matches; ``None`` when the folder has no record
+    (a run from before records)."""
+    folder = Path(folder)
+    path = folder / RunLayout.RECORD
+    if not path.is_file():
+        return None
+    try:
+        files = json.loads(path.read_text(encoding="utf-8"))["files"]
+        assert isinstance(files, dict)
+    except (ValueError, KeyError, TypeError, AssertionError):
+        return [f"{RunLayout.RECORD} (not a record written by this package)"]
+    problems = []
+    for name, want in files.items():
+        p = folder / name
+        if not p.is_file():
+            problems.append(f"{name} (recorded, missing)")
+        elif p.stat().st_size != want.get("bytes"):
+            problems.append(f"{name} ({p.stat().st_size:,} bytes, recorded {want.get('bytes'):,}: another file than "
+                            "the one this run wrote)")
+        elif _digest(p) != want.get("sha256"):
+            problems.append(f"{name} (content differs from the record: changed, or taken from another run)")
+    extra = [p.relative_to(folder).as_posix() for p in _recorded_files(folder)]
+    problems += [f"{name} (not in the record: added after the run was written)" for name in extra if name not in files]
+    return problems
 
 
 @dataclass(frozen=True)
@@ -172,6 +228,7 @@ class RunLayout:
     VAL_PREDICTIONS: ClassVar[str] = "val_predictions.csv"
     MODEL_CARD: ClassVar[str] = "MODEL_CARD.md"
     ENSEMBLE: ClassVar[str] = "ensemble.json"
+    RECORD: ClassVar[str] = "record.json"
     MEMBERS: ClassVar[str] = "members"
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
