@@ -24,7 +24,7 @@ TEST_WORKERS ?= 2
 PYTEST_PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 BENCH_ARGS ?= --sizes 96 --backbones cnn mobilenetv2 --n-images 512
 
-.PHONY: help setup data demo-data reproduce test test-fast probe bench lint notebooks clean
+.PHONY: help setup data demo-data reproduce test test-fast fuzz probe bench lint notebooks clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "}; /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -61,6 +61,9 @@ test: $(DEV_STAMP) ## run the test suite (slow notebook runs included; installs 
 
 test-fast: $(DEV_STAMP) ## run the tests without the slow ones (notebooks, multi-run training)
 	$(PY) -m pytest $(PYTEST_PARALLEL) -m "not slow"
+
+fuzz: $(DEV_STAMP) ## property-based tests of every input boundary with many more examples than `make test` (~1 min)
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -p no:cacheprovider tests/test_fuzz.py
 
 probe: $(DEV_STAMP) ## try 33 bad inputs and faults through the command line; PASS/FAIL each (~3 min)
 	$(PY) scripts/probe_inputs.py

@@ -34,6 +34,9 @@ def read_params(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ValueError(f"{path}:{where} not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
     if not isinstance(params, dict):
         raise ValueError(f"{path}: expected a mapping of parameter names to values")
+    odd = [k for k in params if not isinstance(k, str) or not k]
+    if odd:  # (found by the fuzzer: YAML's "?" is a mapping with the key None)
+        raise ValueError(f"{path}: parameter names must be non-empty text; got {', '.join(map(repr, odd))}")
     return params
 
 

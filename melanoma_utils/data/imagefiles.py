@@ -48,6 +48,13 @@ def unsafe_image_name(name: str) -> str | None:
     return None
 
 
+def _libpng_decodes(path: Path) -> bool:
+    """Whether libpng (through OpenCV, as the pipelines decode) reads the PNG file ``path``."""
+    import cv2
+
+    return cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_COLOR) is not None
+
+
 def check_image_file(path: str | os.PathLike[str]) -> str | None:
     """``None`` if the image decodes completely, else a one-line reason (missing, truncated, unreadable, larger than
     :func:`max_pixels`)."""
@@ -73,11 +80,17 @@ def check_image_file(path: str | os.PathLike[str]) -> str | None:
         Image.MAX_IMAGE_PIXELS = previous
     try:
         with path.open("rb") as fh:
-            head = fh.read(3)
+            head = fh.read(8)
             if head[:2] == b"\xff\xd8":  # JPEG: a complete file ends with the EOI marker
                 fh.seek(-2, os.SEEK_END)
                 if fh.read(2) != b"\xff\xd9":
                     return "truncated JPEG (no end-of-image marker)"
+            if head == b"\x89PNG\r\n\x1a\n":  # PNG: a complete file ends with the IEND chunk (found by the fuzzer:
+                fh.seek(-12, os.SEEK_END)  # Pillow decodes a cut PNG that OpenCV and TensorFlow refuse)
+                if fh.read(12) != b"\x00\x00\x00\x00IEND\xaeB`\x82":
+                    return "truncated PNG (no IEND chunk)"
+                if not _libpng_decodes(path):  # Pillow tolerates damaged chunks that libpng (OpenCV, TensorFlow) refuses
+                    return "damaged PNG (a chunk that OpenCV and TensorFlow cannot decode)"
         previous, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # the limit above applies instead
         try:
             with Image.open(path) as im:

@@ -203,7 +203,9 @@ def record_problems(folder: str | os.PathLike[str]) -> list[str] | None:
     problems = []
     for name, want in files.items():
         p = folder / name
-        if not p.is_file():
+        if not (name and isinstance(want, dict) and isinstance(want.get("bytes"), int) and isinstance(want.get("sha256"), str)):
+            problems.append(f"{RunLayout.RECORD} (entry {name!r} is not a file record: not written by this package)")
+        elif not p.is_file():
             problems.append(f"{name} (recorded, missing)")
         elif p.stat().st_size != want.get("bytes"):
             problems.append(f"{name} ({p.stat().st_size:,} bytes, recorded {want.get('bytes'):,}: another file than "
