@@ -26,23 +26,33 @@ def temporary_sibling(path: str | os.PathLike[str]) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], exclusive: bool = False) -> Iterator[Path]:
     """``with atomic_path(p) as tmp: write(tmp)`` — ``tmp`` replaces ``p`` when the block succeeds and is
-    removed when it fails. The parent folder is created."""
+    removed when it fails. The parent folder is created. ``exclusive``: ``tmp`` is linked into place only if ``p``
+    does not exist by then (an atomic check-and-create): when two commands write the same new file at once, one
+    result stands and the other gets a :class:`FileExistsError` naming the file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temporary_sibling(path)
     try:
         yield tmp
-        os.replace(tmp, path)
+        if exclusive:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise FileExistsError(f"{path} was written by another command meanwhile; it was left as that command "
+                                      "wrote it (pass --overwrite to replace it)") from None
+        else:
+            os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], Any]) -> Path:
-    """Call ``write(tmp)`` and move ``tmp`` onto ``path``; returns ``path``."""
-    with atomic_path(path) as tmp:
+def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], Any], exclusive: bool = False) -> Path:
+    """Call ``write(tmp)`` and move ``tmp`` onto ``path`` (``exclusive``: only if ``path`` does not exist by then,
+    :func:`atomic_path`); returns ``path``."""
+    with atomic_path(path, exclusive) as tmp:
         write(tmp)
     return Path(path)
 

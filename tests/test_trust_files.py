@@ -222,3 +222,31 @@ def test_a_run_folder_is_checked_against_its_record_before_use(tmp_path: Path, c
     Run.load(old)
     Run.load(old)
     assert capsys.readouterr().err.count("has no record.json") == 1
+
+
+@pytest.mark.slow
+def test_two_predicts_into_one_new_file_end_with_one_result_and_one_refusal(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    from conftest import write_dataset
+    from melanoma_utils.data.isic import load_dataset
+    from melanoma_utils.runs.run import TrainConfig
+    from melanoma_utils.runs.training import train_run
+
+    csv = write_dataset(tmp_path / "d", n=600, size=16)
+    train_run(load_dataset(csv).frame.head(48), TrainConfig(kind="meta", epochs=1, verbose=0), tmp_path / "run")
+    out = tmp_path / "preds.csv"
+    cmd = [sys.executable, "-m", "melanoma_utils", "predict", "--run", str(tmp_path / "run"), "--metadata", str(csv),
+           "--out", str(out)]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}) for _ in range(2)]
+    results = [(p.wait(timeout=300), p.communicate()[1]) for p in procs]
+    assert sorted(rc for rc, _ in results) == [0, 2], results
+    refused = next(err for rc, err in results if rc == 2)
+    assert "preds.csv" in refused and ("another command meanwhile" in refused or "exists" in refused)
+    assert len(pd.read_csv(out)) == 600  # one whole result, not a mix
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".preds")]  # no temporary file left

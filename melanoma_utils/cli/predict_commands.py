@@ -93,7 +93,9 @@ def _predict(args: argparse.Namespace) -> int:
         preds["ita"] = np.round(ita, 2)
     from ..data.csvfiles import write_csv
 
-    write_csv(preds, args.out)  # a file name a spreadsheet would execute is written as text
+    # a file name a spreadsheet would execute is written as text; without --overwrite, a file another command wrote
+    # meanwhile is left as it is (this one is refused)
+    write_csv(preds, args.out, exclusive=not args.overwrite)
     bad = preds[preds["error"] != ""]
     print(f"predictions: {len(preds) - len(bad):,} of {len(preds):,} rows -> {args.out} "
           f"(threshold {float(preds['threshold'].iloc[0]) if len(preds) else run.threshold:.4f}, "

@@ -63,12 +63,13 @@ def restore_cells(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str], index: bool = False) -> Path:
+def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str], index: bool = False, exclusive: bool = False) -> Path:
     """Write ``frame`` to ``path`` atomically (a temporary name moved into place), its text cells neutralised for
     spreadsheets (:func:`neutralise_cells`) and quoted (numbers are not), so that a carriage return or line break
-    inside a name cannot split a row; :func:`read_csv` reads the original values back."""
+    inside a name cannot split a row; :func:`read_csv` reads the original values back. ``exclusive``: refuse (a
+    :class:`FileExistsError`) if ``path`` appeared meanwhile (:func:`~melanoma_utils.atomic.atomic_path`)."""
     safe = neutralise_cells(frame)
-    return atomic_write(path, lambda tmp: safe.to_csv(tmp, index=index, quoting=csv.QUOTE_NONNUMERIC))
+    return atomic_write(path, lambda tmp: safe.to_csv(tmp, index=index, quoting=csv.QUOTE_NONNUMERIC), exclusive)
 
 
 def read_csv(path: str | os.PathLike[str]) -> pd.DataFrame:
