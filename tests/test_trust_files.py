@@ -250,3 +250,17 @@ def test_two_predicts_into_one_new_file_end_with_one_result_and_one_refusal(tmp_
     assert "preds.csv" in refused and ("another command meanwhile" in refused or "exists" in refused)
     assert len(pd.read_csv(out)) == 600  # one whole result, not a mix
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".preds")]  # no temporary file left
+
+
+def test_model_card_escapes_values_that_come_from_user_data() -> None:
+    from melanoma_utils.evaluation.modelcard import _source_weighting_lines, md
+
+    evil = "a | b ![x](http://e/p.png) <script>alert(1)</script>\nnext"
+    assert md("copy a") == "copy a"
+    out = md(evil)
+    assert "<script>" not in out and "\n" not in out and "](" not in out
+    assert out.count("\\|") == 1 and "|" not in out.replace("\\|", "")
+    line = _source_weighting_lines({"column": "clinic", "weighting": "sources",
+                                    "groups": [{"group": evil, "rows": 3, "benign": 2, "malignant": 1,
+                                                "malignant_share": 1 / 3}]})[0]
+    assert "<script>" not in line and "\n" not in line

@@ -14,6 +14,18 @@ import numpy as np
 from ..config import ISIC2020_PREVALENCE
 
 
+#: Characters that Markdown (and the HTML a renderer lets through) would read as markup in a value from user data.
+_MARKDOWN_SPECIAL = "\\`*_{}[]<>()#+-.!|~"
+
+
+def md(value: Any) -> str:
+    """A value that comes from user data (a group name from a CSV column, a site, a data set name) as Markdown text:
+    markup characters backslash-escaped, line breaks as spaces, so that it cannot end a table row, open a link or
+    inject HTML into the card."""
+    text = " ".join(str(value).splitlines())
+    return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in text)
+
+
 def _ci(d: dict[str, float] | None, digits: int = 3) -> str:
     if not d or d.get("estimate") is None or not np.isfinite(d["estimate"]):
         return "n/a"
@@ -32,7 +44,7 @@ def _sources_lines(config: dict[str, Any]) -> list[str]:
     tr, va = config.get("training_sources") or {}, config.get("validation_sources") or {}
     if set(tr) <= {"isic2020"}:
         return []
-    parts = ", ".join(f"{name}: {c['rows']:,} images ({c['melanoma']:,} melanoma, {c['nevus']:,} nevi)" for name, c in tr.items())
+    parts = ", ".join(f"{md(name)}: {c['rows']:,} images ({c['melanoma']:,} melanoma, {c['nevus']:,} nevi)" for name, c in tr.items())
     return [f"- Training sources: {parts}. External rows join the training part only; validation, calibration and the "
             f"threshold use {', '.join(va) or 'the main data'} only."]
 
@@ -42,11 +54,11 @@ def _source_weighting_lines(sw: dict) -> list[str]:
     if not sw.get("column"):
         return ["- Source weighting: none (no copy/source column in the data)."]
     shares = _weight_shares(sw)
-    groups = ", ".join(f"{g['group']} {g['rows']:,} rows ({g['malignant_share']:.0%} malignant"
+    groups = ", ".join(f"{md(g['group'])} {g['rows']:,} rows ({g['malignant_share']:.0%} malignant"
                        + (f"; {shares[g['group']]:.0%} of the training weight" if g["group"] in shares else "") + ")"
                        for g in sw.get("groups", []))
     left = f"; {sw['rows_left_out']:,} training rows of one-class groups left out" if sw.get("rows_left_out") else ""
-    return [f"- Source weighting: {sw.get('weighting')} over `{sw['column']}` ({groups}){left}."]
+    return [f"- Source weighting: {sw.get('weighting')} over {md(sw['column'])} ({groups}){left}."]
 
 
 def _weight_shares(sw: dict) -> dict[str, float]:
@@ -145,7 +157,7 @@ def model_card(config: dict[str, Any], report: dict[str, Any] | None, title: str
                   "| factor | group | images | malignant | ROC AUC |", "|---|---|---|---|---|"]
         for row in report["subgroups"]:
             auc = row["note"] if not np.isfinite(row["roc_auc"]) else _ci({"estimate": row["roc_auc"], "ci_low": row["ci_low"], "ci_high": row["ci_high"]})
-            lines.append(f"| {row['factor']} | {row['group']} | {row['n']} | {row['n_malignant']} | {auc} |")
+            lines.append(f"| {md(row['factor'])} | {md(row['group'])} | {row['n']} | {row['n_malignant']} | {auc} |")
     else:
         lines.append(f"- No validation report: {config.get('validation_note') or 'the validation split lacked a class'}.")
     lines += ["", "## Known shortcuts and limits",
