@@ -196,7 +196,7 @@ def test_larger_lite_variants_match_numpy_and_recognise_the_photo(classifier, va
 
 
 def test_finetune_top_trains_the_last_two_stages_of_every_variant():
-    from melanoma_utils.runs.training import _top_prefixes
+    from melanoma_utils.runs.paths import _top_prefixes
 
     assert _top_prefixes(lite.build_efficientnet_lite0((64, 64, 3), include_top=False)) == tuple(
         f"block{i}_" for i in range(11, 16)) + ("head_",)

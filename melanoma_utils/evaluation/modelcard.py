@@ -13,7 +13,6 @@ import numpy as np
 
 from ..config import ISIC2020_PREVALENCE
 
-
 #: Characters that Markdown (and the HTML a renderer lets through) would read as markup in a value from user data.
 _MARKDOWN_SPECIAL = "\\`*_{}[]<>()#+-.!|~"
 

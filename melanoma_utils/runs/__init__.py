@@ -1,7 +1,7 @@
 """Training and run folders: fitting (compiling, devices, resume), the run folder's lifecycle and files, ensembles,
 export, and the experiments (cross-validation, ablation, backbone comparison) built on them.
 
-Modules: ``adapt``, ``backbone_study``, ``ceiling``, ``compiling``, ``contrasts``, ``ensemble``, ``experiments``, ``export``, ``finish``, ``resume``, ``run``, ``runfolder``, ``selection``, ``source_weights``, ``training``, ``variants``.
+Modules: ``adapt``, ``backbone_study``, ``ceiling``, ``compiling``, ``contrasts``, ``ensemble``, ``experiments``, ``export``, ``finish``, ``paths``, ``resume``, ``run``, ``runfolder``, ``selection``, ``source_weights``, ``training``, ``variants``.
 Layers (imports only run leftwards): config/atomic/versions < data < pipeline < evaluation < models < runs < reports < cli.
 """
 
