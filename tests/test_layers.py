@@ -93,3 +93,23 @@ def test_no_two_modules_import_each_other_even_inside_functions() -> None:
     graph = import_graph()
     pairs = sorted({tuple(sorted((a, b))) for a, targets in graph.items() for b in targets if a in graph.get(b, ())})
     assert not pairs, "modules importing each other: " + "; ".join(f"{a} <-> {b}" for a, b in pairs)
+
+
+def test_only_the_run_folder_module_spells_a_run_folders_file_names() -> None:
+    """RunLayout owns the run folder's format: changing a file name is one edit. ``metrics.json`` is also the name of
+    ``evaluate``'s report file (another folder), spelled by its writer."""
+    from melanoma_utils.runs.runfolder import RunLayout
+
+    names = [RunLayout.MODEL, RunLayout.ENCODER, RunLayout.CONFIG, RunLayout.VAL_PREDICTIONS, RunLayout.MODEL_CARD,
+             RunLayout.ENSEMBLE, RunLayout.RECORD, RunLayout.HISTORY, RunLayout.FINGERPRINT, RunLayout.BACKUP,
+             "main.npz", "freeze.npz", "finetune.npz"]
+    allowed = {("runs", "runfolder.py")}
+    spelled = []
+    for path in PKG.rglob("*.py"):
+        rel = path.relative_to(PKG).parts
+        if rel in allowed:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names:
+                spelled.append(f"{'/'.join(rel)}:{node.lineno} {node.value!r}")
+    assert not spelled, "run-folder file names spelled outside runs/runfolder.py:\n" + "\n".join(spelled)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from ..data.csvfiles import restore_cells
 from ..data.isic import DataError
+from ..runs.runfolder import RunLayout
 from .args import (
     _existing_file,
     _existing_path,
@@ -206,8 +207,8 @@ _REPORT_MARK = "metrics.json"
 
 def _is_run_folder(folder: Path) -> bool:
     """A run or ensemble folder (its files are the training's record: never an output of another command)."""
-    return (folder / "model.keras").exists() or (folder / "ensemble.json").is_file() or (
-        (folder / "config.json").is_file() and (folder / "val_predictions.csv").is_file())
+    layout = RunLayout(folder)
+    return layout.model.exists() or layout.is_ensemble or (layout.config.is_file() and layout.val_predictions.is_file())
 
 
 def _check_predictions_out(out: Path, inputs: list[Path]) -> None:
@@ -235,7 +236,7 @@ def _check_report_out(out: Path, overwrite: bool) -> None:
         raise FileExistsError(f"{out} is a file; --out names a report folder (or a .json file)")
     if not out.is_dir() or not any(out.iterdir()):
         return
-    if _is_run_folder(out) or (out / "config.json").is_file():
+    if _is_run_folder(out) or RunLayout(out).config.is_file():
         raise FileExistsError(f"{out} is a run folder: write the evaluation report elsewhere (its metrics.json records "
                               "the training)")
     if not (out / _REPORT_MARK).is_file():

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..runs.runfolder import RunLayout
 from .args import (
     _existing_path,
     _nonneg_float,
@@ -135,7 +136,7 @@ def _train(args: argparse.Namespace) -> int:
     if c.get("calibration") and rep:
         print(f"probabilities calibrated ({run.calibrator.label}) on the validation split, right at prevalence "
               f"{c['calibration']['prevalence']:.4g}: Brier {rep['brier']['estimate']:.4f} (raw model output "
-              f"{rep['brier_raw']:.4f}); model card: {args.out / 'MODEL_CARD.md'}")
+              f"{rep['brier_raw']:.4f}); model card: {RunLayout(args.out).model_card}")
     elif c.get("calibration_note"):
         print(f"note: {c['calibration_note']}")
     _print_metrics(run.metrics["validation"], "validation")

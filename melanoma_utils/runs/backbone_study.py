@@ -19,6 +19,7 @@ from ..models.presets import OFFLINE_IMAGENET, default_image_size
 from .contrasts import WITHIN, pooled_auc
 from .experiments import backbone_label, run_folder_name
 from .run import TrainConfig
+from .runfolder import RunLayout
 from .training import load_or_train
 
 
@@ -191,7 +192,8 @@ def _calibrators(run_dirs: list[Path]) -> str:
 
     methods = []
     for d in run_dirs:
-        cal = json.loads((d / "config.json").read_text()).get("calibration") if (d / "config.json").exists() else None
+        cfg_file = RunLayout(d).config
+        cal = json.loads(cfg_file.read_text()).get("calibration") if cfg_file.exists() else None
         methods.append(Calibrator.from_dict(cal).label if cal else "not calibrated")
     counts = pd.Series(methods).value_counts()
     return ", ".join(f"{m} ×{n}" for m, n in counts.items())

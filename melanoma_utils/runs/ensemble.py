@@ -31,9 +31,9 @@ def _validation_table(run_dirs: list[Path]) -> pd.DataFrame:
     whose validation rows differ."""
     tables = []
     for path in run_dirs:
-        csv = path / "val_predictions.csv"
+        csv = RunLayout(path).val_predictions
         if not csv.is_file():
-            raise ValueError(f"{path}: no val_predictions.csv (not a finished run folder)")
+            raise ValueError(f"{path}: no {RunLayout.VAL_PREDICTIONS} (not a finished run folder)")
         tables.append(restore_cells(pd.read_csv(csv, dtype={"image_name": str, "patient_id": str})).set_index("image_name"))
     ref = tables[0]
     for path, t in zip(run_dirs[1:], tables[1:]):

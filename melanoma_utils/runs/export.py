@@ -133,7 +133,7 @@ def _to_onnx(tf: Any, saved_model: Path, spec: list[Any], path: Path) -> None:
 
 def _legacy_export(folder: Path) -> bool:
     """An export folder written before folders carried a marker: a signature.json and nothing of a run."""
-    return (folder / "signature.json").is_file() and not (folder / "config.json").is_file()
+    return (folder / "signature.json").is_file() and not RunLayout(folder).config.is_file()
 
 
 def check_export_out(run_dir: Path, out_dir: Path, overwrite: bool) -> None:

@@ -141,7 +141,7 @@ def write_run(model: Any, encoder: MetadataEncoder, cfg: TrainConfig, preprocess
     atomic_write(layout.model, model.save)
     encoder.save(layout.encoder)
     run.metrics = write_finished(work, config, done)
-    shutil.rmtree(work / "backup", ignore_errors=True)
-    (work / "fingerprint.json").unlink()
+    shutil.rmtree(layout.backup, ignore_errors=True)
+    layout.fingerprint.unlink()
     publish(work, out_dir)
     return run

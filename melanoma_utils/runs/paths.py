@@ -30,6 +30,7 @@ from ..models.features import MetadataEncoder
 from .compiling import HEADS, compile_model
 from .resume import EpochSeeds, ResumeState
 from .run import TrainConfig
+from .runfolder import RunLayout
 from .source_weights import row_weights
 
 
@@ -157,10 +158,10 @@ class EndToEnd(TrainingPath):
             compile_model(model, cfg.learning_rate, steps(n, cfg.batch_size, cfg.epochs), images=cfg.uses_images)
         rows: list[dict[str, float]] = []
         seconds_before = 0.0
-        state_dir = data.out_dir / "backup"
+        layout = RunLayout(data.out_dir)
         if frozen:
-            first = ResumeState(state_dir / "freeze.npz", patience=10**9, phase="freeze")
-            if not (state_dir / "main.npz").is_file():
+            first = ResumeState(layout.state("freeze"), patience=10**9, phase="freeze")
+            if not layout.state("main").is_file():
                 fit_resumable(model, ds_tr, ds_va, first, 0, cfg.freeze_epochs, cfg.verbose, seeds)
             else:  # the main phase has begun: its state sets the weights; this one gives its rows and time
                 first.restore(model)
@@ -168,10 +169,10 @@ class EndToEnd(TrainingPath):
             rows += first.rows
             base.trainable = True
             compile_model(model, cfg.finetune_learning_rate, steps(n, cfg.batch_size, cfg.epochs - len(rows)), images=True)
-        main = ResumeState(state_dir / "main.npz", cfg.patience, phase="main")
+        main = ResumeState(layout.state("main"), cfg.patience, phase="main")
         fit_resumable(model, ds_tr, ds_va, main, len(rows), cfg.epochs, cfg.verbose, seeds)
         rows += main.rows
-        write_history(rows, data.out_dir / "history.csv")
+        write_history(rows, layout.history)
         return Fitted(model, rows, seconds_before=seconds_before + main.seconds_before)
 
 
@@ -203,7 +204,7 @@ class HeadOnEmbeddings(TrainingPath):
         with data.scope:
             h = self.train_head(data, cfg)
             rows = h.rows + self.after_head(h, data, cfg)
-        write_history(rows, data.out_dir / "history.csv")
+        write_history(rows, RunLayout(data.out_dir).history)
         return Fitted(h.model, rows, h.stages)
 
     def after_head(self, h: _Head, data: FitData, cfg: TrainConfig) -> list[dict[str, float]]:
@@ -325,7 +326,7 @@ class FineTune(HeadOnEmbeddings):
                       images=True, schedule=cfg.finetune_schedule, label_smoothing=cfg.label_smoothing)
         ds_tr, ds_va, seeds = image_feeds(cfg, data)
         t0 = time.perf_counter()
-        ft = ResumeState(data.out_dir / "backup" / "finetune.npz", cfg.patience, phase="finetune")
+        ft = ResumeState(RunLayout(data.out_dir).state("finetune"), cfg.patience, phase="finetune")
         first = len(h.rows)
         fit_resumable(h.model, ds_tr, ds_va, ft, first, first + cfg.finetune_epochs, cfg.verbose, seeds)
         seconds = ft.seconds_before + time.perf_counter() - t0  # a resumed run counts its earlier part

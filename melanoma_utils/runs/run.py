@@ -138,7 +138,7 @@ class Run:
             if not (run_dir / name).is_file():
                 raise FileNotFoundError(f"{run_dir}: not a run folder ({name} missing)")
         check_record(run_dir)
-        config = _read_json(run_dir, "config.json")
+        config = _read_json(run_dir, RunLayout.CONFIG)
         if not isinstance(config, dict):
             raise RunDamaged(f"run folder {run_dir} is damaged: config.json (not a JSON object); train the run again")
         missing = [k for k, kind in (("train", dict), ("threshold", (int, float)))
@@ -162,7 +162,7 @@ class Run:
             return EnsembleRun.load(run_dir)
         import zipfile
 
-        archive = run_dir / "model.keras"
+        archive = RunLayout(run_dir).model
         if not zipfile.is_zipfile(archive):  # Keras would say "File not found" for a file that is there but cut
             raise RunDamaged(f"run folder {run_dir} is damaged: model.keras ({archive.stat().st_size:,} bytes, not a "
                              "complete Keras archive: cut or overwritten); train the run again")
@@ -172,14 +172,14 @@ class Run:
             raise RunDamaged(f"run folder {run_dir} is damaged: model.keras ({type(exc).__name__}: "
                              f"{str(exc).splitlines()[0][:200] if str(exc) else 'unreadable'}); train the run again") from None
         try:
-            encoder = MetadataEncoder(**_read_json(run_dir, "encoder.json"))
+            encoder = MetadataEncoder(**_read_json(run_dir, RunLayout.ENCODER))
         except (TypeError, ValueError, KeyError) as exc:
             if isinstance(exc, RunDamaged):
                 raise
             raise RunDamaged(f"run folder {run_dir} is damaged: encoder.json ({exc}); train the run again") from None
         run = cls(model, encoder, config, run_dir)
-        if (run_dir / "metrics.json").is_file():
-            run.metrics = _read_json(run_dir, "metrics.json")
+        if RunLayout(run_dir).metrics.is_file():
+            run.metrics = _read_json(run_dir, RunLayout.METRICS)
         return run
 
     def predict(self, df: pd.DataFrame, batch_size: int = 64, tta: int | None = None,
@@ -382,7 +382,7 @@ class EnsembleRun(Run):
             raise RunDamaged(f"run folder {run_dir} is damaged: {ENSEMBLE_FILE} names itself or another ensemble as a "
                              f"member ({', '.join(nested)}); members are trained run folders; build the ensemble again")
         members = [Run.load(run_dir / rel) for rel in rels]
-        run = cls(members, _read_json(run_dir, "config.json"), run_dir)
-        if (run_dir / "metrics.json").is_file():
-            run.metrics = _read_json(run_dir, "metrics.json")
+        run = cls(members, _read_json(run_dir, RunLayout.CONFIG), run_dir)
+        if RunLayout(run_dir).metrics.is_file():
+            run.metrics = _read_json(run_dir, RunLayout.METRICS)
         return run

@@ -136,8 +136,9 @@ def prepare_staging(staging: Path, fp: dict[str, Any], restart: bool = False) ->
     Returns ``True`` when resuming. Raises :class:`ResumeMismatch` naming the differences otherwise
     (``restart`` discards the old state instead).
     """
-    marker = staging / "fingerprint.json"
-    saved_epochs = (staging / "backup").is_dir() and any((staging / "backup").glob("*.npz"))
+    marker = RunLayout(staging).fingerprint
+    backup = RunLayout(staging).backup
+    saved_epochs = backup.is_dir() and any(backup.glob("*.npz"))
     if staging.exists() and (restart or not marker.is_file() or not saved_epochs):
         shutil.rmtree(staging)  # discarded on request, never got past its first write, or failed before any epoch
     if staging.exists():
@@ -231,6 +232,9 @@ class RunLayout:
     MODEL_CARD: ClassVar[str] = "MODEL_CARD.md"
     ENSEMBLE: ClassVar[str] = "ensemble.json"
     RECORD: ClassVar[str] = "record.json"
+    HISTORY: ClassVar[str] = "history.csv"
+    BACKUP: ClassVar[str] = "backup"
+    FINGERPRINT: ClassVar[str] = "fingerprint.json"
     MEMBERS: ClassVar[str] = "members"
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
@@ -263,6 +267,24 @@ class RunLayout:
     @property
     def ensemble(self) -> Path:
         return self.root / self.ENSEMBLE
+
+    @property
+    def history(self) -> Path:
+        return self.root / self.HISTORY
+
+    @property
+    def backup(self) -> Path:
+        """Resumable training state of a staged run (removed when it is published)."""
+        return self.root / self.BACKUP
+
+    def state(self, phase: str) -> Path:
+        """The resumable state file of one training phase (``main``, ``freeze``, ``finetune``)."""
+        return self.backup / f"{phase}.npz"
+
+    @property
+    def fingerprint(self) -> Path:
+        """What a staged run belongs to (configuration and data; removed when it is published)."""
+        return self.root / self.FINGERPRINT
 
     def member(self, k: int) -> Path:
         """The folder of an ensemble's ``k``-th member."""

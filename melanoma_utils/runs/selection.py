@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..evaluation.metrics import MetricError, bootstrap_ci, paired_auc_difference, roc_auc
+from .runfolder import RunLayout
 
 #: Source-weighting modes (:data:`melanoma_utils.data.confounds.SOURCE_WEIGHTINGS`) -> their label in variant names.
 WEIGHTING_LABELS: dict[str, str] = {"balanced": "copy-balanced", "drop_single_class": "one-class copies left out"}
@@ -57,7 +58,7 @@ def holdout_scores(runs_dir: str | os.PathLike[str], variants: list[str], folds:
     parts = []
     for v in variants:
         dirs = [Path(runs_dir) / run_folder(v) / f"fold{k}" for k in folds]
-        if not all((d / "model.keras").is_file() for d in dirs):
+        if not all(RunLayout(d).model.is_file() for d in dirs):
             continue
         p = np.mean([Run.load(d).predict_proba(holdout, cached_embeddings=True) for d in dirs], axis=0)
         parts.append(holdout[["image_name", "patient_id", "target", "diagnosis"]].assign(variant=v, probability=p))

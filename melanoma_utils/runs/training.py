@@ -33,7 +33,7 @@ from .compiling import (  # noqa: F401  (re-exported: device set-up lives there)
 from .finish import write_run
 from .paths import FitData, path_for
 from .run import Run, TrainConfig
-from .runfolder import fingerprint, prepare_staging, run_lock, staging_path
+from .runfolder import RunLayout, fingerprint, prepare_staging, run_lock, staging_path
 from .source_weights import apply_source_weighting, class_weights
 
 
@@ -93,9 +93,9 @@ def train_run(
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"{out_dir} is a file; --out names the run folder to write")
     with run_lock(out_dir):
-        if (out_dir / "model.keras").exists() and not overwrite:
+        if RunLayout(out_dir).model.exists() and not overwrite:
             raise FileExistsError(f"{out_dir} already holds a trained model; choose another --out or pass overwrite")
-        if out_dir.exists() and not (out_dir / "model.keras").exists() and any(out_dir.iterdir()):
+        if out_dir.exists() and not RunLayout(out_dir).model.exists() and any(out_dir.iterdir()):
             raise FileExistsError(f"{out_dir} exists, is not empty and is not a run folder; choose another --out")
         return _train_locked(df, cfg, out_dir, val_df, restart, dist, external)
 
@@ -179,4 +179,4 @@ def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.
 
 def load_or_train(df: pd.DataFrame, cfg: TrainConfig, run_dir: Path, external: pd.DataFrame | None = None) -> Run:
     """The finished run in ``run_dir`` if there is one (an interrupted study resumes), else train it."""
-    return Run.load(run_dir) if (run_dir / "model.keras").exists() else train_run(df, cfg, run_dir, external=external)
+    return Run.load(run_dir) if RunLayout(run_dir).model.exists() else train_run(df, cfg, run_dir, external=external)
