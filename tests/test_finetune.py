@@ -152,3 +152,24 @@ def _images(run: Run, df: pd.DataFrame) -> np.ndarray:
     from melanoma_utils.pipeline.feeds import load_image_array
 
     return load_image_array(list(df["image_path"]), run.config["train"]["image_size"], run.config["preprocess"])
+
+
+def test_readme_blocks_render_the_selection_and_the_decision_it_implies(tmp_path: Path) -> None:
+    from melanoma_utils.reports.doc_selection import finetune_decision, finetune_selection_table
+
+    t = _table()
+    t["verdict"] = finetune_verdict(t)
+    for e in ("within_copy_a", "mvn_within_copy_a", "holdout_ham10000", "holdout_isic2017"):
+        t[e], t[f"{e}_ci_low"], t[f"{e}_ci_high"] = [0.80, 0.82], [0.77, 0.79], [0.83, 0.85]
+    t["overall"], t["delta_overall"], t["folds"], t["train_seconds_per_run"] = [0.85, 0.84], [0.0, -0.01], 2, [60.0, 1200.0]
+    t.to_csv(tmp_path / "table_finetune_selection.csv", index=False)
+    pd.DataFrame({"command": ["train --external"], "cache": ["cold (derived)"], "wall_seconds": [1000.0]}).to_csv(
+        tmp_path / "table_train_timings.csv", index=False)
+    table = finetune_selection_table(tmp_path)
+    assert "held-out HAM10000 lesions" in table and "held-out ISIC 2017 lesions" in table
+    assert "| c | 0.820 (+0.020, +0.005 to +0.040) |" in table and "| 20 | wins |" in table
+    decision = finetune_decision(tmp_path)
+    assert "**c** wins" in decision and "1.2× today's cold" in decision and "within the 10×" in decision
+    t.loc[1, "verdict"] = "does not win: no gain within copy a"
+    t.to_csv(tmp_path / "table_finetune_selection.csv", index=False)
+    assert "no candidate wins" in finetune_decision(tmp_path)

@@ -1,7 +1,7 @@
 """The command line (``python -m melanoma_utils``) and ``reproduce`` (papermill).
 
 Modules: ``app``, ``args``, ``data_commands``, ``predict_commands``, ``reproduce``, ``train_commands``.
-Layers (imports only run leftwards): config/atomic/versions < data < pipeline < evaluation < models < runs < reports < cli.
+Layers (imports only run leftwards): config/atomic/versions < data < pipeline < evaluation < models < runs < study < reports < cli.
 """
 
 # the principal module's names, loaded on first use (``from melanoma_utils.cli import ...`` keeps working without

@@ -2,7 +2,7 @@
 patient-grouped splits, external sources (HAM10000, ISIC 2019), the SYNTHETIC demo set and ``make data``'s download.
 
 Modules: `confounds`, `csvfiles`, `demo`, `diagnoses`, `fetch`, `imagefiles`, `isic`, `shards`, `sources`, `splits`.
-Layers (imports only run leftwards): config/atomic/versions < data < pipeline < evaluation < models < runs < reports < cli.
+Layers (imports only run leftwards): config/atomic/versions < data < pipeline < evaluation < models < runs < study < reports < cli.
 """
 
 # the principal module's names, loaded on first use (``from melanoma_utils.data import ...`` keeps working without

@@ -2,7 +2,7 @@
 operating points and subgroups, model cards. Pure NumPy/pandas: no model code.
 
 Modules: ``calibration``, ``clinical``, ``metrics``, ``modelcard``, ``shortcuts``.
-Layers (imports only run leftwards): config/atomic/versions < data < pipeline < evaluation < models < runs < reports < cli.
+Layers (imports only run leftwards): config/atomic/versions < data < pipeline < evaluation < models < runs < study < reports < cli.
 """
 
 # the principal module's names, loaded on first use (``from melanoma_utils.evaluation import ...`` keeps working without

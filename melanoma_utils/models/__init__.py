@@ -2,7 +2,7 @@
 ImageNet weights), cached embeddings, metadata features and ``TrainConfig``, the one place defaults are decided.
 
 Modules: ``context``, ``efficientnet_lite``, ``embeddings``, ``features``, ``fusion``, ``objectives``, ``partial``, ``presets``, ``torch_legacy``, ``train_config``.
-Layers (imports only run leftwards): config/atomic/versions < data < pipeline < evaluation < models < runs < reports < cli.
+Layers (imports only run leftwards): config/atomic/versions < data < pipeline < evaluation < models < runs < study < reports < cli.
 """
 
 # the principal module's names, loaded on first use (``from melanoma_utils.models import ...`` keeps working without

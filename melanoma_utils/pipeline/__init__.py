@@ -3,7 +3,7 @@ colour, and the feeds ``fit`` consumes (tf.data, or a NumPy sequence for JAX). I
 the data layer's (:mod:`melanoma_utils.data.imagefiles`, :mod:`melanoma_utils.data.shards`).
 
 Modules: ``augment``, ``feeds``, ``skin``, ``transforms``.
-Layers (imports only run leftwards): config/atomic/versions < data < pipeline < evaluation < models < runs < reports < cli.
+Layers (imports only run leftwards): config/atomic/versions < data < pipeline < evaluation < models < runs < study < reports < cli.
 """
 
 # the principal module's names, loaded on first use (``from melanoma_utils.pipeline import ...`` keeps working without

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from .doc_findings import ablation_findings, gpu_estimate, headline_table, validation_findings
+from .doc_selection import finetune_decision, finetune_selection_table
 from .doc_tables import (
     ablation_table,
     backbones_paired_table,
@@ -49,7 +50,9 @@ TABLES: dict[str, Callable[[Path], str]] = {"ablation": ablation_table, "ablatio
                                              "objective_selection": objective_selection_table,
                                              "train_timings": train_timings_table, "gpu_estimate": gpu_estimate,
                                              "validation_findings": validation_findings, "paper": paper_table,
-                                             "backbones_paired": backbones_paired_table}
+                                             "backbones_paired": backbones_paired_table,
+                                             "finetune_selection": finetune_selection_table,
+                                             "finetune_decision": finetune_decision}
 
 
 def render_readme(text: str, report_dir: Path) -> str:

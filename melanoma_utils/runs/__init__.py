@@ -2,7 +2,7 @@
 export, and the experiments (cross-validation, ablation, backbone comparison) built on them.
 
 Modules: ``adapt``, ``backbone_study``, ``ceiling``, ``compiling``, ``contrasts``, ``ensemble``, ``experiments``, ``export``, ``finish``, ``paths``, ``resume``, ``run``, ``runfolder``, ``selection``, ``source_weights``, ``training``, ``variants``.
-Layers (imports only run leftwards): config/atomic/versions < data < pipeline < evaluation < models < runs < reports < cli.
+Layers (imports only run leftwards): config/atomic/versions < data < pipeline < evaluation < models < runs < study < reports < cli.
 """
 
 # the principal module's names, loaded on first use (``from melanoma_utils.runs import ...`` keeps working without

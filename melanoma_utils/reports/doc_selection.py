@@ -1,0 +1,91 @@
+"""README/docs blocks of the fine-tuning selection (``table_finetune_selection.csv``, written by
+``scripts/finetune_study.py`` through :mod:`melanoma_utils.study.finetune`): the table of candidates per population,
+and the decision it implies for ``train``'s defaults (the rule's winner; whether it costs at most
+:data:`MAX_COST_RATIO` times today's cold ``train``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+#: A winner becomes ``train``'s plain default only where one fold run costs at most this many times today's cold
+#: ``train`` with the same data (issue 42's rule); otherwise it is a named preset and the README's recommended command.
+MAX_COST_RATIO = 10.0
+#: The selection table's CSV in a report folder.
+SELECTION_CSV = "table_finetune_selection.csv"
+#: Display names of the held-out external sources (the table's ``holdout_<source>`` columns).
+SOURCE_NAMES = {"ham10000": "HAM10000", "isic2017": "ISIC 2017"}
+
+
+def _sources(t: pd.DataFrame) -> list[str]:
+    return sorted(c.removeprefix("holdout_") for c in t.columns
+                  if c.startswith("holdout_") and not c.endswith(("_ci_low", "_ci_high")))
+
+
+def _cell(r: pd.Series, col: str, base: bool) -> str:
+    """``estimate (Δ, CI of Δ)`` of column ``col`` (``Δ`` from ``delta_<col>``); the base shows its estimate and CI."""
+    if base:
+        lo, hi = r.get(f"{col}_ci_low"), r.get(f"{col}_ci_high")
+        return f"{r[col]:.3f} ({lo:.3f}–{hi:.3f})" if pd.notna(lo) else f"{r[col]:.3f}"
+    d = f"delta_{col}"
+    return f"{r[col]:.3f} ({r[d]:+.3f}, {r[f'{d}_ci_low']:+.3f} to {r[f'{d}_ci_high']:+.3f})"
+
+
+def finetune_selection_table(report_dir: Path) -> str:
+    """Every candidate per population: within copy a, melanoma vs nevus within copy a, each external source's held-out
+    lesions (estimate, and the paired difference against today's default with its 95% CI; the base row gives its
+    own CI), all images (the guard), minutes per fold run on the rendering machine, and the verdict."""
+    path = report_dir / SELECTION_CSV
+    if not path.is_file():
+        return f"Not measured yet: scripts/finetune_study.py writes {SELECTION_CSV}.\n"
+    t = pd.read_csv(path)
+    sources = _sources(t)
+    head = ["candidate", "within copy a (Δ, 95% CI)", "melanoma vs nevus within copy a (Δ, 95% CI)",
+            *[f"held-out {SOURCE_NAMES.get(s, s)} lesions (Δ, 95% CI)" for s in sources], "all images (Δ)",
+            "min per fold run", "verdict"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in t.iterrows():
+        base = r["verdict"] == "base"
+        cells = [str(r["candidate"]), _cell(r, "within_copy_a", base), _cell(r, "mvn_within_copy_a", base),
+                 *[_cell(r, f"holdout_{s}", base) for s in sources],
+                 f"{r['overall']:.3f}" + ("" if base else f" ({r['delta_overall']:+.3f})"),
+                 "—" if pd.isna(r["train_seconds_per_run"]) else f"{r['train_seconds_per_run'] / 60:.0f}",
+                 str(r["verdict"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    folds = int(t["folds"].iloc[0])
+    return ("\n".join(lines) + f"\n\n{folds} patient-grouped folds of the ISIC subset (every image predicted once, out of "
+            "fold); 95% CIs by patient (ISIC) or lesion (external) bootstrap; an ensemble has no run of its own.\n")
+
+
+def finetune_decision(report_dir: Path) -> str:
+    """What the selection means for ``train``: the rule's winner (largest within-copy-a gain among winners), its
+    minutes per fold run against today's cold ``train --external`` (``table_train_timings.csv``), and so whether it is
+    the plain default or a named preset; or that no candidate won."""
+    from ..models.presets import DEFAULT_PRESET, FINETUNE_PRESET
+    from ..study.finetune import chosen_candidate
+
+    path = report_dir / SELECTION_CSV
+    if not path.is_file():
+        return f"Not measured yet: scripts/finetune_study.py writes {SELECTION_CSV}.\n"
+    t = pd.read_csv(path)
+    won = chosen_candidate(t)
+    if won is None:
+        return ("By the rule no candidate wins: `train` keeps today's frozen default (`lite0-224`), and the fine-tuning "
+                f"recipe stays a preset to try (`--preset {FINETUNE_PRESET}`).\n")
+    r = t.set_index("candidate").loc[won]
+    timings = report_dir / "table_train_timings.csv"
+    cold = None
+    if timings.is_file():
+        tt = pd.read_csv(timings)
+        derived = tt[(tt["command"] == "train --external") & tt["cache"].str.startswith("cold")]
+        cold = float(derived["wall_seconds"].iloc[0]) if len(derived) else None
+    cost = r["train_seconds_per_run"]
+    ratio = cost / cold if cold and pd.notna(cost) else float("nan")
+    default_now = "**the plain default of `train`**" if DEFAULT_PRESET == FINETUNE_PRESET else f"preset `{FINETUNE_PRESET}`"
+    return (f"By the rule, **{won}** wins (within copy a {r['delta_within_copy_a']:+.3f}, "
+            f"{r['delta_within_copy_a_ci_low']:+.3f} to {r['delta_within_copy_a_ci_high']:+.3f}). One fold run took "
+            + (f"{cost / 60:.0f} min on the rendering machine, {ratio:.1f}× today's cold `train --external` "
+               f"({cold / 60:.0f} min, `table_train_timings.csv`)" if ratio == ratio else "an unmeasured time")
+            + f": {'within' if ratio <= MAX_COST_RATIO else 'beyond'} the {MAX_COST_RATIO:.0f}× the rule allows. Its "
+            f"recipe is {default_now}.\n")
