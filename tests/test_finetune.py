@@ -173,3 +173,23 @@ def test_readme_blocks_render_the_selection_and_the_decision_it_implies(tmp_path
     t.loc[1, "verdict"] = "does not win: no gain within copy a"
     t.to_csv(tmp_path / "table_finetune_selection.csv", index=False)
     assert "no candidate wins" in finetune_decision(tmp_path)
+
+
+def test_paper_table3_shows_all_six_paper_rows_each_with_our_like_for_like_rows(tmp_path: Path) -> None:
+    from melanoma_utils.reports.doc_selection import paper_table3
+
+    pd.DataFrame([
+        {"protocol": "frozen", "backbone": "efficientnetlite0", "model": "fusion", "image_size": 224, "evaluation": "cv",
+         "roc_auc": 0.79, "roc_auc_ci_low": 0.75, "roc_auc_ci_high": 0.82, "accuracy": 0.57, "sensitivity": 0.87,
+         "specificity": 0.50, "f1": 0.42, "note": ""},
+        {"protocol": "frozen", "backbone": "vgg16", "model": "fusion", "note": "not run: could not download (x)"},
+        {"protocol": "frozen", "backbone": "vgg16", "model": "image", "note": "an image-only row is not like-for-like"},
+    ]).to_csv(tmp_path / "table3_backbones.csv", index=False)
+    text = paper_table3(tmp_path)
+    paper_rows = [line for line in text.splitlines() if line.startswith("| **paper:")]
+    assert [r.split("|")[1].strip() for r in paper_rows] == [
+        "**paper: Proposed Model**", "**paper: VGG-16**", "**paper: ResNet-50**", "**paper: MobileNetV2**",
+        "**paper: EfficientNet**", "**paper: DenseNet-121**"]
+    assert "| 0.945 | 0.938 | 0.952 | 0.94 |" in paper_rows[0] and "not stated" in paper_rows[0]
+    assert text.count("ours: efficientnetlite0") == 2  # beside the proposed model and beside "EfficientNet"
+    assert "| ours: vgg16 | frozen | — | not run: could not download |" in text and "image-only" not in text

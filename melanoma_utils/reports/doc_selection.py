@@ -1,4 +1,5 @@
-"""README/docs blocks of the fine-tuning selection (``table_finetune_selection.csv``, written by
+"""README/docs blocks of the fine-tuning selection and of the paper's whole Table 3 beside this project's
+like-for-like rows (:func:`paper_table3`); the fine-tuning selection is (``table_finetune_selection.csv``, written by
 ``scripts/finetune_study.py`` through :mod:`melanoma_utils.study.finetune`): the table of candidates per population,
 and the decision it implies for ``train``'s defaults (the rule's winner; whether it costs at most
 :data:`MAX_COST_RATIO` times today's cold ``train``)."""
@@ -89,3 +90,29 @@ def finetune_decision(report_dir: Path) -> str:
                f"({cold / 60:.0f} min, `table_train_timings.csv`)" if ratio == ratio else "an unmeasured time")
             + f": {'within' if ratio <= MAX_COST_RATIO else 'beyond'} the {MAX_COST_RATIO:.0f}× the rule allows. Its "
             f"recipe is {default_now}.\n")
+
+
+def paper_table3(report_dir: Path) -> str:
+    """The paper's Table 3, all six rows as printed (:data:`~melanoma_utils.reports.paper.PAPER_TABLE3`), each followed
+    by this project's like-for-like rows of notebook 05 (``table3_backbones.csv``: the same architecture, fusion, each
+    protocol the project can run; a row that could not run says why) with accuracy, sensitivity, specificity and F1 at
+    the run's validation threshold. What the paper does not state is left blank."""
+    from .paper import PAPER_ROW_BACKBONES, PAPER_TABLE3
+
+    path = report_dir / "table3_backbones.csv"
+    ours = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["backbone", "model"])
+    ours = ours[ours["model"] == "fusion"]
+    head = ["row", "protocol", "input px", "evaluation", "ROC AUC (95% CI)", "accuracy", "sensitivity", "specificity", "F1"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, acc, sens, spec, f1 in PAPER_TABLE3:
+        lines.append(f"| **paper: {name}** | not stated | not stated | not stated | not stated | {acc / 100:.3f} | "
+                     f"{sens / 100:.3f} | {spec / 100:.3f} | {f1:.2f} |")
+        for _, r in ours[ours["backbone"].isin(PAPER_ROW_BACKBONES[name])].iterrows():
+            if pd.isna(r.get("accuracy")):
+                note = str(r.get("note", "")).split("(")[0].strip() or "not run"
+                lines.append(f"| ours: {r['backbone']} | {r['protocol']} | — | {note} | — | — | — | — | — |")
+                continue
+            auc = f"{r['roc_auc']:.3f} ({r['roc_auc_ci_low']:.3f}–{r['roc_auc_ci_high']:.3f})"
+            lines.append(f"| ours: {r['backbone']} | {r['protocol']} | {r['image_size']:.0f} | {r['evaluation']} | {auc} | "
+                         f"{r['accuracy']:.3f} | {r['sensitivity']:.3f} | {r['specificity']:.3f} | {r['f1']:.3f} |")
+    return "\n".join(lines) + "\n"

@@ -12,6 +12,24 @@ from ..runs.experiments import study_folds
 #: What the paper reports for its fusion model (Ahmad et al. 2025): accuracy 94.5%, sensitivity (recall) 0.938,
 #: specificity 0.952, F1 0.94. Metrics it does not report stay blank rather than guessed.
 PAPER_REPORTED: dict[str, float] = {"accuracy": 0.945, "recall": 0.938, "specificity": 0.952, "f1": 0.94}
+#: The paper's Table 3 ("Comparison of the proposed model with state-of-the-art models"), all six rows as printed:
+#: accuracy, sensitivity and specificity in %, F1. Typed from the paper. It does not state ROC AUC, intervals, the
+#: split, the threshold, the evaluated set's class balance, nor, for the five comparison models, input size,
+#: pretraining, whether metadata was fused or the training protocol; "EfficientNet" names no variant.
+PAPER_TABLE3: tuple[tuple[str, float, float, float, float], ...] = (
+    ("Proposed Model", 94.5, 93.8, 95.2, 0.94),
+    ("VGG-16", 91.3, 90.5, 92.0, 0.91),
+    ("ResNet-50", 93.0, 92.5, 93.8, 0.93),
+    ("MobileNetV2", 92.8, 92.0, 93.5, 0.92),
+    ("EfficientNet", 93.5, 92.8, 94.0, 0.93),
+    ("DenseNet-121", 92.5, 91.8, 93.2, 0.92),
+)
+#: Which of this project's backbones is like-for-like with each paper row (Table 3's model names).
+PAPER_ROW_BACKBONES: dict[str, tuple[str, ...]] = {
+    "Proposed Model": ("cnn", "efficientnetlite0"), "VGG-16": ("vgg16",), "ResNet-50": ("resnet50",),
+    "MobileNetV2": ("mobilenetv2",), "EfficientNet": ("efficientnetb0", "efficientnetlite0"),
+    "DenseNet-121": ("densenet121",),
+}
 #: The rows of the paper's results layout, in its order.
 PAPER_METRICS: tuple[str, ...] = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")
 _THRESHOLD_METRIC = {"accuracy": "accuracy", "precision": "precision", "recall": "sensitivity",

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from .doc_findings import ablation_findings, gpu_estimate, headline_table, validation_findings
-from .doc_selection import finetune_decision, finetune_selection_table
+from .doc_selection import finetune_decision, finetune_selection_table, paper_table3
 from .doc_tables import (
     ablation_table,
     backbones_paired_table,
@@ -34,7 +34,7 @@ from .doc_tables import (
     transforms_table,
 )
 
-BLOCK = re.compile(r"(<!-- generated:(?P<name>[a-z_]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.S)
+BLOCK = re.compile(r"(<!-- generated:(?P<name>[a-z0-9_]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.S)
 
 
 #: Block name -> the function that renders it from a report folder.
@@ -52,7 +52,7 @@ TABLES: dict[str, Callable[[Path], str]] = {"ablation": ablation_table, "ablatio
                                              "validation_findings": validation_findings, "paper": paper_table,
                                              "backbones_paired": backbones_paired_table,
                                              "finetune_selection": finetune_selection_table,
-                                             "finetune_decision": finetune_decision}
+                                             "finetune_decision": finetune_decision, "paper_table3": paper_table3}
 
 
 def render_readme(text: str, report_dir: Path) -> str:
