@@ -6,7 +6,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 GPU ?= 0
-REQS := $(if $(filter 1,$(GPU)),<(grep -v "^tensorflow-cpu" requirements.txt) -r requirements-gpu.txt,requirements.txt)
+# CPU: the lock file (exact versions, what the tests ran with); GPU: the ranges with the CUDA build of TensorFlow.
+REQS := $(if $(filter 1,$(GPU)),<(grep -v "^tensorflow-cpu" requirements.txt) -r requirements-gpu.txt,requirements-lock.txt)
 STAMP := $(VENV)/.installed-$(if $(filter 1,$(GPU)),gpu,cpu)
 DEV_STAMP := $(VENV)/.installed-dev
 # Data set for `make reproduce`: a params/<DATA>.yaml file (demo = the SYNTHETIC demo set).
@@ -24,13 +25,13 @@ TEST_WORKERS ?= 2
 PYTEST_PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 BENCH_ARGS ?= --sizes 96 --backbones cnn mobilenetv2 --n-images 512
 
-.PHONY: help setup data demo-data reproduce test test-fast fuzz probe bench lint notebooks clean
+.PHONY: help setup lock data demo-data reproduce test test-fast fuzz probe bench lint notebooks clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "}; /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "  variables: DATA=$(DATA) (params/<DATA>.yaml)  GPU=$(GPU) (1: CUDA build of TensorFlow)  TEST_WORKERS=$(TEST_WORKERS)"
 
-$(STAMP): requirements.txt requirements-gpu.txt pyproject.toml
+$(STAMP): requirements.txt requirements-lock.txt requirements-gpu.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(if $(filter 1,$(GPU)),$(PY) -m pip uninstall --yes --quiet tensorflow-cpu || true)
@@ -44,7 +45,13 @@ $(DEV_STAMP): $(STAMP) requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $@
 
-setup: $(STAMP) ## create .venv/ with the pinned dependencies (GPU=1: tensorflow[and-cuda])
+setup: $(STAMP) ## create .venv/ with the locked dependencies (requirements-lock.txt; GPU=1: the ranges + tensorflow[and-cuda])
+
+lock: ## rewrite requirements-lock.txt from requirements.txt's ranges in a fresh virtual environment (internet or a package index)
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv && .lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet -r requirements.txt
+	{ sed -n '1,3p' requirements-lock.txt; .lock-venv/bin/python -m pip freeze | grep -v "^-e"; } > requirements-lock.txt.tmp
+	mv requirements-lock.txt.tmp requirements-lock.txt && rm -rf .lock-venv
 
 demo-data: $(STAMP) ## generate the SYNTHETIC demo data set in data/synthetic-demo/
 	$(PY) -m melanoma_utils demo-data

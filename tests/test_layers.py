@@ -113,3 +113,26 @@ def test_only_the_run_folder_module_spells_a_run_folders_file_names() -> None:
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names:
                 spelled.append(f"{'/'.join(rel)}:{node.lineno} {node.value!r}")
     assert not spelled, "run-folder file names spelled outside runs/runfolder.py:\n" + "\n".join(spelled)
+
+
+def test_the_lock_file_pins_every_requirement_within_its_range() -> None:
+    """requirements-lock.txt (what `make setup` and CI install) pins each package of requirements.txt (the ranges users
+    get) exactly, inside its range: the two files cannot drift apart silently."""
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    root = PKG.parent
+    lines = lambda name: [ln.split("#")[0].strip() for ln in (root / name).read_text().splitlines()  # noqa: E731
+                          if ln.split("#")[0].strip()]
+    pinned = {}
+    for line in lines("requirements-lock.txt"):
+        req = Requirement(line)
+        (spec,) = req.specifier
+        assert spec.operator == "==", f"requirements-lock.txt: {line} is not an exact pin"
+        pinned[canonicalize_name(req.name)] = spec.version
+    for line in lines("requirements.txt"):
+        req = Requirement(line)
+        name = canonicalize_name(req.name)
+        assert name in pinned, f"requirements-lock.txt lacks {req.name} (run make lock)"
+        assert req.specifier.contains(pinned[name], prereleases=True), (
+            f"requirements-lock.txt pins {req.name}=={pinned[name]}, outside requirements.txt's {req.specifier}")
