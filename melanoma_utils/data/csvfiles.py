@@ -65,11 +65,15 @@ def restore_cells(frame: pd.DataFrame) -> pd.DataFrame:
 
 def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str], index: bool = False, exclusive: bool = False) -> Path:
     """Write ``frame`` to ``path`` atomically (a temporary name moved into place), its text cells neutralised for
-    spreadsheets (:func:`neutralise_cells`) and quoted (numbers are not), so that a carriage return or line break
-    inside a name cannot split a row; :func:`read_csv` reads the original values back. ``exclusive``: refuse (a
-    :class:`FileExistsError`) if ``path`` appeared meanwhile (:func:`~melanoma_utils.atomic.atomic_path`)."""
+    spreadsheets (:func:`neutralise_cells`); where a text cell holds a carriage return, every text cell is quoted so
+    that it cannot split a row (the csv module quotes a line break, not a lone carriage return); :func:`read_csv` reads
+    the original values back. ``exclusive``: refuse (a :class:`FileExistsError`) if ``path`` appeared meanwhile
+    (:func:`~melanoma_utils.atomic.atomic_path`)."""
     safe = neutralise_cells(frame)
-    return atomic_write(path, lambda tmp: safe.to_csv(tmp, index=index, quoting=csv.QUOTE_NONNUMERIC), exclusive)
+    text = [c for c in safe.columns if safe[c].dtype == object or pd.api.types.is_string_dtype(safe[c].dtype)]
+    has_cr = any(safe[c].map(lambda v: isinstance(v, str) and "\r" in v).any() for c in text)
+    quoting = csv.QUOTE_NONNUMERIC if has_cr else csv.QUOTE_MINIMAL
+    return atomic_write(path, lambda tmp: safe.to_csv(tmp, index=index, quoting=quoting), exclusive)
 
 
 def read_csv(path: str | os.PathLike[str]) -> pd.DataFrame:

@@ -57,7 +57,8 @@ def _source_weighting_lines(sw: dict) -> list[str]:
                        + (f"; {shares[g['group']]:.0%} of the training weight" if g["group"] in shares else "") + ")"
                        for g in sw.get("groups", []))
     left = f"; {sw['rows_left_out']:,} training rows of one-class groups left out" if sw.get("rows_left_out") else ""
-    return [f"- Source weighting: {sw.get('weighting')} over {md(sw['column'])} ({groups}){left}."]
+    column = str(sw["column"]).replace("`", "")  # a code span: nothing inside it is markup
+    return [f"- Source weighting: {sw.get('weighting')} over `{column}` ({groups}){left}."]
 
 
 def _weight_shares(sw: dict) -> dict[str, float]:

@@ -49,11 +49,11 @@ class Report:
 
     def table(self, df: pd.DataFrame, name: str) -> Path:
         """Save a table as ``<name>.csv`` (temporary name, then moved; text cells a spreadsheet would execute
-        neutralised); the index is written only where it is named (no ``Unnamed: 0`` column)."""
+        neutralised); a default row number index is not written (no ``Unnamed: 0`` column read back)."""
         from ..data.csvfiles import write_csv
 
-        named = any(n is not None for n in df.index.names)
-        return write_csv(df, self.report_dir / f"{name}.csv", index=named)
+        numbered = isinstance(df.index, pd.RangeIndex) and df.index.name is None
+        return write_csv(df, self.report_dir / f"{name}.csv", index=not numbered)
 
 
 def open_study(report_dir: str, synthetic: bool, seed: int, images_csv: str | None = None,
