@@ -136,3 +136,14 @@ def test_the_lock_file_pins_every_requirement_within_its_range() -> None:
         assert name in pinned, f"requirements-lock.txt lacks {req.name} (run make lock)"
         assert req.specifier.contains(pinned[name], prereleases=True), (
             f"requirements-lock.txt pins {req.name}=={pinned[name]}, outside requirements.txt's {req.specifier}")
+
+
+def test_evaluation_and_reading_tables_need_no_opencv() -> None:
+    """evaluation/ (metrics, calibration, clinical reports, model cards) and the data loaders work on tables: importing
+    them loads neither OpenCV nor TensorFlow (an image library is imported only where an image is read)."""
+    code = ("import sys; import melanoma_utils.evaluation.clinical, melanoma_utils.evaluation.metrics, "
+            "melanoma_utils.evaluation.calibration, melanoma_utils.evaluation.modelcard, "
+            "melanoma_utils.evaluation.shortcuts, melanoma_utils.data.isic, melanoma_utils.data.confounds; "
+            "print(sorted(m for m in ('cv2', 'tensorflow', 'keras') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]", out

@@ -174,3 +174,25 @@ def source_balanced_weights(target: Any, groups: Any, mode: str = "balanced") ->
     rows = mixed[inverse]
     w[rows] = np.where(y[rows] == 1, pos_w[inverse][rows], neg_w[inverse][rows])
     return w
+
+
+#: ITA bands (lower edge in degrees, name), lightest first (Del Bino & Bernerd 2013; Chardon et al. 1991).
+ITA_BANDS: tuple[tuple[float, str], ...] = (
+    (55.0, "very light (>55°)"),
+    (41.0, "light (41–55°)"),
+    (28.0, "intermediate (28–41°)"),
+    (10.0, "tan (10–28°)"),
+    (-30.0, "brown (−30–10°)"),
+    (-np.inf, "dark (<−30°)"),
+)
+
+
+def ita_band(ita: Any) -> pd.Series:
+    """The ITA band of each value (:data:`ITA_BANDS`), an ordered categorical (lightest first); NaN stays NaN."""
+    values = pd.Series(np.asarray(ita, float))
+    names = [name for _, name in ITA_BANDS]
+    out = pd.Series(pd.NA, index=values.index, dtype=object)
+    for edge, name in reversed(ITA_BANDS):  # darkest first: each lighter band overwrites above its edge
+        out[values > edge] = name
+    out[values.isna()] = pd.NA
+    return pd.Series(pd.Categorical(out, categories=names, ordered=True), index=values.index)

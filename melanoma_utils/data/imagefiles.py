@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable, Sequence
 
-import cv2
 import numpy as np
 import pandas as pd
 
@@ -131,6 +130,8 @@ def drop_unreadable(df: pd.DataFrame, workers: int = 4) -> tuple[pd.DataFrame, d
 
 def square_resize(img: np.ndarray, size: int) -> np.ndarray:
     """Centre-crop to a square, then resize to ``size``×``size`` (area interpolation: antialiased)."""
+    import cv2  # (OpenCV only where an image is resized: reading tables and evaluating need none)
+
     h, w = img.shape[:2]
     s = min(h, w)
     top, left = (h - s) // 2, (w - s) // 2

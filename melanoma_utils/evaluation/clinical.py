@@ -217,12 +217,12 @@ def subgroup_table(table: pd.DataFrame, score: str = "probability", n_boot: int 
     specificity at ``threshold`` when given.
 
     Factors: sex, age band, anatomical site, acquisition group (original size; only where width/height are
-    known), skin tone (ITA bands of :func:`melanoma_utils.pipeline.skin.ita_band`, from an ``ita`` column), source
+    known), skin tone (ITA bands of :func:`melanoma_utils.data.confounds.ita_band`, from an ``ita`` column), source
     copy, and diagnosis contrasts: *all malignant vs the benign images of each diagnosis*. A group with fewer than
     5 of either class gets no AUC and a ``note`` saying so.
     Columns: ``factor, group, n, n_malignant, n_patients, roc_auc, ci_low, ci_high, sensitivity, specificity, note``.
     """
-    from ..pipeline.skin import ita_band
+    from ..data.confounds import ita_band
 
     y = table["target"].to_numpy().astype(int)
     p = table[score].to_numpy(float)

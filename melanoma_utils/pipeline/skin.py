@@ -21,15 +21,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-#: ITA bands (lower edge in degrees, name), lightest first (Del Bino & Bernerd 2013; Chardon et al. 1991).
-ITA_BANDS: tuple[tuple[float, str], ...] = (
-    (55.0, "very light (>55°)"),
-    (41.0, "light (41–55°)"),
-    (28.0, "intermediate (28–41°)"),
-    (10.0, "tan (10–28°)"),
-    (-30.0, "brown (−30–10°)"),
-    (-np.inf, "dark (<−30°)"),
-)
+from ..data.confounds import ITA_BANDS, ita_band  # noqa: F401  (the bands are a grouping: data.confounds)
+
 #: Share of each side left out as border when measuring the skin (vignette corners, ruler edges).
 BORDER_FRACTION = 0.1
 #: Fewer skin pixels than this share of the image: no ITA (the lesion or the border fills the image).
@@ -98,17 +91,6 @@ def image_ita(img: np.ndarray) -> float:
     if skin.mean() < MIN_SKIN_FRACTION:
         return float("nan")
     return float(ita_degrees(np.median(lab[..., 0][skin]), np.median(lab[..., 2][skin])))
-
-
-def ita_band(ita: Any) -> pd.Series:
-    """The ITA band of each value (:data:`ITA_BANDS`), an ordered categorical (lightest first); NaN stays NaN."""
-    values = pd.Series(np.asarray(ita, float))
-    names = [name for _, name in ITA_BANDS]
-    out = pd.Series(pd.NA, index=values.index, dtype=object)
-    for edge, name in reversed(ITA_BANDS):  # darkest first: each lighter band overwrites above its edge
-        out[values > edge] = name
-    out[values.isna()] = pd.NA
-    return pd.Series(pd.Categorical(out, categories=names, ordered=True), index=values.index)
 
 
 def corner_darkness(img: np.ndarray, fraction: float = 0.1) -> float:
