@@ -25,7 +25,7 @@ TEST_WORKERS ?= 2
 PYTEST_PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 BENCH_ARGS ?= --sizes 96 --backbones cnn mobilenetv2 --n-images 512
 
-.PHONY: help setup lock data demo-data reproduce test test-fast fuzz probe bench lint notebooks clean
+.PHONY: help setup lock data demo-data reproduce html test test-fast fuzz probe bench lint notebooks clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "}; /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -62,6 +62,12 @@ data: $(STAMP) ## download the real ISIC 2020 data, resize once into data/isic20
 
 reproduce: $(STAMP) ## run the study's notebooks on params/$(DATA).yaml into reports/ (default: SYNTHETIC demo)
 	$(PY) -m melanoma_utils reproduce --params params/$(DATA).yaml
+
+# Report folder `make html` converts (the rendered notebooks are committed as .ipynb; HTML is built on demand).
+REPORTS ?= reports/isic2020
+
+html: $(STAMP) ## build HTML of the rendered notebooks in $(REPORTS) (not committed: the .ipynb are the record)
+	$(PY) -c "from pathlib import Path; from melanoma_utils.cli.reproduce import render_html; [render_html(p, p.with_suffix('.html')) or print(p.with_suffix('.html')) for p in sorted(Path('$(REPORTS)').glob('*.ipynb'))]"
 
 test: $(DEV_STAMP) ## run the test suite (slow notebook runs included; installs requirements-dev.txt: JAX, ruff, xdist)
 	$(PY) -m pytest $(PYTEST_PARALLEL)
