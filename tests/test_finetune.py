@@ -167,7 +167,7 @@ def test_readme_blocks_render_the_selection_and_the_decision_it_implies(tmp_path
         tmp_path / "table_train_timings.csv", index=False)
     table = finetune_selection_table(tmp_path)
     assert "held-out HAM10000 lesions" in table and "held-out ISIC 2017 lesions" in table
-    assert "| c | 0.820 (+0.020, +0.005 to +0.040) |" in table and "| 20 | wins |" in table
+    assert "| c | 0.820 (+0.020, +0.005 to +0.040) |" in table and "| 20 min | wins |" in table and "| 60 s | base |" in table
     decision = finetune_decision(tmp_path)
     assert "**c** wins" in decision and "1.2× today's cold" in decision and "within the 10×" in decision
     t.loc[1, "verdict"] = "does not win: no gain within copy a"
@@ -193,3 +193,23 @@ def test_paper_table3_shows_all_six_paper_rows_each_with_our_like_for_like_rows(
     assert "| 0.945 | 0.938 | 0.952 | 0.94 |" in paper_rows[0] and "not stated" in paper_rows[0]
     assert text.count("ours: efficientnetlite0") == 2  # beside the proposed model and beside "EfficientNet"
     assert "| ours: vgg16 | frozen | — | not run: could not download |" in text and "image-only" not in text
+
+
+def test_an_ensemble_winner_is_the_recommended_recipe_not_trains_default(tmp_path: Path) -> None:
+    from melanoma_utils.reports.doc_selection import finetune_decision
+    from melanoma_utils.study.finetune import FINETUNE_BASE, FINETUNE_ENSEMBLES
+
+    name, (base, member) = next(iter(FINETUNE_ENSEMBLES.items()))
+    assert base == FINETUNE_BASE
+    t = pd.concat([_table(), _table().iloc[[1]]], ignore_index=True)
+    t["candidate"] = [FINETUNE_BASE, member, name]
+    t["base"] = FINETUNE_BASE
+    t.loc[1, "delta_within_copy_a"] = -0.01  # the member alone does not win
+    t["verdict"] = finetune_verdict(t)
+    t["train_seconds_per_run"] = [70.0, 1020.0, float("nan")]
+    t.to_csv(tmp_path / "table_finetune_selection.csv", index=False)
+    pd.DataFrame({"command": ["train --external"], "cache": ["cold (derived)"], "wall_seconds": [1270.0]}).to_csv(
+        tmp_path / "table_train_timings.csv", index=False)
+    text = finetune_decision(tmp_path)
+    assert f"**{name}** wins" in text and "plain default stays the frozen model (`lite0-224`)" in text
+    assert "plus one fine-tuned run (~17 min" in text and "about 1.8× today's, within the 10×" in text

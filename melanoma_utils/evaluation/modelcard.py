@@ -93,6 +93,12 @@ def _image_branch_extras(train: dict[str, Any]) -> str:
                 f"{train.get('resolution_merge', 'mean')})")
     if int(train.get("adapt_blocks") or 0):
         out += f"; its last {train['adapt_blocks']} block(s) and head convolution trained on cached activations"
+    if train.get("finetune", "none") != "none" and train.get("frozen_features", True):
+        what = "every convolution" if train["finetune"] == "all" else "its last two stages and head convolution"
+        out += (f"; after the head's warm-up on cached embeddings, {what} fine-tuned with the head on augmented images "
+                f"for up to {train.get('finetune_epochs')} epochs (learning rate {train.get('finetune_learning_rate')}, "
+                f"{train.get('finetune_schedule', 'constant')}; label smoothing {train.get('label_smoothing', 0.0)}; "
+                "BatchNorm statistics frozen)")
     return out
 
 
