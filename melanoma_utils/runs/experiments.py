@@ -18,6 +18,7 @@ import pandas as pd
 
 from .. import progress
 from ..config import ISIC2020_PREVALENCE  # noqa: F401 (re-exported)
+from ..data.csvfiles import restore_cells, write_csv
 from ..data.splits import grouped_folds
 from ..evaluation.clinical import calibration_summary
 from ..evaluation.metrics import melanoma_vs_nevus_auc, pr_auc, roc_auc
@@ -234,13 +235,12 @@ def run_folder_name(variant: str) -> str:
 
 
 def save_folds(df: pd.DataFrame, fold_ids: np.ndarray, path: Path) -> None:
-    """Write ``image_name, patient_id, fold`` (refusing to replace a different fold assignment silently)."""
-    from ..atomic import atomic_write
-
+    """Write ``image_name, patient_id, fold`` (refusing to replace a different fold assignment silently; names a
+    spreadsheet would execute neutralised, :func:`~melanoma_utils.data.csvfiles.write_csv`)."""
     folds = pd.DataFrame({"image_name": df["image_name"].to_numpy(), "patient_id": df["patient_id"].to_numpy(),
                           "fold": np.asarray(fold_ids, int)})
     if path.is_file():
-        old = pd.read_csv(path, dtype={"image_name": str, "patient_id": str})
+        old = restore_cells(pd.read_csv(path, dtype={"image_name": str, "patient_id": str}))
         same = (list(old.columns) == list(folds.columns) and len(old) == len(folds)
                 and (old["image_name"].to_numpy() == folds["image_name"].astype(str).to_numpy()).all()
                 and (old["fold"].to_numpy() == folds["fold"].to_numpy()).all())
@@ -248,7 +248,7 @@ def save_folds(df: pd.DataFrame, fold_ids: np.ndarray, path: Path) -> None:
             raise ValueError(f"{path} holds another fold assignment (other data, seed or number of folds): runs in "
                              f"{path.parent} belong to it; choose another folder or delete it")
         return
-    atomic_write(path, lambda tmp: folds.to_csv(tmp, index=False))
+    write_csv(folds, path)
 
 
 def load_folds(path: str | os.PathLike[str], df: pd.DataFrame) -> np.ndarray:
@@ -257,7 +257,7 @@ def load_folds(path: str | os.PathLike[str], df: pd.DataFrame) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no folds file (run the cross-validation of notebook 03 first)")
-    folds = pd.read_csv(path).set_index("image_name")["fold"]
+    folds = restore_cells(pd.read_csv(path, dtype={"image_name": str})).set_index("image_name")["fold"]
     missing = sorted(set(df["image_name"]) - set(folds.index))
     if missing:
         raise ValueError(f"{path}: {len(missing)} image(s) of the data set have no fold, e.g. {missing[:3]}")
