@@ -16,6 +16,7 @@ from melanoma_utils import cli
 from melanoma_utils.data.isic import load_dataset
 from melanoma_utils.runs.export import export_run
 from melanoma_utils.runs.run import Run, TrainConfig
+from melanoma_utils.runs.runfolder import write_record
 from melanoma_utils.runs.training import train_run
 
 pytestmark = pytest.mark.slow
@@ -69,6 +70,7 @@ def test_saved_model_gives_predicts_calibrated_probability(trained, tmp_path: Pa
         cfg["calibration"] = {**cfg["calibration"], "method": "isotonic",
                               "params": {"x": [0.1, 0.3, 0.5, 0.7], "y": [0.02, 0.1, 0.1, 0.6]}}
         (run_dir / "config.json").write_text(json.dumps(cfg))
+        write_record(run_dir)  # a deliberate edit: recorded again
     rows = _rows(tmp_path, df)
     expected = Run.load(run_dir).predict_frame(rows, impute_size=True)
     assert (expected["error"] == "").all()
@@ -166,6 +168,7 @@ def test_tflite_float_and_int8_and_onnx_give_predicts_probability(trained, tmp_p
     cfg = json.loads((platt / "config.json").read_text())
     cfg["calibration"] = {**cfg["calibration"], "method": "platt", "params": {"ab": [-0.7, 1.6]}}
     (platt / "config.json").write_text(json.dumps(cfg))
+    write_record(platt)  # a deliberate edit: recorded again
     expected_platt = Run.load(platt).predict_frame(rows, impute_size=True)["probability"].to_numpy()
     assert np.ptp(expected_platt) > 1e-3
     got_onnx = _onnx_predict(export_run(platt, tmp_path / "platt_onnx", "onnx") / "model.onnx", images, fields)[:, 0]

@@ -327,6 +327,10 @@ def test_ensemble_is_one_run_folder_calibrated_on_held_out_rows(tmp_path: Path) 
     from melanoma_utils.runs.run import RunDamaged
 
     spec = tmp_path / "ens" / "ensemble.json"
+    spec.write_text('{"members": ["../../a"]}')
+    with pytest.raises(RunDamaged, match="does not match its record.json: ensemble.json"):  # the record sees it first
+        Run.load(tmp_path / "ens")
+    (tmp_path / "ens" / "record.json").unlink()  # an ensemble from before records: the reader's own checks
     for text, says in (('{"members": ["../../a"]}', "names members outside the folder"),
                        ('{"members": 3}', "no list of member folders"), ('{"members": [', "ensemble.json (")):
         spec.write_text(text)
