@@ -190,12 +190,13 @@ def test_clean_outputs_removes_machine_paths_and_log_lines() -> None:
         new_output("stream", name="stderr", text="WARNING: All log messages before absl::InitializeLog() is called are "
                    "written to STDERR\nI0000 00:00:1795969520.374343   21458 port.cc:153] oneDNN custom operations are on.\n"),
         new_output("stream", name="stdout", text="resuming the interrupted run staged in /home/someone/melanoma/reports/"
-                   "isic2020/runs/x\nkept line\n"),
+                   "isic2020/runs/x\n[cv] repeat 0 fold 1 · fusion: ROC AUC 0.812\nkept line\n"),
+        new_output("stream", name="stderr", text="\n"),  # would render as an empty red box
         new_output("execute_result", data={"text/plain": "PosixPath('/tmp/render/reports/isic2020/figures/f.png')"},
                    execution_count=1),
     ])
     nb = new_notebook(cells=[cell], metadata={"papermill": {"input_path": "/tmp/render/notebooks/01_eda.ipynb"}})
-    assert clean_outputs(nb, root) == 4
+    assert clean_outputs(nb, root) == 6  # 3 outputs rewritten, the papermill path, 2 streams left empty and removed
     assert nb.metadata["papermill"]["input_path"] == "notebooks/01_eda.ipynb"
     outs = nb.cells[0]["outputs"]
     assert len(outs) == 2  # the stream of log lines only is gone
@@ -230,14 +231,15 @@ def test_clean_outputs_removes_progress_bars_warnings_and_addresses() -> None:
 
 #: What no committed notebook may show (issue: output hygiene): progress bars, library warnings, memory addresses,
 #: path reprs, download notices, socket errors, tracebacks.
-NOISE_IN_REPORTS = r"\d+%\||WARNING:|\bat 0x[0-9a-f]+|PosixPath\(|Downloading data from|Errno|Traceback \(most recent"
+NOISE_IN_REPORTS = (r"\d+%\||WARNING:|\bat 0x[0-9a-f]+|PosixPath\(|Downloading data from|Errno|Traceback \(most recent|"
+                    r"^\[cv\] ")
 
 
 def test_committed_notebooks_hold_no_progress_bars_warnings_or_tracebacks() -> None:
     import json
     import re
 
-    bad = re.compile(NOISE_IN_REPORTS)
+    bad = re.compile(NOISE_IN_REPORTS, re.M)
     hits = []
     for path in sorted((config.PROJ_ROOT / "reports" / "isic2020").glob("*.ipynb")):
         nb = json.loads(path.read_text())
@@ -245,6 +247,8 @@ def test_committed_notebooks_hold_no_progress_bars_warnings_or_tracebacks() -> N
             for out in cell.get("outputs", []):
                 if out.get("output_type") == "error":
                     hits.append(f"{path.name} cell {k}: an error output")
+                if out.get("output_type") == "stream" and not "".join(out.get("text", "")).strip():
+                    hits.append(f"{path.name} cell {k}: an empty {out.get('name')} output (an empty box in HTML)")
                 text = "".join(out.get("text", "")) + "".join("".join(v) if isinstance(v, list) else str(v)
                                                              for key, v in (out.get("data") or {}).items()
                                                              if key.startswith("text/"))

@@ -75,7 +75,9 @@ NOISE_LINES = re.compile(r"^(WARNING: All log messages before absl::InitializeLo
                          r"\S+\] |\S+ \d\d:\d\d:\d\d\.\d+: [IWE] tensorflow/|.*TqdmWarning: IProgress not found|"
                          r"\s*from \.autonotebook import tqdm as notebook_tqdm|"
                          # progress bars (tqdm, Keras), library warnings (retracing, with addresses), download notices
-                         r".*\d+%\|.*\|.*|.*\d+/\d+ \[[=>.]*\].*|WARNING:|Downloading data from )")
+                         r".*\d+%\|.*\|.*|.*\d+/\d+ \[[=>.]*\].*|WARNING:|Downloading data from |"
+                         # per-run log lines of a cross-validation (the tables and figures summarise them)
+                         r"\[cv\] )")
 #: Fragments of text outputs rewritten for a reader: object reprs with memory addresses, ``PosixPath('…')`` wrappers,
 #: and the socket error a failed download quotes (``[Errno -2] Name or service not known``).
 SCRUBS: tuple[tuple[re.Pattern, str], ...] = (
@@ -111,7 +113,10 @@ def clean_outputs(nb: Any, root: Path = config.PROJ_ROOT) -> int:
                 if key.startswith("text/") and isinstance(value, str):
                     out["data"][key] = scrub(value)
             changed += str(out) != before
-        cell["outputs"] = [o for o in cell.get("outputs", []) if not (o.get("output_type") == "stream" and not o["text"])]
+        # a stream left empty (or whitespace only) would render as an empty box
+        kept = [o for o in cell.get("outputs", []) if not (o.get("output_type") == "stream" and not o["text"].strip())]
+        changed += len(cell.get("outputs", [])) - len(kept)
+        cell["outputs"] = kept
     meta = nb.get("metadata", {}).get("papermill", {})
     for key in ("input_path", "output_path"):  # papermill records where it ran: keep the project-relative part
         if isinstance(meta.get(key), str):
