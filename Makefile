@@ -78,7 +78,7 @@ test-fast: $(DEV_STAMP) ## run the tests without the slow ones (notebooks, multi
 fuzz: $(DEV_STAMP) ## property-based tests of every input boundary with many more examples than `make test` (~1 min)
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -p no:cacheprovider tests/test_fuzz.py
 
-probe: $(DEV_STAMP) ## try 33 bad inputs and faults through the command line; PASS/FAIL each (~3 min)
+probe: $(DEV_STAMP) ## try 42 bad inputs and faults through the command line; PASS/FAIL each (~5 min)
 	$(PY) scripts/probe_inputs.py
 
 bench: $(STAMP) ## measure pipeline / training / prediction throughput into reports/bench/ (BENCH_ARGS=...)
