@@ -2,8 +2,9 @@
 weighted alike, against today's frozen default (:mod:`melanoma_utils.study.finetune`), each trained on the shared ISIC
 2020 subset plus every external source (the shared HAM10000 part and the ISIC 2017 part) by patient-grouped CV on
 the ISIC subset; scored within copy a (primary), melanoma vs nevus within copy a, overall, and on the lesions held out
-of each external source (20%, lesion-grouped, never trained on). Writes ``table_finetune_selection.csv`` into
-``--report-dir``.
+of each external source (20%, lesion-grouped, never trained on). Writes ``table_finetune_selection.csv``,
+``finetune_folds.csv`` (the ISIC fold of every image) and ``finetune_external_holdout.csv`` (the held-out lesions of
+each source) into ``--report-dir``.
 
     python scripts/finetune_study.py                     # every candidate, 2 folds (~1 h cold on 2 CPU cores)
     python scripts/finetune_study.py --candidates "fine-tuned 128 px"
@@ -20,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from melanoma_utils.atomic import atomic_write
+from melanoma_utils.data.csvfiles import write_csv
 from melanoma_utils.data.confounds import with_source_copies
 from melanoma_utils.data.isic import load_dataset
 from melanoma_utils.data.sources import combine_external, hold_out_external, load_external
@@ -55,6 +57,10 @@ def main() -> None:
     table = finetune_selection(df, external, holdouts, args.runs, args.candidates, n_splits=args.folds,
                                n_boot=args.n_boot)
     atomic_write(args.report_dir / "table_finetune_selection.csv", lambda tmp: table.to_csv(tmp, index=False))
+    # what the numbers were measured on, committed beside them: the ISIC fold of every image, the held-out lesions
+    write_csv(pd.read_csv(args.runs / "folds.csv", dtype=str), args.report_dir / "finetune_folds.csv")
+    held = pd.concat([h[["image_name", "patient_id", "target"]].assign(source=s) for s, h in holdouts.items()])
+    write_csv(held, args.report_dir / "finetune_external_holdout.csv")
     cols = ["candidate", "within_copy_a", "delta_within_copy_a", "delta_within_copy_a_ci_low",
             "delta_within_copy_a_ci_high", "mvn_within_copy_a", "delta_mvn_within_copy_a",
             *[c for c in table.columns if c.startswith("holdout_") and "_ci_" not in c], "overall",
