@@ -21,8 +21,8 @@ from pathlib import Path
 import pandas as pd
 
 from melanoma_utils.atomic import atomic_write
-from melanoma_utils.data.csvfiles import write_csv
 from melanoma_utils.data.confounds import with_source_copies
+from melanoma_utils.data.csvfiles import write_csv
 from melanoma_utils.data.isic import load_dataset
 from melanoma_utils.data.sources import combine_external, hold_out_external, load_external
 from melanoma_utils.study.finetune import FINETUNE_CANDIDATES, finetune_selection
