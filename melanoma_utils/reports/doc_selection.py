@@ -37,13 +37,22 @@ def _duration(seconds: float) -> str:
     return "—" if pd.isna(seconds) else (f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min")
 
 
-def finetune_selection_table(report_dir: Path) -> str:
+#: The post-hoc comparison's CSV (an ensemble chosen after the selection was seen: reported, never selected).
+POSTHOC_CSV = "table_finetune_posthoc.csv"
+
+
+def finetune_posthoc_table(report_dir: Path) -> str:
+    """:func:`finetune_selection_table` of the post-hoc comparison (:data:`POSTHOC_CSV`)."""
+    return finetune_selection_table(report_dir, POSTHOC_CSV)
+
+
+def finetune_selection_table(report_dir: Path, name: str = SELECTION_CSV) -> str:
     """Every candidate per population: within copy a, melanoma vs nevus within copy a, each external source's held-out
     lesions (estimate, and the paired difference against today's default with its 95% CI; the base row gives its
     own CI), all images (the guard), minutes per fold run on the rendering machine, and the verdict."""
-    path = report_dir / SELECTION_CSV
+    path = report_dir / name
     if not path.is_file():
-        return f"Not measured yet: scripts/finetune_study.py writes {SELECTION_CSV}.\n"
+        return f"Not measured yet: scripts/finetune_study.py writes {name}.\n"
     t = pd.read_csv(path)
     sources = _sources(t)
     head = ["candidate", "within copy a (Δ, 95% CI)", "melanoma vs nevus within copy a (Δ, 95% CI)",

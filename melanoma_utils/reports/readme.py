@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 from .doc_findings import ablation_findings, gpu_estimate, headline_table, validation_findings
-from .doc_selection import finetune_decision, finetune_selection_table, paper_table3
+from .doc_selection import finetune_decision, finetune_posthoc_table, finetune_selection_table, paper_table3
 from .doc_tables import (
     ablation_table,
     backbones_paired_table,
@@ -52,7 +52,8 @@ TABLES: dict[str, Callable[[Path], str]] = {"ablation": ablation_table, "ablatio
                                              "validation_findings": validation_findings, "paper": paper_table,
                                              "backbones_paired": backbones_paired_table,
                                              "finetune_selection": finetune_selection_table,
-                                             "finetune_decision": finetune_decision, "paper_table3": paper_table3}
+                                             "finetune_decision": finetune_decision, "paper_table3": paper_table3,
+                                             "finetune_posthoc": finetune_posthoc_table}
 
 
 def render_readme(text: str, report_dir: Path) -> str:
