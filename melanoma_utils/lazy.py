@@ -42,19 +42,24 @@ def import_quietly(name: str = "keras") -> Any:
     if name in sys.modules:
         return sys.modules[name]
     sys.stderr.flush()
+    try:
+        tmp = tempfile.TemporaryFile(mode="w+b")
+    except OSError:  # no temporary folder: import as is, start-up lines and all
+        return import_module(name)
     saved = os.dup(2)
-    with tempfile.TemporaryFile(mode="w+b") as tmp:
+    try:
         os.dup2(tmp.fileno(), 2)
         try:
-            module = import_module(name)
+            return import_module(name)
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)
-            os.close(saved)
             tmp.seek(0)
             kept = [line for line in tmp.read().decode("utf-8", "replace").splitlines(keepends=True)
                     if not any(n in line for n in STARTUP_NOISE)]
-            if kept:
+            if kept:  # everything else the import wrote (an error's explanation included) reaches stderr
                 sys.stderr.write("".join(kept))
                 sys.stderr.flush()
-    return module
+    finally:
+        os.close(saved)
+        tmp.close()

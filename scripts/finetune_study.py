@@ -8,6 +8,7 @@ each source) into ``--report-dir``.
 
     python scripts/finetune_study.py                     # every candidate, 2 folds (~1 h cold on 2 CPU cores)
     python scripts/finetune_study.py --candidates "fine-tuned 128 px"
+    python scripts/finetune_study.py --posthoc           # the post-hoc ensembles from the same runs (~5 min)
 
 Real data beside the checkout (``../shared/data``); runs are reused from ``--runs`` when present.
 """
@@ -25,7 +26,7 @@ from melanoma_utils.data.confounds import with_source_copies
 from melanoma_utils.data.csvfiles import write_csv
 from melanoma_utils.data.isic import load_dataset
 from melanoma_utils.data.sources import combine_external, hold_out_external, load_external
-from melanoma_utils.study.finetune import FINETUNE_CANDIDATES, finetune_selection
+from melanoma_utils.study.finetune import FINETUNE_CANDIDATES, FINETUNE_POSTHOC, finetune_selection
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 #: Display names of the external folders (the ISIC 2017 part is read through the ISIC 2019 layout).
@@ -42,6 +43,9 @@ def main() -> None:
     ap.add_argument("--candidates", nargs="*", default=list(FINETUNE_CANDIDATES), metavar="NAME",
                     help="which candidates (default: all): " + "; ".join(FINETUNE_CANDIDATES))
     ap.add_argument("--n-boot", type=int, default=1000)
+    ap.add_argument("--posthoc", action="store_true",
+                    help="score the post-hoc ensembles (study.finetune.FINETUNE_POSTHOC) from the same fold runs into "
+                         "table_finetune_posthoc.csv instead (reported, never selected)")
     args = ap.parse_args()
 
     ds = load_dataset(args.images_csv)
@@ -54,6 +58,13 @@ def main() -> None:
         holdouts[SOURCES.get(folder.name, folder.name)] = held
     external = pd.concat(train_parts, ignore_index=True)
     start = time.perf_counter()
+    if args.posthoc:
+        members = sorted({m for ms in FINETUNE_POSTHOC.values() for m in ms})
+        table = finetune_selection(df, external, holdouts, args.runs, members, n_splits=args.folds,
+                                   n_boot=args.n_boot, ensembles=FINETUNE_POSTHOC)
+        atomic_write(args.report_dir / "table_finetune_posthoc.csv", lambda tmp: table.to_csv(tmp, index=False))
+        print(table[["candidate", "within_copy_a", "delta_within_copy_a", "verdict"]].to_string(index=False))
+        return
     table = finetune_selection(df, external, holdouts, args.runs, args.candidates, n_splits=args.folds,
                                n_boot=args.n_boot)
     atomic_write(args.report_dir / "table_finetune_selection.csv", lambda tmp: table.to_csv(tmp, index=False))

@@ -213,3 +213,5 @@ def test_an_ensemble_winner_is_the_recommended_recipe_not_trains_default(tmp_pat
     text = finetune_decision(tmp_path)
     assert f"**{name}** wins" in text and "plain default stays the frozen model (`lite0-224`)" in text
     assert "plus one fine-tuned run (~17 min" in text and "about 1.8× today's, within the 10×" in text
+    (tmp_path / "table_train_timings.csv").unlink()
+    assert "cost against today's cold `train` is not measured" in finetune_decision(tmp_path)

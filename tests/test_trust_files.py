@@ -106,12 +106,12 @@ def test_cells_a_spreadsheet_would_execute_are_written_as_text_and_read_back(tmp
 
     from melanoma_utils.data.csvfiles import read_csv, write_csv
 
-    frame = pd.DataFrame({"image_name": [*FORMULAS, "ISIC_1", "it's fine"], "probability": [-0.5, 0.1, 0.2, 0.3, 0.4,
-                                                                                          0.5, 0.6, 0.7]})
+    frame = pd.DataFrame({"image_name": [*FORMULAS, "ISIC_1", "it's fine", "'=already quoted", "'plain"],
+                          "probability": [-0.5, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]})
     path = write_csv(frame, tmp_path / "p.csv")
     raw = pd.read_csv(path, dtype=str, keep_default_na=False)  # what a spreadsheet sees
     assert all(v.startswith("'") for v in raw["image_name"][:6]), raw["image_name"].tolist()
-    assert raw["image_name"][6:].tolist() == ["ISIC_1", "it's fine"]
+    assert raw["image_name"][6:8].tolist() == ["ISIC_1", "it's fine"]
     assert raw["probability"][0] == "-0.5"  # a number stays a number
     back = read_csv(path)  # the package reads the original names
     assert back["image_name"].tolist() == frame["image_name"].tolist()
@@ -213,8 +213,14 @@ def test_a_run_folder_is_checked_against_its_record_before_use(tmp_path: Path, c
     added = tmp_path / "added"
     shutil.copytree(clinical, added)
     (added / "notes.txt").write_text("x")
-    with pytest.raises(RunDamaged, match=r"notes.txt \(not in the record"):
-        Run.load(added)
+    capsys.readouterr()
+    Run.load(added)  # a file nothing reads: a notice, not damage
+    assert "holds file(s) its record.json does not list (added later, not read): notes.txt" in capsys.readouterr().err
+    escape = tmp_path / "escape"
+    shutil.copytree(clinical, escape)
+    (escape / "record.json").write_text('{"format": 1, "files": {"../clinical/model.keras": {"bytes": 1, "sha256": "x"}}}')
+    with pytest.raises(RunDamaged, match=r"entry '../clinical/model.keras' is not a file record"):
+        Run.load(escape)  # a record cannot make the check read outside the folder
     old = tmp_path / "old"
     shutil.copytree(clinical, old)
     (old / "record.json").unlink()

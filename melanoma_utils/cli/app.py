@@ -68,11 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     named = next((w for w in words if not w.startswith("-")), None)
     args = build_parser(named if named in _COMMANDS else None).parse_args(words)
     warnings.simplefilter("ignore", DataWarning)  # commands print the load notes themselves
-    if args.command in KERAS_COMMANDS:  # TensorFlow's C++ start-up lines are not this command's output
-        from ..lazy import import_quietly
-
-        import_quietly("keras")
     try:
+        if args.command in KERAS_COMMANDS:  # TensorFlow's C++ start-up lines are not this command's output
+            from ..lazy import import_quietly
+
+            import_quietly("keras")
         return int(args.handler(args))
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume (a training run continues after its last saved "
@@ -110,8 +110,12 @@ def os_error_line(exc: OSError) -> str:
     if exc.filename2:
         where = f"{where} -> {exc.filename2}"
     fix = OS_FIXES.get(exc.errno or -1, "check the path and the disk")
-    cache = cache_dir().resolve()
-    if exc.filename and (Path(str(exc.filename)).resolve() == cache or cache in Path(str(exc.filename)).resolve().parents):
+    try:  # (the handler must not fail itself: no home folder, a link loop)
+        cache = cache_dir().resolve()
+        target = Path(str(exc.filename)).resolve() if exc.filename else None
+    except (RuntimeError, KeyError, OSError):
+        cache = target = None
+    if cache is not None and target is not None and (target == cache or cache in target.parents):
         fix = (f"the user cache ({cache}) cannot be written: set {CACHE_VARIABLE} to a folder you can write "
                "(e.g. export MELANOMA_UTILS_CACHE=/tmp/melanoma-cache)")
     return f"{where + ': ' if where else ''}{exc.strerror or exc}; {fix}"

@@ -34,9 +34,11 @@ FORMULA_GUARD = "'"
 def neutralise_cells(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``frame`` in which every text cell (and text index value or column name) that starts with a
     formula character (:data:`FORMULA_STARTS`) is prefixed with :data:`FORMULA_GUARD`, so that a spreadsheet shows
-    it as text instead of executing it. Numbers (a negative probability, say) are not text and stay as they are."""
-    def guard(value: object) -> object:
-        return FORMULA_GUARD + value if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+    it as text instead of executing it; one that already starts with the guard gets another, so that
+    :func:`restore_cells` gives every value back. Numbers (a negative probability, say) stay as they are."""
+    def guard(value: object) -> object:  # (a value already starting with the guard is guarded too: it round-trips)
+        return (FORMULA_GUARD + value if isinstance(value, str) and value.startswith((*FORMULA_STARTS, FORMULA_GUARD))
+                else value)
 
     out = frame.copy()
     for col in out.columns:
@@ -51,7 +53,7 @@ def neutralise_cells(frame: pd.DataFrame) -> pd.DataFrame:
 def restore_cells(frame: pd.DataFrame) -> pd.DataFrame:
     """Undo :func:`neutralise_cells` on a table read back (a guarded cell gets its original text)."""
     def unguard(value: object) -> object:
-        if isinstance(value, str) and value.startswith(FORMULA_GUARD) and value[1:2] and value[1:].startswith(FORMULA_STARTS):
+        if isinstance(value, str) and value.startswith(FORMULA_GUARD) and value[1:].startswith((*FORMULA_STARTS, FORMULA_GUARD)):
             return value[1:]
         return value
 

@@ -105,7 +105,8 @@ def read_torch_legacy(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
             return _read_legacy(f)
     except WeightsFileError as exc:
         raise WeightsFileError(f"{path}: {exc}") from None
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as exc:
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            OverflowError, MemoryError) as exc:
         raise WeightsFileError(f"{path}: not a readable PyTorch legacy checkpoint ({type(exc).__name__}: {exc})") from None
 
 
@@ -156,6 +157,8 @@ def _read_legacy(f: BinaryIO) -> dict[str, np.ndarray]:
             last = ref.offset + sum((n - 1) * s for n, s in zip(ref.shape, ref.strides))
             if ref.offset < 0 or last >= buf.size or min(ref.strides) < 0:
                 raise WeightsFileError(f"tensor {name}: shape {ref.shape} / strides {ref.strides} exceed its storage")
+        elif not 0 <= ref.offset < buf.size:  # a scalar: its one element must lie inside the storage
+            raise WeightsFileError(f"tensor {name}: offset {ref.offset} is outside its storage of {buf.size} element(s)")
         view = np.lib.stride_tricks.as_strided(
             buf[ref.offset:], shape=ref.shape, strides=tuple(s * buf.itemsize for s in ref.strides), writeable=False
         )

@@ -105,19 +105,22 @@ def finetune_decision(report_dir: Path) -> str:
     if won in FINETUNE_ENSEMBLES:
         ft = [m for m in FINETUNE_ENSEMBLES[won] if pd.notna(t.loc[m, "train_seconds_per_run"]) and "fine-tuned" in m]
         extra = float(t.loc[ft[0], "train_seconds_per_run"]) if ft else float("nan")
-        ratio = (cold + extra) / cold if cold else float("nan")
-        return (gain + "It is two models averaged, and `train` makes one model per call, so its plain default stays "
-                f"the frozen model (`{DEFAULT_PRESET}`); the recommended recipe is the three commands below. Its cost is "
-                f"today's cold `train --external` ({cold / 60:.0f} min) plus one fine-tuned run (~{extra / 60:.0f} min "
-                f"per fold run here): about {ratio:.1f}× today's, "
+        head = (gain + "It is two models averaged, and `train` makes one model per call, so its plain default stays "
+                f"the frozen model (`{DEFAULT_PRESET}`); the recommended recipe is the three commands below. ")
+        if not cold or extra != extra:
+            return head + "Its cost against today's cold `train` is not measured (table_train_timings.csv).\n"
+        ratio = (cold + extra) / cold
+        return (head + f"Its cost is today's cold `train --external` ({cold / 60:.0f} min) plus one fine-tuned run "
+                f"(~{extra / 60:.0f} min per fold run here): about {ratio:.1f}× today's, "
                 f"{'within' if ratio <= MAX_COST_RATIO else 'beyond'} the {MAX_COST_RATIO:.0f}× the rule allows.\n")
     cost = r["train_seconds_per_run"]
     ratio = cost / cold if cold and pd.notna(cost) else float("nan")
     default_now = "**the plain default of `train`**" if DEFAULT_PRESET == FINETUNE_PRESET else f"preset `{FINETUNE_PRESET}`"
-    return (gain + "One fold run took "
-            + (f"{cost / 60:.0f} min on the rendering machine, {ratio:.1f}× today's cold `train --external` "
-               f"({cold / 60:.0f} min, `table_train_timings.csv`)" if ratio == ratio else "an unmeasured time")
-            + f": {'within' if ratio <= MAX_COST_RATIO else 'beyond'} the {MAX_COST_RATIO:.0f}× the rule allows. Its "
+    if ratio != ratio:
+        return gain + f"Its cost against today's cold `train` is not measured. Its recipe is {default_now}.\n"
+    return (gain + f"One fold run took {cost / 60:.0f} min on the rendering machine, {ratio:.1f}× today's cold "
+            f"`train --external` ({cold / 60:.0f} min, `table_train_timings.csv`): "
+            f"{'within' if ratio <= MAX_COST_RATIO else 'beyond'} the {MAX_COST_RATIO:.0f}× the rule allows. Its "
             f"recipe is {default_now}.\n")
 
 

@@ -16,6 +16,7 @@ Adding a path is one class here and one line in :func:`path_for`.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +47,7 @@ class FitData:
     class_weights: dict[int, float]
     preprocess: dict[str, Any]
     out_dir: Path
-    scope: Any = None
+    scope: Any = field(default_factory=contextlib.nullcontext)
 
 
 @dataclass
@@ -193,6 +194,8 @@ class HeadOnEmbeddings(TrainingPath):
     on them and move it into the full two-input model. Subclasses add a stage after the head (:meth:`after_head`)."""
 
     name = "head on cached embeddings"
+    #: Seconds an interrupted stage after the head had spent before this process resumed it.
+    seconds_before: float = 0.0
 
     def check(self, cfg: TrainConfig) -> None:
         if not cfg.uses_cached_embeddings:
@@ -205,7 +208,7 @@ class HeadOnEmbeddings(TrainingPath):
             h = self.train_head(data, cfg)
             rows = h.rows + self.after_head(h, data, cfg)
         write_history(rows, RunLayout(data.out_dir).history)
-        return Fitted(h.model, rows, h.stages)
+        return Fitted(h.model, rows, h.stages, seconds_before=self.seconds_before)
 
     def after_head(self, h: _Head, data: FitData, cfg: TrainConfig) -> list[dict[str, float]]:
         """What follows the head (none here); returns its history rows and adds its facts to ``h.stages``."""
@@ -330,7 +333,8 @@ class FineTune(HeadOnEmbeddings):
         first = len(h.rows)
         fit_resumable(h.model, ds_tr, ds_va, ft, first, first + cfg.finetune_epochs, cfg.verbose, seeds)
         seconds = ft.seconds_before + time.perf_counter() - t0  # a resumed run counts its earlier part
-        h.stages["finetune"] = {"mode": cfg.finetune, "seconds": time.perf_counter() - t0, "epochs": len(ft.rows),
+        self.seconds_before = ft.seconds_before
+        h.stages["finetune"] = {"mode": cfg.finetune, "seconds": seconds, "epochs": len(ft.rows),
                                 "learning_rate": cfg.finetune_learning_rate, "schedule": cfg.finetune_schedule,
                                 "label_smoothing": cfg.label_smoothing, "trainable_backbone_weights": n_trainable,
                                 # training rows per second, the validation passes included

@@ -37,7 +37,7 @@ from ..models.train_config import (  # noqa: F401  (re-exported: the recipe live
     STRATEGIES,
     TrainConfig,
 )
-from .runfolder import RunLayout, record_problems
+from .runfolder import RunLayout, record_problems, unrecorded_files
 
 #: Run folders already reported as having no record (the notice is printed once per folder and process).
 _UNRECORDED: set[str] = set()
@@ -57,6 +57,11 @@ def check_record(run_dir: Path) -> None:
     if problems:
         raise RunDamaged(f"run folder {run_dir} does not match its {RunLayout.RECORD}: {'; '.join(problems)}. Use the "
                          "run folder as `train` wrote it (or train it again)")
+    extra = unrecorded_files(run_dir)
+    if extra and str(run_dir) not in _UNRECORDED:
+        _UNRECORDED.add(str(run_dir))
+        print(f"note: {run_dir} holds file(s) its {RunLayout.RECORD} does not list (added later, not read): "
+              f"{', '.join(extra[:5])}", file=sys.stderr)
 
 
 class RunDamaged(ValueError):

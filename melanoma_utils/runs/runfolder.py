@@ -164,9 +164,25 @@ def publish(staging: Path, out_dir: Path) -> None:
 
 
 def _recorded_files(folder: Path) -> list[Path]:
-    """The files a run record covers: every file below ``folder`` except hidden ones and the record itself."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.name != RunLayout.RECORD
+    """The files a run record covers: every regular file below ``folder`` (not through a link) except hidden ones and
+    the record itself."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink() and p.name != RunLayout.RECORD
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def _inside(folder: Path, name: str) -> Path | None:
+    """``folder / name`` where ``name`` is a plain relative path inside ``folder`` and no part of it is a link; else
+    ``None`` (a record naming ``../x``, ``/etc/passwd`` or a link is not this package's)."""
+    parts = Path(name).parts
+    if not name or Path(name).is_absolute() or ".." in parts:
+        return None
+    p = folder / name
+    here = folder
+    for part in parts:
+        here = here / part
+        if here.is_symlink():
+            return None
+    return p
 
 
 def _digest(path: Path) -> str:
@@ -203,8 +219,9 @@ def record_problems(folder: str | os.PathLike[str]) -> list[str] | None:
         return [f"{RunLayout.RECORD} (not a record written by this package)"]
     problems = []
     for name, want in files.items():
-        p = folder / name
-        if not (name and isinstance(want, dict) and isinstance(want.get("bytes"), int) and isinstance(want.get("sha256"), str)):
+        p = _inside(folder, name)
+        if p is None or not (isinstance(want, dict) and isinstance(want.get("bytes"), int)
+                             and isinstance(want.get("sha256"), str)):
             problems.append(f"{RunLayout.RECORD} (entry {name!r} is not a file record: not written by this package)")
         elif not p.is_file():
             problems.append(f"{name} (recorded, missing)")
@@ -213,9 +230,18 @@ def record_problems(folder: str | os.PathLike[str]) -> list[str] | None:
                             "the one this run wrote)")
         elif _digest(p) != want.get("sha256"):
             problems.append(f"{name} (content differs from the record: changed, or taken from another run)")
-    extra = [p.relative_to(folder).as_posix() for p in _recorded_files(folder)]
-    problems += [f"{name} (not in the record: added after the run was written)" for name in extra if name not in files]
     return problems
+
+
+def unrecorded_files(folder: str | os.PathLike[str]) -> list[str]:
+    """Files in a recorded run folder that its ``record.json`` does not list (added after it was written: nothing
+    reads them, so they are a notice, not damage)."""
+    folder = Path(folder)
+    try:
+        files = json.loads((folder / RunLayout.RECORD).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [n for n in (p.relative_to(folder).as_posix() for p in _recorded_files(folder)) if n not in files]
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,11 @@ FINETUNE_CANDIDATES: dict[str, dict[str, Any]] = {
 FINETUNE_ENSEMBLES: dict[str, tuple[str, ...]] = {
     "ensemble: frozen default + fine-tuned, sources alike": (FINETUNE_BASE, "fine-tuned 128 px + sources weighted alike"),
 }
+#: Ensembles looked at after the selection's table was seen (2026-12-07): reported, never selected
+#: (``scripts/finetune_study.py --posthoc`` writes their table from the same fold runs).
+FINETUNE_POSTHOC: dict[str, tuple[str, ...]] = {
+    "post hoc: frozen default + fine-tuned (no weighting)": (FINETUNE_BASE, "fine-tuned 128 px"),
+}
 #: The population endpoints the rule protects (column stems of the selection table); held-out external sources add
 #: ``holdout_<source>``.
 POPULATION_ENDPOINTS: tuple[str, ...] = ("within_copy_a", "mvn_within_copy_a")
@@ -118,13 +123,15 @@ def chosen_candidate(table: pd.DataFrame) -> str | None:
 
 def finetune_selection(df: pd.DataFrame, external: pd.DataFrame, holdouts: Mapping[str, pd.DataFrame],
                        runs_dir: str | os.PathLike[str], names: Sequence[str] | None = None, *, n_splits: int = 2,
-                       n_boot: int = 1000, seed: int = 0, overrides: Mapping[str, Any] | None = None) -> pd.DataFrame:
+                       n_boot: int = 1000, seed: int = 0, overrides: Mapping[str, Any] | None = None,
+                       ensembles: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
     """The selection table of :data:`FINETUNE_CANDIDATES` ``names`` (default: all; the base always runs) and
     :data:`FINETUNE_ENSEMBLES` whose members ran, against :data:`FINETUNE_BASE`: ``n_splits`` patient-grouped folds of
     ``df`` (every image predicted once, out of fold), each fold run trained on the rest of ``df`` plus ``external``;
     scored within copy a, melanoma vs nevus within copy a, overall and on each of ``holdouts`` (source name -> held-out
     lesions of that source, never trained on), with paired differences and patient/lesion-bootstrap CIs, seconds per
-    fold run and the :func:`finetune_verdict`. ``overrides`` apply to every candidate (e.g. fewer epochs in a test).
+    fold run and the :func:`finetune_verdict`. ``overrides`` apply to every candidate (e.g. fewer epochs in a test);
+    ``ensembles`` replaces :data:`FINETUNE_ENSEMBLES` (e.g. :data:`FINETUNE_POSTHOC`).
     Runs are kept in ``runs_dir`` and reused (an interrupted selection resumes)."""
     names = check_variants(list(names or FINETUNE_CANDIDATES), FINETUNE_CANDIDATES, "finetune candidates")
     names = [FINETUNE_BASE, *[n for n in names if n != FINETUNE_BASE]]
@@ -137,7 +144,7 @@ def finetune_selection(df: pd.DataFrame, external: pd.DataFrame, holdouts: Mappi
     holdout = pd.concat([h.assign(source=s) for s, h in holdouts.items()], ignore_index=True)
     scores = holdout_scores(runs_dir, names, list(range(n_splits)), holdout, run_folder_name)
     scores = scores.merge(holdout[["image_name", "source"]], on="image_name", how="left")
-    for name, members in FINETUNE_ENSEMBLES.items():
+    for name, members in (FINETUNE_ENSEMBLES if ensembles is None else ensembles).items():
         if all(m in names for m in members):
             per_fold, oof = add_ensemble(per_fold, oof, list(members), name)
             scores = pd.concat([scores, ensemble_holdout(scores, members, name)], ignore_index=True)
