@@ -37,16 +37,28 @@ def atomic_path(path: str | os.PathLike[str], exclusive: bool = False) -> Iterat
     try:
         yield tmp
         if exclusive:
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise FileExistsError(f"{path} was written by another command meanwhile; it was left as that command "
-                                      "wrote it (pass --overwrite to replace it)") from None
+            _link_exclusively(tmp, path)
         else:
             os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _link_exclusively(tmp: Path, path: Path) -> None:
+    """Put ``tmp`` at ``path`` only if nothing is there: a hard link (atomic); where the file system has none (some
+    network or FUSE mounts), claim the name with an exclusive create, then move ``tmp`` over it."""
+    try:
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            raise
+        except OSError:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            os.replace(tmp, path)
+    except FileExistsError:
+        raise FileExistsError(f"{path} was written by another command meanwhile; it was left as that command wrote it "
+                              "(pass --overwrite to replace it)") from None
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], Any], exclusive: bool = False) -> Path:

@@ -270,3 +270,20 @@ def test_model_card_escapes_values_that_come_from_user_data() -> None:
                                     "groups": [{"group": evil, "rows": 3, "benign": 2, "malignant": 1,
                                                 "malignant_share": 1 / 3}]})[0]
     assert "<script>" not in line and "\n" not in line
+
+
+def test_an_exclusive_write_claims_the_name_where_hard_links_are_refused(tmp_path: Path, monkeypatch) -> None:
+    import errno
+    import os
+
+    from melanoma_utils.atomic import atomic_write
+
+    def no_links(*_):
+        raise OSError(errno.EPERM, "Operation not permitted")  # what a FUSE or vfat mount says
+
+    monkeypatch.setattr(os, "link", no_links)
+    atomic_write(tmp_path / "a.csv", lambda tmp: tmp.write_text("first"), exclusive=True)
+    assert (tmp_path / "a.csv").read_text() == "first"
+    with pytest.raises(FileExistsError, match="a.csv was written by another command meanwhile"):
+        atomic_write(tmp_path / "a.csv", lambda tmp: tmp.write_text("second"), exclusive=True)
+    assert (tmp_path / "a.csv").read_text() == "first" and [p.name for p in tmp_path.iterdir()] == ["a.csv"]
