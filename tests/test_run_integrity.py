@@ -80,6 +80,10 @@ def test_cli_evaluate_refuses_too_few_cases_and_folders_it_did_not_write(tmp_pat
     assert cli.main(ev + ["--out", str(run)]) == 2 and "is a run folder" in capsys.readouterr().err
     assert cli.main(ev + ["--out", str(run), "--overwrite"]) == 2  # not even with --overwrite
     assert json.loads((run / "metrics.json").read_text()) == {"training": True}
+    (run / "val_predictions.csv").write_text("image_name\n")
+    for inside in (run / "eval", run / "sub" / "eval.json"):  # inside the run folder at any depth: refused
+        assert cli.main(ev + ["--out", str(inside)]) == 2 and f"{run} is a run folder" in capsys.readouterr().err
+        assert not inside.exists()
     other = tmp_path / "mine"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
@@ -276,3 +280,15 @@ def test_fingerprint_covers_image_content_and_a_run_that_failed_before_its_first
     other = fingerprint(TrainConfig(kind="image", backbone="cnn", image_size=40), df.iloc[:20], df.iloc[20:])
     assert prepare_staging(staging, other) is False  # ... does not block a retry with another configuration
     assert json.loads((staging / "fingerprint.json").read_text()) == other
+
+
+def test_predictions_are_never_written_inside_a_run_folder_at_any_depth(tmp_path: Path) -> None:
+    from melanoma_utils.cli.predict_commands import _check_predictions_out
+
+    run = tmp_path / "run"
+    (run / "sub").mkdir(parents=True)
+    (run / "model.keras").write_bytes(b"x")
+    for out in (run / "p.csv", run / "sub" / "p.csv"):
+        with pytest.raises(FileExistsError, match=f"{run} is a run folder"):
+            _check_predictions_out(out, [])
+    _check_predictions_out(tmp_path / "p.csv", [])  # beside it: fine

@@ -211,10 +211,17 @@ def _is_run_folder(folder: Path) -> bool:
     return layout.model.exists() or layout.is_ensemble or (layout.config.is_file() and layout.val_predictions.is_file())
 
 
+def _run_folder_above(path: Path) -> Path | None:
+    """The run (or ensemble) folder ``path`` lies in, at any depth (``RUN/sub/x.csv`` too), or ``None``."""
+    return next((p for p in Path(path).absolute().parents if _is_run_folder(p)), None)
+
+
 def _check_predictions_out(out: Path, inputs: list[Path]) -> None:
-    """Refuse a predictions file inside a run folder (its records) or naming an input of the same call."""
-    if _is_run_folder(out.parent):
-        raise FileExistsError(f"{out.parent} is a run folder: write the predictions elsewhere (its files record the "
+    """Refuse a predictions file inside a run folder, at any depth (its files are the training's record), or naming an
+    input of the same call."""
+    run = _run_folder_above(out)
+    if run is not None:
+        raise FileExistsError(f"{run} is a run folder: write the predictions elsewhere (its files record the "
                               "training; ensemble reads val_predictions.csv)")
     for path in inputs:
         if path is not None and path.exists() and out.exists() and out.resolve() == path.resolve():
@@ -225,12 +232,12 @@ def _check_report_out(out: Path, overwrite: bool) -> None:
     """Refuse to write an evaluate report where it would overwrite something a user made: a run folder (its own
     metrics.json is the training record) or any non-empty folder that is not an earlier report (``--overwrite``
     replaces an earlier report only)."""
+    run = _run_folder_above(out)
+    if run is not None:  # a report inside a run folder, at any depth, would become part of it
+        raise FileExistsError(f"{run} is a run folder: write the evaluation elsewhere (its files record the training)")
     if out.suffix.lower() == ".json":
         if out.exists() and not overwrite:
             raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-        if _is_run_folder(out.parent):
-            raise FileExistsError(f"{out.parent} is a run folder: write the evaluation elsewhere (its files record "
-                                  "the training)")
         return
     if out.is_file():
         raise FileExistsError(f"{out} is a file; --out names a report folder (or a .json file)")
