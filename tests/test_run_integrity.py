@@ -283,12 +283,12 @@ def test_fingerprint_covers_image_content_and_a_run_that_failed_before_its_first
 
 
 def test_predictions_are_never_written_inside_a_run_folder_at_any_depth(tmp_path: Path) -> None:
-    from melanoma_utils.cli.predict_commands import _check_predictions_out
+    from melanoma_utils.cli.outputs import check_predictions_out
 
     run = tmp_path / "run"
     (run / "sub").mkdir(parents=True)
     (run / "model.keras").write_bytes(b"x")
     for out in (run / "p.csv", run / "sub" / "p.csv"):
         with pytest.raises(FileExistsError, match=f"{run} is a run folder"):
-            _check_predictions_out(out, [])
-    _check_predictions_out(tmp_path / "p.csv", [])  # beside it: fine
+            check_predictions_out(out, [])
+    check_predictions_out(tmp_path / "p.csv", [])  # beside it: fine

@@ -65,7 +65,7 @@ def test_demo_data_never_touches_a_users_folder_or_a_similar_name(tmp_path: Path
 
 
 def test_export_and_predict_refuse_to_write_over_a_run(tmp_path: Path) -> None:
-    from melanoma_utils.cli.predict_commands import _check_predictions_out
+    from melanoma_utils.cli.outputs import check_predictions_out
     from melanoma_utils.runs.export import check_export_out
 
     run = tmp_path / "run"
@@ -77,11 +77,11 @@ def test_export_and_predict_refuse_to_write_over_a_run(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError, match="run folder"):
         check_export_out(run, run / "export", overwrite=True)
     with pytest.raises(FileExistsError, match="run folder"):
-        _check_predictions_out(run / "val_predictions.csv", [])
+        check_predictions_out(run / "val_predictions.csv", [])
     meta = tmp_path / "meta.csv"
     meta.write_text("image_name\n")
     with pytest.raises(FileExistsError, match="input of this command"):
-        _check_predictions_out(meta, [meta])
+        check_predictions_out(meta, [meta])
 
 
 def _jpeg_claiming(path: Path, width: int, height: int) -> None:

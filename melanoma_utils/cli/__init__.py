@@ -1,6 +1,6 @@
 """The command line (``python -m melanoma_utils``) and ``reproduce`` (papermill).
 
-Modules: ``app``, ``args``, ``data_commands``, ``predict_commands``, ``reproduce``, ``train_commands``.
+Modules: ``app``, ``args``, ``data_commands``, ``outputs``, ``predict_commands``, ``reproduce``, ``train_commands``.
 Layers (imports only run leftwards): config/atomic/versions < data < pipeline < evaluation < models < runs < study < reports < cli.
 """
 

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 from ..data.csvfiles import restore_cells
 from ..data.isic import DataError
-from ..runs.runfolder import RunLayout
 from .args import (
     _existing_file,
     _existing_path,
@@ -21,6 +20,7 @@ from .args import (
     command,
     data_args,
 )
+from .outputs import check_predictions_out, check_report_out
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,7 +69,7 @@ def _predict(args: argparse.Namespace) -> int:
         raise ValueError("predict --metadata needs --out: the predictions CSV to write")
     if args.out.is_dir():
         raise FileExistsError(f"{args.out} is a folder; --out names the predictions CSV to write (e.g. {args.out / 'predictions.csv'})")
-    _check_predictions_out(args.out, [args.metadata])
+    check_predictions_out(args.out, [args.metadata])
     if args.out.exists() and not args.overwrite:
         raise FileExistsError(f"{args.out} exists; pass --overwrite to replace it")
     run = Run.load(args.run)
@@ -149,7 +149,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from ..reports.validation import join, summary_lines, write_report
 
     if args.out is not None:
-        _check_report_out(args.out, args.overwrite)
+        check_report_out(args.out, args.overwrite)
     try:
         preds = restore_cells(pd.read_csv(args.predictions, dtype={"image_name": str}))
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -199,59 +199,6 @@ def _evaluate(args: argparse.Namespace) -> int:
             paths = write_report(report, args.out)
             print(f"report: {args.out}/ ({', '.join(p.name for p in paths)})")
     return 0
-
-
-#: The file an ``evaluate`` report folder holds (how a folder is recognised as one it may replace).
-_REPORT_MARK = "metrics.json"
-
-
-def _is_run_folder(folder: Path) -> bool:
-    """A run or ensemble folder (its files are the training's record: never an output of another command)."""
-    layout = RunLayout(folder)
-    return layout.model.exists() or layout.is_ensemble or (layout.config.is_file() and layout.val_predictions.is_file())
-
-
-def _run_folder_above(path: Path) -> Path | None:
-    """The run (or ensemble) folder ``path`` lies in, at any depth (``RUN/sub/x.csv`` too), or ``None``."""
-    return next((p for p in Path(path).absolute().parents if _is_run_folder(p)), None)
-
-
-def _check_predictions_out(out: Path, inputs: list[Path]) -> None:
-    """Refuse a predictions file inside a run folder, at any depth (its files are the training's record), or naming an
-    input of the same call."""
-    run = _run_folder_above(out)
-    if run is not None:
-        raise FileExistsError(f"{run} is a run folder: write the predictions elsewhere (its files record the "
-                              "training; ensemble reads val_predictions.csv)")
-    for path in inputs:
-        if path is not None and path.exists() and out.exists() and out.resolve() == path.resolve():
-            raise FileExistsError(f"{out} is an input of this command: write the output to another file")
-
-
-def _check_report_out(out: Path, overwrite: bool) -> None:
-    """Refuse to write an evaluate report where it would overwrite something a user made: a run folder (its own
-    metrics.json is the training record) or any non-empty folder that is not an earlier report (``--overwrite``
-    replaces an earlier report only)."""
-    run = _run_folder_above(out)
-    if run is not None:  # a report inside a run folder, at any depth, would become part of it
-        raise FileExistsError(f"{run} is a run folder: write the evaluation elsewhere (its files record the training)")
-    if out.suffix.lower() == ".json":
-        if out.exists() and not overwrite:
-            raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-        return
-    if out.is_file():
-        raise FileExistsError(f"{out} is a file; --out names a report folder (or a .json file)")
-    if not out.is_dir() or not any(out.iterdir()):
-        return
-    if _is_run_folder(out) or RunLayout(out).config.is_file():
-        raise FileExistsError(f"{out} is a run folder: write the evaluation report elsewhere (its metrics.json records "
-                              "the training)")
-    if not (out / _REPORT_MARK).is_file():
-        raise FileExistsError(f"{out} is a non-empty folder that holds no evaluate report; choose an empty or new folder")
-    if not overwrite:
-        raise FileExistsError(f"{out} holds an earlier evaluate report; pass --overwrite to replace it")
-
-
 
 
 def lesion_row(image: Path, age: float | None, sex: str | None, site: str | None) -> tuple["pd.DataFrame", list[str]]:
