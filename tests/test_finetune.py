@@ -18,7 +18,7 @@ from melanoma_utils.study.finetune import chosen_candidate, finetune_verdict
 
 @pytest.fixture(autouse=True)
 def _user_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("MELANOMA_UTILS_CACHE", str(tmp_path_factory.getbasetemp() / "user-cache"))
+    monkeypatch.setenv("MELANOMA_UTILS_CACHE", str(tmp_path_factory.getbasetemp() / "user-cache-finetune"))
 
 
 def test_sources_weighting_gives_every_source_the_same_total_and_keeps_its_melanoma_share() -> None:

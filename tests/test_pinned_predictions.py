@@ -29,7 +29,7 @@ CONFIGS = {
 
 @pytest.fixture(autouse=True)
 def _user_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("MELANOMA_UTILS_CACHE", str(tmp_path_factory.getbasetemp() / "user-cache"))
+    monkeypatch.setenv("MELANOMA_UTILS_CACHE", str(tmp_path_factory.getbasetemp() / "user-cache-pinned"))
 
 
 @pytest.mark.slow

@@ -31,6 +31,11 @@ FORMULA_STARTS: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r")
 FORMULA_GUARD = "'"
 
 
+def _is_text(values: pd.Series | pd.Index) -> bool:
+    """Whether a column (or index) holds text: object or string dtype."""
+    return values.dtype == object or pd.api.types.is_string_dtype(values.dtype)
+
+
 def neutralise_cells(frame: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``frame`` in which every text cell (and text index value or column name) that starts with a
     formula character (:data:`FORMULA_STARTS`) is prefixed with :data:`FORMULA_GUARD`, so that a spreadsheet shows
@@ -42,10 +47,10 @@ def neutralise_cells(frame: pd.DataFrame) -> pd.DataFrame:
 
     out = frame.copy()
     for col in out.columns:
-        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col].dtype):
+        if _is_text(out[col]):
             out[col] = out[col].map(guard)
     out.columns = [guard(c) for c in out.columns]
-    if out.index.dtype == object or pd.api.types.is_string_dtype(out.index.dtype):
+    if _is_text(out.index):
         out.index = out.index.map(guard)
     return out
 
@@ -59,7 +64,7 @@ def restore_cells(frame: pd.DataFrame) -> pd.DataFrame:
 
     out = frame.copy()
     for col in out.columns:
-        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col].dtype):
+        if _is_text(out[col]):
             out[col] = out[col].map(unguard)
     out.columns = [unguard(c) for c in out.columns]
     return out
@@ -72,8 +77,7 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike[str], index: bool = F
     the original values back. ``exclusive``: refuse (a :class:`FileExistsError`) if ``path`` appeared meanwhile
     (:func:`~melanoma_utils.atomic.atomic_path`)."""
     safe = neutralise_cells(frame)
-    text = [c for c in safe.columns if safe[c].dtype == object or pd.api.types.is_string_dtype(safe[c].dtype)]
-    has_cr = any(safe[c].map(lambda v: isinstance(v, str) and "\r" in v).any() for c in text)
+    has_cr = any(safe[c].map(lambda v: isinstance(v, str) and "\r" in v).any() for c in safe.columns if _is_text(safe[c]))
     quoting = csv.QUOTE_NONNUMERIC if has_cr else csv.QUOTE_MINIMAL
     return atomic_write(path, lambda tmp: safe.to_csv(tmp, index=index, quoting=quoting), exclusive)
 

@@ -22,6 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..atomic import atomic_write, file_digest
+from ..config import cache_dir
 from ..pipeline.feeds import image_batches
 from ..pipeline.transforms import MAX_VIEWS, dihedral
 
@@ -97,7 +98,6 @@ def cached_embeddings(
     the cache key (``pooled``; or the activations entering a block, :mod:`melanoma_utils.models.partial`: entries
     ``(views, h, w, c)``); ``dtype``: of the returned array (``np.float16`` halves the memory of activations).
     """
-    from ..config import cache_dir
 
     if not paths:
         return np.zeros((0, views, *backbone_model.output_shape[1:]), dtype), {"cached": 0, "computed": 0}

@@ -187,6 +187,14 @@ class _Head:
     weights: tuple[np.ndarray, np.ndarray]
     rows: list[dict[str, float]]
     stages: dict[str, Any]
+    seconds_before: float = 0.0  # what an interrupted stage after the head had spent before this process resumed it
+
+
+def _freeze_backbones(model: Any) -> None:
+    """The backbone (and a second-resolution copy) frozen, as every saved model holds it."""
+    for layer in model.layers:
+        if layer.name.startswith("backbone"):
+            layer.trainable = False
 
 
 class HeadOnEmbeddings(TrainingPath):
@@ -194,8 +202,6 @@ class HeadOnEmbeddings(TrainingPath):
     on them and move it into the full two-input model. Subclasses add a stage after the head (:meth:`after_head`)."""
 
     name = "head on cached embeddings"
-    #: Seconds an interrupted stage after the head had spent before this process resumed it.
-    seconds_before: float = 0.0
 
     def check(self, cfg: TrainConfig) -> None:
         if not cfg.uses_cached_embeddings:
@@ -208,7 +214,7 @@ class HeadOnEmbeddings(TrainingPath):
             h = self.train_head(data, cfg)
             rows = h.rows + self.after_head(h, data, cfg)
         write_history(rows, RunLayout(data.out_dir).history)
-        return Fitted(h.model, rows, h.stages, seconds_before=self.seconds_before)
+        return Fitted(h.model, rows, h.stages, seconds_before=h.seconds_before)
 
     def after_head(self, h: _Head, data: FitData, cfg: TrainConfig) -> list[dict[str, float]]:
         """What follows the head (none here); returns its history rows and adds its facts to ``h.stages``."""
@@ -253,9 +259,7 @@ class HeadOnEmbeddings(TrainingPath):
             seq.close()  # (TensorFlow keeps the sequence itself for the rest of the process)
         n_epochs = len(hist.history["loss"])
         copy_head_weights(head, model)
-        for layer in model.layers:  # the backbone (and a second-resolution copy) stay frozen in the saved model
-            if layer.name.startswith("backbone"):
-                layer.trainable = False
+        _freeze_backbones(model)
         stages: dict[str, Any] = {
             "embeddings": {"seconds": t_embed, "views": cfg.embedding_views, "computed": n_tr["computed"] + n_va["computed"],
                            "cached": n_tr["cached"] + n_va["cached"]},
@@ -280,9 +284,7 @@ class AdaptedBlocks(HeadOnEmbeddings):
         from .adapt import adapt_top
 
         rows, h.stages["adapt"] = adapt_top(h.model, h.head, cfg, data.train, data.val, data.encoder, h.labels, h.weights)
-        for layer in h.model.layers:  # the adapted backbone is saved frozen like the others
-            if layer.name.startswith("backbone"):
-                layer.trainable = False
+        _freeze_backbones(h.model)  # the adapted backbone is saved frozen like the others
         return [{**r, "epoch": len(h.rows) + r["epoch"]} for r in rows]
 
 
@@ -333,7 +335,7 @@ class FineTune(HeadOnEmbeddings):
         first = len(h.rows)
         fit_resumable(h.model, ds_tr, ds_va, ft, first, first + cfg.finetune_epochs, cfg.verbose, seeds)
         seconds = ft.seconds_before + time.perf_counter() - t0  # a resumed run counts its earlier part
-        self.seconds_before = ft.seconds_before
+        h.seconds_before = ft.seconds_before
         h.stages["finetune"] = {"mode": cfg.finetune, "seconds": seconds, "epochs": len(ft.rows),
                                 "learning_rate": cfg.finetune_learning_rate, "schedule": cfg.finetune_schedule,
                                 "label_smoothing": cfg.label_smoothing, "trainable_backbone_weights": n_trainable,

@@ -66,6 +66,15 @@ def holdout_scores(runs_dir: str | os.PathLike[str], variants: list[str], folds:
         columns=["image_name", "patient_id", "target", "diagnosis", "variant", "probability"])
 
 
+def holdout_auc(scores: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> tuple[float, float, float]:
+    """ROC AUC of held-out rows (``target, probability, patient_id``) with its lesion-bootstrap 95% CI; NaNs where it
+    cannot be estimated (no rows, one class)."""
+    try:
+        return bootstrap_ci(scores["target"], scores["probability"], scores["patient_id"], roc_auc, n_boot=n_boot, seed=seed)
+    except (MetricError, ValueError):
+        return float("nan"), float("nan"), float("nan")
+
+
 def holdout_contrast(scores: pd.DataFrame, a: str, b: str, n_boot: int = 1000, seed: int = 0) -> dict[str, float]:
     """Paired ROC AUC difference a − b on the held-out rows (lesion bootstrap); NaNs where either is missing."""
     pa = scores[scores["variant"] == a].set_index("image_name")
@@ -96,12 +105,8 @@ def selection_table(summary: pd.DataFrame, paired: pd.DataFrame, holdout: pd.Dat
         row: dict[str, Any] = {"candidate": variant, "base": base}
         for col, key in (("within_copy_a", "pooled_within_copy_a"), ("mvn_within_copy_a", "pooled_mvn_within_copy_a")):
             row[col], row[f"{col}_ci_low"], row[f"{col}_ci_high"] = s[f"{key}_auc"], s[f"{key}_ci_low"], s[f"{key}_ci_high"]
-        h = holdout[holdout["variant"] == variant]
-        try:
-            row["external_holdout"], row["external_holdout_ci_low"], row["external_holdout_ci_high"] = bootstrap_ci(
-                h["target"], h["probability"], h["patient_id"], roc_auc, n_boot=n_boot, seed=seed)
-        except (MetricError, ValueError):
-            row["external_holdout"] = row["external_holdout_ci_low"] = row["external_holdout_ci_high"] = float("nan")
+        row["external_holdout"], row["external_holdout_ci_low"], row["external_holdout_ci_high"] = holdout_auc(
+            holdout[holdout["variant"] == variant], n_boot, seed)
         row["overall"], row["overall_ci_low"], row["overall_ci_high"] = s["pooled_oof_roc_auc"], s["pooled_ci_low"], s["pooled_ci_high"]
         for subset, col in (("within_copy_a", "delta_within_copy_a"), ("melanoma_vs_nevus_within_copy_a", "delta_mvn_within_copy_a"),
                             ("all", "delta_overall")):

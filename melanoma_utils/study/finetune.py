@@ -18,11 +18,10 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ..evaluation.metrics import MetricError, bootstrap_ci, roc_auc
 from ..models.presets import FINETUNE_PRESET, get_preset
 from ..runs.ceiling import ceiling_config
 from ..runs.experiments import add_ensemble, cross_validate, paired_contrasts, run_folder_name, summarise_cv
-from ..runs.selection import holdout_contrast, holdout_scores, selection_table
+from ..runs.selection import holdout_auc, holdout_contrast, holdout_scores, selection_table
 from ..runs.variants import check_variants
 
 #: Today's default (frozen Lite0 at 224 px, 1 cached view, no source weighting with external data): the base.
@@ -70,11 +69,7 @@ def per_source_holdout(table: pd.DataFrame, scores: pd.DataFrame, base: str, n_b
     for source, part in scores.groupby("source", sort=True):
         col = f"holdout_{source}"
         for i, cand in out["candidate"].items():
-            h = part[part["variant"] == cand]
-            try:
-                est = bootstrap_ci(h["target"], h["probability"], h["patient_id"], roc_auc, n_boot=n_boot, seed=seed)
-            except (MetricError, ValueError):
-                est = (np.nan, np.nan, np.nan)
+            est = holdout_auc(part[part["variant"] == cand], n_boot, seed)
             d = (holdout_contrast(part, cand, base, n_boot, seed) if cand != base
                  else {"delta": 0.0, "ci_low": 0.0, "ci_high": 0.0})
             out.loc[i, [col, f"{col}_ci_low", f"{col}_ci_high"]] = est
