@@ -9,6 +9,7 @@ each source) into ``--report-dir``.
     python scripts/finetune_study.py                     # every candidate, 2 folds (~1 h cold on 2 CPU cores)
     python scripts/finetune_study.py --candidates "fine-tuned 128 px"
     python scripts/finetune_study.py --posthoc           # the post-hoc ensembles from the same runs (~5 min)
+    python scripts/finetune_study.py --round2            # the second round of the recipe (~40 min on 2 CPU cores)
 
 Real data beside the checkout (``../shared/data``); runs are reused from ``--runs`` when present.
 """
@@ -26,7 +27,8 @@ from melanoma_utils.data.confounds import with_source_copies
 from melanoma_utils.data.csvfiles import write_csv
 from melanoma_utils.data.isic import load_dataset
 from melanoma_utils.data.sources import combine_external, hold_out_external, load_external
-from melanoma_utils.study.finetune import FINETUNE_CANDIDATES, FINETUNE_POSTHOC, finetune_selection
+from melanoma_utils.study.finetune import (FINETUNE_CANDIDATES, FINETUNE_POSTHOC, FINETUNE_ROUND2,
+                                           FINETUNE_ROUND2_ENSEMBLES, finetune_selection)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 #: Display names of the external folders (the ISIC 2017 part is read through the ISIC 2019 layout).
@@ -46,6 +48,9 @@ def main() -> None:
     ap.add_argument("--posthoc", action="store_true",
                     help="score the post-hoc ensembles (study.finetune.FINETUNE_POSTHOC) from the same fold runs into "
                          "table_finetune_posthoc.csv instead (reported, never selected)")
+    ap.add_argument("--round2", action="store_true",
+                    help="the recipe sweep's second round (study.finetune.FINETUNE_ROUND2, with its ensembles) against "
+                         "the same base on the same folds, into table_finetune_round2.csv")
     args = ap.parse_args()
 
     ds = load_dataset(args.images_csv)
@@ -64,6 +69,14 @@ def main() -> None:
                                    n_boot=args.n_boot, ensembles=FINETUNE_POSTHOC)
         atomic_write(args.report_dir / "table_finetune_posthoc.csv", lambda tmp: table.to_csv(tmp, index=False))
         print(table[["candidate", "within_copy_a", "delta_within_copy_a", "verdict"]].to_string(index=False))
+        return
+    if args.round2:
+        table = finetune_selection(df, external, holdouts, args.runs, list(FINETUNE_ROUND2), n_splits=args.folds,
+                                   n_boot=args.n_boot, ensembles=FINETUNE_ROUND2_ENSEMBLES)
+        write_csv(table, args.report_dir / "table_finetune_round2.csv")
+        print(table[["candidate", "within_copy_a", "delta_within_copy_a", "delta_within_copy_a_ci_low",
+                     "delta_within_copy_a_ci_high", "train_seconds_per_run", "verdict"]].to_string(index=False))
+        print(f"{time.perf_counter() - start:.0f} s")
         return
     table = finetune_selection(df, external, holdouts, args.runs, args.candidates, n_splits=args.folds,
                                n_boot=args.n_boot)

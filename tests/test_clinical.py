@@ -105,9 +105,12 @@ def test_calibrator_beats_raw_outputs_on_new_rows_and_round_trips() -> None:
 
     y, raw, groups = sample(3000)
     cal = fit_calibrator(y, raw, groups)
-    assert cal.method in ("platt", "isotonic") and set(cal.selection) == {"none", "platt", "isotonic"}
+    assert cal.method in ("platt", "isotonic") and {"none", "platt", "isotonic"} <= set(cal.selection)
     assert cal.prevalence == pytest.approx(y.mean()) and cal.n_fit == 3000
-    assert min(cal.selection.values()) < brier_score(y, raw) - 0.02  # scored out of fold, calibrated
+    briers = {m: cal.selection[m] for m in ("none", "platt", "isotonic")}
+    assert min(briers.values()) < brier_score(y, raw) - 0.02  # scored out of fold, calibrated
+    for m in briers:  # every candidate's held-out slope, with an interval around it
+        assert cal.selection[f"slope_{m}_ci_low"] <= cal.selection[f"slope_{m}"] <= cal.selection[f"slope_{m}_ci_high"]
     y_new, raw_new, _ = sample(3000)
     assert brier_score(y_new, cal.transform(raw_new)) < brier_score(y_new, raw_new) - 0.02
     again = Calibrator.from_dict(cal.to_dict())
@@ -337,3 +340,34 @@ def test_isotonic_calibrator_keeps_the_ranking_so_operating_points_stay_distinct
     # still a calibration: the mean probability in each decile of the score is the observed rate there
     assert brier_score(y, p) < brier_score(y, raw) - 0.01
     assert abs(p.mean() - y.mean()) < 0.01
+
+
+def test_slope_guard_refuses_a_map_that_moves_the_held_out_slope_away_from_1(monkeypatch) -> None:
+    """The raw output is too timid (slope ~2); a map with slope 1 passes, one with slope 3 is refused even with the
+    best Brier score, and ``none`` always passes. fit_calibrator on such rows picks a map with a held-out slope near
+    1 and records every slope with its interval."""
+    from melanoma_utils.evaluation.calibration import slope_guard
+
+    rng = np.random.default_rng(5)
+    z = rng.normal(-1.5, 1.5, 4000)
+    y = (rng.random(4000) < sigmoid(z)).astype(int)
+    raw = sigmoid(0.5 * z)  # squeezed toward 1/2: held-out slope about 2
+    _, raw_slope = calibration_intercept_slope(y, raw)
+    assert 1.6 < raw_slope < 2.5
+    scores = {"none": 0.10, "platt": 0.09, "isotonic": 0.08, "slope_none": raw_slope, "slope_platt": 1.0,
+              "slope_isotonic": 3.0}
+    assert slope_guard(scores, raw, y, ("none", "platt", "isotonic")) == ["none", "platt"]
+    assert slope_guard({**scores, "slope_isotonic": 1.2}, raw, y, ("none", "platt", "isotonic")) == [
+        "none", "platt", "isotonic"]
+    assert slope_guard({**scores, "slope_isotonic": float("nan")}, raw, y, ("platt", "isotonic")) == ["platt"]
+    assert slope_guard({**scores, "slope_platt": 9.0}, raw, y, ("platt", "isotonic")) == ["isotonic"]  # none passes: closest kept
+    cal = fit_calibrator(y, raw, np.arange(4000) // 2)
+    assert cal.method != "identity"
+    assert abs(np.log(cal.selection[f"slope_{cal.method}"])) < abs(np.log(raw_slope))
+    assert cal.selection[f"slope_{cal.method}_ci_low"] < 1 < cal.selection[f"slope_{cal.method}_ci_high"] + 0.1
+    from melanoma_utils.evaluation import calibration
+
+    monkeypatch.setattr(calibration, "slope_guard", lambda *a: ["none"])  # the guard's verdict decides the choice
+    kept = fit_calibrator(y, raw, np.arange(4000) // 2)
+    assert kept.method == "identity" and kept.selection[f"slope_refused_{cal.method}"] == pytest.approx(
+        cal.selection[f"slope_{cal.method}"])

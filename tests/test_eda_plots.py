@@ -193,3 +193,25 @@ def test_importance_bars_zoom_on_the_inputs_a_dominant_one_would_hide() -> None:
     assert [tick.get_text() for tick in zoom.get_yticklabels()] == ["sex", "age", "height"]
     assert zoom.get_xlim()[1] < 0.05 and 0.012 / zoom.get_xlim()[1] > 0.5  # the largest metadata bar spans the axis
     assert len(plots.importance_bars(t.iloc[1:], "t").axes) == 1
+
+
+def test_git_commit_names_head_and_uncommitted_code(tmp_path) -> None:
+    import subprocess
+
+    from melanoma_utils.versions import git_commit
+
+    assert git_commit(tmp_path) == "not a git checkout"
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "melanoma_utils").mkdir()
+    (tmp_path / "melanoma_utils" / "a.py").write_text("x = 1\n")
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    assert git_commit(tmp_path) == head
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "new.csv").write_text("a\n")  # a rendering's outputs: not the code
+    assert git_commit(tmp_path) == head
+    (tmp_path / "melanoma_utils" / "a.py").write_text("x = 2\n")
+    assert git_commit(tmp_path) == head + " + uncommitted changes"
+    assert package_versions(root=tmp_path)["version"]["git commit"] == head + " + uncommitted changes"

@@ -85,6 +85,20 @@ _OBJECTIVE_WORDS: dict[str, str] = {
 }
 
 
+def _calibrator_choice(selection: dict[str, Any]) -> list[str]:
+    """One line: each candidate calibrator's cross-validated Brier score and held-out calibration slope with its CI
+    (empty for runs calibrated before slopes were recorded)."""
+    methods = [m for m in ("none", "platt", "isotonic") if f"slope_{m}" in selection]
+    if not methods:
+        return []
+    parts = [f"{m}: Brier {selection[m]:.4f}, slope {selection[f'slope_{m}']:.2f} "
+             f"({selection[f'slope_{m}_ci_low']:.2f}–{selection[f'slope_{m}_ci_high']:.2f})" for m in methods]
+    refused = [m for m in methods if f"slope_refused_{m}" in selection]
+    return [f"- Calibrator chosen by cross-validated Brier score on the validation split, among maps whose held-out "
+            f"calibration slope is no farther from 1 than the model's own: {'; '.join(parts)}"
+            + (f" ({', '.join(refused)} refused: its slope moved away from 1)" if refused else "") + "."]
+
+
 def _image_branch_extras(train: dict[str, Any]) -> str:
     """What a run's image branch adds to a frozen backbone: a second resolution, blocks adapted on activations."""
     out = ""
@@ -121,6 +135,7 @@ def model_card(config: dict[str, Any], report: dict[str, Any] | None, title: str
               f"- Output: probability of melanoma, calibrated on the validation split ({cal.get('method', 'not calibrated')}"
               f"{', right at a malignant share of ' + format(cal['prevalence'], '.3f') if cal.get('prevalence') else ''}); "
               f"decision threshold {config.get('threshold', float('nan')):.4f} ({config.get('threshold_rule', '')}).",
+              *_calibrator_choice(cal.get("selection") or {}),
               f"- Trained on: {_OBJECTIVE_WORDS.get(train.get('objective', 'binary'), train.get('objective'))}.",
               *[f"- Ensemble member {k}: {m.get('kind')} · {m.get('backbone') or 'CNN'} · {m.get('image_size')} px · features "
                 f"`{m.get('features')}` · TTA {m.get('tta')} (validation ROC AUC of its raw output "

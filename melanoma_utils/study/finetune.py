@@ -44,6 +44,16 @@ FINETUNE_ENSEMBLES: dict[str, tuple[str, ...]] = {
 FINETUNE_POSTHOC: dict[str, tuple[str, ...]] = {
     "post hoc: frozen default + fine-tuned (no weighting)": (FINETUNE_BASE, "fine-tuned 128 px"),
 }
+#: Round 2 (the recipe sweep's next step, chosen after round 1's table was seen, 2026-12-07): a gentler fine-tune
+#: (Adam 3e-5 instead of 1e-4, targets smoothed by 0.1), alone and averaged with the frozen default. Judged by the
+#: same rule against the same base on the same folds, in its own table (``table_finetune_round2.csv``).
+FINETUNE_ROUND2: dict[str, dict[str, Any]] = {
+    "fine-tuned 128 px, Adam 3e-5, label smoothing 0.1": {**_FT, "source_weighting": "none",
+                                                           "finetune_learning_rate": 3e-5, "label_smoothing": 0.1},
+}
+FINETUNE_ROUND2_ENSEMBLES: dict[str, tuple[str, ...]] = {
+    "ensemble: frozen default + fine-tuned 3e-5, smoothing 0.1": (FINETUNE_BASE, *FINETUNE_ROUND2),
+}
 #: The population endpoints the rule protects (column stems of the selection table); held-out external sources add
 #: ``holdout_<source>``.
 POPULATION_ENDPOINTS: tuple[str, ...] = ("within_copy_a", "mvn_within_copy_a")
@@ -128,13 +138,14 @@ def finetune_selection(df: pd.DataFrame, external: pd.DataFrame, holdouts: Mappi
     fold run and the :func:`finetune_verdict`. ``overrides`` apply to every candidate (e.g. fewer epochs in a test);
     ``ensembles`` replaces :data:`FINETUNE_ENSEMBLES` (e.g. :data:`FINETUNE_POSTHOC`).
     Runs are kept in ``runs_dir`` and reused (an interrupted selection resumes)."""
-    names = check_variants(list(names or FINETUNE_CANDIDATES), FINETUNE_CANDIDATES, "finetune candidates")
+    known = {**FINETUNE_CANDIDATES, **FINETUNE_ROUND2}
+    names = check_variants(list(names or FINETUNE_CANDIDATES), known, "finetune candidates")
     names = [FINETUNE_BASE, *[n for n in names if n != FINETUNE_BASE]]
     if external is None or not len(external) or not holdouts or any(not len(h) for h in holdouts.values()):
         raise ValueError("the fine-tuning candidates train on external sources and are judged on lesions held out of "
                          "each: give external data and a non-empty held-out part per source")
     cfg = ceiling_config("lite0-224", views=1, seed=seed)
-    variants = {n: {"external": True, **FINETUNE_CANDIDATES[n], **dict(overrides or {})} for n in names}
+    variants = {n: {"external": True, **known[n], **dict(overrides or {})} for n in names}
     per_fold, oof = cross_validate(df, cfg, Path(runs_dir), variants, n_splits=n_splits, external=external)
     holdout = pd.concat([h.assign(source=s) for s, h in holdouts.items()], ignore_index=True)
     scores = holdout_scores(runs_dir, names, list(range(n_splits)), holdout, run_folder_name)
