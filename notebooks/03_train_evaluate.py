@@ -90,6 +90,7 @@ from IPython.display import Markdown, display
 
 from melanoma_utils import config as paths
 from melanoma_utils.data.confounds import group_labels, label_by_group, with_source_copies
+from melanoma_utils.data.csvfiles import write_csv
 from melanoma_utils.data.sources import combine_external, hold_out_external, load_external, source_counts
 from melanoma_utils.evaluation import evaluate, metrics_table
 from melanoma_utils.reports import benchmark, eda, plots
@@ -197,6 +198,10 @@ BACKBONE_ENSEMBLE, backbone_members = backbone_ensemble(list(backbone_rows))
 if backbone_rows:  # the backbones' ensemble: mean of their calibrated out-of-fold probabilities
     per_fold, oof = add_ensemble(per_fold, oof, backbone_members, BACKBONE_ENSEMBLE)
 summary = summarise_cv(per_fold, oof, n_boot=n_boot, seed=seed)
+write_csv(oof, runs_dir / "oof.csv")  # every fold run's out-of-fold predictions: notebook 06 pools them within copy a
+# what every number of this study was measured on: the patient-grouped fold of each image in each fold assignment
+write_csv(oof[["image_name", "patient_id", "repeat", "fold"]].drop_duplicates().sort_values(["repeat", "image_name"]),
+          report.report_dir / "folds.csv")
 if len(external_holdout):  # which external images no run trained on (notebook 06 reads it)
     report.table(external_holdout[["image_name", "patient_id", "source"]].set_index("image_name"), "external_holdout")
 report.table(per_fold.set_index(["variant", "repeat", "fold"]), "ablation_per_fold")

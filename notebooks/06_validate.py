@@ -47,8 +47,8 @@ from IPython.display import Markdown, display
 
 from melanoma_utils import config as paths
 from melanoma_utils.data.confounds import with_source_copies
-from melanoma_utils.evaluation.calibration import check_prevalence, reliability_table
-from melanoma_utils.evaluation.clinical import validation_report
+from melanoma_utils.evaluation.calibration import calibrator_choice_table, check_prevalence, reliability_table
+from melanoma_utils.evaluation.clinical import net_benefit_verdict, validation_report
 from melanoma_utils.pipeline.skin import image_cues
 from melanoma_utils.reports import plots
 from melanoma_utils.reports.reporting import open_study, package_versions
@@ -107,8 +107,8 @@ display(Markdown(
 # %% [markdown]
 # ## Calibration: are the probabilities right?
 #
-# Equal-mass bins (each holds about the same number of images), the observed malignant rate against the mean
-# predicted probability; below, the images per bin. Perfect calibration lies on the diagonal. The raw model
+# Equal-mass bins (each holds about the same number of images), the observed malignant rate (with its 95% Wilson
+# interval) against the mean predicted probability; below, the images per bin. Perfect calibration lies on the diagonal. The raw model
 # output is trained with class weights (1/n per class) and an output bias, so it overstates the risk; the
 # calibrator was fitted on the run's validation split only.
 
@@ -126,6 +126,16 @@ display(Markdown(
     f"({result['calibration_slope']['ci_low']:.2f}–{result['calibration_slope']['ci_high']:.2f}; 1 is ideal, < 1 means "
     f"too extreme) and intercept {result['calibration_intercept']['estimate']:.2f} (0 is ideal, < 0 means too high on "
     "average)."))
+choice = calibrator_choice_table(run.calibrator) if run.prevalence else pd.DataFrame()
+if len(choice):  # how the calibrator was chosen on the run's validation split: Brier, with the slope guarded
+    report.table(choice, "table_validate_calibrator_choice")
+    display(Markdown(
+        "**How the calibrator was chosen** (on the run's validation split, patient-grouped cross-validation): the "
+        "lowest Brier score among the maps whose held-out calibration slope is no farther from 1 than the model's own "
+        "output: " + "; ".join(f"{r.calibrator}: Brier {r.brier_cv:.4f}, slope {r.slope:.2f} ({r.slope_ci_low:.2f}–"
+                               f"{r.slope_ci_high:.2f}){' — chosen' if r.chosen else ''}"
+                               f"{'' if r.eligible else ' — refused (moves the slope away from 1)'}"
+                               for r in choice.itertuples()) + "."))
 pd.DataFrame(result["reliability"]).round(4)
 
 # %% [markdown]
@@ -186,12 +196,15 @@ figs = report_figures(result, report.tag)
 for name in [k for k in figs if k.startswith("decision_curve")]:
     report.figure(figs[name], f"fig_validate_{name}")
 nb = pd.DataFrame(at["net_benefit"] if at else result["net_benefit"])
-useful = nb[(nb["model"] > nb["biopsy_all"]) & (nb["model"] > 0)]
+verdict = net_benefit_verdict(nb)
 display(Markdown(
     (f"At prevalence {at['prevalence']:g}" if at else f"At the data's prevalence ({result['prevalence']:.3f})")
-    + (f", the model beats both default strategies for threshold probabilities from {100 * useful['threshold'].min():.0f}% "
-       f"to {100 * useful['threshold'].max():.0f}% ({len(useful)} of {len(nb)} thresholds)." if len(useful) else
-       ", the model beats neither default strategy at any threshold probability from 1% to 30%.")))
+    + f", on fold {fold}'s held-out patients: the point estimate beats both default strategies at "
+    f"{len(verdict['point'])} of {verdict['n_thresholds']} threshold probabilities"
+    + (f" ({100 * min(verdict['point']):.0f}%–{100 * max(verdict['point']):.0f}%)" if verdict["point"] else "")
+    + f"; with both ΔNB intervals (against biopsy all and against biopsy none) above 0 at **{len(verdict['clear'])}**"
+    + (f" ({100 * min(verdict['clear']):.0f}%–{100 * max(verdict['clear']):.0f}%)" if verdict["clear"] else "")
+    + ". A point estimate above both lines is not yet evidence: the lower panel shows how far each interval reaches."))
 
 # %% [markdown]
 # ## Subgroups
@@ -234,6 +247,72 @@ display(Markdown(
     "device's light and white balance move it), not a skin-type label: this validation cannot show that the model "
     "works for darker skin."))
 sub.round(3)
+
+# %% [markdown]
+# ## Within copy a, every fold pooled: decision curve, number needed to biopsy, subgroups, one camera at a time
+#
+# Every malignant image of the shared subset is in copy a; within it, no copy shortcut is left to take, so this is
+# where a model's clinical value is judged. Here each image of copy a is scored by the fold run of `validate_variant`
+# that never saw its patient (notebook 03's out-of-fold predictions, all folds pooled: every copy-a image once, not
+# one fold's fifth). Copy a is enriched with melanoma (about half), so the decision curve is drawn at the stated
+# deployment prevalence (probabilities moved there by prior shift, images reweighted), with the model's net benefit
+# against *biopsy all* and *biopsy none* (ΔNB) and their patient-bootstrap 95% intervals: the model helps where both
+# intervals lie above 0. **One camera at a time**: the ROC AUC counting only melanoma–benign pairs taken with the same
+# original image size (a proxy for the camera), so that no camera's colour or size can rank one camera's images above
+# another's. Skin tone is a further caveat that copy a does not remove.
+
+# %%
+from melanoma_utils.data.confounds import size_labels
+from melanoma_utils.evaluation.shortcuts import stratified_auc_ci
+from melanoma_utils.reports.validation import pooled_out_of_fold
+
+oof_csv = report.report_dir / "runs" / "ablation" / "oof.csv"
+pooled_a = None
+if not run_dir and oof_csv.is_file() and "source_copy" in df and (df["source_copy"] == "a").any():
+    pooled = pooled_out_of_fold(pd.read_csv(oof_csv, dtype={"image_name": str}), df, validate_variant)
+    pooled_a = pooled[pooled["source_copy"] == "a"].reset_index(drop=True)
+    pooled_a["ita"] = image_cues(list(pooled_a["image_path"]))["ita"].to_numpy()
+    cal_prev = float(pooled_a["prevalence"].mean()) if pooled_a["prevalence"].notna().all() else None
+    res_a = validation_report(pooled_a, prevalence=stated if cal_prev else None, probability_prevalence=cal_prev,
+                              n_boot=n_boot, seed=seed)
+    at_a = res_a.get("stated_prevalence")
+    nb_a = pd.DataFrame(at_a["net_benefit"] if at_a else res_a["net_benefit"])
+    report.figure(plots.decision_curve({"model": nb_a}, "Decision curve within copy a, all folds pooled"
+                                       + (f" (at prevalence {at_a['prevalence']:.4f})" if at_a else ""), tag=report.tag),
+                  "fig_validate_decision_curve_within_copy_a")
+    report.table(nb_a, "table_validate_net_benefit_within_copy_a")
+    verdict_a = net_benefit_verdict(nb_a)
+    camera = (size_labels(pooled_a["width"], pooled_a["height"], missing="unknown")  # every size its own stratum
+              if {"width", "height"} <= set(pooled_a) else pd.Series("unknown", index=pooled_a.index))
+    same_camera = stratified_auc_ci(pooled_a["target"], pooled_a["probability"], camera, pooled_a["patient_id"],
+                                    n_boot=n_boot, seed=seed)
+    sub_a = pd.DataFrame(res_a["subgroups"])
+    report.table(sub_a, "table_validate_subgroups_within_copy_a")
+    report.figure(plots.forest_plot(sub_a, "ROC AUC by subgroup within copy a, all folds pooled", tag=report.tag,
+                                    overall=res_a["roc_auc"]["estimate"]), "fig_validate_subgroups_within_copy_a")
+    ops_a = {op["name"]: op for op in res_a["operating_points"]}
+    ra = res_a["roc_auc"]
+    display(Markdown(
+        f"**Within copy a, {pooled['fold'].nunique()} fold(s) pooled**: {res_a['n']:,} images of {res_a['n_patients']:,} "
+        f"patients, {res_a['n_malignant']:,} malignant. ROC AUC **{ra['estimate']:.3f}** ({ra['ci_low']:.3f}–"
+        f"{ra['ci_high']:.3f}); melanoma vs nevus {res_a.get('roc_auc_melanoma_vs_nevus', float('nan')):.3f}. "
+        f"**One camera at a time** (pairs within the same original image size only, {same_camera['pairs']:,} of "
+        f"{same_camera['all_pairs']:,} melanoma–benign pairs): {same_camera['estimate']:.3f} ({same_camera['ci_low']:.3f}–"
+        f"{same_camera['ci_high']:.3f}).\n\n"
+        + (f"Decision curve at prevalence {at_a['prevalence']:.4f} (from the folds' calibration prevalence "
+           f"{cal_prev:.3f}): the point estimate beats both default strategies at {len(verdict_a['point'])} of "
+           f"{verdict_a['n_thresholds']} threshold probabilities; **with both 95% intervals above 0 at "
+           f"{len(verdict_a['clear'])}**"
+           + (f" ({100 * min(verdict_a['clear']):.0f}%–{100 * max(verdict_a['clear']):.0f}%)" if verdict_a["clear"] else "")
+           + ". " if at_a else "No deployment prevalence stated: the decision curve is at copy a's own prevalence. ")
+        + "; ".join(f"{name}: NNB {op['at_prevalence']['nnb']['estimate']:.0f} ({op['at_prevalence']['nnb']['ci_low']:.0f}–"
+                    f"{op['at_prevalence']['nnb']['ci_high']:.0f}) at {op['at_prevalence']['prevalence']:g}"
+                    for name, op in ops_a.items() if op.get("at_prevalence"))
+        + ". These operating points are chosen on the same images (each bootstrap resample chooses again); each fold "
+        "run's own validation threshold is not pooled here. Subgroups below are within copy a, every fold pooled."))
+else:
+    display(Markdown("No pooled within-copy-a validation: it needs notebook 03's out-of-fold predictions "
+                     "(`runs/ablation/oof.csv`), data that say which copy each image came from, and no `run_dir`."))
 
 # %% [markdown]
 # ## Another clinic population: held-out external lesions

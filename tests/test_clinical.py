@@ -161,6 +161,7 @@ def test_net_benefit_by_hand_and_threshold_range() -> None:
     odds = 0.3 / 0.7
     assert t["model"].iloc[0] == pytest.approx(0.25 - 0.25 * odds)
     assert t["biopsy_all"].iloc[0] == pytest.approx(0.25 - 0.75 * odds) and t["biopsy_none"].iloc[0] == 0
+    assert t["delta_all"].iloc[0] == pytest.approx(0.5 * odds)  # two benign images not biopsied, each priced at the odds
     w = net_benefit([1, 0, 0, 0], [0.6, 0.4, 0.2, 0.05], thresholds=[0.3], weights=[3, 1, 1, 1])
     assert w["model"].iloc[0] == pytest.approx(0.5 - (1 / 6) * odds)  # the melanoma counts thrice
     with pytest.raises(MetricError, match=r"\(0, 1\)"):
@@ -288,9 +289,13 @@ def test_decision_curve_has_a_patient_bootstrap_band_around_the_model() -> None:
     t = net_benefit(y, p, thresholds=[0.05, 0.2, 0.5], groups=groups, n_boot=100)
     assert (t["model_ci_low"] <= t["model"]).all() and (t["model"] <= t["model_ci_high"]).all()
     assert (t["model_ci_high"] - t["model_ci_low"] > 0.005).all()  # an interval, not a point
+    assert (t["delta_all_ci_low"] <= t["delta_all"]).all() and (t["delta_all"] <= t["delta_all_ci_high"]).all()
+    np.testing.assert_allclose(t["delta_all"], t["model"] - t["biopsy_all"])
     assert "model_ci_low" not in net_benefit(y, p, thresholds=[0.2])  # no patients given: no band
     fig = plots.decision_curve({"model": t}, "t")
     assert len(fig.axes[0].collections) >= 1 and any("95% CI" in x.get_text() for x in fig.axes[0].get_legend().get_texts())
+    assert len(fig.axes) == 2 and len(fig.axes[1].collections) == 2  # the ΔNB panel: vs all and vs none, each banded
+    assert len(plots.decision_curve({"m": net_benefit(y, p, thresholds=[0.2])}, "t").axes) == 1  # no band: one panel
 
 
 def test_calibration_slope_reads_a_scaled_logit_and_the_choice_includes_none() -> None:
@@ -367,7 +372,60 @@ def test_slope_guard_refuses_a_map_that_moves_the_held_out_slope_away_from_1(mon
     assert cal.selection[f"slope_{cal.method}_ci_low"] < 1 < cal.selection[f"slope_{cal.method}_ci_high"] + 0.1
     from melanoma_utils.evaluation import calibration
 
+    table = calibration.calibrator_choice_table(cal)
+    assert list(table["calibrator"]) == ["none", "platt", "isotonic"] and table["chosen"].sum() == 1
+    assert table.set_index("calibrator").loc["none", "slope"] == pytest.approx(raw_slope, rel=1e-6)
+    assert calibration.calibrator_choice_table(Calibrator("identity")).empty
     monkeypatch.setattr(calibration, "slope_guard", lambda *a: ["none"])  # the guard's verdict decides the choice
     kept = fit_calibrator(y, raw, np.arange(4000) // 2)
     assert kept.method == "identity" and kept.selection[f"slope_refused_{cal.method}"] == pytest.approx(
         cal.selection[f"slope_{cal.method}"])
+
+
+def test_net_benefit_verdict_separates_point_estimates_from_intervals() -> None:
+    from melanoma_utils.evaluation.clinical import net_benefit_verdict
+
+    table = pd.DataFrame({"threshold": [0.01, 0.05, 0.1, 0.2], "model": [0.02, 0.02, 0.01, -0.01],
+                          "delta_all": [0.001, 0.01, 0.02, 0.03], "model_ci_low": [0.01, 0.01, -0.001, -0.02],
+                          "delta_all_ci_low": [-0.002, 0.004, 0.01, 0.02]})
+    v = net_benefit_verdict(table)
+    assert v == {"n_thresholds": 4, "point": [0.01, 0.05, 0.1], "clear": [0.05]}
+    assert net_benefit_verdict(table.drop(columns=["model_ci_low", "delta_all_ci_low"]))["clear"] == []
+
+
+def test_reliability_bins_carry_wilson_intervals() -> None:
+    from melanoma_utils.evaluation.calibration import wilson_interval
+
+    lo, hi = wilson_interval(0.5, 100)  # the textbook value: 0.404–0.596
+    assert lo == pytest.approx(0.4038, abs=1e-3) and hi == pytest.approx(0.5962, abs=1e-3)
+    assert wilson_interval(0.0, 10)[0] == 0.0 and 0 < wilson_interval(0.0, 10)[1] < 0.31  # 0 of 10 is not "exactly 0"
+    assert all(np.isnan(wilson_interval(0.3, 0)))
+    y = np.r_[np.ones(30), np.zeros(70)].astype(int)
+    p = np.linspace(0.01, 0.99, 100)
+    t = reliability_table(y, p, n_bins=5)
+    assert ((t["observed_ci_low"] <= t["observed_rate"]) & (t["observed_rate"] <= t["observed_ci_high"])).all()
+    same = reliability_table(y, p, n_bins=5, weights=np.full(100, 2.0))  # equal weights: the same images
+    np.testing.assert_allclose(same["observed_ci_low"], t["observed_ci_low"])
+    w = reliability_table(y, p, n_bins=5, weights=np.where(y == 1, 5.0, 1.0))
+    # bin 1 holds 10 melanoma (weight 5) and 10 benign (weight 1): rate 50/60 on (60²/260) effective images
+    assert (w.loc[1, "observed_ci_low"], w.loc[1, "observed_ci_high"]) == pytest.approx(wilson_interval(50 / 60, 3600 / 260))
+
+
+def test_pooled_out_of_fold_joins_each_image_once_with_its_fold_runs_threshold() -> None:
+    from melanoma_utils.reports.validation import pooled_out_of_fold
+
+    meta = pd.DataFrame({"image_name": ["a", "b", "c"], "patient_id": ["p1", "p1", "p2"], "target": [1, 0, 0],
+                         "sex": ["male", "male", "female"], "source_copy": ["a", "a", "b"]})
+    oof = pd.DataFrame({"image_name": ["a", "b", "c", "a", "b", "c", "a"], "variant": ["v"] * 3 + ["w"] * 3 + ["v"],
+                        "repeat": [0, 0, 0, 0, 0, 0, 1], "fold": [0, 0, 1, 0, 0, 1, 1],
+                        "probability": [0.9, 0.2, 0.1, 0.5, 0.5, 0.5, 0.7], "threshold": [0.3, 0.3, 0.4, 0.5, 0.5, 0.5, 0.1]})
+    t = pooled_out_of_fold(oof, meta, "v")
+    assert list(t["image_name"]) == ["a", "b", "c"] and list(t["threshold"]) == [0.3, 0.3, 0.4]
+    assert list(t["probability"]) == [0.9, 0.2, 0.1] and list(t["sex"]) == ["male", "male", "female"]
+    assert list(pooled_out_of_fold(oof, meta, "v", repeat=1)["probability"]) == [0.7]
+    with pytest.raises(ValueError, match="present: v, w"):
+        pooled_out_of_fold(oof, meta, "x")
+    with pytest.raises(ValueError, match="1 out-of-fold image"):
+        pooled_out_of_fold(oof, meta[meta["image_name"] != "c"], "v")
+    refused = calibration.calibrator_choice_table(kept).set_index("calibrator")
+    assert refused.loc["none", "chosen"] and not refused.loc[cal.method, "eligible"]

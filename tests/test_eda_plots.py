@@ -103,7 +103,9 @@ def test_plots_return_figures_and_save_atomically(table: pd.DataFrame, tmp_path:
         path = report.figure(fig, name)
         assert path.is_file() and path.stat().st_size > 1000
     assert sorted(p.name for p in report.figures.iterdir()) == [f"{k}.png" for k in "abcdefg"]  # no temp files left
-    assert report.table(eda.missing_table(table), "t").read_text().startswith(",missing,percent")
+    assert report.table(eda.missing_table(table), "t").read_text().startswith("item,missing,percent")  # no blank header
+    multi = pd.DataFrame({"v": [1, 2]}, index=pd.MultiIndex.from_tuples([("a", 1), ("b", 2)], names=["k", None]))
+    assert report.table(multi, "m").read_text().startswith("k,level_1,v")
 
 
 def test_package_versions_lists_core_packages() -> None:

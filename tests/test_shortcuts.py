@@ -18,6 +18,7 @@ from melanoma_utils.data.confounds import (
 from melanoma_utils.data.isic import DataError
 from melanoma_utils.evaluation.clinical import subgroup_table
 from melanoma_utils.evaluation.shortcuts import audit_signals, grouped_oof_scores, images_per_patient, signal_auc
+from melanoma_utils.evaluation.metrics import MetricError, roc_auc
 from melanoma_utils.pipeline.skin import corner_darkness, image_ita, ita_band, ita_degrees
 from melanoma_utils.runs.run import TrainConfig
 from melanoma_utils.runs.source_weights import apply_source_weighting, class_weights, row_weights
@@ -236,3 +237,27 @@ def test_cli_trains_with_copies_beside_the_csv_and_reports_skin_tone(tmp_path, c
                      "--n-boot", "20"]) == 0
     subs = pd.read_csv(report / "subgroups.csv")
     assert "skin tone (ITA)" in set(subs["factor"]) and {"sensitivity", "specificity"} <= set(subs.columns)
+
+
+def test_stratified_auc_counts_pairs_within_a_stratum_only() -> None:
+    """A score that is only the camera (stratum) gets a plain AUC well above 1/2 and a stratified AUC of 1/2; inside each
+    stratum the ranking is what counts, weighted by its pairs."""
+    from melanoma_utils.evaluation.shortcuts import stratified_auc, stratified_auc_ci
+
+    y = np.array([1, 1, 0, 0, 0, 0, 0, 0])
+    cam = np.array(["A", "A", "A", "A", "B", "B", "B", "B"])
+    cue = np.where(cam == "A", 0.9, 0.1)  # camera A holds every melanoma: the cue ranks them above all of B
+    assert roc_auc(y, cue) == pytest.approx(10 / 12) and stratified_auc(y, cue, cam) == 0.5  # ties in A: 1/2
+    # a lesion score: right in stratum A; stratum B (all benign) adds no pairs
+    lesion = np.array([0.8, 0.3, 0.5, 0.1, 0.9, 0.9, 0.9, 0.9])
+    assert stratified_auc(y, lesion, cam) == pytest.approx(3 / 4)  # pairs in A: (0.8>0.5, 0.8>0.1, 0.3<0.5, 0.3>0.1)
+    y2, cam2 = np.concatenate([y, [1, 0]]), np.concatenate([cam, ["B", "B"]])
+    p2 = np.concatenate([lesion, [0.95, 0.2]])  # B: 1 melanoma above 5 benign
+    assert stratified_auc(y2, p2, cam2) == pytest.approx((3 / 4 * 4 + 1.0 * 5) / 9)
+    with pytest.raises(MetricError, match="both"):
+        stratified_auc([1, 0], [0.5, 0.4], ["A", "B"])
+    rng = np.random.default_rng(0)
+    yy = rng.integers(0, 2, 400)
+    pp = yy * 0.3 + rng.random(400)
+    ci = stratified_auc_ci(yy, pp, rng.integers(0, 3, 400), np.arange(400) // 2, n_boot=100)
+    assert ci["ci_low"] <= ci["estimate"] <= ci["ci_high"] and ci["pairs"] < ci["all_pairs"]

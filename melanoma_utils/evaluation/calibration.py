@@ -107,7 +107,9 @@ def reliability_table(y_true: Sequence, y_prob: Sequence, n_bins: int = 10, weig
     """The reliability diagram's bins: equal-mass (each holds ~the same number of rows, sorted by probability).
 
     Columns: ``bin, n, n_malignant, p_low, p_high, mean_predicted, observed_rate`` (the two rates weighted by
-    ``weights``) and ``weight``. Fewer bins than asked when there are fewer rows.
+    ``weights``), ``weight`` and ``observed_ci_low``/``observed_ci_high``: the observed rate's 95% Wilson interval on
+    the bin's effective number of images (Kish: (Σw)² / Σw², the bin's n without weights; images of one patient in a
+    bin are counted as independent). Fewer bins than asked when there are fewer rows.
     """
     y, p = _check(y_true, y_prob)
     w = _weights(weights, len(y))
@@ -119,7 +121,20 @@ def reliability_table(y_true: Sequence, y_prob: Sequence, n_bins: int = 10, weig
                      "mean_predicted": float(np.sum(wb * p[idx]) / wb.sum()) if wb.sum() else float("nan"),
                      "observed_rate": float(np.sum(wb * y[idx]) / wb.sum()) if wb.sum() else float("nan"),
                      "weight": float(wb.sum())})
+        n_eff = float(wb.sum() ** 2 / np.sum(wb ** 2)) if np.sum(wb ** 2) else 0.0
+        rows[-1]["observed_ci_low"], rows[-1]["observed_ci_high"] = wilson_interval(rows[-1]["observed_rate"], n_eff)
     return pd.DataFrame(rows)
+
+
+def wilson_interval(rate: float, n: float, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``rate`` observed on ``n`` (possibly effective, non-integer) trials;
+    ``(nan, nan)`` without trials or a rate."""
+    if not n > 0 or rate != rate:
+        return float("nan"), float("nan")
+    centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    # the score interval contains the rate; rounding at 0 or 1 must not put it a hair outside
+    return float(min(rate, max(0.0, centre - half))), float(max(rate, min(1.0, centre + half)))
 
 
 def expected_calibration_error(y_true: Sequence, y_prob: Sequence, n_bins: int = 10, weights: Any = None) -> float:
@@ -361,3 +376,16 @@ def slope_guard(scores: dict[str, float], raw: np.ndarray, y: np.ndarray, method
 
     allowed = [m for m in methods if m == "none" or (distance(m) <= ref + 1e-9 if ref == ref else True)]
     return allowed or [min(methods, key=distance)]
+
+
+def calibrator_choice_table(cal: Calibrator) -> pd.DataFrame:
+    """How ``cal`` was chosen, one row per candidate map: its cross-validated Brier score, its held-out calibration
+    slope with the patient-bootstrap CI, whether the slope guard let it compete (``eligible``) and which was
+    ``chosen``. Empty for a calibrator fitted before slopes were recorded."""
+    sel, chosen = cal.selection, "none" if cal.method == "identity" else cal.method
+    rows = [{"calibrator": m, "brier_cv": sel[m], "slope": sel[f"slope_{m}"], "slope_ci_low": sel[f"slope_{m}_ci_low"],
+             "slope_ci_high": sel[f"slope_{m}_ci_high"], "eligible": f"slope_refused_{m}" not in sel,
+             "chosen": m == chosen}
+            for m in CALIBRATION_METHODS if m in sel and f"slope_{m}" in sel]
+    return pd.DataFrame(rows, columns=["calibrator", "brier_cv", "slope", "slope_ci_low", "slope_ci_high", "eligible",
+                                       "chosen"])

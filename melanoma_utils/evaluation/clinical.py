@@ -147,21 +147,37 @@ def net_benefit(y_true: Sequence, y_prob: Sequence, thresholds: Sequence[float] 
 
     ``NB = TP/n − FP/n · pt / (1 − pt)``: true positives found, minus false positives priced at the odds of
     the threshold probability. ``weights`` reweights rows (e.g. :func:`prevalence_weights` for a stated
-    prevalence). Columns: ``threshold, model, biopsy_all, biopsy_none``; with ``groups`` (patients) also
-    ``model_ci_low, model_ci_high``, the model's patient-bootstrap 95% band
+    prevalence). Columns: ``threshold, model, biopsy_all, biopsy_none, delta_all`` (ΔNB against biopsying all;
+    against none it is ``model`` itself); with ``groups`` (patients) also ``model_ci_low, model_ci_high`` and
+    ``delta_all_ci_low, delta_all_ci_high``, patient-bootstrap 95% intervals of the same resamples
     (:func:`~melanoma_utils.evaluation.metrics.patient_bootstrap`, ``n_boot`` resamples).
     """
     y, p = _check(y_true, y_prob)
     w = np.ones(len(y)) if weights is None else np.asarray(weights, float)
     table = _net_benefit(y, p, w, thresholds)
+    table["delta_all"] = table["model"] - table["biopsy_all"]
     if groups is not None:
         def curve(idx: np.ndarray) -> dict[str, float]:
-            return dict(zip(map(str, thresholds), _net_benefit(y[idx], p[idx], w[idx], thresholds)["model"]))
+            nb = _net_benefit(y[idx], p[idx], w[idx], thresholds)
+            return {**{f"model {t}": v for t, v in zip(thresholds, nb["model"])},
+                    **{f"delta_all {t}": v for t, v in zip(thresholds, nb["model"] - nb["biopsy_all"])}}
 
         band = patient_bootstrap(curve, groups, n_boot, seed=seed, labels=y)
-        table["model_ci_low"] = [band[str(t)].ci_low for t in thresholds]
-        table["model_ci_high"] = [band[str(t)].ci_high for t in thresholds]
+        for col in ("model", "delta_all"):
+            table[f"{col}_ci_low"] = [band[f"{col} {t}"].ci_low for t in thresholds]
+            table[f"{col}_ci_high"] = [band[f"{col} {t}"].ci_high for t in thresholds]
     return table
+
+
+def net_benefit_verdict(table: pd.DataFrame) -> dict[str, Any]:
+    """What a decision curve with intervals (:func:`net_benefit` with ``groups``) shows: the thresholds where the
+    model's net benefit beats biopsying all AND biopsying none with both 95% intervals above 0 (``clear``), and
+    those where only the point estimates do (``point``), each as a list of threshold probabilities."""
+    point = table[(table["delta_all"] > 0) & (table["model"] > 0)]
+    clear = (table[(table["delta_all_ci_low"] > 0) & (table["model_ci_low"] > 0)]
+             if "delta_all_ci_low" in table else table.iloc[:0])
+    return {"n_thresholds": int(len(table)), "point": [float(t) for t in point["threshold"]],
+            "clear": [float(t) for t in clear["threshold"]]}
 
 
 def _net_benefit(y: np.ndarray, p: np.ndarray, w: np.ndarray, thresholds: Sequence[float]) -> pd.DataFrame:

@@ -89,3 +89,37 @@ def images_per_patient(patient_id: Any) -> np.ndarray:
     """How many images each row's patient has in the table (a sampling artefact, not the lesion)."""
     p = pd.Series(np.asarray(patient_id))
     return p.map(p.value_counts()).to_numpy(float)
+
+
+def stratified_auc(y_true: Any, y_prob: Any, strata: Any) -> float:
+    """The ROC AUC counting only malignant–benign pairs from the SAME stratum (e.g. the same camera: original image
+    size), ties half: the pairs-weighted mean of the within-stratum AUCs. A cue shared by a stratum (its device colour,
+    its size) cannot rank its images against each other, so what is left is the ranking inside each acquisition
+    setting. Strata with one class contribute no pairs; ``MetricError`` when no stratum has both classes."""
+    y = np.asarray(y_true, int)
+    p = np.asarray(y_prob, float)
+    s = np.asarray(strata)
+    num, pairs = 0.0, 0
+    for v in pd.unique(s):
+        m = s == v
+        n_pos, n_neg = int(y[m].sum()), int(m.sum() - y[m].sum())
+        if n_pos and n_neg:
+            num += roc_auc(y[m], p[m]) * n_pos * n_neg
+            pairs += n_pos * n_neg
+    if not pairs:
+        raise MetricError("stratified AUC needs a stratum with both malignant and benign images")
+    return float(num / pairs)
+
+
+def stratified_auc_ci(y_true: Any, y_prob: Any, strata: Any, groups: Any, n_boot: int = 1000,
+                      seed: int = 0) -> dict[str, float]:
+    """:func:`stratified_auc` with its patient-bootstrap 95% CI (``estimate, ci_low, ci_high``) and the number of
+    pairs it rests on (``pairs``, against ``all_pairs`` of the plain AUC)."""
+    from .metrics import patient_bootstrap
+
+    y, p, s = np.asarray(y_true, int), np.asarray(y_prob, float), np.asarray(strata)
+    band = patient_bootstrap(lambda idx: stratified_auc(y[idx], p[idx], s[idx]), groups, n_boot=n_boot, seed=seed,
+                             labels=y)["value"]
+    pairs = sum(int(y[s == v].sum()) * int((s == v).sum() - y[s == v].sum()) for v in pd.unique(s))
+    return {"estimate": band.estimate, "ci_low": band.ci_low, "ci_high": band.ci_high, "pairs": pairs,
+            "all_pairs": int(y.sum()) * int(len(y) - y.sum())}

@@ -180,13 +180,21 @@ def explanation_grid(images: np.ndarray, shap_maps: np.ndarray, cams: np.ndarray
 
 def reliability_diagram(curves: Mapping[str, pd.DataFrame], title: str = "Calibration", tag: str = "") -> Figure:
     """Reliability diagram: observed malignant rate against mean predicted probability per equal-mass bin
-    (:func:`melanoma_utils.evaluation.calibration.reliability_table`), one line per entry of ``curves``; below, the
-    number of images in each bin of the first curve."""
+    (:func:`melanoma_utils.evaluation.calibration.reliability_table`), one line per entry of ``curves``, each bin's
+    observed rate with its 95% Wilson interval where the table has one; below, the number of images in each bin of
+    the first curve."""
     fig, (ax, ax_n) = plt.subplots(2, 1, figsize=(6, 6.5), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
     top = 0.0
     for name, t in curves.items():
-        ax.plot(t["mean_predicted"], t["observed_rate"], marker="o", label=name)
-        top = max(top, float(t["mean_predicted"].max()), float(t["observed_rate"].max()))
+        banded = {"observed_ci_low", "observed_ci_high"} <= set(t)
+        line, = ax.plot(t["mean_predicted"], t["observed_rate"], marker="o",
+                        label=f"{name} (95% CI per bin)" if banded else name)
+        if banded:
+            ax.errorbar(t["mean_predicted"], t["observed_rate"], fmt="none", ecolor=line.get_color(), capsize=2,
+                        yerr=np.clip([t["observed_rate"] - t["observed_ci_low"],
+                                      t["observed_ci_high"] - t["observed_rate"]], 0, None))
+        top = max(top, float(t["mean_predicted"].max()), float(t["observed_rate"].max()),
+                  float(t["observed_ci_high"].max()) if banded else 0.0)
     top = min(1.0, top * 1.05 + 0.02)
     ax.plot([0, top], [0, top], ls="--", color="grey", label="perfectly calibrated")
     ax.set_ylabel("observed malignant rate")
@@ -211,9 +219,13 @@ def reliability_diagram(curves: Mapping[str, pd.DataFrame], title: str = "Calibr
 def decision_curve(curves: Mapping[str, pd.DataFrame], title: str = "Decision curve", tag: str = "") -> Figure:
     """Net benefit against the threshold probability (:func:`melanoma_utils.evaluation.clinical.net_benefit`): one line per
     entry of ``curves`` (with its patient-bootstrap band where the table has one), with *biopsy all* and *biopsy none*
-    of the first."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    of the first. Where the first table has ΔNB intervals, a second panel draws the first curve's difference against
+    biopsying all and against biopsying none (the model's net benefit itself), each with its 95% band: the model helps
+    where both bands lie above 0."""
     first = next(iter(curves.values()))
+    deltas = "delta_all_ci_low" in first
+    fig, axes = plt.subplots(2 if deltas else 1, 1, figsize=(7, 7.5 if deltas else 4.5), sharex=True, squeeze=False)
+    ax = axes[0, 0]
     for name, t in curves.items():
         line, = ax.plot(100 * t["threshold"], t["model"], lw=2, label=name)
         if {"model_ci_low", "model_ci_high"} <= set(t):  # the patient-bootstrap 95% band
@@ -224,10 +236,25 @@ def decision_curve(curves: Mapping[str, pd.DataFrame], title: str = "Decision cu
     best = max(max(float(t["model"].max()), float(t["model_ci_high"].max()) if "model_ci_high" in t else 0.0)
                for t in curves.values())  # the band's top too: an interval is never cut
     ax.set_ylim(min(-0.01, -0.1 * max(best, 0.01)), max(best, float(first["biopsy_all"].max())) * 1.1 + 1e-3)
-    ax.set_xlabel("threshold probability (%): the melanoma risk at which one would biopsy")
     ax.set_ylabel("net benefit (true positives per image)")
     ax.legend(fontsize=8)
     ax.set_title(style.titled(tag, title))
+    if deltas:
+        dx = axes[1, 0]
+        x = 100 * first["threshold"]
+        for col, lo, hi, label, colour in (("delta_all", "delta_all_ci_low", "delta_all_ci_high", "ΔNB vs biopsy all",
+                                            MALIGNANT_COLOUR),
+                                           ("model", "model_ci_low", "model_ci_high", "ΔNB vs biopsy none", BENIGN_COLOUR)):
+            dx.plot(x, first[col], lw=2, color=colour, label=f"{label} (95% CI)")
+            dx.fill_between(x, first[lo], first[hi], color=colour, alpha=0.2, lw=0)
+        dx.axhline(0, color="black", lw=1)
+        # where biopsying all is far worse, ΔNB against it runs off the top: the panel keeps the region near 0 readable
+        near = max(float(first["model_ci_high"].max()), 0.005)
+        low = min(float(first["delta_all_ci_low"].min()), float(first["model_ci_low"].min()), -0.1 * near)
+        dx.set_ylim(low * 1.1, 3 * near)
+        dx.set_ylabel("ΔNB of the model (95% CI)")
+        dx.legend(fontsize=8)
+    axes[-1, 0].set_xlabel("threshold probability (%): the melanoma risk at which one would biopsy")
     fig.tight_layout()
     return fig
 

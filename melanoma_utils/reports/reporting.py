@@ -49,10 +49,15 @@ class Report:
 
     def table(self, df: pd.DataFrame, name: str) -> Path:
         """Save a table as ``<name>.csv`` (temporary name, then moved; text cells a spreadsheet would execute
-        neutralised); a default row number index is not written (no ``Unnamed: 0`` column read back)."""
+        neutralised); a default row number index is not written and any other index gets a header (``item``, or
+        ``level_<k>`` in a multi-index) where it has no name: no ``Unnamed: 0`` column read back."""
         from ..data.csvfiles import write_csv
 
         numbered = isinstance(df.index, pd.RangeIndex) and df.index.name is None
+        if not numbered and None in df.index.names:
+            one = df.index.nlevels == 1
+            df = df.rename_axis(index=[n if n is not None else ("item" if one else f"level_{k}")
+                                       for k, n in enumerate(df.index.names)])
         return write_csv(df, self.report_dir / f"{name}.csv", index=not numbered)
 
 

@@ -158,3 +158,21 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     lines.append(f"  subgroups: {len(report['subgroups']) - len(small)} with an AUC"
                  + (f"; too few for one: {', '.join(small[:8])}{' …' if len(small) > 8 else ''}" if small else ""))
     return lines
+
+
+def pooled_out_of_fold(oof: pd.DataFrame, meta: pd.DataFrame, variant: str, repeat: int = 0) -> pd.DataFrame:
+    """Every image once, scored by the fold run of ``variant`` that never saw its patient (cross-validation's
+    out-of-fold predictions, fold assignment ``repeat``), joined to ``meta``'s metadata columns for subgroups:
+    ``probability``, ``fold``, each fold run's ``threshold`` and calibration ``prevalence`` (where recorded).
+    ``ValueError`` naming the variants present when ``variant`` has none."""
+    rows = oof[(oof["variant"] == variant) & (oof["repeat"] == repeat if "repeat" in oof else True)]
+    if rows.empty:
+        raise ValueError(f"no out-of-fold predictions of {variant!r} (repeat {repeat}); present: "
+                         f"{', '.join(sorted(set(map(str, oof['variant']))))}")
+    keep = [c for c in ("image_name", "fold", "probability", "threshold", "prevalence") if c in rows]
+    cols = ["image_name", *(c for c in (*METADATA_COLUMNS, "image_path") if c in meta and c != "image_name")]
+    out = rows[keep].assign(image_name=rows["image_name"].astype(str)).merge(
+        meta[cols].assign(image_name=meta["image_name"].astype(str)), on="image_name", how="inner", validate="1:1")
+    if len(out) != len(rows):
+        raise ValueError(f"{len(rows) - len(out)} out-of-fold image(s) of {variant!r} are not in the metadata")
+    return out.reset_index(drop=True)

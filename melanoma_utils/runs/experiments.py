@@ -112,7 +112,8 @@ def cross_validate(
 
     Each fold's training part holds out its own patient-grouped validation split for early stopping.
     Returns ``(per_fold, oof)``: fold metrics (ROC AUC, PR AUC, melanoma-vs-nevus AUC) and out-of-fold
-    predictions (``image_name, patient_id, target, diagnosis, fold, variant, probability``). Runs are
+    predictions (``image_name, patient_id, target, diagnosis, fold, variant, probability``, the fold run's
+    ``threshold`` and calibration ``prevalence``, ``repeat``). Runs are
     written to ``out_dir/<variant>/fold<k>`` and reused when present (an interrupted ablation resumes).
     ``folds_from="shards"``: fold = shard index (``tfrecord``) modulo ``n_splits``, as the SIIM-ISIC community
     folds TFRecord shards; the default folds are patient-grouped and target-stratified.
@@ -148,7 +149,8 @@ def cross_validate(
             p = run.predict_proba(test, cached_embeddings=True)
             preds.append(pd.DataFrame({"image_name": test["image_name"], "patient_id": test["patient_id"],
                                        "target": test["target"], "diagnosis": test["diagnosis"], "fold": k,
-                                       "variant": name, "probability": p, "threshold": run.threshold, "repeat": repeat,
+                                       "variant": name, "probability": p, "threshold": run.threshold,
+                                       "prevalence": run.prevalence, "repeat": repeat,
                                        **({"source_copy": test["source_copy"]} if "source_copy" in test else {})}))
             rows.append({"variant": name, "repeat": repeat, "fold": k, "n_test": len(test), "roc_auc": roc_auc(test["target"], p),
                          "pr_auc": pr_auc(test["target"], p),
@@ -314,6 +316,8 @@ def add_ensemble(per_fold: pd.DataFrame, oof: pd.DataFrame, members: list[str], 
     ens = parts[0].copy()
     ens["probability"] = np.mean([p.loc[ens.index, "probability"].to_numpy() for p in parts], axis=0)
     ens["threshold"] = np.mean([p.loc[ens.index, "threshold"].to_numpy() for p in parts], axis=0)
+    if "prevalence" in ens:  # the calibration prevalence of the members (their validation splits)
+        ens["prevalence"] = np.mean([p.loc[ens.index, "prevalence"].to_numpy(float) for p in parts], axis=0)
     ens["variant"] = name
     ens = ens.reset_index()
     rows = []
