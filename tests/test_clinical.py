@@ -380,6 +380,8 @@ def test_slope_guard_refuses_a_map_that_moves_the_held_out_slope_away_from_1(mon
     kept = fit_calibrator(y, raw, np.arange(4000) // 2)
     assert kept.method == "identity" and kept.selection[f"slope_refused_{cal.method}"] == pytest.approx(
         cal.selection[f"slope_{cal.method}"])
+    refused = calibration.calibrator_choice_table(kept).set_index("calibrator")
+    assert refused.loc["none", "chosen"] and not refused.loc[cal.method, "eligible"]
 
 
 def test_net_benefit_verdict_separates_point_estimates_from_intervals() -> None:
@@ -427,5 +429,3 @@ def test_pooled_out_of_fold_joins_each_image_once_with_its_fold_runs_threshold()
         pooled_out_of_fold(oof, meta, "x")
     with pytest.raises(ValueError, match="1 out-of-fold image"):
         pooled_out_of_fold(oof, meta[meta["image_name"] != "c"], "v")
-    refused = calibration.calibrator_choice_table(kept).set_index("calibrator")
-    assert refused.loc["none", "chosen"] and not refused.loc[cal.method, "eligible"]
