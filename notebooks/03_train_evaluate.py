@@ -25,7 +25,8 @@
 # * **fusion, paper** (image + age, sex, site + original image width/height, the study's features),
 # * **image only, the study's CNN trained from scratch** — a comparison row on the same folds;
 # * with `external_dirs` set: **image only** and **fusion, clinical** with **external training data** (HAM10000 /
-#   ISIC 2019, another clinic population with many melanomas *and* nevi) added to every fold's training part. Folds,
+#   ISIC 2019, other data sets with many melanomas *and* nevi; HAM10000's two clinics, Vienna and Queensland, also
+#   contributed to ISIC 2020) added to every fold's training part. Folds,
 #   validation, calibration, thresholds and every metric stay on the ISIC 2020 patients; and their **ensemble** (the
 #   mean of the two runs' calibrated out-of-fold probabilities per image).
 #
@@ -450,7 +451,7 @@ report.figure(plots.roc_pr(curves, "Out-of-fold ROC and PR curves (all folds poo
 # weights every copy to the same malignant share (a copy of one class, like copy b, cannot be balanced and is left
 # out), *one-class copies left out* drops such copies without reweighting the rest. (A common JPEG round trip for every
 # image, `jpeg_harmonise`, is a row of the transform table below.) Each candidate is compared with the same model
-# without weighting on the same patients, within copy a, and on the external lesions no run trained on (another clinic
+# without weighting on the same patients, within copy a, and on the external lesions no run trained on (another data set
 # population: the mean of the fold runs' probabilities, lesion bootstrap). The rule, fixed before the numbers: a
 # candidate **wins** where its within-copy-a difference is above 0 and the CI of its external-hold-out difference
 # reaches 0 or above; the overall AUC is a guard only.

@@ -35,9 +35,9 @@ images_dir = ""  # empty: the train/ folder beside images_csv
 report_dir = "reports/demo"
 explain_variants = ["fusion, paper (+ width/height)", "fusion, clinical"]  # ablation variants of notebook 03
 fold = 0
-n_repeats = 5
+n_repeats = 20  # permutations per metadata group (the error bars: their SD, permutation noise on one fold)
 n_background = 20
-n_shap_lesions = 12
+n_shap_lesions = 200  # lesions whose metadata SHAP values are computed (half malignant where the fold has them)
 n_image_lesions = 6
 shap_nsamples = 100
 seed = 0
@@ -48,6 +48,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from melanoma_utils.reports import explain, plots
+from melanoma_utils.reports.explain_agreement import disagreements, rank_agreement
 from melanoma_utils.reports.reporting import open_study, package_versions
 from melanoma_utils.runs import Run
 from melanoma_utils.runs.experiments import load_folds, run_folder_name
@@ -64,7 +65,10 @@ display(Markdown(f"Held-out fold {fold}: {len(held_out):,} images, {held_out['pa
                  f"{int(held_out['target'].sum())} malignant; runs: {', '.join(explain_variants)}; image branch: {backbone}."))
 
 # %% [markdown]
-# ## Fig 14a/14b · Grouped permutation importance (drop in ROC AUC, mean ± sd over repeats)
+# ## Fig 14a/14b · Grouped permutation importance (drop in ROC AUC, mean ± SD over permutations)
+#
+# The error bars are the standard deviation over `n_repeats` random permutations of one held-out fold: they show the
+# permutation noise, not the uncertainty over patients (another fold or other patients move the bars more).
 
 # %%
 inputs, importance = {}, {}
@@ -73,7 +77,9 @@ for letter, (name, run) in zip("ab", runs.items()):
     importance[name] = explain.permutation_importance(run, held_out, inputs[name], n_repeats=n_repeats, seed=seed)
     report.table(importance[name], f"table_permutation_importance_{name}")
     report.figure(plots.importance_bars(importance[name], f"Fig 14{letter} · Permutation importance: {label[name]}",
-                                       tag=report.tag), f"fig14{letter}_permutation_importance_{name}")
+                                       tag=report.tag, xlabel=f"drop in ROC AUC when permuted (mean ± SD over "
+                                                              f"{n_repeats} permutations, fold {fold})"),
+                  f"fig14{letter}_permutation_importance_{name}")
 paper = importance[explain_runs[0]]
 rank = list(paper.index)
 per_fold = report.report_dir / "ablation_per_fold.csv"
@@ -112,9 +118,20 @@ report.figure(plots.importance_bars(mean_abs, f"Fig 14c · Mean |SHAP| per metad
                                    tag=report.tag, mean="mean_abs", low="ci_low", high="ci_high",
                                    xlabel="mean |SHAP| over lesions (probability units; 95% bootstrap CI)"),
               "fig14c_metadata_shap")
-display(Markdown(f"Mean |SHAP| over {len(lesions)} lesions (background {len(background)} rows): "
-                 + ", ".join(f"{k} {v:.4f} ({lo:.4f}–{hi:.4f})" for k, v, lo, hi in
-                             zip(mean_abs.index, mean_abs['mean_abs'], mean_abs['ci_low'], mean_abs['ci_high']))))
+agreement, rho = rank_agreement(paper, mean_abs)
+report.table(agreement, "table_importance_agreement")
+moved = disagreements(agreement)
+display(Markdown(
+    f"Mean |SHAP| over {len(lesions)} lesions ({int(held_out['target'].iloc[lesions].sum())} malignant; background "
+    f"{len(background)} rows): " + ", ".join(f"{k} {v:.4f} ({lo:.4f}–{hi:.4f})" for k, v, lo, hi in
+                                           zip(mean_abs.index, mean_abs['mean_abs'], mean_abs['ci_low'], mean_abs['ci_high']))
+    + f".\n\n**The two measures {'disagree' if moved else 'agree'}** (Spearman's rank correlation of the metadata "
+    f"groups {rho:.2f}): " + ("; ".join(moved) + ". Permutation importance asks how much the ROC AUC of the held-out "
+                              "fold falls without a group; SHAP asks how far a group moves each lesion's probability. "
+                              "A group can move probabilities a lot (SHAP) without changing the ranking of malignant "
+                              "above benign (permutation), so neither ranking alone says what the model relies on."
+                              if moved else "every group keeps its place within one rank.")))
+agreement
 
 # %% [markdown]
 # ## Fig 15 · Image SHAP and Grad-CAM: correct and wrong, benign and malignant lesions

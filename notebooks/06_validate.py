@@ -315,9 +315,10 @@ else:
                      "(`runs/ablation/oof.csv`), data that say which copy each image came from, and no `run_dir`."))
 
 # %% [markdown]
-# ## Another clinic population: held-out external lesions
+# ## Another data set: held-out external lesions
 #
-# Notebook 03 kept some lesions of the external data (e.g. HAM10000: Vienna and Queensland, other dermatoscopes) out
+# Notebook 03 kept some lesions of the external data (e.g. HAM10000: Vienna and Queensland — two clinics that also
+# contributed to ISIC 2020, so not an unseen clinic — with other dermatoscopes and years) out
 # of every training part. Here the same model, with its ISIC-fitted calibrator and threshold, is scored on them:
 # **not ISIC 2020 patients**, a transfer check. Groups are lesions (the external data has no patient ids), so the
 # intervals resample lesions.
@@ -340,7 +341,7 @@ if external_dirs and holdout_csv.is_file() and not run_dir:
                                    n_boot=n_boot, seed=seed)
     report.figure(plots.roc_pr({"ISIC 2020 held-out patients": (table["target"].to_numpy(), table["probability"].to_numpy()),
                                 "external held-out lesions": (ext_table["target"].to_numpy(), ext_table["probability"].to_numpy())},
-                               "ISIC 2020 patients vs another clinic population", tag=report.tag), "fig_validate_external_roc_pr")
+                               "ISIC 2020 patients vs another data set's lesions", tag=report.tag), "fig_validate_external_roc_pr")
     ext_sub = pd.DataFrame(ext_result["subgroups"])
     report.table(ext_sub, "table_validate_external_subgroups")
     write_json_ext = {k: ext_result[k] for k in ("n", "n_malignant", "n_patients", "prevalence", "roc_auc", "pr_auc", "brier",

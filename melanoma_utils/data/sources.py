@@ -296,7 +296,8 @@ def source_counts(df: pd.DataFrame) -> dict[str, dict[str, int]]:
 
 def hold_out_external(external: pd.DataFrame, fraction: float, seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(training rows, held-out rows)`` of an external table, split by lesion (its ``patient_id`` groups) and
-    stratified by melanoma: the held-out lesions test a model on another clinic population it never trained on.
+    stratified by melanoma: the held-out lesions test a model on another data set's lesions it never trained on (not necessarily
+    another clinic: HAM10000's two clinics also contributed to ISIC 2020).
     ``fraction`` 0 holds out nothing."""
     from .splits import holdout_split
 

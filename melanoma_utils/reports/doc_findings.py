@@ -163,7 +163,7 @@ def headline_table(report_dir: Path) -> str:
         if key in s:
             lines.append(f"| {label} | — | " + " | ".join(cell(v, key) for v in cols) + " |")
     if len(sel) and "external_holdout" in sel:
-        lines.append("| held-out HAM10000 lesions (another clinic population; mean of the 5 fold runs) | — | "
+        lines.append("| held-out HAM10000 lesions (another data set, from two clinics that also contributed to ISIC 2020; mean of the 5 fold runs) | — | "
                      + " | ".join(_ci(sel.loc[v, "external_holdout"], sel.loc[v, "external_holdout_ci_low"],
                                       sel.loc[v, "external_holdout_ci_high"]) if v in sel.index else "—" for v in cols) + " |")
     for metric, label in (("accuracy", "accuracy at the validation threshold"), ("recall", "sensitivity at the validation threshold"),

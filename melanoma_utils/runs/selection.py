@@ -1,5 +1,5 @@
 """Choosing training defaults on the endpoints that matter: the source-weighting candidates of the ablation, their
-scores on held-out external lesions (another clinic population), and the selection table that weighs the primary
+scores on held-out external lesions (another data set), and the selection table that weighs the primary
 endpoint (within copy a) against the external hold-out, with overall AUC as a guard.
 """
 
@@ -96,7 +96,7 @@ def selection_table(summary: pd.DataFrame, paired: pd.DataFrame, holdout: pd.Dat
     difference against the base on each (with Holm's p within the contrasts given, ``…_p_holm``, and the fold
     assignments it averages over, ``repeats``); and the mean training time per fold run. ``verdict`` applies the rule:
     a candidate *wins* where its within-copy-a difference is above 0 and its held-out external difference's CI
-    reaches 0 or above (no measurable loss on another clinic)."""
+    reaches 0 or above (no measurable loss on another data set)."""
     rows = []
     for variant, base in candidates:
         if variant not in summary.index:
