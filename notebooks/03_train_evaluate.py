@@ -30,6 +30,10 @@
 #   validation, calibration, thresholds and every metric stay on the ISIC 2020 patients; and their **ensemble** (the
 #   mean of the two runs' calibrated out-of-fold probabilities per image).
 #
+# **A locked test part** (15% of the patients, and of each external source's lesions, drawn once and committed as
+# `locked_test.csv`) is removed before anything below: every choice here is made on the other patients, and notebook
+# 06 reports the chosen default on the locked part once, at its end.
+#
 # Every contrast is judged as a **paired** difference on the same patients (a patient bootstrap that resamples both
 # models together, and the per-fold differences), not as two overlapping intervals.
 #
@@ -60,6 +64,7 @@ metadata_csv = "data/synthetic-demo/train.csv"  # the full metadata the images w
 images_dir = ""  # empty: the train/ folder beside images_csv
 external_dirs = []  # external training data folders (HAM10000 / ISIC 2019 schema); empty: no external rows
 external_holdout_fraction = 0.2  # external lesions kept out of training: notebook 06 tests the model on them
+locked_test = "locked_test.csv"  # the locked test part (a file in report_dir, drawn once): no selection sees it; empty: none
 backbone_rows = []  # with external data: "fusion, clinical + external data" again with these backbones at their native size (efficientnetlite1: 240 px, efficientnetlite2: 260 px), and their ensemble
 report_dir = "reports/demo"
 preset = "demo"  # the model's recipe: a melanoma_utils.models.presets name (`python -m melanoma_utils train --help` lists them)
@@ -115,11 +120,16 @@ from melanoma_utils.runs.experiments import (
     summarise_cv,
 )
 from melanoma_utils.runs.variants import Variant, check_variants
+from melanoma_utils.study.locked import lock_test_part, without_locked
 
 report, df = open_study(report_dir, synthetic, seed, images_csv, images_dir)
 df, copies_note = with_source_copies(df, paths.resolve(images_csv), paths.resolve(source_csv) if source_csv else None)
 has_copies = "source_copy" in df and df["source_copy"].notna().any()
 external, _ = combine_external(df, [load_external(paths.resolve(d), on_missing="drop") for d in external_dirs])
+locked = (lock_test_part(report.report_dir / locked_test, df, dict(tuple(external.groupby("source"))) if len(external)
+                         else None, seed=seed) if locked_test else None)
+df, n_locked = without_locked(df, locked)  # every selection below sees the other patients only
+external, n_locked_ext = without_locked(external, locked)
 external, external_holdout = hold_out_external(external, external_holdout_fraction, seed=seed)
 ov = eda.overview(df)
 cfg = TrainConfig.from_preset(preset, **{"seed": seed, "source_weighting": base_source_weighting, "verbose": 0,
@@ -153,6 +163,10 @@ display(Markdown(
     + (f" A further {len(external_holdout):,} external images ({external_holdout['patient_id'].nunique():,} lesions, "
        f"{int(external_holdout['target'].sum()):,} melanoma) are held out of every training part: notebook 06 tests "
        "the model on them." if len(external_holdout) else "")
+    + (f" **Locked test part** (`{locked_test}`, drawn once before this rendering's selection and read only by the "
+       f"last step of notebook 06): {n_locked:,} images of this data set and {n_locked_ext:,} external images are set "
+       f"aside and appear nowhere below ({locked.summary()}); the counts above are of the other patients." if locked
+       else "")
 ))
 
 # %% [markdown]

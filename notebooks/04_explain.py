@@ -33,6 +33,7 @@ dataset_label = "SYNTHETIC demo"
 images_csv = "data/synthetic-demo/train.csv"
 images_dir = ""  # empty: the train/ folder beside images_csv
 report_dir = "reports/demo"
+locked_test = "locked_test.csv"  # notebook 03's locked test part (in report_dir): its patients are left out here
 explain_variants = ["fusion, paper (+ width/height)", "fusion, clinical"]  # ablation variants of notebook 03
 fold = 0
 n_repeats = 20  # permutations per metadata group (the error bars: their SD, permutation noise on one fold)
@@ -52,9 +53,12 @@ from melanoma_utils.reports.explain_agreement import disagreements, rank_agreeme
 from melanoma_utils.reports.reporting import open_study, package_versions
 from melanoma_utils.runs import Run
 from melanoma_utils.runs.experiments import load_folds, run_folder_name
+from melanoma_utils.study.locked import read_locked, without_locked
 
 report, df = open_study(report_dir, synthetic, seed, images_csv, images_dir)
 runs_dir = report.report_dir / "runs" / "ablation"
+locked = read_locked(report.report_dir / locked_test) if locked_test and (report.report_dir / locked_test).is_file() else None
+df, _ = without_locked(df, locked)  # notebook 03's folds hold the other patients only
 held_out = df[load_folds(runs_dir / "folds.csv", df) == fold].reset_index(drop=True)  # the folds notebook 03 used
 runs = {name: Run.load(runs_dir / run_folder_name(name) / f"fold{fold}") for name in explain_variants}
 explain_runs = [run_folder_name(name) for name in explain_variants]
@@ -131,7 +135,7 @@ display(Markdown(
                               "A group can move probabilities a lot (SHAP) without changing the ranking of malignant "
                               "above benign (permutation), so neither ranking alone says what the model relies on."
                               if moved else "every group keeps its place within one rank.")))
-agreement
+agreement.round(4)
 
 # %% [markdown]
 # ## Fig 15 · Image SHAP and Grad-CAM: correct and wrong, benign and malignant lesions

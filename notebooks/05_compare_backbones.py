@@ -46,6 +46,7 @@ dataset_label = "SYNTHETIC demo"
 images_csv = "data/synthetic-demo/train.csv"
 images_dir = ""  # empty: the train/ folder beside images_csv
 report_dir = "reports/demo"
+locked_test = "locked_test.csv"  # notebook 03's locked test part (in report_dir): its patients are left out here
 frozen_backbones = ["efficientnetlite0", "efficientnetlite1"]  # protocol (a): efficientnetlite0/1/2, each at its ImageNet size
 frozen_views = 1  # rotations/mirrors cached per image for protocol (a)'s heads
 frozen_epochs = 10
@@ -85,10 +86,16 @@ from melanoma_utils.runs.backbone_study import (
 )
 from melanoma_utils.runs.contrasts import SUBSET_LABELS, describe_contrast, paired_contrasts, primary_subset
 from melanoma_utils.runs.experiments import repeated_cross_validate
+from melanoma_utils.study.locked import read_locked, without_locked
 
 report, df = open_study(report_dir, synthetic, seed, images_csv, images_dir)
 df, _ = with_source_copies(df, paths.resolve(images_csv), paths.resolve(source_csv) if source_csv else None)
+# notebook 03's locked test part (drawn there, once): no comparison below sees its patients
+locked = read_locked(report.report_dir / locked_test) if locked_test and (report.report_dir / locked_test).is_file() else None
+df, n_locked = without_locked(df, locked)
 primary = primary_subset(df.assign(probability=0.0))
+display(Markdown(f"{len(df):,} images of {df['patient_id'].nunique():,} patients"
+                 + (f" (the locked test part's {n_locked:,} images set aside)." if locked else ".")))
 
 # %% [markdown]
 # ## (a) Frozen pretrained backbones: repeated patient-grouped cross-validation

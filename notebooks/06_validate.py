@@ -37,6 +37,7 @@ validate_variant = "fusion, clinical"
 fold = 0
 prevalence = "isic2020"  # a stated deployment prevalence: a number in (0, 1), or isic2020 (584 of 33,126); 0: none
 external_dirs = []  # external data sets of notebook 03: its held-out external lesions are validated at the end
+locked_test = "locked_test.csv"  # notebook 03's locked test part (in report_dir): read once, by the last step; empty: skip
 source_csv = ""  # image_name, source_copy (empty: copies.csv beside images_csv, or the CSV's own column)
 n_boot = 1000
 seed = 0
@@ -57,9 +58,13 @@ from melanoma_utils.runs import Run
 from melanoma_utils.runs.experiments import backbone_variants, load_folds, run_folder_name
 from melanoma_utils.runs.selection import WEIGHTING_LABELS, weighting_variants
 from melanoma_utils.runs.variants import Variant, check_variants
+from melanoma_utils.study.locked import read_locked, without_locked
 
 report, df = open_study(report_dir, synthetic, seed, images_csv, images_dir)
 df, _ = with_source_copies(df, paths.resolve(images_csv), paths.resolve(source_csv) if source_csv else None)
+locked_path = report.report_dir / locked_test if locked_test else None
+locked = read_locked(locked_path) if locked_path is not None and locked_path.is_file() and not run_dir else None
+df_all, (df, _) = df, without_locked(df, locked)  # every section but the last validates on the other patients
 if run_dir:
     run = Run.load(run_dir)
     rows, origin = df, f"all of {images_csv}"
@@ -362,6 +367,56 @@ else:
     display(Markdown("No held-out external lesions to validate on (no `external_dirs`, a `run_dir` given, or notebook 03 "
                      "held none out)."))
     write_json_ext = None
+
+# %% [markdown]
+# ## The locked test part: the chosen default, once
+#
+# Notebook 03 set aside 15% of the patients (and of each external source's lesions) before any selection and wrote
+# them to `locked_test.csv`; nothing above and no selection in notebooks 03–05 saw them. Here, once, the chosen default
+# (`validate_variant`, with the settings of its fold runs) is trained on **every other** patient (and the external
+# training rows), its calibrator and threshold fitted on its own validation split, and scored on the locked part. The
+# lock was drawn after earlier rounds of this project had already used every patient to choose its defaults; it guards
+# the selections made from then on, so these numbers are an honest check of this rendering's choices, not of every
+# choice the project ever made.
+
+# %%
+from melanoma_utils.runs.training import load_or_train
+from melanoma_utils.study.locked import locked_endpoints, locked_rows
+
+locked_table = None
+if locked is not None:
+    base_cfg = run.train_config
+    wants_external = bool(set(run.config.get("training_sources") or {}) - {"isic2020"})
+    ext_rows = (combine_external(df_all, [load_external(config.resolve(d), on_missing="drop") for d in external_dirs])[0]
+                if external_dirs and wants_external else None)
+    final = load_or_train(df, base_cfg, report.report_dir / "runs" / "locked" / run_folder_name(validate_variant),
+                          without_locked(ext_rows, locked)[0] if ext_rows is not None else None)
+    locked_main = locked_rows(df_all, locked)
+    pred = final.predict_frame(locked_main)
+    locked_main = locked_main.assign(probability=pred["probability"].to_numpy())[(pred["error"] == "").to_numpy()]
+    locked_ext = None
+    if ext_rows is not None:
+        locked_ext = pd.concat([locked_rows(ext_rows, locked, s) for s in sorted(set(ext_rows["source"]))], ignore_index=True)
+        pe = final.predict_frame(locked_ext)
+        locked_ext = locked_ext.assign(probability=pe["probability"].to_numpy())[(pe["error"] == "").to_numpy()]
+    locked_table = locked_endpoints(locked_main.reset_index(drop=True), locked_ext, n_boot=n_boot, seed=seed)
+    report.table(locked_table, "table_locked_test")
+    locked_result = validation_report(locked_main.reset_index(drop=True), threshold=final.threshold,
+                                      probability_prevalence=final.prevalence, n_boot=n_boot, seed=seed)
+    at_t = next(op for op in locked_result["operating_points"] if op["name"] == "validation threshold")
+    display(Markdown(
+        f"**Locked test part** ({locked.summary()}); the default `{validate_variant}` retrained on {len(df):,} other "
+        f"images: " + "; ".join(f"{r.endpoint}: ROC AUC **{r.roc_auc:.3f}** ({r.ci_low:.3f}–{r.ci_high:.3f}; {r.n:,} "
+                                f"images, {r.n_malignant:,} malignant)" if r.roc_auc == r.roc_auc else
+                                f"{r.endpoint}: too few for an AUC ({r.n:,} images, {r.n_malignant:,} malignant)"
+                                for r in locked_table.itertuples())
+        + f". At the threshold fixed on its validation split ({final.threshold:.4f}): sensitivity "
+        f"{at_t['sensitivity']['estimate']:.2f} ({at_t['sensitivity']['ci_low']:.2f}–{at_t['sensitivity']['ci_high']:.2f}), "
+        f"specificity {at_t['specificity']['estimate']:.2f} ({at_t['specificity']['ci_low']:.2f}–"
+        f"{at_t['specificity']['ci_high']:.2f}) on all locked patients."))
+    display(locked_table.round(3))
+else:
+    display(Markdown("No locked test part here (no `locked_test` file from notebook 03, or a `run_dir` was given)."))
 
 # %% [markdown]
 # ## The run's model card (written by `train` into the run folder)

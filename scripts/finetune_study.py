@@ -27,8 +27,13 @@ from melanoma_utils.data.confounds import with_source_copies
 from melanoma_utils.data.csvfiles import write_csv
 from melanoma_utils.data.isic import load_dataset
 from melanoma_utils.data.sources import combine_external, hold_out_external, load_external
-from melanoma_utils.study.finetune import (FINETUNE_CANDIDATES, FINETUNE_POSTHOC, FINETUNE_ROUND2,
-                                           FINETUNE_ROUND2_ENSEMBLES, finetune_selection)
+from melanoma_utils.study.finetune import (
+    FINETUNE_CANDIDATES,
+    FINETUNE_POSTHOC,
+    FINETUNE_ROUND2,
+    FINETUNE_ROUND2_ENSEMBLES,
+    finetune_selection,
+)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 #: Display names of the external folders (the ISIC 2017 part is read through the ISIC 2019 layout).

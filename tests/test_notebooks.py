@@ -41,8 +41,17 @@ def test_notebook_runs_on_demo_data(demo_params: Path, notebook: str) -> None:
         audit = pd.read_csv(report / "shortcut_audit.csv")
         assert {"signal", "predicts", "roc_auc", "ci_low", "ci_high", "n"} <= set(audit.columns)
         assert "source_copy" in set(audit["predicts"]) and audit["signal"].str.contains("ITA").any()
+        # the locked test part: drawn once, and no selection saw it (no fold, no out-of-fold prediction)
+        locked = set(pd.read_csv(report / "locked_test.csv", dtype=str)["image_name"])
+        assert locked and not locked & set(pd.read_csv(report / "folds.csv", dtype=str)["image_name"])
+        assert not locked & set(pd.read_csv(report / "runs" / "ablation" / "oof.csv", dtype=str)["image_name"])
         selection = pd.read_csv(report / "table_source_weighting_selection.csv")
         assert set(selection["verdict"]) <= {"base", "wins", "does not win"} and (selection["verdict"] == "base").any()
+    if notebook == "06_validate":  # the locked part is read once, at the end, by the chosen default retrained
+        import pandas as pd
+
+        final = pd.read_csv(report / "table_locked_test.csv").set_index("endpoint")
+        assert final.loc["all locked patients", "n"] > 0 and "within copy a" in final.index
 
 
 def test_failing_notebook_stops_the_chain(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -17,8 +17,8 @@ from melanoma_utils.data.confounds import (
 )
 from melanoma_utils.data.isic import DataError
 from melanoma_utils.evaluation.clinical import subgroup_table
-from melanoma_utils.evaluation.shortcuts import audit_signals, grouped_oof_scores, images_per_patient, signal_auc
 from melanoma_utils.evaluation.metrics import MetricError, roc_auc
+from melanoma_utils.evaluation.shortcuts import audit_signals, grouped_oof_scores, images_per_patient, signal_auc
 from melanoma_utils.pipeline.skin import corner_darkness, image_ita, ita_band, ita_degrees
 from melanoma_utils.runs.run import TrainConfig
 from melanoma_utils.runs.source_weights import apply_source_weighting, class_weights, row_weights
