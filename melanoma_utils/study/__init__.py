@@ -2,6 +2,6 @@
 that train many runs and judge them (today: the fine-tuning selection of ``train``'s default; the older drivers still
 live in ``runs`` and move here as they are next touched).
 
-Modules: ``finetune`` (the fine-tuning selection), ``locked`` (the locked test part).
+Modules: ``finetune``, ``locked``.
 Layers (imports only run leftwards): config/atomic/versions < data < pipeline < evaluation < models < runs < study < reports < cli.
 """
