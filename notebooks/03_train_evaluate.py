@@ -649,6 +649,29 @@ else:
                      "earlier run are not recomputed)."))
 
 # %% [markdown]
+# ## Fine-tuning on a CPU: one model for every population (measured by `scripts/finetune_study.py`)
+#
+# Fine-tuning the whole backbone costs ~17 minutes per fold run on 2 CPU cores, too much for this notebook's five
+# folds × three repeats; `scripts/finetune_study.py` measures it on two patient-grouped folds of the same subset, with
+# every external source in training and each source's own held-out lesions as further endpoints (its folds and
+# held-out lists are committed beside the tables). Shown here from its committed tables; the rule (a candidate wins
+# where no population's interval lies below 0, within copy a rises and one interval lies above 0) was fixed before its
+# first measurement. Those tables predate this rendering's locked test part (they use every patient of the subset).
+
+# %%
+from melanoma_utils.reports.doc_selection import finetune_selection_table
+from melanoma_utils.study.finetune import chosen_candidate
+
+ft_tables = [(name, csv) for name, csv in (("Selection (round 1)", "table_finetune_selection.csv"),
+                                           ("Post hoc (never selected)", "table_finetune_posthoc.csv"),
+                                           ("Round 2: a gentler recipe", "table_finetune_round2.csv"))
+             if (report.report_dir / csv).is_file()]
+display(Markdown("\n\n".join(
+    f"**{name}** — the rule's choice: {chosen_candidate(pd.read_csv(report.report_dir / csv)) or 'none wins'}\n\n"
+    + finetune_selection_table(report.report_dir, csv) for name, csv in ft_tables)
+    if ft_tables else "Not measured on these data (`scripts/finetune_study.py` writes the tables)."))
+
+# %% [markdown]
 # ## Environment
 
 # %%
