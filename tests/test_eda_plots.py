@@ -217,3 +217,41 @@ def test_git_commit_names_head_and_uncommitted_code(tmp_path) -> None:
     (tmp_path / "melanoma_utils" / "a.py").write_text("x = 2\n")
     assert git_commit(tmp_path) == head + " + uncommitted changes"
     assert package_versions(root=tmp_path)["version"]["git commit"] == head + " + uncommitted changes"
+
+
+def test_photo_figures_are_saved_small_and_charts_untouched(tmp_path) -> None:
+    """A figure of photos is saved as a 256-colour PNG (far smaller than full colour), a chart as drawn; outside a
+    notebook kernel the photo figure is not closed (nothing to display it in)."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from melanoma_utils.reports.plots import save_figure, shows_images
+    from melanoma_utils.reports.reporting import show_photo
+
+    rng = np.random.default_rng(0)
+    fig, ax = plt.subplots(figsize=(4, 4))
+    ax.imshow(rng.random((200, 200, 3)))
+    assert shows_images(fig)
+    small = Image.open(save_figure(fig, tmp_path / "photo.png"))
+    assert small.mode == "P" and len(small.getcolors(1 << 16) or []) <= 256
+    full = tmp_path / "full.png"
+    fig.savefig(full, dpi=120, bbox_inches="tight")
+    assert (tmp_path / "photo.png").stat().st_size < 0.6 * full.stat().st_size
+    assert show_photo(fig) is False and plt.fignum_exists(fig.number)
+    chart, cx = plt.subplots()
+    cx.plot([0, 1], [0, 1])
+    assert not shows_images(chart) and Image.open(save_figure(chart, tmp_path / "chart.png")).mode == "RGBA"
+
+
+def test_roc_pr_axes_start_at_0_and_many_curves_keep_distinct_looks() -> None:
+    from melanoma_utils.reports import plots
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    curves = {f"m{k}": (y, y * 0.2 * k + rng.random(200)) for k in range(13)}
+    fig = plots.roc_pr(curves, "t")
+    a, b = fig.axes[:2]
+    assert b.get_ylim()[0] == 0 and b.get_xlim() == (0, 1) and a.get_xlim() == (0, 1)
+    looks = {(tuple(line.get_color()) if not isinstance(line.get_color(), str) else line.get_color(), line.get_linestyle())
+             for line in a.lines[:13]}
+    assert len(looks) == 13  # no two of the 13 curves drawn alike

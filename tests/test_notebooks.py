@@ -274,3 +274,31 @@ def test_committed_reports_hold_no_machine_paths_or_log_lines() -> None:
     assert reports
     hits = [f"{p.name}: {m.group(0)}" for p in reports for m in [bad.search(p.read_text())] if m]
     assert hits == []
+
+
+#: The most a full re-render of the real-data reports may add to the repository (issue: repository weight).
+MAX_RENDER_MB = 15.0
+
+
+def test_a_full_re_render_adds_at_most_15_mb_to_the_repository() -> None:
+    """A re-render rewrites at most every committed report file; git stores each new version zlib-compressed, so the
+    compressed size of today's files bounds what the next rendering adds (measured, not assumed: PNGs and the base64
+    images inside the notebooks barely compress)."""
+    import subprocess
+    import zlib
+
+    listed = subprocess.run(["git", "-C", str(config.PROJ_ROOT), "ls-files", "reports/isic2020"], capture_output=True,
+                            text=True, check=True).stdout.split()
+    assert listed, "no committed real-data reports"
+    assert not [p for p in listed if p.endswith(".html")], "HTML is built on demand (make html), never committed"
+    total = sum(len(zlib.compress((config.PROJ_ROOT / p).read_bytes(), 6)) for p in listed if (config.PROJ_ROOT / p).is_file())
+    assert total / 1e6 <= MAX_RENDER_MB, f"{total / 1e6:.1f} MB compressed; a re-render would add that much"
+
+
+def test_committed_csvs_have_no_blank_or_unnamed_index_columns() -> None:
+    bad = []
+    for path in sorted((config.PROJ_ROOT / "reports" / "isic2020").glob("*.csv")):
+        header = path.read_text().split("\n", 1)[0]
+        if header.startswith(",") or "Unnamed:" in header:
+            bad.append(path.name)
+    assert bad == []

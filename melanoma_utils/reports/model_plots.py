@@ -60,9 +60,12 @@ def roc_pr(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = "",
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.6))
     prevalences: dict[str, tuple[float, str]] = {}
-    for label, (y, s) in curves.items():
+    many = len(curves) > 10  # past the default cycle's 10 colours: 20 distinct ones, and dashes for the second ten
+    for k, (label, (y, s)) in enumerate(curves.items()):
         fpr, tpr, _ = roc_curve(y, s)
-        line, = a.plot(fpr, tpr, label=f"{label} (ROC AUC {roc_auc_score(y, s):.3f}, AP {average_precision_score(y, s):.3f})")
+        look = {"color": plt.get_cmap("tab20")(k % 20), "ls": "-" if k % 2 == 0 else "--"} if many else {}
+        line, = a.plot(fpr, tpr, label=f"{label} (ROC AUC {roc_auc_score(y, s):.3f}, AP {average_precision_score(y, s):.3f})",
+                       **look)
         prec, rec, _ = precision_recall_curve(y, s)
         b.plot(rec, prec, color=line.get_color(), ls=line.get_linestyle())
         prevalences[label] = (float(np.mean(y)), line.get_color())
@@ -78,6 +81,9 @@ def roc_pr(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = "",
             b.axhline(p, color=colour, ls=":", lw=1.2, label=f"chance (PR) of {label}: its prevalence, {p:.3f}")
     b.set_xlabel("recall (sensitivity)")
     b.set_ylabel("precision")
+    for ax in (a, b):  # both panels on the full scale: a precision axis that starts above 0 exaggerates
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.01)
     handles, labels = a.get_legend_handles_labels()  # one legend below both panels: it covers no curve
     more = b.get_legend_handles_labels()
     handles, labels = handles + more[0], labels + more[1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ import pandas as pd
 
 from .. import config
 from ..versions import PACKAGES, package_versions  # noqa: F401  (re-exported for the notebooks)
-from .plots import save_figure
+from .plots import save_figure, shows_images
 
 
 def seed_everything(seed: int) -> None:
@@ -44,8 +45,13 @@ class Report:
         return path
 
     def figure(self, fig, name: str) -> Path:
-        """Save a figure as ``figures/<name>.png`` and return its path (the figure stays open to display)."""
-        return save_figure(fig, self.figures / f"{name}.png")
+        """Save a figure as ``figures/<name>.png`` and return its path. Charts stay open for the notebook to display;
+        a figure of photos is shown at once as a JPEG and closed, so that a rendered notebook does not carry each
+        photo grid as a multi-megabyte PNG a second time (:func:`show_photo`)."""
+        path = save_figure(fig, self.figures / f"{name}.png")
+        if shows_images(fig):
+            show_photo(fig)
+        return path
 
     def table(self, df: pd.DataFrame, name: str) -> Path:
         """Save a table as ``<name>.csv`` (temporary name, then moved; text cells a spreadsheet would execute
@@ -59,6 +65,28 @@ class Report:
             df = df.rename_axis(index=[n if n is not None else ("item" if one else f"level_{k}")
                                        for k, n in enumerate(df.index.names)])
         return write_csv(df, self.report_dir / f"{name}.csv", index=not numbered)
+
+
+def show_photo(fig, quality: int = 85) -> bool:
+    """In a notebook kernel: display ``fig`` as a JPEG (at the inline figure resolution) and close it; elsewhere do
+    nothing (a script or test keeps the figure). Returns whether it was shown."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    if shell is None or not hasattr(shell, "kernel"):
+        return False
+    import matplotlib.pyplot as plt
+    from IPython.display import Image, display
+    from PIL import Image as PILImage
+
+    png, jpeg = io.BytesIO(), io.BytesIO()
+    fig.savefig(png, dpi=fig.dpi, bbox_inches="tight")
+    PILImage.open(png).convert("RGB").save(jpeg, "JPEG", quality=quality)
+    display(Image(data=jpeg.getvalue(), format="jpeg"))
+    plt.close(fig)
+    return True
 
 
 def open_study(report_dir: str, synthetic: bool, seed: int, images_csv: str | None = None,
