@@ -13,6 +13,7 @@ from typing import Callable
 
 from .doc_findings import ablation_findings, gpu_estimate, headline_table, validation_findings
 from .doc_selection import finetune_decision, finetune_posthoc_table, finetune_selection_table, paper_table3
+from .doc_validation import calibrator_choice, decision_within_copy_a, importance_agreement, locked_test_table
 from .doc_tables import (
     ablation_table,
     backbones_paired_table,
@@ -53,7 +54,11 @@ TABLES: dict[str, Callable[[Path], str]] = {"ablation": ablation_table, "ablatio
                                              "backbones_paired": backbones_paired_table,
                                              "finetune_selection": finetune_selection_table,
                                              "finetune_decision": finetune_decision, "paper_table3": paper_table3,
-                                             "finetune_posthoc": finetune_posthoc_table}
+                                             "finetune_posthoc": finetune_posthoc_table,
+                                             "locked_test": locked_test_table,
+                                             "decision_within_copy_a": decision_within_copy_a,
+                                             "calibrator_choice": calibrator_choice,
+                                             "importance_agreement": importance_agreement}
 
 
 def render_readme(text: str, report_dir: Path) -> str:

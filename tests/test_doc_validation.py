@@ -1,0 +1,36 @@
+"""The generated blocks of the final checks, from small made-up report tables."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from melanoma_utils.reports.doc_validation import (calibrator_choice, decision_within_copy_a, importance_agreement,
+                                                   locked_test_table)
+
+
+def test_blocks_render_the_tables_and_say_when_absent(tmp_path: Path) -> None:
+    for block in (locked_test_table, decision_within_copy_a, calibrator_choice, importance_agreement):
+        assert block(tmp_path).startswith("Not rendered yet")
+    pd.DataFrame({"endpoint": ["all locked patients", "within copy a"], "n": [375, 130], "n_malignant": [67, 67],
+                  "roc_auc": [0.8123, np.nan], "ci_low": [0.77, np.nan], "ci_high": [0.85, np.nan]}).to_csv(
+        tmp_path / "table_locked_test.csv", index=False)
+    text = locked_test_table(tmp_path)
+    assert "| all locked patients | 375 | 67 | 0.812 (0.770–0.850) |" in text and "| within copy a | 130 | 67 | — |" in text
+    th = np.round(np.arange(1, 31) / 100, 2)
+    nb = pd.DataFrame({"threshold": th, "model": 0.01, "model_ci_low": np.where(th <= 0.05, 0.002, -0.001),
+                       "model_ci_high": 0.02, "delta_all": 0.01, "delta_all_ci_low": np.where(th >= 0.03, 0.001, -0.002),
+                       "delta_all_ci_high": 0.03})
+    nb.to_csv(tmp_path / "table_validate_net_benefit_within_copy_a.csv", index=False)
+    text = decision_within_copy_a(tmp_path)
+    assert "at 30 of 30 threshold probabilities" in text and "at **3** (3%–5%)" in text  # 3, 4, 5%: both intervals > 0
+    assert "| 1% | 0.0100 (0.0020–0.0200) | 0.0100 (-0.0020 to 0.0300) |" in text
+    pd.DataFrame({"calibrator": ["none", "platt"], "brier_cv": [0.1, 0.09], "slope": [2.0, 3.0], "slope_ci_low": [1.5, 2.1],
+                  "slope_ci_high": [2.5, 3.9], "eligible": [True, False], "chosen": [True, False]}).to_csv(
+        tmp_path / "table_validate_calibrator_choice.csv", index=False)
+    assert "| platt | 0.0900 | 3.00 (2.10–3.90) | refused |  |" in calibrator_choice(tmp_path)
+    pd.DataFrame({"group": ["sex", "width"], "permutation": [0.01, 0.001], "shap": [0.001, 0.01],
+                  "permutation_rank": [1, 4], "shap_rank": [4, 1], "rank_difference": [3, -3]}).to_csv(
+        tmp_path / "table_importance_agreement.csv", index=False)
+    assert "disagree on sex, width" in importance_agreement(tmp_path)
