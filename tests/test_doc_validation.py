@@ -6,8 +6,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from melanoma_utils.reports.doc_validation import (calibrator_choice, decision_within_copy_a, importance_agreement,
-                                                   locked_test_table)
+from melanoma_utils.reports.doc_validation import (
+    calibrator_choice,
+    decision_within_copy_a,
+    importance_agreement,
+    locked_test_table,
+)
 
 
 def test_blocks_render_the_tables_and_say_when_absent(tmp_path: Path) -> None:
