@@ -46,6 +46,11 @@ def finetune_posthoc_table(report_dir: Path) -> str:
     return finetune_selection_table(report_dir, POSTHOC_CSV)
 
 
+def finetune_round2_table(report_dir: Path) -> str:
+    """:func:`finetune_selection_table` of the recipe's second round (``table_finetune_round2.csv``)."""
+    return finetune_selection_table(report_dir, "table_finetune_round2.csv")
+
+
 def finetune_selection_table(report_dir: Path, name: str = SELECTION_CSV) -> str:
     """Every candidate per population: within copy a, melanoma vs nevus within copy a, each external source's held-out
     lesions (estimate, and the paired difference against today's default with its 95% CI; the base row gives its

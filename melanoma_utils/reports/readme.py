@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Callable
 
 from .doc_findings import ablation_findings, gpu_estimate, headline_table, validation_findings
-from .doc_selection import finetune_decision, finetune_posthoc_table, finetune_selection_table, paper_table3
+from .doc_selection import (finetune_decision, finetune_posthoc_table, finetune_round2_table, finetune_selection_table,
+                            paper_table3)
 from .doc_tables import (
     ablation_table,
     backbones_paired_table,
@@ -55,7 +56,7 @@ TABLES: dict[str, Callable[[Path], str]] = {"ablation": ablation_table, "ablatio
                                              "finetune_selection": finetune_selection_table,
                                              "finetune_decision": finetune_decision, "paper_table3": paper_table3,
                                              "finetune_posthoc": finetune_posthoc_table,
-                                             "locked_test": locked_test_table,
+                                             "locked_test": locked_test_table, "finetune_round2": finetune_round2_table,
                                              "decision_within_copy_a": decision_within_copy_a,
                                              "calibrator_choice": calibrator_choice,
                                              "importance_agreement": importance_agreement}
