@@ -47,3 +47,13 @@ def test_a_planted_wrong_number_an_unsourced_number_and_a_reworded_claim_fail(tm
 def test_prose_numbers_skip_generated_blocks_and_fences_but_not_signs() -> None:
     text = "a −0.09 and +0.0096 b 10.5 c 0.5\n<!-- generated:x -->\n0.77\n<!-- /generated:x -->\n```\n0.66\n```\n"
     assert [n for _, _, n in prose_numbers(text)] == ["−0.09", "+0.0096"]
+
+
+def test_a_claim_row_may_need_several_columns_to_be_one_row(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("signal,subset,auc\nsize,all,0.55\nsize,copy a,0.69\n")
+    (tmp_path / "d.md").write_text("size within copy a (0.69) and over both (0.55).\n")
+    (tmp_path / "c.csv").write_text("doc,text,value,source,row,column\n"
+                                    "d.md,copy a (0.69),0.69,a.csv,signal=size & subset=copy a,auc\n"
+                                    "d.md,both (0.55),0.55,a.csv,signal=size,auc\n")
+    problems = check_claims(tmp_path, "c.csv", ["d.md"])
+    assert len(problems) == 1 and "2 rows where signal=size (need exactly 1)" in problems[0]

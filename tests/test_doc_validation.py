@@ -38,3 +38,12 @@ def test_blocks_render_the_tables_and_say_when_absent(tmp_path: Path) -> None:
                   "permutation_rank": [1, 4], "shap_rank": [4, 1], "rank_difference": [3, -3]}).to_csv(
         tmp_path / "table_importance_agreement.csv", index=False)
     assert "disagree on sex, width" in importance_agreement(tmp_path)
+
+
+def test_metadata_only_table_from_notebook_01s_csv(tmp_path: Path) -> None:
+    from melanoma_utils.reports.doc_validation import metadata_only_table
+
+    assert metadata_only_table(tmp_path).startswith("Not rendered yet: notebook 01")
+    pd.DataFrame({"features": ["width + height"], "groups": ["width + height"], "auc_mean": [0.79338], "auc_sd": [0.01556],
+                  "auc_pooled_oof": [0.78]}).to_csv(tmp_path / "table_metadata_only_auc.csv", index=False)
+    assert "| width + height | 0.793 ± 0.016 |" in metadata_only_table(tmp_path)

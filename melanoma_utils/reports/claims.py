@@ -9,7 +9,8 @@ the claims file (``docs/claims.csv``)::
     README.md,held-out HAM10000 lesions 0.90,0.90,stated,a target set before the measurement,
 
 ``text`` is the phrase as printed (it must occur in ``doc``), ``value`` the number as printed inside it; ``source`` a
-committed CSV whose cell (the row where ``row``'s ``column=value`` holds, the column ``column``) must round to
+committed CSV whose cell (the one row where ``row``'s ``column=value`` conditions, joined by `` & ``, all hold; the
+column ``column``) must round to
 ``value`` at its printed precision, or ``stated`` for a number that is not a result (a target, a setting; ``row``
 says which). :func:`check_claims` lists every problem: a claim whose text is gone, whose cell differs, and a
 result-like number (:data:`RESULT_NUMBER`) in prose that no claim covers.
@@ -66,12 +67,16 @@ def _decimals(value: str) -> int:
 def cell_value(root: Path, claim: Claim) -> float:
     """The source cell of a claim (``KeyError``/``ValueError`` with the file, row and column when absent)."""
     table = pd.read_csv(root / claim.source)
-    key, _, wanted = claim.row.partition("=")
-    if key not in table or claim.column not in table:
-        raise KeyError(f"{claim.source}: no column {key if key not in table else claim.column!r}")
-    hit = table[table[key].astype(str) == wanted]
+    hit = table
+    for condition in claim.row.split(" & "):  # column=value, several joined by " & "
+        key, _, wanted = condition.partition("=")
+        if key not in table:
+            raise KeyError(f"{claim.source}: no column {key!r}")
+        hit = hit[hit[key].astype(str) == wanted]
+    if claim.column not in table:
+        raise KeyError(f"{claim.source}: no column {claim.column!r}")
     if len(hit) != 1:
-        raise ValueError(f"{claim.source}: {len(hit)} rows where {key} = {wanted!r} (need exactly 1)")
+        raise ValueError(f"{claim.source}: {len(hit)} rows where {claim.row} (need exactly 1)")
     return float(hit[claim.column].iloc[0])
 
 

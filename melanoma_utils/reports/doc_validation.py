@@ -1,5 +1,6 @@
 """Generated documentation blocks of the final checks: the locked test part, the decision curve within copy a (all
-folds pooled), the calibrator's choice and whether the two importance measures agree (notebooks 04 and 06)."""
+folds pooled), the calibrator's choice and whether the two importance measures agree (notebooks 04 and 06), and the
+metadata-only shortcut table (notebook 01)."""
 
 from __future__ import annotations
 
@@ -81,4 +82,16 @@ def importance_agreement(report_dir: Path) -> str:
     moved = t[t["rank_difference"].abs() >= 2]
     lines += ["", ("The two measures disagree on " + ", ".join(moved["group"]) + " (two or more places apart)."
                    if len(moved) else "The two measures rank every group within one place of each other.")]
+    return "\n".join(lines) + "\n"
+
+
+def metadata_only_table(report_dir: Path) -> str:
+    """The acquisition shortcut in the full metadata (``table_metadata_only_auc.csv``, notebook 01): each metadata
+    feature set's ROC AUC, mean ± SD over patient-grouped folds."""
+    path = report_dir / "table_metadata_only_auc.csv"
+    if not path.is_file():
+        return _missing(path.name, "01")
+    t = pd.read_csv(path)
+    lines = ["| metadata features | ROC AUC (mean ± sd over folds) |", "|---|---|"]
+    lines += [f"| {r.features} | {r.auc_mean:.3f} ± {r.auc_sd:.3f} |" for r in t.itertuples()]
     return "\n".join(lines) + "\n"

@@ -34,7 +34,8 @@ from .doc_tables import (
     transforms_adapted_table,
     transforms_table,
 )
-from .doc_validation import calibrator_choice, decision_within_copy_a, importance_agreement, locked_test_table
+from .doc_validation import (calibrator_choice, decision_within_copy_a, importance_agreement, locked_test_table,
+                             metadata_only_table)
 
 BLOCK = re.compile(r"(<!-- generated:(?P<name>[a-z0-9_]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.S)
 
@@ -57,6 +58,7 @@ TABLES: dict[str, Callable[[Path], str]] = {"ablation": ablation_table, "ablatio
                                              "finetune_decision": finetune_decision, "paper_table3": paper_table3,
                                              "finetune_posthoc": finetune_posthoc_table,
                                              "locked_test": locked_test_table, "finetune_round2": finetune_round2_table,
+                                             "metadata_only": metadata_only_table,
                                              "decision_within_copy_a": decision_within_copy_a,
                                              "calibrator_choice": calibrator_choice,
                                              "importance_agreement": importance_agreement}
