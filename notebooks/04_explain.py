@@ -153,7 +153,8 @@ inside = [explain.mass_inside(c, m) for c, m in zip(cams, masks)]
 titles = [f"{'malignant' if y[i] else 'benign'} · p={prob[i]:.2f} ({'right' if pred[i] == y[i] else 'wrong'})" for i in picks]
 report.figure(plots.explanation_grid(x["image"][picks], shap_img, cams, titles,
                                      f"Fig 15 · Image explanations, {explain_variants[0]} (threshold {run.threshold:.2f} from validation)",
-                                     tag=report.tag, masks=masks, cam_inside=inside),
+                                     tag=report.tag, masks=masks, cam_inside=inside,
+                                     mask_ok=[explain.mask_quality(m) == "ok" for m in masks]),
               "fig15_image_explanations")
 share = pd.DataFrame({"image_name": held_out["image_name"].to_numpy()[picks], "target": y[picks],
                       "probability": prob[picks], "mask_check": [explain.mask_quality(m) for m in masks],
@@ -166,7 +167,7 @@ trusted = share[share["mask_check"] == "ok"]
 off_lesion = trusted[trusted["gradcam_inside_over_area"] < 1]
 ratio = lambda v: "empty" if v != v else f"{v:.1f}×"  # noqa: E731 (NaN: an empty Grad-CAM map)
 display(Markdown(
-    "The green outline is a rough lesion mask (Otsu's threshold on the blue channel, the component nearest the centre). "
+    "The green outline is a rough lesion mask (Otsu's threshold on the blue channel, the component nearest the centre), drawn only where it passed its check. "
     f"It is trusted only when it covers {100 * explain.MASK_AREA[0]:.0f}–{100 * explain.MASK_AREA[1]:.0f}% of the image, "
     "stays off the image border and is not made of thin structures; "
     + (f"{len(share) - len(trusted)} of the {len(share)} masks fail that check ("

@@ -182,6 +182,12 @@ def test_explanation_grid_has_colour_bars_and_names_the_share_inside_the_lesion(
     assert len(fig.axes) == 6 + 4  # 2 rows × 3 panels + a colour bar beside each SHAP and Grad-CAM panel
     titles = [ax.get_title() for ax in fig.axes]
     assert "Grad-CAM: 80% inside the lesion" in titles and "Grad-CAM: 25% inside the lesion" in titles
+    assert fig.axes[0].collections  # the first row's image panel carries the lesion outline
+    failed = plots.explanation_grid(imgs, shap_maps, cams, ["a", "b"], masks=masks, cam_inside=[0.8, 0.25],
+                                    mask_ok=[True, False])
+    rows = [ax for ax in failed.axes if ax.get_title().startswith(("a", "b"))]
+    assert rows[1].get_title() == "b\n(no outline: mask check failed)" and not rows[1].collections
+    assert rows[0].collections  # the mask that passed is still drawn
 
 
 def test_importance_bars_zoom_on_the_inputs_a_dominant_one_would_hide() -> None:

@@ -145,12 +145,14 @@ def importance_bars(table: pd.DataFrame, title: str, tag: str = "", mean: str = 
 
 def explanation_grid(images: np.ndarray, shap_maps: np.ndarray, cams: np.ndarray | None, titles: Sequence[str],
                      title: str = "", tag: str = "", masks: np.ndarray | None = None,
-                     cam_inside: Sequence[float] | None = None) -> Figure:
+                     cam_inside: Sequence[float] | None = None, mask_ok: Sequence[bool] | None = None) -> Figure:
     """Per lesion: the image, its SHAP attribution (channels summed, lightly smoothed, colour scale at the 99th
     percentile of |SHAP| with a colour bar; red raises, blue lowers the melanoma probability) and, if given, the
     Grad-CAM heat map over the image with its colour bar — the study's Fig 15. ``masks`` (lesion masks, e.g.
     :func:`melanoma_utils.reports.explain.lesion_mask`) are outlined on every panel; ``cam_inside`` (the share of Grad-CAM
-    mass inside each mask) is written in the Grad-CAM panel's title."""
+    mass inside each mask) is written in the Grad-CAM panel's title. ``mask_ok``: whether each mask passed its check
+    (:func:`melanoma_utils.reports.explain.mask_quality`); a mask that failed is not drawn (an outline that is not the
+    lesion would mislead) and its image's title says so."""
     import cv2
 
     n = len(images)
@@ -160,8 +162,10 @@ def explanation_grid(images: np.ndarray, shap_maps: np.ndarray, cams: np.ndarray
         img = np.clip(images[i], 0, 255).astype(np.uint8)
         attribution = cv2.GaussianBlur(shap_maps[i].sum(axis=-1).astype(np.float32), (0, 0), sigmaX=max(1.0, img.shape[0] / 64))
         lim = float(np.percentile(np.abs(attribution), 99)) or 1.0
+        outline = masks is not None and (mask_ok is None or bool(mask_ok[i]))
         axes[i, 0].imshow(img)
-        axes[i, 0].set_title(titles[i], fontsize=style.MIN_FONT)
+        axes[i, 0].set_title(titles[i] + ("" if masks is None or outline else "\n(no outline: mask check failed)"),
+                             fontsize=style.MIN_FONT)
         axes[i, 1].imshow(img.mean(axis=-1), cmap="gray", alpha=0.35)
         shown = axes[i, 1].imshow(attribution, cmap="bwr", vmin=-lim, vmax=lim, alpha=0.85)
         fig.colorbar(shown, ax=axes[i, 1], fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
@@ -174,7 +178,7 @@ def explanation_grid(images: np.ndarray, shap_maps: np.ndarray, cams: np.ndarray
                                                      else f": {100 * cam_inside[i]:.0f}% inside the lesion")
             axes[i, 2].set_title(f"Grad-CAM{inside}", fontsize=style.MIN_FONT)
         for ax in axes[i]:
-            if masks is not None:
+            if outline:
                 ax.contour(masks[i].astype(float), levels=[0.5], colors="lime", linewidths=0.8)
             ax.set_xticks([])
             ax.set_yticks([])

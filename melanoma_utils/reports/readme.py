@@ -12,8 +12,13 @@ from pathlib import Path
 from typing import Callable
 
 from .doc_findings import ablation_findings, gpu_estimate, headline_table, validation_findings
-from .doc_selection import (finetune_decision, finetune_posthoc_table, finetune_round2_table, finetune_selection_table,
-                            paper_table3)
+from .doc_selection import (
+    finetune_decision,
+    finetune_posthoc_table,
+    finetune_round2_table,
+    finetune_selection_table,
+    paper_table3,
+)
 from .doc_tables import (
     ablation_table,
     backbones_paired_table,
@@ -34,8 +39,13 @@ from .doc_tables import (
     transforms_adapted_table,
     transforms_table,
 )
-from .doc_validation import (calibrator_choice, decision_within_copy_a, importance_agreement, locked_test_table,
-                             metadata_only_table)
+from .doc_validation import (
+    calibrator_choice,
+    decision_within_copy_a,
+    importance_agreement,
+    locked_test_table,
+    metadata_only_table,
+)
 
 BLOCK = re.compile(r"(<!-- generated:(?P<name>[a-z0-9_]+) -->\n)(?P<body>.*?)(<!-- /generated:(?P=name) -->)", re.S)
 
