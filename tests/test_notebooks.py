@@ -302,3 +302,16 @@ def test_committed_csvs_have_no_blank_or_unnamed_index_columns() -> None:
         if header.startswith(",") or "Unnamed:" in header:
             bad.append(path.name)
     assert bad == []
+
+
+def test_every_rendered_notebook_names_the_commit_of_its_code() -> None:
+    import json
+    import re
+
+    missing = []
+    for path in sorted((config.PROJ_ROOT / "reports" / "isic2020").glob("*.ipynb")):
+        text = json.dumps(json.loads(path.read_text())["cells"][-1].get("outputs", []))
+        found = re.search(r"git commit\s+([0-9a-f]{40})(\s\+ uncommitted changes)?", text)
+        if not found or found.group(2):
+            missing.append(path.name)
+    assert missing == [], "rendered without a clean commit recorded: " + ", ".join(missing)
