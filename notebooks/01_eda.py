@@ -162,19 +162,29 @@ auc.round(3)
 
 # %% [markdown]
 # ## Figs 10–11 · Colour intensity distributions, benign and malignant (a pixel sample)
+#
+# Where the data say which copy of the data set each image came from, both classes are sampled **within copy a**: over
+# both copies nearly every benign image is from copy b, so the two histograms would compare the copies' processing
+# histories, not benign with malignant lesions.
 
 # %%
+from melanoma_utils.data.confounds import group_labels, label_by_group, with_source_copies
+
 img = data.load_dataset(config.resolve(images_csv), config.resolve(images_dir) if images_dir else None).frame
+img, copies_note = with_source_copies(img, config.resolve(images_csv), config.resolve(source_csv) if source_csv else None)
+has_copies = "source_copy" in img and img["source_copy"].notna().any()
+in_a = has_copies and bool((img["source_copy"] == "a").any())
+pool, where = (img[img["source_copy"] == "a"], ", copy a") if in_a else (img, "")
 hists = {}
 for t, label in ((0, "benign"), (1, "malignant")):
-    part = img[img["target"] == t]
+    part = pool[pool["target"] == t]
     chosen = part.sample(n=min(image_sample, len(part)), random_state=seed)
     hists[label] = eda.colour_histograms(list(chosen["image_path"]), pixels_per_image, seed=seed)
-    fig = plots.colour_hist(hists[label], f"Fig {10 + t} · RGB intensities, {label} (n={len(chosen)} images)", tag=tag)
+    fig = plots.colour_hist(hists[label], f"Fig {10 + t} · RGB intensities, {label}{where} (n={len(chosen)} images)", tag=tag)
     report.figure(fig, f"fig{10 + t}_rgb_{label}")
 means = {k: (h * range(256)).sum(1) / h.sum(1) for k, h in hists.items()}
-display(Markdown("Mean intensity R/G/B — " + "; ".join(f"{k}: " + "/".join(f"{v:.0f}" for v in m)
-                                                       for k, m in means.items())))
+display(Markdown(f"Mean intensity R/G/B{' within copy a' if in_a else ''} — "
+                 + "; ".join(f"{k}: " + "/".join(f"{v:.0f}" for v in m) for k, m in means.items())))
 
 # %% [markdown]
 # ## The image set: where its images came from, and skin tone
@@ -186,13 +196,10 @@ display(Markdown("Mean intensity R/G/B — " + "; ".join(f"{k}: " + "/".join(f"{
 # brown −30–10°, dark < −30°.
 
 # %%
-from melanoma_utils.data.confounds import group_labels, label_by_group, with_source_copies
 from melanoma_utils.pipeline.skin import ITA_BANDS, image_cues, ita_band
 
-img, copies_note = with_source_copies(img, config.resolve(images_csv), config.resolve(source_csv) if source_csv else None)
 cues = image_cues(list(img["image_path"]))
 img["ita"] = cues["ita"].to_numpy()
-has_copies = "source_copy" in img and img["source_copy"].notna().any()
 group = (group_labels(img, "source_copy").map(lambda c: f"copy {c}") if has_copies else pd.Series("all", index=img.index))
 label = img["target"].map({0: "benign", 1: "malignant"})
 fig = plots.hist_by_group(img["ita"], group + ", " + label, "Skin tone (ITA°) around the lesion", "ITA (degrees)",
