@@ -48,7 +48,8 @@ from IPython.display import Markdown, display
 
 from melanoma_utils import config as paths
 from melanoma_utils.data.confounds import with_source_copies
-from melanoma_utils.evaluation.calibration import calibrator_choice_table, check_prevalence, reliability_table
+from melanoma_utils.evaluation.calibration import check_prevalence, reliability_table
+from melanoma_utils.evaluation.calibrator_choice import calibrator_choice_table
 from melanoma_utils.evaluation.clinical import net_benefit_verdict, validation_report
 from melanoma_utils.pipeline.skin import image_cues
 from melanoma_utils.reports import plots

@@ -12,12 +12,12 @@ from melanoma_utils.evaluation.calibration import (
     brier_score,
     calibration_intercept_slope,
     expected_calibration_error,
-    fit_calibrator,
     prevalence_weights,
     prior_shift,
     reliability_table,
     sigmoid,
 )
+from melanoma_utils.evaluation.calibrator_choice import fit_calibrator
 from melanoma_utils.evaluation.clinical import (
     SUBGROUP_AGE_EDGES,
     acquisition_group,
@@ -252,7 +252,6 @@ def test_a_calibrator_never_inverts_the_ranking_it_was_handed() -> None:
     backbone table); it is refused for isotonic regression, which is monotone, and the refusal is recorded."""
     from scipy.stats import spearmanr
 
-    from melanoma_utils.evaluation.calibration import fit_calibrator
 
     rng = np.random.default_rng(0)
     y = (rng.random(400) < 0.3).astype(int)
@@ -299,7 +298,7 @@ def test_decision_curve_has_a_patient_bootstrap_band_around_the_model() -> None:
 
 
 def test_calibration_slope_reads_a_scaled_logit_and_the_choice_includes_none() -> None:
-    from melanoma_utils.evaluation.calibration import calibration_intercept_slope, fit_calibrator, sigmoid
+    from melanoma_utils.evaluation.calibration import calibration_intercept_slope, sigmoid
 
     rng = np.random.default_rng(0)
     n = 20_000
@@ -351,7 +350,7 @@ def test_slope_guard_refuses_a_map_that_moves_the_held_out_slope_away_from_1(mon
     """The raw output is too timid (slope ~2); a map with slope 1 passes, one with slope 3 is refused even with the
     best Brier score, and ``none`` always passes. fit_calibrator on such rows picks a map with a held-out slope near
     1 and records every slope with its interval."""
-    from melanoma_utils.evaluation.calibration import slope_guard
+    from melanoma_utils.evaluation.calibrator_choice import slope_guard
 
     rng = np.random.default_rng(5)
     z = rng.normal(-1.5, 1.5, 4000)
@@ -370,7 +369,7 @@ def test_slope_guard_refuses_a_map_that_moves_the_held_out_slope_away_from_1(mon
     assert cal.method != "identity"
     assert abs(np.log(cal.selection[f"slope_{cal.method}"])) < abs(np.log(raw_slope))
     assert cal.selection[f"slope_{cal.method}_ci_low"] < 1 < cal.selection[f"slope_{cal.method}_ci_high"] + 0.1
-    from melanoma_utils.evaluation import calibration
+    from melanoma_utils.evaluation import calibrator_choice as calibration
 
     table = calibration.calibrator_choice_table(cal)
     assert list(table["calibrator"]) == ["none", "platt", "isotonic"] and table["chosen"].sum() == 1

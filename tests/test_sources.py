@@ -290,7 +290,7 @@ def test_paired_auc_difference_resamples_both_models_together() -> None:
 
 @pytest.mark.slow
 def test_ensemble_is_one_run_folder_calibrated_on_held_out_rows(tmp_path: Path) -> None:
-    from melanoma_utils.evaluation.calibration import fit_calibrator
+    from melanoma_utils.evaluation.calibrator_choice import fit_calibrator
     from melanoma_utils.runs.ensemble import EnsembleRun, build_ensemble
     from melanoma_utils.runs.run import Run, TrainConfig
     from melanoma_utils.runs.training import train_run

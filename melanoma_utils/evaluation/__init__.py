@@ -1,7 +1,7 @@
 """Evaluation, calibration and clinical reports: metrics with patient-bootstrap intervals, calibrators,
 operating points and subgroups, model cards. Pure NumPy/pandas: no model code.
 
-Modules: ``calibration``, ``clinical``, ``metrics``, ``modelcard``, ``shortcuts``.
+Modules: ``calibration``, ``calibrator_choice``, ``clinical``, ``metrics``, ``modelcard``, ``shortcuts``.
 Layers (imports only run leftwards): config/atomic/versions < data < pipeline < evaluation < models < runs < study < reports < cli.
 """
 

@@ -17,7 +17,8 @@ import pandas as pd
 from ..atomic import atomic_write, json_safe, write_json, write_text
 from ..data.csvfiles import write_csv
 from ..data.sources import source_counts
-from ..evaluation.calibration import Calibrator, fit_calibrator
+from ..evaluation.calibration import Calibrator
+from ..evaluation.calibrator_choice import fit_calibrator
 from ..evaluation.clinical import MIN_PER_CLASS, validation_report
 from ..evaluation.metrics import MetricError, choose_threshold, evaluate
 from ..evaluation.modelcard import model_card
