@@ -18,7 +18,7 @@ from melanoma_utils.runs.training import train_run
 
 @pytest.fixture(autouse=True)
 def _user_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("MELANOMA_UTILS_CACHE", str(tmp_path_factory.getbasetemp() / "user-cache"))
+    monkeypatch.setenv("MELANOMA_UTILS_CACHE", str(tmp_path_factory.getbasetemp() / "user-cache-pretrained"))  # its own: it counts what it computes
 
 
 def _cfg(**kw) -> TrainConfig:
