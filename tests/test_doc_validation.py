@@ -47,3 +47,25 @@ def test_metadata_only_table_from_notebook_01s_csv(tmp_path: Path) -> None:
     pd.DataFrame({"features": ["width + height"], "groups": ["width + height"], "auc_mean": [0.79338], "auc_sd": [0.01556],
                   "auc_pooled_oof": [0.78]}).to_csv(tmp_path / "table_metadata_only_auc.csv", index=False)
     assert "| width + height | 0.793 ± 0.016 |" in metadata_only_table(tmp_path)
+
+
+def test_headline_states_trains_actual_defaults_and_a_rule_that_disagrees(tmp_path: Path) -> None:
+    """The defaults line comes from the code's `auto` (runs.source_weights.AUTO_WEIGHTING), not from whichever
+    candidate the selection table calls a winner; where the rule would choose otherwise, the block says so."""
+    from melanoma_utils.reports.doc_findings import headline_table
+
+    variants = ["image only", "fusion, clinical", "fusion, clinical, copy-balanced", "fusion, clinical + external data",
+                "fusion, clinical + external data, copy-balanced"]
+    pd.DataFrame({"variant": variants, "pooled_within_copy_a_auc": 0.8, "pooled_within_copy_a_ci_low": 0.7,
+                  "pooled_within_copy_a_ci_high": 0.9}).to_csv(tmp_path / "ablation_summary.csv", index=False)
+    pd.DataFrame({"metric": ["accuracy"], "paper (fusion)": [0.945], "always benign, these data": [0.82],
+                  "always benign, ISIC 2020": [0.98]}).to_csv(
+        tmp_path / "table_paper_vs_reproduction.csv", index=False)
+    pd.DataFrame({"candidate": variants[1:], "base": [variants[1], variants[1], variants[3], variants[3]],
+                  "verdict": ["base", "wins", "base", "wins"], "delta_within_copy_a": [0, 0.04, 0, 0.006]}).to_csv(
+        tmp_path / "table_source_weighting_selection.csv", index=False)
+    text = headline_table(tmp_path)
+    assert ("`train`'s defaults: without external data, `fusion, clinical, copy-balanced`; with --external, "
+            "`fusion, clinical + external data`.") in text
+    assert "would choose `fusion, clinical + external data, copy-balanced` with --external" in text
+    assert "would choose `fusion, clinical, copy-balanced`" not in text  # the rule agrees with `auto` there

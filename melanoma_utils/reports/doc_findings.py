@@ -141,10 +141,17 @@ def headline_table(report_dir: Path) -> str:
         won = [c for c in sel.index if sel.loc[c, "verdict"] == "wins" and sel.loc[c, "base"] == base]
         return max(won, key=lambda c: sel.loc[c, "delta_within_copy_a"]) if won else base
 
-    defaults = {"without external data": winner("fusion, clinical") if len(sel) else "fusion, clinical",
-                "with --external": winner(HEADLINE_BASE) if len(sel) else HEADLINE_BASE}
+    from ..runs.source_weights import AUTO_WEIGHTING
+
+    suffix = {"balanced": ", copy-balanced", "none": ""}
+    # what `train` does (the code's `auto`), and what this rendering's selection rule would choose
+    defaults = {"without external data": "fusion, clinical" + suffix.get(AUTO_WEIGHTING[False], ""),
+                "with --external": HEADLINE_BASE + suffix.get(AUTO_WEIGHTING[True], "")}
+    chosen = {"without external data": winner("fusion, clinical") if len(sel) else defaults["without external data"],
+              "with --external": winner(HEADLINE_BASE) if len(sel) else defaults["with --external"]}
     cols = list(dict.fromkeys(v for v in ("image only", "fusion, clinical", defaults["without external data"],
-                                          HEADLINE_BASE, defaults["with --external"]) if v in s.index))
+                                          chosen["without external data"], HEADLINE_BASE, defaults["with --external"],
+                                          chosen["with --external"]) if v in s.index))
     paper = pd.read_csv(report_dir / "table_paper_vs_reproduction.csv").set_index("metric")
 
     def cell(v: str, key: str) -> str:
@@ -176,8 +183,10 @@ def headline_table(report_dir: Path) -> str:
     always = paper.loc["accuracy"] if "accuracy" in paper.index else None
     note = (f"\nAlways answering *benign* is {always['always benign, these data']:.3f} accurate on this enriched subset "
             f"and {always['always benign, ISIC 2020']:.3f} at ISIC 2020's prevalence." if always is not None else "")
+    differ = [k for k in defaults if chosen[k] != defaults[k]]
     return ("\n".join(lines) + "\n" + note + "\n`train`'s defaults: " + "; ".join(f"{k}, `{v}`" for k, v in defaults.items())
-            + ".\n")
+            + "." + "".join(f" This rendering's selection rule would choose `{chosen[k]}` {k}; `train` is not switched until "
+                            "the validated default is re-rendered on it." for k in differ) + "\n")
 
 
 def gpu_estimate(report_dir: Path) -> str:

@@ -49,7 +49,8 @@ def row_weights(part: pd.DataFrame, per_class: dict[int, float]) -> np.ndarray:
 
 #: ``auto``'s choice (notebook 03's selection on the shared ISIC subset, paired within copy a with the held-out
 #: HAM10000 lesions as a guard): copy-balanced weighting for a data set's own rows; with external data it did not win
-#: within copy a, so none.
+#: within copy a (2026-12-04), so none. The 2026-12-07 rendering's rule prefers copy-balanced with external data too
+#: (a within-copy-a gain whose interval holds 0): not switched yet, as it changes notebook 06's validated default.
 AUTO_WEIGHTING: dict[bool, str] = {False: "balanced", True: "none"}
 
 
