@@ -371,6 +371,9 @@ def test_slope_guard_refuses_a_map_that_moves_the_held_out_slope_away_from_1(mon
     assert cal.selection[f"slope_{cal.method}_ci_low"] < 1 < cal.selection[f"slope_{cal.method}_ci_high"] + 0.1
     from melanoma_utils.evaluation import calibrator_choice as calibration
 
+    quick = fit_calibrator(y, raw, np.arange(4000) // 2, n_boot=0)  # no interval asked: the slopes alone
+    assert quick.method == cal.method and np.isnan(quick.selection[f"slope_{cal.method}_ci_low"])
+    assert quick.selection[f"slope_{cal.method}"] == pytest.approx(cal.selection[f"slope_{cal.method}"])
     table = calibration.calibrator_choice_table(cal)
     assert list(table["calibrator"]) == ["none", "platt", "isotonic"] and table["chosen"].sum() == 1
     assert table.set_index("calibrator").loc["none", "slope"] == pytest.approx(raw_slope, rel=1e-6)

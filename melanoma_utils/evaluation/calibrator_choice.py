@@ -15,7 +15,7 @@ from .metrics import MetricError, _check, _need_both, patient_bootstrap
 
 
 def fit_calibrator(y_true: Sequence, raw: Sequence, groups: Sequence, methods: Sequence[str] = CALIBRATION_METHODS,
-                   n_splits: int = 5, seed: int = 0, n_boot: int = 200) -> Calibrator:
+                   n_splits: int = 5, seed: int = 0, n_boot: int = 100) -> Calibrator:
     """Fit a calibrator on validation predictions, chosen by patient-grouped cross-validation, then refitted on all
     rows. Needs both classes.
 
@@ -67,10 +67,10 @@ def _out_of_fold(y: np.ndarray, r: np.ndarray, g: np.ndarray, methods: Sequence[
     return oof
 
 
-def held_out_slopes(y: np.ndarray, oof: dict[str, np.ndarray], groups: np.ndarray, n_boot: int = 200,
+def held_out_slopes(y: np.ndarray, oof: dict[str, np.ndarray], groups: np.ndarray, n_boot: int = 100,
                     seed: int = 0) -> dict[str, float]:
-    """``slope_<m>`` with ``_ci_low``/``_ci_high`` (patient bootstrap) of each method's out-of-fold probabilities;
-    NaN where the slope cannot be estimated (a constant map, separated classes)."""
+    """``slope_<m>`` with ``_ci_low``/``_ci_high`` (patient bootstrap, ``n_boot`` resamples; none: NaN bounds) of each
+    method's out-of-fold probabilities; NaN where the slope cannot be estimated (a constant map, separated classes)."""
     def slopes(idx: np.ndarray) -> dict[str, float]:
         out = {}
         for m, p in oof.items():
@@ -80,6 +80,9 @@ def held_out_slopes(y: np.ndarray, oof: dict[str, np.ndarray], groups: np.ndarra
                 out[m] = float("nan")
         return out
 
+    if n_boot < 1:  # the slopes alone (the guard needs no interval)
+        return {k: v for m, sl in slopes(np.arange(len(y))).items()
+                for k, v in ((f"slope_{m}", sl), (f"slope_{m}_ci_low", float("nan")), (f"slope_{m}_ci_high", float("nan")))}
     band = patient_bootstrap(slopes, groups, n_boot=n_boot, seed=seed, labels=y)
     res: dict[str, float] = {}
     for m in oof:
