@@ -67,5 +67,5 @@ def test_headline_states_trains_actual_defaults_and_a_rule_that_disagrees(tmp_pa
     text = headline_table(tmp_path)
     assert ("`train`'s defaults: without external data, `fusion, clinical, copy-balanced`; with --external, "
             "`fusion, clinical + external data`.") in text
-    assert "would choose `fusion, clinical + external data, copy-balanced` with --external" in text
+    assert "would choose `fusion, clinical + external data, copy-balanced` with --external; `train` does not use it" in text
     assert "would choose `fusion, clinical, copy-balanced`" not in text  # the rule agrees with `auto` there

@@ -185,8 +185,8 @@ def headline_table(report_dir: Path) -> str:
             f"and {always['always benign, ISIC 2020']:.3f} at ISIC 2020's prevalence." if always is not None else "")
     differ = [k for k in defaults if chosen[k] != defaults[k]]
     return ("\n".join(lines) + "\n" + note + "\n`train`'s defaults: " + "; ".join(f"{k}, `{v}`" for k, v in defaults.items())
-            + "." + "".join(f" This rendering's selection rule would choose `{chosen[k]}` {k}; `train` is not switched until "
-                            "the validated default is re-rendered on it." for k in differ) + "\n")
+            + "." + "".join(f" The selection rule applied to this table would choose `{chosen[k]}` {k}; `train` does not "
+                            "use it: notebook 06 validates the default named here, not that one." for k in differ) + "\n")
 
 
 def gpu_estimate(report_dir: Path) -> str:
