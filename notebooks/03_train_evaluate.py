@@ -83,7 +83,7 @@ transform_views = 1  # cached views (and TTA) per image in the transform study: 
 source_csv = ""  # image_name, source_copy: which copy of the data each image came from (empty: copies.csv beside images_csv, or the CSV's own source_copy column)
 base_source_weighting = "none"  # source weighting of the ablation's rows (its candidates below are trained with others)
 weighting_rows = ["balanced", "drop_single_class"]  # with copies: "fusion, clinical" (and + external data) trained with these source weightings
-ceiling_candidates = []  # with external data: candidates for the default model (melanoma_utils.runs.ceiling.CEILING_CANDIDATES; 1 cached view, like train --external); empty: skip
+ceiling_candidates = []  # with external data: candidates for the default model (melanoma_utils.study.ceiling.CEILING_CANDIDATES; 1 cached view, like train --external); empty: skip
 audit = True  # the shortcut audit (signals that are not the lesion; each model's score against the copy)
 n_boot = 500
 seed = 0
@@ -103,8 +103,8 @@ from melanoma_utils.reports import benchmark, eda, plots
 from melanoma_utils.reports.paper import PAPER_REPORTED, paper_comparison_table
 from melanoma_utils.reports.reporting import open_study, package_versions
 from melanoma_utils.runs import Run, TrainConfig
-from melanoma_utils.runs.contrasts import holm_table_note
-from melanoma_utils.runs.experiments import (
+from melanoma_utils.study.contrasts import holm_table_note
+from melanoma_utils.study.experiments import (
     ABLATION_CONTRASTS,
     ABLATION_VARIANTS,
     BACKBONE_BASE,
@@ -119,8 +119,8 @@ from melanoma_utils.runs.experiments import (
     study_folds,
     summarise_cv,
 )
-from melanoma_utils.runs.variants import Variant, check_variants
 from melanoma_utils.study.locked import lock_test_part, without_locked
+from melanoma_utils.study.variants import Variant, check_variants
 
 report, df = open_study(report_dir, synthetic, seed, images_csv, images_dir)
 df, copies_note = with_source_copies(df, paths.resolve(images_csv), paths.resolve(source_csv) if source_csv else None)
@@ -139,7 +139,7 @@ variants = dict(ABLATION_VARIANTS)
 if len(external):
     variants.update(EXTERNAL_VARIANTS)
     variants.update(backbone_variants(list(backbone_rows)))
-from melanoma_utils.runs.selection import WEIGHTING_LABELS, weighting_contrasts, weighting_variants
+from melanoma_utils.study.selection import WEIGHTING_LABELS, weighting_contrasts, weighting_variants
 
 candidates = weighting_variants(list(weighting_rows), external=bool(len(external))) if has_copies else {}
 variants.update(candidates)
@@ -175,7 +175,7 @@ display(Markdown(
 # shortcut a model can take.
 
 # %%
-from melanoma_utils.runs.contrasts import SUBSET_LABELS, primary_subset
+from melanoma_utils.study.contrasts import SUBSET_LABELS, primary_subset
 
 copies_table = label_by_group(df["target"], group_labels(df, "source_copy"), df["patient_id"]) if has_copies else None
 if copies_table is not None:
@@ -289,7 +289,7 @@ if SCRATCH in s.index:
     ))
 
 # %%
-from melanoma_utils.runs.experiments import describe_contrast
+from melanoma_utils.study.experiments import describe_contrast
 
 P = primary_subset(study_folds(oof))
 display(Markdown(
@@ -373,7 +373,7 @@ paper_table.set_index("metric").round(3)
 # ImageNet encoder helps or hurts the features that encoder gives, on the same patients.
 
 # %%
-from melanoma_utils.runs.experiments import preprocessing_table, preprocessing_variants
+from melanoma_utils.study.experiments import preprocessing_table, preprocessing_variants
 
 if transform_study:
     t_variants = preprocessing_variants(list(transform_study), {"kind": "fusion", "features": "clinical",
@@ -471,8 +471,8 @@ report.figure(plots.roc_pr(curves, "Out-of-fold ROC and PR curves (all folds poo
 # reaches 0 or above; the overall AUC is a guard only.
 
 # %%
-from melanoma_utils.runs.experiments import run_folder_name
-from melanoma_utils.runs.selection import WEIGHTING_BASES, holdout_scores, selection_table
+from melanoma_utils.study.experiments import run_folder_name
+from melanoma_utils.study.selection import WEIGHTING_BASES, holdout_scores, selection_table
 
 WEIGHTING_EXTERNAL = {b: bool(o.get("external")) for b, o in WEIGHTING_BASES.items()}
 
@@ -523,7 +523,7 @@ if candidates:
 # 0 or above; overall AUC a guard). The table also gives the seconds each fold run took on this machine.
 
 # %%
-from melanoma_utils.runs.ceiling import ceiling_selection, ceiling_verdict
+from melanoma_utils.study.ceiling import ceiling_selection, ceiling_verdict
 
 ceiling = None
 if ceiling_candidates and len(external) and len(external_holdout):

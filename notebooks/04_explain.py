@@ -52,7 +52,7 @@ from melanoma_utils.reports import explain, plots
 from melanoma_utils.reports.explain_agreement import disagreements, rank_agreement
 from melanoma_utils.reports.reporting import open_study, package_versions
 from melanoma_utils.runs import Run
-from melanoma_utils.runs.experiments import load_folds, run_folder_name
+from melanoma_utils.study.experiments import load_folds, run_folder_name
 from melanoma_utils.study.locked import read_locked, without_locked
 
 report, df = open_study(report_dir, synthetic, seed, images_csv, images_dir)

@@ -74,7 +74,7 @@ from melanoma_utils.data.confounds import with_source_copies
 from melanoma_utils.reports import plots
 from melanoma_utils.reports.reporting import open_study, package_versions
 from melanoma_utils.runs import TrainConfig
-from melanoma_utils.runs.backbone_study import (
+from melanoma_utils.study.backbone_study import (
     REFERENCE_BACKBONE,
     compare_backbones,
     display_name,
@@ -84,8 +84,8 @@ from melanoma_utils.runs.backbone_study import (
     frozen_variant_name,
     protocol_rank,
 )
-from melanoma_utils.runs.contrasts import SUBSET_LABELS, describe_contrast, paired_contrasts, primary_subset
-from melanoma_utils.runs.experiments import repeated_cross_validate
+from melanoma_utils.study.contrasts import SUBSET_LABELS, describe_contrast, paired_contrasts, primary_subset
+from melanoma_utils.study.experiments import repeated_cross_validate
 from melanoma_utils.study.locked import read_locked, without_locked
 
 report, df = open_study(report_dir, synthetic, seed, images_csv, images_dir)

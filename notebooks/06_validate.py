@@ -56,10 +56,10 @@ from melanoma_utils.reports import plots
 from melanoma_utils.reports.reporting import open_study, package_versions
 from melanoma_utils.reports.validation import operating_points_table, report_figures
 from melanoma_utils.runs import Run
-from melanoma_utils.runs.experiments import backbone_variants, load_folds, run_folder_name
-from melanoma_utils.runs.selection import WEIGHTING_LABELS, weighting_variants
-from melanoma_utils.runs.variants import Variant, check_variants
+from melanoma_utils.study.experiments import backbone_variants, load_folds, run_folder_name
 from melanoma_utils.study.locked import read_locked, without_locked
+from melanoma_utils.study.selection import WEIGHTING_LABELS, weighting_variants
+from melanoma_utils.study.variants import Variant, check_variants
 
 report, df = open_study(report_dir, synthetic, seed, images_csv, images_dir)
 df, _ = with_source_copies(df, paths.resolve(images_csv), paths.resolve(source_csv) if source_csv else None)

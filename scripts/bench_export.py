@@ -39,9 +39,9 @@ def main() -> None:
     from melanoma_utils.data.isic import load_dataset
     from melanoma_utils.evaluation.metrics import bootstrap_ci, roc_auc
     from melanoma_utils.pipeline.feeds import crop_resize_tensor
-    from melanoma_utils.runs.experiments import load_folds
     from melanoma_utils.runs.export import export_run, lite_fields
     from melanoma_utils.runs.run import Run
+    from melanoma_utils.study.experiments import load_folds
 
     df = load_dataset(args.metadata, args.images, on_missing="drop").frame
     if args.folds:

@@ -76,7 +76,7 @@ def stage_cv(csv: str, out: str, views: int) -> None:
     """5-fold patient-grouped CV of fusion (clinical) on cached embeddings (a child process of the benchmark)."""
     from melanoma_utils.data import load_dataset
     from melanoma_utils.runs import TrainConfig
-    from melanoma_utils.runs.experiments import cross_validate, summarise_cv
+    from melanoma_utils.study.experiments import cross_validate, summarise_cv
 
     df = load_dataset(csv).frame
     cfg = TrainConfig(embedding_views=views, tta=views, verbose=0)

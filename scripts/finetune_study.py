@@ -10,6 +10,10 @@ each source) into ``--report-dir``.
     python scripts/finetune_study.py --candidates "fine-tuned 128 px"
     python scripts/finetune_study.py --posthoc           # the post-hoc ensembles from the same runs (~5 min)
     python scripts/finetune_study.py --round2            # the second round of the recipe (~40 min on 2 CPU cores)
+    python scripts/finetune_study.py --confirm --runs runs_confirm   # round 1's recommended ensemble again, on new folds
+
+The locked test part (``--locked``, the study's ``locked_test.csv``) is removed first: no patient or lesion of it is
+trained on, validated on or held out here (``--locked ''`` keeps every row, as the tables before 2026-12-07 did).
 
 Real data beside the checkout (``../shared/data``); runs are reused from ``--runs`` when present.
 """
@@ -28,12 +32,15 @@ from melanoma_utils.data.csvfiles import write_csv
 from melanoma_utils.data.isic import load_dataset
 from melanoma_utils.data.sources import combine_external, hold_out_external, load_external
 from melanoma_utils.study.finetune import (
+    FINETUNE_BASE,
     FINETUNE_CANDIDATES,
+    FINETUNE_ENSEMBLES,
     FINETUNE_POSTHOC,
     FINETUNE_ROUND2,
     FINETUNE_ROUND2_ENSEMBLES,
     finetune_selection,
 )
+from melanoma_utils.study.locked import read_locked, without_locked
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 #: Display names of the external folders (the ISIC 2017 part is read through the ISIC 2019 layout).
@@ -56,13 +63,23 @@ def main() -> None:
     ap.add_argument("--round2", action="store_true",
                     help="the recipe sweep's second round (study.finetune.FINETUNE_ROUND2, with its ensembles) against "
                          "the same base on the same folds, into table_finetune_round2.csv")
+    ap.add_argument("--locked", default="reports/isic2020/locked_test.csv",
+                    help="the study's locked test part (removed before anything; '' keeps every row)")
+    ap.add_argument("--confirm", action="store_true",
+                    help="round 1's recommended ensemble (the base, the fine-tune with sources weighted alike, their "
+                         "average) again on the folds of the rows left by --locked, into table_finetune_confirm.csv")
     args = ap.parse_args()
 
+    locked = read_locked(args.locked) if args.locked else None
     ds = load_dataset(args.images_csv)
     df, _ = with_source_copies(ds.frame, args.images_csv)
+    df, n_locked = without_locked(df, locked)
+    print(f"locked part: {n_locked} ISIC images removed" if locked else "no locked part")
     train_parts, holdouts = [], {}
     for folder in args.external:
         ext, _ = combine_external(df, [load_external(folder, on_missing="drop")])
+        ext, n_ext = without_locked(ext, locked)
+        print(f"{folder.name}: {n_ext} locked images removed")
         ext, held = hold_out_external(ext, 0.2, seed=0)  # each source's own lesion-grouped, melanoma-stratified split
         train_parts.append(ext)
         holdouts[SOURCES.get(folder.name, folder.name)] = held
@@ -74,6 +91,16 @@ def main() -> None:
                                    n_boot=args.n_boot, ensembles=FINETUNE_POSTHOC)
         atomic_write(args.report_dir / "table_finetune_posthoc.csv", lambda tmp: table.to_csv(tmp, index=False))
         print(table[["candidate", "within_copy_a", "delta_within_copy_a", "verdict"]].to_string(index=False))
+        return
+    if args.confirm:
+        members = [FINETUNE_BASE, *FINETUNE_ENSEMBLES[next(iter(FINETUNE_ENSEMBLES))][1:]]
+        table = finetune_selection(df, external, holdouts, args.runs, members, n_splits=args.folds,
+                                   n_boot=args.n_boot)
+        write_csv(table, args.report_dir / "table_finetune_confirm.csv")
+        write_csv(pd.read_csv(args.runs / "folds.csv", dtype=str), args.report_dir / "finetune_confirm_folds.csv")
+        print(table[["candidate", "within_copy_a", "delta_within_copy_a", "delta_within_copy_a_ci_low",
+                     "delta_within_copy_a_ci_high", "train_seconds_per_run", "verdict"]].to_string(index=False))
+        print(f"{time.perf_counter() - start:.0f} s")
         return
     if args.round2:
         table = finetune_selection(df, external, holdouts, args.runs, list(FINETUNE_ROUND2), n_splits=args.folds,

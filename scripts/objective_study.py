@@ -1,4 +1,4 @@
-"""Issue 31's candidates against today's default, on the endpoints that matter (:mod:`melanoma_utils.runs.ceiling`): a
+"""Issue 31's candidates against today's default, on the endpoints that matter (:mod:`melanoma_utils.study.ceiling`): a
 diagnosis-aware head (unknown a class of its own, or masked), partial fine-tuning on cached activations, Shades of Gray
 before the backbone and two resolutions, each trained like
 ``train --external`` (fusion, clinical + the shared HAM10000 part) by patient-grouped CV on the shared ISIC 2020
@@ -23,7 +23,7 @@ import pandas as pd
 from melanoma_utils.data.confounds import with_source_copies
 from melanoma_utils.data.isic import load_dataset
 from melanoma_utils.data.sources import combine_external, hold_out_external, load_external
-from melanoma_utils.runs.ceiling import CEILING_CANDIDATES, ceiling_selection
+from melanoma_utils.study.ceiling import CEILING_CANDIDATES, ceiling_selection
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 

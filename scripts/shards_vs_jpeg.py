@@ -46,8 +46,8 @@ def main() -> None:
     from melanoma_utils.data.isic import load_dataset
     from melanoma_utils.data.shards import write_shards
     from melanoma_utils.pipeline.feeds import make_dataset
-    from melanoma_utils.runs.experiments import cross_validate, summarise_cv
     from melanoma_utils.runs.run import TrainConfig
+    from melanoma_utils.study.experiments import cross_validate, summarise_cv
     from melanoma_utils.versions import package_versions
 
     out = Path(args.out)

@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from melanoma_utils.runs.backbone_study import (
+from melanoma_utils.study.backbone_study import (
     display_name,
     frozen_backbone_contrasts,
     frozen_backbone_table,
     frozen_backbone_variants,
     frozen_variant_name,
 )
-from melanoma_utils.runs.experiments import run_folder_name
+from melanoma_utils.study.experiments import run_folder_name
 
 
 def _oof(variant: str, rng: np.random.Generator, repeats: int = 2, n: int = 120) -> pd.DataFrame:

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pandas as pd
 import pytest
 
-from melanoma_utils.runs.ceiling import CEILING_BASE, CEILING_CANDIDATES, ceiling_config, ceiling_selection
+from melanoma_utils.study.ceiling import CEILING_BASE, CEILING_CANDIDATES, ceiling_config, ceiling_selection
 
 
 def test_every_candidate_is_a_valid_recipe_that_differs_from_the_base() -> None:
@@ -54,7 +54,7 @@ def _selection_inputs(delta_copy_a: float, external_better: bool):
 
 
 def test_selection_rule_needs_the_primary_gain_and_no_loss_on_another_clinic() -> None:
-    from melanoma_utils.runs.selection import selection_table
+    from melanoma_utils.study.selection import selection_table
 
     t = selection_table(*_selection_inputs(0.004, external_better=True), n_boot=200)
     assert list(t["verdict"]) == ["base", "wins"]
@@ -67,8 +67,8 @@ def test_selection_rule_needs_the_primary_gain_and_no_loss_on_another_clinic() -
 
 
 def test_a_rule_winner_changes_the_default_only_when_its_gain_is_clear() -> None:
-    from melanoma_utils.runs.ceiling import ceiling_verdict
-    from melanoma_utils.runs.selection import selection_table
+    from melanoma_utils.study.ceiling import ceiling_verdict
+    from melanoma_utils.study.selection import selection_table
 
     t = selection_table(*_selection_inputs(0.004, external_better=True), n_boot=200)  # within copy a CI -0.01..+0.02
     text = ceiling_verdict(t)

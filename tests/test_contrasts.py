@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from melanoma_utils.evaluation.metrics import holm_adjust
-from melanoma_utils.runs.contrasts import available_subsets, paired_contrasts, primary_subset, subset_mask
-from melanoma_utils.runs.experiments import summarise_cv
+from melanoma_utils.study.contrasts import available_subsets, paired_contrasts, primary_subset, subset_mask
+from melanoma_utils.study.experiments import summarise_cv
 
 
 def test_holm_adjust_matches_the_step_down_rule() -> None:
@@ -73,7 +73,7 @@ def test_held_out_calibration_reads_the_slope_of_out_of_fold_probabilities() -> 
     """Out-of-fold probabilities whose logits are 3 times too large: slope near 1/3 with an interval around it;
     calibrated ones: slope near 1 and intercept near 0."""
     from melanoma_utils.evaluation.calibration import sigmoid
-    from melanoma_utils.runs.experiments import held_out_calibration
+    from melanoma_utils.study.experiments import held_out_calibration
 
     rng = np.random.default_rng(3)
     z = rng.normal(-1.0, 1.5, 4000)

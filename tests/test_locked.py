@@ -5,7 +5,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from melanoma_utils.study.locked import check_unlocked, draw_locked, lock_test_part, locked_rows, read_locked, without_locked
+from melanoma_utils.study.locked import (
+    LOCKED_FILE,
+    check_unlocked,
+    draw_locked,
+    find_locked,
+    lock_test_part,
+    locked_rows,
+    read_locked,
+    without_locked,
+)
 
 
 def _table(n_patients: int, prefix: str, seed: int) -> pd.DataFrame:
@@ -79,3 +88,23 @@ def test_locked_endpoints_score_each_population_with_intervals() -> None:
     assert t.loc["within copy a", "roc_auc"] > 0.7 and abs(t.loc["locked ham10000 lesions", "roc_auc"] - 0.5) < 0.2
     one_class = locked_endpoints(main[main["target"] == 0])  # no melanoma: counts, no AUC
     assert one_class["roc_auc"].isna().all() and (one_class["n_malignant"] == 0).all()
+
+
+def test_cross_validation_under_a_locked_report_folder_refuses_locked_rows_before_training(tmp_path) -> None:
+    from melanoma_utils.models.train_config import TrainConfig
+    from melanoma_utils.study.experiments import cross_validate
+
+    main = _table(60, "I", 4)
+    locked = lock_test_part(tmp_path / LOCKED_FILE, main, None, seed=0)
+    runs = tmp_path / "runs" / "ablation"
+    assert find_locked(runs) is not None and find_locked(runs).names == locked.names
+    assert find_locked(tmp_path.parent / "elsewhere") is None
+    kept, _ = without_locked(main, locked)
+    # a patient of the lock with a new image name: refused, and the message names that patient
+    leak = pd.DataFrame({"image_name": ["new"], "patient_id": [locked.table["patient_id"].iloc[0]], "target": [0]})
+    with pytest.raises(ValueError, match=f"cross-validation into .*ablation: 1 row.*{locked.table['patient_id'].iloc[0]}"):
+        cross_validate(pd.concat([kept, leak], ignore_index=True), TrainConfig(kind="meta"), runs, {"m": {}}, n_splits=2)
+    with pytest.raises(ValueError, match="external rows"):
+        cross_validate(kept, TrainConfig(kind="meta"), runs, {"m": {"external": True}}, n_splits=2,
+                       external=main.head(20))
+    assert not (runs / "folds.csv").exists()  # refused before anything was written or trained

@@ -211,8 +211,8 @@ def test_external_rows_join_the_training_part_only(tmp_path: Path) -> None:
 def test_cross_validation_keeps_external_rows_out_of_every_test_fold(tmp_path: Path) -> None:
     import json
 
-    from melanoma_utils.runs.experiments import cross_validate, paired_contrasts, run_folder_name
     from melanoma_utils.runs.run import TrainConfig
+    from melanoma_utils.study.experiments import cross_validate, paired_contrasts, run_folder_name
 
     main, ext = _meta_table(120, "m", 0), _meta_table(150, "h", 1, source="ham10000")
     variants = {"meta": {"kind": "meta"}, "meta + external": {"kind": "meta", "external": True}}
@@ -235,7 +235,7 @@ def test_cross_validation_keeps_external_rows_out_of_every_test_fold(tmp_path: P
 
 @pytest.mark.slow
 def test_repeated_cross_validation_draws_new_folds_and_pairs_over_repeats(tmp_path: Path) -> None:
-    from melanoma_utils.runs.experiments import load_folds, paired_contrasts, repeated_cross_validate, summarise_cv
+    from melanoma_utils.study.experiments import load_folds, paired_contrasts, repeated_cross_validate, summarise_cv
 
     main = _meta_table(120, "m", 0)
     variants = {"meta": {"kind": "meta"}, "meta, paper": {"kind": "meta", "features": "paper"}}
@@ -375,7 +375,7 @@ def test_paper_comparison_table_scores_each_run_at_its_own_threshold() -> None:
 
 
 def test_preprocessing_table_gives_paired_deltas_against_no_transform() -> None:
-    from melanoma_utils.runs.experiments import preprocessing_table, preprocessing_variants
+    from melanoma_utils.study.experiments import preprocessing_table, preprocessing_variants
 
     assert preprocessing_variants(["none", "luv"], {"tta": 1}) == {"preprocess: none": {"preprocess": "none", "tta": 1},
                                                                   "preprocess: luv": {"preprocess": "luv", "tta": 1}}
@@ -399,7 +399,7 @@ def test_preprocessing_table_gives_paired_deltas_against_no_transform() -> None:
 
 
 def test_add_ensemble_averages_the_members_per_image() -> None:
-    from melanoma_utils.runs.experiments import add_ensemble
+    from melanoma_utils.study.experiments import add_ensemble
 
     def part(variant, probs):
         return pd.DataFrame({"image_name": ["a", "b", "c", "d"], "patient_id": ["p", "q", "r", "s"], "target": [1, 0, 1, 0],
@@ -417,7 +417,7 @@ def test_add_ensemble_averages_the_members_per_image() -> None:
 
 def test_backbone_rows_repeat_the_external_fusion_at_each_native_size() -> None:
     from melanoma_utils.models.train_config import TrainConfig
-    from melanoma_utils.runs.experiments import EXTERNAL_VARIANTS, backbone_ensemble, backbone_variants
+    from melanoma_utils.study.experiments import EXTERNAL_VARIANTS, backbone_ensemble, backbone_variants
 
     rows = backbone_variants(["efficientnetlite1", "efficientnetlite2"])
     assert list(rows) == ["fusion, clinical + external data, Lite1 240 px", "fusion, clinical + external data, Lite2 260 px"]

@@ -12,9 +12,9 @@ from conftest import planted_sex_table, write_dataset
 from melanoma_utils import cli
 from melanoma_utils.data.isic import load_dataset
 from melanoma_utils.evaluation.calibration import prior_shift
-from melanoma_utils.runs.experiments import cross_validate, summarise_cv
 from melanoma_utils.runs.run import Run, TrainConfig
 from melanoma_utils.runs.training import train_run
+from melanoma_utils.study.experiments import cross_validate, summarise_cv
 
 TINY = dict(backbone="cnn", image_size=24, epochs=2, batch_size=8, conv_filters=(4, 8), meta_units=(8,), head_units=(8,), verbose=0)
 
@@ -207,7 +207,7 @@ def test_training_code_does_not_import_the_plotting_layer() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; import melanoma_utils.runs.training, melanoma_utils.runs.experiments, melanoma_utils.cli.app; "
+    code = ("import sys; import melanoma_utils.runs.training, melanoma_utils.study.experiments, melanoma_utils.cli.app; "
             "print(sorted(m for m in sys.modules if m in ('melanoma_utils.reports.plots', 'melanoma_utils.reports.reporting', 'shap')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -235,7 +235,7 @@ def test_compare_backbones_scores_calibrated_probabilities_at_the_runs_threshold
     """The run's threshold is on the calibrated scale: the comparison must score calibrated probabilities with it."""
     from melanoma_utils.data.splits import holdout_split
     from melanoma_utils.evaluation.metrics import threshold_metrics
-    from melanoma_utils.runs.backbone_study import compare_backbones
+    from melanoma_utils.study.backbone_study import compare_backbones
 
     df = load_dataset(write_dataset(tmp_path / "cmp", n=80, size=24, pos_every=3)).frame
     cfg = TrainConfig(**{**TINY, "epochs": 2})
@@ -257,7 +257,7 @@ def test_compare_backbones_scores_calibrated_probabilities_at_the_runs_threshold
 def test_compare_backbones_reports_unavailable_weights_as_a_row_without_training(tmp_path: Path, monkeypatch) -> None:
     """Offline, a keras.applications backbone with ImageNet weights is a 'not run' row saying why, and nothing trains."""
     from melanoma_utils.models import fusion as models
-    from melanoma_utils.runs.backbone_study import compare_backbones, protocol_rank
+    from melanoma_utils.study.backbone_study import compare_backbones, protocol_rank
 
     def offline(name, image_size, weights=None):
         raise models.WeightsUnavailable(f"could not download ImageNet weights for {name} (no network). Offline, use ...")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from melanoma_utils.runs.experiments import ABLATION_VARIANTS, repeated_cross_validate, run_folder_name
 from melanoma_utils.runs.run import TrainConfig
-from melanoma_utils.runs.variants import Variant, check_variants
+from melanoma_utils.study.experiments import ABLATION_VARIANTS, repeated_cross_validate, run_folder_name
+from melanoma_utils.study.variants import Variant, check_variants
 
 
 def test_a_variant_is_its_label_everywhere() -> None:

@@ -113,7 +113,7 @@ def shortcut_audit_table(report_dir: Path) -> str:
 
 
 def _selection_markdown(path: Path, seconds: bool = False) -> str:
-    """A selection table (:func:`melanoma_utils.runs.selection.selection_table`'s CSV at ``path``) as Markdown: each
+    """A selection table (:func:`melanoma_utils.study.selection.selection_table`'s CSV at ``path``) as Markdown: each
     candidate on the primary endpoint, melanoma vs nevus within copy a, the held-out external lesions and overall,
     paired against its base; ``seconds``: with the mean seconds per fold run."""
     if not path.is_file():
@@ -146,7 +146,7 @@ def source_weighting_table(report_dir: Path) -> str:
 
 def objective_selection_table(report_dir: Path) -> str:
     """The candidates for the default model past the frozen-embedding ceiling (``table_objective_selection.csv``,
-    notebook 03 / :mod:`melanoma_utils.runs.ceiling`), against today's default, with the seconds per fold run."""
+    notebook 03 / :mod:`melanoma_utils.study.ceiling`), against today's default, with the seconds per fold run."""
     return _selection_markdown(report_dir / "table_objective_selection.csv", seconds=True)
 
 

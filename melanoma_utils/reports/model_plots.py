@@ -315,7 +315,7 @@ def _endpoint_rows(ax, estimates: dict[str, tuple[np.ndarray, np.ndarray, np.nda
 def auc_points(summary: pd.DataFrame, title: str, tag: str = "") -> Figure:
     """Pooled out-of-fold ROC AUC per variant with its patient-bootstrap 95% CI on each endpoint the summary holds
     (all images, melanoma vs nevus, and within copy a where known): points and intervals; the legend below the axes
-    (``summary`` from :func:`melanoma_utils.runs.experiments.summarise_cv`)."""
+    (``summary`` from :func:`melanoma_utils.study.experiments.summarise_cv`)."""
     cols = {"all": ("pooled_oof_roc_auc", "pooled_ci_low", "pooled_ci_high"),
             "melanoma_vs_nevus": ("pooled_mel_vs_nevus_auc", "pooled_mel_vs_nevus_ci_low", "pooled_mel_vs_nevus_ci_high"),
             "within_copy_a": ("pooled_within_copy_a_auc", "pooled_within_copy_a_ci_low", "pooled_within_copy_a_ci_high"),
@@ -337,7 +337,7 @@ def auc_points(summary: pd.DataFrame, title: str, tag: str = "") -> Figure:
 
 
 def paired_deltas(table: pd.DataFrame, title: str, tag: str = "") -> Figure:
-    """Paired ROC AUC differences with 95% CIs (``table`` from :func:`melanoma_utils.runs.contrasts.paired_contrasts`),
+    """Paired ROC AUC differences with 95% CIs (``table`` from :func:`melanoma_utils.study.contrasts.paired_contrasts`),
     one row per contrast, each endpoint the table holds side by side (all images, melanoma vs nevus, within copy a);
     0 (no difference) marked, the legend below the axes."""
     contrasts = list(dict.fromkeys(table["contrast"]))

@@ -7,7 +7,7 @@ import pandas as pd
 
 from ..config import ISIC2020_PREVALENCE
 from ..evaluation.metrics import bootstrap_ci, roc_auc, threshold_metrics
-from ..runs.experiments import study_folds
+from ..study.experiments import study_folds
 
 #: What the paper reports for its fusion model (Ahmad et al. 2025): accuracy 94.5%, sensitivity (recall) 0.938,
 #: specificity 0.952, F1 0.94. Metrics it does not report stay blank rather than guessed.

@@ -1,7 +1,7 @@
-"""Training and run folders: fitting (compiling, devices, resume), the run folder's lifecycle and files, ensembles,
-export, and the experiments (cross-validation, ablation, backbone comparison) built on them.
+"""The training engine: fitting (the training paths, compiling, devices, resume), the run folder's lifecycle and
+files, ensembles and export. The experiments built on it live in :mod:`melanoma_utils.study`.
 
-Modules: ``adapt``, ``backbone_study``, ``ceiling``, ``compiling``, ``contrasts``, ``ensemble``, ``experiments``, ``export``, ``finish``, ``paths``, ``resume``, ``run``, ``runfolder``, ``selection``, ``source_weights``, ``training``, ``variants``.
+Modules: ``adapt``, ``compiling``, ``ensemble``, ``export``, ``finish``, ``paths``, ``resume``, ``run``, ``runfolder``, ``source_weights``, ``training``.
 Layers (imports only run leftwards): config/atomic/versions < data < pipeline < evaluation < models < runs < study < reports < cli.
 """
 

@@ -1,7 +1,8 @@
 """The study's experiments, above the training engine (:mod:`melanoma_utils.runs`) and below the reports: drivers
-that train many runs and judge them (today: the fine-tuning selection of ``train``'s default; the older drivers still
-live in ``runs`` and move here as they are next touched).
+that train many runs and judge them: cross-validation and the ablation, paired contrasts, the backbone comparison
+(Table 3), the selections of ``train``'s defaults (source weighting, the ceiling candidates, fine-tuning) and the
+locked test part every selection input passes.
 
-Modules: ``finetune``, ``locked``.
+Modules: ``backbone_study``, ``ceiling``, ``contrasts``, ``experiments``, ``finetune``, ``locked``, ``selection``, ``variants``.
 Layers (imports only run leftwards): config/atomic/versions < data < pipeline < evaluation < models < runs < study < reports < cli.
 """

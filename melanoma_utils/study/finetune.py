@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from ..models.presets import FINETUNE_PRESET, get_preset
-from ..runs.ceiling import ceiling_config
-from ..runs.experiments import add_ensemble, cross_validate, paired_contrasts, run_folder_name, summarise_cv
-from ..runs.selection import holdout_auc, holdout_contrast, holdout_scores, selection_table
-from ..runs.variants import check_variants
+from .ceiling import ceiling_config
+from .experiments import add_ensemble, cross_validate, paired_contrasts, run_folder_name, summarise_cv
+from .selection import holdout_auc, holdout_contrast, holdout_scores, selection_table
+from .variants import check_variants
 
 #: Today's default (frozen Lite0 at 224 px, 1 cached view, no source weighting with external data): the base.
 FINETUNE_BASE = "frozen Lite0 224 px (today's default)"

@@ -30,6 +30,8 @@ LOCKED_SHARE = 0.15
 #: The ``source`` of the main data set's rows in the file.
 MAIN_SOURCE = "main"
 COLUMNS: tuple[str, ...] = ("image_name", "patient_id", "source", "target")
+#: The file's name in a report folder (notebook 03's ``locked_test`` parameter); :func:`find_locked` looks for it.
+LOCKED_FILE = "locked_test.csv"
 
 
 @dataclass(frozen=True)
@@ -108,10 +110,22 @@ def check_unlocked(frame: pd.DataFrame, locked: LockedTest | None, where: str) -
         return
     _, n = without_locked(frame, locked)
     if n:
-        names = frame["image_name"].astype(str)
-        example = names[names.isin(locked.names)].head(1).tolist() or frame["patient_id"].astype(str).head(1).tolist()
+        names, patients = frame["image_name"].astype(str), frame["patient_id"].astype(str)
+        example = (names[names.isin(locked.names)].head(1).tolist()
+                   or patients[patients.isin(set(locked.table["patient_id"].astype(str)))].head(1).tolist())
         raise ValueError(f"{where}: {n} row(s) belong to the locked test part (e.g. {example[0]}); selection must "
                          "never see them")
+
+
+def find_locked(out_dir: str | os.PathLike[str], levels: int = 4) -> LockedTest | None:
+    """The locked part guarding a study writing into ``out_dir``: :data:`LOCKED_FILE` in ``out_dir`` or the nearest of
+    its ``levels`` parent folders (a study's runs live under ``report_dir/runs/<study>/``), else ``None``. Selection
+    drivers call it themselves, so no caller can forget to pass the lock."""
+    folder = Path(out_dir).resolve()
+    for candidate in [folder, *folder.parents][:levels + 1]:
+        if (candidate / LOCKED_FILE).is_file():
+            return read_locked(candidate / LOCKED_FILE)
+    return None
 
 
 def locked_rows(frame: pd.DataFrame, locked: LockedTest, source: str = MAIN_SOURCE) -> pd.DataFrame:

@@ -16,11 +16,11 @@ import pandas as pd
 from ..data.splits import holdout_split
 from ..evaluation.metrics import bootstrap_ci, evaluate, melanoma_vs_nevus_auc, pr_auc, roc_auc, threshold_metrics
 from ..models.presets import OFFLINE_IMAGENET, default_image_size
+from ..runs.run import TrainConfig
+from ..runs.runfolder import RunLayout
+from ..runs.training import load_or_train
 from .contrasts import WITHIN, pooled_auc
 from .experiments import backbone_label, run_folder_name
-from .run import TrainConfig
-from .runfolder import RunLayout
-from .training import load_or_train
 
 
 def backbone_protocol(cfg: TrainConfig) -> str:
@@ -203,7 +203,7 @@ def frozen_backbone_table(oof: pd.DataFrame, out_dir: str | os.PathLike[str], ba
                           models: tuple[str, ...] = ("image", "fusion"), n_boot: int = 1000, seed: int = 0
                           ) -> pd.DataFrame:
     """Table 3 rows of protocol (a) from repeated cross-validation (``oof`` of
-    :func:`~melanoma_utils.runs.experiments.repeated_cross_validate` with :func:`frozen_backbone_variants`): the
+    :func:`~melanoma_utils.study.experiments.repeated_cross_validate` with :func:`frozen_backbone_variants`): the
     pooled out-of-fold predictions of the study's folds (repeat 0) with patient-bootstrap CIs; each image scored at
     its own fold's validation threshold (``threshold``: their median); ``repeats`` the fold assignments the paired
     contrasts average over; ``calibrator`` the method each fold's validation split chose."""

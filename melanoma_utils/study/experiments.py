@@ -22,9 +22,10 @@ from ..data.csvfiles import restore_cells, write_csv
 from ..data.splits import grouped_folds
 from ..evaluation.clinical import calibration_summary
 from ..evaluation.metrics import melanoma_vs_nevus_auc, pr_auc, roc_auc
+from ..runs.run import TrainConfig
+from ..runs.training import load_or_train
 from .contrasts import SUBSETS, describe_contrast, paired_contrasts, pooled_auc, subset_mask  # noqa: F401 (re-exported)
-from .run import TrainConfig
-from .training import load_or_train
+from .locked import check_unlocked, find_locked
 from .variants import Variant, check_variants
 
 #: The ablation's variants: name -> TrainConfig overrides (the key ``"external": True`` adds the external training
@@ -117,9 +118,16 @@ def cross_validate(
     written to ``out_dir/<variant>/fold<k>`` and reused when present (an interrupted ablation resumes).
     ``folds_from="shards"``: fold = shard index (``tfrecord``) modulo ``n_splits``, as the SIIM-ISIC community
     folds TFRecord shards; the default folds are patient-grouped and target-stratified.
+
+    Under a report folder with a locked test part (:func:`~melanoma_utils.study.locked.find_locked`), ``df`` and
+    ``external`` holding one of its images or patients are refused (``ValueError``): selection never sees it.
     """
     variants = variants or ABLATION_VARIANTS
     out_dir = Path(out_dir)
+    lock = find_locked(out_dir)
+    check_unlocked(df, lock, f"cross-validation into {out_dir}")
+    if external is not None:
+        check_unlocked(external, lock, f"cross-validation into {out_dir} (external rows)")
     if folds_from not in ("patients", "shards"):
         raise ValueError(f"folds_from must be patients or shards; got {folds_from!r}")
     if folds_from == "shards" and not df["tfrecord"].notna().all():
@@ -190,7 +198,7 @@ def study_folds(frame: pd.DataFrame) -> pd.DataFrame:
 
 def summarise_cv(per_fold: pd.DataFrame, oof: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Mean ± sd over folds, and the pooled out-of-fold ROC AUC with a patient-bootstrap 95% CI on every endpoint the
-    data allow (:data:`~melanoma_utils.runs.contrasts.SUBSETS`: all images ``pooled_oof_roc_auc``, melanoma vs nevus
+    data allow (:data:`~melanoma_utils.study.contrasts.SUBSETS`: all images ``pooled_oof_roc_auc``, melanoma vs nevus
     ``pooled_mel_vs_nevus_auc``, within copy a ``pooled_within_copy_a_auc`` and ``pooled_mvn_within_copy_a_auc``) and
     the held-out calibration (:func:`held_out_calibration`), per variant (on the study's folds, :func:`study_folds`)."""
     per_fold, oof = study_folds(per_fold), study_folds(oof)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..evaluation.metrics import MetricError, bootstrap_ci, paired_auc_difference, roc_auc
-from .runfolder import RunLayout
+from ..runs.runfolder import RunLayout
 
 #: Source-weighting modes (:data:`melanoma_utils.data.confounds.SOURCE_WEIGHTINGS`) -> their label in variant names.
 WEIGHTING_LABELS: dict[str, str] = {"balanced": "copy-balanced", "drop_single_class": "one-class copies left out"}
@@ -53,7 +53,7 @@ def holdout_scores(runs_dir: str | os.PathLike[str], variants: list[str], folds:
     """Each variant's probability for every held-out row: the mean of its fold runs' probabilities (``runs_dir /
     run_folder(variant) / fold<k>``), as ``image_name, patient_id, target, diagnosis, variant, probability``. Variants
     without every fold run are left out."""
-    from .run import Run
+    from ..runs.run import Run
 
     parts = []
     for v in variants:

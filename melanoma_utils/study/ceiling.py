@@ -13,8 +13,8 @@ from typing import Any, Sequence
 
 import pandas as pd
 
+from ..runs.run import TrainConfig
 from .experiments import cross_validate, paired_contrasts, run_folder_name, summarise_cv
-from .run import TrainConfig
 from .selection import holdout_scores, selection_table
 from .variants import check_variants
 
@@ -47,7 +47,7 @@ def ceiling_selection(df: pd.DataFrame, external: pd.DataFrame, holdout: pd.Data
                       n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
     """The selection table of the candidates ``names`` (:data:`CEILING_CANDIDATES`; the base is always included)
     against :data:`CEILING_BASE`: every endpoint with its CI, the paired deltas with CIs, seconds per run and the
-    verdict (:func:`~melanoma_utils.runs.selection.selection_table`), plus ``folds`` and ``views`` columns. ``repeats``
+    verdict (:func:`~melanoma_utils.study.selection.selection_table`), plus ``folds`` and ``views`` columns. ``repeats``
     > 1: that many patient-grouped fold assignments for the candidates that train on cached embeddings (the paired
     differences average over them; an adapted candidate, ~2–5 min per run on a CPU, runs the study's folds only; with
     ``folds`` given, only the study's folds run). Runs
