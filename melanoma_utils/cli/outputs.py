@@ -15,7 +15,7 @@ REPORT_MARK = "metrics.json"
 def is_run_folder(folder: Path) -> bool:
     """A run or ensemble folder (its files are the training's record: never an output of another command)."""
     layout = RunLayout(folder)
-    return layout.model.exists() or layout.is_ensemble or (layout.config.is_file() and layout.val_predictions.is_file())
+    return layout.has_model or layout.is_ensemble or (layout.config.is_file() and layout.val_predictions.is_file())
 
 
 def run_folder_above(path: Path) -> Path | None:

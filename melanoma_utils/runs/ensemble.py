@@ -15,13 +15,13 @@ for early stopping only, never as training rows, which is the same protocol as a
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from ..data.csvfiles import restore_cells
+from .model_files import copy_self_contained
 from .run import ENSEMBLE_FILE, EnsembleRun, Run, TrainConfig, is_ensemble  # noqa: F401  (re-exported: loaded there)
 from .runfolder import RunLayout, write_record
 
@@ -109,7 +109,7 @@ def build_ensemble(run_dirs: list[str | os.PathLike[str]], out_dir: str | os.Pat
     }
     with run_lock(out_dir), atomic_folder(out_dir, "ensemble") as work:
         for k, src in enumerate(run_dirs):
-            shutil.copytree(src, RunLayout(work).member(k))
+            copy_self_contained(src, RunLayout(work).member(k))  # members whole, even a study's fold runs
         write_json(RunLayout(work).ensemble, {"members": [m["path"] for m in members]})
         write_finished(work, config, done, title="Melanoma classifier (ensemble)")
         write_record(work)

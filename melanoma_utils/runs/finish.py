@@ -23,6 +23,7 @@ from ..evaluation.clinical import MIN_PER_CLASS, validation_report
 from ..evaluation.metrics import MetricError, choose_threshold, evaluate
 from ..evaluation.modelcard import model_card
 from ..models.features import MetadataEncoder
+from .model_files import save_shared
 from .run import Run, TrainConfig
 from .runfolder import RunLayout, publish
 
@@ -104,7 +105,8 @@ def write_finished(folder: str | Path, config: dict[str, Any], done: Finished,
 def write_run(model: Any, encoder: MetadataEncoder, cfg: TrainConfig, preprocess: dict[str, Any], train: pd.DataFrame,
               val: pd.DataFrame, work: Path, out_dir: Path, facts: dict[str, Any]) -> Run:
     """Finish a fitted model into a run folder. ``facts``: what the fit reports (``per_class``, ``dropped``,
-    ``epochs_run``, ``seconds``, ``seconds_before``, ``stages``, ``policy``, ``distribution``). The calibrator and the
+    ``epochs_run``, ``seconds``, ``seconds_before``, ``stages``, ``policy``, ``distribution``; ``shared_store``: where
+    a frozen backbone is stored by reference, :mod:`melanoma_utils.runs.model_files`). The calibrator and the
     threshold come from the validation split only; files go to ``work`` and move to ``out_dir`` together."""
     import keras
 
@@ -139,7 +141,11 @@ def write_run(model: Any, encoder: MetadataEncoder, cfg: TrainConfig, preprocess
     }
     run.config = config
     layout = RunLayout(work)
-    atomic_write(layout.model, model.save)
+    store = facts.get("shared_store")
+    if store is not None and cfg.uses_cached_embeddings and cfg.finetune == "none" and not cfg.adapt_blocks:
+        save_shared(model, work, out_dir, store)  # a study's fold run: the frozen backbone stored once, referenced
+    else:
+        atomic_write(layout.model, model.save)
     encoder.save(layout.encoder)
     run.metrics = write_finished(work, config, done)
     shutil.rmtree(layout.backup, ignore_errors=True)

@@ -37,6 +37,7 @@ from ..models.train_config import (  # noqa: F401  (re-exported: the recipe live
     STRATEGIES,
     TrainConfig,
 )
+from .model_files import ModelFilesError, load_model_files
 from .runfolder import RunLayout, record_problems, unrecorded_files
 
 #: Run folders already reported as having no record (the notice is printed once per folder and process).
@@ -157,25 +158,16 @@ class Run:
     def load(cls, run_dir: str | os.PathLike[str]) -> "Run":
         """Load a run folder written by :func:`train_run` (or an ensemble folder: an
         :class:`EnsembleRun`, built by :func:`~melanoma_utils.runs.ensemble.build_ensemble`). Anything unreadable is a :class:`RunDamaged` naming the file."""
-        import keras
-
         from ..models import fusion as models  # noqa: F401  (registers the custom layers)
 
         config = cls.read_config(run_dir)
         run_dir = Path(run_dir)
         if RunLayout(run_dir).is_ensemble:
             return EnsembleRun.load(run_dir)
-        import zipfile
-
-        archive = RunLayout(run_dir).model
-        if not zipfile.is_zipfile(archive):  # Keras would say "File not found" for a file that is there but cut
-            raise RunDamaged(f"run folder {run_dir} is damaged: model.keras ({archive.stat().st_size:,} bytes, not a "
-                             "complete Keras archive: cut or overwritten); train the run again")
         try:
-            model = keras.saving.load_model(archive)  # safe_mode: no code from the file runs
-        except Exception as exc:  # noqa: BLE001 (Keras raises many types for a damaged archive; all mean the same here)
-            raise RunDamaged(f"run folder {run_dir} is damaged: model.keras ({type(exc).__name__}: "
-                             f"{str(exc).splitlines()[0][:200] if str(exc) else 'unreadable'}); train the run again") from None
+            model = load_model_files(run_dir)
+        except ModelFilesError as exc:
+            raise RunDamaged(str(exc)) from None
         try:
             encoder = MetadataEncoder(**_read_json(run_dir, RunLayout.ENCODER))
         except (TypeError, ValueError, KeyError) as exc:

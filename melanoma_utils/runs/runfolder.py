@@ -1,6 +1,7 @@
 """The run folder: its layout and its lifecycle — one writer, staged writes, resumable state.
 
-* :class:`RunLayout` — the one place that spells a run folder's file names (``model.keras``, ``encoder.json``,
+* :class:`RunLayout` — the one place that spells a run folder's file names (``model.keras`` — or, for a study's fold
+  run, ``model_shared.json`` + ``head_weights.npz`` referencing a shared backbone —, ``encoder.json``,
   ``config.json``, ``metrics.json``, ``val_predictions.csv``, ``MODEL_CARD.md``; an ensemble's ``ensemble.json`` and
   ``members/<k>/``); ``record.json`` lists every file with its size and SHA-256, written at publish and checked before
   a run is used (:func:`record_problems`).
@@ -262,6 +263,11 @@ class RunLayout:
     BACKUP: ClassVar[str] = "backup"
     FINGERPRINT: ClassVar[str] = "fingerprint.json"
     MEMBERS: ClassVar[str] = "members"
+    #: A study fold run's model by reference (:mod:`melanoma_utils.runs.model_files`): its configuration and the
+    #: backbones' store files, the other layers' weights; the store folder beside a study's run folders.
+    MODEL_SHARED: ClassVar[str] = "model_shared.json"
+    HEAD_WEIGHTS: ClassVar[str] = "head_weights.npz"
+    SHARED_STORE: ClassVar[str] = "shared_backbones"
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         object.__setattr__(self, "root", Path(root))
@@ -269,6 +275,19 @@ class RunLayout:
     @property
     def model(self) -> Path:
         return self.root / self.MODEL
+
+    @property
+    def model_shared(self) -> Path:
+        return self.root / self.MODEL_SHARED
+
+    @property
+    def head_weights(self) -> Path:
+        return self.root / self.HEAD_WEIGHTS
+
+    @property
+    def has_model(self) -> bool:
+        """Whether the folder holds a finished model (whole, or by reference to a shared backbone)."""
+        return self.model.exists() or self.model_shared.exists()
 
     @property
     def encoder(self) -> Path:
@@ -323,4 +342,7 @@ class RunLayout:
 
     def required(self) -> tuple[str, ...]:
         """The files a finished folder of its kind must hold."""
-        return (self.CONFIG,) if self.is_ensemble else (self.MODEL, self.ENCODER, self.CONFIG)
+        if self.is_ensemble:
+            return (self.CONFIG,)
+        model = (self.MODEL_SHARED, self.HEAD_WEIGHTS) if self.model_shared.exists() else (self.MODEL,)
+        return (*model, self.ENCODER, self.CONFIG)

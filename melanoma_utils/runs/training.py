@@ -63,6 +63,7 @@ def train_run(
     overwrite: bool = False,
     restart: bool = False,
     external: pd.DataFrame | None = None,
+    shared_store: str | os.PathLike[str] | None = None,
 ) -> Run:
     """Train on ``df`` (a patient-grouped validation split is held out unless ``val_df`` is given) and
     write a self-contained run folder to ``out_dir``.
@@ -76,6 +77,10 @@ def train_run(
     when finished, so ``out_dir`` holds a complete run or none, and a finished run is replaced only with
     ``overwrite`` and only once the new one is complete. An interrupted run with the same configuration and
     data resumes; with another, an error names the differences unless ``restart`` discards it.
+
+    ``shared_store`` (a study's fold runs): a frozen pretrained backbone is stored there once, by content, and the
+    run folder references it (:mod:`melanoma_utils.runs.model_files`) instead of holding a copy; such a folder is
+    not self-contained. ``None`` (``train``): the whole model in ``model.keras``.
     """
     out_dir = Path(out_dir)
     dist = make_distribution(cfg.strategy)
@@ -93,11 +98,11 @@ def train_run(
     if out_dir.exists() and not out_dir.is_dir():
         raise FileExistsError(f"{out_dir} is a file; --out names the run folder to write")
     with run_lock(out_dir):
-        if RunLayout(out_dir).model.exists() and not overwrite:
+        if RunLayout(out_dir).has_model and not overwrite:
             raise FileExistsError(f"{out_dir} already holds a trained model; choose another --out or pass overwrite")
-        if out_dir.exists() and not RunLayout(out_dir).model.exists() and any(out_dir.iterdir()):
+        if out_dir.exists() and not RunLayout(out_dir).has_model and any(out_dir.iterdir()):
             raise FileExistsError(f"{out_dir} exists, is not empty and is not a run folder; choose another --out")
-        return _train_locked(df, cfg, out_dir, val_df, restart, dist, external)
+        return _train_locked(df, cfg, out_dir, val_df, restart, dist, external, shared_store)
 
 
 def _with_external(train: pd.DataFrame, val: pd.DataFrame, external: pd.DataFrame | None,
@@ -116,7 +121,8 @@ def _with_external(train: pd.DataFrame, val: pd.DataFrame, external: pd.DataFram
 
 
 def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.DataFrame | None, restart: bool,
-                  dist: Distribution, external: pd.DataFrame | None = None) -> Run:
+                  dist: Distribution, external: pd.DataFrame | None = None,
+                  shared_store: str | os.PathLike[str] | None = None) -> Run:
     import keras
 
 
@@ -173,10 +179,15 @@ def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.
         "seconds_before": seconds_before, "stages": stages, "policy": policy,
         "distribution": {"strategy": dist.name, "replicas": dist.replicas, "global_batch_size": cfg.batch_size * dist.replicas,
                          "learning_rate_scale": dist.replicas},
+        "shared_store": shared_store,
     }
     return write_run(model, encoder, cfg, preprocess, train, val, work, out_dir, facts)
 
 
-def load_or_train(df: pd.DataFrame, cfg: TrainConfig, run_dir: Path, external: pd.DataFrame | None = None) -> Run:
-    """The finished run in ``run_dir`` if there is one (an interrupted study resumes), else train it."""
-    return Run.load(run_dir) if RunLayout(run_dir).model.exists() else train_run(df, cfg, run_dir, external=external)
+def load_or_train(df: pd.DataFrame, cfg: TrainConfig, run_dir: Path, external: pd.DataFrame | None = None,
+                  shared_store: str | os.PathLike[str] | None = None) -> Run:
+    """The finished run in ``run_dir`` if there is one (an interrupted study resumes), else train it (a frozen
+    backbone referenced in ``shared_store``, see :func:`train_run`)."""
+    if RunLayout(run_dir).has_model:
+        return Run.load(run_dir)
+    return train_run(df, cfg, run_dir, external=external, shared_store=shared_store)

@@ -108,7 +108,7 @@ def compare_backbones(
                 steps.update(1)
                 continue
             run_dir = out_dir / f"{entry.replace('@', '_')}_{model}"
-            run = load_or_train(train, vcfg, run_dir)
+            run = load_or_train(train, vcfg, run_dir, shared_store=out_dir.parent / RunLayout.SHARED_STORE)
             started = time.perf_counter()
             p = run.predict_proba(test)  # calibrated: the scale of the run's validation threshold
             predict_seconds = time.perf_counter() - started

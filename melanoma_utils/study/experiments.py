@@ -23,6 +23,7 @@ from ..data.splits import grouped_folds
 from ..evaluation.clinical import calibration_summary
 from ..evaluation.metrics import melanoma_vs_nevus_auc, pr_auc, roc_auc
 from ..runs.run import TrainConfig
+from ..runs.runfolder import RunLayout
 from ..runs.training import load_or_train
 from .contrasts import SUBSETS, describe_contrast, paired_contrasts, pooled_auc, subset_mask  # noqa: F401 (re-exported)
 from .locked import check_unlocked, find_locked
@@ -124,6 +125,7 @@ def cross_validate(
     """
     variants = variants or ABLATION_VARIANTS
     out_dir = Path(out_dir)
+    store = out_dir.parent / RunLayout.SHARED_STORE  # one copy of a frozen backbone for every study of the report
     lock = find_locked(out_dir)
     check_unlocked(df, lock, f"cross-validation into {out_dir}")
     if external is not None:
@@ -153,7 +155,7 @@ def cross_validate(
             ext = external if wants_external else None
             vcfg = TrainConfig.from_dict({**asdict(cfg), **overrides})
             run_dir = out_dir / run_folder_name(name) / f"fold{k}"
-            run = load_or_train(rest, vcfg, run_dir, ext)
+            run = load_or_train(rest, vcfg, run_dir, ext, shared_store=store)
             p = run.predict_proba(test, cached_embeddings=True)
             preds.append(pd.DataFrame({"image_name": test["image_name"], "patient_id": test["patient_id"],
                                        "target": test["target"], "diagnosis": test["diagnosis"], "fold": k,

@@ -58,7 +58,7 @@ def holdout_scores(runs_dir: str | os.PathLike[str], variants: list[str], folds:
     parts = []
     for v in variants:
         dirs = [Path(runs_dir) / run_folder(v) / f"fold{k}" for k in folds]
-        if not all(RunLayout(d).model.is_file() for d in dirs):
+        if not all(RunLayout(d).has_model for d in dirs):
             continue
         p = np.mean([Run.load(d).predict_proba(holdout, cached_embeddings=True) for d in dirs], axis=0)
         parts.append(holdout[["image_name", "patient_id", "target", "diagnosis"]].assign(variant=v, probability=p))

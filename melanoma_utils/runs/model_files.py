@@ -1,0 +1,167 @@
+"""A run folder's model files: the whole model (``model.keras``), or a study fold run's model by reference.
+
+A frozen ImageNet backbone is the same ~15 MB of weights in every fold run of a study. Given a *store* folder
+(:data:`~melanoma_utils.runs.runfolder.RunLayout.SHARED_STORE` beside a study's run folders), :func:`save_shared`
+writes each backbone's weights there once, named by the SHA-256 of its arrays (content-addressed: runs with the same
+weights share one file), and the run folder holds only the model's Keras configuration with the references
+(``model_shared.json``) and every other layer's weights (``head_weights.npz``, a few hundred kB).
+:func:`load_shared` rebuilds the model from the configuration, loads each backbone from the store and checks its
+digest (a changed or missing file is a :class:`~melanoma_utils.runs.runfolder.RunDamaged`-style error naming it).
+
+A single ``train`` run folder never uses this: it stays self-contained (``model.keras``), so it can be copied to
+another machine for ``predict`` or ``export``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..atomic import atomic_write, write_json
+from .runfolder import RunLayout, write_record
+
+#: The sub-models stored by reference (the backbone and a second resolution's copy).
+SHARED_LAYERS: tuple[str, ...] = ("backbone", "backbone_2")
+
+
+class ModelFilesError(ValueError):
+    """A run folder's model is unreadable: a cut archive, a referenced backbone missing or not the one it was trained
+    with (the message names the run folder and the file)."""
+
+
+def weights_digest(arrays: list[np.ndarray]) -> str:
+    """SHA-256 of a layer's weight arrays (shapes, dtypes and bytes, in order): equal arrays, equal digest."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def shared_layers(model: Any) -> list[Any]:
+    """The sub-models of ``model`` that :func:`save_shared` stores by reference (absent ones skipped)."""
+    names = {layer.name: layer for layer in model.layers}
+    return [names[n] for n in SHARED_LAYERS if n in names]
+
+
+def save_shared(model: Any, work: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+                store: str | os.PathLike[str]) -> dict[str, Any]:
+    """Write ``model`` into the staged run folder ``work`` by reference: each of :func:`shared_layers` into ``store``
+    (``<digest>.weights.h5``, written once, exclusively), the configuration and references into
+    ``model_shared.json`` (paths relative to ``out_dir``, where the run is published) and every other layer's weights
+    into ``head_weights.npz``. Returns the references."""
+    store, layout = Path(store), RunLayout(work)
+    store.mkdir(parents=True, exist_ok=True)
+    refs, shared = {}, shared_layers(model)
+    if not shared:
+        raise ValueError(f"model {model.name!r} has no backbone to share ({', '.join(SHARED_LAYERS)})")
+    for layer in shared:
+        digest = weights_digest(layer.get_weights())
+        target = store / f"{digest}.weights.h5"
+        if not target.is_file():
+            try:
+                atomic_write(target, layer.save_weights, exclusive=True)
+            except FileExistsError:  # another fold run stored the same weights meanwhile
+                pass
+        refs[layer.name] = {"sha256": digest, "file": os.path.relpath(target.resolve(), Path(out_dir).resolve())}
+    names = {layer.name for layer in shared}
+    head = {f"{layer.name}/{i}": w for layer in model.layers if layer.weights and layer.name not in names
+            for i, w in enumerate(layer.get_weights())}
+    atomic_write(layout.head_weights, lambda tmp: _savez(tmp, head))
+    write_json(layout.model_shared, {"format": 1, "keras_config": json.loads(model.to_json()), "backbones": refs})
+    return refs
+
+
+def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as fh:  # a file object: np.savez would append ".npz" to the temporary name
+        np.savez(fh, **arrays)
+
+
+def load_shared(run_dir: str | os.PathLike[str]) -> Any:
+    """The model of a run folder written by :func:`save_shared`: rebuilt from its configuration, each backbone loaded
+    from the store and checked against its digest, every other layer from ``head_weights.npz``.
+    :class:`ModelFilesError` names a missing store file, a digest that differs or a head layer without weights."""
+    import keras
+
+    from ..models import fusion  # noqa: F401  (registers the custom layers)
+
+    run_dir, layout = Path(run_dir), RunLayout(run_dir)
+    spec = json.loads(layout.model_shared.read_text(encoding="utf-8"))
+    model = keras.models.model_from_json(json.dumps(spec["keras_config"]))
+    for name, ref in spec["backbones"].items():
+        path = (run_dir / ref["file"]).resolve()
+        if not path.is_file():
+            raise ModelFilesError(f"run folder {run_dir}: its {name} weights {path} are missing (the study's shared "
+                                   f"backbone store was moved or deleted); train the run again")
+        layer = model.get_layer(name)
+        layer.load_weights(path)
+        if weights_digest(layer.get_weights()) != ref["sha256"]:
+            raise ModelFilesError(f"run folder {run_dir}: {path} does not hold the {name} weights the run was "
+                                   f"trained with (SHA-256 differs); train the run again")
+    with np.load(layout.head_weights, allow_pickle=False) as arrays:
+        for layer in model.layers:
+            if not layer.weights or layer.name in spec["backbones"]:
+                continue
+            keys = [f"{layer.name}/{i}" for i in range(len(layer.weights))]
+            missing = [k for k in keys if k not in arrays]
+            if missing:
+                raise ModelFilesError(f"run folder {run_dir}: {RunLayout.HEAD_WEIGHTS} lacks {missing[0]}")
+            layer.set_weights([arrays[k] for k in keys])
+    return model
+
+
+def copy_self_contained(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    """Copy the run folder ``src`` to ``dst`` as a self-contained folder: a model stored by reference is loaded
+    (:func:`load_shared`) and written whole into ``dst/model.keras`` (its ``record.json`` rewritten), so the copy
+    works without the study's store (an ensemble's members, a folder moved to another machine)."""
+    src, dst = Path(src), Path(dst)
+    shutil.copytree(src, dst)
+    layout = RunLayout(dst)
+    if not layout.model_shared.is_file():
+        return
+    model = load_shared(src)
+    atomic_write(layout.model, model.save)
+    layout.model_shared.unlink()
+    layout.head_weights.unlink()
+    write_record(dst)
+
+
+def load_model_files(run_dir: str | os.PathLike[str]) -> Any:
+    """The model of a finished run folder, whole (``model.keras``) or by reference (:func:`load_shared`);
+    :class:`ModelFilesError` naming the folder and the file for anything unreadable."""
+    run_dir = Path(run_dir)
+    if RunLayout(run_dir).model_shared.is_file():
+        try:
+            return load_shared(run_dir)
+        except ModelFilesError:
+            raise
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelFilesError(f"run folder {run_dir} is damaged: {RunLayout.MODEL_SHARED} or "
+                                  f"{RunLayout.HEAD_WEIGHTS} ({type(exc).__name__}: {str(exc)[:200]}); train the run "
+                                  "again") from None
+    return _load_archive(run_dir)
+
+
+def _load_archive(run_dir: Path) -> Any:
+    """The model of ``run_dir/model.keras``; :class:`ModelFilesError` for a cut or unreadable archive."""
+    import zipfile
+
+    import keras
+
+    archive = RunLayout(run_dir).model
+    if not zipfile.is_zipfile(archive):  # Keras would say "File not found" for a file that is there but cut
+        raise ModelFilesError(f"run folder {run_dir} is damaged: model.keras ({archive.stat().st_size:,} bytes, not a "
+                              "complete Keras archive: cut or overwritten); train the run again")
+    try:
+        return keras.saving.load_model(archive)  # safe_mode: no code from the file runs
+    except Exception as exc:  # noqa: BLE001 (Keras raises many types for a damaged archive; all mean the same here)
+        raise ModelFilesError(f"run folder {run_dir} is damaged: model.keras ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0][:200] if str(exc) else 'unreadable'}); train the run "
+                              "again") from None

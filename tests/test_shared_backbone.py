@@ -1,0 +1,76 @@
+"""A study's fold runs reference one stored copy of a frozen backbone instead of each holding it; a `train` run folder
+stays self-contained; a reference that no longer matches is named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from melanoma_utils.data.isic import load_dataset
+from melanoma_utils.runs.ensemble import build_ensemble
+from melanoma_utils.runs.run import Run, RunDamaged, TrainConfig
+from melanoma_utils.runs.runfolder import RunLayout, record_problems
+from melanoma_utils.runs.training import load_or_train, train_run
+
+
+@pytest.fixture(autouse=True)
+def _user_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("MELANOMA_UTILS_CACHE", str(tmp_path_factory.getbasetemp() / "user-cache-shared"))
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = dict(kind="fusion", backbone="efficientnetlite0", backbone_weights="imagenet", image_size=32, epochs=2,
+                batch_size=8, embedding_views=1, head_units=(8,), meta_units=(4,), verbose=0)
+    return TrainConfig(**{**base, **kw})
+
+
+def _size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+
+
+def test_fold_runs_share_one_stored_backbone_and_predict_as_a_whole_model(tiny_csv: Path, tmp_path: Path) -> None:
+    df = load_dataset(tiny_csv).frame
+    store = tmp_path / "runs" / RunLayout.SHARED_STORE
+    whole = train_run(df, _cfg(), tmp_path / "whole")  # `train`: self-contained
+    assert RunLayout(whole.run_dir).model.is_file() and not RunLayout(whole.run_dir).model_shared.exists()
+    a = load_or_train(df, _cfg(), tmp_path / "runs" / "cv" / "a" / "fold0", shared_store=store)
+    b = load_or_train(df, _cfg(head_units=(6,)), tmp_path / "runs" / "cv" / "b" / "fold0", shared_store=store)
+    # one stored copy for both fold runs (the same frozen ImageNet weights), each folder a small fraction of a whole run
+    assert len(list(store.glob("*.weights.h5"))) == 1
+    for run in (a, b):
+        layout = RunLayout(run.run_dir)
+        assert layout.model_shared.is_file() and layout.head_weights.is_file() and not layout.model.exists()
+        assert _size(run.run_dir) < _size(whole.run_dir) / 5
+        assert record_problems(run.run_dir) == []
+    # loaded from the references: the same predictions as the in-memory model and as the whole model of the same seed
+    loaded = Run.load(a.run_dir)
+    p_mem, p_loaded, p_whole = a.predict(df), loaded.predict(df), Run.load(whole.run_dir).predict(df)
+    assert np.abs(p_loaded - p_mem).max() <= 1e-5 and np.abs(p_loaded - p_whole).max() <= 1e-5
+    assert loaded.model.get_layer("backbone").trainable is False
+    # a finished fold run is reused, not trained again
+    again = load_or_train(df.head(3), _cfg(), a.run_dir, shared_store=store)
+    assert np.abs(again.predict(df) - p_mem).max() <= 1e-5
+    # an ensemble of fold runs is self-contained: its members hold whole models that work without the store
+    ens = build_ensemble([a.run_dir, b.run_dir], tmp_path / "ens")
+    assert all((tmp_path / "ens" / "members" / str(k) / RunLayout.MODEL).is_file() for k in (0, 1))
+    p_ens = ens.predict(df)
+    # a store file changed or gone: the run is refused, naming the file
+    stored = next(store.glob("*.weights.h5"))
+    stored.rename(tmp_path / "moved.h5")
+    with pytest.raises(RunDamaged, match=r"fold0: its backbone weights .*weights.h5 are missing"):
+        Run.load(a.run_dir)
+    assert np.abs(Run.load(tmp_path / "ens").predict(df) - p_ens).max() <= 1e-6  # the ensemble does not need it
+    other = train_run(df, _cfg(backbone_weights="none"), tmp_path / "random")
+    other.model.get_layer("backbone").save_weights(stored)
+    with pytest.raises(RunDamaged, match="does not hold the backbone weights the run was trained with"):
+        Run.load(a.run_dir)
+
+
+def test_a_fine_tuned_or_end_to_end_fold_run_keeps_its_whole_model(tiny_csv: Path, tmp_path: Path) -> None:
+    df = load_dataset(tiny_csv).frame
+    store = tmp_path / RunLayout.SHARED_STORE
+    run = load_or_train(df, _cfg(backbone="cnn", backbone_weights=None, conv_filters=(4, 8)), tmp_path / "cnn",
+                        shared_store=store)
+    assert RunLayout(run.run_dir).model.is_file() and not store.exists()
