@@ -44,10 +44,16 @@ def test_malignancy_rate_and_wilson(table: pd.DataFrame) -> None:
     assert rate.loc["male", "rate_pct"] == pytest.approx(40.0)
     assert rate.loc["female", "rate_pct"] == pytest.approx(25.0)
     assert (rate["ci_low_pct"] <= rate["rate_pct"]).all() and (rate["ci_high_pct"] >= rate["rate_pct"]).all()
-    lo, hi = eda.wilson_interval(0, 10)  # zero successes: lower bound 0, upper bound > 0
+    from melanoma_utils.evaluation.calibration import wilson_interval
+
+    lo, hi = wilson_interval(0.0, 10)  # zero successes: lower bound 0, upper bound > 0
     assert lo == pytest.approx(0.0, abs=1e-12) and 0.2 < hi < 0.35
-    lo, hi = eda.wilson_interval(np.array([5]), np.array([10]))
+    lo, hi = wilson_interval(np.array([0.5, 0.2, 0.3]), np.array([10, 0, 10]))  # vectorised; no trials: NaN
     assert lo[0] == pytest.approx(0.2366, abs=1e-3) and hi[0] == pytest.approx(0.7634, abs=1e-3)
+    assert np.isnan(lo[1]) and np.isnan(hi[1]) and lo[2] < 0.3 < hi[2]
+    lo99, hi99 = wilson_interval(0.5, 10, level=0.99)  # a higher level: a wider interval
+    assert lo99 < lo[0] and hi99 > hi[0]
+    assert getattr(eda, "wilson_interval", wilson_interval) is wilson_interval  # one Wilson interval in the package
 
 
 def test_age_band_counts_and_sizes(table: pd.DataFrame) -> None:

@@ -16,6 +16,7 @@ stated prevalence, so calibration and net benefit can be read at the deployment 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from typing import Any, Sequence
 
 import numpy as np
@@ -126,15 +127,23 @@ def reliability_table(y_true: Sequence, y_prob: Sequence, n_bins: int = 10, weig
     return pd.DataFrame(rows)
 
 
-def wilson_interval(rate: float, n: float, z: float = 1.959964) -> tuple[float, float]:
-    """The Wilson score interval of a proportion ``rate`` observed on ``n`` (possibly effective, non-integer) trials;
-    ``(nan, nan)`` without trials or a rate."""
-    if not n > 0 or rate != rate:
-        return float("nan"), float("nan")
-    centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    # the score interval contains the rate; rounding at 0 or 1 must not put it a hair outside
-    return float(min(rate, max(0.0, centre - half))), float(max(rate, min(1.0, centre + half)))
+def wilson_interval(rate: Any, n: Any, level: float = 0.95) -> tuple[Any, Any]:
+    """The Wilson score interval of a proportion ``rate`` observed on ``n`` (possibly effective, non-integer) trials,
+    at confidence ``level``: well behaved at 0, 1 and small ``n``, and always containing ``rate``. Scalars give a pair
+    of floats, arrays a pair of arrays; NaN where there are no trials or no rate. The one Wilson interval of the
+    package (the reliability table's bins, the EDA's malignancy rates)."""
+    r, m = np.asarray(rate, float), np.asarray(n, float)
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        centre = (r + z * z / (2 * m)) / (1 + z * z / m)
+        half = z * np.sqrt(r * (1 - r) / m + z * z / (4 * m * m)) / (1 + z * z / m)
+        # the score interval contains the rate; rounding at 0 or 1 must not put it a hair outside
+        lo, hi = np.minimum(r, np.maximum(0.0, centre - half)), np.maximum(r, np.minimum(1.0, centre + half))
+    bad = ~(m > 0) | np.isnan(r)
+    lo, hi = np.where(bad, np.nan, lo), np.where(bad, np.nan, hi)
+    if lo.ndim == 0:
+        return float(lo), float(hi)
+    return lo, hi
 
 
 def expected_calibration_error(y_true: Sequence, y_prob: Sequence, n_bins: int = 10, weights: Any = None) -> float:

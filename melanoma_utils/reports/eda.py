@@ -9,22 +9,9 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from ..evaluation.calibration import wilson_interval
 from ..evaluation.clinical import age_band  # noqa: F401  (re-exported: the one age-band definition lives there)
-
-
-def wilson_interval(successes: np.ndarray | int, n: np.ndarray | int, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval for a binomial proportion (well behaved at 0 and small n); NaN where n == 0."""
-    k = np.asarray(successes, float)
-    n = np.asarray(n, float)
-    z = stats.norm.ppf(0.5 + level / 2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        p = k / n
-        denom = 1 + z**2 / n
-        centre = (p + z**2 / (2 * n)) / denom
-        half = z * np.sqrt(p * (1 - p) / n + z**2 / (4 * n**2)) / denom
-    return np.clip(centre - half, 0.0, 1.0), np.clip(centre + half, 0.0, 1.0)
 
 
 def overview(df: pd.DataFrame) -> dict[str, float]:
@@ -59,7 +46,9 @@ def malignancy_rate(df: pd.DataFrame, by: str | pd.Series, level: float = 0.95) 
     key = df[by] if isinstance(by, str) else by
     g = df["target"].groupby(key, observed=True)
     out = pd.DataFrame({"images": g.size(), "malignant": g.sum().astype(int)})
-    lo, hi = wilson_interval(out["malignant"].to_numpy(), out["images"].to_numpy(), level)
+    n = out["images"].to_numpy(float)
+    rate = np.divide(out["malignant"].to_numpy(float), n, out=np.full(len(n), np.nan), where=n > 0)
+    lo, hi = wilson_interval(rate, n, level)
     out["rate_pct"] = 100 * out["malignant"] / out["images"]
     out["ci_low_pct"] = 100 * lo
     out["ci_high_pct"] = 100 * hi
