@@ -9,12 +9,11 @@ from melanoma_utils.evaluation.metrics import (
     MetricError,
     bootstrap_ci,
     choose_threshold,
-    evaluate,
-    metrics_table,
     pr_auc,
     roc_auc,
     threshold_metrics,
 )
+from melanoma_utils.evaluation.results import evaluate, metrics_table
 from melanoma_utils.models.fusion import BackbonePreprocess, WeightsUnavailable, bias_for, build_backbone, build_model
 from melanoma_utils.runs.training import class_weights
 

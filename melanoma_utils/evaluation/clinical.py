@@ -29,7 +29,8 @@ from .calibration import (
     prior_shift,
     reliability_table,
 )
-from .metrics import MetricError, _check, bootstrap_ci, choose_threshold, patient_bootstrap, pr_auc, roc_auc
+from .metrics import MetricError, _check, bootstrap_ci, choose_threshold, patient_bootstrap, roc_auc
+from .results import RANKING_METRICS
 
 #: Fixed sensitivities reported as operating points.
 SENSITIVITIES: tuple[float, ...] = (0.90, 0.95)
@@ -323,8 +324,8 @@ def validation_report(table: pd.DataFrame, threshold: float | None = None, preva
                           f"(n={len(y)})")
     out: dict[str, Any] = {"n": int(len(y)), "n_malignant": int(y.sum()), "n_patients": int(len(np.unique(g))),
                            "prevalence": float(y.mean())}
-    out["roc_auc"] = _interval(*bootstrap_ci(y, p, g, roc_auc, n_boot=n_boot, seed=seed))
-    out["pr_auc"] = _interval(*bootstrap_ci(y, p, g, pr_auc, n_boot=n_boot, seed=seed))
+    for metric in RANKING_METRICS:  # the registry: a metric added there is in every report and model card
+        out[metric.name] = metric.estimate(y, p, g, n_boot=n_boot, seed=seed).to_dict()
     out["pr_auc"]["chance"] = float(y.mean())
     if "diagnosis" in table:
         mvn = melanoma_vs_nevus_auc(y, p, table["diagnosis"])

@@ -76,36 +76,34 @@ def pr_auc(y_true: Sequence, y_score: Sequence) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
+#: The rates at a threshold, in report order: name -> (numerator, denominator) over the confusion counts. The one
+#: registry of threshold metrics: :func:`threshold_metrics`, the results' tables and printouts iterate over it, so
+#: adding a rate is one entry here (and its test).
+THRESHOLD_RATES: dict[str, Callable[[dict[str, int]], tuple[int, int]]] = {
+    "accuracy": lambda c: (c["tp"] + c["tn"], c["tp"] + c["tn"] + c["fp"] + c["fn"]),
+    "sensitivity": lambda c: (c["tp"], c["tp"] + c["fn"]),
+    "specificity": lambda c: (c["tn"], c["tn"] + c["fp"]),
+    "precision": lambda c: (c["tp"], c["tp"] + c["fp"]),
+    "f1": lambda c: (2 * c["tp"], 2 * c["tp"] + c["fp"] + c["fn"]),
+}
+
+
 def threshold_metrics(y_true: Sequence, y_score: Sequence, threshold: float = 0.5) -> dict[str, float]:
-    """Accuracy, sensitivity, specificity, precision, F1 and the confusion counts at ``threshold``.
+    """Every rate of :data:`THRESHOLD_RATES` (accuracy, sensitivity, specificity, precision, F1) and the confusion
+    counts at ``threshold``.
 
     A rate whose denominator is zero (e.g. sensitivity without positives) is NaN and says so by being
     absent from the counts: ``tp + fn == 0``.
     """
     y, s = _check(y_true, y_score)
     pred = (s >= threshold).astype(int)
-    tp = int(((pred == 1) & (y == 1)).sum())
-    tn = int(((pred == 0) & (y == 0)).sum())
-    fp = int(((pred == 1) & (y == 0)).sum())
-    fn = int(((pred == 0) & (y == 1)).sum())
-
-    def ratio(a: int, b: int) -> float:
-        return a / b if b else float("nan")
-
-    sens, prec = ratio(tp, tp + fn), ratio(tp, tp + fp)
-    f1 = ratio(2 * tp, 2 * tp + fp + fn)
-    return {
-        "threshold": float(threshold),
-        "accuracy": ratio(tp + tn, len(y)),
-        "sensitivity": sens,
-        "specificity": ratio(tn, tn + fp),
-        "precision": prec,
-        "f1": f1,
-        "tp": tp,
-        "fp": fp,
-        "tn": tn,
-        "fn": fn,
-    }
+    counts = {"tp": int(((pred == 1) & (y == 1)).sum()), "fp": int(((pred == 1) & (y == 0)).sum()),
+              "tn": int(((pred == 0) & (y == 0)).sum()), "fn": int(((pred == 0) & (y == 1)).sum())}
+    rates = {}
+    for name, ratio in THRESHOLD_RATES.items():
+        num, den = ratio(counts)
+        rates[name] = num / den if den else float("nan")
+    return {"threshold": float(threshold), **rates, **counts}
 
 
 def choose_threshold(y_val: Sequence, p_val: Sequence, min_sensitivity: float = 0.90) -> float:
@@ -201,30 +199,6 @@ def bootstrap_ci(
     if not np.isfinite(r.ci_low):
         raise MetricError(f"only {len(r.draws)} of {n_boot} bootstrap resamples had both classes")
     return r.estimate, r.ci_low, r.ci_high
-
-
-def evaluate(
-    y_true: Sequence,
-    y_score: Sequence,
-    groups: Sequence,
-    thresholds: dict[str, float],
-    n_boot: int = 1000,
-    seed: int = 0,
-) -> dict[str, object]:
-    """ROC AUC and PR AUC with patient-bootstrap 95% CIs, plus threshold metrics at each named threshold."""
-    y, s = _check(y_true, y_score)
-    out: dict[str, object] = {"n": int(len(y)), "n_positive": int(y.sum()), "n_patients": int(pd.Series(groups).nunique())}
-    for name, fn in (("roc_auc", roc_auc), ("pr_auc", pr_auc)):
-        est, lo, hi = bootstrap_ci(y, s, groups, fn, n_boot=n_boot, seed=seed)
-        out[name] = {"estimate": est, "ci_low": lo, "ci_high": hi}
-    out["thresholds"] = {name: threshold_metrics(y, s, t) for name, t in thresholds.items()}
-    return out
-
-
-def metrics_table(result: dict[str, object]) -> pd.DataFrame:
-    """The threshold metrics of :func:`evaluate` as a table (rows: thresholds), the study's Table 3 layout."""
-    rows = {name: {k: v for k, v in m.items()} for name, m in result["thresholds"].items()}  # type: ignore[union-attr]
-    return pd.DataFrame(rows).T[["threshold", "accuracy", "sensitivity", "specificity", "precision", "f1", "tp", "fp", "tn", "fn"]]
 
 
 def melanoma_vs_nevus_mask(target: Any, diagnosis: Any) -> np.ndarray:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..config import ISIC2020_PREVALENCE
+from .results import RANKING_METRICS, Estimate
 
 #: Characters that Markdown (and the HTML a renderer lets through) would read as markup in a value from user data.
 _MARKDOWN_SPECIAL = "\\`*_{}[]<>()#+-.!|~"
@@ -26,12 +27,16 @@ def md(value: Any) -> str:
 
 
 def _ci(d: dict[str, float] | None, digits: int = 3) -> str:
-    if not d or d.get("estimate") is None or not np.isfinite(d["estimate"]):
-        return "n/a"
-    lo, hi = d.get("ci_low"), d.get("ci_high")
-    if lo is None or not np.isfinite(lo):
-        return f"{d['estimate']:.{digits}f}"
-    return f"{d['estimate']:.{digits}f} (95% CI {lo:.{digits}f}–{hi:.{digits}f})"
+    """A report's ``{"estimate", "ci_low", "ci_high"}`` as text (:meth:`Estimate.format`)."""
+    return Estimate.from_dict(d).format(digits)
+
+
+def _ranking_line(report: dict[str, Any]) -> str:
+    """Every ranking metric of the registry the report holds, with its interval (PR AUC with its chance level)."""
+    parts = [f"{m.label} {_ci(report[m.name])}" + (f" (chance {report[m.name]['chance']:.3f})"
+                                                   if "chance" in report[m.name] else "")
+             for m in RANKING_METRICS if m.name in report]
+    return "- " + "; ".join(parts)
 
 
 def _num(x: Any, digits: int = 3) -> str:
@@ -163,7 +168,7 @@ def model_card(config: dict[str, Any], report: dict[str, Any] | None, title: str
     if report:
         lines += [f"- {report['n']:,} images, {report['n_malignant']:,} malignant, {report['n_patients']:,} patients "
                   f"(prevalence {report['prevalence']:.3f}).",
-                  f"- ROC AUC {_ci(report['roc_auc'])}; PR AUC {_ci(report['pr_auc'])} (chance {report['pr_auc']['chance']:.3f})"
+                  _ranking_line(report)
                   + (f"; melanoma vs nevus ROC AUC {report['roc_auc_melanoma_vs_nevus']:.3f}" if "roc_auc_melanoma_vs_nevus" in report else "")
                   + ".",
                   f"- Calibration: Brier {_ci(report['brier'])}, ECE {_ci(report['ece'])}, slope {_ci(report['calibration_slope'], 2)}, "

@@ -20,8 +20,9 @@ from ..data.sources import source_counts
 from ..evaluation.calibration import Calibrator
 from ..evaluation.calibrator_choice import fit_calibrator
 from ..evaluation.clinical import MIN_PER_CLASS, validation_report
-from ..evaluation.metrics import MetricError, choose_threshold, evaluate
+from ..evaluation.metrics import MetricError, choose_threshold
 from ..evaluation.modelcard import model_card
+from ..evaluation.results import evaluate
 from ..models.features import MetadataEncoder
 from .model_files import save_shared
 from .run import Run, TrainConfig

@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 
 from ..data.splits import holdout_split
-from ..evaluation.metrics import bootstrap_ci, evaluate, melanoma_vs_nevus_auc, pr_auc, roc_auc, threshold_metrics
+from ..evaluation.metrics import bootstrap_ci, melanoma_vs_nevus_auc, pr_auc, roc_auc, threshold_metrics
+from ..evaluation.results import evaluate
 from ..models.presets import OFFLINE_IMAGENET, default_image_size
 from ..runs.run import TrainConfig
 from ..runs.runfolder import RunLayout

@@ -1,0 +1,90 @@
+"""Typed results: Estimate, the metric registries (a metric added there reaches every report and the model card),
+EvaluationResult's round trip and printout."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from melanoma_utils.evaluation import clinical, metrics, modelcard, results
+from melanoma_utils.evaluation.metrics import MetricError, threshold_metrics
+from melanoma_utils.evaluation.results import (
+    Estimate,
+    EvaluationResult,
+    RankingMetric,
+    evaluate,
+    evaluate_result,
+    metrics_table,
+    ranking_metric,
+)
+
+
+def _data(n_patients: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    groups = np.repeat(np.arange(n_patients), 2)
+    y = (rng.random(len(groups)) < 0.3).astype(int)
+    s = np.clip(0.3 * y + rng.random(len(groups)) * 0.7, 0, 1)
+    return y, s, groups
+
+
+def test_an_estimate_prints_reads_and_writes_the_report_form() -> None:
+    e = Estimate(0.8123, 0.78, 0.8412)
+    assert e.format() == "0.812 (95% CI 0.780–0.841)" and str(e) == e.format()
+    assert e.format(2, ci="") == "0.81 (0.78–0.84)"
+    assert Estimate(0.5).format() == "0.500" and not Estimate(0.5).has_interval  # no interval: the value alone
+    assert Estimate(float("nan"), 0.1, 0.2).format() == "n/a"
+    assert Estimate.from_dict(e.to_dict()) == e
+    old = Estimate.from_dict({"estimate": 0.7, "ci_low": None})  # an older report without bounds
+    assert old.value == 0.7 and math.isnan(old.lo) and math.isnan(old.hi)
+    assert math.isnan(Estimate.from_dict(None).value)
+
+
+def test_evaluation_by_hand_and_its_round_trip() -> None:
+    y, s, g = np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 1, 2, 3])
+    at = threshold_metrics(y, s, 0.38)  # predicted positive: 0.4 and 0.8 -> tp 1, fp 1, tn 1, fn 1
+    assert (at["tp"], at["fp"], at["tn"], at["fn"]) == (1, 1, 1, 1)
+    assert at["accuracy"] == at["sensitivity"] == at["specificity"] == at["precision"] == at["f1"] == 0.5
+    y, s, g = _data()
+    res = evaluate_result(y, s, g, {"validation": 0.5}, n_boot=200)
+    assert res.ranking["roc_auc"].value == pytest.approx(metrics.roc_auc(y, s))
+    assert res.ranking["roc_auc"].lo <= res.ranking["roc_auc"].value <= res.ranking["roc_auc"].hi
+    assert (res.n, res.n_positive, res.n_patients) == (len(y), int(y.sum()), 60)
+    d = evaluate(y, s, g, {"validation": 0.5}, n_boot=200)
+    assert d == res.to_dict() and EvaluationResult.from_dict(d) == res  # metrics.json's layout, read back whole
+    assert set(d["roc_auc"]) == {"estimate", "ci_low", "ci_high"}
+    text = str(res)
+    assert text.startswith(f"{len(y):,} images") and f"ROC AUC {res.ranking['roc_auc']}" in text
+    assert "at validation (threshold 0.5000): accuracy" in text
+    assert list(metrics_table(d).columns[:6]) == ["threshold", "accuracy", "sensitivity", "specificity", "precision", "f1"]
+    with pytest.raises(MetricError, match="ROC AUC needs at least 1 malignant"):
+        ranking_metric("roc_auc").estimate(np.zeros(6), np.linspace(0, 1, 6), np.arange(6))
+    with pytest.raises(KeyError, match="unknown ranking metric 'auc'; choose one of roc_auc, pr_auc"):
+        ranking_metric("auc")
+
+
+def test_a_ranking_metric_added_to_the_registry_reaches_evaluate_the_validation_report_and_the_model_card(monkeypatch) -> None:
+    """Adding a metric = one registry entry: nothing else changes."""
+    extra = RankingMetric("top_decile_rate", "top-decile melanoma share",
+                          lambda y, s: float(y[np.argsort(-s)[: max(1, len(s) // 10)]].mean()))
+    registry = (*results.RANKING_METRICS, extra)
+    for module in (results, clinical, modelcard):  # the modules that read the registry
+        monkeypatch.setattr(module, "RANKING_METRICS", registry)
+    y, s, g = _data()
+    assert "top_decile_rate" in evaluate(y, s, g, {}, n_boot=100)
+    table = pd.DataFrame({"image_name": [f"i{k}" for k in range(len(y))], "patient_id": g, "target": y, "probability": s})
+    report = clinical.validation_report(table, threshold=0.5, n_boot=100)
+    assert report["top_decile_rate"]["estimate"] == pytest.approx(extra.fn(y, s))
+    card = modelcard.model_card({"train": {"kind": "meta"}, "threshold": 0.5}, report)
+    assert "top-decile melanoma share " + Estimate.from_dict(report["top_decile_rate"]).format() in card
+
+
+def test_a_threshold_rate_added_to_its_registry_reaches_every_table(monkeypatch) -> None:
+    monkeypatch.setitem(metrics.THRESHOLD_RATES, "npv", lambda c: (c["tn"], c["tn"] + c["fn"]))
+    y, s, g = np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 1, 2, 3])
+    assert threshold_metrics(y, s, 0.38)["npv"] == 0.5
+    res = evaluate_result(y, s, g, {"t": 0.38}, n_boot=50)
+    assert "npv" in res.table().columns and "npv 0.500" in str(res)
+    assert math.isnan(threshold_metrics(np.ones(3), np.ones(3), 0.5)["npv"])  # no negatives predicted: NaN, not 0
