@@ -38,7 +38,7 @@ explain_variants = ["fusion, paper (+ width/height)", "fusion, clinical"]  # abl
 fold = 0
 n_repeats = 20  # permutations per metadata group (the error bars: their SD, permutation noise on one fold)
 n_background = 20
-n_shap_lesions = 200  # lesions whose metadata SHAP values are computed (half malignant where the fold has them)
+n_shap_lesions = 200  # lesions whose metadata SHAP values are computed (half malignant where the fold has them, benign fill the rest)
 n_image_lesions = 6
 shap_nsamples = 100
 seed = 0
@@ -48,6 +48,7 @@ import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
+from melanoma_utils.data.splits import balanced_positions
 from melanoma_utils.reports import explain, plots
 from melanoma_utils.reports.explain_agreement import disagreements, rank_agreement
 from melanoma_utils.reports.reporting import open_study, package_versions
@@ -110,9 +111,7 @@ paper.round(4)
 
 # %%
 rng = np.random.default_rng(seed)
-pos, neg = np.flatnonzero(held_out["target"] == 1), np.flatnonzero(held_out["target"] == 0)
-lesions = np.concatenate([rng.choice(pos, min(len(pos), n_shap_lesions // 2), replace=False),
-                          rng.choice(neg, min(len(neg), n_shap_lesions // 2), replace=False)])
+lesions = balanced_positions(held_out["target"], n_shap_lesions, seed)  # half malignant; benign fill a short half
 background = rng.choice(len(held_out), min(n_background, len(held_out)), replace=False)
 run = runs[explain_runs[0]]
 shap_meta, base = explain.metadata_shap(run, inputs[explain_runs[0]], lesions, background)

@@ -51,10 +51,16 @@ from melanoma_utils.data.confounds import with_source_copies
 from melanoma_utils.evaluation.calibration import check_prevalence, reliability_table
 from melanoma_utils.evaluation.calibrator_choice import calibrator_choice_table
 from melanoma_utils.evaluation.clinical import net_benefit_verdict, validation_report
-from melanoma_utils.pipeline.skin import image_cues
 from melanoma_utils.reports import plots
 from melanoma_utils.reports.reporting import open_study, package_versions
 from melanoma_utils.reports.validation import operating_points_table, report_figures
+from melanoma_utils.reports.validation_sections import (
+    copy_a_summary,
+    locked_summary,
+    score_locked,
+    scored,
+    validate_within_copy_a,
+)
 from melanoma_utils.runs import Run
 from melanoma_utils.study.experiments import backbone_variants, load_folds, run_folder_name
 from melanoma_utils.study.locked import read_locked, without_locked
@@ -77,18 +83,14 @@ else:
     run = Run.load(runs_dir / run_folder_name(validate_variant) / f"fold{fold}")
     rows = df[load_folds(runs_dir / "folds.csv", df) == fold].reset_index(drop=True)
     origin = f"held-out fold {fold} of notebook 03 (run '{validate_variant}')"
-preds = run.predict_frame(rows)
-ok = preds["error"] == ""
-table = pd.concat([rows[ok.to_numpy()].reset_index(drop=True),
-                   preds.loc[ok, ["probability", "raw_probability"]].reset_index(drop=True)], axis=1)
-table["ita"] = image_cues(list(table["image_path"]))["ita"].to_numpy()  # skin tone around the lesion (subgroups)
+table, n_unreadable = scored(run, rows, skin_tone=True)  # + skin tone around the lesion (ITA, for subgroups)
 stated = check_prevalence(prevalence) if prevalence and run.prevalence else None  # a run without a calibrator has no known prevalence
 result = validation_report(table, threshold=run.threshold, prevalence=stated, probability_prevalence=run.prevalence,
                            n_boot=n_boot, seed=seed)
 cfg = run.train_config
 display(Markdown(
     f"**{dataset_label}** — {origin}: {result['n']:,} images of {result['n_patients']:,} patients, "
-    f"{result['n_malignant']:,} malignant (prevalence {result['prevalence']:.3f}); {int((~ok).sum())} unreadable image(s) "
+    f"{result['n_malignant']:,} malignant (prevalence {result['prevalence']:.3f}); {n_unreadable} unreadable image(s) "
     f"left out. Model: {cfg.kind}, metadata `{cfg.features}`, image branch {cfg.backbone or 'the study CNN'} at "
     f"{cfg.image_size} px, "
     + (f"calibrated by **{run.calibrator.label}** on its validation split (prevalence {run.prevalence:.3f})"
@@ -268,54 +270,22 @@ sub.round(3)
 # another's. Skin tone is a further caveat that copy a does not remove.
 
 # %%
-from melanoma_utils.data.confounds import size_labels
-from melanoma_utils.evaluation.shortcuts import stratified_auc_ci
-from melanoma_utils.reports.validation import pooled_out_of_fold
-
 oof_csv = report.report_dir / "runs" / "ablation" / "oof.csv"
-pooled_a = None
-if not run_dir and oof_csv.is_file() and "source_copy" in df and (df["source_copy"] == "a").any():
-    pooled = pooled_out_of_fold(pd.read_csv(oof_csv, dtype={"image_name": str}), df, validate_variant)
-    pooled_a = pooled[pooled["source_copy"] == "a"].reset_index(drop=True)
-    pooled_a["ita"] = image_cues(list(pooled_a["image_path"]))["ita"].to_numpy()
-    cal_prev = float(pooled_a["prevalence"].mean()) if pooled_a["prevalence"].notna().all() else None
-    res_a = validation_report(pooled_a, prevalence=stated if cal_prev else None, probability_prevalence=cal_prev,
-                              n_boot=n_boot, seed=seed)
-    at_a = res_a.get("stated_prevalence")
-    nb_a = pd.DataFrame(at_a["net_benefit"] if at_a else res_a["net_benefit"])
-    report.figure(plots.decision_curve({"model": nb_a}, "Decision curve within copy a, all folds pooled"
-                                       + (f" (at prevalence {at_a['prevalence']:.4f})" if at_a else ""), tag=report.tag),
-                  "fig_validate_decision_curve_within_copy_a")
-    report.table(nb_a, "table_validate_net_benefit_within_copy_a")
-    verdict_a = net_benefit_verdict(nb_a)
-    camera = (size_labels(pooled_a["width"], pooled_a["height"], missing="unknown")  # every size its own stratum
-              if {"width", "height"} <= set(pooled_a) else pd.Series("unknown", index=pooled_a.index))
-    same_camera = stratified_auc_ci(pooled_a["target"], pooled_a["probability"], camera, pooled_a["patient_id"],
+copy_a = None
+if not run_dir and oof_csv.is_file() and "source_copy" in df:
+    copy_a = validate_within_copy_a(pd.read_csv(oof_csv, dtype={"image_name": str}), df, validate_variant, stated,
                                     n_boot=n_boot, seed=seed)
-    sub_a = pd.DataFrame(res_a["subgroups"])
-    report.table(sub_a, "table_validate_subgroups_within_copy_a")
-    report.figure(plots.forest_plot(sub_a, "ROC AUC by subgroup within copy a, all folds pooled", tag=report.tag,
-                                    overall=res_a["roc_auc"]["estimate"]), "fig_validate_subgroups_within_copy_a")
-    ops_a = {op["name"]: op for op in res_a["operating_points"]}
-    ra = res_a["roc_auc"]
-    display(Markdown(
-        f"**Within copy a, {pooled['fold'].nunique()} fold(s) pooled**: {res_a['n']:,} images of {res_a['n_patients']:,} "
-        f"patients, {res_a['n_malignant']:,} malignant. ROC AUC **{ra['estimate']:.3f}** ({ra['ci_low']:.3f}–"
-        f"{ra['ci_high']:.3f}); melanoma vs nevus {res_a.get('roc_auc_melanoma_vs_nevus', float('nan')):.3f}. "
-        f"**One camera at a time** (pairs within the same original image size only, {same_camera['pairs']:,} of "
-        f"{same_camera['all_pairs']:,} melanoma–benign pairs): {same_camera['estimate']:.3f} ({same_camera['ci_low']:.3f}–"
-        f"{same_camera['ci_high']:.3f}).\n\n"
-        + (f"Decision curve at prevalence {at_a['prevalence']:.4f} (from the folds' calibration prevalence "
-           f"{cal_prev:.3f}): the point estimate beats both default strategies at {len(verdict_a['point'])} of "
-           f"{verdict_a['n_thresholds']} threshold probabilities; **with both 95% intervals above 0 at "
-           f"{len(verdict_a['clear'])}**"
-           + (f" ({100 * min(verdict_a['clear']):.0f}%–{100 * max(verdict_a['clear']):.0f}%)" if verdict_a["clear"] else "")
-           + ". " if at_a else "No deployment prevalence stated: the decision curve is at copy a's own prevalence. ")
-        + "; ".join(f"{name}: NNB {op['at_prevalence']['nnb']['estimate']:.0f} ({op['at_prevalence']['nnb']['ci_low']:.0f}–"
-                    f"{op['at_prevalence']['nnb']['ci_high']:.0f}) at {op['at_prevalence']['prevalence']:g}"
-                    for name, op in ops_a.items() if op.get("at_prevalence"))
-        + ". These operating points are chosen on the same images (each bootstrap resample chooses again); each fold "
-        "run's own validation threshold is not pooled here. Subgroups below are within copy a, every fold pooled."))
+if copy_a is not None:
+    report.figure(plots.decision_curve({"model": copy_a.net_benefit}, "Decision curve within copy a, all folds pooled"
+                                       + (f" (at prevalence {copy_a.at_prevalence['prevalence']:.4f})"
+                                          if copy_a.at_prevalence else ""), tag=report.tag),
+                  "fig_validate_decision_curve_within_copy_a")
+    report.table(copy_a.net_benefit, "table_validate_net_benefit_within_copy_a")
+    report.table(copy_a.subgroups, "table_validate_subgroups_within_copy_a")
+    report.figure(plots.forest_plot(copy_a.subgroups, "ROC AUC by subgroup within copy a, all folds pooled",
+                                    tag=report.tag, overall=copy_a.report["roc_auc"]["estimate"]),
+                  "fig_validate_subgroups_within_copy_a")
+    display(Markdown(copy_a_summary(copy_a)))
 else:
     display(Markdown("No pooled within-copy-a validation: it needs notebook 03's out-of-fold predictions "
                      "(`runs/ablation/oof.csv`), data that say which copy each image came from, and no `run_dir`."))
@@ -338,11 +308,7 @@ ext_result = None
 if external_dirs and holdout_csv.is_file() and not run_dir:
     ext_all, _ = combine_external(df, [load_external(config.resolve(d), on_missing="drop") for d in external_dirs])
     held = ext_all[ext_all["image_name"].isin(set(pd.read_csv(holdout_csv)["image_name"].astype(str)))].reset_index(drop=True)
-    ext_pred = run.predict_frame(held)
-    ext_ok = (ext_pred["error"] == "").to_numpy()
-    ext_table = pd.concat([held[ext_ok].reset_index(drop=True),
-                           ext_pred.loc[ext_ok, ["probability", "raw_probability"]].reset_index(drop=True)], axis=1)
-    ext_table["ita"] = image_cues(list(ext_table["image_path"]))["ita"].to_numpy()
+    ext_table, _ = scored(run, held, skin_tone=True)
     ext_result = validation_report(ext_table, threshold=run.threshold, probability_prevalence=run.prevalence,
                                    n_boot=n_boot, seed=seed)
     report.figure(plots.roc_pr({"ISIC 2020 held-out patients": (table["target"].to_numpy(), table["probability"].to_numpy()),
@@ -382,39 +348,17 @@ else:
 
 # %%
 from melanoma_utils.runs.training import load_or_train
-from melanoma_utils.study.locked import locked_endpoints, locked_rows
 
 locked_table = None
 if locked is not None:
-    base_cfg = run.train_config
     wants_external = bool(set(run.config.get("training_sources") or {}) - {"isic2020"})
     ext_rows = (combine_external(df_all, [load_external(config.resolve(d), on_missing="drop") for d in external_dirs])[0]
                 if external_dirs and wants_external else None)
-    final = load_or_train(df, base_cfg, report.report_dir / "runs" / "locked" / run_folder_name(validate_variant),
+    final = load_or_train(df, run.train_config, report.report_dir / "runs" / "locked" / run_folder_name(validate_variant),
                           without_locked(ext_rows, locked)[0] if ext_rows is not None else None)
-    locked_main = locked_rows(df_all, locked)
-    pred = final.predict_frame(locked_main)
-    locked_main = locked_main.assign(probability=pred["probability"].to_numpy())[(pred["error"] == "").to_numpy()]
-    locked_ext = None
-    if ext_rows is not None:
-        locked_ext = pd.concat([locked_rows(ext_rows, locked, s) for s in sorted(set(ext_rows["source"]))], ignore_index=True)
-        pe = final.predict_frame(locked_ext)
-        locked_ext = locked_ext.assign(probability=pe["probability"].to_numpy())[(pe["error"] == "").to_numpy()]
-    locked_table = locked_endpoints(locked_main.reset_index(drop=True), locked_ext, n_boot=n_boot, seed=seed)
+    locked_table, locked_result = score_locked(final, df_all, locked, ext_rows, n_boot=n_boot, seed=seed)
     report.table(locked_table, "table_locked_test")
-    locked_result = validation_report(locked_main.reset_index(drop=True), threshold=final.threshold,
-                                      probability_prevalence=final.prevalence, n_boot=n_boot, seed=seed)
-    at_t = next(op for op in locked_result["operating_points"] if op["name"] == "validation threshold")
-    display(Markdown(
-        f"**Locked test part** ({locked.summary()}); the default `{validate_variant}` retrained on {len(df):,} other "
-        f"images: " + "; ".join(f"{r.endpoint}: ROC AUC **{r.roc_auc:.3f}** ({r.ci_low:.3f}–{r.ci_high:.3f}; {r.n:,} "
-                                f"images, {r.n_malignant:,} malignant)" if r.roc_auc == r.roc_auc else
-                                f"{r.endpoint}: too few for an AUC ({r.n:,} images, {r.n_malignant:,} malignant)"
-                                for r in locked_table.itertuples())
-        + f". At the threshold fixed on its validation split ({final.threshold:.4f}): sensitivity "
-        f"{at_t['sensitivity']['estimate']:.2f} ({at_t['sensitivity']['ci_low']:.2f}–{at_t['sensitivity']['ci_high']:.2f}), "
-        f"specificity {at_t['specificity']['estimate']:.2f} ({at_t['specificity']['ci_low']:.2f}–"
-        f"{at_t['specificity']['ci_high']:.2f}) on all locked patients."))
+    display(Markdown(locked_summary(locked, validate_variant, len(df), locked_table, locked_result, final.threshold)))
     display(locked_table.round(3))
 else:
     display(Markdown("No locked test part here (no `locked_test` file from notebook 03, or a `run_dir` was given)."))

@@ -170,3 +170,20 @@ def test_image_names_cannot_leave_the_image_folder(tiny_csv: Path, tmp_path: Pat
     paths = attach_image_paths(meta, root / "train")["image_path"]
     assert paths[3] == "" and all(str(root / "train") in p for p in paths.drop(3))
     assert check_image_file(paths[3]) == "file not found"
+
+
+def test_balanced_positions_fill_a_short_class_from_the_other() -> None:
+    import numpy as np
+
+    from melanoma_utils.data.splits import balanced_positions
+
+    y = np.array([1] * 76 + [0] * 900)
+    picks = balanced_positions(y, 200, seed=0)
+    assert len(picks) == 200 == len(set(picks.tolist()))  # 200 distinct rows although only 76 are malignant
+    assert y[picks].sum() == 76 and (y[picks[:76]] == 1).all()
+    picks = balanced_positions(np.array([1] * 500 + [0] * 500), 200, seed=1)
+    assert np.array([1] * 500 + [0] * 500)[picks].sum() == 100  # half and half where both suffice
+    few_benign = np.array([1] * 300 + [0] * 30)
+    assert few_benign[balanced_positions(few_benign, 200)].sum() == 170  # benign short: malignant fill
+    assert len(balanced_positions(np.array([0, 1, 0]), 200)) == 3  # fewer rows than asked: all of them
+    assert (balanced_positions(y, 50, seed=3) == balanced_positions(y, 50, seed=3)).all()

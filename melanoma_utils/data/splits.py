@@ -92,3 +92,16 @@ def sample_per_class(df: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
     """Up to ``n`` random rows of each target class (benign first), for figure grids and samples."""
     parts = [g.sample(n=min(n, len(g)), random_state=seed) for _, g in df.groupby("target", sort=True)]
     return pd.concat(parts) if parts else df.iloc[:0]
+
+
+def balanced_positions(target: np.ndarray | pd.Series, n: int, seed: int = 0) -> np.ndarray:
+    """Positions of ``n`` rows (all rows when there are fewer), half of each class where the data have them; a class
+    with fewer than its half gives all it has and the other class fills the rest, so the total is still ``n`` (a SHAP
+    sample of 200 lesions from a fold with 76 melanomas: 76 malignant + 124 benign). Malignant positions first, each
+    class in random order."""
+    y = np.asarray(target).astype(int)
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    n = min(int(n), len(y))
+    n_pos = min(len(pos), max(n // 2, n - len(neg)))
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.choice(pos, n_pos, replace=False), rng.choice(neg, n - n_pos, replace=False)])

@@ -51,6 +51,12 @@ def finetune_round2_table(report_dir: Path) -> str:
     return finetune_selection_table(report_dir, "table_finetune_round2.csv")
 
 
+def finetune_confirm_table(report_dir: Path) -> str:
+    """:func:`finetune_selection_table` of the confirmation on the patients outside the locked part
+    (``table_finetune_confirm.csv``, ``scripts/finetune_study.py --confirm``)."""
+    return finetune_selection_table(report_dir, "table_finetune_confirm.csv")
+
+
 def finetune_selection_table(report_dir: Path, name: str = SELECTION_CSV) -> str:
     """Every candidate per population: within copy a, melanoma vs nevus within copy a, each external source's held-out
     lesions (estimate, and the paired difference against today's default with its 95% CI; the base row gives its

@@ -15,6 +15,7 @@ from .doc_findings import ablation_findings, gpu_estimate, headline_table, valid
 from .doc_selection import (
     finetune_decision,
     finetune_posthoc_table,
+    finetune_confirm_table,
     finetune_round2_table,
     finetune_selection_table,
     paper_table3,
@@ -68,6 +69,7 @@ TABLES: dict[str, Callable[[Path], str]] = {"ablation": ablation_table, "ablatio
                                              "finetune_decision": finetune_decision, "paper_table3": paper_table3,
                                              "finetune_posthoc": finetune_posthoc_table,
                                              "locked_test": locked_test_table, "finetune_round2": finetune_round2_table,
+                                             "finetune_confirm": finetune_confirm_table,
                                              "metadata_only": metadata_only_table,
                                              "decision_within_copy_a": decision_within_copy_a,
                                              "calibrator_choice": calibrator_choice,

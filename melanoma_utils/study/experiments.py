@@ -157,20 +157,28 @@ def cross_validate(
             run_dir = out_dir / run_folder_name(name) / f"fold{k}"
             run = load_or_train(rest, vcfg, run_dir, ext, shared_store=store)
             p = run.predict_proba(test, cached_embeddings=True)
-            preds.append(pd.DataFrame({"image_name": test["image_name"], "patient_id": test["patient_id"],
-                                       "target": test["target"], "diagnosis": test["diagnosis"], "fold": k,
-                                       "variant": name, "probability": p, "threshold": run.threshold,
-                                       "prevalence": run.prevalence, "repeat": repeat,
-                                       **({"source_copy": test["source_copy"]} if "source_copy" in test else {})}))
-            rows.append({"variant": name, "repeat": repeat, "fold": k, "n_test": len(test), "roc_auc": roc_auc(test["target"], p),
-                         "pr_auc": pr_auc(test["target"], p),
-                         "auc_melanoma_vs_nevus": melanoma_vs_nevus_auc(test["target"], p, test["diagnosis"]),
-                         "epochs_run": run.config.get("epochs_run"), "train_seconds": run.config.get("train_seconds")})
+            fold_preds, fold_row = _fold_results(test, p, run, {"variant": name, "repeat": repeat, "fold": k})
+            preds.append(fold_preds)
+            rows.append(fold_row)
             print(f"[cv] repeat {repeat} fold {k} · {name}: ROC AUC {rows[-1]['roc_auc']:.3f}", flush=True)
             steps.set_postfix_str(f"fold {k} · {name}", refresh=False)
             steps.update(1)
     steps.close()
     return pd.DataFrame(rows), pd.concat(preds, ignore_index=True)
+
+
+def _fold_results(test: pd.DataFrame, p: Any, run: Any, key: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """One fold run's out-of-fold predictions (with the run's threshold and calibration prevalence) and its metrics
+    row; ``key``: ``variant, repeat, fold``."""
+    preds = pd.DataFrame({"image_name": test["image_name"], "patient_id": test["patient_id"], "target": test["target"],
+                          "diagnosis": test["diagnosis"], "fold": key["fold"], "variant": key["variant"],
+                          "probability": p, "threshold": run.threshold, "prevalence": run.prevalence,
+                          "repeat": key["repeat"],
+                          **({"source_copy": test["source_copy"]} if "source_copy" in test else {})})
+    row = {**key, "n_test": len(test), "roc_auc": roc_auc(test["target"], p), "pr_auc": pr_auc(test["target"], p),
+           "auc_melanoma_vs_nevus": melanoma_vs_nevus_auc(test["target"], p, test["diagnosis"]),
+           "epochs_run": run.config.get("epochs_run"), "train_seconds": run.config.get("train_seconds")}
+    return preds, row
 
 
 def repeated_cross_validate(df: pd.DataFrame, cfg: TrainConfig, out_dir: str | os.PathLike[str],
