@@ -13,9 +13,9 @@ from typing import Callable
 
 from .doc_findings import ablation_findings, gpu_estimate, headline_table, validation_findings
 from .doc_selection import (
+    finetune_confirm_table,
     finetune_decision,
     finetune_posthoc_table,
-    finetune_confirm_table,
     finetune_round2_table,
     finetune_selection_table,
     paper_table3,
