@@ -3,10 +3,10 @@
 A frozen ImageNet backbone is the same ~15 MB of weights in every fold run of a study. Given a *store* folder
 (:data:`~melanoma_utils.runs.runfolder.RunLayout.SHARED_STORE` beside a study's run folders), :func:`save_shared`
 writes each backbone's weights there once, named by the SHA-256 of its arrays (content-addressed: runs with the same
-weights share one file), and the run folder holds only the model's Keras configuration with the references
-(``model_shared.json``) and every other layer's weights (``head_weights.npz``, a few hundred kB).
-:func:`load_shared` rebuilds the model from the configuration, loads each backbone from the store and checks its
-digest (a changed or missing file is a :class:`~melanoma_utils.runs.runfolder.RunDamaged`-style error naming it).
+weights share one file), and so is the model's Keras configuration (one file per architecture, shared by every
+fold of a variant); the run folder holds the references (``model_shared.json``) and every other layer's weights
+(``head_weights.npz``, a few hundred kB). :func:`load_shared` rebuilds the model from the stored configuration, loads
+each backbone from the store and checks every digest (a changed or missing file is a :class:`~melanoma_utils.runs.runfolder.RunDamaged`-style error naming it).
 
 A single ``train`` run folder never uses this: it stays self-contained (``model.keras``), so it can be copied to
 another machine for ``predict`` or ``export``.
@@ -75,7 +75,16 @@ def save_shared(model: Any, work: str | os.PathLike[str], out_dir: str | os.Path
     head = {f"{layer.name}/{i}": w for layer in model.layers if layer.weights and layer.name not in names
             for i, w in enumerate(layer.get_weights())}
     atomic_write(layout.head_weights, lambda tmp: _savez(tmp, head))
-    write_json(layout.model_shared, {"format": 1, "keras_config": json.loads(model.to_json()), "backbones": refs})
+    config = json.dumps(json.loads(model.to_json()), sort_keys=True).encode()  # the architecture, shared by every fold
+    digest = hashlib.sha256(config).hexdigest()
+    target = store / f"{digest}.config.json"
+    if not target.is_file():
+        try:
+            atomic_write(target, lambda tmp: tmp.write_bytes(config), exclusive=True)
+        except FileExistsError:
+            pass
+    conf_ref = {"sha256": digest, "file": os.path.relpath(target.resolve(), Path(out_dir).resolve())}
+    write_json(layout.model_shared, {"format": 2, "config": conf_ref, "backbones": refs})
     return refs
 
 
@@ -94,7 +103,7 @@ def load_shared(run_dir: str | os.PathLike[str]) -> Any:
 
     run_dir, layout = Path(run_dir), RunLayout(run_dir)
     spec = json.loads(layout.model_shared.read_text(encoding="utf-8"))
-    model = keras.models.model_from_json(json.dumps(spec["keras_config"]))
+    model = keras.models.model_from_json(_stored_config(run_dir, spec["config"]))
     for name, ref in spec["backbones"].items():
         path = (run_dir / ref["file"]).resolve()
         if not path.is_file():
@@ -115,6 +124,19 @@ def load_shared(run_dir: str | os.PathLike[str]) -> Any:
                 raise ModelFilesError(f"run folder {run_dir}: {RunLayout.HEAD_WEIGHTS} lacks {missing[0]}")
             layer.set_weights([arrays[k] for k in keys])
     return model
+
+
+def _stored_config(run_dir: Path, ref: dict[str, str]) -> str:
+    """The Keras configuration a run references in the store, checked against its digest."""
+    path = (run_dir / ref["file"]).resolve()
+    if not path.is_file():
+        raise ModelFilesError(f"run folder {run_dir}: its model configuration {path} is missing (the study's shared "
+                              "store was moved or deleted); train the run again")
+    data = path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != ref["sha256"]:
+        raise ModelFilesError(f"run folder {run_dir}: {path} is not the model configuration the run was trained with "
+                              "(SHA-256 differs); train the run again")
+    return data.decode()
 
 
 def copy_self_contained(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
