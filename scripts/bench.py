@@ -137,7 +137,7 @@ def main() -> int:
                             "images_per_second": n / (time.perf_counter() - t)})
         for backbone in args.backbones:
             for batch in args.batch_sizes:
-                model = build_model(size, 12, kind="fusion", backbone=None if backbone == "cnn" else backbone,
+                model = build_model(image_size=size, n_meta=12, kind="fusion", backbone=None if backbone == "cnn" else backbone,
                                     image_dtype="uint8" if args.uint8_input else "float32")
                 model.compile(optimizer=keras.optimizers.Adam(1e-4), loss="binary_crossentropy",
                               steps_per_execution=args.steps_per_execution)

@@ -29,7 +29,7 @@ def test_each_backbone_builds_and_scales_its_input_as_its_family_was_trained(nam
     from the keras.applications documentation), not compared with the package's own table."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        m = build_model(32, 5, kind="fusion", backbone=name, head_units=(8,), meta_units=(4,))
+        m = build_model(image_size=32, n_meta=5, kind="fusion", backbone=name, head_units=(8,), meta_units=(4,))
     image = np.broadcast_to(_PIXEL, (2, 32, 32, 3)).astype(np.float32)
     scaled = np.asarray(m.get_layer("backbone_preprocess")(image))
     np.testing.assert_allclose(scaled[0, 0, 0], _SCALED[family], rtol=1e-4, atol=1e-4)

@@ -98,7 +98,7 @@ def _bright_square_run():
     from melanoma_utils.runs.run import Run, TrainConfig
 
     cfg = TrainConfig(kind="image", backbone="cnn", image_size=32, conv_filters=(1,), head_units=(1,), conv_dropout=0.0, head_dropout=0.0)
-    model = build_model(**cfg.model_kwargs(None))
+    model = build_model(cfg.model_spec(None))
     model.get_layer("img1_conv").set_weights([np.full((3, 3, 3, 1), 1 / 27, np.float32), np.array([-0.6], np.float32)])
     model.get_layer("head1_dense").set_weights([np.array([[10.0]], np.float32), np.zeros(1, np.float32)])
     model.get_layer("probability").set_weights([np.array([[5.0]], np.float32), np.array([-2.0], np.float32)])

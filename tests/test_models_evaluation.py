@@ -20,7 +20,7 @@ from melanoma_utils.runs.training import class_weights
 
 @pytest.mark.parametrize("kind, inputs", [("fusion", {"image", "meta"}), ("image", {"image"}), ("meta", {"meta"})])
 def test_model_variants_inputs_and_output(kind: str, inputs: set) -> None:
-    m = build_model(32, 12, kind=kind, conv_filters=(8, 16), initial_bias=bias_for(0.1))
+    m = build_model(image_size=32, n_meta=12, kind=kind, conv_filters=(8, 16), initial_bias=bias_for(0.1))
     assert set(m.input_names if hasattr(m, "input_names") else [i.name for i in m.inputs]) == inputs
     assert m.output_shape == (None, 1) and m.outputs[0].dtype == "float32"
     feed = {"image": np.zeros((2, 32, 32, 3), np.float32), "meta": np.zeros((2, 12), np.float32)}
@@ -29,14 +29,14 @@ def test_model_variants_inputs_and_output(kind: str, inputs: set) -> None:
 
 
 def test_output_bias_gives_the_base_rate() -> None:
-    m = build_model(None, 4, kind="meta", initial_bias=bias_for(0.0176), meta_units=(8,), head_units=(8,))
+    m = build_model(image_size=None, n_meta=4, kind="meta", initial_bias=bias_for(0.0176), meta_units=(8,), head_units=(8,))
     assert float(m.get_layer("probability").bias.numpy()[0]) == pytest.approx(math.log(0.0176 / 0.9824))
     with pytest.raises(ValueError):
         bias_for(0.0)
 
 
 def test_dict_inputs_are_matched_by_name_not_order() -> None:
-    m = build_model(16, 3, conv_filters=(4,), meta_units=(4,), head_units=(4,))
+    m = build_model(image_size=16, n_meta=3, conv_filters=(4,), meta_units=(4,), head_units=(4,))
     img = np.random.default_rng(0).random((2, 16, 16, 3)).astype(np.float32) * 255
     meta = np.ones((2, 3), np.float32)
     a = np.asarray(m({"image": img, "meta": meta}, training=False))
@@ -215,3 +215,14 @@ def test_patient_bootstrap_has_one_failure_rule_and_every_interval_contains_its_
     assert np.isnan(out["nan"].ci_low)
     skew = patient_bootstrap(lambda idx: float(np.max(p[idx])), groups, n_boot=200)["value"]
     assert skew.ci_low <= skew.estimate <= skew.ci_high  # the maximum: resamples never exceed it
+
+
+def test_build_model_takes_a_spec_and_keyword_overrides_and_refuses_an_unknown_field() -> None:
+    from melanoma_utils.models.fusion import ModelSpec
+
+    spec = ModelSpec(image_size=None, n_meta=3, kind="meta", meta_units=(4,), head_units=(4,))
+    m = build_model(spec)
+    assert [t.name for t in m.inputs] == ["meta"] and m.name == "meta"
+    assert build_model(spec, n_meta=7).inputs[0].shape[-1] == 7 and spec.n_meta == 3  # the spec is not changed
+    with pytest.raises(TypeError, match="n_metas"):
+        build_model(spec, n_metas=7)

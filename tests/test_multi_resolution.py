@@ -28,11 +28,11 @@ def test_the_merged_embedding_is_the_two_resolutions_of_the_imagenet_backbone(me
     backbone at 64 px on the image and at 32 px on the image resized, to 1e-4; the head is as wide as the merge."""
     kw = dict(n_meta=4, kind="fusion", backbone="efficientnetlite0", backbone_weights="imagenet", meta_units=(4,),
               head_units=(4,))
-    model = build_model(64, extra_image_size=32, resolution_merge=merge, **kw)
+    model = build_model(image_size=64, extra_image_size=32, resolution_merge=merge, **kw)
     x = np.random.default_rng(0).uniform(0, 255, (2, 64, 64, 3)).astype(np.float32)
     merged = np.asarray(image_encoder(model).predict_on_batch(x))
-    big = np.asarray(image_encoder(build_model(64, **kw)).predict_on_batch(x))
-    small = np.asarray(image_encoder(build_model(32, **kw)).predict_on_batch(_resized(x, 32)))
+    big = np.asarray(image_encoder(build_model(image_size=64, **kw)).predict_on_batch(x))
+    small = np.asarray(image_encoder(build_model(image_size=32, **kw)).predict_on_batch(_resized(x, 32)))
     assert np.abs(big - small).max() > 1e-2  # the two resolutions do see different things
     expected = (big + small) / 2 if merge == "mean" else np.concatenate([big, small], axis=1)
     np.testing.assert_allclose(merged, expected, atol=1e-4)
@@ -45,7 +45,7 @@ def test_configuration_names_what_multi_resolution_needs() -> None:
 
     cfg = TrainConfig(image_size=320, extra_image_size=224)
     assert cfg.embedding_output == "pooled-with-224px-mean" and TrainConfig().embedding_output == "pooled"
-    assert cfg.model_kwargs(4)["extra_image_size"] == 224
+    assert cfg.model_spec(4).extra_image_size == 224
     assert TrainConfig(extra_image_size="none").extra_image_size is None
     with pytest.raises(ValueError, match="must differ from image_size"):
         TrainConfig(image_size=224, extra_image_size=224)

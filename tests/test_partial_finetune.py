@@ -27,7 +27,7 @@ def _user_cache(tmp_path_factory, monkeypatch):
 def test_top_of_the_trunk_is_the_whole_backbone(variant: str, start: int) -> None:
     """ImageNet weights, 64 px: the top (blocks start.. + head conv + pooling, weights copied by name) applied to the
     trunk's activations gives the pooled embedding of the whole backbone, to 1e-4."""
-    model = build_model(64, 4, "fusion", backbone=variant, backbone_weights="imagenet", meta_units=(4,), head_units=(4,))
+    model = build_model(image_size=64, n_meta=4, kind="fusion", backbone=variant, backbone_weights="imagenet", meta_units=(4,), head_units=(4,))
     trunk = trunk_model(model, variant, start)
     top = build_lite_top(variant, start, tuple(trunk.output.shape[1:]))
     assert copy_layers_by_name(model.get_layer("backbone"), top) > 0
@@ -67,7 +67,7 @@ def test_a_run_adapted_on_cached_activations_is_one_model_that_takes_images(tiny
     loaded = Run.load(tmp_path / "run")
     assert "its last 1 block(s) and head convolution trained on cached activations" in (
         tmp_path / "run" / "MODEL_CARD.md").read_text()
-    imagenet = build_model(32, 4, "fusion", backbone="efficientnetlite0", backbone_weights="imagenet",
+    imagenet = build_model(image_size=32, n_meta=4, kind="fusion", backbone="efficientnetlite0", backbone_weights="imagenet",
                            meta_units=(4,), head_units=(4,)).get_layer("backbone")
     base = loaded.model.get_layer("backbone")
     for name, changed in (("block15_project_conv", True), ("head_conv", True), ("block14_project_conv", False),

@@ -66,7 +66,7 @@ def test_killed_run_resumes_with_its_full_state(data_csv: Path, tmp_path: Path) 
     from melanoma_utils.runs.resume import ResumeState
     from melanoma_utils.runs.run import TrainConfig
 
-    model = build_model(**TrainConfig(kind="image", backbone="cnn", image_size=32).model_kwargs(None))
+    model = build_model(TrainConfig(kind="image", backbone="cnn", image_size=32).model_spec(None))
     _compile(model, 1e-4)
     state = ResumeState(staging_path(out) / "backup" / "main.npz", patience=50, phase="main")
     assert state.restore(model) and state.initial_epoch == done_before

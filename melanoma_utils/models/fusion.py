@@ -13,6 +13,7 @@ Only ``keras.layers`` / ``keras.ops``: the same model runs on the TensorFlow and
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -154,26 +155,34 @@ def fusion_head(branches: list, units: Sequence[int], dropout: float, initial_bi
     return z if logits else MelanomaProbability(name="probability")(z)
 
 
-def build_model(
-    image_size: int | None = 128,
-    n_meta: int | None = 12,
-    kind: Kind = "fusion",
-    conv_filters: Sequence[int] = (32, 64, 128, 256),
-    conv_dropout: float = 0.1,
-    meta_units: Sequence[int] = (64, 32),
-    meta_dropout: float = 0.2,
-    head_units: Sequence[int] = (128, 64),
-    head_dropout: float = 0.3,
-    initial_bias: float | None = None,
-    backbone: str | None = None,
-    backbone_weights: str | None = None,
-    name: str | None = None,
-    image_dtype: str = "float32",
-    n_classes: int = 1,
-    extra_image_size: int | None = None,
-    resolution_merge: str = "mean",
-) -> keras.Model:
-    """Build the fusion (or image-only / metadata-only) model; see the module docstring.
+@dataclass(frozen=True)
+class ModelSpec:
+    """What :func:`build_model` builds: every architecture field, with the builder's defaults
+    (:meth:`melanoma_utils.models.train_config.TrainConfig.model_spec` makes one from a recipe)."""
+
+    image_size: int | None = 128
+    n_meta: int | None = 12
+    kind: Kind = "fusion"
+    conv_filters: Sequence[int] = (32, 64, 128, 256)
+    conv_dropout: float = 0.1
+    meta_units: Sequence[int] = (64, 32)
+    meta_dropout: float = 0.2
+    head_units: Sequence[int] = (128, 64)
+    head_dropout: float = 0.3
+    initial_bias: float | None = None
+    backbone: str | None = None
+    backbone_weights: str | None = None
+    name: str | None = None
+    image_dtype: str = "float32"
+    n_classes: int = 1
+    extra_image_size: int | None = None
+    resolution_merge: str = "mean"
+
+
+def build_model(spec: ModelSpec | None = None, **fields: Any) -> keras.Model:
+    """Build the fusion (or image-only / metadata-only) model of ``spec`` (default :class:`ModelSpec`), any of its
+    fields overridden by keyword (``build_model(kind="meta", n_meta=5)``; an unknown field is a ``TypeError``); see the
+    module docstring.
 
     ``initial_bias`` is the output's starting logit, ``log(p / (1 − p))`` for a positive share ``p``
     (:func:`bias_for`); ``backbone`` replaces the convolution blocks with a ``keras.applications`` model.
@@ -182,34 +191,35 @@ def build_model(
     backbone also sees the image resized to this side (a second copy, ``backbone_2``), the two pooled embeddings
     merged by ``resolution_merge`` (``mean`` or ``concat``) in a layer named ``multi_resolution``.
     """
-    if kind not in ("fusion", "image", "meta"):
-        raise ValueError(f"kind must be fusion, image or meta; got {kind!r}")
+    m = replace(spec or ModelSpec(), **fields)
+    if m.kind not in ("fusion", "image", "meta"):
+        raise ValueError(f"kind must be fusion, image or meta; got {m.kind!r}")
     inputs: dict[str, keras.KerasTensor] = {}
     branches = []
-    if kind in ("fusion", "image"):
-        if not image_size:
+    if m.kind in ("fusion", "image"):
+        if not m.image_size:
             raise ValueError("image_size is required for image and fusion models")
-        image = keras.Input((image_size, image_size, 3), name="image", dtype=image_dtype)
+        image = keras.Input((m.image_size, m.image_size, 3), name="image", dtype=m.image_dtype)
         inputs["image"] = image
-        if backbone:
-            base = build_backbone(backbone, image_size, backbone_weights)  # an unknown name: an error with the choices
+        if m.backbone:
+            base = build_backbone(m.backbone, m.image_size, m.backbone_weights)  # an unknown name: an error with the choices
             base.name = "backbone"
-            x = _backbone_path(image, base, BackbonePreprocess(BACKBONES[backbone.lower()][1], name="backbone_preprocess"),
-                               _second_scale(backbone, extra_image_size, backbone_weights, resolution_merge))
+            x = _backbone_path(image, base, BackbonePreprocess(BACKBONES[m.backbone.lower()][1], name="backbone_preprocess"),
+                               _second_scale(m.backbone, m.extra_image_size, m.backbone_weights, m.resolution_merge))
         else:
             x = BackbonePreprocess("unit", name="rescale")(image)
-            for i, f in enumerate(conv_filters):
-                x = conv_block(x, f, conv_dropout, f"img{i + 1}", pool=i < len(conv_filters) - 1)
+            for i, f in enumerate(m.conv_filters):
+                x = conv_block(x, f, m.conv_dropout, f"img{i + 1}", pool=i < len(m.conv_filters) - 1)
             x = layers.GlobalAveragePooling2D(name="img_gap")(x)
         branches.append(x)
-    if kind in ("fusion", "meta"):
-        if not n_meta:
+    if m.kind in ("fusion", "meta"):
+        if not m.n_meta:
             raise ValueError("n_meta is required for metadata and fusion models")
-        meta = keras.Input((n_meta,), name="meta")
+        meta = keras.Input((m.n_meta,), name="meta")
         inputs["meta"] = meta
-        branches.append(meta_branch(meta, meta_units, meta_dropout))
-    out = fusion_head(branches, head_units, head_dropout, initial_bias, n_classes)
-    return keras.Model(inputs=inputs, outputs=out, name=name or f"{kind}{'_' + backbone if backbone else ''}")
+        branches.append(meta_branch(meta, m.meta_units, m.meta_dropout))
+    out = fusion_head(branches, m.head_units, m.head_dropout, m.initial_bias, m.n_classes)
+    return keras.Model(inputs=inputs, outputs=out, name=m.name or f"{m.kind}{'_' + m.backbone if m.backbone else ''}")
 
 
 def build_head_model(

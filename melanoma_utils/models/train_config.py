@@ -234,15 +234,17 @@ class TrainConfig:
             return "pooled"
         return f"pooled-with-{self.extra_image_size}px-{self.resolution_merge}"
 
-    def model_kwargs(self, n_meta: int | None, initial_bias: float | None = None) -> dict[str, Any]:
-        """The keyword arguments of :func:`melanoma_utils.models.fusion.build_model` for this configuration (the one place
-        that maps configuration fields onto the builder)."""
-        return {"image_size": self.image_size if self.uses_images else None, "n_meta": n_meta if self.uses_meta else None,
-                "kind": self.kind, "conv_filters": self.conv_filters, "conv_dropout": self.conv_dropout,
-                "meta_units": self.meta_units, "head_units": self.head_units, "head_dropout": self.head_dropout,
-                "initial_bias": initial_bias, "backbone": self.backbone, "backbone_weights": self.backbone_weights,
-                "n_classes": n_outputs(self.objective), "extra_image_size": self.extra_image_size,
-                "resolution_merge": self.resolution_merge}
+    def model_spec(self, n_meta: int | None, initial_bias: float | None = None) -> Any:
+        """The :class:`~melanoma_utils.models.fusion.ModelSpec` of this configuration (the one place that maps
+        configuration fields onto the builder)."""
+        from .fusion import ModelSpec
+
+        return ModelSpec(image_size=self.image_size if self.uses_images else None,
+                         n_meta=n_meta if self.uses_meta else None, kind=self.kind, conv_filters=self.conv_filters,
+                         conv_dropout=self.conv_dropout, meta_units=self.meta_units, head_units=self.head_units,
+                         head_dropout=self.head_dropout, initial_bias=initial_bias, backbone=self.backbone,
+                         backbone_weights=self.backbone_weights, n_classes=n_outputs(self.objective),
+                         extra_image_size=self.extra_image_size, resolution_merge=self.resolution_merge)
 
     def head_kwargs(self, embedding_dim: int, n_meta: int | None, initial_bias: float | None = None) -> dict[str, Any]:
         """The keyword arguments of :func:`melanoma_utils.models.fusion.build_head_model` for this configuration."""

@@ -151,7 +151,7 @@ class EndToEnd(TrainingPath):
         ds_tr, ds_va, seeds = image_feeds(cfg, data)
         n = len(data.train)
         with data.scope:
-            model = build_model(**cfg.model_kwargs(data.encoder.n_features, bias_for(float(data.train["target"].mean()))))
+            model = build_model(cfg.model_spec(data.encoder.n_features, bias_for(float(data.train["target"].mean()))))
             base = backbone_layer(model)
             frozen = base is not None and cfg.backbone_weights is not None and cfg.freeze_epochs > 0
             if frozen:
@@ -231,7 +231,7 @@ class HeadOnEmbeddings(TrainingPath):
 
         train, val, encoder = data.train, data.val, data.encoder
         bias = bias_for(float(train["target"].mean()))
-        model = build_model(**{**cfg.model_kwargs(encoder.n_features, bias), "image_size": cfg.image_size})
+        model = build_model(cfg.model_spec(encoder.n_features, bias), image_size=cfg.image_size)
         t0 = time.perf_counter()
         kw = dict(backbone=cfg.backbone, backbone_weights=cfg.backbone_weights, image_size=cfg.image_size,
                   preprocess=data.preprocess, views=cfg.embedding_views, progress=cfg.verbose > 0,
