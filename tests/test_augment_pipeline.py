@@ -117,3 +117,17 @@ def test_bmp_and_tiff_images_are_read_wherever_jpeg_and_png_are(tmp_path: Path) 
     ds = make_dataset(list(df["image_path"]), np.zeros((4, 1), np.float32), image_size=32, batch_size=4)
     batch = next(iter(ds))["image"].numpy()
     np.testing.assert_array_equal(batch[2], batch[0])
+
+
+def test_a_feed_spec_is_shared_and_an_unknown_option_is_refused(tiny_csv) -> None:
+    from melanoma_utils.pipeline.feeds import FeedSpec
+
+    df = load_dataset(tiny_csv).frame
+    spec = FeedSpec(image_size=16, batch_size=5)
+    ds = make_dataset(list(df["image_path"]), np.zeros((len(df), 1)), spec=spec)
+    first = next(iter(ds.as_numpy_iterator()))["image"]
+    assert first.shape == (5, 16, 16, 3)
+    assert next(iter(make_dataset(list(df["image_path"]), np.zeros((len(df), 1)), spec=spec, batch_size=3)
+                     .as_numpy_iterator()))["image"].shape[0] == 3 and spec.batch_size == 5  # override, spec unchanged
+    with pytest.raises(TypeError, match="batchsize"):
+        make_dataset(list(df["image_path"]), np.zeros((len(df), 1)), spec=spec, batchsize=3)

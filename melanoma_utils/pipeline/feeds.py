@@ -14,6 +14,7 @@ decoded batches for prediction and embeddings whichever the backend.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -128,24 +129,35 @@ def _shuffle(ds: Any, buffer: int, seed: int, clock: EpochClock | None) -> Any:
     return tf.data.Dataset.range(1).flat_map(this_epoch).apply(tf.data.experimental.assert_cardinality(n))
 
 
+@dataclass(frozen=True)
+class FeedSpec:
+    """How :func:`make_dataset` and :func:`make_feed` read and batch: the model's input ``keys`` (make_feed), image side
+    and preprocessing, batch size, ``training`` (shuffle + ``augmenter``), seed, ``cache`` (``"memory"``, a file
+    prefix or ``None``), ``deterministic`` augmentation, ``drop_remainder`` and the epoch ``clock``."""
+
+    keys: Sequence[str] = ("image", "meta")
+    image_size: int = 128
+    preprocess: dict[str, Any] | str = "none"
+    batch_size: int = 32
+    training: bool = False
+    augmenter: Any = None
+    seed: int = 0
+    cache: str | None = "memory"
+    deterministic: bool = True
+    drop_remainder: bool = False
+    clock: EpochClock | None = None
+
+
 def make_dataset(
     paths: Sequence[str],
     meta: np.ndarray,
     targets: np.ndarray | None = None,
     sample_weights: np.ndarray | None = None,
-    *,
-    image_size: int = 128,
-    preprocess: dict[str, Any] | str = "none",
-    batch_size: int = 32,
-    training: bool = False,
-    augmenter: Any = None,
-    seed: int = 0,
-    cache: str | None = "memory",
-    deterministic: bool = True,
-    drop_remainder: bool = False,
-    clock: EpochClock | None = None,
+    spec: FeedSpec | None = None,
+    **options: Any,
 ):
-    """A batched, prefetched ``tf.data.Dataset`` over images + encoded metadata (+ targets, weights).
+    """A batched, prefetched ``tf.data.Dataset`` over images + encoded metadata (+ targets, weights), read as
+    ``spec`` says (:class:`FeedSpec`; any field overridden by keyword, e.g. ``image_size=64``).
 
     ``training`` shuffles (seeded, reshuffled each epoch) and applies ``augmenter`` (a Keras layer,
     see :func:`melanoma_utils.pipeline.augment.build_augmenter`); otherwise order is kept. ``cache`` is
@@ -156,8 +168,9 @@ def make_dataset(
     partial batch (multi-worker training: a worker must never get an empty batch). ``clock``
     (:class:`EpochClock`): each epoch's order from ``(seed, epoch)`` instead of from the iteration count.
     """
+    f = replace(spec or FeedSpec(), **options)
     tf = _tf()
-    cfg = preprocess_config(preprocess) if isinstance(preprocess, str) else preprocess
+    cfg = preprocess_config(f.preprocess) if isinstance(f.preprocess, str) else f.preprocess
     n = len(paths)
     meta = np.asarray(meta, np.float32).reshape(n, -1)
     items: dict[str, Any] = {"path": np.asarray(paths, dtype=str), "meta": meta}
@@ -170,36 +183,36 @@ def make_dataset(
     autotune = tf.data.AUTOTUNE
 
     def load(item):
-        img = _apply_preprocess(decode_and_resize(item["path"], image_size), cfg, image_size)
+        img = _apply_preprocess(decode_and_resize(item["path"], f.image_size), cfg, f.image_size)
         out = {k: v for k, v in item.items() if k != "path"}
         out["image"] = img
         return out
 
     ds = ds.map(load, num_parallel_calls=autotune, deterministic=True)
-    if cache == "memory":
+    if f.cache == "memory":
         ds = ds.cache()
-    elif cache:
-        Path(cache).parent.mkdir(parents=True, exist_ok=True)
-        ds = ds.cache(str(cache))
-    if training:
-        ds = _shuffle(ds, min(n, 4096), seed, clock)
+    elif f.cache:
+        Path(f.cache).parent.mkdir(parents=True, exist_ok=True)
+        ds = ds.cache(str(f.cache))
+    if f.training:
+        ds = _shuffle(ds, min(n, 4096), f.seed, f.clock)
 
     def to_model(item):
         image = tf.cast(item["image"], tf.float32)
-        if training and augmenter is not None:
-            image = augmenter(image, training=True)
+        if f.training and f.augmenter is not None:
+            image = f.augmenter(image, training=True)
         x = {"image": image, "meta": item["meta"]}
         if "target" in item:
             return x, item["target"], item["weight"]
         return x
 
-    augmenting = training and augmenter is not None
-    parallel = None if (augmenting and deterministic) else autotune
-    ds = ds.map(to_model, num_parallel_calls=parallel, deterministic=deterministic) if parallel else ds.map(to_model)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(autotune)
-    options = tf.data.Options()
-    options.deterministic = deterministic
-    return ds.with_options(options)
+    augmenting = f.training and f.augmenter is not None
+    parallel = None if (augmenting and f.deterministic) else autotune
+    ds = ds.map(to_model, num_parallel_calls=parallel, deterministic=f.deterministic) if parallel else ds.map(to_model)
+    ds = ds.batch(f.batch_size, drop_remainder=f.drop_remainder).prefetch(autotune)
+    opts = tf.data.Options()
+    opts.deterministic = f.deterministic
+    return ds.with_options(opts)
 
 
 def make_array_sequence(images: np.ndarray | None, meta: np.ndarray, targets: np.ndarray | None = None,
@@ -313,50 +326,42 @@ def make_feed(
     meta: np.ndarray,
     targets: np.ndarray,
     sample_weights: np.ndarray,
-    *,
-    keys: Sequence[str] = ("image", "meta"),
-    image_size: int = 128,
-    preprocess: dict[str, Any] | str = "none",
-    batch_size: int = 32,
-    training: bool = False,
-    augmenter: Any = None,
-    seed: int = 0,
-    cache: str | None = "memory",
-    drop_remainder: bool = False,
-    clock: EpochClock | None = None,
+    spec: FeedSpec | None = None,
+    **options: Any,
 ):
     """The feed ``fit`` consumes, whichever the Keras backend: a tf.data pipeline on TensorFlow, a
-    :func:`make_array_sequence` over a decoded uint8 cache otherwise. ``keys`` names the model's inputs
+    :func:`make_array_sequence` over a decoded uint8 cache otherwise, read as ``spec`` says (:class:`FeedSpec`; any
+    field overridden by keyword). ``keys`` names the model's inputs
     (``("meta",)`` for a metadata-only model: no image is read). ``cache``: ``"memory"``, ``None`` or a file
     prefix (tf.data only; the prefix gets a fingerprint of the images, size and preprocessing, so two data sets
     never share a cache file). ``drop_remainder``: leave out the last, partial batch (tf.data only). ``clock``: the
     training order (and, through :class:`~melanoma_utils.runs.resume.EpochSeeds`, the augmentation) of each epoch comes from
     ``(seed, epoch)``."""
+    f = replace(spec or FeedSpec(), **options)
     import keras
 
     targets = np.asarray(targets)
     meta = np.asarray(meta, np.float32)
     if keras.backend.backend() != "tensorflow":
-        images = load_image_array(list(paths), image_size, preprocess) if "image" in keys else None
-        return make_array_sequence(images, meta, targets, sample_weights, batch_size, shuffle=training, seed=seed,
-                                   augmenter=augmenter, keys=keys, clock=clock)
+        images = load_image_array(list(paths), f.image_size, f.preprocess) if "image" in f.keys else None
+        return make_array_sequence(images, meta, targets, sample_weights, f.batch_size, shuffle=f.training, seed=f.seed,
+                                   augmenter=f.augmenter, keys=f.keys, clock=f.clock)
     tf = _tf()
-    if "image" not in keys:
+    if "image" not in f.keys:
         ds = tf.data.Dataset.from_tensor_slices(({"meta": meta}, targets.astype(np.float32), np.asarray(sample_weights, np.float32)))
-        if training:
-            ds = _shuffle(ds, len(meta), seed, clock)
-        return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+        if f.training:
+            ds = _shuffle(ds, len(meta), f.seed, f.clock)
+        return ds.batch(f.batch_size, drop_remainder=f.drop_remainder).prefetch(tf.data.AUTOTUNE)
+    cache = f.cache
     if cache not in (None, "memory"):
         import hashlib
         import json
 
-        cfg = preprocess_config(preprocess) if isinstance(preprocess, str) else preprocess
-        spec = json.dumps({"paths": list(map(str, paths)), "size": image_size, "preprocess": cfg}, sort_keys=True)
-        cache = f"{cache}-{hashlib.sha1(spec.encode()).hexdigest()[:12]}"
-    ds = make_dataset(list(paths), meta, targets, sample_weights, image_size=image_size, preprocess=preprocess,
-                      batch_size=batch_size, training=training, augmenter=augmenter, seed=seed, cache=cache,
-                      drop_remainder=drop_remainder, clock=clock)
-    if "meta" not in keys:
+        cfg = preprocess_config(f.preprocess) if isinstance(f.preprocess, str) else f.preprocess
+        key = json.dumps({"paths": list(map(str, paths)), "size": f.image_size, "preprocess": cfg}, sort_keys=True)
+        cache = f"{cache}-{hashlib.sha1(key.encode()).hexdigest()[:12]}"
+    ds = make_dataset(list(paths), meta, targets, sample_weights, replace(f, cache=cache))
+    if "meta" not in f.keys:
         ds = ds.map(lambda x, y, w: ({"image": x["image"]}, y, w))
     return ds
 

@@ -74,7 +74,7 @@ def steps(n_rows: int, batch_size: int, epochs: int) -> int:
 def image_feeds(cfg: TrainConfig, data: FitData) -> tuple[Any, Any, EpochSeeds]:
     """The training and validation feeds of decoded images (tf.data or a NumPy feed, by backend), and the callback that
     makes each training epoch's order, augmentation and dropout a function of ``(seed, epoch)``."""
-    from ..pipeline.feeds import EpochClock, make_feed
+    from ..pipeline.feeds import EpochClock, FeedSpec, make_feed
 
     keys = tuple(k for k, used in (("image", cfg.uses_images), ("meta", cfg.uses_meta)) if used)
     augmenter = None
@@ -83,13 +83,13 @@ def image_feeds(cfg: TrainConfig, data: FitData) -> tuple[Any, Any, EpochSeeds]:
 
         augmenter = build_augmenter(cfg.image_size, seed=cfg.seed, **cfg.augment_config)
     clock = EpochClock()
+    spec = FeedSpec(keys=keys, image_size=cfg.image_size, preprocess=data.preprocess, batch_size=cfg.batch_size,
+                    seed=cfg.seed, cache=cfg.cache, drop_remainder=cfg.strategy == "multiworker")
     feeds = []
     for part, training in ((data.train, True), (data.val, False)):
         feeds.append(make_feed(list(part["image_path"]), data.encoder.transform(part), part["target"].to_numpy(),
-                               row_weights(part, data.class_weights), keys=keys, image_size=cfg.image_size,
-                               preprocess=data.preprocess, batch_size=cfg.batch_size, training=training,
-                               augmenter=augmenter if training else None, seed=cfg.seed, cache=cfg.cache,
-                               drop_remainder=cfg.strategy == "multiworker", clock=clock if training else None))
+                               row_weights(part, data.class_weights), spec, training=training,
+                               augmenter=augmenter if training else None, clock=clock if training else None))
     return feeds[0], feeds[1], EpochSeeds(cfg.seed, clock, (augmenter,) if augmenter is not None else ())
 
 
