@@ -347,6 +347,7 @@ else:
 # choice the project ever made.
 
 # %%
+from melanoma_utils.runs.runfolder import RunLayout
 from melanoma_utils.runs.training import load_or_train
 
 locked_table = None
@@ -355,7 +356,8 @@ if locked is not None:
     ext_rows = (combine_external(df_all, [load_external(config.resolve(d), on_missing="drop") for d in external_dirs])[0]
                 if external_dirs and wants_external else None)
     final = load_or_train(df, run.train_config, report.report_dir / "runs" / "locked" / run_folder_name(validate_variant),
-                          without_locked(ext_rows, locked)[0] if ext_rows is not None else None)
+                          without_locked(ext_rows, locked)[0] if ext_rows is not None else None,
+                          shared_store=report.report_dir / "runs" / RunLayout.SHARED_STORE)
     locked_table, locked_result = score_locked(final, df_all, locked, ext_rows, n_boot=n_boot, seed=seed)
     report.table(locked_table, "table_locked_test")
     display(Markdown(locked_summary(locked, validate_variant, len(df), locked_table, locked_result, final.threshold)))

@@ -3,6 +3,7 @@ stays self-contained; a reference that no longer matches is named."""
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ def test_fold_runs_share_one_stored_backbone_and_predict_as_a_whole_model(tiny_c
     b = load_or_train(df, _cfg(head_units=(6,)), tmp_path / "runs" / "cv" / "b" / "fold0", shared_store=store)
     # one stored copy for both fold runs (the same frozen ImageNet weights), each folder a small fraction of a whole run
     assert len(list(store.glob("*.weights.h5"))) == 1
-    assert len(list(store.glob("*.config.json"))) == 2  # one architecture each (their heads differ)
+    assert len(list(store.glob("*.config.json.gz"))) == 2  # one architecture each (their heads differ)
     for run in (a, b):
         layout = RunLayout(run.run_dir)
         assert layout.model_shared.is_file() and layout.head_weights.is_file() and not layout.model.exists()
@@ -67,8 +68,8 @@ def test_fold_runs_share_one_stored_backbone_and_predict_as_a_whole_model(tiny_c
     other.model.get_layer("backbone").save_weights(stored)
     with pytest.raises(RunDamaged, match="does not hold the backbone weights the run was trained with"):
         Run.load(a.run_dir)
-    config = next(p for p in store.glob("*.config.json") if p.read_text().count('"units": 8'))
-    config.write_text(config.read_text().replace('"units": 8', '"units": 9'))
+    config = next(p for p in store.glob("*.config.json.gz") if gzip.decompress(p.read_bytes()).count(b'"units": 8'))
+    config.write_bytes(gzip.compress(gzip.decompress(config.read_bytes()).replace(b'"units": 8', b'"units": 9')))
     with pytest.raises(RunDamaged, match="is not the model configuration the run was trained with"):
         Run.load(a.run_dir)
 

@@ -14,6 +14,7 @@ another machine for ``predict`` or ``export``.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -75,12 +76,12 @@ def save_shared(model: Any, work: str | os.PathLike[str], out_dir: str | os.Path
     head = {f"{layer.name}/{i}": w for layer in model.layers if layer.weights and layer.name not in names
             for i, w in enumerate(layer.get_weights())}
     atomic_write(layout.head_weights, lambda tmp: _savez(tmp, head))
-    config = json.dumps(json.loads(model.to_json()), sort_keys=True).encode()  # the architecture, shared by every fold
+    config = json.dumps(json.loads(model.to_json()), sort_keys=True).encode()  # the architecture (~160 kB of JSON)
     digest = hashlib.sha256(config).hexdigest()
-    target = store / f"{digest}.config.json"
+    target = store / f"{digest}.config.json.gz"  # gzip: ~5 kB
     if not target.is_file():
         try:
-            atomic_write(target, lambda tmp: tmp.write_bytes(config), exclusive=True)
+            atomic_write(target, lambda tmp: tmp.write_bytes(gzip.compress(config, mtime=0)), exclusive=True)
         except FileExistsError:
             pass
     conf_ref = {"sha256": digest, "file": os.path.relpath(target.resolve(), Path(out_dir).resolve())}
@@ -90,7 +91,7 @@ def save_shared(model: Any, work: str | os.PathLike[str], out_dir: str | os.Path
 
 def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
     with open(path, "wb") as fh:  # a file object: np.savez would append ".npz" to the temporary name
-        np.savez(fh, **arrays)
+        np.savez_compressed(fh, **arrays)
 
 
 def load_shared(run_dir: str | os.PathLike[str]) -> Any:
@@ -132,7 +133,10 @@ def _stored_config(run_dir: Path, ref: dict[str, str]) -> str:
     if not path.is_file():
         raise ModelFilesError(f"run folder {run_dir}: its model configuration {path} is missing (the study's shared "
                               "store was moved or deleted); train the run again")
-    data = path.read_bytes()
+    try:
+        data = gzip.decompress(path.read_bytes())
+    except (OSError, EOFError):
+        data = b""
     if hashlib.sha256(data).hexdigest() != ref["sha256"]:
         raise ModelFilesError(f"run folder {run_dir}: {path} is not the model configuration the run was trained with "
                               "(SHA-256 differs); train the run again")
