@@ -53,8 +53,8 @@ def finetune_round2_table(report_dir: Path) -> str:
 
 def finetune_confirm_table(report_dir: Path) -> str:
     """:func:`finetune_selection_table` of the confirmation on the patients outside the locked part
-    (``table_finetune_confirm.csv``, ``scripts/finetune_study.py --confirm``)."""
-    return finetune_selection_table(report_dir, "table_finetune_confirm.csv")
+    (:data:`CONFIRM_CSV`, ``scripts/finetune_study.py --confirm``)."""
+    return finetune_selection_table(report_dir, CONFIRM_CSV)
 
 
 def finetune_selection_table(report_dir: Path, name: str = SELECTION_CSV) -> str:
@@ -94,11 +94,32 @@ def _cold_external_seconds(report_dir: Path) -> float | None:
     return float(rows["wall_seconds"].iloc[0]) if len(rows) else None
 
 
+#: The confirmation of the selection's winner on new folds (``scripts/finetune_study.py --confirm``).
+CONFIRM_CSV = "table_finetune_confirm.csv"
+
+
+def _not_confirmed(report_dir: Path, won: str) -> str:
+    """The sentence saying that ``won`` does not win again in the confirmation (:data:`CONFIRM_CSV`), or ``""`` where
+    it does, or where there is no confirmation of it."""
+    path = report_dir / CONFIRM_CSV
+    if not path.is_file():
+        return ""
+    c = pd.read_csv(path).set_index("candidate")
+    if won not in c.index or str(c.loc[won, "verdict"]) == "wins":
+        return ""
+    r = c.loc[won]
+    return (f"It was not confirmed: on {int(r['folds'])} new patient-grouped folds of the patients outside the locked "
+            f"test part (`{CONFIRM_CSV}`), the same candidate does not win (within copy a "
+            f"{r['delta_within_copy_a']:+.3f}, {r['delta_within_copy_a_ci_low']:+.3f} to "
+            f"{r['delta_within_copy_a_ci_high']:+.3f}; verdict: {r['verdict']}).")
+
+
 def finetune_decision(report_dir: Path) -> str:
     """What the selection means for ``train``: the rule's winner (largest within-copy-a gain among winners) and its
     cost against today's cold ``train --external`` (``table_train_timings.csv``): a single recipe within
     :data:`MAX_COST_RATIO` of it is ``train``'s default; an ensemble is the recommended recipe (``train`` makes one
-    model per call); or that no candidate won."""
+    model per call); or that no candidate won; or that the winner was not confirmed on new folds
+    (:data:`CONFIRM_CSV`) and the recommendation is withdrawn."""
     from ..models.presets import DEFAULT_PRESET, FINETUNE_PRESET
     from ..study.finetune import FINETUNE_ENSEMBLES, chosen_candidate
 
@@ -113,6 +134,11 @@ def finetune_decision(report_dir: Path) -> str:
     r, cold = t.loc[won], _cold_external_seconds(report_dir)
     gain = (f"By the rule, **{won}** wins (within copy a {r['delta_within_copy_a']:+.3f}, "
             f"{r['delta_within_copy_a_ci_low']:+.3f} to {r['delta_within_copy_a_ci_high']:+.3f}). ")
+    withdrawn = _not_confirmed(report_dir, won)
+    if withdrawn:
+        return (gain + withdrawn + f" The recommendation is withdrawn: `train`'s default (`{DEFAULT_PRESET}`, the frozen "
+                f"model) is the recommended model, and the fine-tuning recipe stays a preset to try "
+                f"(`--preset {FINETUNE_PRESET}`).\n")
     if won in FINETUNE_ENSEMBLES:
         ft = [m for m in FINETUNE_ENSEMBLES[won] if pd.notna(t.loc[m, "train_seconds_per_run"]) and "fine-tuned" in m]
         extra = float(t.loc[ft[0], "train_seconds_per_run"]) if ft else float("nan")
