@@ -13,6 +13,8 @@ decoded batches for prediction and embeddings whichever the backend.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -354,9 +356,6 @@ def make_feed(
         return ds.batch(f.batch_size, drop_remainder=f.drop_remainder).prefetch(tf.data.AUTOTUNE)
     cache = f.cache
     if cache not in (None, "memory"):
-        import hashlib
-        import json
-
         cfg = preprocess_config(f.preprocess) if isinstance(f.preprocess, str) else f.preprocess
         key = json.dumps({"paths": list(map(str, paths)), "size": f.image_size, "preprocess": cfg}, sort_keys=True)
         cache = f"{cache}-{hashlib.sha1(key.encode()).hexdigest()[:12]}"
