@@ -13,7 +13,8 @@ each source) into ``--report-dir``.
     python scripts/finetune_study.py --confirm --runs runs_confirm   # round 1's recommended ensemble again, on new folds
 
 The locked test part (``--locked``, the study's ``locked_test.csv``) is removed first: no patient or lesion of it is
-trained on, validated on or held out here (``--locked ''`` keeps every row, as the tables before 2026-12-07 did).
+trained on, validated on or held out here. ``--locked ''`` keeps every row, as the first two rounds and the post-hoc
+table did (their runs in ``--runs`` were trained on those folds: reproduce them with ``--locked ''``).
 
 Real data beside the checkout (``../shared/data``); runs are reused from ``--runs`` when present.
 """
@@ -88,14 +89,14 @@ def main() -> None:
     if args.posthoc:
         members = sorted({m for ms in FINETUNE_POSTHOC.values() for m in ms})
         table = finetune_selection(df, external, holdouts, args.runs, members, n_splits=args.folds,
-                                   n_boot=args.n_boot, ensembles=FINETUNE_POSTHOC)
+                                   n_boot=args.n_boot, ensembles=FINETUNE_POSTHOC, locked=locked)
         atomic_write(args.report_dir / "table_finetune_posthoc.csv", lambda tmp: table.to_csv(tmp, index=False))
         print(table[["candidate", "within_copy_a", "delta_within_copy_a", "verdict"]].to_string(index=False))
         return
     if args.confirm:
         members = [FINETUNE_BASE, *FINETUNE_ENSEMBLES[next(iter(FINETUNE_ENSEMBLES))][1:]]
         table = finetune_selection(df, external, holdouts, args.runs, members, n_splits=args.folds,
-                                   n_boot=args.n_boot)
+                                   n_boot=args.n_boot, locked=locked)
         write_csv(table, args.report_dir / "table_finetune_confirm.csv")
         write_csv(pd.read_csv(args.runs / "folds.csv", dtype=str), args.report_dir / "finetune_confirm_folds.csv")
         print(table[["candidate", "within_copy_a", "delta_within_copy_a", "delta_within_copy_a_ci_low",
@@ -104,14 +105,14 @@ def main() -> None:
         return
     if args.round2:
         table = finetune_selection(df, external, holdouts, args.runs, list(FINETUNE_ROUND2), n_splits=args.folds,
-                                   n_boot=args.n_boot, ensembles=FINETUNE_ROUND2_ENSEMBLES)
+                                   n_boot=args.n_boot, ensembles=FINETUNE_ROUND2_ENSEMBLES, locked=locked)
         write_csv(table, args.report_dir / "table_finetune_round2.csv")
         print(table[["candidate", "within_copy_a", "delta_within_copy_a", "delta_within_copy_a_ci_low",
                      "delta_within_copy_a_ci_high", "train_seconds_per_run", "verdict"]].to_string(index=False))
         print(f"{time.perf_counter() - start:.0f} s")
         return
     table = finetune_selection(df, external, holdouts, args.runs, args.candidates, n_splits=args.folds,
-                               n_boot=args.n_boot)
+                               n_boot=args.n_boot, locked=locked)
     atomic_write(args.report_dir / "table_finetune_selection.csv", lambda tmp: table.to_csv(tmp, index=False))
     # what the numbers were measured on, committed beside them: the ISIC fold of every image, the held-out lesions
     write_csv(pd.read_csv(args.runs / "folds.csv", dtype=str), args.report_dir / "finetune_folds.csv")

@@ -17,7 +17,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from melanoma_utils.data.csvfiles import write_csv
@@ -52,13 +51,12 @@ def main() -> None:
             cli("evaluate", "--predictions", str(preds), "--metadata", str(t / "outside.csv"), "--run", str(t / "run"),
                 "--out", str(report))
             m = json.loads((report / "metrics.json").read_text())
-            y = outside["target"].to_numpy(float)
             rows.append({"probabilities_at": scale, "n": m["n"], "n_malignant": m["n_malignant"],
                          "n_patients": m["n_patients"],
                          **{f"{k}{s}": m[k][c] for k in ("roc_auc", "calibration_slope", "brier")
                             for s, c in (("", "estimate"), ("_ci_low", "ci_low"), ("_ci_high", "ci_high"))},
-                         "brier_constant": float(np.mean((y - y.mean()) ** 2)),
-                         "features": config["train"]["features"], "calibrator": config["calibration"]["method"],
+                         "brier_constant": m["prevalence"] * (1 - m["prevalence"]),  # of the rows evaluated
+                         "features": config["train"]["features"], "calibrator": (config.get("calibration") or {}).get("method") or "none",
                          "n_train": config["n_train"], "n_val": config["n_val"]})
     out = pd.DataFrame(rows)
     write_csv(out, args.report_dir / "table_outside_metadata_only.csv")

@@ -187,3 +187,7 @@ def test_balanced_positions_fill_a_short_class_from_the_other() -> None:
     assert few_benign[balanced_positions(few_benign, 200)].sum() == 170  # benign short: malignant fill
     assert len(balanced_positions(np.array([0, 1, 0]), 200)) == 3  # fewer rows than asked: all of them
     assert (balanced_positions(y, 50, seed=3) == balanced_positions(y, 50, seed=3)).all()
+    import pytest
+
+    with pytest.raises(ValueError, match="row 2 holds nan"):
+        balanced_positions(np.array([1.0, 0.0, np.nan, 0.0]), 4)

@@ -7,12 +7,14 @@ import pytest
 
 from melanoma_utils.study.locked import (
     LOCKED_FILE,
+    LockedTest,
     check_unlocked,
     draw_locked,
     find_locked,
     lock_test_part,
     locked_rows,
     read_locked,
+    resolve_lock,
     without_locked,
 )
 
@@ -108,3 +110,7 @@ def test_cross_validation_under_a_locked_report_folder_refuses_locked_rows_befor
         cross_validate(kept, TrainConfig(kind="meta"), runs, {"m": {"external": True}}, n_splits=2,
                        external=main.head(20))
     assert not (runs / "folds.csv").exists()  # refused before anything was written or trained
+    # the lock passed explicitly: None is no guard (notebook 03's locked_test = ""), whatever file the folder holds
+    assert resolve_lock(runs, None) is None and resolve_lock(runs, "find").names == locked.names
+    other = LockedTest(locked.table.head(1))
+    assert resolve_lock(runs, other) is other

@@ -40,6 +40,8 @@ def test_an_estimate_prints_reads_and_writes_the_report_form() -> None:
     old = Estimate.from_dict({"estimate": 0.7, "ci_low": None})  # an older report without bounds
     assert old.value == 0.7 and math.isnan(old.lo) and math.isnan(old.hi)
     assert math.isnan(Estimate.from_dict(None).value)
+    assert Estimate.from_dict({"estimate": np.float32(0.75), "ci_low": np.float64(0.5), "ci_high": 1}).format(2) == \
+        "0.75 (95% CI 0.50–1.00)"  # NumPy scalars read as numbers
 
 
 def test_evaluation_by_hand_and_its_round_trip() -> None:
@@ -87,4 +89,6 @@ def test_a_threshold_rate_added_to_its_registry_reaches_every_table(monkeypatch)
     assert threshold_metrics(y, s, 0.38)["npv"] == 0.5
     res = evaluate_result(y, s, g, {"t": 0.38}, n_boot=50)
     assert "npv" in res.table().columns and "npv 0.500" in str(res)
+    old = {"thresholds": {"t": {k: v for k, v in threshold_metrics(y, s, 0.38).items() if k != "npv"}}}
+    assert math.isnan(metrics_table(old).loc["t", "npv"])  # a report from before the rate: NaN, not a KeyError
     assert math.isnan(threshold_metrics(np.ones(3), np.ones(3), 0.5)["npv"])  # no negatives predicted: NaN, not 0

@@ -73,6 +73,15 @@ def test_fold_runs_share_one_stored_backbone_and_predict_as_a_whole_model(tiny_c
     config.write_bytes(gzip.compress(gzip.decompress(config.read_bytes()).replace(b'"units": 8', b'"units": 9')))
     with pytest.raises(RunDamaged, match="is not the model configuration the run was trained with"):
         Run.load(a.run_dir)
+    config.write_bytes(config.read_bytes()[:40] + b"garbage")  # a cut gzip: named, not a zlib traceback
+    with pytest.raises(RunDamaged, match=f"delete {a.run_dir} and train it again"):
+        Run.load(a.run_dir)
+    # as the message says: the run trained again mends the store files it references
+    import shutil
+
+    shutil.rmtree(a.run_dir)
+    mended = load_or_train(df, _cfg(), a.run_dir, shared_store=store)
+    assert np.abs(Run.load(mended.run_dir).predict(df) - p_mem).max() <= 1e-5
 
 
 def test_a_fine_tuned_or_end_to_end_fold_run_keeps_its_whole_model(tiny_csv: Path, tmp_path: Path) -> None:

@@ -99,7 +99,11 @@ def balanced_positions(target: np.ndarray | pd.Series, n: int, seed: int = 0) ->
     with fewer than its half gives all it has and the other class fills the rest, so the total is still ``n`` (a SHAP
     sample of 200 lesions from a fold with 76 melanomas: 76 malignant + 124 benign). Malignant positions first, each
     class in random order."""
-    y = np.asarray(target).astype(int)
+    raw = pd.to_numeric(pd.Series(np.asarray(target)), errors="coerce")
+    if not raw.isin([0, 1]).all():
+        bad = raw[~raw.isin([0, 1])]
+        raise ValueError(f"target must be 0 or 1 on every row; row {bad.index[0]} holds {np.asarray(target)[bad.index[0]]}")
+    y = raw.to_numpy(int)
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
     n = min(int(n), len(y))
     n_pos = min(len(pos), max(n // 2, n - len(neg)))

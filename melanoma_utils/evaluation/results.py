@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -58,7 +59,7 @@ class Estimate:
 
         def num(key: str) -> float:
             v = d.get(key)
-            return float(v) if isinstance(v, (int, float)) else NAN
+            return float(v) if isinstance(v, numbers.Real) else NAN  # NumPy scalars too
 
         return cls(num("estimate"), num("ci_low"), num("ci_high"))
 
@@ -121,7 +122,7 @@ class EvaluationResult:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "EvaluationResult":
         """The inverse of :meth:`to_dict` (ranking metrics a report lacks are left out)."""
-        return cls(int(d["n"]), int(d["n_positive"]), int(d["n_patients"]),
+        return cls(int(d.get("n", 0)), int(d.get("n_positive", 0)), int(d.get("n_patients", 0)),
                    {m.name: Estimate.from_dict(d[m.name]) for m in RANKING_METRICS if m.name in d},
                    {k: dict(v) for k, v in (d.get("thresholds") or {}).items()})
 
@@ -139,8 +140,9 @@ class EvaluationResult:
 
     def table(self) -> pd.DataFrame:
         """The rates at each threshold as a table (rows: thresholds), the study's Table 3 layout."""
-        return pd.DataFrame({k: dict(v) for k, v in self.thresholds.items()}).T[
-            ["threshold", *THRESHOLD_RATES, "tp", "fp", "tn", "fn"]]
+        # reindex: a report written before a rate joined the registry has NaN in its column, not a KeyError
+        return pd.DataFrame({k: dict(v) for k, v in self.thresholds.items()}).T.reindex(
+            columns=["threshold", *THRESHOLD_RATES, "tp", "fp", "tn", "fn"])
 
 
 def evaluate_result(y_true: Sequence, y_score: Sequence, groups: Sequence, thresholds: Mapping[str, float],

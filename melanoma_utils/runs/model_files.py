@@ -19,8 +19,9 @@ import hashlib
 import json
 import os
 import shutil
+import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -55,7 +56,7 @@ def shared_layers(model: Any) -> list[Any]:
 def save_shared(model: Any, work: str | os.PathLike[str], out_dir: str | os.PathLike[str],
                 store: str | os.PathLike[str]) -> dict[str, Any]:
     """Write ``model`` into the staged run folder ``work`` by reference: each of :func:`shared_layers` into ``store``
-    (``<digest>.weights.h5``, written once, exclusively), the configuration and references into
+    (``<digest>.weights.h5``, written once and checked by the SHA-256 of its bytes beside it), the configuration and references into
     ``model_shared.json`` (paths relative to ``out_dir``, where the run is published) and every other layer's weights
     into ``head_weights.npz``. Returns the references."""
     store, layout = Path(store), RunLayout(work)
@@ -66,11 +67,7 @@ def save_shared(model: Any, work: str | os.PathLike[str], out_dir: str | os.Path
     for layer in shared:
         digest = weights_digest(layer.get_weights())
         target = store / f"{digest}.weights.h5"
-        if not target.is_file():
-            try:
-                atomic_write(target, layer.save_weights, exclusive=True)
-            except FileExistsError:  # another fold run stored the same weights meanwhile
-                pass
+        _put(target, layer.save_weights)
         refs[layer.name] = {"sha256": digest, "file": os.path.relpath(target.resolve(), Path(out_dir).resolve())}
     names = {layer.name for layer in shared}
     head = {f"{layer.name}/{i}": w for layer in model.layers if layer.weights and layer.name not in names
@@ -79,14 +76,29 @@ def save_shared(model: Any, work: str | os.PathLike[str], out_dir: str | os.Path
     config = json.dumps(json.loads(model.to_json()), sort_keys=True).encode()  # the architecture (~160 kB of JSON)
     digest = hashlib.sha256(config).hexdigest()
     target = store / f"{digest}.config.json.gz"  # gzip: ~5 kB
-    if not target.is_file():
-        try:
-            atomic_write(target, lambda tmp: tmp.write_bytes(gzip.compress(config, mtime=0)), exclusive=True)
-        except FileExistsError:
-            pass
+    _put(target, lambda tmp: tmp.write_bytes(gzip.compress(config, mtime=0)))
     conf_ref = {"sha256": digest, "file": os.path.relpath(target.resolve(), Path(out_dir).resolve())}
     write_json(layout.model_shared, {"format": 2, "config": conf_ref, "backbones": refs})
     return refs
+
+
+def _put(target: Path, write: Callable[[Path], Any]) -> None:
+    """Store ``target`` (named by its content) unless an intact copy is already there: one whose bytes still hash to
+    its ``.sha256`` beside it. A damaged, cut or unchecked file is written again, so training a run again mends the
+    store it references."""
+    side = target.with_name(target.name + ".sha256")
+    if target.is_file() and side.is_file() and side.read_text().strip() == _file_sha256(target):
+        return
+    atomic_write(target, write)
+    atomic_write(side, lambda tmp: tmp.write_text(_file_sha256(target) + "\n"))
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -109,12 +121,12 @@ def load_shared(run_dir: str | os.PathLike[str]) -> Any:
         path = (run_dir / ref["file"]).resolve()
         if not path.is_file():
             raise ModelFilesError(f"run folder {run_dir}: its {name} weights {path} are missing (the study's shared "
-                                   f"backbone store was moved or deleted); train the run again")
+                                   f"backbone store was moved or deleted); delete {run_dir} and train it again")
         layer = model.get_layer(name)
         layer.load_weights(path)
         if weights_digest(layer.get_weights()) != ref["sha256"]:
             raise ModelFilesError(f"run folder {run_dir}: {path} does not hold the {name} weights the run was "
-                                   f"trained with (SHA-256 differs); train the run again")
+                                   f"trained with (SHA-256 differs); delete {run_dir} and train it again (the store file is written anew)")
     with np.load(layout.head_weights, allow_pickle=False) as arrays:
         for layer in model.layers:
             if not layer.weights or layer.name in spec["backbones"]:
@@ -132,14 +144,14 @@ def _stored_config(run_dir: Path, ref: dict[str, str]) -> str:
     path = (run_dir / ref["file"]).resolve()
     if not path.is_file():
         raise ModelFilesError(f"run folder {run_dir}: its model configuration {path} is missing (the study's shared "
-                              "store was moved or deleted); train the run again")
+                              f"store was moved or deleted); delete {run_dir} and train it again")
     try:
         data = gzip.decompress(path.read_bytes())
-    except (OSError, EOFError):
+    except (OSError, EOFError, zlib.error):  # cut or changed: its digest cannot match
         data = b""
     if hashlib.sha256(data).hexdigest() != ref["sha256"]:
         raise ModelFilesError(f"run folder {run_dir}: {path} is not the model configuration the run was trained with "
-                              "(SHA-256 differs); train the run again")
+                              f"(SHA-256 differs); delete {run_dir} and train it again (the store file is written anew)")
     return data.decode()
 
 
@@ -168,7 +180,7 @@ def load_model_files(run_dir: str | os.PathLike[str]) -> Any:
             return load_shared(run_dir)
         except ModelFilesError:
             raise
-        except (OSError, ValueError, KeyError) as exc:
+        except Exception as exc:  # noqa: BLE001 (a broken npz, a Keras that reads the configuration otherwise: all damage)
             raise ModelFilesError(f"run folder {run_dir} is damaged: {RunLayout.MODEL_SHARED} or "
                                   f"{RunLayout.HEAD_WEIGHTS} ({type(exc).__name__}: {str(exc)[:200]}); train the run "
                                   "again") from None

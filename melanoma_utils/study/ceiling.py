@@ -44,14 +44,15 @@ def ceiling_config(preset: str = "lite0-224", views: int = 1, seed: int = 0) -> 
 def ceiling_selection(df: pd.DataFrame, external: pd.DataFrame, holdout: pd.DataFrame,
                       runs_dir: str | os.PathLike[str], names: Sequence[str], *, preset: str = "lite0-224",
                       views: int = 1, n_splits: int = 5, folds: Sequence[int] | None = None, repeats: int = 1,
-                      n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+                      n_boot: int = 1000, seed: int = 0, locked: Any = "find") -> pd.DataFrame:
     """The selection table of the candidates ``names`` (:data:`CEILING_CANDIDATES`; the base is always included)
     against :data:`CEILING_BASE`: every endpoint with its CI, the paired deltas with CIs, seconds per run and the
     verdict (:func:`~melanoma_utils.study.selection.selection_table`), plus ``folds`` and ``views`` columns. ``repeats``
     > 1: that many patient-grouped fold assignments for the candidates that train on cached embeddings (the paired
     differences average over them; an adapted candidate, ~2–5 min per run on a CPU, runs the study's folds only; with
     ``folds`` given, only the study's folds run). Runs
-    are kept in ``runs_dir`` and reused. An unknown name is an error naming the known ones."""
+    are kept in ``runs_dir`` and reused. An unknown name is an error naming the known ones. ``locked``: the locked
+    test part guarding the selection (:func:`~melanoma_utils.study.experiments.cross_validate`)."""
     names = check_variants(names, CEILING_CANDIDATES, "ceiling_candidates")
     names = [CEILING_BASE, *[n for n in names if n != CEILING_BASE]]
     if external is None or not len(external) or holdout is None or not len(holdout):
@@ -60,10 +61,11 @@ def ceiling_selection(df: pd.DataFrame, external: pd.DataFrame, holdout: pd.Data
     cfg = ceiling_config(preset, views, seed)
     variants = {n: {"external": True, **CEILING_CANDIDATES[n]} for n in names}
     per_fold, oof = cross_validate(df, cfg, Path(runs_dir), variants, n_splits=n_splits,
-                                   folds=list(folds) if folds else None, external=external)
+                                   folds=list(folds) if folds else None, external=external, locked=locked)
     cheap = {n: v for n, v in variants.items() if not v.get("adapt_blocks")}
     for r in range(1, repeats if not folds else 1):  # other fold assignments of the same patients
-        pf_r, oof_r = cross_validate(df, cfg, Path(runs_dir), cheap, n_splits=n_splits, repeat=r, external=external)
+        pf_r, oof_r = cross_validate(df, cfg, Path(runs_dir), cheap, n_splits=n_splits, repeat=r, external=external,
+                                     locked=locked)
         per_fold, oof = pd.concat([per_fold, pf_r], ignore_index=True), pd.concat([oof, oof_r], ignore_index=True)
     summary = summarise_cv(per_fold, oof, n_boot=n_boot, seed=seed)
     paired = paired_contrasts(per_fold, oof, [(n, CEILING_BASE) for n in names[1:]], n_boot=n_boot, seed=seed)

@@ -26,7 +26,7 @@ from ..runs.run import TrainConfig
 from ..runs.runfolder import RunLayout
 from ..runs.training import load_or_train
 from .contrasts import SUBSETS, describe_contrast, paired_contrasts, pooled_auc, subset_mask  # noqa: F401 (re-exported)
-from .locked import check_unlocked, find_locked
+from .locked import LockedTest, check_unlocked, resolve_lock
 from .variants import Variant, check_variants
 
 #: The ablation's variants: name -> TrainConfig overrides (the key ``"external": True`` adds the external training
@@ -102,6 +102,8 @@ def cross_validate(
     folds_from: str = "patients",
     external: pd.DataFrame | None = None,
     repeat: int = 0,
+    *,
+    locked: LockedTest | None | str = "find",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Patient-grouped K-fold CV of each variant with the same budget (``cfg``'s epochs and patience).
 
@@ -120,13 +122,14 @@ def cross_validate(
     ``folds_from="shards"``: fold = shard index (``tfrecord``) modulo ``n_splits``, as the SIIM-ISIC community
     folds TFRecord shards; the default folds are patient-grouped and target-stratified.
 
-    Under a report folder with a locked test part (:func:`~melanoma_utils.study.locked.find_locked`), ``df`` and
-    ``external`` holding one of its images or patients are refused (``ValueError``): selection never sees it.
+    ``locked``: the locked test part guarding the selection (``"find"``: the one of the report folder ``out_dir`` is
+    in, :func:`~melanoma_utils.study.locked.find_locked`; ``None``: no guard); ``df`` and ``external`` holding one of
+    its images or patients are refused (``ValueError``) before anything is trained: selection never sees it.
     """
     variants = variants or ABLATION_VARIANTS
     out_dir = Path(out_dir)
     store = out_dir.parent / RunLayout.SHARED_STORE  # one copy of a frozen backbone for every study of the report
-    lock = find_locked(out_dir)
+    lock = resolve_lock(out_dir, locked)
     check_unlocked(df, lock, f"cross-validation into {out_dir}")
     if external is not None:
         check_unlocked(external, lock, f"cross-validation into {out_dir} (external rows)")

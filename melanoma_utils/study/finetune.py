@@ -129,7 +129,7 @@ def chosen_candidate(table: pd.DataFrame) -> str | None:
 def finetune_selection(df: pd.DataFrame, external: pd.DataFrame, holdouts: Mapping[str, pd.DataFrame],
                        runs_dir: str | os.PathLike[str], names: Sequence[str] | None = None, *, n_splits: int = 2,
                        n_boot: int = 1000, seed: int = 0, overrides: Mapping[str, Any] | None = None,
-                       ensembles: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
+                       ensembles: Mapping[str, Sequence[str]] | None = None, locked: Any = "find") -> pd.DataFrame:
     """The selection table of :data:`FINETUNE_CANDIDATES` ``names`` (default: all; the base always runs) and
     :data:`FINETUNE_ENSEMBLES` whose members ran, against :data:`FINETUNE_BASE`: ``n_splits`` patient-grouped folds of
     ``df`` (every image predicted once, out of fold), each fold run trained on the rest of ``df`` plus ``external``;
@@ -137,7 +137,8 @@ def finetune_selection(df: pd.DataFrame, external: pd.DataFrame, holdouts: Mappi
     lesions of that source, never trained on), with paired differences and patient/lesion-bootstrap CIs, seconds per
     fold run and the :func:`finetune_verdict`. ``overrides`` apply to every candidate (e.g. fewer epochs in a test);
     ``ensembles`` replaces :data:`FINETUNE_ENSEMBLES` (e.g. :data:`FINETUNE_POSTHOC`).
-    Runs are kept in ``runs_dir`` and reused (an interrupted selection resumes)."""
+    Runs are kept in ``runs_dir`` and reused (an interrupted selection resumes). ``locked``: the locked test part
+    guarding the selection (:func:`~melanoma_utils.study.experiments.cross_validate`; ``None``: none)."""
     known = {**FINETUNE_CANDIDATES, **FINETUNE_ROUND2}
     names = check_variants(list(names or FINETUNE_CANDIDATES), known, "finetune candidates")
     names = [FINETUNE_BASE, *[n for n in names if n != FINETUNE_BASE]]
@@ -146,7 +147,8 @@ def finetune_selection(df: pd.DataFrame, external: pd.DataFrame, holdouts: Mappi
                          "each: give external data and a non-empty held-out part per source")
     cfg = ceiling_config("lite0-224", views=1, seed=seed)
     variants = {n: {"external": True, **known[n], **dict(overrides or {})} for n in names}
-    per_fold, oof = cross_validate(df, cfg, Path(runs_dir), variants, n_splits=n_splits, external=external)
+    per_fold, oof = cross_validate(df, cfg, Path(runs_dir), variants, n_splits=n_splits, external=external,
+                                   locked=locked)
     holdout = pd.concat([h.assign(source=s) for s, h in holdouts.items()], ignore_index=True)
     scores = holdout_scores(runs_dir, names, list(range(n_splits)), holdout, run_folder_name)
     scores = scores.merge(holdout[["image_name", "source"]], on="image_name", how="left")

@@ -128,6 +128,16 @@ def find_locked(out_dir: str | os.PathLike[str], levels: int = 4) -> LockedTest 
     return None
 
 
+def resolve_lock(out_dir: str | os.PathLike[str], locked: "LockedTest | None | str" = "find") -> LockedTest | None:
+    """The lock a selection writing into ``out_dir`` is guarded by: ``"find"``, the report folder's
+    (:func:`find_locked`); otherwise ``locked`` as given (``None``: no guard)."""
+    if isinstance(locked, str):
+        if locked != "find":
+            raise ValueError(f"locked must be a LockedTest, None or 'find'; got {locked!r}")
+        return find_locked(out_dir)
+    return locked
+
+
 def locked_rows(frame: pd.DataFrame, locked: LockedTest, source: str = MAIN_SOURCE) -> pd.DataFrame:
     """The rows of ``frame`` that are the locked part of ``source`` (the final evaluation's input)."""
     names = set(locked.table.loc[locked.table["source"] == source, "image_name"].astype(str))
