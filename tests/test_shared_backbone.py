@@ -13,7 +13,7 @@ from melanoma_utils.data.isic import load_dataset
 from melanoma_utils.runs.ensemble import build_ensemble
 from melanoma_utils.runs.run import Run, RunDamaged, TrainConfig
 from melanoma_utils.runs.runfolder import RunLayout, record_problems
-from melanoma_utils.runs.training import load_or_train, train_run
+from melanoma_utils.runs.training import load_or_train
 
 
 @pytest.fixture(autouse=True)
@@ -22,7 +22,7 @@ def _user_cache(tmp_path_factory, monkeypatch):
 
 
 def _cfg(**kw) -> TrainConfig:
-    base = dict(kind="fusion", backbone="efficientnetlite0", backbone_weights="imagenet", image_size=32, epochs=2,
+    base = dict(kind="fusion", backbone="efficientnetlite0", backbone_weights="imagenet", image_size=32, epochs=1,
                 batch_size=8, embedding_views=1, head_units=(8,), meta_units=(4,), verbose=0)
     return TrainConfig(**{**base, **kw})
 
@@ -34,8 +34,6 @@ def _size(folder: Path) -> int:
 def test_fold_runs_share_one_stored_backbone_and_predict_as_a_whole_model(tiny_csv: Path, tmp_path: Path) -> None:
     df = load_dataset(tiny_csv).frame
     store = tmp_path / "runs" / RunLayout.SHARED_STORE
-    whole = train_run(df, _cfg(), tmp_path / "whole")  # `train`: self-contained
-    assert RunLayout(whole.run_dir).model.is_file() and not RunLayout(whole.run_dir).model_shared.exists()
     a = load_or_train(df, _cfg(), tmp_path / "runs" / "cv" / "a" / "fold0", shared_store=store)
     b = load_or_train(df, _cfg(head_units=(6,)), tmp_path / "runs" / "cv" / "b" / "fold0", shared_store=store)
     # one stored copy for both fold runs (the same frozen ImageNet weights), each folder a small fraction of a whole run
@@ -44,12 +42,12 @@ def test_fold_runs_share_one_stored_backbone_and_predict_as_a_whole_model(tiny_c
     for run in (a, b):
         layout = RunLayout(run.run_dir)
         assert layout.model_shared.is_file() and layout.head_weights.is_file() and not layout.model.exists()
-        assert _size(run.run_dir) < _size(whole.run_dir) / 50
+        assert _size(run.run_dir) < 300_000  # a whole run of this model: ~15 MB (its backbone)
         assert record_problems(run.run_dir) == []
-    # loaded from the references: the same predictions as the in-memory model and as the whole model of the same seed
+    # loaded from the references: the same predictions as the in-memory model (and, below, as its whole copy)
     loaded = Run.load(a.run_dir)
-    p_mem, p_loaded, p_whole = a.predict(df), loaded.predict(df), Run.load(whole.run_dir).predict(df)
-    assert np.abs(p_loaded - p_mem).max() <= 1e-5 and np.abs(p_loaded - p_whole).max() <= 1e-5
+    p_mem, p_loaded = a.predict(df), loaded.predict(df)
+    assert np.abs(p_loaded - p_mem).max() <= 1e-5
     assert loaded.model.get_layer("backbone").trainable is False
     # a finished fold run is reused, not trained again
     again = load_or_train(df.head(3), _cfg(), a.run_dir, shared_store=store)
@@ -58,6 +56,8 @@ def test_fold_runs_share_one_stored_backbone_and_predict_as_a_whole_model(tiny_c
     ens = build_ensemble([a.run_dir, b.run_dir], tmp_path / "ens")
     assert all((tmp_path / "ens" / "members" / str(k) / RunLayout.MODEL).is_file() for k in (0, 1))
     p_ens = ens.predict(df)
+    whole = Run.load(tmp_path / "ens" / "members" / "0")  # the member copied whole: `train`'s self-contained format
+    assert RunLayout(whole.run_dir).model.is_file() and np.abs(whole.predict(df) - p_mem).max() <= 1e-5
     # a store file changed or gone: the run is refused, naming the file
     stored = next(store.glob("*.weights.h5"))
     stored.rename(tmp_path / "moved.h5")
