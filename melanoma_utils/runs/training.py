@@ -174,14 +174,16 @@ def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.
     if cfg.strategy == "multiworker":
         model = _local_copy(model)  # predictions below are this process's own, not collective steps
 
-    facts = {
-        "per_class": per_class, "dropped": dropped, "source_weighting": source_facts, "epochs_run": epochs_run, "seconds": seconds,
-        "seconds_before": seconds_before, "stages": stages, "policy": policy,
-        "distribution": {"strategy": dist.name, "replicas": dist.replicas, "global_batch_size": cfg.batch_size * dist.replicas,
-                         "learning_rate_scale": dist.replicas},
-        "shared_store": shared_store,
-    }
+    facts = {"per_class": per_class, "dropped": dropped, "source_weighting": source_facts, "epochs_run": epochs_run,
+             "seconds": seconds, "seconds_before": seconds_before, "stages": stages, "policy": policy,
+             "distribution": _distribution_facts(dist, cfg.batch_size), "shared_store": shared_store}
     return write_run(model, encoder, cfg, preprocess, train, val, work, out_dir, facts)
+
+
+def _distribution_facts(dist: Distribution, batch_size: int) -> dict[str, object]:
+    """What the run records of its devices: the strategy, replicas, global batch and learning-rate scale."""
+    return {"strategy": dist.name, "replicas": dist.replicas, "global_batch_size": batch_size * dist.replicas,
+            "learning_rate_scale": dist.replicas}
 
 
 def load_or_train(df: pd.DataFrame, cfg: TrainConfig, run_dir: Path, external: pd.DataFrame | None = None,
