@@ -217,7 +217,7 @@ def test_an_ensemble_winner_is_the_recommended_recipe_not_trains_default(tmp_pat
     assert "cost against today's cold `train` is not measured" in finetune_decision(tmp_path)
 
 
-def test_a_winner_not_confirmed_on_new_folds_is_withdrawn(tmp_path: Path) -> None:
+def test_a_winner_that_does_not_win_on_the_confirmation_folds_is_not_recommended(tmp_path: Path) -> None:
     from melanoma_utils.reports.doc_selection import finetune_decision
     from melanoma_utils.study.finetune import FINETUNE_BASE, FINETUNE_ENSEMBLES
 
@@ -228,14 +228,14 @@ def test_a_winner_not_confirmed_on_new_folds_is_withdrawn(tmp_path: Path) -> Non
     t.loc[1, "delta_within_copy_a"] = -0.01
     t["verdict"] = finetune_verdict(t)
     t.to_csv(tmp_path / "table_finetune_selection.csv", index=False)
-    assert f"**{name}** wins" in finetune_decision(tmp_path) and "withdrawn" not in finetune_decision(tmp_path)
+    assert f"**{name}** wins" in finetune_decision(tmp_path) and "not a recommendation" not in finetune_decision(tmp_path)
     confirm = t.copy()
     confirm.loc[2, ["delta_within_copy_a", "delta_within_copy_a_ci_low", "delta_within_copy_a_ci_high"]] = [-0.011, -0.027, 0.004]
     confirm["verdict"] = finetune_verdict(confirm)
     confirm.to_csv(tmp_path / "table_finetune_confirm.csv", index=False)
     text = finetune_decision(tmp_path)
-    assert "It was not confirmed" in text and "(within copy a -0.011, -0.027 to +0.004; verdict: does not win" in text
-    assert "The recommendation is withdrawn: `train`'s default (`lite0-224`" in text
+    assert "On 2 other patient-grouped folds" in text and "(within copy a -0.011, -0.027 to +0.004; verdict: does not win" in text
+    assert "is not a recommendation: `train`'s default (`lite0-224`" in text
     confirm["verdict"] = "wins"  # confirmed: the decision stands
     confirm.to_csv(tmp_path / "table_finetune_confirm.csv", index=False)
-    assert "withdrawn" not in finetune_decision(tmp_path)
+    assert "not a recommendation" not in finetune_decision(tmp_path)

@@ -108,8 +108,8 @@ def _not_confirmed(report_dir: Path, won: str) -> str:
     if won not in c.index or str(c.loc[won, "verdict"]) == "wins":
         return ""
     r = c.loc[won]
-    return (f"It was not confirmed: on {int(r['folds'])} new patient-grouped folds of the patients outside the locked "
-            f"test part (`{CONFIRM_CSV}`), the same candidate does not win (within copy a "
+    return (f"On {int(r['folds'])} other patient-grouped folds, of the patients outside the locked test part "
+            f"(`{CONFIRM_CSV}`), the same candidate does not win (within copy a "
             f"{r['delta_within_copy_a']:+.3f}, {r['delta_within_copy_a_ci_low']:+.3f} to "
             f"{r['delta_within_copy_a_ci_high']:+.3f}; verdict: {r['verdict']}).")
 
@@ -118,8 +118,8 @@ def finetune_decision(report_dir: Path) -> str:
     """What the selection means for ``train``: the rule's winner (largest within-copy-a gain among winners) and its
     cost against today's cold ``train --external`` (``table_train_timings.csv``): a single recipe within
     :data:`MAX_COST_RATIO` of it is ``train``'s default; an ensemble is the recommended recipe (``train`` makes one
-    model per call); or that no candidate won; or that the winner was not confirmed on new folds
-    (:data:`CONFIRM_CSV`) and the recommendation is withdrawn."""
+    model per call); or that no candidate won; or, where the winner does not win again on the confirmation folds
+    (:data:`CONFIRM_CSV`), that ``train``'s frozen default is the recommended model."""
     from ..models.presets import DEFAULT_PRESET, FINETUNE_PRESET
     from ..study.finetune import FINETUNE_ENSEMBLES, chosen_candidate
 
@@ -134,11 +134,11 @@ def finetune_decision(report_dir: Path) -> str:
     r, cold = t.loc[won], _cold_external_seconds(report_dir)
     gain = (f"By the rule, **{won}** wins (within copy a {r['delta_within_copy_a']:+.3f}, "
             f"{r['delta_within_copy_a_ci_low']:+.3f} to {r['delta_within_copy_a_ci_high']:+.3f}). ")
-    withdrawn = _not_confirmed(report_dir, won)
-    if withdrawn:
-        return (gain + withdrawn + f" The recommendation is withdrawn: `train`'s default (`{DEFAULT_PRESET}`, the frozen "
-                f"model) is the recommended model, and the fine-tuning recipe stays a preset to try "
-                f"(`--preset {FINETUNE_PRESET}`).\n")
+    not_again = _not_confirmed(report_dir, won)
+    if not_again:
+        return (gain + not_again + f" A win on one fold assignment only is not a recommendation: `train`'s default "
+                f"(`{DEFAULT_PRESET}`, the frozen model) is the recommended model, and the fine-tuning recipe is a "
+                f"preset to try (`--preset {FINETUNE_PRESET}`).\n")
     if won in FINETUNE_ENSEMBLES:
         ft = [m for m in FINETUNE_ENSEMBLES[won] if pd.notna(t.loc[m, "train_seconds_per_run"]) and "fine-tuned" in m]
         extra = float(t.loc[ft[0], "train_seconds_per_run"]) if ft else float("nan")
