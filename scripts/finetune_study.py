@@ -33,7 +33,6 @@ from melanoma_utils.data.csvfiles import write_csv
 from melanoma_utils.data.isic import load_dataset
 from melanoma_utils.data.sources import combine_external, hold_out_external, load_external
 from melanoma_utils.study.finetune import (
-    FINETUNE_BASE,
     FINETUNE_CANDIDATES,
     FINETUNE_ENSEMBLES,
     FINETUNE_POSTHOC,
@@ -94,7 +93,7 @@ def main() -> None:
         print(table[["candidate", "within_copy_a", "delta_within_copy_a", "verdict"]].to_string(index=False))
         return
     if args.confirm:
-        members = [FINETUNE_BASE, *FINETUNE_ENSEMBLES[next(iter(FINETUNE_ENSEMBLES))][1:]]
+        members = list(next(iter(FINETUNE_ENSEMBLES.values())))  # the base and the fine-tuned model
         table = finetune_selection(df, external, holdouts, args.runs, members, n_splits=args.folds,
                                    n_boot=args.n_boot, locked=locked)
         write_csv(table, args.report_dir / "table_finetune_confirm.csv")

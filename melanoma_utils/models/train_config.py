@@ -221,7 +221,7 @@ class TrainConfig:
         if not self.min_image_size <= self.extra_image_size <= MAX_IMAGE_SIZE or self.extra_image_size == self.image_size:
             raise ValueError(f"extra_image_size must differ from image_size ({self.image_size}) and lie in "
                              f"{self.min_image_size}..{MAX_IMAGE_SIZE} px; got {self.extra_image_size}")
-        if not (self.uses_cached_embeddings and self.finetune == "none" and not int(self.adapt_blocks)):
+        if not self.backbone_unchanged:
             raise ValueError("extra_image_size (multi-resolution) merges the embeddings of a frozen pretrained backbone at "
                              "two sizes: it needs kind fusion or image, a backbone with its weights, the cached-embedding "
                              "head (no --end-to-end), --finetune none and --adapt-blocks 0")
@@ -266,6 +266,12 @@ class TrainConfig:
     def uses_cached_embeddings(self) -> bool:
         """Whether the head is trained on cached embeddings of a frozen pretrained backbone."""
         return self.uses_images and bool(self.backbone) and self.backbone_weights not in (None, "none") and self.frozen_features
+
+    @property
+    def backbone_unchanged(self) -> bool:
+        """Whether the trained model keeps its pretrained backbone exactly as loaded: the cached-embedding head with no
+        fine-tuning and no adapted block."""
+        return self.uses_cached_embeddings and self.finetune == "none" and not int(self.adapt_blocks)
 
     @property
     def uses_meta(self) -> bool:

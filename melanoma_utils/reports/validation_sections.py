@@ -12,6 +12,7 @@ import pandas as pd
 
 from ..data.confounds import size_labels
 from ..evaluation.clinical import net_benefit_verdict, validation_report
+from ..evaluation.results import Estimate
 from ..evaluation.shortcuts import stratified_auc_ci
 from ..pipeline.skin import image_cues
 from ..study.locked import LockedTest, locked_endpoints, locked_rows
@@ -80,7 +81,7 @@ def with_skin_tone(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _ci(d: dict[str, float], digits: int = 3) -> str:
-    return f"{d['estimate']:.{digits}f} ({d['ci_low']:.{digits}f}–{d['ci_high']:.{digits}f})"
+    return Estimate.from_dict(d).format(digits, ci="")
 
 
 def copy_a_summary(v: CopyAValidation) -> str:

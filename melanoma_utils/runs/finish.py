@@ -143,7 +143,7 @@ def write_run(model: Any, encoder: MetadataEncoder, cfg: TrainConfig, preprocess
     run.config = config
     layout = RunLayout(work)
     store = facts.get("shared_store")
-    if store is not None and cfg.uses_cached_embeddings and cfg.finetune == "none" and not cfg.adapt_blocks:
+    if store is not None and cfg.backbone_unchanged:
         save_shared(model, work, out_dir, store)  # a study's fold run: the frozen backbone stored once, referenced
     else:
         atomic_write(layout.model, model.save)

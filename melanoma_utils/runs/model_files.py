@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..atomic import atomic_write, write_json
+from ..atomic import atomic_write, file_digest, write_json
 from .runfolder import RunLayout, write_record
 
 #: The sub-models stored by reference (the backbone and a second resolution's copy).
@@ -66,39 +66,37 @@ def save_shared(model: Any, work: str | os.PathLike[str], out_dir: str | os.Path
         raise ValueError(f"model {model.name!r} has no backbone to share ({', '.join(SHARED_LAYERS)})")
     for layer in shared:
         digest = weights_digest(layer.get_weights())
-        target = store / f"{digest}.weights.h5"
-        _put(target, layer.save_weights)
-        refs[layer.name] = {"sha256": digest, "file": os.path.relpath(target.resolve(), Path(out_dir).resolve())}
+        refs[layer.name] = _put(store / f"{digest}.weights.h5", layer.save_weights, digest, out_dir)
     names = {layer.name for layer in shared}
     head = {f"{layer.name}/{i}": w for layer in model.layers if layer.weights and layer.name not in names
             for i, w in enumerate(layer.get_weights())}
     atomic_write(layout.head_weights, lambda tmp: _savez(tmp, head))
     config = json.dumps(json.loads(model.to_json()), sort_keys=True).encode()  # the architecture (~160 kB of JSON)
     digest = hashlib.sha256(config).hexdigest()
-    target = store / f"{digest}.config.json.gz"  # gzip: ~5 kB
-    _put(target, lambda tmp: tmp.write_bytes(gzip.compress(config, mtime=0)))
-    conf_ref = {"sha256": digest, "file": os.path.relpath(target.resolve(), Path(out_dir).resolve())}
+    conf_ref = _put(store / f"{digest}.config.json.gz", lambda tmp: tmp.write_bytes(gzip.compress(config, mtime=0)),
+                    digest, out_dir)  # gzip: ~5 kB
     write_json(layout.model_shared, {"format": 2, "config": conf_ref, "backbones": refs})
     return refs
 
 
-def _put(target: Path, write: Callable[[Path], Any]) -> None:
-    """Store ``target`` (named by its content) unless an intact copy is already there: one whose bytes still hash to
-    its ``.sha256`` beside it. A damaged, cut or unchecked file is written again, so training a run again mends the
-    store it references."""
+def _put(target: Path, write: Callable[[Path], Any], digest: str, out_dir: str | os.PathLike[str]) -> dict[str, str]:
+    """Store ``target`` (named by its content ``digest``) unless an intact copy is already there: one whose bytes still
+    hash to its ``.sha256`` beside it. A damaged, cut or unchecked file is written again, so training a run again
+    mends the store it references. Returns the reference a run published in ``out_dir`` keeps."""
     side = target.with_name(target.name + ".sha256")
-    if target.is_file() and side.is_file() and side.read_text().strip() == _file_sha256(target):
-        return
-    atomic_write(target, write)
-    atomic_write(side, lambda tmp: tmp.write_text(_file_sha256(target) + "\n"))
+    if not (target.is_file() and side.is_file() and side.read_text().strip() == file_digest(target, "sha256")):
+        atomic_write(target, write)
+        atomic_write(side, lambda tmp: tmp.write_text(file_digest(target, "sha256") + "\n"))
+    return {"sha256": digest, "file": os.path.relpath(target.resolve(), Path(out_dir).resolve())}
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+def _stored(run_dir: Path, ref: dict[str, str], what: str, verb: str = "is") -> Path:
+    """The store file ``ref`` of the run in ``run_dir`` points at; :class:`ModelFilesError` naming it when missing."""
+    path = (run_dir / ref["file"]).resolve()
+    if not path.is_file():
+        raise ModelFilesError(f"run folder {run_dir}: its {what} {path} {verb} missing (the study's shared store was "
+                              f"moved or deleted); delete {run_dir} and train it again")
+    return path
 
 
 def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -118,10 +116,7 @@ def load_shared(run_dir: str | os.PathLike[str]) -> Any:
     spec = json.loads(layout.model_shared.read_text(encoding="utf-8"))
     model = keras.models.model_from_json(_stored_config(run_dir, spec["config"]))
     for name, ref in spec["backbones"].items():
-        path = (run_dir / ref["file"]).resolve()
-        if not path.is_file():
-            raise ModelFilesError(f"run folder {run_dir}: its {name} weights {path} are missing (the study's shared "
-                                   f"backbone store was moved or deleted); delete {run_dir} and train it again")
+        path = _stored(run_dir, ref, f"{name} weights", "are")
         layer = model.get_layer(name)
         layer.load_weights(path)
         if weights_digest(layer.get_weights()) != ref["sha256"]:
@@ -141,10 +136,7 @@ def load_shared(run_dir: str | os.PathLike[str]) -> Any:
 
 def _stored_config(run_dir: Path, ref: dict[str, str]) -> str:
     """The Keras configuration a run references in the store, checked against its digest."""
-    path = (run_dir / ref["file"]).resolve()
-    if not path.is_file():
-        raise ModelFilesError(f"run folder {run_dir}: its model configuration {path} is missing (the study's shared "
-                              f"store was moved or deleted); delete {run_dir} and train it again")
+    path = _stored(run_dir, ref, "model configuration")
     try:
         data = gzip.decompress(path.read_bytes())
     except (OSError, EOFError, zlib.error):  # cut or changed: its digest cannot match
@@ -164,7 +156,7 @@ def copy_self_contained(src: str | os.PathLike[str], dst: str | os.PathLike[str]
     layout = RunLayout(dst)
     if not layout.model_shared.is_file():
         return
-    model = load_shared(src)
+    model = load_model_files(src)  # a damaged store file named, as Run.load names it
     atomic_write(layout.model, model.save)
     layout.model_shared.unlink()
     layout.head_weights.unlink()

@@ -34,7 +34,7 @@ from typing import Any, ClassVar, Iterator
 
 import pandas as pd
 
-from ..atomic import replace_folder, write_json
+from ..atomic import file_digest, replace_folder, write_json
 
 
 class RunLocked(FileExistsError):
@@ -187,11 +187,7 @@ def _inside(folder: Path, name: str) -> Path | None:
 
 
 def _digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_digest(path, "sha256")
 
 
 def write_record(folder: str | os.PathLike[str]) -> dict[str, Any]:
