@@ -92,3 +92,26 @@ def test_a_threshold_rate_added_to_its_registry_reaches_every_table(monkeypatch)
     old = {"thresholds": {"t": {k: v for k, v in threshold_metrics(y, s, 0.38).items() if k != "npv"}}}
     assert math.isnan(metrics_table(old).loc["t", "npv"])  # a report from before the rate: NaN, not a KeyError
     assert math.isnan(threshold_metrics(np.ones(3), np.ones(3), 0.5)["npv"])  # no negatives predicted: NaN, not 0
+
+
+def test_the_model_card_is_its_template_with_every_section_filled_and_user_text_left_as_text() -> None:
+    """The card's fixed text lives in one template file; each ``$slot`` is filled by its section's lines, and a value
+    that looks like a slot (``$title`` in a group name) is not substituted again."""
+    y, s, g = _data()
+    table = pd.DataFrame({"image_name": [f"i{k}" for k in range(len(y))], "patient_id": g, "target": y, "probability": s})
+    report = clinical.validation_report(table, threshold=0.5, n_boot=50)
+    config = {"train": {"kind": "meta", "seed": 3}, "threshold": 0.5, "n_train": 40, "n_val": len(y),
+              "versions": {"numpy": "9.9"},
+              "source_weighting": {"column": "clinic", "weighting": "sources",
+                                   "groups": [{"group": "$title ${model}", "rows": 3, "benign": 2, "malignant": 1,
+                                               "malignant_share": 1 / 3}]}}
+    card = modelcard.model_card(config, report, title="T1")
+    template = modelcard._TEMPLATE.template
+    headings = [line for line in template.splitlines() if line.startswith("#")]
+    assert [line for line in card.splitlines() if line.startswith("#") and not line.startswith("###")] == \
+        [h.replace("${title}", "T1") for h in headings]
+    assert "\\$title \\$\\{model\\}" in card and "$" not in card.replace("\\$", "")  # every slot filled; the group name kept as text
+    assert "- numpy 9.9" in card and "seed 3" in card and f"{len(y):,} images" in card
+    fixed = "The model is not validated for darker skin."
+    assert fixed in template and fixed in card
+    assert "No validation report" in modelcard.model_card({"train": {"kind": "meta"}, "threshold": 0.5}, None)

@@ -7,6 +7,8 @@ The card is rendered from the run's ``config.json`` and the validation report of
 
 from __future__ import annotations
 
+from importlib.resources import files
+from string import Template
 from typing import Any
 
 import numpy as np
@@ -14,8 +16,12 @@ import numpy as np
 from ..config import ISIC2020_PREVALENCE
 from .results import RANKING_METRICS, Estimate
 
-#: Characters that Markdown (and the HTML a renderer lets through) would read as markup in a value from user data.
-_MARKDOWN_SPECIAL = "\\`*_{}[]<>()#+-.!|~"
+#: The card's fixed text with a ``$name`` slot per generated section (``string.Template``: a value is never re-read
+#: as a template, so user data in it stays text).
+_TEMPLATE = Template(files(__package__).joinpath("templates", "model_card.md").read_text(encoding="utf-8"))
+
+#: Characters that Markdown (and the HTML a renderer lets through, and ``$`` math where a host renders it) would read as markup in a value from user data.
+_MARKDOWN_SPECIAL = "\\`*_{}[]<>()#+-.!|~$"
 
 
 def md(value: Any) -> str:
@@ -121,84 +127,72 @@ def _image_branch_extras(train: dict[str, Any]) -> str:
     return out
 
 
-def model_card(config: dict[str, Any], report: dict[str, Any] | None, title: str = "Melanoma classifier") -> str:
-    """The model card of a run as Markdown, from its ``config`` and validation ``report`` (may be ``None``)."""
+def _model_lines(config: dict[str, Any]) -> list[str]:
+    """The card's *Model* section: inputs, image branch, output and its calibration, objective, ensemble members."""
     train = config["train"]
     kind = train.get("kind", train.get("model", "fusion"))
     backbone = train.get("backbone") or "the study's CNN (from scratch)"
     weights = train.get("backbone_weights", train.get("weights"))
-    features = train.get("features", "clinical")
     cal = dict(config.get("calibration") or {})
     if cal.get("method") == "identity":  # chosen by cross-validated Brier score: the model's own output was best
         cal["method"] = "none: the model's own output scored best by cross-validated Brier score"
-    lines = [f"# Model card — {title}", ""]
-    lines += ["## Model",
-              f"- Inputs: {'dermoscopic image + metadata' if kind == 'fusion' else 'image only' if kind == 'image' else 'metadata only'}"
-              f" (metadata feature set `{features}`); image branch: {backbone}"
-              f"{f' with {weights} weights' if weights and train.get('backbone') else ''}, {train.get('image_size')} px"
-              f"{_image_branch_extras(train)}.",
-              f"- Output: probability of melanoma, calibrated on the validation split ({cal.get('method', 'not calibrated')}"
-              f"{', right at a malignant share of ' + format(cal['prevalence'], '.3f') if cal.get('prevalence') else ''}); "
-              f"decision threshold {config.get('threshold', float('nan')):.4f} ({config.get('threshold_rule', '')}).",
-              *_calibrator_choice(cal.get("selection") or {}),
-              f"- Trained on: {_OBJECTIVE_WORDS.get(train.get('objective', 'binary'), train.get('objective'))}.",
-              *[f"- Ensemble member {k}: {m.get('kind')} · {m.get('backbone') or 'CNN'} · {m.get('image_size')} px · features "
-                f"`{m.get('features')}` · TTA {m.get('tta')} (validation ROC AUC of its raw output "
-                f"{_num(m.get('validation_auc_raw'))}); the ensemble averages the members' raw outputs."
-                for k, m in enumerate((config.get("ensemble") or {}).get("members", []))],
-              "- For another prevalence, pass `--prevalence P` to `predict`/`evaluate` (prior-shift correction; ISIC 2020: "
-              f"`--prevalence isic2020`, {ISIC2020_PREVALENCE:.4f}).", ""]
-    lines += ["## Intended use",
-              "- Research on dermoscopic melanoma classification: reproducing and criticising the study, comparing "
-              "models, studying shortcuts. Ranking or triaging images for review by a dermatologist, in a study.",
-              "", "## Not intended for",
-              "- Diagnosis or any clinical decision without a dermatologist; screening of the general population.",
-              "- Images unlike the training data (other dermoscopes, clinics, skin types, non-dermoscopic photos) "
-              "without validating the model there first (`python -m melanoma_utils evaluate`, notebook 06).",
-              "- Lesions of palms, soles and mucosa, and children: rare in the training data.", ""]
+    inputs = "dermoscopic image + metadata" if kind == "fusion" else "image only" if kind == "image" else "metadata only"
+    return [f"- Inputs: {inputs} (metadata feature set `{train.get('features', 'clinical')}`); image branch: {backbone}"
+            f"{f' with {weights} weights' if weights and train.get('backbone') else ''}, {train.get('image_size')} px"
+            f"{_image_branch_extras(train)}.",
+            f"- Output: probability of melanoma, calibrated on the validation split ({cal.get('method', 'not calibrated')}"
+            f"{', right at a malignant share of ' + format(cal['prevalence'], '.3f') if cal.get('prevalence') else ''}); "
+            f"decision threshold {config.get('threshold', float('nan')):.4f} ({config.get('threshold_rule', '')}).",
+            *_calibrator_choice(cal.get("selection") or {}),
+            f"- Trained on: {_OBJECTIVE_WORDS.get(train.get('objective', 'binary'), train.get('objective'))}.",
+            *[f"- Ensemble member {k}: {m.get('kind')} · {m.get('backbone') or 'CNN'} · {m.get('image_size')} px · features "
+              f"`{m.get('features')}` · TTA {m.get('tta')} (validation ROC AUC of its raw output "
+              f"{_num(m.get('validation_auc_raw'))}); the ensemble averages the members' raw outputs."
+              for k, m in enumerate((config.get("ensemble") or {}).get("members", []))],
+            "- For another prevalence, pass `--prevalence P` to `predict`/`evaluate` (prior-shift correction; ISIC 2020: "
+            f"`--prevalence isic2020`, {ISIC2020_PREVALENCE:.4f})."]
+
+
+def _training_lines(config: dict[str, Any]) -> list[str]:
+    """The card's *Training data* section: sizes, class and source weighting, the sources with their rows."""
+    train = config["train"]
     n_train, n_val = config.get("n_train"), config.get("n_val")
-    lines += ["## Training data",
-              f"- {n_train:,} training images ({config.get('n_train_positive', 0):,} malignant, prevalence "
-              f"{_num(config.get('training_prevalence'))}), {n_val:,} validation images (patient-grouped: no patient on "
-              "both sides)." if n_train is not None and n_val is not None else "- (not recorded)",
-              f"- Class weighting: {'1/n per class' if train.get('class_weighting', True) else 'none'}; seed {train.get('seed')}.",
-              *_source_weighting_lines(config.get("source_weighting") or {}),
-              *_sources_lines(config), ""]
-    lines += ["## Validation metrics (held-out patients of the training data)"]
-    if report:
-        lines += [f"- {report['n']:,} images, {report['n_malignant']:,} malignant, {report['n_patients']:,} patients "
-                  f"(prevalence {report['prevalence']:.3f}).",
-                  _ranking_line(report)
-                  + (f"; melanoma vs nevus ROC AUC {report['roc_auc_melanoma_vs_nevus']:.3f}" if "roc_auc_melanoma_vs_nevus" in report else "")
-                  + ".",
-                  f"- Calibration: Brier {_ci(report['brier'])}, ECE {_ci(report['ece'])}, slope {_ci(report['calibration_slope'], 2)}, "
-                  f"intercept {_ci(report['calibration_intercept'], 2)}"
-                  + (f"; raw model output: Brier {report['brier_raw']:.3f}, ECE {report['ece_raw']:.3f}" if "brier_raw" in report else "")
-                  + ".", "", "| operating point | threshold | sensitivity | specificity | PPV | NNB |", "|---|---|---|---|---|---|"]
-        for op in report["operating_points"]:
-            lines.append(f"| {op['name']} | {op['threshold']:.4f} | {_ci(op['sensitivity'], 2)} | {_ci(op['specificity'], 2)} | "
-                         f"{_ci(op['ppv'], 2)} | {_ci(op['nnb'], 1)} |")
-        lines += ["", "NNB: number needed to biopsy (benign + malignant biopsies per melanoma found) at the validation "
-                  f"prevalence; at ISIC 2020's {100 * ISIC2020_PREVALENCE:.2f}% it is far higher.", "", "### Subgroups (ROC AUC, 95% CI)", "",
-                  "| factor | group | images | malignant | ROC AUC |", "|---|---|---|---|---|"]
-        for row in report["subgroups"]:
-            auc = row["note"] if not np.isfinite(row["roc_auc"]) else _ci({"estimate": row["roc_auc"], "ci_low": row["ci_low"], "ci_high": row["ci_high"]})
-            lines.append(f"| {md(row['factor'])} | {md(row['group'])} | {row['n']} | {row['n_malignant']} | {auc} |")
-    else:
-        lines.append(f"- No validation report: {config.get('validation_note') or 'the validation split lacked a class'}.")
-    lines += ["", "## Known shortcuts and limits",
-              "- Original image width/height describe the camera and clinic, not the lesion: on the full ISIC 2020 "
-              "metadata they predict malignancy better than age, sex and site. The `paper` feature set uses them; "
-              "`clinical` does not.",
-              "- Image source: ISIC 2020 images come from a few clinics and devices, and benign and malignant images "
-              "differ in how they were taken (camera, illumination, colour, processing). Where a data set was assembled "
-              "from copies with different processing (the shared ISIC subset: every malignant image in one copy), a "
-              "model scores by telling the copies apart; judge it within one copy and on melanoma vs nevus "
-              "(notebook 03's shortcut audit measures each such signal).",
-              "- Skin tone: the training images carry no skin-type label; `evaluate` reports each ITA band (measured "
-              "through the dermatoscope: a proxy the device's light moves). The model is not validated for darker "
-              "skin.",
-              "- Probabilities are calibrated at the validation prevalence; the threshold was chosen on validation "
-              "data only.", "", "## Package versions", ""]
-    lines += [f"- {k} {v}" for k, v in sorted((config.get("versions") or {}).items())]
-    return "\n".join(lines) + "\n"
+    return [f"- {n_train:,} training images ({config.get('n_train_positive', 0):,} malignant, prevalence "
+            f"{_num(config.get('training_prevalence'))}), {n_val:,} validation images (patient-grouped: no patient on "
+            "both sides)." if n_train is not None and n_val is not None else "- (not recorded)",
+            f"- Class weighting: {'1/n per class' if train.get('class_weighting', True) else 'none'}; seed {train.get('seed')}.",
+            *_source_weighting_lines(config.get("source_weighting") or {}),
+            *_sources_lines(config)]
+
+
+def _validation_lines(config: dict[str, Any], report: dict[str, Any] | None) -> list[str]:
+    """The card's *Validation metrics* section: ranking and calibration with CIs, the operating points, subgroups."""
+    if not report:
+        return [f"- No validation report: {config.get('validation_note') or 'the validation split lacked a class'}."]
+    mvn = report.get("roc_auc_melanoma_vs_nevus")
+    lines = [f"- {report['n']:,} images, {report['n_malignant']:,} malignant, {report['n_patients']:,} patients "
+             f"(prevalence {report['prevalence']:.3f}).",
+             _ranking_line(report) + (f"; melanoma vs nevus ROC AUC {mvn:.3f}" if mvn is not None else "") + ".",
+             f"- Calibration: Brier {_ci(report['brier'])}, ECE {_ci(report['ece'])}, slope {_ci(report['calibration_slope'], 2)}, "
+             f"intercept {_ci(report['calibration_intercept'], 2)}"
+             + (f"; raw model output: Brier {report['brier_raw']:.3f}, ECE {report['ece_raw']:.3f}" if "brier_raw" in report else "")
+             + ".", "", "| operating point | threshold | sensitivity | specificity | PPV | NNB |", "|---|---|---|---|---|---|"]
+    lines += [f"| {op['name']} | {op['threshold']:.4f} | {_ci(op['sensitivity'], 2)} | {_ci(op['specificity'], 2)} | "
+              f"{_ci(op['ppv'], 2)} | {_ci(op['nnb'], 1)} |" for op in report["operating_points"]]
+    lines += ["", "NNB: number needed to biopsy (benign + malignant biopsies per melanoma found) at the validation "
+              f"prevalence; at ISIC 2020's {100 * ISIC2020_PREVALENCE:.2f}% it is far higher.", "",
+              "### Subgroups (ROC AUC, 95% CI)", "", "| factor | group | images | malignant | ROC AUC |", "|---|---|---|---|---|"]
+    for row in report["subgroups"]:
+        auc = row["note"] if not np.isfinite(row["roc_auc"]) else _ci({"estimate": row["roc_auc"], "ci_low": row["ci_low"], "ci_high": row["ci_high"]})
+        lines.append(f"| {md(row['factor'])} | {md(row['group'])} | {row['n']} | {row['n_malignant']} | {auc} |")
+    return lines
+
+
+def model_card(config: dict[str, Any], report: dict[str, Any] | None, title: str = "Melanoma classifier") -> str:
+    """The model card of a run as Markdown, from its ``config`` and validation ``report`` (may be ``None``): the
+    template ``templates/model_card.md`` (the fixed text: intended use, known shortcuts) filled with one block of
+    lines per section, each built by its own function."""
+    sections = {"title": title, "model": _model_lines(config), "training_data": _training_lines(config),
+                "validation": _validation_lines(config, report),
+                "versions": [f"- {k} {v}" for k, v in sorted((config.get("versions") or {}).items())]}
+    return _TEMPLATE.substitute({k: v if isinstance(v, str) else "\n".join(v) for k, v in sections.items()})

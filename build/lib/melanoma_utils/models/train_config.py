@@ -1,0 +1,395 @@
+"""The training recipe, :class:`TrainConfig`: THE place where training defaults are decided and values normalised
+(re-exported by :mod:`melanoma_utils.runs.run`), and its command-line options as one table (:data:`TRAIN_OPTIONS`:
+each field's flag, description, choices and parser, from which ``train`` builds its arguments). Imports no Keras or
+TensorFlow, no argparse."""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+from ..data.confounds import COPIES_CSV, SOURCE_WEIGHTINGS
+from ..data.diagnoses import OBJECTIVES, n_outputs
+from ..pipeline.transforms import PREPROCESSORS, preprocess_config
+from .features import FEATURE_SETS, check_feature_set
+from .presets import BACKBONES, OFFLINE_IMAGENET, RESOLUTION_MERGES, default_image_size, get_preset
+
+#: Fine-tuning after the cached-embedding head: which backbone layers become trainable.
+FINETUNE_MODES: tuple[str, ...] = ("none", "top", "all")
+#: Fine-tuning's learning rate over its steps: constant, or a cosine decay to 0 (resumes where it stopped: the step
+#: count is part of the optimizer state a resumed run restores).
+FINETUNE_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+#: How training uses devices (see :func:`melanoma_utils.runs.training.make_distribution`).
+STRATEGIES: tuple[str, ...] = ("auto", "one", "mirrored", "multiworker", "tpu")
+#: Which inputs a model takes.
+KINDS: tuple[str, ...] = ("fusion", "image", "meta")
+#: Test-time augmentation: how many dihedral views may be averaged per image.
+TTA_VIEWS: tuple[int, ...] = tuple(range(1, 9))
+#: Keras fit verbosity: 0 silent, 1 a progress bar, 2 one line per epoch.
+VERBOSITY: tuple[int, ...] = (0, 1, 2)
+
+
+#: ``backbone_weights`` default: ImageNet where the weights ship offline (EfficientNet-Lite), else random init.
+AUTO = "auto"
+#: The largest ``image_size`` accepted (px): beyond it one batch of decoded images no longer fits a workstation.
+MAX_IMAGE_SIZE = 1024
+
+
+@dataclass
+class TrainConfig:
+    """Every training choice, saved with the run. THE place where training defaults are decided and values are
+    normalised: the command line, the notebooks and the parameter files pass only what a user set.
+
+    The default model is the pretrained EfficientNet-Lite0 branch (ImageNet weights shipped offline by a pip package,
+    frozen, the study's head trained on cached embeddings of 8 dihedral views) at its native 224 px: chosen by
+    patient-grouped validation (README, "Choosing the defaults"). ``backbone="cnn"`` (or ``None``) is the study's CNN
+    trained from scratch. ``image_size=None`` resolves to the backbone's native size (128 px for the CNN);
+    ``backbone_weights="auto"`` to ``"imagenet"`` for the offline EfficientNet-Lite backbones, else ``None``.
+    """
+
+    kind: str = "fusion"  # fusion | image | meta: which inputs the model takes
+    features: str = "clinical"  # clinical | paper | acquisition (metadata feature set)
+    image_size: int | None = None  # None: the backbone's native size (backbones.default_image_size)
+    batch_size: int = 32
+    epochs: int = 30
+    learning_rate: float = 1e-4
+    patience: int = 5  # early stopping on validation loss, best weights restored
+    class_weighting: bool = True  # w_i = 1/n_i, normalised
+    # a grouping that is not the lesion (data.confounds): auto = source_copy where the data has it; none; a column;
+    # camera (original image size); source (the data set). source_weighting removes its label information
+    source_column: str | None = "auto"
+    # auto | none | balanced | drop_single_class (data.confounds.SOURCE_WEIGHTINGS). auto: balanced when the training
+    # rows are the data set's own, none with external data: what notebook 03's selection found within copy a
+    source_weighting: str = "auto"
+    preprocess: str = "none"  # a melanoma_utils.pipeline.transforms.PREPROCESSORS name
+    augment: bool = True
+    augment_config: dict[str, Any] = field(default_factory=dict)  # AugmentConfig overrides
+    val_fraction: float = 0.2  # patient-grouped validation split (early stopping, threshold)
+    min_sensitivity: float = 0.90  # the validation threshold is the highest reaching this
+    seed: int = 0
+    conv_filters: tuple[int, ...] = (32, 64, 128, 256)
+    conv_dropout: float = 0.1
+    meta_units: tuple[int, ...] = (64, 32)
+    head_units: tuple[int, ...] = (128, 64)
+    head_dropout: float = 0.3
+    # binary (melanoma vs rest, the study's sigmoid) | diagnosis | diagnosis-masked (data.diagnoses.OBJECTIVES): a
+    # diagnosis head is trained on the diagnosis classes and outputs the melanoma column of its softmax
+    objective: str = "binary"
+    backbone: str | None = "efficientnetlite0"  # a backbones.BACKBONES name; None or "cnn": the study's CNN
+    backbone_weights: str | None = AUTO  # None | "imagenet" | a local weights file; "auto": see the class docstring
+    freeze_epochs: int = 0  # end-to-end path (frozen_features off): epochs with the backbone frozen, then fine-tune
+    finetune_learning_rate: float = 1e-5
+    frozen_features: bool = True  # with pretrained weights: train the head on cached backbone embeddings
+    embedding_views: int = 8  # dihedral views (rotations/mirrors) cached per image for the head's training
+    head_learning_rate: float = 1e-3  # Adam learning rate of the head trained on cached embeddings
+    finetune: str = "none"  # after the cached-embedding head: none | top (last blocks) | all
+    finetune_epochs: int = 2
+    finetune_schedule: str = "constant"  # constant | cosine (FINETUNE_SCHEDULES)
+    label_smoothing: float = 0.0  # fine-tuning's binary cross-entropy: targets pulled this far toward 1/2
+    # partial fine-tuning on a CPU (models.partial): after the head, train the backbone's last adapt_blocks MBConv
+    # blocks + its head conv + the head on cached activations entering them (0: off; EfficientNet-Lite only)
+    adapt_blocks: int = 0
+    # multi-resolution (frozen backbone only): a second backbone copy also sees the image resized to this side (e.g.
+    # image_size 320 + extra_image_size 224), the two pooled embeddings merged by resolution_merge (mean | concat)
+    extra_image_size: int | None = None
+    resolution_merge: str = "mean"
+    adapt_epochs: int = 5
+    adapt_learning_rate: float = 1e-4
+    tta: int = 1  # test-time augmentation: dihedral views averaged for validation and, by default, prediction
+    cache: str | None = "memory"  # "memory", a file prefix, or None
+    mixed_precision: str = "auto"  # auto (on GPU only) | on | off
+    strategy: str = "auto"  # auto | one | mirrored | multiworker | tpu (batch_size is per replica)
+    verbose: int = 1  # Keras fit verbosity (VERBOSITY): 0 silent, 1 a progress bar, 2 one line per epoch
+    n_boot: int = 200  # patient-bootstrap resamples of the run's validation report (single runs and ensembles)
+
+    @classmethod
+    def default(cls, name: str) -> Any:
+        """The default of field ``name`` (for help texts that state it without repeating it)."""
+        f = next(f for f in fields(cls) if f.name == name)
+        return f.default_factory() if f.default_factory is not MISSING else f.default  # type: ignore[misc]
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "TrainConfig":
+        """The configuration of preset ``name`` (:mod:`melanoma_utils.models.presets`) with ``overrides`` on top; an
+        unknown preset or field is a ``ValueError`` naming the known ones."""
+        unknown = sorted(set(overrides) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(f.name for f in fields(cls))}")
+        return cls(**{**get_preset(name).fields, **overrides})
+
+    def preset_overrides(self, name: str) -> dict[str, Any]:
+        """The fields of this configuration that differ from preset ``name``'s (what a parameter file naming that
+        preset must state), compared after normalisation."""
+        base = type(self).from_preset(name)
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != getattr(base, f.name)}
+
+    def _normalise(self) -> None:
+        b = self.backbone if self.kind != "meta" else None  # a metadata-only model has no image branch
+        if self.kind == "meta":
+            self.backbone_weights = None
+        self.backbone = None if b is None or str(b).strip().lower() in ("", "cnn", "none") else str(b).strip().lower()
+        if self.backbone is not None and self.backbone not in BACKBONES:
+            raise ValueError(f"backbone must be cnn or one of {', '.join(sorted(BACKBONES))}; got {b!r}")
+        w = self.backbone_weights
+        if w is not None and str(w).strip().lower() == AUTO:
+            w = "imagenet" if self.backbone in OFFLINE_IMAGENET else None
+        elif w is not None and str(w).strip().lower() in ("", "none"):
+            w = None
+        elif w is not None and str(w).strip().lower() == "imagenet":
+            w = "imagenet"
+        if w is not None and self.backbone is None:
+            raise ValueError(f"backbone_weights (--backbone-weights) {w!r} needs a backbone (the study's CNN has no pretrained weights); "
+                             "e.g. backbone efficientnetlite0 with backbone_weights imagenet")
+        if w not in (None, "imagenet") and not Path(str(w)).is_file():
+            raise FileNotFoundError(f"backbone_weights (--backbone-weights) {w}: file not found (none | imagenet | a weights file)")
+        self.backbone_weights = w
+        if self.image_size is None:
+            self.image_size = default_image_size(self.backbone)
+        if self.cache is not None and str(self.cache).strip().lower() in ("", "none"):
+            self.cache = None
+        if self.source_column is not None and str(self.source_column).strip().lower() in ("", "none"):
+            self.source_column = None
+
+    def __post_init__(self) -> None:
+        self._normalise()
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}; got {self.kind!r}")
+        check_feature_set(self.features)
+        if self.source_weighting not in SOURCE_WEIGHTINGS:
+            raise ValueError(f"source_weighting must be one of {', '.join(SOURCE_WEIGHTINGS)}; got {self.source_weighting!r}")
+        preprocess_config(self.preprocess)
+        for name in ("image_size", "batch_size", "epochs", "n_boot"):
+            if int(getattr(self, name)) <= 0:
+                raise ValueError(f"{name} must be positive; got {getattr(self, name)}")
+        if int(self.image_size) > MAX_IMAGE_SIZE:  # type: ignore[arg-type]
+            raise ValueError(f"image_size {self.image_size} is above the maximum of {MAX_IMAGE_SIZE} px (one batch of "
+                             f"{self.batch_size} such images is {self.batch_size * int(self.image_size) ** 2 * 3 / 2**30:.1f} GiB "
+                             "decoded); dermoscopy models use 224–512 px")
+        if self.uses_images and int(self.image_size) < self.min_image_size:  # type: ignore[arg-type]
+            raise ValueError(f"image_size {self.image_size} is below this image branch's minimum of {self.min_image_size} px "
+                             f"({'a backbone downsamples by 32' if self.backbone else 'one 2x2 pooling between convolution blocks'})")
+        if not 0 < float(self.val_fraction) < 1:
+            raise ValueError(f"val_fraction must be between 0 and 1; got {self.val_fraction}")
+        if not 0 < float(self.min_sensitivity) <= 1:
+            raise ValueError(f"min_sensitivity must be in (0, 1]; got {self.min_sensitivity}")
+        for name in ("learning_rate", "head_learning_rate", "finetune_learning_rate", "adapt_learning_rate"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"{name} must be > 0; got {getattr(self, name)}")
+        if int(self.freeze_epochs) < 0 or int(self.finetune_epochs) < 0:
+            raise ValueError("freeze_epochs and finetune_epochs must be >= 0")
+        if self.finetune not in FINETUNE_MODES:
+            raise ValueError(f"finetune must be one of {', '.join(FINETUNE_MODES)}; got {self.finetune!r}")
+        if self.finetune_schedule not in FINETUNE_SCHEDULES:
+            raise ValueError(f"finetune_schedule must be one of {', '.join(FINETUNE_SCHEDULES)}; got {self.finetune_schedule!r}")
+        if not 0 <= float(self.label_smoothing) < 0.5:
+            raise ValueError(f"label_smoothing must be in [0, 0.5); got {self.label_smoothing}")
+        if int(self.tta) not in TTA_VIEWS:
+            raise ValueError(f"tta must be in {TTA_VIEWS[0]}..{TTA_VIEWS[-1]}; got {self.tta}")
+        if int(self.verbose) not in VERBOSITY:
+            raise ValueError(f"verbose must be one of {', '.join(map(str, VERBOSITY))}; got {self.verbose}")
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}; got {self.strategy!r}")
+        if int(self.adapt_blocks) < 0 or int(self.adapt_epochs) < 1:
+            raise ValueError(f"adapt_blocks must be >= 0 and adapt_epochs >= 1; got {self.adapt_blocks}, {self.adapt_epochs}")
+        if int(self.adapt_blocks) and not (self.uses_cached_embeddings and self.finetune == "none"
+                                           and str(self.backbone).startswith("efficientnetlite")):
+            raise ValueError("adapt_blocks trains the last blocks of a frozen EfficientNet-Lite backbone on cached "
+                             "activations: it needs backbone efficientnetlite0/1/2 with its weights, the cached-embedding "
+                             "head (no --end-to-end) and --finetune none")
+        self._check_multi_resolution()
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}; got {self.objective!r}")
+        if self.objective != "binary" and not (self.uses_cached_embeddings and self.finetune == "none"):
+            raise ValueError(f"objective {self.objective!r} trains a head on cached embeddings of a frozen pretrained "
+                             "backbone (kind fusion or image, backbone weights, no --end-to-end, --finetune none); use "
+                             "objective binary for the other models")
+        if not 1 <= int(self.embedding_views) <= 8:
+            raise ValueError(f"embedding_views must be in 1..8; got {self.embedding_views}")
+        self.conv_filters = tuple(self.conv_filters)
+        self.meta_units = tuple(self.meta_units)
+        self.head_units = tuple(self.head_units)
+
+    def _check_multi_resolution(self) -> None:
+        if self.resolution_merge not in RESOLUTION_MERGES:
+            raise ValueError(f"resolution_merge must be one of {', '.join(RESOLUTION_MERGES)}; got {self.resolution_merge!r}")
+        if self.extra_image_size in (None, 0, "none", "None", ""):
+            self.extra_image_size = None
+            return
+        self.extra_image_size = int(self.extra_image_size)  # type: ignore[arg-type]
+        if not self.min_image_size <= self.extra_image_size <= MAX_IMAGE_SIZE or self.extra_image_size == self.image_size:
+            raise ValueError(f"extra_image_size must differ from image_size ({self.image_size}) and lie in "
+                             f"{self.min_image_size}..{MAX_IMAGE_SIZE} px; got {self.extra_image_size}")
+        if not self.backbone_unchanged:
+            raise ValueError("extra_image_size (multi-resolution) merges the embeddings of a frozen pretrained backbone at "
+                             "two sizes: it needs kind fusion or image, a backbone with its weights, the cached-embedding "
+                             "head (no --end-to-end), --finetune none and --adapt-blocks 0")
+
+    @property
+    def embedding_output(self) -> str:
+        """What the cached embeddings of this configuration hold (part of their cache key,
+        :func:`melanoma_utils.models.embeddings.config_key`): ``pooled``, or the merged multi-resolution embedding."""
+        if self.extra_image_size is None:
+            return "pooled"
+        return f"pooled-with-{self.extra_image_size}px-{self.resolution_merge}"
+
+    def model_spec(self, n_meta: int | None, initial_bias: float | None = None) -> Any:
+        """The :class:`~melanoma_utils.models.fusion.ModelSpec` of this configuration (the one place that maps
+        configuration fields onto the builder)."""
+        from .fusion import ModelSpec
+
+        return ModelSpec(image_size=self.image_size if self.uses_images else None,
+                         n_meta=n_meta if self.uses_meta else None, kind=self.kind, conv_filters=self.conv_filters,
+                         conv_dropout=self.conv_dropout, meta_units=self.meta_units, head_units=self.head_units,
+                         head_dropout=self.head_dropout, initial_bias=initial_bias, backbone=self.backbone,
+                         backbone_weights=self.backbone_weights, n_classes=n_outputs(self.objective),
+                         extra_image_size=self.extra_image_size, resolution_merge=self.resolution_merge)
+
+    def head_kwargs(self, embedding_dim: int, n_meta: int | None, initial_bias: float | None = None) -> dict[str, Any]:
+        """The keyword arguments of :func:`melanoma_utils.models.fusion.build_head_model` for this configuration."""
+        return {"embedding_dim": embedding_dim, "n_meta": n_meta if self.uses_meta else None, "kind": self.kind,
+                "meta_units": self.meta_units, "head_units": self.head_units, "head_dropout": self.head_dropout,
+                "initial_bias": initial_bias, "n_classes": n_outputs(self.objective)}
+
+    @property
+    def uses_images(self) -> bool:
+        """Whether the model has an image input."""
+        return self.kind in ("fusion", "image")
+
+    @property
+    def min_image_size(self) -> int:
+        """The smallest input side the image branch accepts."""
+        return 32 if self.backbone else 2 ** max(len(self.conv_filters) - 1, 0)
+
+    @property
+    def uses_cached_embeddings(self) -> bool:
+        """Whether the head is trained on cached embeddings of a frozen pretrained backbone."""
+        return self.uses_images and bool(self.backbone) and self.backbone_weights not in (None, "none") and self.frozen_features
+
+    @property
+    def backbone_unchanged(self) -> bool:
+        """Whether the trained model keeps its pretrained backbone exactly as loaded: the cached-embedding head with no
+        fine-tuning and no adapted block."""
+        return self.uses_cached_embeddings and self.finetune == "none" and not int(self.adapt_blocks)
+
+    @property
+    def uses_meta(self) -> bool:
+        """Whether the model has a metadata input."""
+        return self.kind in ("fusion", "meta")
+
+    #: Names used by earlier versions (config.json of older runs) -> today's field.
+    RENAMED: ClassVar[dict[str, str]] = {"model": "kind", "weights": "backbone_weights"}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        """Rebuild from :func:`dataclasses.asdict` output (unknown keys ignored; older runs' field names
+        :attr:`RENAMED` are read as today's)."""
+        names = {f.name for f in fields(cls)}
+        d = {cls.RENAMED.get(k, k): v for k, v in d.items() if not (k in cls.RENAMED and cls.RENAMED[k] in d)}
+        for name in ("backbone", "backbone_weights"):  # a saved run without them predates backbones: the study's CNN
+            d.setdefault(name, None)
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass(frozen=True)
+class Option:
+    """One command-line option of a TrainConfig field.
+
+    ``check`` names the value's parser (``positive_int``, ``nonneg_int``, ``positive_float``, ``fraction``,
+    ``sensitivity``, ``int``, ``str``); ``switch_off`` makes it a flag that sets the field to ``False``
+    (``--no-augment``); ``aliases`` are older spellings that still work; ``default_text`` replaces the stated default
+    where the default is resolved later (``image_size``)."""
+
+    field: str
+    help: str
+    check: str = "str"
+    choices: tuple[Any, ...] | None = None
+    flag: str | None = None
+    switch_off: bool = False
+    aliases: tuple[str, ...] = ()
+    metavar: str | None = None
+    default_text: str | None = None
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        """The option's spellings, the current one first."""
+        return (self.flag or "--" + self.field.replace("_", "-"), *self.aliases)
+
+
+TRAIN_OPTIONS: tuple[Option, ...] = (
+    Option("kind", "which inputs the model takes: images and metadata (fusion), images only, metadata only",
+           choices=KINDS),
+    Option("features", "metadata feature set", choices=tuple(sorted(FEATURE_SETS))),
+    Option("image_size", f"side in px; at most {MAX_IMAGE_SIZE}", check="positive_int",
+           default_text="the backbone's ImageNet resolution: efficientnetlite0/1/2 224/240/260 px; 128 for the study's CNN"),
+    Option("epochs", "training epochs at most (early stopping ends sooner)", check="positive_int"),
+    Option("batch_size", "images per step (per replica with several devices)", check="positive_int"),
+    Option("learning_rate", "Adam learning rate of end-to-end training (the study's CNN)", check="positive_float"),
+    Option("patience", "early-stopping patience in epochs", check="positive_int"),
+    Option("val_fraction", "share of the patients held out for validation, in (0, 1)", check="fraction"),
+    Option("min_sensitivity", "validation sensitivity the threshold must reach, in (0, 1]", check="sensitivity"),
+    Option("preprocess", "image preprocessing before the model", choices=tuple(sorted(PREPROCESSORS))),
+    Option("augment", "train without augmentation", flag="--no-augment", switch_off=True),
+    Option("class_weighting", "train without class weights (w = 1/n per class)", flag="--no-class-weights",
+           switch_off=True),
+    Option("source_column", "a grouping that is not the lesion, whose label information --source-weighting removes: a "
+                            "metadata column (e.g. source_copy, clinic), camera (original image size) or source (the "
+                            f"data set); none; auto: source_copy where the data has it, read from --source-csv or a "
+                            f"{COPIES_CSV} beside the CSV", metavar="COLUMN"),
+    Option("source_weighting", "balanced: every group of --source-column gets the same malignant share (a group of one "
+                               "class is left out); drop_single_class: groups of one class left out, no reweighting; "
+                               "sources: every group (copy, external data set; the data sets where there is no copy "
+                               "column) the same total weight, its malignant share kept; "
+                               "auto: balanced without --external, none with it (what notebook 03's selection found "
+                               "within copy a)", choices=SOURCE_WEIGHTINGS),
+    Option("objective", "what the model learns: binary (melanoma vs the rest, the study's); diagnosis (the diagnosis "
+                        "classes, unknown one of them; the melanoma probability is read from the softmax); "
+                        "diagnosis-masked (unknown-diagnosis rows only push the melanoma probability down); the "
+                        "diagnosis objectives need a frozen pretrained backbone", choices=OBJECTIVES),
+    Option("backbone", "image branch: ImageNet weights shipped offline for efficientnetlite0/1/2 (frozen, head trained "
+                       "on cached embeddings); cnn: the study's CNN from scratch; or a keras.applications model",
+           choices=("cnn", *sorted(BACKBONES))),
+    Option("backbone_weights", "backbone weights: none | imagenet | PATH.h5", aliases=("--weights",),
+           default_text="imagenet for efficientnetlite0/1/2, else none"),
+    Option("finetune", "with pretrained weights: after training the head on cached embeddings, fine-tune the "
+                       "backbone's last stage (top) or all of it", choices=FINETUNE_MODES),
+    Option("finetune_epochs", "epochs of --finetune", check="positive_int"),
+    Option("finetune_learning_rate", "learning rate of --finetune", check="positive_float"),
+    Option("finetune_schedule", "learning rate over --finetune's steps: constant, or cosine (decays to 0)",
+           choices=FINETUNE_SCHEDULES),
+    Option("label_smoothing", "--finetune's binary cross-entropy with targets pulled this far toward 1/2, in [0, 0.5)",
+           check="fraction"),
+    Option("adapt_blocks", "partial fine-tuning a CPU affords: after the head, train the backbone's last N MBConv "
+                           "blocks, its head conv and the head on cached activations (0: off; EfficientNet-Lite)",
+           check="nonneg_int"),
+    Option("adapt_epochs", "epochs of --adapt-blocks (early stopping on validation loss)", check="positive_int"),
+    Option("adapt_learning_rate", "learning rate of --adapt-blocks", check="positive_float"),
+    Option("extra_image_size", "multi-resolution: a second copy of the frozen backbone also sees each image resized to "
+                               "this side (e.g. --image-size 320 --extra-image-size 224), the two embeddings merged by "
+                               "--resolution-merge", check="positive_int", default_text="none"),
+    Option("resolution_merge", "how --extra-image-size merges the two embeddings: mean, or concat (a head twice as wide)",
+           choices=RESOLUTION_MERGES),
+    Option("head_learning_rate", "learning rate of the head trained on cached embeddings", check="positive_float"),
+    Option("embedding_views", "dihedral views (rotations/mirrors) of each image cached for the head's training",
+           check="int", choices=tuple(range(1, 9)), metavar="1..8"),
+    Option("tta", "test-time augmentation for the validation predictions (threshold) and, by default, for predict: "
+                  "views averaged per image (8: ~+0.007 validation AUC, 8x slower prediction)", check="int",
+           choices=TTA_VIEWS),
+    Option("frozen_features", "with pretrained weights: train on decoded images end to end (GPU) instead of cached "
+                              "embeddings", flag="--end-to-end", switch_off=True),
+    Option("freeze_epochs", "--end-to-end: epochs with the backbone frozen first", check="nonneg_int"),
+    Option("cache", "memory | none | a file prefix for large sets"),
+    Option("strategy", "devices: auto (several GPUs: mirrored), one, mirrored (tf.distribute over GPUs/CPUs; JAX: "
+                       "DataParallel), multiworker (TF_CONFIG; the chief writes --out), tpu; --batch-size is per "
+                       "replica, learning rates scale with the replicas", choices=STRATEGIES),
+    Option("seed", "drives Python, NumPy and Keras", check="int"),
+    Option("n_boot", "patient-bootstrap resamples of the validation report", check="positive_int"),
+    Option("verbose", "Keras progress: 0 silent, 1 a progress bar, 2 one line per epoch", check="int",
+           choices=VERBOSITY),
+)
+
+#: TrainConfig fields the command line leaves at their preset's value (architecture details and nested settings):
+#: set them in Python (``TrainConfig.from_preset(name, **fields)``) or a parameter file's ``train_overrides``.
+NOT_ON_THE_COMMAND_LINE: tuple[str, ...] = ("augment_config", "conv_filters", "conv_dropout", "meta_units",
+                                            "head_units", "head_dropout", "mixed_precision")

@@ -1,0 +1,357 @@
+"""Figures of models and their evaluation (training history, ROC/PR, confusion, calibration, decision curves,
+subgroups, ablation intervals, importance and explanations). Same conventions as :mod:`melanoma_utils.reports.plots`, which
+re-exports every function here: each takes data and returns a :class:`matplotlib.figure.Figure`; ``tag`` prefixes
+the title."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from . import style
+from .style import BENIGN_COLOUR, MALIGNANT_COLOUR, NEUTRAL
+
+
+def history_curves(history: pd.DataFrame, title: str = "Training history", tag: str = "") -> Figure:
+    """Loss and ROC AUC per epoch, training vs validation (the study's Figs 16–17)."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    epochs = history["epoch"] + 1 if "epoch" in history else np.arange(1, len(history) + 1)
+    for ax, metric, label in ((axes[0], "loss", "weighted BCE loss"), (axes[1], "auc", "ROC AUC")):
+        if metric in history:
+            ax.plot(epochs, history[metric], "o-", label="training")
+        if f"val_{metric}" in history:
+            ax.plot(epochs, history[f"val_{metric}"], "s-", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.legend()
+    fig.suptitle(style.titled(tag, title))
+    fig.tight_layout()
+    return fig
+
+
+def confusion(m: Mapping[str, float], title: str, tag: str = "") -> Figure:
+    """A 2×2 confusion matrix from :func:`melanoma_utils.evaluation.metrics.threshold_metrics` output: counts and the share
+    of each true class (row percentages: specificity and sensitivity on the diagonal), shaded by that share."""
+    table = np.array([[m["tn"], m["fp"]], [m["fn"], m["tp"]]], dtype=float)
+    share = table / np.maximum(table.sum(axis=1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(4.4, 3.8))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), v in np.ndenumerate(table):
+        ax.text(j, i, f"{int(v):,}\n{100 * share[i, j]:.1f}%", ha="center", va="center", fontsize=11,
+                color="white" if share[i, j] > 0.55 else "black")
+    ax.set_xticks([0, 1], ["benign", "malignant"])
+    ax.set_yticks([0, 1], ["benign", "malignant"])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true (row % of the true class)")
+    ax.set_title(style.titled(tag, f"{title}\nthreshold {m['threshold']:.3f}: sens {m['sensitivity']:.2f}, spec {m['specificity']:.2f}"),
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def roc_pr(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = "", tag: str = "") -> Figure:
+    """ROC and precision–recall curves for several models: ``{label: (y_true, y_score)}``."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.6))
+    prevalences: dict[str, tuple[float, str]] = {}
+    many = len(curves) > 10  # past the default cycle's 10 colours: 20 distinct ones, and dashes for the second ten
+    for k, (label, (y, s)) in enumerate(curves.items()):
+        fpr, tpr, _ = roc_curve(y, s)
+        look = {"color": plt.get_cmap("tab20")(k % 20), "ls": "-" if k % 2 == 0 else "--"} if many else {}
+        line, = a.plot(fpr, tpr, label=f"{label} (ROC AUC {roc_auc_score(y, s):.3f}, AP {average_precision_score(y, s):.3f})",
+                       **look)
+        prec, rec, _ = precision_recall_curve(y, s)
+        b.plot(rec, prec, color=line.get_color(), ls=line.get_linestyle())
+        prevalences[label] = (float(np.mean(y)), line.get_color())
+    a.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="chance (ROC)")
+    a.set_xlabel("1 − specificity")
+    a.set_ylabel("sensitivity")
+    distinct = {round(p, 6) for p, _ in prevalences.values()}
+    if len(distinct) == 1:  # one prevalence: one chance line, named in the legend (a label on the panel hides under curves)
+        p = next(iter(prevalences.values()))[0]
+        b.axhline(p, color="grey", ls=":", lw=1.2, label=f"chance (PR): the prevalence, {p:.3f}")
+    else:  # each curve's own chance line, in its colour
+        for label, (p, colour) in prevalences.items():
+            b.axhline(p, color=colour, ls=":", lw=1.2, label=f"chance (PR) of {label}: its prevalence, {p:.3f}")
+    b.set_xlabel("recall (sensitivity)")
+    b.set_ylabel("precision")
+    for ax in (a, b):  # both panels on the full scale: a precision axis that starts above 0 exaggerates
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.01)
+    handles, labels = a.get_legend_handles_labels()  # one legend below both panels: it covers no curve
+    more = b.get_legend_handles_labels()
+    handles, labels = handles + more[0], labels + more[1]
+    fig.suptitle(style.titled(tag, title or "ROC and precision–recall curves"))
+    fig.tight_layout()
+    ncol = 2 if len(labels) > 4 else 1
+    fig.subplots_adjust(bottom=0.14 + 0.045 * ((len(labels) + ncol - 1) // ncol))
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    return fig
+
+
+def _bars(ax: Axes, table: pd.DataFrame, values: np.ndarray, err: np.ndarray | None, xlabel: str) -> None:
+    y = np.arange(len(table))
+    ax.barh(y, values, xerr=err, color=[MALIGNANT_COLOUR if v > 0 else NEUTRAL for v in values], capsize=3)
+    ax.set_yticks(y, [str(i) for i in table.index])
+    ax.invert_yaxis()
+    ax.axvline(0, color="black", lw=0.8)
+    ax.set_xlabel(xlabel)
+
+
+#: A bar this many times longer than every other one gets its own panel (the others are drawn again, zoomed).
+DOMINANT_RATIO = 5.0
+
+
+def importance_bars(table: pd.DataFrame, title: str, tag: str = "", mean: str = "importance_mean",
+                    sd: str = "importance_sd", xlabel: str = "drop in ROC AUC when permuted (mean ± sd)",
+                    low: str | None = None, high: str | None = None) -> Figure:
+    """Feature importance as horizontal bars with error bars (the study's Fig 14, grouped honestly): ± ``sd``, or the
+    interval ``low``–``high`` when both columns are given (e.g. a bootstrap CI of a mean |SHAP|, which cannot go
+    below zero the way ± sd can). When one input dominates (its bar is :data:`DOMINANT_RATIO` times any other, e.g.
+    the image beside the metadata), a second panel shows the other inputs on their own scale, so their bars and
+    intervals can be read."""
+    values = table[mean].to_numpy(float)
+    if low and high:
+        err = np.clip(np.vstack([values - table[low].to_numpy(), table[high].to_numpy() - values]), 0, None)
+    else:
+        err = table[sd].to_numpy(float) if sd in table else None
+    size = np.abs(values)
+    top = int(np.argmax(size)) if len(values) else 0
+    rest = np.delete(size, top) if len(values) > 2 else np.array([])
+    zoom = len(rest) > 0 and size[top] > DOMINANT_RATIO * max(rest.max(), 1e-12)
+    height = 0.5 * len(table) + 1.6
+    if not zoom:
+        fig, ax = plt.subplots(figsize=(7, height))
+        _bars(ax, table, values, err, xlabel)
+        ax.set_title(style.titled(tag, title))
+        fig.tight_layout()
+        return fig
+    fig, (ax_all, ax_zoom) = plt.subplots(1, 2, figsize=(11, height), width_ratios=[1, 1.3])
+    _bars(ax_all, table, values, err, xlabel)
+    ax_all.set_title("all inputs", fontsize=10)
+    keep = np.arange(len(values)) != top
+    _bars(ax_zoom, table[keep], values[keep], None if err is None else err[..., keep], xlabel)
+    ax_zoom.set_title(f"without {table.index[top]} (zoomed: its own scale)", fontsize=10)
+    fig.suptitle(style.titled(tag, title))
+    fig.tight_layout()
+    return fig
+
+
+def explanation_grid(images: np.ndarray, shap_maps: np.ndarray, cams: np.ndarray | None, titles: Sequence[str],
+                     title: str = "", tag: str = "", masks: np.ndarray | None = None,
+                     cam_inside: Sequence[float] | None = None, mask_ok: Sequence[bool] | None = None) -> Figure:
+    """Per lesion: the image, its SHAP attribution (channels summed, lightly smoothed, colour scale at the 99th
+    percentile of |SHAP| with a colour bar; red raises, blue lowers the melanoma probability) and, if given, the
+    Grad-CAM heat map over the image with its colour bar — the study's Fig 15. ``masks`` (lesion masks, e.g.
+    :func:`melanoma_utils.reports.explain.lesion_mask`) are outlined on every panel; ``cam_inside`` (the share of Grad-CAM
+    mass inside each mask) is written in the Grad-CAM panel's title. ``mask_ok``: whether each mask passed its check
+    (:func:`melanoma_utils.reports.explain.mask_quality`); a mask that failed is not drawn (an outline that is not the
+    lesion would mislead) and its image's title says so."""
+    import cv2
+
+    n = len(images)
+    ncols = 3 if cams is not None else 2
+    fig, axes = plt.subplots(n, ncols, figsize=(3.1 * ncols, 2.8 * n + 0.6), squeeze=False)
+    for i in range(n):
+        img = np.clip(images[i], 0, 255).astype(np.uint8)
+        attribution = cv2.GaussianBlur(shap_maps[i].sum(axis=-1).astype(np.float32), (0, 0), sigmaX=max(1.0, img.shape[0] / 64))
+        lim = float(np.percentile(np.abs(attribution), 99)) or 1.0
+        outline = masks is not None and (mask_ok is None or bool(mask_ok[i]))
+        axes[i, 0].imshow(img)
+        axes[i, 0].set_title(titles[i] + ("" if masks is None or outline else "\n(no outline: mask check failed)"),
+                             fontsize=style.MIN_FONT)
+        axes[i, 1].imshow(img.mean(axis=-1), cmap="gray", alpha=0.35)
+        shown = axes[i, 1].imshow(attribution, cmap="bwr", vmin=-lim, vmax=lim, alpha=0.85)
+        fig.colorbar(shown, ax=axes[i, 1], fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
+        axes[i, 1].set_title("SHAP (expected gradients)", fontsize=style.MIN_FONT)
+        if cams is not None:
+            axes[i, 2].imshow(img)
+            heat = axes[i, 2].imshow(cams[i], cmap="magma", alpha=0.5, vmin=0, vmax=1)  # perceptually uniform, not a rainbow
+            fig.colorbar(heat, ax=axes[i, 2], fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
+            inside = "" if cam_inside is None else (": empty map" if not np.isfinite(cam_inside[i])
+                                                     else f": {100 * cam_inside[i]:.0f}% inside the lesion")
+            axes[i, 2].set_title(f"Grad-CAM{inside}", fontsize=style.MIN_FONT)
+        for ax in axes[i]:
+            if outline:
+                ax.contour(masks[i].astype(float), levels=[0.5], colors="lime", linewidths=0.8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+    if title:
+        fig.suptitle(style.titled(tag, title))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_figheight()))  # room for the title above the first row
+    return fig
+
+
+def reliability_diagram(curves: Mapping[str, pd.DataFrame], title: str = "Calibration", tag: str = "") -> Figure:
+    """Reliability diagram: observed malignant rate against mean predicted probability per equal-mass bin
+    (:func:`melanoma_utils.evaluation.calibration.reliability_table`), one line per entry of ``curves``, each bin's
+    observed rate with its 95% Wilson interval where the table has one; below, the number of images in each bin of
+    the first curve."""
+    fig, (ax, ax_n) = plt.subplots(2, 1, figsize=(6, 6.5), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
+    top = 0.0
+    for name, t in curves.items():
+        banded = {"observed_ci_low", "observed_ci_high"} <= set(t)
+        line, = ax.plot(t["mean_predicted"], t["observed_rate"], marker="o",
+                        label=f"{name} (95% CI per bin)" if banded else name)
+        if banded:
+            ax.errorbar(t["mean_predicted"], t["observed_rate"], fmt="none", ecolor=line.get_color(), capsize=2,
+                        yerr=np.clip([t["observed_rate"] - t["observed_ci_low"],
+                                      t["observed_ci_high"] - t["observed_rate"]], 0, None))
+        top = max(top, float(t["mean_predicted"].max()), float(t["observed_rate"].max()),
+                  float(t["observed_ci_high"].max()) if banded else 0.0)
+    top = min(1.0, top * 1.05 + 0.02)
+    ax.plot([0, top], [0, top], ls="--", color="grey", label="perfectly calibrated")
+    ax.set_ylabel("observed malignant rate")
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.legend(fontsize=8)
+    ax.set_title(style.titled(tag, title))
+    first = next(iter(curves.values()))
+    ax_n.bar(first["mean_predicted"], first["n"], width=top / 40, color=BENIGN_COLOUR)
+    last = -np.inf
+    for x, n in zip(first["mean_predicted"], first["n"]):  # a label only where it does not touch the previous one
+        if x - last >= top / 12:
+            ax_n.annotate(f"{n}", (x, n), ha="center", va="bottom", fontsize=7)
+            last = x
+    ax_n.set_ylabel("images / bin")
+    ax_n.set_xlabel("mean predicted probability (equal-mass bins)")
+    ax_n.margins(y=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def decision_curve(curves: Mapping[str, pd.DataFrame], title: str = "Decision curve", tag: str = "") -> Figure:
+    """Net benefit against the threshold probability (:func:`melanoma_utils.evaluation.clinical.net_benefit`): one line per
+    entry of ``curves`` (with its patient-bootstrap band where the table has one), with *biopsy all* and *biopsy none*
+    of the first. Where the first table has ΔNB intervals, a second panel draws the first curve's difference against
+    biopsying all and against biopsying none (the model's net benefit itself), each with its 95% band: the model helps
+    where both bands lie above 0."""
+    first = next(iter(curves.values()))
+    deltas = "delta_all_ci_low" in first
+    fig, axes = plt.subplots(2 if deltas else 1, 1, figsize=(7, 7.5 if deltas else 4.5), sharex=True, squeeze=False)
+    ax = axes[0, 0]
+    for name, t in curves.items():
+        line, = ax.plot(100 * t["threshold"], t["model"], lw=2, label=name)
+        if {"model_ci_low", "model_ci_high"} <= set(t):  # the patient-bootstrap 95% band
+            ax.fill_between(100 * t["threshold"], t["model_ci_low"], t["model_ci_high"], color=line.get_color(),
+                            alpha=0.2, lw=0, label=f"{name}: 95% CI (patient bootstrap)")
+    ax.plot(100 * first["threshold"], first["biopsy_all"], color="grey", ls="--", label="biopsy all")
+    ax.axhline(0, color="black", lw=1, label="biopsy none")
+    best = max(max(float(t["model"].max()), float(t["model_ci_high"].max()) if "model_ci_high" in t else 0.0)
+               for t in curves.values())  # the band's top too: an interval is never cut
+    ax.set_ylim(min(-0.01, -0.1 * max(best, 0.01)), max(best, float(first["biopsy_all"].max())) * 1.1 + 1e-3)
+    ax.set_ylabel("net benefit (true positives per image)")
+    ax.legend(fontsize=8)
+    ax.set_title(style.titled(tag, title))
+    if deltas:
+        dx = axes[1, 0]
+        x = 100 * first["threshold"]
+        for col, lo, hi, label, colour in (("delta_all", "delta_all_ci_low", "delta_all_ci_high", "ΔNB vs biopsy all",
+                                            MALIGNANT_COLOUR),
+                                           ("model", "model_ci_low", "model_ci_high", "ΔNB vs biopsy none", BENIGN_COLOUR)):
+            dx.plot(x, first[col], lw=2, color=colour, label=f"{label} (95% CI)")
+            dx.fill_between(x, first[lo], first[hi], color=colour, alpha=0.2, lw=0)
+        dx.axhline(0, color="black", lw=1)
+        # where biopsying all is far worse, ΔNB against it runs off the top: the panel keeps the region near 0 readable
+        near = max(float(first["model_ci_high"].max()), 0.005)
+        low = min(float(first["delta_all_ci_low"].min()), float(first["model_ci_low"].min()), -0.1 * near)
+        dx.set_ylim(low * 1.1, 3 * near)
+        dx.set_ylabel("ΔNB of the model (95% CI)")
+        dx.legend(fontsize=8)
+    axes[-1, 0].set_xlabel("threshold probability (%): the melanoma risk at which one would biopsy")
+    fig.tight_layout()
+    return fig
+
+
+def forest_plot(table: pd.DataFrame, title: str = "ROC AUC by subgroup", tag: str = "", overall: float | None = None) -> Figure:
+    """Subgroup ROC AUCs with 95% CIs (:func:`melanoma_utils.evaluation.clinical.subgroup_table`); groups too small for
+    an AUC are listed with their note instead of a point."""
+    t = table.reset_index(drop=True)
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(t) + 1.2))
+    ypos = np.arange(len(t))[::-1]
+    ok = t["roc_auc"].notna().to_numpy()
+    has_ci = ok & t["ci_low"].notna().to_numpy()
+    ax.errorbar(t.loc[has_ci, "roc_auc"], ypos[has_ci],
+                xerr=[t.loc[has_ci, "roc_auc"] - t.loc[has_ci, "ci_low"], t.loc[has_ci, "ci_high"] - t.loc[has_ci, "roc_auc"]],
+                fmt="o", color=BENIGN_COLOUR, ecolor="grey", capsize=2)
+    ax.plot(t.loc[ok & ~has_ci, "roc_auc"], ypos[ok & ~has_ci], "o", mfc="white", color=BENIGN_COLOUR)
+    labels = [f"{f}: {g} (n={n}, {m} mal.)" for f, g, n, m in zip(t["factor"], t["group"], t["n"], t["n_malignant"])]
+    ax.set_yticks(ypos, labels, fontsize=8)
+    for y, good in zip(ypos, ok):
+        if not good:
+            ax.annotate("too few for an AUC", (0.52, y), va="center", fontsize=7, color="grey")
+    if overall is not None:
+        ax.axvline(overall, color=MALIGNANT_COLOUR, ls="--", lw=1, label=f"all images {overall:.3f}")
+        ax.legend(fontsize=8, loc="lower left")
+    ax.axvline(0.5, color="grey", lw=0.8)
+    ax.axvline(1.0, color="grey", lw=0.5, ls=":")
+    ax.set_xlim(0.4, 1.03)
+    ax.set_xlabel("ROC AUC (95% CI, patient bootstrap)")
+    ax.set_title(style.titled(tag, title))
+    fig.tight_layout()
+    return fig
+
+
+def _endpoint_rows(ax, estimates: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], n: int) -> None:
+    """Points with CIs, one offset row per endpoint present (:data:`~melanoma_utils.reports.style.ENDPOINT_STYLE`)."""
+    from .style import ENDPOINT_STYLE
+
+    present = [k for k in ENDPOINT_STYLE if k in estimates and np.isfinite(estimates[k][0]).any()]
+    offsets = np.linspace(-0.3, 0.3, len(present)) if len(present) > 1 else [0.0]
+    for offset, key in zip(offsets, present):
+        est, lo, hi = estimates[key]
+        colour, marker, label = ENDPOINT_STYLE[key]
+        err = np.vstack([est - lo, hi - est])
+        ax.errorbar(est, np.arange(n) + offset, xerr=np.nan_to_num(np.clip(err, 0, None)), fmt=marker, color=colour,
+                    capsize=2, ms=4, label=label)
+
+
+def auc_points(summary: pd.DataFrame, title: str, tag: str = "") -> Figure:
+    """Pooled out-of-fold ROC AUC per variant with its patient-bootstrap 95% CI on each endpoint the summary holds
+    (all images, melanoma vs nevus, and within copy a where known): points and intervals; the legend below the axes
+    (``summary`` from :func:`melanoma_utils.study.experiments.summarise_cv`)."""
+    cols = {"all": ("pooled_oof_roc_auc", "pooled_ci_low", "pooled_ci_high"),
+            "melanoma_vs_nevus": ("pooled_mel_vs_nevus_auc", "pooled_mel_vs_nevus_ci_low", "pooled_mel_vs_nevus_ci_high"),
+            "within_copy_a": ("pooled_within_copy_a_auc", "pooled_within_copy_a_ci_low", "pooled_within_copy_a_ci_high"),
+            "melanoma_vs_nevus_within_copy_a": ("pooled_mvn_within_copy_a_auc", "pooled_mvn_within_copy_a_ci_low",
+                                                "pooled_mvn_within_copy_a_ci_high")}
+    est = {k: tuple(summary[c].to_numpy(float) for c in v) for k, v in cols.items() if v[0] in summary}
+    fig, ax = plt.subplots(figsize=(9, 0.75 * len(summary) + 1.8))
+    _endpoint_rows(ax, est, len(summary))  # type: ignore[arg-type]
+    ax.set_yticks(np.arange(len(summary)), [str(i) for i in summary.index])
+    ax.invert_yaxis()
+    ax.axvline(0.5, color="grey", ls="--", lw=1)
+    low = np.nanmin(np.concatenate([v[1] for v in est.values()]))
+    ax.set_xlim(max(0.0, min(0.5, low) - 0.02), 1.0)
+    ax.set_xlabel("pooled out-of-fold ROC AUC (95% CI, patient bootstrap; 0.5 = chance)")
+    fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)  # below the figure: never over data
+    ax.set_title(style.titled(tag, title))
+    fig.tight_layout()
+    return fig
+
+
+def paired_deltas(table: pd.DataFrame, title: str, tag: str = "") -> Figure:
+    """Paired ROC AUC differences with 95% CIs (``table`` from :func:`melanoma_utils.study.contrasts.paired_contrasts`),
+    one row per contrast, each endpoint the table holds side by side (all images, melanoma vs nevus, within copy a);
+    0 (no difference) marked, the legend below the axes."""
+    contrasts = list(dict.fromkeys(table["contrast"]))
+    est = {}
+    for subset, part in table.groupby("subset", sort=False):
+        part = part.set_index("contrast").reindex(contrasts)
+        est[subset] = tuple(part[c].to_numpy(float) for c in ("delta_auc", "ci_low", "ci_high"))
+    fig, ax = plt.subplots(figsize=(10, 0.8 * len(contrasts) + 1.8))
+    _endpoint_rows(ax, est, len(contrasts))
+    ax.set_yticks(np.arange(len(contrasts)), contrasts, fontsize=9)
+    ax.invert_yaxis()
+    ax.axvline(0.0, color="grey", ls="--", lw=1)
+    ax.set_xlabel("paired difference in ROC AUC (a − b; 95% CI, same patients resampled for both)")
+    fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)  # below the figure: never over data
+    ax.set_title(style.titled(tag, title))
+    fig.tight_layout()
+    return fig
