@@ -50,6 +50,7 @@ tag = report.tag
 meta = data.load_metadata(config.resolve(metadata_csv)).frame
 sizes = data.load_metadata(config.resolve(size_metadata_csv or metadata_csv)).frame
 ov = eda.overview(meta)
+population = f"{dataset_label}, {len(meta):,} images"  # every metadata figure's title names what it counts
 display(Markdown(
     f"**Data set: {dataset_label}.** {ov['images']:,} images from {ov['patients']:,} patients, "
     f"{ov['malignant']:,} malignant (**{ov['malignant_pct']:.2f}%**). A classifier that always answers "
@@ -70,14 +71,14 @@ missing.style.format({"percent": "{:.2f}%"})
 
 # %%
 sex_counts = eda.count_table(meta, "sex")
-fig = plots.bar_counts(sex_counts, "Fig 3 · Sex distribution", xlabel="sex", tag=tag, column="sex")
+fig = plots.bar_counts(sex_counts, f"Fig 3 · Sex distribution ({population})", xlabel="sex", tag=tag, column="sex")
 report.figure(fig, "fig03_sex_distribution")
 sex_rate = eda.malignancy_rate(meta, "sex")
 display(Markdown(", ".join(f"{k}: {v:,} images ({r:.2f}% malignant)" for k, v, r in
                            zip(sex_rate.index, sex_rate["images"], sex_rate["rate_pct"]))))
 
 # %%
-fig = plots.grouped_counts(meta, "sex", "target", "Fig 4 · Benign vs malignant by sex (each on its own linear scale)", tag=tag,
+fig = plots.grouped_counts(meta, "sex", "target", f"Fig 4 · Benign vs malignant by sex ({population}; each on its own linear scale)", tag=tag,
                            log=True, hue_labels={0: "benign", 1: "malignant"})
 report.figure(fig, "fig04_target_by_sex")
 
@@ -86,24 +87,25 @@ report.figure(fig, "fig04_target_by_sex")
 
 # %%
 site_pct = eda.count_table(meta, "site", normalize=True)
-fig = plots.bar_counts(site_pct, "Fig 5 · Anatomical site", ylabel="% of images", percent=True, tag=tag,
+fig = plots.bar_counts(site_pct, f"Fig 5 · Anatomical site ({population})", ylabel="% of images", percent=True, tag=tag,
                        horizontal=True)
 report.figure(fig, "fig05_site_distribution")
 display(Markdown("Sites: " + ", ".join(f"{k} {v:.1f}%" for k, v in site_pct.items())))
 
 # %%
-fig = plots.grouped_counts(meta[meta["target"] == 1], "site", "sex", "Fig 6 · Melanoma count by site and sex",
-                           tag=tag)
+fig = plots.grouped_counts(meta[meta["target"] == 1], "site", "sex",
+                           f"Fig 6 · Melanoma count by site and sex ({dataset_label}, {ov['malignant']:,} melanomas)",
+                           tag=tag, order=list(site_pct.index))  # Fig 5's order
 report.figure(fig, "fig06_melanoma_by_site_sex")
 
 # %% [markdown]
 # ## Figs 7–9 · Age: overall, benign vs malignant, by sex
 
 # %%
-report.figure(plots.age_hist(meta, "Fig 7 · Age distribution", tag=tag), "fig07_age_distribution")
-report.figure(plots.age_hist(meta, "Fig 8 · Age, benign vs malignant (density)", hue="target", density=True,
+report.figure(plots.age_hist(meta, f"Fig 7 · Age distribution ({population})", tag=tag), "fig07_age_distribution")
+report.figure(plots.age_hist(meta, f"Fig 8 · Age, benign vs malignant (density; {population})", hue="target", density=True,
                              tag=tag, hue_labels={0: "benign", 1: "malignant"}), "fig08_age_by_target")
-report.figure(plots.age_hist(meta[meta["sex"] != "unknown"], "Fig 9 · Age by sex (density)", hue="sex",
+report.figure(plots.age_hist(meta[meta["sex"] != "unknown"], f"Fig 9 · Age by sex (density; {dataset_label}, sex known)", hue="sex",
                              density=True, tag=tag), "fig09_age_by_sex")
 by_t = meta.groupby("target")["age"].median()
 display(Markdown(f"Median age: benign {by_t.get(0, float('nan')):.0f}, malignant {by_t.get(1, float('nan')):.0f} years."))
@@ -118,7 +120,7 @@ rates = {"sex": eda.malignancy_rate(meta, "sex"), "site": eda.malignancy_rate(me
          "age band": eda.malignancy_rate(meta, eda.age_band(meta["age"]))}
 for i, (name, table) in enumerate(rates.items()):
     report.table(table, f"table_rate_by_{name.replace(' ', '_')}")
-    fig = plots.rate_with_ci(table, f"Malignancy rate by {name}", overall_pct=ov["malignant_pct"], tag=tag)
+    fig = plots.rate_with_ci(table, f"Malignancy rate by {name} ({population})", overall_pct=ov["malignant_pct"], tag=tag)
     report.figure(fig, f"fig_rate_{i + 1}_by_{name.replace(' ', '_')}")
 rates["age band"].round(2)
 
@@ -128,7 +130,8 @@ rates["age band"].round(2)
 
 # %%
 per_patient = eda.images_per_patient(meta)
-fig = plots.hist_series(per_patient, "Images per patient", "images", tag=tag, bins=30, log_x=True)
+fig = plots.hist_series(per_patient, f"Images per patient ({dataset_label}, {len(per_patient):,} patients)",
+                        "images of the patient", tag=tag, bins=30, log_x=True, ylabel="patients")
 report.figure(fig, "fig_images_per_patient")
 display(Markdown(f"Median {per_patient.median():.0f} images per patient (max {per_patient.max()}); "
                  f"{(per_patient >= 10).mean():.0%} of patients have 10 or more."))
@@ -142,7 +145,7 @@ display(Markdown(f"Median {per_patient.median():.0f} images per patient (max {pe
 # %%
 size_rates = eda.size_table(sizes)
 report.table(size_rates, "table_rate_by_original_size")
-report.figure(plots.size_scatter(sizes, "Original image size by target", tag=tag), "fig_original_size_by_target")
+report.figure(plots.size_scatter(sizes, f"Original image size by target ({dataset_label}, {len(sizes):,} images)", tag=tag), "fig_original_size_by_target")
 display(size_rates.round(2))
 
 # %%
@@ -150,7 +153,7 @@ auc = eda.metadata_auc(sizes, {"age + sex + site": ["age", "sex", "site"], "widt
                                "all (the study's features)": ["age", "sex", "site", "width", "height"]},
                        n_splits=cv_folds, seed=seed)
 report.table(auc, "table_metadata_only_auc")
-report.figure(plots.auc_bars(auc, "Metadata-only gradient boosting", tag=tag), "fig_metadata_only_auc")
+report.figure(plots.auc_bars(auc, f"Metadata-only gradient boosting: ROC AUC ({dataset_label}, {len(sizes):,} images, patient-grouped CV)", tag=tag), "fig_metadata_only_auc")
 clin, acq = auc["auc_mean"].iloc[0], auc["auc_mean"].iloc[1]
 display(Markdown(
     f"On {len(sizes):,} images ({cv_folds}-fold CV grouped by patient): **width + height alone reach ROC AUC "
@@ -175,12 +178,15 @@ img, copies_note = with_source_copies(img, config.resolve(images_csv), config.re
 has_copies = "source_copy" in img and img["source_copy"].notna().any()
 in_a = has_copies and bool((img["source_copy"] == "a").any())
 pool, where = (img[img["source_copy"] == "a"], ", copy a") if in_a else (img, "")
-hists = {}
+hists, shown = {}, {}
 for t, label in ((0, "benign"), (1, "malignant")):
     part = pool[pool["target"] == t]
     chosen = part.sample(n=min(image_sample, len(part)), random_state=seed)
-    hists[label] = eda.colour_histograms(list(chosen["image_path"]), pixels_per_image, seed=seed)
-    fig = plots.colour_hist(hists[label], f"Fig {10 + t} · RGB intensities, {label}{where} (n={len(chosen)} images)", tag=tag)
+    hists[label], shown[label] = eda.colour_histograms(list(chosen["image_path"]), pixels_per_image, seed=seed), len(chosen)
+top = 1.05 * max(float((h / h.sum(axis=1, keepdims=True)).max()) for h in hists.values())  # one scale for both figures
+for t, label in enumerate(hists):
+    fig = plots.colour_hist(hists[label], f"Fig {10 + t} · RGB intensities, {label}{where} (n={shown[label]} images)",
+                            tag=tag, ymax=top)
     report.figure(fig, f"fig{10 + t}_rgb_{label}")
 means = {k: (h * range(256)).sum(1) / h.sum(1) for k, h in hists.items()}
 display(Markdown(f"Mean intensity R/G/B{' within copy a' if in_a else ''} — "
@@ -196,14 +202,15 @@ display(Markdown(f"Mean intensity R/G/B{' within copy a' if in_a else ''} — "
 # brown −30–10°, dark < −30°.
 
 # %%
+from melanoma_utils.data.confounds import ita_band_middles
 from melanoma_utils.pipeline.skin import ITA_BANDS, image_cues, ita_band
 
 cues = image_cues(list(img["image_path"]))
 img["ita"] = cues["ita"].to_numpy()
 group = (group_labels(img, "source_copy").map(lambda c: f"copy {c}") if has_copies else pd.Series("all", index=img.index))
 label = img["target"].map({0: "benign", 1: "malignant"})
-fig = plots.hist_by_group(img["ita"], group + ", " + label, "Skin tone (ITA°) around the lesion", "ITA (degrees)",
-                          edges=[e for e, _ in ITA_BANDS[:-1]], tag=tag)
+fig = plots.hist_by_group(img["ita"], group + ", " + label, f"Skin tone (ITA°) around the lesion ({dataset_label}, image set: {len(img):,} images)",
+                          "ITA (degrees)", edges=[e for e, _ in ITA_BANDS[:-1]], tag=tag, edge_labels=ita_band_middles())
 report.figure(fig, "fig_skin_tone_ita")
 band = ita_band(img["ita"]).cat.add_categories(["unmeasured"]).fillna("unmeasured").rename("skin tone (ITA band)")
 bands = pd.crosstab(band, (group + ", " + label).rename("group"))

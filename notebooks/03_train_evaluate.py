@@ -222,7 +222,9 @@ if len(external_holdout):  # which external images no run trained on (notebook 0
 report.table(per_fold.set_index(["variant", "repeat", "fold"]), "ablation_per_fold")
 report.table(summary, "ablation_summary")
 (report.report_dir / "ablation_summary.json").write_text(summary.reset_index().to_json(orient="records", indent=2))
-fig = plots.auc_points(summary, f"Ablation: pooled out-of-fold ROC AUC, {cv_folds} patient-grouped folds", tag=report.tag)
+population = f"{dataset_label}: {len(df):,} images, prevalence {df['target'].mean():.3f}"  # what the ablation figures score
+fig = plots.auc_points(summary, f"Ablation: pooled out-of-fold ROC AUC, {cv_folds} patient-grouped folds ({population})",
+                       tag=report.tag)
 report.figure(fig, "fig_ablation_auc")
 summary.round(3)
 
@@ -241,7 +243,7 @@ contrasts = (list(ABLATION_CONTRASTS) + [(m, BACKBONE_BASE) for m in [*backbone_
              + weighting_contrasts(candidates))
 paired = paired_contrasts(per_fold, oof, contrasts, n_boot=n_boot, seed=seed)
 report.table(paired.set_index(["contrast", "subset"]), "ablation_paired")
-report.figure(plots.paired_deltas(paired, "Ablation: paired differences in ROC AUC (a − b)", tag=report.tag),
+report.figure(plots.paired_deltas(paired, f"Ablation: paired differences in ROC AUC (a − b; {population})", tag=report.tag),
               "fig_ablation_paired")
 display(Markdown(
     "Holm families: " + "; ".join(f"{SUBSET_LABELS[k]}: {v['contrasts']} contrasts, {v['p<0.05']} with p < 0.05, "
@@ -457,7 +459,8 @@ display(Markdown(
 # %%
 first = study_folds(oof)  # the study's own folds (repeat 0): each image once
 curves = {name: (part["target"].to_numpy(), part["probability"].to_numpy()) for name, part in first.groupby("variant", sort=False)}
-report.figure(plots.roc_pr(curves, "Out-of-fold ROC and PR curves (all folds pooled)", tag=report.tag), "fig_ablation_roc_pr")
+report.figure(plots.roc_pr(curves, f"Out-of-fold ROC and PR curves, {cv_folds} patient-grouped folds pooled ({population})",
+                           tag=report.tag), "fig_ablation_roc_pr")
 
 # %% [markdown]
 # ### Training so that the copy does not pay
@@ -612,7 +615,8 @@ result = evaluate(test["target"], test["probability"], test["patient_id"], {"0.5
 table3 = metrics_table(result)
 report.table(table3, "table3_fusion_clinical_fold0")
 for name, m in result["thresholds"].items():
-    report.figure(plots.confusion(m, f"Fusion (clinical), fold 0, at {name}", tag=report.tag), f"fig_confusion_{name.replace('.', '_')}")
+    report.figure(plots.confusion(m, "Fusion (clinical), fold 0's held-out patients, threshold "
+                                  + ("0.5" if name == "0.5" else "chosen on validation"), tag=report.tag), f"fig_confusion_{name.replace('.', '_')}")
 r, p = result["roc_auc"], result["pr_auc"]
 display(Markdown(
     f"Fold 0 test: {result['n']:,} images, {result['n_positive']} malignant, {result['n_patients']} patients. "

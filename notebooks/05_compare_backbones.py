@@ -180,7 +180,9 @@ report.figure(plots.roc_pr(cv_curves, "(a) Frozen backbones, fusion: out-of-fold
 holdout_curves = {display_name(b.partition("@")[0]): (g["target"].to_numpy(), g["probability"].to_numpy())
                   for (b, m), g in preds.groupby(["backbone", "model"], sort=False) if m == "fusion"}
 if holdout_curves:
-    report.figure(plots.roc_pr(holdout_curves, "(b) Trained end to end, fusion: one hold-out split", tag=report.tag),
+    n_holdout = len(next(iter(holdout_curves.values()))[0])
+    report.figure(plots.roc_pr(holdout_curves, f"(b) Trained end to end, fusion: one hold-out split (n={n_holdout:,}; "
+                               "other images than (a): not comparable with it)", tag=report.tag),
                   "fig_backbones_holdout_roc_pr")
 
 # %% [markdown]

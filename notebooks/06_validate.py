@@ -43,6 +43,8 @@ n_boot = 1000
 seed = 0
 
 # %%
+from pathlib import Path
+
 import pandas as pd
 from IPython.display import Markdown, display
 
@@ -75,6 +77,7 @@ df_all, (df, _) = df, without_locked(df, locked)  # every section but the last v
 if run_dir:
     run = Run.load(run_dir)
     rows, origin = df, f"all of {images_csv}"
+    what = f"{run_dir}, all of {images_csv}"  # the model and the images, ending every figure title
 else:
     runs_dir = report.report_dir / "runs" / "ablation"
     check_variants([validate_variant], [*Variant, *weighting_variants(list(WEIGHTING_LABELS), external=True),
@@ -83,6 +86,7 @@ else:
     run = Run.load(runs_dir / run_folder_name(validate_variant) / f"fold{fold}")
     rows = df[load_folds(runs_dir / "folds.csv", df) == fold].reset_index(drop=True)
     origin = f"held-out fold {fold} of notebook 03 (run '{validate_variant}')"
+    what = f"'{validate_variant}', fold {fold}'s held-out patients"
 table, n_unreadable = scored(run, rows, skin_tone=True)  # + skin tone around the lesion (ITA, for subgroups)
 stated = check_prevalence(prevalence) if prevalence and run.prevalence else None  # a run without a calibrator has no known prevalence
 result = validation_report(table, threshold=run.threshold, prevalence=stated, probability_prevalence=run.prevalence,
@@ -102,7 +106,7 @@ display(Markdown(
 
 # %%
 report.figure(plots.roc_pr({"model": (table["target"].to_numpy(), table["probability"].to_numpy())},
-                           "ROC and precision-recall", tag=report.tag), "fig_validate_roc_pr")
+                           f"ROC and precision–recall — {what} (n={result['n']:,})", tag=report.tag), "fig_validate_roc_pr")
 auc, pr = result["roc_auc"], result["pr_auc"]
 mvn = result.get("roc_auc_melanoma_vs_nevus")
 display(Markdown(
@@ -124,7 +128,8 @@ display(Markdown(
 y = table["target"].to_numpy()
 curves = {"calibrated": pd.DataFrame(result["reliability"]),
           "raw model output": reliability_table(y, table["raw_probability"].to_numpy())}
-report.figure(plots.reliability_diagram(curves, "Reliability: calibrated vs raw", tag=report.tag), "fig_validate_reliability")
+report.figure(plots.reliability_diagram(curves, f"Reliability, calibrated vs raw — {what} (n={result['n']:,})",
+                                        tag=report.tag), "fig_validate_reliability")
 better = result["brier"]["estimate"] < result["brier_raw"]
 display(Markdown(
     f"Brier score: calibrated **{result['brier']['estimate']:.4f}** ({result['brier']['ci_low']:.4f}–"
@@ -158,7 +163,7 @@ pd.DataFrame(result["reliability"]).round(4)
 at = result.get("stated_prevalence")
 if at:
     curves_at = {f"moved to {at['prevalence']:.4f}": pd.DataFrame(at["reliability"])}
-    report.figure(plots.reliability_diagram(curves_at, f"Reliability at prevalence {at['prevalence']:.4f} (reweighted)",
+    report.figure(plots.reliability_diagram(curves_at, f"Reliability at prevalence {at['prevalence']:.4f} (reweighted) — {what} (n={result['n']:,})",
                                             tag=report.tag), "fig_validate_reliability_stated_prevalence")
     display(Markdown(
         f"At prevalence {at['prevalence']:.4f}: Brier {at['brier']['estimate']:.4f}, ECE {at['ece']['estimate']:.4f}, "
@@ -200,7 +205,7 @@ ops.set_index("operating point").T.round(3)
 # its curve lies above both *biopsy all* and *biopsy none*.
 
 # %%
-figs = report_figures(result, report.tag)
+figs = report_figures(result, report.tag, what=what)
 for name in [k for k in figs if k.startswith("decision_curve")]:
     report.figure(figs[name], f"fig_validate_{name}")
 nb = pd.DataFrame(at["net_benefit"] if at else result["net_benefit"])
@@ -276,14 +281,15 @@ if not run_dir and oof_csv.is_file() and "source_copy" in df:
     copy_a = validate_within_copy_a(pd.read_csv(oof_csv, dtype={"image_name": str}), df, validate_variant, stated,
                                     n_boot=n_boot, seed=seed)
 if copy_a is not None:
-    report.figure(plots.decision_curve({"model": copy_a.net_benefit}, "Decision curve within copy a, all folds pooled"
+    report.figure(plots.decision_curve({"model": copy_a.net_benefit}, f"Decision curve within copy a, all folds pooled — '{validate_variant}' (n={copy_a.report['n']:,})"
                                        + (f" (at prevalence {copy_a.at_prevalence['prevalence']:.4f})"
                                           if copy_a.at_prevalence else ""), tag=report.tag),
                   "fig_validate_decision_curve_within_copy_a")
     report.table(copy_a.net_benefit, "table_validate_net_benefit_within_copy_a")
     report.table(copy_a.subgroups, "table_validate_subgroups_within_copy_a")
-    report.figure(plots.forest_plot(copy_a.subgroups, "ROC AUC by subgroup within copy a, all folds pooled",
-                                    tag=report.tag, overall=copy_a.report["roc_auc"]["estimate"]),
+    report.figure(plots.forest_plot(copy_a.subgroups, f"ROC AUC by subgroup within copy a, all folds pooled — '{validate_variant}' "
+                                    f"(n={copy_a.report['n']:,})", tag=report.tag, overall=copy_a.report["roc_auc"]["estimate"],
+                                    overall_label="all of copy a"),
                   "fig_validate_subgroups_within_copy_a")
     display(Markdown(copy_a_summary(copy_a)))
 else:
@@ -313,7 +319,8 @@ if external_dirs and holdout_csv.is_file() and not run_dir:
                                    n_boot=n_boot, seed=seed)
     report.figure(plots.roc_pr({"ISIC 2020 held-out patients": (table["target"].to_numpy(), table["probability"].to_numpy()),
                                 "external held-out lesions": (ext_table["target"].to_numpy(), ext_table["probability"].to_numpy())},
-                               "ISIC 2020 patients vs another data set's lesions", tag=report.tag), "fig_validate_external_roc_pr")
+                               f"'{validate_variant}': ISIC 2020 held-out patients vs held-out lesions of "
+                               + ", ".join(Path(d).name for d in external_dirs), tag=report.tag), "fig_validate_external_roc_pr")
     ext_sub = pd.DataFrame(ext_result["subgroups"])
     report.table(ext_sub, "table_validate_external_subgroups")
     write_json_ext = {k: ext_result[k] for k in ("n", "n_malignant", "n_patients", "prevalence", "roc_auc", "pr_auc", "brier",

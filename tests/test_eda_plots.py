@@ -253,6 +253,13 @@ def test_photo_figures_are_saved_small_and_charts_untouched(tmp_path) -> None:
     chart, cx = plt.subplots()
     cx.plot([0, 1], [0, 1])
     assert not shows_images(chart) and Image.open(save_figure(chart, tmp_path / "chart.png")).mode == "RGBA"
+    heat, hx = plt.subplots()  # a photo with a heat map and its colour bar: full colour (256 would band the ramp)
+    hx.imshow(rng.random((50, 50, 3)))
+    heat.colorbar(hx.imshow(rng.random((50, 50)), cmap="magma", alpha=0.5), ax=hx)
+    assert shows_images(heat) and Image.open(save_figure(heat, tmp_path / "heat.png")).mode == "RGBA"
+    table, tx = plt.subplots()  # a colour-mapped table (confusion matrix) is a chart: chart resolution, full colour
+    tx.imshow(np.eye(2), cmap="Blues")
+    assert not shows_images(table) and Image.open(save_figure(table, tmp_path / "table.png")).mode == "RGBA"
 
 
 def test_roc_pr_axes_start_at_0_and_many_curves_keep_distinct_looks() -> None:
@@ -267,3 +274,51 @@ def test_roc_pr_axes_start_at_0_and_many_curves_keep_distinct_looks() -> None:
     looks = {(tuple(line.get_color()) if not isinstance(line.get_color(), str) else line.get_color(), line.get_linestyle())
              for line in a.lines[:13]}
     assert len(looks) == 13  # no two of the 13 curves drawn alike
+    same = {"copy-balanced": curves["m1"], "one-class copies left out": (y.copy(), curves["m1"][1].copy()), "m2": curves["m2"]}
+    fig = plots.roc_pr(same, "t")  # two models with the same predictions: one curve, both named
+    labels = [line.get_label() for line in fig.axes[0].lines if not line.get_label().startswith("chance")]
+    assert len(labels) == 2 and labels[0].startswith("copy-balanced = one-class copies left out (identical predictions)")
+
+
+def test_figures_say_what_they_show_without_covering_data() -> None:
+    """The round-3 figure review: whole-number histograms without empty gap bins, a degenerate subgroup interval
+    marked, the forest plot's and the rate plot's reference lines named outside the axes, the decision curve's lower
+    panel without a copy of the upper one, a failed mask's Grad-CAM share not quoted."""
+    import matplotlib.pyplot as plt
+
+    from melanoma_utils.reports import plots
+
+    counts = pd.Series([1] * 50 + [2] * 30 + [3] * 20 + [4] * 10 + [5] * 8 + [40, 80, 115])
+    fig = plots.hist_series(counts, "Images per patient", "images", log_x=True, ylabel="patients")
+    heights = [p.get_height() for p in fig.axes[0].patches]
+    assert heights[:5] == [50, 30, 20, 10, 8] and fig.axes[0].get_ylabel() == "patients"
+    table = pd.DataFrame({"factor": ["site"] * 3, "group": ["head", "palm", "unknown"], "n": [200, 4, 14],
+                          "n_malignant": [40, 1, 3], "roc_auc": [0.8, np.nan, 1.0], "ci_low": [0.7, np.nan, 1.0],
+                          "ci_high": [0.9, np.nan, 1.0]})
+    fig = plots.forest_plot(table, overall=0.8, overall_label="all of copy a")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "CI degenerate" in texts and "too few for an AUC" in texts
+    assert fig.axes[0].get_legend() is None and "all of copy a: 0.800" in [t.get_text() for t in fig.legends[0].texts]
+    rate = pd.DataFrame({"rate_pct": [1.0, 66.0], "ci_low_pct": [0.5, 20.0], "ci_high_pct": [2.0, 94.0],
+                         "images": [5000, 3]}, index=["adult", "child"])
+    fig = plots.rate_with_ci(rate, "Malignant by age band", overall_pct=1.76)
+    assert fig.axes[0].get_legend() is None and "all images, 1.76%" in fig.axes[0].get_xlabel()
+    t = np.linspace(0.01, 0.5, 20)
+    curve = pd.DataFrame({"threshold": t, "model": 0.1 - 0.1 * t, "model_ci_low": 0.09 - 0.1 * t,
+                          "model_ci_high": 0.11 - 0.1 * t, "biopsy_all": 0.18 - 0.82 * t / (1 - t)})
+    curve = curve.assign(delta_all=curve["model"] - curve["biopsy_all"], delta_all_ci_low=curve["model_ci_low"] - curve["biopsy_all"],
+                         delta_all_ci_high=curve["model_ci_high"] - curve["biopsy_all"])
+    fig = plots.decision_curve({"fusion": curve})
+    lower = fig.axes[1]
+    assert [line.get_label() for line in lower.lines if not line.get_label().startswith("_")] == ["ΔNB vs biopsy all (95% CI)"]
+    assert any(text.get_text().startswith("↑ off the panel from") for text in lower.texts)
+    rng = np.random.default_rng(0)
+    images, maps = rng.integers(0, 255, (2, 16, 16, 3)), rng.normal(size=(2, 16, 16, 3))
+    masks = np.zeros((2, 16, 16), bool)
+    masks[:, 4:12, 4:12] = True
+    fig = plots.explanation_grid(images, maps, rng.random((2, 16, 16)), ["a", "b"], masks=masks,
+                                 cam_inside=[0.9, 0.97], mask_ok=[True, False])
+    titles = [ax.get_title() for ax in fig.axes]
+    assert "Grad-CAM: 90% inside the lesion" in titles and "Grad-CAM: share inside the lesion n/a (mask failed)" in titles
+    assert not any("97%" in title for title in titles)
+    plt.close("all")

@@ -261,3 +261,13 @@ def test_stratified_auc_counts_pairs_within_a_stratum_only() -> None:
     pp = yy * 0.3 + rng.random(400)
     ci = stratified_auc_ci(yy, pp, rng.integers(0, 3, 400), np.arange(400) // 2, n_boot=100)
     assert ci["ci_low"] <= ci["estimate"] <= ci["ci_high"] and ci["pairs"] < ci["all_pairs"]
+
+
+def test_each_ita_band_is_named_at_the_middle_of_its_range() -> None:
+    from melanoma_utils.data.confounds import ita_band, ita_band_middles
+
+    middles = ita_band_middles()
+    assert list(middles) == ["very light", "light", "intermediate", "tan", "brown", "dark"]
+    assert middles["very light"] == 72.5 and middles["light"] == 48.0 and middles["dark"] == -45.0
+    bands = ita_band(list(middles.values()))  # each middle falls in its own band
+    assert [str(b).split(" (")[0] for b in bands] == list(middles)

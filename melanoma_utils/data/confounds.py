@@ -187,6 +187,15 @@ ITA_BANDS: tuple[tuple[float, str], ...] = (
 )
 
 
+def ita_band_middles(top: float = 90.0, bottom_span: float = 30.0) -> dict[str, float]:
+    """Each ITA band's short name (``"very light"``) and the middle of its range (:data:`ITA_BANDS`): where a figure
+    writes the band's name. The open ends are closed at ``top`` (ITA's maximum, 90°) and ``bottom_span`` below the
+    lowest edge."""
+    edges = [top] + [e for e, _ in ITA_BANDS[:-1]]
+    edges.append(edges[-1] - bottom_span)
+    return {name.split(" (")[0]: (hi + lo) / 2 for (hi, lo), (_, name) in zip(zip(edges, edges[1:]), ITA_BANDS)}
+
+
 def ita_band(ita: Any) -> pd.Series:
     """The ITA band of each value (:data:`ITA_BANDS`), an ordered categorical (lightest first); NaN stays NaN."""
     values = pd.Series(np.asarray(ita, float))

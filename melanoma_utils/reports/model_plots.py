@@ -48,15 +48,35 @@ def confusion(m: Mapping[str, float], title: str, tag: str = "") -> Figure:
     ax.set_yticks([0, 1], ["benign", "malignant"])
     ax.set_xlabel("predicted")
     ax.set_ylabel("true (row % of the true class)")
-    ax.set_title(style.titled(tag, f"{title}\nthreshold {m['threshold']:.3f}: sens {m['sensitivity']:.2f}, spec {m['specificity']:.2f}"),
-                 fontsize=10)
+    n = int(table.sum())
+    ax.set_title(style.titled(tag, f"{title} (n={n:,})\nthreshold {m['threshold']:.3f}: sensitivity {m['sensitivity']:.2f}, "
+                              f"specificity {m['specificity']:.2f}"), fontsize=10)
     fig.tight_layout()
     return fig
 
 
+def distinct_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``curves`` with models whose labels and scores are identical drawn once, under one label naming them all
+    (``"a = b (identical predictions)"``): a second copy would hide exactly under the first."""
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    names: dict[str, list[str]] = {}
+    for label, (y, s) in curves.items():
+        y, s = np.asarray(y), np.asarray(s)
+        same = next((k for k, (y0, s0) in out.items() if y0.shape == y.shape and np.array_equal(y0, y)
+                     and np.allclose(s0, s, rtol=0, atol=1e-12)), None)
+        if same is None:
+            out[label], names[label] = (y, s), [label]
+        else:
+            names[same].append(label)
+    return {(k if len(names[k]) == 1 else " = ".join(names[k]) + " (identical predictions)"): v for k, v in out.items()}
+
+
 def roc_pr(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = "", tag: str = "") -> Figure:
-    """ROC and precision–recall curves for several models: ``{label: (y_true, y_score)}``."""
+    """ROC and precision–recall curves for several models: ``{label: (y_true, y_score)}`` (identical models drawn once,
+    :func:`distinct_curves`)."""
     from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score, roc_curve
+
+    curves = distinct_curves(curves)
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.6))
     prevalences: dict[str, tuple[float, str]] = {}
@@ -101,7 +121,17 @@ def _bars(ax: Axes, table: pd.DataFrame, values: np.ndarray, err: np.ndarray | N
     ax.set_yticks(y, [str(i) for i in table.index])
     ax.invert_yaxis()
     ax.axvline(0, color="black", lw=0.8)
-    ax.set_xlabel(xlabel)
+    if xlabel:
+        ax.set_xlabel(xlabel)
+
+
+def _sign_legend(fig: Figure, values: np.ndarray) -> None:
+    """What the bars' colours mean, below the figure (only the colours drawn)."""
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=MALIGNANT_COLOUR, label="above 0: the model relies on it")] if (values > 0).any() else []
+    handles += [Patch(color=NEUTRAL, label="0 or below: no reliance measured (noise)")] if (values <= 0).any() else []
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False, fontsize=8)
 
 
 #: A bar this many times longer than every other one gets its own panel (the others are drawn again, zoomed).
@@ -131,15 +161,18 @@ def importance_bars(table: pd.DataFrame, title: str, tag: str = "", mean: str = 
         _bars(ax, table, values, err, xlabel)
         ax.set_title(style.titled(tag, title))
         fig.tight_layout()
+        _sign_legend(fig, values)
         return fig
     fig, (ax_all, ax_zoom) = plt.subplots(1, 2, figsize=(11, height), width_ratios=[1, 1.3])
-    _bars(ax_all, table, values, err, xlabel)
+    _bars(ax_all, table, values, err, "")
     ax_all.set_title("all inputs", fontsize=10)
     keep = np.arange(len(values)) != top
-    _bars(ax_zoom, table[keep], values[keep], None if err is None else err[..., keep], xlabel)
+    _bars(ax_zoom, table[keep], values[keep], None if err is None else err[..., keep], "")
     ax_zoom.set_title(f"without {table.index[top]} (zoomed: its own scale)", fontsize=10)
+    fig.supxlabel(xlabel, fontsize=10)  # one label under both panels: two would run into each other
     fig.suptitle(style.titled(tag, title))
     fig.tight_layout()
+    _sign_legend(fig, values)
     return fig
 
 
@@ -168,13 +201,18 @@ def explanation_grid(images: np.ndarray, shap_maps: np.ndarray, cams: np.ndarray
                              fontsize=style.MIN_FONT)
         axes[i, 1].imshow(img.mean(axis=-1), cmap="gray", alpha=0.35)
         shown = axes[i, 1].imshow(attribution, cmap="bwr", vmin=-lim, vmax=lim, alpha=0.85)
-        fig.colorbar(shown, ax=axes[i, 1], fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
+        bar = fig.colorbar(shown, ax=axes[i, 1], fraction=0.046, pad=0.03)
+        bar.ax.tick_params(labelsize=7)
+        bar.set_label("SHAP attribution (red: raises)", fontsize=7)
         axes[i, 1].set_title("SHAP (expected gradients)", fontsize=style.MIN_FONT)
         if cams is not None:
             axes[i, 2].imshow(img)
             heat = axes[i, 2].imshow(cams[i], cmap="magma", alpha=0.5, vmin=0, vmax=1)  # perceptually uniform, not a rainbow
-            fig.colorbar(heat, ax=axes[i, 2], fraction=0.046, pad=0.03).ax.tick_params(labelsize=7)
+            bar = fig.colorbar(heat, ax=axes[i, 2], fraction=0.046, pad=0.03)
+            bar.ax.tick_params(labelsize=7)
+            bar.set_label("Grad-CAM (scaled to 0–1)", fontsize=7)
             inside = "" if cam_inside is None else (": empty map" if not np.isfinite(cam_inside[i])
+                                                     else ": share inside the lesion n/a (mask failed)" if not outline and masks is not None
                                                      else f": {100 * cam_inside[i]:.0f}% inside the lesion")
             axes[i, 2].set_title(f"Grad-CAM{inside}", fontsize=style.MIN_FONT)
         for ax in axes[i]:
@@ -212,14 +250,18 @@ def reliability_diagram(curves: Mapping[str, pd.DataFrame], title: str = "Calibr
     ax.set_ylim(0, top)
     ax.legend(fontsize=8)
     ax.set_title(style.titled(tag, title))
-    first = next(iter(curves.values()))
-    ax_n.bar(first["mean_predicted"], first["n"], width=top / 40, color=BENIGN_COLOUR)
+    name, first = next(iter(curves.items()))
+    if {"p_low", "p_high"} <= set(first):  # each bar spans its bin's predicted range (a bin near 0 is narrow)
+        ax_n.bar(first["p_low"], first["n"], width=np.maximum(first["p_high"] - first["p_low"], top / 200), align="edge",
+                 color=BENIGN_COLOUR, edgecolor="white", linewidth=0.5)
+    else:
+        ax_n.bar(first["mean_predicted"], first["n"], width=top / 40, color=BENIGN_COLOUR)
     last = -np.inf
     for x, n in zip(first["mean_predicted"], first["n"]):  # a label only where it does not touch the previous one
         if x - last >= top / 12:
-            ax_n.annotate(f"{n}", (x, n), ha="center", va="bottom", fontsize=7)
+            ax_n.annotate(f"{n}", (x, n), ha="center", va="bottom", fontsize=7, annotation_clip=False)
             last = x
-    ax_n.set_ylabel("images / bin")
+    ax_n.set_ylabel(f"images per bin\n({name})" if len(curves) > 1 else "images per bin", fontsize=8)
     ax_n.set_xlabel("mean predicted probability (equal-mass bins)")
     ax_n.margins(y=0.3)
     fig.tight_layout()
@@ -252,31 +294,38 @@ def decision_curve(curves: Mapping[str, pd.DataFrame], title: str = "Decision cu
     if deltas:
         dx = axes[1, 0]
         x = 100 * first["threshold"]
-        for col, lo, hi, label, colour in (("delta_all", "delta_all_ci_low", "delta_all_ci_high", "ΔNB vs biopsy all",
-                                            MALIGNANT_COLOUR),
-                                           ("model", "model_ci_low", "model_ci_high", "ΔNB vs biopsy none", BENIGN_COLOUR)):
-            dx.plot(x, first[col], lw=2, color=colour, label=f"{label} (95% CI)")
-            dx.fill_between(x, first[lo], first[hi], color=colour, alpha=0.2, lw=0)
+        # ΔNB vs biopsy none is the upper panel's curve itself: only the difference against biopsying all is drawn
+        dx.plot(x, first["delta_all"], lw=2, color=MALIGNANT_COLOUR, label="ΔNB vs biopsy all (95% CI)")
+        dx.fill_between(x, first["delta_all_ci_low"], first["delta_all_ci_high"], color=MALIGNANT_COLOUR, alpha=0.2, lw=0)
         dx.axhline(0, color="black", lw=1)
         # where biopsying all is far worse, ΔNB against it runs off the top: the panel keeps the region near 0 readable
+        # and writes where the curve leaves it and how high it goes
         near = max(float(first["model_ci_high"].max()), 0.005)
-        low = min(float(first["delta_all_ci_low"].min()), float(first["model_ci_low"].min()), -0.1 * near)
+        low = min(float(first["delta_all_ci_low"].min()), -0.1 * near)
         dx.set_ylim(low * 1.1, 3 * near)
-        dx.set_ylabel("ΔNB of the model (95% CI)")
-        dx.legend(fontsize=8)
+        off = first["delta_all"].to_numpy(float) > 3 * near
+        if off.any():
+            dx.annotate(f"↑ off the panel from {x[off].min():.0f}% (up to {first['delta_all'].max():.2f})",
+                        (float(x[off].min()), 3 * near), xytext=(4, -10), textcoords="offset points", fontsize=8,
+                        color=MALIGNANT_COLOUR)
+        dx.set_ylabel("ΔNB vs biopsy all (95% CI)")
+        dx.legend(fontsize=8, loc="lower right")
     axes[-1, 0].set_xlabel("threshold probability (%): the melanoma risk at which one would biopsy")
     fig.tight_layout()
     return fig
 
 
-def forest_plot(table: pd.DataFrame, title: str = "ROC AUC by subgroup", tag: str = "", overall: float | None = None) -> Figure:
+def forest_plot(table: pd.DataFrame, title: str = "ROC AUC by subgroup", tag: str = "", overall: float | None = None,
+                overall_label: str = "all images") -> Figure:
     """Subgroup ROC AUCs with 95% CIs (:func:`melanoma_utils.evaluation.clinical.subgroup_table`); groups too small for
-    an AUC are listed with their note instead of a point."""
+    an AUC are listed with their note instead of a point; a group whose bootstrap interval has no width (every
+    resample scored the same, e.g. perfectly separated) is a hollow point marked "CI degenerate". ``overall``: the AUC
+    of the whole population (``overall_label`` names it), a dashed line; the legend sits below the axes."""
     t = table.reset_index(drop=True)
     fig, ax = plt.subplots(figsize=(8, 0.32 * len(t) + 1.2))
     ypos = np.arange(len(t))[::-1]
     ok = t["roc_auc"].notna().to_numpy()
-    has_ci = ok & t["ci_low"].notna().to_numpy()
+    has_ci = ok & t["ci_low"].notna().to_numpy() & (t["ci_high"] - t["ci_low"] > 1e-9).to_numpy()
     ax.errorbar(t.loc[has_ci, "roc_auc"], ypos[has_ci],
                 xerr=[t.loc[has_ci, "roc_auc"] - t.loc[has_ci, "ci_low"], t.loc[has_ci, "ci_high"] - t.loc[has_ci, "roc_auc"]],
                 fmt="o", color=BENIGN_COLOUR, ecolor="grey", capsize=2)
@@ -286,9 +335,12 @@ def forest_plot(table: pd.DataFrame, title: str = "ROC AUC by subgroup", tag: st
     for y, good in zip(ypos, ok):
         if not good:
             ax.annotate("too few for an AUC", (0.52, y), va="center", fontsize=7, color="grey")
+    for y, auc in zip(ypos[ok & ~has_ci], t.loc[ok & ~has_ci, "roc_auc"]):
+        ax.annotate("CI degenerate", (auc, y), xytext=(-6, 0), textcoords="offset points", ha="right", va="center",
+                    fontsize=7, color="grey")
     if overall is not None:
-        ax.axvline(overall, color=MALIGNANT_COLOUR, ls="--", lw=1, label=f"all images {overall:.3f}")
-        ax.legend(fontsize=8, loc="lower left")
+        ax.axvline(overall, color=MALIGNANT_COLOUR, ls="--", lw=1, label=f"{overall_label}: {overall:.3f}")
+        fig.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False)  # below: never over a row
     ax.axvline(0.5, color="grey", lw=0.8)
     ax.axvline(1.0, color="grey", lw=0.5, ls=":")
     ax.set_xlim(0.4, 1.03)

@@ -36,7 +36,7 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int | None = Non
     photo = shows_images(fig)
     if dpi is None:
         dpi = style.PHOTO_DPI if photo else style.DPI
-    if not photo:
+    if not photo or has_colour_bar(fig):  # a colour bar's smooth ramp would band in 256 colours
         return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, bbox_inches="tight"))
 
     def write(tmp: Path) -> None:  # a photo figure: 256 colours (dithered) hold what a page shows, at a third the bytes
@@ -50,8 +50,14 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int | None = Non
 
 
 def shows_images(fig: Figure) -> bool:
-    """Whether a figure draws images (photos, heat maps): saved and shown as photos, not as line art."""
-    return any(ax.images for ax in fig.axes)
+    """Whether a figure draws photos (RGB images, e.g. lesions): saved at the photo resolution. A figure whose only
+    image is a colour-mapped table (a confusion matrix) is a chart."""
+    return any(np.ndim(im.get_array()) == 3 for ax in fig.axes for im in ax.images)
+
+
+def has_colour_bar(fig: Figure) -> bool:
+    """Whether a figure has a colour bar (a heat map's scale): saved in full colour, never reduced to 256."""
+    return any(getattr(ax, "_colorbar", None) is not None for ax in fig.axes)
 
 
 def bar_counts(counts: pd.Series, title: str, xlabel: str = "", ylabel: str = "images", percent: bool = False,
@@ -78,11 +84,14 @@ def bar_counts(counts: pd.Series, title: str, xlabel: str = "", ylabel: str = "i
 
 
 def grouped_counts(df: pd.DataFrame, by: str, hue: str, title: str, tag: str = "", log: bool = False,
-                   hue_labels: Mapping | None = None) -> Figure:
+                   hue_labels: Mapping | None = None, order: Sequence | None = None) -> Figure:
     """Counts of ``by`` split by ``hue`` as grouped bars — Figs 4 and 6. Colours are the study's fixed ones for
     ``target`` and ``sex`` (:mod:`melanoma_utils.reports.style`). ``log=True`` (counts of very different sizes) draws one
-    panel per ``hue`` value, each on its own linear axis, instead of bars on a log axis (whose lengths mislead)."""
+    panel per ``hue`` value, each on its own linear axis, instead of bars on a log axis (whose lengths mislead).
+    ``order``: the groups of ``by`` in this order (e.g. by frequency, as in another figure of them)."""
     table = df.groupby([by, hue], observed=True).size().unstack(fill_value=0)
+    if order is not None:
+        table = table.reindex([g for g in order if g in table.index])
     colours = style.palette_for(hue, list(table.columns))
     if hue_labels:
         table = table.rename(columns=hue_labels)
@@ -103,6 +112,7 @@ def grouped_counts(df: pd.DataFrame, by: str, hue: str, title: str, tag: str = "
     for cont in ax.containers:
         ax.bar_label(cont, fmt="{:,.0f}", fontsize=8, padding=1)
     ax.set_ylabel("images")
+    ax.margins(y=0.12)  # room above the tallest bar's label
     ax.set_title(_title(tag, title))
     ax.tick_params(axis="x", labelrotation=20)
     fig.tight_layout()
@@ -137,14 +147,17 @@ def age_hist(df: pd.DataFrame, title: str, hue: str | None = None, tag: str = ""
     return fig
 
 
-def colour_hist(hist: np.ndarray, title: str, tag: str = "") -> Figure:
-    """R, G, B intensity distributions (normalised) from :func:`melanoma_utils.reports.eda.colour_histograms` — Figs 10–11."""
+def colour_hist(hist: np.ndarray, title: str, tag: str = "", ymax: float | None = None) -> Figure:
+    """R, G, B intensity distributions (normalised) from :func:`melanoma_utils.reports.eda.colour_histograms` — Figs 10–11.
+    ``ymax``: the top of the share axis, the same for figures meant to be compared (e.g. benign vs malignant)."""
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for c, (name, colour) in enumerate(zip("RGB", ("#d62728", "#2ca02c", "#1f77b4"))):
         total = hist[c].sum()
         ax.plot(np.arange(256), hist[c] / total if total else hist[c], color=colour, label=name)
     ax.set_xlim(0, 255)
-    ax.set_xlabel("intensity")
+    if ymax is not None:
+        ax.set_ylim(0, ymax)
+    ax.set_xlabel("8-bit intensity (0–255)")
     ax.set_ylabel("share of sampled pixels")
     ax.legend()
     ax.set_title(_title(tag, title))
@@ -172,27 +185,32 @@ def rate_with_ci(table: pd.DataFrame, title: str, overall_pct: float | None = No
     ax.set_xlim(0, right)
     ax.set_yticks(y, [f"{i} (n={n:,})" for i, n in zip(table.index, table["images"])])
     ax.invert_yaxis()
-    if overall_pct is not None:
-        ax.axvline(overall_pct, color="grey", ls="--", lw=1, label=f"overall {overall_pct:.2f}%")
-        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # beside the axes: never over a bar
-    ax.set_xlabel("malignant (%), 95% Wilson CI" + (" (intervals past the edge: their end written)" if cut.any() else ""))
+    if overall_pct is not None:  # named in the axis label: a legend would sit over a bar or a cut interval's end
+        ax.axvline(overall_pct, color="grey", ls="--", lw=1)
+    ax.set_xlabel("malignant (%), 95% Wilson CI" + (" (intervals past the edge: their end written)" if cut.any() else "")
+                  + (f"\ndashed line: all images, {overall_pct:.2f}%" if overall_pct is not None else ""))
     ax.set_title(_title(tag, title))
     fig.tight_layout()
     return fig
 
 
 def hist_series(values: pd.Series, title: str, xlabel: str, tag: str = "", bins: int | Sequence = 30,
-                log: bool = False, log_x: bool = False) -> Figure:
-    """A plain histogram of one series (e.g. images per patient). ``log_x``: log-spaced bins on a log x axis (a long
-    right tail), the counts on a linear axis from 0; ``log`` puts the counts on a log axis (bars without a zero)."""
+                log: bool = False, log_x: bool = False, ylabel: str = "count") -> Figure:
+    """A plain histogram of one series (e.g. images per patient; ``ylabel`` names what is counted). ``log_x``:
+    log-spaced bins on a log x axis (a long right tail), the counts on a linear axis from 0; whole-number values get
+    bin edges at half-integers, so no bin falls between two whole numbers and shows a gap that is no data. ``log``
+    puts the counts on a log axis (bars without a zero)."""
     fig, ax = plt.subplots(figsize=(7, 3.5))
     if log_x:
         v = pd.Series(values).astype(float)
         bins = np.geomspace(max(v.min(), 1.0), v.max() + 1, bins if isinstance(bins, int) else len(bins))
+        if np.all(v == np.round(v)):
+            bins = np.unique(np.round(bins)) - 0.5
+            bins = np.append(bins, v.max() + 0.5) if bins[-1] < v.max() + 0.5 else bins
         ax.set_xscale("log")
     ax.hist(values, bins=bins, color=BENIGN_COLOUR, log=log, edgecolor="white", linewidth=0.5)
     ax.set_xlabel(xlabel + (" (log scale)" if log_x else ""))
-    ax.set_ylabel("count" + (" (log)" if log else ""))
+    ax.set_ylabel(ylabel + (" (log)" if log else ""))
     ax.set_title(_title(tag, title))
     fig.tight_layout()
     return fig
@@ -286,9 +304,10 @@ from .model_plots import (  # noqa: E402,F401  (re-exported: one namespace for e
 
 
 def hist_by_group(values: pd.Series, groups: pd.Series, title: str, xlabel: str, bins: int = 40,
-                  edges: Sequence[float] = (), tag: str = "") -> Figure:
+                  edges: Sequence[float] = (), tag: str = "", edge_labels: Mapping[str, float] | None = None) -> Figure:
     """Overlaid density histograms of ``values`` per group (step outlines, colour-blind-safe colours, the group's
-    size in the legend, which sits below the axes); ``edges`` drawn as thin vertical lines (e.g. the ITA bands)."""
+    size in the legend, which sits below the axes); ``edges`` drawn as thin vertical lines (e.g. the ITA bands),
+    ``edge_labels`` (name: position, e.g. each band's middle) written along the top of the axes."""
     from .style import ENDPOINT_STYLE
 
     colours = [c for c, _, _ in ENDPOINT_STYLE.values()]
@@ -301,9 +320,14 @@ def hist_by_group(values: pd.Series, groups: pd.Series, title: str, xlabel: str,
         ax.hist(part, bins=span, density=True, histtype="step", lw=1.8, color=colour, label=f"{name} (n={len(part):,})")
     for e in edges:
         ax.axvline(e, color=NEUTRAL, lw=0.7, ls=":")
+    lo, hi = ax.get_xlim()
+    for name, x in (edge_labels or {}).items():
+        if lo <= x <= hi:
+            ax.annotate(name, (x, 1.0), xycoords=("data", "axes fraction"), xytext=(0, 2), textcoords="offset points",
+                        ha="center", va="bottom", fontsize=style.MIN_FONT, color=NEUTRAL)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("density")
-    ax.set_title(_title(tag, title))
+    ax.set_title(_title(tag, title), pad=14 if edge_labels else 6)
     fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)  # below the figure: never over data
     fig.tight_layout()
     return fig

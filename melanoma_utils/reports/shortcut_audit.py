@@ -94,8 +94,9 @@ def audit_figure(audit: pd.DataFrame, title: str, tag: str = "") -> "Figure":
     apply()
 
     t = audit.reset_index(drop=True)
-    labels = [f"{s}  →  {'label' if p == 'target' else 'copy'} ({sub.replace('_', ' ')})"
-              for s, p, sub in zip(t["signal"], t["predicts"], t["subset"])]
+    arrow = {"higher": " ↑", "lower": " ↓"}
+    labels = [f"{s}{arrow.get(str(d), '')}  →  {'label' if p == 'target' else 'copy'} ({sub.replace('_', ' ')})"
+              for s, d, p, sub in zip(t["signal"], t.get("direction", pd.Series([""] * len(t))), t["predicts"], t["subset"])]
     fig, ax = plt.subplots(figsize=(9, 0.3 * len(t) + 1.4))
     y = np.arange(len(t))[::-1]
     ok = t["roc_auc"].notna().to_numpy()
@@ -110,8 +111,10 @@ def audit_figure(audit: pd.DataFrame, title: str, tag: str = "") -> "Figure":
             ax.annotate(str(note)[:60], (0.51, yy), va="center", fontsize=MIN_FONT, color=NEUTRAL)
     ax.set_yticks(y, labels, fontsize=MIN_FONT)
     ax.axvline(0.5, color=NEUTRAL, lw=0.8)
-    ax.set_xlim(0.45, 1.02)
-    ax.set_xlabel("ROC AUC of the signal alone (95% CI, patient bootstrap; 0.5 = no information)")
+    low = float(np.nanmin(t["ci_low"])) if t["ci_low"].notna().any() else 0.5
+    ax.set_xlim(min(0.45, low - 0.02), 1.02)  # no interval cut at the edge
+    ax.set_xlabel("ROC AUC of the signal alone (95% CI, patient bootstrap; each signal's direction chosen on the data, so "
+                  "AUC ≥ 0.5;\n0.5 = no information; ↑/↓: higher/lower values go with the label or copy a)")
     ax.set_title(f"{tag} — {title}" if tag else title)
     fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)  # below the figure: never over a point
     fig.tight_layout()

@@ -86,9 +86,12 @@ def operating_points_table(report: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def report_figures(report: dict[str, Any], tag: str = "") -> dict[str, "Figure"]:
-    """``reliability``, ``decision_curve`` and ``subgroups`` figures of a validation report."""
+def report_figures(report: dict[str, Any], tag: str = "", what: str = "") -> dict[str, "Figure"]:
+    """``reliability``, ``decision_curve`` and ``subgroups`` figures of a validation report; ``what`` (the model and
+    the images, e.g. ``"'fusion, clinical', fold 0's held-out patients"``) ends every title, with the image count."""
     from . import plots
+
+    of = f" — {what} (n={report['n']:,})" if what else f" (n={report['n']:,})"
 
     curves = {f"calibrated (n={report['n']:,}, prevalence {report['prevalence']:.3f})": pd.DataFrame(report["reliability"])}
     dca = {"model": pd.DataFrame(report["net_benefit"])}
@@ -96,15 +99,15 @@ def report_figures(report: dict[str, Any], tag: str = "") -> dict[str, "Figure"]
     if at:
         curves[f"moved to prevalence {at['prevalence']:.4f} (reweighted)"] = pd.DataFrame(at["reliability"])
         dca[f"model at prevalence {at['prevalence']:.4f}"] = pd.DataFrame(at["net_benefit"])
-    figs = {"reliability": plots.reliability_diagram(curves, "Reliability (equal-mass bins)", tag)}
+    figs = {"reliability": plots.reliability_diagram(curves, "Reliability (equal-mass bins)" + of, tag)}
     if at:
         figs["decision_curve"] = plots.decision_curve({"model": dca["model"]}, f"Decision curve at the data's prevalence "
-                                                      f"({report['prevalence']:.3f})", tag)
+                                                      f"({report['prevalence']:.3f})" + of, tag)
         figs["decision_curve_stated_prevalence"] = plots.decision_curve(
-            {"model": pd.DataFrame(at["net_benefit"])}, f"Decision curve at prevalence {at['prevalence']:.4f}", tag)
+            {"model": pd.DataFrame(at["net_benefit"])}, f"Decision curve at prevalence {at['prevalence']:.4f}" + of, tag)
     else:
-        figs["decision_curve"] = plots.decision_curve(dca, f"Decision curve (prevalence {report['prevalence']:.3f})", tag)
-    figs["subgroups"] = plots.forest_plot(pd.DataFrame(report["subgroups"]), "ROC AUC by subgroup", tag,
+        figs["decision_curve"] = plots.decision_curve(dca, f"Decision curve (prevalence {report['prevalence']:.3f})" + of, tag)
+    figs["subgroups"] = plots.forest_plot(pd.DataFrame(report["subgroups"]), "ROC AUC by subgroup" + of, tag,
                                           overall=report["roc_auc"]["estimate"])
     return figs
 
