@@ -59,16 +59,15 @@ def _run(stage: str, cmd: list[str], env: dict[str, str], log: Path) -> tuple[fl
 def stage_embed(csv: str, views: int, image_size: int) -> None:
     """Cold-cache embeddings of every image (a child process of the benchmark)."""
     from melanoma_utils.data import load_dataset
-    from melanoma_utils.models.embeddings import cached_embeddings
+    from melanoma_utils.models.embeddings import EmbeddingSpec, cached_embeddings
     from melanoma_utils.models.fusion import build_model, image_encoder
     from melanoma_utils.pipeline.transforms import preprocess_config
 
     df = load_dataset(csv).frame
     model = build_model(kind="image", backbone="efficientnetlite0", backbone_weights="imagenet", image_size=image_size,
                         n_meta=None)
-    emb, counts = cached_embeddings(image_encoder(model), list(df["image_path"]), backbone="efficientnetlite0",
-                                    backbone_weights="imagenet", image_size=image_size,
-                                    preprocess=preprocess_config("none"), views=views, progress=True)
+    spec = EmbeddingSpec("efficientnetlite0", "imagenet", image_size, preprocess_config("none"), views)
+    emb, counts = cached_embeddings(image_encoder(model), list(df["image_path"]), spec, progress=True)
     print(json.dumps({"shape": list(emb.shape), **counts}))
 
 

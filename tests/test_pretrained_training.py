@@ -40,7 +40,7 @@ def test_dihedral_views_by_hand() -> None:
 
 
 def test_head_on_cached_embeddings_becomes_the_full_model(tiny_csv: Path, tmp_path: Path) -> None:
-    from melanoma_utils.models.embeddings import cached_embeddings
+    from melanoma_utils.models.embeddings import EmbeddingSpec, cached_embeddings
 
     df = load_dataset(tiny_csv).frame
     run = train_run(df, _cfg(), tmp_path / "run")
@@ -51,8 +51,8 @@ def test_head_on_cached_embeddings_becomes_the_full_model(tiny_csv: Path, tmp_pa
                                     [t.name for t in loaded.model.inputs])
     # the saved model = frozen backbone + the head trained on the cache: same probabilities as the head would give
     base = loaded.model.get_layer("backbone")
-    emb, counts = cached_embeddings(base, list(df["image_path"]), backbone="efficientnetlite0", backbone_weights="imagenet",
-                                    image_size=32, preprocess=loaded.config["preprocess"], views=1)
+    emb, counts = cached_embeddings(base, list(df["image_path"]),
+                                    EmbeddingSpec("efficientnetlite0", "imagenet", 32, loaded.config["preprocess"]))
     assert counts == {"cached": len(df), "computed": 0}  # keyed by image: the training's entries are reused
     from melanoma_utils.models.fusion import build_head_model, copy_head_weights
 
@@ -65,23 +65,25 @@ def test_head_on_cached_embeddings_becomes_the_full_model(tiny_csv: Path, tmp_pa
 
 
 def test_embedding_cache_is_keyed_by_preprocessing_and_content(tiny_csv: Path, tmp_path: Path) -> None:
-    from melanoma_utils.models.embeddings import cached_embeddings
+    from melanoma_utils.models.embeddings import EmbeddingSpec, cached_embeddings
     from melanoma_utils.models.fusion import build_backbone
     from melanoma_utils.pipeline.transforms import preprocess_config
 
     df = load_dataset(tiny_csv).frame.head(4)
     base = build_backbone("efficientnetlite0", 32, "imagenet")
-    kw = dict(backbone="efficientnetlite0", backbone_weights="imagenet", image_size=32, cache_root=tmp_path)
-    a, c1 = cached_embeddings(base, list(df["image_path"]), preprocess=preprocess_config("none"), views=2, **kw)
-    b, c2 = cached_embeddings(base, list(df["image_path"]), preprocess=preprocess_config("none"), views=1, **kw)
+    def spec(name: str, views: int = 1) -> EmbeddingSpec:
+        return EmbeddingSpec("efficientnetlite0", "imagenet", 32, preprocess_config(name), views)
+
+    a, c1 = cached_embeddings(base, list(df["image_path"]), spec("none", 2), cache_root=tmp_path)
+    b, c2 = cached_embeddings(base, list(df["image_path"]), spec("none"), cache_root=tmp_path)
     assert c1["computed"] == 4 and c2 == {"cached": 4, "computed": 0}
     np.testing.assert_array_equal(a[:, :1], b)
-    _, c3 = cached_embeddings(base, list(df["image_path"]), preprocess=preprocess_config("shades_of_gray"), views=1, **kw)
+    _, c3 = cached_embeddings(base, list(df["image_path"]), spec("shades_of_gray"), cache_root=tmp_path)
     assert c3["computed"] == 4  # other preprocessing, other entries
     # a changed image file is a new entry
     path = df["image_path"].iloc[0]
     cv2.imwrite(path, np.zeros((32, 40, 3), np.uint8))
-    _, c4 = cached_embeddings(base, list(df["image_path"]), preprocess=preprocess_config("none"), views=1, **kw)
+    _, c4 = cached_embeddings(base, list(df["image_path"]), spec("none"), cache_root=tmp_path)
     assert c4 == {"cached": 3, "computed": 1}
 
 
@@ -209,8 +211,8 @@ def test_embeddings_are_cached_chunk_by_chunk_so_a_killed_run_keeps_its_work(tin
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    kw = dict(backbone="efficientnetlite0", backbone_weights="imagenet", image_size=16, preprocess={"name": "none", "params": {}},
-              views=2, cache_root=tmp_path, chunk=2)
+    spec = embeddings.EmbeddingSpec("efficientnetlite0", "imagenet", 16, {"name": "none", "params": {}}, views=2)
+    kw = dict(spec=spec, cache_root=tmp_path, chunk=2)
     monkeypatch.setattr(embeddings, "compute_embeddings", dies_on_second_chunk)
     with pytest.raises(KeyboardInterrupt):
         embeddings.cached_embeddings(Fake(), paths, **kw)

@@ -71,10 +71,10 @@ def _encoder(image_size: int) -> Any:
 def context_embeddings(paths: list[str], image_size: int, preprocess: dict[str, Any],
                        cache_root: str | os.PathLike[str] | None = None) -> np.ndarray:
     """``(N, dim)`` ImageNet EfficientNet-Lite0 embeddings of the plain images (cached)."""
-    from .embeddings import cached_embeddings
+    from .embeddings import EmbeddingSpec, cached_embeddings
 
-    emb, _ = cached_embeddings(_encoder(image_size), paths, backbone=CONTEXT_BACKBONE, backbone_weights="imagenet",
-                               image_size=image_size, preprocess=preprocess, views=1, cache_root=cache_root)
+    emb, _ = cached_embeddings(_encoder(image_size), paths, EmbeddingSpec(CONTEXT_BACKBONE, "imagenet", image_size, preprocess),
+                               cache_root=cache_root)
     return emb[:, 0]
 
 

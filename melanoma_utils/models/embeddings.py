@@ -16,8 +16,9 @@ import hashlib
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -74,35 +75,42 @@ def compute_embeddings(backbone_model: Any, paths: Sequence[str], image_size: in
     return np.concatenate(chunks)
 
 
-def cached_embeddings(
-    backbone_model: Any,
-    paths: Sequence[str],
-    *,
-    backbone: str,
-    backbone_weights: str | None,
-    image_size: int,
-    preprocess: dict[str, Any],
-    views: int = 1,
-    cache_root: str | os.PathLike[str] | None = None,
-    batch_size: int = 64,
-    progress: bool = False,
-    chunk: int = 512,
-    output: str = "pooled",
-    dtype: Any = np.float32,
-) -> tuple[np.ndarray, dict[str, int]]:
-    """Embeddings ``(N, views, dim)`` for ``paths``, computing only those not cached yet (``chunk`` images at a time,
-    each chunk written to the cache before the next starts, with progress and an estimate of the time left).
+@dataclass(frozen=True)
+class EmbeddingSpec:
+    """What is embedded: the backbone and its weights, the input size and preprocessing, what the backbone model
+    outputs (``pooled``; or the activations entering a block, :mod:`melanoma_utils.models.partial`: entries
+    ``(views, h, w, c)``) and how many views of each image (rotations/mirrors). All but ``views`` name the cache
+    folder (:attr:`key`); an entry with more views serves fewer."""
+
+    backbone: str
+    backbone_weights: str | None
+    image_size: int
+    preprocess: Mapping[str, Any]
+    views: int = 1
+    output: str = "pooled"
+
+    @property
+    def key(self) -> str:
+        """The cache folder name (:func:`config_key`)."""
+        return config_key(self.backbone, self.backbone_weights, self.image_size, dict(self.preprocess), self.output)
+
+
+def cached_embeddings(backbone_model: Any, paths: Sequence[str], spec: EmbeddingSpec, *,
+                      cache_root: str | os.PathLike[str] | None = None, batch_size: int = 64, progress: bool = False,
+                      chunk: int = 512, dtype: Any = np.float32) -> tuple[np.ndarray, dict[str, int]]:
+    """Embeddings ``(N, views, dim)`` of ``spec`` for ``paths``, computing only those not cached yet (``chunk``
+    images at a time, each chunk written to the cache before the next starts, with progress and an estimate of the
+    time left).
 
     Returns the array and ``{"cached": n, "computed": m}``. ``cache_root`` defaults to the user cache
-    (:func:`melanoma_utils.config.cache_dir`). ``output``: what ``backbone_model`` outputs, part of
-    the cache key (``pooled``; or the activations entering a block, :mod:`melanoma_utils.models.partial`: entries
-    ``(views, h, w, c)``); ``dtype``: of the returned array (``np.float16`` halves the memory of activations).
+    (:func:`melanoma_utils.config.cache_dir`); ``dtype``: of the returned array (``np.float16`` halves the memory of
+    activations).
     """
-
+    backbone, image_size, preprocess, views = spec.backbone, spec.image_size, dict(spec.preprocess), spec.views
     if not paths:
         return np.zeros((0, views, *backbone_model.output_shape[1:]), dtype), {"cached": 0, "computed": 0}
     root = Path(cache_root) if cache_root is not None else cache_dir()
-    folder = root / "embeddings" / config_key(backbone, backbone_weights, image_size, preprocess, output)
+    folder = root / "embeddings" / spec.key
     folder.mkdir(parents=True, exist_ok=True)
     digests = [file_digest(p) for p in paths]
     out: list[np.ndarray | None] = [None] * len(paths)

@@ -14,9 +14,12 @@ weights go back into the full two-input model and the run folder stays one model
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .efficientnet_lite import head_conv, lite_blocks, mbconv_blocks
+
+if TYPE_CHECKING:
+    from .embeddings import EmbeddingSpec
 
 
 def block_input_layer(variant: str, block: int) -> str:
@@ -84,20 +87,20 @@ def trunk_model(model: Any, variant: str, start: int):
     return keras.Model(image, inner(model.get_layer("backbone_preprocess")(image)), name="image_trunk")
 
 
-def cached_activations(model: Any, variant: str, start: int, paths: list[str], *, backbone_weights: str | None,
-                       image_size: int, preprocess: dict[str, Any], views: int, progress: bool = False,
+def cached_activations(model: Any, start: int, paths: list[str], spec: EmbeddingSpec, *, progress: bool = False,
                        batch_size: int = 64) -> tuple[Any, dict[str, int]]:
-    """``(N, views, h, w, c)`` float16 activations entering block ``start`` of ``model``'s backbone for ``paths``,
-    from the embedding cache (key: the backbone, its weights, size, preprocessing and the cut; the trunk is frozen, so
-    entries serve every fold and every adapted run of the same cut)."""
+    """``(N, views, h, w, c)`` float16 activations entering block ``start`` of ``model``'s backbone (``spec``'s
+    backbone variant, weights, size, preprocessing and views) for ``paths``, from the embedding cache (keyed by the
+    spec and the cut; the trunk is frozen, so entries serve every fold and every adapted run of the same cut)."""
+    import dataclasses
+
     import numpy as np
 
     from .embeddings import cached_embeddings
 
-    return cached_embeddings(trunk_model(model, variant, start), list(paths), backbone=variant,
-                             backbone_weights=backbone_weights, image_size=image_size, preprocess=preprocess,
-                             views=views, progress=progress, output=f"block{start}_input", dtype=np.float16,
-                             batch_size=batch_size)
+    cut = dataclasses.replace(spec, output=f"block{start}_input")
+    return cached_embeddings(trunk_model(model, spec.backbone, start), list(paths), cut, progress=progress,
+                             dtype=np.float16, batch_size=batch_size)
 
 
 def top_embeddings(model: Any, variant: str, start: int, activations: Any, chunk: int = 256) -> Any:

@@ -27,6 +27,7 @@ def adapt_top(model: Any, head: Any, cfg: TrainConfig, train: pd.DataFrame, val:
     row weights. Returns the per-epoch history rows and the stage's facts (seconds, epochs, cache counts)."""
     import keras
 
+    from ..models.embeddings import EmbeddingSpec
     from ..models.fusion import copy_head_weights
     from ..models.partial import build_lite_top, cached_activations, copy_layers_by_name, first_adapted_block
     from ..pipeline.feeds import make_embedding_sequence
@@ -34,10 +35,10 @@ def adapt_top(model: Any, head: Any, cfg: TrainConfig, train: pd.DataFrame, val:
 
     start = first_adapted_block(str(cfg.backbone), cfg.adapt_blocks)
     t0 = time.perf_counter()
-    kw = dict(backbone_weights=cfg.backbone_weights, image_size=int(cfg.image_size),  # type: ignore[arg-type]
-              preprocess=preprocess_config(cfg.preprocess), views=cfg.embedding_views, progress=cfg.verbose > 0)
-    act_tr, n_tr = cached_activations(model, str(cfg.backbone), start, list(train["image_path"]), **kw)
-    act_va, n_va = cached_activations(model, str(cfg.backbone), start, list(val["image_path"]), **kw)
+    spec = EmbeddingSpec(str(cfg.backbone), cfg.backbone_weights, int(cfg.image_size),  # type: ignore[arg-type]
+                         preprocess_config(cfg.preprocess), cfg.embedding_views)
+    act_tr, n_tr = cached_activations(model, start, list(train["image_path"]), spec, progress=cfg.verbose > 0)
+    act_va, n_va = cached_activations(model, start, list(val["image_path"]), spec, progress=cfg.verbose > 0)
     t_cache = time.perf_counter() - t0
     base = model.get_layer("backbone")
     top = build_lite_top(str(cfg.backbone), start, tuple(act_tr.shape[2:]))

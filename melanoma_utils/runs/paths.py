@@ -225,7 +225,7 @@ class HeadOnEmbeddings(TrainingPath):
         stays frozen."""
         import keras
 
-        from ..models.embeddings import cached_embeddings
+        from ..models.embeddings import EmbeddingSpec, cached_embeddings
         from ..models.fusion import bias_for, build_head_model, build_model, copy_head_weights, image_encoder
         from ..pipeline.feeds import make_embedding_sequence
 
@@ -233,11 +233,10 @@ class HeadOnEmbeddings(TrainingPath):
         bias = bias_for(float(train["target"].mean()))
         model = build_model(cfg.model_spec(encoder.n_features, bias), image_size=cfg.image_size)
         t0 = time.perf_counter()
-        kw = dict(backbone=cfg.backbone, backbone_weights=cfg.backbone_weights, image_size=cfg.image_size,
-                  preprocess=data.preprocess, views=cfg.embedding_views, progress=cfg.verbose > 0,
-                  output=cfg.embedding_output)
-        emb_tr, n_tr = cached_embeddings(image_encoder(model), list(train["image_path"]), **kw)
-        emb_va, n_va = cached_embeddings(image_encoder(model), list(val["image_path"]), **kw)
+        spec = EmbeddingSpec(str(cfg.backbone), cfg.backbone_weights, int(cfg.image_size), data.preprocess,
+                             cfg.embedding_views, cfg.embedding_output)
+        emb_tr, n_tr = cached_embeddings(image_encoder(model), list(train["image_path"]), spec, progress=cfg.verbose > 0)
+        emb_va, n_va = cached_embeddings(image_encoder(model), list(val["image_path"]), spec, progress=cfg.verbose > 0)
         t_embed = time.perf_counter() - t0
         # the binary target, or the diagnosis classes of a diagnosis head (its melanoma column is the saved output)
         y_tr, y_va = (diagnosis_labels(part, cfg.objective).astype(np.float32) for part in (train, val))
