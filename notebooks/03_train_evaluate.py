@@ -116,10 +116,12 @@ from melanoma_utils.study.experiments import (
     backbone_variants,
     cross_validate,
     paired_contrasts,
+    repeated_cross_validate,
     study_folds,
     summarise_cv,
 )
 from melanoma_utils.study.locked import lock_test_part, without_locked
+from melanoma_utils.study.plan import FoldPlan
 from melanoma_utils.study.variants import Variant, check_variants
 
 report, df = open_study(report_dir, synthetic, seed, images_csv, images_dir)
@@ -201,13 +203,11 @@ known = [*variants, *(v for v in Variant if v not in variants),
          *weighting_variants(list(WEIGHTING_LABELS), external=True)]
 check_variants(repeat_variants, dict.fromkeys(known), "repeat_variants")  # a misspelt name is an error, not a lost row
 runs_dir = report.report_dir / "runs" / "ablation"
-per_fold, oof = cross_validate(df, cfg, runs_dir, variants, n_splits=cv_folds, folds=list(cv_run_folds) or None,
-                               external=external if len(external) else None, locked=locked)
-for r in range(1, cv_repeats if not cv_run_folds else 1):  # other fold assignments, for the paired contrasts
-    again = {k: v for k, v in variants.items() if k in repeat_variants}
-    pf_r, oof_r = cross_validate(df, cfg, runs_dir, again, n_splits=cv_folds, repeat=r,
-                                 external=external if len(external) else None, locked=locked)
-    per_fold, oof = pd.concat([per_fold, pf_r], ignore_index=True), pd.concat([oof, oof_r], ignore_index=True)
+# every study below: the same folds, bootstrap and locked part (cv_repeats fold assignments where a study repeats)
+plan = FoldPlan(cv_folds, tuple(cv_run_folds) or None, cv_repeats, n_boot=n_boot, seed=seed, locked=locked)
+per_fold, oof = repeated_cross_validate(df, cfg, runs_dir, variants, plan,
+                                        repeat_variants=[v for v in repeat_variants if v in variants],
+                                        external=external if len(external) else None)
 per_fold, oof = add_ensemble(per_fold, oof, list(EXTERNAL_VARIANTS), ENSEMBLE_EXTERNAL)
 BACKBONE_ENSEMBLE, backbone_members = backbone_ensemble(list(backbone_rows))
 if backbone_rows:  # the backbones' ensemble: mean of their calibrated out-of-fold probabilities
@@ -380,8 +380,7 @@ from melanoma_utils.study.experiments import preprocessing_table, preprocessing_
 if transform_study:
     t_variants = preprocessing_variants(list(transform_study), {"kind": "fusion", "features": "clinical",
                                                                  "embedding_views": transform_views, "tta": transform_views})
-    t_fold, t_oof = cross_validate(df, cfg, report.report_dir / "runs" / "transforms", t_variants, n_splits=cv_folds,
-                                   folds=list(cv_run_folds) or None, locked=locked)
+    t_fold, t_oof = cross_validate(df, cfg, report.report_dir / "runs" / "transforms", t_variants, plan)
     transforms_table = preprocessing_table(t_fold, t_oof, list(transform_study), n_boot=n_boot, seed=seed)
     report.table(transforms_table.set_index("preprocess"), "table_transforms_training")
     t_best = transforms_table.loc[transforms_table["delta_auc"].idxmax()]
@@ -411,8 +410,7 @@ if transform_study and adapted_transforms:
     names = check_variants(adapted_transforms, transform_study, "adapted_transforms")
     a_variants = preprocessing_variants(names, {"kind": "fusion", "features": "clinical", "adapt_blocks": 1,
                                                "embedding_views": transform_views, "tta": transform_views})
-    a_fold, a_oof = cross_validate(df, cfg, report.report_dir / "runs" / "transforms_adapted", a_variants,
-                                   n_splits=cv_folds, folds=list(cv_run_folds) or None, locked=locked)
+    a_fold, a_oof = cross_validate(df, cfg, report.report_dir / "runs" / "transforms_adapted", a_variants, plan)
     adapted_table = preprocessing_table(a_fold, a_oof, names, n_boot=n_boot, seed=seed)
     report.table(adapted_table.set_index("preprocess"), "table_transforms_adapted")
     frozen = transforms_table.set_index("preprocess")
@@ -531,8 +529,7 @@ from melanoma_utils.study.ceiling import ceiling_selection, ceiling_verdict
 ceiling = None
 if ceiling_candidates and len(external) and len(external_holdout):
     ceiling = ceiling_selection(df, external, external_holdout, report.report_dir / "runs" / "objectives",
-                                ceiling_candidates, n_splits=cv_folds, folds=list(cv_run_folds) or None,
-                                repeats=cv_repeats, n_boot=n_boot, seed=seed, locked=locked)
+                                ceiling_candidates, plan=plan)
     report.table(ceiling.set_index("candidate"), "table_objective_selection")
     display(Markdown("\n".join(
         f"- **{r.candidate}** ({r.train_seconds_per_run:.0f} s per run, {r.repeats} fold assignment(s)): within copy a {r.within_copy_a:.3f} "

@@ -86,6 +86,7 @@ from melanoma_utils.study.backbone_study import (
 )
 from melanoma_utils.study.contrasts import SUBSET_LABELS, describe_contrast, paired_contrasts, primary_subset
 from melanoma_utils.study.experiments import repeated_cross_validate
+from melanoma_utils.study.plan import FoldPlan
 from melanoma_utils.study.locked import read_locked, without_locked
 
 report, df = open_study(report_dir, synthetic, seed, images_csv, images_dir)
@@ -109,7 +110,7 @@ frozen_cfg = TrainConfig.from_preset("lite0-224", embedding_views=frozen_views, 
                                      patience=frozen_patience, batch_size=compare_batch_size, seed=seed, verbose=0)
 cv_dir = report.report_dir / "runs" / "backbones_cv"
 per_fold, oof = repeated_cross_validate(df, frozen_cfg, cv_dir, frozen_backbone_variants(list(frozen_backbones)),
-                                        n_splits=cv_folds, repeats=frozen_repeats)
+                                        FoldPlan(cv_folds, repeats=frozen_repeats))
 frozen = frozen_backbone_table(oof, cv_dir, list(frozen_backbones), n_boot=n_boot, seed=seed)
 paired = paired_contrasts(per_fold, oof, frozen_backbone_contrasts(list(frozen_backbones)), n_boot=n_boot, seed=seed)
 report.table(paired.set_index(["contrast", "subset"]), "table3_backbones_paired")

@@ -76,11 +76,12 @@ def stage_cv(csv: str, out: str, views: int) -> None:
     from melanoma_utils.data import load_dataset
     from melanoma_utils.runs import TrainConfig
     from melanoma_utils.study.experiments import cross_validate, summarise_cv
+    from melanoma_utils.study.plan import FoldPlan
 
     df = load_dataset(csv).frame
     cfg = TrainConfig(embedding_views=views, tta=views, verbose=0)
     per_fold, oof = cross_validate(df, cfg, out, {"fusion, clinical": {"kind": "fusion", "features": "clinical"}},
-                                   n_splits=5)
+                                   FoldPlan(n_splits=5))
     print(summarise_cv(per_fold, oof, n_boot=200).round(3).to_string())
 
 

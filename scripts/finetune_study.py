@@ -41,6 +41,7 @@ from melanoma_utils.study.finetune import (
     finetune_selection,
 )
 from melanoma_utils.study.locked import read_locked, without_locked
+from melanoma_utils.study.plan import FoldPlan
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 #: Display names of the external folders (the ISIC 2017 part is read through the ISIC 2019 layout).
@@ -84,18 +85,17 @@ def main() -> None:
         train_parts.append(ext)
         holdouts[SOURCES.get(folder.name, folder.name)] = held
     external = pd.concat(train_parts, ignore_index=True)
+    plan = FoldPlan(n_splits=args.folds, n_boot=args.n_boot, locked=locked)
     start = time.perf_counter()
     if args.posthoc:
         members = sorted({m for ms in FINETUNE_POSTHOC.values() for m in ms})
-        table = finetune_selection(df, external, holdouts, args.runs, members, n_splits=args.folds,
-                                   n_boot=args.n_boot, ensembles=FINETUNE_POSTHOC, locked=locked)
+        table = finetune_selection(df, external, holdouts, args.runs, members, plan=plan, ensembles=FINETUNE_POSTHOC)
         atomic_write(args.report_dir / "table_finetune_posthoc.csv", lambda tmp: table.to_csv(tmp, index=False))
         print(table[["candidate", "within_copy_a", "delta_within_copy_a", "verdict"]].to_string(index=False))
         return
     if args.confirm:
         members = list(next(iter(FINETUNE_ENSEMBLES.values())))  # the base and the fine-tuned model
-        table = finetune_selection(df, external, holdouts, args.runs, members, n_splits=args.folds,
-                                   n_boot=args.n_boot, locked=locked)
+        table = finetune_selection(df, external, holdouts, args.runs, members, plan=plan)
         write_csv(table, args.report_dir / "table_finetune_confirm.csv")
         write_csv(pd.read_csv(args.runs / "folds.csv", dtype=str), args.report_dir / "finetune_confirm_folds.csv")
         print(table[["candidate", "within_copy_a", "delta_within_copy_a", "delta_within_copy_a_ci_low",
@@ -103,15 +103,14 @@ def main() -> None:
         print(f"{time.perf_counter() - start:.0f} s")
         return
     if args.round2:
-        table = finetune_selection(df, external, holdouts, args.runs, list(FINETUNE_ROUND2), n_splits=args.folds,
-                                   n_boot=args.n_boot, ensembles=FINETUNE_ROUND2_ENSEMBLES, locked=locked)
+        table = finetune_selection(df, external, holdouts, args.runs, list(FINETUNE_ROUND2), plan=plan,
+                                   ensembles=FINETUNE_ROUND2_ENSEMBLES)
         write_csv(table, args.report_dir / "table_finetune_round2.csv")
         print(table[["candidate", "within_copy_a", "delta_within_copy_a", "delta_within_copy_a_ci_low",
                      "delta_within_copy_a_ci_high", "train_seconds_per_run", "verdict"]].to_string(index=False))
         print(f"{time.perf_counter() - start:.0f} s")
         return
-    table = finetune_selection(df, external, holdouts, args.runs, args.candidates, n_splits=args.folds,
-                               n_boot=args.n_boot, locked=locked)
+    table = finetune_selection(df, external, holdouts, args.runs, args.candidates, plan=plan)
     atomic_write(args.report_dir / "table_finetune_selection.csv", lambda tmp: table.to_csv(tmp, index=False))
     # what the numbers were measured on, committed beside them: the ISIC fold of every image, the held-out lesions
     write_csv(pd.read_csv(args.runs / "folds.csv", dtype=str), args.report_dir / "finetune_folds.csv")

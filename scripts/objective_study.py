@@ -24,6 +24,7 @@ from melanoma_utils.data.confounds import with_source_copies
 from melanoma_utils.data.isic import load_dataset
 from melanoma_utils.data.sources import combine_external, hold_out_external, load_external
 from melanoma_utils.study.ceiling import CEILING_CANDIDATES, ceiling_selection
+from melanoma_utils.study.plan import FoldPlan
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -47,8 +48,8 @@ def main() -> None:
     external, _ = combine_external(df, [load_external(args.external, on_missing="drop")])
     external, holdout = hold_out_external(external, 0.2, seed=0)  # notebook 03's split of the external lesions
     start = time.perf_counter()
-    table = ceiling_selection(df, external, holdout, args.runs, args.candidates, views=args.views, folds=args.folds,
-                              repeats=args.repeats, n_boot=args.n_boot)
+    plan = FoldPlan(folds=tuple(args.folds) if args.folds else None, repeats=args.repeats, n_boot=args.n_boot)
+    table = ceiling_selection(df, external, holdout, args.runs, args.candidates, views=args.views, plan=plan)
     out = args.report_dir / "table_objective_selection.csv"
     tmp = out.with_suffix(".csv.tmp")
     table.to_csv(tmp, index=False)

@@ -48,6 +48,7 @@ def main() -> None:
     from melanoma_utils.pipeline.feeds import make_dataset
     from melanoma_utils.runs.run import TrainConfig
     from melanoma_utils.study.experiments import cross_validate, summarise_cv
+    from melanoma_utils.study.plan import FoldPlan
     from melanoma_utils.versions import package_versions
 
     out = Path(args.out)
@@ -79,7 +80,8 @@ def main() -> None:
     variant = {"fusion, clinical": {"kind": "fusion", "features": "clinical"}}
     results = {}
     for name, frame in (("JPEG", jpeg), ("shards", sharded)):
-        per_fold, oof = cross_validate(frame, cfg, out / f"runs_{name}", variant, n_splits=args.folds, folds_from="shards")
+        per_fold, oof = cross_validate(frame, cfg, out / f"runs_{name}", variant, FoldPlan(n_splits=args.folds),
+                                       folds_from="shards")
         results[name] = (per_fold, summarise_cv(per_fold, oof, n_boot=500).iloc[0])
     a, b = results["JPEG"][1], results["shards"][1]
     fold_diff = np.abs(results["JPEG"][0]["roc_auc"].to_numpy() - results["shards"][0]["roc_auc"].to_numpy()).max()

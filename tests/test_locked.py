@@ -95,6 +95,7 @@ def test_locked_endpoints_score_each_population_with_intervals() -> None:
 def test_cross_validation_under_a_locked_report_folder_refuses_locked_rows_before_training(tmp_path) -> None:
     from melanoma_utils.models.train_config import TrainConfig
     from melanoma_utils.study.experiments import cross_validate
+    from melanoma_utils.study.plan import FoldPlan
 
     main = _table(60, "I", 4)
     locked = lock_test_part(tmp_path / LOCKED_FILE, main, None, seed=0)
@@ -105,9 +106,9 @@ def test_cross_validation_under_a_locked_report_folder_refuses_locked_rows_befor
     # a patient of the lock with a new image name: refused, and the message names that patient
     leak = pd.DataFrame({"image_name": ["new"], "patient_id": [locked.table["patient_id"].iloc[0]], "target": [0]})
     with pytest.raises(ValueError, match=f"cross-validation into .*ablation: 1 row.*{locked.table['patient_id'].iloc[0]}"):
-        cross_validate(pd.concat([kept, leak], ignore_index=True), TrainConfig(kind="meta"), runs, {"m": {}}, n_splits=2)
+        cross_validate(pd.concat([kept, leak], ignore_index=True), TrainConfig(kind="meta"), runs, {"m": {}}, FoldPlan(2))
     with pytest.raises(ValueError, match="external rows"):
-        cross_validate(kept, TrainConfig(kind="meta"), runs, {"m": {"external": True}}, n_splits=2,
+        cross_validate(kept, TrainConfig(kind="meta"), runs, {"m": {"external": True}}, FoldPlan(2),
                        external=main.head(20))
     assert not (runs / "folds.csv").exists()  # refused before anything was written or trained
     # the lock passed explicitly: None is no guard (notebook 03's locked_test = ""), whatever file the folder holds

@@ -213,11 +213,12 @@ def test_cross_validation_keeps_external_rows_out_of_every_test_fold(tmp_path: P
 
     from melanoma_utils.runs.run import TrainConfig
     from melanoma_utils.study.experiments import cross_validate, paired_contrasts, run_folder_name
+    from melanoma_utils.study.plan import FoldPlan
 
     main, ext = _meta_table(120, "m", 0), _meta_table(150, "h", 1, source="ham10000")
     variants = {"meta": {"kind": "meta"}, "meta + external": {"kind": "meta", "external": True}}
     per_fold, oof = cross_validate(main, TrainConfig(kind="meta", epochs=2, verbose=0), tmp_path / "cv", variants,
-                                   n_splits=2, external=ext)
+                                   FoldPlan(2), external=ext)
     assert set(oof["image_name"]) == set(main["image_name"]) and len(oof) == 2 * len(main)
     for k in (0, 1):
         cfg = json.loads((tmp_path / "cv" / run_folder_name("meta + external") / f"fold{k}" / "config.json").read_text())
@@ -230,17 +231,18 @@ def test_cross_validation_keeps_external_rows_out_of_every_test_fold(tmp_path: P
     expected = ";".join(f"{fold[('meta + external', k)] - fold[('meta', k)]:+.3f}" for k in (0, 1))
     assert paired["fold_deltas"].iloc[0] == expected
     with pytest.raises(ValueError, match="asks for external training data"):
-        cross_validate(main, TrainConfig(kind="meta", epochs=1, verbose=0), tmp_path / "cv2", variants, n_splits=2)
+        cross_validate(main, TrainConfig(kind="meta", epochs=1, verbose=0), tmp_path / "cv2", variants, FoldPlan(2))
 
 
 @pytest.mark.slow
 def test_repeated_cross_validation_draws_new_folds_and_pairs_over_repeats(tmp_path: Path) -> None:
     from melanoma_utils.study.experiments import load_folds, paired_contrasts, repeated_cross_validate, summarise_cv
+    from melanoma_utils.study.plan import FoldPlan
 
     main = _meta_table(120, "m", 0)
     variants = {"meta": {"kind": "meta"}, "meta, paper": {"kind": "meta", "features": "paper"}}
     per_fold, oof = repeated_cross_validate(main, TrainConfig(kind="meta", epochs=2, verbose=0), tmp_path / "cv", variants,
-                                            n_splits=2, repeats=2, repeat_variants=["meta"])
+                                            FoldPlan(2, repeats=2), repeat_variants=["meta"])
     f0, f1 = load_folds(tmp_path / "cv" / "folds.csv", main), load_folds(tmp_path / "cv" / "repeat1" / "folds.csv", main)
     assert (f0 != f1).any()  # another assignment of patients to folds
     assert sorted(per_fold.groupby("repeat")["variant"].unique().map(sorted).tolist()) == [["meta"], ["meta", "meta, paper"]]
@@ -248,7 +250,7 @@ def test_repeated_cross_validation_draws_new_folds_and_pairs_over_repeats(tmp_pa
     assert paired["repeats"].iloc[0] == 1  # the repeat both variants ran
     both = {"meta": {"kind": "meta"}, "meta 2": {"kind": "meta", "seed": 1}}
     per_fold, oof = repeated_cross_validate(main, TrainConfig(kind="meta", epochs=2, verbose=0), tmp_path / "cv2", both,
-                                            n_splits=2, repeats=2)
+                                            FoldPlan(2, repeats=2))
     row = paired_contrasts(per_fold, oof, [("meta 2", "meta")], n_boot=50).iloc[0]
     per_repeat = []
     for r in (0, 1):

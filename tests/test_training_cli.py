@@ -15,6 +15,7 @@ from melanoma_utils.evaluation.calibration import prior_shift
 from melanoma_utils.runs.run import Run, TrainConfig
 from melanoma_utils.runs.training import train_run
 from melanoma_utils.study.experiments import cross_validate, summarise_cv
+from melanoma_utils.study.plan import FoldPlan
 
 TINY = dict(backbone="cnn", image_size=24, epochs=2, batch_size=8, conv_filters=(4, 8), meta_units=(8,), head_units=(8,), verbose=0)
 
@@ -178,7 +179,7 @@ def test_cross_validation_ablation_on_tiny_data(tmp_path: Path) -> None:
     csv = write_dataset(tmp_path / "cv", n=60, size=24, pos_every=3)
     df = load_dataset(csv).frame
     variants = {"meta": {"model": "meta"}, "fusion": {"model": "fusion", "features": "paper"}}
-    per_fold, oof = cross_validate(df, TrainConfig(**{**TINY, "epochs": 1}), tmp_path / "abl", variants, n_splits=2)
+    per_fold, oof = cross_validate(df, TrainConfig(**{**TINY, "epochs": 1}), tmp_path / "abl", variants, FoldPlan(2))
     assert len(per_fold) == 4 and set(per_fold["variant"]) == {"meta", "fusion"}
     assert len(oof) == 2 * 60 and oof.groupby("variant")["image_name"].nunique().eq(60).all()
     for _, part in oof.groupby(["variant", "fold"]):
@@ -187,7 +188,7 @@ def test_cross_validation_ablation_on_tiny_data(tmp_path: Path) -> None:
     summary = summarise_cv(per_fold, oof, n_boot=50)
     assert list(summary.index) == ["meta", "fusion"] and summary["folds"].eq(2).all()
     # a second call reuses the saved runs (resumable) and gives the same predictions
-    _, oof2 = cross_validate(df, TrainConfig(**{**TINY, "epochs": 1}), tmp_path / "abl", variants, n_splits=2)
+    _, oof2 = cross_validate(df, TrainConfig(**{**TINY, "epochs": 1}), tmp_path / "abl", variants, FoldPlan(2))
     assert np.allclose(oof["probability"], oof2["probability"])
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from melanoma_utils.runs.run import TrainConfig
 from melanoma_utils.study.experiments import ABLATION_VARIANTS, repeated_cross_validate, run_folder_name
+from melanoma_utils.study.plan import FoldPlan
 from melanoma_utils.study.variants import Variant, check_variants
 
 
@@ -25,5 +26,15 @@ def test_an_unknown_variant_name_is_refused_with_the_known_ones(tmp_path) -> Non
     # the experiment refuses before it trains anything (a typo used to drop the variant from the repeats silently)
     with pytest.raises(ValueError, match="unknown variant"):
         repeated_cross_validate(pd.DataFrame(), TrainConfig(kind="meta"), tmp_path, dict(ABLATION_VARIANTS),
-                                repeats=2, repeat_variants=["imge only"])
+                                FoldPlan(repeats=2), repeat_variants=["imge only"])
     assert not any(tmp_path.iterdir())
+
+
+def test_a_fold_plan_refuses_what_cannot_run_and_says_which_folds_and_repeats_run() -> None:
+    plan = FoldPlan(5, folds=[0, 3], repeats=3)
+    assert plan.folds == (0, 3) and plan.fold_list == [0, 3] and plan.run_repeats == 1  # some folds: the study's only
+    assert FoldPlan(4, repeats=3).fold_list == [0, 1, 2, 3] and FoldPlan(4, repeats=3).run_repeats == 3
+    for kw, field in (({"n_splits": 1}, "n_splits"), ({"repeats": 0}, "repeats"), ({"n_boot": 0}, "n_boot"),
+                      ({"folds": [5]}, "folds"), ({"folds": []}, "folds")):
+        with pytest.raises(ValueError, match=field):
+            FoldPlan(**kw)

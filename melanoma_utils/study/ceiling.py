@@ -14,7 +14,8 @@ from typing import Any, Sequence
 import pandas as pd
 
 from ..runs.run import TrainConfig
-from .experiments import cross_validate, paired_contrasts, run_folder_name, summarise_cv
+from .experiments import paired_contrasts, repeated_cross_validate, run_folder_name, summarise_cv
+from .plan import FoldPlan
 from .selection import holdout_scores, selection_table
 from .variants import check_variants
 
@@ -43,33 +44,30 @@ def ceiling_config(preset: str = "lite0-224", views: int = 1, seed: int = 0) -> 
 
 def ceiling_selection(df: pd.DataFrame, external: pd.DataFrame, holdout: pd.DataFrame,
                       runs_dir: str | os.PathLike[str], names: Sequence[str], *, preset: str = "lite0-224",
-                      views: int = 1, n_splits: int = 5, folds: Sequence[int] | None = None, repeats: int = 1,
-                      n_boot: int = 1000, seed: int = 0, locked: Any = "find") -> pd.DataFrame:
+                      views: int = 1, plan: FoldPlan | None = None) -> pd.DataFrame:
     """The selection table of the candidates ``names`` (:data:`CEILING_CANDIDATES`; the base is always included)
     against :data:`CEILING_BASE`: every endpoint with its CI, the paired deltas with CIs, seconds per run and the
-    verdict (:func:`~melanoma_utils.study.selection.selection_table`), plus ``folds`` and ``views`` columns. ``repeats``
-    > 1: that many patient-grouped fold assignments for the candidates that train on cached embeddings (the paired
-    differences average over them; an adapted candidate, ~2–5 min per run on a CPU, runs the study's folds only; with
-    ``folds`` given, only the study's folds run). Runs
-    are kept in ``runs_dir`` and reused. An unknown name is an error naming the known ones. ``locked``: the locked
-    test part guarding the selection (:func:`~melanoma_utils.study.experiments.cross_validate`)."""
+    verdict (:func:`~melanoma_utils.study.selection.selection_table`), plus ``folds`` and ``views`` columns.
+    ``plan`` (default: 5 folds, all run, one assignment; :class:`~melanoma_utils.study.plan.FoldPlan`): its
+    ``repeats`` > 1 adds that many patient-grouped fold assignments for the candidates that train on cached embeddings
+    (the paired differences average over them; an adapted candidate, ~2–5 min per run on a CPU, runs the study's
+    folds only); its ``locked`` part guards the selection. Runs are kept in ``runs_dir`` and reused. An unknown name
+    is an error naming the known ones."""
     names = check_variants(names, CEILING_CANDIDATES, "ceiling_candidates")
     names = [CEILING_BASE, *[n for n in names if n != CEILING_BASE]]
     if external is None or not len(external) or holdout is None or not len(holdout):
         raise ValueError("the ceiling candidates train like train --external and are judged on held-out external "
                          "lesions: give external data (external_dirs) with a hold-out fraction above 0")
+    plan = plan or FoldPlan()
+    n_boot, seed = plan.n_boot, plan.seed
     cfg = ceiling_config(preset, views, seed)
     variants = {n: {"external": True, **CEILING_CANDIDATES[n]} for n in names}
-    per_fold, oof = cross_validate(df, cfg, Path(runs_dir), variants, n_splits=n_splits,
-                                   folds=list(folds) if folds else None, external=external, locked=locked)
-    cheap = {n: v for n, v in variants.items() if not v.get("adapt_blocks")}
-    for r in range(1, repeats if not folds else 1):  # other fold assignments of the same patients
-        pf_r, oof_r = cross_validate(df, cfg, Path(runs_dir), cheap, n_splits=n_splits, repeat=r, external=external,
-                                     locked=locked)
-        per_fold, oof = pd.concat([per_fold, pf_r], ignore_index=True), pd.concat([oof, oof_r], ignore_index=True)
+    cheap = [n for n, v in variants.items() if not v.get("adapt_blocks")]  # the only ones repeated
+    per_fold, oof = repeated_cross_validate(df, cfg, Path(runs_dir), variants, plan, repeat_variants=cheap,
+                                            external=external)
     summary = summarise_cv(per_fold, oof, n_boot=n_boot, seed=seed)
     paired = paired_contrasts(per_fold, oof, [(n, CEILING_BASE) for n in names[1:]], n_boot=n_boot, seed=seed)
-    fold_list = list(folds) if folds else list(range(n_splits))
+    fold_list = plan.fold_list
     scores = holdout_scores(runs_dir, names, fold_list, holdout, run_folder_name)
     table = selection_table(summary, paired, scores, [(n, CEILING_BASE) for n in names], per_fold, n_boot=n_boot,
                             seed=seed)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,8 @@ from ..runs.run import TrainConfig
 from ..runs.runfolder import RunLayout
 from ..runs.training import load_or_train
 from .contrasts import SUBSETS, describe_contrast, paired_contrasts, pooled_auc, subset_mask  # noqa: F401 (re-exported)
-from .locked import LockedTest, check_unlocked, resolve_lock
+from .locked import check_unlocked, resolve_lock
+from .plan import FoldPlan
 from .variants import Variant, check_variants
 
 #: The ablation's variants: name -> TrainConfig overrides (the key ``"external": True`` adds the external training
@@ -97,13 +98,11 @@ def cross_validate(
     cfg: TrainConfig,
     out_dir: str | os.PathLike[str],
     variants: dict[str, dict[str, Any]] | None = None,
-    n_splits: int = 5,
-    folds: list[int] | None = None,
-    folds_from: str = "patients",
+    plan: FoldPlan | None = None,
+    *,
     external: pd.DataFrame | None = None,
     repeat: int = 0,
-    *,
-    locked: LockedTest | None | str = "find",
+    folds_from: str = "patients",
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Patient-grouped K-fold CV of each variant with the same budget (``cfg``'s epochs and patience).
 
@@ -122,14 +121,18 @@ def cross_validate(
     ``folds_from="shards"``: fold = shard index (``tfrecord``) modulo ``n_splits``, as the SIIM-ISIC community
     folds TFRecord shards; the default folds are patient-grouped and target-stratified.
 
-    ``locked``: the locked test part guarding the selection (``"find"``: the one of the report folder ``out_dir`` is
-    in, :func:`~melanoma_utils.study.locked.find_locked`; ``None``: no guard); ``df`` and ``external`` holding one of
-    its images or patients are refused (``ValueError``) before anything is trained: selection never sees it.
+    ``plan`` (default :class:`~melanoma_utils.study.plan.FoldPlan`: 5 folds, all run): ``n_splits``, the ``folds``
+    that run and ``locked``, the locked test part guarding the selection (``"find"``: the one of the report folder
+    ``out_dir`` is in, :func:`~melanoma_utils.study.locked.find_locked`; ``None``: no guard); ``df`` and ``external``
+    holding one of its images or patients are refused (``ValueError``) before anything is trained: selection never
+    sees it.
     """
     variants = variants or ABLATION_VARIANTS
+    plan = plan or FoldPlan()
+    n_splits = plan.n_splits
     out_dir = Path(out_dir)
     store = out_dir.parent / RunLayout.SHARED_STORE  # one copy of a frozen backbone for every study of the report
-    lock = resolve_lock(out_dir, locked)
+    lock = resolve_lock(out_dir, plan.locked)
     check_unlocked(df, lock, f"cross-validation into {out_dir}")
     if external is not None:
         check_unlocked(external, lock, f"cross-validation into {out_dir} (external rows)")
@@ -144,7 +147,7 @@ def cross_validate(
     fold_ids = grouped_folds(df, n_splits=n_splits, seed=cfg.seed + repeat, use_tfrecord=folds_from == "shards")
     save_folds(df, fold_ids, out_dir / "folds.csv")
     rows, preds = [], []
-    run_folds = list(folds) if folds is not None else list(range(n_splits))
+    run_folds = plan.fold_list
     steps = progress.bar(len(run_folds) * len(variants), f"cross-validation{f' (repeat {repeat})' if repeat else ''}",
                          unit="run")
     for k in run_folds:
@@ -185,21 +188,21 @@ def _fold_results(test: pd.DataFrame, p: Any, run: Any, key: dict[str, Any]) -> 
 
 
 def repeated_cross_validate(df: pd.DataFrame, cfg: TrainConfig, out_dir: str | os.PathLike[str],
-                            variants: dict[str, dict[str, Any]], n_splits: int = 5, repeats: int = 3,
-                            repeat_variants: list[str] | None = None,
+                            variants: dict[str, dict[str, Any]], plan: FoldPlan | None = None, *,
+                            repeat_variants: Sequence[str] | None = None,
                             external: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """:func:`cross_validate` ``repeats`` times with different patient-grouped fold assignments (repeat 0: the study's
-    folds), so that comparisons average over how patients fell into folds. Repeats after the first run only
-    ``repeat_variants`` (default: all): the contrasts that need the noise reduction, at a fraction of the cost.
-    Returns ``(per_fold, oof)`` of all repeats, each with a ``repeat`` column."""
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1; got {repeats}")
+    """:func:`cross_validate` on ``plan.run_repeats`` different patient-grouped fold assignments (repeat 0: the
+    study's folds; default plan: 5 folds × 3 assignments), so that comparisons average over how patients fell into
+    folds. Repeats after the first run only those of ``variants`` named in ``repeat_variants`` (default: all): the
+    contrasts that need the noise reduction, at a fraction of the cost. Returns ``(per_fold, oof)`` of all repeats,
+    each with a ``repeat`` column."""
+    plan = plan or FoldPlan(repeats=3)
     if repeat_variants is not None:
-        check_variants(repeat_variants, variants, "repeat_variants")
-    parts = [cross_validate(df, cfg, out_dir, variants, n_splits=n_splits, external=external)]
+        check_variants(list(repeat_variants), variants, "repeat_variants")
+    parts = [cross_validate(df, cfg, out_dir, variants, plan, external=external)]
     again = {k: v for k, v in variants.items() if repeat_variants is None or k in repeat_variants}
-    for r in range(1, repeats):
-        parts.append(cross_validate(df, cfg, out_dir, again, n_splits=n_splits, external=external, repeat=r))
+    for r in range(1, plan.run_repeats if again else 1):
+        parts.append(cross_validate(df, cfg, out_dir, again, plan, external=external, repeat=r))
     return pd.concat([p[0] for p in parts], ignore_index=True), pd.concat([p[1] for p in parts], ignore_index=True)
 
 

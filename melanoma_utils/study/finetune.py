@@ -21,6 +21,7 @@ import pandas as pd
 from ..models.presets import FINETUNE_PRESET, get_preset
 from .ceiling import ceiling_config
 from .experiments import add_ensemble, cross_validate, paired_contrasts, run_folder_name, summarise_cv
+from .plan import FoldPlan
 from .selection import holdout_auc, holdout_contrast, holdout_scores, selection_table
 from .variants import check_variants
 
@@ -127,18 +128,25 @@ def chosen_candidate(table: pd.DataFrame) -> str | None:
 
 
 def finetune_selection(df: pd.DataFrame, external: pd.DataFrame, holdouts: Mapping[str, pd.DataFrame],
-                       runs_dir: str | os.PathLike[str], names: Sequence[str] | None = None, *, n_splits: int = 2,
-                       n_boot: int = 1000, seed: int = 0, overrides: Mapping[str, Any] | None = None,
-                       ensembles: Mapping[str, Sequence[str]] | None = None, locked: Any = "find") -> pd.DataFrame:
+                       runs_dir: str | os.PathLike[str], names: Sequence[str] | None = None, *,
+                       plan: FoldPlan | None = None, overrides: Mapping[str, Any] | None = None,
+                       ensembles: Mapping[str, Sequence[str]] | None = None) -> pd.DataFrame:
     """The selection table of :data:`FINETUNE_CANDIDATES` ``names`` (default: all; the base always runs) and
-    :data:`FINETUNE_ENSEMBLES` whose members ran, against :data:`FINETUNE_BASE`: ``n_splits`` patient-grouped folds of
+    :data:`FINETUNE_ENSEMBLES` whose members ran, against :data:`FINETUNE_BASE`: ``plan.n_splits`` (default 2)
+    patient-grouped folds of
     ``df`` (every image predicted once, out of fold), each fold run trained on the rest of ``df`` plus ``external``;
     scored within copy a, melanoma vs nevus within copy a, overall and on each of ``holdouts`` (source name -> held-out
     lesions of that source, never trained on), with paired differences and patient/lesion-bootstrap CIs, seconds per
     fold run and the :func:`finetune_verdict`. ``overrides`` apply to every candidate (e.g. fewer epochs in a test);
     ``ensembles`` replaces :data:`FINETUNE_ENSEMBLES` (e.g. :data:`FINETUNE_POSTHOC`).
-    Runs are kept in ``runs_dir`` and reused (an interrupted selection resumes). ``locked``: the locked test part
-    guarding the selection (:func:`~melanoma_utils.study.experiments.cross_validate`; ``None``: none)."""
+    Runs are kept in ``runs_dir`` and reused (an interrupted selection resumes). ``plan``
+    (:class:`~melanoma_utils.study.plan.FoldPlan`): the folds, the bootstrap and the locked test part guarding the
+    selection (``locked=None``: none); one fold assignment, every fold."""
+    plan = plan or FoldPlan(n_splits=2)
+    if plan.folds is not None or plan.repeats != 1:
+        raise ValueError("the fine-tuning selection runs every fold of one fold assignment: give a plan without folds "
+                         f"or repeats (got folds={plan.folds}, repeats={plan.repeats})")
+    n_splits, n_boot, seed = plan.n_splits, plan.n_boot, plan.seed
     known = {**FINETUNE_CANDIDATES, **FINETUNE_ROUND2}
     names = check_variants(list(names or FINETUNE_CANDIDATES), known, "finetune candidates")
     names = [FINETUNE_BASE, *[n for n in names if n != FINETUNE_BASE]]
@@ -147,8 +155,7 @@ def finetune_selection(df: pd.DataFrame, external: pd.DataFrame, holdouts: Mappi
                          "each: give external data and a non-empty held-out part per source")
     cfg = ceiling_config("lite0-224", views=1, seed=seed)
     variants = {n: {"external": True, **known[n], **dict(overrides or {})} for n in names}
-    per_fold, oof = cross_validate(df, cfg, Path(runs_dir), variants, n_splits=n_splits, external=external,
-                                   locked=locked)
+    per_fold, oof = cross_validate(df, cfg, Path(runs_dir), variants, plan, external=external)
     holdout = pd.concat([h.assign(source=s) for s, h in holdouts.items()], ignore_index=True)
     scores = holdout_scores(runs_dir, names, list(range(n_splits)), holdout, run_folder_name)
     scores = scores.merge(holdout[["image_name", "source"]], on="image_name", how="left")
