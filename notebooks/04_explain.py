@@ -152,8 +152,8 @@ inside = [explain.mass_inside(c, m) for c, m in zip(cams, masks)]
 titles = [f"{'malignant' if y[i] else 'benign'} · p={prob[i]:.2f} ({'right' if pred[i] == y[i] else 'wrong'})" for i in picks]
 report.figure(plots.explanation_grid(x["image"][picks], shap_img, cams, titles,
                                      f"Fig 15 · Image explanations, {explain_variants[0]} (threshold {run.threshold:.2f} from validation)",
-                                     tag=report.tag, masks=masks, cam_inside=inside,
-                                     mask_ok=[explain.mask_quality(m) == "ok" for m in masks]),
+                                     tag=report.tag, outlines=plots.LesionOutlines(
+                                         masks, inside, [explain.mask_quality(m) == "ok" for m in masks])),
               "fig15_image_explanations")
 share = pd.DataFrame({"image_name": held_out["image_name"].to_numpy()[picks], "target": y[picks],
                       "probability": prob[picks], "mask_check": [explain.mask_quality(m) for m in masks],

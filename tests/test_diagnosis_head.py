@@ -72,8 +72,8 @@ def test_the_model_outputs_the_melanoma_column_of_its_softmax() -> None:
     from melanoma_utils.models.fusion import build_head_model, copy_head_weights
 
     k = n_outputs("diagnosis")
-    train_head = build_head_model(16, 5, meta_units=(4,), head_units=(8,), n_classes=k, logits=True)
-    predict_head = build_head_model(16, 5, meta_units=(4,), head_units=(8,), n_classes=k)
+    train_head = build_head_model(16, n_meta=5, meta_units=(4,), head_units=(8,), n_classes=k, logits=True)
+    predict_head = build_head_model(16, n_meta=5, meta_units=(4,), head_units=(8,), n_classes=k)
     copy_head_weights(train_head, predict_head)
     rng = np.random.default_rng(0)
     x = {"embedding": rng.normal(size=(6, 16)).astype(np.float32), "meta": rng.normal(size=(6, 5)).astype(np.float32)}
@@ -93,7 +93,7 @@ def test_a_diagnosis_objective_needs_a_head_on_cached_embeddings() -> None:
         TrainConfig(objective="diagnosis", backbone="cnn")
     with pytest.raises(ValueError, match="objective must be one of"):
         TrainConfig(objective="multiclass")
-    assert TrainConfig(objective="diagnosis-masked").head_kwargs(1280, 12)["n_classes"] == len(classes_for("diagnosis-masked"))
+    assert TrainConfig(objective="diagnosis-masked").model_spec(12).n_classes == len(classes_for("diagnosis-masked"))
 
 
 @pytest.fixture()

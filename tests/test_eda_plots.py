@@ -184,13 +184,13 @@ def test_explanation_grid_has_colour_bars_and_names_the_share_inside_the_lesion(
     cams = np.random.default_rng(1).uniform(size=(2, 32, 32))
     masks = np.zeros((2, 32, 32), bool)
     masks[:, 8:24, 8:24] = True
-    fig = plots.explanation_grid(imgs, shap_maps, cams, ["a", "b"], masks=masks, cam_inside=[0.8, 0.25])
+    fig = plots.explanation_grid(imgs, shap_maps, cams, ["a", "b"], outlines=plots.LesionOutlines(masks, [0.8, 0.25]))
     assert len(fig.axes) == 6 + 4  # 2 rows × 3 panels + a colour bar beside each SHAP and Grad-CAM panel
     titles = [ax.get_title() for ax in fig.axes]
     assert "Grad-CAM: 80% inside the lesion" in titles and "Grad-CAM: 25% inside the lesion" in titles
     assert fig.axes[0].collections  # the first row's image panel carries the lesion outline
-    failed = plots.explanation_grid(imgs, shap_maps, cams, ["a", "b"], masks=masks, cam_inside=[0.8, 0.25],
-                                    mask_ok=[True, False])
+    failed = plots.explanation_grid(imgs, shap_maps, cams, ["a", "b"],
+                                    outlines=plots.LesionOutlines(masks, [0.8, 0.25], [True, False]))
     rows = [ax for ax in failed.axes if ax.get_title().startswith(("a", "b"))]
     assert rows[1].get_title() == "b\n(no outline: mask check failed)" and not rows[1].collections
     assert rows[0].collections  # the mask that passed is still drawn
@@ -316,8 +316,8 @@ def test_figures_say_what_they_show_without_covering_data() -> None:
     images, maps = rng.integers(0, 255, (2, 16, 16, 3)), rng.normal(size=(2, 16, 16, 3))
     masks = np.zeros((2, 16, 16), bool)
     masks[:, 4:12, 4:12] = True
-    fig = plots.explanation_grid(images, maps, rng.random((2, 16, 16)), ["a", "b"], masks=masks,
-                                 cam_inside=[0.9, 0.97], mask_ok=[True, False])
+    fig = plots.explanation_grid(images, maps, rng.random((2, 16, 16)), ["a", "b"],
+                                 outlines=plots.LesionOutlines(masks, [0.9, 0.97], [True, False]))
     titles = [ax.get_title() for ax in fig.axes]
     assert "Grad-CAM: 90% inside the lesion" in titles and "Grad-CAM: share inside the lesion n/a (mask failed)" in titles
     assert not any("97%" in title for title in titles)

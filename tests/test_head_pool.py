@@ -27,7 +27,7 @@ def _fit(head: keras.Model, seed: int) -> list[np.ndarray]:
 
 def _fresh(seed: int, bias: float) -> keras.Model:
     keras.utils.set_random_seed(seed)
-    return build_head_model(16, 3, initial_bias=bias, meta_units=(8,), head_units=(8,))
+    return build_head_model(16, n_meta=3, initial_bias=bias, meta_units=(8,), head_units=(8,))
 
 
 def test_a_reused_head_trains_exactly_like_a_new_one() -> None:
@@ -51,7 +51,7 @@ def test_heads_that_differ_are_not_shared() -> None:
     a = pool.get(_fresh(0, -1.0), 1e-2)
     assert pool.get(_fresh(0, -1.0), 1e-3) is not a  # another learning rate
     keras.utils.set_random_seed(0)
-    wider = build_head_model(16, 3, initial_bias=-1.0, meta_units=(8,), head_units=(12,))
+    wider = build_head_model(16, n_meta=3, initial_bias=-1.0, meta_units=(8,), head_units=(12,))
     assert pool.get(wider, 1e-2) is not a  # another architecture
     assert len(pool) == 3
     pool.clear()

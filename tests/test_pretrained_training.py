@@ -56,7 +56,7 @@ def test_head_on_cached_embeddings_becomes_the_full_model(tiny_csv: Path, tmp_pa
     assert counts == {"cached": len(df), "computed": 0}  # keyed by image: the training's entries are reused
     from melanoma_utils.models.fusion import build_head_model, copy_head_weights
 
-    head = build_head_model(1280, loaded.encoder.n_features, meta_units=(4,), head_units=(8,))
+    head = build_head_model(1280, n_meta=loaded.encoder.n_features, meta_units=(4,), head_units=(8,))
     copy_head_weights(loaded.model, head)
     p_head = np.asarray(head.predict({"embedding": emb[:, 0], "meta": loaded.encoder.transform(df)}, verbose=0)).ravel()
     p_full = loaded.predict(df)

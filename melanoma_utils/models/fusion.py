@@ -222,37 +222,30 @@ def build_model(spec: ModelSpec | None = None, **fields: Any) -> keras.Model:
     return keras.Model(inputs=inputs, outputs=out, name=m.name or f"{m.kind}{'_' + m.backbone if m.backbone else ''}")
 
 
-def build_head_model(
-    embedding_dim: int,
-    n_meta: int | None = 12,
-    kind: Kind = "fusion",
-    meta_units: Sequence[int] = (64, 32),
-    meta_dropout: float = 0.2,
-    head_units: Sequence[int] = (128, 64),
-    head_dropout: float = 0.3,
-    initial_bias: float | None = None,
-    n_classes: int = 1,
-    logits: bool = False,
-) -> keras.Model:
-    """Everything of :func:`build_model` after a backbone, fed with precomputed image embeddings.
+def build_head_model(embedding_dim: int, spec: ModelSpec | None = None, *, logits: bool = False,
+                     **fields: Any) -> keras.Model:
+    """Everything of :func:`build_model` after a backbone, fed with precomputed image embeddings: the head of
+    ``spec`` (default :class:`ModelSpec`), any field overridden by keyword as in :func:`build_model` (its image
+    fields are not used).
 
     Inputs ``embedding`` (the backbone's pooled output) and ``meta``; its layers carry the same names as
     the full model's, so trained weights move over with :func:`copy_head_weights`. ``n_classes``/``logits``: as in
     :func:`fusion_head` (a diagnosis head trains on its logits and predicts the melanoma probability).
     """
-    if kind not in ("fusion", "image"):
-        raise ValueError(f"a head on image embeddings needs kind fusion or image; got {kind!r}")
+    m = replace(spec or ModelSpec(), **fields)
+    if m.kind not in ("fusion", "image"):
+        raise ValueError(f"a head on image embeddings needs kind fusion or image; got {m.kind!r}")
     emb = keras.Input((embedding_dim,), name="embedding")
     inputs = {"embedding": emb}
     branches = [emb]
-    if kind == "fusion":
-        if not n_meta:
+    if m.kind == "fusion":
+        if not m.n_meta:
             raise ValueError("n_meta is required for fusion models")
-        meta = keras.Input((n_meta,), name="meta")
+        meta = keras.Input((m.n_meta,), name="meta")
         inputs["meta"] = meta
-        branches.append(meta_branch(meta, meta_units, meta_dropout))
-    out = fusion_head(branches, head_units, head_dropout, initial_bias, n_classes, logits)
-    return keras.Model(inputs=inputs, outputs=out, name=f"{kind}_head")
+        branches.append(meta_branch(meta, m.meta_units, m.meta_dropout))
+    out = fusion_head(branches, m.head_units, m.head_dropout, m.initial_bias, m.n_classes, logits)
+    return keras.Model(inputs=inputs, outputs=out, name=f"{m.kind}_head")
 
 
 def copy_head_weights(source: keras.Model, target: keras.Model) -> int:

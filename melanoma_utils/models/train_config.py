@@ -246,12 +246,6 @@ class TrainConfig:
                          backbone_weights=self.backbone_weights, n_classes=n_outputs(self.objective),
                          extra_image_size=self.extra_image_size, resolution_merge=self.resolution_merge)
 
-    def head_kwargs(self, embedding_dim: int, n_meta: int | None, initial_bias: float | None = None) -> dict[str, Any]:
-        """The keyword arguments of :func:`melanoma_utils.models.fusion.build_head_model` for this configuration."""
-        return {"embedding_dim": embedding_dim, "n_meta": n_meta if self.uses_meta else None, "kind": self.kind,
-                "meta_units": self.meta_units, "head_units": self.head_units, "head_dropout": self.head_dropout,
-                "initial_bias": initial_bias, "n_classes": n_outputs(self.objective)}
-
     @property
     def uses_images(self) -> bool:
         """Whether the model has an image input."""

@@ -218,16 +218,18 @@ def make_dataset(
 
 
 def make_array_sequence(images: np.ndarray | None, meta: np.ndarray, targets: np.ndarray | None = None,
-                        sample_weights: np.ndarray | None = None, batch_size: int = 32, shuffle: bool = False,
-                        seed: int = 0, augmenter: Any = None, keys: Sequence[str] = ("image", "meta"),
-                        clock: EpochClock | None = None):
-    """A ``keras.utils.PyDataset`` over a decoded uint8 cache: the feed for backends without TensorFlow (JAX).
+                        sample_weights: np.ndarray | None = None, spec: FeedSpec | None = None, **options: Any):
+    """A ``keras.utils.PyDataset`` over a decoded uint8 cache: the feed for backends without TensorFlow (JAX), read
+    as ``spec`` says (:class:`FeedSpec`, any field overridden by keyword; its image fields describe the cache).
 
-    ``augmenter`` (training only) is applied per batch with the backend's own ops; ``keys`` names the model
-    inputs to feed (``("meta",)`` for a metadata-only model, ``("image",)`` for an image-only one). With ``clock``
-    a shuffled sequence draws each epoch's order from ``(seed, clock.epoch)``.
+    ``training`` shuffles; ``augmenter`` (given for training) is applied per batch with the backend's own ops;
+    ``keys`` names the model inputs to feed (``("meta",)`` for a metadata-only model, ``("image",)`` for an
+    image-only one). With ``clock`` a shuffled sequence draws each epoch's order from ``(seed, clock.epoch)``.
     """
     import keras
+
+    f = replace(spec or FeedSpec(), **options)
+    batch_size, shuffle, seed, augmenter, keys, clock = f.batch_size, f.training, f.seed, f.augmenter, f.keys, f.clock
 
     class ArraySequence(keras.utils.PyDataset):
         def __init__(self) -> None:
@@ -346,8 +348,7 @@ def make_feed(
     meta = np.asarray(meta, np.float32)
     if keras.backend.backend() != "tensorflow":
         images = load_image_array(list(paths), f.image_size, f.preprocess) if "image" in f.keys else None
-        return make_array_sequence(images, meta, targets, sample_weights, f.batch_size, shuffle=f.training, seed=f.seed,
-                                   augmenter=f.augmenter, keys=f.keys, clock=f.clock)
+        return make_array_sequence(images, meta, targets, sample_weights, f)
     tf = _tf()
     if "image" not in f.keys:
         ds = tf.data.Dataset.from_tensor_slices(({"meta": meta}, targets.astype(np.float32), np.asarray(sample_weights, np.float32)))

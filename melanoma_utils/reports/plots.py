@@ -1,6 +1,7 @@
 """Figures. Each plotting function takes data and returns a :class:`matplotlib.figure.Figure`;
 :func:`save_figure` is the one helper that writes them (temporary name, then moved into place). Data and image
-figures live here; figures of models and their evaluation in :mod:`melanoma_utils.reports.model_plots` (re-exported below,
+figures live here; figures of models and their evaluation in :mod:`melanoma_utils.reports.model_plots`, of what a
+model relies on in :mod:`melanoma_utils.reports.explain_plots` (both re-exported below,
 so ``plots.roc_pr`` etc. work).
 
 Every function takes ``tag``: a prefix for the title, e.g. ``"SYNTHETIC"`` on demo data.
@@ -289,14 +290,13 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str] | None = None
     return fig
 
 
+from .explain_plots import LesionOutlines, explanation_grid, importance_bars  # noqa: E402,F401  (re-exported)
 from .model_plots import (  # noqa: E402,F401  (re-exported: one namespace for every figure)
     auc_points,
     confusion,
     decision_curve,
-    explanation_grid,
     forest_plot,
     history_curves,
-    importance_bars,
     paired_deltas,
     reliability_diagram,
     roc_pr,

@@ -7,9 +7,9 @@ and config, and publishes the folder; :mod:`.ensemble` finishes an ensemble the 
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -23,10 +23,12 @@ from ..evaluation.clinical import MIN_PER_CLASS, validation_report
 from ..evaluation.metrics import MetricError, choose_threshold
 from ..evaluation.modelcard import model_card
 from ..evaluation.results import evaluate
-from ..models.features import MetadataEncoder
 from .model_files import save_shared
 from .run import Run, TrainConfig
 from .runfolder import RunLayout, publish
+
+if TYPE_CHECKING:
+    from .paths import FitData
 
 #: Columns of the validation rows that the report's subgroups use where present.
 SUBGROUP_COLUMNS: tuple[str, ...] = ("sex", "age", "site", "diagnosis", "width", "height")
@@ -103,17 +105,34 @@ def write_finished(folder: str | Path, config: dict[str, Any], done: Finished,
     return metrics
 
 
-def write_run(model: Any, encoder: MetadataEncoder, cfg: TrainConfig, preprocess: dict[str, Any], train: pd.DataFrame,
-              val: pd.DataFrame, work: Path, out_dir: Path, facts: dict[str, Any]) -> Run:
-    """Finish a fitted model into a run folder. ``facts``: what the fit reports (``per_class``, ``dropped``,
-    ``epochs_run``, ``seconds``, ``seconds_before``, ``stages``, ``policy``, ``distribution``; ``shared_store``: where
-    a frozen backbone is stored by reference, :mod:`melanoma_utils.runs.model_files`). The calibrator and the
-    threshold come from the validation split only; files go to ``work`` and move to ``out_dir`` together."""
+@dataclass(frozen=True)
+class FitFacts:
+    """What a fit reports into its run's ``config.json``: epochs and seconds (``seconds_before``: spent before a
+    resume), the training stages, the precision policy, the device distribution, unreadable images skipped, the
+    source weighting applied, and ``shared_store``: where a frozen backbone is stored by reference
+    (:mod:`melanoma_utils.runs.model_files`; ``None``: the run folder holds the whole model)."""
+
+    epochs_run: int
+    seconds: float
+    seconds_before: float
+    stages: dict[str, Any]
+    policy: str
+    distribution: dict[str, Any]
+    dropped: dict[str, str] = field(default_factory=dict)
+    source_weighting: dict[str, Any] = field(default_factory=dict)
+    shared_store: Path | None = None
+
+
+def write_run(model: Any, data: FitData, cfg: TrainConfig, out_dir: Path, facts: FitFacts) -> Run:
+    """Finish a fitted model into a run folder: ``data`` is what it was fitted on (its ``out_dir`` the staging
+    folder), ``facts`` what the fit reports. The calibrator and the threshold come from the validation split only;
+    files go to the staging folder and move to ``out_dir`` together."""
     import keras
 
     from ..versions import package_versions
 
-    epochs_run, seconds = facts["epochs_run"], facts["seconds"]
+    encoder, preprocess, train, val, work = data.encoder, data.preprocess, data.train, data.val, data.out_dir
+    epochs_run, seconds = facts.epochs_run, facts.seconds
     run = Run(model, encoder, {"train": asdict(cfg), "preprocess": preprocess, "threshold": 0.5}, out_dir)
     raw_val = run.predict(val, cached_embeddings=True)
     done = finish(val, raw_val, cfg.min_sensitivity, cfg.seed, cfg.n_boot)
@@ -128,21 +147,21 @@ def write_run(model: Any, encoder: MetadataEncoder, cfg: TrainConfig, preprocess
         "training_sources": source_counts(train),
         "validation_sources": source_counts(val),
         "feature_names": encoder.feature_names,
-        "class_weights": facts["per_class"],
-        "source_weighting": facts.get("source_weighting"),
+        "class_weights": data.class_weights,
+        "source_weighting": facts.source_weighting,
         "n_train": len(train), "n_val": len(val), "n_train_positive": int(train["target"].sum()),
-        "skipped_unreadable": facts["dropped"],
-        "epochs_run": epochs_run, "train_seconds": seconds, "resumed_after_seconds": facts["seconds_before"] or None,
+        "skipped_unreadable": facts.dropped,
+        "epochs_run": epochs_run, "train_seconds": seconds, "resumed_after_seconds": facts.seconds_before or None,
         "train_images_per_second": epochs_run * len(train) / seconds if seconds else None,
-        "stages": facts["stages"],
-        "precision_policy": facts["policy"],
-        "distribution": facts["distribution"],
+        "stages": facts.stages,
+        "precision_policy": facts.policy,
+        "distribution": facts.distribution,
         "keras_backend": keras.backend.backend(),
         "versions": package_versions()["version"].to_dict(),
     }
     run.config = config
     layout = RunLayout(work)
-    store = facts.get("shared_store")
+    store = facts.shared_store
     if store is not None and cfg.backbone_unchanged:
         save_shared(model, work, out_dir, store)  # a study's fold run: the frozen backbone stored once, referenced
     else:

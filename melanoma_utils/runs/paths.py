@@ -242,7 +242,7 @@ class HeadOnEmbeddings(TrainingPath):
         y_tr, y_va = (diagnosis_labels(part, cfg.objective).astype(np.float32) for part in (train, val))
         w_tr, w_va = row_weights(train, data.class_weights), row_weights(val, data.class_weights)
         keras.utils.set_random_seed(cfg.seed)  # the head starts alike whether the embeddings were cached or computed
-        fresh = build_head_model(**cfg.head_kwargs(emb_tr.shape[-1], encoder.n_features, bias), logits=cfg.objective != "binary")
+        fresh = build_head_model(emb_tr.shape[-1], cfg.model_spec(encoder.n_features, bias), logits=cfg.objective != "binary")
         head = HEADS.get(fresh, cfg.head_learning_rate, cfg.objective)
         x_va: dict[str, np.ndarray] = {"embedding": emb_va[:, 0]}
         if cfg.uses_meta:

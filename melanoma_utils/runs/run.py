@@ -132,7 +132,7 @@ class Run:
         """The layers after the image backbone as a model ``{"embedding", "meta"} -> raw output`` (trained weights)."""
         from ..models.fusion import build_head_model, copy_head_weights, embedding_dim
 
-        head = build_head_model(**self.train_config.head_kwargs(embedding_dim(self.model), self.encoder.n_features))
+        head = build_head_model(embedding_dim(self.model), self.train_config.model_spec(self.encoder.n_features))
         copy_head_weights(self.model, head)
         return head
 

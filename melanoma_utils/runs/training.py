@@ -30,7 +30,7 @@ from .compiling import (  # noqa: F401  (re-exported: device set-up lives there)
     patch_keras_for_multiworker,
     scaled_for,
 )
-from .finish import write_run
+from .finish import FitFacts, write_run
 from .paths import FitData, path_for
 from .run import Run, TrainConfig
 from .runfolder import RunLayout, fingerprint, prepare_staging, run_lock, staging_path
@@ -165,8 +165,9 @@ def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.
     scope = dist.scope()
     start = time.perf_counter()
     path = path_for(cfg)
+    data = FitData(train, val, encoder, per_class, preprocess, work, scope)
     with dist:
-        fitted = path.fit(FitData(train, val, encoder, per_class, preprocess, work, scope), cfg)
+        fitted = path.fit(data, cfg)
     model, epochs_run, stages, seconds_before = fitted.model, fitted.epochs, fitted.stages, fitted.seconds_before
     stages["path"] = path.name
     seconds = seconds_before + time.perf_counter() - start
@@ -174,10 +175,9 @@ def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.
     if cfg.strategy == "multiworker":
         model = _local_copy(model)  # predictions below are this process's own, not collective steps
 
-    facts = {"per_class": per_class, "dropped": dropped, "source_weighting": source_facts, "epochs_run": epochs_run,
-             "seconds": seconds, "seconds_before": seconds_before, "stages": stages, "policy": policy,
-             "distribution": _distribution_facts(dist, cfg.batch_size), "shared_store": shared_store}
-    return write_run(model, encoder, cfg, preprocess, train, val, work, out_dir, facts)
+    facts = FitFacts(epochs_run, seconds, seconds_before, stages, policy, _distribution_facts(dist, cfg.batch_size),
+                     dropped, source_facts, shared_store)
+    return write_run(model, data, cfg, out_dir, facts)
 
 
 def _distribution_facts(dist: Distribution, batch_size: int) -> dict[str, object]:
