@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from conftest import write_dataset
-from melanoma_utils.data.fetch import resize_into_layout
+from melanoma_utils.data.fetch import layout_rows, resize_into_layout
 from melanoma_utils.data.imagefiles import square_resize
 from melanoma_utils.data.isic import load_dataset
 
@@ -26,7 +26,7 @@ def test_resize_into_layout_records_original_size(tiny_csv: Path, tmp_path: Path
     raw.to_csv(meta, index=False)
     dups = tmp_path / "dups.csv"
     pd.DataFrame({"image_name_1": ["IMG_0000"], "image_name_2": ["IMG_0001"]}).to_csv(dups, index=False)
-    csv = resize_into_layout(meta, None, tmp_path / "out", size=16, duplicates_csv=dups, benign=5,
+    csv = resize_into_layout(meta, None, tmp_path / "out", size=16, rows=layout_rows(meta, dups, benign=5),
                              images_dir=tiny_csv.parent / "train")
     ds = load_dataset(csv)
     df = ds.frame

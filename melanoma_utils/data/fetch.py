@@ -191,23 +191,11 @@ def _resize_one(args: tuple[bytes, Path, int]) -> tuple[int, int] | None:
     return w, h
 
 
-def resize_into_layout(
-    metadata_csv: Path,
-    sources: Iterable[tuple[str, bytes]] | None,
-    out_dir: Path,
-    size: int = 256,
-    duplicates_csv: Path | None = None,
-    benign: int | None = None,
-    seed: int = 0,
-    images_dir: Path | None = None,
-    workers: int | None = None,
-) -> Path:
-    """Write the resized-JPEG layout for ``metadata_csv`` into ``out_dir``; return its ``train.csv``.
-
-    Images come from ``sources`` (``(image_name, jpeg_bytes)`` pairs, e.g. read from the zip) or from
-    ``images_dir``. ``benign`` keeps all malignant rows plus that many randomly sampled benign rows. Re-running rewrites every
-    image (safe: each is written under a temporary name and moved into place).
-    """
+def layout_rows(metadata_csv: Path, duplicates_csv: Path | None = None, benign: int | None = None,
+                seed: int = 0) -> pd.DataFrame:
+    """The rows of ``metadata_csv`` (as text, the file's own columns) a layout keeps: the official duplicates of
+    ``duplicates_csv`` dropped, and with ``benign`` all malignant rows plus that many benign rows sampled with
+    ``seed``."""
     ds = load_metadata(metadata_csv)
     raw = pd.read_csv(metadata_csv, dtype=str)
     if duplicates_csv is not None:
@@ -217,6 +205,20 @@ def resize_into_layout(
         is_mal = raw["target"].astype(int) == 1
         ben = raw[~is_mal].sample(n=min(benign, int((~is_mal).sum())), random_state=seed)
         raw = pd.concat([raw[is_mal], ben]).sort_index()
+    return raw
+
+
+def resize_into_layout(metadata_csv: Path, sources: Iterable[tuple[str, bytes]] | None, out_dir: Path, size: int = 256,
+                       *, rows: pd.DataFrame | None = None, images_dir: Path | None = None,
+                       workers: int | None = None) -> Path:
+    """Write the resized-JPEG layout for ``metadata_csv`` into ``out_dir``; return its ``train.csv``.
+
+    ``rows``: the metadata rows to keep (:func:`layout_rows`: duplicates dropped, benign rows sampled; default every
+    row). Images come from ``sources`` (``(image_name, jpeg_bytes)`` pairs, e.g. read from the zip) or from
+    ``images_dir``. Re-running rewrites every image (safe: each is written under a temporary name and moved into
+    place).
+    """
+    raw = rows if rows is not None else layout_rows(metadata_csv)
     wanted = set(raw["image_name"])
     refuse_symlink(out_dir, out_dir / "train")
     (out_dir / "train").mkdir(parents=True, exist_ok=True)
@@ -284,7 +286,7 @@ def fetch(out_root: Path, size: int = 256, benign: int | None = None, seed: int 
     except (OSError, ValueError):
         pass
     stamp.unlink(missing_ok=True)
-    csv = resize_into_layout(meta, zip_sources(archive), out_dir, size, dups, benign, seed)
+    csv = resize_into_layout(meta, zip_sources(archive), out_dir, size, rows=layout_rows(meta, dups, benign, seed))
     shutil.copy2(dups, out_dir / FILES["duplicates"])
     atomic_write(stamp, lambda tmp: Path(tmp).write_text(json.dumps(built_from, indent=2)))
     return csv
