@@ -274,6 +274,7 @@ def test_roc_pr_axes_start_at_0_and_many_curves_keep_distinct_looks() -> None:
     looks = {(tuple(line.get_color()) if not isinstance(line.get_color(), str) else line.get_color(), line.get_linestyle())
              for line in a.lines[:13]}
     assert len(looks) == 13  # no two of the 13 curves drawn alike
+    assert len({tuple(line.get_color()) for line in a.lines[:10]}) == 10  # and the first ten in ten colours
     same = {"copy-balanced": curves["m1"], "one-class copies left out": (y.copy(), curves["m1"][1].copy()), "m2": curves["m2"]}
     fig = plots.roc_pr(same, "t")  # two models with the same predictions: one curve, both named
     labels = [line.get_label() for line in fig.axes[0].lines if not line.get_label().startswith("chance")]

@@ -79,10 +79,11 @@ def roc_pr(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = "",
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.6))
     prevalences: dict[str, tuple[float, str]] = {}
-    many = len(curves) > 10  # past the default cycle's 10 colours: 20 distinct ones, and dashes for the second ten
+    many = len(curves) > 10  # past the default cycle's 10 colours: the first ten in ten distinct hues, the rest in
+    # the light shade of a hue, dashed (tab20's dark and light pairs side by side would look alike)
     for k, (label, (y, s)) in enumerate(curves.items()):
         fpr, tpr, _ = roc_curve(y, s)
-        look = {"color": plt.get_cmap("tab20")(k % 20), "ls": "-" if k % 2 == 0 else "--"} if many else {}
+        look = {"color": plt.get_cmap("tab20")((2 * k) % 20 + (k // 10) % 2), "ls": "-" if k < 10 else "--"} if many else {}
         line, = a.plot(fpr, tpr, label=f"{label} (ROC AUC {roc_auc_score(y, s):.3f}, AP {average_precision_score(y, s):.3f})",
                        **look)
         prec, rec, _ = precision_recall_curve(y, s)
