@@ -292,7 +292,9 @@ def test_figures_say_what_they_show_without_covering_data() -> None:
     counts = pd.Series([1] * 50 + [2] * 30 + [3] * 20 + [4] * 10 + [5] * 8 + [40, 80, 115])
     fig = plots.hist_series(counts, "Images per patient", "images", log_x=True, ylabel="patients")
     heights = [p.get_height() for p in fig.axes[0].patches]
-    assert heights[:5] == [50, 30, 20, 10, 8] and fig.axes[0].get_ylabel() == "patients"
+    assert heights[:5] == [50, 30, 20, 10, 8] and fig.axes[0].get_ylabel().startswith("patients per value")
+    widths = [p.get_width() for p in fig.axes[0].patches]
+    assert sum(h * w for h, w in zip(heights, widths)) == pytest.approx(len(counts))  # every patient drawn once
     table = pd.DataFrame({"factor": ["site"] * 3, "group": ["head", "palm", "unknown"], "n": [200, 4, 14],
                           "n_malignant": [40, 1, 3], "roc_auc": [0.8, np.nan, 1.0], "ci_low": [0.7, np.nan, 1.0],
                           "ci_high": [0.9, np.nan, 1.0]})

@@ -199,19 +199,26 @@ def hist_series(values: pd.Series, title: str, xlabel: str, tag: str = "", bins:
                 log: bool = False, log_x: bool = False, ylabel: str = "count") -> Figure:
     """A plain histogram of one series (e.g. images per patient; ``ylabel`` names what is counted). ``log_x``:
     log-spaced bins on a log x axis (a long right tail), the counts on a linear axis from 0; whole-number values get
-    bin edges at half-integers, so no bin falls between two whole numbers and shows a gap that is no data. ``log``
-    puts the counts on a log axis (bars without a zero)."""
+    bin edges at half-integers, so no bin falls between two whole numbers and shows a gap that is no data, and each
+    bar's height is its count per whole value (bins of one and of three values side by side compare). ``log`` puts
+    the counts on a log axis (bars without a zero)."""
     fig, ax = plt.subplots(figsize=(7, 3.5))
+    per_value = False
     if log_x:
         v = pd.Series(values).astype(float)
         bins = np.geomspace(max(v.min(), 1.0), v.max() + 1, bins if isinstance(bins, int) else len(bins))
-        if np.all(v == np.round(v)):
-            bins = np.unique(np.round(bins)) - 0.5
-            bins = np.append(bins, v.max() + 0.5) if bins[-1] < v.max() + 0.5 else bins
+        if np.all(v == np.round(v)):  # whole numbers: each bin holds whole values, its height the mean per value
+            edges = np.unique(np.round(bins)) - 0.5
+            edges = np.append(edges, v.max() + 0.5) if edges[-1] < v.max() + 0.5 else edges
+            counts, _ = np.histogram(v, bins=edges)
+            ax.bar(edges[:-1], counts / np.diff(edges), width=np.diff(edges), align="edge", color=BENIGN_COLOUR,
+                   log=log, edgecolor="white", linewidth=0.5)
+            per_value = True
         ax.set_xscale("log")
-    ax.hist(values, bins=bins, color=BENIGN_COLOUR, log=log, edgecolor="white", linewidth=0.5)
+    if not per_value:
+        ax.hist(values, bins=bins, color=BENIGN_COLOUR, log=log, edgecolor="white", linewidth=0.5)
     ax.set_xlabel(xlabel + (" (log scale)" if log_x else ""))
-    ax.set_ylabel(ylabel + (" (log)" if log else ""))
+    ax.set_ylabel(ylabel + (" per value (mean over the bin)" if per_value else "") + (" (log)" if log else ""))
     ax.set_title(_title(tag, title))
     fig.tight_layout()
     return fig
@@ -321,13 +328,13 @@ def hist_by_group(values: pd.Series, groups: pd.Series, title: str, xlabel: str,
     for e in edges:
         ax.axvline(e, color=NEUTRAL, lw=0.7, ls=":")
     lo, hi = ax.get_xlim()
-    for name, x in (edge_labels or {}).items():
-        if lo <= x <= hi:
-            ax.annotate(name, (x, 1.0), xycoords=("data", "axes fraction"), xytext=(0, 2), textcoords="offset points",
-                        ha="center", va="bottom", fontsize=style.MIN_FONT, color=NEUTRAL)
+    shown = [(name, x) for name, x in (edge_labels or {}).items() if lo <= x <= hi]
+    for i, (name, x) in enumerate(shown):  # two staggered rows: names of narrow bands do not run into each other
+        ax.annotate(name, (x, 1.0), xycoords=("data", "axes fraction"), xytext=(0, 2 + 10 * (i % 2)),
+                    textcoords="offset points", ha="center", va="bottom", fontsize=style.MIN_FONT, color=NEUTRAL)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("density")
-    ax.set_title(_title(tag, title), pad=14 if edge_labels else 6)
+    ax.set_title(_title(tag, title), pad=24 if edge_labels else 6)
     fig.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=2, frameon=False)  # below the figure: never over data
     fig.tight_layout()
     return fig
