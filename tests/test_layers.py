@@ -147,3 +147,23 @@ def test_evaluation_and_reading_tables_need_no_opencv() -> None:
             "print(sorted(m for m in ('cv2', 'tensorflow', 'keras') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]", out
+
+
+def _reimports(source: str) -> list[tuple[int, str]]:
+    """``(line, name)`` of every import inside a function of a name the module already imports at its top level."""
+    tree = ast.parse(source)
+
+    def keys(node: ast.Import | ast.ImportFrom) -> list[tuple[str | None, str, int]]:
+        module, level = (node.module, node.level) if isinstance(node, ast.ImportFrom) else (None, 0)
+        return [(module, a.asname or a.name, level) for a in node.names]
+
+    top = {k for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom)) for k in keys(node)}
+    return [(sub.lineno, k[1]) for fn in ast.walk(tree) if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+            for sub in ast.walk(fn) if isinstance(sub, (ast.Import, ast.ImportFrom)) for k in keys(sub) if k in top]
+
+
+def test_no_function_imports_again_what_its_module_already_imports() -> None:
+    planted = "import json\nfrom .a import b\n\ndef f():\n    import json\n    from .a import b\n    from .a import c\n"
+    assert _reimports(planted) == [(5, "json"), (6, "b")]
+    found = {f"{p.relative_to(PKG)}:{line} {name}" for p in PKG.rglob("*.py") for line, name in _reimports(p.read_text())}
+    assert not found, sorted(found)

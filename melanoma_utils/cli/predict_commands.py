@@ -245,8 +245,6 @@ def _validation_operating_point(run: object) -> dict | None:
 
 
 def _predict_one(args: argparse.Namespace) -> int:
-    import json
-
     from ..evaluation.clinical import predictive_values
     from ..runs.run import Run
 

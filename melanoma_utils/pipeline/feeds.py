@@ -382,8 +382,6 @@ def load_image_array(
 
     import cv2
 
-    from .transforms import preprocess_batch
-
     def one(path: str) -> np.ndarray:
         bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if bgr is None:
