@@ -36,6 +36,8 @@ def test_an_estimate_prints_reads_and_writes_the_report_form() -> None:
     assert e.format(2, ci="") == "0.81 (0.78–0.84)"
     assert Estimate(0.5).format() == "0.500" and not Estimate(0.5).has_interval  # no interval: the value alone
     assert Estimate(float("nan"), 0.1, 0.2).format() == "n/a"
+    assert Estimate(float("nan")).format(missing="—") == "—"
+    assert Estimate(0.01, -0.012, 0.039).format(ci="") == "0.010 (-0.012 to 0.039)"  # no dash after a minus sign
     assert Estimate.from_dict(e.to_dict()) == e
     old = Estimate.from_dict({"estimate": 0.7, "ci_low": None})  # an older report without bounds
     assert old.value == 0.7 and math.isnan(old.lo) and math.isnan(old.hi)

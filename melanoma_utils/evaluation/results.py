@@ -38,12 +38,17 @@ class Estimate:
     def has_interval(self) -> bool:
         return math.isfinite(self.lo) and math.isfinite(self.hi)
 
-    def format(self, digits: int = 3, ci: str = "95% CI ") -> str:
-        """``0.812 (95% CI 0.780–0.841)``; the value alone without an interval; ``n/a`` without a value."""
+    def format(self, digits: int = 3, ci: str = "95% CI ", missing: str = "n/a") -> str:
+        """``0.812 (95% CI 0.780–0.841)``, ``+0.010 (−0.012 to +0.039)``-style ``-0.012 to 0.039`` when the interval
+        starts below 0 (a dash after a minus sign reads as a second minus); the value alone without an interval;
+        ``missing`` without a value. Every interval of the reports and generated docs is written here."""
         if not math.isfinite(self.value):
-            return "n/a"
+            return missing
         text = f"{self.value:.{digits}f}"
-        return f"{text} ({ci}{self.lo:.{digits}f}–{self.hi:.{digits}f})" if self.has_interval else text
+        if not self.has_interval:
+            return text
+        sep = " to " if self.lo < 0 else "–"
+        return f"{text} ({ci}{self.lo:.{digits}f}{sep}{self.hi:.{digits}f})"
 
     def __str__(self) -> str:
         return self.format()

@@ -9,9 +9,11 @@ from typing import Any
 
 import pandas as pd
 
+from ..evaluation.results import Estimate
+
 
 def _ci(est: float, lo: float, hi: float) -> str:
-    return f"{est:.3f} ({lo:.3f}–{hi:.3f})"
+    return Estimate(est, lo, hi).format(3, ci="")
 
 
 def ablation_table(report_dir: Path) -> str:

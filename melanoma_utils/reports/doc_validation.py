@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..evaluation.results import Estimate
+
 
 def _missing(name: str, notebook: str) -> str:
     return f"Not rendered yet: notebook {notebook} writes {name}.\n"
@@ -20,12 +22,7 @@ def _table(header: list[str], rows: list[str], after: list[str] | None = None) -
 
 
 def _ci(est: float, lo: float, hi: float, digits: int = 3) -> str:
-    if est != est:
-        return "—"
-    if lo != lo:
-        return f"{est:.{digits}f}"
-    sep = " to " if lo < 0 else "–"  # a dash after a minus sign reads as a second minus
-    return f"{est:.{digits}f} ({lo:.{digits}f}{sep}{hi:.{digits}f})"
+    return Estimate(est, lo, hi).format(digits, ci="", missing="—")
 
 
 def locked_test_table(report_dir: Path) -> str:

@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..atomic import json_safe
 from ..data.csvfiles import write_csv
+from ..evaluation.results import Estimate
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -137,11 +138,9 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     """A few lines a person reads first: discrimination, calibration, the operating points."""
 
     def ci(d: dict[str, float], digits: int = 3) -> str:
-        if d["estimate"] is None or not np.isfinite(d["estimate"]):
-            return "not estimable"
-        if d["ci_low"] is None or not np.isfinite(d["ci_low"]):
-            return f"{d['estimate']:.{digits}f} (no interval: too few usable resamples)"
-        return f"{d['estimate']:.{digits}f} ({d['ci_low']:.{digits}f}–{d['ci_high']:.{digits}f})"
+        e = Estimate.from_dict(d)
+        return e.format(digits, ci="", missing="not estimable") + (
+            "" if e.has_interval or not np.isfinite(e.value) else " (no interval: too few usable resamples)")
 
     lines = [f"n={report['n']:,} ({report['n_malignant']:,} malignant, {report['n_patients']:,} patients, "
              f"prevalence {report['prevalence']:.3f})",
