@@ -167,3 +167,25 @@ def test_no_function_imports_again_what_its_module_already_imports() -> None:
     assert _reimports(planted) == [(5, "json"), (6, "b")]
     found = {f"{p.relative_to(PKG)}:{line} {name}" for p in PKG.rglob("*.py") for line, name in _reimports(p.read_text())}
     assert not found, sorted(found)
+
+
+def _long_signatures(source: str, limit: int = 8) -> list[tuple[int, str, int]]:
+    """``(line, function, parameters)`` of every function taking more than ``limit`` parameters (``self``/``cls``
+    and ``*args``/``**kwargs`` not counted: options beyond a spec travel as its overrides)."""
+    out = []
+    for fn in ast.walk(ast.parse(source)):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            a = fn.args
+            names = [x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs)]
+            n = len(names) - (1 if names[:1] in (["self"], ["cls"]) else 0)
+            if n > limit:
+                out.append((fn.lineno, fn.name, n))
+    return out
+
+
+def test_no_function_takes_more_than_eight_parameters() -> None:
+    planted = "def f(a, b, c, d, e, f, g, h, *, i):\n    pass\n\ndef g(self, a, b, c, d, e, f, g, h, **kw):\n    pass\n"
+    assert _long_signatures(planted) == [(1, "f", 9)]
+    found = [f"{p.relative_to(PKG)}:{line} {name} ({n})" for p in PKG.rglob("*.py")
+             for line, name, n in _long_signatures(p.read_text())]
+    assert not found, found
