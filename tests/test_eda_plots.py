@@ -315,7 +315,15 @@ def test_figures_say_what_they_show_without_covering_data() -> None:
     lower = fig.axes[1]
     assert [line.get_label() for line in lower.lines if not line.get_label().startswith("_")] == ["ΔNB vs biopsy all (95% CI)"]
     assert any(text.get_text().startswith("↑ off the panel from") for text in lower.texts)
+    from melanoma_utils.evaluation.calibration import reliability_table
+
     rng = np.random.default_rng(0)
+    p_rare = np.concatenate([rng.uniform(0.001, 0.03, 900), rng.uniform(0.05, 0.6, 100)])  # a 2% prevalence's scale
+    rare = reliability_table((rng.random(1000) < p_rare).astype(int), p_rare)
+    assert plots.reliability_diagram({"at 2%": rare}).axes[0].get_xscale() == "log"  # bins near 0 spread out
+    p_even = rng.uniform(0, 1, 1000)
+    even = reliability_table((rng.random(1000) < p_even).astype(int), p_even)
+    assert plots.reliability_diagram({"even": even}).axes[0].get_xscale() == "linear"
     images, maps = rng.integers(0, 255, (2, 16, 16, 3)), rng.normal(size=(2, 16, 16, 3))
     masks = np.zeros((2, 16, 16), bool)
     masks[:, 4:12, 4:12] = True

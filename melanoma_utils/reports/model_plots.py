@@ -115,11 +115,13 @@ def roc_pr(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = "",
     return fig
 
 
-def reliability_diagram(curves: Mapping[str, pd.DataFrame], title: str = "Calibration", tag: str = "") -> Figure:
+def reliability_diagram(curves: Mapping[str, pd.DataFrame], title: str = "Calibration", tag: str = "",
+                        log_x: bool | None = None) -> Figure:
     """Reliability diagram: observed malignant rate against mean predicted probability per equal-mass bin
     (:func:`melanoma_utils.evaluation.calibration.reliability_table`), one line per entry of ``curves``, each bin's
     observed rate with its 95% Wilson interval where the table has one; below, the number of images in each bin of
-    the first curve."""
+    the first curve. ``log_x`` (default: when half the first curve's bins lie below a tenth of the axis, as at a
+    deployment prevalence of 2%) puts the predicted probability on a log axis, so bins near 0 do not pile up."""
     fig, (ax, ax_n) = plt.subplots(2, 1, figsize=(6, 6.5), gridspec_kw={"height_ratios": [3, 1]}, sharex=True)
     top = 0.0
     for name, t in curves.items():
@@ -133,9 +135,16 @@ def reliability_diagram(curves: Mapping[str, pd.DataFrame], title: str = "Calibr
         top = max(top, float(t["mean_predicted"].max()), float(t["observed_rate"].max()),
                   float(t["observed_ci_high"].max()) if banded else 0.0)
     top = min(1.0, top * 1.05 + 0.02)
-    ax.plot([0, top], [0, top], ls="--", color="grey", label="perfectly calibrated")
+    predicted = next(iter(curves.values()))["mean_predicted"].to_numpy(float)
+    if log_x is None:
+        log_x = bool(np.nanmedian(predicted) < top / 10) and bool(np.nanmin(predicted) > 0)
+    left = float(np.nanmin(predicted)) / 1.5 if log_x else 0.0
+    diagonal = np.geomspace(left, top, 50) if log_x else np.array([0.0, top])
+    ax.plot(diagonal, diagonal, ls="--", color="grey", label="perfectly calibrated")
     ax.set_ylabel("observed malignant rate")
-    ax.set_xlim(0, top)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlim(left, top)
     ax.set_ylim(0, top)
     ax.legend(fontsize=8)
     ax.set_title(style.titled(tag, title))
@@ -147,11 +156,11 @@ def reliability_diagram(curves: Mapping[str, pd.DataFrame], title: str = "Calibr
         ax_n.bar(first["mean_predicted"], first["n"], width=top / 40, color=BENIGN_COLOUR)
     last = -np.inf
     for x, n in zip(first["mean_predicted"], first["n"]):  # a label only where it does not touch the previous one
-        if x - last >= top / 12:
+        if (np.log10(x) - last >= np.log10(top / left) / 12) if log_x else (x - last >= top / 12):
             ax_n.annotate(f"{n}", (x, n), ha="center", va="bottom", fontsize=7, annotation_clip=False)
-            last = x
+            last = np.log10(x) if log_x else x
     ax_n.set_ylabel(f"images per bin\n({name})" if len(curves) > 1 else "images per bin", fontsize=8)
-    ax_n.set_xlabel("mean predicted probability (equal-mass bins)")
+    ax_n.set_xlabel("mean predicted probability (equal-mass bins" + ("; log scale)" if log_x else ")"))
     ax_n.margins(y=0.3)
     fig.tight_layout()
     return fig
