@@ -183,7 +183,7 @@ for t, label in ((0, "benign"), (1, "malignant")):
     part = pool[pool["target"] == t]
     chosen = part.sample(n=min(image_sample, len(part)), random_state=seed)
     hists[label], shown[label] = eda.colour_histograms(list(chosen["image_path"]), pixels_per_image, seed=seed), len(chosen)
-top = 1.05 * max(float((h / h.sum(axis=1, keepdims=True)).max()) for h in hists.values())  # one scale for both figures
+top = eda.shared_share_top(hists.values())  # one scale for both figures (None: no pixel sampled)
 for t, label in enumerate(hists):
     fig = plots.colour_hist(hists[label], f"Fig {10 + t} · RGB intensities, {label}{where} (n={shown[label]} images)",
                             tag=tag, ymax=top)

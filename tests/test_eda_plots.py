@@ -333,3 +333,14 @@ def test_figures_say_what_they_show_without_covering_data() -> None:
     assert "Grad-CAM: 90% inside the lesion" in titles and "Grad-CAM: share inside the lesion n/a (mask failed)" in titles
     assert not any("97%" in title for title in titles)
     plt.close("all")
+
+
+def test_colour_figures_share_one_scale_unless_a_class_has_no_pixel() -> None:
+    from melanoma_utils.reports.eda import shared_share_top
+
+    a, b = np.zeros((3, 256)), np.zeros((3, 256))
+    a[:, 10], a[:, 20] = 1, 3  # share 0.75 at 20
+    b[:, 5] = 2  # share 1.0 at 5
+    assert shared_share_top([a, b]) == pytest.approx(1.05)
+    assert shared_share_top([a, np.zeros((3, 256))]) == pytest.approx(0.7875)  # an empty class leaves the scale alone
+    assert shared_share_top([np.zeros((3, 256))]) is None

@@ -85,6 +85,8 @@ def test_embedding_cache_is_keyed_by_preprocessing_and_content(tiny_csv: Path, t
     cv2.imwrite(path, np.zeros((32, 40, 3), np.uint8))
     _, c4 = cached_embeddings(base, list(df["image_path"]), spec("none"), cache_root=tmp_path)
     assert c4 == {"cached": 3, "computed": 1}
+    # the default model's cache folder keeps the name it had before the spec existed: caches of earlier runs serve
+    assert EmbeddingSpec("efficientnetlite0", "imagenet", 224, preprocess_config("none"), 8).key == "e108c61d3c9b5dc06f6a"
 
 
 @pytest.mark.slow

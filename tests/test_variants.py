@@ -38,3 +38,52 @@ def test_a_fold_plan_refuses_what_cannot_run_and_says_which_folds_and_repeats_ru
                       ({"folds": [5]}, "folds"), ({"folds": []}, "folds")):
         with pytest.raises(ValueError, match=field):
             FoldPlan(**kw)
+
+
+def test_repeated_cross_validation_runs_the_plans_assignments_and_only_the_named_variants_again(monkeypatch, tmp_path) -> None:
+    from melanoma_utils.study import experiments
+
+    calls = []
+
+    def record(df, cfg, out_dir, variants, plan, *, external=None, repeat=0):
+        calls.append((repeat, list(variants), plan.fold_list))
+        return pd.DataFrame({"repeat": [repeat]}), pd.DataFrame({"repeat": [repeat]})
+
+    monkeypatch.setattr(experiments, "cross_validate", record)
+    variants = {"a": {}, "b": {}, "c": {}}
+    per_fold, _ = repeated_cross_validate(pd.DataFrame(), TrainConfig(kind="meta"), tmp_path, variants,
+                                          FoldPlan(4, repeats=3), repeat_variants=["c", "a"])
+    assert calls == [(0, ["a", "b", "c"], [0, 1, 2, 3]), (1, ["a", "c"], [0, 1, 2, 3]), (2, ["a", "c"], [0, 1, 2, 3])]
+    assert per_fold["repeat"].tolist() == [0, 1, 2]
+    calls.clear()  # some folds only: the study's assignment alone
+    repeated_cross_validate(pd.DataFrame(), TrainConfig(kind="meta"), tmp_path, variants, FoldPlan(4, folds=[1], repeats=3))
+    assert calls == [(0, ["a", "b", "c"], [1])]
+    calls.clear()  # nothing named to repeat: no repeat runs (an empty variant set is not "every variant")
+    repeated_cross_validate(pd.DataFrame(), TrainConfig(kind="meta"), tmp_path, variants, FoldPlan(4, repeats=3),
+                            repeat_variants=[])
+    assert calls == [(0, ["a", "b", "c"], [0, 1, 2, 3])]
+
+
+def test_the_ceiling_selection_repeats_only_the_candidates_on_cached_embeddings(monkeypatch, tmp_path) -> None:
+    from melanoma_utils.study import ceiling
+
+    seen = {}
+
+    def stop(df, cfg, out_dir, variants, plan, *, repeat_variants=None, external=None):
+        seen.update(variants=list(variants), repeat=list(repeat_variants), plan=plan)
+        raise RuntimeError("recorded")
+
+    monkeypatch.setattr(ceiling, "repeated_cross_validate", stop)
+    names = ["diagnosis-masked + last 1 block(s) adapted", "two resolutions (320 + 224 px, concatenated)"]
+    table = pd.DataFrame({"image_name": ["h"], "target": [1]})
+    with pytest.raises(RuntimeError, match="recorded"):
+        ceiling.ceiling_selection(pd.DataFrame(), table, table, tmp_path, names, plan=FoldPlan(5, repeats=3))
+    assert seen["variants"] == [ceiling.CEILING_BASE, *names] and seen["plan"].repeats == 3
+    assert seen["repeat"] == [ceiling.CEILING_BASE, names[1]]  # the adapted candidate runs the study's folds only
+
+
+def test_an_empty_variant_set_is_refused_not_read_as_every_variant(tmp_path) -> None:
+    from melanoma_utils.study.experiments import cross_validate
+
+    with pytest.raises(ValueError, match="no variants to run"):
+        cross_validate(pd.DataFrame(), TrainConfig(kind="meta"), tmp_path, {}, FoldPlan(2))

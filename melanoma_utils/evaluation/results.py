@@ -39,9 +39,9 @@ class Estimate:
         return math.isfinite(self.lo) and math.isfinite(self.hi)
 
     def format(self, digits: int = 3, ci: str = "95% CI ", missing: str = "n/a") -> str:
-        """``0.812 (95% CI 0.780–0.841)``, ``+0.010 (−0.012 to +0.039)``-style ``-0.012 to 0.039`` when the interval
-        starts below 0 (a dash after a minus sign reads as a second minus); the value alone without an interval;
-        ``missing`` without a value. Every interval of the reports and generated docs is written here."""
+        """``0.812 (95% CI 0.780–0.841)``; ``0.010 (95% CI -0.012 to 0.039)`` when the interval starts below 0 (a
+        dash after a minus sign reads as a second minus); the value alone without an interval; ``missing`` without a
+        value."""
         if not math.isfinite(self.value):
             return missing
         text = f"{self.value:.{digits}f}"

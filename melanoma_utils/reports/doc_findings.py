@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..evaluation.results import Estimate
 from .doc_tables import _ci
 
 
@@ -82,7 +83,7 @@ def validation_findings(report_dir: Path) -> str:
     import json
 
     def ci(d: dict, digits: int = 3) -> str:
-        return f"{d['estimate']:.{digits}f} ({d['ci_low']:.{digits}f}–{d['ci_high']:.{digits}f})"
+        return Estimate.from_dict(d).format(digits, ci="")
 
     m = json.loads((report_dir / "validate_metrics.json").read_text())
     ops = {o["name"]: o for o in m["operating_points"]}

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..evaluation.results import Estimate
+
 #: A winner becomes ``train``'s plain default only where one fold run costs at most this many times today's cold
 #: ``train`` with the same data (issue 42's rule); otherwise it is a named preset and the README's recommended command.
 MAX_COST_RATIO = 10.0
@@ -28,7 +30,7 @@ def _cell(r: pd.Series, col: str, base: bool) -> str:
     """``estimate (Δ, CI of Δ)`` of column ``col`` (``Δ`` from ``delta_<col>``); the base shows its estimate and CI."""
     if base:
         lo, hi = r.get(f"{col}_ci_low"), r.get(f"{col}_ci_high")
-        return f"{r[col]:.3f} ({lo:.3f}–{hi:.3f})" if pd.notna(lo) else f"{r[col]:.3f}"
+        return Estimate(r[col], lo if pd.notna(lo) else float("nan"), hi if pd.notna(hi) else float("nan")).format(3, ci="")
     d = f"delta_{col}"
     return f"{r[col]:.3f} ({r[d]:+.3f}, {r[f'{d}_ci_low']:+.3f} to {r[f'{d}_ci_high']:+.3f})"
 
@@ -181,7 +183,7 @@ def paper_table3(report_dir: Path) -> str:
                 note = str(r.get("note", "")).split("(")[0].strip() or "not run"
                 lines.append(f"| ours: {r['backbone']} | {r['protocol']} | — | {note} | — | — | — | — | — |")
                 continue
-            auc = f"{r['roc_auc']:.3f} ({r['roc_auc_ci_low']:.3f}–{r['roc_auc_ci_high']:.3f})"
+            auc = Estimate(r["roc_auc"], r["roc_auc_ci_low"], r["roc_auc_ci_high"]).format(3, ci="")
             lines.append(f"| ours: {r['backbone']} | {r['protocol']} | {r['image_size']:.0f} | {r['evaluation']} | {auc} | "
                          f"{r['accuracy']:.3f} | {r['sensitivity']:.3f} | {r['specificity']:.3f} | {r['f1']:.3f} |")
     return "\n".join(lines) + "\n"

@@ -260,7 +260,7 @@ def export_bench(report_dir: Path) -> str:
     b = json.loads(path.read_text())
     ref = b["predict"]
     lines = [f"Run `{b['run']}`, {b['rows']:,} held-out ISIC 2020 images ({b['malignant']} malignant); `predict`: ROC AUC "
-             f"{ref['roc_auc']:.3f} ({ref['ci_low']:.3f}–{ref['ci_high']:.3f}), {1000 * ref['seconds_per_image']:.0f} ms "
+             f"{Estimate(ref['roc_auc'], ref['ci_low'], ref['ci_high']).format(3, ci='')}, {1000 * ref['seconds_per_image']:.0f} ms "
              "per image in batches.", "",
              "| format | max abs difference from `predict` | ROC AUC (change) | size | latency per image (one per call) |",
              "|---|---|---|---|---|"]

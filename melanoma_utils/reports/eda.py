@@ -5,7 +5,7 @@ normalised table (see :mod:`melanoma_utils.data.isic`); plotting lives in :mod:`
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -73,6 +73,14 @@ def size_table(df: pd.DataFrame, top: int = 12) -> pd.DataFrame:
     size = known["width"].astype(int).astype(str) + "×" + known["height"].astype(int).astype(str)
     table = malignancy_rate(known.assign(size=size), "size").sort_values("images", ascending=False)
     return table.head(top)
+
+
+def shared_share_top(hists: Iterable[np.ndarray], headroom: float = 1.05) -> float | None:
+    """The top of one share axis for several :func:`colour_histograms` (each channel normalised to sum 1), so that
+    figures meant to be compared (benign vs malignant) share it; ``None`` when no histogram holds a pixel (each
+    figure then scales itself)."""
+    tops = [float((h / h.sum(axis=1, keepdims=True)).max()) for h in hists if np.all(np.asarray(h).sum(axis=1) > 0)]
+    return headroom * max(tops) if tops else None
 
 
 def colour_histograms(

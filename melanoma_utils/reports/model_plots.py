@@ -150,7 +150,8 @@ def reliability_diagram(curves: Mapping[str, pd.DataFrame], title: str = "Calibr
     ax.set_title(style.titled(tag, title))
     name, first = next(iter(curves.items()))
     if {"p_low", "p_high"} <= set(first):  # each bar spans its bin's predicted range (a bin near 0 is narrow)
-        ax_n.bar(first["p_low"], first["n"], width=np.maximum(first["p_high"] - first["p_low"], top / 200), align="edge",
+        floor = 0.0 if log_x else top / 200  # a bin with one predicted value still shows (linear axis only)
+        ax_n.bar(first["p_low"], first["n"], width=np.maximum(first["p_high"] - first["p_low"], floor), align="edge",
                  color=BENIGN_COLOUR, edgecolor="white", linewidth=0.5)
     else:
         ax_n.bar(first["mean_predicted"], first["n"], width=top / 40, color=BENIGN_COLOUR)
@@ -233,9 +234,10 @@ def forest_plot(table: pd.DataFrame, title: str = "ROC AUC by subgroup", tag: st
     for y, good in zip(ypos, ok):
         if not good:
             ax.annotate("too few for an AUC", (0.52, y), va="center", fontsize=7, color="grey")
-    for y, auc in zip(ypos[ok & ~has_ci], t.loc[ok & ~has_ci, "roc_auc"]):
-        ax.annotate("CI degenerate", (auc, y), xytext=(-6, 0), textcoords="offset points", ha="right", va="center",
-                    fontsize=7, color="grey")
+    no_interval = t["ci_low"].isna().to_numpy()
+    for y, auc, none in zip(ypos[ok & ~has_ci], t.loc[ok & ~has_ci, "roc_auc"], no_interval[ok & ~has_ci]):
+        ax.annotate("no interval" if none else "CI degenerate", (auc, y), xytext=(-6, 0), textcoords="offset points",
+                    ha="right", va="center", fontsize=7, color="grey")
     if overall is not None:
         ax.axvline(overall, color=MALIGNANT_COLOUR, ls="--", lw=1, label=f"{overall_label}: {overall:.3f}")
         fig.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 0.0), frameon=False)  # below: never over a row

@@ -127,7 +127,9 @@ def cross_validate(
     holding one of its images or patients are refused (``ValueError``) before anything is trained: selection never
     sees it.
     """
-    variants = variants or ABLATION_VARIANTS
+    variants = ABLATION_VARIANTS if variants is None else variants
+    if not variants:
+        raise ValueError(f"cross-validation into {out_dir}: no variants to run")
     plan = plan or FoldPlan()
     n_splits = plan.n_splits
     out_dir = Path(out_dir)
