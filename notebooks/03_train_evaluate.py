@@ -181,7 +181,7 @@ from melanoma_utils.study.contrasts import SUBSET_LABELS, primary_subset
 
 copies_table = label_by_group(df["target"], group_labels(df, "source_copy"), df["patient_id"]) if has_copies else None
 if copies_table is not None:
-    report.table(copies_table.set_index("group"), "table_label_by_copy")
+    report.table(copies_table.set_index("group"), "table_label_by_copy_outside_locked")  # 01 writes all images
     a = copies_table.set_index("group").loc["a"] if "a" in set(copies_table["group"]) else None
     nev_a = int(((df["source_copy"] == "a") & (df["diagnosis"] == "nevus") & (df["target"] == 0)).sum())
     display(Markdown(

@@ -315,3 +315,19 @@ def test_every_rendered_notebook_names_the_commit_of_its_code() -> None:
         if not found or found.group(2):
             missing.append(path.name)
     assert missing == [], "rendered without a clean commit recorded: " + ", ".join(missing)
+
+
+def test_no_two_notebooks_write_the_same_table_or_figure() -> None:
+    """Each report file has one author: a name two notebooks wrote would hold whichever ran last (notebook 01's
+    all-images copy table was once overwritten by notebook 03's, on the patients outside the locked part)."""
+    import re
+    from collections import defaultdict
+
+    pattern = re.compile(r'report\.(?:table|figure)\((?:[^()]|\([^()]*\))*?,\s*"([A-Za-z0-9_]+)"')
+    writers = defaultdict(set)
+    for path in sorted((Path(__file__).parent.parent / "notebooks").glob("0*.py")):
+        for name in pattern.findall(path.read_text()):
+            writers[name].add(path.stem)
+    assert len(writers) > 20  # the pattern finds the notebooks' outputs
+    shared = {name: sorted(nbs) for name, nbs in writers.items() if len(nbs) > 1}
+    assert not shared, shared
