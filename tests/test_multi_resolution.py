@@ -57,6 +57,7 @@ def test_configuration_names_what_multi_resolution_needs() -> None:
         TrainConfig(image_size=320, extra_image_size=224, resolution_merge="max")
 
 
+@pytest.mark.slow  # trains on Lite0 embeddings at two sizes (~25 s)
 def test_a_multi_resolution_run_is_one_model_that_takes_images(tiny_csv: Path, tmp_path: Path) -> None:
     """Trained on cached merged embeddings (a cache entry of its own, not the single-resolution one), saved and
     loaded: predictions from images equal those from the cache, and Grad-CAM explains the image_size copy."""

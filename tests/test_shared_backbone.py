@@ -15,6 +15,8 @@ from melanoma_utils.runs.run import Run, RunDamaged, TrainConfig
 from melanoma_utils.runs.runfolder import RunLayout, record_problems
 from melanoma_utils.runs.training import load_or_train
 
+pytestmark = pytest.mark.slow  # four Lite0 fold runs and their ensemble (~40 s)
+
 
 @pytest.fixture(autouse=True)
 def _user_cache(tmp_path_factory, monkeypatch):
