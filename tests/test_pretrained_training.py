@@ -87,6 +87,9 @@ def test_embedding_cache_is_keyed_by_preprocessing_and_content(tiny_csv: Path, t
     assert c4 == {"cached": 3, "computed": 1}
     # the default model's cache folder keeps the name it had before the spec existed: caches of earlier runs serve
     assert EmbeddingSpec("efficientnetlite0", "imagenet", 224, preprocess_config("none"), 8).key == "e108c61d3c9b5dc06f6a"
+    default = TrainConfig().embedding_spec(preprocess_config("none"))  # train's default maps onto that same folder
+    assert default.key == "e108c61d3c9b5dc06f6a" and default.views == 8
+    assert TrainConfig().embedding_spec(preprocess_config("none"), views=2).views == 2  # a prediction's TTA
 
 
 @pytest.mark.slow

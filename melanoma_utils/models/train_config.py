@@ -246,6 +246,15 @@ class TrainConfig:
                          backbone_weights=self.backbone_weights, n_classes=n_outputs(self.objective),
                          extra_image_size=self.extra_image_size, resolution_merge=self.resolution_merge)
 
+    def embedding_spec(self, preprocess: dict[str, Any], views: int | None = None) -> Any:
+        """The :class:`~melanoma_utils.models.embeddings.EmbeddingSpec` of this configuration's frozen backbone for
+        ``preprocess`` (the resolved preprocessing) and ``views`` (default: ``embedding_views``, the training's; a
+        prediction passes its TTA): the one place that maps configuration fields onto the embedding cache."""
+        from .embeddings import EmbeddingSpec
+
+        return EmbeddingSpec(str(self.backbone), self.backbone_weights, int(self.image_size), preprocess,  # type: ignore[arg-type]
+                             self.embedding_views if views is None else views, self.embedding_output)
+
     @property
     def uses_images(self) -> bool:
         """Whether the model has an image input."""

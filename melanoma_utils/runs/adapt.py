@@ -27,7 +27,6 @@ def adapt_top(model: Any, head: Any, cfg: TrainConfig, train: pd.DataFrame, val:
     row weights. Returns the per-epoch history rows and the stage's facts (seconds, epochs, cache counts)."""
     import keras
 
-    from ..models.embeddings import EmbeddingSpec
     from ..models.fusion import copy_head_weights
     from ..models.partial import build_lite_top, cached_activations, copy_layers_by_name, first_adapted_block
     from ..pipeline.feeds import make_embedding_sequence
@@ -35,8 +34,7 @@ def adapt_top(model: Any, head: Any, cfg: TrainConfig, train: pd.DataFrame, val:
 
     start = first_adapted_block(str(cfg.backbone), cfg.adapt_blocks)
     t0 = time.perf_counter()
-    spec = EmbeddingSpec(str(cfg.backbone), cfg.backbone_weights, int(cfg.image_size),  # type: ignore[arg-type]
-                         preprocess_config(cfg.preprocess), cfg.embedding_views)
+    spec = cfg.embedding_spec(preprocess_config(cfg.preprocess))
     act_tr, n_tr = cached_activations(model, start, list(train["image_path"]), spec, progress=cfg.verbose > 0)
     act_va, n_va = cached_activations(model, start, list(val["image_path"]), spec, progress=cfg.verbose > 0)
     t_cache = time.perf_counter() - t0

@@ -225,7 +225,7 @@ class HeadOnEmbeddings(TrainingPath):
         stays frozen."""
         import keras
 
-        from ..models.embeddings import EmbeddingSpec, cached_embeddings
+        from ..models.embeddings import cached_embeddings
         from ..models.fusion import bias_for, build_head_model, build_model, copy_head_weights, image_encoder
         from ..pipeline.feeds import make_embedding_sequence
 
@@ -233,8 +233,7 @@ class HeadOnEmbeddings(TrainingPath):
         bias = bias_for(float(train["target"].mean()))
         model = build_model(cfg.model_spec(encoder.n_features, bias), image_size=cfg.image_size)
         t0 = time.perf_counter()
-        spec = EmbeddingSpec(str(cfg.backbone), cfg.backbone_weights, int(cfg.image_size), data.preprocess,
-                             cfg.embedding_views, cfg.embedding_output)
+        spec = cfg.embedding_spec(data.preprocess)
         emb_tr, n_tr = cached_embeddings(image_encoder(model), list(train["image_path"]), spec, progress=cfg.verbose > 0)
         emb_va, n_va = cached_embeddings(image_encoder(model), list(val["image_path"]), spec, progress=cfg.verbose > 0)
         t_embed = time.perf_counter() - t0

@@ -225,20 +225,18 @@ class Run:
         return out
 
     def _predict_from_embeddings(self, df: pd.DataFrame, meta: np.ndarray, tta: int, batch_size: int) -> np.ndarray:
-        from ..models.embeddings import EmbeddingSpec, cached_embeddings
+        from ..models.embeddings import cached_embeddings
         from ..models.fusion import image_encoder, predict_direct
 
         cfg = self.train_config
+        spec = cfg.embedding_spec(self.config["preprocess"], views=tta)
         if cfg.adapt_blocks:  # the backbone's last blocks were trained: the frozen trunk's activations, then its top
             from ..models.partial import cached_activations, first_adapted_block, top_embeddings
 
             start = first_adapted_block(str(cfg.backbone), cfg.adapt_blocks)
-            spec = EmbeddingSpec(str(cfg.backbone), cfg.backbone_weights, int(cfg.image_size), self.config["preprocess"], tta)
             act, _ = cached_activations(self.model, start, list(df["image_path"]), spec, batch_size=batch_size)
             emb = top_embeddings(self.model, str(cfg.backbone), start, act)
         else:
-            spec = EmbeddingSpec(str(cfg.backbone), cfg.backbone_weights, int(cfg.image_size), self.config["preprocess"],
-                                 tta, cfg.embedding_output)
             emb, _ = cached_embeddings(image_encoder(self.model), list(df["image_path"]), spec, batch_size=batch_size)
         head = self.head_model()
         total = np.zeros(len(df), np.float64)
