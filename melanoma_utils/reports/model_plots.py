@@ -135,7 +135,8 @@ def reliability_diagram(curves: Mapping[str, pd.DataFrame], title: str = "Calibr
         top = max(top, float(t["mean_predicted"].max()), float(t["observed_rate"].max()),
                   float(t["observed_ci_high"].max()) if banded else 0.0)
     top = min(1.0, top * 1.05 + 0.02)
-    predicted = next(iter(curves.values()))["mean_predicted"].to_numpy(float)
+    name, first = next(iter(curves.items()))
+    predicted = first["mean_predicted"].to_numpy(float)
     if log_x is None:
         log_x = bool(np.nanmedian(predicted) < top / 10) and bool(np.nanmin(predicted) > 0)
     left = float(np.nanmin(predicted)) / 1.5 if log_x else 0.0
@@ -148,7 +149,6 @@ def reliability_diagram(curves: Mapping[str, pd.DataFrame], title: str = "Calibr
     ax.set_ylim(0, top)
     ax.legend(fontsize=8)
     ax.set_title(style.titled(tag, title))
-    name, first = next(iter(curves.items()))
     if {"p_low", "p_high"} <= set(first):  # each bar spans its bin's predicted range (a bin near 0 is narrow)
         floor = 0.0 if log_x else top / 200  # a bin with one predicted value still shows (linear axis only)
         ax_n.bar(first["p_low"], first["n"], width=np.maximum(first["p_high"] - first["p_low"], floor), align="edge",
