@@ -11,6 +11,7 @@ each source) into ``--report-dir``.
     python scripts/finetune_study.py --posthoc           # the post-hoc ensembles from the same runs (~5 min)
     python scripts/finetune_study.py --round2            # the second round of the recipe (~40 min on 2 CPU cores)
     python scripts/finetune_study.py --confirm --runs runs_confirm   # round 1's recommended ensemble again, on new folds
+    python scripts/finetune_study.py --confirm-posthoc --runs runs_confirm   # the post-hoc ensemble, on those folds
 
 The locked test part (``--locked``, the study's ``locked_test.csv``) is removed first: no patient or lesion of it is
 trained on, validated on or held out here. ``--locked ''`` keeps every row, as the first two rounds and the post-hoc
@@ -69,6 +70,10 @@ def main() -> None:
     ap.add_argument("--confirm", action="store_true",
                     help="round 1's recommended ensemble (the base, the fine-tune with sources weighted alike, their "
                          "average) again on the folds of the rows left by --locked, into table_finetune_confirm.csv")
+    ap.add_argument("--confirm-posthoc", action="store_true",
+                    help="the post-hoc ensemble (study.finetune.FINETUNE_POSTHOC: the base, the unweighted fine-tune, "
+                         "their average) on the folds of --confirm, by the same rule, into "
+                         "table_finetune_confirm_posthoc.csv")
     args = ap.parse_args()
 
     locked = read_locked(args.locked) if args.locked else None
@@ -93,10 +98,12 @@ def main() -> None:
         atomic_write(args.report_dir / "table_finetune_posthoc.csv", lambda tmp: table.to_csv(tmp, index=False))
         print(table[["candidate", "within_copy_a", "delta_within_copy_a", "verdict"]].to_string(index=False))
         return
-    if args.confirm:
-        members = list(next(iter(FINETUNE_ENSEMBLES.values())))  # the base and the fine-tuned model
-        table = finetune_selection(df, external, holdouts, args.runs, members, plan=plan)
-        write_csv(table, args.report_dir / "table_finetune_confirm.csv")
+    if args.confirm or args.confirm_posthoc:
+        ensembles = FINETUNE_POSTHOC if args.confirm_posthoc else FINETUNE_ENSEMBLES
+        members = list(next(iter(ensembles.values())))  # the base and the fine-tuned model
+        table = finetune_selection(df, external, holdouts, args.runs, members, plan=plan, ensembles=ensembles)
+        name = "table_finetune_confirm_posthoc.csv" if args.confirm_posthoc else "table_finetune_confirm.csv"
+        write_csv(table, args.report_dir / name)
         write_csv(pd.read_csv(args.runs / "folds.csv", dtype=str), args.report_dir / "finetune_confirm_folds.csv")
         print(table[["candidate", "within_copy_a", "delta_within_copy_a", "delta_within_copy_a_ci_low",
                      "delta_within_copy_a_ci_high", "train_seconds_per_run", "verdict"]].to_string(index=False))
