@@ -197,6 +197,9 @@ else:
 
 # %% [markdown]
 # ## The ablation (patient-grouped cross-validation, same budget for each variant)
+#
+# A variant whose predictions coincide with an earlier one's on every image (a copy weighting with nothing to
+# reweight on these data) keeps its own row, its label saying whose predictions it repeats.
 
 # %%
 known = [*variants, *(v for v in Variant if v not in variants),
@@ -223,8 +226,9 @@ report.table(per_fold.set_index(["variant", "repeat", "fold"]), "ablation_per_fo
 report.table(summary, "ablation_summary")
 (report.report_dir / "ablation_summary.json").write_text(summary.reset_index().to_json(orient="records", indent=2))
 population = f"{dataset_label}: {len(df):,} images, prevalence {df['target'].mean():.3f}"  # what the ablation figures score
-fig = plots.auc_points(summary, f"Ablation: pooled out-of-fold ROC AUC, {cv_folds} patient-grouped folds ({population})",
-                       tag=report.tag)
+same = plots.identical_variant_labels(oof)  # variants that are one model on these data: marked, not shown as two results
+fig = plots.auc_points(summary.rename(index=same),
+                       f"Ablation: pooled out-of-fold ROC AUC, {cv_folds} patient-grouped folds ({population})", tag=report.tag)
 report.figure(fig, "fig_ablation_auc")
 summary.round(3)
 
@@ -243,7 +247,8 @@ contrasts = (list(ABLATION_CONTRASTS) + [(m, BACKBONE_BASE) for m in [*backbone_
              + weighting_contrasts(candidates))
 paired = paired_contrasts(per_fold, oof, contrasts, n_boot=n_boot, seed=seed)
 report.table(paired.set_index(["contrast", "subset"]), "ablation_paired")
-report.figure(plots.paired_deltas(paired, f"Ablation: paired differences in ROC AUC (a − b; {population})", tag=report.tag),
+marked = paired.assign(contrast=[" − ".join(same.get(v, v) for v in c.split(" − ")) for c in paired["contrast"]])
+report.figure(plots.paired_deltas(marked, f"Ablation: paired differences in ROC AUC (a − b; {population})", tag=report.tag),
               "fig_ablation_paired")
 display(Markdown(
     "Holm families: " + "; ".join(f"{SUBSET_LABELS[k]}: {v['contrasts']} contrasts, {v['p<0.05']} with p < 0.05, "

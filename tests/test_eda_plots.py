@@ -344,3 +344,19 @@ def test_colour_figures_share_one_scale_unless_a_class_has_no_pixel() -> None:
     assert shared_share_top([a, b]) == pytest.approx(1.05)
     assert shared_share_top([a, np.zeros((3, 256))]) == pytest.approx(0.7875)  # an empty class leaves the scale alone
     assert shared_share_top([np.zeros((3, 256))]) is None
+
+
+def test_identical_variant_labels_mark_only_coinciding_predictions() -> None:
+    """Two named variants that are one model on this data (a weighting with nothing to reweight) are marked for the
+    ablation's dot plots; a variant differing on a single image, or only in another fold assignment, is not."""
+    from melanoma_utils.reports import plots
+
+    rng = np.random.default_rng(1)
+    p = rng.random(6)
+    rows = []
+    for variant, probs, repeat in [("base", p, 0), ("balanced", p, 0), ("left out", p, 0),
+                                   ("other", np.r_[p[:5], p[5] + 0.01], 0), ("base", p + 0.1, 1), ("balanced", p, 1)]:
+        rows += [{"variant": variant, "image_name": f"i{k}", "probability": v, "repeat": repeat} for k, v in enumerate(probs)]
+    labels = plots.identical_variant_labels(pd.DataFrame(rows))
+    assert labels == {"balanced": "balanced (predictions = base's)", "left out": "left out (predictions = base's)"}
+    assert plots.identical_variant_labels(pd.DataFrame(rows[:6] + rows[18:24])) == {}

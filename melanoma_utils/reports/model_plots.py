@@ -70,6 +70,25 @@ def distinct_curves(curves: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict
     return {(k if len(names[k]) == 1 else " = ".join(names[k]) + " (identical predictions)"): v for k, v in out.items()}
 
 
+def identical_variant_labels(oof: pd.DataFrame, atol: float = 1e-12) -> dict[str, str]:
+    """Display labels for variants of an out-of-fold table (``variant, image_name, probability`` and ``repeat`` where
+    repeated) whose predictions coincide with an earlier variant's on every image both scored in the first fold
+    assignment: ``{later: "later (predictions = earlier's)"}``; variants with predictions of their own are left out.
+    Two named variants can be the same model on some data (a weighting with nothing to reweight); a plot marks them
+    instead of showing two rows that look like two results."""
+    part = oof[oof["repeat"] == oof["repeat"].min()] if "repeat" in oof else oof
+    table = part.pivot_table(index="image_name", columns="variant", values="probability", sort=False)
+    order = [v for v in dict.fromkeys(part["variant"]) if v in table]
+    out: dict[str, str] = {}
+    for i, later in enumerate(order):
+        for earlier in order[:i]:
+            both = table[[earlier, later]].dropna()
+            if earlier not in out and len(both) and np.allclose(both[earlier], both[later], rtol=0, atol=atol):
+                out[later] = f"{later} (predictions = {earlier}'s)"
+                break
+    return out
+
+
 def roc_pr(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], title: str = "", tag: str = "") -> Figure:
     """ROC and precision–recall curves for several models: ``{label: (y_true, y_score)}`` (identical models drawn once,
     :func:`distinct_curves`)."""

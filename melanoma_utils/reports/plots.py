@@ -304,6 +304,7 @@ from .model_plots import (  # noqa: E402,F401  (re-exported: one namespace for e
     decision_curve,
     forest_plot,
     history_curves,
+    identical_variant_labels,
     paired_deltas,
     reliability_diagram,
     roc_pr,
