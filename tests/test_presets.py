@@ -67,7 +67,7 @@ def test_the_notebooks_default_recipe_is_a_preset() -> None:
 
 def test_the_command_line_is_built_from_one_table_of_the_config_fields(tmp_path: Path) -> None:
     from melanoma_utils.cli.app import build_parser
-    from melanoma_utils.models.train_config import NOT_ON_THE_COMMAND_LINE, TRAIN_OPTIONS
+    from melanoma_utils.models.train_options import NOT_ON_THE_COMMAND_LINE, TRAIN_OPTIONS
 
     on_cli = [o.field for o in TRAIN_OPTIONS]
     assert len(on_cli) == len(set(on_cli))
@@ -87,3 +87,21 @@ def test_the_command_line_is_built_from_one_table_of_the_config_fields(tmp_path:
                                                   "--verbose", "2", "--n-boot", "50", "--weights", "none",
                                                   "--backbone", "cnn"]))
     assert (got.verbose, got.n_boot, got.backbone_weights, got.backbone) == (2, 50, None, None)
+
+
+def test_a_config_is_resolved_when_made_and_frozen_after() -> None:
+    """Nothing downstream fills in a field: the native size and the weights are decided by the constructor, and a
+    made configuration cannot be changed (a variant is a new one, through dataclasses.replace, resolved again)."""
+    import dataclasses
+
+    from melanoma_utils.runs.run import TrainConfig
+
+    cfg = TrainConfig()
+    assert cfg.image_size == 224 and isinstance(cfg.image_size, int) and cfg.backbone_weights == "imagenet"
+    assert TrainConfig(backbone="cnn").image_size == 128 and TrainConfig(image_size="192").image_size == 192
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.image_size = 96  # type: ignore[misc]
+    small = dataclasses.replace(cfg, image_size=None, backbone="efficientnetlite1")
+    assert small.image_size == 240 and cfg.image_size == 224  # re-resolved for the new backbone; the original unchanged
+    with pytest.raises(ValueError, match="image_size 2000 is above"):
+        dataclasses.replace(cfg, image_size=2000)

@@ -33,7 +33,7 @@ _CHECKS = {"positive_int": _positive_int, "nonneg_int": _nonneg_int, "positive_f
 def _config_options(p: argparse.ArgumentParser) -> None:
     """One option per :data:`~melanoma_utils.models.train_config.TRAIN_OPTIONS` row: its flag, description,
     choices and parser from the table, its default stated from TrainConfig (and applied by the preset)."""
-    from ..models.train_config import TRAIN_OPTIONS
+    from ..models.train_options import TRAIN_OPTIONS
     from ..runs.run import TrainConfig
 
     for opt in TRAIN_OPTIONS:
