@@ -37,6 +37,10 @@ def test_an_estimate_prints_reads_and_writes_the_report_form() -> None:
     assert Estimate(0.5).format() == "0.500" and not Estimate(0.5).has_interval  # no interval: the value alone
     assert Estimate(float("nan"), 0.1, 0.2).format() == "n/a"
     assert Estimate(float("nan")).format(missing="—") == "—"
+    # a table cell from three report columns: no "95% CI" words; "to" after a negative low; the table's own blank
+    assert Estimate.cell(0.8123, 0.7801, 0.8412) == "0.812 (0.780–0.841)"
+    assert Estimate.cell(0.0101, -0.0123, 0.0394, 4) == "0.0101 (-0.0123 to 0.0394)"
+    assert Estimate.cell(float("nan"), 0.1, 0.2, missing="—") == "—" and Estimate.cell(float("nan"), 0, 1) == "n/a"
     assert Estimate(0.01, -0.012, 0.039).format(ci="") == "0.010 (-0.012 to 0.039)"  # no dash after a minus sign
     assert Estimate.from_dict(e.to_dict()) == e
     old = Estimate.from_dict({"estimate": 0.7, "ci_low": None})  # an older report without bounds

@@ -50,6 +50,12 @@ class Estimate:
         sep = " to " if self.lo < 0 else "–"
         return f"{text} ({ci}{self.lo:.{digits}f}{sep}{self.hi:.{digits}f})"
 
+    @classmethod
+    def cell(cls, value: float, lo: float, hi: float, digits: int = 3, missing: str = "n/a") -> str:
+        """A table cell of a value and its interval read from three report columns: ``0.812 (0.780–0.841)``
+        (:meth:`format` without the "95% CI" words, which a table's header states once)."""
+        return cls(value, lo, hi).format(digits, ci="", missing=missing)
+
     def __str__(self) -> str:
         return self.format()
 

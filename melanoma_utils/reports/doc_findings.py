@@ -8,7 +8,6 @@ from pathlib import Path
 import pandas as pd
 
 from ..evaluation.results import Estimate
-from .doc_tables import _ci
 
 
 def _delta(paired: pd.DataFrame, a: str, b: str, subset: str = "all") -> str:
@@ -42,7 +41,7 @@ def ablation_findings(report_dir: Path) -> str:
     out = []
     if within:
         out.append("- **Primary endpoint, within copy a** (pooled out-of-fold ROC AUC, 95% CI): " + "; ".join(
-            f"{v} {_ci(s.loc[v].pooled_within_copy_a_auc, s.loc[v].pooled_within_copy_a_ci_low, s.loc[v].pooled_within_copy_a_ci_high)}"
+            f"{v} {Estimate.cell(s.loc[v].pooled_within_copy_a_auc, s.loc[v].pooled_within_copy_a_ci_low, s.loc[v].pooled_within_copy_a_ci_high)}"
             f" (melanoma vs nevus within copy a {s.loc[v].pooled_mvn_within_copy_a_auc:.3f})"
             for v in (img, fc, ext, "fusion, clinical + patient context") if v in s.index) + ".")
     if ext in s.index:
@@ -107,7 +106,7 @@ def validation_findings(report_dir: Path) -> str:
         if len(copy_a) and copy_a["roc_auc"].notna().all():
             r = copy_a.iloc[0]
             out.append(f"- Within copy a (primary; {int(r.n)} images, {int(r.n_malignant)} malignant): ROC AUC "
-                       f"{_ci(r.roc_auc, r.ci_low, r.ci_high)}.")
+                       f"{Estimate.cell(r.roc_auc, r.ci_low, r.ci_high)}.")
         tone = subs[subs["factor"] == "skin tone (ITA)"]
         if len(tone):
             out.append("- Skin tone (ITA bands; AUC where ≥ 5 of each class): " + "; ".join(
@@ -159,7 +158,7 @@ def headline_table(report_dir: Path) -> str:
         r = s.loc[v]
         low = "pooled_ci_low" if key == "pooled_oof_roc_auc" else key.replace("_auc", "_ci_low")
         high = "pooled_ci_high" if key == "pooled_oof_roc_auc" else key.replace("_auc", "_ci_high")
-        return _ci(r[key], r[low], r[high]) if key in r and r[key] == r[key] else "—"
+        return Estimate.cell(r[key], r[low], r[high]) if key in r and r[key] == r[key] else "—"
 
     lines = ["| endpoint (ROC AUC unless stated; 95% CI) | paper | " + " | ".join(cols) + " |",
              "|---|---|" + "---|" * len(cols)]
@@ -172,7 +171,7 @@ def headline_table(report_dir: Path) -> str:
             lines.append(f"| {label} | — | " + " | ".join(cell(v, key) for v in cols) + " |")
     if len(sel) and "external_holdout" in sel:
         lines.append("| held-out HAM10000 lesions (another data set, from two clinics that also contributed to ISIC 2020; mean of the 5 fold runs) | — | "
-                     + " | ".join(_ci(sel.loc[v, "external_holdout"], sel.loc[v, "external_holdout_ci_low"],
+                     + " | ".join(Estimate.cell(sel.loc[v, "external_holdout"], sel.loc[v, "external_holdout_ci_low"],
                                       sel.loc[v, "external_holdout_ci_high"]) if v in sel.index else "—" for v in cols) + " |")
     for metric, label in (("accuracy", "accuracy at the validation threshold"), ("recall", "sensitivity at the validation threshold"),
                           ("specificity", "specificity at the validation threshold"), ("f1", "F1 at the validation threshold")):

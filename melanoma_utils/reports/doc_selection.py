@@ -59,6 +59,16 @@ def finetune_confirm_table(report_dir: Path) -> str:
     return finetune_selection_table(report_dir, CONFIRM_CSV)
 
 
+#: The post-hoc ensemble on the confirmation folds (``scripts/finetune_study.py --confirm-posthoc``).
+CONFIRM_POSTHOC_CSV = "table_finetune_confirm_posthoc.csv"
+
+
+def finetune_confirm_posthoc_table(report_dir: Path) -> str:
+    """:func:`finetune_selection_table` of the post-hoc ensemble tried again on the confirmation folds
+    (:data:`CONFIRM_POSTHOC_CSV`)."""
+    return finetune_selection_table(report_dir, CONFIRM_POSTHOC_CSV)
+
+
 def finetune_selection_table(report_dir: Path, name: str = SELECTION_CSV) -> str:
     """Every candidate per population: within copy a, melanoma vs nevus within copy a, each external source's held-out
     lesions (estimate, and the paired difference against today's default with its 95% CI; the base row gives its

@@ -12,10 +12,6 @@ import pandas as pd
 from ..evaluation.results import Estimate
 
 
-def _ci(est: float, lo: float, hi: float) -> str:
-    return Estimate(est, lo, hi).format(3, ci="")
-
-
 def ablation_table(report_dir: Path) -> str:
     """The ablation table: one row per variant of ``ablation_summary.csv``, the primary endpoint (within copy a) first
     where the data have copies."""
@@ -26,11 +22,11 @@ def ablation_table(report_dir: Path) -> str:
              "PR AUC, mean"]
     lines = ["| variant | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
     for r in s.itertuples():
-        cells = ([_ci(r.pooled_within_copy_a_auc, r.pooled_within_copy_a_ci_low, r.pooled_within_copy_a_ci_high),
-                  _ci(r.pooled_mvn_within_copy_a_auc, r.pooled_mvn_within_copy_a_ci_low, r.pooled_mvn_within_copy_a_ci_high)]
+        cells = ([Estimate.cell(r.pooled_within_copy_a_auc, r.pooled_within_copy_a_ci_low, r.pooled_within_copy_a_ci_high),
+                  Estimate.cell(r.pooled_mvn_within_copy_a_auc, r.pooled_mvn_within_copy_a_ci_low, r.pooled_mvn_within_copy_a_ci_high)]
                  if within else [])
-        cells += [_ci(r.pooled_oof_roc_auc, r.pooled_ci_low, r.pooled_ci_high),
-                  _ci(r.pooled_mel_vs_nevus_auc, r.pooled_mel_vs_nevus_ci_low, r.pooled_mel_vs_nevus_ci_high),
+        cells += [Estimate.cell(r.pooled_oof_roc_auc, r.pooled_ci_low, r.pooled_ci_high),
+                  Estimate.cell(r.pooled_mel_vs_nevus_auc, r.pooled_mel_vs_nevus_ci_low, r.pooled_mel_vs_nevus_ci_high),
                   f"{r.roc_auc_mean:.3f} ± {r.roc_auc_sd:.3f}", f"{r.pr_auc_mean:.3f}"]
         lines.append(f"| {r.variant} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -108,7 +104,7 @@ def shortcut_audit_table(report_dir: Path) -> str:
         for predicts, subset, _ in cols:
             row = part[(part["predicts"] == predicts) & (part["subset"] == subset)]
             r = row.iloc[0] if len(row) else None
-            cells.append("—" if r is None else (_ci(r.roc_auc, r.ci_low, r.ci_high) if r.roc_auc == r.roc_auc
+            cells.append("—" if r is None else (Estimate.cell(r.roc_auc, r.ci_low, r.ci_high) if r.roc_auc == r.roc_auc
                                                 else "too few"))
         lines.append(f"| {signal} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -195,10 +191,10 @@ def backbones_table(report_dir: Path) -> str:
         speed = getattr(r, "predict_images_per_second", float("nan"))
         reps = getattr(r, "repeats", float("nan"))
         evaluation = str(getattr(r, "evaluation", "")) + (f", {int(reps)} fold assignments" if reps == reps and reps > 1 else "")
-        within = _ci(r.within_copy_a_auc, r.within_copy_a_ci_low, r.within_copy_a_ci_high) \
+        within = Estimate.cell(r.within_copy_a_auc, r.within_copy_a_ci_low, r.within_copy_a_ci_high) \
             if getattr(r, "within_copy_a_auc", float("nan")) == getattr(r, "within_copy_a_auc", float("nan")) else "—"
         lines.append(f"| {protocol} | {r.backbone} | {r.model} | {int(r.image_size) if r.image_size == r.image_size else '—'} | "
-                     f"{evaluation} | {within} | {_ci(r.roc_auc, r.roc_auc_ci_low, r.roc_auc_ci_high)} | "
+                     f"{evaluation} | {within} | {Estimate.cell(r.roc_auc, r.roc_auc_ci_low, r.roc_auc_ci_high)} | "
                      f"{r.mel_vs_nevus_auc:.3f} | {r.sensitivity:.2f} | {r.specificity:.2f} | {getattr(r, 'calibrator', '—')} | "
                      f"{'—' if speed != speed else f'{speed:,.0f}'} |")
     for (protocol, _weights), names in skipped.items():

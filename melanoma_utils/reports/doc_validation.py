@@ -21,8 +21,8 @@ def _table(header: list[str], rows: list[str], after: list[str] | None = None) -
     return "\n".join(lines) + "\n"
 
 
-def _ci(est: float, lo: float, hi: float, digits: int = 3) -> str:
-    return Estimate(est, lo, hi).format(digits, ci="", missing="—")
+#: What a table cell of this module shows for a value not measured.
+MISSING = "—"
 
 
 def locked_test_table(report_dir: Path) -> str:
@@ -32,7 +32,8 @@ def locked_test_table(report_dir: Path) -> str:
         return _missing("table_locked_test.csv", "06")
     t = pd.read_csv(report_dir / "table_locked_test.csv")
     return _table(["endpoint (locked test part)", "images", "malignant", "ROC AUC (95% CI)"],
-                  [f"| {r.endpoint} | {int(r.n):,} | {int(r.n_malignant):,} | {_ci(r.roc_auc, r.ci_low, r.ci_high)} |"
+                  [f"| {r.endpoint} | {int(r.n):,} | {int(r.n_malignant):,} | "
+                   f"{Estimate.cell(r.roc_auc, r.ci_low, r.ci_high, missing=MISSING)} |"
                    for r in t.itertuples()])
 
 
@@ -48,8 +49,9 @@ def decision_within_copy_a(report_dir: Path) -> str:
     shown = t[t["threshold"].round(4).isin([0.01, 0.02, 0.05, 0.1, 0.2, 0.3])]
     span = (f" ({100 * clear['threshold'].min():.0f}%–{100 * clear['threshold'].max():.0f}%)" if len(clear) else "")
     return _table(["threshold probability", "net benefit (95% CI)", "ΔNB vs biopsy all (95% CI)"],
-                  [f"| {100 * r.threshold:.0f}% | {_ci(r.model, r.model_ci_low, r.model_ci_high, 4)} | "
-                   f"{_ci(r.delta_all, r.delta_all_ci_low, r.delta_all_ci_high, 4)} |" for r in shown.itertuples()],
+                  [f"| {100 * r.threshold:.0f}% | {Estimate.cell(r.model, r.model_ci_low, r.model_ci_high, 4, MISSING)} | "
+                   f"{Estimate.cell(r.delta_all, r.delta_all_ci_low, r.delta_all_ci_high, 4, MISSING)} |"
+                   for r in shown.itertuples()],
                   ["", f"Above both default strategies in point estimate at {len(point)} of {len(t)} threshold "
                        f"probabilities; with both intervals above 0 (against biopsying all and against biopsying none) "
                        f"at **{len(clear)}**{span}."])
@@ -62,7 +64,7 @@ def calibrator_choice(report_dir: Path) -> str:
         return _missing("table_validate_calibrator_choice.csv", "06")
     t = pd.read_csv(report_dir / "table_validate_calibrator_choice.csv")
     return _table(["calibrator", "cross-validated Brier", "held-out slope (95% CI)", "slope guard", "chosen"],
-                  [f"| {r.calibrator} | {r.brier_cv:.4f} | {_ci(r.slope, r.slope_ci_low, r.slope_ci_high, 2)} | "
+                  [f"| {r.calibrator} | {r.brier_cv:.4f} | {Estimate.cell(r.slope, r.slope_ci_low, r.slope_ci_high, 2, MISSING)} | "
                    f"{'passes' if r.eligible else 'refused'} | {'yes' if r.chosen else ''} |" for r in t.itertuples()])
 
 
