@@ -167,6 +167,10 @@ def test_readme_blocks_render_the_selection_and_the_decision_it_implies(tmp_path
         tmp_path / "table_train_timings.csv", index=False)
     table = finetune_selection_table(tmp_path)
     assert "held-out HAM10000 lesions" in table and "held-out ISIC 2017 lesions" in table
+    assert "2 patient-grouped folds of the ISIC subset (every image predicted once" in table
+    t.assign(folds=5, run_folds=2).to_csv(tmp_path / "table_finetune_5fold.csv", index=False)  # 2 of 5 folds ran
+    assert ("2 of 5 patient-grouped folds of the ISIC subset (each model trained on 80% of the patients; the images of "
+            "those 2 folds, about 40% of the patients, predicted once") in finetune_selection_table(tmp_path, "table_finetune_5fold.csv")
     assert "| c | 0.820 (+0.020, +0.005 to +0.040) |" in table and "| 20 min | wins |" in table and "| 60 s | base |" in table
     decision = finetune_decision(tmp_path)
     assert "**c** wins" in decision and "1.2× today's cold" in decision and "within the 10×" in decision
@@ -239,3 +243,13 @@ def test_a_winner_that_does_not_win_on_the_confirmation_folds_is_not_recommended
     confirm["verdict"] = "wins"  # confirmed: the decision stands
     confirm.to_csv(tmp_path / "table_finetune_confirm.csv", index=False)
     assert "not a recommendation" not in finetune_decision(tmp_path)
+
+
+def test_the_finetune_selection_runs_one_fold_assignment() -> None:
+    """Repeated fold assignments are refused before anything trains (some folds of one assignment are allowed)."""
+    from melanoma_utils.study.finetune import finetune_selection
+    from melanoma_utils.study.plan import FoldPlan
+
+    held = {"ham10000": pd.DataFrame({"image_name": ["x"]})}
+    with pytest.raises(ValueError, match="one fold assignment"):
+        finetune_selection(pd.DataFrame(), pd.DataFrame({"a": [1]}), held, "unused", plan=FoldPlan(n_splits=2, repeats=3))

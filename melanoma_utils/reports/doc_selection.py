@@ -90,10 +90,21 @@ def finetune_selection_table(report_dir: Path, name: str = SELECTION_CSV) -> str
                  _duration(r["train_seconds_per_run"]),
                  str(r["verdict"])]
         lines.append("| " + " | ".join(cells) + " |")
+    return ("\n".join(lines) + f"\n\n{_folds_note(t)}; 95% CIs by patient (ISIC) or lesion (external) bootstrap; an "
+            "ensemble has no run of its own. Times on 2 CPU cores; a frozen model's second fold run reuses the embeddings "
+            "its first computed.\n")
+
+
+def _folds_note(t: pd.DataFrame) -> str:
+    """What a selection table's folds were: every fold of one assignment, or some of its folds (``run_folds``; tables
+    written before that column ran every fold)."""
     folds = int(t["folds"].iloc[0])
-    return ("\n".join(lines) + f"\n\n{folds} patient-grouped folds of the ISIC subset (every image predicted once, out of "
-            "fold); 95% CIs by patient (ISIC) or lesion (external) bootstrap; an ensemble has no run of its own. Times on "
-            "2 CPU cores; a frozen model's second fold run reuses the embeddings its first computed.\n")
+    run = int(t["run_folds"].iloc[0]) if "run_folds" in t and pd.notna(t["run_folds"].iloc[0]) else folds
+    if run == folds:
+        return f"{folds} patient-grouped folds of the ISIC subset (every image predicted once, out of fold)"
+    return (f"{run} of {folds} patient-grouped folds of the ISIC subset (each model trained on {(folds - 1) / folds:.0%} "
+            f"of the patients; the images of those {run} folds, about {run / folds:.0%} of the patients, predicted once, "
+            "out of fold)")
 
 
 def _cold_external_seconds(report_dir: Path) -> float | None:

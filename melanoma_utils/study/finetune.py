@@ -141,11 +141,12 @@ def finetune_selection(df: pd.DataFrame, external: pd.DataFrame, holdouts: Mappi
     ``ensembles`` replaces :data:`FINETUNE_ENSEMBLES` (e.g. :data:`FINETUNE_POSTHOC`).
     Runs are kept in ``runs_dir`` and reused (an interrupted selection resumes). ``plan``
     (:class:`~melanoma_utils.study.plan.FoldPlan`): the folds, the bootstrap and the locked test part guarding the
-    selection (``locked=None``: none); one fold assignment, every fold."""
+    selection (``locked=None``: none); one fold assignment, every fold or ``plan.folds`` of it (the images of those
+    folds predicted once, each model trained on ``(n_splits - 1) / n_splits`` of the patients)."""
     plan = plan or FoldPlan(n_splits=2)
-    if plan.folds is not None or plan.repeats != 1:
-        raise ValueError("the fine-tuning selection runs every fold of one fold assignment: give a plan without folds "
-                         f"or repeats (got folds={plan.folds}, repeats={plan.repeats})")
+    if plan.repeats != 1:
+        raise ValueError("the fine-tuning selection runs one fold assignment (every fold, or plan.folds of it): give a "
+                         f"plan without repeats (got repeats={plan.repeats})")
     n_splits, n_boot, seed = plan.n_splits, plan.n_boot, plan.seed
     known = {**FINETUNE_CANDIDATES, **FINETUNE_ROUND2}
     names = check_variants(list(names or FINETUNE_CANDIDATES), known, "finetune candidates")
@@ -157,7 +158,7 @@ def finetune_selection(df: pd.DataFrame, external: pd.DataFrame, holdouts: Mappi
     variants = {n: {"external": True, **known[n], **dict(overrides or {})} for n in names}
     per_fold, oof = cross_validate(df, cfg, Path(runs_dir), variants, plan, external=external)
     holdout = pd.concat([h.assign(source=s) for s, h in holdouts.items()], ignore_index=True)
-    scores = holdout_scores(runs_dir, names, list(range(n_splits)), holdout, run_folder_name)
+    scores = holdout_scores(runs_dir, names, plan.fold_list, holdout, run_folder_name)
     scores = scores.merge(holdout[["image_name", "source"]], on="image_name", how="left")
     for name, members in (FINETUNE_ENSEMBLES if ensembles is None else ensembles).items():
         if all(m in names for m in members):
@@ -169,5 +170,6 @@ def finetune_selection(df: pd.DataFrame, external: pd.DataFrame, holdouts: Mappi
     table = selection_table(summary, paired, scores, [(n, FINETUNE_BASE) for n in ran], per_fold, n_boot=n_boot, seed=seed)
     table = per_source_holdout(table, scores, FINETUNE_BASE, n_boot=n_boot, seed=seed)
     table.insert(2, "folds", n_splits)
+    table.insert(3, "run_folds", len(plan.fold_list))
     table["verdict"] = finetune_verdict(table)
     return table
