@@ -13,6 +13,7 @@ each source) into ``--report-dir``.
     python scripts/finetune_study.py --confirm --runs runs_confirm   # round 1's recommended ensemble again, on new folds
     python scripts/finetune_study.py --confirm-posthoc --runs runs_confirm   # the post-hoc ensemble, on those folds
     python scripts/finetune_study.py --larger-folds --runs runs_5fold   # its members trained on 80% of the patients
+    python scripts/finetune_study.py --round3 --runs runs_confirm   # the reference's milder augmentation, same folds
 
 The locked test part (``--locked``, the study's ``locked_test.csv``) is removed first: no patient or lesion of it is
 trained on, validated on or held out here. ``--locked ''`` keeps every row, as the first two rounds and the post-hoc
@@ -40,6 +41,8 @@ from melanoma_utils.study.finetune import (
     FINETUNE_POSTHOC,
     FINETUNE_ROUND2,
     FINETUNE_ROUND2_ENSEMBLES,
+    FINETUNE_ROUND3,
+    FINETUNE_ROUND3_ENSEMBLES,
     finetune_selection,
 )
 from melanoma_utils.study.locked import read_locked, without_locked
@@ -75,6 +78,9 @@ def main() -> None:
                     help="the post-hoc ensemble (study.finetune.FINETUNE_POSTHOC: the base, the unweighted fine-tune, "
                          "their average) on the folds of --confirm, by the same rule, into "
                          "table_finetune_confirm_posthoc.csv")
+    ap.add_argument("--round3", action="store_true",
+                    help="round 3 of the recipe (study.finetune.FINETUNE_ROUND3: the milder augmentation, with its "
+                         "ensemble) against the same base on the folds of --confirm, into table_finetune_round3.csv")
     ap.add_argument("--larger-folds", action="store_true",
                     help="the post-hoc ensemble's members on folds 0 and 1 of 5 of the rows left by --locked (each model "
                          "trained on 80%% of the patients, not half), into table_finetune_5fold.csv and "
@@ -103,6 +109,14 @@ def main() -> None:
         table = finetune_selection(df, external, holdouts, args.runs, members, plan=plan, ensembles=FINETUNE_POSTHOC)
         atomic_write(args.report_dir / "table_finetune_posthoc.csv", lambda tmp: table.to_csv(tmp, index=False))
         print(table[["candidate", "within_copy_a", "delta_within_copy_a", "verdict"]].to_string(index=False))
+        return
+    if args.round3:
+        table = finetune_selection(df, external, holdouts, args.runs, list(FINETUNE_ROUND3), plan=plan,
+                                   ensembles=FINETUNE_ROUND3_ENSEMBLES)
+        write_csv(table, args.report_dir / "table_finetune_round3.csv")
+        print(table[["candidate", "within_copy_a", "delta_within_copy_a", "delta_within_copy_a_ci_low",
+                     "delta_within_copy_a_ci_high", "train_seconds_per_run", "verdict"]].to_string(index=False))
+        print(f"{time.perf_counter() - start:.0f} s")
         return
     if args.larger_folds:
         members = list(next(iter(FINETUNE_POSTHOC.values())))

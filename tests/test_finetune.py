@@ -253,3 +253,19 @@ def test_the_finetune_selection_runs_one_fold_assignment() -> None:
     held = {"ham10000": pd.DataFrame({"image_name": ["x"]})}
     with pytest.raises(ValueError, match="one fold assignment"):
         finetune_selection(pd.DataFrame(), pd.DataFrame({"a": [1]}), held, "unused", plan=FoldPlan(n_splits=2, repeats=3))
+
+
+def test_round3_augmentation_is_the_reference_s_milder_one() -> None:
+    """Round 3 trains on images closer to the ones it is judged on: dihedral views and small contrast/brightness
+    changes, no random crop, saturation, hue or greyscale (the names every candidate's options are checked against)."""
+    from melanoma_utils.pipeline.augment import build_augmenter
+    from melanoma_utils.study.finetune import FINETUNE_ROUND3, MILD_AUGMENTATION
+    from melanoma_utils.study.variants import check_variants
+
+    kinds = {type(layer).__name__ for layer in build_augmenter(64, **MILD_AUGMENTATION).layers_}
+    assert kinds == {"RandomFlip", "RandomTranspose", "RandomColorJitter"}
+    default = {type(layer).__name__ for layer in build_augmenter(64).layers_}
+    assert {"RandomCrop", "RandomGrayscale"} <= default
+    (fields,) = FINETUNE_ROUND3.values()
+    assert fields["augment_config"] == MILD_AUGMENTATION and fields["finetune"] == "all" and fields["source_weighting"] == "none"
+    assert check_variants(list(FINETUNE_ROUND3), FINETUNE_ROUND3, "finetune candidates") == list(FINETUNE_ROUND3)
