@@ -58,8 +58,9 @@ FINETUNE_ROUND2_ENSEMBLES: dict[str, tuple[str, ...]] = {
 #: Round 3 (2026-12-07, chosen after rounds 1-2 and the confirmation were seen): the recipe with the outside reference's
 #: milder augmentation (``../shared/REFERENCES.md``: flips and 90° rotations, contrast ±10%, brightness ±8%; no random
 #: crop, saturation, hue or greyscale). Measured before choosing it: this package's default augmentation moves a frozen
-#: Lite0 model's validation AUC from 0.81 to 0.71 (the 85% random crop alone to 0.73), the milder one to 0.80, so the
-#: fine-tuned network first has to relearn images far from the ones it is judged on. Judged by the same rule against the
+#: Lite0 model's validation AUC from 0.81 to 0.71 (the 85% random crop alone to 0.72), the milder one to 0.80, so the
+#: fine-tuned network first has to relearn images far from the ones it is judged on (`scripts/augmentation_shift.py`,
+#: `table_augmentation_shift.csv`). Judged by the same rule against the
 #: same base on the confirmation folds (``scripts/finetune_study.py --round3``, ``table_finetune_round3.csv``).
 MILD_AUGMENTATION: dict[str, Any] = {"crop_fraction": 1.0, "brightness": 0.08, "contrast": 0.1, "saturation": 0.0,
                                      "hue": 0.0, "grayscale_probability": 0.0}
