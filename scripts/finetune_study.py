@@ -12,7 +12,7 @@ each source) into ``--report-dir``.
     python scripts/finetune_study.py --round2            # the second round of the recipe (~40 min on 2 CPU cores)
     python scripts/finetune_study.py --confirm --runs runs_confirm   # round 1's recommended ensemble again, on new folds
     python scripts/finetune_study.py --confirm-posthoc --runs runs_confirm   # the post-hoc ensemble, on those folds
-    python scripts/finetune_study.py --larger-folds --runs runs_5fold   # its members trained on 80% of the patients
+    python scripts/finetune_study.py --larger-folds posthoc --runs runs_5fold   # a winner again, each model on 80%
     python scripts/finetune_study.py --round3 --runs runs_confirm   # the reference's milder augmentation, same folds
 
 The locked test part (``--locked``, the study's ``locked_test.csv``) is removed first: no patient or lesion of it is
@@ -81,10 +81,11 @@ def main() -> None:
     ap.add_argument("--round3", action="store_true",
                     help="round 3 of the recipe (study.finetune.FINETUNE_ROUND3: the milder augmentation, with its "
                          "ensemble) against the same base on the folds of --confirm, into table_finetune_round3.csv")
-    ap.add_argument("--larger-folds", action="store_true",
-                    help="the post-hoc ensemble's members on folds 0 and 1 of 5 of the rows left by --locked (each model "
-                         "trained on 80%% of the patients, not half), into table_finetune_5fold.csv and "
-                         "finetune_5fold_folds.csv: a protocol check, reported and never used to select")
+    ap.add_argument("--larger-folds", choices=("posthoc", "round3"), default=None,
+                    help="the post-hoc ensemble (posthoc) or round 3's (round3), with its members, on folds 0 and 1 of 5 "
+                         "of the rows left by --locked (each model trained on 80%% of the patients, not half), into "
+                         "table_finetune_5fold.csv and finetune_5fold_folds.csv: the second confirmation a winner on "
+                         "the --confirm folds needs before it is recommended")
     args = ap.parse_args()
 
     locked = read_locked(args.locked) if args.locked else None
@@ -119,8 +120,9 @@ def main() -> None:
         print(f"{time.perf_counter() - start:.0f} s")
         return
     if args.larger_folds:
-        members = list(next(iter(FINETUNE_POSTHOC.values())))
-        table = finetune_selection(df, external, holdouts, args.runs, members, plan=plan, ensembles=FINETUNE_POSTHOC)
+        ensembles = FINETUNE_POSTHOC if args.larger_folds == "posthoc" else FINETUNE_ROUND3_ENSEMBLES
+        members = list(next(iter(ensembles.values())))
+        table = finetune_selection(df, external, holdouts, args.runs, members, plan=plan, ensembles=ensembles)
         write_csv(table, args.report_dir / "table_finetune_5fold.csv")
         write_csv(pd.read_csv(args.runs / "folds.csv", dtype=str), args.report_dir / "finetune_5fold_folds.csv")
         print(table[["candidate", "within_copy_a", "delta_within_copy_a", "delta_within_copy_a_ci_low",

@@ -69,6 +69,16 @@ def finetune_confirm_posthoc_table(report_dir: Path) -> str:
     return finetune_selection_table(report_dir, CONFIRM_POSTHOC_CSV)
 
 
+def finetune_round3_table(report_dir: Path) -> str:
+    """:func:`finetune_selection_table` of the recipe's third round (``table_finetune_round3.csv``)."""
+    return finetune_selection_table(report_dir, "table_finetune_round3.csv")
+
+
+def finetune_5fold_table(report_dir: Path) -> str:
+    """:func:`finetune_selection_table` of the protocol check with larger training parts (``table_finetune_5fold.csv``)."""
+    return finetune_selection_table(report_dir, "table_finetune_5fold.csv")
+
+
 def finetune_selection_table(report_dir: Path, name: str = SELECTION_CSV) -> str:
     """Every candidate per population: within copy a, melanoma vs nevus within copy a, each external source's held-out
     lesions (estimate, and the paired difference against today's default with its 95% CI; the base row gives its

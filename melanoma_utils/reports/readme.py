@@ -13,11 +13,13 @@ from typing import Callable
 
 from .doc_findings import ablation_findings, gpu_estimate, headline_table, validation_findings
 from .doc_selection import (
+    finetune_5fold_table,
     finetune_confirm_posthoc_table,
     finetune_confirm_table,
     finetune_decision,
     finetune_posthoc_table,
     finetune_round2_table,
+    finetune_round3_table,
     finetune_selection_table,
     paper_table3,
 )
@@ -72,6 +74,7 @@ TABLES: dict[str, Callable[[Path], str]] = {"ablation": ablation_table, "ablatio
                                              "locked_test": locked_test_table, "finetune_round2": finetune_round2_table,
                                              "finetune_confirm": finetune_confirm_table,
                                              "finetune_confirm_posthoc": finetune_confirm_posthoc_table,
+                                             "finetune_round3": finetune_round3_table, "finetune_5fold": finetune_5fold_table,
                                              "metadata_only": metadata_only_table,
                                              "decision_within_copy_a": decision_within_copy_a,
                                              "calibrator_choice": calibrator_choice,

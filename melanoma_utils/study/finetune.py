@@ -7,6 +7,13 @@ within copy a (the primary endpoint), melanoma vs nevus within copy a, each exte
 all images of the subset as a guard. The rule (:func:`finetune_verdict`) was written before the first measurement
 (2026-12-07): a candidate **wins** where (1) no population endpoint has its difference's interval entirely below 0,
 (2) its within-copy-a difference is above 0 and (3) at least one population endpoint's interval lies above 0.
+
+After the confirmation (written 2026-12-07, before the post-hoc ensemble's or round 3's results on new folds were
+seen): a candidate that wins by the rule on the confirmation folds (``--confirm-posthoc``, ``--round3``) is recommended
+only if it wins again, by the same rule, on folds 0 and 1 of 5 of the patients outside the locked part
+(``--larger-folds``: each model trained on 80% of the patients; where both win, the one with the larger within-copy-a
+gain); otherwise ``train``'s frozen default stays the
+recommended model.
 """
 
 from __future__ import annotations
