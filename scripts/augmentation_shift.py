@@ -65,7 +65,8 @@ def main() -> None:
         draws = [score(np.asarray(aug(images, training=True))) for _ in range(args.draws)]
         rows.append({"setting": name, "roc_auc": float(np.mean([roc_auc(y, p) for p in draws])),
                      "mean_abs_change": float(np.mean([np.abs(p - plain).mean() for p in draws]))})
-    table = pd.DataFrame(rows).assign(images=len(val), malignant=int(y.sum()), draws=args.draws, run=args.run.name)
+    table = pd.DataFrame(rows).assign(images=len(val), malignant=int(y.sum()), draws=args.draws,
+                                      run="/".join(args.run.resolve().parts[-3:]))
     write_csv(table, args.report_dir / "table_augmentation_shift.csv")
     print(table[["setting", "roc_auc", "mean_abs_change"]].round(3).to_string(index=False))
 

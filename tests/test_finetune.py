@@ -269,3 +269,14 @@ def test_round3_augmentation_is_the_reference_s_milder_one() -> None:
     (fields,) = FINETUNE_ROUND3.values()
     assert fields["augment_config"] == MILD_AUGMENTATION and fields["finetune"] == "all" and fields["source_weighting"] == "none"
     assert check_variants(list(FINETUNE_ROUND3), FINETUNE_ROUND3, "finetune candidates") == list(FINETUNE_ROUND3)
+
+
+def test_the_augmentation_shift_block_reads_its_table(tmp_path: Path) -> None:
+    from melanoma_utils.reports.doc_selection import augmentation_shift_table
+
+    assert "Not measured yet" in augmentation_shift_table(tmp_path)
+    pd.DataFrame({"setting": ["none (the images as judged)", "default"], "roc_auc": [0.8104, 0.7126],
+                  "mean_abs_change": [0.0, 0.1581], "images": 400, "malignant": 80, "draws": 3,
+                  "run": "finetune_confirm/base/fold0"}).to_csv(tmp_path / "table_augmentation_shift.csv", index=False)
+    text = augmentation_shift_table(tmp_path)
+    assert "| default | 0.713 | 0.158 |" in text and "(finetune_confirm/base/fold0) on 400 of its held-out images (80 malignant)" in text

@@ -79,6 +79,20 @@ def finetune_5fold_table(report_dir: Path) -> str:
     return finetune_selection_table(report_dir, "table_finetune_5fold.csv")
 
 
+def augmentation_shift_table(report_dir: Path) -> str:
+    """How far each augmentation setting moves a frozen model from the images it is judged on
+    (``table_augmentation_shift.csv``, ``scripts/augmentation_shift.py``): ROC AUC and mean |change in probability|."""
+    path = report_dir / "table_augmentation_shift.csv"
+    if not path.is_file():
+        return "Not measured yet: scripts/augmentation_shift.py writes table_augmentation_shift.csv.\n"
+    t = pd.read_csv(path)
+    lines = ["| training augmentation applied | ROC AUC | mean change in probability |", "|---|---|---|"]
+    lines += [f"| {r.setting} | {r.roc_auc:.3f} | {r.mean_abs_change:.3f} |" for r in t.itertuples()]
+    r = t.iloc[0]
+    return ("\n".join(lines) + f"\n\nThe frozen default's fold run ({r['run']}) on {int(r['images'])} of its held-out images "
+            f"({int(r['malignant'])} malignant), each setting drawn {int(r['draws'])} times (means).\n")
+
+
 def finetune_selection_table(report_dir: Path, name: str = SELECTION_CSV) -> str:
     """Every candidate per population: within copy a, melanoma vs nevus within copy a, each external source's held-out
     lesions (estimate, and the paired difference against today's default with its 95% CI; the base row gives its

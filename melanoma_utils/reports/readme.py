@@ -13,6 +13,7 @@ from typing import Callable
 
 from .doc_findings import ablation_findings, gpu_estimate, headline_table, validation_findings
 from .doc_selection import (
+    augmentation_shift_table,
     finetune_5fold_table,
     finetune_confirm_posthoc_table,
     finetune_confirm_table,
@@ -74,7 +75,8 @@ TABLES: dict[str, Callable[[Path], str]] = {"ablation": ablation_table, "ablatio
                                              "locked_test": locked_test_table, "finetune_round2": finetune_round2_table,
                                              "finetune_confirm": finetune_confirm_table,
                                              "finetune_confirm_posthoc": finetune_confirm_posthoc_table,
-                                             "finetune_round3": finetune_round3_table, "finetune_5fold": finetune_5fold_table,
+                                             "finetune_round3": finetune_round3_table,
+                                             "augmentation_shift": augmentation_shift_table, "finetune_5fold": finetune_5fold_table,
                                              "metadata_only": metadata_only_table,
                                              "decision_within_copy_a": decision_within_copy_a,
                                              "calibrator_choice": calibrator_choice,
