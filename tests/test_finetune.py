@@ -280,3 +280,31 @@ def test_the_augmentation_shift_block_reads_its_table(tmp_path: Path) -> None:
                   "run": "finetune_confirm/base/fold0"}).to_csv(tmp_path / "table_augmentation_shift.csv", index=False)
     text = augmentation_shift_table(tmp_path)
     assert "| default | 0.713 | 0.158 |" in text and "(finetune_confirm/base/fold0) on 400 of its held-out images (80 malignant)" in text
+
+
+def test_a_followup_winner_is_recommended_only_after_winning_again_on_the_larger_folds(tmp_path: Path) -> None:
+    from melanoma_utils.reports.doc_selection import finetune_followup_decision
+
+    assert "Not measured yet" in finetune_followup_decision(tmp_path)
+
+    def table(verdict: str, delta: tuple[float, float, float], name: str = "c") -> pd.DataFrame:
+        t = _table(within_copy_a=delta)
+        t["candidate"] = ["base", name]
+        t["verdict"] = ["base", verdict]
+        return t
+
+    table("does not win: no gain within copy a", (-0.01, -0.03, 0.01)).to_csv(
+        tmp_path / "table_finetune_confirm_posthoc.csv", index=False)
+    text = finetune_followup_decision(tmp_path)
+    assert "c: does not win: no gain within copy a (within copy a -0.010, -0.030 to +0.010)" in text
+    assert "No candidate wins: `train`'s frozen default stays" in text
+    table("wins", (0.02, 0.005, 0.04), "r3").to_csv(tmp_path / "table_finetune_round3.csv", index=False)
+    assert "**r3** goes on to the larger folds: not run yet" in finetune_followup_decision(tmp_path)
+    table("does not win: loses within_copy_a", (-0.03, -0.05, -0.01), "r3").to_csv(
+        tmp_path / "table_finetune_5fold.csv", index=False)
+    text = finetune_followup_decision(tmp_path)
+    assert "there it does not win (does not win: loses within_copy_a; within copy a -0.030" in text
+    assert "frozen default stays the recommended model" in text
+    table("wins", (0.01, 0.001, 0.02), "r3").to_csv(tmp_path / "table_finetune_5fold.csv", index=False)
+    assert "it wins there too (within copy a +0.010, +0.001 to +0.020) and is the recommended recipe" in \
+        finetune_followup_decision(tmp_path)

@@ -79,6 +79,43 @@ def finetune_5fold_table(report_dir: Path) -> str:
     return finetune_selection_table(report_dir, "table_finetune_5fold.csv")
 
 
+#: The candidates tried on the confirmation folds after the confirmation, and the second confirmation a winner needs.
+FOLLOWUP_CSVS: tuple[str, ...] = ("table_finetune_confirm_posthoc.csv", "table_finetune_round3.csv")
+LARGER_FOLDS_CSV = "table_finetune_5fold.csv"
+
+
+def _delta(r: pd.Series) -> str:
+    return (f"within copy a {r['delta_within_copy_a']:+.3f}, {r['delta_within_copy_a_ci_low']:+.3f} to "
+            f"{r['delta_within_copy_a_ci_high']:+.3f}")
+
+
+def finetune_followup_decision(report_dir: Path) -> str:
+    """What the candidates tried after the confirmation mean (:mod:`melanoma_utils.study.finetune`'s rule after the
+    confirmation): the best winner on the confirmation folds (:data:`FOLLOWUP_CSVS`) is recommended only where it wins
+    again on the larger folds (:data:`LARGER_FOLDS_CSV`); otherwise ``train``'s frozen default stays recommended."""
+    tables = [pd.read_csv(report_dir / n) for n in FOLLOWUP_CSVS if (report_dir / n).is_file()]
+    if not tables:
+        return "Not measured yet: scripts/finetune_study.py --confirm-posthoc and --round3 write their tables.\n"
+    t = pd.concat(tables, ignore_index=True)
+    t = t[t["verdict"] != "base"].drop_duplicates("candidate")
+    said = "; ".join(f"{r['candidate']}: {r['verdict']} ({_delta(r)})" for _, r in t.iterrows())
+    won = t[t["verdict"] == "wins"].sort_values("delta_within_copy_a", ascending=False)
+    if won.empty:
+        return (f"On the confirmation folds, by the same rule: {said}. No candidate wins: `train`'s frozen default "
+                "stays the recommended model.\n")
+    best = won.iloc[0]
+    head = f"On the confirmation folds, by the same rule: {said}. **{best['candidate']}** goes on to the larger folds: "
+    path = report_dir / LARGER_FOLDS_CSV
+    again = pd.read_csv(path).set_index("candidate") if path.is_file() else None
+    if again is None or best["candidate"] not in again.index:
+        return head + "not run yet, so `train`'s frozen default stays the recommended model.\n"
+    r = again.loc[best["candidate"]]
+    if r["verdict"] != "wins":
+        return (head + f"there it does not win ({r['verdict']}; {_delta(r)}), so `train`'s frozen default stays the "
+                "recommended model.\n")
+    return head + f"it wins there too ({_delta(r)}) and is the recommended recipe (the commands below).\n"
+
+
 def augmentation_shift_table(report_dir: Path) -> str:
     """How far each augmentation setting moves a frozen model from the images it is judged on
     (``table_augmentation_shift.csv``, ``scripts/augmentation_shift.py``): ROC AUC and mean |change in probability|."""
