@@ -43,6 +43,7 @@ from melanoma_utils.study.finetune import (
     FINETUNE_ROUND2_ENSEMBLES,
     FINETUNE_ROUND3,
     FINETUNE_ROUND3_ENSEMBLES,
+    finetune_histories,
     finetune_selection,
 )
 from melanoma_utils.study.locked import read_locked, without_locked
@@ -51,6 +52,15 @@ from melanoma_utils.study.plan import FoldPlan
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 #: Display names of the external folders (the ISIC 2017 part is read through the ISIC 2019 layout).
 SOURCES = {"ham10000-256": "ham10000", "isic2017-256": "isic2017"}
+
+
+def write_histories(runs: Path, report_dir: Path) -> None:
+    """Add what fine-tuning did in each fine-tuned fold run of ``runs`` to ``table_finetune_histories.csv`` (the rows
+    of an earlier call for the same runs folder replaced)."""
+    path = report_dir / "table_finetune_histories.csv"
+    new = finetune_histories(runs).assign(runs=runs.name)
+    old = pd.read_csv(path) if path.is_file() else new.iloc[:0]
+    write_csv(pd.concat([old[old["runs"] != runs.name], new], ignore_index=True), path)
 
 
 def main() -> None:
@@ -117,6 +127,7 @@ def main() -> None:
         write_csv(table, args.report_dir / "table_finetune_round3.csv")
         print(table[["candidate", "within_copy_a", "delta_within_copy_a", "delta_within_copy_a_ci_low",
                      "delta_within_copy_a_ci_high", "train_seconds_per_run", "verdict"]].to_string(index=False))
+        write_histories(args.runs, args.report_dir)
         print(f"{time.perf_counter() - start:.0f} s")
         return
     if args.larger_folds:
@@ -127,6 +138,7 @@ def main() -> None:
         write_csv(pd.read_csv(args.runs / "folds.csv", dtype=str), args.report_dir / "finetune_5fold_folds.csv")
         print(table[["candidate", "within_copy_a", "delta_within_copy_a", "delta_within_copy_a_ci_low",
                      "delta_within_copy_a_ci_high", "train_seconds_per_run", "verdict"]].to_string(index=False))
+        write_histories(args.runs, args.report_dir)
         print(f"{time.perf_counter() - start:.0f} s")
         return
     if args.confirm or args.confirm_posthoc:
@@ -140,6 +152,7 @@ def main() -> None:
             write_csv(pd.read_csv(args.runs / "folds.csv", dtype=str), args.report_dir / "finetune_confirm_folds.csv")
         print(table[["candidate", "within_copy_a", "delta_within_copy_a", "delta_within_copy_a_ci_low",
                      "delta_within_copy_a_ci_high", "train_seconds_per_run", "verdict"]].to_string(index=False))
+        write_histories(args.runs, args.report_dir)
         print(f"{time.perf_counter() - start:.0f} s")
         return
     if args.round2:
@@ -148,6 +161,7 @@ def main() -> None:
         write_csv(table, args.report_dir / "table_finetune_round2.csv")
         print(table[["candidate", "within_copy_a", "delta_within_copy_a", "delta_within_copy_a_ci_low",
                      "delta_within_copy_a_ci_high", "train_seconds_per_run", "verdict"]].to_string(index=False))
+        write_histories(args.runs, args.report_dir)
         print(f"{time.perf_counter() - start:.0f} s")
         return
     table = finetune_selection(df, external, holdouts, args.runs, args.candidates, plan=plan)
@@ -162,6 +176,7 @@ def main() -> None:
             "train_seconds_per_run", "verdict"]
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.precision", 3):
         print(table[cols].to_string(index=False))
+    write_histories(args.runs, args.report_dir)
     print(f"{time.perf_counter() - start:.0f} s")
 
 

@@ -308,3 +308,31 @@ def test_a_followup_winner_is_recommended_only_after_winning_again_on_the_larger
     table("wins", (0.01, 0.001, 0.02), "r3").to_csv(tmp_path / "table_finetune_5fold.csv", index=False)
     assert "it wins there too (within copy a +0.010, +0.001 to +0.020) and is the recommended recipe" in \
         finetune_followup_decision(tmp_path)
+
+
+def test_finetune_histories_split_warmup_from_finetuning_and_the_note_counts_them(tmp_path: Path) -> None:
+    """Each fine-tuned fold run's history is cut where its stages say the warm-up ended; a frozen run (no fine-tuning
+    stage) is skipped."""
+    import json
+
+    from melanoma_utils.reports.doc_selection import finetune_histories_note
+    from melanoma_utils.study.finetune import finetune_histories
+
+    def run(name: str, losses: list[float], head_epochs: int | None) -> None:
+        d = tmp_path / "runs" / name
+        d.mkdir(parents=True)
+        (d / "model.keras").write_bytes(b"x")
+        stages = {"head": {"epochs": head_epochs}, **({"finetune": {"epochs": 2}} if head_epochs else {})}
+        (d / "config.json").write_text(json.dumps({"stages": stages}))
+        pd.DataFrame({"epoch": range(len(losses)), "val_loss": losses, "val_auc": 0.8}).to_csv(d / "history.csv", index=False)
+
+    run("ft/fold0", [0.7, 0.6, 2.5, 0.65], 2)  # rose after the warm-up and never got back below 0.6
+    run("ft/fold1", [0.7, 0.5, 0.55, 0.45], 2)  # rose a little, then improved on the warm-up
+    run("frozen/fold0", [0.7, 0.6], None)
+    h = finetune_histories(tmp_path / "runs")
+    assert list(h["run"]) == ["ft/fold0", "ft/fold1"]
+    assert list(h["warmup_best_val_loss"]) == [0.6, 0.5] and list(h["first_finetune_val_loss"]) == [2.5, 0.55]
+    assert list(h["best_finetune_epoch"]) == [2, 2] and list(h["best_finetune_val_loss"]) == [0.65, 0.45]
+    h.assign(runs="confirm").to_csv(tmp_path / "table_finetune_histories.csv", index=False)
+    assert ("`confirm/ft`: the first fine-tuning epoch's validation loss above the warm-up's best in 2 of 2 fold runs "
+            "(median 1.52 against 0.55), no fine-tuning epoch back below it in 1.") in finetune_histories_note(tmp_path)

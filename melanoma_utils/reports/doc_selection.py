@@ -116,6 +116,24 @@ def finetune_followup_decision(report_dir: Path) -> str:
     return head + f"it wins there too ({_delta(r)}) and is the recommended recipe (the commands below).\n"
 
 
+def finetune_histories_note(report_dir: Path) -> str:
+    """What fine-tuning did to the validation loss of the fine-tuned fold runs (``table_finetune_histories.csv``,
+    written by ``scripts/finetune_study.py``), per runs folder: how many runs' first fine-tuning epoch rose above the
+    warm-up head's best, and how many never got back below it."""
+    path = report_dir / "table_finetune_histories.csv"
+    if not path.is_file():
+        return "Not measured yet: scripts/finetune_study.py writes table_finetune_histories.csv.\n"
+    parts = []
+    for runs, t in pd.read_csv(path).groupby("runs", sort=False):
+        for cand, c in t.groupby(t["run"].str.split("/").str[0], sort=False):
+            rose = int((c["first_finetune_val_loss"] > c["warmup_best_val_loss"]).sum())
+            stuck = int((c["best_finetune_val_loss"] > c["warmup_best_val_loss"]).sum())
+            parts.append(f"`{runs}/{cand}`: the first fine-tuning epoch's validation loss above the warm-up's best in "
+                         f"{rose} of {len(c)} fold runs (median {c['first_finetune_val_loss'].median():.2f} against "
+                         f"{c['warmup_best_val_loss'].median():.2f}), no fine-tuning epoch back below it in {stuck}")
+    return "; ".join(parts) + ".\n"
+
+
 def augmentation_shift_table(report_dir: Path) -> str:
     """How far each augmentation setting moves a frozen model from the images it is judged on
     (``table_augmentation_shift.csv``, ``scripts/augmentation_shift.py``): ROC AUC and mean |change in probability|."""

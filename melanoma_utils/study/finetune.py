@@ -18,6 +18,7 @@ recommended model.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -26,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..models.presets import FINETUNE_PRESET, get_preset
+from ..runs.runfolder import RunLayout
 from .ceiling import ceiling_config
 from .experiments import add_ensemble, cross_validate, paired_contrasts, run_folder_name, summarise_cv
 from .plan import FoldPlan
@@ -80,6 +82,29 @@ FINETUNE_ROUND3_ENSEMBLES: dict[str, tuple[str, ...]] = {
 #: The population endpoints the rule protects (column stems of the selection table); held-out external sources add
 #: ``holdout_<source>``.
 POPULATION_ENDPOINTS: tuple[str, ...] = ("within_copy_a", "mvn_within_copy_a")
+
+
+def finetune_histories(runs_dir: str | os.PathLike[str]) -> pd.DataFrame:
+    """What fine-tuning did to each fine-tuned fold run under ``runs_dir`` (``<candidate>/fold<k>``): the warm-up head's
+    best validation loss (the weights fine-tuning starts from), the first fine-tuning epoch's, the best fine-tuning
+    epoch's and which epoch it was, from the run's history and its stages (the warm-up's epochs come first)."""
+    rows = []
+    for fold_dir in sorted(Path(runs_dir).glob("*/fold*")):
+        layout = RunLayout(fold_dir)
+        if not layout.has_model or not layout.history.is_file():
+            continue
+        stages = json.loads(layout.config.read_text(encoding="utf-8")).get("stages", {})
+        if "finetune" not in stages:
+            continue
+        h = pd.read_csv(layout.history)
+        warm, ft = h.iloc[: int(stages["head"]["epochs"])], h.iloc[int(stages["head"]["epochs"]):]
+        if warm.empty or ft.empty:
+            continue
+        rows.append({"run": f"{fold_dir.parent.name}/{fold_dir.name}", "warmup_best_val_loss": warm["val_loss"].min(),
+                     "first_finetune_val_loss": ft["val_loss"].iloc[0], "best_finetune_val_loss": ft["val_loss"].min(),
+                     "best_finetune_epoch": int(np.argmin(ft["val_loss"].to_numpy())) + 1, "finetune_epochs": len(ft),
+                     "warmup_best_val_auc": warm["val_auc"].max(), "best_finetune_val_auc": ft["val_auc"].max()})
+    return pd.DataFrame(rows)
 
 
 def ensemble_holdout(scores: pd.DataFrame, members: Sequence[str], name: str) -> pd.DataFrame:
