@@ -190,7 +190,9 @@ def _load_archive(run_dir: Path) -> Any:
         raise ModelFilesError(f"run folder {run_dir} is damaged: model.keras ({archive.stat().st_size:,} bytes, not a "
                               "complete Keras archive: cut or overwritten); train the run again")
     try:
-        return keras.saving.load_model(archive)  # safe_mode: no code from the file runs
+        # safe_mode: no code from the file runs; compile=False: prediction needs no optimizer, and restoring one that a
+        # later training phase had rebuilt (fine-tuning) only warns that its variables differ
+        return keras.saving.load_model(archive, compile=False)
     except Exception as exc:  # noqa: BLE001 (Keras raises many types for a damaged archive; all mean the same here)
         raise ModelFilesError(f"run folder {run_dir} is damaged: model.keras ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0][:200] if str(exc) else 'unreadable'}); train the run "
