@@ -36,6 +36,12 @@ SETTINGS: dict[str, dict[str, float]] = {
 }
 
 
+def augment_each(aug: object, images: np.ndarray) -> np.ndarray:
+    """``images`` through ``aug`` one at a time, as training's tf.data pipeline augments them (a random crop called on a
+    whole batch draws one offset for all of it)."""
+    return np.stack([np.asarray(aug(img[None], training=True))[0] for img in images])  # type: ignore[operator]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", type=Path, required=True, help="a trained fusion run folder")
@@ -62,7 +68,7 @@ def main() -> None:
     rows = [{"setting": "none (the images as judged)", "roc_auc": roc_auc(y, plain), "mean_abs_change": 0.0}]
     for name, strengths in SETTINGS.items():
         aug = build_augmenter(size, seed=1, **strengths)
-        draws = [score(np.asarray(aug(images, training=True))) for _ in range(args.draws)]
+        draws = [score(augment_each(aug, images)) for _ in range(args.draws)]
         rows.append({"setting": name, "roc_auc": float(np.mean([roc_auc(y, p) for p in draws])),
                      "mean_abs_change": float(np.mean([np.abs(p - plain).mean() for p in draws]))})
     table = pd.DataFrame(rows).assign(images=len(val), malignant=int(y.sum()), draws=args.draws,

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -59,11 +60,48 @@ def write_histories(runs: Path, report_dir: Path) -> None:
     of an earlier call for the same runs folder replaced)."""
     path = report_dir / "table_finetune_histories.csv"
     new = finetune_histories(runs).assign(runs=runs.name)
-    old = pd.read_csv(path) if path.is_file() else new.iloc[:0]
+    old = pd.read_csv(path, dtype={"runs": str}) if path.is_file() else new.iloc[:0]
     write_csv(pd.concat([old[old["runs"] != runs.name], new], ignore_index=True), path)
 
 
-def main() -> None:
+def _members(ensembles: dict[str, tuple[str, ...]]) -> list[str]:
+    return list(next(iter(ensembles.values())))  # the base and the fine-tuned model of the (one) ensemble
+
+
+@dataclass(frozen=True)
+class Mode:
+    """One table of the study: which candidates (``None``: ``--candidates``) and ensembles, the table it writes, the
+    folds file it writes (``folds_out``) or must match (``same_folds``: the same folds as an earlier table), and its
+    fold plan (``n_splits``, ``folds``: some folds of one assignment)."""
+
+    names: list[str] | None
+    ensembles: dict[str, tuple[str, ...]]
+    table: str
+    folds_out: str | None = None
+    same_folds: str | None = None
+    n_splits: int | None = None
+    folds: tuple[int, ...] | None = None
+
+
+CONFIRM_FOLDS = "finetune_confirm_folds.csv"
+MODES: dict[str, Mode] = {
+    "select": Mode(None, FINETUNE_ENSEMBLES, "table_finetune_selection.csv", "finetune_folds.csv"),
+    "posthoc": Mode(sorted({m for ms in FINETUNE_POSTHOC.values() for m in ms}), FINETUNE_POSTHOC,
+                    "table_finetune_posthoc.csv"),
+    "round2": Mode(list(FINETUNE_ROUND2), FINETUNE_ROUND2_ENSEMBLES, "table_finetune_round2.csv"),
+    "confirm": Mode(_members(FINETUNE_ENSEMBLES), FINETUNE_ENSEMBLES, "table_finetune_confirm.csv", CONFIRM_FOLDS),
+    "confirm-posthoc": Mode(_members(FINETUNE_POSTHOC), FINETUNE_POSTHOC, "table_finetune_confirm_posthoc.csv",
+                            same_folds=CONFIRM_FOLDS),
+    "round3": Mode(list(FINETUNE_ROUND3), FINETUNE_ROUND3_ENSEMBLES, "table_finetune_round3.csv", same_folds=CONFIRM_FOLDS),
+    "larger-folds posthoc": Mode(_members(FINETUNE_POSTHOC), FINETUNE_POSTHOC, "table_finetune_5fold.csv",
+                                 "finetune_5fold_folds.csv", n_splits=5, folds=(0, 1)),
+    "larger-folds round3": Mode(_members(FINETUNE_ROUND3_ENSEMBLES), FINETUNE_ROUND3_ENSEMBLES,
+                                "table_finetune_5fold.csv", "finetune_5fold_folds.csv", n_splits=5, folds=(0, 1)),
+}
+
+
+def parse_args() -> argparse.Namespace:
+    """The command line; the study's tables are mutually exclusive modes (``args.mode``, a :data:`MODES` key)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images-csv", type=Path, default=SHARED / "isic2020-256" / "train.csv")
     ap.add_argument("--external", type=Path, nargs="+", default=[SHARED / s for s in SOURCES])
@@ -73,31 +111,40 @@ def main() -> None:
     ap.add_argument("--candidates", nargs="*", default=list(FINETUNE_CANDIDATES), metavar="NAME",
                     help="which candidates (default: all): " + "; ".join(FINETUNE_CANDIDATES))
     ap.add_argument("--n-boot", type=int, default=1000)
-    ap.add_argument("--posthoc", action="store_true",
-                    help="score the post-hoc ensembles (study.finetune.FINETUNE_POSTHOC) from the same fold runs into "
-                         "table_finetune_posthoc.csv instead (reported, never selected)")
-    ap.add_argument("--round2", action="store_true",
-                    help="the recipe sweep's second round (study.finetune.FINETUNE_ROUND2, with its ensembles) against "
-                         "the same base on the same folds, into table_finetune_round2.csv")
     ap.add_argument("--locked", default="reports/isic2020/locked_test.csv",
                     help="the study's locked test part (removed before anything; '' keeps every row)")
-    ap.add_argument("--confirm", action="store_true",
-                    help="round 1's recommended ensemble (the base, the fine-tune with sources weighted alike, their "
-                         "average) again on the folds of the rows left by --locked, into table_finetune_confirm.csv")
-    ap.add_argument("--confirm-posthoc", action="store_true",
-                    help="the post-hoc ensemble (study.finetune.FINETUNE_POSTHOC: the base, the unweighted fine-tune, "
-                         "their average) on the folds of --confirm, by the same rule, into "
-                         "table_finetune_confirm_posthoc.csv")
-    ap.add_argument("--round3", action="store_true",
-                    help="round 3 of the recipe (study.finetune.FINETUNE_ROUND3: the milder augmentation, with its "
-                         "ensemble) against the same base on the folds of --confirm, into table_finetune_round3.csv")
-    ap.add_argument("--larger-folds", choices=("posthoc", "round3"), default=None,
-                    help="the post-hoc ensemble (posthoc) or round 3's (round3), with its members, on folds 0 and 1 of 5 "
-                         "of the rows left by --locked (each model trained on 80%% of the patients, not half), into "
-                         "table_finetune_5fold.csv and finetune_5fold_folds.csv: the second confirmation a winner on "
-                         "the --confirm folds needs before it is recommended")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--posthoc", action="store_true",
+                      help="score the post-hoc ensembles (study.finetune.FINETUNE_POSTHOC) from the same fold runs into "
+                           "table_finetune_posthoc.csv instead (reported, never selected)")
+    mode.add_argument("--round2", action="store_true",
+                      help="the recipe sweep's second round (study.finetune.FINETUNE_ROUND2, with its ensembles) "
+                           "against the same base on the same folds, into table_finetune_round2.csv")
+    mode.add_argument("--confirm", action="store_true",
+                      help="round 1's recommended ensemble (the base, the fine-tune with sources weighted alike, their "
+                           "average) again on the folds of the rows left by --locked, into table_finetune_confirm.csv")
+    mode.add_argument("--confirm-posthoc", action="store_true",
+                      help="the post-hoc ensemble (study.finetune.FINETUNE_POSTHOC: the base, the unweighted fine-tune, "
+                           "their average) on the folds of --confirm, by the same rule, into "
+                           "table_finetune_confirm_posthoc.csv")
+    mode.add_argument("--round3", action="store_true",
+                      help="round 3 of the recipe (study.finetune.FINETUNE_ROUND3: the milder augmentation, with its "
+                           "ensemble) against the same base on the folds of --confirm, into table_finetune_round3.csv")
+    mode.add_argument("--larger-folds", choices=("posthoc", "round3"), default=None,
+                      help="the post-hoc ensemble (posthoc) or round 3's (round3), with its members, on folds 0 and 1 "
+                           "of 5 of the rows left by --locked (each model trained and validated on 80%% of the "
+                           "patients, not half), into table_finetune_5fold.csv and finetune_5fold_folds.csv: the second "
+                           "confirmation a winner on the --confirm folds needs before it is recommended")
     args = ap.parse_args()
+    flags = {"posthoc": args.posthoc, "round2": args.round2, "confirm": args.confirm,
+             "confirm-posthoc": args.confirm_posthoc, "round3": args.round3}
+    args.mode = (f"larger-folds {args.larger_folds}" if args.larger_folds
+                 else next((m for m, on in flags.items() if on), "select"))
+    return args
 
+
+def load_parts(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, pd.DataFrame], object]:
+    """The ISIC rows and every external source's training rows and held-out lesions, the locked part removed first."""
     locked = read_locked(args.locked) if args.locked else None
     ds = load_dataset(args.images_csv)
     df, _ = with_source_copies(ds.frame, args.images_csv)
@@ -111,72 +158,37 @@ def main() -> None:
         ext, held = hold_out_external(ext, 0.2, seed=0)  # each source's own lesion-grouped, melanoma-stratified split
         train_parts.append(ext)
         holdouts[SOURCES.get(folder.name, folder.name)] = held
-    external = pd.concat(train_parts, ignore_index=True)
-    plan = FoldPlan(n_splits=5 if args.larger_folds else args.folds, folds=(0, 1) if args.larger_folds else None,
-                    n_boot=args.n_boot, locked=locked)
+    return df, pd.concat(train_parts, ignore_index=True), holdouts, locked
+
+
+def main() -> None:
+    args = parse_args()
+    mode = MODES[args.mode]
+    df, external, holdouts, locked = load_parts(args)
+    plan = FoldPlan(n_splits=mode.n_splits or args.folds, folds=mode.folds, n_boot=args.n_boot, locked=locked)
     start = time.perf_counter()
-    if args.posthoc:
-        members = sorted({m for ms in FINETUNE_POSTHOC.values() for m in ms})
-        table = finetune_selection(df, external, holdouts, args.runs, members, plan=plan, ensembles=FINETUNE_POSTHOC)
-        atomic_write(args.report_dir / "table_finetune_posthoc.csv", lambda tmp: table.to_csv(tmp, index=False))
-        print(table[["candidate", "within_copy_a", "delta_within_copy_a", "verdict"]].to_string(index=False))
-        return
-    if args.round3:
-        table = finetune_selection(df, external, holdouts, args.runs, list(FINETUNE_ROUND3), plan=plan,
-                                   ensembles=FINETUNE_ROUND3_ENSEMBLES)
-        write_csv(table, args.report_dir / "table_finetune_round3.csv")
-        print(table[["candidate", "within_copy_a", "delta_within_copy_a", "delta_within_copy_a_ci_low",
-                     "delta_within_copy_a_ci_high", "train_seconds_per_run", "verdict"]].to_string(index=False))
-        write_histories(args.runs, args.report_dir)
-        print(f"{time.perf_counter() - start:.0f} s")
-        return
-    if args.larger_folds:
-        ensembles = FINETUNE_POSTHOC if args.larger_folds == "posthoc" else FINETUNE_ROUND3_ENSEMBLES
-        members = list(next(iter(ensembles.values())))
-        table = finetune_selection(df, external, holdouts, args.runs, members, plan=plan, ensembles=ensembles)
-        write_csv(table, args.report_dir / "table_finetune_5fold.csv")
-        write_csv(pd.read_csv(args.runs / "folds.csv", dtype=str), args.report_dir / "finetune_5fold_folds.csv")
-        print(table[["candidate", "within_copy_a", "delta_within_copy_a", "delta_within_copy_a_ci_low",
-                     "delta_within_copy_a_ci_high", "train_seconds_per_run", "verdict"]].to_string(index=False))
-        write_histories(args.runs, args.report_dir)
-        print(f"{time.perf_counter() - start:.0f} s")
-        return
-    if args.confirm or args.confirm_posthoc:
-        ensembles = FINETUNE_POSTHOC if args.confirm_posthoc else FINETUNE_ENSEMBLES
-        members = list(next(iter(ensembles.values())))  # the base and the fine-tuned model
-        table = finetune_selection(df, external, holdouts, args.runs, members, plan=plan, ensembles=ensembles)
-        if args.confirm_posthoc:  # the folds of --confirm (the same plan and rows): finetune_confirm_folds.csv holds them
-            write_csv(table, args.report_dir / "table_finetune_confirm_posthoc.csv")
-        else:
-            write_csv(table, args.report_dir / "table_finetune_confirm.csv")
-            write_csv(pd.read_csv(args.runs / "folds.csv", dtype=str), args.report_dir / "finetune_confirm_folds.csv")
-        print(table[["candidate", "within_copy_a", "delta_within_copy_a", "delta_within_copy_a_ci_low",
-                     "delta_within_copy_a_ci_high", "train_seconds_per_run", "verdict"]].to_string(index=False))
-        write_histories(args.runs, args.report_dir)
-        print(f"{time.perf_counter() - start:.0f} s")
-        return
-    if args.round2:
-        table = finetune_selection(df, external, holdouts, args.runs, list(FINETUNE_ROUND2), plan=plan,
-                                   ensembles=FINETUNE_ROUND2_ENSEMBLES)
-        write_csv(table, args.report_dir / "table_finetune_round2.csv")
-        print(table[["candidate", "within_copy_a", "delta_within_copy_a", "delta_within_copy_a_ci_low",
-                     "delta_within_copy_a_ci_high", "train_seconds_per_run", "verdict"]].to_string(index=False))
-        write_histories(args.runs, args.report_dir)
-        print(f"{time.perf_counter() - start:.0f} s")
-        return
-    table = finetune_selection(df, external, holdouts, args.runs, args.candidates, plan=plan)
-    atomic_write(args.report_dir / "table_finetune_selection.csv", lambda tmp: table.to_csv(tmp, index=False))
-    # what the numbers were measured on, committed beside them: the ISIC fold of every image, the held-out lesions
-    write_csv(pd.read_csv(args.runs / "folds.csv", dtype=str), args.report_dir / "finetune_folds.csv")
-    held = pd.concat([h[["image_name", "patient_id", "target"]].assign(source=s) for s, h in holdouts.items()])
-    write_csv(held, args.report_dir / "finetune_external_holdout.csv")
+    table = finetune_selection(df, external, holdouts, args.runs, mode.names or args.candidates, plan=plan,
+                               ensembles=mode.ensembles)
+    folds = pd.read_csv(args.runs / "folds.csv", dtype=str)
+    if mode.same_folds:  # the same folds as an earlier table, or the comparison with it means nothing
+        earlier = pd.read_csv(args.report_dir / mode.same_folds, dtype=str)
+        if not folds.sort_values("image_name").reset_index(drop=True).equals(
+                earlier.sort_values("image_name").reset_index(drop=True)):
+            raise SystemExit(f"{args.runs}/folds.csv differs from {mode.same_folds}: not the folds this table compares on")
+    atomic_write(args.report_dir / mode.table, lambda tmp: table.to_csv(tmp, index=False))
+    if mode.folds_out:  # what the numbers were measured on, committed beside them: the ISIC fold of every image
+        write_csv(folds, args.report_dir / mode.folds_out)
+    if args.mode == "select":  # and the held-out lesions of each source
+        held = pd.concat([h[["image_name", "patient_id", "target"]].assign(source=s) for s, h in holdouts.items()])
+        write_csv(held, args.report_dir / "finetune_external_holdout.csv")
     cols = ["candidate", "within_copy_a", "delta_within_copy_a", "delta_within_copy_a_ci_low",
             "delta_within_copy_a_ci_high", "mvn_within_copy_a", "delta_mvn_within_copy_a",
             *[c for c in table.columns if c.startswith("holdout_") and "_ci_" not in c], "overall",
             "train_seconds_per_run", "verdict"]
     with pd.option_context("display.width", 250, "display.max_columns", 30, "display.precision", 3):
         print(table[cols].to_string(index=False))
-    write_histories(args.runs, args.report_dir)
+    if args.mode != "posthoc":  # the post-hoc table trains nothing of its own
+        write_histories(args.runs, args.report_dir)
     print(f"{time.perf_counter() - start:.0f} s")
 
 

@@ -174,7 +174,7 @@ def test_readme_blocks_render_the_selection_and_the_decision_it_implies(tmp_path
     assert "held-out HAM10000 lesions" in table and "held-out ISIC 2017 lesions" in table
     assert "2 patient-grouped folds of the ISIC subset (every image predicted once" in table
     t.assign(folds=5, run_folds=2).to_csv(tmp_path / "table_finetune_5fold.csv", index=False)  # 2 of 5 folds ran
-    assert ("2 of 5 patient-grouped folds of the ISIC subset (each model trained on 80% of the patients; the images of "
+    assert ("2 of 5 patient-grouped folds of the ISIC subset (each model trained and validated on 80% of the patients; the images of "
             "those 2 folds, about 40% of the patients, predicted once") in finetune_selection_table(tmp_path, "table_finetune_5fold.csv")
     assert "| c | 0.820 (+0.020, +0.005 to +0.040) |" in table and "| 20 min | wins |" in table and "| 60 s | base |" in table
     decision = finetune_decision(tmp_path)
@@ -313,6 +313,10 @@ def test_a_followup_winner_is_recommended_only_after_winning_again_on_the_larger
     table("wins", (0.01, 0.001, 0.02), "r3").to_csv(tmp_path / "table_finetune_5fold.csv", index=False)
     assert "it wins there too (within copy a +0.010, +0.001 to +0.020) and is the recommended recipe" in \
         finetune_followup_decision(tmp_path)
+    # two winners: the larger within-copy-a gain on the confirmation folds goes on; the larger folds ran the other one
+    table("wins", (0.03, 0.01, 0.05), "p").to_csv(tmp_path / "table_finetune_confirm_posthoc.csv", index=False)
+    text = finetune_followup_decision(tmp_path)
+    assert "**p** goes on to the larger folds: not run yet" in text and "r3: wins" in text
 
 
 def test_finetune_histories_split_warmup_from_finetuning_and_the_note_counts_them(tmp_path: Path) -> None:
@@ -341,3 +345,35 @@ def test_finetune_histories_split_warmup_from_finetuning_and_the_note_counts_the
     h.assign(runs="confirm").to_csv(tmp_path / "table_finetune_histories.csv", index=False)
     assert ("`confirm/ft`: the first fine-tuning epoch's validation loss above the warm-up's best in 2 of 2 fold runs "
             "(median 1.52 against 0.55), no fine-tuning epoch back below it in 1.") in finetune_histories_note(tmp_path)
+    h.assign(runs="confirm", label_smoothing=[0.1, 0.0]).to_csv(tmp_path / "table_finetune_histories.csv", index=False)
+    text = finetune_histories_note(tmp_path)  # a smoothed loss is higher by construction: that run is left out
+    assert "above the warm-up's best in 1 of 1 fold runs" in text and "1 fold runs with label smoothing left out" in text
+    h.iloc[:0].assign(runs="x").to_csv(tmp_path / "table_finetune_histories.csv", index=False)
+    assert finetune_histories_note(tmp_path).startswith("No fine-tuned fold run")
+
+
+def test_some_folds_of_one_assignment_are_trained_scored_and_counted(monkeypatch) -> None:
+    """With ``plan.folds``, the held-out external lesions are scored by the fold runs that exist (not every fold of the
+    assignment: the others were never trained) and the table says how many ran."""
+    from melanoma_utils.study import finetune
+    from melanoma_utils.study.plan import FoldPlan
+
+    seen = {}
+    oof = pd.DataFrame({"variant": [finetune.FINETUNE_BASE, "fine-tuned 128 px"]})
+    monkeypatch.setattr(finetune, "cross_validate", lambda df, cfg, runs, variants, plan, external: (pd.DataFrame(), oof))
+
+    def scores(runs_dir, names, folds, holdout, run_folder):
+        seen["folds"] = folds
+        return pd.DataFrame(columns=["image_name", "patient_id", "target", "diagnosis", "variant", "probability"])
+
+    monkeypatch.setattr(finetune, "holdout_scores", scores)
+    monkeypatch.setattr(finetune, "summarise_cv", lambda *a, **k: None)
+    monkeypatch.setattr(finetune, "paired_contrasts", lambda *a, **k: None)
+    monkeypatch.setattr(finetune, "selection_table", lambda *a, **k: _table().assign(
+        candidate=[finetune.FINETUNE_BASE, "fine-tuned 128 px"], base=finetune.FINETUNE_BASE))
+    monkeypatch.setattr(finetune, "per_source_holdout", lambda table, *a, **k: table)
+    held = {"ham10000": pd.DataFrame({"image_name": ["h1"], "source": ["ham10000"]})}
+    table = finetune.finetune_selection(pd.DataFrame(), pd.DataFrame({"a": [1]}), held, "runs", ["fine-tuned 128 px"],
+                                        plan=FoldPlan(n_splits=5, folds=(0, 1)), ensembles={})
+    assert seen["folds"] == [0, 1]  # not range(5): folds 2-4 have no runs
+    assert list(table["folds"]) == [5, 5] and list(table["run_folds"]) == [2, 2]

@@ -105,3 +105,8 @@ def test_a_config_is_resolved_when_made_and_frozen_after() -> None:
     assert small.image_size == 240 and cfg.image_size == 224  # re-resolved for the new backbone; the original unchanged
     with pytest.raises(ValueError, match="image_size 2000 is above"):
         dataclasses.replace(cfg, image_size=2000)
+    mine = {"brightness": 0.1}
+    made = TrainConfig(augment_config=mine)
+    assert made.augment_config == mine and made.augment_config is not mine  # the caller's dict stays the caller's
+    with pytest.raises(TypeError):
+        hash(made)  # it holds a dict: frozen, not a key

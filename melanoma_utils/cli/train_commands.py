@@ -25,13 +25,13 @@ if TYPE_CHECKING:
     from ..runs.run import TrainConfig
 
 
-#: The parsers a :class:`~melanoma_utils.models.train_config.Option` names in ``check``.
+#: The parsers a :class:`~melanoma_utils.models.train_options.Option` names in ``check``.
 _CHECKS = {"positive_int": _positive_int, "nonneg_int": _nonneg_int, "positive_float": _positive_float,
            "fraction": _nonneg_float, "sensitivity": _sensitivity, "int": int, "str": str}
 
 
 def _config_options(p: argparse.ArgumentParser) -> None:
-    """One option per :data:`~melanoma_utils.models.train_config.TRAIN_OPTIONS` row: its flag, description,
+    """One option per :data:`~melanoma_utils.models.train_options.TRAIN_OPTIONS` row: its flag, description,
     choices and parser from the table, its default stated from TrainConfig (and applied by the preset)."""
     from ..models.train_options import TRAIN_OPTIONS
     from ..runs.run import TrainConfig

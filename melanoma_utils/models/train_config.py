@@ -210,6 +210,7 @@ class TrainConfig:
                              "objective binary for the other models")
         if not 1 <= int(self.embedding_views) <= 8:
             raise ValueError(f"embedding_views must be in 1..8; got {self.embedding_views}")
+        self._set("augment_config", dict(self.augment_config))  # its own copy: the caller's dict stays the caller's
         self._set("conv_filters", tuple(self.conv_filters))
         self._set("meta_units", tuple(self.meta_units))
         self._set("head_units", tuple(self.head_units))
@@ -283,6 +284,8 @@ class TrainConfig:
     def uses_meta(self) -> bool:
         """Whether the model has a metadata input."""
         return self.kind in ("fusion", "meta")
+
+    __hash__ = None  # type: ignore[assignment]  (frozen, but it holds a dict: not usable as a key)
 
     #: Names used by earlier versions (config.json of older runs) -> today's field.
     RENAMED: ClassVar[dict[str, str]] = {"model": "kind", "weights": "backbone_weights"}

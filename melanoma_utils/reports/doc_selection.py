@@ -75,12 +75,12 @@ def finetune_round3_table(report_dir: Path) -> str:
 
 
 def finetune_5fold_table(report_dir: Path) -> str:
-    """:func:`finetune_selection_table` of the protocol check with larger training parts (``table_finetune_5fold.csv``)."""
+    """:func:`finetune_selection_table` of the second confirmation, on larger training parts (``table_finetune_5fold.csv``)."""
     return finetune_selection_table(report_dir, "table_finetune_5fold.csv")
 
 
 #: The candidates tried on the confirmation folds after the confirmation, and the second confirmation a winner needs.
-FOLLOWUP_CSVS: tuple[str, ...] = ("table_finetune_confirm_posthoc.csv", "table_finetune_round3.csv")
+FOLLOWUP_CSVS: tuple[str, ...] = (CONFIRM_POSTHOC_CSV, "table_finetune_round3.csv")
 LARGER_FOLDS_CSV = "table_finetune_5fold.csv"
 
 
@@ -119,19 +119,24 @@ def finetune_followup_decision(report_dir: Path) -> str:
 def finetune_histories_note(report_dir: Path) -> str:
     """What fine-tuning did to the validation loss of the fine-tuned fold runs (``table_finetune_histories.csv``,
     written by ``scripts/finetune_study.py``), per runs folder: how many runs' first fine-tuning epoch rose above the
-    warm-up head's best, and how many never got back below it."""
+    warm-up head's best, and how many never got back below it (runs with label smoothing left out)."""
     path = report_dir / "table_finetune_histories.csv"
     if not path.is_file():
         return "Not measured yet: scripts/finetune_study.py writes table_finetune_histories.csv.\n"
+    table = pd.read_csv(path, dtype={"runs": str})
+    smoothed = table["label_smoothing"] > 0 if "label_smoothing" in table else pd.Series(False, index=table.index)
     parts = []
-    for runs, t in pd.read_csv(path).groupby("runs", sort=False):
+    for runs, t in table[~smoothed].groupby("runs", sort=False):
         for cand, c in t.groupby(t["run"].str.split("/").str[0], sort=False):
             rose = int((c["first_finetune_val_loss"] > c["warmup_best_val_loss"]).sum())
             stuck = int((c["best_finetune_val_loss"] > c["warmup_best_val_loss"]).sum())
             parts.append(f"`{runs}/{cand}`: the first fine-tuning epoch's validation loss above the warm-up's best in "
                          f"{rose} of {len(c)} fold runs (median {c['first_finetune_val_loss'].median():.2f} against "
                          f"{c['warmup_best_val_loss'].median():.2f}), no fine-tuning epoch back below it in {stuck}")
-    return "; ".join(parts) + ".\n"
+    if not parts:
+        return "No fine-tuned fold run without label smoothing in table_finetune_histories.csv.\n"
+    left = f" ({int(smoothed.sum())} fold runs with label smoothing left out: their loss is higher by construction)"
+    return "; ".join(parts) + (left if smoothed.any() else "") + ".\n"
 
 
 def augmentation_shift_table(report_dir: Path) -> str:
@@ -181,8 +186,8 @@ def _folds_note(t: pd.DataFrame) -> str:
     run = int(t["run_folds"].iloc[0]) if "run_folds" in t and pd.notna(t["run_folds"].iloc[0]) else folds
     if run == folds:
         return f"{folds} patient-grouped folds of the ISIC subset (every image predicted once, out of fold)"
-    return (f"{run} of {folds} patient-grouped folds of the ISIC subset (each model trained on {(folds - 1) / folds:.0%} "
-            f"of the patients; the images of those {run} folds, about {run / folds:.0%} of the patients, predicted once, "
+    return (f"{run} of {folds} patient-grouped folds of the ISIC subset (each model trained and validated on "
+            f"{(folds - 1) / folds:.0%} of the patients; the images of those {run} folds, about {run / folds:.0%} of the patients, predicted once, "
             "out of fold)")
 
 

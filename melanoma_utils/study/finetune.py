@@ -11,9 +11,8 @@ all images of the subset as a guard. The rule (:func:`finetune_verdict`) was wri
 After the confirmation (written 2026-12-07, before the post-hoc ensemble's or round 3's results on new folds were
 seen): a candidate that wins by the rule on the confirmation folds (``--confirm-posthoc``, ``--round3``) is recommended
 only if it wins again, by the same rule, on folds 0 and 1 of 5 of the patients outside the locked part
-(``--larger-folds``: each model trained on 80% of the patients; where both win, the one with the larger within-copy-a
-gain); otherwise ``train``'s frozen default stays the
-recommended model.
+(``--larger-folds``: each model trained and validated on 80% of the patients; where both win, the one with the larger
+within-copy-a gain on the confirmation folds); otherwise ``train``'s frozen default stays the recommended model.
 """
 
 from __future__ import annotations
@@ -66,8 +65,8 @@ FINETUNE_ROUND2_ENSEMBLES: dict[str, tuple[str, ...]] = {
 }
 #: Round 3 (2026-12-07, chosen after rounds 1-2 and the confirmation were seen): the recipe with the outside reference's
 #: milder augmentation (``../shared/REFERENCES.md``: flips and 90° rotations, contrast ±10%, brightness ±8%; no random
-#: crop, saturation, hue or greyscale). Measured before choosing it: this package's default augmentation moves a frozen
-#: Lite0 model's validation AUC from 0.81 to 0.71 (the 85% random crop alone to 0.72), the milder one to 0.80, so the
+#: crop, saturation, hue or greyscale; the reference's per-channel gain of ±5% left out: this package has none). Measured before choosing it: this package's default augmentation moves a frozen
+#: Lite0 model's validation AUC from 0.81 to 0.71 (the 85% random crop alone to 0.72), the milder one to 0.79, so the
 #: fine-tuned network first has to relearn images far from the ones it is judged on (`scripts/augmentation_shift.py`,
 #: `table_augmentation_shift.csv`). Judged by the same rule against the
 #: same base on the confirmation folds (``scripts/finetune_study.py --round3``, ``table_finetune_round3.csv``).
@@ -87,7 +86,9 @@ POPULATION_ENDPOINTS: tuple[str, ...] = ("within_copy_a", "mvn_within_copy_a")
 def finetune_histories(runs_dir: str | os.PathLike[str]) -> pd.DataFrame:
     """What fine-tuning did to each fine-tuned fold run under ``runs_dir`` (``<candidate>/fold<k>``): the warm-up head's
     best validation loss (the weights fine-tuning starts from), the first fine-tuning epoch's, the best fine-tuning
-    epoch's and which epoch it was, from the run's history and its stages (the warm-up's epochs come first)."""
+    epoch's and which epoch of fine-tuning it was (1 = the first; ``history.csv`` numbers every epoch from 0, the
+    warm-up's first), from the run's history and its stages, and the fine-tuning's label smoothing (a smoothed loss is
+    higher by construction: not comparable with the warm-up's)."""
     rows = []
     for fold_dir in sorted(Path(runs_dir).glob("*/fold*")):
         layout = RunLayout(fold_dir)
@@ -103,7 +104,8 @@ def finetune_histories(runs_dir: str | os.PathLike[str]) -> pd.DataFrame:
         rows.append({"run": f"{fold_dir.parent.name}/{fold_dir.name}", "warmup_best_val_loss": warm["val_loss"].min(),
                      "first_finetune_val_loss": ft["val_loss"].iloc[0], "best_finetune_val_loss": ft["val_loss"].min(),
                      "best_finetune_epoch": int(np.argmin(ft["val_loss"].to_numpy())) + 1, "finetune_epochs": len(ft),
-                     "warmup_best_val_auc": warm["val_auc"].max(), "best_finetune_val_auc": ft["val_auc"].max()})
+                     "warmup_best_val_auc": warm["val_auc"].max(), "best_finetune_val_auc": ft["val_auc"].max(),
+                     "label_smoothing": float(stages["finetune"].get("label_smoothing", 0.0))})
     return pd.DataFrame(rows)
 
 
