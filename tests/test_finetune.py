@@ -68,7 +68,7 @@ def test_finetune_options_are_checked() -> None:
     with pytest.raises(ValueError, match="label_smoothing"):
         TrainConfig(label_smoothing=0.5)
     cfg = TrainConfig.from_preset(FINETUNE_PRESET)
-    assert (cfg.finetune, cfg.image_size, cfg.finetune_schedule, cfg.source_weighting) == ("all", 128, "cosine", "sources")
+    assert (cfg.finetune, cfg.image_size, cfg.finetune_schedule, cfg.source_weighting) == ("all", 128, "cosine", "auto")
 
 
 def _table(**deltas: tuple[float, float, float]) -> pd.DataFrame:

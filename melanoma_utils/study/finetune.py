@@ -35,7 +35,7 @@ from .variants import check_variants
 
 #: Today's default (frozen Lite0 at 224 px, 1 cached view, no source weighting with external data): the base.
 FINETUNE_BASE = "frozen Lite0 224 px (today's default)"
-#: The fine-tuning recipe's fields (the ``lite0-ft128`` preset) without its source weighting.
+#: The fine-tuning recipe's fields (the ``lite0-ft128`` preset); each candidate states its source weighting.
 _FT = {k: v for k, v in get_preset(FINETUNE_PRESET).fields.items() if k != "source_weighting"}
 #: name -> TrainConfig overrides on top of the base (every candidate also trains on every external source).
 FINETUNE_CANDIDATES: dict[str, dict[str, Any]] = {
