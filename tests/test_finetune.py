@@ -62,6 +62,19 @@ def test_cosine_schedule_decays_to_zero_and_constant_stays() -> None:
         learning_rate_schedule(1e-3, None, "cosine")
 
 
+def test_warmup_cosine_rises_over_its_warmup_steps_then_decays_to_zero() -> None:
+    from melanoma_utils.runs.compiling import learning_rate_schedule
+
+    s = learning_rate_schedule(1e-3, 100, "warmup-cosine", warmup_steps=20)
+    assert float(s(0)) == pytest.approx(0.0, abs=1e-12)  # a fresh optimizer starts at 0, not at the full rate
+    assert float(s(10)) == pytest.approx(5e-4, rel=1e-3) and float(s(20)) == pytest.approx(1e-3, rel=1e-3)
+    assert float(s(60)) == pytest.approx(5e-4, rel=1e-3)  # half-way through the 80 decay steps
+    assert float(s(100)) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="needs the number of steps"):
+        learning_rate_schedule(1e-3, 0, "warmup-cosine", warmup_steps=5)
+    assert TrainConfig(finetune_schedule="warmup-cosine").finetune_schedule == "warmup-cosine"
+
+
 def test_finetune_options_are_checked() -> None:
     with pytest.raises(ValueError, match="finetune_schedule"):
         TrainConfig(finetune_schedule="step")
@@ -103,7 +116,7 @@ def test_selection_rule_protects_every_population() -> None:
 def _ft_cfg(**kw) -> TrainConfig:
     base = dict(kind="fusion", backbone="efficientnetlite0", backbone_weights="imagenet", image_size=32, epochs=2,
                 batch_size=8, embedding_views=1, head_units=(8,), meta_units=(4,), verbose=0, finetune="all",
-                finetune_epochs=2, finetune_learning_rate=1e-3, finetune_schedule="cosine", label_smoothing=0.1,
+                finetune_epochs=2, finetune_learning_rate=1e-3, finetune_schedule="warmup-cosine", label_smoothing=0.1,
                 patience=50, seed=3)
     return TrainConfig(**{**base, **kw})
 
@@ -117,7 +130,10 @@ def test_finetuned_run_saves_what_it_learned_and_a_killed_finetune_resumes_to_th
     df = load_dataset(tiny_csv).frame
     whole = train_run(df, _ft_cfg(), tmp_path / "whole")
     ft = whole.config["stages"]["finetune"]
-    assert ft["epochs"] == 2 and ft["schedule"] == "cosine" and ft["images_per_second"] > 0
+    assert ft["epochs"] == 2 and ft["schedule"] == "warmup-cosine" and ft["images_per_second"] > 0
+    # the learning rate rose over the first of the two fine-tuning epochs: half the steps the optimizer took
+    opt = whole.model.optimizer
+    assert opt._learning_rate.warmup_steps == int(opt.iterations.numpy()) // 2 > 0
     # the saved model predicts what the model in memory predicted (the fine-tuned backbone was saved, not ImageNet's)
     in_memory = whole.model.predict({"image": _images(whole, df), "meta": whole.encoder.transform(df)}, verbose=0)
     import warnings

@@ -19,7 +19,7 @@ from .presets import BACKBONES, OFFLINE_IMAGENET, RESOLUTION_MERGES, default_ima
 FINETUNE_MODES: tuple[str, ...] = ("none", "top", "all")
 #: Fine-tuning's learning rate over its steps: constant, or a cosine decay to 0 (resumes where it stopped: the step
 #: count is part of the optimizer state a resumed run restores).
-FINETUNE_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+FINETUNE_SCHEDULES: tuple[str, ...] = ("constant", "cosine", "warmup-cosine")
 #: How training uses devices (see :func:`melanoma_utils.runs.training.make_distribution`).
 STRATEGIES: tuple[str, ...] = ("auto", "one", "mirrored", "multiworker", "tpu")
 #: Which inputs a model takes.
@@ -85,7 +85,7 @@ class TrainConfig:
     head_learning_rate: float = 1e-3  # Adam learning rate of the head trained on cached embeddings
     finetune: str = "none"  # after the cached-embedding head: none | top (last blocks) | all
     finetune_epochs: int = 2
-    finetune_schedule: str = "constant"  # constant | cosine (FINETUNE_SCHEDULES)
+    finetune_schedule: str = "constant"  # constant | cosine | warmup-cosine (FINETUNE_SCHEDULES)
     label_smoothing: float = 0.0  # fine-tuning's binary cross-entropy: targets pulled this far toward 1/2
     # partial fine-tuning on a CPU (models.partial): after the head, train the backbone's last adapt_blocks MBConv
     # blocks + its head conv + the head on cached activations entering them (0: off; EfficientNet-Lite only)

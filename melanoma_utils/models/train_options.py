@@ -79,7 +79,8 @@ TRAIN_OPTIONS: tuple[Option, ...] = (
                        "backbone's last stage (top) or all of it", choices=FINETUNE_MODES),
     Option("finetune_epochs", "epochs of --finetune", check="positive_int"),
     Option("finetune_learning_rate", "learning rate of --finetune", check="positive_float"),
-    Option("finetune_schedule", "learning rate over --finetune's steps: constant, or cosine (decays to 0)",
+    Option("finetune_schedule", "learning rate over --finetune's steps: constant; cosine (decays to 0); or "
+                                "warmup-cosine (rises from 0 over the first fine-tuning epoch, then decays to 0)",
            choices=FINETUNE_SCHEDULES),
     Option("label_smoothing", "--finetune's binary cross-entropy with targets pulled this far toward 1/2, in [0, 0.5)",
            check="fraction"),

@@ -24,29 +24,36 @@ EAGER_MAX_STEPS = 100
 EAGER_MAX_STEPS_IMAGES = 24
 
 
-def learning_rate_schedule(learning_rate: float, steps: int | None, schedule: str = "constant") -> Any:
-    """Adam's learning rate: the constant ``learning_rate``, or (``schedule="cosine"``) a cosine decay from it to 0 over
-    ``steps`` optimizer steps (needs ``steps``). The schedule reads the optimizer's step count, which a resumed fit
-    restores, so a resumed fine-tune continues on the same curve."""
+def learning_rate_schedule(learning_rate: float, steps: int | None, schedule: str = "constant",
+                           warmup_steps: int = 0) -> Any:
+    """Adam's learning rate: the constant ``learning_rate``; (``schedule="cosine"``) a cosine decay from it to 0 over
+    ``steps`` optimizer steps; or (``"warmup-cosine"``) a linear rise from 0 to it over the first ``warmup_steps``
+    (at least 1), then the cosine decay to 0 over the remaining steps. Both need ``steps``. The schedule reads the
+    optimizer's step count, which a resumed fit restores, so a resumed fine-tune continues on the same curve."""
     import keras
 
     if schedule == "constant":
         return learning_rate
-    if schedule != "cosine":
-        raise ValueError(f"learning-rate schedule must be constant or cosine; got {schedule!r}")
+    if schedule not in ("cosine", "warmup-cosine"):
+        raise ValueError(f"learning-rate schedule must be constant, cosine or warmup-cosine; got {schedule!r}")
     if not steps or steps < 1:
-        raise ValueError(f"a cosine schedule needs the number of steps it decays over; got {steps!r}")
-    return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=int(steps))
+        raise ValueError(f"a {schedule} schedule needs the number of steps it decays over; got {steps!r}")
+    if schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=int(steps))
+    warm = min(max(int(warmup_steps), 1), int(steps))
+    return keras.optimizers.schedules.CosineDecay(0.0, decay_steps=max(int(steps) - warm, 1), warmup_target=learning_rate,
+                                                  warmup_steps=warm)
 
 
 def compile_model(model: Any, learning_rate: float, steps: int | None = None, images: bool = False,
-                  objective: str = "binary", schedule: str = "constant", label_smoothing: float = 0.0) -> None:
+                  objective: str = "binary", schedule: str = "constant", label_smoothing: float = 0.0,
+                  warmup_steps: int = 0) -> None:
     """Adam + class-weighted BCE with ROC/PR AUC metrics (``objective="binary"``; ``label_smoothing`` pulls the
     targets toward 1/2), or Adam + the diagnosis loss on logits
     (:class:`~melanoma_utils.models.objectives.DiagnosisLoss`, no AUC metrics: the logits are not a
     probability); eager (TensorFlow, one replica) when ``steps`` is given and at most :data:`EAGER_MAX_STEPS`
     (:data:`EAGER_MAX_STEPS_IMAGES` for a model that decodes ``images``). ``schedule``: the learning rate over the
-    ``steps`` (:func:`learning_rate_schedule`)."""
+    ``steps``, ``warmup_steps`` of them rising from 0 for ``"warmup-cosine"`` (:func:`learning_rate_schedule`)."""
     import keras
 
     limit = EAGER_MAX_STEPS_IMAGES if images else EAGER_MAX_STEPS
@@ -60,7 +67,7 @@ def compile_model(model: Any, learning_rate: float, steps: int | None = None, im
 
         loss, metrics = DiagnosisLoss(), []
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate_schedule(learning_rate, steps, schedule)),
+        optimizer=keras.optimizers.Adam(learning_rate_schedule(learning_rate, steps, schedule, warmup_steps)),
         loss=loss,
         metrics=metrics,
         weighted_metrics=[],

@@ -310,8 +310,8 @@ def set_finetune_trainable(base: Any, mode: str) -> int:
 
 class FineTune(HeadOnEmbeddings):
     """The head as the warm-up, then the backbone's top (``finetune="top"``) or every convolution (``"all"``) trained
-    with the head on augmented images for ``finetune_epochs`` (``finetune_learning_rate``, ``finetune_schedule``,
-    ``label_smoothing``; BatchNorm statistics frozen), resumable after a kill; the saved backbone is frozen again."""
+    with the head on augmented images for ``finetune_epochs`` (``finetune_learning_rate``, ``finetune_schedule``:
+    ``warmup-cosine`` rises over the first epoch, ``label_smoothing``; BatchNorm statistics frozen), resumable after a kill; the saved backbone is frozen again."""
 
     name = "fine-tuned end to end"
 
@@ -326,7 +326,8 @@ class FineTune(HeadOnEmbeddings):
         base = backbone_layer(h.model)
         n_trainable = set_finetune_trainable(base, cfg.finetune)
         compile_model(h.model, cfg.finetune_learning_rate, steps(len(data.train), cfg.batch_size, cfg.finetune_epochs),
-                      images=True, schedule=cfg.finetune_schedule, label_smoothing=cfg.label_smoothing)
+                      images=True, schedule=cfg.finetune_schedule, label_smoothing=cfg.label_smoothing,
+                      warmup_steps=steps(len(data.train), cfg.batch_size, 1))  # warmup-cosine: the first epoch
         ds_tr, ds_va, seeds = image_feeds(cfg, data)
         t0 = time.perf_counter()
         ft = ResumeState(RunLayout(data.out_dir).state("finetune"), cfg.patience, phase="finetune")
