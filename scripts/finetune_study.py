@@ -14,6 +14,7 @@ each source) into ``--report-dir``.
     python scripts/finetune_study.py --confirm-posthoc --runs runs_confirm   # the post-hoc ensemble, on those folds
     python scripts/finetune_study.py --larger-folds posthoc --runs runs_5fold   # a winner again, each model on 80%
     python scripts/finetune_study.py --round3 --runs runs_confirm   # the reference's milder augmentation, same folds
+    python scripts/finetune_study.py --round4 --runs runs_confirm   # the learning rate warmed up, same folds
 
 The locked test part (``--locked``, the study's ``locked_test.csv``) is removed first: no patient or lesion of it is
 trained on, validated on or held out here. ``--locked ''`` keeps every row, as the first two rounds and the post-hoc
@@ -44,6 +45,8 @@ from melanoma_utils.study.finetune import (
     FINETUNE_ROUND2_ENSEMBLES,
     FINETUNE_ROUND3,
     FINETUNE_ROUND3_ENSEMBLES,
+    FINETUNE_ROUND4,
+    FINETUNE_ROUND4_ENSEMBLES,
     finetune_histories,
     finetune_selection,
 )
@@ -93,6 +96,7 @@ MODES: dict[str, Mode] = {
     "confirm-posthoc": Mode(_members(FINETUNE_POSTHOC), FINETUNE_POSTHOC, "table_finetune_confirm_posthoc.csv",
                             same_folds=CONFIRM_FOLDS),
     "round3": Mode(list(FINETUNE_ROUND3), FINETUNE_ROUND3_ENSEMBLES, "table_finetune_round3.csv", same_folds=CONFIRM_FOLDS),
+    "round4": Mode(list(FINETUNE_ROUND4), FINETUNE_ROUND4_ENSEMBLES, "table_finetune_round4.csv", same_folds=CONFIRM_FOLDS),
     "larger-folds posthoc": Mode(_members(FINETUNE_POSTHOC), FINETUNE_POSTHOC, "table_finetune_5fold.csv",
                                  "finetune_5fold_folds.csv", n_splits=5, folds=(0, 1)),
     "larger-folds round3": Mode(_members(FINETUNE_ROUND3_ENSEMBLES), FINETUNE_ROUND3_ENSEMBLES,
@@ -130,6 +134,10 @@ def parse_args() -> argparse.Namespace:
     mode.add_argument("--round3", action="store_true",
                       help="round 3 of the recipe (study.finetune.FINETUNE_ROUND3: the milder augmentation, with its "
                            "ensemble) against the same base on the folds of --confirm, into table_finetune_round3.csv")
+    mode.add_argument("--round4", action="store_true",
+                      help="round 4 of the recipe (study.finetune.FINETUNE_ROUND4: the learning rate warmed up over the "
+                           "first fine-tuning epoch, with its ensemble) against the same base on the folds of --confirm, "
+                           "into table_finetune_round4.csv")
     mode.add_argument("--larger-folds", choices=("posthoc", "round3"), default=None,
                       help="the post-hoc ensemble (posthoc) or round 3's (round3), with its members, on folds 0 and 1 "
                            "of 5 of the rows left by --locked (each model trained and validated on 80%% of the "
@@ -137,7 +145,8 @@ def parse_args() -> argparse.Namespace:
                            "confirmation a winner on the --confirm folds needs before it is recommended")
     args = ap.parse_args()
     flags = {"posthoc": args.posthoc, "round2": args.round2, "confirm": args.confirm,
-             "confirm-posthoc": args.confirm_posthoc, "round3": args.round3}
+             "confirm-posthoc": args.confirm_posthoc, "round3": args.round3,
+             "round4": args.round4}
     args.mode = (f"larger-folds {args.larger_folds}" if args.larger_folds
                  else next((m for m, on in flags.items() if on), "select"))
     return args

@@ -292,6 +292,21 @@ def test_round3_augmentation_is_the_reference_s_milder_one() -> None:
     assert check_variants(list(FINETUNE_ROUND3), FINETUNE_ROUND3, "finetune candidates") == list(FINETUNE_ROUND3)
 
 
+def test_round4_is_the_recipe_with_only_its_learning_rate_warmed_up() -> None:
+    """Round 4 changes one thing against the unweighted fine-tune of the confirmation: the schedule; the round's
+    candidate and its ensemble with the base are the names the selection accepts."""
+    from melanoma_utils.study.finetune import (FINETUNE_BASE, FINETUNE_CANDIDATES, FINETUNE_ROUND4,
+                                               FINETUNE_ROUND4_ENSEMBLES)
+
+    (name, fields), = FINETUNE_ROUND4.items()
+    unweighted = FINETUNE_CANDIDATES["fine-tuned 128 px"]
+    same = lambda d: {k: v for k, v in d.items() if k != "finetune_schedule"}  # noqa: E731
+    assert same(fields) == same(unweighted)
+    assert (unweighted["finetune_schedule"], fields["finetune_schedule"]) == ("cosine", "warmup-cosine")
+    assert TrainConfig(**fields).finetune_schedule == "warmup-cosine"
+    assert list(FINETUNE_ROUND4_ENSEMBLES.values()) == [(FINETUNE_BASE, name)]
+
+
 def test_the_augmentation_shift_block_reads_its_table(tmp_path: Path) -> None:
     from melanoma_utils.reports.doc_selection import augmentation_shift_table
 

@@ -9,7 +9,7 @@ all images of the subset as a guard. The rule (:func:`finetune_verdict`) was wri
 (2) its within-copy-a difference is above 0 and (3) at least one population endpoint's interval lies above 0.
 
 After the confirmation (written 2026-12-07, before the post-hoc ensemble's or round 3's results on new folds were
-seen): a candidate that wins by the rule on the confirmation folds (``--confirm-posthoc``, ``--round3``) is recommended
+seen): a candidate that wins by the rule on the confirmation folds (``--confirm-posthoc``, ``--round3``, ``--round4``) is recommended
 only if it wins again, by the same rule, on folds 0 and 1 of 5 of the patients outside the locked part
 (``--larger-folds``: each model trained and validated on 80% of the patients; where both win, the one with the larger
 within-copy-a gain on the confirmation folds); otherwise ``train``'s frozen default stays the recommended model.
@@ -77,6 +77,18 @@ FINETUNE_ROUND3: dict[str, dict[str, Any]] = {
 }
 FINETUNE_ROUND3_ENSEMBLES: dict[str, tuple[str, ...]] = {
     "ensemble: frozen default + fine-tuned, mild augmentation": (FINETUNE_BASE, *FINETUNE_ROUND3),
+}
+#: Round 4 (2026-12-08, chosen after round 3 and the histories were seen, before any result of it): the recipe with its
+#: learning rate rising from 0 over the first fine-tuning epoch (``finetune_schedule="warmup-cosine"``), the answer to
+#: the first fine-tuning epoch's validation-loss jump that ``table_finetune_histories.csv`` traces to a fresh Adam
+#: starting at the full rate. Judged by the same rule against the same base on the confirmation folds
+#: (``scripts/finetune_study.py --round4``, ``table_finetune_round4.csv``); recommended only after winning again on
+#: the larger folds, as the confirmation's rule says.
+FINETUNE_ROUND4: dict[str, dict[str, Any]] = {
+    "fine-tuned 128 px, learning-rate warm-up": {**_FT, "source_weighting": "none", "finetune_schedule": "warmup-cosine"},
+}
+FINETUNE_ROUND4_ENSEMBLES: dict[str, tuple[str, ...]] = {
+    "ensemble: frozen default + fine-tuned, learning-rate warm-up": (FINETUNE_BASE, *FINETUNE_ROUND4),
 }
 #: The population endpoints the rule protects (column stems of the selection table); held-out external sources add
 #: ``holdout_<source>``.
@@ -197,7 +209,7 @@ def finetune_selection(df: pd.DataFrame, external: pd.DataFrame, holdouts: Mappi
         raise ValueError("the fine-tuning selection runs one fold assignment (every fold, or plan.folds of it): give a "
                          f"plan without repeats (got repeats={plan.repeats})")
     n_splits, n_boot, seed = plan.n_splits, plan.n_boot, plan.seed
-    known = {**FINETUNE_CANDIDATES, **FINETUNE_ROUND2, **FINETUNE_ROUND3}
+    known = {**FINETUNE_CANDIDATES, **FINETUNE_ROUND2, **FINETUNE_ROUND3, **FINETUNE_ROUND4}
     names = check_variants(list(names or FINETUNE_CANDIDATES), known, "finetune candidates")
     names = [FINETUNE_BASE, *[n for n in names if n != FINETUNE_BASE]]
     if external is None or not len(external) or not holdouts or any(not len(h) for h in holdouts.values()):
