@@ -84,6 +84,15 @@ def test_fold_runs_share_one_stored_backbone_and_predict_as_a_whole_model(tiny_c
     shutil.rmtree(a.run_dir)
     mended = load_or_train(df, _cfg(), a.run_dir, shared_store=store)
     assert np.abs(Run.load(mended.run_dir).predict(df) - p_mem).max() <= 1e-5
+    # the store's sweep on real references: nothing either run needs is unreferenced; once run b is deleted, its
+    # configuration is (the backbone, still a's, stays), and deleting it leaves run a loadable
+    from melanoma_utils.runs.store import sweep_store
+
+    assert sweep_store(store.parent, min_age_s=0).unreferenced == ()
+    shutil.rmtree(b.run_dir)
+    sweep = sweep_store(store.parent, delete=True, min_age_s=0)
+    assert {p.name.split(".")[1] for p in sweep.unreferenced} == {"config"} and len(sweep.unreferenced) == 2
+    assert np.abs(Run.load(mended.run_dir).predict(df) - p_mem).max() <= 1e-5
 
 
 def test_a_fine_tuned_or_end_to_end_fold_run_keeps_its_whole_model(tiny_csv: Path, tmp_path: Path) -> None:

@@ -20,7 +20,7 @@ from .train_commands import train_config  # noqa: F401  (re-exported)
 
 #: The order ``--help`` lists the commands in: the order of the study.
 ORDER: tuple[str, ...] = ("check", "demo-data", "fetch", "shard", "train", "ensemble", "predict", "evaluate", "export",
-                          "reproduce")
+                          "reproduce", "prune-store")
 
 
 #: Commands that load Keras (and TensorFlow behind it): imported first with its C++ start-up lines filtered out.
@@ -29,7 +29,7 @@ KERAS_COMMANDS: frozenset[str] = frozenset({"train", "ensemble", "predict", "exp
 #: The commands by what they are for (``--help`` lists them so; docs/cli.md has an example of each).
 GROUPS: dict[str, tuple[str, ...]] = {"data": ("check", "demo-data", "fetch", "shard"), "training": ("train", "ensemble"),
                                       "evaluation": ("predict", "evaluate"), "deployment": ("export",),
-                                      "study": ("reproduce",)}
+                                      "study": ("reproduce", "prune-store")}
 
 
 def _epilog() -> str:

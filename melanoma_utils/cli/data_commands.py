@@ -1,4 +1,4 @@
-"""Commands on data: check, demo-data, fetch, shard, reproduce."""
+"""Commands on data and the study: check, demo-data, fetch, shard, reproduce, prune-store."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from .. import config
 from ..data.isic import DataError
 from .args import (
     _existing_path,
+    _nonneg_float,
     _positive_int,
     command,
     data_args,
@@ -195,3 +196,26 @@ def _reproduce(args: argparse.Namespace) -> int:
     return reproduce(args.params, [n for n in config.NOTEBOOKS if n in notebooks], force=args.force)
 
 
+
+
+def _prune_store_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", type=_existing_path, help="a study's runs folder (holds shared_backbones/), e.g. "
+                                                     "reports/isic2020/runs")
+    p.add_argument("--delete", action="store_true", help="delete the unreferenced files (default: only list them)")
+    p.add_argument("--min-age-hours", type=_nonneg_float, default=1.0,
+                   help="keep unreferenced files younger than this: a running training may be about to reference "
+                        "them (default 1)")
+
+
+@command("prune-store", "list (or --delete) the files of a study's shared backbone store that no run folder "
+                        "references any more", _prune_store_args)
+def _prune_store(args: argparse.Namespace) -> int:
+    from ..runs.store import StoreSweepError, describe_sweep, sweep_store
+
+    try:
+        sweep = sweep_store(args.runs, delete=args.delete, min_age_s=args.min_age_hours * 3600)
+    except StoreSweepError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(describe_sweep(sweep)))
+    return 0

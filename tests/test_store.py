@@ -1,0 +1,124 @@
+"""The shared backbone store's sweep: what no run folder references is found (and deleted when asked); what a
+published or staged run references, what was written a moment ago, and everything when a reference file is
+unreadable, is kept."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from melanoma_utils.cli.app import main
+from melanoma_utils.runs.runfolder import RunLayout
+from melanoma_utils.runs.store import StoreSweepError, sweep_store
+
+NOW = time.time()  # the command sweeps at the real time
+OLD = NOW - 7 * 24 * 3600
+
+
+def _file(path: Path, size: int, mtime: float = OLD, digest: bool = True) -> Path:
+    path.write_bytes(b"x" * size)
+    os.utime(path, (mtime, mtime))
+    if digest:
+        side = path.with_name(path.name + ".sha256")
+        side.write_text("0" * 64 + "\n")
+        os.utime(side, (mtime, mtime))
+    return path
+
+
+def _run(folder: Path, store: Path, config: str, *backbones: str) -> Path:
+    """A run folder referencing ``config`` and ``backbones`` of ``store`` as save_shared writes them (relative paths)."""
+    folder.mkdir(parents=True)
+    rel = lambda name: os.path.relpath(store / name, folder)  # noqa: E731
+    spec = {"format": 2, "config": {"sha256": "c", "file": rel(config)},
+            "backbones": {f"backbone{'_2' * i}": {"sha256": "w", "file": rel(b)} for i, b in enumerate(backbones)}}
+    (folder / RunLayout.MODEL_SHARED).write_text(json.dumps(spec))
+    return folder
+
+
+@pytest.fixture()
+def runs(tmp_path: Path) -> Path:
+    runs = tmp_path / "runs"
+    store = runs / RunLayout.SHARED_STORE
+    store.mkdir(parents=True)
+    _file(store / "w1.weights.h5", 1000)
+    _file(store / "c1.config.json.gz", 10)
+    _file(store / "c2.config.json.gz", 20)  # referenced only by a staged (running or killed) training
+    _file(store / "w2.weights.h5", 3000)  # its runs were deleted
+    _file(store / "w3.weights.h5", 500, mtime=NOW - 60)  # written a minute ago: a training may be about to reference it
+    _file(store / ".w4.weights.h5.tmp123", 700, digest=False)  # a killed write's leftover
+    _file(store / "gone.weights.h5.sha256", 65, digest=False)  # a digest file whose store file is gone
+    _run(runs / "ablation" / "fusion" / "fold0", store, "c1.config.json.gz", "w1.weights.h5")
+    _run(runs / "ablation" / "fusion" / ".fold1.partial", store, "c2.config.json.gz", "w1.weights.h5")
+    return runs
+
+
+def _names(paths) -> set[str]:
+    return {p.name for p in paths}
+
+
+def test_the_sweep_lists_only_what_no_run_references_and_deletes_only_when_asked(runs: Path) -> None:
+    store = runs / RunLayout.SHARED_STORE
+    before = _names(store.iterdir())
+    sweep = sweep_store(runs, now=NOW)
+    assert sweep.run_folders == 2
+    assert _names(sweep.unreferenced) == {"w2.weights.h5", "w2.weights.h5.sha256", ".w4.weights.h5.tmp123",
+                                          "gone.weights.h5.sha256"}
+    assert sweep.unreferenced_bytes == 3000 + 65 + 700 + 65
+    assert _names(sweep.referenced) == {"w1.weights.h5", "w1.weights.h5.sha256", "c1.config.json.gz",
+                                        "c1.config.json.gz.sha256", "c2.config.json.gz", "c2.config.json.gz.sha256"}
+    assert _names(sweep.recent) == {"w3.weights.h5", "w3.weights.h5.sha256"}
+    assert sweep.missing == () and not sweep.deleted
+    assert _names(store.iterdir()) == before  # a listing deletes nothing
+
+    done = sweep_store(runs, delete=True, now=NOW)
+    assert _names(store.iterdir()) == before - _names(sweep.unreferenced)
+    assert done.deleted and done.unreferenced_bytes == sweep.unreferenced_bytes
+    assert sweep_store(runs, now=NOW).unreferenced == ()  # nothing left to delete
+    # once the age limit has passed, the recent file is unreferenced like any other
+    assert _names(sweep_store(runs, now=NOW + 2 * 3600).unreferenced) == {"w3.weights.h5", "w3.weights.h5.sha256"}
+
+
+def test_a_deleted_run_frees_what_only_it_referenced(runs: Path) -> None:
+    import shutil
+
+    shutil.rmtree(runs / "ablation" / "fusion" / ".fold1.partial")
+    assert "c2.config.json.gz" in _names(sweep_store(runs, now=NOW).unreferenced)
+    assert "w1.weights.h5" not in _names(sweep_store(runs, now=NOW).unreferenced)  # fold0 still references it
+
+
+def test_a_reference_to_a_missing_file_is_reported(runs: Path) -> None:
+    _run(runs / "transforms" / "luv" / "fold0", runs / RunLayout.SHARED_STORE, "c1.config.json.gz", "w9.weights.h5")
+    sweep = sweep_store(runs, now=NOW)
+    assert [(d.name, p.name) for d, p in sweep.missing] == [("fold0", "w9.weights.h5")]
+    assert sweep.missing[0][0].parent.name == "luv"
+
+
+def test_an_unreadable_reference_file_stops_the_sweep_before_anything_is_deleted(runs: Path) -> None:
+    bad = runs / "ablation" / "image" / "fold0"
+    bad.mkdir(parents=True)
+    (bad / RunLayout.MODEL_SHARED).write_text("{not json")
+    before = _names((runs / RunLayout.SHARED_STORE).iterdir())
+    with pytest.raises(StoreSweepError, match=str(bad / RunLayout.MODEL_SHARED)):
+        sweep_store(runs, delete=True, now=NOW)
+    assert _names((runs / RunLayout.SHARED_STORE).iterdir()) == before
+
+
+def test_the_command_lists_and_deletes_and_refuses_a_folder_without_a_store(runs: Path, tmp_path: Path, capsys) -> None:
+    assert main(["prune-store", str(runs), "--min-age-hours", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "referenced by 2 run folder(s)" in out and "w2.weights.h5" in out and "--delete deletes them" in out
+    assert (runs / RunLayout.SHARED_STORE / "w2.weights.h5").is_file()
+    assert main(["prune-store", str(runs), "--delete"]) == 0
+    assert "deleted" in capsys.readouterr().out
+    assert not (runs / RunLayout.SHARED_STORE / "w2.weights.h5").exists()
+    assert (runs / RunLayout.SHARED_STORE / "w1.weights.h5").is_file()
+    assert main(["prune-store", str(runs)]) == 0
+    out = capsys.readouterr().out
+    assert "nothing to delete" in out and "2 unreferenced file(s) kept: written within the age limit" in out
+    (tmp_path / "empty").mkdir()
+    assert main(["prune-store", str(tmp_path / "empty")]) == 2
+    assert "holds no shared backbone store" in capsys.readouterr().err
