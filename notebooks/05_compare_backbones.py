@@ -86,8 +86,8 @@ from melanoma_utils.study.backbone_study import (
 )
 from melanoma_utils.study.contrasts import SUBSET_LABELS, describe_contrast, paired_contrasts, primary_subset
 from melanoma_utils.study.experiments import repeated_cross_validate
-from melanoma_utils.study.plan import FoldPlan
 from melanoma_utils.study.locked import read_locked, without_locked
+from melanoma_utils.study.plan import FoldPlan
 
 report, df = open_study(report_dir, synthetic, seed, images_csv, images_dir)
 df, _ = with_source_copies(df, paths.resolve(images_csv), paths.resolve(source_csv) if source_csv else None)

@@ -295,8 +295,7 @@ def test_round3_augmentation_is_the_reference_s_milder_one() -> None:
 def test_round4_is_the_recipe_with_only_its_learning_rate_warmed_up() -> None:
     """Round 4 changes one thing against the unweighted fine-tune of the confirmation: the schedule; the round's
     candidate and its ensemble with the base are the names the selection accepts."""
-    from melanoma_utils.study.finetune import (FINETUNE_BASE, FINETUNE_CANDIDATES, FINETUNE_ROUND4,
-                                               FINETUNE_ROUND4_ENSEMBLES)
+    from melanoma_utils.study.finetune import FINETUNE_BASE, FINETUNE_CANDIDATES, FINETUNE_ROUND4, FINETUNE_ROUND4_ENSEMBLES
 
     (name, fields), = FINETUNE_ROUND4.items()
     unweighted = FINETUNE_CANDIDATES["fine-tuned 128 px"]
