@@ -347,6 +347,10 @@ def test_a_followup_winner_is_recommended_only_after_winning_again_on_the_larger
     table("wins", (0.03, 0.01, 0.05), "p").to_csv(tmp_path / "table_finetune_confirm_posthoc.csv", index=False)
     text = finetune_followup_decision(tmp_path)
     assert "**p** goes on to the larger folds: not run yet" in text and "r3: wins" in text
+    # round 4's table is read too: a larger gain there is the one that goes on
+    table("wins", (0.05, 0.02, 0.08), "r4").to_csv(tmp_path / "table_finetune_round4.csv", index=False)
+    text = finetune_followup_decision(tmp_path)
+    assert "**r4** goes on to the larger folds: not run yet" in text and "p: wins" in text
 
 
 def test_finetune_histories_split_warmup_from_finetuning_and_the_note_counts_them(tmp_path: Path) -> None:

@@ -74,13 +74,19 @@ def finetune_round3_table(report_dir: Path) -> str:
     return finetune_selection_table(report_dir, "table_finetune_round3.csv")
 
 
+def finetune_round4_table(report_dir: Path) -> str:
+    """:func:`finetune_selection_table` of the recipe's fourth round, the learning-rate warm-up
+    (``table_finetune_round4.csv``)."""
+    return finetune_selection_table(report_dir, "table_finetune_round4.csv")
+
+
 def finetune_5fold_table(report_dir: Path) -> str:
     """:func:`finetune_selection_table` of the second confirmation, on larger training parts (``table_finetune_5fold.csv``)."""
     return finetune_selection_table(report_dir, "table_finetune_5fold.csv")
 
 
 #: The candidates tried on the confirmation folds after the confirmation, and the second confirmation a winner needs.
-FOLLOWUP_CSVS: tuple[str, ...] = (CONFIRM_POSTHOC_CSV, "table_finetune_round3.csv")
+FOLLOWUP_CSVS: tuple[str, ...] = (CONFIRM_POSTHOC_CSV, "table_finetune_round3.csv", "table_finetune_round4.csv")
 LARGER_FOLDS_CSV = "table_finetune_5fold.csv"
 
 
@@ -95,7 +101,7 @@ def finetune_followup_decision(report_dir: Path) -> str:
     again on the larger folds (:data:`LARGER_FOLDS_CSV`); otherwise ``train``'s frozen default stays recommended."""
     tables = [pd.read_csv(report_dir / n) for n in FOLLOWUP_CSVS if (report_dir / n).is_file()]
     if not tables:
-        return "Not measured yet: scripts/finetune_study.py --confirm-posthoc and --round3 write their tables.\n"
+        return "Not measured yet: scripts/finetune_study.py --confirm-posthoc, --round3 and --round4 write their tables.\n"
     t = pd.concat(tables, ignore_index=True)
     t = t[t["verdict"] != "base"].drop_duplicates("candidate")
     said = "; ".join(f"{r['candidate']}: {r['verdict']} ({_delta(r)})" for _, r in t.iterrows())

@@ -23,6 +23,7 @@ from .doc_selection import (
     finetune_posthoc_table,
     finetune_round2_table,
     finetune_round3_table,
+    finetune_round4_table,
     finetune_selection_table,
     paper_table3,
 )
@@ -78,6 +79,7 @@ TABLES: dict[str, Callable[[Path], str]] = {"ablation": ablation_table, "ablatio
                                              "finetune_confirm": finetune_confirm_table,
                                              "finetune_confirm_posthoc": finetune_confirm_posthoc_table,
                                              "finetune_round3": finetune_round3_table,
+                                             "finetune_round4": finetune_round4_table,
                                              "augmentation_shift": augmentation_shift_table,
                                              "finetune_followup": finetune_followup_decision,
                                              "finetune_histories": finetune_histories_note, "finetune_5fold": finetune_5fold_table,
