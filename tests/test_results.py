@@ -48,6 +48,12 @@ def test_an_estimate_prints_reads_and_writes_the_report_form() -> None:
     assert math.isnan(Estimate.from_dict(None).value)
     assert Estimate.from_dict({"estimate": np.float32(0.75), "ci_low": np.float64(0.5), "ci_high": 1}).format(2) == \
         "0.75 (95% CI 0.50–1.00)"  # NumPy scalars read as numbers
+    # a report row's three columns, named after the statistic; an older report's missing bound is a blank (NaN)
+    assert Estimate(0.81, 0.78, 0.84).columns("roc_auc") == {"roc_auc": 0.81, "roc_auc_ci_low": 0.78,
+                                                             "roc_auc_ci_high": 0.84}
+    cols = old.columns("nnb_at_0.0176")
+    assert list(cols) == ["nnb_at_0.0176", "nnb_at_0.0176_ci_low", "nnb_at_0.0176_ci_high"]
+    assert cols["nnb_at_0.0176"] == 0.7 and math.isnan(cols["nnb_at_0.0176_ci_high"])
 
 
 def test_evaluation_by_hand_and_its_round_trip() -> None:

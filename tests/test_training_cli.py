@@ -155,6 +155,13 @@ def test_cli_train_predict_evaluate_round_trip(tiny_df: pd.DataFrame, tmp_path: 
     for name in ("reliability.png", "decision_curve.png", "decision_curve_stated_prevalence.png", "subgroups.png",
                  "operating_points.csv", "subgroups.csv", "net_benefit.csv"):
         assert (report / name).stat().st_size > 0, name
+    # the table's columns are the report's estimates with their bounds, at the stated prevalence too
+    table = pd.read_csv(report / "operating_points.csv").set_index("operating point")
+    op = ops["sensitivity 0.90"]
+    assert table.loc["sensitivity 0.90", ["ppv", "ppv_ci_low", "ppv_ci_high"]].tolist() == pytest.approx(
+        [op["ppv"]["estimate"], op["ppv"]["ci_low"], op["ppv"]["ci_high"]])
+    assert table.loc["sensitivity 0.90", ["nnb_at_0.0176", "nnb_at_0.0176_ci_low", "nnb_at_0.0176_ci_high"]].tolist() \
+        == pytest.approx([op["at_prevalence"]["nnb"][k] for k in ("estimate", "ci_low", "ci_high")])
     assert "NNB" in capsys.readouterr().out
 
 

@@ -63,6 +63,10 @@ class Estimate:
         """The JSON form of every report: ``{"estimate", "ci_low", "ci_high"}``."""
         return {"estimate": float(self.value), "ci_low": float(self.lo), "ci_high": float(self.hi)}
 
+    def columns(self, name: str) -> dict[str, float]:
+        """The three report columns of this estimate: ``{name, name_ci_low, name_ci_high}`` (a table row's form)."""
+        return {name: float(self.value), f"{name}_ci_low": float(self.lo), f"{name}_ci_high": float(self.hi)}
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any] | None) -> "Estimate":
         """The inverse of :meth:`to_dict`; missing or ``None`` entries (older reports) read as NaN."""

@@ -76,13 +76,11 @@ def operating_points_table(report: dict[str, Any]) -> pd.DataFrame:
     for op in report["operating_points"]:
         row: dict[str, Any] = {"operating point": op["name"], "threshold": op["threshold"]}
         for key in ("sensitivity", "specificity", "ppv", "npv", "nnb", "biopsy_rate"):
-            row[key], row[f"{key}_ci_low"], row[f"{key}_ci_high"] = (op[key]["estimate"], op[key]["ci_low"], op[key]["ci_high"])
+            row.update(Estimate.from_dict(op[key]).columns(key))
         at = op.get("at_prevalence")
         if at:
             for key in ("ppv", "npv", "nnb"):
-                row[f"{key}_at_{at['prevalence']:g}"] = at[key]["estimate"]
-                row[f"{key}_at_{at['prevalence']:g}_ci_low"] = at[key]["ci_low"]
-                row[f"{key}_at_{at['prevalence']:g}_ci_high"] = at[key]["ci_high"]
+                row.update(Estimate.from_dict(at[key]).columns(f"{key}_at_{at['prevalence']:g}"))
         rows.append(row)
     return pd.DataFrame(rows)
 

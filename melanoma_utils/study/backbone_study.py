@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..data.splits import holdout_split
 from ..evaluation.metrics import bootstrap_ci, melanoma_vs_nevus_auc, pr_auc, roc_auc, threshold_metrics
-from ..evaluation.results import evaluate
+from ..evaluation.results import Estimate, evaluate
 from ..models.presets import OFFLINE_IMAGENET, default_image_size
 from ..runs.run import TrainConfig
 from ..runs.runfolder import RunLayout
@@ -120,9 +120,7 @@ def compare_backbones(
                 "protocol": backbone_protocol(vcfg),
                 "accuracy": at["accuracy"], "sensitivity": at["sensitivity"], "specificity": at["specificity"],
                 "f1": at["f1"], "threshold": at["threshold"],
-                "roc_auc": res["roc_auc"]["estimate"], "roc_auc_ci_low": res["roc_auc"]["ci_low"],
-                "roc_auc_ci_high": res["roc_auc"]["ci_high"],
-                "pr_auc": res["pr_auc"]["estimate"], "pr_auc_ci_low": res["pr_auc"]["ci_low"], "pr_auc_ci_high": res["pr_auc"]["ci_high"],
+                **Estimate.from_dict(res["roc_auc"]).columns("roc_auc"), **Estimate.from_dict(res["pr_auc"]).columns("pr_auc"),
                 "mel_vs_nevus_auc": melanoma_vs_nevus_auc(test["target"], p, test["diagnosis"]),
                 **dict(zip(("within_copy_a_auc", "within_copy_a_ci_low", "within_copy_a_ci_high"),
                            pooled_auc(test.assign(probability=p), WITHIN, n_boot=n_boot, seed=cfg.seed))),

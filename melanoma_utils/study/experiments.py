@@ -22,6 +22,7 @@ from ..data.csvfiles import restore_cells, write_csv
 from ..data.splits import grouped_folds
 from ..evaluation.clinical import calibration_summary
 from ..evaluation.metrics import melanoma_vs_nevus_auc, pr_auc, roc_auc
+from ..evaluation.results import Estimate
 from ..runs.run import TrainConfig
 from ..runs.runfolder import RunLayout
 from ..runs.training import load_or_train
@@ -252,7 +253,7 @@ def held_out_calibration(oof: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -
     cal = calibration_summary(y, p, oof["patient_id"].to_numpy(), n_boot=n_boot, seed=seed)
     out: dict[str, float] = {}
     for key in ("calibration_slope", "calibration_intercept", "brier"):
-        out.update({key: cal[key]["estimate"], f"{key}_ci_low": cal[key]["ci_low"], f"{key}_ci_high": cal[key]["ci_high"]})
+        out.update(Estimate.from_dict(cal[key]).columns(key))
     return out
 
 
