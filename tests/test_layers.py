@@ -23,19 +23,26 @@ def _layer(parts: tuple[str, ...]) -> int:
 
 def _imports(path: Path) -> list[tuple[int, tuple[str, ...]]]:
     """``(line, target parts)`` of every import of a package module in ``path``, relative or absolute."""
-    here = path.relative_to(PKG).with_suffix("").parts
+    return _imports_in(path.read_text(), path.relative_to(PKG).with_suffix("").parts)
+
+
+def _imports_in(source: str, here: tuple[str, ...]) -> list[tuple[int, tuple[str, ...]]]:
+    """:func:`_imports` of the ``source`` of the package module ``here`` (its path parts)."""
     out = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = here[:-node.level] if len(here) >= node.level else ()
                 mod = (*base, *(node.module.split(".") if node.module else ()))
-                targets = [mod] if node.module else [(*mod, a.name) for a in node.names]
+                targets = [(*mod, a.name) for a in node.names]  # a name may be a module (``from . import x``)
             elif node.module and node.module.split(".")[0] == "melanoma_utils":
-                targets = [tuple(node.module.split(".")[1:])]
+                targets = [(*node.module.split(".")[1:], a.name) for a in node.names]
             else:
                 continue
             out += [(node.lineno, t) for t in targets if t]
+        elif isinstance(node, ast.Import):  # ``import melanoma_utils.runs.run`` (as ...)
+            out += [(node.lineno, tuple(a.name.split(".")[1:])) for a in node.names
+                    if a.name.split(".")[0] == "melanoma_utils" and "." in a.name]
     return out
 
 
@@ -95,6 +102,46 @@ def test_no_two_modules_import_each_other_even_inside_functions() -> None:
     assert not pairs, "modules importing each other: " + "; ".join(f"{a} <-> {b}" for a, b in pairs)
 
 
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The cycles of ``graph`` of any length: its strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = stack[stack.index(v):]
+            del stack[stack.index(v):]
+            if len(comp) > 1:
+                cycles.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return cycles
+
+
+def test_no_import_cycle_of_any_length_even_inside_functions() -> None:
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]  # the finder finds one
+    assert import_cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+    cycles = import_cycles(import_graph())
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_plain_import_statements_of_the_package_are_read_too() -> None:
+    source = "import melanoma_utils.runs.run as r\nimport os\nfrom ..evaluation import metrics\n"
+    assert _imports_in(source, ("data", "probe")) == [(1, ("runs", "run")), (3, ("evaluation", "metrics"))]
+
+
 def test_only_the_run_folder_module_spells_a_run_folders_file_names() -> None:
     """RunLayout owns the run folder's format: changing a file name is one edit. ``metrics.json`` is also the name of
     ``evaluate``'s report file (another folder), spelled by its writer."""
@@ -102,7 +149,7 @@ def test_only_the_run_folder_module_spells_a_run_folders_file_names() -> None:
 
     names = [RunLayout.MODEL, RunLayout.ENCODER, RunLayout.CONFIG, RunLayout.VAL_PREDICTIONS, RunLayout.MODEL_CARD,
              RunLayout.ENSEMBLE, RunLayout.RECORD, RunLayout.HISTORY, RunLayout.FINGERPRINT, RunLayout.BACKUP,
-             "main.npz", "freeze.npz", "finetune.npz"]
+             RunLayout.MODEL_SHARED, RunLayout.HEAD_WEIGHTS, RunLayout.SHARED_STORE, "main.npz", "freeze.npz", "finetune.npz"]
     allowed = {("runs", "runfolder.py")}
     spelled = []
     for path in PKG.rglob("*.py"):

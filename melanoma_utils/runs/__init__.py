@@ -1,7 +1,7 @@
 """The training engine: fitting (the training paths, compiling, devices, resume), the run folder's lifecycle and
 files, ensembles and export. The experiments built on it live in :mod:`melanoma_utils.study`.
 
-Modules: ``adapt``, ``compiling``, ``ensemble``, ``export``, ``finish``, ``model_files``, ``paths``, ``resume``, ``run``, ``runfolder``, ``source_weights``, ``training``.
+Modules: ``adapt``, ``compiling``, ``ensemble``, ``export``, ``finish``, ``model_files``, ``paths``, ``resume``, ``run``, ``runfolder``, ``source_weights``, ``store``, ``training``.
 Layers (imports only run leftwards): config/atomic/versions < data < pipeline < evaluation < models < runs < study < reports < cli.
 """
 
