@@ -101,6 +101,8 @@ MODES: dict[str, Mode] = {
                                  "finetune_5fold_folds.csv", n_splits=5, folds=(0, 1)),
     "larger-folds round3": Mode(_members(FINETUNE_ROUND3_ENSEMBLES), FINETUNE_ROUND3_ENSEMBLES,
                                 "table_finetune_5fold.csv", "finetune_5fold_folds.csv", n_splits=5, folds=(0, 1)),
+    "larger-folds round4": Mode(_members(FINETUNE_ROUND4_ENSEMBLES), FINETUNE_ROUND4_ENSEMBLES,
+                                "table_finetune_5fold.csv", "finetune_5fold_folds.csv", n_splits=5, folds=(0, 1)),
 }
 
 
@@ -138,8 +140,9 @@ def parse_args() -> argparse.Namespace:
                       help="round 4 of the recipe (study.finetune.FINETUNE_ROUND4: the learning rate warmed up over the "
                            "first fine-tuning epoch, with its ensemble) against the same base on the folds of --confirm, "
                            "into table_finetune_round4.csv")
-    mode.add_argument("--larger-folds", choices=("posthoc", "round3"), default=None,
-                      help="the post-hoc ensemble (posthoc) or round 3's (round3), with its members, on folds 0 and 1 "
+    mode.add_argument("--larger-folds", choices=("posthoc", "round3", "round4"), default=None,
+                      help="the post-hoc ensemble (posthoc), round 3's (round3) or round 4's (round4), with its members, "
+                           "on folds 0 and 1 "
                            "of 5 of the rows left by --locked (each model trained and validated on 80%% of the "
                            "patients, not half), into table_finetune_5fold.csv and finetune_5fold_folds.csv: the second "
                            "confirmation a winner on the --confirm folds needs before it is recommended")

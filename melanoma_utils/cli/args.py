@@ -4,6 +4,7 @@ argument groups several commands take (defined once)."""
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 from typing import Callable
@@ -60,8 +61,8 @@ def _nonneg_float(value: str) -> float:
         x = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {value}") from None
-    if x < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0: {value}")
+    if not math.isfinite(x) or x < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0: {value}")
     return x
 
 

@@ -196,8 +196,6 @@ def _reproduce(args: argparse.Namespace) -> int:
     return reproduce(args.params, [n for n in config.NOTEBOOKS if n in notebooks], force=args.force)
 
 
-
-
 def _prune_store_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("runs", type=_existing_path, help="a study's runs folder (holds shared_backbones/), e.g. "
                                                      "reports/isic2020/runs")

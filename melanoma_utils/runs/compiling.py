@@ -28,7 +28,8 @@ def learning_rate_schedule(learning_rate: float, steps: int | None, schedule: st
                            warmup_steps: int = 0) -> Any:
     """Adam's learning rate: the constant ``learning_rate``; (``schedule="cosine"``) a cosine decay from it to 0 over
     ``steps`` optimizer steps; or (``"warmup-cosine"``) a linear rise from 0 to it over the first ``warmup_steps``
-    (at least 1), then the cosine decay to 0 over the remaining steps. Both need ``steps``. The schedule reads the
+    (at least 1, at most ``steps``: a warm-up as long as the run never decays), then the cosine decay to 0 over the
+    remaining steps; its first step has a learning rate of 0. Both need ``steps``. The schedule reads the
     optimizer's step count, which a resumed fit restores, so a resumed fine-tune continues on the same curve."""
     import keras
 

@@ -81,12 +81,15 @@ def save_shared(model: Any, work: str | os.PathLike[str], out_dir: str | os.Path
 
 def _put(target: Path, write: Callable[[Path], Any], digest: str, out_dir: str | os.PathLike[str]) -> dict[str, str]:
     """Store ``target`` (named by its content ``digest``) unless an intact copy is already there: one whose bytes still
-    hash to its ``.sha256`` beside it. A damaged, cut or unchecked file is written again, so training a run again
-    mends the store it references. Returns the reference a run published in ``out_dir`` keeps."""
+    hash to its ``.sha256`` beside it (touched, for the store's sweep). A damaged, cut or unchecked file is written
+    again, so training a run again mends the store it references. Returns the reference a run published in ``out_dir`` keeps."""
     side = target.with_name(target.name + ".sha256")
     if not (target.is_file() and side.is_file() and side.read_text().strip() == file_digest(target, "sha256")):
         atomic_write(target, write)
         atomic_write(side, lambda tmp: tmp.write_text(file_digest(target, "sha256") + "\n"))
+    else:  # reused: touched, so a store sweep (runs.store) keeps it until this run's references are written
+        for path in (target, side):
+            os.utime(path)
     return {"sha256": digest, "file": os.path.relpath(target.resolve(), Path(out_dir).resolve())}
 
 

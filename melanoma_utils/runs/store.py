@@ -48,13 +48,36 @@ class StoreSweep:
     deleted: bool
     referenced_bytes: int
     unreferenced_bytes: int  # what the unreferenced files take (took, before they were deleted)
+    unreferenced_sizes: tuple[int, ...]  # each unreferenced file's bytes, in ``unreferenced``'s order
+
+
+def _reference_files(runs: Path) -> list[Path]:
+    """Every ``model_shared.json`` under ``runs``, through symbolic links to folders too (each real folder once); an
+    unreadable folder is a :class:`StoreSweepError` naming it (what it holds cannot be known)."""
+
+    def refuse(err: OSError) -> None:
+        raise StoreSweepError(f"{err.filename} cannot be read ({err.strerror}); the sweep cannot tell what the run "
+                              "folders there reference: make it readable, then sweep again")
+
+    found, seen = [], set()
+    for folder, dirs, files in os.walk(runs, onerror=refuse, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:  # a link back into the tree: walked once
+            dirs[:] = []
+            continue
+        seen.add(real)
+        dirs.sort()
+        if RunLayout.MODEL_SHARED in files:
+            found.append(Path(folder) / RunLayout.MODEL_SHARED)
+    return found
 
 
 def store_references(runs: Path) -> dict[Path, list[Path]]:
     """Every store file each run folder under ``runs`` references (resolved paths), by run folder; staged run folders
-    included. :class:`StoreSweepError` names a ``model_shared.json`` that cannot be read."""
+    and folders reached through symbolic links included. :class:`StoreSweepError` names a ``model_shared.json`` or a
+    folder that cannot be read."""
     refs: dict[Path, list[Path]] = {}
-    for spec_file in sorted(runs.rglob(RunLayout.MODEL_SHARED)):
+    for spec_file in _reference_files(runs):
         run_dir = spec_file.parent
         try:
             spec = json.loads(spec_file.read_text(encoding="utf-8"))
@@ -86,25 +109,47 @@ def sweep_store(runs: str | os.PathLike[str], delete: bool = False, min_age_s: f
     refs = store_references(runs)
     wanted = {p for paths in refs.values() for p in paths}
     now = time.time() if now is None else now
-    files = sorted(p for p in store.iterdir() if p.is_file())
-    main = [p for p in files if not (p.name.endswith(DIGEST_SUFFIX) and p.with_name(p.name[:-len(DIGEST_SUFFIX)]).is_file())]
-    sizes = {p: p.stat().st_size for p in files}
+    sizes = _stat(store)
+    main = [p for p in sizes if not (p.name.endswith(DIGEST_SUFFIX) and p.with_name(p.name[:-len(DIGEST_SUFFIX)]) in sizes)]
     referenced, unreferenced, recent = [], [], []
-    for path in main:
-        group = _with_digest(path)
+    for path in sorted(main):
+        group = [q for q in (path, path.with_name(path.name + DIGEST_SUFFIX)) if q in sizes]
         if path.resolve() in wanted:
             referenced += group
-        elif now - max(p.stat().st_mtime for p in group) < min_age_s:
+        elif now - max(sizes[q][1] for q in group) < min_age_s:
             recent += group
         else:
             unreferenced += group
     missing = tuple((run_dir, p) for run_dir, paths in refs.items() for p in paths if not p.is_file())
-    sweep = StoreSweep(store, len(refs), tuple(referenced), tuple(unreferenced), tuple(recent), missing, delete,
-                       sum(sizes[p] for p in referenced), sum(sizes[p] for p in unreferenced))
     if delete:
-        for path in unreferenced:
+        _delete(unreferenced)
+    return StoreSweep(store, len(refs), tuple(referenced), tuple(unreferenced), tuple(recent), missing, delete,
+                      sum(sizes[p][0] for p in referenced), sum(sizes[p][0] for p in unreferenced),
+                      tuple(sizes[p][0] for p in unreferenced))
+
+
+def _stat(store: Path) -> dict[Path, tuple[int, float]]:
+    """Each file of ``store`` with its size and modification time (a file gone meanwhile, e.g. a temporary file just
+    renamed into place, left out)."""
+    out = {}
+    for path in store.iterdir():
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            continue
+        if path.is_file():
+            out[path] = (st.st_size, st.st_mtime)
+    return out
+
+
+def _delete(paths: list[Path]) -> None:
+    """Delete ``paths``; :class:`StoreSweepError` naming the first that cannot be deleted and how many were."""
+    for k, path in enumerate(paths):
+        try:
             path.unlink(missing_ok=True)
-    return sweep
+        except OSError as exc:
+            raise StoreSweepError(f"{path} cannot be deleted ({exc.strerror}); {k} of {len(paths)} unreferenced "
+                                  "file(s) were deleted before it") from None
 
 
 def describe_sweep(sweep: StoreSweep) -> list[str]:
@@ -116,12 +161,12 @@ def describe_sweep(sweep: StoreSweep) -> list[str]:
     if sweep.unreferenced:
         lines.append(f"{len(sweep.unreferenced)} file(s) ({sweep.unreferenced_bytes / mb:.1f} MB) referenced by no run "
                      f"folder: {verb}")
+        lines += [f"  {p.name} ({n / mb:.1f} MB)" for p, n in zip(sweep.unreferenced, sweep.unreferenced_sizes)]
     else:
-        lines.append("every file is referenced: nothing to delete")
-    lines += [f"  {p.name}" for p in sweep.unreferenced]
+        lines.append("nothing to delete" + ("" if sweep.recent else ": every file is referenced"))
     if sweep.recent:
-        lines.append(f"{len(sweep.recent)} unreferenced file(s) kept: written within the age limit (a training may be "
-                     "about to reference them)")
+        lines.append(f"{len(sweep.recent)} unreferenced file(s) kept: written within the age limit (--min-age-hours; "
+                     "a training may be about to reference them)")
     for run_dir, path in sweep.missing:
         lines.append(f"warning: run folder {run_dir} references {path.name}, which the store lacks: that run cannot be "
                      f"loaded; delete {run_dir} and train it again")

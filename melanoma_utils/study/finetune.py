@@ -11,8 +11,8 @@ all images of the subset as a guard. The rule (:func:`finetune_verdict`) was wri
 After the confirmation (written 2026-12-07, before the post-hoc ensemble's or round 3's results on new folds were
 seen): a candidate that wins by the rule on the confirmation folds (``--confirm-posthoc``, ``--round3``, ``--round4``) is recommended
 only if it wins again, by the same rule, on folds 0 and 1 of 5 of the patients outside the locked part
-(``--larger-folds``: each model trained and validated on 80% of the patients; where both win, the one with the larger
-within-copy-a gain on the confirmation folds); otherwise ``train``'s frozen default stays the recommended model.
+(``--larger-folds``: each model trained and validated on 80% of the patients; where several win, the one with the
+larger within-copy-a gain on the confirmation folds); otherwise ``train``'s frozen default stays the recommended model.
 """
 
 from __future__ import annotations
