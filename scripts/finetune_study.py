@@ -84,6 +84,7 @@ class Mode:
     same_folds: str | None = None
     n_splits: int | None = None
     folds: tuple[int, ...] | None = None
+    merge: bool = False  # add its rows to the table an earlier mode wrote on the same folds (its other rows kept)
 
 
 CONFIRM_FOLDS = "finetune_confirm_folds.csv"
@@ -98,11 +99,13 @@ MODES: dict[str, Mode] = {
     "round3": Mode(list(FINETUNE_ROUND3), FINETUNE_ROUND3_ENSEMBLES, "table_finetune_round3.csv", same_folds=CONFIRM_FOLDS),
     "round4": Mode(list(FINETUNE_ROUND4), FINETUNE_ROUND4_ENSEMBLES, "table_finetune_round4.csv", same_folds=CONFIRM_FOLDS),
     "larger-folds posthoc": Mode(_members(FINETUNE_POSTHOC), FINETUNE_POSTHOC, "table_finetune_5fold.csv",
-                                 "finetune_5fold_folds.csv", n_splits=5, folds=(0, 1)),
+                                 "finetune_5fold_folds.csv", n_splits=5, folds=(0, 1), merge=True),
     "larger-folds round3": Mode(_members(FINETUNE_ROUND3_ENSEMBLES), FINETUNE_ROUND3_ENSEMBLES,
-                                "table_finetune_5fold.csv", "finetune_5fold_folds.csv", n_splits=5, folds=(0, 1)),
+                                "table_finetune_5fold.csv", "finetune_5fold_folds.csv", n_splits=5, folds=(0, 1),
+                                merge=True),
     "larger-folds round4": Mode(_members(FINETUNE_ROUND4_ENSEMBLES), FINETUNE_ROUND4_ENSEMBLES,
-                                "table_finetune_5fold.csv", "finetune_5fold_folds.csv", n_splits=5, folds=(0, 1)),
+                                "table_finetune_5fold.csv", "finetune_5fold_folds.csv", n_splits=5, folds=(0, 1),
+                                merge=True),
 }
 
 
@@ -173,6 +176,26 @@ def load_parts(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame, di
     return df, pd.concat(train_parts, ignore_index=True), holdouts, locked
 
 
+def check_same_folds(folds: pd.DataFrame, earlier_csv: Path, runs: Path) -> None:
+    """Stop unless ``folds`` (this run's ISIC folds) are the ones ``earlier_csv`` recorded."""
+    earlier = pd.read_csv(earlier_csv, dtype=str)
+    if not folds.sort_values("image_name").reset_index(drop=True).equals(
+            earlier.sort_values("image_name").reset_index(drop=True)):
+        raise SystemExit(f"{runs}/folds.csv differs from {earlier_csv.name}: not the folds this table compares on")
+
+
+def merged_table(new: pd.DataFrame, old: pd.DataFrame, name: str) -> pd.DataFrame:
+    """``new``'s rows added to ``old``'s (a candidate in both: ``new``'s row): the base first, then the earlier
+    candidates, then the new ones. Stops when the two base rows differ (then the tables were not measured alike)."""
+    base = new[new["verdict"] == "base"]
+    old_base = old[old["verdict"] == "base"]
+    if len(old_base) and abs(float(old_base["within_copy_a"].iloc[0]) - float(base["within_copy_a"].iloc[0])) > 1e-9:
+        raise SystemExit(f"{name}: the base scores {float(old_base['within_copy_a'].iloc[0]):.4f} within copy a there and "
+                         f"{float(base['within_copy_a'].iloc[0]):.4f} here: not the same base, not one table")
+    kept = old[(old["verdict"] != "base") & ~old["candidate"].isin(new["candidate"])]
+    return pd.concat([base, kept, new[new["verdict"] != "base"]], ignore_index=True)
+
+
 def main() -> None:
     args = parse_args()
     mode = MODES[args.mode]
@@ -183,10 +206,10 @@ def main() -> None:
                                ensembles=mode.ensembles)
     folds = pd.read_csv(args.runs / "folds.csv", dtype=str)
     if mode.same_folds:  # the same folds as an earlier table, or the comparison with it means nothing
-        earlier = pd.read_csv(args.report_dir / mode.same_folds, dtype=str)
-        if not folds.sort_values("image_name").reset_index(drop=True).equals(
-                earlier.sort_values("image_name").reset_index(drop=True)):
-            raise SystemExit(f"{args.runs}/folds.csv differs from {mode.same_folds}: not the folds this table compares on")
+        check_same_folds(folds, args.report_dir / mode.same_folds, args.runs)
+    if mode.merge and (args.report_dir / mode.table).is_file():
+        check_same_folds(folds, args.report_dir / str(mode.folds_out), args.runs)
+        table = merged_table(table, pd.read_csv(args.report_dir / mode.table), mode.table)
     atomic_write(args.report_dir / mode.table, lambda tmp: table.to_csv(tmp, index=False))
     if mode.folds_out:  # what the numbers were measured on, committed beside them: the ISIC fold of every image
         write_csv(folds, args.report_dir / mode.folds_out)
