@@ -98,14 +98,28 @@ MODES: dict[str, Mode] = {
                             same_folds=CONFIRM_FOLDS),
     "round3": Mode(list(FINETUNE_ROUND3), FINETUNE_ROUND3_ENSEMBLES, "table_finetune_round3.csv", same_folds=CONFIRM_FOLDS),
     "round4": Mode(list(FINETUNE_ROUND4), FINETUNE_ROUND4_ENSEMBLES, "table_finetune_round4.csv", same_folds=CONFIRM_FOLDS),
-    "larger-folds posthoc": Mode(_members(FINETUNE_POSTHOC), FINETUNE_POSTHOC, "table_finetune_5fold.csv",
-                                 "finetune_5fold_folds.csv", n_splits=5, folds=(0, 1), merge=True),
-    "larger-folds round3": Mode(_members(FINETUNE_ROUND3_ENSEMBLES), FINETUNE_ROUND3_ENSEMBLES,
-                                "table_finetune_5fold.csv", "finetune_5fold_folds.csv", n_splits=5, folds=(0, 1),
-                                merge=True),
-    "larger-folds round4": Mode(_members(FINETUNE_ROUND4_ENSEMBLES), FINETUNE_ROUND4_ENSEMBLES,
-                                "table_finetune_5fold.csv", "finetune_5fold_folds.csv", n_splits=5, folds=(0, 1),
-                                merge=True),
+}
+#: ``--larger-folds X``: ensemble X with its members on folds 0 and 1 of 5 (rows added to one table on the same folds).
+LARGER_FOLDS: dict[str, dict[str, tuple[str, ...]]] = {"posthoc": FINETUNE_POSTHOC, "round3": FINETUNE_ROUND3_ENSEMBLES,
+                                                      "round4": FINETUNE_ROUND4_ENSEMBLES}
+MODES.update({f"larger-folds {name}": Mode(_members(ens), ens, "table_finetune_5fold.csv", "finetune_5fold_folds.csv",
+                                           n_splits=5, folds=(0, 1), merge=True) for name, ens in LARGER_FOLDS.items()})
+#: The help of each mode's flag (``--<mode>``; the larger-folds modes share ``--larger-folds``).
+FLAG_HELP: dict[str, str] = {
+    "posthoc": "score the post-hoc ensembles (study.finetune.FINETUNE_POSTHOC) from the same fold runs into "
+               "table_finetune_posthoc.csv instead (reported, never selected)",
+    "round2": "the recipe sweep's second round (study.finetune.FINETUNE_ROUND2, with its ensembles) against the same "
+              "base on the same folds, into table_finetune_round2.csv",
+    "confirm": "round 1's recommended ensemble (the base, the fine-tune with sources weighted alike, their average) "
+               "again on the folds of the rows left by --locked, into table_finetune_confirm.csv",
+    "confirm-posthoc": "the post-hoc ensemble (study.finetune.FINETUNE_POSTHOC: the base, the unweighted fine-tune, "
+                       "their average) on the folds of --confirm, by the same rule, into "
+                       "table_finetune_confirm_posthoc.csv",
+    "round3": "round 3 of the recipe (study.finetune.FINETUNE_ROUND3: the milder augmentation, with its ensemble) "
+              "against the same base on the folds of --confirm, into table_finetune_round3.csv",
+    "round4": "round 4 of the recipe (study.finetune.FINETUNE_ROUND4: the learning rate warmed up over the first "
+              "fine-tuning epoch, with its ensemble) against the same base on the folds of --confirm, into "
+              "table_finetune_round4.csv",
 }
 
 
@@ -123,36 +137,15 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--locked", default="reports/isic2020/locked_test.csv",
                     help="the study's locked test part (removed before anything; '' keeps every row)")
     mode = ap.add_mutually_exclusive_group()
-    mode.add_argument("--posthoc", action="store_true",
-                      help="score the post-hoc ensembles (study.finetune.FINETUNE_POSTHOC) from the same fold runs into "
-                           "table_finetune_posthoc.csv instead (reported, never selected)")
-    mode.add_argument("--round2", action="store_true",
-                      help="the recipe sweep's second round (study.finetune.FINETUNE_ROUND2, with its ensembles) "
-                           "against the same base on the same folds, into table_finetune_round2.csv")
-    mode.add_argument("--confirm", action="store_true",
-                      help="round 1's recommended ensemble (the base, the fine-tune with sources weighted alike, their "
-                           "average) again on the folds of the rows left by --locked, into table_finetune_confirm.csv")
-    mode.add_argument("--confirm-posthoc", action="store_true",
-                      help="the post-hoc ensemble (study.finetune.FINETUNE_POSTHOC: the base, the unweighted fine-tune, "
-                           "their average) on the folds of --confirm, by the same rule, into "
-                           "table_finetune_confirm_posthoc.csv")
-    mode.add_argument("--round3", action="store_true",
-                      help="round 3 of the recipe (study.finetune.FINETUNE_ROUND3: the milder augmentation, with its "
-                           "ensemble) against the same base on the folds of --confirm, into table_finetune_round3.csv")
-    mode.add_argument("--round4", action="store_true",
-                      help="round 4 of the recipe (study.finetune.FINETUNE_ROUND4: the learning rate warmed up over the "
-                           "first fine-tuning epoch, with its ensemble) against the same base on the folds of --confirm, "
-                           "into table_finetune_round4.csv")
-    mode.add_argument("--larger-folds", choices=("posthoc", "round3", "round4"), default=None,
+    for name, text in FLAG_HELP.items():
+        mode.add_argument(f"--{name}", action="store_true", help=text)
+    mode.add_argument("--larger-folds", choices=tuple(LARGER_FOLDS), default=None,
                       help="the post-hoc ensemble (posthoc), round 3's (round3) or round 4's (round4), with its members, "
-                           "on folds 0 and 1 "
-                           "of 5 of the rows left by --locked (each model trained and validated on 80%% of the "
-                           "patients, not half), into table_finetune_5fold.csv and finetune_5fold_folds.csv: the second "
-                           "confirmation a winner on the --confirm folds needs before it is recommended")
+                           "on folds 0 and 1 of 5 of the rows left by --locked (each model trained and validated on 80%% "
+                           "of the patients, not half), into table_finetune_5fold.csv and finetune_5fold_folds.csv: the "
+                           "second confirmation a winner on the --confirm folds needs before it is recommended")
     args = ap.parse_args()
-    flags = {"posthoc": args.posthoc, "round2": args.round2, "confirm": args.confirm,
-             "confirm-posthoc": args.confirm_posthoc, "round3": args.round3,
-             "round4": args.round4}
+    flags = {name: getattr(args, name.replace("-", "_")) for name in FLAG_HELP}
     args.mode = (f"larger-folds {args.larger_folds}" if args.larger_folds
                  else next((m for m, on in flags.items() if on), "select"))
     return args
