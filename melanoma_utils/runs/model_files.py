@@ -30,6 +30,8 @@ from .runfolder import RunLayout, write_record
 
 #: The sub-models stored by reference (the backbone and a second resolution's copy).
 SHARED_LAYERS: tuple[str, ...] = ("backbone", "backbone_2")
+#: The suffix of the digest file written beside every store file (its bytes' SHA-256).
+DIGEST_SUFFIX = ".sha256"
 
 
 class ModelFilesError(ValueError):
@@ -83,7 +85,7 @@ def _put(target: Path, write: Callable[[Path], Any], digest: str, out_dir: str |
     """Store ``target`` (named by its content ``digest``) unless an intact copy is already there: one whose bytes still
     hash to its ``.sha256`` beside it (touched, for the store's sweep). A damaged, cut or unchecked file is written
     again, so training a run again mends the store it references. Returns the reference a run published in ``out_dir`` keeps."""
-    side = target.with_name(target.name + ".sha256")
+    side = target.with_name(target.name + DIGEST_SUFFIX)
     if not (target.is_file() and side.is_file() and side.read_text().strip() == file_digest(target, "sha256")):
         atomic_write(target, write)
         atomic_write(side, lambda tmp: tmp.write_text(file_digest(target, "sha256") + "\n"))

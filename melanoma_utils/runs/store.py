@@ -21,10 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .model_files import DIGEST_SUFFIX
 from .runfolder import RunLayout
-
-#: The suffix of the digest file written beside every store file.
-DIGEST_SUFFIX = ".sha256"
 
 
 class StoreSweepError(ValueError):
@@ -88,12 +86,6 @@ def store_references(runs: Path) -> dict[Path, list[Path]]:
                                   f"what it references: delete {run_dir} (its run is trained again when needed) or "
                                   "repair the file, then sweep again") from None
     return refs
-
-
-def _with_digest(path: Path) -> list[Path]:
-    """``path`` and its digest file, where there is one."""
-    side = path.with_name(path.name + DIGEST_SUFFIX)
-    return [path, side] if side.is_file() else [path]
 
 
 def sweep_store(runs: str | os.PathLike[str], delete: bool = False, min_age_s: float = 3600.0,
