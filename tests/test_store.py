@@ -120,6 +120,19 @@ def test_a_reference_to_a_missing_file_is_reported(runs: Path) -> None:
     assert sweep.missing[0][0].parent.name == "luv"
 
 
+def test_a_package_reference_needs_no_store_file_and_keeps_only_its_configuration(runs: Path) -> None:
+    folder = _run(runs / "backbones" / "lite0" / "fold0", runs / RunLayout.SHARED_STORE, "c2.config.json.gz")
+    spec = json.loads((folder / RunLayout.MODEL_SHARED).read_text())
+    spec["backbones"] = {"backbone": {"sha256": "w", "package": "efficientnetlite0"}}  # as save_shared writes it
+    (folder / RunLayout.MODEL_SHARED).write_text(json.dumps(spec))
+    import shutil
+
+    shutil.rmtree(runs / "ablation" / "fusion" / ".fold1.partial")  # c2's other reference
+    sweep = sweep_store(runs, now=time.time())
+    assert sweep.missing == () and sweep.run_folders == 2
+    assert "c2.config.json.gz" in _names(sweep.referenced)
+
+
 def test_an_unreadable_reference_file_stops_the_sweep_before_anything_is_deleted(runs: Path) -> None:
     bad = runs / "ablation" / "image" / "fold0"
     bad.mkdir(parents=True)

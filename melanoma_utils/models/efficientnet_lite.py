@@ -316,6 +316,22 @@ def _load_weights(full: Any, path: Path, variant: str) -> None:
     _LOADED[key] = full.get_weights()
 
 
+#: The packaged ImageNet backbone weights of each variant this process has built (:func:`packaged_backbone_weights`).
+_PACKAGED: dict[str, list[np.ndarray]] = {}
+
+
+def packaged_backbone_weights(variant: str) -> list[np.ndarray]:
+    """The weight arrays of ``variant``'s backbone without its top, as :func:`efficientnet_lite` builds it with
+    ``weights="imagenet"`` (in the backbone's order; the input size does not change them), built once per process.
+    A study's fold run whose frozen backbone holds exactly these references the package instead of storing a copy
+    (:mod:`melanoma_utils.runs.model_files`). :class:`WeightsFileError` when the variant's package is not installed."""
+    if variant not in LITE_VARIANTS:
+        raise ValueError(f"unknown EfficientNet-Lite variant {variant!r}; choose one of {', '.join(LITE_VARIANTS)}")
+    if variant not in _PACKAGED:
+        _PACKAGED[variant] = efficientnet_lite(variant, LITE_VARIANTS[variant][2], "imagenet").get_weights()
+    return _PACKAGED[variant]
+
+
 def efficientnet_lite(
     variant: str = "efficientnetlite0",
     image_size: int | None = None,

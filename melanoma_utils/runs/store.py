@@ -79,8 +79,8 @@ def store_references(runs: Path) -> dict[Path, list[Path]]:
         run_dir = spec_file.parent
         try:
             spec = json.loads(spec_file.read_text(encoding="utf-8"))
-            entries = [spec["config"], *spec["backbones"].values()]
-            refs[run_dir] = [(run_dir / entry["file"]).resolve() for entry in entries]
+            entries = [spec["config"], *(b for b in spec["backbones"].values() if "package" not in b)]
+            refs[run_dir] = [(run_dir / entry["file"]).resolve() for entry in entries]  # a package reference: no file
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise StoreSweepError(f"{spec_file} cannot be read ({type(exc).__name__}: {exc}); the sweep cannot tell "
                                   f"what it references: delete {run_dir} (its run is trained again when needed) or "
