@@ -4,7 +4,8 @@
   1991), from CIELAB lightness L* and yellow–blue b*. On dermoscopy it measures the skin *as imaged*: the
   device's light and white balance move b*, so it is a proxy for skin tone, not a colorimeter reading;
 * :func:`lesion_mask` — the lesion as the darker Otsu class of the blurred L* channel, filled and kept to its
-  largest part;
+  largest part (:func:`filled_component`, which :func:`melanoma_utils.reports.explain.lesion_mask` shares: that
+  one reads the blue channel and keeps the central part, for describing explanations rather than measuring skin);
 * :func:`image_ita` — ITA of the skin *around* the lesion: the median L* and b* of the pixels outside the dilated
   lesion mask and away from the image border (dark vignette corners, ruler edges), hair and ink (dark) left out;
 * :func:`ita_band` — the usual categories (Del Bino & Bernerd 2013): very light > 55°, light 41–55°,
@@ -59,8 +60,13 @@ def lesion_mask(lab: np.ndarray) -> np.ndarray:
     n, labels, stats, _ = cv2.connectedComponentsWithStats(dark.astype(np.uint8), connectivity=8)
     if n <= 1:
         return np.zeros(L.shape, bool)
-    biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    mask = (labels == biggest).astype(np.uint8)
+    return filled_component(labels, 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])))
+
+
+def filled_component(labels: np.ndarray, k: int) -> np.ndarray:
+    """Component ``k`` of a connected-components label image as a boolean mask, its holes filled (the outer contour
+    drawn solid): a lesion with a lighter centre or hair across it stays one region."""
+    mask = (labels == k).astype(np.uint8)
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     filled = np.zeros_like(mask)
     cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)

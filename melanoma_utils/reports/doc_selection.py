@@ -43,51 +43,28 @@ def _duration(seconds: float) -> str:
 POSTHOC_CSV = "table_finetune_posthoc.csv"
 
 
-def finetune_posthoc_table(report_dir: Path) -> str:
-    """:func:`finetune_selection_table` of the post-hoc comparison (:data:`POSTHOC_CSV`)."""
-    return finetune_selection_table(report_dir, POSTHOC_CSV)
-
-
-def finetune_round2_table(report_dir: Path) -> str:
-    """:func:`finetune_selection_table` of the recipe's second round (``table_finetune_round2.csv``)."""
-    return finetune_selection_table(report_dir, "table_finetune_round2.csv")
-
-
-def finetune_confirm_table(report_dir: Path) -> str:
-    """:func:`finetune_selection_table` of the confirmation on the patients outside the locked part
-    (:data:`CONFIRM_CSV`, ``scripts/finetune_study.py --confirm``)."""
-    return finetune_selection_table(report_dir, CONFIRM_CSV)
-
-
 #: The post-hoc ensemble on the confirmation folds (``scripts/finetune_study.py --confirm-posthoc``).
 CONFIRM_POSTHOC_CSV = "table_finetune_confirm_posthoc.csv"
 
-
-def finetune_confirm_posthoc_table(report_dir: Path) -> str:
-    """:func:`finetune_selection_table` of the post-hoc ensemble tried again on the confirmation folds
-    (:data:`CONFIRM_POSTHOC_CSV`)."""
-    return finetune_selection_table(report_dir, CONFIRM_POSTHOC_CSV)
-
-
-def finetune_round3_table(report_dir: Path) -> str:
-    """:func:`finetune_selection_table` of the recipe's third round (``table_finetune_round3.csv``)."""
-    return finetune_selection_table(report_dir, "table_finetune_round3.csv")
-
-
-def finetune_round4_table(report_dir: Path) -> str:
-    """:func:`finetune_selection_table` of the recipe's fourth round, the learning-rate warm-up
-    (``table_finetune_round4.csv``)."""
-    return finetune_selection_table(report_dir, "table_finetune_round4.csv")
-
-
-def finetune_5fold_table(report_dir: Path) -> str:
-    """:func:`finetune_selection_table` of the second confirmation, on larger training parts (``table_finetune_5fold.csv``)."""
-    return finetune_selection_table(report_dir, "table_finetune_5fold.csv")
+#: README/docs block name -> the fine-tuning study's table it renders with :func:`finetune_selection_table`: the
+#: post-hoc comparison (:data:`POSTHOC_CSV`), the recipe's rounds 2-4 (round 4: the learning-rate warm-up), the
+#: confirmation on the patients outside the locked part (``--confirm``), the post-hoc ensemble tried again there
+#: and the second confirmation on larger training parts.
+SELECTION_BLOCKS: dict[str, str] = {
+    "finetune_posthoc": POSTHOC_CSV,
+    "finetune_round2": "table_finetune_round2.csv",
+    "finetune_confirm": "table_finetune_confirm.csv",
+    "finetune_confirm_posthoc": CONFIRM_POSTHOC_CSV,
+    "finetune_round3": "table_finetune_round3.csv",
+    "finetune_round4": "table_finetune_round4.csv",
+    "finetune_5fold": "table_finetune_5fold.csv",
+}
 
 
 #: The candidates tried on the confirmation folds after the confirmation, and the second confirmation a winner needs.
-FOLLOWUP_CSVS: tuple[str, ...] = (CONFIRM_POSTHOC_CSV, "table_finetune_round3.csv", "table_finetune_round4.csv")
-LARGER_FOLDS_CSV = "table_finetune_5fold.csv"
+FOLLOWUP_CSVS: tuple[str, ...] = tuple(SELECTION_BLOCKS[b] for b in ("finetune_confirm_posthoc", "finetune_round3",
+                                                                       "finetune_round4"))
+LARGER_FOLDS_CSV = SELECTION_BLOCKS["finetune_5fold"]
 
 
 def _delta(r: pd.Series) -> str:
@@ -208,7 +185,7 @@ def _cold_external_seconds(report_dir: Path) -> float | None:
 
 
 #: The confirmation of the selection's winner on new folds (``scripts/finetune_study.py --confirm``).
-CONFIRM_CSV = "table_finetune_confirm.csv"
+CONFIRM_CSV = SELECTION_BLOCKS["finetune_confirm"]
 
 
 def _not_confirmed(report_dir: Path, won: str) -> str:

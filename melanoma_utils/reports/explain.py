@@ -295,7 +295,8 @@ def lesion_mask(image: np.ndarray, border: float = 0.05) -> np.ndarray:
     """A rough lesion mask ``(S, S)`` bool: Otsu's threshold on the blurred blue channel (melanin absorbs blue most, so
     even a light-brown lesion is dark there), the connected component nearest the centre, holes filled. A band of ``border`` × S pixels at the edges is
     ignored when choosing the component (vignette corners, rulers). An estimate for describing explanations, not a
-    segmentation: where Otsu finds nothing usable, the central third of the image."""
+    segmentation: where Otsu finds nothing usable, the central third of the image. (The skin-tone measure's mask,
+    :func:`melanoma_utils.pipeline.skin.lesion_mask`, reads L* and keeps the largest part; both fill holes alike.)"""
     import cv2
 
     img = np.clip(image, 0, 255).astype(np.uint8)
@@ -319,11 +320,9 @@ def lesion_mask(image: np.ndarray, border: float = 0.05) -> np.ndarray:
         mask = np.zeros((h, w), bool)
         mask[h // 3:2 * h // 3, w // 3:2 * w // 3] = True
         return mask
-    mask = (labels == best).astype(np.uint8)
-    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    filled = np.zeros_like(mask)
-    cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)
-    return filled.astype(bool)
+    from ..pipeline.skin import filled_component
+
+    return filled_component(labels, best)
 
 
 #: Fig 15's mask rules: a mask is trusted only when it covers 2–60% of the image, lies mostly off the image's border

@@ -7,23 +7,18 @@ a block differs from what the report files give.
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 from typing import Callable
 
 from .doc_findings import ablation_findings, gpu_estimate, headline_table, validation_findings
 from .doc_selection import (
+    SELECTION_BLOCKS,
     augmentation_shift_table,
-    finetune_5fold_table,
-    finetune_confirm_posthoc_table,
-    finetune_confirm_table,
     finetune_decision,
     finetune_followup_decision,
     finetune_histories_note,
-    finetune_posthoc_table,
-    finetune_round2_table,
-    finetune_round3_table,
-    finetune_round4_table,
     finetune_selection_table,
     paper_table3,
 )
@@ -74,19 +69,16 @@ TABLES: dict[str, Callable[[Path], str]] = {"ablation": ablation_table, "ablatio
                                              "backbones_paired": backbones_paired_table,
                                              "finetune_selection": finetune_selection_table,
                                              "finetune_decision": finetune_decision, "paper_table3": paper_table3,
-                                             "finetune_posthoc": finetune_posthoc_table,
-                                             "locked_test": locked_test_table, "finetune_round2": finetune_round2_table,
-                                             "finetune_confirm": finetune_confirm_table,
-                                             "finetune_confirm_posthoc": finetune_confirm_posthoc_table,
-                                             "finetune_round3": finetune_round3_table,
-                                             "finetune_round4": finetune_round4_table,
+                                             "locked_test": locked_test_table,
                                              "augmentation_shift": augmentation_shift_table,
                                              "finetune_followup": finetune_followup_decision,
-                                             "finetune_histories": finetune_histories_note, "finetune_5fold": finetune_5fold_table,
+                                             "finetune_histories": finetune_histories_note,
                                              "metadata_only": metadata_only_table,
                                              "decision_within_copy_a": decision_within_copy_a,
                                              "calibrator_choice": calibrator_choice,
-                                             "importance_agreement": importance_agreement}
+                                             "importance_agreement": importance_agreement,
+                                             **{block: functools.partial(finetune_selection_table, name=csv)
+                                                for block, csv in SELECTION_BLOCKS.items()}}
 
 
 def render_readme(text: str, report_dir: Path) -> str:
