@@ -110,3 +110,22 @@ def test_a_config_is_resolved_when_made_and_frozen_after() -> None:
     assert made.augment_config == mine and made.augment_config is not mine  # the caller's dict stays the caller's
     with pytest.raises(TypeError):
         hash(made)  # it holds a dict: frozen, not a key
+
+
+def test_every_config_field_is_in_exactly_one_part_and_the_parts_are_resolved() -> None:
+    """The model, data, fit and runtime parts split the recipe without gaps or overlaps (a new field must be placed),
+    and each part carries the resolved values (the native size decided, the preset's fields in place)."""
+    import dataclasses
+
+    from melanoma_utils.models.run_specs import MODEL_FIELDS, DataSpec, FitSpec, RuntimeSpec
+    from melanoma_utils.runs.run import TrainConfig
+
+    parts = [set(MODEL_FIELDS), *({f.name for f in dataclasses.fields(spec)} for spec in (DataSpec, FitSpec, RuntimeSpec))]
+    everything = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set().union(*parts) == everything and sum(map(len, parts)) == len(everything)
+    cfg = TrainConfig.from_preset("lite0-ft128", epochs=3, verbose=0, backbone="efficientnetlite1", image_size=None)
+    assert cfg.data.image_size == 240 and cfg.fit.epochs == 3 and cfg.runtime.verbose == 0
+    assert cfg.fit.finetune == TrainConfig.from_preset("lite0-ft128").finetune != "none"
+    assert cfg.data.augment_config == cfg.augment_config and cfg.data.augment_config is not None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.fit.epochs = 4  # type: ignore[misc]

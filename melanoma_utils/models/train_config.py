@@ -14,6 +14,7 @@ from ..data.diagnoses import OBJECTIVES, n_outputs
 from ..pipeline.transforms import preprocess_config
 from .features import check_feature_set
 from .presets import BACKBONES, OFFLINE_IMAGENET, RESOLUTION_MERGES, default_image_size, get_preset
+from .run_specs import DataSpec, FitSpec, RuntimeSpec
 
 #: Fine-tuning after the cached-embedding head: which backbone layers become trainable.
 FINETUNE_MODES: tuple[str, ...] = ("none", "top", "all")
@@ -258,6 +259,24 @@ class TrainConfig:
 
         return EmbeddingSpec(str(self.backbone), self.backbone_weights, int(self.image_size), preprocess,  # type: ignore[arg-type]
                              self.embedding_views if views is None else views, self.embedding_output)
+
+    def _spec(self, cls: type) -> Any:
+        return cls(**{f.name: getattr(self, f.name) for f in fields(cls)})
+
+    @property
+    def data(self) -> DataSpec:
+        """What the run is fed (:class:`DataSpec`)."""
+        return self._spec(DataSpec)
+
+    @property
+    def fit(self) -> FitSpec:
+        """How the run is fitted (:class:`FitSpec`)."""
+        return self._spec(FitSpec)
+
+    @property
+    def runtime(self) -> RuntimeSpec:
+        """Devices, verbosity and the validation report (:class:`RuntimeSpec`)."""
+        return self._spec(RuntimeSpec)
 
     @property
     def uses_images(self) -> bool:

@@ -317,6 +317,6 @@ def scaled_for(cfg: TrainConfig, replicas: int) -> TrainConfig:
     linearly (Goyal et al. 2017)."""
     if replicas == 1:
         return cfg
-    return replace(cfg, batch_size=cfg.batch_size * replicas, learning_rate=cfg.learning_rate * replicas,
-                   head_learning_rate=cfg.head_learning_rate * replicas,
-                   finetune_learning_rate=cfg.finetune_learning_rate * replicas)
+    return replace(cfg, batch_size=cfg.fit.batch_size * replicas, learning_rate=cfg.fit.learning_rate * replicas,
+                   head_learning_rate=cfg.fit.head_learning_rate * replicas,
+                   finetune_learning_rate=cfg.fit.finetune_learning_rate * replicas)

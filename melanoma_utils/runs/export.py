@@ -176,7 +176,7 @@ def _endpoints(tf: Any, run: Any) -> tuple[Any, Any]:
     from ..pipeline.feeds import crop_resize_tensor
 
     cfg, enc, model, calibrator = run.train_config, run.encoder, run.model, run.calibrator
-    size, tta = int(cfg.image_size), int(cfg.tta)
+    size, tta = cfg.data.image_size, int(cfg.data.tta)
 
     def views_raw(img, feed):
         views = []
@@ -228,7 +228,7 @@ def _signature(run: Any, run_dir: Path, fmt: str) -> dict[str, Any]:
                                    f"{run.prevalence}", "raw_probability": "the network's own output"},
         "threshold": run.threshold, "threshold_rule": run.config.get("threshold_rule"),
         "prevalence": run.prevalence, "calibration": calibrator.to_dict(), "test_time_augmentation_views": tta,
-        "image_size": size, "kind": cfg.kind, "features": cfg.features, "backbone": cfg.backbone or "cnn",
+        "image_size": size, "kind": cfg.kind, "features": cfg.data.features, "backbone": cfg.backbone or "cnn",
         "run": str(Path(run_dir).name),
         "other prevalence": "p' = p·(π'/π) / (p·(π'/π) + (1 − p)·(1 − π')/(1 − π)), π the prevalence above (prior shift)",
     }

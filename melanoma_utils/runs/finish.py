@@ -136,13 +136,13 @@ def write_run(model: Any, data: FitData, cfg: TrainConfig, out_dir: Path, facts:
     epochs_run, seconds = facts.epochs_run, facts.seconds
     run = Run(model, encoder, {"train": asdict(cfg), "preprocess": preprocess, "threshold": 0.5}, out_dir)
     raw_val = run.predict(val, cached_embeddings=True)
-    done = finish(val, raw_val, cfg.min_sensitivity, cfg.seed, cfg.n_boot)
+    done = finish(val, raw_val, cfg.runtime.min_sensitivity, cfg.fit.seed, cfg.runtime.n_boot)
     from ..pipeline.augment import AugmentConfig
 
     config = {
         "train": asdict(cfg),
         "preprocess": preprocess,
-        "augment": AugmentConfig(**cfg.augment_config).to_dict() if cfg.augment else None,
+        "augment": AugmentConfig(**cfg.data.augment_config).to_dict() if cfg.data.augment else None,
         **done.config,
         "training_prevalence": float(train["target"].mean()),
         "training_sources": source_counts(train),

@@ -78,19 +78,19 @@ def image_feeds(cfg: TrainConfig, data: FitData) -> tuple[Any, Any, EpochSeeds]:
 
     keys = tuple(k for k, used in (("image", cfg.uses_images), ("meta", cfg.uses_meta)) if used)
     augmenter = None
-    if cfg.uses_images and cfg.augment:
+    if cfg.uses_images and cfg.data.augment:
         from ..pipeline.augment import build_augmenter
 
-        augmenter = build_augmenter(cfg.image_size, seed=cfg.seed, **cfg.augment_config)
+        augmenter = build_augmenter(cfg.data.image_size, seed=cfg.fit.seed, **cfg.data.augment_config)
     clock = EpochClock()
-    spec = FeedSpec(keys=keys, image_size=cfg.image_size, preprocess=data.preprocess, batch_size=cfg.batch_size,
-                    seed=cfg.seed, cache=cfg.cache, drop_remainder=cfg.strategy == "multiworker")
+    spec = FeedSpec(keys=keys, image_size=cfg.data.image_size, preprocess=data.preprocess, batch_size=cfg.fit.batch_size,
+                    seed=cfg.fit.seed, cache=cfg.data.cache, drop_remainder=cfg.runtime.strategy == "multiworker")
     feeds = []
     for part, training in ((data.train, True), (data.val, False)):
         feeds.append(make_feed(list(part["image_path"]), data.encoder.transform(part), part["target"].to_numpy(),
                                row_weights(part, data.class_weights), spec, training=training,
                                augmenter=augmenter if training else None, clock=clock if training else None))
-    return feeds[0], feeds[1], EpochSeeds(cfg.seed, clock, (augmenter,) if augmenter is not None else ())
+    return feeds[0], feeds[1], EpochSeeds(cfg.fit.seed, clock, (augmenter,) if augmenter is not None else ())
 
 
 def fit_resumable(model: Any, ds_tr: Any, ds_va: Any, state: ResumeState, first_epoch: int, end_epoch: int,
@@ -153,25 +153,25 @@ class EndToEnd(TrainingPath):
         with data.scope:
             model = build_model(cfg.model_spec(data.encoder.n_features, bias_for(float(data.train["target"].mean()))))
             base = backbone_layer(model)
-            frozen = base is not None and cfg.backbone_weights is not None and cfg.freeze_epochs > 0
+            frozen = base is not None and cfg.backbone_weights is not None and cfg.fit.freeze_epochs > 0
             if frozen:
                 base.trainable = False
-            compile_model(model, cfg.learning_rate, steps(n, cfg.batch_size, cfg.epochs), images=cfg.uses_images)
+            compile_model(model, cfg.fit.learning_rate, steps(n, cfg.fit.batch_size, cfg.fit.epochs), images=cfg.uses_images)
         rows: list[dict[str, float]] = []
         seconds_before = 0.0
         layout = RunLayout(data.out_dir)
         if frozen:
             first = ResumeState(layout.state("freeze"), patience=10**9, phase="freeze")
             if not layout.state("main").is_file():
-                fit_resumable(model, ds_tr, ds_va, first, 0, cfg.freeze_epochs, cfg.verbose, seeds)
+                fit_resumable(model, ds_tr, ds_va, first, 0, cfg.fit.freeze_epochs, cfg.runtime.verbose, seeds)
             else:  # the main phase has begun: its state sets the weights; this one gives its rows and time
                 first.restore(model)
             seconds_before += first.seconds_before
             rows += first.rows
             base.trainable = True
-            compile_model(model, cfg.finetune_learning_rate, steps(n, cfg.batch_size, cfg.epochs - len(rows)), images=True)
-        main = ResumeState(layout.state("main"), cfg.patience, phase="main")
-        fit_resumable(model, ds_tr, ds_va, main, len(rows), cfg.epochs, cfg.verbose, seeds)
+            compile_model(model, cfg.fit.finetune_learning_rate, steps(n, cfg.fit.batch_size, cfg.fit.epochs - len(rows)), images=True)
+        main = ResumeState(layout.state("main"), cfg.fit.patience, phase="main")
+        fit_resumable(model, ds_tr, ds_va, main, len(rows), cfg.fit.epochs, cfg.runtime.verbose, seeds)
         rows += main.rows
         write_history(rows, layout.history)
         return Fitted(model, rows, seconds_before=seconds_before + main.seconds_before)
@@ -231,27 +231,27 @@ class HeadOnEmbeddings(TrainingPath):
 
         train, val, encoder = data.train, data.val, data.encoder
         bias = bias_for(float(train["target"].mean()))
-        model = build_model(cfg.model_spec(encoder.n_features, bias), image_size=cfg.image_size)
+        model = build_model(cfg.model_spec(encoder.n_features, bias), image_size=cfg.data.image_size)
         t0 = time.perf_counter()
         spec = cfg.embedding_spec(data.preprocess)
-        emb_tr, n_tr = cached_embeddings(image_encoder(model), list(train["image_path"]), spec, progress=cfg.verbose > 0)
-        emb_va, n_va = cached_embeddings(image_encoder(model), list(val["image_path"]), spec, progress=cfg.verbose > 0)
+        emb_tr, n_tr = cached_embeddings(image_encoder(model), list(train["image_path"]), spec, progress=cfg.runtime.verbose > 0)
+        emb_va, n_va = cached_embeddings(image_encoder(model), list(val["image_path"]), spec, progress=cfg.runtime.verbose > 0)
         t_embed = time.perf_counter() - t0
         # the binary target, or the diagnosis classes of a diagnosis head (its melanoma column is the saved output)
-        y_tr, y_va = (diagnosis_labels(part, cfg.objective).astype(np.float32) for part in (train, val))
+        y_tr, y_va = (diagnosis_labels(part, cfg.fit.objective).astype(np.float32) for part in (train, val))
         w_tr, w_va = row_weights(train, data.class_weights), row_weights(val, data.class_weights)
-        keras.utils.set_random_seed(cfg.seed)  # the head starts alike whether the embeddings were cached or computed
-        fresh = build_head_model(emb_tr.shape[-1], cfg.model_spec(encoder.n_features, bias), logits=cfg.objective != "binary")
-        head = HEADS.get(fresh, cfg.head_learning_rate, cfg.objective)
+        keras.utils.set_random_seed(cfg.fit.seed)  # the head starts alike whether the embeddings were cached or computed
+        fresh = build_head_model(emb_tr.shape[-1], cfg.model_spec(encoder.n_features, bias), logits=cfg.fit.objective != "binary")
+        head = HEADS.get(fresh, cfg.fit.head_learning_rate, cfg.fit.objective)
         x_va: dict[str, np.ndarray] = {"embedding": emb_va[:, 0]}
         if cfg.uses_meta:
             x_va["meta"] = encoder.transform(val)
         seq = make_embedding_sequence(emb_tr, encoder.transform(train) if cfg.uses_meta else None, y_tr, w_tr,
-                                      cfg.batch_size, seed=cfg.seed)
+                                      cfg.fit.batch_size, seed=cfg.fit.seed)
         t1 = time.perf_counter()
         try:
-            hist = head.fit(seq, validation_data=(x_va, y_va, w_va), epochs=cfg.epochs, verbose=cfg.verbose,
-                            callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience,
+            hist = head.fit(seq, validation_data=(x_va, y_va, w_va), epochs=cfg.fit.epochs, verbose=cfg.runtime.verbose,
+                            callbacks=[keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.fit.patience,
                                                                      restore_best_weights=True)])
         finally:
             seq.close()  # (TensorFlow keeps the sequence itself for the rest of the process)
@@ -259,9 +259,9 @@ class HeadOnEmbeddings(TrainingPath):
         copy_head_weights(head, model)
         _freeze_backbones(model)
         stages: dict[str, Any] = {
-            "embeddings": {"seconds": t_embed, "views": cfg.embedding_views, "computed": n_tr["computed"] + n_va["computed"],
+            "embeddings": {"seconds": t_embed, "views": cfg.data.embedding_views, "computed": n_tr["computed"] + n_va["computed"],
                            "cached": n_tr["cached"] + n_va["cached"]},
-            "head": {"seconds": time.perf_counter() - t1, "epochs": n_epochs, "learning_rate": cfg.head_learning_rate},
+            "head": {"seconds": time.perf_counter() - t1, "epochs": n_epochs, "learning_rate": cfg.fit.head_learning_rate},
         }
         rows = [{"epoch": e, **{k: float(v[e]) for k, v in hist.history.items()}} for e in range(n_epochs)]
         return _Head(model, head, (y_tr, y_va), (w_tr, w_va), rows, stages)
@@ -275,7 +275,7 @@ class AdaptedBlocks(HeadOnEmbeddings):
 
     def check(self, cfg: TrainConfig) -> None:
         super().check(cfg)
-        if not int(cfg.adapt_blocks):
+        if not int(cfg.fit.adapt_blocks):
             raise ValueError("the adapted-blocks path needs adapt_blocks >= 1")
 
     def after_head(self, h: _Head, data: FitData, cfg: TrainConfig) -> list[dict[str, float]]:
@@ -317,27 +317,27 @@ class FineTune(HeadOnEmbeddings):
 
     def check(self, cfg: TrainConfig) -> None:
         super().check(cfg)
-        if cfg.finetune == "none":
+        if cfg.fit.finetune == "none":
             raise ValueError("the fine-tuning path needs finetune top or all")
 
     def after_head(self, h: _Head, data: FitData, cfg: TrainConfig) -> list[dict[str, float]]:
         from ..models.fusion import backbone_layer
 
         base = backbone_layer(h.model)
-        n_trainable = set_finetune_trainable(base, cfg.finetune)
-        compile_model(h.model, cfg.finetune_learning_rate, steps(len(data.train), cfg.batch_size, cfg.finetune_epochs),
-                      images=True, schedule=cfg.finetune_schedule, label_smoothing=cfg.label_smoothing,
-                      warmup_steps=steps(len(data.train), cfg.batch_size, 1))  # warmup-cosine: the first epoch
+        n_trainable = set_finetune_trainable(base, cfg.fit.finetune)
+        compile_model(h.model, cfg.fit.finetune_learning_rate, steps(len(data.train), cfg.fit.batch_size, cfg.fit.finetune_epochs),
+                      images=True, schedule=cfg.fit.finetune_schedule, label_smoothing=cfg.fit.label_smoothing,
+                      warmup_steps=steps(len(data.train), cfg.fit.batch_size, 1))  # warmup-cosine: the first epoch
         ds_tr, ds_va, seeds = image_feeds(cfg, data)
         t0 = time.perf_counter()
-        ft = ResumeState(RunLayout(data.out_dir).state("finetune"), cfg.patience, phase="finetune")
+        ft = ResumeState(RunLayout(data.out_dir).state("finetune"), cfg.fit.patience, phase="finetune")
         first = len(h.rows)
-        fit_resumable(h.model, ds_tr, ds_va, ft, first, first + cfg.finetune_epochs, cfg.verbose, seeds)
+        fit_resumable(h.model, ds_tr, ds_va, ft, first, first + cfg.fit.finetune_epochs, cfg.runtime.verbose, seeds)
         seconds = ft.seconds_before + time.perf_counter() - t0  # a resumed run counts its earlier part
         h.seconds_before = ft.seconds_before
-        h.stages["finetune"] = {"mode": cfg.finetune, "seconds": seconds, "epochs": len(ft.rows),
-                                "learning_rate": cfg.finetune_learning_rate, "schedule": cfg.finetune_schedule,
-                                "label_smoothing": cfg.label_smoothing, "trainable_backbone_weights": n_trainable,
+        h.stages["finetune"] = {"mode": cfg.fit.finetune, "seconds": seconds, "epochs": len(ft.rows),
+                                "learning_rate": cfg.fit.finetune_learning_rate, "schedule": cfg.fit.finetune_schedule,
+                                "label_smoothing": cfg.fit.label_smoothing, "trainable_backbone_weights": n_trainable,
                                 # training rows per second, the validation passes included
                                 "images_per_second": len(data.train) * len(ft.rows) / max(seconds, 1e-9)}
         base.trainable = False  # the saved model's backbone is frozen again (a later fit must opt in)
@@ -348,8 +348,8 @@ def path_for(cfg: TrainConfig) -> TrainingPath:
     """The training path ``cfg`` asks for (each path checks the options it needs)."""
     if not cfg.uses_cached_embeddings:
         return EndToEnd()
-    if cfg.finetune != "none":
+    if cfg.fit.finetune != "none":
         return FineTune()
-    if int(cfg.adapt_blocks):
+    if int(cfg.fit.adapt_blocks):
         return AdaptedBlocks()
     return HeadOnEmbeddings()

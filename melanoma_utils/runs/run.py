@@ -200,13 +200,13 @@ class Run:
         cfg = self.train_config
         df = self.with_context(df)
         meta = self.encoder.transform(df)
-        if cached_embeddings and cfg.uses_cached_embeddings and cfg.finetune == "none" and len(df):
+        if cached_embeddings and cfg.uses_cached_embeddings and cfg.fit.finetune == "none" and len(df):
             return self._predict_from_embeddings(df, meta, tta, batch_size)
         if not cfg.uses_images:
             return np.asarray(self.model.predict({"meta": meta}, batch_size=batch_size, verbose=0)).reshape(-1)
         out = np.empty(len(df), np.float64)
         start = 0
-        for images in image_batches(list(df["image_path"]), cfg.image_size, self.config["preprocess"], batch_size):
+        for images in image_batches(list(df["image_path"]), cfg.data.image_size, self.config["preprocess"], batch_size):
             stop = start + len(images)
             x: dict[str, np.ndarray] = {}
             if cfg.uses_meta:
@@ -230,10 +230,10 @@ class Run:
 
         cfg = self.train_config
         spec = cfg.embedding_spec(self.config["preprocess"], views=tta)
-        if cfg.adapt_blocks:  # the backbone's last blocks were trained: the frozen trunk's activations, then its top
+        if cfg.fit.adapt_blocks:  # the backbone's last blocks were trained: the frozen trunk's activations, then its top
             from ..models.partial import cached_activations, first_adapted_block, top_embeddings
 
-            start = first_adapted_block(str(cfg.backbone), cfg.adapt_blocks)
+            start = first_adapted_block(str(cfg.backbone), cfg.fit.adapt_blocks)
             act, _ = cached_activations(self.model, start, list(df["image_path"]), spec, batch_size=batch_size)
             emb = top_embeddings(self.model, str(cfg.backbone), start, act)
         else:

@@ -62,15 +62,15 @@ def resolve_weighting(weighting: str, external: bool) -> str:
 
 def apply_source_weighting(train: pd.DataFrame, val: pd.DataFrame, cfg: TrainConfig, external: bool = False
                            ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """``(train, val, facts)`` with :data:`WEIGHT_COLUMN` set by ``cfg.source_weighting`` (``auto`` resolved by
-    ``external``: whether external rows joined the training part) over the grouping ``cfg.source_column``. Training rows of weight 0 (groups of one class) are left out; validation keeps every row
+    """``(train, val, facts)`` with :data:`WEIGHT_COLUMN` set by ``cfg.data.source_weighting`` (``auto`` resolved by
+    ``external``: whether external rows joined the training part) over the grouping ``cfg.data.source_column``. Training rows of weight 0 (groups of one class) are left out; validation keeps every row
     (calibration and the threshold see the whole population) and its weights only shape the early-stopping loss.
     ``facts``: the column, the weighting, the rows left out and the label spread per group of the training part."""
-    column = resolve_source_column(cfg.source_column, train)
-    if column is None and cfg.source_column == "auto" and cfg.source_weighting == "sources" and "source" in train:
+    column = resolve_source_column(cfg.data.source_column, train)
+    if column is None and cfg.data.source_column == "auto" and cfg.data.source_weighting == "sources" and "source" in train:
         column = "source"  # no copy column: the data sets themselves are the sources
-    mode = resolve_weighting(cfg.source_weighting, external) if column else "none"
-    facts: dict[str, Any] = {"column": column, "weighting": mode, "asked": cfg.source_weighting}
+    mode = resolve_weighting(cfg.data.source_weighting, external) if column else "none"
+    facts: dict[str, Any] = {"column": column, "weighting": mode, "asked": cfg.data.source_weighting}
     if column is None:
         return train, val, facts
     groups = group_labels(train, column)

@@ -83,7 +83,7 @@ def train_run(
     not self-contained. ``None`` (``train``): the whole model in ``model.keras``.
     """
     out_dir = Path(out_dir)
-    dist = make_distribution(cfg.strategy)
+    dist = make_distribution(cfg.runtime.strategy)
     if not dist.chief:  # multi-worker: every worker trains in step; only the chief writes the run folder
         import tempfile
 
@@ -110,8 +110,8 @@ def _with_external(train: pd.DataFrame, val: pd.DataFrame, external: pd.DataFram
     """The training part plus the external rows (never in validation); errors for what cannot be combined."""
     if external is None or not len(external):
         return train
-    if MetadataEncoder(cfg.features).uses_context:
-        raise ValueError(f"feature set {cfg.features!r} uses patient context (a patient's other images), but external "
+    if MetadataEncoder(cfg.data.features).uses_context:
+        raise ValueError(f"feature set {cfg.data.features!r} uses patient context (a patient's other images), but external "
                          "data sets have lesion ids, not patient ids; use the clinical or paper features with external data")
     shared = set(external["image_name"]) & (set(train["image_name"]) | set(val["image_name"]))
     if shared:
@@ -126,11 +126,11 @@ def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.
     import keras
 
 
-    keras.utils.set_random_seed(cfg.seed)
-    policy = _set_precision(cfg.mixed_precision)
+    keras.utils.set_random_seed(cfg.fit.seed)
+    policy = _set_precision(cfg.runtime.mixed_precision)
 
     if val_df is None:
-        tr_idx, va_idx = holdout_split(df, cfg.val_fraction, seed=cfg.seed)
+        tr_idx, va_idx = holdout_split(df, cfg.data.val_fraction, seed=cfg.fit.seed)
         train, val = df.iloc[tr_idx].reset_index(drop=True), df.iloc[va_idx].reset_index(drop=True)
     else:
         train, val = df.reset_index(drop=True), val_df.reset_index(drop=True)
@@ -151,14 +151,14 @@ def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.
     work = staging_path(out_dir)
     if prepare_staging(work, fingerprint(cfg, train, val), restart):
         print(f"resuming the interrupted run staged in {work}", flush=True)
-    preprocess = preprocess_config(cfg.preprocess)
-    if MetadataEncoder(cfg.features).uses_context:  # patient context from each split's own images
+    preprocess = preprocess_config(cfg.data.preprocess)
+    if MetadataEncoder(cfg.data.features).uses_context:  # patient context from each split's own images
         from ..models.context import add_context
 
-        train = add_context(train, cfg.image_size, preprocess)
-        val = add_context(val, cfg.image_size, preprocess)
-    encoder = MetadataEncoder(cfg.features).fit(train)
-    per_class = (class_weights(train["target"].to_numpy(), train.get("sample_weight")) if cfg.class_weighting
+        train = add_context(train, cfg.data.image_size, preprocess)
+        val = add_context(val, cfg.data.image_size, preprocess)
+    encoder = MetadataEncoder(cfg.data.features).fit(train)
+    per_class = (class_weights(train["target"].to_numpy(), train.get("sample_weight")) if cfg.fit.class_weighting
                  else {0: 1.0, 1: 1.0})
     user_cfg = cfg
     cfg = scaled_for(cfg, dist.replicas)
@@ -172,10 +172,10 @@ def _train_locked(df: pd.DataFrame, cfg: TrainConfig, out_dir: Path, val_df: pd.
     stages["path"] = path.name
     seconds = seconds_before + time.perf_counter() - start
     cfg = user_cfg
-    if cfg.strategy == "multiworker":
+    if cfg.runtime.strategy == "multiworker":
         model = _local_copy(model)  # predictions below are this process's own, not collective steps
 
-    facts = FitFacts(epochs_run, seconds, seconds_before, stages, policy, _distribution_facts(dist, cfg.batch_size),
+    facts = FitFacts(epochs_run, seconds, seconds_before, stages, policy, _distribution_facts(dist, cfg.fit.batch_size),
                      dropped, source_facts, shared_store)
     return write_run(model, data, cfg, out_dir, facts)
 

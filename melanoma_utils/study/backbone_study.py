@@ -31,7 +31,7 @@ def backbone_protocol(cfg: TrainConfig) -> str:
         return "metadata only"
     if cfg.uses_cached_embeddings:
         return ("pretrained (" + str(cfg.backbone_weights) + "), frozen; head on cached embeddings"
-                + (f", then fine-tuned ({cfg.finetune})" if cfg.finetune != "none" else ""))
+                + (f", then fine-tuned ({cfg.fit.finetune})" if cfg.fit.finetune != "none" else ""))
     if cfg.backbone and cfg.backbone_weights not in (None, "none"):
         return f"pretrained ({cfg.backbone_weights}), trained end to end"
     return "random init, trained end to end"
@@ -88,7 +88,7 @@ def compare_backbones(
     every row (the held-out images scored from pixels by the whole model). An entry whose weights cannot be had
     here (``keras.applications`` ImageNet weights offline) is a row with ``note`` saying why and no metrics."""
     out_dir = Path(out_dir)
-    tr, te = holdout_split(df, test_fraction, seed=cfg.seed)
+    tr, te = holdout_split(df, test_fraction, seed=cfg.fit.seed)
     train, test = df.iloc[tr].reset_index(drop=True), df.iloc[te].reset_index(drop=True)
     rows, preds = [], []
     from .. import progress
@@ -113,7 +113,7 @@ def compare_backbones(
             started = time.perf_counter()
             p = run.predict_proba(test)  # calibrated: the scale of the run's validation threshold
             predict_seconds = time.perf_counter() - started
-            res = evaluate(test["target"], p, test["patient_id"], {"validation": run.threshold}, n_boot=n_boot, seed=cfg.seed)
+            res = evaluate(test["target"], p, test["patient_id"], {"validation": run.threshold}, n_boot=n_boot, seed=cfg.fit.seed)
             at = res["thresholds"]["validation"]
             rows.append({
                 "backbone": backbone, "weights": (weights or "none") if backbone != "cnn" else None, "model": model,
@@ -123,7 +123,7 @@ def compare_backbones(
                 **Estimate.from_dict(res["roc_auc"]).columns("roc_auc"), **Estimate.from_dict(res["pr_auc"]).columns("pr_auc"),
                 "mel_vs_nevus_auc": melanoma_vs_nevus_auc(test["target"], p, test["diagnosis"]),
                 **dict(zip(("within_copy_a_auc", "within_copy_a_ci_low", "within_copy_a_ci_high"),
-                           pooled_auc(test.assign(probability=p), WITHIN, n_boot=n_boot, seed=cfg.seed))),
+                           pooled_auc(test.assign(probability=p), WITHIN, n_boot=n_boot, seed=cfg.fit.seed))),
                 "image_size": vcfg.image_size,
                 "evaluation": f"{HOLDOUT_EVALUATION} ({test_fraction:.0%} of patients)", "repeats": 1,
                 "calibrator": run.calibrator.label,

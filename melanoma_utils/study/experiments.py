@@ -107,7 +107,7 @@ def cross_validate(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Patient-grouped K-fold CV of each variant with the same budget (``cfg``'s epochs and patience).
 
-    ``repeat`` r > 0 draws another patient-grouped fold assignment (seed ``cfg.seed + r``) and writes its runs under
+    ``repeat`` r > 0 draws another patient-grouped fold assignment (seed ``cfg.fit.seed + r``) and writes its runs under
     ``out_dir/repeat<r>/`` (repeat 0 is the study's folds, in ``out_dir``): :func:`repeated_cross_validate` runs
     several.
 
@@ -147,7 +147,7 @@ def cross_validate(
         if folds_from == "shards":
             raise ValueError("repeats need patient folds: shard folds are fixed")
         out_dir = out_dir / f"repeat{repeat}"
-    fold_ids = grouped_folds(df, n_splits=n_splits, seed=cfg.seed + repeat, use_tfrecord=folds_from == "shards")
+    fold_ids = grouped_folds(df, n_splits=n_splits, seed=cfg.fit.seed + repeat, use_tfrecord=folds_from == "shards")
     save_folds(df, fold_ids, out_dir / "folds.csv")
     rows, preds = [], []
     run_folds = plan.fold_list
