@@ -22,7 +22,8 @@ DATA_EXTERNAL ?=
 # Test processes (pytest-xdist; one test file stays in one process, so module fixtures are built once).
 # TEST_WORKERS=0 runs the suite in this process.
 TEST_WORKERS ?= 2
-PYTEST_PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+# Files are handed out longest first (tests/conftest.py LONGEST_FIRST), not by their number of tests.
+PYTEST_PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder)
 # With several test processes each runs its numerical libraries on one thread: N processes x N threads on N cores
 # fight for them (measured on 2 cores: the suite in 474 s instead of about 600 s). Set the variables to override.
 TEST_THREADS := $(if $(filter 0,$(TEST_WORKERS)),,OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} \
