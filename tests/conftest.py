@@ -24,7 +24,7 @@ SHARED_SUBSET_CSV = config.SHARED_IMAGES_DIR / "train.csv"
 LONGEST_FIRST: tuple[str, ...] = (
     "test_notebooks.py", "test_training_cli.py", "test_distribution.py", "test_run_lifecycle.py",
     "test_shared_backbone.py", "test_jax_backend.py", "test_sources.py", "test_diagnosis_head.py",
-    "test_pretrained_training.py", "test_export.py", "test_trust_files.py", "test_finetune.py", "test_clinical.py",
+    "test_pretrained_training.py", "test_export.py", "test_trust_files.py", "test_finetune.py", "test_calibration.py",
     "test_multi_resolution.py", "test_shortcuts.py", "test_partial_finetune.py", "test_run_integrity.py",
     "test_backbones.py",
 )
