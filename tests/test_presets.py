@@ -126,6 +126,6 @@ def test_every_config_field_is_in_exactly_one_part_and_the_parts_are_resolved() 
     cfg = TrainConfig.from_preset("lite0-ft128", epochs=3, verbose=0, backbone="efficientnetlite1", image_size=None)
     assert cfg.data.image_size == 240 and cfg.fit.epochs == 3 and cfg.runtime.verbose == 0
     assert cfg.fit.finetune == TrainConfig.from_preset("lite0-ft128").finetune != "none"
-    assert cfg.data.augment_config == cfg.augment_config and cfg.data.augment_config is not None
+    assert cfg.data.augment_config == cfg.augment_config and cfg.data.augment_config is not cfg.augment_config
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.fit.epochs = 4  # type: ignore[misc]

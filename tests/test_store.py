@@ -133,6 +133,16 @@ def test_a_package_reference_needs_no_store_file_and_keeps_only_its_configuratio
     assert "c2.config.json.gz" in _names(sweep.referenced)
 
 
+def test_a_reference_file_of_a_newer_format_is_named_not_called_damaged(runs: Path) -> None:
+    from melanoma_utils.runs.model_files import ModelFilesError, load_model_files
+
+    folder = _run(runs / "ablation" / "fusion" / "fold9", runs / RunLayout.SHARED_STORE, "c1.config.json.gz")
+    spec = json.loads((folder / RunLayout.MODEL_SHARED).read_text())
+    (folder / RunLayout.MODEL_SHARED).write_text(json.dumps({**spec, "format": 99}))
+    with pytest.raises(ModelFilesError, match="fold9: model_shared.json has format 99, newer than this version"):
+        load_model_files(folder)
+
+
 def test_an_unreadable_reference_file_stops_the_sweep_before_anything_is_deleted(runs: Path) -> None:
     bad = runs / "ablation" / "image" / "fold0"
     bad.mkdir(parents=True)

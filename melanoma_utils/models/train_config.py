@@ -261,7 +261,8 @@ class TrainConfig:
                              self.embedding_views if views is None else views, self.embedding_output)
 
     def _spec(self, cls: type) -> Any:
-        return cls(**{f.name: getattr(self, f.name) for f in fields(cls)})
+        values = {f.name: getattr(self, f.name) for f in fields(cls)}
+        return cls(**{k: dict(v) if isinstance(v, dict) else v for k, v in values.items()})  # a dict: the part's own copy
 
     @property
     def data(self) -> DataSpec:

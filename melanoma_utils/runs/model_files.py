@@ -33,6 +33,8 @@ from .runfolder import RunLayout, write_record
 
 #: The sub-models stored by reference (the backbone and a second resolution's copy).
 SHARED_LAYERS: tuple[str, ...] = ("backbone", "backbone_2")
+#: The format of ``model_shared.json`` written now (2: every backbone a store file; 3: or a package reference).
+FORMAT = 3
 #: The suffix of the digest file written beside every store file (its bytes' SHA-256).
 DIGEST_SUFFIX = ".sha256"
 
@@ -84,7 +86,7 @@ def save_shared(model: Any, work: str | os.PathLike[str], out_dir: str | os.Path
     digest = hashlib.sha256(config).hexdigest()
     conf_ref = _put(store / f"{digest}.config.json.gz", lambda tmp: tmp.write_bytes(gzip.compress(config, mtime=0)),
                     digest, out_dir)  # gzip: ~5 kB
-    write_json(layout.model_shared, {"format": 3, "config": conf_ref, "backbones": refs})  # 3: package references
+    write_json(layout.model_shared, {"format": FORMAT, "config": conf_ref, "backbones": refs})
     return refs
 
 
@@ -109,6 +111,10 @@ def _package_weights(run_dir: Path, variant: str) -> list[np.ndarray]:
     except (WeightsFileError, ValueError) as exc:
         raise ModelFilesError(f"run folder {run_dir}: its backbone is the packaged ImageNet {variant}, which cannot be "
                               f"loaded here ({exc})") from None
+    except OSError as exc:  # the package's weights are converted once into the user's cache folder
+        raise ModelFilesError(f"run folder {run_dir}: its backbone is the packaged ImageNet {variant}, whose converted "
+                              f"weights could not be written to the cache folder ({exc}); set MELANOMA_UTILS_CACHE to "
+                              "a writable folder") from None
 
 
 def _put(target: Path, write: Callable[[Path], Any], digest: str, out_dir: str | os.PathLike[str]) -> dict[str, str]:
@@ -141,14 +147,18 @@ def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 def load_shared(run_dir: str | os.PathLike[str]) -> Any:
     """The model of a run folder written by :func:`save_shared`: rebuilt from its configuration, each backbone loaded
-    from the store and checked against its digest, every other layer from ``head_weights.npz``.
-    :class:`ModelFilesError` names a missing store file, a digest that differs or a head layer without weights."""
+    from the store or rebuilt from its package and checked against its digest, every other layer from
+    ``head_weights.npz``. :class:`ModelFilesError` names a missing store file or package, a digest that differs, a
+    head layer without weights or a format newer than this version reads."""
     import keras
 
     from ..models import fusion  # noqa: F401  (registers the custom layers)
 
     run_dir, layout = Path(run_dir), RunLayout(run_dir)
     spec = json.loads(layout.model_shared.read_text(encoding="utf-8"))
+    if int(spec.get("format", 2)) > FORMAT:
+        raise ModelFilesError(f"run folder {run_dir}: {RunLayout.MODEL_SHARED} has format {spec['format']}, newer than "
+                              f"this version of melanoma_utils reads ({FORMAT}); update the package")
     model = keras.models.model_from_json(_stored_config(run_dir, spec["config"]))
     for name, ref in spec["backbones"].items():
         layer = model.get_layer(name)
