@@ -275,3 +275,15 @@ def paper_table3(report_dir: Path) -> str:
             lines.append(f"| ours: {r['backbone']} | {r['protocol']} | {r['image_size']:.0f} | {r['evaluation']} | {auc} | "
                          f"{r['accuracy']:.3f} | {r['sensitivity']:.3f} | {r['specificity']:.3f} | {r['f1']:.3f} |")
     return "\n".join(lines) + "\n"
+
+
+def objective_verdict(report_dir: Path) -> str:
+    """What the rule makes of the candidates past the frozen-embedding ceiling (``table_objective_selection.csv``):
+    notebook 03's own sentence (:func:`melanoma_utils.study.ceiling.ceiling_verdict`), so README and docs say what the
+    committed table says."""
+    from ..study.ceiling import ceiling_verdict
+
+    path = report_dir / "table_objective_selection.csv"
+    if not path.is_file():
+        return "Not measured yet: notebook 03 writes table_objective_selection.csv (parameter ceiling_candidates).\n"
+    return ceiling_verdict(pd.read_csv(path)) + "\n"

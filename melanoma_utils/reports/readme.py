@@ -20,6 +20,7 @@ from .doc_selection import (
     finetune_followup_decision,
     finetune_histories_note,
     finetune_selection_table,
+    objective_verdict,
     paper_table3,
 )
 from .doc_tables import (
@@ -64,6 +65,7 @@ TABLES: dict[str, Callable[[Path], str]] = {"ablation": ablation_table, "ablatio
                                              "shortcut_audit": shortcut_audit_table, "headline": headline_table,
                                              "source_weighting": source_weighting_table,
                                              "objective_selection": objective_selection_table,
+                                             "objective_verdict": objective_verdict,
                                              "train_timings": train_timings_table, "gpu_estimate": gpu_estimate,
                                              "validation_findings": validation_findings, "paper": paper_table,
                                              "backbones_paired": backbones_paired_table,
