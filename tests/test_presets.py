@@ -117,7 +117,7 @@ def test_every_config_field_is_in_exactly_one_part_and_the_parts_are_resolved() 
     and each part carries the resolved values (the native size decided, the preset's fields in place)."""
     import dataclasses
 
-    from melanoma_utils.models.run_specs import MODEL_FIELDS, DataSpec, FitSpec, RuntimeSpec
+    from melanoma_utils.models.train_config import MODEL_FIELDS, DataSpec, FitSpec, RuntimeSpec
     from melanoma_utils.runs.run import TrainConfig
 
     parts = [set(MODEL_FIELDS), *({f.name for f in dataclasses.fields(spec)} for spec in (DataSpec, FitSpec, RuntimeSpec))]

@@ -1,7 +1,7 @@
 """Models and backbones: the two-input Keras model, the image backbones (EfficientNet-Lite with offline
 ImageNet weights), cached embeddings, metadata features and ``TrainConfig``, the one place defaults are decided.
 
-Modules: ``context``, ``efficientnet_lite``, ``embeddings``, ``features``, ``fusion``, ``objectives``, ``partial``, ``presets``, ``run_specs``, ``torch_legacy``, ``train_config``, ``train_options``.
+Modules: ``context``, ``efficientnet_lite``, ``embeddings``, ``features``, ``fusion``, ``objectives``, ``partial``, ``presets``, ``torch_legacy``, ``train_config``, ``train_options``.
 Layers (imports only run leftwards): config/atomic/versions < data < pipeline < evaluation < models < runs < study < reports < cli.
 """
 

@@ -1,6 +1,10 @@
 """The training recipe, :class:`TrainConfig`: THE place where training defaults are decided and values normalised
 (re-exported by :mod:`melanoma_utils.runs.run`). Resolved once, when it is made, and frozen after: nothing downstream
-fills in or changes a field. Its command-line options are a table of their own (:mod:`.train_options`). Imports no
+fills in or changes a field. Its parts are typed, frozen views that the code needing them takes instead of the whole
+recipe: what the model is (:data:`MODEL_FIELDS`, :meth:`TrainConfig.model_spec`), what it is fed (:class:`DataSpec`,
+``cfg.data``), how it is fitted (:class:`FitSpec`, ``cfg.fit``) and where it runs (:class:`RuntimeSpec`,
+``cfg.runtime``); ``TrainConfig`` stays the one flat record a run folder saves, so an old ``config.json`` gives the
+same parts. A new field goes into the recipe and into one part, here (a test fails otherwise). Its command-line options are a table of their own (:mod:`.train_options`). Imports no
 Keras or TensorFlow, no argparse."""
 
 from __future__ import annotations
@@ -14,7 +18,6 @@ from ..data.diagnoses import OBJECTIVES, n_outputs
 from ..pipeline.transforms import preprocess_config
 from .features import check_feature_set
 from .presets import BACKBONES, OFFLINE_IMAGENET, RESOLUTION_MERGES, default_image_size, get_preset
-from .run_specs import DataSpec, FitSpec, RuntimeSpec
 
 #: Fine-tuning after the cached-embedding head: which backbone layers become trainable.
 FINETUNE_MODES: tuple[str, ...] = ("none", "top", "all")
@@ -35,6 +38,65 @@ VERBOSITY: tuple[int, ...] = (0, 1, 2)
 AUTO = "auto"
 #: The largest ``image_size`` accepted (px): beyond it one batch of decoded images no longer fits a workstation.
 MAX_IMAGE_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a run is fed (resolved: ``image_size`` is the side in pixels): :attr:`TrainConfig.data`."""
+
+    features: str
+    image_size: int
+    preprocess: str
+    augment: bool
+    augment_config: dict[str, Any]
+    source_column: str | None
+    source_weighting: str
+    val_fraction: float
+    embedding_views: int
+    tta: int
+    cache: str | None
+
+
+@dataclass(frozen=True)
+class FitSpec:
+    """How a run's parameters are fitted, stage by stage (the head, the end-to-end or fine-tuning stage, the adapted
+    blocks): :attr:`TrainConfig.fit`."""
+
+    objective: str
+    batch_size: int
+    epochs: int
+    learning_rate: float
+    patience: int
+    class_weighting: bool
+    seed: int
+    head_learning_rate: float
+    freeze_epochs: int
+    finetune: str
+    finetune_epochs: int
+    finetune_learning_rate: float
+    finetune_schedule: str
+    label_smoothing: float
+    adapt_blocks: int
+    adapt_epochs: int
+    adapt_learning_rate: float
+
+
+@dataclass(frozen=True)
+class RuntimeSpec:
+    """Where and how loudly a run trains, and how its validation is reported: :attr:`TrainConfig.runtime`."""
+
+    mixed_precision: str
+    strategy: str
+    verbose: int
+    min_sensitivity: float
+    n_boot: int
+
+
+#: The fields of :class:`TrainConfig` that describe the model itself (its :meth:`TrainConfig.model_spec`); every other
+#: field belongs to exactly one of :class:`DataSpec`, :class:`FitSpec` and :class:`RuntimeSpec` (a test checks it).
+MODEL_FIELDS: tuple[str, ...] = ("kind", "backbone", "backbone_weights", "frozen_features", "conv_filters",
+                                 "conv_dropout", "meta_units", "head_units", "head_dropout", "extra_image_size",
+                                 "resolution_merge")
 
 
 @dataclass(frozen=True)
