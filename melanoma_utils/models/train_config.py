@@ -4,8 +4,8 @@ fills in or changes a field. Its parts are typed, frozen views that the code nee
 recipe: what the model is (:data:`MODEL_FIELDS`, :meth:`TrainConfig.model_spec`), what it is fed (:class:`DataSpec`,
 ``cfg.data``), how it is fitted (:class:`FitSpec`, ``cfg.fit``) and where it runs (:class:`RuntimeSpec`,
 ``cfg.runtime``); ``TrainConfig`` stays the one flat record a run folder saves, so an old ``config.json`` gives the
-same parts. A new field goes into the recipe and into one part, here (a test fails otherwise). Its command-line options are a table of their own (:mod:`.train_options`). Imports no
-Keras or TensorFlow, no argparse."""
+same parts. A new field goes into the recipe and into one part, here (a test fails otherwise). Its command-line
+options are a table of their own (:mod:`.train_options`). Imports no Keras or TensorFlow, no argparse."""
 
 from __future__ import annotations
 
