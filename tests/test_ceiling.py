@@ -79,3 +79,28 @@ def test_a_rule_winner_changes_the_default_only_when_its_gain_is_clear() -> None
     mvn_loss = clear.assign(delta_mvn_within_copy_a_ci_high=[0.0, -0.01])
     assert "should follow" not in ceiling_verdict(mvn_loss)
     assert ceiling_verdict(t.assign(verdict=["base", "does not win"])).startswith("By the rule no candidate wins")
+
+
+@pytest.mark.parametrize("repeat_adapted", [False, True])
+def test_adapted_candidates_run_on_one_fold_assignment_unless_their_confirmation_is_asked(
+        tmp_path, monkeypatch, repeat_adapted: bool) -> None:
+    from melanoma_utils.study import ceiling
+
+    class Stop(Exception):
+        pass
+
+    seen = {}
+
+    def fake_cv(df, cfg, runs_dir, variants, plan, repeat_variants, external):
+        seen["repeated"] = list(repeat_variants)
+        raise Stop
+
+    monkeypatch.setattr(ceiling, "repeated_cross_validate", fake_cv)
+    adapted = "diagnosis-masked + last 3 block(s) adapted"
+    df = pd.DataFrame({"image_name": ["a"], "target": [0]})
+    ham = pd.DataFrame({"image_name": ["h"], "target": [1]})
+    with pytest.raises(Stop):
+        ceiling_selection(df, ham, ham, tmp_path, [adapted, "Shades of Gray before the backbone"],
+                          repeat_adapted=repeat_adapted)
+    assert seen["repeated"][:1] == [CEILING_BASE] and "Shades of Gray before the backbone" in seen["repeated"]
+    assert (adapted in seen["repeated"]) is repeat_adapted

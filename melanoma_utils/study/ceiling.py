@@ -44,15 +44,16 @@ def ceiling_config(preset: str = "lite0-224", views: int = 1, seed: int = 0) -> 
 
 def ceiling_selection(df: pd.DataFrame, external: pd.DataFrame, holdout: pd.DataFrame,
                       runs_dir: str | os.PathLike[str], names: Sequence[str], *, preset: str = "lite0-224",
-                      views: int = 1, plan: FoldPlan | None = None) -> pd.DataFrame:
+                      views: int = 1, plan: FoldPlan | None = None, repeat_adapted: bool = False) -> pd.DataFrame:
     """The selection table of the candidates ``names`` (:data:`CEILING_CANDIDATES`; the base is always included)
     against :data:`CEILING_BASE`: every endpoint with its CI, the paired deltas with CIs, seconds per run and the
     verdict (:func:`~melanoma_utils.study.selection.selection_table`), plus ``folds`` and ``views`` columns.
     ``plan`` (default: 5 folds, all run, one assignment; :class:`~melanoma_utils.study.plan.FoldPlan`): its
     ``repeats`` > 1 adds that many patient-grouped fold assignments for the candidates that train on cached embeddings
     (the paired differences average over them; an adapted candidate, ~2–5 min per run on a CPU, runs the study's
-    folds only); its ``locked`` part guards the selection. Runs are kept in ``runs_dir`` and reused. An unknown name
-    is an error naming the known ones."""
+    folds only, unless ``repeat_adapted``: the confirmation of an adapted winner on the other assignments); its
+    ``locked`` part guards the selection. Runs are kept in ``runs_dir`` and reused. An unknown name is an error naming
+    the known ones."""
     names = check_variants(names, CEILING_CANDIDATES, "ceiling_candidates")
     names = [CEILING_BASE, *[n for n in names if n != CEILING_BASE]]
     if external is None or not len(external) or holdout is None or not len(holdout):
@@ -62,7 +63,7 @@ def ceiling_selection(df: pd.DataFrame, external: pd.DataFrame, holdout: pd.Data
     n_boot, seed = plan.n_boot, plan.seed
     cfg = ceiling_config(preset, views, seed)
     variants = {n: {"external": True, **CEILING_CANDIDATES[n]} for n in names}
-    cheap = [n for n, v in variants.items() if not v.get("adapt_blocks")]  # the only ones repeated
+    cheap = [n for n, v in variants.items() if repeat_adapted or not v.get("adapt_blocks")]  # the ones repeated
     per_fold, oof = repeated_cross_validate(df, cfg, Path(runs_dir), variants, plan, repeat_variants=cheap,
                                             external=external)
     summary = summarise_cv(per_fold, oof, n_boot=n_boot, seed=seed)
