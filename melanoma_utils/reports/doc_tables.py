@@ -148,6 +148,16 @@ def objective_selection_table(report_dir: Path) -> str:
     return _selection_markdown(report_dir / "table_objective_selection.csv", seconds=True)
 
 
+def objective_confirm_table(report_dir: Path) -> str:
+    """The confirmation of an adapted winner on every fold assignment (``table_objective_confirm.csv``,
+    ``scripts/objective_study.py --repeat-adapted``), against today's default on the same patients."""
+    path = report_dir / "table_objective_confirm.csv"
+    if not path.is_file():
+        return ("Not measured yet: scripts/objective_study.py --repeat-adapted --out table_objective_confirm.csv "
+                "writes it.\n")
+    return _selection_markdown(path, seconds=True)
+
+
 def train_timings_table(report_dir: Path) -> str:
     """What ``train`` cost on the rendering machine (``table_train_timings.csv``, ``scripts/train_timings.py``): wall
     seconds cold and warm, with the defaults and with ``--external``, and the embedding stage's share."""
