@@ -43,8 +43,8 @@ def ceiling_config(preset: str = "lite0-224", views: int = 1, seed: int = 0) -> 
 
 
 def ceiling_selection(df: pd.DataFrame, external: pd.DataFrame, holdout: pd.DataFrame,
-                      runs_dir: str | os.PathLike[str], names: Sequence[str], *, preset: str = "lite0-224",
-                      views: int = 1, plan: FoldPlan | None = None, repeat_adapted: bool = False) -> pd.DataFrame:
+                      runs_dir: str | os.PathLike[str], names: Sequence[str], *, views: int = 1,
+                      plan: FoldPlan | None = None, repeat_adapted: bool = False) -> pd.DataFrame:
     """The selection table of the candidates ``names`` (:data:`CEILING_CANDIDATES`; the base is always included)
     against :data:`CEILING_BASE`: every endpoint with its CI, the paired deltas with CIs, seconds per run and the
     verdict (:func:`~melanoma_utils.study.selection.selection_table`), plus ``folds`` and ``views`` columns.
@@ -61,7 +61,7 @@ def ceiling_selection(df: pd.DataFrame, external: pd.DataFrame, holdout: pd.Data
                          "lesions: give external data (external_dirs) with a hold-out fraction above 0")
     plan = plan or FoldPlan()
     n_boot, seed = plan.n_boot, plan.seed
-    cfg = ceiling_config(preset, views, seed)
+    cfg = ceiling_config(views=views, seed=seed)  # the lite0-224 preset: today's default
     variants = {n: {"external": True, **CEILING_CANDIDATES[n]} for n in names}
     cheap = [n for n, v in variants.items() if repeat_adapted or not v.get("adapt_blocks")]  # the ones repeated
     per_fold, oof = repeated_cross_validate(df, cfg, Path(runs_dir), variants, plan, repeat_variants=cheap,
