@@ -277,13 +277,14 @@ def paper_table3(report_dir: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-def objective_verdict(report_dir: Path) -> str:
-    """What the rule makes of the candidates past the frozen-embedding ceiling (``table_objective_selection.csv``):
-    notebook 03's own sentence (:func:`melanoma_utils.study.ceiling.ceiling_verdict`), so README and docs say what the
-    committed table says."""
+def objective_verdict(report_dir: Path, name: str = "table_objective_selection.csv") -> str:
+    """What the rule makes of the candidates past the frozen-embedding ceiling (``name``: notebook 03's
+    ``table_objective_selection.csv``, or the confirmation's ``table_objective_confirm.csv``): notebook 03's own
+    sentence (:func:`melanoma_utils.study.ceiling.ceiling_verdict`), so README and docs say what the committed table
+    says."""
     from ..study.ceiling import ceiling_verdict
 
-    path = report_dir / "table_objective_selection.csv"
+    path = report_dir / name
     if not path.is_file():
-        return "Not measured yet: notebook 03 writes table_objective_selection.csv (parameter ceiling_candidates).\n"
+        return f"Not measured yet: {name} (notebook 03, or scripts/objective_study.py).\n"
     return ceiling_verdict(pd.read_csv(path)) + "\n"

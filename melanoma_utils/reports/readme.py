@@ -68,6 +68,8 @@ TABLES: dict[str, Callable[[Path], str]] = {"ablation": ablation_table, "ablatio
                                              "objective_selection": objective_selection_table,
                                              "objective_verdict": objective_verdict,
                                              "objective_confirm": objective_confirm_table,
+                                             "objective_confirm_verdict": functools.partial(
+                                                 objective_verdict, name="table_objective_confirm.csv"),
                                              "train_timings": train_timings_table, "gpu_estimate": gpu_estimate,
                                              "validation_findings": validation_findings, "paper": paper_table,
                                              "backbones_paired": backbones_paired_table,
